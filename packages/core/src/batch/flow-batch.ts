@@ -1,0 +1,429 @@
+import { formatIp, parseIp } from './ip.js';
+
+/** Cumulative counters (conntrack, Cilium) or per-interval deltas (eBPF, the delta processor). */
+export type Temporality = 'delta' | 'cumulative';
+
+export type AttributeValue = string | number | boolean;
+
+/** Bits of the `flags` column. */
+export const FlowFlags = {
+  /** The receiver knows which side opened the connection; src is that side. */
+  InitiatorKnown: 1 << 0,
+  /** The receiver only knows local/remote: src is the local end, whoever dialled. */
+  LocalRemote: 1 << 1,
+  /** The flow ended in this interval; its counters are final. */
+  Closed: 1 << 2,
+} as const;
+
+/** Dictionary-encoded strings: code 0 means absent, so a fresh column is all-absent for free. */
+export class StringColumn {
+  readonly kind = 'string';
+  codes: Uint32Array;
+  readonly dict: string[] = [''];
+  private readonly index = new Map<string, number>();
+  constructor(capacity: number) {
+    this.codes = new Uint32Array(capacity);
+  }
+  /** The code for a value, adding it to the dictionary if new. */
+  code(value: string): number {
+    let c = this.index.get(value);
+    if (c === undefined) {
+      c = this.dict.length;
+      this.dict.push(value);
+      this.index.set(value, c);
+    }
+    return c;
+  }
+  get(i: number): string | undefined {
+    const c = this.codes[i];
+    return c === 0 ? undefined : this.dict[c];
+  }
+  set(i: number, value: string | undefined): void {
+    this.codes[i] = value === undefined ? 0 : this.code(value);
+  }
+}
+
+/** Numbers; NaN means absent. */
+export class NumberColumn {
+  readonly kind = 'number';
+  values: Float64Array;
+  constructor(capacity: number) {
+    this.values = new Float64Array(capacity).fill(Number.NaN);
+  }
+  get(i: number): number | undefined {
+    const v = this.values[i];
+    return Number.isNaN(v) ? undefined : v;
+  }
+  set(i: number, value: number | undefined): void {
+    this.values[i] = value ?? Number.NaN;
+  }
+}
+
+/** Booleans; 0 absent, 1 false, 2 true. */
+export class BoolColumn {
+  readonly kind = 'bool';
+  values: Uint8Array;
+  constructor(capacity: number) {
+    this.values = new Uint8Array(capacity);
+  }
+  get(i: number): boolean | undefined {
+    const v = this.values[i];
+    return v === 0 ? undefined : v === 2;
+  }
+  set(i: number, value: boolean | undefined): void {
+    this.values[i] = value === undefined ? 0 : value ? 2 : 1;
+  }
+}
+
+export type AttributeColumn = StringColumn | NumberColumn | BoolColumn;
+export type AttributeKind = AttributeColumn['kind'];
+
+/** One flow as plain data: the shape of a flow record (DESIGN.md "Names users see"), times in ms. */
+export interface FlowInit {
+  timeStart: number;
+  timeEnd: number;
+  family?: 4 | 6;
+  protocol: number;
+  srcIp: string;
+  srcPort?: number;
+  dstIp: string;
+  dstPort?: number;
+  txBytes?: number;
+  rxBytes?: number;
+  txPackets?: number;
+  rxPackets?: number;
+  flags?: number;
+  attributes?: Record<string, AttributeValue>;
+}
+
+/**
+ * The unit that moves through flow pipelines: one typed array per field (struct of arrays), so receivers
+ * fill it without creating an object per flow and processors work in plain loops.
+ *
+ * Ownership: a receiver hands a batch over and never touches it again. A batch shared by several
+ * consumers is sealed (read-only); a processor that changes batches declares `mutates` and gets its own
+ * copy from the framework. Times are milliseconds since the Unix epoch; counters are float64, exact to
+ * 2^53 (9 PB per flow and interval).
+ */
+export class FlowBatch {
+  length = 0;
+  capacity: number;
+  temporality: Temporality;
+  family: Uint8Array;
+  protocol: Uint8Array;
+  /** 16 bytes per row, IPv4 stored IPv4-mapped. */
+  srcAddr: Uint8Array;
+  dstAddr: Uint8Array;
+  srcPort: Uint16Array;
+  dstPort: Uint16Array;
+  txBytes: Float64Array;
+  rxBytes: Float64Array;
+  txPackets: Float64Array;
+  rxPackets: Float64Array;
+  flags: Uint32Array;
+  timeStart: Float64Array;
+  timeEnd: Float64Array;
+  private attrs = new Map<string, AttributeColumn>();
+  private sealed = false;
+
+  constructor(capacity = 1024, temporality: Temporality = 'delta') {
+    this.capacity = Math.max(1, capacity);
+    this.temporality = temporality;
+    const n = this.capacity;
+    this.family = new Uint8Array(n);
+    this.protocol = new Uint8Array(n);
+    this.srcAddr = new Uint8Array(16 * n);
+    this.dstAddr = new Uint8Array(16 * n);
+    this.srcPort = new Uint16Array(n);
+    this.dstPort = new Uint16Array(n);
+    this.txBytes = new Float64Array(n);
+    this.rxBytes = new Float64Array(n);
+    this.txPackets = new Float64Array(n);
+    this.rxPackets = new Float64Array(n);
+    this.flags = new Uint32Array(n);
+    this.timeStart = new Float64Array(n);
+    this.timeEnd = new Float64Array(n);
+  }
+
+  /** A batch built from plain objects: for tests, plugins and small inputs, not for hot paths. */
+  static from(flows: readonly FlowInit[], temporality: Temporality = 'delta'): FlowBatch {
+    const batch = new FlowBatch(flows.length, temporality);
+    for (const flow of flows) batch.push(flow);
+    return batch;
+  }
+
+  get readonly(): boolean {
+    return this.sealed;
+  }
+
+  /** Marks the batch read-only; the mutating methods throw from now on. */
+  seal(): this {
+    this.sealed = true;
+    return this;
+  }
+
+  private assertWritable(): void {
+    if (this.sealed) {
+      throw new Error('FlowBatch is read-only: a processor that changes batches must declare `mutates: true`');
+    }
+  }
+
+  /** Grows every column to hold at least `n` rows (amortised doubling). */
+  reserve(n: number): void {
+    if (n <= this.capacity) return;
+    this.assertWritable();
+    const cap = Math.max(n, this.capacity * 2);
+    const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, per = 1): T => {
+      const b = new (a.constructor as new (len: number) => T)(cap * per);
+      b.set(a);
+      return b;
+    };
+    this.family = grow(this.family);
+    this.protocol = grow(this.protocol);
+    this.srcAddr = grow(this.srcAddr, 16);
+    this.dstAddr = grow(this.dstAddr, 16);
+    this.srcPort = grow(this.srcPort);
+    this.dstPort = grow(this.dstPort);
+    this.txBytes = grow(this.txBytes);
+    this.rxBytes = grow(this.rxBytes);
+    this.txPackets = grow(this.txPackets);
+    this.rxPackets = grow(this.rxPackets);
+    this.flags = grow(this.flags);
+    this.timeStart = grow(this.timeStart);
+    this.timeEnd = grow(this.timeEnd);
+    for (const col of this.attrs.values()) {
+      if (col.kind === 'string') col.codes = grow(col.codes);
+      else if (col.kind === 'bool') col.values = grow(col.values);
+      else {
+        const old = col.values.length;
+        col.values = grow(col.values);
+        col.values.fill(Number.NaN, old);
+      }
+    }
+    this.capacity = cap;
+  }
+
+  /**
+   * Appends one flow. Returns the row index, or -1 (nothing appended) when an address is not an IP
+   * literal: callers count that as malformed input.
+   */
+  push(flow: FlowInit): number {
+    this.assertWritable();
+    if (this.length === this.capacity) this.reserve(this.length + 1);
+    const i = this.length;
+    const srcFamily = parseIp(flow.srcIp, this.srcAddr, 16 * i);
+    const dstFamily = parseIp(flow.dstIp, this.dstAddr, 16 * i);
+    if (srcFamily === 0 || dstFamily === 0) return -1;
+    this.family[i] = flow.family ?? (srcFamily === 4 && dstFamily === 4 ? 4 : 6);
+    this.protocol[i] = flow.protocol;
+    this.srcPort[i] = flow.srcPort ?? 0;
+    this.dstPort[i] = flow.dstPort ?? 0;
+    this.txBytes[i] = flow.txBytes ?? 0;
+    this.rxBytes[i] = flow.rxBytes ?? 0;
+    this.txPackets[i] = flow.txPackets ?? 0;
+    this.rxPackets[i] = flow.rxPackets ?? 0;
+    this.flags[i] = flow.flags ?? 0;
+    this.timeStart[i] = flow.timeStart;
+    this.timeEnd[i] = flow.timeEnd;
+    this.length = i + 1;
+    if (flow.attributes) {
+      for (const key in flow.attributes) this.setAttribute(i, key, flow.attributes[key]);
+    }
+    return i;
+  }
+
+  /** Attribute keys present as columns, in the order they were added. */
+  attributeKeys(): string[] {
+    return [...this.attrs.keys()];
+  }
+
+  column(key: string): AttributeColumn | undefined {
+    return this.attrs.get(key);
+  }
+
+  /** The column for `key`, created all-absent when missing. Throws if it exists with another kind. */
+  ensureColumn(key: string, kind: 'string'): StringColumn;
+  ensureColumn(key: string, kind: 'number'): NumberColumn;
+  ensureColumn(key: string, kind: 'bool'): BoolColumn;
+  ensureColumn(key: string, kind: AttributeKind): AttributeColumn;
+  ensureColumn(key: string, kind: AttributeKind): AttributeColumn {
+    const existing = this.attrs.get(key);
+    if (existing) {
+      if (existing.kind !== kind) {
+        throw new TypeError(`attribute "${key}" holds ${existing.kind} values, not ${kind}`);
+      }
+      return existing;
+    }
+    this.assertWritable();
+    const col =
+      kind === 'string'
+        ? new StringColumn(this.capacity)
+        : kind === 'number'
+          ? new NumberColumn(this.capacity)
+          : new BoolColumn(this.capacity);
+    this.attrs.set(key, col);
+    return col;
+  }
+
+  getAttribute(i: number, key: string): AttributeValue | undefined {
+    return this.attrs.get(key)?.get(i);
+  }
+
+  setAttribute(i: number, key: string, value: AttributeValue | undefined): void {
+    this.assertWritable();
+    if (value === undefined) {
+      const col = this.attrs.get(key);
+      if (col) col.set(i, undefined as never);
+      return;
+    }
+    const kind: AttributeKind =
+      typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';
+    this.ensureColumn(key, kind).set(i, value as never);
+  }
+
+  /** Every present attribute of row i, keys sorted: the `attributes` object of a flow record. */
+  attributes(i: number): Record<string, AttributeValue> {
+    const out: Record<string, AttributeValue> = {};
+    for (const key of [...this.attrs.keys()].sort()) {
+      const v = this.attrs.get(key)?.get(i);
+      if (v !== undefined) out[key] = v;
+    }
+    return out;
+  }
+
+  srcIp(i: number): string {
+    return formatIp(this.srcAddr, 16 * i);
+  }
+
+  dstIp(i: number): string {
+    return formatIp(this.dstAddr, 16 * i);
+  }
+
+  /** A view of row i with named getters: for plugins and tests, not for hot paths. */
+  row(i: number): FlowRow {
+    if (i < 0 || i >= this.length) throw new RangeError(`row ${i} outside 0..${this.length - 1}`);
+    return new FlowRow(this, i);
+  }
+
+  *[Symbol.iterator](): IterableIterator<FlowRow> {
+    for (let i = 0; i < this.length; i++) yield new FlowRow(this, i);
+  }
+
+  /** A writable deep copy of the first `length` rows. */
+  clone(): FlowBatch {
+    return this.select(null);
+  }
+
+  /**
+   * A writable copy holding only the rows listed in `rows` (in that order), or every row when null.
+   * Used by filters and by exporters that split large batches.
+   */
+  select(rows: ArrayLike<number> | null): FlowBatch {
+    const n = rows === null ? this.length : rows.length;
+    const out = new FlowBatch(n, this.temporality);
+    out.length = n;
+    if (rows === null) {
+      out.family.set(this.family.subarray(0, n));
+      out.protocol.set(this.protocol.subarray(0, n));
+      out.srcAddr.set(this.srcAddr.subarray(0, 16 * n));
+      out.dstAddr.set(this.dstAddr.subarray(0, 16 * n));
+      out.srcPort.set(this.srcPort.subarray(0, n));
+      out.dstPort.set(this.dstPort.subarray(0, n));
+      out.txBytes.set(this.txBytes.subarray(0, n));
+      out.rxBytes.set(this.rxBytes.subarray(0, n));
+      out.txPackets.set(this.txPackets.subarray(0, n));
+      out.rxPackets.set(this.rxPackets.subarray(0, n));
+      out.flags.set(this.flags.subarray(0, n));
+      out.timeStart.set(this.timeStart.subarray(0, n));
+      out.timeEnd.set(this.timeEnd.subarray(0, n));
+    } else {
+      for (let j = 0; j < n; j++) {
+        const i = rows[j];
+        out.family[j] = this.family[i];
+        out.protocol[j] = this.protocol[i];
+        out.srcAddr.set(this.srcAddr.subarray(16 * i, 16 * i + 16), 16 * j);
+        out.dstAddr.set(this.dstAddr.subarray(16 * i, 16 * i + 16), 16 * j);
+        out.srcPort[j] = this.srcPort[i];
+        out.dstPort[j] = this.dstPort[i];
+        out.txBytes[j] = this.txBytes[i];
+        out.rxBytes[j] = this.rxBytes[i];
+        out.txPackets[j] = this.txPackets[i];
+        out.rxPackets[j] = this.rxPackets[i];
+        out.flags[j] = this.flags[i];
+        out.timeStart[j] = this.timeStart[i];
+        out.timeEnd[j] = this.timeEnd[i];
+      }
+    }
+    for (const [key, col] of this.attrs) {
+      const copy = out.ensureColumn(key, col.kind);
+      if (col.kind === 'string') {
+        // Dictionaries are copied whole: codes stay valid and the copy is one memcpy per column.
+        const target = copy as StringColumn;
+        for (let c = 1; c < col.dict.length; c++) target.code(col.dict[c]);
+        if (rows === null) target.codes.set(col.codes.subarray(0, n));
+        else for (let j = 0; j < n; j++) target.codes[j] = col.codes[rows[j]];
+      } else {
+        const target = copy as NumberColumn | BoolColumn;
+        if (rows === null) target.values.set(col.values.subarray(0, n));
+        else for (let j = 0; j < n; j++) target.values[j] = col.values[rows[j]];
+      }
+    }
+    return out;
+  }
+}
+
+/** Named access to one row of a FlowBatch. */
+export class FlowRow {
+  constructor(
+    readonly batch: FlowBatch,
+    readonly index: number,
+  ) {}
+  get family(): number {
+    return this.batch.family[this.index];
+  }
+  get protocol(): number {
+    return this.batch.protocol[this.index];
+  }
+  get srcIp(): string {
+    return this.batch.srcIp(this.index);
+  }
+  get dstIp(): string {
+    return this.batch.dstIp(this.index);
+  }
+  get srcPort(): number {
+    return this.batch.srcPort[this.index];
+  }
+  get dstPort(): number {
+    return this.batch.dstPort[this.index];
+  }
+  get txBytes(): number {
+    return this.batch.txBytes[this.index];
+  }
+  get rxBytes(): number {
+    return this.batch.rxBytes[this.index];
+  }
+  get txPackets(): number {
+    return this.batch.txPackets[this.index];
+  }
+  get rxPackets(): number {
+    return this.batch.rxPackets[this.index];
+  }
+  get flags(): number {
+    return this.batch.flags[this.index];
+  }
+  get timeStart(): number {
+    return this.batch.timeStart[this.index];
+  }
+  get timeEnd(): number {
+    return this.batch.timeEnd[this.index];
+  }
+  get attributes(): Record<string, AttributeValue> {
+    return this.batch.attributes(this.index);
+  }
+  get(key: string): AttributeValue | undefined {
+    return this.batch.getAttribute(this.index, key);
+  }
+  set(key: string, value: AttributeValue | undefined): void {
+    this.batch.setAttribute(this.index, key, value);
+  }
+}

@@ -1,0 +1,158 @@
+// The flow record: one JSON object per flow per interval (DESIGN.md "Names users see"). A stable contract
+// shared by the file exporter, the file receiver and the HTTP API, so it lives here, beside FlowBatch.
+import type { AttributeValue, FlowBatch, FlowInit } from './flow-batch.js';
+
+export const FLOW_RECORD_FIELDS = [
+  'time_start',
+  'time_end',
+  'family',
+  'protocol',
+  'src_ip',
+  'src_port',
+  'dst_ip',
+  'dst_port',
+  'tx_bytes',
+  'rx_bytes',
+  'tx_packets',
+  'rx_packets',
+  'attributes',
+] as const;
+
+const KNOWN = new Set<string>(FLOW_RECORD_FIELDS);
+
+/**
+ * Appends rows [0, batch.length) to `out` as JSON Lines, attribute keys sorted. Strings are escaped once
+ * per dictionary entry and timestamps formatted once per distinct value, not once per row.
+ */
+export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[] {
+  const keys = batch.attributeKeys().sort();
+  const cols = keys.map((k) => batch.column(k)!);
+  const keyPrefix = keys.map((k) => `${JSON.stringify(k)}:`);
+  const encodedDicts = cols.map((c) => (c.kind === 'string' ? new Array<string | undefined>(c.dict.length) : null));
+  const time = new TimeFormatter();
+  for (let i = 0; i < batch.length; i++) {
+    let attrs = '';
+    for (let k = 0; k < cols.length; k++) {
+      const col = cols[k];
+      let value: string;
+      if (col.kind === 'string') {
+        const code = col.codes[i];
+        if (code === 0) continue;
+        const cache = encodedDicts[k]!;
+        value = cache[code] ??= JSON.stringify(col.dict[code]);
+      } else if (col.kind === 'number') {
+        const v = col.values[i];
+        if (Number.isNaN(v)) continue;
+        value = Number.isFinite(v) ? String(v) : 'null';
+      } else {
+        const v = col.values[i];
+        if (v === 0) continue;
+        value = v === 2 ? 'true' : 'false';
+      }
+      attrs += (attrs === '' ? '' : ',') + keyPrefix[k] + value;
+    }
+    out.push(
+      `{"time_start":"${time.format(batch.timeStart[i])}","time_end":"${time.format(batch.timeEnd[i])}",` +
+        `"family":${batch.family[i]},"protocol":${batch.protocol[i]},` +
+        `"src_ip":"${batch.srcIp(i)}","src_port":${batch.srcPort[i]},` +
+        `"dst_ip":"${batch.dstIp(i)}","dst_port":${batch.dstPort[i]},` +
+        `"tx_bytes":${batch.txBytes[i]},"rx_bytes":${batch.rxBytes[i]},` +
+        `"tx_packets":${batch.txPackets[i]},"rx_packets":${batch.rxPackets[i]},` +
+        `"attributes":{${attrs}}}\n`,
+    );
+  }
+  return out;
+}
+
+class TimeFormatter {
+  private lastMs = Number.NaN;
+  private lastText = '';
+  format(ms: number): string {
+    if (ms !== this.lastMs) {
+      this.lastMs = ms;
+      this.lastText = new Date(ms).toISOString();
+    }
+    return this.lastText;
+  }
+}
+
+export type DecodeResult = { ok: true; flow: FlowInit } | { ok: false; error: string };
+
+/** Parses one JSON Lines flow record; the error says which field is wrong and why. */
+export function decodeFlowRecord(line: string): DecodeResult {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(line);
+  } catch (err) {
+    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+  }
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+    return { ok: false, error: 'expected a JSON object' };
+  }
+  const r = obj as Record<string, unknown>;
+  for (const key of Object.keys(r)) {
+    if (!KNOWN.has(key)) return { ok: false, error: `unknown field "${key}"` };
+  }
+  const time = (key: string): number | string => {
+    const v = r[key];
+    if (typeof v !== 'string') return `${key}: expected an RFC 3339 time string`;
+    const ms = Date.parse(v);
+    return Number.isNaN(ms) ? `${key}: "${v}" is not an RFC 3339 time` : ms;
+  };
+  const uint = (key: string, max: number, required: boolean): number | string => {
+    const v = r[key];
+    if (v === undefined && !required) return 0;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+      return `${key}: expected an integer 0..${max}`;
+    }
+    return v;
+  };
+  const fields = {
+    timeStart: time('time_start'),
+    timeEnd: time('time_end'),
+    family: uint('family', 6, true),
+    protocol: uint('protocol', 255, true),
+    srcPort: uint('src_port', 65535, false),
+    dstPort: uint('dst_port', 65535, false),
+    txBytes: uint('tx_bytes', Number.MAX_SAFE_INTEGER, false),
+    rxBytes: uint('rx_bytes', Number.MAX_SAFE_INTEGER, false),
+    txPackets: uint('tx_packets', Number.MAX_SAFE_INTEGER, false),
+    rxPackets: uint('rx_packets', Number.MAX_SAFE_INTEGER, false),
+  };
+  for (const v of Object.values(fields)) if (typeof v === 'string') return { ok: false, error: v };
+  const f = fields as Record<keyof typeof fields, number>;
+  if (f.family !== 4 && f.family !== 6) return { ok: false, error: 'family: expected 4 or 6' };
+  if (typeof r.src_ip !== 'string') return { ok: false, error: 'src_ip: expected an IP address string' };
+  if (typeof r.dst_ip !== 'string') return { ok: false, error: 'dst_ip: expected an IP address string' };
+  let attributes: Record<string, AttributeValue> | undefined;
+  if (r.attributes !== undefined) {
+    if (typeof r.attributes !== 'object' || r.attributes === null || Array.isArray(r.attributes)) {
+      return { ok: false, error: 'attributes: expected an object' };
+    }
+    attributes = {};
+    for (const [k, v] of Object.entries(r.attributes)) {
+      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+        return { ok: false, error: `attributes.${k}: expected a string, number or boolean` };
+      }
+      attributes[k] = v;
+    }
+  }
+  return {
+    ok: true,
+    flow: {
+      timeStart: f.timeStart,
+      timeEnd: f.timeEnd,
+      family: f.family as 4 | 6,
+      protocol: f.protocol,
+      srcIp: r.src_ip,
+      srcPort: f.srcPort,
+      dstIp: r.dst_ip,
+      dstPort: f.dstPort,
+      txBytes: f.txBytes,
+      rxBytes: f.rxBytes,
+      txPackets: f.txPackets,
+      rxPackets: f.rxPackets,
+      attributes,
+    },
+  };
+}

@@ -1,0 +1,145 @@
+// Component contracts. A component is made by a factory from a validated config; the framework owns its
+// lifecycle, its status and the counting of items at its edges.
+import type { Meter } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { DnsBatch } from './batch/dns-batch.js';
+import type { FlowBatch } from './batch/flow-batch.js';
+import type { ComponentKind, ComponentState, StatusReporter } from './status.js';
+
+export type { ComponentKind } from './status.js';
+
+/** How far a component can be trusted, as in the OpenTelemetry Collector. */
+export type Stability = 'development' | 'alpha' | 'beta' | 'stable' | 'deprecated';
+
+export const SIGNALS = ['flows', 'dns'] as const;
+export type Signal = (typeof SIGNALS)[number];
+
+export type Batch = FlowBatch | DnsBatch;
+
+export interface Lifecycle {
+  /** Returns quickly; long work goes to the background. A rejection aborts the agent's start. */
+  start?(): void | Promise<void>;
+  /**
+   * Stops background work and flushes what the component holds. Safe without start and when called twice.
+   */
+  shutdown?(): void | Promise<void>;
+}
+
+/** Where a receiver hands its batches. */
+export interface BatchSink<B extends Batch = Batch> {
+  /** Takes ownership of the batch; never blocks. Overflow is dropped and counted by the framework. */
+  consume(batch: B): void;
+  /**
+   * Resolves when every queue behind this receiver has room. Sources that can wait (a file) await it to
+   * lose nothing; kernel sources cannot pause and do not call it.
+   */
+  ready(): Promise<void>;
+}
+
+export type Receiver = Lifecycle;
+
+export interface Processor<B extends Batch = Batch> extends Lifecycle {
+  /**
+   * True when `process` changes the batch it is given (attributes, counters, rows). The framework then
+   * hands it a private copy when the batch is shared; otherwise the batch is read-only.
+   */
+  readonly mutates?: boolean;
+  /** Returns the batch to pass on (the same one or a new one), or null to drop it. */
+  process(batch: B): B | null | undefined | Promise<B | null | undefined>;
+}
+
+export interface Exporter<B extends Batch = Batch> extends Lifecycle {
+  /** Delivers a read-only batch. A rejection counts the batch as failed and reports a recoverable error. */
+  export(batch: B): void | Promise<void>;
+}
+
+export type Extension = Lifecycle;
+
+/** The process-wide state extensions such as health_check read. */
+export interface Host {
+  /** Every component instance's status and counters. */
+  components(): readonly ComponentState[];
+  /** Bounded queues behind receivers, per pipeline. */
+  queues(): readonly QueueState[];
+  /** Where the whole service is in its lifecycle. */
+  phase(): ServicePhase;
+  /** ms since the Unix epoch when the service started. */
+  startedAt(): number;
+}
+
+export type ServicePhase = 'starting' | 'running' | 'stopping' | 'stopped';
+
+export interface QueueState {
+  pipeline: string;
+  receiver: string;
+  capacity: number;
+  depth: number;
+  droppedBatches: number;
+  droppedItems: number;
+}
+
+export interface ComponentSettings {
+  /** `type` or `type/name`, as written in the config. */
+  id: string;
+  kind: ComponentKind;
+  /** A child logger bound to this component's id. */
+  logger: Logger;
+  /** A meter scoped to this component, for its own self-metrics. */
+  meter: Meter;
+  /** Runtime status changes (the framework reports starting/ok/stopping/stopped itself). */
+  status: StatusReporter;
+  /** Directory of the config file that defined the component: relative paths resolve against it. */
+  configDir: string;
+  /** The extensions named in the factory's `extensions`, by type. */
+  extensions: ReadonlyMap<string, Extension>;
+  host: Host;
+}
+
+interface FactoryBase<C> {
+  /** lower_snake_case, unique per kind. */
+  readonly type: string;
+  readonly stability: Stability;
+  /** One line for `netmon components` and the configuration reference. */
+  readonly description: string;
+  /** The config schema with every default; `{}` must parse. Unknown keys must be rejected (strictObject). */
+  readonly config: z.ZodType<C>;
+  /** Extension types this component needs; configuration fails when one is not enabled. */
+  readonly extensions?: readonly string[];
+}
+
+export interface ReceiverFactory<C = unknown> extends FactoryBase<C> {
+  readonly kind: 'receiver';
+  readonly signals: readonly Signal[];
+  create(settings: ComponentSettings, config: C, signal: Signal, next: BatchSink): Receiver;
+}
+
+export interface ProcessorFactory<C = unknown> extends FactoryBase<C> {
+  readonly kind: 'processor';
+  readonly signals: readonly Signal[];
+  create(settings: ComponentSettings, config: C, signal: Signal): Processor | Promise<Processor>;
+}
+
+export interface ExporterFactory<C = unknown> extends FactoryBase<C> {
+  readonly kind: 'exporter';
+  readonly signals: readonly Signal[];
+  create(settings: ComponentSettings, config: C, signal: Signal): Exporter;
+}
+
+export interface ExtensionFactory<C = unknown> extends FactoryBase<C> {
+  readonly kind: 'extension';
+  create(settings: ComponentSettings, config: C): Extension;
+}
+
+export type Factory = ReceiverFactory<any> | ProcessorFactory<any> | ExporterFactory<any> | ExtensionFactory<any>;
+
+/** Identity helpers that keep the config type flowing from schema to `create`. */
+export const defineReceiver = <C>(f: ReceiverFactory<C>): ReceiverFactory<C> => f;
+export const defineProcessor = <C>(f: ProcessorFactory<C>): ProcessorFactory<C> => f;
+export const defineExporter = <C>(f: ExporterFactory<C>): ExporterFactory<C> => f;
+export const defineExtension = <C>(f: ExtensionFactory<C>): ExtensionFactory<C> => f;
+
+/** Number of items (flows or lookups) in a batch. */
+export function itemCount(batch: Batch): number {
+  return batch.length;
+}

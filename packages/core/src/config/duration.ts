@@ -1,0 +1,54 @@
+import { z } from 'zod';
+
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const PART = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/y;
+
+/**
+ * Parses a Go-style duration ("250ms", "5s", "1m30s", "1.5h") into milliseconds; null when malformed.
+ * A bare number is not accepted: "5" could mean seconds or milliseconds, and guessing loses data.
+ */
+export function parseDuration(text: string): number | null {
+  const s = text.trim();
+  if (s === '0') return 0;
+  if (s === '') return null;
+  let ms = 0;
+  PART.lastIndex = 0;
+  while (PART.lastIndex < s.length) {
+    const start = PART.lastIndex;
+    const m = PART.exec(s);
+    if (!m || m.index !== start) return null;
+    ms += Number(m[1]) * UNIT_MS[m[2]];
+  }
+  return ms;
+}
+
+/** Formats milliseconds the way users write them ("5s", "1m30s", "250ms"). */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0s';
+  if (ms < 1000 || ms % 1000 !== 0) return `${ms}ms`;
+  let s = ms / 1000;
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s ? `${s}s` : ''}`;
+}
+
+/** A config field holding a duration, written "5s" in YAML, parsed to milliseconds. */
+export function duration(opts: { min?: number } = {}) {
+  return z
+    .string({ error: 'expected a duration such as 500ms, 5s or 1m30s' })
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === null) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration; expected e.g. 500ms, 5s or 1m30s` });
+        return z.NEVER;
+      }
+      if (opts.min !== undefined && ms < opts.min) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is too short; the minimum is ${formatDuration(opts.min)}` });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .meta({ format: 'duration' });
+}

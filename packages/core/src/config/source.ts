@@ -1,0 +1,143 @@
+// Reading config files: YAML → one merged tree, with the file, line and column of every key kept so that
+// any later error can say where the offending value was written.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+
+export interface Position {
+  file: string;
+  line: number;
+  column: number;
+}
+
+export interface Problem {
+  /** `a::b::c`, as in the OpenTelemetry Collector's messages; '' for the file itself. */
+  path: string;
+  message: string;
+  position?: Position;
+}
+
+/** Everything wrong with a configuration, all at once, each problem with its place. */
+export class ConfigError extends Error {
+  constructor(readonly problems: Problem[]) {
+    super(problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatProblem(p: Problem): string {
+  const where = p.position ? `${p.position.file}:${p.position.line}:${p.position.column}: ` : '';
+  return `${where}${p.path ? `${p.path}: ` : ''}${p.message}`;
+}
+
+export type Tree = Record<string, unknown>;
+
+export interface ConfigSource {
+  tree: Tree;
+  /** Position of every key (and sequence item) by path, from the last file that set it. */
+  positions: Map<string, Position>;
+  /** Directory of the file that last defined each component (`section::id`), for its relative paths. */
+  configDirs: Map<string, string>;
+}
+
+export const joinPath = (parts: readonly (string | number)[]): string => parts.join('::');
+
+/** The position of `path` or, when it was never written (a missing key), of its nearest written ancestor. */
+export function positionOf(source: ConfigSource, parts: readonly (string | number)[]): Position | undefined {
+  for (let n = parts.length; n >= 0; n--) {
+    const pos = source.positions.get(joinPath(parts.slice(0, n)));
+    if (pos) return pos;
+  }
+  return undefined;
+}
+
+/** Reads and merges config files in order: maps merge key by key, anything else is replaced. */
+export async function readConfigFiles(files: readonly string[]): Promise<ConfigSource> {
+  const source: ConfigSource = { tree: {}, positions: new Map(), configDirs: new Map() };
+  const problems: Problem[] = [];
+  if (files.length === 0) throw new ConfigError([{ path: '', message: 'no config file given (--config FILE)' }]);
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      problems.push({ path: '', message: `cannot read config file ${file}: ${code ?? (err as Error).message}` });
+      continue;
+    }
+    const display = path.relative(process.cwd(), file) || file;
+    const lines = new LineCounter();
+    const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const lp = e.linePos?.[0];
+        problems.push({
+          path: '',
+          message: `invalid YAML: ${e.message.split('\n')[0]}`,
+          position: lp ? { file: display, line: lp.line, column: lp.col } : { file: display, line: 1, column: 1 },
+        });
+      }
+      continue;
+    }
+    const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+    if (value === null || value === undefined) continue; // an empty file adds nothing
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      problems.push({
+        path: '',
+        message: 'expected a mapping with receivers, processors, exporters, extensions and service',
+        position: { file: display, line: 1, column: 1 },
+      });
+      continue;
+    }
+    const at = (node: Node | null | undefined): Position | undefined => {
+      const offset = node?.range?.[0];
+      if (offset === undefined) return undefined;
+      const lp = lines.linePos(offset);
+      return { file: display, line: lp.line, column: lp.col };
+    };
+    const walk = (node: unknown, parts: (string | number)[]): void => {
+      if (isMap(node)) {
+        for (const pair of node.items) {
+          if (!isPair(pair)) continue;
+          const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+          const next = [...parts, key];
+          const pos = at(pair.key as Node);
+          if (pos) source.positions.set(joinPath(next), pos);
+          walk(pair.value, next);
+        }
+      } else if (isSeq(node)) {
+        node.items.forEach((item, i) => {
+          const pos = at(item as Node);
+          if (pos) source.positions.set(joinPath([...parts, i]), pos);
+          walk(item, [...parts, i]);
+        });
+      }
+    };
+    // A problem with no better place (a missing top-level key) points at the start of the first file.
+    if (!source.positions.has('')) source.positions.set('', { file: display, line: 1, column: 1 });
+    walk(doc.contents, []);
+    source.tree = merge(source.tree, value as Tree) as Tree;
+    // Remember which file defined each component, so its relative paths resolve against that file.
+    for (const section of ['receivers', 'processors', 'exporters', 'extensions']) {
+      const defs = (value as Tree)[section];
+      if (defs && typeof defs === 'object') {
+        for (const id of Object.keys(defs)) source.configDirs.set(`${section}::${id}`, path.dirname(path.resolve(file)));
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return source;
+}
+
+function merge(base: unknown, over: unknown): unknown {
+  if (isPlainObject(base) && isPlainObject(over)) {
+    const out: Tree = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in out ? merge(out[k], v) : v;
+    return out;
+  }
+  return over;
+}
+
+export function isPlainObject(v: unknown): v is Tree {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,422 @@
+// The running graph: shared receivers fanned out to every pipeline that lists them, processors per pipeline,
+// shared exporters fed by every pipeline that lists them (fan-in). Batches, never single flows, move
+// between stages; each receiver→pipeline edge has a bounded queue that drops and counts when full.
+import { type Meter, type MeterProvider, metrics } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import { config as rxConfig, defer, EMPTY, lastValueFrom, Subject } from 'rxjs';
+import { catchError, defaultIfEmpty } from 'rxjs/operators';
+import type {
+  Batch,
+  BatchSink,
+  ComponentSettings,
+  Exporter,
+  ExporterFactory,
+  Extension,
+  ExtensionFactory,
+  Host,
+  Lifecycle,
+  Processor,
+  ProcessorFactory,
+  QueueState,
+  ReceiverFactory,
+  ServicePhase,
+  Signal,
+} from '../component.js';
+import type { ComponentSpec, ResolvedConfig } from '../config/resolve.js';
+import { type ComponentKind, type ComponentState, errorMessage, StatusBoard } from '../status.js';
+import { BoundedQueue, boundedConcatMap } from './bounded-queue.js';
+
+interface Node<C extends Lifecycle> {
+  state: ComponentState;
+  component: C;
+  logger: Logger;
+}
+
+interface ProcessorNode extends Node<Processor> {}
+
+interface ExporterNode extends Node<Exporter> {}
+
+interface Edge {
+  pipeline: string;
+  receiver: string;
+  queue: BoundedQueue<Batch>;
+  droppedBatches: number;
+  droppedItems: number;
+  done: Promise<void>;
+}
+
+interface ReceiverNode extends Node<Lifecycle> {
+  subject: Subject<Batch>;
+  edges: Edge[];
+  closed: boolean;
+}
+
+export interface ServiceOptions {
+  logger: Logger;
+  meterProvider?: MeterProvider;
+}
+
+export interface ShutdownReport {
+  /** True when every queued batch reached the exporters before the deadline. */
+  drained: boolean;
+  /** Items still queued at the deadline, now lost. */
+  abandonedItems: number;
+  errors: string[];
+}
+
+/**
+ * Builds the component graph from a validated config and runs its lifecycle: extensions, exporters,
+ * processors, receivers on start; the reverse on shutdown, after draining the queues to the exporters.
+ */
+export class Service implements Host {
+  readonly status = new StatusBoard();
+  private phaseValue: ServicePhase = 'starting';
+  private readonly started = Date.now();
+  private readonly logger: Logger;
+  private readonly meterProvider: MeterProvider;
+  private extensions: { id: string; type: string; node: Node<Extension> }[] = [];
+  private exporters = new Map<string, ExporterNode>();
+  private processors: ProcessorNode[] = [];
+  private receivers: ReceiverNode[] = [];
+  private edges: Edge[] = [];
+  private startedNodes: Node<Lifecycle>[] = [];
+
+  private constructor(
+    private readonly config: ResolvedConfig,
+    opts: ServiceOptions,
+  ) {
+    this.logger = opts.logger;
+    this.meterProvider = opts.meterProvider ?? metrics.getMeterProvider();
+    // An error that escapes an observable must never crash the agent through an uncaught exception.
+    rxConfig.onUnhandledError = (err) => this.logger.error({ err }, 'unhandled pipeline error');
+  }
+
+  /** Creates every component; nothing runs until `start`. */
+  static async build(config: ResolvedConfig, opts: ServiceOptions): Promise<Service> {
+    const service = new Service(config, opts);
+    await service.create();
+    return service;
+  }
+
+  phase(): ServicePhase {
+    return this.phaseValue;
+  }
+
+  startedAt(): number {
+    return this.started;
+  }
+
+  components(): readonly ComponentState[] {
+    return this.status.all();
+  }
+
+  queues(): readonly QueueState[] {
+    return this.edges.map((e) => ({
+      pipeline: e.pipeline,
+      receiver: e.receiver,
+      capacity: e.queue.capacity,
+      depth: e.queue.depth,
+      droppedBatches: e.droppedBatches,
+      droppedItems: e.droppedItems,
+    }));
+  }
+
+  private settings(
+    spec: ComponentSpec,
+    opts: { signal?: Signal; pipeline?: string },
+  ): { settings: ComponentSettings; state: ComponentState } {
+    const state = this.status.register(spec.kind, spec.id, opts);
+    const bindings: Record<string, string> = { kind: spec.kind, component: spec.id };
+    if (opts.pipeline) bindings.pipeline = opts.pipeline;
+    const extensions = new Map<string, Extension>();
+    for (const type of spec.factory.extensions ?? []) {
+      const ext = this.extensions.find((e) => e.type === type);
+      if (ext) extensions.set(type, ext.node.component);
+    }
+    const meter: Meter = this.meterProvider.getMeter(`netmon/${spec.kind}/${spec.id}`);
+    return {
+      state,
+      settings: {
+        id: spec.id,
+        kind: spec.kind,
+        logger: this.logger.child(bindings),
+        meter,
+        status: this.status.reporter(state),
+        configDir: spec.configDir,
+        extensions,
+        host: this,
+      },
+    };
+  }
+
+  private spec(kind: ComponentKind, id: string): ComponentSpec {
+    const spec = this.config.components[kind].get(id);
+    if (!spec) throw new Error(`${kind} "${id}" is not configured`);
+    return spec;
+  }
+
+  private async create(): Promise<void> {
+    for (const id of this.config.extensions) {
+      const spec = this.spec('extension', id);
+      const { settings, state } = this.settings(spec, {});
+      const component = (spec.factory as ExtensionFactory).create(settings, spec.config);
+      this.extensions.push({ id, type: spec.type, node: { state, component, logger: settings.logger } });
+    }
+
+    const receiverNodes = new Map<string, ReceiverNode>();
+    for (const p of this.config.pipelines) {
+      const exporters: ExporterNode[] = [];
+      for (const id of p.exporters) {
+        const key = `${p.signal}|${id}`;
+        let node = this.exporters.get(key);
+        if (!node) {
+          const spec = this.spec('exporter', id);
+          const { settings, state } = this.settings(spec, { signal: p.signal });
+          const component = (spec.factory as ExporterFactory).create(settings, spec.config, p.signal);
+          node = { state, component, logger: settings.logger };
+          this.exporters.set(key, node);
+        }
+        exporters.push(node);
+      }
+      const processors: ProcessorNode[] = [];
+      for (const id of p.processors) {
+        const spec = this.spec('processor', id);
+        const { settings, state } = this.settings(spec, { signal: p.signal, pipeline: p.id });
+        const component = await (spec.factory as ProcessorFactory).create(settings, spec.config, p.signal);
+        processors.push({ state, component, logger: settings.logger });
+      }
+      this.processors.push(...processors);
+      for (const id of p.receivers) {
+        const key = `${p.signal}|${id}`;
+        let node = receiverNodes.get(key);
+        if (!node) {
+          const spec = this.spec('receiver', id);
+          const { settings, state } = this.settings(spec, { signal: p.signal });
+          const subject = new Subject<Batch>();
+          const edges: Edge[] = [];
+          const self: ReceiverNode = { state, subject, edges, closed: false, logger: settings.logger } as ReceiverNode;
+          const sink: BatchSink = {
+            consume: (batch) => this.emit(self, batch),
+            ready: () => Promise.all(edges.map((e) => e.queue.whenRoom())).then(() => undefined),
+          };
+          self.component = (spec.factory as ReceiverFactory).create(settings, spec.config, p.signal, sink);
+          node = self;
+          receiverNodes.set(key, node);
+        }
+        this.connect(node, p.id, p.queue, processors, exporters);
+      }
+    }
+    this.receivers = [...receiverNodes.values()];
+  }
+
+  /** A receiver's batch enters every pipeline that lists the receiver. */
+  private emit(node: ReceiverNode, batch: Batch): void {
+    if (node.closed) {
+      node.state.items.dropped += batch.length;
+      node.logger.warn({ items: batch.length }, 'batch emitted after shutdown was dropped');
+      return;
+    }
+    node.state.items.out += batch.length;
+    // Shared by several pipelines: read-only, and mutating processors get their own copy.
+    if (node.edges.length > 1) batch.seal();
+    node.subject.next(batch);
+  }
+
+  private connect(
+    receiver: ReceiverNode,
+    pipeline: string,
+    queueConfig: { size: number; overflow: 'drop_oldest' | 'drop_newest' },
+    processors: ProcessorNode[],
+    exporters: ExporterNode[],
+  ): void {
+    const queue = new BoundedQueue<Batch>(queueConfig.size, queueConfig.overflow);
+    const edge: Edge = {
+      pipeline,
+      receiver: receiver.state.id,
+      queue,
+      droppedBatches: 0,
+      droppedItems: 0,
+      done: Promise.resolve(),
+    };
+    const onDrop = (batch: Batch) => {
+      edge.droppedBatches++;
+      edge.droppedItems += batch.length;
+      receiver.state.items.dropped += batch.length;
+      if (edge.droppedBatches === 1 || edge.droppedBatches % 1000 === 0) {
+        receiver.logger.warn(
+          { pipeline, dropped_batches: edge.droppedBatches, dropped_items: edge.droppedItems },
+          'pipeline queue full: dropping batches (the pipeline is slower than the receiver)',
+        );
+      }
+    };
+    const run = (batch: Batch) =>
+      defer(() => this.runChain(batch, receiver.edges.length === 1, processors, exporters)).pipe(
+        catchError((err) => {
+          this.logger.error({ err, pipeline }, 'pipeline stage failed');
+          return EMPTY;
+        }),
+      );
+    edge.done = lastValueFrom(
+      receiver.subject.pipe(boundedConcatMap(queue, run, onDrop), defaultIfEmpty(undefined)),
+    ).then(() => undefined);
+    receiver.edges.push(edge);
+    this.edges.push(edge);
+  }
+
+  /** Runs one batch through a pipeline's processors, then hands it to every exporter of the pipeline. */
+  private async runChain(
+    input: Batch,
+    owned: boolean,
+    processors: ProcessorNode[],
+    exporters: ExporterNode[],
+  ): Promise<void> {
+    let batch = input;
+    let ownsBatch = owned && !input.readonly;
+    for (const p of processors) {
+      if (p.component.mutates && !ownsBatch) {
+        batch = cloneBatch(batch);
+        ownsBatch = true;
+      }
+      const n = batch.length;
+      p.state.items.in += n;
+      let result: Batch | null | undefined;
+      try {
+        result = await p.component.process(batch);
+      } catch (err) {
+        p.state.items.failed += n;
+        this.recoverable(p, err, 'processor failed on a batch; the batch is dropped');
+        return;
+      }
+      this.healthy(p);
+      if (!result || result.length === 0) return;
+      p.state.items.out += result.length;
+      if (result !== batch) ownsBatch = !result.readonly;
+      batch = result;
+    }
+    if (exporters.length > 1) batch.seal();
+    await Promise.all(exporters.map((e) => this.export(e, batch)));
+  }
+
+  private async export(node: ExporterNode, batch: Batch): Promise<void> {
+    const n = batch.length;
+    node.state.items.in += n;
+    try {
+      await node.component.export(batch);
+      node.state.items.out += n;
+      this.healthy(node);
+    } catch (err) {
+      node.state.items.failed += n;
+      this.recoverable(node, err, 'export failed');
+    }
+  }
+
+  private recoverable(node: Node<Lifecycle>, err: unknown, message: string): void {
+    if (node.state.status !== 'recoverable_error' || node.state.lastError !== errorMessage(err)) {
+      node.logger.warn({ err: errorMessage(err) }, message);
+    }
+    this.status.set(node.state, 'recoverable_error', err);
+  }
+
+  private healthy(node: Node<Lifecycle>): void {
+    if (node.state.status === 'recoverable_error') {
+      this.status.set(node.state, 'ok');
+      node.logger.info('recovered');
+    }
+  }
+
+  /** Starts extensions, exporters, processors, then receivers. A failure stops what started and throws. */
+  async start(): Promise<void> {
+    const order: Node<Lifecycle>[] = [
+      ...this.extensions.map((e) => e.node),
+      ...this.exporters.values(),
+      ...this.processors,
+      ...this.receivers,
+    ];
+    for (const node of order) {
+      this.status.set(node.state, 'starting');
+      try {
+        await node.component.start?.();
+      } catch (err) {
+        this.status.set(node.state, 'permanent_error', err);
+        const what = `${node.state.kind} "${node.state.id}"`;
+        node.logger.error({ err: errorMessage(err) }, 'failed to start');
+        await this.shutdown(5000);
+        throw new Error(`${what} failed to start: ${errorMessage(err)}`);
+      }
+      this.startedNodes.push(node);
+      // A component may already have reported an error while starting; keep that.
+      if (node.state.status === 'starting') this.status.set(node.state, 'ok');
+    }
+    this.phaseValue = 'running';
+  }
+
+  /**
+   * Stops receivers, lets the queues drain into the exporters (bounded by `deadlineMs`), then stops
+   * processors, exporters and extensions. Everything already read reaches the exporters unless the
+   * deadline passes; what is abandoned then is counted and reported.
+   */
+  async shutdown(deadlineMs = this.config.shutdownTimeoutMs): Promise<ShutdownReport> {
+    if (this.phaseValue === 'stopping' || this.phaseValue === 'stopped') {
+      return { drained: true, abandonedItems: 0, errors: [] };
+    }
+    this.phaseValue = 'stopping';
+    const deadline = Date.now() + deadlineMs;
+    const errors: string[] = [];
+    const stop = async (node: Node<Lifecycle>) => {
+      this.status.set(node.state, 'stopping');
+      try {
+        await withDeadline(Promise.resolve(node.component.shutdown?.()), deadline);
+        this.status.set(node.state, 'stopped');
+      } catch (err) {
+        errors.push(`${node.state.kind} "${node.state.id}": ${errorMessage(err)}`);
+        this.status.set(node.state, 'permanent_error', err);
+      }
+    };
+
+    // 1. Receivers stop producing; whatever they flush while stopping still enters the queues.
+    for (const r of this.receivers) {
+      await stop(r);
+      r.closed = true;
+      r.subject.complete();
+    }
+    // 2. Queues drain through the processors into the exporters.
+    const drained = await withDeadline(Promise.all(this.edges.map((e) => e.done)), deadline).then(
+      () => true,
+      () => false,
+    );
+    let abandonedItems = 0;
+    if (!drained) {
+      for (const e of this.edges) {
+        for (const b of e.queue.clear()) {
+          abandonedItems += b.length;
+          e.droppedItems += b.length;
+          e.droppedBatches++;
+        }
+      }
+      this.logger.error(
+        { abandoned_items: abandonedItems, deadline_ms: deadlineMs },
+        'shutdown deadline passed before the queues drained; queued data was abandoned',
+      );
+    }
+    // 3. Processors, exporters (which flush), extensions.
+    for (const p of [...this.processors].reverse()) await stop(p);
+    for (const e of [...this.exporters.values()].reverse()) await stop(e);
+    for (const e of [...this.extensions].reverse()) await stop(e.node);
+    this.phaseValue = 'stopped';
+    return { drained, abandonedItems, errors };
+  }
+}
+
+function cloneBatch(batch: Batch): Batch {
+  return batch.clone();
+}
+
+function withDeadline<T>(promise: Promise<T>, deadline: number): Promise<T> {
+  const remaining = deadline - Date.now();
+  if (remaining <= 0) return Promise.race([promise, Promise.reject(new Error('shutdown deadline passed'))]);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('shutdown deadline passed')), remaining);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,130 @@
+// Component status, modelled on the OpenTelemetry Collector's: the lifecycle states are reported by the
+// framework, components report runtime changes (an exporter failing, a receiver recovering).
+
+export const STATUSES = [
+  'starting',
+  'ok',
+  'recoverable_error',
+  'permanent_error',
+  'fatal_error',
+  'stopping',
+  'stopped',
+] as const;
+export type Status = (typeof STATUSES)[number];
+
+const TRANSITIONS: Record<Status | 'none', readonly Status[]> = {
+  none: ['starting'],
+  starting: ['ok', 'recoverable_error', 'permanent_error', 'fatal_error', 'stopping'],
+  ok: ['ok', 'recoverable_error', 'permanent_error', 'fatal_error', 'stopping'],
+  recoverable_error: ['ok', 'recoverable_error', 'permanent_error', 'fatal_error', 'stopping'],
+  permanent_error: ['stopping'],
+  fatal_error: [],
+  stopping: ['recoverable_error', 'permanent_error', 'fatal_error', 'stopped'],
+  stopped: [],
+};
+
+export type ComponentKind = 'receiver' | 'processor' | 'exporter' | 'extension';
+
+/** Items through one component, counted by the framework at its edges (components never count these). */
+export interface ItemCounters {
+  /** Items handed to the component. */
+  in: number;
+  /** Items the component passed on (processors), produced (receivers) or delivered (exporters). */
+  out: number;
+  /** Items lost to a full queue or a limit: data the user will not see. */
+  dropped: number;
+  /** Items in batches the component failed to process or export. */
+  failed: number;
+}
+
+export interface ComponentState {
+  kind: ComponentKind;
+  id: string;
+  signal?: string;
+  /** Set for processors, which are instantiated once per pipeline. */
+  pipeline?: string;
+  status: Status | 'none';
+  /** ms since the Unix epoch of the last status change. */
+  since: number;
+  /** When the current run of recoverable errors began (ms), for liveness budgets. */
+  errorSince?: number;
+  lastError?: string;
+  lastErrorTime?: number;
+  items: ItemCounters;
+}
+
+/** What a component holds to report its own runtime status. */
+export interface StatusReporter {
+  ok(): void;
+  recoverableError(err: unknown): void;
+  permanentError(err: unknown): void;
+  fatalError(err: unknown): void;
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** Status of every component instance in the process. */
+export class StatusBoard {
+  private readonly entries = new Map<string, ComponentState>();
+  private readonly listeners = new Set<(state: ComponentState, previous: Status | 'none') => void>();
+
+  static key(kind: ComponentKind, id: string, signal?: string, pipeline?: string): string {
+    return [kind, signal ?? '', pipeline ?? '', id].join('|');
+  }
+
+  register(kind: ComponentKind, id: string, opts: { signal?: string; pipeline?: string } = {}): ComponentState {
+    const key = StatusBoard.key(kind, id, opts.signal, opts.pipeline);
+    let state = this.entries.get(key);
+    if (!state) {
+      state = {
+        kind,
+        id,
+        signal: opts.signal,
+        pipeline: opts.pipeline,
+        status: 'none',
+        since: Date.now(),
+        items: { in: 0, out: 0, dropped: 0, failed: 0 },
+      };
+      this.entries.set(key, state);
+    }
+    return state;
+  }
+
+  /** Applies a transition if the state machine allows it; returns whether it did. */
+  set(state: ComponentState, status: Status, err?: unknown): boolean {
+    const previous = state.status;
+    if (!TRANSITIONS[previous].includes(status)) return false;
+    const now = Date.now();
+    if (status !== previous) state.since = now;
+    if (status === 'recoverable_error') state.errorSince ??= now;
+    else if (status !== 'stopping' && status !== 'stopped') state.errorSince = undefined;
+    if (err !== undefined) {
+      state.lastError = errorMessage(err);
+      state.lastErrorTime = now;
+    }
+    state.status = status;
+    for (const l of this.listeners) l(state, previous);
+    return true;
+  }
+
+  reporter(state: ComponentState): StatusReporter {
+    return {
+      ok: () => this.set(state, 'ok'),
+      recoverableError: (err) => this.set(state, 'recoverable_error', err),
+      permanentError: (err) => this.set(state, 'permanent_error', err),
+      fatalError: (err) => this.set(state, 'fatal_error', err),
+    };
+  }
+
+  onChange(listener: (state: ComponentState, previous: Status | 'none') => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  all(): ComponentState[] {
+    return [...this.entries.values()];
+  }
+}

@@ -1,0 +1,132 @@
+// The conformance suite every component and plugin runs: defaults valid, shutdown without start,
+// start → consume → shutdown, no handles or timers left behind. Imported from `@netmon/core/testkit`
+// (it needs vitest), never from the main entry.
+import { describe, expect, it } from 'vitest';
+import { FlowBatch } from '../batch/flow-batch.js';
+import { encodeFlowRecords } from '../batch/flow-record.js';
+import type { Batch, Factory, Lifecycle, Signal } from '../component.js';
+import { CollectingSink } from './sinks.js';
+import { testSettings } from './settings.js';
+
+export interface ConformanceOptions {
+  /** Config to use instead of `{}` when the component has required keys (e.g. a path). */
+  config?: unknown;
+  signal?: Signal;
+  /** A batch to consume; default: a small flow batch with attributes. */
+  sample?: () => Batch;
+  configDir?: string;
+  /** Give a receiver time to produce before shutdown (ms). */
+  runMs?: number;
+}
+
+export function sampleFlows(): FlowBatch {
+  const t0 = Date.parse('2026-01-01T00:00:00Z');
+  return FlowBatch.from([
+    {
+      timeStart: t0,
+      timeEnd: t0 + 10_000,
+      protocol: 6,
+      srcIp: '10.0.0.1',
+      srcPort: 40000,
+      dstIp: '10.0.0.2',
+      dstPort: 443,
+      txBytes: 1200,
+      rxBytes: 64000,
+      txPackets: 10,
+      rxPackets: 50,
+      attributes: { 'src.k8s.pod.name': 'web-1', 'flow.initiator_known': true },
+    },
+    { timeStart: t0, timeEnd: t0 + 10_000, protocol: 17, srcIp: 'fd00::1', srcPort: 5353, dstIp: 'fd00::53', dstPort: 53, txBytes: 80, rxBytes: 160, txPackets: 1, rxPackets: 1 },
+  ]);
+}
+
+/** Resource types that count as "left open" when they outlive a component's shutdown. */
+function openResources(): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const r of process.getActiveResourcesInfo()) {
+    if (r === 'TTYWrap' || r === 'PipeWrap' || r === 'ProcessWrap' || r === 'SignalWrap') continue;
+    counts.set(r, (counts.get(r) ?? 0) + 1);
+  }
+  return counts;
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 20));
+}
+
+function leaked(before: Map<string, number>, after: Map<string, number>): string[] {
+  const out: string[] = [];
+  for (const [k, n] of after) if (n > (before.get(k) ?? 0)) out.push(`${k} ×${n - (before.get(k) ?? 0)}`);
+  return out;
+}
+
+export function describeConformance(factory: Factory, opts: ConformanceOptions = {}): void {
+  const signal: Signal = opts.signal ?? ('signals' in factory ? factory.signals[0] : 'flows');
+  const config = () => factory.config.parse(opts.config ?? {});
+  const create = (): { component: Lifecycle; sink: CollectingSink } => {
+    const settings = testSettings(factory.kind, factory.type, { configDir: opts.configDir });
+    const sink = new CollectingSink();
+    switch (factory.kind) {
+      case 'receiver':
+        return { component: factory.create(settings, config(), signal, sink), sink };
+      case 'exporter':
+        return { component: factory.create(settings, config(), signal), sink };
+      case 'extension':
+        return { component: factory.create(settings, config()), sink };
+      case 'processor':
+        throw new Error('processors are created asynchronously');
+    }
+  };
+  const make = async () =>
+    factory.kind === 'processor'
+      ? {
+          component: await factory.create(testSettings('processor', factory.type, { configDir: opts.configDir }), config(), signal),
+          sink: new CollectingSink(),
+        }
+      : create();
+
+  describe(`${factory.kind} ${factory.type}: conformance`, () => {
+    it('has a lower_snake_case type, a stability and a description', () => {
+      expect(factory.type).toMatch(/^[a-z][a-z0-9_]*$/);
+      expect(['development', 'alpha', 'beta', 'stable', 'deprecated']).toContain(factory.stability);
+      expect(factory.description.length).toBeGreaterThan(10);
+    });
+
+    it('accepts its default config and rejects unknown keys', () => {
+      expect(() => config()).not.toThrow();
+      const withUnknown = { ...((opts.config as object) ?? {}), no_such_key_for_conformance: 1 };
+      expect(factory.config.safeParse(withUnknown).success).toBe(false);
+    });
+
+    it('shuts down without being started, twice', async () => {
+      const { component } = await make();
+      await component.shutdown?.();
+      await component.shutdown?.();
+    });
+
+    it('starts, consumes, shuts down and leaves no handles or timers', async () => {
+      await settle();
+      const before = openResources();
+      const { component, sink } = await make();
+      await component.start?.();
+      const batch = (opts.sample ?? sampleFlows)();
+      if (factory.kind === 'processor') {
+        const p = component as import('../component.js').Processor;
+        const input = p.mutates ? batch : batch.seal();
+        const snapshot = input instanceof FlowBatch ? encodeFlowRecords(input).join('') : '';
+        await p.process(input);
+        // A processor that does not declare `mutates` must leave its input exactly as it was.
+        if (!p.mutates && input instanceof FlowBatch) expect(encodeFlowRecords(input).join('')).toBe(snapshot);
+      } else if (factory.kind === 'exporter') {
+        await (component as import('../component.js').Exporter).export(batch.seal());
+      } else if (factory.kind === 'receiver' && opts.runMs) {
+        await new Promise((r) => setTimeout(r, opts.runMs));
+      }
+      await component.shutdown?.();
+      await settle();
+      expect(leaked(before, openResources())).toEqual([]);
+      expect(sink.items).toBeGreaterThanOrEqual(0);
+    });
+  });
+}

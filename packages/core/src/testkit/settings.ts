@@ -1,0 +1,30 @@
+import { metrics } from '@opentelemetry/api';
+import type { ComponentKind, ComponentSettings, Extension, Host, QueueState } from '../component.js';
+import { StatusBoard } from '../status.js';
+import { silentLogger } from '../telemetry/logger.js';
+
+/** Settings for creating one component outside a Service (tests, benchmarks, tools). */
+export function testSettings(
+  kind: ComponentKind,
+  id: string,
+  opts: { configDir?: string; extensions?: Map<string, Extension>; board?: StatusBoard } = {},
+): ComponentSettings {
+  const board = opts.board ?? new StatusBoard();
+  const state = board.register(kind, id);
+  const host: Host = {
+    components: () => board.all(),
+    queues: (): QueueState[] => [],
+    phase: () => 'running',
+    startedAt: () => Date.now(),
+  };
+  return {
+    id,
+    kind,
+    logger: silentLogger(),
+    meter: metrics.getMeterProvider().getMeter('test'),
+    status: board.reporter(state),
+    configDir: opts.configDir ?? process.cwd(),
+    extensions: opts.extensions ?? new Map(),
+    host,
+  };
+}
