@@ -115,8 +115,14 @@ export async function loadConfig(
 
 export function resolveConfig(source: ConfigSource, registry: Registry, env: NodeJS.ProcessEnv): ResolvedConfig {
   const problems: Problem[] = [];
-  const report = (parts: (string | number)[], message: string) =>
-    problems.push({ path: joinPath(parts), message, position: positionOf(source, parts) });
+  // One problem per place: a value whose ${env:…} failed would otherwise also fail its type check.
+  const reported = new Set<string>();
+  const report = (parts: (string | number)[], message: string) => {
+    const at = joinPath(parts);
+    if (reported.has(at)) return;
+    reported.add(at);
+    problems.push({ path: at, message, position: positionOf(source, parts) });
+  };
 
   const tree = expandEnv(source.tree, [], env, report) as Tree;
 

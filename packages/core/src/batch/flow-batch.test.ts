@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import { FlowBatch, FlowFlags } from './flow-batch.js';
+import { decodeFlowRecord, encodeFlowRecords } from './flow-record.js';
+
+const t0 = Date.parse('2026-01-01T00:00:00.000Z');
+const flow = (i: number) => ({
+  timeStart: t0,
+  timeEnd: t0 + 10_000,
+  protocol: 6,
+  srcIp: `10.0.${i >> 8}.${i & 255}`,
+  srcPort: 1000 + i,
+  dstIp: '2001:db8::1',
+  dstPort: 443,
+  txBytes: i * 10,
+  rxBytes: i * 20,
+  txPackets: i,
+  rxPackets: 2 * i,
+  attributes: { 'src.k8s.pod.name': `pod-${i % 3}`, 'cost.usd': i / 100, 'flow.initiator_known': i % 2 === 0 },
+});
+
+describe('FlowBatch', () => {
+  it('grows past its capacity and keeps every column and attribute', () => {
+    const b = new FlowBatch(2);
+    for (let i = 0; i < 1000; i++) b.push(flow(i));
+    expect(b.length).toBe(1000);
+    expect(b.capacity).toBeGreaterThanOrEqual(1000);
+    const r = b.row(777);
+    expect([r.srcIp, r.srcPort, r.dstIp, r.txBytes, r.rxPackets, r.family]).toEqual(['10.0.3.9', 1777, '2001:db8::1', 7770, 1554, 6]);
+    expect(r.attributes).toEqual({ 'cost.usd': 7.77, 'flow.initiator_known': false, 'src.k8s.pod.name': 'pod-0' });
+    // Dictionary encoding: three distinct pod names, one entry each (+ the absent slot).
+    const col = b.column('src.k8s.pod.name');
+    expect(col?.kind === 'string' && col.dict.length).toBe(4);
+  });
+
+  it('rejects rows whose addresses are not IP literals', () => {
+    const b = new FlowBatch();
+    expect(b.push({ ...flow(1), dstIp: 'example.com' })).toBe(-1);
+    expect(b.length).toBe(0);
+  });
+
+  it('seals: the mutating methods throw, clone gives a writable copy', () => {
+    const b = FlowBatch.from([flow(1), flow(2)]).seal();
+    expect(b.readonly).toBe(true);
+    expect(() => b.setAttribute(0, 'x', 'y')).toThrow(/read-only/);
+    expect(() => b.push(flow(3))).toThrow(/read-only/);
+    const c = b.clone();
+    c.setAttribute(0, 'src.k8s.pod.name', 'changed');
+    expect(c.getAttribute(0, 'src.k8s.pod.name')).toBe('changed');
+    expect(b.getAttribute(0, 'src.k8s.pod.name')).toBe('pod-1');
+  });
+
+  it('selects rows in the order given, with their attributes', () => {
+    const b = FlowBatch.from([flow(1), flow(2), flow(3)]);
+    const s = b.select([2, 0]);
+    expect([...s].map((r) => [r.srcPort, r.get('src.k8s.pod.name')])).toEqual([
+      [1003, 'pod-0'],
+      [1001, 'pod-1'],
+    ]);
+  });
+
+  it('refuses to mix value kinds in one attribute column', () => {
+    const b = FlowBatch.from([flow(1)]);
+    expect(() => b.setAttribute(0, 'cost.usd', 'cheap')).toThrow(/holds number values/);
+  });
+
+  it('keeps flags', () => {
+    const b = FlowBatch.from([{ ...flow(1), flags: FlowFlags.InitiatorKnown | FlowFlags.Closed }]);
+    expect(b.flags[0] & FlowFlags.Closed).toBeTruthy();
+  });
+});
+
+describe('flow records', () => {
+  it('encode → decode → encode is the identity', () => {
+    const b = FlowBatch.from([flow(1), flow(2), { ...flow(3), attributes: {} }]);
+    const lines = encodeFlowRecords(b);
+    expect(lines[0]).toBe(
+      '{"time_start":"2026-01-01T00:00:00.000Z","time_end":"2026-01-01T00:00:10.000Z","family":6,"protocol":6,' +
+        '"src_ip":"10.0.0.1","src_port":1001,"dst_ip":"2001:db8::1","dst_port":443,"tx_bytes":10,"rx_bytes":20,' +
+        '"tx_packets":1,"rx_packets":2,"attributes":{"cost.usd":0.01,"flow.initiator_known":false,"src.k8s.pod.name":"pod-1"}}\n',
+    );
+    const again = new FlowBatch();
+    for (const line of lines) {
+      const d = decodeFlowRecord(line);
+      if (!d.ok) throw new Error(d.error);
+      again.push(d.flow);
+    }
+    expect(encodeFlowRecords(again)).toEqual(lines);
+  });
+
+  it.each([
+    ['{', /not JSON/],
+    ['[]', /expected a JSON object/],
+    ['{"time_start":"x"}', /time_start/],
+    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":5,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}', /family/],
+    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","tx_bytes":-1}', /tx_bytes/],
+    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","bytes":1}', /unknown field "bytes"/],
+    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","attributes":{"a":[1]}}', /attributes.a/],
+  ])('names what is wrong in %s', (line, message) => {
+    const d = decodeFlowRecord(line);
+    expect(d.ok).toBe(false);
+    if (!d.ok) expect(d.error).toMatch(message);
+  });
+});

@@ -1,0 +1,193 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { defineExporter, defineExtension, defineProcessor, defineReceiver } from '../component.js';
+import { Registry } from '../registry.js';
+import { duration, formatDuration, parseDuration } from './duration.js';
+import { loadConfig } from './resolve.js';
+import { ConfigError } from './source.js';
+
+const dir = path.join(import.meta.dirname, 'testdata');
+const file = (name: string) => path.join(dir, name);
+const rel = (name: string) => path.relative(process.cwd(), file(name));
+
+export const testRegistry = () =>
+  new Registry([
+    defineReceiver({
+      kind: 'receiver',
+      type: 'gen',
+      stability: 'development',
+      description: 'test generator',
+      signals: ['flows'],
+      config: z.strictObject({ interval: duration().prefault('10s'), count: z.number().int().default(1) }),
+      create: () => ({}),
+    }),
+    defineProcessor({
+      kind: 'processor',
+      type: 'tag',
+      stability: 'development',
+      description: 'test tagger',
+      signals: ['flows'],
+      config: z.strictObject({ value: z.string().default('x') }),
+      create: () => ({ process: (b) => b }),
+    }),
+    defineExporter({
+      kind: 'exporter',
+      type: 'sink',
+      stability: 'development',
+      description: 'test sink',
+      signals: ['flows', 'dns'],
+      config: z.strictObject({ label: z.string().default('first'), port: z.number().int().default(1) }),
+      create: () => ({ export: () => {} }),
+    }),
+    defineExtension({
+      kind: 'extension',
+      type: 'needs_nothing',
+      stability: 'development',
+      description: 'test extension',
+      config: z.strictObject({}),
+      create: () => ({}),
+    }),
+    defineProcessor({
+      kind: 'processor',
+      type: 'needy',
+      stability: 'development',
+      description: 'needs an extension',
+      signals: ['flows'],
+      config: z.strictObject({}),
+      extensions: ['needs_nothing'],
+      create: () => ({ process: (b) => b }),
+    }),
+  ]);
+
+async function problemsOf(files: string[], env: NodeJS.ProcessEnv = {}): Promise<string[]> {
+  try {
+    await loadConfig(files, testRegistry(), env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message.split('\n');
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('durations', () => {
+  it.each([
+    ['250ms', 250],
+    ['5s', 5000],
+    ['1m30s', 90_000],
+    ['1.5h', 5_400_000],
+    ['0', 0],
+  ])('%s is %d ms', (text, ms) => expect(parseDuration(text)).toBe(ms));
+  it.each(['5', '5 s', 's', '5x', '-1s', ''])('%j is not a duration', (text) => expect(parseDuration(text)).toBeNull());
+  it('formats back', () => expect([90_000, 5000, 250, 3_600_000].map(formatDuration)).toEqual(['1m30s', '5s', '250ms', '1h']));
+});
+
+describe('loadConfig', () => {
+  it('merges files in order: maps key by key, lists replaced', async () => {
+    const c = await loadConfig([file('base.yaml'), file('override.yaml')], testRegistry(), {});
+    expect(c.components.receiver.get('gen')?.config).toEqual({ interval: 90_000, count: 1 });
+    expect(c.pipelines).toEqual([
+      {
+        id: 'flows',
+        signal: 'flows',
+        receivers: ['gen'],
+        processors: ['tag'],
+        exporters: ['sink', 'sink/second'],
+        queue: { size: 64, overflow: 'drop_oldest' },
+      },
+    ]);
+    expect(c.components.exporter.get('sink/second')?.config).toEqual({ label: 'second', port: 1 });
+    expect(c.components.exporter.get('sink/second')?.configDir).toBe(dir);
+    expect(c.shutdownTimeoutMs).toBe(10_000);
+  });
+
+  it('names path, file, line and column of every problem at once', async () => {
+    const problems = await problemsOf([file('broken.yaml')]);
+    const f = rel('broken.yaml');
+    expect(problems).toEqual([
+      `${f}:3:5: receivers::gen::interval: "5 parsecs" is not a duration; expected e.g. 500ms, 5s or 1m30s`,
+      `${f}:4:5: receivers::gen::colour: unknown key "colour"; expected one of: interval, count`,
+      `${f}:13:25: service::pipelines::flows::processors::1: references processor "nope" which is not configured under processors`,
+      `${f}:14:25: service::pipelines::flows::exporters::1: references exporter "missing" which is not configured under exporters`,
+    ]);
+  });
+
+  it('expands ${env:…} with defaults and types a whole-value reference', async () => {
+    const tmp = await import('node:fs/promises');
+    const os = await import('node:os');
+    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
+    const f = path.join(d, 'env.yaml');
+    await tmp.writeFile(
+      f,
+      [
+        'receivers: { gen: { interval: "${env:READ_INTERVAL:-2s}", count: "${env:COUNT}" } }',
+        'exporters: { sink: { label: "node ${env:NODE_NAME} costs $$5" } }',
+        'service: { pipelines: { flows: { receivers: [gen], exporters: [sink] } } }',
+      ].join('\n'),
+    );
+    const c = await loadConfig([f], testRegistry(), { COUNT: '42', NODE_NAME: 'n1' });
+    expect(c.components.receiver.get('gen')?.config).toEqual({ interval: 2000, count: 42 });
+    expect(c.components.exporter.get('sink')?.config).toEqual({ label: 'node n1 costs $5', port: 1 });
+    const problems = await problemsOf([f], { NODE_NAME: 'n1' });
+    expect(problems).toEqual([
+      `${path.relative(process.cwd(), f)}:1:59: receivers::gen::count: environment variable COUNT is not set (write \${env:COUNT:-default} to give a default)`,
+    ]);
+    await tmp.rm(d, { recursive: true });
+  });
+
+  it('rejects unknown component types, bad ids, bad pipeline ids and unsupported signals', async () => {
+    const tmp = await import('node:fs/promises');
+    const os = await import('node:os');
+    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
+    const f = path.join(d, 'bad.yaml');
+    await tmp.writeFile(
+      f,
+      [
+        'receivers:',
+        '  kafka: {}',
+        '  gen: {}',
+        'processors:',
+        '  needy: {}',
+        'exporters:',
+        '  "Sink": {}',
+        '  sink: {}',
+        'service:',
+        '  pipelines:',
+        '    traces: { receivers: [gen], exporters: [sink] }',
+        '    dns: { receivers: [gen], exporters: [sink] }',
+        '    flows: { receivers: [gen], processors: [needy], exporters: [sink] }',
+      ].join('\n'),
+    );
+    const r = path.relative(process.cwd(), f);
+    expect(await problemsOf([f])).toEqual([
+      `${r}:2:3: receivers::kafka: unknown receiver type "kafka"; known types: gen`,
+      `${r}:7:3: exporters::Sink: a component id is \`type\` or \`type/name\` (type: lower_snake_case; name: no spaces or /)`,
+      `${r}:11:5: service::pipelines::traces: a pipeline id is \`signal[/name]\` with signal one of: flows, dns`,
+      `${r}:12:24: service::pipelines::dns::receivers::0: receiver "gen" does not support dns (it supports: flows)`,
+      `${r}:5:3: processors::needy: needs the needs_nothing extension: add it under extensions and list it in service::extensions`,
+    ]);
+    await tmp.rm(d, { recursive: true });
+  });
+
+  it('reports YAML syntax errors and missing files with their place', async () => {
+    const tmp = await import('node:fs/promises');
+    const os = await import('node:os');
+    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
+    const f = path.join(d, 'syntax.yaml');
+    await tmp.writeFile(f, 'receivers:\n  gen: {interval: 5s\nservice: x\n');
+    const problems = await problemsOf([f, path.join(d, 'absent.yaml')]);
+    expect(problems[0]).toMatch(new RegExp(`^${path.relative(process.cwd(), f)}:\\d+:\\d+: invalid YAML: `));
+    expect(problems.at(-1)).toMatch(/cannot read config file .*absent.yaml: ENOENT/);
+    await tmp.rm(d, { recursive: true });
+  });
+
+  it('requires a service with at least one pipeline', async () => {
+    const tmp = await import('node:fs/promises');
+    const os = await import('node:os');
+    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
+    const f = path.join(d, 'empty.yaml');
+    await tmp.writeFile(f, 'receivers: {gen: {}}\n');
+    expect(await problemsOf([f])).toEqual([`${path.relative(process.cwd(), f)}:1:1: service: required: expected object`]);
+    await tmp.rm(d, { recursive: true });
+  });
+});

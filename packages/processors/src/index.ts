@@ -1,0 +1,1 @@
+export { pluginProcessorFactory } from './plugin/factory.js';
