@@ -1,0 +1,39 @@
+# netmon developer entry points. Every target first runs scripts/bootstrap.sh, which installs what a
+# fresh Debian machine lacks (apt packages, Node 24, node_modules) and skips whatever is already done.
+#
+#   make test ARGS="packages/core --reporter=verbose"    extra arguments for vitest
+#   make run NETMON_ARGS="--config configs/examples/x.yaml"   extra arguments for `netmon run`
+
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+BOOTSTRAP := bash "$(ROOT)/scripts/bootstrap.sh"
+
+ARGS ?=
+NETMON_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test lint clean
+
+help:
+	@echo 'netmon - make targets (each sets up what it needs first; re-runs skip finished steps):'
+	@echo '  make build   install what is missing (apt packages, Node 24, node_modules) and build (tsc -b)'
+	@echo '  make run     build, then start the agent: bin/netmon run --config configs/default.yaml $$NETMON_ARGS'
+	@echo '  make test    build, then run the whole test suite (npm test = vitest run); ARGS="..." go to vitest'
+	@echo '  make lint    npm run lint (biome + type check)'
+	@echo '  make clean   remove build output (packages/*/dist, *.tsbuildinfo); keeps node_modules and .tools'
+	@echo '  make help    this list'
+
+build:
+	@$(BOOTSTRAP)
+
+run:
+	@$(BOOTSTRAP) -- "$(ROOT)/bin/netmon" run --config configs/default.yaml $(NETMON_ARGS)
+
+test:
+	@$(BOOTSTRAP) -- npm test -- $(ARGS)
+
+lint:
+	@$(BOOTSTRAP) --no-build -- npm run lint
+
+clean:
+	rm -rf "$(ROOT)"/packages/*/dist
+	find "$(ROOT)" \( -name node_modules -o -name .tools -o -name .git \) -prune -o -name '*.tsbuildinfo' -type f -exec rm -f {} +
