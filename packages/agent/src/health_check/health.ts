@@ -1,0 +1,77 @@
+import type { ComponentState, Host } from '@netmon/core';
+
+export interface Verdict {
+  ok: boolean;
+  reasons: string[];
+}
+
+const name = (c: ComponentState) => `${c.kind} "${c.id}"${c.pipeline ? ` in pipeline ${c.pipeline}` : ''}`;
+
+/**
+ * Liveness: the agent is doing its job, or restarting it could help. Fails on a fatal or permanent error
+ * and on a recoverable error that has lasted longer than the budget (a backend down for good, a kernel
+ * source that keeps failing). A merely idle pipeline is alive.
+ */
+export function liveness(host: Host, budgetMs: number, now = Date.now()): Verdict {
+  const reasons: string[] = [];
+  if (host.phase() === 'stopped') reasons.push('the agent has stopped');
+  for (const c of host.components()) {
+    if (c.status === 'fatal_error' || c.status === 'permanent_error') {
+      reasons.push(`${name(c)} is in ${c.status}: ${c.lastError ?? 'no detail'}`);
+    } else if (c.status === 'recoverable_error' && c.errorSince !== undefined && now - c.errorSince > budgetMs) {
+      const mins = ((now - c.errorSince) / 60_000).toFixed(1);
+      reasons.push(`${name(c)} has been failing for ${mins} min: ${c.lastError ?? 'no detail'}`);
+    }
+  }
+  return { ok: reasons.length === 0, reasons };
+}
+
+/**
+ * Readiness: every component started and none is broken beyond recovery. Not ready while starting or
+ * stopping, so a rollout waits for a working agent.
+ */
+export function readiness(host: Host): Verdict {
+  const reasons: string[] = [];
+  const phase = host.phase();
+  if (phase !== 'running') reasons.push(`the agent is ${phase}`);
+  for (const c of host.components()) {
+    if (c.status !== 'ok' && c.status !== 'recoverable_error') {
+      reasons.push(`${name(c)} is ${c.status}${c.lastError ? `: ${c.lastError}` : ''}`);
+    }
+  }
+  return { ok: reasons.length === 0, reasons };
+}
+
+/** The /status document: every component's status, last error and item counters, and every queue. */
+export function statusDocument(host: Host, budgetMs: number) {
+  const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+  const live = liveness(host, budgetMs);
+  const ready = readiness(host);
+  return {
+    phase: host.phase(),
+    healthy: live.ok,
+    ready: ready.ok,
+    reasons: [...new Set([...live.reasons, ...ready.reasons])],
+    started_at: iso(host.startedAt()),
+    uptime_seconds: Math.round((Date.now() - host.startedAt()) / 1000),
+    components: host.components().map((c) => ({
+      kind: c.kind,
+      id: c.id,
+      signal: c.signal ?? null,
+      pipeline: c.pipeline ?? null,
+      status: c.status,
+      since: iso(c.since),
+      last_error: c.lastError ?? null,
+      last_error_time: iso(c.lastErrorTime),
+      items: { ...c.items },
+    })),
+    queues: host.queues().map((q) => ({
+      pipeline: q.pipeline,
+      receiver: q.receiver,
+      capacity: q.capacity,
+      depth: q.depth,
+      dropped_batches: q.droppedBatches,
+      dropped_items: q.droppedItems,
+    })),
+  };
+}

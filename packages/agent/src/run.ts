@@ -1,0 +1,77 @@
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { type LogLevel, type Logger, loadConfig, registerSelfMetrics, type Registry, Service } from '@netmon/core';
+import { VERSION } from './version.js';
+
+export interface RunOptions {
+  configFiles: string[];
+  registry: Registry;
+  logger: (level: LogLevel) => Logger;
+  /** --log-level: overrides service::telemetry::logs::level. */
+  logLevel?: LogLevel;
+  /** Stop when this resolves (tests); otherwise on SIGTERM/SIGINT. */
+  stop?: Promise<unknown>;
+}
+
+/**
+ * Runs the agent until SIGTERM/SIGINT: validate everything, build, start; on the signal, drain queued
+ * data to the exporters within service::shutdown_timeout. Returns the process exit code.
+ */
+export async function runAgent(opts: RunOptions): Promise<number> {
+  const config = await loadConfig(opts.configFiles, opts.registry);
+  const logger = opts.logger(opts.logLevel ?? config.logLevel);
+  const meterProvider = new MeterProvider();
+  const service = await Service.build(config, { logger, meterProvider });
+  registerSelfMetrics(meterProvider.getMeter('netmon'), service);
+
+  for (const kind of ['receiver', 'processor', 'exporter', 'extension'] as const) {
+    for (const spec of config.components[kind].values()) {
+      if (spec.factory.stability === 'development' || spec.factory.stability === 'deprecated') {
+        logger.info({ component: spec.id, kind }, `${kind} ${spec.type} is ${spec.factory.stability}: expect changes`);
+      }
+    }
+  }
+  logger.info(
+    { version: VERSION, config: opts.configFiles, pipelines: config.pipelines.map((p) => p.id) },
+    'starting netmon',
+  );
+  try {
+    await service.start();
+  } catch (err) {
+    logger.fatal({ err: (err as Error).message }, 'netmon could not start');
+    await meterProvider.shutdown();
+    return 1;
+  }
+  logger.info('netmon is running; SIGTERM or Ctrl-C stops it after draining in-flight data');
+
+  const signal = await new Promise<string>((resolve) => {
+    const onSignal = (name: NodeJS.Signals) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      // A second signal means "now": skip the drain.
+      const force = (again: NodeJS.Signals) => {
+        logger.warn({ signal: again }, 'second signal: exiting without draining');
+        process.exit(130);
+      };
+      process.once('SIGTERM', force);
+      process.once('SIGINT', force);
+      resolve(name);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    opts.stop?.then(() => onSignal('SIGTERM'));
+  });
+  logger.info({ signal, deadline_ms: config.shutdownTimeoutMs }, 'stopping: draining in-flight data');
+  const report = await service.shutdown();
+  await meterProvider.shutdown();
+  for (const e of report.errors) logger.error({ error: e }, 'error while stopping');
+  logger.info(
+    {
+      components: service.components().map((c) => ({ kind: c.kind, id: c.id, pipeline: c.pipeline, items: c.items })),
+      queues: service.queues(),
+    },
+    'final item counts',
+  );
+  if (report.drained) logger.info('netmon stopped; everything read was delivered to the exporters');
+  else logger.error({ abandoned_items: report.abandonedItems }, 'netmon stopped before the queues drained');
+  return report.drained && report.errors.length === 0 ? 0 : 1;
+}
