@@ -7,7 +7,12 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['@netmon/source'] } },
   test: {
     pool: 'forks',
-    include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts', 'configs/**/*.test.ts', 'scripts/**/*.test.ts'],
+    include: [
+      'packages/*/src/**/*.test.ts',
+      'test/**/*.test.ts',
+      'configs/**/*.test.ts',
+      'scripts/**/*.test.ts',
+    ],
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },

@@ -50,7 +50,9 @@ function makeBatch(rows, seed) {
 }
 
 function report(name, value, unit, extra = '') {
-  console.log(`${name.padEnd(52)} ${value.toLocaleString('en-US', { maximumFractionDigits: 1 }).padStart(14)} ${unit}${extra ? `  (${extra})` : ''}`);
+  console.log(
+    `${name.padEnd(52)} ${value.toLocaleString('en-US', { maximumFractionDigits: 1 }).padStart(14)} ${unit}${extra ? `  (${extra})` : ''}`,
+  );
 }
 
 async function pipelineOverhead(processorCount) {
@@ -58,16 +60,38 @@ async function pipelineOverhead(processorCount) {
   let exported = 0;
   const registry = new Registry([
     defineReceiver({
-      kind: 'receiver', type: 'gen', stability: 'development', description: 'bench source', signals: ['flows'],
-      config: z.strictObject({}), create: (_s, _c, _sig, next) => { sink = next; return {}; },
+      kind: 'receiver',
+      type: 'gen',
+      stability: 'development',
+      description: 'bench source',
+      signals: ['flows'],
+      config: z.strictObject({}),
+      create: (_s, _c, _sig, next) => {
+        sink = next;
+        return {};
+      },
     }),
     defineProcessor({
-      kind: 'processor', type: 'noop', stability: 'development', description: 'bench no-op', signals: ['flows'],
-      config: z.strictObject({}), create: () => ({ process: (b) => b }),
+      kind: 'processor',
+      type: 'noop',
+      stability: 'development',
+      description: 'bench no-op',
+      signals: ['flows'],
+      config: z.strictObject({}),
+      create: () => ({ process: (b) => b }),
     }),
     defineExporter({
-      kind: 'exporter', type: 'count', stability: 'development', description: 'bench sink', signals: ['flows'],
-      config: z.strictObject({}), create: () => ({ export: (b) => { exported += b.length; } }),
+      kind: 'exporter',
+      type: 'count',
+      stability: 'development',
+      description: 'bench sink',
+      signals: ['flows'],
+      config: z.strictObject({}),
+      create: () => ({
+        export: (b) => {
+          exported += b.length;
+        },
+      }),
     }),
   ]);
   const processors = Object.fromEntries(Array.from({ length: processorCount }, (_, i) => [`noop/${i}`, {}]));
@@ -77,7 +101,16 @@ async function pipelineOverhead(processorCount) {
         receivers: { gen: {} },
         processors,
         exporters: { count: {} },
-        service: { pipelines: { flows: { receivers: ['gen'], processors: Object.keys(processors), exporters: ['count'], queue: { size: BATCHES + 1 } } } },
+        service: {
+          pipelines: {
+            flows: {
+              receivers: ['gen'],
+              processors: Object.keys(processors),
+              exporters: ['count'],
+              queue: { size: BATCHES + 1 },
+            },
+          },
+        },
       },
       positions: new Map(),
       configDirs: new Map(),
@@ -93,7 +126,12 @@ async function pipelineOverhead(processorCount) {
   await service.shutdown(60_000);
   const ms = performance.now() - start;
   if (exported !== BATCHES * ROWS) throw new Error(`exported ${exported}, expected ${BATCHES * ROWS}`);
-  report(`pipeline: receiver → ${processorCount} no-op processors → exporter`, (BATCHES * ROWS) / (ms / 1000), 'flows/s', `${((ms * 1000) / BATCHES).toFixed(1)} µs per ${ROWS}-flow batch`);
+  report(
+    `pipeline: receiver → ${processorCount} no-op processors → exporter`,
+    (BATCHES * ROWS) / (ms / 1000),
+    'flows/s',
+    `${((ms * 1000) / BATCHES).toFixed(1)} µs per ${ROWS}-flow batch`,
+  );
 }
 
 function codec() {
@@ -113,7 +151,11 @@ function codec() {
     }
   }
   ms = performance.now() - start;
-  report('flow records: decode + push (JSON Lines → FlowBatch)', ((n / 10) * ROWS) / (ms / 1000), 'records/s');
+  report(
+    'flow records: decode + push (JSON Lines → FlowBatch)',
+    ((n / 10) * ROWS) / (ms / 1000),
+    'records/s',
+  );
 }
 
 function memory() {
@@ -123,7 +165,12 @@ function memory() {
   globalThis.gc?.();
   const after = process.memoryUsage();
   const bytes = after.arrayBuffers + after.heapUsed - before.arrayBuffers - before.heapUsed;
-  report('FlowBatch memory per flow (1 string attribute)', bytes / (keep.length * ROWS), 'bytes', globalThis.gc ? '' : 'run with --expose-gc for a stable figure');
+  report(
+    'FlowBatch memory per flow (1 string attribute)',
+    bytes / (keep.length * ROWS),
+    'bytes',
+    globalThis.gc ? '' : 'run with --expose-gc for a stable figure',
+  );
 }
 
 console.log(`node ${process.version}, ${BATCHES} batches of ${ROWS} flows`);

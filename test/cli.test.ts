@@ -28,12 +28,22 @@ describe('netmon CLI', () => {
       );
       const r = await runCli(['validate', '--config', file], { cwd: dir });
       expect(r.code).toBe(2);
-      const lines = r.stderr.trim().split('\n').map((l) => l.trim());
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .map((l) => l.trim());
       expect(lines[0]).toBe('netmon: invalid configuration (3 problems):');
-      expect(lines).toContain('broken.yaml:5:5: receivers::file::colour: unknown key "colour"; expected one of: ' + lines[1].split('expected one of: ')[1]);
-      expect(lines.some((l) => l.startsWith('broken.yaml:8:5: exporters::debug::interval: "ten seconds" is not a duration'))).toBe(true);
       expect(lines).toContain(
-        'broken.yaml:13:30: service::pipelines::flows::exporters::1: references exporter "otlp" which is not configured under exporters',
+        'broken.yaml:5:5: receivers::file::colour: unknown key "colour"; expected one of: ' +
+          lines[1].split('expected one of: ')[1],
+      );
+      expect(
+        lines.some((l) =>
+          l.startsWith('broken.yaml:8:5: exporters::debug::interval: "ten seconds" is not a duration'),
+        ),
+      ).toBe(true);
+      expect(lines).toContain(
+        'broken.yaml:13:26: service::pipelines::flows::exporters::1: references exporter "otlp" which is not configured under exporters',
       );
     });
   });
@@ -69,7 +79,13 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
     expect(r.code).toBe(0);
     const rows = JSON.parse(r.stdout) as { kind: string; type: string; stability: string }[];
     expect(rows.map((x) => `${x.kind}/${x.type}`)).toEqual(
-      expect.arrayContaining(['receiver/file', 'processor/plugin', 'exporter/file', 'exporter/debug', 'extension/health_check']),
+      expect.arrayContaining([
+        'receiver/file',
+        'processor/plugin',
+        'exporter/file',
+        'exporter/debug',
+        'extension/health_check',
+      ]),
     );
     const table = await runCli(['components']);
     expect(table.stdout.split('\n')[0]).toMatch(/^KIND\s+TYPE\s+SIGNALS\s+STABILITY\s+DESCRIPTION$/);

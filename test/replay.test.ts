@@ -6,10 +6,15 @@ import { AgentProcess, ROOT, withTmpDir } from './harness/agent.js';
 const SAMPLE = path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl');
 
 interface FinalCounts {
-  components: { kind: string; id: string; items: { in: number; out: number; dropped: number; failed: number } }[];
+  components: {
+    kind: string;
+    id: string;
+    items: { in: number; out: number; dropped: number; failed: number };
+  }[];
 }
 
-const items = (final: FinalCounts, kind: string, id: string) => final.components.find((c) => c.kind === kind && c.id === id)?.items;
+const items = (final: FinalCounts, kind: string, id: string) =>
+  final.components.find((c) => c.kind === kind && c.id === id)?.items;
 
 describe('replay end to end (real CLI)', () => {
   it('file receiver → file exporter reproduces its input byte for byte (golden)', async () => {
@@ -46,7 +51,9 @@ service:
 `,
       );
       const agent = new AgentProcess(['run', '-c', config]);
-      await agent.waitForLog((l) => l.msg === 'netmon is running; SIGTERM or Ctrl-C stops it after draining in-flight data');
+      await agent.waitForLog(
+        (l) => l.msg === 'netmon is running; SIGTERM or Ctrl-C stops it after draining in-flight data',
+      );
       await new Promise((r) => setTimeout(r, 150));
       agent.signal('SIGTERM');
       expect(await agent.exit()).toBe(0);
@@ -81,10 +88,17 @@ service: { pipelines: { flows: { exporters: [file] } } }
       const rows = (await readFile(path.join(dir, 'out.jsonl'), 'utf8'))
         .split('\n')
         .filter(Boolean)
-        .map((l) => JSON.parse(l) as { protocol: number; dst_port: number; attributes: Record<string, unknown> });
+        .map(
+          (l) => JSON.parse(l) as { protocol: number; dst_port: number; attributes: Record<string, unknown> },
+        );
       expect(rows.length).toBeGreaterThan(50);
       for (const r of rows) {
-        const expected = r.protocol === 6 && r.dst_port === 443 ? 'https' : r.protocol === 17 && r.dst_port === 53 ? 'dns' : undefined;
+        const expected =
+          r.protocol === 6 && r.dst_port === 443
+            ? 'https'
+            : r.protocol === 17 && r.dst_port === 53
+              ? 'dns'
+              : undefined;
         if (expected) expect(r.attributes['app.protocol']).toBe(expected);
       }
       expect(rows.some((r) => r.attributes['app.protocol'] === 'https')).toBe(true);

@@ -1,8 +1,7 @@
 import { FlowBatch } from '@netmon/core';
-import { describeConformance } from '@netmon/core/testkit';
+import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { pluginProcessorFactory } from '@netmon/processors';
 import { expect, it } from 'vitest';
-import { testSettings } from '@netmon/core/testkit';
 
 const configDir = import.meta.dirname;
 const config = { module: './port-names.mjs', options: { names: { '8443': 'https-alt' } } };
@@ -26,7 +25,13 @@ it('labels flows by destination port, with options overriding the table', async 
     { ...flow, protocol: 1, dstPort: 443 },
   ]);
   const out = (await processor.process(batch)) as FlowBatch;
-  expect([...out].map((f) => f.get('app.protocol'))).toEqual(['https', 'https-alt', 'dns', undefined, undefined]);
+  expect([...out].map((f) => f.get('app.protocol'))).toEqual([
+    'https',
+    'https-alt',
+    'dns',
+    undefined,
+    undefined,
+  ]);
   await processor.shutdown?.();
 });
 
@@ -39,6 +44,8 @@ it('refuses to change a read-only batch, as it must when shared', async () => {
   await processor.start?.();
   expect(processor.mutates).toBe(true);
   const t = Date.parse('2026-01-01T00:00:00Z');
-  const sealed = FlowBatch.from([{ timeStart: t, timeEnd: t, protocol: 6, srcIp: '10.0.0.1', dstIp: '10.0.0.2', dstPort: 443 }]).seal();
+  const sealed = FlowBatch.from([
+    { timeStart: t, timeEnd: t, protocol: 6, srcIp: '10.0.0.1', dstIp: '10.0.0.2', dstPort: 443 },
+  ]).seal();
   expect(() => processor.process(sealed)).toThrow(/read-only/);
 });

@@ -1,5 +1,13 @@
+import {
+  ConfigError,
+  createLogger,
+  LOG_LEVELS,
+  type LogLevel,
+  loadConfig,
+  Service,
+  silentLogger,
+} from '@netmon/core';
 import { Command, Option } from 'commander';
-import { ConfigError, createLogger, LOG_LEVELS, type LogLevel, loadConfig, Service, silentLogger } from '@netmon/core';
 import { defaultRegistry } from './components.js';
 import { runAgent } from './run.js';
 import { VERSION } from './version.js';
@@ -14,12 +22,15 @@ const configOption = () =>
     .makeOptionMandatory();
 
 const logLevelOption = () =>
-  new Option('--log-level <level>', 'log level, overriding service::telemetry::logs::level')
-    .choices(LOG_LEVELS as unknown as string[]);
+  new Option('--log-level <level>', 'log level, overriding service::telemetry::logs::level').choices(
+    LOG_LEVELS as unknown as string[],
+  );
 
 function reportConfigError(err: unknown): never {
   if (err instanceof ConfigError) {
-    process.stderr.write(`netmon: invalid configuration (${err.problems.length} problem${err.problems.length === 1 ? '' : 's'}):\n`);
+    process.stderr.write(
+      `netmon: invalid configuration (${err.problems.length} problem${err.problems.length === 1 ? '' : 's'}):\n`,
+    );
     for (const line of err.message.split('\n')) process.stderr.write(`  ${line}\n`);
     process.exit(EXIT_INVALID_CONFIG);
   }
@@ -75,14 +86,19 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
     .command('validate')
     .description('check config files completely (schema, references, plugins) without starting anything')
     .addOption(configOption())
-    .addHelpText('after', '\nExit codes: 0 valid, 2 invalid (each problem printed as file:line:column: path: message).')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 valid, 2 invalid (each problem printed as file:line:column: path: message).',
+    )
     .action(async (opts: { config: string[] }) => {
       try {
         const config = await loadConfig(opts.config, defaultRegistry());
         // Building creates every component (plugins are loaded) without starting any.
         await Service.build(config, { logger: silentLogger() });
         const n = config.pipelines.length;
-        process.stdout.write(`configuration is valid: ${n} pipeline${n === 1 ? '' : 's'} (${config.pipelines.map((p) => p.id).join(', ')})\n`);
+        process.stdout.write(
+          `configuration is valid: ${n} pipeline${n === 1 ? '' : 's'} (${config.pipelines.map((p) => p.id).join(', ')})\n`,
+        );
       } catch (err) {
         if (err instanceof ConfigError) reportConfigError(err);
         process.stderr.write(`netmon: invalid configuration:\n  ${(err as Error).message}\n`);
@@ -111,9 +127,11 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
       const widths = ['kind', 'type', 'signals', 'stability'].map((k) =>
         Math.max(k.length, ...rows.map((r) => String(r[k as keyof typeof r]).length)),
       );
-      const line = (cells: string[]) => `${cells.map((c, i) => (i < 4 ? c.padEnd(widths[i]) : c)).join('  ')}\n`;
+      const line = (cells: string[]) =>
+        `${cells.map((c, i) => (i < 4 ? c.padEnd(widths[i]) : c)).join('  ')}\n`;
       process.stdout.write(line(['KIND', 'TYPE', 'SIGNALS', 'STABILITY', 'DESCRIPTION']));
-      for (const r of rows) process.stdout.write(line([r.kind, r.type, r.signals, r.stability, r.description]));
+      for (const r of rows)
+        process.stdout.write(line([r.kind, r.type, r.signals, r.stability, r.description]));
     });
 
   program

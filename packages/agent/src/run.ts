@@ -1,5 +1,12 @@
+import {
+  type Logger,
+  type LogLevel,
+  loadConfig,
+  type Registry,
+  registerSelfMetrics,
+  Service,
+} from '@netmon/core';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import { type LogLevel, type Logger, loadConfig, registerSelfMetrics, type Registry, Service } from '@netmon/core';
 import { VERSION } from './version.js';
 
 export interface RunOptions {
@@ -26,7 +33,10 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   for (const kind of ['receiver', 'processor', 'exporter', 'extension'] as const) {
     for (const spec of config.components[kind].values()) {
       if (spec.factory.stability === 'development' || spec.factory.stability === 'deprecated') {
-        logger.info({ component: spec.id, kind }, `${kind} ${spec.type} is ${spec.factory.stability}: expect changes`);
+        logger.info(
+          { component: spec.id, kind },
+          `${kind} ${spec.type} is ${spec.factory.stability}: expect changes`,
+        );
       }
     }
   }
@@ -43,6 +53,9 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   }
   logger.info('netmon is running; SIGTERM or Ctrl-C stops it after draining in-flight data');
 
+  // Signal handlers do not keep Node alive: once a replay ends, nothing else might. Hold the process
+  // open until a signal says to stop, so shutdown (drain, final counts) always runs.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   const signal = await new Promise<string>((resolve) => {
     const onSignal = (name: NodeJS.Signals) => {
       process.off('SIGTERM', onSignal);
@@ -60,13 +73,16 @@ export async function runAgent(opts: RunOptions): Promise<number> {
     process.on('SIGINT', onSignal);
     opts.stop?.then(() => onSignal('SIGTERM'));
   });
+  clearInterval(keepAlive);
   logger.info({ signal, deadline_ms: config.shutdownTimeoutMs }, 'stopping: draining in-flight data');
   const report = await service.shutdown();
   await meterProvider.shutdown();
   for (const e of report.errors) logger.error({ error: e }, 'error while stopping');
   logger.info(
     {
-      components: service.components().map((c) => ({ kind: c.kind, id: c.id, pipeline: c.pipeline, items: c.items })),
+      components: service
+        .components()
+        .map((c) => ({ kind: c.kind, id: c.id, pipeline: c.pipeline, items: c.items })),
       queues: service.queues(),
     },
     'final item counts',

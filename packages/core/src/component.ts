@@ -131,7 +131,7 @@ export interface ExtensionFactory<C = unknown> extends FactoryBase<C> {
   create(settings: ComponentSettings, config: C): Extension;
 }
 
-export type Factory = ReceiverFactory<any> | ProcessorFactory<any> | ExporterFactory<any> | ExtensionFactory<any>;
+export type Factory = ReceiverFactory | ProcessorFactory | ExporterFactory | ExtensionFactory;
 
 /** Identity helpers that keep the config type flowing from schema to `create`. */
 export const defineReceiver = <C>(f: ReceiverFactory<C>): ReceiverFactory<C> => f;

@@ -35,7 +35,11 @@ export const definePlugin = <B extends Batch = Batch>(def: PluginDefinition<B>):
 /** Accepts what a plugin module default-exports and checks its shape. */
 export function toPluginDefinition(exported: unknown, where: string): PluginDefinition {
   if (typeof exported === 'function') return { process: exported as ProcessFunction };
-  if (typeof exported === 'object' && exported !== null && typeof (exported as PluginDefinition).process === 'function') {
+  if (
+    typeof exported === 'object' &&
+    exported !== null &&
+    typeof (exported as PluginDefinition).process === 'function'
+  ) {
     return exported as PluginDefinition;
   }
   throw new Error(

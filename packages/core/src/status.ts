@@ -75,7 +75,11 @@ export class StatusBoard {
     return [kind, signal ?? '', pipeline ?? '', id].join('|');
   }
 
-  register(kind: ComponentKind, id: string, opts: { signal?: string; pipeline?: string } = {}): ComponentState {
+  register(
+    kind: ComponentKind,
+    id: string,
+    opts: { signal?: string; pipeline?: string } = {},
+  ): ComponentState {
     const key = StatusBoard.key(kind, id, opts.signal, opts.pipeline);
     let state = this.entries.get(key);
     if (!state) {

@@ -48,11 +48,18 @@ export const healthCheckFactory = defineExtension({
           const { host, port } = parseEndpoint(config.endpoint);
           const s = createServer(handle);
           s.once('error', (err) =>
-            reject(new Error(`cannot listen on ${config.endpoint}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)),
+            reject(
+              new Error(
+                `cannot listen on ${config.endpoint}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+              ),
+            ),
           );
           s.listen(port, host, () => {
             server = s;
-            settings.logger.info({ endpoint: `${host}:${(s.address() as AddressInfo).port}` }, 'health endpoints listening');
+            settings.logger.info(
+              { endpoint: `${host}:${(s.address() as AddressInfo).port}` },
+              'health endpoints listening',
+            );
             resolve();
           });
         }),

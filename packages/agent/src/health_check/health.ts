@@ -18,7 +18,11 @@ export function liveness(host: Host, budgetMs: number, now = Date.now()): Verdic
   for (const c of host.components()) {
     if (c.status === 'fatal_error' || c.status === 'permanent_error') {
       reasons.push(`${name(c)} is in ${c.status}: ${c.lastError ?? 'no detail'}`);
-    } else if (c.status === 'recoverable_error' && c.errorSince !== undefined && now - c.errorSince > budgetMs) {
+    } else if (
+      c.status === 'recoverable_error' &&
+      c.errorSince !== undefined &&
+      now - c.errorSince > budgetMs
+    ) {
       const mins = ((now - c.errorSince) / 60_000).toFixed(1);
       reasons.push(`${name(c)} has been failing for ${mins} min: ${c.lastError ?? 'no detail'}`);
     }

@@ -27,14 +27,21 @@ describe('liveness and readiness', () => {
   it('an agent that is starting is alive but not ready', () => {
     const h = host('starting', [state({ status: 'starting' })]);
     expect(liveness(h, 60_000, now).ok).toBe(true);
-    expect(readiness(h)).toEqual({ ok: false, reasons: ['the agent is starting', 'exporter "otlp" is starting'] });
+    expect(readiness(h)).toEqual({
+      ok: false,
+      reasons: ['the agent is starting', 'exporter "otlp" is starting'],
+    });
   });
 
   it('a recoverable error is tolerated until it outlasts the budget', () => {
-    const young = host('running', [state({ status: 'recoverable_error', errorSince: now - 30_000, lastError: 'UNAVAILABLE' })]);
+    const young = host('running', [
+      state({ status: 'recoverable_error', errorSince: now - 30_000, lastError: 'UNAVAILABLE' }),
+    ]);
     expect(liveness(young, 60_000, now).ok).toBe(true);
     expect(readiness(young).ok).toBe(true);
-    const old = host('running', [state({ status: 'recoverable_error', errorSince: now - 120_000, lastError: 'UNAVAILABLE' })]);
+    const old = host('running', [
+      state({ status: 'recoverable_error', errorSince: now - 120_000, lastError: 'UNAVAILABLE' }),
+    ]);
     expect(liveness(old, 60_000, now)).toEqual({
       ok: false,
       reasons: ['exporter "otlp" has been failing for 2.0 min: UNAVAILABLE'],
@@ -42,7 +49,9 @@ describe('liveness and readiness', () => {
   });
 
   it('a permanent or fatal error fails both', () => {
-    const h = host('running', [state({ kind: 'receiver', id: 'conntrack', status: 'fatal_error', lastError: 'EPERM' })]);
+    const h = host('running', [
+      state({ kind: 'receiver', id: 'conntrack', status: 'fatal_error', lastError: 'EPERM' }),
+    ]);
     expect(liveness(h, 60_000, now).reasons).toEqual(['receiver "conntrack" is in fatal_error: EPERM']);
     expect(readiness(h).ok).toBe(false);
   });
@@ -51,27 +60,56 @@ describe('liveness and readiness', () => {
 describe('health_check endpoints', () => {
   it('serves /healthz, /readyz and /status from the host, and 404 elsewhere', async () => {
     const components = [
-      state({ kind: 'receiver', id: 'file', status: 'ok', items: { in: 0, out: 120, dropped: 7, failed: 0 } }),
+      state({
+        kind: 'receiver',
+        id: 'file',
+        status: 'ok',
+        items: { in: 0, out: 120, dropped: 7, failed: 0 },
+      }),
       state({ status: 'permanent_error', lastError: 'bad credentials' }),
     ];
-    const queues: QueueState[] = [{ pipeline: 'flows', receiver: 'file', capacity: 64, depth: 3, droppedBatches: 1, droppedItems: 7 }];
-    const settings = { ...testSettings('extension', 'health_check'), host: host('running', components, queues) };
-    const ext = healthCheckFactory.create(settings, healthCheckFactory.config.parse({ endpoint: '127.0.0.1:0' })) as HealthCheck;
+    const queues: QueueState[] = [
+      { pipeline: 'flows', receiver: 'file', capacity: 64, depth: 3, droppedBatches: 1, droppedItems: 7 },
+    ];
+    const settings = {
+      ...testSettings('extension', 'health_check'),
+      host: host('running', components, queues),
+    };
+    const ext = healthCheckFactory.create(
+      settings,
+      healthCheckFactory.config.parse({ endpoint: '127.0.0.1:0' }),
+    ) as HealthCheck;
     await ext.start?.();
     try {
       const base = `http://127.0.0.1:${ext.address()?.port}`;
       const healthz = await fetch(`${base}/healthz`);
       expect(healthz.status).toBe(503);
-      expect(await healthz.json()).toEqual({ status: 'unhealthy', reasons: ['exporter "otlp" is in permanent_error: bad credentials'] });
+      expect(await healthz.json()).toEqual({
+        status: 'unhealthy',
+        reasons: ['exporter "otlp" is in permanent_error: bad credentials'],
+      });
       expect((await fetch(`${base}/readyz`)).status).toBe(503);
       const status = (await (await fetch(`${base}/status`)).json()) as Record<string, unknown>;
       expect(status).toMatchObject({
         phase: 'running',
         healthy: false,
         ready: false,
-        queues: [{ pipeline: 'flows', receiver: 'file', capacity: 64, depth: 3, dropped_batches: 1, dropped_items: 7 }],
+        queues: [
+          {
+            pipeline: 'flows',
+            receiver: 'file',
+            capacity: 64,
+            depth: 3,
+            dropped_batches: 1,
+            dropped_items: 7,
+          },
+        ],
       });
-      expect((status.components as unknown[])[0]).toMatchObject({ kind: 'receiver', id: 'file', items: { out: 120, dropped: 7 } });
+      expect((status.components as unknown[])[0]).toMatchObject({
+        kind: 'receiver',
+        id: 'file',
+        items: { out: 120, dropped: 7 },
+      });
       expect((await fetch(`${base}/nope`)).status).toBe(404);
       components[1].status = 'ok';
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
@@ -82,10 +120,16 @@ describe('health_check endpoints', () => {
   });
 
   it('refuses to start when the port is taken, saying which endpoint', async () => {
-    const first = healthCheckFactory.create(testSettings('extension', 'a'), healthCheckFactory.config.parse({ endpoint: '127.0.0.1:0' })) as HealthCheck;
+    const first = healthCheckFactory.create(
+      testSettings('extension', 'a'),
+      healthCheckFactory.config.parse({ endpoint: '127.0.0.1:0' }),
+    ) as HealthCheck;
     await first.start?.();
     const taken = `127.0.0.1:${first.address()?.port}`;
-    const second = healthCheckFactory.create(testSettings('extension', 'b'), healthCheckFactory.config.parse({ endpoint: taken }));
+    const second = healthCheckFactory.create(
+      testSettings('extension', 'b'),
+      healthCheckFactory.config.parse({ endpoint: taken }),
+    );
     await expect(second.start?.()).rejects.toThrow(`cannot listen on ${taken}: EADDRINUSE`);
     await first.shutdown?.();
   });

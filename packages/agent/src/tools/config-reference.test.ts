@@ -5,7 +5,10 @@ import { defaultRegistry } from '../components.js';
 import { renderConfigReference } from './config-reference.js';
 
 it('docs/configuration-reference.md is what the schemas generate (run `npm run docs` after changing a schema)', () => {
-  const committed = readFileSync(path.resolve(import.meta.dirname, '../../../../docs/configuration-reference.md'), 'utf8');
+  const committed = readFileSync(
+    path.resolve(import.meta.dirname, '../../../../docs/configuration-reference.md'),
+    'utf8',
+  );
   expect(committed).toBe(renderConfigReference(defaultRegistry()));
 });
 

@@ -91,10 +91,7 @@ export function renderConfigReference(registry: Registry): string {
     '',
     'Each pipeline under `service::pipelines::<id>` has:',
     '',
-    table(
-      (serviceSchema.shape.pipelines as unknown as { valueType: z.ZodType }).valueType ??
-        z.object({}),
-    ),
+    table((serviceSchema.shape.pipelines as unknown as { valueType: z.ZodType }).valueType ?? z.object({})),
     '',
   ];
   for (const kind of ['receiver', 'processor', 'exporter', 'extension'] as const) {
@@ -104,7 +101,14 @@ export function renderConfigReference(registry: Registry): string {
     for (const f of factories) {
       const signals = 'signals' in f ? ` · signals: ${f.signals.join(', ')}` : '';
       const needs = f.extensions?.length ? ` · needs extensions: ${f.extensions.join(', ')}` : '';
-      parts.push(`### \`${f.type}\``, '', `${f.description}`, '', `Stability: ${f.stability}${signals}${needs}`, '');
+      parts.push(
+        `### \`${f.type}\``,
+        '',
+        `${f.description}`,
+        '',
+        `Stability: ${f.stability}${signals}${needs}`,
+        '',
+      );
       parts.push(table(f.config), '');
     }
   }

@@ -119,7 +119,12 @@ export class DnsBatch {
       if (this.answerTarget[k] !== 0) a.target = this.names[this.answerTarget[k]];
       answers.push(a);
     }
-    return { time: this.time[i], clientIp: this.clientIp(i), question: this.names[this.question[i]], answers };
+    return {
+      time: this.time[i],
+      clientIp: this.clientIp(i),
+      question: this.names[this.question[i]],
+      answers,
+    };
   }
 }
 

@@ -15,7 +15,11 @@ const flow = (i: number) => ({
   rxBytes: i * 20,
   txPackets: i,
   rxPackets: 2 * i,
-  attributes: { 'src.k8s.pod.name': `pod-${i % 3}`, 'cost.usd': i / 100, 'flow.initiator_known': i % 2 === 0 },
+  attributes: {
+    'src.k8s.pod.name': `pod-${i % 3}`,
+    'cost.usd': i / 100,
+    'flow.initiator_known': i % 2 === 0,
+  },
 });
 
 describe('FlowBatch', () => {
@@ -25,8 +29,19 @@ describe('FlowBatch', () => {
     expect(b.length).toBe(1000);
     expect(b.capacity).toBeGreaterThanOrEqual(1000);
     const r = b.row(777);
-    expect([r.srcIp, r.srcPort, r.dstIp, r.txBytes, r.rxPackets, r.family]).toEqual(['10.0.3.9', 1777, '2001:db8::1', 7770, 1554, 6]);
-    expect(r.attributes).toEqual({ 'cost.usd': 7.77, 'flow.initiator_known': false, 'src.k8s.pod.name': 'pod-0' });
+    expect([r.srcIp, r.srcPort, r.dstIp, r.txBytes, r.rxPackets, r.family]).toEqual([
+      '10.0.3.9',
+      1777,
+      '2001:db8::1',
+      7770,
+      1554,
+      6,
+    ]);
+    expect(r.attributes).toEqual({
+      'cost.usd': 7.77,
+      'flow.initiator_known': false,
+      'src.k8s.pod.name': 'pod-0',
+    });
     // Dictionary encoding: three distinct pod names, one entry each (+ the absent slot).
     const col = b.column('src.k8s.pod.name');
     expect(col?.kind === 'string' && col.dict.length).toBe(4);
@@ -91,10 +106,22 @@ describe('flow records', () => {
     ['{', /not JSON/],
     ['[]', /expected a JSON object/],
     ['{"time_start":"x"}', /time_start/],
-    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":5,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}', /family/],
-    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","tx_bytes":-1}', /tx_bytes/],
-    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","bytes":1}', /unknown field "bytes"/],
-    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","attributes":{"a":[1]}}', /attributes.a/],
+    [
+      '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":5,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}',
+      /family/,
+    ],
+    [
+      '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","tx_bytes":-1}',
+      /tx_bytes/,
+    ],
+    [
+      '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","bytes":1}',
+      /unknown field "bytes"/,
+    ],
+    [
+      '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","attributes":{"a":[1]}}',
+      /attributes.a/,
+    ],
   ])('names what is wrong in %s', (line, message) => {
     const d = decodeFlowRecord(line);
     expect(d.ok).toBe(false);

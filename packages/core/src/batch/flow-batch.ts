@@ -164,7 +164,9 @@ export class FlowBatch {
 
   private assertWritable(): void {
     if (this.sealed) {
-      throw new Error('FlowBatch is read-only: a processor that changes batches must declare `mutates: true`');
+      throw new Error(
+        'FlowBatch is read-only: a processor that changes batches must declare `mutates: true`',
+      );
     }
   }
 

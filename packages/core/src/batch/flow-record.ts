@@ -28,7 +28,9 @@ export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[
   const keys = batch.attributeKeys().sort();
   const cols = keys.map((k) => batch.column(k)!);
   const keyPrefix = keys.map((k) => `${JSON.stringify(k)}:`);
-  const encodedDicts = cols.map((c) => (c.kind === 'string' ? new Array<string | undefined>(c.dict.length) : null));
+  const encodedDicts = cols.map((c) =>
+    c.kind === 'string' ? new Array<string | undefined>(c.dict.length) : null,
+  );
   const time = new TimeFormatter();
   for (let i = 0; i < batch.length; i++) {
     let attrs = '';

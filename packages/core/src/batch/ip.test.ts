@@ -36,10 +36,19 @@ describe('ip', () => {
     expect(roundTrip('::ffff:192.168.1.1').text).toBe('192.168.1.1');
   });
 
-  it.each(['', '1.2.3', '1.2.3.256', '01.2.3.4', '1.2.3.4.5', 'a.b.c.d', '1::2::3', '12345::', 'fe80::1%eth0', '1:2:3:4:5:6:7:8:9', 'example.com'])(
-    'rejects %j',
-    (input) => {
-      expect(roundTrip(input).family).toBe(0);
-    },
-  );
+  it.each([
+    '',
+    '1.2.3',
+    '1.2.3.256',
+    '01.2.3.4',
+    '1.2.3.4.5',
+    'a.b.c.d',
+    '1::2::3',
+    '12345::',
+    'fe80::1%eth0',
+    '1:2:3:4:5:6:7:8:9',
+    'example.com',
+  ])('rejects %j', (input) => {
+    expect(roundTrip(input).family).toBe(0);
+  });
 });

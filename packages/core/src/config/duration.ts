@@ -1,6 +1,14 @@
 import { z } from 'zod';
 
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
 const PART = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/y;
 
 /**
@@ -41,11 +49,17 @@ export function duration(opts: { min?: number } = {}) {
     .transform((text, ctx) => {
       const ms = parseDuration(text);
       if (ms === null) {
-        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration; expected e.g. 500ms, 5s or 1m30s` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${text}" is not a duration; expected e.g. 500ms, 5s or 1m30s`,
+        });
         return z.NEVER;
       }
       if (opts.min !== undefined && ms < opts.min) {
-        ctx.addIssue({ code: 'custom', message: `"${text}" is too short; the minimum is ${formatDuration(opts.min)}` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${text}" is too short; the minimum is ${formatDuration(opts.min)}`,
+        });
         return z.NEVER;
       }
       return ms;

@@ -11,7 +11,7 @@ const dir = path.join(import.meta.dirname, 'testdata');
 const file = (name: string) => path.join(dir, name);
 const rel = (name: string) => path.relative(process.cwd(), file(name));
 
-export const testRegistry = () =>
+const testRegistry = () =>
   new Registry([
     defineReceiver({
       kind: 'receiver',
@@ -78,8 +78,11 @@ describe('durations', () => {
     ['1.5h', 5_400_000],
     ['0', 0],
   ])('%s is %d ms', (text, ms) => expect(parseDuration(text)).toBe(ms));
-  it.each(['5', '5 s', 's', '5x', '-1s', ''])('%j is not a duration', (text) => expect(parseDuration(text)).toBeNull());
-  it('formats back', () => expect([90_000, 5000, 250, 3_600_000].map(formatDuration)).toEqual(['1m30s', '5s', '250ms', '1h']));
+  it.each(['5', '5 s', 's', '5x', '-1s', ''])('%j is not a duration', (text) =>
+    expect(parseDuration(text)).toBeNull(),
+  );
+  it('formats back', () =>
+    expect([90_000, 5000, 250, 3_600_000].map(formatDuration)).toEqual(['1m30s', '5s', '250ms', '1h']));
 });
 
 describe('loadConfig', () => {
@@ -187,7 +190,9 @@ describe('loadConfig', () => {
     const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
     const f = path.join(d, 'empty.yaml');
     await tmp.writeFile(f, 'receivers: {gen: {}}\n');
-    expect(await problemsOf([f])).toEqual([`${path.relative(process.cwd(), f)}:1:1: service: required: expected object`]);
+    expect(await problemsOf([f])).toEqual([
+      `${path.relative(process.cwd(), f)}:1:1: service: required: expected object`,
+    ]);
     await tmp.rm(d, { recursive: true });
   });
 });

@@ -113,7 +113,11 @@ export async function loadConfig(
   return resolveConfig(await readConfigFiles(files), registry, env);
 }
 
-export function resolveConfig(source: ConfigSource, registry: Registry, env: NodeJS.ProcessEnv): ResolvedConfig {
+export function resolveConfig(
+  source: ConfigSource,
+  registry: Registry,
+  env: NodeJS.ProcessEnv,
+): ResolvedConfig {
   const problems: Problem[] = [];
   // One problem per place: a value whose ${env:…} failed would otherwise also fail its type check.
   const reported = new Set<string>();
@@ -140,7 +144,10 @@ export function resolveConfig(source: ConfigSource, registry: Registry, env: Nod
     for (const [id, raw] of Object.entries(defs)) {
       const m = ID_PATTERN.exec(id);
       if (!m) {
-        report([section, id], 'a component id is `type` or `type/name` (type: lower_snake_case; name: no spaces or /)');
+        report(
+          [section, id],
+          'a component id is `type` or `type/name` (type: lower_snake_case; name: no spaces or /)',
+        );
         continue;
       }
       const factory = registry.get(kind, m[1]);
@@ -171,7 +178,10 @@ export function resolveConfig(source: ConfigSource, registry: Registry, env: Nod
   const neededExtensions = new Map<string, (string | number)[]>();
   service.extensions.forEach((id, i) => {
     if (!defined('extension', id)) {
-      report(['service', 'extensions', i], `references extension "${id}" which is not configured under extensions`);
+      report(
+        ['service', 'extensions', i],
+        `references extension "${id}" which is not configured under extensions`,
+      );
     }
     const spec = components.extension.get(id);
     for (const ext of spec?.factory.extensions ?? []) neededExtensions.set(ext, ['extensions', id]);
@@ -232,12 +242,20 @@ export function resolveConfig(source: ConfigSource, registry: Registry, env: Nod
 
 type Report = (parts: (string | number)[], message: string) => void;
 
-function reportIssue(issue: z.core.$ZodIssue, prefix: (string | number)[], report: Report, schema: z.ZodType): void {
+function reportIssue(
+  issue: z.core.$ZodIssue,
+  prefix: (string | number)[],
+  report: Report,
+  schema: z.ZodType,
+): void {
   const parts = [...prefix, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
   if (issue.code === 'unrecognized_keys') {
     const known = knownKeys(schema, issue.path);
     for (const key of issue.keys) {
-      report([...parts, key], `unknown key "${key}"${known.length ? `; expected one of: ${known.join(', ')}` : ''}`);
+      report(
+        [...parts, key],
+        `unknown key "${key}"${known.length ? `; expected one of: ${known.join(', ')}` : ''}`,
+      );
     }
     return;
   }
@@ -256,7 +274,9 @@ function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
     for (let guard = 0; guard < 10 && cur?._zod?.def; guard++) {
       const def = cur._zod.def;
       if (def.type === 'object') return cur;
-      const inner = (def.innerType ?? def.in ?? (def.type === 'record' ? def.valueType : undefined)) as typeof cur;
+      const inner = (def.innerType ??
+        def.in ??
+        (def.type === 'record' ? def.valueType : undefined)) as typeof cur;
       if (!inner) return cur;
       cur = inner;
     }
@@ -282,7 +302,12 @@ const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
  * Expands `${env:NAME}` and `${env:NAME:-default}` in every string; `$$` is a literal `$`. A value that is
  * exactly one reference is re-read as YAML, so `${env:PORT}` can fill a number field.
  */
-function expandEnv(value: unknown, parts: (string | number)[], env: NodeJS.ProcessEnv, report: Report): unknown {
+function expandEnv(
+  value: unknown,
+  parts: (string | number)[],
+  env: NodeJS.ProcessEnv,
+  report: Report,
+): unknown {
   if (typeof value === 'string') {
     if (!value.includes('$')) return value;
     let whole = false;
@@ -297,7 +322,10 @@ function expandEnv(value: unknown, parts: (string | number)[], env: NodeJS.Proce
       const v = env[m[1]];
       if (v !== undefined && v !== '') return v;
       if (m[2] !== undefined) return m[2];
-      report(parts, `environment variable ${m[1]} is not set (write \${env:${m[1]}:-default} to give a default)`);
+      report(
+        parts,
+        `environment variable ${m[1]} is not set (write \${env:${m[1]}:-default} to give a default)`,
+      );
       return '';
     });
     if (whole) {

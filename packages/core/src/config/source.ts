@@ -36,7 +36,7 @@ export interface ConfigSource {
   tree: Tree;
   /** Position of every key (and sequence item) by path, from the last file that set it. */
   positions: Map<string, Position>;
-  /** Directory of the file that last defined each component (`section::id`), for its relative paths. */
+  /** Directory of the file that first defined each component (`section::id`), for its relative paths. */
   configDirs: Map<string, string>;
 }
 
@@ -55,14 +55,18 @@ export function positionOf(source: ConfigSource, parts: readonly (string | numbe
 export async function readConfigFiles(files: readonly string[]): Promise<ConfigSource> {
   const source: ConfigSource = { tree: {}, positions: new Map(), configDirs: new Map() };
   const problems: Problem[] = [];
-  if (files.length === 0) throw new ConfigError([{ path: '', message: 'no config file given (--config FILE)' }]);
+  if (files.length === 0)
+    throw new ConfigError([{ path: '', message: 'no config file given (--config FILE)' }]);
   for (const file of files) {
     let text: string;
     try {
       text = await readFile(file, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      problems.push({ path: '', message: `cannot read config file ${file}: ${code ?? (err as Error).message}` });
+      problems.push({
+        path: '',
+        message: `cannot read config file ${file}: ${code ?? (err as Error).message}`,
+      });
       continue;
     }
     const display = path.relative(process.cwd(), file) || file;
@@ -74,7 +78,9 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
         problems.push({
           path: '',
           message: `invalid YAML: ${e.message.split('\n')[0]}`,
-          position: lp ? { file: display, line: lp.line, column: lp.col } : { file: display, line: 1, column: 1 },
+          position: lp
+            ? { file: display, line: lp.line, column: lp.col }
+            : { file: display, line: 1, column: 1 },
         });
       }
       continue;
@@ -121,7 +127,12 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
     for (const section of ['receivers', 'processors', 'exporters', 'extensions']) {
       const defs = (value as Tree)[section];
       if (defs && typeof defs === 'object') {
-        for (const id of Object.keys(defs)) source.configDirs.set(`${section}::${id}`, path.dirname(path.resolve(file)));
+        for (const id of Object.keys(defs)) {
+          // The first file that defines a component owns its relative paths: an override that only
+          // tweaks a setting must not move where `path: flows.jsonl` points.
+          const key = `${section}::${id}`;
+          if (!source.configDirs.has(key)) source.configDirs.set(key, path.dirname(path.resolve(file)));
+        }
       }
     }
   }

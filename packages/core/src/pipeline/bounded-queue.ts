@@ -1,4 +1,4 @@
-import { Observable, type ObservableInput, type OperatorFunction, from } from 'rxjs';
+import { from, Observable, type ObservableInput, type OperatorFunction } from 'rxjs';
 
 export type Overflow = 'drop_oldest' | 'drop_newest';
 
@@ -17,7 +17,8 @@ export class BoundedQueue<T> {
     readonly capacity: number,
     readonly overflow: Overflow = 'drop_oldest',
   ) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('queue capacity must be an integer >= 1');
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError('queue capacity must be an integer >= 1');
     this.items = new Array(capacity);
   }
 

@@ -49,7 +49,11 @@ function world() {
       stability: 'development',
       description: 'emits `batches` batches of `size` flows on start',
       signals: ['flows'],
-      config: z.strictObject({ batches: z.number().default(0), size: z.number().default(10), fail_start: z.boolean().default(false) }),
+      config: z.strictObject({
+        batches: z.number().default(0),
+        size: z.number().default(10),
+        fail_start: z.boolean().default(false),
+      }),
       create: (s, c, _signal, next) => {
         sinks.push(next);
         return {
@@ -145,8 +149,18 @@ describe('Service', () => {
     expect(a[0]).not.toBe(b[0]);
     // Lifecycle: extensions, exporters, processors, receivers; the reverse on shutdown.
     expect(w.events).toEqual([
-      'start ext', 'start mem/a', 'start mem/b', 'start tag/a', 'start tag/b', 'start gen',
-      'stop gen', 'stop tag/b', 'stop tag/a', 'stop mem/b', 'stop mem/a', 'stop ext',
+      'start ext',
+      'start mem/a',
+      'start mem/b',
+      'start tag/a',
+      'start tag/b',
+      'start gen',
+      'stop gen',
+      'stop tag/b',
+      'stop tag/a',
+      'stop mem/b',
+      'stop mem/a',
+      'stop ext',
     ]);
     const gen = service.components().find((c) => c.id === 'gen');
     expect(gen?.items).toEqual({ in: 0, out: 15, dropped: 0, failed: 0 });

@@ -3,7 +3,7 @@
 // between stages; each receiver→pipeline edge has a bounded queue that drops and counts when full.
 import { type Meter, type MeterProvider, metrics } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { config as rxConfig, defer, EMPTY, lastValueFrom, Subject } from 'rxjs';
+import { defer, EMPTY, lastValueFrom, config as rxConfig, Subject } from 'rxjs';
 import { catchError, defaultIfEmpty } from 'rxjs/operators';
 import type {
   Batch,
@@ -194,7 +194,13 @@ export class Service implements Host {
           const { settings, state } = this.settings(spec, { signal: p.signal });
           const subject = new Subject<Batch>();
           const edges: Edge[] = [];
-          const self: ReceiverNode = { state, subject, edges, closed: false, logger: settings.logger } as ReceiverNode;
+          const self: ReceiverNode = {
+            state,
+            subject,
+            edges,
+            closed: false,
+            logger: settings.logger,
+          } as ReceiverNode;
           const sink: BatchSink = {
             consume: (batch) => this.emit(self, batch),
             ready: () => Promise.all(edges.map((e) => e.queue.whenRoom())).then(() => undefined),

@@ -19,7 +19,13 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const destination =
     opts.destination ??
     (usePretty
-      ? pretty({ destination: 2, colorize: true, sync: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' })
+      ? pretty({
+          destination: 2,
+          colorize: true,
+          sync: true,
+          ignore: 'pid,hostname',
+          translateTime: 'SYS:HH:MM:ss.l',
+        })
       : pino.destination({ dest: 2, sync: true }));
   return pino({ level, base: { service: 'netmon' }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
 }

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { FlowBatch } from '../batch/flow-batch.js';
 import { encodeFlowRecords } from '../batch/flow-record.js';
 import type { Batch, Factory, Lifecycle, Signal } from '../component.js';
-import { CollectingSink } from './sinks.js';
 import { testSettings } from './settings.js';
+import { CollectingSink } from './sinks.js';
 
 export interface ConformanceOptions {
   /** Config to use instead of `{}` when the component has required keys (e.g. a path). */
@@ -36,7 +36,19 @@ export function sampleFlows(): FlowBatch {
       rxPackets: 50,
       attributes: { 'src.k8s.pod.name': 'web-1', 'flow.initiator_known': true },
     },
-    { timeStart: t0, timeEnd: t0 + 10_000, protocol: 17, srcIp: 'fd00::1', srcPort: 5353, dstIp: 'fd00::53', dstPort: 53, txBytes: 80, rxBytes: 160, txPackets: 1, rxPackets: 1 },
+    {
+      timeStart: t0,
+      timeEnd: t0 + 10_000,
+      protocol: 17,
+      srcIp: 'fd00::1',
+      srcPort: 5353,
+      dstIp: 'fd00::53',
+      dstPort: 53,
+      txBytes: 80,
+      rxBytes: 160,
+      txPackets: 1,
+      rxPackets: 1,
+    },
   ]);
 }
 
@@ -81,7 +93,11 @@ export function describeConformance(factory: Factory, opts: ConformanceOptions =
   const make = async () =>
     factory.kind === 'processor'
       ? {
-          component: await factory.create(testSettings('processor', factory.type, { configDir: opts.configDir }), config(), signal),
+          component: await factory.create(
+            testSettings('processor', factory.type, { configDir: opts.configDir }),
+            config(),
+            signal,
+          ),
           sink: new CollectingSink(),
         }
       : create();
@@ -117,7 +133,8 @@ export function describeConformance(factory: Factory, opts: ConformanceOptions =
         const snapshot = input instanceof FlowBatch ? encodeFlowRecords(input).join('') : '';
         await p.process(input);
         // A processor that does not declare `mutates` must leave its input exactly as it was.
-        if (!p.mutates && input instanceof FlowBatch) expect(encodeFlowRecords(input).join('')).toBe(snapshot);
+        if (!p.mutates && input instanceof FlowBatch)
+          expect(encodeFlowRecords(input).join('')).toBe(snapshot);
       } else if (factory.kind === 'exporter') {
         await (component as import('../component.js').Exporter).export(batch.seal());
       } else if (factory.kind === 'receiver' && opts.runMs) {

@@ -1,3 +1,3 @@
-export { describeConformance, sampleFlows, type ConformanceOptions } from './conformance.js';
-export { CollectingSink } from './sinks.js';
+export { type ConformanceOptions, describeConformance, sampleFlows } from './conformance.js';
 export { testSettings } from './settings.js';
+export { CollectingSink } from './sinks.js';

@@ -16,7 +16,8 @@ export class CollectingSink<B extends Batch = Batch> implements BatchSink {
   async waitForItems(n: number, timeoutMs = 5000): Promise<void> {
     const until = Date.now() + timeoutMs;
     while (this.items < n) {
-      if (Date.now() > until) throw new Error(`expected ${n} items, got ${this.items} within ${timeoutMs} ms`);
+      if (Date.now() > until)
+        throw new Error(`expected ${n} items, got ${this.items} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 5));
     }
   }

@@ -1,0 +1,13 @@
+import { defineReceiver } from '@netmon/core';
+import { fileReceiverConfig } from './config.js';
+import { FileReceiver } from './receiver.js';
+
+export const fileReceiverFactory = defineReceiver({
+  kind: 'receiver',
+  type: 'file',
+  stability: 'alpha',
+  description: 'Replays a JSON Lines file of flow records (the file exporter output) as flow batches.',
+  signals: ['flows'],
+  config: fileReceiverConfig,
+  create: (settings, config, _signal, next) => new FileReceiver(settings, config, next),
+});
