@@ -13,7 +13,7 @@ export function registerSelfMetrics(meter: Meter, host: Host): void {
     unit: '{item}',
   });
   const status = meter.createObservableGauge('netmon_component_status', {
-    description: ' 1 for the status each component is in, 0 for the others.',
+    description: '1 for the status each component is in, 0 for the others.',
   });
   const depth = meter.createObservableGauge('netmon_queue_depth', {
     description: 'Batches waiting in the queue between a receiver and a pipeline.',
