@@ -9,7 +9,7 @@ const flow = (i: number) => ({
   protocol: 6,
   srcIp: `10.0.${i >> 8}.${i & 255}`,
   srcPort: 1000 + i,
-  dstIp: '2001:db8::1',
+  dstIp: '10.9.0.1',
   dstPort: 443,
   txBytes: i * 10,
   rxBytes: i * 20,
@@ -32,10 +32,10 @@ describe('FlowBatch', () => {
     expect([r.srcIp, r.srcPort, r.dstIp, r.txBytes, r.rxPackets, r.family]).toEqual([
       '10.0.3.9',
       1777,
-      '2001:db8::1',
+      '10.9.0.1',
       7770,
       1554,
-      6,
+      4,
     ]);
     expect(r.attributes).toEqual({
       'cost.usd': 7.77,
@@ -64,6 +64,27 @@ describe('FlowBatch', () => {
     expect(b.getAttribute(0, 'src.k8s.pod.name')).toBe('pod-1');
   });
 
+  it('a sealed batch refuses writes through an existing column too', () => {
+    const b = FlowBatch.from([flow(1)]).seal();
+    const col = b.ensureColumn('src.k8s.pod.name', 'string');
+    expect(() => col.set(0, 'MUTATED')).toThrow(/read-only/);
+    expect(b.getAttribute(0, 'src.k8s.pod.name')).toBe('pod-1');
+  });
+
+  it('a row whose attribute kind conflicts is refused whole, not half-written', () => {
+    const b = FlowBatch.from([flow(1)]);
+    expect(() => b.push({ ...flow(2), attributes: { 'cost.usd': 'cheap' } })).toThrow(/holds number values/);
+    expect(b.length).toBe(1);
+    b.push(flow(3));
+    expect(b.row(1).srcPort).toBe(1003);
+  });
+
+  it('keeps the IPv4-mapped form for IPv6 flows, and refuses IPv6 ends on IPv4 flows', () => {
+    const b = FlowBatch.from([{ ...flow(1), family: 6, srcIp: '::ffff:10.0.0.1', dstIp: '2001:db8::1' }]);
+    expect([b.srcIp(0), b.dstIp(0)]).toEqual(['::ffff:10.0.0.1', '2001:db8::1']);
+    expect(b.push({ ...flow(2), family: 4, dstIp: '2001:db8::1' })).toBe(-1);
+  });
+
   it('selects rows in the order given, with their attributes', () => {
     const b = FlowBatch.from([flow(1), flow(2), flow(3)]);
     const s = b.select([2, 0]);
@@ -89,8 +110,8 @@ describe('flow records', () => {
     const b = FlowBatch.from([flow(1), flow(2), { ...flow(3), attributes: {} }]);
     const lines = encodeFlowRecords(b);
     expect(lines[0]).toBe(
-      '{"time_start":"2026-01-01T00:00:00.000Z","time_end":"2026-01-01T00:00:10.000Z","family":6,"protocol":6,' +
-        '"src_ip":"10.0.0.1","src_port":1001,"dst_ip":"2001:db8::1","dst_port":443,"tx_bytes":10,"rx_bytes":20,' +
+      '{"time_start":"2026-01-01T00:00:00.000Z","time_end":"2026-01-01T00:00:10.000Z","family":4,"protocol":6,' +
+        '"src_ip":"10.0.0.1","src_port":1001,"dst_ip":"10.9.0.1","dst_port":443,"tx_bytes":10,"rx_bytes":20,' +
         '"tx_packets":1,"rx_packets":2,"attributes":{"cost.usd":0.01,"flow.initiator_known":false,"src.k8s.pod.name":"pod-1"}}\n',
     );
     const again = new FlowBatch();
@@ -100,6 +121,17 @@ describe('flow records', () => {
       again.push(d.flow);
     }
     expect(encodeFlowRecords(again)).toEqual(lines);
+  });
+
+  it('accepts offsets, converting to UTC, and keeps an attribute called __proto__', () => {
+    const d = decodeFlowRecord(
+      '{"time_start":"2026-01-01T01:00:00+01:00","time_end":"2026-01-01T00:00:10.5Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.2","attributes":{"__proto__":"x"}}',
+    );
+    if (!d.ok) throw new Error(d.error);
+    const b = FlowBatch.from([d.flow]);
+    const line = encodeFlowRecords(b)[0];
+    expect(line).toContain('"time_start":"2026-01-01T00:00:00.000Z","time_end":"2026-01-01T00:00:10.500Z"');
+    expect(line).toContain('"attributes":{"__proto__":"x"}');
   });
 
   it.each([
@@ -122,6 +154,10 @@ describe('flow records', () => {
       '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","attributes":{"a":[1]}}',
       /attributes.a/,
     ],
+    ['{"time_start":"Jan 2 2026","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}', /time_start: "Jan 2 2026" is not an RFC 3339 time/],
+    ['{"time_start":"2026-01-01T00:00:00","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}', /not an RFC 3339 time/],
+    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"2001:db8::1"}', /dst_ip: IPv6 address "2001:db8::1" in a family 4 record/],
+    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"example.com","dst_ip":"1.1.1.1"}', /src_ip: "example.com" is not an IP address/],
   ])('names what is wrong in %s', (line, message) => {
     const d = decodeFlowRecord(line);
     expect(d.ok).toBe(false);

@@ -15,13 +15,29 @@ export const FlowFlags = {
   Closed: 1 << 2,
 } as const;
 
+/** What a column asks its batch before a write: the batch may have been sealed since. */
+interface ColumnOwner {
+  readonly readonly: boolean;
+}
+
+const FREE: ColumnOwner = { readonly: false };
+
+function refuseIfSealed(owner: ColumnOwner): void {
+  if (owner.readonly) {
+    throw new Error('FlowBatch is read-only: a processor that changes batches must declare `mutates: true`');
+  }
+}
+
 /** Dictionary-encoded strings: code 0 means absent, so a fresh column is all-absent for free. */
 export class StringColumn {
   readonly kind = 'string';
   codes: Uint32Array;
   readonly dict: string[] = [''];
   private readonly index = new Map<string, number>();
-  constructor(capacity: number) {
+  constructor(
+    capacity: number,
+    private readonly owner: ColumnOwner = FREE,
+  ) {
     this.codes = new Uint32Array(capacity);
   }
   /** The code for a value, adding it to the dictionary if new. */
@@ -39,6 +55,7 @@ export class StringColumn {
     return c === 0 ? undefined : this.dict[c];
   }
   set(i: number, value: string | undefined): void {
+    refuseIfSealed(this.owner);
     this.codes[i] = value === undefined ? 0 : this.code(value);
   }
 }
@@ -47,7 +64,10 @@ export class StringColumn {
 export class NumberColumn {
   readonly kind = 'number';
   values: Float64Array;
-  constructor(capacity: number) {
+  constructor(
+    capacity: number,
+    private readonly owner: ColumnOwner = FREE,
+  ) {
     this.values = new Float64Array(capacity).fill(Number.NaN);
   }
   get(i: number): number | undefined {
@@ -55,6 +75,7 @@ export class NumberColumn {
     return Number.isNaN(v) ? undefined : v;
   }
   set(i: number, value: number | undefined): void {
+    refuseIfSealed(this.owner);
     this.values[i] = value ?? Number.NaN;
   }
 }
@@ -63,7 +84,10 @@ export class NumberColumn {
 export class BoolColumn {
   readonly kind = 'bool';
   values: Uint8Array;
-  constructor(capacity: number) {
+  constructor(
+    capacity: number,
+    private readonly owner: ColumnOwner = FREE,
+  ) {
     this.values = new Uint8Array(capacity);
   }
   get(i: number): boolean | undefined {
@@ -71,6 +95,7 @@ export class BoolColumn {
     return v === 0 ? undefined : v === 2;
   }
   set(i: number, value: boolean | undefined): void {
+    refuseIfSealed(this.owner);
     this.values[i] = value === undefined ? 0 : value ? 2 : 1;
   }
 }
@@ -207,16 +232,30 @@ export class FlowBatch {
 
   /**
    * Appends one flow. Returns the row index, or -1 (nothing appended) when an address is not an IP
-   * literal: callers count that as malformed input.
+   * literal or an IPv4 flow has an IPv6 end: callers count that as malformed input. Throws a TypeError,
+   * appending nothing, when an attribute's kind differs from its column's.
    */
   push(flow: FlowInit): number {
     this.assertWritable();
+    if (flow.attributes) {
+      // Checked before anything is written, so a rejected row never leaves half its fields behind.
+      for (const key in flow.attributes) {
+        const existing = this.attrs.get(key);
+        const kind = kindOf(flow.attributes[key]);
+        if (existing && existing.kind !== kind) {
+          throw new TypeError(`attribute "${key}" holds ${existing.kind} values, not ${kind}`);
+        }
+      }
+    }
     if (this.length === this.capacity) this.reserve(this.length + 1);
     const i = this.length;
     const srcFamily = parseIp(flow.srcIp, this.srcAddr, 16 * i);
     const dstFamily = parseIp(flow.dstIp, this.dstAddr, 16 * i);
     if (srcFamily === 0 || dstFamily === 0) return -1;
-    this.family[i] = flow.family ?? (srcFamily === 4 && dstFamily === 4 ? 4 : 6);
+    const family = flow.family ?? (srcFamily === 4 && dstFamily === 4 ? 4 : 6);
+    // An IPv4 flow has IPv4 ends; an IPv6 flow may carry IPv4-mapped addresses (dual-stack sockets).
+    if (family === 4 && (srcFamily !== 4 || dstFamily !== 4)) return -1;
+    this.family[i] = family;
     this.protocol[i] = flow.protocol;
     this.srcPort[i] = flow.srcPort ?? 0;
     this.dstPort[i] = flow.dstPort ?? 0;
@@ -259,10 +298,10 @@ export class FlowBatch {
     this.assertWritable();
     const col =
       kind === 'string'
-        ? new StringColumn(this.capacity)
+        ? new StringColumn(this.capacity, this)
         : kind === 'number'
-          ? new NumberColumn(this.capacity)
-          : new BoolColumn(this.capacity);
+          ? new NumberColumn(this.capacity, this)
+          : new BoolColumn(this.capacity, this);
     this.attrs.set(key, col);
     return col;
   }
@@ -278,14 +317,13 @@ export class FlowBatch {
       if (col) col.set(i, undefined as never);
       return;
     }
-    const kind: AttributeKind =
-      typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';
-    this.ensureColumn(key, kind).set(i, value as never);
+    this.ensureColumn(key, kindOf(value)).set(i, value as never);
   }
 
   /** Every present attribute of row i, keys sorted: the `attributes` object of a flow record. */
   attributes(i: number): Record<string, AttributeValue> {
-    const out: Record<string, AttributeValue> = {};
+    // No prototype: an attribute may be called "__proto__".
+    const out: Record<string, AttributeValue> = Object.create(null);
     for (const key of [...this.attrs.keys()].sort()) {
       const v = this.attrs.get(key)?.get(i);
       if (v !== undefined) out[key] = v;
@@ -294,11 +332,11 @@ export class FlowBatch {
   }
 
   srcIp(i: number): string {
-    return formatIp(this.srcAddr, 16 * i);
+    return formatIp(this.srcAddr, 16 * i, this.family[i]);
   }
 
   dstIp(i: number): string {
-    return formatIp(this.dstAddr, 16 * i);
+    return formatIp(this.dstAddr, 16 * i, this.family[i]);
   }
 
   /** A view of row i with named getters: for plugins and tests, not for hot paths. */
@@ -372,6 +410,10 @@ export class FlowBatch {
     }
     return out;
   }
+}
+
+export function kindOf(value: AttributeValue): AttributeKind {
+  return typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';
 }
 
 /** Named access to one row of a FlowBatch. */

@@ -1,6 +1,9 @@
 // The flow record: one JSON object per flow per interval (DESIGN.md "Names users see"). A stable contract
 // shared by the file exporter, the file receiver and the HTTP API, so it lives here, beside FlowBatch.
+// Times are kept to the millisecond (a float64 of ms since the epoch): finer digits are truncated, and
+// every time is written back in UTC as `new Date(ms).toISOString()` prints it.
 import type { AttributeValue, FlowBatch, FlowInit } from './flow-batch.js';
+import { parseIp } from './ip.js';
 
 export const FLOW_RECORD_FIELDS = [
   'time_start',
@@ -19,6 +22,10 @@ export const FLOW_RECORD_FIELDS = [
 ] as const;
 
 const KNOWN = new Set<string>(FLOW_RECORD_FIELDS);
+
+/** RFC 3339 date-time with an explicit offset; Date.parse alone accepts far more (and local times). */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+const scratch = new Uint8Array(16);
 
 /**
  * Appends rows [0, batch.length) to `out` as JSON Lines, attribute keys sorted. Strings are escaped once
@@ -98,6 +105,7 @@ export function decodeFlowRecord(line: string): DecodeResult {
   const time = (key: string): number | string => {
     const v = r[key];
     if (typeof v !== 'string') return `${key}: expected an RFC 3339 time string`;
+    if (!RFC3339.test(v)) return `${key}: "${v}" is not an RFC 3339 time such as 2026-01-01T00:00:00.000Z`;
     const ms = Date.parse(v);
     return Number.isNaN(ms) ? `${key}: "${v}" is not an RFC 3339 time` : ms;
   };
@@ -124,14 +132,19 @@ export function decodeFlowRecord(line: string): DecodeResult {
   for (const v of Object.values(fields)) if (typeof v === 'string') return { ok: false, error: v };
   const f = fields as Record<keyof typeof fields, number>;
   if (f.family !== 4 && f.family !== 6) return { ok: false, error: 'family: expected 4 or 6' };
-  if (typeof r.src_ip !== 'string') return { ok: false, error: 'src_ip: expected an IP address string' };
-  if (typeof r.dst_ip !== 'string') return { ok: false, error: 'dst_ip: expected an IP address string' };
+  for (const key of ['src_ip', 'dst_ip'] as const) {
+    const ip = r[key];
+    if (typeof ip !== 'string') return { ok: false, error: `${key}: expected an IP address string` };
+    const family = parseIp(ip, scratch, 0);
+    if (family === 0) return { ok: false, error: `${key}: "${ip}" is not an IP address` };
+    if (f.family === 4 && family === 6) return { ok: false, error: `${key}: IPv6 address "${ip}" in a family 4 record` };
+  }
   let attributes: Record<string, AttributeValue> | undefined;
   if (r.attributes !== undefined) {
     if (typeof r.attributes !== 'object' || r.attributes === null || Array.isArray(r.attributes)) {
       return { ok: false, error: 'attributes: expected an object' };
     }
-    attributes = {};
+    attributes = Object.create(null) as Record<string, AttributeValue>;
     for (const [k, v] of Object.entries(r.attributes)) {
       if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
         return { ok: false, error: `attributes.${k}: expected a string, number or boolean` };
@@ -146,9 +159,9 @@ export function decodeFlowRecord(line: string): DecodeResult {
       timeEnd: f.timeEnd,
       family: f.family as 4 | 6,
       protocol: f.protocol,
-      srcIp: r.src_ip,
+      srcIp: r.src_ip as string,
       srcPort: f.srcPort,
-      dstIp: r.dst_ip,
+      dstIp: r.dst_ip as string,
       dstPort: f.dstPort,
       txBytes: f.txBytes,
       rxBytes: f.rxBytes,

@@ -77,9 +77,13 @@ function parseV6(text: string, buf: Uint8Array, off: number): boolean {
   return true;
 }
 
-/** Formats bytes [off, off+16): dotted quad for IPv4-mapped addresses, RFC 5952 text otherwise. */
-export function formatIp(buf: Uint8Array, off: number): string {
+/**
+ * Formats bytes [off, off+16): a dotted quad for an IPv4 flow's IPv4-mapped address, RFC 5952 text
+ * otherwise (an IPv6 flow between dual-stack sockets keeps its `::ffff:a.b.c.d` form).
+ */
+export function formatIp(buf: Uint8Array, off: number, family: number = 4): string {
   if (isV4Mapped(buf, off)) {
+    if (family === 6) return `::ffff:${buf[off + 12]}.${buf[off + 13]}.${buf[off + 14]}.${buf[off + 15]}`;
     return `${buf[off + 12]}.${buf[off + 13]}.${buf[off + 14]}.${buf[off + 15]}`;
   }
   // RFC 5952: the longest run (>1) of zero words becomes "::", the first one on a tie; lowercase hex.

@@ -35,6 +35,10 @@ export class FileExporter implements Exporter<FlowBatch> {
   }
 
   export(batch: FlowBatch): Promise<void> {
+    // Refused only when it arrives after shutdown began; exports queued before then are still written.
+    if (this.stopped) {
+      return Promise.reject(new Error(`file exporter: ${this.path} is closed (export after shutdown)`));
+    }
     const run = this.tail.then(() => this.write(batch));
     this.tail = run.catch(() => undefined);
     return run;
@@ -47,7 +51,6 @@ export class FileExporter implements Exporter<FlowBatch> {
   }
 
   private async write(batch: FlowBatch): Promise<void> {
-    if (this.stopped) throw new Error(`file exporter: ${this.path} is closed (export after shutdown)`);
     // Opens again after a failed write, so a disk that was full and freed up does not stop the exporter.
     if (!this.stream) await this.openFile();
     let chunk = '';
