@@ -70,7 +70,12 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
       );
       const r = await runCli(['validate', '-c', file]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/cannot load plugin module "\.\/no-such-plugin\.mjs"/);
+      expect(r.stderr).toMatch(
+        /plugin\.yaml:2:25: processors::plugin::module: cannot load plugin module "\.\/no-such-plugin\.mjs": Cannot find module/,
+      );
+      const run = await runCli(['run', '-c', file]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain('processors::plugin::module: cannot load plugin module');
     });
   });
 

@@ -78,7 +78,9 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
         });
         process.exit(code);
       } catch (err) {
-        reportConfigError(err);
+        if (err instanceof ConfigError) reportConfigError(err);
+        process.stderr.write(`netmon: could not start: ${(err as Error).message}\n`);
+        process.exit(1);
       }
     });
 

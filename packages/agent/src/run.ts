@@ -44,10 +44,33 @@ export async function runAgent(opts: RunOptions): Promise<number> {
     { version: VERSION, config: opts.configFiles, pipelines: config.pipelines.map((p) => p.id) },
     'starting netmon',
   );
+  // Handlers go in before anything starts, so a signal during start still stops the agent cleanly.
+  let stopRequested: (signal: string) => void = () => {};
+  const stopSignal = new Promise<string>((resolve) => {
+    stopRequested = resolve;
+  });
+  const onSignal = (name: NodeJS.Signals) => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    // A second signal means "now": skip the drain.
+    process.once('SIGTERM', force);
+    process.once('SIGINT', force);
+    stopRequested(name);
+  };
+  const force = (again: NodeJS.Signals) => {
+    logger.warn({ signal: again }, 'second signal: exiting without draining');
+    process.exit(130);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  opts.stop?.then(() => stopRequested('stop requested'));
+
   try {
     await service.start();
   } catch (err) {
     logger.fatal({ err: (err as Error).message }, 'netmon could not start');
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
     await meterProvider.shutdown();
     return 1;
   }
@@ -56,23 +79,7 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   // Signal handlers do not keep Node alive: once a replay ends, nothing else might. Hold the process
   // open until a signal says to stop, so shutdown (drain, final counts) always runs.
   const keepAlive = setInterval(() => {}, 1 << 30);
-  const signal = await new Promise<string>((resolve) => {
-    const onSignal = (name: NodeJS.Signals) => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      // A second signal means "now": skip the drain.
-      const force = (again: NodeJS.Signals) => {
-        logger.warn({ signal: again }, 'second signal: exiting without draining');
-        process.exit(130);
-      };
-      process.once('SIGTERM', force);
-      process.once('SIGINT', force);
-      resolve(name);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-    opts.stop?.then(() => onSignal('SIGTERM'));
-  });
+  const signal = await stopSignal;
   clearInterval(keepAlive);
   logger.info({ signal, deadline_ms: config.shutdownTimeoutMs }, 'stopping: draining in-flight data');
   const report = await service.shutdown();
@@ -89,5 +96,9 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   );
   if (report.drained) logger.info('netmon stopped; everything read was delivered to the exporters');
   else logger.error({ abandoned_items: report.abandonedItems }, 'netmon stopped before the queues drained');
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', force);
+  process.off('SIGINT', force);
   return report.drained && report.errors.length === 0 ? 0 : 1;
 }

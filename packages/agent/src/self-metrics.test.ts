@@ -89,7 +89,9 @@ it('reports items per component edge, queue depth and drops, and status', async 
   expect(value('netmon_component_items', { component: 'gen', direction: 'out', outcome: 'success' })).toBe(
     15,
   );
-  expect(value('netmon_component_items', { component: 'gen', direction: 'out', outcome: 'refused' })).toBe(6);
+  expect(
+    value('netmon_component_items', { component: 'gen', direction: 'out', outcome: 'refused' }),
+  ).toBeUndefined();
   expect(value('netmon_component_items', { component: 'stuck', direction: 'in', outcome: 'success' })).toBe(
     3,
   );

@@ -106,6 +106,17 @@ interface FactoryBase<C> {
   readonly config: z.ZodType<C>;
   /** Extension types this component needs; configuration fails when one is not enabled. */
   readonly extensions?: readonly string[];
+  /**
+   * Checks beyond the schema that need I/O (a module loads, a device exists), run by `loadConfig` and
+   * `netmon validate` before anything starts. Cross-field rules belong in the schema (`superRefine`).
+   */
+  validate?(config: C, ctx: { configDir: string }): ConfigIssue[] | Promise<ConfigIssue[]>;
+}
+
+/** A problem found by a factory's `validate`: `key` is relative to the component (`module`, `a::b`). */
+export interface ConfigIssue {
+  key?: string;
+  message: string;
 }
 
 export interface ReceiverFactory<C = unknown> extends FactoryBase<C> {

@@ -83,7 +83,7 @@ export function processorFromFunction(
   type: string,
   def: PluginDefinition | ProcessFunction,
   opts: { description: string; stability?: Stability; signals?: readonly Signal[] } = { description: type },
-): ProcessorFactory<Record<string, unknown>> {
+): ProcessorFactory<{ options: Record<string, unknown> }> {
   const definition = toPluginDefinition(def, `processor "${type}"`);
   return {
     kind: 'processor',
@@ -91,8 +91,13 @@ export function processorFromFunction(
     stability: opts.stability ?? 'development',
     description: opts.description,
     signals: opts.signals ?? ['flows'],
-    config: z.record(z.string(), z.unknown()).default({}),
+    config: z.strictObject({
+      options: z
+        .record(z.string(), z.unknown())
+        .default({})
+        .describe('Handed to the function as ctx.options.'),
+    }),
     create: (settings, config) =>
-      pluginProcessor(definition, { id: settings.id, options: config, logger: settings.logger }),
+      pluginProcessor(definition, { id: settings.id, options: config.options, logger: settings.logger }),
   };
 }

@@ -154,10 +154,22 @@ describe('flow records', () => {
       '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","attributes":{"a":[1]}}',
       /attributes.a/,
     ],
-    ['{"time_start":"Jan 2 2026","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}', /time_start: "Jan 2 2026" is not an RFC 3339 time/],
-    ['{"time_start":"2026-01-01T00:00:00","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}', /not an RFC 3339 time/],
-    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"2001:db8::1"}', /dst_ip: IPv6 address "2001:db8::1" in a family 4 record/],
-    ['{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"example.com","dst_ip":"1.1.1.1"}', /src_ip: "example.com" is not an IP address/],
+    [
+      '{"time_start":"Jan 2 2026","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}',
+      /time_start: "Jan 2 2026" is not an RFC 3339 time/,
+    ],
+    [
+      '{"time_start":"2026-01-01T00:00:00","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}',
+      /not an RFC 3339 time/,
+    ],
+    [
+      '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"2001:db8::1"}',
+      /dst_ip: IPv6 address "2001:db8::1" in a family 4 record/,
+    ],
+    [
+      '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"example.com","dst_ip":"1.1.1.1"}',
+      /src_ip: "example.com" is not an IP address/,
+    ],
   ])('names what is wrong in %s', (line, message) => {
     const d = decodeFlowRecord(line);
     expect(d.ok).toBe(false);

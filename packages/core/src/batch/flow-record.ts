@@ -137,7 +137,8 @@ export function decodeFlowRecord(line: string): DecodeResult {
     if (typeof ip !== 'string') return { ok: false, error: `${key}: expected an IP address string` };
     const family = parseIp(ip, scratch, 0);
     if (family === 0) return { ok: false, error: `${key}: "${ip}" is not an IP address` };
-    if (f.family === 4 && family === 6) return { ok: false, error: `${key}: IPv6 address "${ip}" in a family 4 record` };
+    if (f.family === 4 && family === 6)
+      return { ok: false, error: `${key}: IPv6 address "${ip}" in a family 4 record` };
   }
   let attributes: Record<string, AttributeValue> | undefined;
   if (r.attributes !== undefined) {

@@ -164,10 +164,10 @@ describe('loadConfig', () => {
     const r = path.relative(process.cwd(), f);
     expect(await problemsOf([f])).toEqual([
       `${r}:2:3: receivers::kafka: unknown receiver type "kafka"; known types: gen`,
+      `${r}:5:3: processors::needy: needs the needs_nothing extension: add it under extensions and list it in service::extensions`,
       `${r}:7:3: exporters::Sink: a component id is \`type\` or \`type/name\` (type: lower_snake_case; name: no spaces or /)`,
       `${r}:11:5: service::pipelines::traces: a pipeline id is \`signal[/name]\` with signal one of: flows, dns`,
       `${r}:12:24: service::pipelines::dns::receivers::0: receiver "gen" does not support dns (it supports: flows)`,
-      `${r}:5:3: processors::needy: needs the needs_nothing extension: add it under extensions and list it in service::extensions`,
     ]);
     await tmp.rm(d, { recursive: true });
   });
@@ -181,6 +181,59 @@ describe('loadConfig', () => {
     const problems = await problemsOf([f, path.join(d, 'absent.yaml')]);
     expect(problems[0]).toMatch(new RegExp(`^${path.relative(process.cwd(), f)}:\\d+:\\d+: invalid YAML: `));
     expect(problems.at(-1)).toMatch(/cannot read config file .*absent.yaml: ENOENT/);
+    await tmp.rm(d, { recursive: true });
+  });
+
+  it('a bad value in the service section does not hide the other problems', async () => {
+    const tmp = await import('node:fs/promises');
+    const os = await import('node:os');
+    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
+    const f = path.join(d, 'mixed.yaml');
+    await tmp.writeFile(
+      f,
+      [
+        'receivers: { gen: { colour: 1 } }',
+        'exporters: { sink: {} }',
+        'service:',
+        '  shutdown_timeout: soon',
+        '  pipelines:',
+        '    flows: { receivers: [gen], exporters: [sink, nope], queue: { size: "8" } }',
+      ].join('\n'),
+    );
+    const r = path.relative(process.cwd(), f);
+    expect(await problemsOf([f])).toEqual([
+      `${r}:1:21: receivers::gen::colour: unknown key "colour"; expected one of: interval, count`,
+      `${r}:4:3: service::shutdown_timeout: "soon" is not a duration; expected e.g. 500ms, 5s or 1m30s`,
+      `${r}:6:50: service::pipelines::flows::exporters::1: references exporter "nope" which is not configured under exporters`,
+      `${r}:6:66: service::pipelines::flows::queue::size: expected number, received string`,
+    ]);
+    await tmp.rm(d, { recursive: true });
+  });
+
+  it('keeps env values as written where a string is wanted, and types them where a number is', async () => {
+    const tmp = await import('node:fs/promises');
+    const os = await import('node:os');
+    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
+    const f = path.join(d, 'env2.yaml');
+    await tmp.writeFile(
+      f,
+      [
+        'receivers: { gen: { count: "${env:COUNT}" } }',
+        'exporters: { sink: { label: "${env:LABEL}", port: "${env:PORT}" }, sink/b: { label: "${env:EMPTY}" }, sink/c: { label: "${env:TOKEN}" } }',
+        'service: { pipelines: { flows: { receivers: [gen], exporters: [sink, sink/b, sink/c] } } }',
+      ].join('\n'),
+    );
+    const c = await loadConfig([f], testRegistry(), {
+      COUNT: '7',
+      LABEL: '/tmp/a #b',
+      PORT: '9464',
+      EMPTY: '',
+      TOKEN: '0123',
+    });
+    expect(c.components.receiver.get('gen')?.config).toEqual({ interval: 10_000, count: 7 });
+    expect(c.components.exporter.get('sink')?.config).toEqual({ label: '/tmp/a #b', port: 9464 });
+    expect(c.components.exporter.get('sink/b')?.config).toEqual({ label: '', port: 1 });
+    expect(c.components.exporter.get('sink/c')?.config).toEqual({ label: '0123', port: 1 });
     await tmp.rm(d, { recursive: true });
   });
 

@@ -1,8 +1,7 @@
 // From merged YAML to a validated, typed configuration. Every problem is collected (not just the first),
 // each with its path, file, line and column; nothing starts unless the list is empty.
-import { parse as parseYamlScalar } from 'yaml';
 import { z } from 'zod';
-import type { ComponentKind, Factory, Signal } from '../component.js';
+import type { ComponentKind, ConfigIssue, Factory, Signal } from '../component.js';
 import { SIGNALS } from '../component.js';
 import type { Registry } from '../registry.js';
 import { duration } from './duration.js';
@@ -110,7 +109,34 @@ export async function loadConfig(
   registry: Registry,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<ResolvedConfig> {
-  return resolveConfig(await readConfigFiles(files), registry, env);
+  const source = await readConfigFiles(files);
+  const config = resolveConfig(source, registry, env);
+  await runValidateHooks(config, source);
+  return config;
+}
+
+/** The checks that need I/O (a plugin module loads, …), run once the schemas and references are right. */
+async function runValidateHooks(config: ResolvedConfig, source: ConfigSource): Promise<void> {
+  const problems: Problem[] = [];
+  for (const [kind, section] of Object.entries(SECTIONS) as [ComponentKind, string][]) {
+    for (const spec of config.components[kind].values()) {
+      const hook = spec.factory.validate as
+        | ((c: unknown, ctx: { configDir: string }) => Promise<ConfigIssue[]> | ConfigIssue[])
+        | undefined;
+      if (!hook) continue;
+      let issues: ConfigIssue[];
+      try {
+        issues = await hook(spec.config, { configDir: spec.configDir });
+      } catch (err) {
+        issues = [{ message: (err as Error).message }];
+      }
+      for (const issue of issues) {
+        const parts = [section, spec.id, ...(issue.key ? issue.key.split('::') : [])];
+        problems.push({ path: joinPath(parts), message: issue.message, position: positionOf(source, parts) });
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 export function resolveConfig(
@@ -128,14 +154,43 @@ export function resolveConfig(
     problems.push({ path: at, message, position: positionOf(source, parts) });
   };
 
-  const tree = expandEnv(source.tree, [], env, report) as Tree;
+  const typedFromEnv = new Map<string, string>();
+  const tree = expandEnv(source.tree, [], env, report, typedFromEnv) as Tree;
 
+  // The top level and the service section are checked piece by piece, so one bad value there does not
+  // hide the problems in the components and pipelines.
   const top = topSchema.safeParse(tree);
   if (!top.success) {
-    for (const issue of top.error.issues) reportIssue(issue, [], report, topSchema);
-    throw new ConfigError(problems);
+    for (const issue of top.error.issues) {
+      if (issue.path[0] === 'service' && issue.path.length > 1) continue; // reported per piece below
+      reportIssue(issue, [], report, topSchema);
+    }
   }
-  const { service } = top.data;
+  const rawService = isPlainObject(tree.service) ? tree.service : {};
+  const { pipelines: _pipelines, ...serviceWithoutPipelines } = rawService;
+  const parsedService = serviceSchema.omit({ pipelines: true }).safeParse(serviceWithoutPipelines);
+  if (!parsedService.success) {
+    for (const issue of parsedService.error.issues) reportIssue(issue, ['service'], report, serviceSchema);
+  }
+  const serviceExtensions = parsedService.success
+    ? parsedService.data.extensions
+    : Array.isArray(rawService.extensions)
+      ? rawService.extensions.filter((x): x is string => typeof x === 'string')
+      : [];
+  const rawPipelines = isPlainObject(rawService.pipelines) ? rawService.pipelines : {};
+  if (rawService.pipelines !== undefined && !isPlainObject(rawService.pipelines)) {
+    report(['service', 'pipelines'], 'expected a mapping of pipeline ids to pipelines');
+  }
+  // A pipeline whose own settings are wrong still has its references checked, from the raw lists.
+  const parsedPipelines: [string, z.output<typeof pipelineSchema> | undefined, Tree][] = [];
+  for (const [pid, raw] of Object.entries(rawPipelines)) {
+    const r = pipelineSchema.safeParse(raw);
+    if (!r.success) {
+      for (const issue of r.error.issues)
+        reportIssue(issue, ['service', 'pipelines', pid], report, pipelineSchema);
+    }
+    parsedPipelines.push([pid, r.success ? r.data : undefined, isPlainObject(raw) ? raw : {}]);
+  }
 
   const components = {} as Record<ComponentKind, Map<string, ComponentSpec>>;
   for (const [kind, section] of Object.entries(SECTIONS) as [ComponentKind, string][]) {
@@ -156,7 +211,7 @@ export function resolveConfig(
         report([section, id], `unknown ${kind} type "${m[1]}"; known types: ${known.join(', ') || 'none'}`);
         continue;
       }
-      const parsed = factory.config.safeParse(raw ?? {});
+      const parsed = parseWithEnvStrings(factory.config, raw ?? {}, [section, id], typedFromEnv);
       if (!parsed.success) {
         for (const issue of parsed.error.issues) reportIssue(issue, [section, id], report, factory.config);
         continue;
@@ -176,7 +231,7 @@ export function resolveConfig(
     components[kind].has(id) || Object.hasOwn((tree[SECTIONS[kind]] ?? {}) as Tree, id);
 
   const neededExtensions = new Map<string, (string | number)[]>();
-  service.extensions.forEach((id, i) => {
+  serviceExtensions.forEach((id, i) => {
     if (!defined('extension', id)) {
       report(
         ['service', 'extensions', i],
@@ -188,9 +243,12 @@ export function resolveConfig(
   });
 
   const pipelines: PipelineSpec[] = [];
-  const pipelineEntries = Object.entries(service.pipelines);
-  if (pipelineEntries.length === 0) report(['service', 'pipelines'], 'at least one pipeline is required');
-  for (const [pid, p] of pipelineEntries) {
+  if (isPlainObject(tree.service) && Object.keys(rawPipelines).length === 0) {
+    report(['service', 'pipelines'], 'at least one pipeline is required');
+  }
+  const strings = (v: unknown): string[] =>
+    Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  for (const [pid, p, raw] of parsedPipelines) {
     const base = ['service', 'pipelines', pid];
     const signal = pid.split('/')[0] as Signal;
     if (!SIGNALS.includes(signal) || !/^[a-z]+(\/[^\s/]+)?$/.test(pid)) {
@@ -198,9 +256,9 @@ export function resolveConfig(
       continue;
     }
     for (const [kind, list] of [
-      ['receiver', p.receivers],
-      ['processor', p.processors],
-      ['exporter', p.exporters],
+      ['receiver', p?.receivers ?? strings(raw.receivers)],
+      ['processor', p?.processors ?? strings(raw.processors)],
+      ['exporter', p?.exporters ?? strings(raw.exporters)],
     ] as const) {
       const seen = new Set<string>();
       list.forEach((id, i) => {
@@ -220,17 +278,18 @@ export function resolveConfig(
         for (const ext of spec.factory.extensions ?? []) neededExtensions.set(ext, [SECTIONS[kind], id]);
       });
     }
-    pipelines.push({ id: pid, signal, ...p });
+    if (p) pipelines.push({ id: pid, signal, ...p });
   }
 
-  const enabledTypes = new Set(service.extensions.map((id) => id.split('/')[0]));
+  const enabledTypes = new Set(serviceExtensions.map((id) => id.split('/')[0]));
   for (const [type, at] of neededExtensions) {
     if (!enabledTypes.has(type)) {
       report(at, `needs the ${type} extension: add it under extensions and list it in service::extensions`);
     }
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0 || !parsedService.success) throw new ConfigError(problems);
+  const service = parsedService.data;
   return {
     components,
     extensions: service.extensions,
@@ -297,16 +356,19 @@ function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
 
 const REF = /\$\$|\$\{([^}]*)\}/g;
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
+const TYPED = /^(-?(0|[1-9]\d*)(\.\d+)?|true|false)$/;
 
 /**
  * Expands `${env:NAME}` and `${env:NAME:-default}` in every string; `$$` is a literal `$`. A value that is
- * exactly one reference is re-read as YAML, so `${env:PORT}` can fill a number field.
+ * exactly one reference and reads as a number or boolean becomes one, so `${env:PORT}` can fill a number
+ * field; `typedFromEnv` remembers the text, for fields that want a string after all.
  */
 function expandEnv(
   value: unknown,
   parts: (string | number)[],
   env: NodeJS.ProcessEnv,
   report: Report,
+  typedFromEnv: Map<string, string>,
 ): unknown {
   if (typeof value === 'string') {
     if (!value.includes('$')) return value;
@@ -320,29 +382,67 @@ function expandEnv(
       }
       whole = offset === 0 && match.length === value.length;
       const v = env[m[1]];
-      if (v !== undefined && v !== '') return v;
-      if (m[2] !== undefined) return m[2];
+      if (m[2] !== undefined && (v === undefined || v === '')) return m[2];
+      if (v !== undefined) return v;
       report(
         parts,
         `environment variable ${m[1]} is not set (write \${env:${m[1]}:-default} to give a default)`,
       );
       return '';
     });
-    if (whole) {
-      try {
-        const typed = parseYamlScalar(out) as unknown;
-        if (typeof typed !== 'object' || typed === null) return typed ?? out;
-      } catch {
-        // not valid YAML on its own: keep the string
-      }
+    if (whole && TYPED.test(out)) {
+      typedFromEnv.set(joinPath(parts), out);
+      return out === 'true' ? true : out === 'false' ? false : Number(out);
     }
     return out;
   }
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, [...parts, i], env, report));
+  if (Array.isArray(value))
+    return value.map((v, i) => expandEnv(v, [...parts, i], env, report, typedFromEnv));
   if (isPlainObject(value)) {
     const out: Tree = {};
-    for (const [k, v] of Object.entries(value)) out[k] = expandEnv(v, [...parts, k], env, report);
+    for (const [k, v] of Object.entries(value))
+      out[k] = expandEnv(v, [...parts, k], env, report, typedFromEnv);
     return out;
   }
   return value;
+}
+
+/**
+ * Parses a component config; where a field wants a string but got a number or boolean that came from a
+ * whole-value `${env:…}`, the variable's text is put back and the config parsed again (an all-digit
+ * token or cluster id stays a string).
+ */
+function parseWithEnvStrings<T>(
+  schema: z.ZodType<T>,
+  raw: unknown,
+  prefix: (string | number)[],
+  typedFromEnv: Map<string, string>,
+): ReturnType<z.ZodType<T>['safeParse']> {
+  let value = raw;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const parsed = schema.safeParse(value);
+    if (parsed.success || typedFromEnv.size === 0) return parsed;
+    let patched = false;
+    for (const issue of parsed.error.issues) {
+      if (issue.code !== 'invalid_type' || issue.expected !== 'string') continue;
+      const text = typedFromEnv.get(joinPath([...prefix, ...(issue.path as (string | number)[])]));
+      if (text === undefined) continue;
+      value = setIn(value, issue.path as (string | number)[], text);
+      patched = true;
+    }
+    if (!patched) return parsed;
+  }
+  return schema.safeParse(value);
+}
+
+function setIn(value: unknown, path: (string | number)[], leaf: unknown): unknown {
+  if (path.length === 0) return leaf;
+  const [head, ...rest] = path;
+  if (Array.isArray(value)) {
+    const copy = [...value];
+    copy[head as number] = setIn(copy[head as number], rest, leaf);
+    return copy;
+  }
+  const obj = isPlainObject(value) ? value : {};
+  return { ...obj, [head]: setIn(obj[head as string], rest, leaf) };
 }

@@ -19,8 +19,19 @@ export interface Problem {
 
 /** Everything wrong with a configuration, all at once, each problem with its place. */
 export class ConfigError extends Error {
-  constructor(readonly problems: Problem[]) {
-    super(problems.map(formatProblem).join('\n'));
+  readonly problems: Problem[];
+  constructor(problems: Problem[]) {
+    // In reading order: by file, line and column; problems with no place last.
+    const sorted = [...problems].sort((a, b) => {
+      if (!a.position || !b.position) return a.position ? -1 : b.position ? 1 : 0;
+      return (
+        a.position.file.localeCompare(b.position.file) ||
+        a.position.line - b.position.line ||
+        a.position.column - b.position.column
+      );
+    });
+    super(sorted.map(formatProblem).join('\n'));
+    this.problems = sorted;
     this.name = 'ConfigError';
   }
 }

@@ -40,6 +40,8 @@ interface Edge {
   pipeline: string;
   receiver: string;
   queue: BoundedQueue<Batch>;
+  /** The batch being processed or exported, if any. */
+  inFlight?: Batch;
   droppedBatches: number;
   droppedItems: number;
   done: Promise<void>;
@@ -133,7 +135,9 @@ export class Service implements Host {
       const ext = this.extensions.find((e) => e.type === type);
       if (ext) extensions.set(type, ext.node.component);
     }
-    const meter: Meter = this.meterProvider.getMeter(`netmon/${spec.kind}/${spec.id}`);
+    // Processors exist once per pipeline: their instruments must not collide across pipelines.
+    const scope = `netmon/${spec.kind}/${spec.id}${opts.pipeline ? `@${opts.pipeline}` : ''}`;
+    const meter: Meter = this.meterProvider.getMeter(scope);
     return {
       state,
       settings: {
@@ -256,7 +260,12 @@ export class Service implements Host {
       }
     };
     const run = (batch: Batch) =>
-      defer(() => this.runChain(batch, receiver.edges.length === 1, processors, exporters)).pipe(
+      defer(() => {
+        edge.inFlight = batch;
+        return this.runChain(batch, receiver.edges.length === 1, processors, exporters).finally(() => {
+          edge.inFlight = undefined;
+        });
+      }).pipe(
         catchError((err) => {
           this.logger.error({ err, pipeline }, 'pipeline stage failed');
           return EMPTY;
@@ -366,12 +375,17 @@ export class Service implements Host {
       return { drained: true, abandonedItems: 0, errors: [] };
     }
     this.phaseValue = 'stopping';
-    const deadline = Date.now() + deadlineMs;
+    const begin = Date.now();
+    // The drain may use most of the time, not all: exporters still need a moment to flush what it delivered.
+    const drainDeadline = begin + Math.floor(deadlineMs * 0.8);
+    const deadline = begin + deadlineMs;
     const errors: string[] = [];
     const stop = async (node: Node<Lifecycle>) => {
       this.status.set(node.state, 'stopping');
       try {
         await withDeadline(Promise.resolve(node.component.shutdown?.()), deadline);
+        // A component that reported an error while stopping has still stopped.
+        if (node.state.status !== 'stopping') this.status.set(node.state, 'stopping');
         this.status.set(node.state, 'stopped');
       } catch (err) {
         errors.push(`${node.state.kind} "${node.state.id}": ${errorMessage(err)}`);
@@ -386,7 +400,7 @@ export class Service implements Host {
       r.subject.complete();
     }
     // 2. Queues drain through the processors into the exporters.
-    const drained = await withDeadline(Promise.all(this.edges.map((e) => e.done)), deadline).then(
+    const drained = await withDeadline(Promise.all(this.edges.map((e) => e.done)), drainDeadline).then(
       () => true,
       () => false,
     );
@@ -408,6 +422,13 @@ export class Service implements Host {
     for (const p of [...this.processors].reverse()) await stop(p);
     for (const e of [...this.exporters.values()].reverse()) await stop(e);
     for (const e of [...this.extensions].reverse()) await stop(e.node);
+    // A batch still inside a processor or exporter now was not delivered before everything stopped.
+    for (const e of this.edges) {
+      if (!e.inFlight) continue;
+      abandonedItems += e.inFlight.length;
+      e.droppedItems += e.inFlight.length;
+      e.droppedBatches++;
+    }
     this.phaseValue = 'stopped';
     return { drained, abandonedItems, errors };
   }
@@ -417,12 +438,15 @@ function cloneBatch(batch: Batch): Batch {
   return batch.clone();
 }
 
+/** Settles with `promise`, or rejects once `deadline` (ms since the epoch) has passed, whichever is first. */
 function withDeadline<T>(promise: Promise<T>, deadline: number): Promise<T> {
-  const remaining = deadline - Date.now();
-  if (remaining <= 0) return Promise.race([promise, Promise.reject(new Error('shutdown deadline passed'))]);
   let timer: NodeJS.Timeout | undefined;
+  // Even a deadline already past waits one timer tick, so work that has finished still wins the race.
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('shutdown deadline passed')), remaining);
+    timer = setTimeout(
+      () => reject(new Error('shutdown deadline passed')),
+      Math.max(0, deadline - Date.now()),
+    );
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -9,7 +9,7 @@ import { STATUSES } from '../status.js';
 export function registerSelfMetrics(meter: Meter, host: Host): void {
   const items = meter.createObservableCounter('netmon_component_items', {
     description:
-      'Items (flows, DNS lookups) at each component edge. direction in/out; outcome success, failure (the component failed on them) or refused (a full queue dropped them).',
+      'Items (flows, DNS lookups) at each component edge, counted by the framework. direction=in: handed to the component, outcome success or failure (it failed on them); direction=out: passed on (processors), produced (receivers) or delivered (exporters). Queue drops are in netmon_queue_dropped_items.',
     unit: '{item}',
   });
   const status = meter.createObservableGauge('netmon_component_status', {
@@ -31,10 +31,10 @@ export function registerSelfMetrics(meter: Meter, host: Host): void {
     (r) => {
       for (const c of host.components()) {
         const base = { kind: c.kind, component: c.id, pipeline: c.pipeline ?? '', signal: c.signal ?? '' };
-        r.observe(items, c.items.in, { ...base, direction: 'in', outcome: 'success' });
+        // Outcomes partition each direction: in = success + failure.
+        r.observe(items, c.items.in - c.items.failed, { ...base, direction: 'in', outcome: 'success' });
         r.observe(items, c.items.failed, { ...base, direction: 'in', outcome: 'failure' });
         r.observe(items, c.items.out, { ...base, direction: 'out', outcome: 'success' });
-        r.observe(items, c.items.dropped, { ...base, direction: 'out', outcome: 'refused' });
         for (const s of STATUSES) r.observe(status, c.status === s ? 1 : 0, { ...base, status: s });
       }
       for (const q of host.queues()) {

@@ -182,6 +182,22 @@ describe('debug exporter', () => {
     ]);
   });
 
+  it('shows cumulative counters as of the latest dump instead of summing dumps', () => {
+    const { exporter, out } = capture();
+    const dump = (at: number, tx: number) =>
+      FlowBatch.from(
+        [tcp({ timeEnd: T0 + at, txBytes: tx }), tcp({ timeEnd: T0 + at, srcPort: 2, txBytes: 1 })],
+        'cumulative',
+      );
+    exporter.export(dump(10_000, 1000));
+    exporter.export(dump(20_000, 3000)); // the same two flows, later: replaces the first dump
+    exporter.export(dump(10_000, 5)); // an older dump arriving late is ignored
+    exporter.flush();
+    expect(out[0].split('\n')[0]).toBe(
+      'debug flows 2026-01-01T00:00:00.000Z .. 2026-01-01T00:00:20.000Z: 1 batch, 2 flows, tx 2.93 KiB, rx 0 B (cumulative counters as of 2026-01-01T00:00:20.000Z)',
+    );
+  });
+
   it('aggregates conversations across batches and ranks ties by name', () => {
     const { exporter, out } = capture({ top: 2 });
     exporter.export(

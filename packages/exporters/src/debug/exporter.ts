@@ -69,8 +69,10 @@ class Interval {
   rx = 0;
   first = Number.POSITIVE_INFINITY;
   last = Number.NEGATIVE_INFINITY;
-  readonly conversations = new Map<string, Conversation>();
+  conversations = new Map<string, Conversation>();
   readonly questions = new Map<string, Question>();
+  /** For cumulative sources: the dump time whose counters the interval shows (NaN for deltas). */
+  cumulativeAsOf = Number.NaN;
   readonly details: string[] = [];
   detailsLeftOut = 0;
 }
@@ -126,6 +128,19 @@ export class DebugExporter implements Exporter {
 
   private addFlows(batch: FlowBatch): void {
     const t = this.flows;
+    if (batch.temporality === 'cumulative' && batch.length > 0) {
+      // Cumulative counters must not be summed across dumps: a newer dump replaces the older one, and
+      // batches of one dump (same time_end) add up.
+      const asOf = batch.timeEnd[0];
+      if (!(asOf <= t.cumulativeAsOf)) {
+        t.batches = 0;
+        t.items = 0;
+        t.tx = 0;
+        t.rx = 0;
+        t.conversations = new Map();
+        t.cumulativeAsOf = asOf;
+      } else if (asOf < t.cumulativeAsOf) return;
+    }
     t.batches++;
     t.items += batch.length;
     const srcNs = stringColumn(batch, 'src.k8s.namespace.name');
@@ -225,7 +240,10 @@ export class DebugExporter implements Exporter {
   private formatFlows(t: Interval): string {
     const lines = [
       `${this.settings.id} flows ${timeRange(t)}: ${plural(t.batches, 'batch', 'batches')}, ` +
-        `${plural(t.items, 'flow', 'flows')}, tx ${humanBytes(t.tx)}, rx ${humanBytes(t.rx)}`,
+        `${plural(t.items, 'flow', 'flows')}, tx ${humanBytes(t.tx)}, rx ${humanBytes(t.rx)}` +
+        (Number.isNaN(t.cumulativeAsOf)
+          ? ''
+          : ` (cumulative counters as of ${new Date(t.cumulativeAsOf).toISOString()})`),
     ];
     const top = topN(t.conversations.values(), this.config.top, (c) => c.tx + c.rx);
     if (top.length > 0) {

@@ -13,6 +13,7 @@ import {
   type FlowInit,
   type Receiver,
 } from '@netmon/core';
+import type { ObservableCounter, ObservableResult } from '@opentelemetry/api';
 import type { FileReceiverConfig } from './config.js';
 
 /** Malformed lines logged one by one before logging turns to every LOG_EVERY-th. */
@@ -55,13 +56,15 @@ export class FileReceiver implements Receiver {
   ) {
     this.path = resolve(settings.configDir, config.path);
     this.batch = this.newBatch();
-    settings.meter
-      .createObservableCounter('netmon_file_receiver_malformed_records', {
-        description: 'Lines of the replayed file that were not valid flow records and were skipped.',
-        unit: '{record}',
-      })
-      .addCallback((result) => result.observe(this.malformed));
+    this.malformedCounter = settings.meter.createObservableCounter('netmon_file_receiver_malformed_records', {
+      description: 'Lines of the replayed file that were not valid flow records and were skipped.',
+      unit: '{record}',
+    });
+    this.malformedCounter.addCallback(this.observeMalformed);
   }
+
+  private readonly malformedCounter: ObservableCounter;
+  private readonly observeMalformed = (result: ObservableResult) => result.observe(this.malformed);
 
   /** Lines skipped because they were not valid flow records (every round counts again with loop). */
   get malformedRecords(): number {
@@ -109,6 +112,7 @@ export class FileReceiver implements Receiver {
 
   async shutdown(): Promise<void> {
     this.stopping = true;
+    this.malformedCounter.removeCallback(this.observeMalformed);
     this.wake?.();
     this.lines?.close();
     await this.opening?.catch(() => undefined);
