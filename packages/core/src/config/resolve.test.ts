@@ -1,5 +1,7 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineExporter, defineExtension, defineProcessor, defineReceiver } from '../component.js';
 import { Registry } from '../registry.js';
@@ -86,6 +88,15 @@ describe('durations', () => {
 });
 
 describe('loadConfig', () => {
+  // Configs written by the tests themselves, one folder for the whole file.
+  let tmp = '';
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
   it('merges files in order: maps key by key, lists replaced', async () => {
     const c = await loadConfig([file('base.yaml'), file('override.yaml')], testRegistry(), {});
     expect(c.components.receiver.get('gen')?.config).toEqual({ interval: 90_000, count: 1 });
@@ -116,11 +127,8 @@ describe('loadConfig', () => {
   });
 
   it('expands ${env:…} with defaults and types a whole-value reference', async () => {
-    const tmp = await import('node:fs/promises');
-    const os = await import('node:os');
-    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
-    const f = path.join(d, 'env.yaml');
-    await tmp.writeFile(
+    const f = path.join(tmp, 'env.yaml');
+    await writeFile(
       f,
       [
         'receivers: { gen: { interval: "${env:READ_INTERVAL:-2s}", count: "${env:COUNT}" } }',
@@ -135,15 +143,11 @@ describe('loadConfig', () => {
     expect(problems).toEqual([
       `${path.relative(process.cwd(), f)}:1:59: receivers::gen::count: environment variable COUNT is not set (write \${env:COUNT:-default} to give a default)`,
     ]);
-    await tmp.rm(d, { recursive: true });
   });
 
   it('rejects unknown component types, bad ids, bad pipeline ids and unsupported signals', async () => {
-    const tmp = await import('node:fs/promises');
-    const os = await import('node:os');
-    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
-    const f = path.join(d, 'bad.yaml');
-    await tmp.writeFile(
+    const f = path.join(tmp, 'bad.yaml');
+    await writeFile(
       f,
       [
         'receivers:',
@@ -169,27 +173,19 @@ describe('loadConfig', () => {
       `${r}:11:5: service::pipelines::traces: a pipeline id is \`signal[/name]\` with signal one of: flows, dns`,
       `${r}:12:24: service::pipelines::dns::receivers::0: receiver "gen" does not support dns (it supports: flows)`,
     ]);
-    await tmp.rm(d, { recursive: true });
   });
 
   it('reports YAML syntax errors and missing files with their place', async () => {
-    const tmp = await import('node:fs/promises');
-    const os = await import('node:os');
-    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
-    const f = path.join(d, 'syntax.yaml');
-    await tmp.writeFile(f, 'receivers:\n  gen: {interval: 5s\nservice: x\n');
-    const problems = await problemsOf([f, path.join(d, 'absent.yaml')]);
+    const f = path.join(tmp, 'syntax.yaml');
+    await writeFile(f, 'receivers:\n  gen: {interval: 5s\nservice: x\n');
+    const problems = await problemsOf([f, path.join(tmp, 'absent.yaml')]);
     expect(problems[0]).toMatch(new RegExp(`^${path.relative(process.cwd(), f)}:\\d+:\\d+: invalid YAML: `));
     expect(problems.at(-1)).toMatch(/cannot read config file .*absent.yaml: ENOENT/);
-    await tmp.rm(d, { recursive: true });
   });
 
   it('a bad value in the service section does not hide the other problems', async () => {
-    const tmp = await import('node:fs/promises');
-    const os = await import('node:os');
-    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
-    const f = path.join(d, 'mixed.yaml');
-    await tmp.writeFile(
+    const f = path.join(tmp, 'mixed.yaml');
+    await writeFile(
       f,
       [
         'receivers: { gen: { colour: 1 } }',
@@ -207,15 +203,11 @@ describe('loadConfig', () => {
       `${r}:6:50: service::pipelines::flows::exporters::1: references exporter "nope" which is not configured under exporters`,
       `${r}:6:66: service::pipelines::flows::queue::size: expected number, received string`,
     ]);
-    await tmp.rm(d, { recursive: true });
   });
 
   it('keeps env values as written where a string is wanted, and types them where a number is', async () => {
-    const tmp = await import('node:fs/promises');
-    const os = await import('node:os');
-    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
-    const f = path.join(d, 'env2.yaml');
-    await tmp.writeFile(
+    const f = path.join(tmp, 'env2.yaml');
+    await writeFile(
       f,
       [
         'receivers: { gen: { count: "${env:COUNT}" } }',
@@ -234,18 +226,13 @@ describe('loadConfig', () => {
     expect(c.components.exporter.get('sink')?.config).toEqual({ label: '/tmp/a #b', port: 9464 });
     expect(c.components.exporter.get('sink/b')?.config).toEqual({ label: '', port: 1 });
     expect(c.components.exporter.get('sink/c')?.config).toEqual({ label: '0123', port: 1 });
-    await tmp.rm(d, { recursive: true });
   });
 
   it('requires a service with at least one pipeline', async () => {
-    const tmp = await import('node:fs/promises');
-    const os = await import('node:os');
-    const d = await tmp.mkdtemp(path.join(os.tmpdir(), 'netmon-cfg-'));
-    const f = path.join(d, 'empty.yaml');
-    await tmp.writeFile(f, 'receivers: {gen: {}}\n');
+    const f = path.join(tmp, 'empty.yaml');
+    await writeFile(f, 'receivers: {gen: {}}\n');
     expect(await problemsOf([f])).toEqual([
       `${path.relative(process.cwd(), f)}:1:1: service: required: expected object`,
     ]);
-    await tmp.rm(d, { recursive: true });
   });
 });
