@@ -105,6 +105,50 @@ describe('FlowBatch', () => {
   });
 });
 
+describe('DNAT backend', () => {
+  const dialled = {
+    timeStart: 0,
+    timeEnd: 1000,
+    protocol: 6,
+    srcIp: '10.0.0.1',
+    srcPort: 40000,
+    dstIp: '10.96.0.10',
+    dstPort: 53,
+    backendIp: '10.0.3.7',
+    backendPort: 5353,
+  };
+
+  it('keeps the real backend beside the dialled destination and sets the Dnat flag', () => {
+    const b = FlowBatch.from([dialled, { ...dialled, backendIp: undefined, backendPort: undefined }]);
+    expect(b.row(0).dstIp).toBe('10.96.0.10');
+    expect(b.row(0).backendIp).toBe('10.0.3.7');
+    expect(b.row(0).backendPort).toBe(5353);
+    expect(b.flags[0] & FlowFlags.Dnat).toBe(FlowFlags.Dnat);
+    expect(b.row(1).backendIp).toBeUndefined();
+    expect(b.flags[1] & FlowFlags.Dnat).toBe(0);
+    const picked = b.select([1, 0]);
+    expect(picked.row(1).backendIp).toBe('10.0.3.7');
+    expect(picked.snapshot).toBe(false);
+  });
+
+  it('survives the flow record round trip, and only translated rows carry backend fields', () => {
+    const b = FlowBatch.from([dialled, { ...dialled, backendIp: undefined }]);
+    const lines = encodeFlowRecords(b);
+    expect(lines[0]).toContain('"backend_ip":"10.0.3.7","backend_port":5353');
+    expect(lines[1]).not.toContain('backend');
+    const back = FlowBatch.from(lines.map((l) => (decodeFlowRecord(l) as { ok: true; flow: never }).flow));
+    expect(encodeFlowRecords(back)).toEqual(lines);
+    expect(decodeFlowRecord(lines[1].replace('"attributes"', '"backend_port":1,"attributes"'))).toMatchObject({
+      ok: false,
+      error: 'backend_port: given without backend_ip',
+    });
+  });
+
+  it('refuses an IPv6 backend on an IPv4 flow', () => {
+    expect(new FlowBatch().push({ ...dialled, family: 4, backendIp: 'fd00::1' })).toBe(-1);
+  });
+});
+
 describe('flow records', () => {
   it('encode → decode → encode is the identity', () => {
     const b = FlowBatch.from([flow(1), flow(2), { ...flow(3), attributes: {} }]);

@@ -13,6 +13,10 @@ export const FlowFlags = {
   LocalRemote: 1 << 1,
   /** The flow ended in this interval; its counters are final. */
   Closed: 1 << 2,
+  /** The flow began in this interval: its cumulative counters count from zero, whatever they say now. */
+  Opened: 1 << 3,
+  /** The destination was rewritten (DNAT, e.g. a Service ClusterIP): backendAddr/backendPort hold the real peer. */
+  Dnat: 1 << 4,
 } as const;
 
 /** What a column asks its batch before a write: the batch may have been sealed since. */
@@ -113,6 +117,9 @@ export interface FlowInit {
   srcPort?: number;
   dstIp: string;
   dstPort?: number;
+  /** The real destination after DNAT, when it differs from dstIp/dstPort (sets FlowFlags.Dnat). */
+  backendIp?: string;
+  backendPort?: number;
   txBytes?: number;
   rxBytes?: number;
   txPackets?: number;
@@ -134,6 +141,13 @@ export class FlowBatch {
   length = 0;
   capacity: number;
   temporality: Temporality;
+  /**
+   * True when the rows are every live flow of `origin` at the time of reading (a full table dump), so a
+   * flow missing from it has ended. Stateful processors (delta) rely on it to forget flows.
+   */
+  snapshot = false;
+  /** Id of the receiver that read the batch (`conntrack/node`): state kept per source is keyed by it. */
+  origin = '';
   family: Uint8Array;
   protocol: Uint8Array;
   /** 16 bytes per row, IPv4 stored IPv4-mapped. */
@@ -141,6 +155,9 @@ export class FlowBatch {
   dstAddr: Uint8Array;
   srcPort: Uint16Array;
   dstPort: Uint16Array;
+  /** The destination after DNAT (rows with FlowFlags.Dnat; zero otherwise), 16 bytes per row like dstAddr. */
+  backendAddr: Uint8Array;
+  backendPort: Uint16Array;
   txBytes: Float64Array;
   rxBytes: Float64Array;
   txPackets: Float64Array;
@@ -161,6 +178,8 @@ export class FlowBatch {
     this.dstAddr = new Uint8Array(16 * n);
     this.srcPort = new Uint16Array(n);
     this.dstPort = new Uint16Array(n);
+    this.backendAddr = new Uint8Array(16 * n);
+    this.backendPort = new Uint16Array(n);
     this.txBytes = new Float64Array(n);
     this.rxBytes = new Float64Array(n);
     this.txPackets = new Float64Array(n);
@@ -211,6 +230,8 @@ export class FlowBatch {
     this.dstAddr = grow(this.dstAddr, 16);
     this.srcPort = grow(this.srcPort);
     this.dstPort = grow(this.dstPort);
+    this.backendAddr = grow(this.backendAddr, 16);
+    this.backendPort = grow(this.backendPort);
     this.txBytes = grow(this.txBytes);
     this.rxBytes = grow(this.rxBytes);
     this.txPackets = grow(this.txPackets);
@@ -252,18 +273,22 @@ export class FlowBatch {
     const srcFamily = parseIp(flow.srcIp, this.srcAddr, 16 * i);
     const dstFamily = parseIp(flow.dstIp, this.dstAddr, 16 * i);
     if (srcFamily === 0 || dstFamily === 0) return -1;
+    const backendFamily = flow.backendIp === undefined ? 0 : parseIp(flow.backendIp, this.backendAddr, 16 * i);
+    if (flow.backendIp !== undefined && backendFamily === 0) return -1;
     const family = flow.family ?? (srcFamily === 4 && dstFamily === 4 ? 4 : 6);
     // An IPv4 flow has IPv4 ends; an IPv6 flow may carry IPv4-mapped addresses (dual-stack sockets).
-    if (family === 4 && (srcFamily !== 4 || dstFamily !== 4)) return -1;
+    if (family === 4 && (srcFamily !== 4 || dstFamily !== 4 || backendFamily === 6)) return -1;
+    if (backendFamily === 0) this.backendAddr.fill(0, 16 * i, 16 * i + 16);
     this.family[i] = family;
     this.protocol[i] = flow.protocol;
     this.srcPort[i] = flow.srcPort ?? 0;
     this.dstPort[i] = flow.dstPort ?? 0;
+    this.backendPort[i] = backendFamily === 0 ? 0 : (flow.backendPort ?? 0);
     this.txBytes[i] = flow.txBytes ?? 0;
     this.rxBytes[i] = flow.rxBytes ?? 0;
     this.txPackets[i] = flow.txPackets ?? 0;
     this.rxPackets[i] = flow.rxPackets ?? 0;
-    this.flags[i] = flow.flags ?? 0;
+    this.flags[i] = backendFamily === 0 ? (flow.flags ?? 0) & ~FlowFlags.Dnat : (flow.flags ?? 0) | FlowFlags.Dnat;
     this.timeStart[i] = flow.timeStart;
     this.timeEnd[i] = flow.timeEnd;
     this.length = i + 1;
@@ -339,6 +364,11 @@ export class FlowBatch {
     return formatIp(this.dstAddr, 16 * i, this.family[i]);
   }
 
+  /** The real destination after DNAT, or undefined when the flow was not translated. */
+  backendIp(i: number): string | undefined {
+    return this.flags[i] & FlowFlags.Dnat ? formatIp(this.backendAddr, 16 * i, this.family[i]) : undefined;
+  }
+
   /** A view of row i with named getters: for plugins and tests, not for hot paths. */
   row(i: number): FlowRow {
     if (i < 0 || i >= this.length) throw new RangeError(`row ${i} outside 0..${this.length - 1}`);
@@ -362,6 +392,8 @@ export class FlowBatch {
     const n = rows === null ? this.length : rows.length;
     const out = new FlowBatch(n, this.temporality);
     out.length = n;
+    out.snapshot = this.snapshot && rows === null;
+    out.origin = this.origin;
     if (rows === null) {
       out.family.set(this.family.subarray(0, n));
       out.protocol.set(this.protocol.subarray(0, n));
@@ -369,6 +401,8 @@ export class FlowBatch {
       out.dstAddr.set(this.dstAddr.subarray(0, 16 * n));
       out.srcPort.set(this.srcPort.subarray(0, n));
       out.dstPort.set(this.dstPort.subarray(0, n));
+      out.backendAddr.set(this.backendAddr.subarray(0, 16 * n));
+      out.backendPort.set(this.backendPort.subarray(0, n));
       out.txBytes.set(this.txBytes.subarray(0, n));
       out.rxBytes.set(this.rxBytes.subarray(0, n));
       out.txPackets.set(this.txPackets.subarray(0, n));
@@ -385,6 +419,8 @@ export class FlowBatch {
         out.dstAddr.set(this.dstAddr.subarray(16 * i, 16 * i + 16), 16 * j);
         out.srcPort[j] = this.srcPort[i];
         out.dstPort[j] = this.dstPort[i];
+        out.backendAddr.set(this.backendAddr.subarray(16 * i, 16 * i + 16), 16 * j);
+        out.backendPort[j] = this.backendPort[i];
         out.txBytes[j] = this.txBytes[i];
         out.rxBytes[j] = this.rxBytes[i];
         out.txPackets[j] = this.txPackets[i];
@@ -439,6 +475,13 @@ export class FlowRow {
   }
   get dstPort(): number {
     return this.batch.dstPort[this.index];
+  }
+  /** The real destination after DNAT, when the flow was translated. */
+  get backendIp(): string | undefined {
+    return this.batch.backendIp(this.index);
+  }
+  get backendPort(): number | undefined {
+    return this.flags & FlowFlags.Dnat ? this.batch.backendPort[this.index] : undefined;
   }
   get txBytes(): number {
     return this.batch.txBytes[this.index];

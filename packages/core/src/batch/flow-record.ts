@@ -2,7 +2,7 @@
 // shared by the file exporter, the file receiver and the HTTP API, so it lives here, beside FlowBatch.
 // Times are kept to the millisecond (a float64 of ms since the epoch): finer digits are truncated, and
 // every time is written back in UTC as `new Date(ms).toISOString()` prints it.
-import type { AttributeValue, FlowBatch, FlowInit } from './flow-batch.js';
+import { type AttributeValue, type FlowBatch, FlowFlags, type FlowInit } from './flow-batch.js';
 import { parseIp } from './ip.js';
 
 export const FLOW_RECORD_FIELDS = [
@@ -14,6 +14,8 @@ export const FLOW_RECORD_FIELDS = [
   'src_port',
   'dst_ip',
   'dst_port',
+  'backend_ip',
+  'backend_port',
   'tx_bytes',
   'rx_bytes',
   'tx_packets',
@@ -65,6 +67,9 @@ export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[
         `"family":${batch.family[i]},"protocol":${batch.protocol[i]},` +
         `"src_ip":"${batch.srcIp(i)}","src_port":${batch.srcPort[i]},` +
         `"dst_ip":"${batch.dstIp(i)}","dst_port":${batch.dstPort[i]},` +
+        (batch.flags[i] & FlowFlags.Dnat
+          ? `"backend_ip":"${batch.backendIp(i)}","backend_port":${batch.backendPort[i]},`
+          : '') +
         `"tx_bytes":${batch.txBytes[i]},"rx_bytes":${batch.rxBytes[i]},` +
         `"tx_packets":${batch.txPackets[i]},"rx_packets":${batch.rxPackets[i]},` +
         `"attributes":{${attrs}}}\n`,
@@ -124,6 +129,7 @@ export function decodeFlowRecord(line: string): DecodeResult {
     protocol: uint('protocol', 255, true),
     srcPort: uint('src_port', 65535, false),
     dstPort: uint('dst_port', 65535, false),
+    backendPort: uint('backend_port', 65535, false),
     txBytes: uint('tx_bytes', Number.MAX_SAFE_INTEGER, false),
     rxBytes: uint('rx_bytes', Number.MAX_SAFE_INTEGER, false),
     txPackets: uint('tx_packets', Number.MAX_SAFE_INTEGER, false),
@@ -132,8 +138,12 @@ export function decodeFlowRecord(line: string): DecodeResult {
   for (const v of Object.values(fields)) if (typeof v === 'string') return { ok: false, error: v };
   const f = fields as Record<keyof typeof fields, number>;
   if (f.family !== 4 && f.family !== 6) return { ok: false, error: 'family: expected 4 or 6' };
-  for (const key of ['src_ip', 'dst_ip'] as const) {
+  if (r.backend_port !== undefined && r.backend_ip === undefined) {
+    return { ok: false, error: 'backend_port: given without backend_ip' };
+  }
+  for (const key of ['src_ip', 'dst_ip', 'backend_ip'] as const) {
     const ip = r[key];
+    if (key === 'backend_ip' && ip === undefined) continue;
     if (typeof ip !== 'string') return { ok: false, error: `${key}: expected an IP address string` };
     const family = parseIp(ip, scratch, 0);
     if (family === 0) return { ok: false, error: `${key}: "${ip}" is not an IP address` };
@@ -164,6 +174,7 @@ export function decodeFlowRecord(line: string): DecodeResult {
       srcPort: f.srcPort,
       dstIp: r.dst_ip as string,
       dstPort: f.dstPort,
+      ...(r.backend_ip === undefined ? {} : { backendIp: r.backend_ip as string, backendPort: f.backendPort }),
       txBytes: f.txBytes,
       rxBytes: f.rxBytes,
       txPackets: f.txPackets,
