@@ -138,10 +138,12 @@ describe('DNAT backend', () => {
     expect(lines[1]).not.toContain('backend');
     const back = FlowBatch.from(lines.map((l) => (decodeFlowRecord(l) as { ok: true; flow: never }).flow));
     expect(encodeFlowRecords(back)).toEqual(lines);
-    expect(decodeFlowRecord(lines[1].replace('"attributes"', '"backend_port":1,"attributes"'))).toMatchObject({
-      ok: false,
-      error: 'backend_port: given without backend_ip',
-    });
+    expect(decodeFlowRecord(lines[1].replace('"attributes"', '"backend_port":1,"attributes"'))).toMatchObject(
+      {
+        ok: false,
+        error: 'backend_port: given without backend_ip',
+      },
+    );
   });
 
   it('refuses an IPv6 backend on an IPv4 flow', () => {

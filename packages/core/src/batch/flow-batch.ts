@@ -273,7 +273,8 @@ export class FlowBatch {
     const srcFamily = parseIp(flow.srcIp, this.srcAddr, 16 * i);
     const dstFamily = parseIp(flow.dstIp, this.dstAddr, 16 * i);
     if (srcFamily === 0 || dstFamily === 0) return -1;
-    const backendFamily = flow.backendIp === undefined ? 0 : parseIp(flow.backendIp, this.backendAddr, 16 * i);
+    const backendFamily =
+      flow.backendIp === undefined ? 0 : parseIp(flow.backendIp, this.backendAddr, 16 * i);
     if (flow.backendIp !== undefined && backendFamily === 0) return -1;
     const family = flow.family ?? (srcFamily === 4 && dstFamily === 4 ? 4 : 6);
     // An IPv4 flow has IPv4 ends; an IPv6 flow may carry IPv4-mapped addresses (dual-stack sockets).
@@ -288,7 +289,8 @@ export class FlowBatch {
     this.rxBytes[i] = flow.rxBytes ?? 0;
     this.txPackets[i] = flow.txPackets ?? 0;
     this.rxPackets[i] = flow.rxPackets ?? 0;
-    this.flags[i] = backendFamily === 0 ? (flow.flags ?? 0) & ~FlowFlags.Dnat : (flow.flags ?? 0) | FlowFlags.Dnat;
+    this.flags[i] =
+      backendFamily === 0 ? (flow.flags ?? 0) & ~FlowFlags.Dnat : (flow.flags ?? 0) | FlowFlags.Dnat;
     this.timeStart[i] = flow.timeStart;
     this.timeEnd[i] = flow.timeEnd;
     this.length = i + 1;

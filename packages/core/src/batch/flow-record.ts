@@ -174,7 +174,9 @@ export function decodeFlowRecord(line: string): DecodeResult {
       srcPort: f.srcPort,
       dstIp: r.dst_ip as string,
       dstPort: f.dstPort,
-      ...(r.backend_ip === undefined ? {} : { backendIp: r.backend_ip as string, backendPort: f.backendPort }),
+      ...(r.backend_ip === undefined
+        ? {}
+        : { backendIp: r.backend_ip as string, backendPort: f.backendPort }),
       txBytes: f.txBytes,
       rxBytes: f.rxBytes,
       txPackets: f.txPackets,
