@@ -19,11 +19,11 @@
 # Runnable from any directory. Writes nothing outside the repo except apt packages and npm's cache.
 set -Eeuo pipefail
 
-# System packages needed to build, test and run netmon (Debian package names).
-# This is the ONLY list: add new ones here, e.g. for the kernel work:
-#   conntrack nftables libmnl-dev libnetfilter-conntrack-dev clang libbpf-dev bpftool
-#   dnsmasq-base dnsutils prometheus
-APT_PACKAGES=(make g++ python3 pkg-config)
+# System packages needed to build, test and run netmon (Debian package names). This is the ONLY list.
+#   build: make g++ python3 pkg-config, libmnl-dev (the native addon's ctnetlink)
+#   tests: conntrack (the oracle: `conntrack -L`, `-R`), nftables (a rule that makes a netns track),
+#          iproute2 (netns, veth), util-linux (nsenter), curl, procps (sysctl)
+APT_PACKAGES=(make g++ python3 pkg-config libmnl-dev conntrack nftables iproute2 util-linux curl procps)
 
 # The oldest machine Node we accept instead of the pinned one. Keep in sync with "engines" in package.json.
 MIN_NODE=24.15.0

@@ -105,6 +105,23 @@ describe('FlowBatch', () => {
   });
 });
 
+describe('FlowBatch.wrap', () => {
+  it('adopts filled columns without copying, and refuses columns of the wrong length', () => {
+    const filled = FlowBatch.from([
+      { timeStart: 1, timeEnd: 2, protocol: 6, srcIp: '10.0.0.1', dstIp: '10.0.0.2', txBytes: 5 },
+      { timeStart: 1, timeEnd: 2, protocol: 17, srcIp: 'fd00::1', dstIp: 'fd00::2', rxBytes: 7 },
+    ]);
+    const wrapped = FlowBatch.wrap(filled, 'cumulative');
+    expect(wrapped.txBytes).toBe(filled.txBytes);
+    expect(wrapped.temporality).toBe('cumulative');
+    expect(wrapped.row(1).dstIp).toBe('fd00::2');
+    wrapped.reserve(10);
+    expect(wrapped.row(1).rxBytes).toBe(7);
+    expect(() => FlowBatch.wrap({ ...filled, length: 3 }, 'delta')).toThrow(/family has 2 values, not 3/);
+    expect(FlowBatch.wrap(new FlowBatch(0), 'delta').length).toBe(0);
+  });
+});
+
 describe('DNAT backend', () => {
   const dialled = {
     timeStart: 0,

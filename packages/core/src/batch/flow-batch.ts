@@ -155,7 +155,7 @@ export class FlowBatch {
   dstAddr: Uint8Array;
   srcPort: Uint16Array;
   dstPort: Uint16Array;
-  /** The destination after DNAT (rows with FlowFlags.Dnat; zero otherwise), 16 bytes per row like dstAddr. */
+  /** The destination after DNAT, 16 bytes per row like dstAddr; meaningful only on rows with FlowFlags.Dnat. */
   backendAddr: Uint8Array;
   backendPort: Uint16Array;
   txBytes: Float64Array;
@@ -187,6 +187,52 @@ export class FlowBatch {
     this.flags = new Uint32Array(n);
     this.timeStart = new Float64Array(n);
     this.timeEnd = new Float64Array(n);
+  }
+
+  /**
+   * A batch over columns someone else filled (the native addon): the arrays are adopted, not copied.
+   * Every array must hold at least `length` rows (16 bytes per row for addresses).
+   */
+  static wrap(columns: FlowColumns, temporality: Temporality): FlowBatch {
+    const n = columns.length;
+    const batch = new FlowBatch(0, temporality);
+    const check = (name: string, a: ArrayLike<number>, per = 1): void => {
+      if (a.length < n * per)
+        throw new RangeError(`FlowBatch.wrap: ${name} has ${a.length} values, not ${n * per}`);
+    };
+    for (const key of [
+      'family',
+      'protocol',
+      'srcPort',
+      'dstPort',
+      'backendPort',
+      'txBytes',
+      'rxBytes',
+    ] as const) {
+      check(key, columns[key]);
+    }
+    for (const key of ['txPackets', 'rxPackets', 'flags', 'timeStart', 'timeEnd'] as const)
+      check(key, columns[key]);
+    for (const key of ['srcAddr', 'dstAddr', 'backendAddr'] as const) check(key, columns[key], 16);
+    if (n === 0) return batch;
+    batch.capacity = n;
+    batch.length = n;
+    batch.family = columns.family;
+    batch.protocol = columns.protocol;
+    batch.srcAddr = columns.srcAddr;
+    batch.dstAddr = columns.dstAddr;
+    batch.srcPort = columns.srcPort;
+    batch.dstPort = columns.dstPort;
+    batch.backendAddr = columns.backendAddr;
+    batch.backendPort = columns.backendPort;
+    batch.txBytes = columns.txBytes;
+    batch.rxBytes = columns.rxBytes;
+    batch.txPackets = columns.txPackets;
+    batch.rxPackets = columns.rxPackets;
+    batch.flags = columns.flags;
+    batch.timeStart = columns.timeStart;
+    batch.timeEnd = columns.timeEnd;
+    return batch;
   }
 
   /** A batch built from plain objects: for tests, plugins and small inputs, not for hot paths. */
@@ -449,6 +495,27 @@ export class FlowBatch {
     return out;
   }
 }
+
+/** The typed columns of a FlowBatch, for `FlowBatch.wrap`. */
+export type FlowColumns = Pick<
+  FlowBatch,
+  | 'length'
+  | 'family'
+  | 'protocol'
+  | 'srcAddr'
+  | 'dstAddr'
+  | 'srcPort'
+  | 'dstPort'
+  | 'backendAddr'
+  | 'backendPort'
+  | 'txBytes'
+  | 'rxBytes'
+  | 'txPackets'
+  | 'rxPackets'
+  | 'flags'
+  | 'timeStart'
+  | 'timeEnd'
+>;
 
 export function kindOf(value: AttributeValue): AttributeKind {
   return typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';

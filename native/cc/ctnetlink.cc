@@ -1,0 +1,368 @@
+#include "ctnetlink.h"
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "netns.h"
+
+namespace netmon {
+
+void Columns::Reserve(size_t n) {
+  family.reserve(n);
+  protocol.reserve(n);
+  src.reserve(16 * n);
+  dst.reserve(16 * n);
+  srcPort.reserve(n);
+  dstPort.reserve(n);
+  replySrc.reserve(16 * n);
+  replyDst.reserve(16 * n);
+  replySrcPort.reserve(n);
+  replyDstPort.reserve(n);
+  txBytes.reserve(n);
+  txPackets.reserve(n);
+  rxBytes.reserve(n);
+  rxPackets.reserve(n);
+  id.reserve(n);
+  zone.reserve(n);
+  mark.reserve(n);
+  status.reserve(n);
+  timeout.reserve(n);
+  startMs.reserve(n);
+  flags.reserve(n);
+  event.reserve(n);
+}
+
+void Columns::Clear() { *this = Columns(); }
+
+namespace {
+
+// libmnl's mnl_attr_for_each* macros assign void* to the cursor, which C++ refuses; same walk, typed.
+#define NM_ATTR_FOR_EACH_IN(a, start, len)                                                     \
+  for (a = static_cast<nlattr*>(start);                                                        \
+       mnl_attr_ok(a, static_cast<int>(static_cast<const char*>(start) + (len) - reinterpret_cast<const char*>(a))); \
+       a = mnl_attr_next(a))
+#define NM_ATTR_FOR_EACH_NESTED(a, nest) \
+  NM_ATTR_FOR_EACH_IN(a, mnl_attr_get_payload(nest), mnl_attr_get_payload_len(nest))
+
+// What one tuple (CTA_TUPLE_ORIG / CTA_TUPLE_REPLY) says.
+struct Tuple {
+  uint8_t family = 0;  // 4 | 6, 0 = no address seen
+  uint8_t src[16] = {0}, dst[16] = {0};
+  bool hasProto = false;
+  uint8_t proto = 0;
+  uint16_t sport = 0, dport = 0;
+  uint16_t icmpId = 0;
+  uint8_t icmpType = 0, icmpCode = 0;
+  bool isIcmp = false;
+};
+
+struct Counters {
+  bool present = false;
+  uint64_t packets = 0, bytes = 0;
+};
+
+void MapV4(const void* p, uint8_t out[16]) {
+  memset(out, 0, 10);
+  out[10] = 0xff;
+  out[11] = 0xff;
+  memcpy(out + 12, p, 4);
+}
+
+// Each parser returns false when an attribute has the wrong size: the whole message is malformed.
+bool ParseIp(const nlattr* nest, Tuple* t) {
+  nlattr* a;
+  NM_ATTR_FOR_EACH_NESTED(a, nest) {
+    uint16_t len = mnl_attr_get_payload_len(a);
+    switch (mnl_attr_get_type(a)) {
+      case CTA_IP_V4_SRC:
+      case CTA_IP_V4_DST:
+        if (len != 4) return false;
+        MapV4(mnl_attr_get_payload(a), mnl_attr_get_type(a) == CTA_IP_V4_SRC ? t->src : t->dst);
+        t->family = 4;
+        break;
+      case CTA_IP_V6_SRC:
+      case CTA_IP_V6_DST:
+        if (len != 16) return false;
+        memcpy(mnl_attr_get_type(a) == CTA_IP_V6_SRC ? t->src : t->dst, mnl_attr_get_payload(a), 16);
+        t->family = 6;
+        break;
+    }
+  }
+  return t->family != 0;
+}
+
+bool ParseProto(const nlattr* nest, Tuple* t) {
+  nlattr* a;
+  NM_ATTR_FOR_EACH_NESTED(a, nest) {
+    uint16_t len = mnl_attr_get_payload_len(a);
+    switch (mnl_attr_get_type(a)) {
+      case CTA_PROTO_NUM:
+        if (len != 1) return false;
+        t->proto = mnl_attr_get_u8(a);
+        t->hasProto = true;
+        break;
+      case CTA_PROTO_SRC_PORT:
+        if (len != 2) return false;
+        t->sport = ntohs(mnl_attr_get_u16(a));
+        break;
+      case CTA_PROTO_DST_PORT:
+        if (len != 2) return false;
+        t->dport = ntohs(mnl_attr_get_u16(a));
+        break;
+      case CTA_PROTO_ICMP_ID:
+      case CTA_PROTO_ICMPV6_ID:
+        if (len != 2) return false;
+        t->icmpId = ntohs(mnl_attr_get_u16(a));
+        t->isIcmp = true;
+        break;
+      case CTA_PROTO_ICMP_TYPE:
+      case CTA_PROTO_ICMPV6_TYPE:
+        if (len != 1) return false;
+        t->icmpType = mnl_attr_get_u8(a);
+        t->isIcmp = true;
+        break;
+      case CTA_PROTO_ICMP_CODE:
+      case CTA_PROTO_ICMPV6_CODE:
+        if (len != 1) return false;
+        t->icmpCode = mnl_attr_get_u8(a);
+        t->isIcmp = true;
+        break;
+    }
+  }
+  if (t->isIcmp) {
+    t->sport = t->icmpId;
+    t->dport = static_cast<uint16_t>(t->icmpType << 8 | t->icmpCode);
+  }
+  return t->hasProto;
+}
+
+bool ParseTuple(const nlattr* nest, Tuple* t) {
+  nlattr* a;
+  bool ip = false, proto = false;
+  NM_ATTR_FOR_EACH_NESTED(a, nest) {
+    switch (mnl_attr_get_type(a)) {
+      case CTA_TUPLE_IP:
+        if (!ParseIp(a, t)) return false;
+        ip = true;
+        break;
+      case CTA_TUPLE_PROTO:
+        if (!ParseProto(a, t)) return false;
+        proto = true;
+        break;
+    }
+  }
+  return ip && proto;
+}
+
+bool ParseCounters(const nlattr* nest, Counters* c) {
+  nlattr* a;
+  NM_ATTR_FOR_EACH_NESTED(a, nest) {
+    uint16_t len = mnl_attr_get_payload_len(a);
+    switch (mnl_attr_get_type(a)) {
+      case CTA_COUNTERS_PACKETS:
+      case CTA_COUNTERS_BYTES: {
+        if (len != 8) return false;
+        uint64_t v = be64toh(mnl_attr_get_u64(a));
+        (mnl_attr_get_type(a) == CTA_COUNTERS_PACKETS ? c->packets : c->bytes) = v;
+        c->present = true;
+        break;
+      }
+      case CTA_COUNTERS32_PACKETS:
+      case CTA_COUNTERS32_BYTES: {
+        if (len != 4) return false;
+        uint32_t v = ntohl(mnl_attr_get_u32(a));
+        (mnl_attr_get_type(a) == CTA_COUNTERS32_PACKETS ? c->packets : c->bytes) = v;
+        c->present = true;
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+bool ParseStart(const nlattr* nest, double* startMs) {
+  nlattr* a;
+  NM_ATTR_FOR_EACH_NESTED(a, nest) {
+    if (mnl_attr_get_type(a) == CTA_TIMESTAMP_START) {
+      if (mnl_attr_get_payload_len(a) != 8) return false;
+      *startMs = static_cast<double>(be64toh(mnl_attr_get_u64(a)) / 1000000ull);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void ParseConntrackMessage(const nlmsghdr* nlh, uint8_t event, const ProtocolFilter& filter, Columns* out,
+                           ParseStats* stats) {
+  stats->messages++;
+  if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(nfgenmsg)) {
+    stats->malformed++;
+    return;
+  }
+  Tuple orig, reply;
+  bool hasOrig = false, hasReply = false;
+  Counters txc, rxc;
+  uint32_t status = 0, timeout = 0, id = 0, mark = 0;
+  uint16_t zone = 0;
+  double startMs = 0;
+  nlattr* a;
+  NM_ATTR_FOR_EACH_IN(a, mnl_nlmsg_get_payload_offset(nlh, sizeof(nfgenmsg)), nlh->nlmsg_len - NLMSG_HDRLEN - NLMSG_ALIGN(sizeof(nfgenmsg))) {
+    uint16_t len = mnl_attr_get_payload_len(a);
+    bool ok = true;
+    switch (mnl_attr_get_type(a)) {
+      case CTA_TUPLE_ORIG:
+        ok = hasOrig = ParseTuple(a, &orig);
+        break;
+      case CTA_TUPLE_REPLY:
+        ok = hasReply = ParseTuple(a, &reply);
+        break;
+      case CTA_COUNTERS_ORIG:
+        ok = ParseCounters(a, &txc);
+        break;
+      case CTA_COUNTERS_REPLY:
+        ok = ParseCounters(a, &rxc);
+        break;
+      case CTA_STATUS:
+        ok = len == 4 && (status = ntohl(mnl_attr_get_u32(a)), true);
+        break;
+      case CTA_TIMEOUT:
+        ok = len == 4 && (timeout = ntohl(mnl_attr_get_u32(a)), true);
+        break;
+      case CTA_ID:
+        ok = len == 4 && (id = ntohl(mnl_attr_get_u32(a)), true);
+        break;
+      case CTA_MARK:
+        ok = len == 4 && (mark = ntohl(mnl_attr_get_u32(a)), true);
+        break;
+      case CTA_ZONE:
+        ok = len == 2 && (zone = ntohs(mnl_attr_get_u16(a)), true);
+        break;
+      case CTA_TIMESTAMP:
+        ok = ParseStart(a, &startMs);
+        break;
+    }
+    if (!ok) {
+      stats->malformed++;
+      return;
+    }
+  }
+  // mnl_attr_for_each stops at the first attribute that does not fit: a truncated message lacks a tuple.
+  if (!hasOrig || !hasReply || orig.family != reply.family) {
+    stats->malformed++;
+    return;
+  }
+  if (!filter.Keeps(orig.proto)) {
+    stats->filtered++;
+    return;
+  }
+  out->family.push_back(orig.family);
+  out->protocol.push_back(orig.proto);
+  out->src.insert(out->src.end(), orig.src, orig.src + 16);
+  out->dst.insert(out->dst.end(), orig.dst, orig.dst + 16);
+  out->srcPort.push_back(orig.sport);
+  out->dstPort.push_back(orig.dport);
+  out->replySrc.insert(out->replySrc.end(), reply.src, reply.src + 16);
+  out->replyDst.insert(out->replyDst.end(), reply.dst, reply.dst + 16);
+  out->replySrcPort.push_back(reply.sport);
+  out->replyDstPort.push_back(reply.dport);
+  out->txBytes.push_back(static_cast<double>(txc.bytes));
+  out->txPackets.push_back(static_cast<double>(txc.packets));
+  out->rxBytes.push_back(static_cast<double>(rxc.bytes));
+  out->rxPackets.push_back(static_cast<double>(rxc.packets));
+  out->id.push_back(id);
+  out->zone.push_back(zone);
+  out->mark.push_back(mark);
+  out->status.push_back(status);
+  out->timeout.push_back(timeout);
+  out->startMs.push_back(startMs);
+  // DNAT: the reply comes from someone other than the dialled destination. ICMP replies change the
+  // type (echo → echo reply), so only the address counts there.
+  bool dnat = memcmp(orig.dst, reply.src, 16) != 0 || (!orig.isIcmp && orig.dport != reply.sport);
+  uint32_t flags = dnat ? static_cast<uint32_t>(kFlagDnat) : 0u;
+  if (event == kEventNew) flags |= kFlagOpened;
+  if (event == kEventDestroy) flags |= kFlagClosed;
+  out->flags.push_back(flags);
+  out->event.push_back(event);
+  out->length++;
+}
+
+NetlinkSocket::~NetlinkSocket() {
+  if (nl) mnl_socket_close(nl);
+}
+
+std::string OpenNetlink(const std::string& netns, unsigned groups, int rcvbuf, std::unique_ptr<NetlinkSocket>* out) {
+  auto sock = std::make_unique<NetlinkSocket>();
+  std::string err = RunInNetns(netns, [&]() -> std::string {
+    sock->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+    if (!sock->nl) return std::string("cannot open a netfilter netlink socket: ") + strerror(errno);
+    if (rcvbuf > 0) {
+      int fd = mnl_socket_get_fd(sock->nl);
+      // FORCE ignores net.core.rmem_max (needs CAP_NET_ADMIN); fall back to the capped variant.
+      if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+      }
+    }
+    if (mnl_socket_bind(sock->nl, groups, MNL_SOCKET_AUTOPID) < 0) {
+      return std::string("cannot bind the netfilter netlink socket: ") + strerror(errno) +
+             (errno == EPERM ? " (conntrack events need CAP_NET_ADMIN)" : "");
+    }
+    sock->portid = mnl_socket_get_portid(sock->nl);
+    return "";
+  });
+  if (!err.empty()) return err;
+  *out = std::move(sock);
+  return "";
+}
+
+std::string DumpTable(NetlinkSocket* sock, uint8_t family, const ProtocolFilter& filter, Columns* out,
+                      ParseStats* stats) {
+  char req[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(req);
+  nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  uint32_t seq = static_cast<uint32_t>(time(nullptr));
+  nlh->nlmsg_seq = seq;
+  auto* nfh = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  nfh->nfgen_family = family;
+  nfh->version = NFNETLINK_V0;
+  nfh->res_id = 0;
+  if (mnl_socket_sendto(sock->nl, nlh, nlh->nlmsg_len) < 0) {
+    return std::string("cannot send the conntrack dump request: ") + strerror(errno);
+  }
+  // The kernel fills at most 32 KiB per read of a dump; a 64 KiB buffer never truncates one.
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(sock->nl, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::string("conntrack dump failed while reading: ") + strerror(errno);
+    }
+    int remaining = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, remaining);
+         h = mnl_nlmsg_next(h, &remaining)) {
+      if (h->nlmsg_seq != seq || h->nlmsg_pid != sock->portid) continue;  // not ours
+      if (h->nlmsg_type == NLMSG_DONE) return "";
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h));
+        if (e->error == 0) continue;
+        int err = -e->error;
+        return std::string("the kernel refused the conntrack dump: ") + strerror(err) +
+               (err == EPERM ? " (reading conntrack needs CAP_NET_ADMIN: run as root or grant the capability)" : "");
+      }
+      if ((h->nlmsg_type >> 8) == NFNL_SUBSYS_CTNETLINK && (h->nlmsg_type & 0xff) == IPCTNL_MSG_CT_NEW) {
+        ParseConntrackMessage(h, kEventNone, filter, out, stats);
+      }
+    }
+  }
+}
+
+}  // namespace netmon

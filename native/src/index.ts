@@ -1,0 +1,142 @@
+// Typed access to the C++ addon. Loaded lazily, on first use, so packages that only name the API (and
+// machines without the build) never touch the binary until a kernel receiver starts.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** One conntrack entry per row (both the dump and the event results). See native/README.md. */
+export interface ConntrackColumns {
+  length: number;
+  /** 4 | 6 */
+  family: Uint8Array;
+  protocol: Uint8Array;
+  /** Original direction as dialled, 16 bytes per row, IPv4 stored IPv4-mapped. */
+  src: Uint8Array;
+  dst: Uint8Array;
+  /** ICMP: src port = echo id, dst port = type << 8 | code. */
+  srcPort: Uint16Array;
+  dstPort: Uint16Array;
+  /** Reply direction: replySrc is the real backend after DNAT, replyDst the source after SNAT. */
+  replySrc: Uint8Array;
+  replyDst: Uint8Array;
+  replySrcPort: Uint16Array;
+  replyDstPort: Uint16Array;
+  /** Original-direction counters (sent by src) and reply-direction ones; 0 when accounting is off. */
+  txBytes: Float64Array;
+  txPackets: Float64Array;
+  rxBytes: Float64Array;
+  rxPackets: Float64Array;
+  /** The kernel's conntrack id, zone and mark (float64 so they drop into number attribute columns). */
+  id: Float64Array;
+  zone: Float64Array;
+  mark: Float64Array;
+  /** IPS_* status bits and seconds until the entry times out. */
+  status: Uint32Array;
+  timeout: Uint32Array;
+  /** Flow start (ms since the epoch) when net.netfilter.nf_conntrack_timestamp is on, else 0. */
+  startMs: Float64Array;
+  /** FlowFlags bits: Dnat, and Opened / Closed on NEW / DESTROY events. */
+  flags: Uint32Array;
+  /** 0 dump row, 1 NEW, 2 DESTROY. */
+  event: Uint8Array;
+}
+
+export interface DumpResult extends ConntrackColumns {
+  /** Conntrack messages read, of which malformed (skipped) and filtered (protocol not wanted). */
+  messages: number;
+  malformed: number;
+  filtered: number;
+  /** Wall time of the kernel read and parse, without the JS hand-over. */
+  durationMs: number;
+}
+
+export interface EventBatch extends ConntrackColumns {
+  /** Events were lost since the last batch (socket overflow or JS not keeping up): resync with a dump. */
+  overflow: boolean;
+  /** Totals since the subscription started. */
+  received: number;
+  overflows: number;
+  malformed: number;
+  dropped: number;
+  filtered: number;
+}
+
+export interface ConntrackHandle {
+  /** family: 0 both, 2 IPv4, 10 IPv6. protocols: IANA numbers to keep, or null for all. */
+  dump(family: number, protocols: readonly number[] | null): Promise<DumpResult>;
+  close(): void;
+}
+
+export interface ConntrackEventsOptions {
+  netns?: string;
+  /** Also subscribe to NEW (DESTROY always). */
+  newEvents: boolean;
+  /** SO_RCVBUF(FORCE) of the event socket in bytes. */
+  receiveBuffer: number;
+  /** Hand a batch to JS at this many rows, or after flushMs with at least one. */
+  batchSize: number;
+  flushMs: number;
+  protocols?: readonly number[] | null;
+}
+
+export interface ConntrackEventsHandle {
+  close(): void;
+}
+
+interface Addon {
+  readSysctl(netns: string | null, name: string): string;
+  writeSysctl(netns: string | null, name: string, value: string): void;
+  Conntrack: new (options: { netns?: string }) => ConntrackHandle;
+  ConntrackEvents: new (
+    options: ConntrackEventsOptions,
+    onBatch: (batch: EventBatch) => void,
+  ) => ConntrackEventsHandle;
+}
+
+export const ADDON_PATH = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'build',
+  'Release',
+  'netmon_native.node',
+);
+
+let addon: Addon | undefined;
+
+/** The addon, loaded on first call. Throws an error that says how to build it when it is missing. */
+export function native(): Addon {
+  if (addon) return addon;
+  if (process.platform !== 'linux') {
+    throw new Error(`the kernel receivers need Linux (this is ${process.platform})`);
+  }
+  if (!existsSync(ADDON_PATH)) {
+    throw new Error(
+      `the native addon is not built (${ADDON_PATH} is missing): run 'make build', or 'npm rebuild @netmon/native'`,
+    );
+  }
+  addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+  return addon;
+}
+
+/** Opens a ctnetlink socket in the namespace at `netns` (default: the agent's own) for table dumps. */
+export function openConntrack(netns?: string): ConntrackHandle {
+  return new (native().Conntrack)({ netns });
+}
+
+/** Subscribes to conntrack DESTROY (and NEW) events on a thread of the addon's own. */
+export function subscribeConntrackEvents(
+  options: ConntrackEventsOptions,
+  onBatch: (batch: EventBatch) => void,
+): ConntrackEventsHandle {
+  return new (native().ConntrackEvents)(options, onBatch);
+}
+
+/** A sysctl under /proc/sys (`net/netfilter/nf_conntrack_acct`) as the namespace at `netns` sees it. */
+export function readSysctl(name: string, netns?: string): string {
+  return native().readSysctl(netns ?? null, name);
+}
+
+export function writeSysctl(name: string, value: string, netns?: string): void {
+  native().writeSysctl(netns ?? null, name, value);
+}
