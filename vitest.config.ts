@@ -9,6 +9,7 @@ export default defineConfig({
     pool: 'forks',
     include: [
       'packages/*/src/**/*.test.ts',
+      'native/src/**/*.test.ts',
       'test/**/*.test.ts',
       'configs/**/*.test.ts',
       'scripts/**/*.test.ts',

@@ -297,7 +297,8 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
       int rc = poll(fds, 2, timeout);
       if (rc < 0 && errno != EINTR) break;
       if (fds[1].revents & POLLIN) break;
-      if (rc > 0 && (fds[0].revents & POLLIN)) {
+      // POLLERR alone is how an overflow (ENOBUFS) shows when nothing else is queued behind it.
+      if (rc > 0 && (fds[0].revents & (POLLIN | POLLERR))) {
         // Drain everything queued now; each recv returns one datagram (one or more messages).
         for (;;) {
           ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);

@@ -1,0 +1,26 @@
+import { existsSync } from 'node:fs';
+import { defineReceiver } from '@netmon/core';
+import { conntrackReceiverConfig } from './config.js';
+import { ConntrackReceiver } from './receiver.js';
+
+export const conntrackReceiverFactory = defineReceiver({
+  kind: 'receiver',
+  type: 'conntrack',
+  stability: 'alpha',
+  description:
+    "Reads the kernel's conntrack table over netlink: cumulative dumps every read_interval plus NEW/DESTROY events.",
+  signals: ['flows'],
+  config: conntrackReceiverConfig,
+  validate(config) {
+    if (config.netns && !existsSync(config.netns)) {
+      return [
+        {
+          key: 'netns',
+          message: `${config.netns} does not exist: give a network namespace path such as /run/netns/NAME or /proc/PID/ns/net`,
+        },
+      ];
+    }
+    return [];
+  },
+  create: (settings, config, _signal, next) => new ConntrackReceiver(settings, config, next),
+});

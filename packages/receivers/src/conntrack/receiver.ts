@@ -1,0 +1,367 @@
+import { readFileSync } from 'node:fs';
+import { type BatchSink, type ComponentSettings, errorMessage, FlowBatch, type Receiver } from '@netmon/core';
+import {
+  type ConntrackColumns,
+  type ConntrackEventsHandle,
+  type ConntrackHandle,
+  type EventBatch,
+  openConntrack,
+  readSysctl,
+  subscribeConntrackEvents,
+  writeSysctl,
+} from '@netmon/native';
+import type { ObservableResult } from '@opentelemetry/api';
+import { type ConntrackReceiverConfig, PROTOCOL_NUMBERS } from './config.js';
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const CAP_NET_ADMIN = 12;
+
+/** Effective capabilities of this process, from /proc/self/status (CapEff, hex). */
+function hasCapability(cap: number): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m !== null && ((BigInt(`0x${m[1]}`) >> BigInt(cap)) & 1n) === 1n;
+  } catch {
+    return process.getuid?.() === 0;
+  }
+}
+
+/**
+ * Reads a network namespace's conntrack table over ctnetlink: a full dump every `read_interval`
+ * (cumulative snapshots) and, between them, NEW and DESTROY events (DESTROY carries a connection's
+ * final counters, so nothing that closes between two reads is lost). Everything is parsed by the
+ * native addon straight into columns; this class only schedules reads and wraps the columns.
+ *
+ * Orientation: src is the original direction's source (the side that opened the connection); dst is
+ * the destination as dialled; when DNAT changed it (a Service ClusterIP), backendAddr/backendPort hold
+ * the real peer (the reply's source) and FlowFlags.Dnat is set.
+ */
+export class ConntrackReceiver implements Receiver {
+  private dumper?: ConntrackHandle;
+  private events?: ConntrackEventsHandle;
+  private timer?: NodeJS.Timeout;
+  private reading?: Promise<void>;
+  private resyncWanted = false;
+  private stopping = false;
+  private stopped = false;
+  private readonly family: number;
+  private readonly protocols: number[] | null;
+  private readonly where: string;
+  // Self-metric totals.
+  private reads = 0;
+  private readFailures = 0;
+  private lastEntries = 0;
+  private lastReadSeconds = 0;
+  private resyncs = 0;
+  private eventStats = { received: 0, overflows: 0, dropped: 0, malformed: 0 };
+  private dumpMalformed = 0;
+  private warnedEmpty = false;
+  private readonly unobserve: Array<() => void> = [];
+
+  constructor(
+    private readonly settings: ComponentSettings,
+    private readonly config: ConntrackReceiverConfig,
+    private readonly next: BatchSink,
+  ) {
+    const fams = new Set(config.families);
+    this.family = fams.size === 2 ? 0 : fams.has('ipv4') ? AF_INET : AF_INET6;
+    this.protocols =
+      config.protocols.length === 0
+        ? null
+        : config.protocols.map((p) => (typeof p === 'number' ? p : PROTOCOL_NUMBERS[p]));
+    this.where = config.netns ? `network namespace ${config.netns}` : "the agent's network namespace";
+    this.registerMetrics();
+  }
+
+  /** Totals since start, as the self-metrics report them. */
+  get counters() {
+    return {
+      reads: this.reads,
+      readFailures: this.readFailures,
+      lastEntries: this.lastEntries,
+      resyncs: this.resyncs,
+      eventsReceived: this.eventStats.received,
+      eventOverflows: this.eventStats.overflows,
+      eventsDropped: this.eventStats.dropped,
+      malformed: this.dumpMalformed + this.eventStats.malformed,
+    };
+  }
+
+  start(): void {
+    const log = this.settings.logger;
+    if (!hasCapability(CAP_NET_ADMIN)) {
+      throw new Error(
+        'conntrack receiver: reading the conntrack table needs CAP_NET_ADMIN. Run netmon as root, or grant the capability ' +
+          '(Kubernetes: securityContext.capabilities.add: [NET_ADMIN, SYS_ADMIN] with hostNetwork: true); ' +
+          'without kernel access, replay recorded flows with the file receiver (configs/examples/replay.yaml)',
+      );
+    }
+    this.dumper = openConntrack(this.config.netns);
+    if (this.config.enable_accounting) this.ensureSysctl('nf_conntrack_acct', 'byte and packet counters');
+    if (this.config.events) {
+      this.ensureSysctl(
+        'nf_conntrack_events',
+        'DESTROY events for connections that existed before netmon started',
+      );
+      this.events = subscribeConntrackEvents(
+        {
+          netns: this.config.netns,
+          newEvents: true,
+          receiveBuffer: this.config.event_buffer_size,
+          batchSize: 4096,
+          flushMs: 200,
+          protocols: this.protocols,
+        },
+        (batch) => this.onEvents(batch),
+      );
+    }
+    log.info(
+      {
+        netns: this.config.netns ?? 'own',
+        read_interval_ms: this.config.read_interval,
+        events: this.config.events,
+        families: this.config.families,
+      },
+      `reading conntrack in ${this.where}`,
+    );
+    this.schedule(0);
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    this.stopping = true;
+    clearTimeout(this.timer);
+    this.events?.close();
+    this.events = undefined;
+    await this.reading;
+    // One last read, so bytes counted since the previous one reach the exporters before they stop.
+    // It also gives the event batches queued before close() a turn of the event loop to arrive.
+    if (this.dumper) await this.read('final');
+    this.dumper?.close();
+    this.dumper = undefined;
+    this.stopped = true;
+    for (const off of this.unobserve) off();
+  }
+
+  /** Sets a per-namespace conntrack sysctl to 1 when it is not, saying why and what failed. */
+  private ensureSysctl(name: string, why: string): void {
+    const key = `net/netfilter/${name}`;
+    try {
+      const value = readSysctl(key, this.config.netns);
+      if (value === '1') return;
+      writeSysctl(key, '1', this.config.netns);
+      this.settings.logger.info(
+        { sysctl: `net.netfilter.${name}`, was: value },
+        `set net.netfilter.${name}=1 in ${this.where} for ${why}` +
+          (name === 'nf_conntrack_acct' ? '; connections that began before now keep showing 0 bytes' : ''),
+      );
+    } catch (err) {
+      this.settings.logger.warn(
+        { sysctl: `net.netfilter.${name}`, err: errorMessage(err) },
+        `cannot set net.netfilter.${name}=1 in ${this.where} (${errorMessage(err)}): without it netmon gets no ${why}. ` +
+          `Set it on the node (sysctl -w net.netfilter.${name}=1) or run netmon privileged`,
+      );
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopping) return;
+    this.timer = setTimeout(() => {
+      const started = performance.now();
+      this.reading = this.read('interval').finally(() => {
+        this.reading = undefined;
+        const spent = performance.now() - started;
+        if (this.resyncWanted) this.schedule(0);
+        else this.schedule(Math.max(0, this.config.read_interval - spent));
+      });
+    }, delayMs);
+  }
+
+  private async read(reason: 'interval' | 'resync' | 'final'): Promise<void> {
+    const dumper = this.dumper;
+    if (!dumper) return;
+    this.resyncWanted = false;
+    let result: Awaited<ReturnType<ConntrackHandle['dump']>>;
+    try {
+      result = await dumper.dump(this.family, this.protocols);
+    } catch (err) {
+      this.readFailures++;
+      this.settings.status.recoverableError(
+        new Error(`conntrack dump of ${this.where} failed: ${errorMessage(err)}`),
+      );
+      this.settings.logger.error(
+        { err: errorMessage(err) },
+        `conntrack dump failed; retrying at the next interval`,
+      );
+      return;
+    }
+    this.reads++;
+    this.lastEntries = result.length;
+    this.lastReadSeconds = result.durationMs / 1000;
+    this.dumpMalformed += result.malformed;
+    this.settings.status.ok();
+    this.settings.logger.debug(
+      { reason, entries: result.length, ms: Math.round(result.durationMs), malformed: result.malformed },
+      'conntrack read',
+    );
+    if (result.length === 0 && this.reads === 1 && !this.warnedEmpty) {
+      this.warnedEmpty = true;
+      this.settings.logger.warn(
+        `the conntrack table of ${this.where} is empty: the kernel only tracks connections in a namespace where a ` +
+          'netfilter rule uses conntrack (kube-proxy, a CNI, or e.g. `nft add rule inet filter output ct state new`). ' +
+          'netmon keeps reading and counts connections as soon as tracking starts',
+      );
+    }
+    if (result.length === 0 && reason !== 'final') return;
+    this.hand(result, true);
+  }
+
+  private onEvents(batch: EventBatch): void {
+    if (this.stopped) return;
+    const s = this.eventStats;
+    if (batch.overflows > s.overflows || batch.dropped > s.dropped) {
+      this.settings.logger.warn(
+        {
+          overflows: batch.overflows,
+          dropped_rows: batch.dropped,
+          event_buffer_size: this.config.event_buffer_size,
+        },
+        'conntrack events were lost (socket buffer overflow): resyncing with a full read. Bytes of connections that ' +
+          'closed unseen since the last read are lost; raise event_buffer_size if this repeats',
+      );
+    }
+    this.eventStats = {
+      received: batch.received,
+      overflows: batch.overflows,
+      dropped: batch.dropped,
+      malformed: batch.malformed,
+    };
+    if (batch.length > 0) this.hand(batch, false);
+    if (batch.overflow && !this.stopping) {
+      this.resyncs++;
+      if (this.reading) this.resyncWanted = true;
+      else {
+        clearTimeout(this.timer);
+        this.schedule(0);
+      }
+    }
+  }
+
+  /** Wraps the addon's columns (no copy) into a FlowBatch and passes it on. */
+  private hand(cols: ConntrackColumns, snapshot: boolean): void {
+    const n = cols.length;
+    const now = Date.now();
+    const batch = FlowBatch.wrap(
+      {
+        length: n,
+        family: cols.family,
+        protocol: cols.protocol,
+        srcAddr: cols.src,
+        dstAddr: cols.dst,
+        srcPort: cols.srcPort,
+        dstPort: cols.dstPort,
+        backendAddr: cols.replySrc,
+        backendPort: cols.replySrcPort,
+        txBytes: cols.txBytes,
+        rxBytes: cols.rxBytes,
+        txPackets: cols.txPackets,
+        rxPackets: cols.rxPackets,
+        flags: cols.flags,
+        timeStart: cols.startMs,
+        timeEnd: new Float64Array(n).fill(now),
+      },
+      'cumulative',
+    );
+    batch.snapshot = snapshot;
+    batch.origin = this.settings.id;
+    if (n > 0) {
+      batch.ensureColumn('conntrack.id', 'number').values = cols.id;
+      batch.ensureColumn('conntrack.zone', 'number').values = cols.zone;
+      batch.ensureColumn('conntrack.mark', 'number').values = cols.mark;
+    }
+    this.next.consume(batch);
+  }
+
+  private registerMetrics(): void {
+    const meter = this.settings.meter;
+    const observe = (
+      name: string,
+      kind: 'counter' | 'gauge',
+      description: string,
+      unit: string,
+      value: () => number,
+    ) => {
+      const inst =
+        kind === 'counter'
+          ? meter.createObservableCounter(name, { description, unit })
+          : meter.createObservableGauge(name, { description, unit });
+      const cb = (r: ObservableResult) => r.observe(value());
+      inst.addCallback(cb);
+      this.unobserve.push(() => inst.removeCallback(cb));
+    };
+    observe(
+      'netmon_conntrack_reads',
+      'counter',
+      'Full conntrack table reads (dumps).',
+      '{read}',
+      () => this.reads,
+    );
+    observe(
+      'netmon_conntrack_read_failures',
+      'counter',
+      'Dumps that failed.',
+      '{read}',
+      () => this.readFailures,
+    );
+    observe(
+      'netmon_conntrack_entries',
+      'gauge',
+      'Entries in the last dump.',
+      '{flow}',
+      () => this.lastEntries,
+    );
+    observe(
+      'netmon_conntrack_read_duration',
+      'gauge',
+      'Kernel read and parse time of the last dump.',
+      's',
+      () => this.lastReadSeconds,
+    );
+    observe(
+      'netmon_conntrack_events',
+      'counter',
+      'NEW and DESTROY events received.',
+      '{event}',
+      () => this.eventStats.received,
+    );
+    observe(
+      'netmon_conntrack_event_overflows',
+      'counter',
+      'Times the event socket overflowed (ENOBUFS) and events were lost; each is answered by a resync dump.',
+      '{overflow}',
+      () => this.eventStats.overflows,
+    );
+    observe(
+      'netmon_conntrack_events_dropped',
+      'counter',
+      'Parsed events dropped because the agent did not take them in time.',
+      '{event}',
+      () => this.eventStats.dropped,
+    );
+    observe(
+      'netmon_conntrack_malformed_messages',
+      'counter',
+      'Netlink messages that failed validation and were skipped.',
+      '{message}',
+      () => this.dumpMalformed + this.eventStats.malformed,
+    );
+    observe(
+      'netmon_conntrack_resyncs',
+      'counter',
+      'Resync dumps after lost events.',
+      '{read}',
+      () => this.resyncs,
+    );
+  }
+}

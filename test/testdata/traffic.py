@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Traffic for the kernel tests, run inside a test network namespace (ip netns exec NS python3 traffic.py ...).
+
+  serve-http DIR HOST PORT          HTTP server for DIR (HOST '::' listens on IPv4 and IPv6)
+  get URL [COUNT] [RATE]            COUNT sequential HTTP GETs on new connections (each closes);
+                                    RATE (bytes/s) slows the reading of each body
+  udp-echo HOST PORT                answers every UDP datagram with the same bytes
+  udp-send HOST PORT COUNT SIZE     sends COUNT datagrams of SIZE bytes from one socket, waits for echoes
+  icmp-echo HOST COUNT              COUNT ICMP / ICMPv6 echo requests (raw socket: needs root)
+"""
+import http.client
+import http.server
+import os
+import socket
+import struct
+import sys
+import time
+import functools
+
+
+def serve_http(directory, host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = family
+
+        def server_bind(self):
+            if family == socket.AF_INET6:
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+    handler.log_message = lambda *a: None
+    server = Server((host, int(port)), handler)
+    print("listening", flush=True)
+    server.serve_forever()
+
+
+def get(url, count="1", rate="0"):
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    total = 0
+    for _ in range(int(count)):
+        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
+        conn.request("GET", u.path)
+        resp = conn.getresponse()
+        if int(rate) > 0:
+            chunk = max(1, int(rate) // 10)
+            while True:
+                data = resp.read(chunk)
+                if not data:
+                    break
+                total += len(data)
+                time.sleep(0.1)
+        else:
+            total += len(resp.read())
+        conn.close()
+    print(total, flush=True)
+
+
+def udp_echo(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((host, int(port)))
+    print("listening", flush=True)
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+
+
+def udp_send(host, port, count, size):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    got = 0
+    for _ in range(int(count)):
+        s.sendto(b"x" * int(size), (host, int(port)))
+        got += len(s.recvfrom(65535)[0])
+    print(got, flush=True)
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def icmp_echo(host, count):
+    v6 = ":" in host
+    if v6:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(5)
+    ident = os.getpid() & 0xFFFF
+    replies = 0
+    for seq in range(int(count)):
+        payload = b"netmon" * 8
+        kind = 128 if v6 else 8
+        header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+        csum = 0 if v6 else checksum(header + payload)  # the kernel fills the ICMPv6 checksum
+        s.sendto(struct.pack("!BBHHH", kind, 0, csum, ident, seq) + payload, (host, 0))
+        while True:
+            data = s.recv(2048)
+            icmp = data if v6 else data[(data[0] & 0x0F) * 4 :]
+            if icmp[0] == (129 if v6 else 0) and struct.unpack("!H", icmp[4:6])[0] == ident:
+                replies += 1
+                break
+    print(ident, replies, flush=True)
+
+
+COMMANDS = {
+    "serve-http": serve_http,
+    "get": get,
+    "udp-echo": udp_echo,
+    "udp-send": udp_send,
+    "icmp-echo": icmp_echo,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    COMMANDS[sys.argv[1]](*sys.argv[2:])
