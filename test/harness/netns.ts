@@ -62,7 +62,10 @@ export function parseConntrackList(text: string): CtEntry[] {
     const kv: Record<string, string[]> = {};
     for (const f of fields) {
       const eq = f.indexOf('=');
-      if (eq > 0) (kv[f.slice(0, eq)] ??= []).push(f.slice(eq + 1));
+      if (eq <= 0) continue;
+      const k = f.slice(0, eq);
+      kv[k] ??= [];
+      kv[k].push(f.slice(eq + 1));
     }
     if (!kv.src) continue;
     const num = (k: string, i: number) => Number(kv[k]?.[i] ?? 0);
