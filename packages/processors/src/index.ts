@@ -1,1 +1,2 @@
+export { deltaProcessorFactory } from './delta/factory.js';
 export { pluginProcessorFactory } from './plugin/factory.js';

@@ -1,0 +1,950 @@
+import { mkdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FlowBatch, FlowFlags, type FlowInit, StatusBoard } from '@netmon/core';
+import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { decodeCheckpoint } from './checkpoint.js';
+import { deltaProcessorConfig } from './config.js';
+import { DeltaProcessor } from './delta.js';
+import { deltaProcessorFactory } from './factory.js';
+
+const T0 = Date.parse('2026-01-01T00:00:00Z');
+const S = 10_000;
+
+/** A flow as the conntrack receiver reports it; `port` (the source port) names it in the tests. */
+interface F {
+  port: number;
+  tx: number;
+  rx?: number;
+  txp?: number;
+  rxp?: number;
+  id?: number;
+  zone?: number;
+  flags?: number;
+  start?: number;
+  mark?: number;
+  dst?: string;
+}
+
+function init(f: F, t: number): FlowInit {
+  const attributes: Record<string, number | string> = {};
+  if (f.id !== undefined) attributes['conntrack.id'] = f.id;
+  if (f.zone !== undefined) attributes['conntrack.zone'] = f.zone;
+  if (f.mark !== undefined) attributes['conntrack.mark'] = f.mark;
+  return {
+    timeStart: f.start ?? 0,
+    timeEnd: t,
+    protocol: 6,
+    srcIp: '10.0.0.1',
+    srcPort: f.port,
+    dstIp: f.dst ?? '10.96.0.10',
+    dstPort: 443,
+    txBytes: f.tx,
+    rxBytes: f.rx ?? 10 * f.tx,
+    txPackets: f.txp ?? Math.ceil(f.tx / 100),
+    rxPackets: f.rxp ?? Math.ceil(f.tx / 50),
+    flags: f.flags ?? FlowFlags.InitiatorKnown,
+    attributes,
+  };
+}
+
+/** A full dump of `origin` at time t. */
+function snap(t: number, flows: F[], origin = 'conntrack'): FlowBatch {
+  const b = FlowBatch.from(
+    flows.map((f) => init(f, t)),
+    'cumulative',
+  );
+  b.snapshot = true;
+  b.origin = origin;
+  return b;
+}
+
+/** NEW / DESTROY events at time t. */
+function events(t: number, flows: F[], origin = 'conntrack'): FlowBatch {
+  const b = FlowBatch.from(
+    flows.map((f) => init(f, t)),
+    'cumulative',
+  );
+  b.origin = origin;
+  return b;
+}
+
+const opened = (port: number, extra: Partial<F> = {}): F => ({
+  port,
+  tx: 0,
+  rx: 0,
+  txp: 0,
+  rxp: 0,
+  flags: FlowFlags.Opened,
+  ...extra,
+});
+const closed = (port: number, tx: number, extra: Partial<F> = {}): F => ({
+  port,
+  tx,
+  flags: FlowFlags.Closed,
+  ...extra,
+});
+
+interface Out {
+  port: number;
+  tx: number;
+  rx: number;
+  txp: number;
+  rxp: number;
+  start: number;
+  end: number;
+}
+
+function rows(b: FlowBatch | null | undefined): Out[] {
+  if (!b) return [];
+  expect(b.temporality).toBe('delta');
+  expect(b.snapshot).toBe(false);
+  const out: Out[] = [];
+  for (let i = 0; i < b.length; i++) {
+    out.push({
+      port: b.srcPort[i],
+      tx: b.txBytes[i],
+      rx: b.rxBytes[i],
+      txp: b.txPackets[i],
+      rxp: b.rxPackets[i],
+      start: b.timeStart[i],
+      end: b.timeEnd[i],
+    });
+  }
+  return out.sort((a, b) => a.port - b.port);
+}
+
+/** port → tx bytes of the emitted rows. */
+const tx = (b: FlowBatch | null | undefined) => Object.fromEntries(rows(b).map((r) => [r.port, r.tx]));
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+function processor(
+  config: Record<string, unknown> = {},
+  configDir?: string,
+  opts: { logs?: LogLine[]; board?: StatusBoard; meter?: MeterProvider } = {},
+): DeltaProcessor {
+  const settings = testSettings('processor', 'delta', { configDir, board: opts.board });
+  const logs = opts.logs;
+  if (logs)
+    settings.logger = pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line)) });
+  if (opts.meter) settings.meter = opts.meter.getMeter('test');
+  return new DeltaProcessor(settings, deltaProcessorConfig.parse(config));
+}
+
+/** Runs a batch through, as the framework would (read-only input). */
+async function run(p: DeltaProcessor, b: FlowBatch): Promise<FlowBatch | null> {
+  return (await p.process(b.seal())) as FlowBatch | null;
+}
+
+const conformanceDir = join(tmpdir(), `netmon-delta-conformance-${process.pid}`);
+mkdirSync(conformanceDir, { recursive: true });
+afterAll(() => rm(conformanceDir, { recursive: true, force: true }));
+
+describeConformance(deltaProcessorFactory, { sample: () => snap(T0, [{ port: 1, tx: 100 }]) });
+describeConformance(deltaProcessorFactory, {
+  config: { state_file: 'state/delta.state' },
+  configDir: conformanceDir,
+  sample: () => snap(T0, [{ port: 1, tx: 100 }]),
+});
+
+describe('delta processor', () => {
+  it('fills defaults and rejects unknown keys and bad durations', () => {
+    expect(deltaProcessorConfig.parse({})).toEqual({ checkpoint_interval: 0 });
+    expect(deltaProcessorConfig.parse({ state_file: 's.bin', checkpoint_interval: '1m' })).toEqual({
+      state_file: 's.bin',
+      checkpoint_interval: 60_000,
+    });
+    expect(deltaProcessorConfig.safeParse({ state_file: '' }).success).toBe(false);
+    expect(deltaProcessorConfig.safeParse({ checkpoint_interval: '5' }).success).toBe(false);
+    expect(deltaProcessorConfig.safeParse({ interval: '5s' }).success).toBe(false);
+  });
+
+  it('takes the first snapshot as a baseline, then emits exact deltas with the previous reading as start', async () => {
+    const p = processor();
+    expect(
+      await run(
+        p,
+        snap(T0, [
+          { port: 1, tx: 1000 },
+          { port: 2, tx: 500 },
+        ]),
+      ),
+    ).toBeNull();
+    const out = await run(
+      p,
+      snap(T0 + S, [
+        { port: 1, tx: 1500 },
+        { port: 2, tx: 500 },
+      ]),
+    );
+    expect(rows(out)).toEqual([{ port: 1, tx: 500, rx: 5000, txp: 5, rxp: 10, start: T0, end: T0 + S }]);
+    const out2 = await run(
+      p,
+      snap(T0 + 2 * S, [
+        { port: 1, tx: 1600 },
+        { port: 2, tx: 700 },
+      ]),
+    );
+    expect(rows(out2)).toEqual([
+      { port: 1, tx: 100, rx: 1000, txp: 1, rxp: 2, start: T0 + S, end: T0 + 2 * S },
+      // Unchanged at T0 + S, so its bytes were sent after that reading.
+      { port: 2, tx: 200, rx: 2000, txp: 2, rxp: 4, start: T0 + S, end: T0 + 2 * S },
+    ]);
+    expect(p.trackedFlows('conntrack')).toBe(2);
+  });
+
+  it('counts a flow born between two reads whole, starting when it began or at the previous snapshot', async () => {
+    const p = processor();
+    await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+    const out = rows(
+      await run(
+        p,
+        snap(T0 + S, [
+          { port: 1, tx: 1000 },
+          { port: 2, tx: 300, start: T0 + 4000 },
+          { port: 3, tx: 70 },
+        ]),
+      ),
+    );
+    expect(out).toEqual([
+      { port: 2, tx: 300, rx: 3000, txp: 3, rxp: 6, start: T0 + 4000, end: T0 + S },
+      { port: 3, tx: 70, rx: 700, txp: 1, rxp: 2, start: T0, end: T0 + S },
+    ]);
+  });
+
+  it('counts an Opened flow from zero, before and after the first snapshot', async () => {
+    const p = processor();
+    expect(await run(p, events(T0 - 500, [opened(1, { start: T0 - 600, tx: 40 })]))).toBeNull();
+    // Before the first snapshot: flow 1 is known to be new, flow 2 is older than the agent.
+    expect(
+      rows(
+        await run(
+          p,
+          snap(T0, [
+            { port: 1, tx: 900 },
+            { port: 2, tx: 5000 },
+          ]),
+        ),
+      ),
+    ).toEqual([{ port: 1, tx: 900, rx: 9000, txp: 9, rxp: 18, start: T0 - 600, end: T0 }]);
+    await run(p, events(T0 + 1000, [opened(3)]));
+    // A second NEW for a known flow changes nothing.
+    await run(p, events(T0 + 1500, [opened(3, { tx: 999 })]));
+    expect(
+      tx(
+        await run(
+          p,
+          snap(T0 + S, [
+            { port: 1, tx: 900 },
+            { port: 2, tx: 5100 },
+            { port: 3, tx: 250 },
+          ]),
+        ),
+      ),
+    ).toEqual({ 2: 100, 3: 250 });
+  });
+
+  it('emits final − baseline on DESTROY once; a stale dump and a duplicate DESTROY add nothing', async () => {
+    const p = processor();
+    await run(
+      p,
+      snap(T0, [
+        { port: 1, tx: 1000 },
+        { port: 2, tx: 10 },
+      ]),
+    );
+    const out = rows(await run(p, events(T0 + 4000, [closed(1, 1800, { mark: 3 })])));
+    expect(out).toEqual([{ port: 1, tx: 800, rx: 8000, txp: 8, rxp: 16, start: T0, end: T0 + 4000 }]);
+    expect(await run(p, events(T0 + 4100, [closed(1, 1800)]))).toBeNull();
+    // The dump was taken before the DESTROY was processed: it still lists flow 1 with older counters.
+    expect(
+      tx(
+        await run(
+          p,
+          snap(T0 + S, [
+            { port: 1, tx: 1700 },
+            { port: 2, tx: 20 },
+          ]),
+        ),
+      ),
+    ).toEqual({ 2: 10 });
+    expect(p.counts.vanished).toBe(0);
+    expect(await run(p, events(T0 + S + 1, [closed(1, 1800)]))).toBeNull();
+  });
+
+  it('keeps tombstones for two snapshots, then forgets them', async () => {
+    const p = processor();
+    await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+    await run(p, events(T0 + 1, [closed(1, 1100)]));
+    expect(p.trackedFlows('conntrack')).toBe(1);
+    await run(p, snap(T0 + S, []));
+    expect(p.trackedFlows('conntrack')).toBe(1);
+    await run(p, snap(T0 + 2 * S, []));
+    expect(p.trackedFlows('conntrack')).toBe(0);
+    expect(p.counts.vanished).toBe(0);
+  });
+
+  it('counts a flow born and closed between reads whole, and ignores a stale dump row for it', async () => {
+    const p = processor();
+    await run(p, snap(T0, []));
+    expect(rows(await run(p, events(T0 + 3000, [closed(7, 400, { start: T0 + 1000 })])))).toEqual([
+      { port: 7, tx: 400, rx: 4000, txp: 4, rxp: 8, start: T0 + 1000, end: T0 + 3000 },
+    ]);
+    expect(await run(p, snap(T0 + S, [{ port: 7, tx: 300 }]))).toBeNull();
+  });
+
+  it('drops the DESTROY of a flow older than the agent before the first snapshot, and counts it', async () => {
+    const p = processor();
+    expect(await run(p, events(T0 - 100, [closed(1, 5000)]))).toBeNull();
+    // But a flow that is known to have begun after the agent started counts whole.
+    expect(
+      tx(await run(p, events(T0 - 50, [closed(2, 60, { flags: FlowFlags.Closed | FlowFlags.Opened })]))),
+    ).toEqual({
+      2: 60,
+    });
+    expect(p.counts.preexistingClosed).toBe(1);
+    expect(
+      await run(
+        p,
+        snap(T0, [
+          { port: 1, tx: 4000 },
+          { port: 3, tx: 1 },
+        ]),
+      ),
+    ).toBeNull();
+  });
+
+  it('treats tuple reuse with a new conntrack id as a new flow counting from zero', async () => {
+    const p = processor();
+    await run(p, snap(T0, [{ port: 1, tx: 1000, id: 11 }]));
+    expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 300, id: 12 }])))).toEqual({ 1: 300 });
+    expect(p.counts.vanished).toBe(1);
+    expect(p.counts.counterResets).toBe(0);
+    // The zone is part of the key too; an absent or NaN id is 0.
+    await run(
+      p,
+      snap(T0 + 2 * S, [
+        { port: 1, tx: 400, id: 12 },
+        { port: 1, tx: 50, id: 12, zone: 2 },
+        { port: 2, tx: 5 },
+      ]),
+    );
+    const b = snap(T0 + 3 * S, [
+      { port: 1, tx: 400, id: 12 },
+      { port: 1, tx: 50, id: 12, zone: 2 },
+      { port: 2, tx: 6, id: 0 },
+    ]);
+    b.column('conntrack.id')?.set(2, undefined);
+    expect(tx(await run(p, b))).toEqual({ 2: 1 });
+  });
+
+  it('counts a flow whose counters went below its baseline from zero, and counts the reset', async () => {
+    const p = processor();
+    await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+    expect(rows(await run(p, snap(T0 + S, [{ port: 1, tx: 200 }])))).toEqual([
+      { port: 1, tx: 200, rx: 2000, txp: 2, rxp: 4, start: T0, end: T0 + S },
+    ]);
+    expect(p.counts.counterResets).toBe(1);
+    expect(tx(await run(p, snap(T0 + 2 * S, [{ port: 1, tx: 250 }])))).toEqual({ 1: 50 });
+  });
+
+  it('forgets flows that vanished from a snapshot without a DESTROY, and counts them', async () => {
+    const p = processor();
+    await run(
+      p,
+      snap(T0, [
+        { port: 1, tx: 1000 },
+        { port: 2, tx: 1000 },
+        { port: 3, tx: 1 },
+      ]),
+    );
+    // A NEW read after the dump (event time later than the dump's) is not judged by that dump.
+    await run(p, events(T0 + S + 100, [opened(4)]));
+    expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 1100 }])))).toEqual({ 1: 100 });
+    expect(p.counts.vanished).toBe(2);
+    expect(p.trackedFlows('conntrack')).toBe(2);
+    // Should flow 2 turn up again, it counts from zero (its bytes since the last reading were lost).
+    expect(
+      tx(
+        await run(
+          p,
+          snap(T0 + 2 * S, [
+            { port: 1, tx: 1100 },
+            { port: 2, tx: 1200 },
+            { port: 4, tx: 5 },
+          ]),
+        ),
+      ),
+    ).toEqual({
+      2: 1200,
+      4: 5,
+    });
+    // An empty dump: every live flow has gone.
+    await run(p, snap(T0 + 3 * S, []));
+    expect(p.trackedFlows('conntrack')).toBe(0);
+    expect(p.counts.vanished).toBe(5);
+  });
+
+  it('keeps origins apart', async () => {
+    const p = processor();
+    await run(p, snap(T0, [{ port: 1, tx: 1000 }], 'conntrack/a'));
+    // Same tuple, other origin: its own baseline phase.
+    expect(await run(p, snap(T0, [{ port: 1, tx: 5000 }], 'conntrack/b'))).toBeNull();
+    const a = await run(p, snap(T0 + S, [{ port: 1, tx: 1100 }], 'conntrack/a'));
+    expect(a?.origin).toBe('conntrack/a');
+    expect(tx(a)).toEqual({ 1: 100 });
+    expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 5007 }], 'conntrack/b')))).toEqual({ 1: 7 });
+    // Not in b's snapshot any more: a's flow is untouched.
+    await run(p, snap(T0 + 2 * S, [], 'conntrack/b'));
+    expect(p.trackedFlows('conntrack/a')).toBe(1);
+    expect(p.trackedFlows('conntrack/b')).toBe(0);
+  });
+
+  it('copies every column of the chosen rows and leaves its input as it was', async () => {
+    const p = processor();
+    const first = FlowBatch.from(
+      [
+        {
+          ...init({ port: 1, tx: 100, id: 5, mark: 9 }, T0),
+          backendIp: '10.1.2.3',
+          backendPort: 8443,
+          attributes: { 'conntrack.id': 5, 'conntrack.mark': 9, 'src.k8s.pod.name': 'web-1' },
+        },
+        init({ port: 2, tx: 100 }, T0),
+      ],
+      'cumulative',
+    );
+    first.snapshot = true;
+    first.origin = 'conntrack';
+    await run(p, first);
+    const second = FlowBatch.from(
+      [
+        init({ port: 2, tx: 100 }, T0 + S),
+        {
+          ...init({ port: 1, tx: 150, id: 5 }, T0 + S),
+          backendIp: '10.1.2.3',
+          backendPort: 8443,
+          attributes: { 'conntrack.id': 5, 'conntrack.mark': 9, 'src.k8s.pod.name': 'web-1' },
+        },
+      ],
+      'cumulative',
+    );
+    second.snapshot = true;
+    second.origin = 'conntrack';
+    const before = second.clone();
+    const out = await run(p, second);
+    expect(out).not.toBe(second);
+    expect(out?.length).toBe(1);
+    const r = out!.row(0);
+    expect(r.backendIp).toBe('10.1.2.3');
+    expect(r.backendPort).toBe(8443);
+    expect(r.flags).toBe(FlowFlags.InitiatorKnown | FlowFlags.Dnat);
+    expect(r.attributes).toEqual({ 'conntrack.id': 5, 'conntrack.mark': 9, 'src.k8s.pod.name': 'web-1' });
+    expect(r.txBytes).toBe(50);
+    expect(out!.origin).toBe('conntrack');
+    expect(second.txBytes[1]).toBe(150);
+    expect(second.temporality).toBe('cumulative');
+    expect(second.snapshot).toBe(true);
+    for (let i = 0; i < 2; i++) expect(second.row(i).attributes).toEqual(before.row(i).attributes);
+  });
+
+  it('passes delta batches through unchanged', async () => {
+    const p = processor();
+    const b = FlowBatch.from([init({ port: 1, tx: 5 }, T0)], 'delta');
+    expect(await run(p, b)).toBe(b);
+  });
+
+  it('tracks 200k flows with random keys and adds up exactly', async () => {
+    const N = 200_000;
+    const random = rng(7);
+    const make = (t: number, counters: Float64Array, count: number, from = 0) => {
+      const b = new FlowBatch(count, 'cumulative');
+      b.length = count;
+      b.snapshot = true;
+      b.origin = 'conntrack';
+      const id = b.ensureColumn('conntrack.id', 'number');
+      for (let j = 0; j < count; j++) {
+        const i = from + j;
+        keyRow(b, j, i);
+        id.values[j] = ids[i];
+        b.txBytes[j] = counters[i];
+        b.rxBytes[j] = 2 * counters[i];
+        b.txPackets[j] = 1;
+        b.rxPackets[j] = 1;
+        b.timeEnd[j] = t;
+      }
+      return b;
+    };
+    const addr = new Uint32Array(N * 3);
+    const ids = new Float64Array(N);
+    for (let i = 0; i < addr.length; i++) addr[i] = (random() * 2 ** 32) >>> 0;
+    for (let i = 0; i < N; i++) ids[i] = (random() * 2 ** 32) >>> 0;
+    const keyRow = (b: FlowBatch, j: number, i: number) => {
+      b.family[j] = 4;
+      b.protocol[j] = 6;
+      const o = 16 * j;
+      b.srcAddr[o + 10] = b.srcAddr[o + 11] = b.dstAddr[o + 10] = b.dstAddr[o + 11] = 0xff;
+      new DataView(b.srcAddr.buffer).setUint32(o + 12, addr[3 * i]);
+      new DataView(b.dstAddr.buffer).setUint32(o + 12, addr[3 * i + 1]);
+      b.srcPort[j] = addr[3 * i + 2] & 0xffff;
+      b.dstPort[j] = addr[3 * i + 2] >>> 16;
+    };
+    const counters = new Float64Array(N);
+    for (let i = 0; i < N; i++) counters[i] = Math.floor(random() * 1e6);
+    const base = counters.slice();
+    const p = processor();
+    // Half the flows are there from the start; the other half appear in the second dump.
+    expect(await run(p, make(T0, counters, N / 2))).toBeNull();
+    let sumTx = 0;
+    let sumRx = 0;
+    for (let round = 1; round <= 3; round++) {
+      for (let i = 0; i < N; i++) counters[i] += Math.floor(random() * 3) * 1000;
+      const out = await run(p, make(T0 + round * S, counters, N));
+      for (let i = 0; i < (out?.length ?? 0); i++) {
+        sumTx += out!.txBytes[i];
+        sumRx += out!.rxBytes[i];
+      }
+    }
+    expect(p.trackedFlows('conntrack')).toBe(N);
+    let expected = 0;
+    for (let i = 0; i < N; i++) expected += i < N / 2 ? counters[i] - base[i] : counters[i];
+    expect(sumTx).toBe(expected);
+    expect(sumRx).toBe(2 * expected);
+    expect(p.stateBytes / N).toBeLessThan(100);
+    // All gone in the next dump but the last 1000.
+    await run(p, make(T0 + 4 * S, counters, 1000, N - 1000));
+    expect(p.trackedFlows('conntrack')).toBe(1000);
+    expect(p.counts.vanished).toBe(N - 1000);
+  });
+
+  it('property: what it emits per flow adds up to final minus baseline, whatever the order of reads and events', async () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const random = rng(seed);
+      const p = processor();
+      interface Sim {
+        port: number;
+        id: number;
+        tx: number;
+        rx: number;
+        alive: boolean;
+        /** Counters when the agent took its baseline (flows older than the agent). */
+        baseTx: number;
+        baseRx: number;
+        emittedTx: number;
+        emittedRx: number;
+      }
+      const flows: Sim[] = [];
+      let nextPort = 1;
+      const born = (old: boolean): Sim => {
+        const f: Sim = {
+          port: nextPort++,
+          id: 1 + Math.floor(random() * 4),
+          tx: old ? Math.floor(random() * 5000) : 0,
+          rx: old ? Math.floor(random() * 5000) : 0,
+          alive: true,
+          baseTx: 0,
+          baseRx: 0,
+          emittedTx: 0,
+          emittedRx: 0,
+        };
+        flows.push(f);
+        return f;
+      };
+      const byKey = new Map<string, Sim>();
+      const account = (out: FlowBatch | null) => {
+        if (!out) return;
+        const id = out.column('conntrack.id');
+        for (let i = 0; i < out.length; i++) {
+          const f = byKey.get(`${out.srcPort[i]}/${id?.get(i)}`)!;
+          f.emittedTx += out.txBytes[i];
+          f.emittedRx += out.rxBytes[i];
+        }
+      };
+      const dump = (t: number, list: Sim[]) =>
+        snap(
+          t,
+          list.map((f) => ({ port: f.port, id: f.id, tx: f.tx, rx: f.rx, txp: 0, rxp: 0 })),
+        );
+      for (let i = 0; i < 30; i++) born(true);
+      for (const f of flows) {
+        byKey.set(`${f.port}/${f.id}`, f);
+        f.baseTx = f.tx;
+        f.baseRx = f.rx;
+      }
+      let t = T0;
+      const eventsOn = random() < 0.8;
+      const closeEvent = (f: Sim) =>
+        events(t, [{ port: f.port, id: f.id, tx: f.tx, rx: f.rx, txp: 0, rxp: 0, flags: FlowFlags.Closed }]);
+      if (eventsOn) {
+        // Before the first dump: new flows open (and count from zero), old ones close (dropped whole).
+        for (let i = 0; i < 5; i++) {
+          t += 10;
+          const f = born(false);
+          byKey.set(`${f.port}/${f.id}`, f);
+          account(await run(p, events(t, [opened(f.port, { id: f.id })])));
+          f.tx += 100;
+          const old = flows[i];
+          old.tx += 50;
+          old.alive = false;
+          old.baseTx = old.tx;
+          old.baseRx = old.rx;
+          account(await run(p, closeEvent(old)));
+        }
+      }
+      t += 10;
+      for (const f of flows) {
+        if (f.alive && f.port <= 30) {
+          f.baseTx = f.tx;
+          f.baseRx = f.rx;
+        }
+      }
+      account(
+        await run(
+          p,
+          dump(
+            t,
+            flows.filter((f) => f.alive),
+          ),
+        ),
+      );
+      for (let step = 0; step < 400; step++) {
+        t += 100;
+        const r = random();
+        if (r < 0.15) {
+          const f = born(false);
+          byKey.set(`${f.port}/${f.id}`, f);
+          if (eventsOn && random() < 0.7) account(await run(p, events(t, [opened(f.port, { id: f.id })])));
+        } else if (r < 0.6) {
+          const live = flows.filter((f) => f.alive);
+          if (live.length === 0) continue;
+          const f = live[Math.floor(random() * live.length)];
+          f.tx += Math.floor(random() * 2000);
+          f.rx += Math.floor(random() * 2000);
+        } else if (r < 0.75) {
+          const live = flows.filter((f) => f.alive);
+          if (live.length === 0) continue;
+          const f = live[Math.floor(random() * live.length)];
+          f.alive = false;
+          // With events off, a closed flow just vanishes: its bytes since the last dump are lost.
+          if (eventsOn) {
+            account(await run(p, closeEvent(f)));
+            if (random() < 0.2) account(await run(p, closeEvent(f)));
+          }
+        } else {
+          // A dump, sometimes processed only after a few more events (so it is stale by then).
+          const b = dump(
+            t,
+            flows.filter((f) => f.alive),
+          );
+          if (random() < 0.3 && eventsOn) {
+            t += 1;
+            const live = flows.filter((f) => f.alive);
+            for (const f of live.slice(0, 2)) {
+              f.tx += 10;
+              f.alive = false;
+              account(await run(p, closeEvent(f)));
+            }
+            // Born after the dump was read, NEW processed before the dump: not in it, and not gone.
+            const f = born(false);
+            byKey.set(`${f.port}/${f.id}`, f);
+            account(await run(p, events(t, [opened(f.port, { id: f.id })])));
+            f.tx += 7;
+          }
+          account(await run(p, b));
+        }
+      }
+      t += 100;
+      account(
+        await run(
+          p,
+          dump(
+            t,
+            flows.filter((f) => f.alive),
+          ),
+        ),
+      );
+      if (eventsOn) {
+        for (const f of flows) {
+          expect(f.emittedTx, `seed ${seed} flow ${f.port}`).toBe(f.tx - f.baseTx);
+          expect(f.emittedRx, `seed ${seed} flow ${f.port}`).toBe(f.rx - f.baseRx);
+        }
+      } else {
+        for (const f of flows) {
+          expect(f.emittedTx).toBeLessThanOrEqual(f.tx - f.baseTx);
+          if (f.alive) expect(f.emittedTx, `seed ${seed} flow ${f.port}`).toBe(f.tx - f.baseTx);
+        }
+      }
+    }
+  });
+});
+
+describe('delta processor state file', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'netmon-delta-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const config = { state_file: 'var/delta.state' };
+  const stateFile = () => join(dir, 'var/delta.state');
+
+  it('is on disk before the deltas of a snapshot are passed on, and a restarted agent continues exactly', async () => {
+    const a = processor(config, dir);
+    await a.start();
+    await run(
+      a,
+      snap(T0, [
+        { port: 1, tx: 1000 },
+        { port: 2, tx: 2000, id: 9 },
+      ]),
+    );
+    await run(a, snap(T0, [{ port: 1, tx: 70 }], 'conntrack/b'));
+    expect(
+      tx(
+        await run(
+          a,
+          snap(T0 + S, [
+            { port: 1, tx: 1500 },
+            { port: 2, tx: 2100, id: 9 },
+          ]),
+        ),
+      ),
+    ).toEqual({
+      1: 500,
+      2: 100,
+    });
+    // The file holds the baselines of what was just passed on.
+    const saved = decodeCheckpoint(await readFile(stateFile()));
+    expect(
+      saved.map((o) => [o.origin, o.table.count, o.generation, o.baselinePhase, o.lastSnapshotTime]),
+    ).toEqual([
+      ['conntrack', 2, 2, false, T0 + S],
+      ['conntrack/b', 1, 1, false, T0],
+    ]);
+    // A DESTROY after the last write; then kill -9 (no shutdown).
+    expect(tx(await run(a, events(T0 + S + 10, [closed(2, 2300, { id: 9 })])))).toEqual({ 2: 200 });
+
+    const b = processor(config, dir);
+    await b.start();
+    expect(b.trackedFlows('conntrack')).toBe(2);
+    // Flow 1 continues from its saved baseline, flow 3 was born after the write (counts whole), flow 2 is
+    // gone: it vanishes without being counted again.
+    expect(
+      rows(
+        await run(
+          b,
+          snap(T0 + 2 * S, [
+            { port: 1, tx: 1600 },
+            { port: 3, tx: 30, start: T0 + S + 5 },
+          ]),
+        ),
+      ),
+    ).toEqual([
+      { port: 1, tx: 100, rx: 1000, txp: 1, rxp: 2, start: T0 + S, end: T0 + 2 * S },
+      { port: 3, tx: 30, rx: 300, txp: 1, rxp: 1, start: T0 + S + 5, end: T0 + 2 * S },
+    ]);
+    // A restored origin is past its baseline phase: a DESTROY of an unknown flow counts whole.
+    expect(tx(await run(b, events(T0 + S + 1, [closed(4, 44)], 'conntrack/b')))).toEqual({ 4: 44 });
+    expect(b.counts.preexistingClosed).toBe(0);
+    await b.shutdown();
+    await a.shutdown();
+  });
+
+  it('writes the state on shutdown, tombstones and baseline phases included', async () => {
+    const a = processor(config, dir);
+    await a.start();
+    await run(a, snap(T0, [{ port: 1, tx: 1000 }]));
+    await run(a, events(T0 + 1, [closed(1, 1200)]));
+    // An origin that has not had its first snapshot yet.
+    await run(a, events(T0 + 2, [opened(5)], 'conntrack/new'));
+    await a.shutdown();
+    await a.shutdown();
+
+    const b = processor(config, dir);
+    await b.start();
+    expect(await run(b, events(T0 + 3, [closed(1, 1200)]))).toBeNull();
+    // Still in its baseline phase: an old flow's DESTROY is dropped, the Opened one counts from zero.
+    expect(await run(b, events(T0 + 4, [closed(6, 600)], 'conntrack/new'))).toBeNull();
+    expect(tx(await run(b, events(T0 + 5, [closed(5, 50)], 'conntrack/new')))).toEqual({ 5: 50 });
+    expect(await run(b, snap(T0 + 6, [{ port: 7, tx: 700 }], 'conntrack/new'))).toBeNull();
+    await b.shutdown();
+  });
+
+  it('does not overwrite the state file when shut down without being started', async () => {
+    const a = processor(config, dir);
+    await a.start();
+    await run(a, snap(T0, [{ port: 1, tx: 1000 }]));
+    await a.shutdown();
+    const before = await readFile(stateFile());
+    await processor(config, dir).shutdown();
+    expect(await readFile(stateFile())).toEqual(before);
+  });
+
+  it('writes at most once per checkpoint_interval, and always on shutdown', async () => {
+    const a = processor({ ...config, checkpoint_interval: '1h' }, dir);
+    await a.start();
+    await run(a, snap(T0, [{ port: 1, tx: 1000 }]));
+    const first = await readFile(stateFile());
+    await run(
+      a,
+      snap(T0 + S, [
+        { port: 1, tx: 1000 },
+        { port: 2, tx: 1 },
+      ]),
+    );
+    expect(await readFile(stateFile())).toEqual(first);
+    await a.shutdown();
+    expect(decodeCheckpoint(await readFile(stateFile()))[0].table.count).toBe(2);
+  });
+
+  it.each([
+    ['garbage', (_good: Buffer) => Buffer.from('hello, world: not a state file at all'), /wrong magic/],
+    ['truncated', (good: Buffer) => good.subarray(0, good.length - 13), /checksum mismatch/],
+    ['shorter than its header', (good: Buffer) => good.subarray(0, 20), /truncated/],
+    [
+      'of another version',
+      (good: Buffer) => {
+        const b = Buffer.from(good);
+        b.writeUInt32LE(99, 8);
+        return b;
+      },
+      /version 99/,
+    ],
+    [
+      'damaged',
+      (good: Buffer) => {
+        const b = Buffer.from(good);
+        b[b.length - 3] ^= 0x40;
+        return b;
+      },
+      /checksum/,
+    ],
+  ])('sets aside a state file that is %s, says why, and starts afresh', async (_name, spoil, reason) => {
+    const a = processor(config, dir);
+    await a.start();
+    await run(a, snap(T0, [{ port: 1, tx: 1000 }]));
+    await a.shutdown();
+    const bad = spoil(await readFile(stateFile()));
+    await writeFile(stateFile(), bad);
+    const logs: LogLine[] = [];
+    const b = processor(config, dir, { logs });
+    await b.start();
+    const warning = logs.find((l) => l.level === 40);
+    expect(warning?.msg).toContain(stateFile());
+    expect(warning?.msg).toMatch(reason);
+    expect(warning?.moved_to).toBe(`${stateFile()}.corrupt`);
+    expect(await readFile(`${stateFile()}.corrupt`)).toEqual(bad);
+    // Fresh: the first snapshot is a baseline again.
+    expect(await run(b, snap(T0 + S, [{ port: 1, tx: 1500 }]))).toBeNull();
+    await b.shutdown();
+    expect(decodeCheckpoint(await readFile(stateFile()))[0].table.count).toBe(1);
+  });
+
+  it('reports a path it cannot write in validate, and at run time counts, warns and goes on', async () => {
+    await writeFile(join(dir, 'blocker'), 'a file, not a directory');
+    const bad = { state_file: 'blocker/delta.state' };
+    const issues = await deltaProcessorFactory.validate?.(deltaProcessorConfig.parse(bad), {
+      configDir: dir,
+    });
+    expect(issues).toEqual([
+      { key: 'state_file', message: expect.stringContaining('blocker is not a directory') },
+    ]);
+    expect(
+      await deltaProcessorFactory.validate?.(deltaProcessorConfig.parse({ state_file: '.' }), {
+        configDir: dir,
+      }),
+    ).toEqual([{ key: 'state_file', message: expect.stringContaining('is a directory') }]);
+    expect(
+      await deltaProcessorFactory.validate?.(deltaProcessorConfig.parse({ state_file: 'new/sub/x.state' }), {
+        configDir: dir,
+      }),
+    ).toEqual([]);
+    expect(
+      await deltaProcessorFactory.validate?.(deltaProcessorConfig.parse({}), { configDir: dir }),
+    ).toEqual([]);
+
+    const board = new StatusBoard();
+    const logs: LogLine[] = [];
+    const p = processor(bad, dir, { logs, board });
+    const [state] = board.all();
+    board.set(state, 'starting');
+    board.set(state, 'ok');
+    await p.start();
+    await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+    expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 1100 }])))).toEqual({ 1: 100 });
+    expect(p.counts.checkpointFailures).toBe(2);
+    // One warning for the same error, however often it repeats.
+    expect(logs.filter((l) => l.level === 40)).toHaveLength(1);
+    expect(logs.find((l) => l.level === 40)?.path).toBe(join(dir, 'blocker/delta.state'));
+    await new Promise((r) => setImmediate(r));
+    expect(state.status).toBe('recoverable_error');
+    expect(state.lastError).toContain('cannot write the state file');
+    await p.shutdown();
+  });
+
+  it('creates missing directories', async () => {
+    const p = processor({ state_file: 'a/b/c/delta.state' }, dir);
+    await p.start();
+    await run(p, snap(T0, [{ port: 1, tx: 1 }]));
+    expect((await stat(join(dir, 'a/b/c/delta.state'))).size).toBeGreaterThan(32);
+    await p.shutdown();
+  });
+});
+
+class TestReader extends MetricReader {
+  protected async onShutdown(): Promise<void> {}
+  protected async onForceFlush(): Promise<void> {}
+}
+
+it('reports its self-metrics per origin', async () => {
+  const reader = new TestReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  const p = processor({}, undefined, { meter: provider });
+  await run(p, events(T0 - 1, [closed(9, 5)]));
+  await run(
+    p,
+    snap(T0, [
+      { port: 1, tx: 1000 },
+      { port: 2, tx: 1 },
+    ]),
+  );
+  await run(p, snap(T0, [{ port: 1, tx: 1000 }], 'conntrack/b'));
+  await run(p, snap(T0 + S, [{ port: 1, tx: 10 }]));
+  const { resourceMetrics } = await reader.collect();
+  const metrics = resourceMetrics.scopeMetrics.flatMap((sm) => sm.metrics);
+  const value = (name: string, origin?: string) =>
+    metrics
+      .find((m) => m.descriptor.name === name)
+      ?.dataPoints.find((d) => origin === undefined || d.attributes.origin === origin)?.value;
+  // Flow 1; flow 2 vanished, and the tombstone of flow 9 is two snapshots old.
+  expect(value('netmon_delta_flows_tracked', 'conntrack')).toBe(1);
+  expect(value('netmon_delta_flows_tracked', 'conntrack/b')).toBe(1);
+  expect(value('netmon_delta_flows_vanished', 'conntrack')).toBe(1);
+  expect(value('netmon_delta_counter_resets', 'conntrack')).toBe(1);
+  expect(value('netmon_delta_preexisting_closed', 'conntrack')).toBe(1);
+  expect(value('netmon_delta_checkpoint_failures')).toBe(0);
+  expect(value('netmon_delta_state_bytes')).toBe(p.stateBytes);
+  await p.shutdown();
+  await provider.shutdown();
+});
+
+/** A deterministic pseudo-random generator (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

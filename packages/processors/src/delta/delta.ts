@@ -1,0 +1,496 @@
+// The delta processor: cumulative conntrack counters in, exact per-interval deltas out. Every byte the
+// kernel counts is passed on once: snapshots and DESTROY events are reconciled against one baseline per
+// flow, kept in a FlowTable per origin. README.md states the rules; the comments here say where each lives.
+import { resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { type Batch, type ComponentSettings, FlowBatch, FlowFlags, type Processor } from '@netmon/core';
+import {
+  encodeCheckpoint,
+  loadCheckpoint,
+  type OriginCheckpoint,
+  systemError,
+  writeCheckpoint,
+} from './checkpoint.js';
+import type { DeltaProcessorConfig } from './config.js';
+import {
+  F_LAST_READ,
+  F_RX_BYTES,
+  F_RX_PACKETS,
+  F_TX_BYTES,
+  F_TX_PACKETS,
+  FlowTable,
+  FP,
+  fingerprint,
+  REC_F64,
+  REC_U32,
+  STATE_CLOSED,
+  STATE_LIVE,
+  U_GEN,
+  U_STATE,
+} from './flow-table.js';
+
+/** Number attribute columns that are part of a flow's identity (absent or NaN counts as 0). */
+export const ID_ATTRIBUTE = 'conntrack.id';
+export const ZONE_ATTRIBUTE = 'conntrack.zone';
+
+/** A closed flow's tombstone is kept until this many later snapshots have been processed. */
+const TOMBSTONE_SNAPSHOTS = 2;
+
+type Meter = ComponentSettings['meter'];
+type BatchCallback = Parameters<Meter['addBatchObservableCallback']>[0];
+type Observable = Parameters<Meter['addBatchObservableCallback']>[1][number];
+
+/** State and counts of one source of cumulative counters (one receiver instance). */
+interface Origin extends OriginCheckpoint {
+  vanished: number;
+  counterResets: number;
+  preexistingClosed: number;
+}
+
+const newOrigin = (origin: string): Origin => ({
+  origin,
+  table: new FlowTable(),
+  // Until its first snapshot, an origin's unknown flows predate the agent: their counters are a baseline.
+  baselinePhase: true,
+  generation: 0,
+  lastSnapshotTime: 0,
+  vanished: 0,
+  counterResets: 0,
+  preexistingClosed: 0,
+});
+
+function numberValues(batch: FlowBatch, key: string): Float64Array | null {
+  const col = batch.column(key);
+  return col !== undefined && col.kind === 'number' ? col.values : null;
+}
+
+export class DeltaProcessor implements Processor {
+  /** Output batches are new; the input is only read. */
+  readonly mutates = false;
+  private readonly origins = new Map<string, Origin>();
+  private readonly file: string | undefined;
+  private loaded?: Promise<void>;
+  private stopped = false;
+  private loggedDeltaInput = false;
+  private writing: Promise<void> = Promise.resolve();
+  private lastCheckpoint = Number.NEGATIVE_INFINITY;
+  private checkpointFailures = 0;
+  /** The message of the last failed write while writes keep failing; undefined once one succeeds. */
+  private checkpointError?: string;
+  private statusReport?: NodeJS.Immediate;
+  private readonly instruments: Observable[];
+  private readonly observe: BatchCallback;
+
+  constructor(
+    private readonly settings: ComponentSettings,
+    private readonly config: DeltaProcessorConfig,
+  ) {
+    this.file = config.state_file === undefined ? undefined : resolve(settings.configDir, config.state_file);
+    const meter = settings.meter;
+    const tracked = meter.createObservableGauge('netmon_delta_flows_tracked', {
+      description: 'Flows the delta processor holds a baseline for (live, and recently closed), per origin.',
+      unit: '{flow}',
+    });
+    const stateBytes = meter.createObservableGauge('netmon_delta_state_bytes', {
+      description: 'Memory of the delta processor flow tables (typed arrays, with their spare capacity).',
+      unit: 'By',
+    });
+    const vanished = meter.createObservableCounter('netmon_delta_flows_vanished', {
+      description:
+        'Flows that disappeared from a snapshot without a DESTROY event (events off or lost); what they sent since the previous reading was not reported.',
+      unit: '{flow}',
+    });
+    const resets = meter.createObservableCounter('netmon_delta_counter_resets', {
+      description: 'Readings whose counters were below the baseline: the flow was counted again from zero.',
+      unit: '{flow}',
+    });
+    const preexisting = meter.createObservableCounter('netmon_delta_preexisting_closed', {
+      description:
+        'DESTROY events for flows older than the agent, before their origin had a first snapshot: dropped, as their counters include bytes from before the agent started.',
+      unit: '{flow}',
+    });
+    const failures = meter.createObservableCounter('netmon_delta_checkpoint_failures', {
+      description: 'Failed writes of the state file.',
+      unit: '{write}',
+    });
+    this.instruments = [tracked, stateBytes, vanished, resets, preexisting, failures];
+    this.observe = (r) => {
+      let bytes = 0;
+      for (const o of this.origins.values()) {
+        const attrs = { origin: o.origin };
+        r.observe(tracked, o.table.count, attrs);
+        r.observe(vanished, o.vanished, attrs);
+        r.observe(resets, o.counterResets, attrs);
+        r.observe(preexisting, o.preexistingClosed, attrs);
+        bytes += o.table.byteSize;
+      }
+      r.observe(stateBytes, bytes);
+      r.observe(failures, this.checkpointFailures);
+    };
+    meter.addBatchObservableCallback(this.observe, this.instruments);
+  }
+
+  /** Loads the state file, if one is configured and present. Never fails: a bad file is set aside. */
+  start(): Promise<void> {
+    this.loaded ??= this.load();
+    return this.loaded;
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.settings.meter.removeBatchObservableCallback(this.observe, this.instruments);
+    if (this.statusReport) clearImmediate(this.statusReport);
+    this.statusReport = undefined;
+    // Without start, the state was never loaded: writing it would replace a good file with nothing.
+    if (this.loaded !== undefined && this.file !== undefined) {
+      await this.loaded;
+      await this.checkpoint();
+    }
+    await this.writing;
+  }
+
+  process(batch: Batch): Batch | null | Promise<Batch | null> {
+    if (!(batch instanceof FlowBatch)) return batch;
+    if (batch.temporality !== 'cumulative') {
+      if (!this.loggedDeltaInput) {
+        this.loggedDeltaInput = true;
+        this.settings.logger.debug(
+          { origin: batch.origin },
+          'batches that already hold deltas pass through unchanged',
+        );
+      }
+      return batch;
+    }
+    if (this.file !== undefined && this.loaded === undefined) {
+      // Used without start (a test, a tool): load first, as start would have.
+      return this.start().then(() => this.process(batch));
+    }
+    let origin = this.origins.get(batch.origin);
+    if (origin === undefined) {
+      origin = newOrigin(batch.origin);
+      this.origins.set(batch.origin, origin);
+    }
+    const out = this.compute(batch, origin);
+    if (batch.snapshot && this.checkpointDue()) {
+      // The state whose deltas `out` holds is on disk before `out` is passed on.
+      return this.checkpoint().then(() => out);
+    }
+    return out;
+  }
+
+  /** Tracked flows per origin (live and tombstones). */
+  trackedFlows(origin: string): number {
+    return this.origins.get(origin)?.table.count ?? 0;
+  }
+
+  /** Bytes of typed arrays held by every origin's table. */
+  get stateBytes(): number {
+    let n = 0;
+    for (const o of this.origins.values()) n += o.table.byteSize;
+    return n;
+  }
+
+  /** Self-metric values, summed over origins (for tests and tools). */
+  get counts(): {
+    vanished: number;
+    counterResets: number;
+    preexistingClosed: number;
+    checkpointFailures: number;
+  } {
+    let vanished = 0;
+    let counterResets = 0;
+    let preexistingClosed = 0;
+    for (const o of this.origins.values()) {
+      vanished += o.vanished;
+      counterResets += o.counterResets;
+      preexistingClosed += o.preexistingClosed;
+    }
+    return { vanished, counterResets, preexistingClosed, checkpointFailures: this.checkpointFailures };
+  }
+
+  /** The deltas of one cumulative batch, with the state updated; null when nothing changed. */
+  private compute(batch: FlowBatch, o: Origin): FlowBatch | null {
+    const n = batch.length;
+    const table = o.table;
+    const snapshot = batch.snapshot;
+    const baselinePhase = o.baselinePhase;
+    const prevSnapshotTime = o.lastSnapshotTime;
+    if (snapshot) o.generation = (o.generation + 1) >>> 0;
+    const gen = o.generation;
+    const { family, protocol, srcAddr, dstAddr, srcPort, dstPort, flags, timeStart, timeEnd } = batch;
+    const { txBytes, rxBytes, txPackets, rxPackets } = batch;
+    const ids = numberValues(batch, ID_ATTRIBUTE);
+    const zones = numberValues(batch, ZONE_ATTRIBUTE);
+
+    // Rows to emit and their deltas. Allocated per batch (not per row), sized for the worst case.
+    const rows = new Uint32Array(n);
+    const dTxB = new Float64Array(n);
+    const dRxB = new Float64Array(n);
+    const dTxP = new Float64Array(n);
+    const dRxP = new Float64Array(n);
+    const start = new Float64Array(n);
+    let k = 0;
+    let snapshotTime = 0;
+    let f64 = table.f64;
+    let u32 = table.u32;
+
+    for (let i = 0; i < n; i++) {
+      const fl = flags[i];
+      const tEnd = timeEnd[i];
+      if (tEnd > snapshotTime) snapshotTime = tEnd;
+      fingerprint(
+        srcAddr,
+        dstAddr,
+        i,
+        srcPort[i],
+        dstPort[i],
+        family[i],
+        protocol[i],
+        zones === null ? 0 : zones[i] & 0xffff,
+        ids === null ? 0 : ids[i] >>> 0,
+      );
+      const lo = FP[0];
+      const hi = FP[1];
+      let e = table.find(lo, hi);
+      const tx = txBytes[i];
+      const rx = rxBytes[i];
+      const tp = txPackets[i];
+      const rp = rxPackets[i];
+      let dtx = tx;
+      let drx = rx;
+      let dtp = tp;
+      let drp = rp;
+      let from: number;
+
+      if (e !== -1 && u32[REC_U32 * e + U_STATE] === STATE_CLOSED) {
+        // Already closed: a duplicate DESTROY, a NEW out of order, or a dump taken before the DESTROY was
+        // processed. Its final counters were passed on; never count them again.
+        continue;
+      }
+      if (fl & FlowFlags.Opened && !(fl & FlowFlags.Closed) && !snapshot) {
+        // NEW event: the flow counts from zero, whatever the row says; nothing to emit yet.
+        if (e !== -1) continue;
+        e = table.insert(lo, hi);
+        f64 = table.f64;
+        u32 = table.u32;
+        const ts = timeStart[i];
+        f64[REC_F64 * e + F_LAST_READ] = ts > 0 && ts <= tEnd ? ts : tEnd;
+        u32[REC_U32 * e + U_GEN] = gen;
+        u32[REC_U32 * e + U_STATE] = STATE_LIVE;
+        continue;
+      }
+      if (e === -1) {
+        // A flow we hold nothing for.
+        e = table.insert(lo, hi);
+        f64 = table.f64;
+        u32 = table.u32;
+        const r = REC_F64 * e;
+        f64[r + F_TX_BYTES] = tx;
+        f64[r + F_RX_BYTES] = rx;
+        f64[r + F_TX_PACKETS] = tp;
+        f64[r + F_RX_PACKETS] = rp;
+        f64[r + F_LAST_READ] = tEnd;
+        u32[REC_U32 * e + U_GEN] = gen;
+        u32[REC_U32 * e + U_STATE] = fl & FlowFlags.Closed ? STATE_CLOSED : STATE_LIVE;
+        if (baselinePhase && !(fl & FlowFlags.Opened)) {
+          // Alive before the agent started: its counters so far are the baseline, not news. A DESTROY of
+          // such a flow is dropped whole (the tombstone keeps a stale dump from baselining it again).
+          if (fl & FlowFlags.Closed) o.preexistingClosed++;
+          continue;
+        }
+        // Born after the previous reading (its NEW missed, or events off): all of it is new.
+        const ts = timeStart[i];
+        from =
+          ts > 0 && ts <= tEnd
+            ? ts
+            : prevSnapshotTime > 0 && prevSnapshotTime <= tEnd
+              ? prevSnapshotTime
+              : tEnd;
+      } else {
+        const r = REC_F64 * e;
+        const btx = f64[r + F_TX_BYTES];
+        const brx = f64[r + F_RX_BYTES];
+        const btp = f64[r + F_TX_PACKETS];
+        const brp = f64[r + F_RX_PACKETS];
+        from = f64[r + F_LAST_READ];
+        if (tx < btx || rx < brx || tp < btp || rp < brp) {
+          // Below the baseline: the counters were reset (or the kernel reused the entry). Count from zero.
+          o.counterResets++;
+        } else {
+          dtx = tx - btx;
+          drx = rx - brx;
+          dtp = tp - btp;
+          drp = rp - brp;
+        }
+        f64[r + F_TX_BYTES] = tx;
+        f64[r + F_RX_BYTES] = rx;
+        f64[r + F_TX_PACKETS] = tp;
+        f64[r + F_RX_PACKETS] = rp;
+        f64[r + F_LAST_READ] = tEnd;
+        if (fl & FlowFlags.Closed) {
+          // DESTROY: the counters are final; the entry stays as a tombstone for a while.
+          u32[REC_U32 * e + U_STATE] = STATE_CLOSED;
+          u32[REC_U32 * e + U_GEN] = gen;
+        } else if (snapshot) {
+          u32[REC_U32 * e + U_GEN] = gen;
+        }
+        if (from > tEnd) from = tEnd;
+      }
+      if (dtx === 0 && drx === 0 && dtp === 0 && drp === 0) continue;
+      rows[k] = i;
+      dTxB[k] = dtx;
+      dRxB[k] = drx;
+      dTxP[k] = dtp;
+      dRxP[k] = drp;
+      start[k] = from;
+      k++;
+    }
+
+    if (snapshot) {
+      this.sweep(o, gen, n === 0 ? Number.POSITIVE_INFINITY : snapshotTime);
+      o.baselinePhase = false;
+      if (n > 0) o.lastSnapshotTime = snapshotTime;
+    }
+    if (k === 0) return null;
+    const out = batch.select(rows.subarray(0, k));
+    out.temporality = 'delta';
+    out.snapshot = false;
+    out.txBytes.set(dTxB.subarray(0, k));
+    out.rxBytes.set(dRxB.subarray(0, k));
+    out.txPackets.set(dTxP.subarray(0, k));
+    out.rxPackets.set(dRxP.subarray(0, k));
+    out.timeStart.set(start.subarray(0, k));
+    return out;
+  }
+
+  /**
+   * After a snapshot: live flows it did not list have ended without a DESTROY (their bytes since the
+   * last reading are lost), unless they were first seen after the dump was read; tombstones older than
+   * TOMBSTONE_SNAPSHOTS snapshots go.
+   */
+  private sweep(o: Origin, gen: number, snapshotTime: number): void {
+    const t = o.table;
+    const f64 = t.f64;
+    const u32 = t.u32;
+    // Downwards: remove() moves the last entry, already visited, into the hole.
+    for (let e = t.count - 1; e >= 0; e--) {
+      const g = u32[REC_U32 * e + U_GEN];
+      if (u32[REC_U32 * e + U_STATE] === STATE_LIVE) {
+        if (g !== gen && f64[REC_F64 * e + F_LAST_READ] <= snapshotTime) {
+          t.remove(e);
+          o.vanished++;
+        }
+      } else if ((gen - g) >>> 0 >= TOMBSTONE_SNAPSHOTS) {
+        t.remove(e);
+      }
+    }
+    t.shrinkToFit();
+  }
+
+  private checkpointDue(): boolean {
+    if (this.file === undefined) return false;
+    return (
+      this.config.checkpoint_interval === 0 ||
+      performance.now() - this.lastCheckpoint >= this.config.checkpoint_interval
+    );
+  }
+
+  /** Writes the state as it is now; writes run one at a time, in order. Never rejects. */
+  private checkpoint(): Promise<void> {
+    const file = this.file;
+    if (file === undefined) return Promise.resolve();
+    this.lastCheckpoint = performance.now();
+    const origins = [...this.origins.values()];
+    const data = encodeCheckpoint(origins);
+    const flows = origins.reduce((s, o) => s + o.table.count, 0);
+    const run = this.writing.then(async () => {
+      const t0 = performance.now();
+      try {
+        await writeCheckpoint(file, data);
+        this.settings.logger.debug(
+          { path: file, flows, bytes: data.length, ms: Math.round((performance.now() - t0) * 10) / 10 },
+          'state file written',
+        );
+        if (this.checkpointError !== undefined) {
+          this.checkpointError = undefined;
+          this.settings.logger.info({ path: file }, 'state file written again');
+        }
+      } catch (err) {
+        this.checkpointFailures++;
+        const message = `cannot write the state file ${file}: ${systemError(err)}`;
+        if (message !== this.checkpointError) {
+          this.settings.logger.warn(
+            { path: file, err: systemError(err) },
+            'cannot write the state file; deltas go on, but after a restart the counts since the last good write are reported again',
+          );
+          this.checkpointError = message;
+          this.reportError(message);
+        }
+      }
+    });
+    this.writing = run;
+    return run;
+  }
+
+  /**
+   * Reports recoverable_error once this batch has been handed on: the framework marks a processor
+   * healthy after each batch it returns, which would hide an error reported during `process`.
+   */
+  private reportError(message: string): void {
+    if (this.stopped) {
+      this.settings.status.recoverableError(new Error(message));
+      return;
+    }
+    if (this.statusReport) clearImmediate(this.statusReport);
+    this.statusReport = setImmediate(() => {
+      this.statusReport = undefined;
+      this.settings.status.recoverableError(new Error(message));
+    });
+  }
+
+  private async load(): Promise<void> {
+    const file = this.file;
+    if (file === undefined) return;
+    const t0 = performance.now();
+    const result = await loadCheckpoint(file);
+    const log = this.settings.logger;
+    switch (result.kind) {
+      case 'missing':
+        log.info({ path: file }, 'no state file yet: every origin starts with a baseline snapshot');
+        break;
+      case 'unreadable':
+        log.warn(
+          { path: file, err: result.reason },
+          'cannot read the state file: starting without it (the first snapshot of each origin is a baseline)',
+        );
+        this.settings.status.recoverableError(
+          new Error(`cannot read the state file ${file}: ${result.reason}`),
+        );
+        break;
+      case 'corrupt':
+        log.warn(
+          { path: file, problem: result.reason, moved_to: result.movedTo },
+          `state file ${file} is unusable (${result.reason}): ${
+            result.movedTo ? `moved to ${result.movedTo}` : 'could not move it aside'
+          }; starting without it`,
+        );
+        break;
+      case 'loaded':
+        for (const c of result.origins) {
+          this.origins.set(c.origin, { ...c, vanished: 0, counterResets: 0, preexistingClosed: 0 });
+        }
+        log.info(
+          {
+            path: file,
+            origins: result.origins.length,
+            flows: result.origins.reduce((s, o) => s + o.table.count, 0),
+            bytes: result.bytes,
+            ms: Math.round((performance.now() - t0) * 10) / 10,
+          },
+          'state restored',
+        );
+        break;
+    }
+  }
+}

@@ -1,0 +1,21 @@
+import { resolve } from 'node:path';
+import { defineProcessor } from '@netmon/core';
+import { checkStatePath } from './checkpoint.js';
+import { deltaProcessorConfig } from './config.js';
+import { DeltaProcessor } from './delta.js';
+
+export const deltaProcessorFactory = defineProcessor({
+  kind: 'processor',
+  type: 'delta',
+  stability: 'alpha',
+  description:
+    'Turns cumulative counters (conntrack dumps and events) into exact per-interval deltas: every byte once.',
+  signals: ['flows'],
+  config: deltaProcessorConfig,
+  async validate(config, { configDir }) {
+    if (config.state_file === undefined) return [];
+    const problem = await checkStatePath(resolve(configDir, config.state_file));
+    return problem === null ? [] : [{ key: 'state_file', message: problem }];
+  },
+  create: (settings, config) => new DeltaProcessor(settings, config),
+});
