@@ -101,6 +101,8 @@ class Conntrack : public Napi::ObjectWrap<Conntrack> {
 
   NetlinkSocket* socket() { return sock_.get(); }
   std::atomic<bool> busy{false};
+  // Rows of the last dump plus an eighth: reserving it up front spares ~20 column reallocations per dump.
+  size_t sizeHint = 0;
 
  private:
   Napi::Value Dump(const Napi::CallbackInfo& info);
@@ -122,19 +124,22 @@ class DumpWorker : public Napi::AsyncWorker {
         deferred_(Napi::Promise::Deferred::New(env)),
         owner_(owner),
         family_(family),
-        filter_(filter) {
+        filter_(filter),
+        hint_(owner->sizeHint) {
     self_ = Napi::Persistent(self);  // keeps the socket alive while the pool thread reads it
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     auto t0 = std::chrono::steady_clock::now();
+    cols_.Reserve(hint_);
     std::string err = DumpTable(owner_->socket(), family_, filter_, &cols_, &stats_);
     durationMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (!err.empty()) SetError(err);
   }
   void OnOK() override {
     owner_->busy = false;
+    owner_->sizeHint = cols_.length + cols_.length / 8;
     Napi::Env env = Env();
     Napi::Object o = ColumnsToJs(env, cols_);
     o.Set("messages", Napi::Number::New(env, static_cast<double>(stats_.messages)));
@@ -154,6 +159,7 @@ class DumpWorker : public Napi::AsyncWorker {
   Conntrack* owner_;
   uint8_t family_;
   ProtocolFilter filter_;
+  size_t hint_;
   Columns cols_;
   ParseStats stats_;
   double durationMs_ = 0;

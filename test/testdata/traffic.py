@@ -43,6 +43,14 @@ def get(url, count="1", rate="0"):
     total = 0
     for _ in range(int(count)):
         conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
+        if int(rate) > 0:
+            # A small receive window, so the kernel moves the body at the pace we read it (otherwise
+            # socket buffers would swallow megabytes at once and the flow would not span intervals).
+            family = socket.AF_INET6 if ":" in u.hostname else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.connect((u.hostname, u.port or 80))
+            conn.sock = sock
         conn.request("GET", u.path)
         resp = conn.getresponse()
         if int(rate) > 0:

@@ -213,7 +213,8 @@ export class ConntrackReceiver implements Receiver {
           'netmon keeps reading and counts connections as soon as tracking starts',
       );
     }
-    if (result.length === 0 && reason !== 'final') return;
+    // Handed on even when empty: an empty snapshot still says "nothing else is alive", which ends the
+    // delta processor's baseline phase (flows appearing later are then new, not pre-existing).
     this.hand(result, true);
   }
 

@@ -1,0 +1,218 @@
+// Exact byte accounting end to end: the real agent (bin/netmon) runs conntrack → delta → file exporter
+// on a test network namespace, and the sum of the flow records it writes must equal the kernel's own
+// counters (`conntrack -L`) for every connection, per direction. Root only.
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { decodeFlowRecord } from '@netmon/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentProcess } from '../harness/agent.js';
+import { type CtEntry, NetnsPair, privileged, waitForOutput } from '../harness/netns.js';
+
+const TRAFFIC = path.resolve(import.meta.dirname, '../testdata/traffic.py');
+const BLOB = 1_000_000;
+const LONG_BLOB = 1_500_000;
+
+interface Totals {
+  tx: number;
+  rx: number;
+  txp: number;
+  rxp: number;
+  records: number;
+}
+
+describe.runIf(privileged())('exact byte accounting: conntrack → delta → file', () => {
+  let net: NetnsPair;
+  let dir: string;
+  let server: ChildProcess;
+  let run = 0;
+
+  beforeAll(async () => {
+    net = await NetnsPair.create('ac');
+    dir = mkdtempSync(path.join(tmpdir(), 'netmon-acct-'));
+    writeFileSync(path.join(dir, 'blob.bin'), Buffer.alloc(BLOB, 1));
+    writeFileSync(path.join(dir, 'long.bin'), Buffer.alloc(LONG_BLOB, 2));
+    server = net.spawn(net.a, 'python3', [TRAFFIC, 'serve-http', dir, '::', '8080']);
+    await waitForOutput(server, /listening/);
+    const udp = net.spawn(net.a, 'python3', [TRAFFIC, 'udp-echo', '::', '5353']);
+    await waitForOutput(udp, /listening/);
+  });
+
+  afterAll(async () => {
+    await net?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const py = (...args: string[]) => net.exec(net.b, 'python3', [TRAFFIC, ...args]);
+
+  /** Starts the agent on the client namespace; resolves once its first read is done. */
+  async function startAgent(opts: { interval: string; extra?: string; state?: string; output?: string }) {
+    const output = opts.output ?? path.join(dir, `flows-${++run}.jsonl`);
+    const config = path.join(dir, `agent-${run}.yaml`);
+    writeFileSync(
+      config,
+      `receivers:
+  conntrack:
+    netns: ${net.path(net.b)}
+    read_interval: ${opts.interval}
+${opts.extra ?? ''}
+processors:
+  delta:
+${opts.state ? `    state_file: ${opts.state}` : '    {}'}
+exporters:
+  file:
+    path: ${output}
+service:
+  pipelines:
+    flows: { receivers: [conntrack], processors: [delta], exporters: [file] }
+`.replace('  delta:\n    {}', '  delta: {}'),
+    );
+    const agent = new AgentProcess(['run', '--config', config, '--log-level', 'debug']);
+    await agent.waitForLog((l) => l.msg === 'conntrack read');
+    return { agent, output };
+  }
+
+  async function stop(agent: AgentProcess): Promise<void> {
+    agent.signal('SIGTERM');
+    expect(await agent.exit()).toBe(0);
+  }
+
+  /** Sum of every record per connection (proto src:sport > dst:dport). */
+  function totals(...files: string[]): Map<string, Totals> {
+    const out = new Map<string, Totals>();
+    for (const file of files) {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        if (!line) continue;
+        const r = decodeFlowRecord(line);
+        if (!r.ok) throw new Error(`${file}: ${r.error}`);
+        const f = r.flow;
+        const k = `${f.protocol} ${f.srcIp}:${f.srcPort} > ${f.dstIp}:${f.dstPort}`;
+        const t = out.get(k) ?? { tx: 0, rx: 0, txp: 0, rxp: 0, records: 0 };
+        t.tx += f.txBytes ?? 0;
+        t.rx += f.rxBytes ?? 0;
+        t.txp += f.txPackets ?? 0;
+        t.rxp += f.rxPackets ?? 0;
+        t.records++;
+        out.set(k, t);
+      }
+    }
+    return out;
+  }
+
+  const keyOf = (e: CtEntry) => {
+    // Flow records print IPv4-mapped only for family 6; conntrack -L prints plain addresses.
+    return `${e.protocol} ${e.src}:${e.sport} > ${e.dst}:${e.dport}`;
+  };
+
+  function expectExact(got: Map<string, Totals>, oracle: CtEntry[]): void {
+    for (const e of oracle) {
+      const t = got.get(keyOf(e));
+      expect(t, `no records for ${keyOf(e)}; have ${[...got.keys()].slice(0, 20).join(', ')}`).toBeDefined();
+      expect({ tx: t!.tx, rx: t!.rx, txp: t!.txp, rxp: t!.rxp }, keyOf(e)).toEqual({
+        tx: e.txBytes,
+        rx: e.rxBytes,
+        txp: e.txPackets,
+        rxp: e.rxPackets,
+      });
+    }
+  }
+
+  const since = async (family: 'ipv4' | 'ipv6', pred: (e: CtEntry) => boolean) =>
+    (await net.conntrack(net.b, family)).filter(pred);
+
+  it('a 1,000,000-byte HTTP transfer adds up to exactly what `conntrack -L` shows, per direction', async () => {
+    await net.exec(net.b, 'conntrack', ['-F']);
+    const { agent, output } = await startAgent({ interval: '500ms' });
+    expect(await py('get', `http://${net.ipA}:8080/blob.bin`)).toBe(`${BLOB}\n`);
+    await new Promise((r) => setTimeout(r, 1200));
+    await stop(agent);
+    const oracle = await since('ipv4', (e) => e.protocol === 6 && e.dport === 8080);
+    expect(oracle).toHaveLength(1);
+    expect(oracle[0].rxBytes).toBeGreaterThan(BLOB);
+    expectExact(totals(output), oracle);
+  });
+
+  it('200 short connections that open and close between two reads are all counted, bytes exact', async () => {
+    await net.exec(net.b, 'conntrack', ['-F']);
+    // One read at start, none until shutdown: everything below happens between two reads.
+    const { agent, output } = await startAgent({ interval: '1h' });
+    expect(await py('get', `http://${net.ipA}:8080/blob.bin`, '200')).toBe(`${200 * BLOB}\n`);
+    const oracle = await since('ipv4', (e) => e.protocol === 6 && e.dport === 8080);
+    expect(oracle).toHaveLength(200);
+    // Close them for conntrack too (they sit in TIME_WAIT otherwise): only DESTROY events report them.
+    await net.exec(net.b, 'conntrack', ['-D', '-p', 'tcp', '--dport', '8080']);
+    expect(await since('ipv4', (e) => e.protocol === 6 && e.dport === 8080)).toHaveLength(0);
+    await new Promise((r) => setTimeout(r, 600));
+    await stop(agent);
+    const got = totals(output);
+    expectExact(got, oracle);
+    expect([...got.values()].filter((t) => t.records !== 1)).toEqual([]);
+  });
+
+  it('IPv6, UDP, ICMP and ICMPv6 flows, and one that lives across many intervals: sums equal the final counters', async () => {
+    await net.exec(net.b, 'conntrack', ['-F']);
+    const { agent, output } = await startAgent({ interval: '300ms' });
+    // ~3 s at 500 kB/s over IPv6: about ten reads see it grow.
+    const long = py('get', `http://[${net.ip6A}]:8080/long.bin`, '1', '500000');
+    await py('udp-send', net.ipA, '5353', '20', '300');
+    await py('udp-send', net.ip6A, '5353', '7', '1000');
+    await py('icmp-echo', net.ipA, '4');
+    await py('icmp-echo', net.ip6A, '3');
+    expect(await long).toBe(`${LONG_BLOB}\n`);
+    await new Promise((r) => setTimeout(r, 700));
+    await stop(agent);
+    const oracle = [...(await since('ipv4', () => true)), ...(await since('ipv6', () => true))];
+    expect(new Set(oracle.map((e) => e.protocol))).toEqual(new Set([6, 17, 1, 58]));
+    const got = totals(output);
+    expectExact(got, oracle);
+    const longFlow = oracle.find((e) => e.protocol === 6)!;
+    expect(got.get(keyOf(longFlow))!.records).toBeGreaterThanOrEqual(5);
+  });
+
+  it('a restart with state_file in the middle of a long transfer neither loses nor double-counts', async () => {
+    await net.exec(net.b, 'conntrack', ['-F']);
+    const state = path.join(dir, 'restart', 'delta.state');
+    const first = await startAgent({ interval: '300ms', state });
+    const long = py('get', `http://${net.ipA}:8080/long.bin`, '1', '500000');
+    await new Promise((r) => setTimeout(r, 1200));
+    await stop(first.agent);
+    // Bytes keep flowing while no agent runs; the second one must count them, and only them.
+    await new Promise((r) => setTimeout(r, 500));
+    const second = await startAgent({ interval: '300ms', state });
+    expect(await long).toBe(`${LONG_BLOB}\n`);
+    await new Promise((r) => setTimeout(r, 700));
+    await stop(second.agent);
+    const oracle = await since('ipv4', (e) => e.protocol === 6 && e.dport === 8080);
+    expect(oracle).toHaveLength(1);
+    const a = totals(first.output).get(keyOf(oracle[0]));
+    const b = totals(second.output).get(keyOf(oracle[0]));
+    expect(a!.rx).toBeGreaterThan(0);
+    expect(b!.rx).toBeGreaterThan(0);
+    expectExact(totals(first.output, second.output), oracle);
+  });
+
+  it('an overflowing event socket is answered by a resync: the loss is logged and nothing counts twice', async () => {
+    await net.exec(net.b, 'conntrack', ['-F']);
+    const { agent, output } = await startAgent({ interval: '1h', extra: '    event_buffer_size: 4096' });
+    const long = py('get', `http://${net.ipA}:8080/long.bin`, '1', '500000');
+    await new Promise((r) => setTimeout(r, 500));
+    const burst = path.join(dir, 'burst.txt');
+    const lines: string[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      lines.push(
+        `-I -t 600 -s 10.201.${i >> 8}.${i & 255} -d 10.200.0.1 -p udp --sport ${1024 + i} --dport 53`,
+      );
+    }
+    writeFileSync(burst, `${lines.join('\n')}\n`);
+    await net.exec(net.b, 'conntrack', ['-R', burst]);
+    const lost = await agent.waitForLog((l) => String(l.msg).startsWith('conntrack events were lost'));
+    expect(Number(lost.overflows)).toBeGreaterThan(0);
+    expect(await long).toBe(`${LONG_BLOB}\n`);
+    await new Promise((r) => setTimeout(r, 300));
+    await stop(agent);
+    const oracle = await since('ipv4', (e) => e.protocol === 6 && e.dport === 8080);
+    expectExact(totals(output), oracle);
+    await net.exec(net.b, 'conntrack', ['-F']);
+  });
+});
