@@ -49,7 +49,11 @@ describe('netmon CLI', () => {
   });
 
   it('validate: exit 0 for the shipped configs', async () => {
-    for (const config of ['configs/default.yaml', 'configs/examples/replay.yaml', 'configs/examples/plugin.yaml']) {
+    for (const config of [
+      'configs/default.yaml',
+      'configs/examples/replay.yaml',
+      'configs/examples/plugin.yaml',
+    ]) {
       const r = await runCli(['validate', '-c', config]);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
