@@ -66,11 +66,13 @@ try {
         rxPackets: r.rxPackets,
         flags: r.flags,
         timeStart: r.startMs,
-        timeEnd: new Float64Array(n).fill(Date.now()),
+        timeEnd: r.seenMs,
       },
       'cumulative',
     );
-    batch.ensureColumn('conntrack.id', 'number').values = r.id;
+    batch.adoptNumberColumn('conntrack.id', r.id);
+    batch.adoptNumberColumn('conntrack.zone', r.zone);
+    batch.adoptNumberColumn('conntrack.mark', r.mark);
     const ours = performance.now() - t;
     if (batch.length !== ENTRIES) throw new Error(`dumped ${batch.length} entries, expected ${ENTRIES}`);
     best.ours = Math.min(best.ours, ours);

@@ -55,6 +55,7 @@ Napi::Object ColumnsToJs(Napi::Env env, Columns& c) {
   o.Set("status", Adopt(env, c.status, napi_uint32_array));
   o.Set("timeout", Adopt(env, c.timeout, napi_uint32_array));
   o.Set("startMs", Adopt(env, c.startMs, napi_float64_array));
+  o.Set("seenMs", Adopt(env, c.seenMs, napi_float64_array));
   o.Set("flags", Adopt(env, c.flags, napi_uint32_array));
   o.Set("event", Adopt(env, c.event, napi_uint8_array));
   c.length = 0;
@@ -326,7 +327,9 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
             if (event == 0) continue;
             if (batch->cols.length == 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
             received_++;
+            size_t before = batch->cols.length;
             ParseConntrackMessage(h, event, filter_, &batch->cols, &stats_);
+            if (batch->cols.length > before) batch->cols.seenMs.back() = NowMs();
           }
           if (remaining > 0) stats_.malformed++;  // a trailing partial message
           if (batch->cols.length >= batchSize_) break;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "netns.h"
@@ -36,6 +37,7 @@ void Columns::Reserve(size_t n) {
   status.reserve(n);
   timeout.reserve(n);
   startMs.reserve(n);
+  seenMs.reserve(n);
   flags.reserve(n);
   event.reserve(n);
 }
@@ -284,6 +286,7 @@ void ParseConntrackMessage(const nlmsghdr* nlh, uint8_t event, const ProtocolFil
   out->status.push_back(status);
   out->timeout.push_back(timeout);
   out->startMs.push_back(startMs);
+  out->seenMs.push_back(0);  // set by the caller once the read is complete
   // DNAT: the reply comes from someone other than the dialled destination. ICMP replies change the
   // type (echo → echo reply), so only the address counts there.
   bool dnat = memcmp(orig.dst, reply.src, 16) != 0 || (!orig.isIcmp && orig.dport != reply.sport);
@@ -293,6 +296,12 @@ void ParseConntrackMessage(const nlmsghdr* nlh, uint8_t event, const ProtocolFil
   out->flags.push_back(flags);
   out->event.push_back(event);
   out->length++;
+}
+
+double NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) * 1000.0 + static_cast<double>(ts.tv_nsec / 1000000);
 }
 
 NetlinkSocket::~NetlinkSocket() {
@@ -350,7 +359,11 @@ std::string DumpTable(NetlinkSocket* sock, uint8_t family, const ProtocolFilter&
     for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, remaining);
          h = mnl_nlmsg_next(h, &remaining)) {
       if (h->nlmsg_seq != seq || h->nlmsg_pid != sock->portid) continue;  // not ours
-      if (h->nlmsg_type == NLMSG_DONE) return "";
+      if (h->nlmsg_type == NLMSG_DONE) {
+        double now = NowMs();
+        std::fill(out->seenMs.begin(), out->seenMs.end(), now);
+        return "";
+      }
       if (h->nlmsg_type == NLMSG_ERROR) {
         auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h));
         if (e->error == 0) continue;

@@ -35,6 +35,7 @@ struct Columns {
   std::vector<double> id, zone, mark;                          // float64: they become number attributes
   std::vector<uint32_t> status, timeout;                       // IPS_* bits; seconds left
   std::vector<double> startMs;                                 // CTA_TIMESTAMP_START in ms, 0 when off
+  std::vector<double> seenMs;  // wall clock (ms) when read: the end of a dump, the arrival of an event
   std::vector<uint32_t> flags;                                 // kFlag*
   std::vector<uint8_t> event;                                  // kEvent*
 
@@ -57,6 +58,9 @@ struct ProtocolFilter {
 // Parses one ctnetlink conntrack message into a new row (or counts it as malformed / filtered).
 void ParseConntrackMessage(const nlmsghdr* nlh, uint8_t event, const ProtocolFilter& filter, Columns* out,
                            ParseStats* stats);
+
+// Wall-clock time in ms since the epoch.
+double NowMs();
 
 // A ctnetlink socket opened in a network namespace (empty path: the process's own).
 // groups: 0 for a dump socket, else NFNLGRP_* bits for events.

@@ -36,6 +36,8 @@ export interface ConntrackColumns {
   timeout: Uint32Array;
   /** Flow start (ms since the epoch) when net.netfilter.nf_conntrack_timestamp is on, else 0. */
   startMs: Float64Array;
+  /** When the row was read (ms since the epoch): the end of its dump, or its event's arrival. */
+  seenMs: Float64Array;
   /** FlowFlags bits: Dnat, and Opened / Closed on NEW / DESTROY events. */
   flags: Uint32Array;
   /** 0 dump row, 1 NEW, 2 DESTROY. */

@@ -120,6 +120,20 @@ describe('FlowBatch.wrap', () => {
     expect(() => FlowBatch.wrap({ ...filled, length: 3 }, 'delta')).toThrow(/family has 2 values, not 3/);
     expect(FlowBatch.wrap(new FlowBatch(0), 'delta').length).toBe(0);
   });
+
+  it('adopts a filled number column as an attribute, NaN meaning absent', () => {
+    const b = FlowBatch.from([
+      { timeStart: 1, timeEnd: 2, protocol: 6, srcIp: '10.0.0.1', dstIp: '10.0.0.2' },
+      { timeStart: 1, timeEnd: 2, protocol: 6, srcIp: '10.0.0.3', dstIp: '10.0.0.4' },
+    ]);
+    const ids = new Float64Array([42, Number.NaN]);
+    expect(b.adoptNumberColumn('conntrack.id', ids).values).toBe(ids);
+    expect(b.row(0).get('conntrack.id')).toBe(42);
+    expect(b.row(1).attributes).toEqual({});
+    expect(() => b.adoptNumberColumn('conntrack.id', ids)).toThrow(/already exists/);
+    expect(() => b.adoptNumberColumn('short', new Float64Array(1))).toThrow(/capacity is 2/);
+    expect(() => b.seal().adoptNumberColumn('x', ids)).toThrow(/read-only/);
+  });
 });
 
 describe('DNAT backend', () => {

@@ -379,6 +379,24 @@ export class FlowBatch {
     return col;
   }
 
+  /**
+   * Adopts `values` (NaN = absent, at least `capacity` long) as the number column `key`, without a copy:
+   * how the native addon's columns (conntrack id, zone, mark) become attributes.
+   */
+  adoptNumberColumn(key: string, values: Float64Array): NumberColumn {
+    this.assertWritable();
+    if (values.length < this.capacity) {
+      throw new RangeError(
+        `adoptNumberColumn: ${key} has ${values.length} values, capacity is ${this.capacity}`,
+      );
+    }
+    if (this.attrs.has(key)) throw new Error(`attribute "${key}" already exists`);
+    const col = new NumberColumn(0, this);
+    col.values = values;
+    this.attrs.set(key, col);
+    return col;
+  }
+
   getAttribute(i: number, key: string): AttributeValue | undefined {
     return this.attrs.get(key)?.get(i);
   }

@@ -252,7 +252,6 @@ export class ConntrackReceiver implements Receiver {
   /** Wraps the addon's columns (no copy) into a FlowBatch and passes it on. */
   private hand(cols: ConntrackColumns, snapshot: boolean): void {
     const n = cols.length;
-    const now = Date.now();
     const batch = FlowBatch.wrap(
       {
         length: n,
@@ -270,16 +269,16 @@ export class ConntrackReceiver implements Receiver {
         rxPackets: cols.rxPackets,
         flags: cols.flags,
         timeStart: cols.startMs,
-        timeEnd: new Float64Array(n).fill(now),
+        timeEnd: cols.seenMs,
       },
       'cumulative',
     );
     batch.snapshot = snapshot;
     batch.origin = this.settings.id;
     if (n > 0) {
-      batch.ensureColumn('conntrack.id', 'number').values = cols.id;
-      batch.ensureColumn('conntrack.zone', 'number').values = cols.zone;
-      batch.ensureColumn('conntrack.mark', 'number').values = cols.mark;
+      batch.adoptNumberColumn('conntrack.id', cols.id);
+      batch.adoptNumberColumn('conntrack.zone', cols.zone);
+      batch.adoptNumberColumn('conntrack.mark', cols.mark);
     }
     this.next.consume(batch);
   }
