@@ -892,6 +892,24 @@ describe('delta processor state file', () => {
     await p.shutdown();
   });
 
+  it('warns when two running instances share a state file (one processor listed in two pipelines)', async () => {
+    const logs: LogLine[] = [];
+    const a = processor(config, dir);
+    const b = processor(config, dir, { logs });
+    await a.start();
+    await b.start();
+    expect(logs.find((l) => l.level === 40)?.msg).toMatch(
+      /another delta processor .* uses the same state_file/,
+    );
+    await a.shutdown();
+    await b.shutdown();
+    const quiet: LogLine[] = [];
+    const c = processor(config, dir, { logs: quiet });
+    await c.start();
+    expect(quiet.filter((l) => l.level >= 40)).toEqual([]);
+    await c.shutdown();
+  });
+
   it('creates missing directories', async () => {
     const p = processor({ state_file: 'a/b/c/delta.state' }, dir);
     await p.start();

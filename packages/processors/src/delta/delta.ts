@@ -13,6 +13,7 @@ import {
 } from './checkpoint.js';
 import type { DeltaProcessorConfig } from './config.js';
 import {
+  addressWords,
   F_LAST_READ,
   F_RX_BYTES,
   F_RX_PACKETS,
@@ -21,6 +22,7 @@ import {
   FlowTable,
   FP,
   fingerprint,
+  fingerprintWords,
   REC_F64,
   REC_U32,
   STATE_CLOSED,
@@ -35,6 +37,9 @@ export const ZONE_ATTRIBUTE = 'conntrack.zone';
 
 /** A closed flow's tombstone is kept until this many later snapshots have been processed. */
 const TOMBSTONE_SNAPSHOTS = 2;
+
+/** State files of the delta processors running in this process, with how many use each. */
+const stateFilesInUse = new Map<string, number>();
 
 type Meter = ComponentSettings['meter'];
 type BatchCallback = Parameters<Meter['addBatchObservableCallback']>[0];
@@ -132,6 +137,17 @@ export class DeltaProcessor implements Processor {
 
   /** Loads the state file, if one is configured and present. Never fails: a bad file is set aside. */
   start(): Promise<void> {
+    if (this.loaded === undefined && this.file !== undefined) {
+      const users = stateFilesInUse.get(this.file) ?? 0;
+      stateFilesInUse.set(this.file, users + 1);
+      if (users > 0) {
+        // A processor listed in two pipelines is two instances: they would overwrite each other's state.
+        this.settings.logger.warn(
+          { path: this.file },
+          'another delta processor in this agent uses the same state_file: after a restart one of them loses its state. Give each pipeline its own delta/<name> with its own state_file',
+        );
+      }
+    }
     this.loaded ??= this.load();
     return this.loaded;
   }
@@ -146,6 +162,9 @@ export class DeltaProcessor implements Processor {
     if (this.loaded !== undefined && this.file !== undefined) {
       await this.loaded;
       await this.checkpoint();
+      const users = (stateFilesInUse.get(this.file) ?? 1) - 1;
+      if (users > 0) stateFilesInUse.set(this.file, users);
+      else stateFilesInUse.delete(this.file);
     }
     await this.writing;
   }
@@ -222,14 +241,14 @@ export class DeltaProcessor implements Processor {
     const { txBytes, rxBytes, txPackets, rxPackets } = batch;
     const ids = numberValues(batch, ID_ATTRIBUTE);
     const zones = numberValues(batch, ZONE_ATTRIBUTE);
+    const src32 = addressWords(srcAddr);
+    const dst32 = addressWords(dstAddr);
 
-    // Rows to emit and their deltas. Allocated per batch (not per row), sized for the worst case.
-    const rows = new Uint32Array(n);
-    const dTxB = new Float64Array(n);
-    const dRxB = new Float64Array(n);
-    const dTxP = new Float64Array(n);
-    const dRxP = new Float64Array(n);
-    const start = new Float64Array(n);
+    // Rows to emit, and per row its four deltas and start time (stride 5). Allocated per batch, not per
+    // row, small at first: most rows of a dump of a large table did not change.
+    let cap = Math.min(n, 1024);
+    let rows = new Uint32Array(cap);
+    let d = new Float64Array(5 * cap);
     let k = 0;
     let snapshotTime = 0;
     let f64 = table.f64;
@@ -239,17 +258,13 @@ export class DeltaProcessor implements Processor {
       const fl = flags[i];
       const tEnd = timeEnd[i];
       if (tEnd > snapshotTime) snapshotTime = tEnd;
-      fingerprint(
-        srcAddr,
-        dstAddr,
-        i,
-        srcPort[i],
-        dstPort[i],
-        family[i],
-        protocol[i],
-        zones === null ? 0 : zones[i] & 0xffff,
-        ids === null ? 0 : ids[i] >>> 0,
-      );
+      const zone = zones === null ? 0 : zones[i] & 0xffff;
+      const id = ids === null ? 0 : ids[i] >>> 0;
+      if (src32 !== null && dst32 !== null) {
+        fingerprintWords(src32, dst32, i, srcPort[i], dstPort[i], family[i], protocol[i], zone, id);
+      } else {
+        fingerprint(srcAddr, dstAddr, i, srcPort[i], dstPort[i], family[i], protocol[i], zone, id);
+      }
       const lo = FP[0];
       const hi = FP[1];
       let e = table.find(lo, hi);
@@ -338,12 +353,22 @@ export class DeltaProcessor implements Processor {
         if (from > tEnd) from = tEnd;
       }
       if (dtx === 0 && drx === 0 && dtp === 0 && drp === 0) continue;
+      if (k === cap) {
+        cap = Math.min(n, 2 * cap);
+        const r2 = new Uint32Array(cap);
+        r2.set(rows);
+        rows = r2;
+        const d2 = new Float64Array(5 * cap);
+        d2.set(d);
+        d = d2;
+      }
       rows[k] = i;
-      dTxB[k] = dtx;
-      dRxB[k] = drx;
-      dTxP[k] = dtp;
-      dRxP[k] = drp;
-      start[k] = from;
+      const at = 5 * k;
+      d[at] = dtx;
+      d[at + 1] = drx;
+      d[at + 2] = dtp;
+      d[at + 3] = drp;
+      d[at + 4] = from;
       k++;
     }
 
@@ -356,11 +381,14 @@ export class DeltaProcessor implements Processor {
     const out = batch.select(rows.subarray(0, k));
     out.temporality = 'delta';
     out.snapshot = false;
-    out.txBytes.set(dTxB.subarray(0, k));
-    out.rxBytes.set(dRxB.subarray(0, k));
-    out.txPackets.set(dTxP.subarray(0, k));
-    out.rxPackets.set(dRxP.subarray(0, k));
-    out.timeStart.set(start.subarray(0, k));
+    for (let j = 0; j < k; j++) {
+      const at = 5 * j;
+      out.txBytes[j] = d[at];
+      out.rxBytes[j] = d[at + 1];
+      out.txPackets[j] = d[at + 2];
+      out.rxPackets[j] = d[at + 3];
+      out.timeStart[j] = d[at + 4];
+    }
     return out;
   }
 

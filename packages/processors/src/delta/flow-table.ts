@@ -43,11 +43,16 @@ const MAX_LOAD = 0.75;
  */
 export const FP = new Uint32Array(2);
 
+const SEED1 = 0x9747b28c;
+const SEED2 = 0x165667b1;
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /**
  * A 64-bit fingerprint of a flow key, written to FP: two 32-bit hashes of different construction
  * (MurmurHash3's and xxHash32's round and finaliser) over the same 11 words, read straight from the
- * batch's address columns without building a key. Words are assembled byte by byte, so the result does not
- * depend on the machine's byte order or on the arrays' alignment, and a checkpoint stays valid.
+ * batch's address columns without building a key. Address words are little-endian (assembled byte by
+ * byte, or read through `addressWords` on a little-endian machine: the same values), so fingerprints do
+ * not depend on the arrays' alignment and a checkpoint stays valid.
  *
  * Key: family, protocol, source address and port, destination address and port, zone, conntrack id.
  * The origin is not hashed: each origin has its own table.
@@ -63,8 +68,8 @@ export function fingerprint(
   zone: number,
   id: number,
 ): void {
-  let h1 = 0x9747b28c;
-  let h2 = 0x165667b1;
+  let h1 = SEED1;
+  let h2 = SEED2;
   const o = 16 * row;
   for (let w = 0; w < 8; w++) {
     const a = w < 4 ? src : dst;
@@ -73,6 +78,68 @@ export function fingerprint(
     h1 = mmix(h1, k);
     h2 = xmix(h2, k);
   }
+  finish(h1, h2, srcPort, dstPort, family, protocol, zone, id);
+}
+
+/**
+ * The address column as 32-bit words (4 per row), when reading it so gives the same words as
+ * `fingerprint` assembles (a little-endian machine, 4-byte aligned data); else null.
+ */
+export function addressWords(a: Uint8Array): Uint32Array | null {
+  if (!LITTLE_ENDIAN || a.byteOffset % 4 !== 0) return null;
+  return new Uint32Array(a.buffer, a.byteOffset, a.length >>> 2);
+}
+
+/** `fingerprint` over address words from `addressWords`: the same result, faster. */
+export function fingerprintWords(
+  src: Uint32Array,
+  dst: Uint32Array,
+  row: number,
+  srcPort: number,
+  dstPort: number,
+  family: number,
+  protocol: number,
+  zone: number,
+  id: number,
+): void {
+  const o = 4 * row;
+  let k = src[o];
+  let h1 = mmix(SEED1, k);
+  let h2 = xmix(SEED2, k);
+  k = src[o + 1];
+  h1 = mmix(h1, k);
+  h2 = xmix(h2, k);
+  k = src[o + 2];
+  h1 = mmix(h1, k);
+  h2 = xmix(h2, k);
+  k = src[o + 3];
+  h1 = mmix(h1, k);
+  h2 = xmix(h2, k);
+  k = dst[o];
+  h1 = mmix(h1, k);
+  h2 = xmix(h2, k);
+  k = dst[o + 1];
+  h1 = mmix(h1, k);
+  h2 = xmix(h2, k);
+  k = dst[o + 2];
+  h1 = mmix(h1, k);
+  h2 = xmix(h2, k);
+  k = dst[o + 3];
+  h1 = mmix(h1, k);
+  h2 = xmix(h2, k);
+  finish(h1, h2, srcPort, dstPort, family, protocol, zone, id);
+}
+
+function finish(
+  h1: number,
+  h2: number,
+  srcPort: number,
+  dstPort: number,
+  family: number,
+  protocol: number,
+  zone: number,
+  id: number,
+): void {
   let k = (srcPort & 0xffff) | ((dstPort & 0xffff) << 16);
   h1 = mmix(h1, k);
   h2 = xmix(h2, k);
@@ -205,10 +272,10 @@ export class FlowTable {
     this.count = last;
   }
 
-  /** Gives back memory after many deletions (a sweep that removed most flows). */
+  /** Gives back memory after many deletions: when less than half is used, to 1.25× what is. */
   shrinkToFit(): void {
-    if (this.capacity > MIN_RECORDS && this.count * 4 < this.capacity) {
-      this.resize(Math.max(MIN_RECORDS, this.count * 2));
+    if (this.capacity > MIN_RECORDS && this.count * 2 < this.capacity) {
+      this.resize(Math.max(MIN_RECORDS, Math.ceil(this.count * 1.25)));
     }
   }
 
