@@ -182,13 +182,14 @@ export async function loadCheckpoint(file: string): Promise<LoadResult> {
   try {
     return { kind: 'loaded', origins: decodeCheckpoint(buf), bytes: buf.length };
   } catch (err) {
-    if (!(err instanceof CheckpointFormatError)) throw err;
+    // Whatever went wrong, a file that cannot be decoded is not trusted (and never crashes the agent).
+    const reason = err instanceof Error ? err.message : String(err);
     const movedTo = `${file}.corrupt`;
     try {
       await rename(file, movedTo);
-      return { kind: 'corrupt', reason: err.message, movedTo };
+      return { kind: 'corrupt', reason, movedTo };
     } catch {
-      return { kind: 'corrupt', reason: err.message };
+      return { kind: 'corrupt', reason };
     }
   }
 }

@@ -75,6 +75,8 @@ export class DeltaProcessor implements Processor {
   private readonly origins = new Map<string, Origin>();
   private readonly file: string | undefined;
   private loaded?: Promise<void>;
+  /** The state file has been read (or there is none). */
+  private ready = false;
   private stopped = false;
   private loggedDeltaInput = false;
   private writing: Promise<void> = Promise.resolve();
@@ -181,8 +183,8 @@ export class DeltaProcessor implements Processor {
       }
       return batch;
     }
-    if (this.file !== undefined && this.loaded === undefined) {
-      // Used without start (a test, a tool): load first, as start would have.
+    if (this.file !== undefined && !this.ready) {
+      // Not started (a test, a tool) or still loading: the restored state comes first.
       return this.start().then(() => this.process(batch));
     }
     let origin = this.origins.get(batch.origin);
@@ -478,6 +480,14 @@ export class DeltaProcessor implements Processor {
   }
 
   private async load(): Promise<void> {
+    try {
+      await this.restore();
+    } finally {
+      this.ready = true;
+    }
+  }
+
+  private async restore(): Promise<void> {
     const file = this.file;
     if (file === undefined) return;
     const t0 = performance.now();
