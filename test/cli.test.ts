@@ -1,4 +1,5 @@
 import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, runCli, withTmpDir } from './harness/agent.js';
@@ -54,7 +55,8 @@ describe('netmon CLI', () => {
       'configs/examples/replay.yaml',
       'configs/examples/plugin.yaml',
     ]) {
-      const r = await runCli(['validate', '-c', config]);
+      // default.yaml keeps the delta state under /var/lib/netmon unless told otherwise (not writable for all).
+      const r = await runCli(['validate', '-c', config], { env: { NETMON_STATE_DIR: os.tmpdir() } });
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^configuration is valid: \d+ pipelines? \(/);

@@ -481,11 +481,16 @@ export class FlowBatch {
         const i = rows[j];
         out.family[j] = this.family[i];
         out.protocol[j] = this.protocol[i];
-        out.srcAddr.set(this.srcAddr.subarray(16 * i, 16 * i + 16), 16 * j);
-        out.dstAddr.set(this.dstAddr.subarray(16 * i, 16 * i + 16), 16 * j);
+        // Byte loops, not subarray().set(): no view object per row on this hot path (filters, delta).
+        const a = 16 * i;
+        const o = 16 * j;
+        for (let b = 0; b < 16; b++) {
+          out.srcAddr[o + b] = this.srcAddr[a + b];
+          out.dstAddr[o + b] = this.dstAddr[a + b];
+          out.backendAddr[o + b] = this.backendAddr[a + b];
+        }
         out.srcPort[j] = this.srcPort[i];
         out.dstPort[j] = this.dstPort[i];
-        out.backendAddr.set(this.backendAddr.subarray(16 * i, 16 * i + 16), 16 * j);
         out.backendPort[j] = this.backendPort[i];
         out.txBytes[j] = this.txBytes[i];
         out.rxBytes[j] = this.rxBytes[i];
