@@ -363,9 +363,41 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
   bool overflowPending_ = false;
 };
 
+// parseMessages(buffer): the parser on a buffer of netlink messages, as a dump's datagrams would hold
+// them — for tests and fuzzing without a kernel. Returns the columns and the stats of a dump.
+Napi::Value ParseMessages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) {
+    Napi::TypeError::New(env, "parseMessages(buffer: Uint8Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto buf = info[0].As<Napi::Uint8Array>();
+  Columns cols;
+  ParseStats stats;
+  ProtocolFilter all;
+  int remaining = static_cast<int>(buf.ByteLength());
+  uint64_t skipped = 0;
+  for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.Data()); mnl_nlmsg_ok(h, remaining);
+       h = mnl_nlmsg_next(h, &remaining)) {
+    if ((h->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK) {
+      skipped++;
+      continue;
+    }
+    uint8_t type = h->nlmsg_type & 0xff;
+    ParseConntrackMessage(h, type == IPCTNL_MSG_CT_DELETE ? kEventDestroy : kEventNone, all, &cols, &stats);
+  }
+  if (remaining > 0) stats.malformed++;  // a trailing partial message
+  Napi::Object o = ColumnsToJs(env, cols);
+  o.Set("messages", Napi::Number::New(env, static_cast<double>(stats.messages)));
+  o.Set("malformed", Napi::Number::New(env, static_cast<double>(stats.malformed)));
+  o.Set("skipped", Napi::Number::New(env, static_cast<double>(skipped)));
+  return o;
+}
+
 }  // namespace
 
 Napi::Object InitConntrack(Napi::Env env, Napi::Object exports) {
+  exports.Set("parseMessages", Napi::Function::New(env, ParseMessages, "parseMessages"));
   exports.Set("Conntrack", Conntrack::Define(env));
   exports.Set("ConntrackEvents", ConntrackEvents::Define(env));
   return exports;

@@ -86,7 +86,15 @@ export interface ConntrackEventsHandle {
   close(): void;
 }
 
+export interface ParseResult extends ConntrackColumns {
+  messages: number;
+  malformed: number;
+  /** Messages of another netlink subsystem. */
+  skipped: number;
+}
+
 interface Addon {
+  parseMessages(buffer: Uint8Array): ParseResult;
   readSysctl(netns: string | null, name: string): string;
   writeSysctl(netns: string | null, name: string, value: string): void;
   Conntrack: new (options: { netns?: string }) => ConntrackHandle;
@@ -132,6 +140,14 @@ export function subscribeConntrackEvents(
   onBatch: (batch: EventBatch) => void,
 ): ConntrackEventsHandle {
   return new (native().ConntrackEvents)(options, onBatch);
+}
+
+/**
+ * Runs the ctnetlink parser over a buffer of netlink messages (as one datagram of a dump holds them):
+ * for tests and fuzzing, no kernel or privilege needed.
+ */
+export function parseConntrackMessages(buffer: Uint8Array): ParseResult {
+  return native().parseMessages(buffer);
 }
 
 /** A sysctl under /proc/sys (`net/netfilter/nf_conntrack_acct`) as the namespace at `netns` sees it. */
