@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { FlowBatch } from '@netmon/core';
 import { openConntrack } from '@netmon/native';
+import { conntrackBatch } from '@netmon/receivers';
 
 const ENTRIES = Number(process.env.ENTRIES ?? 1_000_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -48,31 +48,7 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     t = performance.now();
     const r = await handle.dump(0, null);
-    const n = r.length;
-    const batch = FlowBatch.wrap(
-      {
-        length: n,
-        family: r.family,
-        protocol: r.protocol,
-        srcAddr: r.src,
-        dstAddr: r.dst,
-        srcPort: r.srcPort,
-        dstPort: r.dstPort,
-        backendAddr: r.replySrc,
-        backendPort: r.replySrcPort,
-        txBytes: r.txBytes,
-        rxBytes: r.rxBytes,
-        txPackets: r.txPackets,
-        rxPackets: r.rxPackets,
-        flags: r.flags,
-        timeStart: r.startMs,
-        timeEnd: r.seenMs,
-      },
-      'cumulative',
-    );
-    batch.adoptNumberColumn('conntrack.id', r.id);
-    batch.adoptNumberColumn('conntrack.zone', r.zone);
-    batch.adoptNumberColumn('conntrack.mark', r.mark);
+    const batch = conntrackBatch(r, true, 'conntrack');
     const ours = performance.now() - t;
     if (batch.length !== ENTRIES) throw new Error(`dumped ${batch.length} entries, expected ${ENTRIES}`);
     best.ours = Math.min(best.ours, ours);

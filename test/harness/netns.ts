@@ -183,6 +183,20 @@ export class NetnsPair {
   }
 }
 
+/** test/testdata/traffic.py: the traffic generator the kernel tests run inside their namespaces. */
+export const TRAFFIC = new URL('../testdata/traffic.py', import.meta.url).pathname;
+
+/**
+ * Starts the servers of namespace `a`: HTTP on port 8080 serving `dir` and a UDP echo on 5353, both on
+ * IPv4 and IPv6. They live until `net.destroy()`.
+ */
+export async function startServers(net: NetnsPair, dir: string): Promise<void> {
+  const http = net.spawn(net.a, 'python3', [TRAFFIC, 'serve-http', dir, '::', '8080']);
+  await waitForOutput(http, /listening/);
+  const udp = net.spawn(net.a, 'python3', [TRAFFIC, 'udp-echo', '::', '5353']);
+  await waitForOutput(udp, /listening/);
+}
+
 /** Resolves when `child` prints a line matching `re` on stdout or stderr. */
 export function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs = 10_000): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -1,16 +1,14 @@
 // Exact byte accounting end to end: the real agent (bin/netmon) runs conntrack → delta → file exporter
 // on a test network namespace, and the sum of the flow records it writes must equal the kernel's own
 // counters (`conntrack -L`) for every connection, per direction. Root only.
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodeFlowRecord } from '@netmon/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess } from '../harness/agent.js';
-import { type CtEntry, NetnsPair, privileged, waitForOutput } from '../harness/netns.js';
+import { type CtEntry, NetnsPair, privileged, startServers, TRAFFIC } from '../harness/netns.js';
 
-const TRAFFIC = path.resolve(import.meta.dirname, '../testdata/traffic.py');
 const BLOB = 1_000_000;
 const LONG_BLOB = 1_500_000;
 
@@ -25,7 +23,6 @@ interface Totals {
 describe.runIf(privileged())('exact byte accounting: conntrack → delta → file', () => {
   let net: NetnsPair;
   let dir: string;
-  let server: ChildProcess;
   let run = 0;
 
   beforeAll(async () => {
@@ -33,10 +30,7 @@ describe.runIf(privileged())('exact byte accounting: conntrack → delta → fil
     dir = mkdtempSync(path.join(tmpdir(), 'netmon-acct-'));
     writeFileSync(path.join(dir, 'blob.bin'), Buffer.alloc(BLOB, 1));
     writeFileSync(path.join(dir, 'long.bin'), Buffer.alloc(LONG_BLOB, 2));
-    server = net.spawn(net.a, 'python3', [TRAFFIC, 'serve-http', dir, '::', '8080']);
-    await waitForOutput(server, /listening/);
-    const udp = net.spawn(net.a, 'python3', [TRAFFIC, 'udp-echo', '::', '5353']);
-    await waitForOutput(udp, /listening/);
+    await startServers(net, dir);
   });
 
   afterAll(async () => {

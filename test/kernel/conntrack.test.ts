@@ -1,6 +1,5 @@
 // The conntrack receiver and the native addon against the real kernel, in network namespaces, with
 // `conntrack -L` as the oracle. Root only: skipped locally without it, a failure in CI.
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,15 +8,13 @@ import { CollectingSink, testSettings } from '@netmon/core/testkit';
 import { type EventBatch, openConntrack, subscribeConntrackEvents } from '@netmon/native';
 import { type ConntrackReceiver, conntrackReceiverFactory } from '@netmon/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CtEntry, NetnsPair, privileged, waitForOutput } from '../harness/netns.js';
+import { type CtEntry, NetnsPair, privileged, startServers, TRAFFIC } from '../harness/netns.js';
 
-const TRAFFIC = path.resolve(import.meta.dirname, '../testdata/traffic.py');
 const BLOB = 1_000_000;
 
 describe.runIf(privileged())('conntrack in a network namespace', () => {
   let net: NetnsPair;
   let dir: string;
-  let server: ChildProcess;
 
   const py = (...args: string[]) => net.exec(net.b, 'python3', [TRAFFIC, ...args]);
 
@@ -25,10 +22,7 @@ describe.runIf(privileged())('conntrack in a network namespace', () => {
     net = await NetnsPair.create();
     dir = mkdtempSync(path.join(tmpdir(), 'netmon-ct-'));
     writeFileSync(path.join(dir, 'blob.bin'), Buffer.alloc(BLOB, 7));
-    server = net.spawn(net.a, 'python3', [TRAFFIC, 'serve-http', dir, '::', '8080']);
-    await waitForOutput(server, /listening/);
-    const udp = net.spawn(net.a, 'python3', [TRAFFIC, 'udp-echo', '::', '5353']);
-    await waitForOutput(udp, /listening/);
+    await startServers(net, dir);
   });
 
   afterAll(async () => {

@@ -249,38 +249,8 @@ export class ConntrackReceiver implements Receiver {
     }
   }
 
-  /** Wraps the addon's columns (no copy) into a FlowBatch and passes it on. */
   private hand(cols: ConntrackColumns, snapshot: boolean): void {
-    const n = cols.length;
-    const batch = FlowBatch.wrap(
-      {
-        length: n,
-        family: cols.family,
-        protocol: cols.protocol,
-        srcAddr: cols.src,
-        dstAddr: cols.dst,
-        srcPort: cols.srcPort,
-        dstPort: cols.dstPort,
-        backendAddr: cols.replySrc,
-        backendPort: cols.replySrcPort,
-        txBytes: cols.txBytes,
-        rxBytes: cols.rxBytes,
-        txPackets: cols.txPackets,
-        rxPackets: cols.rxPackets,
-        flags: cols.flags,
-        timeStart: cols.startMs,
-        timeEnd: cols.seenMs,
-      },
-      'cumulative',
-    );
-    batch.snapshot = snapshot;
-    batch.origin = this.settings.id;
-    if (n > 0) {
-      batch.adoptNumberColumn('conntrack.id', cols.id);
-      batch.adoptNumberColumn('conntrack.zone', cols.zone);
-      batch.adoptNumberColumn('conntrack.mark', cols.mark);
-    }
-    this.next.consume(batch);
+    this.next.consume(conntrackBatch(cols, snapshot, this.settings.id));
   }
 
   private registerMetrics(): void {
@@ -364,4 +334,41 @@ export class ConntrackReceiver implements Receiver {
       () => this.resyncs,
     );
   }
+}
+
+/**
+ * The addon's columns as a cumulative FlowBatch, adopted without a copy: original tuple as src/dst, the
+ * reply's source as the DNAT backend, and the kernel's id, zone and mark as number attributes.
+ */
+export function conntrackBatch(cols: ConntrackColumns, snapshot: boolean, origin: string): FlowBatch {
+  const n = cols.length;
+  const batch = FlowBatch.wrap(
+    {
+      length: n,
+      family: cols.family,
+      protocol: cols.protocol,
+      srcAddr: cols.src,
+      dstAddr: cols.dst,
+      srcPort: cols.srcPort,
+      dstPort: cols.dstPort,
+      backendAddr: cols.replySrc,
+      backendPort: cols.replySrcPort,
+      txBytes: cols.txBytes,
+      rxBytes: cols.rxBytes,
+      txPackets: cols.txPackets,
+      rxPackets: cols.rxPackets,
+      flags: cols.flags,
+      timeStart: cols.startMs,
+      timeEnd: cols.seenMs,
+    },
+    'cumulative',
+  );
+  batch.snapshot = snapshot;
+  batch.origin = origin;
+  if (n > 0) {
+    batch.adoptNumberColumn('conntrack.id', cols.id);
+    batch.adoptNumberColumn('conntrack.zone', cols.zone);
+    batch.adoptNumberColumn('conntrack.mark', cols.mark);
+  }
+  return batch;
 }
