@@ -328,10 +328,16 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
             if (batch->cols.length == 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
             received_++;
             size_t before = batch->cols.length;
+            uint64_t malformedBefore = stats_.malformed;
             ParseConntrackMessage(h, event, filter_, &batch->cols, &stats_);
             if (batch->cols.length > before) batch->cols.seenMs.back() = NowMs();
+            // A malformed event is a lost event (maybe a DESTROY with final counters): resync too.
+            if (stats_.malformed != malformedBefore) overflowPending_ = true;
           }
-          if (remaining > 0) stats_.malformed++;  // a trailing partial message
+          if (remaining > 0) {
+            stats_.malformed++;  // a trailing partial message
+            overflowPending_ = true;
+          }
           if (batch->cols.length >= batchSize_) break;
         }
       }

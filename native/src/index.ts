@@ -54,7 +54,10 @@ export interface DumpResult extends ConntrackColumns {
 }
 
 export interface EventBatch extends ConntrackColumns {
-  /** Events were lost since the last batch (socket overflow or JS not keeping up): resync with a dump. */
+  /**
+   * Events were lost since the last batch — socket overflow, a malformed message, or JS not keeping up —
+   * so the receiver should resync with a dump.
+   */
   overflow: boolean;
   /** Totals since the subscription started. */
   received: number;

@@ -231,6 +231,11 @@ export class ConntrackReceiver implements Receiver {
         'conntrack events were lost (socket buffer overflow): resyncing with a full read. Bytes of connections that ' +
           'closed unseen since the last read are lost; raise event_buffer_size if this repeats',
       );
+    } else if (batch.malformed > s.malformed) {
+      this.settings.logger.warn(
+        { malformed: batch.malformed },
+        'malformed conntrack event messages were skipped: resyncing with a full read',
+      );
     }
     this.eventStats = {
       received: batch.received,
