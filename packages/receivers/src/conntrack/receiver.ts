@@ -41,6 +41,9 @@ export class ConntrackReceiver implements Receiver {
   private dumper?: ConntrackHandle;
   private events?: ConntrackEventsHandle;
   private timer?: NodeJS.Timeout;
+  private watchdog?: NodeJS.Timeout;
+  /** performance.now() when the read in flight started; 0 when none is. */
+  private readStartedAt = 0;
   private reading?: Promise<void>;
   private resyncWanted = false;
   private stopping = false;
@@ -126,12 +129,15 @@ export class ConntrackReceiver implements Receiver {
       `reading conntrack in ${this.where}`,
     );
     this.schedule(0);
+    this.watchdog = setInterval(() => this.checkOverdue(), Math.max(this.config.read_interval, 5_000));
+    this.watchdog.unref();
   }
 
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopping = true;
     clearTimeout(this.timer);
+    clearInterval(this.watchdog);
     this.events?.close();
     this.events = undefined;
     await this.reading;
@@ -165,17 +171,34 @@ export class ConntrackReceiver implements Receiver {
     }
   }
 
-  private schedule(delayMs: number): void {
+  private schedule(delayMs: number, reason: 'interval' | 'resync' = 'interval'): void {
     if (this.stopping) return;
     this.timer = setTimeout(() => {
       const started = performance.now();
-      this.reading = this.read('interval').finally(() => {
+      this.readStartedAt = started;
+      this.reading = this.read(reason).finally(() => {
         this.reading = undefined;
+        this.readStartedAt = 0;
         const spent = performance.now() - started;
-        if (this.resyncWanted) this.schedule(0);
+        if (this.resyncWanted) this.schedule(0, 'resync');
         else this.schedule(Math.max(0, this.config.read_interval - spent));
       });
     }, delayMs);
+  }
+
+  /**
+   * A read that never returns (a wedged kernel walk, a stuck pool) would otherwise leave the status `ok`
+   * while nothing is counted: past three intervals (at least 30 s) the status says so, and /healthz
+   * fails once it stays that way for the health check's recovery_duration.
+   */
+  private checkOverdue(): void {
+    if (this.readStartedAt === 0) return;
+    const ms = performance.now() - this.readStartedAt;
+    if (ms > Math.max(3 * this.config.read_interval, 30_000)) {
+      this.settings.status.recoverableError(
+        new Error(`a conntrack read of ${this.where} has not returned for ${Math.round(ms / 1000)} s`),
+      );
+    }
   }
 
   private async read(reason: 'interval' | 'resync' | 'final'): Promise<void> {
@@ -249,7 +272,7 @@ export class ConntrackReceiver implements Receiver {
       if (this.reading) this.resyncWanted = true;
       else {
         clearTimeout(this.timer);
-        this.schedule(0);
+        this.schedule(0, 'resync');
       }
     }
   }
