@@ -318,7 +318,8 @@ void ParseConntrackMessage(const nlmsghdr* nlh, uint8_t event, const ProtocolFil
   // DNAT: the reply comes from someone other than the dialled destination. ICMP replies change the
   // type (echo → echo reply), so only the address counts there.
   bool dnat = memcmp(orig.dst, reply.src, 16) != 0 || (!orig.isIcmp && orig.dport != reply.sport);
-  uint32_t flags = dnat ? static_cast<uint32_t>(kFlagDnat) : 0u;
+  // The original direction is the one of the first packet: conntrack always knows who opened it.
+  uint32_t flags = kFlagInitiatorKnown | (dnat ? static_cast<uint32_t>(kFlagDnat) : 0u);
   if (event == kEventNew) flags |= kFlagOpened;
   if (event == kEventDestroy) flags |= kFlagClosed;
   out->flags.push_back(flags);

@@ -19,7 +19,7 @@ namespace netmon {
 enum : uint8_t { kEventNone = 0, kEventNew = 1, kEventDestroy = 2 };
 
 // Bits of Columns::flags, the same values as FlowFlags in @netmon/core.
-enum : uint32_t { kFlagClosed = 1u << 2, kFlagOpened = 1u << 3, kFlagDnat = 1u << 4 };
+enum : uint32_t { kFlagInitiatorKnown = 1u << 0, kFlagClosed = 1u << 2, kFlagOpened = 1u << 3, kFlagDnat = 1u << 4 };
 
 // One conntrack entry per row. Addresses are 16 bytes, IPv4 stored IPv4-mapped (::ffff:a.b.c.d).
 // ICMP/ICMPv6 have no ports: src port = echo id, dst port = type << 8 | code (the NetFlow convention).

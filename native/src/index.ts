@@ -38,7 +38,7 @@ export interface ConntrackColumns {
   startMs: Float64Array;
   /** When the row was read (ms since the epoch): the end of its dump, or its event's arrival. */
   seenMs: Float64Array;
-  /** FlowFlags bits: Dnat, and Opened / Closed on NEW / DESTROY events. */
+  /** FlowFlags bits: InitiatorKnown (always: src opened it), Dnat, and Opened / Closed on NEW / DESTROY. */
   flags: Uint32Array;
   /** 0 dump row, 1 NEW, 2 DESTROY. */
   event: Uint8Array;

@@ -126,7 +126,7 @@ describe('ctnetlink parser', () => {
     expect([...r.status]).toEqual([0x18e, 0x18e]);
     expect([...r.timeout]).toEqual([431999, 431999]);
     // DNAT: the reply comes from 10.0.3.7:8080, not from the dialled 10.96.0.10:80.
-    expect([...r.flags]).toEqual([0, 1 << 4]);
+    expect([...r.flags]).toEqual([1, 1 | (1 << 4)]); // InitiatorKnown, + Dnat
     expect([...r.replySrc.subarray(28, 32)]).toEqual([10, 0, 3, 7]);
     expect(r.replySrcPort[1]).toBe(8080);
   });
@@ -157,12 +157,12 @@ describe('ctnetlink parser', () => {
       ]),
     );
     expect(r).toMatchObject({ length: 1, malformed: 0 });
-    expect([r.srcPort[0], r.dstPort[0], r.flags[0]]).toEqual([4242, 8 << 8, 0]);
+    expect([r.srcPort[0], r.dstPort[0], r.flags[0]]).toEqual([4242, 8 << 8, 1]);
   });
 
   it('a DESTROY message is a closed row', () => {
     const r = parseConntrackMessages(message(tcpEntry(), 2 /* IPCTNL_MSG_CT_DELETE */));
-    expect([r.event[0], r.flags[0]]).toEqual([2, 1 << 2]);
+    expect([r.event[0], r.flags[0]]).toEqual([2, 1 | (1 << 2)]);
   });
 
   it('counts and skips an attribute of the wrong size, a message without a tuple, and a truncated tail', () => {

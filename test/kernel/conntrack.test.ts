@@ -105,6 +105,8 @@ describe.runIf(privileged())('conntrack in a network namespace', () => {
     expect(dump.replySrcPort[n]).toBe(8080);
     const plain = ours.get(key(6, big.src, big.sport, big.dst, big.dport))!;
     expect(dump.flags[plain] & FlowFlags.Dnat).toBe(0);
+    // conntrack's original direction is the initiator's: every row says so.
+    expect([...dump.flags].every((f) => f & FlowFlags.InitiatorKnown)).toBe(true);
   });
 
   it('DESTROY events carry the final counters, NEW events mark the flow opened', async () => {
@@ -183,7 +185,12 @@ function destroyed(batches: EventBatch[]) {
   return batches.flatMap((b) =>
     rows(b)
       .filter((i) => b.event[i] === 2)
-      .map((i) => ({ id: b.id[i], tx: b.txBytes[i], rx: b.rxBytes[i], flags: b.flags[i] & ~FlowFlags.Dnat })),
+      .map((i) => ({
+        id: b.id[i],
+        tx: b.txBytes[i],
+        rx: b.rxBytes[i],
+        flags: b.flags[i] & ~(FlowFlags.Dnat | FlowFlags.InitiatorKnown),
+      })),
   );
 }
 
