@@ -185,23 +185,34 @@ Napi::Value Conntrack::Dump(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// ConntrackEvents: new ConntrackEvents({ netns?, newEvents, receiveBuffer, batchSize, flushMs,
-// protocols? }, onBatch); close(). onBatch(columns & { overflow, received, overflows, malformed,
-// dropped, filtered }) — counters are totals since the subscription started.
+// ConntrackEvents: new ConntrackEvents({ netns?, newEvents, receiveBuffer, batchSize, flushMs, family?,
+// protocols? }, onBatch); barrier(): number; close(). onBatch(columns & { overflow, barrier, received,
+// overflows, malformed, dropped, filtered }) — counters are totals since the subscription started.
 
 struct EventBatch {
   Columns cols;
   bool overflow = false;
+  uint64_t barrier = 0;
   uint64_t received = 0, overflows = 0, malformed = 0, dropped = 0, filtered = 0;
 };
 
-void CallJs(Napi::Env env, Napi::Function callback, std::nullptr_t*, EventBatch* batch);
-using EventsTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, EventBatch, CallJs>;
+class ConntrackEvents;
 
-void CallJs(Napi::Env env, Napi::Function callback, std::nullptr_t*, EventBatch* batch) {
+// Links the thread-safe function's finalizer to its subscription. The finalizer may run after the
+// subscription is gone (close(), then the object collected) or before (the environment tears down with
+// the subscription open); both run on the JS thread, and whichever comes first unlinks the other.
+struct EventsControl {
+  ConntrackEvents* owner;
+};
+
+void CallJs(Napi::Env env, Napi::Function callback, EventsControl* ctx, EventBatch* batch);
+using EventsTsfn = Napi::TypedThreadSafeFunction<EventsControl, EventBatch, CallJs>;
+
+void CallJs(Napi::Env env, Napi::Function callback, EventsControl*, EventBatch* batch) {
   if (env != nullptr && callback != nullptr) {
     Napi::Object o = ColumnsToJs(env, batch->cols);
     o.Set("overflow", Napi::Boolean::New(env, batch->overflow));
+    o.Set("barrier", Napi::Number::New(env, static_cast<double>(batch->barrier)));
     o.Set("received", Napi::Number::New(env, static_cast<double>(batch->received)));
     o.Set("overflows", Napi::Number::New(env, static_cast<double>(batch->overflows)));
     o.Set("malformed", Napi::Number::New(env, static_cast<double>(batch->malformed)));
@@ -215,7 +226,9 @@ void CallJs(Napi::Env env, Napi::Function callback, std::nullptr_t*, EventBatch*
 class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "ConntrackEvents", {InstanceMethod<&ConntrackEvents::Close>("close")});
+    return DefineClass(env, "ConntrackEvents",
+                       {InstanceMethod<&ConntrackEvents::Close>("close"),
+                        InstanceMethod<&ConntrackEvents::Barrier>("barrier")});
   }
 
   explicit ConntrackEvents(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ConntrackEvents>(info) {
@@ -231,10 +244,12 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
     batchSize_ = static_cast<size_t>(NumberOpt(opts, "batchSize", 4096));
     flushMs_ = static_cast<int>(NumberOpt(opts, "flushMs", 200));
     filter_ = FilterArg(opts.Get("protocols"));
+    filter_.family = static_cast<uint8_t>(NumberOpt(opts, "family", 0));
     groups_ = 1u << (NFNLGRP_CONNTRACK_DESTROY - 1);
     if (wantNew) groups_ |= 1u << (NFNLGRP_CONNTRACK_NEW - 1);
 
-    // Open the socket here, synchronously, so a missing privilege is an exception at subscribe time.
+    // Open the socket here, synchronously (inside the namespace, on a short-lived thread), so a missing
+    // privilege is an exception at subscribe time.
     std::string err = OpenNetlink(netns_, groups_, rcvbuf_, &sock_);
     if (err.empty()) {
       wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -244,7 +259,18 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
       Napi::Error::New(env, err).ThrowAsJavaScriptException();
       return;
     }
-    tsfn_ = EventsTsfn::New(env, info[1].As<Napi::Function>(), "netmon:conntrackEvents", 64, 1);
+    // The finalizer runs when the environment tears down with the subscription still open (exit without
+    // close()): it stops the thread before the function it calls is freed.
+    control_ = new EventsControl{this};
+    tsfn_ = EventsTsfn::New(env, info[1].As<Napi::Function>(), "netmon:conntrackEvents", 64, 1, control_,
+                            [](Napi::Env, void*, EventsControl* control) {
+                              if (ConntrackEvents* self = control->owner) {
+                                self->tsfnGone_ = true;
+                                self->control_ = nullptr;
+                                self->Stop();
+                              }
+                              delete control;
+                            });
     tsfn_.Unref(env);  // an idle subscription must not keep the process alive; close() ends it
     running_ = true;
     thread_ = std::thread([this] { Run(); });
@@ -258,19 +284,34 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
     return info.Env().Undefined();
   }
 
-  void Stop() {
-    if (!running_) return;
-    running_ = false;
+  // barrier(): asks the thread to read everything the socket holds now and deliver it, followed by (or
+  // in) a batch whose `barrier` is the returned number. A dump's NLMSG_DONE comes after every event the
+  // dump itself caused (entries it reaped) was queued on this socket, so once the barrier arrives every
+  // such DESTROY has been handed to JS: the receiver passes the snapshot on only then.
+  Napi::Value Barrier(const Napi::CallbackInfo& info) {
+    uint64_t n = ++barrierRequested_;
+    Wake();
+    return Napi::Number::New(info.Env(), static_cast<double>(n));
+  }
+
+  void Wake() {
     uint64_t one = 1;
     ssize_t ignored = write(wake_, &one, sizeof(one));
     (void)ignored;
+  }
+
+  void Stop() {
+    if (!running_) return;
+    running_ = false;
+    Wake();
     thread_.join();
-    tsfn_.Release();
+    if (control_) control_->owner = nullptr;  // its finalizer, still to come, must not call us back
+    if (!tsfnGone_) tsfn_.Release();
     close(wake_);
     sock_.reset();
   }
 
-  void Deliver(std::unique_ptr<EventBatch> batch) {
+  void Deliver(std::unique_ptr<EventBatch> batch, uint64_t barrier = 0) {
     size_t rows = batch->cols.length;
     batch->received = received_;
     batch->overflows = overflows_;
@@ -278,6 +319,7 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
     batch->filtered = stats_.filtered;
     batch->dropped = dropped_;
     batch->overflow = overflowPending_;
+    batch->barrier = barrier;
     napi_status s = tsfn_.NonBlockingCall(batch.get());
     if (s == napi_ok) {
       batch.release();
@@ -289,67 +331,98 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
     }
   }
 
+  // Reads every datagram queued on the socket (until EAGAIN or a full batch) into `batch`.
+  void Drain(int fd, std::vector<char>& buf, EventBatch* batch, std::chrono::steady_clock::time_point* deadline) {
+    for (;;) {
+      ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == ENOBUFS) {
+          // The socket's receive buffer overflowed: events were lost. The receiver resyncs.
+          overflows_++;
+          overflowPending_ = true;
+          continue;
+        }
+        if (errno == EINTR) continue;
+        return;  // EAGAIN: drained
+      }
+      int remaining = static_cast<int>(n);
+      for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, remaining);
+           h = mnl_nlmsg_next(h, &remaining)) {
+        if ((h->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK) continue;
+        uint8_t type = h->nlmsg_type & 0xff;
+        uint8_t event = type == IPCTNL_MSG_CT_DELETE ? kEventDestroy : type == IPCTNL_MSG_CT_NEW ? kEventNew : 0;
+        if (event == 0) continue;
+        if (batch->cols.length == 0) *deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
+        received_++;
+        size_t before = batch->cols.length;
+        uint64_t malformedBefore = stats_.malformed;
+        ParseConntrackMessage(h, event, filter_, &batch->cols, &stats_);
+        if (batch->cols.length > before) batch->cols.seenMs.back() = NowMs();
+        // A malformed event is a lost event (maybe a DESTROY with final counters): resync too.
+        if (stats_.malformed != malformedBefore) overflowPending_ = true;
+      }
+      if (remaining > 0) {
+        stats_.malformed++;  // a trailing partial message
+        overflowPending_ = true;
+      }
+      if (batch->cols.length >= batchSize_) return;
+    }
+  }
+
   void Run() {
     int fd = mnl_socket_get_fd(sock_->nl);
     std::vector<char> buf(1 << 16);
     auto batch = std::make_unique<EventBatch>();
     auto deadline = std::chrono::steady_clock::now();
+    auto fresh = [&] {
+      batch = std::make_unique<EventBatch>();
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
+    };
     pollfd fds[2] = {{fd, POLLIN, 0}, {wake_, POLLIN, 0}};
-    while (running_) {
+    for (;;) {
       int timeout = -1;
       if (batch->cols.length > 0 || overflowPending_) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         timeout = left.count() < 0 ? 0 : static_cast<int>(left.count());
       }
       int rc = poll(fds, 2, timeout);
-      if (rc < 0 && errno != EINTR) break;
-      if (fds[1].revents & POLLIN) break;
+      if (rc < 0 && errno != EINTR) {
+        // Cannot wait for events any more: say that events are being lost, and end.
+        overflowPending_ = true;
+        Deliver(std::move(batch));
+        return;
+      }
+      if (rc > 0 && (fds[1].revents & POLLIN)) {
+        uint64_t count;
+        ssize_t ignored = read(wake_, &count, sizeof(count));
+        (void)ignored;
+      }
+      if (!running_) break;
       // POLLERR alone is how an overflow (ENOBUFS) shows when nothing else is queued behind it.
-      if (rc > 0 && (fds[0].revents & (POLLIN | POLLERR))) {
-        // Drain everything queued now; each recv returns one datagram (one or more messages).
-        for (;;) {
-          ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
-          if (n < 0) {
-            if (errno == ENOBUFS) {
-              // The socket's receive buffer overflowed: events were lost. The receiver resyncs.
-              overflows_++;
-              overflowPending_ = true;
-              continue;
-            }
-            break;  // EAGAIN: drained
-          }
-          int remaining = static_cast<int>(n);
-          for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, remaining);
-               h = mnl_nlmsg_next(h, &remaining)) {
-            if ((h->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK) continue;
-            uint8_t type = h->nlmsg_type & 0xff;
-            uint8_t event = type == IPCTNL_MSG_CT_DELETE ? kEventDestroy : type == IPCTNL_MSG_CT_NEW ? kEventNew : 0;
-            if (event == 0) continue;
-            if (batch->cols.length == 0) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
-            received_++;
-            size_t before = batch->cols.length;
-            uint64_t malformedBefore = stats_.malformed;
-            ParseConntrackMessage(h, event, filter_, &batch->cols, &stats_);
-            if (batch->cols.length > before) batch->cols.seenMs.back() = NowMs();
-            // A malformed event is a lost event (maybe a DESTROY with final counters): resync too.
-            if (stats_.malformed != malformedBefore) overflowPending_ = true;
-          }
-          if (remaining > 0) {
-            stats_.malformed++;  // a trailing partial message
-            overflowPending_ = true;
-          }
-          if (batch->cols.length >= batchSize_) break;
+      if (rc > 0 && (fds[0].revents & (POLLIN | POLLERR))) Drain(fd, buf, batch.get(), &deadline);
+      uint64_t barrier = barrierRequested_.load();
+      if (barrier > barrierDone_) {
+        // Everything queued before the barrier was asked for, then the marker (in the last batch).
+        while (true) {
+          Drain(fd, buf, batch.get(), &deadline);
+          if (batch->cols.length < batchSize_) break;
+          Deliver(std::move(batch));
+          fresh();
         }
+        barrierDone_ = barrier;
+        Deliver(std::move(batch), barrier);
+        fresh();
+        continue;
       }
       bool due = std::chrono::steady_clock::now() >= deadline;
-      if (batch->cols.length >= batchSize_ || ((batch->cols.length > 0 || overflowPending_) && due) ||
-          (overflowPending_ && batch->cols.length == 0)) {
+      if (batch->cols.length >= batchSize_ || ((batch->cols.length > 0 || overflowPending_) && due)) {
         Deliver(std::move(batch));
-        batch = std::make_unique<EventBatch>();
-        deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
+        fresh();
       }
     }
-    if (batch->cols.length > 0) Deliver(std::move(batch));
+    // Closing: what the socket still holds is handed over too.
+    Drain(fd, buf, batch.get(), &deadline);
+    if (batch->cols.length > 0 && !tsfnGone_) Deliver(std::move(batch));
   }
 
   std::string netns_;
@@ -361,13 +434,18 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
   std::unique_ptr<NetlinkSocket> sock_;
   int wake_ = -1;
   EventsTsfn tsfn_;
+  EventsControl* control_ = nullptr;
   std::thread thread_;
   std::atomic<bool> running_{false};
+  std::atomic<bool> tsfnGone_{false};
+  std::atomic<uint64_t> barrierRequested_{0};
   // Owned by the events thread.
+  uint64_t barrierDone_ = 0;
   ParseStats stats_;
   uint64_t received_ = 0, overflows_ = 0, dropped_ = 0;
   bool overflowPending_ = false;
 };
+
 
 // parseMessages(buffer): the parser on a buffer of netlink messages, as a dump's datagrams would hold
 // them — for tests and fuzzing without a kernel. Returns the columns and the stats of a dump.

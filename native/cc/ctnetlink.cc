@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "netns.h"
@@ -290,7 +291,7 @@ void ParseConntrackMessage(const nlmsghdr* nlh, uint8_t event, const ProtocolFil
     stats->malformed++;
     return;
   }
-  if (!filter.Keeps(orig.proto)) {
+  if (!filter.Keeps(orig.proto) || (filter.family != 0 && filter.family != orig.family)) {
     stats->filtered++;
     return;
   }
@@ -349,6 +350,11 @@ std::string OpenNetlink(const std::string& netns, unsigned groups, int rcvbuf, s
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
       }
     }
+    if (groups == 0) {
+      // A dump socket: a read that gets nothing for 30 s fails instead of holding a pool thread forever.
+      timeval tv{30, 0};
+      setsockopt(mnl_socket_get_fd(sock->nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    }
     if (mnl_socket_bind(sock->nl, groups, MNL_SOCKET_AUTOPID) < 0) {
       return std::string("cannot bind the netfilter netlink socket: ") + strerror(errno) +
              (errno == EPERM ? " (conntrack events need CAP_NET_ADMIN)" : "");
@@ -367,7 +373,9 @@ std::string DumpTable(NetlinkSocket* sock, uint8_t family, const ProtocolFilter&
   nlmsghdr* nlh = mnl_nlmsg_put_header(req);
   nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  uint32_t seq = static_cast<uint32_t>(time(nullptr));
+  // A fresh sequence number per request: leftovers of an aborted earlier dump are told apart and skipped.
+  static std::atomic<uint32_t> nextSeq{static_cast<uint32_t>(time(nullptr))};
+  uint32_t seq = ++nextSeq;
   nlh->nlmsg_seq = seq;
   auto* nfh = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
   nfh->nfgen_family = family;
@@ -381,8 +389,10 @@ std::string DumpTable(NetlinkSocket* sock, uint8_t family, const ProtocolFilter&
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(sock->nl, buf.data(), buf.size());
     if (n < 0) {
-      if (errno == EINTR) continue;
-      return std::string("conntrack dump failed while reading: ") + strerror(errno);
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN) return "conntrack dump timed out: the kernel sent nothing for 30 s";
+      return std::string("conntrack dump failed while reading: ") + strerror(err);
     }
     int remaining = static_cast<int>(n);
     for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(h, remaining);
@@ -394,6 +404,7 @@ std::string DumpTable(NetlinkSocket* sock, uint8_t family, const ProtocolFilter&
         return "";
       }
       if (h->nlmsg_type == NLMSG_ERROR) {
+        if (h->nlmsg_len < NLMSG_HDRLEN + sizeof(int)) return "the kernel sent a truncated netlink error";
         auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h));
         if (e->error == 0) continue;
         int err = -e->error;

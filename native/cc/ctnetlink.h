@@ -49,9 +49,11 @@ struct ParseStats {
   uint64_t filtered = 0;   // entries skipped by the protocol filter
 };
 
-// Which protocols to keep: bit p set keeps IANA protocol p. All set by default.
+// Which rows to keep: bit p of `bits` keeps IANA protocol p (all set by default); `family` 4 or 6 keeps
+// only that address family (0: both).
 struct ProtocolFilter {
   uint64_t bits[4] = {~0ull, ~0ull, ~0ull, ~0ull};
+  uint8_t family = 0;
   bool Keeps(uint8_t p) const { return (bits[p >> 6] >> (p & 63)) & 1; }
 };
 

@@ -59,6 +59,8 @@ export interface EventBatch extends ConntrackColumns {
    * so the receiver should resync with a dump.
    */
   overflow: boolean;
+  /** The number of the barrier this batch completes (see ConntrackEventsHandle.barrier), else 0. */
+  barrier: number;
   /** Totals since the subscription started. */
   received: number;
   overflows: number;
@@ -82,10 +84,19 @@ export interface ConntrackEventsOptions {
   /** Hand a batch to JS at this many rows, or after flushMs with at least one. */
   batchSize: number;
   flushMs: number;
+  /** 4 or 6 keeps only that family; 0 or absent, both. */
+  family?: number;
   protocols?: readonly number[] | null;
 }
 
 export interface ConntrackEventsHandle {
+  /**
+   * Asks for everything the event socket holds now to be delivered, the last batch carrying the returned
+   * number in `barrier`. Called after a dump: every event the dump caused (entries it reaped) is then in
+   * JS before the dump's snapshot is passed on.
+   */
+  barrier(): number;
+  /** Stops the thread; events still queued on the socket are delivered first. */
   close(): void;
 }
 

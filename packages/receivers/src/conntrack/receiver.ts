@@ -61,6 +61,7 @@ export class ConntrackReceiver implements Receiver {
   private dumpMalformed = 0;
   private warnedEmpty = false;
   private readonly unobserve: Array<() => void> = [];
+  private readonly barrierWaiters = new Set<(reached: number) => void>();
 
   constructor(
     private readonly settings: ComponentSettings,
@@ -114,6 +115,7 @@ export class ConntrackReceiver implements Receiver {
           receiveBuffer: this.config.event_buffer_size,
           batchSize: 4096,
           flushMs: 200,
+          family: this.family === AF_INET ? 4 : this.family === AF_INET6 ? 6 : 0,
           protocols: this.protocols,
         },
         (batch) => this.onEvents(batch),
@@ -138,12 +140,14 @@ export class ConntrackReceiver implements Receiver {
     this.stopping = true;
     clearTimeout(this.timer);
     clearInterval(this.watchdog);
+    await this.reading;
+    // One last read, so bytes counted since the previous one reach the exporters before they stop; the
+    // events stay subscribed through it, so the DESTROYs of entries it reaps are counted too.
+    if (this.dumper) await this.read('final');
     this.events?.close();
     this.events = undefined;
-    await this.reading;
-    // One last read, so bytes counted since the previous one reach the exporters before they stop.
-    // It also gives the event batches queued before close() a turn of the event loop to arrive.
-    if (this.dumper) await this.read('final');
+    // close() hands over what the socket still held; let those batches arrive before we stop listening.
+    await new Promise((r) => setImmediate(r));
     this.dumper?.close();
     this.dumper = undefined;
     this.stopped = true;
@@ -236,9 +240,46 @@ export class ConntrackReceiver implements Receiver {
           'netmon keeps reading and counts connections as soon as tracking starts',
       );
     }
+    // A dump reaps expired entries as it walks the table and their DESTROY events (final counters) are
+    // queued before the dump ends: they must reach the pipeline before the snapshot that no longer
+    // lists those entries, or the delta processor would take them for connections it never saw.
+    await this.eventsCaughtUp();
+    if (result.malformed > 0) {
+      // Rows were skipped: this is not every live connection, so it must not be read as a snapshot
+      // (what is missing would look ended). Pass the rows on as plain readings and read again at once.
+      this.settings.logger.warn(
+        { malformed: result.malformed },
+        'malformed messages in a conntrack dump were skipped: resyncing with another read',
+      );
+      this.hand(result, false);
+      if (reason !== 'final') this.resyncWanted = true;
+      return;
+    }
     // Handed on even when empty: an empty snapshot still says "nothing else is alive", which ends the
     // delta processor's baseline phase (flows appearing later are then new, not pre-existing).
     this.hand(result, true);
+  }
+
+  /** Resolves once every event queued before now has been handed on (or after a second, with a warning). */
+  private eventsCaughtUp(): Promise<void> {
+    const events = this.events;
+    if (!events) return Promise.resolve();
+    const mark = events.barrier();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.barrierWaiters.delete(done);
+        // The marker was dropped (JS too slow: the drop is counted and triggers a resync anyway).
+        this.settings.logger.warn({ barrier: mark }, 'conntrack events did not catch up within 1 s');
+        resolve();
+      }, 1000);
+      const done = (reached: number) => {
+        if (reached < mark) return;
+        clearTimeout(timer);
+        this.barrierWaiters.delete(done);
+        resolve();
+      };
+      this.barrierWaiters.add(done);
+    });
   }
 
   private onEvents(batch: EventBatch): void {
@@ -267,6 +308,7 @@ export class ConntrackReceiver implements Receiver {
       malformed: batch.malformed,
     };
     if (batch.length > 0) this.hand(batch, false);
+    if (batch.barrier > 0) for (const done of [...this.barrierWaiters]) done(batch.barrier);
     if (batch.overflow && !this.stopping) {
       this.resyncs++;
       if (this.reading) this.resyncWanted = true;
