@@ -27,6 +27,7 @@ import {
   REC_U32,
   STATE_CLOSED,
   STATE_LIVE,
+  STATE_MISSING,
   U_GEN,
   U_STATE,
 } from './flow-table.js';
@@ -37,6 +38,12 @@ export const ZONE_ATTRIBUTE = 'conntrack.zone';
 
 /** A closed flow's tombstone is kept until this many later snapshots have been processed. */
 const TOMBSTONE_SNAPSHOTS = 2;
+/**
+ * A live flow missing from this many snapshots in a row has ended without a DESTROY (events off or
+ * lost). Not one: a DESTROY can still be on its way (events are batched), and a dump with skipped rows
+ * must not make a flow look new when it reappears; until then its baseline stays, so either resumes it.
+ */
+const MISSING_SNAPSHOTS = 2;
 
 /** State files of the delta processors running in this process, with how many use each. */
 const stateFilesInUse = new Map<string, number>();
@@ -349,8 +356,10 @@ export class DeltaProcessor implements Processor {
           // DESTROY: the counters are final; the entry stays as a tombstone for a while.
           u32[REC_U32 * e + U_STATE] = STATE_CLOSED;
           u32[REC_U32 * e + U_GEN] = gen;
-        } else if (snapshot) {
-          u32[REC_U32 * e + U_GEN] = gen;
+        } else {
+          // Seen again (a flow missing from the previous snapshot comes back with its baseline intact).
+          u32[REC_U32 * e + U_STATE] = STATE_LIVE;
+          if (snapshot) u32[REC_U32 * e + U_GEN] = gen;
         }
         if (from > tEnd) from = tEnd;
       }
@@ -395,9 +404,9 @@ export class DeltaProcessor implements Processor {
   }
 
   /**
-   * After a snapshot: live flows it did not list have ended without a DESTROY (their bytes since the
-   * last reading are lost), unless they were first seen after the dump was read; tombstones older than
-   * TOMBSTONE_SNAPSHOTS snapshots go.
+   * After a snapshot: live flows it did not list (unless first seen after the dump was read) become
+   * missing; a flow missing MISSING_SNAPSHOTS snapshots in a row has ended without a DESTROY (its bytes
+   * since its last reading are lost) and goes; tombstones older than TOMBSTONE_SNAPSHOTS snapshots go.
    */
   private sweep(o: Origin, gen: number, snapshotTime: number): void {
     const t = o.table;
@@ -406,8 +415,13 @@ export class DeltaProcessor implements Processor {
     // Downwards: remove() moves the last entry, already visited, into the hole.
     for (let e = t.count - 1; e >= 0; e--) {
       const g = u32[REC_U32 * e + U_GEN];
-      if (u32[REC_U32 * e + U_STATE] === STATE_LIVE) {
+      const state = u32[REC_U32 * e + U_STATE];
+      if (state === STATE_LIVE) {
         if (g !== gen && f64[REC_F64 * e + F_LAST_READ] <= snapshotTime) {
+          u32[REC_U32 * e + U_STATE] = STATE_MISSING;
+        }
+      } else if (state === STATE_MISSING) {
+        if ((gen - g) >>> 0 >= MISSING_SNAPSHOTS) {
           t.remove(e);
           o.vanished++;
         }

@@ -28,6 +28,8 @@ export const U_STATE = 13;
 
 export const STATE_LIVE = 1;
 export const STATE_CLOSED = 2;
+/** Live, but missing from the last snapshot: kept (with its baseline) until a grace period ends. */
+export const STATE_MISSING = 3;
 
 /** Index slots hold `entry + 1` in the low 26 bits and 6 bits of the fingerprint above them. */
 const ENTRY_BITS = 26;
@@ -298,7 +300,7 @@ export class FlowTable {
     for (let e = 0; e < count; e++) {
       const r = REC_U32 * e;
       const state = u32[r + U_STATE];
-      if (state !== STATE_LIVE && state !== STATE_CLOSED)
+      if (state !== STATE_LIVE && state !== STATE_CLOSED && state !== STATE_MISSING)
         throw new Error(`record ${e} has unknown state ${state}`);
       for (let f = 0; f < 4; f++) {
         const v = f64[REC_F64 * e + f];
