@@ -289,6 +289,7 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
   // dump itself caused (entries it reaped) was queued on this socket, so once the barrier arrives every
   // such DESTROY has been handed to JS: the receiver passes the snapshot on only then.
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
+    if (!running_) return Napi::Number::New(info.Env(), 0);  // closed: nothing will come
     uint64_t n = ++barrierRequested_;
     Wake();
     return Napi::Number::New(info.Env(), static_cast<double>(n));
@@ -308,6 +309,7 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
     if (control_) control_->owner = nullptr;  // its finalizer, still to come, must not call us back
     if (!tsfnGone_) tsfn_.Release();
     close(wake_);
+    wake_ = -1;
     sock_.reset();
   }
 
@@ -331,6 +333,15 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
     }
   }
 
+  // Events were lost: the next batch says so (the receiver resyncs), and goes out within flushMs even
+  // when it holds no rows — filtered events arriving meanwhile must not keep postponing it.
+  void MarkLoss(const EventBatch* batch, std::chrono::steady_clock::time_point* deadline) {
+    if (!overflowPending_ && batch->cols.length == 0) {
+      *deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
+    }
+    overflowPending_ = true;
+  }
+
   // Reads every datagram queued on the socket (until EAGAIN or a full batch) into `batch`.
   void Drain(int fd, std::vector<char>& buf, EventBatch* batch, std::chrono::steady_clock::time_point* deadline) {
     for (;;) {
@@ -339,7 +350,7 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
         if (errno == ENOBUFS) {
           // The socket's receive buffer overflowed: events were lost. The receiver resyncs.
           overflows_++;
-          overflowPending_ = true;
+          MarkLoss(batch, deadline);
           continue;
         }
         if (errno == EINTR) continue;
@@ -352,18 +363,23 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
         uint8_t type = h->nlmsg_type & 0xff;
         uint8_t event = type == IPCTNL_MSG_CT_DELETE ? kEventDestroy : type == IPCTNL_MSG_CT_NEW ? kEventNew : 0;
         if (event == 0) continue;
-        if (batch->cols.length == 0) *deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
         received_++;
         size_t before = batch->cols.length;
         uint64_t malformedBefore = stats_.malformed;
         ParseConntrackMessage(h, event, filter_, &batch->cols, &stats_);
-        if (batch->cols.length > before) batch->cols.seenMs.back() = NowMs();
+        if (batch->cols.length > before) {
+          batch->cols.seenMs.back() = NowMs();
+          // The first row of a batch starts its flush clock (unless a loss already did).
+          if (before == 0 && !overflowPending_) {
+            *deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flushMs_);
+          }
+        }
         // A malformed event is a lost event (maybe a DESTROY with final counters): resync too.
-        if (stats_.malformed != malformedBefore) overflowPending_ = true;
+        if (stats_.malformed != malformedBefore) MarkLoss(batch, deadline);
       }
       if (remaining > 0) {
         stats_.malformed++;  // a trailing partial message
-        overflowPending_ = true;
+        MarkLoss(batch, deadline);
       }
       if (batch->cols.length >= batchSize_) return;
     }
@@ -420,9 +436,16 @@ class ConntrackEvents : public Napi::ObjectWrap<ConntrackEvents> {
         fresh();
       }
     }
-    // Closing: what the socket still holds is handed over too.
-    Drain(fd, buf, batch.get(), &deadline);
-    if (batch->cols.length > 0 && !tsfnGone_) Deliver(std::move(batch));
+    // Closing: what the socket still holds is handed over too, however many batches that takes.
+    if (tsfnGone_) return;
+    for (;;) {
+      Drain(fd, buf, batch.get(), &deadline);
+      if (batch->cols.length == 0) break;
+      bool full = batch->cols.length >= batchSize_;
+      Deliver(std::move(batch));
+      fresh();
+      if (!full) break;
+    }
   }
 
   std::string netns_;

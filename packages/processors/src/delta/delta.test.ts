@@ -402,6 +402,17 @@ describe('delta processor', () => {
     expect(p.counts.vanished).toBe(4);
   });
 
+  it('a NEW for a flow missing from the last snapshot is a reused key: the old one vanished, the new one counts from zero', async () => {
+    const p = processor();
+    await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+    await run(p, snap(T0 + S, [{ port: 1, tx: 1500 }]));
+    // Its DESTROY was lost; the kernel reused tuple and id straight away.
+    await run(p, snap(T0 + 2 * S, []));
+    await run(p, events(T0 + 2 * S + 10, [opened(1)]));
+    expect(p.counts.vanished).toBe(1);
+    expect(tx(await run(p, snap(T0 + 3 * S, [{ port: 1, tx: 3000 }])))).toEqual({ 1: 3000 });
+  });
+
   it('a DESTROY that arrives after the snapshot that no longer lists the flow settles it once', async () => {
     const p = processor();
     await run(p, snap(T0, [{ port: 1, tx: 1000 }]));

@@ -294,6 +294,14 @@ export class DeltaProcessor implements Processor {
       }
       if (fl & FlowFlags.Opened && !(fl & FlowFlags.Closed) && !snapshot) {
         // NEW event: the flow counts from zero, whatever the row says; nothing to emit yet.
+        if (e !== -1 && u32[REC_U32 * e + U_STATE] === STATE_MISSING) {
+          // A NEW for a key that is missing from the last snapshot: the old connection ended unseen (its
+          // DESTROY lost) and the kernel reused its tuple and id at once. The old one has vanished; the
+          // new one starts from zero.
+          table.remove(e);
+          o.vanished++;
+          e = -1;
+        }
         if (e !== -1) continue;
         e = table.insert(lo, hi);
         f64 = table.f64;

@@ -62,6 +62,8 @@ export class ConntrackReceiver implements Receiver {
   private warnedEmpty = false;
   private readonly unobserve: Array<() => void> = [];
   private readonly barrierWaiters = new Set<(reached: number) => void>();
+  /** Dumps in a row that held malformed messages. */
+  private malformedStreak = 0;
 
   constructor(
     private readonly settings: ComponentSettings,
@@ -244,17 +246,27 @@ export class ConntrackReceiver implements Receiver {
     // queued before the dump ends: they must reach the pipeline before the snapshot that no longer
     // lists those entries, or the delta processor would take them for connections it never saw.
     await this.eventsCaughtUp();
-    if (result.malformed > 0) {
-      // Rows were skipped: this is not every live connection, so it must not be read as a snapshot
-      // (what is missing would look ended). Pass the rows on as plain readings and read again at once.
+    if (result.malformed > 0 && this.malformedStreak++ === 0 && reason !== 'final') {
+      // Rows were skipped: this is not every live connection, so it is not passed on as a snapshot
+      // (what is missing would look ended); its rows go on as plain readings and another read follows at
+      // once. Only once: when the next dump is malformed too, the fault is lasting, and dumps go on at
+      // the interval as snapshots (the delta processor keeps a flow missing from one snapshot anyway).
       this.settings.logger.warn(
         { malformed: result.malformed },
         'malformed messages in a conntrack dump were skipped: resyncing with another read',
       );
+      this.resyncs++;
       this.hand(result, false);
-      if (reason !== 'final') this.resyncWanted = true;
+      this.resyncWanted = true;
       return;
     }
+    if (result.malformed > 0 && this.malformedStreak === 2) {
+      this.settings.logger.warn(
+        { malformed: result.malformed },
+        'every conntrack dump holds malformed messages: they are skipped and counted (netmon_conntrack_malformed_messages); reading on at the interval',
+      );
+    }
+    if (result.malformed === 0) this.malformedStreak = 0;
     // Handed on even when empty: an empty snapshot still says "nothing else is alive", which ends the
     // delta processor's baseline phase (flows appearing later are then new, not pre-existing).
     this.hand(result, true);
@@ -265,12 +277,18 @@ export class ConntrackReceiver implements Receiver {
     const events = this.events;
     if (!events) return Promise.resolve();
     const mark = events.barrier();
+    if (mark === 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        this.barrierWaiters.delete(done);
-        // The marker was dropped (JS too slow: the drop is counted and triggers a resync anyway).
-        this.settings.logger.warn({ barrier: mark }, 'conntrack events did not catch up within 1 s');
-        resolve();
+        // Timers run before the poll phase that would dispatch an already queued marker (after a stalled
+        // loop): give that phase one turn before giving up.
+        setImmediate(() => {
+          if (!this.barrierWaiters.has(done)) return;
+          this.barrierWaiters.delete(done);
+          // The marker was dropped (JS too slow: the drop is counted and triggers a resync anyway).
+          this.settings.logger.warn({ barrier: mark }, 'conntrack events did not catch up within 1 s');
+          resolve();
+        });
       }, 1000);
       const done = (reached: number) => {
         if (reached < mark) return;
