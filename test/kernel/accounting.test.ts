@@ -52,15 +52,14 @@ describe.runIf(privileged())('exact byte accounting: conntrack → delta → fil
     read_interval: ${opts.interval}
 ${opts.extra ?? ''}
 processors:
-  delta:
-${opts.state ? `    state_file: ${opts.state}` : '    {}'}
+  delta: ${opts.state ? `{ state_file: ${opts.state} }` : '{}'}
 exporters:
   file:
     path: ${output}
 service:
   pipelines:
     flows: { receivers: [conntrack], processors: [delta], exporters: [file] }
-`.replace('  delta:\n    {}', '  delta: {}'),
+`,
     );
     const agent = new AgentProcess(['run', '--config', config, '--log-level', 'debug']);
     await agent.waitForLog((l) => l.msg === 'conntrack read');
@@ -94,10 +93,7 @@ service:
     return out;
   }
 
-  const keyOf = (e: CtEntry) => {
-    // Flow records print IPv4-mapped only for family 6; conntrack -L prints plain addresses.
-    return `${e.protocol} ${e.src}:${e.sport} > ${e.dst}:${e.dport}`;
-  };
+  const keyOf = (e: CtEntry) => `${e.protocol} ${e.src}:${e.sport} > ${e.dst}:${e.dport}`;
 
   function expectExact(got: Map<string, Totals>, oracle: CtEntry[]): void {
     for (const e of oracle) {

@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type FlowBatch, FlowFlags } from '@netmon/core';
+import { type FlowBatch, FlowFlags, formatIp } from '@netmon/core';
 import { CollectingSink, testSettings } from '@netmon/core/testkit';
 import { type EventBatch, openConntrack, subscribeConntrackEvents } from '@netmon/native';
 import { type ConntrackReceiver, conntrackReceiverFactory } from '@netmon/receivers';
@@ -54,16 +54,7 @@ describe.runIf(privileged())('conntrack in a network namespace', () => {
     expect(dump.malformed).toBe(0);
     expect(dump.length).toBe(oracle.length);
     const ours = new Map<string, number>();
-    const fmt = (buf: Uint8Array, i: number, fam: number) => {
-      const b = buf.subarray(16 * i, 16 * i + 16);
-      if (fam === 4) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-      const groups: string[] = [];
-      for (let g = 0; g < 16; g += 2) groups.push(((b[g] << 8) | b[g + 1]).toString(16));
-      return groups
-        .join(':')
-        .replace(/(^|:)0(:0)+(:|$)/, '::')
-        .replace(/:{3,}/, '::');
-    };
+    const fmt = (buf: Uint8Array, i: number, family: number) => formatIp(buf, 16 * i, family);
     for (let i = 0; i < dump.length; i++) {
       ours.set(
         key(

@@ -11,6 +11,7 @@ import { decodeCheckpoint } from './checkpoint.js';
 import { deltaProcessorConfig } from './config.js';
 import { DeltaProcessor } from './delta.js';
 import { deltaProcessorFactory } from './factory.js';
+import { rng } from './testdata/rng.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const S = 10_000;
@@ -987,14 +988,3 @@ it('reports its self-metrics per origin', async () => {
   await p.shutdown();
   await provider.shutdown();
 });
-
-/** A deterministic pseudo-random generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
