@@ -91,7 +91,7 @@ export interface ComponentSettings {
   status: StatusReporter;
   /** Directory of the config file that defined the component: relative paths resolve against it. */
   configDir: string;
-  /** The extensions named in the factory's `extensions`, by type. */
+  /** The enabled extensions named in the factory's `extensions` and `optionalExtensions`, by type. */
   extensions: ReadonlyMap<string, Extension>;
   host: Host;
 }
@@ -106,6 +106,8 @@ interface FactoryBase<C> {
   readonly config: z.ZodType<C>;
   /** Extension types this component needs; configuration fails when one is not enabled. */
   readonly extensions?: readonly string[];
+  /** Extension types this component uses when they are enabled and does without otherwise. */
+  readonly optionalExtensions?: readonly string[];
   /**
    * Checks beyond the schema that need I/O (a module loads, a device exists), run by `loadConfig` and
    * `netmon validate` before anything starts. Cross-field rules belong in the schema (`superRefine`).

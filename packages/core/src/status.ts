@@ -51,6 +51,8 @@ export interface ComponentState {
   lastError?: string;
   lastErrorTime?: number;
   items: ItemCounters;
+  /** Component-specific facts for /status (sync state, table sizes), read when the document is made. */
+  details?: () => Record<string, unknown>;
 }
 
 /** What a component holds to report its own runtime status. */
@@ -59,6 +61,8 @@ export interface StatusReporter {
   recoverableError(err: unknown): void;
   permanentError(err: unknown): void;
   fatalError(err: unknown): void;
+  /** Publishes component-specific facts in /status; `facts` is called each time the document is made. */
+  describe(facts: () => Record<string, unknown>): void;
 }
 
 export function errorMessage(err: unknown): string {
@@ -120,6 +124,9 @@ export class StatusBoard {
       recoverableError: (err) => this.set(state, 'recoverable_error', err),
       permanentError: (err) => this.set(state, 'permanent_error', err),
       fatalError: (err) => this.set(state, 'fatal_error', err),
+      describe: (facts) => {
+        state.details = facts;
+      },
     };
   }
 

@@ -68,6 +68,7 @@ export function statusDocument(host: Host, budgetMs: number) {
       last_error: c.lastError ?? null,
       last_error_time: iso(c.lastErrorTime),
       items: { ...c.items },
+      ...(c.details ? { details: safeDetails(c.details) } : {}),
     })),
     queues: host.queues().map((q) => ({
       pipeline: q.pipeline,
@@ -78,4 +79,13 @@ export function statusDocument(host: Host, budgetMs: number) {
       dropped_items: q.droppedItems,
     })),
   };
+}
+
+/** A component's own facts; a throwing getter must not take /status down with it. */
+function safeDetails(facts: () => Record<string, unknown>): Record<string, unknown> {
+  try {
+    return facts();
+  } catch (err) {
+    return { error: `details unavailable: ${err instanceof Error ? err.message : String(err)}` };
+  }
 }

@@ -131,7 +131,7 @@ export class Service implements Host {
     const bindings: Record<string, string> = { kind: spec.kind, component: spec.id };
     if (opts.pipeline) bindings.pipeline = opts.pipeline;
     const extensions = new Map<string, Extension>();
-    for (const type of spec.factory.extensions ?? []) {
+    for (const type of [...(spec.factory.extensions ?? []), ...(spec.factory.optionalExtensions ?? [])]) {
       const ext = this.extensions.find((e) => e.type === type);
       if (ext) extensions.set(type, ext.node.component);
     }
