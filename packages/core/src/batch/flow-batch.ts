@@ -379,6 +379,12 @@ export class FlowBatch {
     return col;
   }
 
+  /** Removes an attribute column (every row loses the attribute); returns whether it existed. */
+  deleteColumn(key: string): boolean {
+    this.assertWritable();
+    return this.attrs.delete(key);
+  }
+
   /**
    * Adopts `values` (NaN = absent, at least `capacity` long) as the number column `key`, without a copy:
    * how the native addon's columns (conntrack id, zone, mark) become attributes.

@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { FlowBatch } from '../batch/flow-batch.js';
 import { encodeFlowRecords } from '../batch/flow-record.js';
-import type { Batch, Factory, Lifecycle, Signal } from '../component.js';
+import type { Batch, Extension, Factory, Lifecycle, Signal } from '../component.js';
 import { testSettings } from './settings.js';
 import { CollectingSink } from './sinks.js';
 
@@ -21,6 +21,8 @@ export interface ConformanceOptions {
   runMs?: number;
   /** A receiver must have produced at least this many items within `runMs`. */
   expectItems?: number;
+  /** The extensions the component needs, made fresh for each case. */
+  extensions?: () => Map<string, Extension>;
 }
 
 export function sampleFlows(): FlowBatch {
@@ -118,7 +120,10 @@ export function describeConformance(factory: Factory, opts: ConformanceOptions =
   const signal: Signal = opts.signal ?? ('signals' in factory ? factory.signals[0] : 'flows');
   const config = () => factory.config.parse(opts.config ?? {});
   const create = (): { component: Lifecycle; sink: CollectingSink } => {
-    const settings = testSettings(factory.kind, factory.type, { configDir: opts.configDir });
+    const settings = testSettings(factory.kind, factory.type, {
+      configDir: opts.configDir,
+      extensions: opts.extensions?.(),
+    });
     const sink = new CollectingSink();
     switch (factory.kind) {
       case 'receiver':
@@ -135,7 +140,10 @@ export function describeConformance(factory: Factory, opts: ConformanceOptions =
     factory.kind === 'processor'
       ? {
           component: await factory.create(
-            testSettings('processor', factory.type, { configDir: opts.configDir }),
+            testSettings('processor', factory.type, {
+              configDir: opts.configDir,
+              extensions: opts.extensions?.(),
+            }),
             config(),
             signal,
           ),

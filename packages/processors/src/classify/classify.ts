@@ -1,0 +1,401 @@
+// Where does each flow go, and which node reports it? Per row: the two ends' facts (in the cluster, node,
+// zone, region, public or private, matched rule or pattern) come from per-batch caches keyed by entity id
+// or dictionary code; the decision itself is a handful of integer comparisons (`decide`).
+import {
+  CidrTable,
+  type ComponentSettings,
+  type Extension,
+  type FlowBatch,
+  FlowFlags,
+  type Processor,
+  parseCidr,
+} from '@netmon/core';
+import type { K8sMetadata } from '../k8s_metadata/metadata.js';
+import type { Entity, MetadataStore } from '../k8s_metadata/store.js';
+import { DESTINATION_KINDS, TRAFFIC_CLASSES, type TrafficClass } from './classes.js';
+import type { ClassifyConfig } from './config.js';
+import { domainRegExp } from './patterns.js';
+
+/** An extension that knows which DNS name an address was resolved from (the IP→domain cache). */
+export const DNS_CACHE = 'dns_cache';
+export interface DnsCache extends Extension {
+  domainOf(addr: Uint8Array, offset: number): string | undefined;
+}
+
+export const TRAFFIC_CLASS = 'traffic.class';
+export const DST_KIND = 'dst.kind';
+export const DST_DOMAIN = 'dst.domain';
+
+const C = Object.fromEntries(TRAFFIC_CLASSES.map((c, i) => [c, i])) as Record<TrafficClass, number>;
+const K = Object.fromEntries(DESTINATION_KINDS.map((k, i) => [k, i])) as Record<
+  (typeof DESTINATION_KINDS)[number],
+  number
+>;
+
+/**
+ * What classify knows about one end of a flow. Ids are small integers (interned strings), -1 unknown.
+ * `rule`/`pattern` are list positions (lower wins) and `ruleClass`/`patternClass` class indexes.
+ */
+export interface EndFacts {
+  inCluster: boolean;
+  node: number;
+  zone: number;
+  region: number;
+  isPublic: boolean;
+  rule: number;
+  ruleClass: number;
+  pattern: number;
+  patternClass: number;
+}
+
+export function emptyFacts(): EndFacts {
+  return {
+    inCluster: false,
+    node: -1,
+    zone: -1,
+    region: -1,
+    isPublic: false,
+    rule: -1,
+    ruleClass: -1,
+    pattern: -1,
+    patternClass: -1,
+  };
+}
+
+/**
+ * The traffic class of a flow from its source's and destination's facts (class index into
+ * TRAFFIC_CLASSES). Symmetric in its two ends except that internet traffic is egress when the public
+ * end is the destination and ingress when it is the source. `unlocated` is set when both ends are in
+ * the cluster but a zone is unknown (then same_zone: the cheapest guess, counted).
+ */
+export function decide(src: EndFacts, dst: EndFacts, out: { unlocated: boolean }): number {
+  out.unlocated = false;
+  // 1. The user's rules, then 2. the destination patterns: the one listed first wins across both ends.
+  if (src.ruleClass >= 0 || dst.ruleClass >= 0) {
+    if (dst.ruleClass < 0) return src.ruleClass;
+    if (src.ruleClass < 0) return dst.ruleClass;
+    return src.rule <= dst.rule ? src.ruleClass : dst.ruleClass;
+  }
+  if (src.patternClass >= 0 || dst.patternClass >= 0) {
+    if (dst.patternClass < 0) return src.patternClass;
+    if (src.patternClass < 0) return dst.patternClass;
+    return src.pattern <= dst.pattern ? src.patternClass : dst.patternClass;
+  }
+  // 3. Both ends placed (in the cluster, or located by a rule): compare where they are.
+  if (src.node >= 0 && src.node === dst.node) return C.same_node;
+  const srcPlaced = src.inCluster || src.zone >= 0 || src.region >= 0;
+  const dstPlaced = dst.inCluster || dst.zone >= 0 || dst.region >= 0;
+  if (srcPlaced && dstPlaced) {
+    if (src.region >= 0 && dst.region >= 0 && src.region !== dst.region) return C.cross_region;
+    if (src.zone >= 0 && dst.zone >= 0) return src.zone === dst.zone ? C.same_zone : C.cross_zone;
+    out.unlocated = true;
+    return C.same_zone;
+  }
+  // 4. An end outside: the internet when that end is public, else a private network outside the cluster.
+  if (!dstPlaced && dst.isPublic) return C.internet_egress;
+  if (!srcPlaced && src.isPublic) return C.internet_ingress;
+  return C.external_private;
+}
+
+/** Private, loopback, link-local, CGNAT and unique-local ranges: never "the internet". */
+const PRIVATE = new CidrTable<true>();
+for (const c of [
+  '10.0.0.0/8',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '0.0.0.0/8',
+  'fc00::/7',
+  'fe80::/10',
+  '::1/128',
+  '::/128',
+]) {
+  PRIVATE.add(c, true);
+}
+
+export function isPublicAddress(buf: Uint8Array, off: number): boolean {
+  return PRIVATE.lookup(buf, off) === undefined;
+}
+
+interface Located {
+  index: number;
+  class: number;
+  zone: number;
+  region: number;
+}
+
+export class ClassifyProcessor implements Processor<FlowBatch> {
+  readonly mutates = true;
+  private readonly ids = new Map<string, number>();
+  private readonly rules = new CidrTable<Located>();
+  private readonly patternCidrs = new CidrTable<Located>();
+  private readonly patternDomains: { index: number; class: number; re: RegExp }[] = [];
+  /** Per-entity facts, stamped per batch. */
+  private stamp = new Uint32Array(0);
+  private epoch = 0;
+  private eNode = new Int32Array(0);
+  private eZone = new Int32Array(0);
+  private eRegion = new Int32Array(0);
+  /** -1 none, else pattern position (builtins: control plane 0, load balancer 1). */
+  private eBuiltin = new Int8Array(0);
+  private readonly src = emptyFacts();
+  private readonly dst = emptyFacts();
+  private readonly verdict = { unlocated: false };
+  private duplicates = 0;
+  private unlocated = 0;
+
+  constructor(
+    settings: ComponentSettings,
+    private readonly config: ClassifyConfig,
+    private readonly metadata: K8sMetadata,
+    private readonly dns: DnsCache | undefined,
+  ) {
+    config.rules.forEach((r, index) => {
+      const located: Located = {
+        index,
+        class: r.class === undefined ? -1 : C[r.class],
+        zone: r.zone === undefined ? -1 : this.id(`zone:${r.zone}`),
+        region: r.region === undefined ? -1 : this.id(`region:${r.region}`),
+      };
+      for (const c of r.cidrs) this.rules.add(parseCidr(c) as never, located);
+    });
+    // Patterns come after the two built-in ones (the API server, Service load-balancer IPs).
+    config.patterns.forEach((p, i) => {
+      const located: Located = { index: i + 2, class: C[p.class], zone: -1, region: -1 };
+      for (const c of p.cidrs) this.patternCidrs.add(parseCidr(c) as never, located);
+      for (const d of p.domains)
+        this.patternDomains.push({ index: i + 2, class: C[p.class], re: domainRegExp(d) });
+    });
+    const duplicates = settings.meter.createObservableCounter('netmon_classify_duplicates_dropped', {
+      description:
+        'Flows dropped because another node reports the same connection (the initiator’s node, or the responder’s when the initiator is outside the cluster).',
+      unit: '{flow}',
+    });
+    const unlocated = settings.meter.createObservableCounter('netmon_classify_unlocated', {
+      description: 'Flows between two cluster ends classed same_zone because a zone was unknown.',
+      unit: '{flow}',
+    });
+    settings.meter.addBatchObservableCallback(
+      (r) => {
+        r.observe(duplicates, this.duplicates);
+        r.observe(unlocated, this.unlocated);
+      },
+      [duplicates, unlocated],
+    );
+  }
+
+  private id(text: string): number {
+    let v = this.ids.get(text);
+    if (v === undefined) {
+      v = this.ids.size;
+      this.ids.set(text, v);
+    }
+    return v;
+  }
+
+  process(batch: FlowBatch): FlowBatch {
+    const n = batch.length;
+    if (n === 0) return batch;
+    const { store, nodeName } = this.metadata;
+    const res = this.metadata.resolve(batch);
+    this.beginBatch(store);
+    const me = nodeName === undefined ? -2 : this.id(`node:${nodeName}`);
+
+    const classCol = batch.ensureColumn(TRAFFIC_CLASS, 'string');
+    const kindCol = batch.ensureColumn(DST_KIND, 'string');
+    // Dictionary codes, made on first use so a batch's dictionaries hold only the values it uses.
+    const classCodes = new Int32Array(TRAFFIC_CLASSES.length).fill(-1);
+    const kindCodes = new Int32Array(DESTINATION_KINDS.length).fill(-1);
+    const domainPattern = this.domainPatterns(batch);
+    const { srcAddr, dstAddr, flags } = batch;
+    const src = this.src;
+    const dst = this.dst;
+    const keep = this.config.exactly_once ? new Uint32Array(n) : null;
+    let kept = 0;
+
+    for (let i = 0; i < n; i++) {
+      const off = 16 * i;
+      const s = res.src[i];
+      const d = res.dst[i];
+      const p = res.peer[i];
+      this.endFacts(src, store, s, -1, srcAddr, off);
+      this.endFacts(dst, store, p, d, dstAddr, off);
+      if (domainPattern !== null) {
+        const hit = domainPattern[i];
+        if (hit >= 0 && (dst.pattern < 0 || hit < dst.pattern)) {
+          dst.pattern = hit;
+          dst.patternClass = this.patternClassAt(hit);
+        }
+      }
+
+      if (keep !== null) {
+        if (!this.reportedHere(src, dst, me, flags[i], srcAddr, dstAddr, off)) {
+          this.duplicates++;
+          continue;
+        }
+        keep[kept++] = i;
+      }
+
+      const cls = decide(src, dst, this.verdict);
+      if (this.verdict.unlocated) this.unlocated++;
+      if (classCodes[cls] < 0) classCodes[cls] = classCol.code(TRAFFIC_CLASSES[cls]);
+      classCol.codes[i] = classCodes[cls];
+      const dialled = d >= 0 ? store.entity(d) : undefined;
+      const kind =
+        dialled !== undefined
+          ? K[dialled.kind]
+          : isPublicAddress(dstAddr, off)
+            ? K.external_public
+            : K.external_private;
+      if (kindCodes[kind] < 0) kindCodes[kind] = kindCol.code(DESTINATION_KINDS[kind]);
+      kindCol.codes[i] = kindCodes[kind];
+    }
+    if (keep === null || kept === n) return batch;
+    return batch.select(keep.subarray(0, kept));
+  }
+
+  /**
+   * Exactly once across the cluster: the initiator's node reports a connection when the initiator is in
+   * the cluster (every node runs an agent), otherwise the node of the responder. When the receiver only
+   * knows local and remote (src is then this node's end), the end with the lower address reports.
+   */
+  private reportedHere(
+    src: EndFacts,
+    dst: EndFacts,
+    me: number,
+    flags: number,
+    srcAddr: Uint8Array,
+    dstAddr: Uint8Array,
+    off: number,
+  ): boolean {
+    if (me < 0) return true;
+    if (flags & FlowFlags.InitiatorKnown) {
+      if (src.node === me) return true;
+      return src.node < 0; // initiated on another node of the cluster: that node reports it
+    }
+    if (dst.node < 0 || dst.node === me) return true;
+    for (let b = 0; b < 16; b++) {
+      if (srcAddr[off + b] !== dstAddr[off + b]) return srcAddr[off + b] < dstAddr[off + b];
+    }
+    return true;
+  }
+
+  private beginBatch(store: MetadataStore): void {
+    if (this.stamp.length < store.idLimit) {
+      const size = Math.max(store.idLimit, this.stamp.length * 2, 64);
+      this.stamp = new Uint32Array(size);
+      this.eNode = new Int32Array(size);
+      this.eZone = new Int32Array(size);
+      this.eRegion = new Int32Array(size);
+      this.eBuiltin = new Int8Array(size);
+      this.epoch = 0;
+    }
+    if (++this.epoch === 0xffffffff) {
+      this.stamp.fill(0);
+      this.epoch = 1;
+    }
+  }
+
+  /** Facts of entity `id` (cached per batch). */
+  private entityFacts(store: MetadataStore, id: number): boolean {
+    if (this.stamp[id] === this.epoch) return true;
+    const e: Entity | undefined = store.entity(id);
+    if (e === undefined) return false;
+    this.stamp[id] = this.epoch;
+    this.eNode[id] = e.nodeName === undefined ? -1 : this.id(`node:${e.nodeName}`);
+    const zone = store.zoneOf(e);
+    const region = store.regionOf(e);
+    this.eZone[id] = zone === undefined ? -1 : this.id(`zone:${zone}`);
+    this.eRegion[id] = region === undefined ? -1 : this.id(`region:${region}`);
+    this.eBuiltin[id] = e.controlPlane ? 0 : e.loadBalancer ? 1 : -1;
+    return true;
+  }
+
+  /** Fills `f` for the end owned by `id` (and, for the destination, dialled as `dialled`) at addr[off]. */
+  private endFacts(
+    f: EndFacts,
+    store: MetadataStore,
+    id: number,
+    dialled: number,
+    addr: Uint8Array,
+    off: number,
+  ): void {
+    f.inCluster = false;
+    f.node = -1;
+    f.zone = -1;
+    f.region = -1;
+    f.pattern = -1;
+    f.patternClass = -1;
+    if (id >= 0 && this.entityFacts(store, id)) {
+      const kind = store.entity(id)?.kind;
+      f.inCluster = kind !== 'endpoint';
+      f.node = this.eNode[id];
+      f.zone = this.eZone[id];
+      f.region = this.eRegion[id];
+      const builtin = this.eBuiltin[id];
+      if (builtin >= 0) {
+        f.pattern = builtin;
+        f.patternClass = builtin === 0 ? C.k8s_control_plane : C.load_balancer;
+      }
+    }
+    if (dialled >= 0 && dialled !== id && f.pattern < 0 && this.entityFacts(store, dialled)) {
+      const builtin = this.eBuiltin[dialled];
+      if (builtin >= 0) {
+        f.pattern = builtin;
+        f.patternClass = builtin === 0 ? C.k8s_control_plane : C.load_balancer;
+      }
+    }
+    f.isPublic = !f.inCluster && isPublicAddress(addr, off);
+    const rule = this.rules.size === 0 ? undefined : this.rules.lookup(addr, off);
+    if (rule === undefined) {
+      f.rule = -1;
+      f.ruleClass = -1;
+    } else {
+      f.rule = rule.index;
+      f.ruleClass = rule.class;
+      if (rule.zone >= 0) f.zone = rule.zone;
+      if (rule.region >= 0) f.region = rule.region;
+    }
+    if (f.pattern < 0 && this.patternCidrs.size > 0) {
+      const hit = this.patternCidrs.lookup(addr, off);
+      if (hit !== undefined) {
+        f.pattern = hit.index;
+        f.patternClass = hit.class;
+      }
+    }
+  }
+
+  private patternClassAt(index: number): number {
+    return C[this.config.patterns[index - 2].class];
+  }
+
+  /**
+   * Per row, the position of the first domain pattern the destination's DNS name matches (-1 none), from
+   * `dst.domain` (written upstream, or here from the dns_cache extension). Matched once per distinct name.
+   */
+  private domainPatterns(batch: FlowBatch): Int32Array | null {
+    if (this.patternDomains.length === 0 && this.dns === undefined) return null;
+    const n = batch.length;
+    if (this.dns !== undefined) {
+      const col = batch.ensureColumn(DST_DOMAIN, 'string');
+      for (let i = 0; i < n; i++) {
+        if (col.codes[i] !== 0) continue;
+        const name = this.dns.domainOf(batch.dstAddr, 16 * i);
+        if (name !== undefined) col.codes[i] = col.code(name);
+      }
+    }
+    const col = batch.column(DST_DOMAIN);
+    if (col?.kind !== 'string' || this.patternDomains.length === 0) return null;
+    const byCode = new Int32Array(col.dict.length).fill(-1);
+    for (let c = 1; c < col.dict.length; c++) {
+      const name = col.dict[c].toLowerCase();
+      const hit = this.patternDomains.find((p) => p.re.test(name));
+      if (hit) byCode[c] = hit.index;
+    }
+    const out = new Int32Array(n);
+    for (let i = 0; i < n; i++) out[i] = byCode[col.codes[i]];
+    return out;
+  }
+}

@@ -1,0 +1,61 @@
+import { parseCidr } from '@netmon/core';
+import { z } from 'zod';
+import { TRAFFIC_CLASSES } from './classes.js';
+import { DEFAULT_PATTERNS } from './patterns.js';
+
+const cidr = z.string().superRefine((text, ctx) => {
+  const parsed = parseCidr(text);
+  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+});
+
+const trafficClass = z.enum(TRAFFIC_CLASSES);
+
+const rule = z
+  .strictObject({
+    name: z.string().optional().describe('A name for logs and docs.'),
+    cidrs: z.array(cidr).min(1, 'a rule needs at least one CIDR').describe('Addresses the rule is about.'),
+    class: trafficClass
+      .optional()
+      .describe('The class of every flow with an end in these CIDRs (direct classification).'),
+    zone: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Zone these addresses are in; the class follows from both ends.'),
+    region: z.string().min(1).optional().describe('Region these addresses are in.'),
+  })
+  .refine((r) => r.class !== undefined || r.zone !== undefined || r.region !== undefined, {
+    message: 'a rule sets `class`, or places its CIDRs with `zone` and/or `region`',
+  });
+
+const pattern = z.strictObject({
+  class: trafficClass.describe('The class of flows to these destinations.'),
+  cidrs: z.array(cidr).default([]).describe('Addresses or CIDRs.'),
+  domains: z
+    .array(z.string().min(1))
+    .default([])
+    .describe('DNS names; `*` matches any run of characters, dots included.'),
+});
+
+export const classifyConfig = z.strictObject({
+  rules: z
+    .array(rule)
+    .default([])
+    .describe(
+      "Your own classification, checked before anything else (Kubecost's direct classification): CIDRs with a class, or with the zone/region they are in. The most specific CIDR wins; between the two ends of a flow, the rule listed first.",
+    ),
+  patterns: z
+    .array(pattern)
+    .default(DEFAULT_PATTERNS)
+    .describe(
+      'Destinations recognised by address or DNS name (private link, managed control planes, load balancers, cloud APIs, instance metadata). The default is the shipped table (see the README); setting this replaces it, `[]` turns it off.',
+    ),
+  exactly_once: z
+    .boolean()
+    .default(true)
+    .describe(
+      "Report each connection once across the cluster: the initiator's node reports it when the initiator is in the cluster, otherwise the responder's node; the other copy is dropped and counted (netmon_classify_duplicates_dropped).",
+    ),
+});
+
+export type ClassifyConfig = z.output<typeof classifyConfig>;
