@@ -68,6 +68,11 @@ export function resolveBatch(store: MetadataStore, batch: FlowBatch): Resolution
         const owner = store.serviceOfBackend(backendAddr, off, backendPort[i]);
         if (owner !== null) svc = owner.id;
       }
+    } else if (svc === -1 && d !== null && d.kind === 'pod') {
+      // Load balanced before conntrack saw it (Cilium's socket LB, a headless Service): the backend's
+      // EndpointSlices still name the Service, by address and port.
+      const owner = store.serviceOfBackend(dstAddr, off, batch.dstPort[i]);
+      if (owner !== null) svc = owner.id;
     }
     peer[i] = p;
     service[i] = svc;

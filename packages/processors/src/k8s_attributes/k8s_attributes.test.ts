@@ -1,0 +1,142 @@
+import { FlowBatch, FlowFlags, type FlowInit } from '@netmon/core';
+import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { describe, expect, it } from 'vitest';
+import { awsStore, IP, staticMetadata } from '../classify/testdata/cluster.js';
+import { K8S_METADATA, type K8sMetadata } from '../k8s_metadata/metadata.js';
+import { MetadataStore } from '../k8s_metadata/store.js';
+import { k8sAttributesConfig } from './config.js';
+import { k8sAttributesProcessorFactory } from './factory.js';
+
+const T0 = Date.parse('2026-11-21T10:00:00Z');
+const flow = (src: string, dst: string, extra: Partial<FlowInit> = {}): FlowInit => ({
+  timeStart: T0,
+  timeEnd: T0 + 5000,
+  protocol: 6,
+  srcIp: src,
+  srcPort: 40000,
+  dstIp: dst,
+  dstPort: 5432,
+  flags: FlowFlags.InitiatorKnown,
+  ...extra,
+});
+
+async function enrich(
+  flows: FlowInit[],
+  config: unknown = {},
+  metadata: K8sMetadata = staticMetadata(awsStore()),
+) {
+  const settings = testSettings('processor', 'k8s_attributes', {
+    extensions: new Map([[K8S_METADATA, metadata]]),
+  });
+  const p = await k8sAttributesProcessorFactory.create(settings, k8sAttributesConfig.parse(config), 'flows');
+  return (await p.process(FlowBatch.from(flows))) as FlowBatch;
+}
+
+describe('k8s_attributes', () => {
+  it('labels both ends; a DNAT’ed flow gets its backend pod and the Service dialled', async () => {
+    const out = await enrich([flow(IP.web, IP.dbService, { backendIp: IP.db, backendPort: 5432 })], {
+      pod_labels: ['app', 'missing'],
+    });
+    expect(out.attributes(0)).toEqual({
+      'src.k8s.namespace.name': 'shop',
+      'src.k8s.pod.name': 'web-7d9f8-abcde',
+      'src.k8s.workload.kind': 'Deployment',
+      'src.k8s.workload.name': 'web',
+      'src.k8s.node.name': 'node-a',
+      'src.cloud.availability_zone': 'us-east-1a',
+      'src.cloud.region': 'us-east-1',
+      'src.k8s.pod.label.app': 'web',
+      'dst.k8s.namespace.name': 'shop',
+      'dst.k8s.pod.name': 'db-0',
+      'dst.k8s.workload.kind': 'StatefulSet',
+      'dst.k8s.workload.name': 'db',
+      'dst.k8s.node.name': 'node-b',
+      'dst.cloud.availability_zone': 'us-east-1b',
+      'dst.cloud.region': 'us-east-1',
+      'dst.k8s.pod.label.app': 'db',
+      'dst.k8s.service.name': 'db',
+      'flow.reporter': 'initiator',
+      'flow.initiator_known': true,
+    });
+  });
+
+  it('a flow straight to a backend pod still names its Service (via EndpointSlices and the port)', async () => {
+    const out = await enrich([flow(IP.web, IP.db), flow(IP.web, IP.db, { dstPort: 9999 })]);
+    expect(out.getAttribute(0, 'dst.k8s.service.name')).toBe('db');
+    expect(out.getAttribute(1, 'dst.k8s.service.name')).toBeUndefined();
+  });
+
+  it('nodes, the API server endpoint, the outside world; which end is on this node', async () => {
+    const out = await enrich([
+      flow(IP.nodeA, IP.apiServer, { dstPort: 443 }),
+      flow(IP.client, IP.web, { dstPort: 443 }),
+      flow(IP.web, IP.internet, { dstPort: 443, flags: 0 }),
+      flow(IP.db, IP.api),
+    ]);
+    expect(out.attributes(0)).toMatchObject({
+      'src.k8s.node.name': 'node-a',
+      'src.cloud.availability_zone': 'us-east-1a',
+      'dst.k8s.namespace.name': 'default',
+      'dst.k8s.service.name': 'kubernetes',
+      'flow.reporter': 'initiator',
+    });
+    expect(out.attributes(0)['src.k8s.pod.name']).toBeUndefined();
+    expect(out.attributes(1)).toMatchObject({
+      'dst.k8s.pod.name': 'web-7d9f8-abcde',
+      'flow.reporter': 'responder',
+    });
+    expect(Object.keys(out.attributes(1)).filter((k) => k.startsWith('src.'))).toEqual([]);
+    expect(out.attributes(2)).toMatchObject({ 'flow.initiator_known': false, 'flow.reporter': 'initiator' });
+    // Neither end on this node (traffic this node only forwards): no reporter.
+    expect(out.attributes(3)['flow.reporter']).toBeUndefined();
+  });
+
+  it('codes are computed per distinct entity: a large batch with few pods labels every row', async () => {
+    const flows: FlowInit[] = [];
+    for (let i = 0; i < 5000; i++) flows.push(flow(i % 2 ? IP.web : IP.cache, i % 3 ? IP.db : IP.internet));
+    const out = await enrich(flows);
+    for (let i = 0; i < 5000; i++) {
+      expect(out.getAttribute(i, 'src.k8s.pod.name')).toBe(i % 2 ? 'web-7d9f8-abcde' : 'cache-0');
+      expect(out.getAttribute(i, 'dst.k8s.pod.name')).toBe(i % 3 ? 'db-0' : undefined);
+    }
+    expect((out.column('src.k8s.pod.name') as { dict: string[] }).dict).toHaveLength(3);
+  });
+
+  it('entity ids reused after a pod is deleted do not leak the old pod’s labels into later batches', async () => {
+    const store = awsStore();
+    const metadata = staticMetadata(store);
+    const settings = testSettings('processor', 'k8s_attributes', {
+      extensions: new Map([[K8S_METADATA, metadata]]),
+    });
+    const p = await k8sAttributesProcessorFactory.create(settings, k8sAttributesConfig.parse({}), 'flows');
+    await p.process(FlowBatch.from([flow(IP.web, IP.cache)]));
+    store.deletePod('u-cache');
+    store.upsertPod({
+      uid: 'u-new',
+      name: 'new-pod',
+      namespace: 'other',
+      nodeName: 'node-b',
+      phase: 'Running',
+      hostNetwork: false,
+      ips: [IP.cache],
+      workloadKind: 'Pod',
+      workloadName: 'new-pod',
+      labels: {},
+    });
+    const out = (await p.process(FlowBatch.from([flow(IP.web, IP.cache)]))) as FlowBatch;
+    expect(out.attributes(0)).toMatchObject({
+      'dst.k8s.pod.name': 'new-pod',
+      'dst.cloud.availability_zone': 'us-east-1b',
+    });
+  });
+
+  it('standalone: flows pass unlabelled', async () => {
+    const metadata = { ...staticMetadata(new MetadataStore()), standalone: true };
+    const out = await enrich([flow(IP.web, IP.db)], {}, metadata);
+    expect(out.attributeKeys()).toEqual([]);
+  });
+});
+
+describeConformance(k8sAttributesProcessorFactory, {
+  extensions: () => new Map([[K8S_METADATA, staticMetadata(awsStore()) as never]]),
+});
