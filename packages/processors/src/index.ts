@@ -1,4 +1,5 @@
 export { classifyProcessorFactory } from './classify/factory.js';
+export { costProcessorFactory } from './cost/factory.js';
 export { deltaProcessorFactory } from './delta/factory.js';
 export { filterProcessorFactory } from './filter/factory.js';
 export { k8sAttributesProcessorFactory } from './k8s_attributes/factory.js';

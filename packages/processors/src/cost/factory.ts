@@ -1,0 +1,16 @@
+import { defineProcessor } from '@netmon/core';
+import { K8S_METADATA } from '../k8s_metadata/metadata.js';
+import { costProcessorConfig } from './config.js';
+import { CostProcessor } from './cost.js';
+
+export const costProcessorFactory = defineProcessor({
+  kind: 'processor',
+  type: 'cost',
+  stability: 'alpha',
+  description:
+    "Prices each flow in USD (cost.usd) from its traffic class, bytes and the cloud's billing rules: AWS, GCP, Azure list prices, overridable.",
+  signals: ['flows'],
+  config: costProcessorConfig,
+  optionalExtensions: [K8S_METADATA],
+  create: (settings, config) => new CostProcessor(settings, config),
+});
