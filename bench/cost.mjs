@@ -1,0 +1,125 @@
+// cost processor: rows priced per second on one core, on the built packages.
+//   make build && .tools/bin/node bench/cost.mjs
+// FLOWS=100000,1000000 ROUNDS=9 by default. The batch carries every traffic class, a handful of regions
+// and IPv4 destinations, as classify and k8s_attributes leave it; each round prices the same batch again
+// (cost.usd is overwritten in place). Prints the median of the rounds, one line per scenario.
+import { performance } from 'node:perf_hooks';
+import { FlowBatch, StatusBoard, silentLogger } from '@netmon/core';
+import { costProcessorFactory } from '@netmon/processors';
+import { metrics } from '@opentelemetry/api';
+
+const SIZES = (process.env.FLOWS ?? '100000,1000000').split(',').map(Number);
+const ROUNDS = Number(process.env.ROUNDS ?? 9);
+
+const CLASSES = [
+  'same_node',
+  'same_zone',
+  'cross_zone',
+  'cross_region',
+  'internet_egress',
+  'internet_ingress',
+  'private_link',
+  'cloud_api',
+  'k8s_control_plane',
+  'load_balancer',
+  'external_private',
+];
+const REGIONS = ['us-east-1', 'us-west-2', 'eu-west-1', 'ap-northeast-1', 'sa-east-1'];
+
+function report(name, value, unit, extra = '') {
+  console.log(
+    `${name.padEnd(58)} ${value.toLocaleString('en-US', { maximumFractionDigits: 0 }).padStart(14)} ${unit}${extra ? `  (${extra})` : ''}`,
+  );
+}
+
+function rng(seed) {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+}
+
+function settings() {
+  const board = new StatusBoard();
+  return {
+    id: 'cost',
+    kind: 'processor',
+    logger: silentLogger(),
+    meter: metrics.getMeterProvider().getMeter('bench'),
+    status: board.reporter(board.register('processor', 'cost')),
+    configDir: process.cwd(),
+    extensions: new Map(),
+    host: { components: () => [], queues: () => [], phase: () => 'running', startedAt: () => Date.now() },
+  };
+}
+
+/** n rows: classes spread evenly (cross_region with a random region pair), random public IPv4 peers. */
+function makeBatch(n, seed) {
+  const next = rng(seed);
+  const b = new FlowBatch(n, 'delta');
+  b.length = n;
+  const cls = b.ensureColumn('traffic.class', 'string');
+  const src = b.ensureColumn('src.cloud.region', 'string');
+  const dst = b.ensureColumn('dst.cloud.region', 'string');
+  const classCodes = CLASSES.map((c) => cls.code(c));
+  const srcCodes = REGIONS.map((r) => src.code(r));
+  const dstCodes = REGIONS.map((r) => dst.code(r));
+  for (let i = 0; i < n; i++) {
+    const o = 16 * i;
+    b.family[i] = 4;
+    b.protocol[i] = 6;
+    b.dstAddr[o + 10] = b.dstAddr[o + 11] = 0xff;
+    const d = next();
+    b.dstAddr[o + 12] = d >>> 24;
+    b.dstAddr[o + 13] = d >>> 16;
+    b.dstAddr[o + 14] = d >>> 8;
+    b.dstAddr[o + 15] = d;
+    b.txBytes[i] = next() % 100_000;
+    b.rxBytes[i] = next() % 1_000_000;
+    cls.codes[i] = classCodes[next() % classCodes.length];
+    src.codes[i] = srcCodes[next() % srcCodes.length];
+    dst.codes[i] = dstCodes[next() % dstCodes.length];
+  }
+  return b;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const SCENARIOS = [
+  ['aws, no NAT', { provider: 'aws' }],
+  [
+    'aws, NAT on 2 classes, 3 excluded CIDRs',
+    {
+      provider: 'aws',
+      nat_gateway: { enabled: true, exclude_cidrs: ['52.216.0.0/15', '3.5.0.0/19', '54.231.0.0/16'] },
+    },
+  ],
+];
+
+for (const n of SIZES) {
+  const batch = makeBatch(n, n);
+  for (const [name, config] of SCENARIOS) {
+    const p = await costProcessorFactory.create(
+      settings(),
+      costProcessorFactory.config.parse(config),
+      'flows',
+    );
+    p.process(batch); // warm-up: JIT, region pairs
+    const times = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const start = performance.now();
+      p.process(batch);
+      times.push(performance.now() - start);
+    }
+    const ms = median(times);
+    report(
+      `${(n / 1000).toLocaleString('en-US')}k rows, ${name}`,
+      n / (ms / 1000),
+      'rows/s',
+      `${ms.toFixed(2)} ms per batch`,
+    );
+  }
+}
