@@ -38,6 +38,8 @@ export class StringColumn {
   codes: Uint32Array;
   readonly dict: string[] = [''];
   private readonly index = new Map<string, number>();
+  /** Dictionary entries [1, indexed) are in `index`; `append` leaves the rest to the next `code`. */
+  private indexed = 1;
   constructor(
     capacity: number,
     private readonly owner: ColumnOwner = FREE,
@@ -46,13 +48,27 @@ export class StringColumn {
   }
   /** The code for a value, adding it to the dictionary if new. */
   code(value: string): number {
+    if (this.indexed < this.dict.length) {
+      for (let c = this.indexed; c < this.dict.length; c++) this.index.set(this.dict[c], c);
+      this.indexed = this.dict.length;
+    }
     let c = this.index.get(value);
     if (c === undefined) {
       c = this.dict.length;
       this.dict.push(value);
       this.index.set(value, c);
+      this.indexed = this.dict.length;
     }
     return c;
+  }
+  /**
+   * Adds a value the caller knows is not in the dictionary yet and returns its code: no hash lookup, for
+   * writers that track which values a batch already holds (k8s_attributes). A duplicate would give one
+   * string two codes.
+   */
+  append(value: string): number {
+    this.dict.push(value);
+    return this.dict.length - 1;
   }
   get(i: number): string | undefined {
     const c = this.codes[i];

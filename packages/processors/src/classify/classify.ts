@@ -119,6 +119,14 @@ export function isPublicAddress(buf: Uint8Array, off: number): boolean {
   return PRIVATE.lookup(buf, off) === undefined;
 }
 
+interface Place {
+  node: number;
+  zone: number;
+  region: number;
+}
+
+const NOWHERE: Place = { node: -1, zone: -1, region: -1 };
+
 interface Located {
   index: number;
   class: number;
@@ -135,6 +143,8 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   /** Per-entity facts, stamped per batch. */
   private stamp = new Uint32Array(0);
   private epoch = 0;
+  private generation = -1;
+  private readonly nodeFacts = new Map<string, Place>();
   private eNode = new Int32Array(0);
   private eZone = new Int32Array(0);
   private eRegion = new Int32Array(0);
@@ -282,6 +292,10 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     return true;
   }
 
+  /**
+   * Per-entity facts stay valid across batches until the store changes: a steady cluster pays for each
+   * pod once, not once per batch.
+   */
   private beginBatch(store: MetadataStore): void {
     if (this.stamp.length < store.idLimit) {
       const size = Math.max(store.idLimit, this.stamp.length * 2, 64);
@@ -291,26 +305,43 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
       this.eRegion = new Int32Array(size);
       this.eBuiltin = new Int8Array(size);
       this.epoch = 0;
+      this.generation = -1;
     }
+    if (store.generation === this.generation) return;
+    this.generation = store.generation;
+    this.nodeFacts.clear();
     if (++this.epoch === 0xffffffff) {
       this.stamp.fill(0);
       this.epoch = 1;
     }
   }
 
-  /** Facts of entity `id` (cached per batch). */
+  /** Facts of entity `id`, computed once per store generation. */
   private entityFacts(store: MetadataStore, id: number): boolean {
     if (this.stamp[id] === this.epoch) return true;
     const e: Entity | undefined = store.entity(id);
     if (e === undefined) return false;
     this.stamp[id] = this.epoch;
-    this.eNode[id] = e.nodeName === undefined ? -1 : this.id(`node:${e.nodeName}`);
-    const zone = store.zoneOf(e);
-    const region = store.regionOf(e);
-    this.eZone[id] = zone === undefined ? -1 : this.id(`zone:${zone}`);
-    this.eRegion[id] = region === undefined ? -1 : this.id(`region:${region}`);
+    const where = e.nodeName === undefined ? NOWHERE : this.placeOf(store, e.nodeName);
+    this.eNode[id] = where.node;
+    this.eZone[id] = where.zone;
+    this.eRegion[id] = where.region;
     this.eBuiltin[id] = e.controlPlane ? 0 : e.loadBalancer ? 1 : -1;
     return true;
+  }
+
+  private placeOf(store: MetadataStore, nodeName: string): Place {
+    let place = this.nodeFacts.get(nodeName);
+    if (place === undefined) {
+      const record = store.node(nodeName);
+      place = {
+        node: this.id(`node:${nodeName}`),
+        zone: record?.zone === undefined ? -1 : this.id(`zone:${record.zone}`),
+        region: record?.region === undefined ? -1 : this.id(`region:${record.region}`),
+      };
+      this.nodeFacts.set(nodeName, place);
+    }
+    return place;
   }
 
   /** Fills `f` for the end owned by `id` (and, for the destination, dialled as `dialled`) at addr[off]. */

@@ -23,10 +23,28 @@ export const REPORTER = 'flow.reporter';
 export const INITIATOR_KNOWN = 'flow.initiator_known';
 
 /**
- * Writes a fixed set of string columns from the entity each row resolved to. Codes are computed once per
- * distinct entity per batch (stamped by entity id), then copied per row: typed-array work only.
+ * Writes a fixed set of string columns from the entity each row resolved to. Three levels of caching keep
+ * the per-row work to typed-array copies:
+ * - per entity, across batches: the id of each field's value (valid while the entity object, its version
+ *   and the nodes are unchanged);
+ * - per batch and column: the batch code of each value id, appended to the batch's dictionary on first use
+ *   (no hash lookup: value ids and strings correspond one to one);
+ * - per batch: each distinct entity's codes, copied to every row of that entity.
  */
 export class EntityColumnWriter {
+  private readonly width: number;
+  /** Per column: value → value id, and back. */
+  private readonly valueIds: Map<string, number>[];
+  private readonly valueTexts: string[][];
+  /** Per column: the batch code of each value id, valid when its stamp is this batch's epoch. */
+  private valueStamps: Uint32Array[];
+  private valueCodes: Uint32Array[];
+  /** Per entity id: the entity and version the cached value ids are for, and the ids (-1 absent). */
+  private cachedEntity: (Entity | undefined)[] = [];
+  private cachedVersion = new Int32Array(0);
+  private cachedValues = new Int32Array(0);
+  private nodeGeneration = -1;
+  /** Per entity id: whether its codes are computed in this batch, and where. */
   private stamp = new Uint32Array(0);
   private local = new Int32Array(0);
   private epoch = 0;
@@ -35,23 +53,22 @@ export class EntityColumnWriter {
   constructor(
     private readonly keys: readonly string[],
     private readonly fields: readonly Field[],
-  ) {}
+  ) {
+    this.width = keys.length;
+    this.valueIds = keys.map(() => new Map());
+    this.valueTexts = keys.map(() => []);
+    this.valueStamps = keys.map(() => new Uint32Array(64));
+    this.valueCodes = keys.map(() => new Uint32Array(64));
+  }
 
   write(batch: FlowBatch, ids: Int32Array, store: MetadataStore): void {
     const n = batch.length;
-    const width = this.keys.length;
+    const width = this.width;
     const columns: StringColumn[] = this.keys.map((k) => batch.ensureColumn(k, 'string'));
+    // A column that already has values (replayed attributes) may hold our strings: look them up there.
+    const fresh = columns.map((c) => c.dict.length === 1);
     const targets = columns.map((c) => c.codes);
-    if (this.stamp.length < store.idLimit) {
-      const size = Math.max(store.idLimit, this.stamp.length * 2, 64);
-      this.stamp = new Uint32Array(size);
-      this.local = new Int32Array(size);
-      this.epoch = 0;
-    }
-    if (++this.epoch === 0xffffffff) {
-      this.stamp.fill(0);
-      this.epoch = 1;
-    }
+    this.prepare(store);
     const { stamp, local, epoch } = this;
     let distinct = 0;
     for (let i = 0; i < n; i++) {
@@ -67,15 +84,92 @@ export class EntityColumnWriter {
           grown.set(this.codes);
           this.codes = grown;
         }
+        const values = this.valuesOf(entity, store);
         for (let c = 0; c < width; c++) {
-          const value = this.fields[c](entity, store);
-          this.codes[distinct * width + c] = value === undefined ? 0 : columns[c].code(value);
+          const v = this.cachedValues[values + c];
+          let code = 0;
+          if (v >= 0) {
+            if (this.valueStamps[c][v] === epoch) code = this.valueCodes[c][v];
+            else {
+              const text = this.valueTexts[c][v];
+              code = fresh[c] ? columns[c].append(text) : columns[c].code(text);
+              this.valueStamps[c][v] = epoch;
+              this.valueCodes[c][v] = code;
+            }
+          }
+          this.codes[distinct * width + c] = code;
         }
         distinct++;
       }
       const base = local[id] * width;
       for (let c = 0; c < width; c++) targets[c][i] = this.codes[base + c];
     }
+  }
+
+  /** Sizes the caches to the store and starts a batch. */
+  private prepare(store: MetadataStore): void {
+    if (this.stamp.length < store.idLimit) {
+      const size = Math.max(store.idLimit, this.stamp.length * 2, 64);
+      this.stamp = new Uint32Array(size);
+      this.local = new Int32Array(size);
+      const version = new Int32Array(size).fill(-1);
+      version.set(this.cachedVersion);
+      this.cachedVersion = version;
+      const values = new Int32Array(size * this.width);
+      values.set(this.cachedValues);
+      this.cachedValues = values;
+      this.epoch = 0;
+    }
+    if (store.nodeGeneration !== this.nodeGeneration) {
+      // Zones and regions come from nodes: a node change invalidates every entity's cached values.
+      this.nodeGeneration = store.nodeGeneration;
+      this.cachedEntity = [];
+    }
+    if (++this.epoch === 0xffffffff) {
+      this.stamp.fill(0);
+      for (const s of this.valueStamps) s.fill(0);
+      this.epoch = 1;
+    }
+  }
+
+  /** Offset of the entity's value ids in cachedValues, computing them when the entity changed. */
+  private valuesOf(entity: Entity, store: MetadataStore): number {
+    const id = entity.id;
+    const at = id * this.width;
+    if (this.cachedEntity[id] === entity && this.cachedVersion[id] === entity.version) return at;
+    for (let c = 0; c < this.width; c++) {
+      const text = this.fields[c](entity, store);
+      this.cachedValues[at + c] = text === undefined ? -1 : this.valueId(c, text);
+    }
+    this.cachedEntity[id] = entity;
+    this.cachedVersion[id] = entity.version;
+    return at;
+  }
+
+  private valueId(c: number, text: string): number {
+    const ids = this.valueIds[c];
+    let v = ids.get(text);
+    if (v === undefined) {
+      // Values of entities long gone pile up under churn: start over when the table outgrows the store.
+      if (ids.size > 4 * this.stamp.length + 1024) {
+        ids.clear();
+        this.valueTexts[c].length = 0;
+        this.valueStamps[c].fill(0);
+        this.cachedEntity = [];
+      }
+      v = ids.size;
+      ids.set(text, v);
+      this.valueTexts[c].push(text);
+      if (v >= this.valueStamps[c].length) {
+        const stamps = new Uint32Array(this.valueStamps[c].length * 2);
+        stamps.set(this.valueStamps[c]);
+        this.valueStamps[c] = stamps;
+        const codes = new Uint32Array(this.valueCodes[c].length * 2);
+        codes.set(this.valueCodes[c]);
+        this.valueCodes[c] = codes;
+      }
+    }
+    return v;
   }
 }
 
