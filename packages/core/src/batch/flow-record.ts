@@ -181,6 +181,13 @@ export function decodeFlowRecord(line: string): DecodeResult {
       rxBytes: f.rxBytes,
       txPackets: f.txPackets,
       rxPackets: f.rxPackets,
+      // The record keeps what the receiver knew about orientation as an attribute; a replay restores it.
+      flags:
+        attributes?.['flow.initiator_known'] === true
+          ? FlowFlags.InitiatorKnown
+          : attributes?.['flow.initiator_known'] === false
+            ? FlowFlags.LocalRemote
+            : 0,
       attributes,
     },
   };
