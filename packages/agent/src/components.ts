@@ -1,7 +1,14 @@
 // The distribution: every component this build of netmon ships. The only place that lists them all.
 import { Registry } from '@netmon/core';
 import { debugExporterFactory, fileExporterFactory } from '@netmon/exporters';
-import { deltaProcessorFactory, pluginProcessorFactory } from '@netmon/processors';
+import {
+  classifyProcessorFactory,
+  costProcessorFactory,
+  deltaProcessorFactory,
+  filterProcessorFactory,
+  k8sAttributesProcessorFactory,
+  pluginProcessorFactory,
+} from '@netmon/processors';
 import { conntrackReceiverFactory, fileReceiverFactory } from '@netmon/receivers';
 import { healthCheckFactory } from './health_check/factory.js';
 
@@ -10,6 +17,10 @@ export function defaultRegistry(): Registry {
     conntrackReceiverFactory,
     fileReceiverFactory,
     deltaProcessorFactory,
+    k8sAttributesProcessorFactory,
+    classifyProcessorFactory,
+    costProcessorFactory,
+    filterProcessorFactory,
     pluginProcessorFactory,
     fileExporterFactory,
     debugExporterFactory,
