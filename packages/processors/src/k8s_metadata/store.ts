@@ -110,6 +110,8 @@ export class MetadataStore {
   private readonly controlPlaneIps = new Set<AddressKey>();
 
   private readonly pods = new Map<string, { record: PodRecord; entity: Entity; keys: AddressKey[] }>();
+  /** namespace → name → uid: a name belongs to one pod at a time. */
+  private readonly podNames = new Map<string, Map<string, string>>();
   private readonly nodes = new Map<
     string,
     { record: NodeRecord; entity: Entity; keys: AddressKey[]; range: Entity }
@@ -223,9 +225,25 @@ export class MetadataStore {
   // --- writes (per watch event) -----------------------------------------------------------------------
 
   upsertPod(record: PodRecord): void {
+    // Same name, new uid: the pod was replaced (a StatefulSet pod recreated while a watch was down, seen
+    // by a relist as an update). The old one is gone and must not keep its addresses.
+    const previous = this.podNames.get(record.namespace)?.get(record.name);
+    if (previous !== undefined && previous !== record.uid) this.deletePod(previous);
+    let names = this.podNames.get(record.namespace);
+    if (!names) {
+      names = new Map();
+      this.podNames.set(record.namespace, names);
+    }
+    names.set(record.name, record.uid);
     const existing = this.pods.get(record.uid);
     const entity = existing?.entity ?? this.newEntity('pod');
-    if (existing) this.unclaimAll(existing.keys, entity);
+    if (existing) {
+      this.unclaimAll(existing.keys, entity);
+      // A pod keeps its uid, namespace and name for life; tolerate a record that says otherwise.
+      if (existing.record.namespace !== record.namespace || existing.record.name !== record.name) {
+        this.forgetName(existing.record);
+      }
+    }
     Object.assign(entity, {
       namespace: record.namespace,
       pod: record.name,
@@ -248,8 +266,22 @@ export class MetadataStore {
     if (!existing) return;
     this.unclaimAll(existing.keys, existing.entity);
     this.pods.delete(uid);
+    this.forgetName(existing.record);
     this.release(existing.entity);
     this.generation++;
+  }
+
+  /** Deletes the pod that has this name now, whatever its uid. */
+  deletePodNamed(namespace: string, name: string): void {
+    const uid = this.podNames.get(namespace)?.get(name);
+    if (uid !== undefined) this.deletePod(uid);
+  }
+
+  private forgetName(record: PodRecord): void {
+    const names = this.podNames.get(record.namespace);
+    if (names?.get(record.name) !== record.uid) return;
+    names.delete(record.name);
+    if (names.size === 0) this.podNames.delete(record.namespace);
   }
 
   upsertNode(record: NodeRecord): void {
