@@ -4,5 +4,8 @@ export { deltaProcessorFactory } from './delta/factory.js';
 export { filterProcessorFactory } from './filter/factory.js';
 export { k8sAttributesProcessorFactory } from './k8s_attributes/factory.js';
 export { K8S_METADATA, type K8sMetadata, type Resolution, resolveBatch } from './k8s_metadata/metadata.js';
+export { type K8sMetadataConfig, k8sMetadataConfig } from './k8s_metadata/config.js';
+export { K8sMetadataExtension, type K8sMetadataOptions } from './k8s_metadata/extension.js';
+export { k8sMetadataExtensionFactory } from './k8s_metadata/factory.js';
 export { type Entity, MetadataStore } from './k8s_metadata/store.js';
 export { pluginProcessorFactory } from './plugin/factory.js';
