@@ -128,6 +128,8 @@ export class MetadataStore {
   private seq = 0;
   /** Changes since the store was made: any write bumps it. */
   generation = 0;
+  /** Node changes only (zones, regions): caches of per-pod facts derived from nodes key on it. */
+  nodeGeneration = 0;
 
   /** One more than the largest entity id in use: the size per-batch caches need. */
   get idLimit(): number {
@@ -305,6 +307,7 @@ export class MetadataStore {
     }
     this.nodes.set(record.name, { record, entity, keys, range });
     this.generation++;
+    this.nodeGeneration++;
   }
 
   deleteNode(name: string): void {
@@ -316,6 +319,7 @@ export class MetadataStore {
     this.release(existing.entity);
     this.release(existing.range);
     this.generation++;
+    this.nodeGeneration++;
   }
 
   upsertService(record: ServiceRecord): void {
