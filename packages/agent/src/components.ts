@@ -7,6 +7,7 @@ import {
   deltaProcessorFactory,
   filterProcessorFactory,
   k8sAttributesProcessorFactory,
+  k8sMetadataExtensionFactory,
   pluginProcessorFactory,
 } from '@netmon/processors';
 import { conntrackReceiverFactory, fileReceiverFactory } from '@netmon/receivers';
@@ -25,5 +26,6 @@ export function defaultRegistry(): Registry {
     fileExporterFactory,
     debugExporterFactory,
     healthCheckFactory,
+    k8sMetadataExtensionFactory,
   ]);
 }
