@@ -77,6 +77,7 @@ export class K8sApiStandIn {
   private readonly watchers = new Set<Watcher>();
   private readonly snapshots = new Map<string, { rv: number; items: K8sObject[] }>();
   private rv = 100;
+  private continueTokens = 0;
   /** Watches from a resourceVersion below this one are answered 410 Gone. */
   private oldest = 100;
   private failures: { count: number; status: number } = { count: 0, status: 503 };
@@ -283,7 +284,8 @@ export class K8sApiStandIn {
     if (query.continue) this.snapshots.delete(query.continue);
     let next: string | undefined;
     if (end < snap.items.length) {
-      next = `${snap.rv}:${end}:${this.snapshots.size}`;
+      // Unique per page: lists of several resources page at once, at the same offsets and resourceVersion.
+      next = `${snap.rv}:${end}:${++this.continueTokens}`;
       this.snapshots.set(next, snap);
     }
     record(200);
