@@ -253,3 +253,28 @@ describe('flow records', () => {
     if (!d.ok) expect(d.error).toMatch(message);
   });
 });
+
+describe('StringColumn.append', () => {
+  it('select() copies dictionaries verbatim, so codes stay right even when a value appears twice', () => {
+    const b = FlowBatch.from([
+      { timeStart: 0, timeEnd: 1, protocol: 6, srcIp: '10.0.0.1', dstIp: '10.0.0.2' },
+      { timeStart: 0, timeEnd: 1, protocol: 6, srcIp: '10.0.0.1', dstIp: '10.0.0.3' },
+      { timeStart: 0, timeEnd: 1, protocol: 6, srcIp: '10.0.0.1', dstIp: '10.0.0.4' },
+    ]);
+    const col = b.ensureColumn('dst.k8s.pod.name', 'string');
+    col.codes[0] = col.append('db-0');
+    col.codes[1] = col.append('brand-new');
+    col.codes[2] = col.append('db-0');
+    const copy = b.select(null);
+    expect([0, 1, 2].map((i) => copy.getAttribute(i, 'dst.k8s.pod.name'))).toEqual([
+      'db-0',
+      'brand-new',
+      'db-0',
+    ]);
+    // The index is built when first needed, and a later code() finds appended values.
+    expect(
+      copy.column('dst.k8s.pod.name')?.kind === 'string' &&
+        (copy.column('dst.k8s.pod.name') as never as { code(v: string): number }).code('brand-new'),
+    ).toBe(2);
+  });
+});

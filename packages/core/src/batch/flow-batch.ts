@@ -526,9 +526,9 @@ export class FlowBatch {
     for (const [key, col] of this.attrs) {
       const copy = out.ensureColumn(key, col.kind);
       if (col.kind === 'string') {
-        // Dictionaries are copied whole: codes stay valid and the copy is one memcpy per column.
+        // Dictionaries are copied verbatim (the index is built when first needed): codes stay valid.
         const target = copy as StringColumn;
-        for (let c = 1; c < col.dict.length; c++) target.code(col.dict[c]);
+        for (let c = 1; c < col.dict.length; c++) target.append(col.dict[c]);
         if (rows === null) target.codes.set(col.codes.subarray(0, n));
         else for (let j = 0; j < n; j++) target.codes[j] = col.codes[rows[j]];
       } else {

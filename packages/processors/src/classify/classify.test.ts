@@ -174,6 +174,38 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
     expect(fromB?.length ?? 0).toBe(0);
   });
 
+  it('exactly once keeps every flow while this node is not among the cluster’s nodes (NODE_NAME unset)', async () => {
+    expect(
+      await classify([flow(IP.db, IP.web), flow(IP.web, IP.db)], {}, { node: 'web-pod-hostname' }),
+    ).toHaveLength(2);
+  });
+
+  it('a rule’s region reaches the flow’s attributes, for the cost processor', async () => {
+    const p = await classifier({
+      rules: [{ cidrs: ['10.70.0.0/16'], region: 'eu-west-1', zone: 'eu-west-1a' }],
+    });
+    const out = (await p.process(FlowBatch.from([flow(IP.web, '10.70.1.1')]))) as FlowBatch;
+    expect(out.attributes(0)).toMatchObject({
+      'traffic.class': 'cross_region',
+      'dst.cloud.region': 'eu-west-1',
+      'dst.cloud.availability_zone': 'eu-west-1a',
+    });
+  });
+
+  it('the API server reached at a node address (self-managed control plane) is k8s_control_plane', async () => {
+    const store = awsStore();
+    store.upsertEndpointSlice({
+      namespace: 'default',
+      name: 'kubernetes',
+      service: 'kubernetes',
+      ports: [6443],
+      endpoints: [{ ips: [IP.nodeB] }],
+    });
+    expect(await classify([flow(IP.nodeA, IP.nodeB, { dstPort: 6443 })], {}, { store })).toEqual([
+      { class: 'k8s_control_plane', kind: 'node' },
+    ]);
+  });
+
   it('exactly_once: false keeps every copy', async () => {
     expect(await classify([flow(IP.db, IP.web)], { exactly_once: false })).toHaveLength(1);
   });

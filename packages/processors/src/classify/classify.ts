@@ -97,7 +97,7 @@ export function decide(src: EndFacts, dst: EndFacts, out: { unlocated: boolean }
   return C.external_private;
 }
 
-/** Private, loopback, link-local, CGNAT and unique-local ranges: never "the internet". */
+/** Private, loopback, link-local, CGNAT, unique-local, multicast and reserved ranges: never "the internet". */
 const PRIVATE = new CidrTable<true>();
 for (const c of [
   '10.0.0.0/8',
@@ -111,6 +111,11 @@ for (const c of [
   'fe80::/10',
   '::1/128',
   '::/128',
+  // Multicast, broadcast, reserved and benchmarking ranges: local or lab traffic, never billed egress.
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+  '198.18.0.0/15',
+  'ff00::/8',
 ]) {
   PRIVATE.add(c, true);
 }
@@ -124,6 +129,9 @@ interface Place {
   zone: number;
   region: number;
 }
+
+/** `dialled` of the source end in endFacts: it was not dialled. */
+const SOURCE_END = -2;
 
 const NOWHERE: Place = { node: -1, zone: -1, region: -1 };
 
@@ -153,7 +161,10 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   private readonly src = emptyFacts();
   private readonly dst = emptyFacts();
   private readonly verdict = { unlocated: false };
+  private readonly placesByRule: boolean;
   private duplicates = 0;
+  private warnedNode = false;
+  private readonly logger: ComponentSettings['logger'];
   private unlocated = 0;
 
   constructor(
@@ -162,6 +173,8 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     private readonly metadata: K8sMetadata,
     private readonly dns: DnsCache | undefined,
   ) {
+    this.logger = settings.logger;
+    this.placesByRule = config.rules.some((r) => r.zone !== undefined || r.region !== undefined);
     config.rules.forEach((r, index) => {
       const located: Located = {
         index,
@@ -211,7 +224,23 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     const { store, nodeName } = this.metadata;
     const res = this.metadata.resolve(batch);
     this.beginBatch(store);
-    const me = nodeName === undefined ? -2 : this.id(`node:${nodeName}`);
+    // A node name the cluster does not know (NODE_NAME unset, the pod's hostname taken instead) would make
+    // every flow look like another node's: keep them all, and say why once.
+    const known = nodeName !== undefined && store.node(nodeName) !== undefined;
+    const me = known ? this.id(`node:${nodeName}`) : -2;
+    if (
+      !known &&
+      this.config.exactly_once &&
+      this.metadata.synced() &&
+      !this.metadata.standalone &&
+      !this.warnedNode
+    ) {
+      this.warnedNode = true;
+      this.logger.warn(
+        { node_name: nodeName },
+        'this node is not among the cluster’s nodes: exactly_once keeps every flow until it is (set NODE_NAME from spec.nodeName)',
+      );
+    }
 
     const classCol = batch.ensureColumn(TRAFFIC_CLASS, 'string');
     const kindCol = batch.ensureColumn(DST_KIND, 'string');
@@ -230,7 +259,7 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
       const s = res.src[i];
       const d = res.dst[i];
       const p = res.peer[i];
-      this.endFacts(src, store, s, -1, srcAddr, off);
+      this.endFacts(src, store, s, SOURCE_END, srcAddr, off);
       this.endFacts(dst, store, p, d, dstAddr, off);
       if (domainPattern !== null) {
         const hit = domainPattern[i];
@@ -248,6 +277,10 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
         keep[kept++] = i;
       }
 
+      if (this.placesByRule) {
+        this.writePlace(batch, i, 'src', src.rule);
+        this.writePlace(batch, i, 'dst', dst.rule);
+      }
       const cls = decide(src, dst, this.verdict);
       if (this.verdict.unlocated) this.unlocated++;
       if (classCodes[cls] < 0) classCodes[cls] = classCol.code(TRAFFIC_CLASSES[cls]);
@@ -378,6 +411,11 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
         f.patternClass = builtin === 0 ? C.k8s_control_plane : C.load_balancer;
       }
     }
+    // The API server reached by its endpoint address, which may be a node's (self-managed control planes).
+    if (dialled !== SOURCE_END && f.pattern < 0 && store.isControlPlane(addr, off)) {
+      f.pattern = 0;
+      f.patternClass = C.k8s_control_plane;
+    }
     f.isPublic = !f.inCluster && isPublicAddress(addr, off);
     const rule = this.rules.size === 0 ? undefined : this.rules.lookup(addr, off);
     if (rule === undefined) {
@@ -395,6 +433,23 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
         f.pattern = hit.index;
         f.patternClass = hit.class;
       }
+    }
+  }
+
+  /**
+   * An end a rule placed gets the rule's zone and region as attributes when k8s_attributes gave it none,
+   * so the cost processor prices a cross-region flow by its real region pair.
+   */
+  private writePlace(batch: FlowBatch, i: number, end: 'src' | 'dst', rule: number): void {
+    if (rule < 0) return;
+    const { zone, region } = this.config.rules[rule];
+    for (const [key, value] of [
+      [`${end}.cloud.availability_zone`, zone],
+      [`${end}.cloud.region`, region],
+    ] as const) {
+      if (value === undefined) continue;
+      const col = batch.ensureColumn(key, 'string');
+      if (col.codes[i] === 0) col.codes[i] = col.code(value);
     }
   }
 

@@ -130,6 +130,36 @@ describe('k8s_attributes', () => {
     });
   });
 
+  it('the store growing between two batches does not mix up codes of the earlier batch', async () => {
+    const store = awsStore();
+    const metadata = staticMetadata(store);
+    const settings = testSettings('processor', 'k8s_attributes', {
+      extensions: new Map([[K8S_METADATA, metadata]]),
+    });
+    const p = await k8sAttributesProcessorFactory.create(settings, k8sAttributesConfig.parse({}), 'flows');
+    await p.process(FlowBatch.from([flow(IP.web, IP.cache)]));
+    for (let i = 0; i < 300; i++) {
+      store.upsertPod({
+        uid: `filler-${i}`,
+        name: `filler-${i}`,
+        namespace: 'fill',
+        nodeName: 'node-b',
+        phase: 'Running',
+        hostNetwork: false,
+        ips: [`10.1.2.${(i % 200) + 20}`],
+        workloadKind: 'Pod',
+        workloadName: `filler-${i}`,
+        labels: {},
+      });
+    }
+    const out = (await p.process(FlowBatch.from([flow(IP.db, IP.web), flow(IP.web, IP.cache)]))) as FlowBatch;
+    expect([0, 1].map((i) => out.getAttribute(i, 'src.k8s.pod.name'))).toEqual(['db-0', 'web-7d9f8-abcde']);
+    expect([0, 1].map((i) => out.getAttribute(i, 'dst.k8s.pod.name'))).toEqual([
+      'web-7d9f8-abcde',
+      'cache-0',
+    ]);
+  });
+
   it('standalone: flows pass unlabelled', async () => {
     const metadata = { ...staticMetadata(new MetadataStore()), standalone: true };
     const out = await enrich([flow(IP.web, IP.db)], {}, metadata);

@@ -118,7 +118,17 @@ export class EntityColumnWriter {
       const values = new Int32Array(size * this.width);
       values.set(this.cachedValues);
       this.cachedValues = values;
-      this.epoch = 0;
+      // The epoch keeps counting: valueStamps are not resized here and must not match a restarted epoch.
+    }
+    // Values of entities long gone pile up under churn: start over, between batches, when a value table
+    // outgrows the store (never within a batch, where appended codes must stay one per value).
+    if (this.valueIds.some((ids) => ids.size > 4 * this.stamp.length + 1024)) {
+      for (let c = 0; c < this.width; c++) {
+        this.valueIds[c].clear();
+        this.valueTexts[c].length = 0;
+        this.valueStamps[c].fill(0);
+      }
+      this.cachedEntity = [];
     }
     if (store.nodeGeneration !== this.nodeGeneration) {
       // Zones and regions come from nodes: a node change invalidates every entity's cached values.
@@ -150,13 +160,6 @@ export class EntityColumnWriter {
     const ids = this.valueIds[c];
     let v = ids.get(text);
     if (v === undefined) {
-      // Values of entities long gone pile up under churn: start over when the table outgrows the store.
-      if (ids.size > 4 * this.stamp.length + 1024) {
-        ids.clear();
-        this.valueTexts[c].length = 0;
-        this.valueStamps[c].fill(0);
-        this.cachedEntity = [];
-      }
       v = ids.size;
       ids.set(text, v);
       this.valueTexts[c].push(text);

@@ -229,3 +229,26 @@ describe('MetadataStore', () => {
     expect(s.idLimit).toBe((id as number) + 1);
   });
 });
+
+describe('MetadataStore: who wins an address', () => {
+  it('a node keeps its IP when a Service lists it as a load-balancer or external IP (k3s ServiceLB)', () => {
+    const s = new MetadataStore();
+    s.upsertNode(node({ name: 'n1', ips: ['192.168.1.10'] }));
+    s.upsertService(
+      svc({ name: 'web', clusterIps: ['10.43.0.9'], loadBalancerIps: ['192.168.1.10', '203.0.113.9'] }),
+    );
+    expect(who(s, '192.168.1.10')).toMatchObject({ kind: 'node', nodeName: 'n1' });
+    expect(who(s, '203.0.113.9')).toMatchObject({ kind: 'service', service: 'web', loadBalancer: true });
+    expect(who(s, '10.43.0.9')).toMatchObject({ kind: 'service', loadBalancer: false });
+  });
+
+  it('an update of the older pod does not take back an IP a newer pod was given', () => {
+    const s = new MetadataStore();
+    s.upsertPod(pod({ name: 'old', ips: ['10.0.0.5'] }));
+    s.upsertPod(pod({ name: 'new', ips: ['10.0.0.5'] }));
+    s.upsertPod(pod({ name: 'old', ips: ['10.0.0.5'], labels: { touched: 'yes' } }));
+    expect(who(s, '10.0.0.5')?.pod).toBe('new');
+    s.deletePod('new-uid');
+    expect(who(s, '10.0.0.5')?.pod).toBe('old');
+  });
+});

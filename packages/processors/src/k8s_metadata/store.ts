@@ -80,6 +80,14 @@ export interface Entity {
 /** Stronger owners win an address: a ClusterIP is never a pod's, a running pod's IP never its node's. */
 const PRIORITY: Record<EntityKind, number> = { service: 4, pod: 3, node: 2, endpoint: 1 };
 
+/**
+ * A Service's load-balancer and external IPs rank below nodes: k3s' ServiceLB and `externalIPs` often
+ * reuse node addresses, and node traffic must stay the node's.
+ */
+function priority(e: Entity): number {
+  return e.kind === 'service' && e.loadBalancer ? 1.5 : PRIORITY[e.kind];
+}
+
 interface Backend {
   port: number;
   serviceKey: string;
@@ -240,7 +248,14 @@ export class MetadataStore {
     const existing = this.pods.get(record.uid);
     const entity = existing?.entity ?? this.newEntity('pod');
     if (existing) {
-      this.unclaimAll(existing.keys, entity);
+      // Addresses the pod keeps keep their claim (and its age): an update of an older pod must not take
+      // back an IP a newer pod has since been given.
+      const owns = !record.hostNetwork && record.phase !== 'Succeeded' && record.phase !== 'Failed';
+      const still = owns ? keysOf(record.ips) : [];
+      this.unclaimAll(
+        existing.keys.filter((k) => !still.includes(k)),
+        entity,
+      );
       // A pod keeps its uid, namespace and name for life; tolerate a record that says otherwise.
       if (existing.record.namespace !== record.namespace || existing.record.name !== record.name) {
         this.forgetName(existing.record);
@@ -258,7 +273,7 @@ export class MetadataStore {
     // A finished pod's IP may already be someone else's; a hostNetwork pod's IP is its node's.
     const owns = !record.hostNetwork && record.phase !== 'Succeeded' && record.phase !== 'Failed';
     const keys = owns ? keysOf(record.ips) : [];
-    for (const key of keys) this.claim(key, entity);
+    for (const key of keys) if (!existing?.keys.includes(key)) this.claim(key, entity);
     this.pods.set(record.uid, { record, entity, keys });
     this.generation++;
   }
@@ -477,7 +492,7 @@ export class MetadataStore {
   private settle(key: AddressKey, list: Claim[]): void {
     let best = list[0];
     for (const c of list) {
-      const d = PRIORITY[c.entity.kind] - PRIORITY[best.entity.kind];
+      const d = priority(c.entity) - priority(best.entity);
       if (d > 0 || (d === 0 && c.seq > best.seq)) best = c;
     }
     this.setOwner(key, best.entity);
