@@ -4,57 +4,14 @@
 // and IPv4 destinations, as classify and k8s_attributes leave it; each round prices the same batch again
 // (cost.usd is overwritten in place). Prints the median of the rounds, one line per scenario.
 import { performance } from 'node:perf_hooks';
-import { FlowBatch, StatusBoard, silentLogger } from '@netmon/core';
-import { costProcessorFactory } from '@netmon/processors';
-import { metrics } from '@opentelemetry/api';
+import { FlowBatch } from '@netmon/core';
+import { costProcessorFactory, TRAFFIC_CLASSES } from '@netmon/processors';
+import { report, rng, settings } from './common.mjs';
 
 const SIZES = (process.env.FLOWS ?? '100000,1000000').split(',').map(Number);
 const ROUNDS = Number(process.env.ROUNDS ?? 9);
 
-const CLASSES = [
-  'same_node',
-  'same_zone',
-  'cross_zone',
-  'cross_region',
-  'internet_egress',
-  'internet_ingress',
-  'private_link',
-  'cloud_api',
-  'k8s_control_plane',
-  'load_balancer',
-  'external_private',
-];
 const REGIONS = ['us-east-1', 'us-west-2', 'eu-west-1', 'ap-northeast-1', 'sa-east-1'];
-
-function report(name, value, unit, extra = '') {
-  console.log(
-    `${name.padEnd(58)} ${value.toLocaleString('en-US', { maximumFractionDigits: 0 }).padStart(14)} ${unit}${extra ? `  (${extra})` : ''}`,
-  );
-}
-
-function rng(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
-
-function settings() {
-  const board = new StatusBoard();
-  return {
-    id: 'cost',
-    kind: 'processor',
-    logger: silentLogger(),
-    meter: metrics.getMeterProvider().getMeter('bench'),
-    status: board.reporter(board.register('processor', 'cost')),
-    configDir: process.cwd(),
-    extensions: new Map(),
-    host: { components: () => [], queues: () => [], phase: () => 'running', startedAt: () => Date.now() },
-  };
-}
 
 /** n rows: classes spread evenly (cross_region with a random region pair), random public IPv4 peers. */
 function makeBatch(n, seed) {
@@ -64,7 +21,7 @@ function makeBatch(n, seed) {
   const cls = b.ensureColumn('traffic.class', 'string');
   const src = b.ensureColumn('src.cloud.region', 'string');
   const dst = b.ensureColumn('dst.cloud.region', 'string');
-  const classCodes = CLASSES.map((c) => cls.code(c));
+  const classCodes = TRAFFIC_CLASSES.map((c) => cls.code(c));
   const srcCodes = REGIONS.map((r) => src.code(r));
   const dstCodes = REGIONS.map((r) => dst.code(r));
   for (let i = 0; i < n; i++) {
@@ -103,7 +60,7 @@ for (const n of SIZES) {
   const batch = makeBatch(n, n);
   for (const [name, config] of SCENARIOS) {
     const p = await costProcessorFactory.create(
-      settings(),
+      settings('processor', 'cost'),
       costProcessorFactory.config.parse(config),
       'flows',
     );

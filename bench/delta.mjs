@@ -7,48 +7,20 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { FlowBatch, FlowFlags, StatusBoard, silentLogger } from '@netmon/core';
+import { FlowBatch, FlowFlags } from '@netmon/core';
 import { deltaProcessorFactory } from '@netmon/processors';
-import { metrics } from '@opentelemetry/api';
+import { report, rng, settings } from './common.mjs';
 
 const SIZES = (process.env.FLOWS ?? '100000,1000000').split(',').map(Number);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const t0 = Date.parse('2026-01-01T00:00:00Z');
 
-function report(name, value, unit, extra = '') {
-  console.log(
-    `${name.padEnd(58)} ${value.toLocaleString('en-US', { maximumFractionDigits: 1 }).padStart(14)} ${unit}${extra ? `  (${extra})` : ''}`,
-  );
-}
-
-/** xorshift32: fast, deterministic. */
-function rng(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
-
-function settings(configDir) {
-  const board = new StatusBoard();
-  const state = board.register('processor', 'delta');
-  return {
-    id: 'delta',
-    kind: 'processor',
-    logger: silentLogger(),
-    meter: metrics.getMeterProvider().getMeter('bench'),
-    status: board.reporter(state),
-    configDir,
-    extensions: new Map(),
-    host: { components: () => [], queues: () => [], phase: () => 'running', startedAt: () => Date.now() },
-  };
-}
-
 const create = (config, dir) =>
-  deltaProcessorFactory.create(settings(dir), deltaProcessorFactory.config.parse(config), 'flows');
+  deltaProcessorFactory.create(
+    settings('processor', 'delta', { configDir: dir }),
+    deltaProcessorFactory.config.parse(config),
+    'flows',
+  );
 
 /** A full dump of n flows with random IPv4 tuples and conntrack ids, as the conntrack receiver fills it. */
 function makeSnapshot(n, seed) {

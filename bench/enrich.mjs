@@ -4,9 +4,9 @@
 // FLOWS=1000000 BATCH=8192 PODS=10000,100000 NODES=100 ROUNDS=5 by default. Prints one line per
 // measurement; docs/PERFORMANCE.md keeps the figures.
 import { performance } from 'node:perf_hooks';
-import { FlowBatch, FlowFlags, StatusBoard, silentLogger } from '@netmon/core';
+import { FlowBatch, FlowFlags } from '@netmon/core';
 import * as processors from '@netmon/processors';
-import { metrics } from '@opentelemetry/api';
+import { gc, report, rng, settings } from './common.mjs';
 
 const FLOWS = Number(process.env.FLOWS ?? 1_000_000);
 const BATCH = Number(process.env.BATCH ?? 8192);
@@ -15,26 +15,6 @@ const NODES = Number(process.env.NODES ?? 100);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const t0 = Date.parse('2026-01-01T00:00:00Z');
 const ZONES = ['us-east-1a', 'us-east-1b', 'us-east-1c'];
-
-function report(name, value, unit, extra = '') {
-  console.log(
-    `${name.padEnd(58)} ${value.toLocaleString('en-US', { maximumFractionDigits: 1 }).padStart(14)} ${unit}${extra ? `  (${extra})` : ''}`,
-  );
-}
-
-function rng(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
-
-const gc = () => {
-  for (let i = 0; i < 3; i++) globalThis.gc?.();
-};
 
 const podIp = (i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
 const nodeIp = (i) => `10.250.${i >> 8}.${i & 255}`;
@@ -141,21 +121,6 @@ function makeBatches(pods) {
   return batches;
 }
 
-function settings(id, extensions) {
-  const board = new StatusBoard();
-  const state = board.register('processor', id);
-  return {
-    id,
-    kind: 'processor',
-    logger: silentLogger(),
-    meter: metrics.getMeterProvider().getMeter('bench'),
-    status: board.reporter(state),
-    configDir: process.cwd(),
-    extensions,
-    host: { components: () => [], queues: () => [], phase: () => 'running', startedAt: () => Date.now() },
-  };
-}
-
 function metadataOver(store) {
   return {
     store,
@@ -170,7 +135,8 @@ function metadataOver(store) {
 
 async function chain(store) {
   const extensions = new Map([['k8s_metadata', metadataOver(store)]]);
-  const make = (f, config = {}) => f.create(settings(f.type, extensions), f.config.parse(config), 'flows');
+  const make = (f, config = {}) =>
+    f.create(settings('processor', f.type, { extensions }), f.config.parse(config), 'flows');
   const stages = [
     ['k8s_attributes', await make(processors.k8sAttributesProcessorFactory)],
     // exactly_once off: every generated flow is this node's anyway, and the count stays FLOWS.

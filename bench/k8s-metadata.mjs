@@ -6,45 +6,27 @@
 // after a forced GC, before the informers start and once every informer has synced; the stand-in's own
 // objects exist before the first reading, so the difference is the extension's (store + informer caches).
 import { performance } from 'node:perf_hooks';
-import { StatusBoard, silentLogger } from '@netmon/core';
 import { K8sMetadataExtension, k8sMetadataConfig } from '@netmon/processors';
-import { metrics } from '@opentelemetry/api';
 import { K8sApiStandIn } from '../test/harness/k8s-api.ts';
 import { endpointSlice, node, pod, service } from '../test/harness/k8s-fixtures.ts';
+import { gc, report, settings } from './common.mjs';
 
 const PODS = (process.env.PODS ?? '10000,100000').split(',').map(Number);
 const NODES = Number(process.env.NODES ?? 100);
 const ZONES = ['us-east-1a', 'us-east-1b', 'us-east-1c'];
-const gc = () => {
-  for (let i = 0; i < 3; i++) globalThis.gc?.();
-};
 const podIp = (i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
-
-function report(name, value, unit, extra = '') {
-  console.log(
-    `${name.padEnd(58)} ${value.toLocaleString('en-US', { maximumFractionDigits: 1 }).padStart(14)} ${unit}${extra ? `  (${extra})` : ''}`,
-  );
-}
-
-function settings() {
-  const board = new StatusBoard();
-  const state = board.register('extension', 'k8s_metadata');
-  return {
-    id: 'k8s_metadata',
-    kind: 'extension',
-    logger: silentLogger(),
-    meter: metrics.getMeterProvider().getMeter('bench'),
-    status: board.reporter(state),
-    configDir: process.cwd(),
-    extensions: new Map(),
-    host: { components: () => board.all(), queues: () => [], phase: () => 'running', startedAt: () => Date.now() },
-  };
-}
 
 for (const pods of PODS) {
   const api = await K8sApiStandIn.start();
   for (let n = 0; n < NODES; n++) {
-    api.add(node({ name: `node-${n}`, zone: ZONES[n % 3], region: 'us-east-1', internalIPs: [`10.250.${n >> 8}.${n & 255}`] }));
+    api.add(
+      node({
+        name: `node-${n}`,
+        zone: ZONES[n % 3],
+        region: 'us-east-1',
+        internalIPs: [`10.250.${n >> 8}.${n & 255}`],
+      }),
+    );
   }
   const objects = [];
   for (let i = 0; i < pods; i++) {
@@ -64,14 +46,23 @@ for (const pods of PODS) {
   api.add(objects);
   const services = [];
   for (let s = 0; s < pods / 10; s++) {
-    services.push(service({ namespace: `ns-${s % 50}`, name: `app-${s}`, clusterIPs: [`172.20.${(s >> 8) & 255}.${s & 255}`] }));
+    services.push(
+      service({
+        namespace: `ns-${s % 50}`,
+        name: `app-${s}`,
+        clusterIPs: [`172.20.${(s >> 8) & 255}.${s & 255}`],
+      }),
+    );
     services.push(
       endpointSlice({
         namespace: `ns-${s % 50}`,
         name: `app-${s}-x`,
         service: `app-${s}`,
         ports: [8080],
-        endpoints: Array.from({ length: 10 }, (_, k) => ({ addresses: [podIp(s * 10 + k + 1)], pod: `uid-${s * 10 + k}` })),
+        endpoints: Array.from({ length: 10 }, (_, k) => ({
+          addresses: [podIp(s * 10 + k + 1)],
+          pod: `uid-${s * 10 + k}`,
+        })),
       }),
     );
   }
@@ -80,9 +71,13 @@ for (const pods of PODS) {
   services.length = 0;
   gc();
   const before = process.memoryUsage();
-  const ext = new K8sMetadataExtension(settings(), k8sMetadataConfig.parse({ node_name: 'node-0', wait_for_sync: '120s' }), {
-    kubeConfig: api.kubeConfig(),
-  });
+  const ext = new K8sMetadataExtension(
+    settings('extension', 'k8s_metadata'),
+    k8sMetadataConfig.parse({ node_name: 'node-0', wait_for_sync: '120s' }),
+    {
+      kubeConfig: api.kubeConfig(),
+    },
+  );
   const t = performance.now();
   await ext.start();
   const synced = performance.now() - t;

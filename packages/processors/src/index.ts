@@ -1,3 +1,4 @@
+export { DESTINATION_KINDS, TRAFFIC_CLASS, TRAFFIC_CLASSES, type TrafficClass } from './classify/classes.js';
 export { classifyProcessorFactory } from './classify/factory.js';
 export { costProcessorFactory } from './cost/factory.js';
 export { deltaProcessorFactory } from './delta/factory.js';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseCidr } from '../batch/cidr.js';
 
 const UNIT_MS: Record<string, number> = {
   ns: 1e-6,
@@ -65,4 +66,12 @@ export function duration(opts: { min?: number } = {}) {
       return ms;
     })
     .meta({ format: 'duration' });
+}
+
+/** A config value that must be an IP address or CIDR (IPv4 or IPv6); the message says what is wrong. */
+export function cidr() {
+  return z.string().superRefine((text, ctx) => {
+    const parsed = parseCidr(text);
+    if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+  });
 }

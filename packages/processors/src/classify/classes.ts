@@ -1,6 +1,9 @@
 // The vocabulary classify writes (DESIGN.md "Names users see"). Indexes are stable within a process and
 // used by the cost processor's tables; the strings are the contract.
 
+/** The attribute classify writes and cost and filter read. */
+export const TRAFFIC_CLASS = 'traffic.class';
+
 export const TRAFFIC_CLASSES = [
   'same_node',
   'same_zone',

@@ -12,7 +12,7 @@ import {
 } from '@netmon/core';
 import type { K8sMetadata } from '../k8s_metadata/metadata.js';
 import type { Entity, MetadataStore } from '../k8s_metadata/store.js';
-import { DESTINATION_KINDS, TRAFFIC_CLASSES, type TrafficClass } from './classes.js';
+import { DESTINATION_KINDS, TRAFFIC_CLASS, TRAFFIC_CLASSES, type TrafficClass } from './classes.js';
 import type { ClassifyConfig } from './config.js';
 import { domainRegExp } from './patterns.js';
 
@@ -22,7 +22,6 @@ export interface DnsCache extends Extension {
   domainOf(addr: Uint8Array, offset: number): string | undefined;
 }
 
-export const TRAFFIC_CLASS = 'traffic.class';
 export const DST_KIND = 'dst.kind';
 export const DST_DOMAIN = 'dst.domain';
 

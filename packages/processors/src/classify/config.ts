@@ -1,19 +1,14 @@
-import { parseCidr } from '@netmon/core';
+import { cidr } from '@netmon/core';
 import { z } from 'zod';
 import { TRAFFIC_CLASSES } from './classes.js';
 import { DEFAULT_PATTERNS } from './patterns.js';
-
-const cidr = z.string().superRefine((text, ctx) => {
-  const parsed = parseCidr(text);
-  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
-});
 
 const trafficClass = z.enum(TRAFFIC_CLASSES);
 
 const rule = z
   .strictObject({
     name: z.string().optional().describe('A name for logs and docs.'),
-    cidrs: z.array(cidr).min(1, 'a rule needs at least one CIDR').describe('Addresses the rule is about.'),
+    cidrs: z.array(cidr()).min(1, 'a rule needs at least one CIDR').describe('Addresses the rule is about.'),
     class: trafficClass
       .optional()
       .describe('The class of every flow with an end in these CIDRs (direct classification).'),
@@ -30,7 +25,7 @@ const rule = z
 
 const pattern = z.strictObject({
   class: trafficClass.describe('The class of flows to these destinations.'),
-  cidrs: z.array(cidr).default([]).describe('Addresses or CIDRs.'),
+  cidrs: z.array(cidr()).default([]).describe('Addresses or CIDRs.'),
   domains: z
     .array(z.string().min(1))
     .default([])

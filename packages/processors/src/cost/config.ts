@@ -1,4 +1,4 @@
-import { parseCidr } from '@netmon/core';
+import { cidr } from '@netmon/core';
 import { z } from 'zod';
 import type { TrafficClass } from '../classify/classes.js';
 import { CONTINENTS, type Continent, PROVIDERS } from './rates.js';
@@ -87,11 +87,6 @@ export const ratesOverride = z
   })
   .prefault({});
 
-const cidr = z.string().superRefine((text, ctx) => {
-  const parsed = parseCidr(text);
-  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
-});
-
 const natClass = z.enum(NAT_CLASSES, {
   error: (issue) =>
     `${JSON.stringify(issue.input)} is not a class that can leave through a NAT gateway; expected one of: ${NAT_CLASSES.join(', ')}`,
@@ -123,7 +118,7 @@ export const costProcessorConfig = z.strictObject({
         .default(['internet_egress', 'cloud_api'])
         .describe('Traffic classes that take the NAT path.'),
       exclude_cidrs: z
-        .array(cidr)
+        .array(cidr())
         .default([])
         .describe(
           'Destinations reached without the NAT (e.g. the S3/DynamoDB gateway-endpoint prefix lists), matched on the destination address.',

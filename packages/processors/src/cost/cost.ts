@@ -11,12 +11,11 @@ import {
   type StringColumn,
 } from '@netmon/core';
 import type { Logger } from 'pino';
+import { TRAFFIC_CLASS } from '../classify/classes.js';
 import { K8S_METADATA, type K8sMetadata } from '../k8s_metadata/metadata.js';
 import type { CostProcessorConfig } from './config.js';
 import { CLASS_INDEX, CROSS_REGION, Pricing } from './pricing.js';
 import { PROVIDERS, type Provider } from './rates.js';
-
-export const TRAFFIC_CLASS = 'traffic.class';
 export const SRC_REGION = 'src.cloud.region';
 export const DST_REGION = 'dst.cloud.region';
 export const COST_USD = 'cost.usd';

@@ -1,11 +1,6 @@
-import { parseCidr } from '@netmon/core';
+import { cidr } from '@netmon/core';
 import { z } from 'zod';
 import { TRAFFIC_CLASSES } from '../classify/classes.js';
-
-const cidr = z.string().superRefine((text, ctx) => {
-  const parsed = parseCidr(text);
-  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
-});
 
 const port = z.union([
   z.number().int().min(0).max(65535),
@@ -26,7 +21,7 @@ const match = z
       .optional()
       .describe('Either end in one of these workloads: `name`, `Kind/name` or `namespace/Kind/name`.'),
     classes: z.array(z.enum(TRAFFIC_CLASSES)).optional().describe('`traffic.class` is one of these.'),
-    cidrs: z.array(cidr).optional().describe('Either end’s address is in one of these CIDRs.'),
+    cidrs: z.array(cidr()).optional().describe('Either end’s address is in one of these CIDRs.'),
     ports: z
       .array(port)
       .optional()

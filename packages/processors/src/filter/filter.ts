@@ -1,6 +1,7 @@
 // Keep/drop by what a flow is, then coarsen attributes. String matchers are evaluated once per distinct
 // dictionary value of a batch, so the per-row work is array reads; CIDRs and ports are checked per row.
 import { CidrTable, type FlowBatch, type Processor } from '@netmon/core';
+import { TRAFFIC_CLASS } from '../classify/classes.js';
 import type { FilterConfig, Match } from './config.js';
 
 const ENDS = ['src', 'dst'] as const;
@@ -53,7 +54,7 @@ class CompiledMatch {
     }
     if (this.classes) {
       const set = this.classes;
-      const mask = stringMask(batch, 'traffic.class', (v) => set.has(v));
+      const mask = stringMask(batch, TRAFFIC_CLASS, (v) => set.has(v));
       for (let i = 0; i < n; i++) out[i] &= mask === null ? 0 : mask[i];
     }
     if (this.cidrs) {
