@@ -192,7 +192,7 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     });
     const duplicates = settings.meter.createObservableCounter('netmon_classify_duplicates_dropped', {
       description:
-        'Flows dropped because another node reports the same connection (the initiator’s node, or the responder’s when the initiator is outside the cluster).',
+        'Flows dropped because another node reports the same connection: the node of its initiator, or the lower-addressed end’s when the initiator is not known.',
       unit: '{flow}',
     });
     const unlocated = settings.meter.createObservableCounter('netmon_classify_unlocated', {
