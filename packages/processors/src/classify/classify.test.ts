@@ -8,25 +8,7 @@ import { TRAFFIC_CLASSES } from './classes.js';
 import { type ClassifyProcessor, DNS_CACHE, type DnsCache } from './classify.js';
 import { classifyConfig } from './config.js';
 import { classifyProcessorFactory } from './factory.js';
-import { awsStore, IP, staticMetadata } from './testdata/cluster.js';
-
-const T0 = Date.parse('2026-11-21T10:00:00Z');
-
-function flow(src: string, dst: string, extra: Partial<FlowInit> = {}): FlowInit {
-  return {
-    timeStart: T0,
-    timeEnd: T0 + 5000,
-    protocol: 6,
-    srcIp: src,
-    srcPort: 40000,
-    dstIp: dst,
-    dstPort: 443,
-    txBytes: 1000,
-    rxBytes: 2000,
-    flags: FlowFlags.InitiatorKnown,
-    ...extra,
-  };
-}
+import { awsStore, flow, IP, staticMetadata } from './testdata/cluster.js';
 
 async function classifier(
   config: unknown = {},
@@ -221,16 +203,21 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
 });
 
 describe('classify: properties', () => {
+  /** Every address that is a pod or node of the cluster, with its node. */
+  const onNode = new Map<string, string>([
+    [IP.web, 'node-a'],
+    [IP.cache, 'node-a'],
+    [IP.nodeA, 'node-a'],
+    [IP.worker, 'node-a2'],
+    [IP.db, 'node-b'],
+    [IP.unwatched, 'node-b'],
+    [IP.nodeB, 'node-b'],
+    [IP.api, 'node-eu'],
+    [IP.nodeEu, 'node-eu'],
+  ]);
+  const local = [...onNode.keys()];
   const pool = [
-    IP.web,
-    IP.cache,
-    IP.worker,
-    IP.db,
-    IP.api,
-    IP.unwatched,
-    IP.nodeA,
-    IP.nodeB,
-    IP.nodeEu,
+    ...local,
     IP.dbService,
     IP.apiServer,
     IP.lb,
@@ -241,17 +228,6 @@ describe('classify: properties', () => {
     '10.77.0.1',
     '1.1.1.1',
   ];
-  const inCluster = new Set<string>([
-    IP.web,
-    IP.cache,
-    IP.worker,
-    IP.db,
-    IP.api,
-    IP.unwatched,
-    IP.nodeA,
-    IP.nodeB,
-    IP.nodeEu,
-  ]);
   const mirror: Record<string, string> = {
     internet_egress: 'internet_ingress',
     internet_ingress: 'internet_egress',
@@ -276,7 +252,7 @@ describe('classify: properties', () => {
     const p = await classifier({ exactly_once: false });
     await fc.assert(
       fc.asyncProperty(pair, async ([a, b]) => {
-        fc.pre(inCluster.has(a) || inCluster.has(b));
+        fc.pre(onNode.has(a) || onNode.has(b));
         const out = (await p.process(FlowBatch.from([flow(a, b), flow(b, a)]))) as FlowBatch;
         const there = out.getAttribute(0, 'traffic.class') as string;
         const back = out.getAttribute(1, 'traffic.class') as string;
@@ -289,18 +265,6 @@ describe('classify: properties', () => {
     const store = awsStore();
     const nodes = ['node-a', 'node-a2', 'node-b', 'node-eu'];
     const procs = await Promise.all(nodes.map((node) => classifier({}, { store, node })));
-    const onNode = new Map<string, string>([
-      [IP.web, 'node-a'],
-      [IP.cache, 'node-a'],
-      [IP.nodeA, 'node-a'],
-      [IP.worker, 'node-a2'],
-      [IP.db, 'node-b'],
-      [IP.unwatched, 'node-b'],
-      [IP.nodeB, 'node-b'],
-      [IP.api, 'node-eu'],
-      [IP.nodeEu, 'node-eu'],
-    ]);
-    const local = [...onNode.keys()];
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom(...local),

@@ -1,6 +1,7 @@
 // A small AWS cluster for processor tests: the real MetadataStore and batch resolution, filled with
 // records directly (the informers that feed it in production are tested against an API stand-in in
 // test/k8s). Two zones and a second region, a Service with a backend, the API server, a load balancer.
+import { FlowFlags, type FlowInit } from '@netmon/core';
 import type { K8sMetadata } from '../../k8s_metadata/metadata.js';
 import { resolveBatch } from '../../k8s_metadata/metadata.js';
 import { MetadataStore, type PodRecord } from '../../k8s_metadata/store.js';
@@ -145,5 +146,24 @@ export function staticMetadata(store: MetadataStore, nodeName = 'node-a'): K8sMe
       return best;
     },
     resolve: (batch) => resolveBatch(store, batch),
+  };
+}
+
+const T0 = Date.parse('2026-11-21T10:00:00Z');
+
+/** A 5 s flow from src to dst:443 whose initiator (src) is known, as conntrack reports it. */
+export function flow(src: string, dst: string, extra: Partial<FlowInit> = {}): FlowInit {
+  return {
+    timeStart: T0,
+    timeEnd: T0 + 5000,
+    protocol: 6,
+    srcIp: src,
+    srcPort: 40000,
+    dstIp: dst,
+    dstPort: 443,
+    txBytes: 1000,
+    rxBytes: 2000,
+    flags: FlowFlags.InitiatorKnown,
+    ...extra,
   };
 }
