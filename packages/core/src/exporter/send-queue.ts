@@ -1,0 +1,293 @@
+// What every network exporter needs between "data is ready" and "the backend has it": a bounded queue,
+// one request in flight (so a backend sees intervals in order), retries with exponential backoff on
+// errors worth retrying, and counts of everything dropped. Like the Collector's exporterhelper, it is
+// the framework's job, not each exporter's: the OTLP gRPC library makes one attempt only, and the DevZero
+// client must not lose an interval because its backend blinked.
+import type { Meter } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import { errorMessage, type StatusReporter } from '../status.js';
+
+export interface BackoffOptions {
+  /** First wait after a failure. */
+  initialMs: number;
+  /** Longest wait between two attempts. */
+  maxMs: number;
+  multiplier: number;
+  /** ± fraction of each wait chosen at random, so a fleet of agents does not retry in step. */
+  jitter: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffOptions = {
+  initialMs: 1000,
+  maxMs: 30_000,
+  multiplier: 1.5,
+  jitter: 0.2,
+};
+
+export interface SendQueueOptions<T> {
+  /** Delivers one payload; resolves when the backend acknowledged it. */
+  send(payload: T): Promise<void>;
+  /** Items (data points, flows) in a payload: the unit of `capacity` and of the drop counters. */
+  items(payload: T): number;
+  /** True when a failed send may succeed later (UNAVAILABLE, a timeout). Others drop the payload. */
+  retryable(err: unknown): boolean;
+  /** Items the queue holds; past it the oldest payloads are dropped (counted), so recent data survives. */
+  capacity: number;
+  backoff?: Partial<BackoffOptions>;
+  logger: Logger;
+  status: StatusReporter;
+  /** Self-metrics go here, with attribute `component` = `componentId`. */
+  meter: Meter;
+  componentId: string;
+  /** Called after the queue's content changed (sent, dropped, added): exporters that persist it save here. */
+  onChange?(): void;
+}
+
+export type DropReason = 'queue_full' | 'rejected' | 'shutdown';
+
+/** Counters a queue keeps, for /status and tests. */
+export interface SendQueueStats {
+  queuedPayloads: number;
+  queuedItems: number;
+  sentPayloads: number;
+  sentItems: number;
+  failedAttempts: number;
+  dropped: Record<DropReason, number>;
+  /** ms since the epoch of the last failure still unresolved, if any. */
+  failingSince?: number;
+  lastError?: string;
+}
+
+/**
+ * A bounded FIFO of payloads sent one at a time. A retryable failure keeps the payload at the head and
+ * waits (exponential backoff with jitter, no limit on attempts: data leaves the queue by delivery, by a
+ * rejection the backend means, or by overflow). The exporter's status is recoverable_error while the
+ * head keeps failing and ok again after the next success.
+ */
+export class SendQueue<T> {
+  private readonly queue: T[] = [];
+  private queuedItems = 0;
+  private running = false;
+  private closed = false;
+  private timer?: NodeJS.Timeout;
+  private wake?: () => void;
+  private attempt = 0;
+  private readonly backoff: BackoffOptions;
+  private readonly stats: Omit<SendQueueStats, 'queuedPayloads' | 'queuedItems'> = {
+    sentPayloads: 0,
+    sentItems: 0,
+    failedAttempts: 0,
+    dropped: { queue_full: 0, rejected: 0, shutdown: 0 },
+  };
+  private idle: Promise<void> = Promise.resolve();
+
+  constructor(private readonly opts: SendQueueOptions<T>) {
+    this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    const attrs = { component: opts.componentId };
+    const m = opts.meter;
+    const queued = m.createObservableGauge('netmon_exporter_queue_items', {
+      description: 'Items waiting in an exporter’s send queue.',
+      unit: '{item}',
+    });
+    const sent = m.createObservableCounter('netmon_exporter_sent_items', {
+      description: 'Items an exporter’s backend acknowledged.',
+      unit: '{item}',
+    });
+    const failed = m.createObservableCounter('netmon_exporter_send_failures', {
+      description: 'Send attempts that failed (each retry counts).',
+      unit: '{attempt}',
+    });
+    const dropped = m.createObservableCounter('netmon_exporter_dropped_items', {
+      description:
+        'Items an exporter gave up on: reason=queue_full (oldest dropped for newer data), rejected (the backend refused them for good), shutdown (still queued when the agent stopped).',
+      unit: '{item}',
+    });
+    m.addBatchObservableCallback(
+      (r) => {
+        r.observe(queued, this.queuedItems, attrs);
+        r.observe(sent, this.stats.sentItems, attrs);
+        r.observe(failed, this.stats.failedAttempts, attrs);
+        for (const [reason, n] of Object.entries(this.stats.dropped))
+          r.observe(dropped, n, { ...attrs, reason });
+      },
+      [queued, sent, failed, dropped],
+    );
+  }
+
+  /** Adds a payload and starts sending if idle. After `close`, the payload is dropped (counted). */
+  push(payload: T): void {
+    const n = this.opts.items(payload);
+    if (this.closed) {
+      this.count('shutdown', n);
+      return;
+    }
+    this.queue.push(payload);
+    this.queuedItems += n;
+    // Keep at least the new payload, however large: a cap smaller than one interval must still deliver.
+    while (this.queuedItems > this.opts.capacity && this.queue.length > 1) {
+      // The head may be in flight; its outcome is handled by the sender, so drop the next oldest.
+      const index = this.running ? 1 : 0;
+      if (index >= this.queue.length - 1 && this.running) break;
+      const [old] = this.queue.splice(index, 1);
+      const m = this.opts.items(old);
+      this.queuedItems -= m;
+      this.count('queue_full', m);
+      this.opts.logger.warn(
+        { dropped_items: m, capacity: this.opts.capacity },
+        'send queue full: dropped the oldest waiting data',
+      );
+    }
+    this.opts.onChange?.();
+    this.kick();
+  }
+
+  /** Payloads waiting (including the one in flight), oldest first; for exporters that persist them. */
+  contents(): readonly T[] {
+    return this.queue;
+  }
+
+  statistics(): SendQueueStats {
+    return {
+      ...this.stats,
+      dropped: { ...this.stats.dropped },
+      queuedPayloads: this.queue.length,
+      queuedItems: this.queuedItems,
+    };
+  }
+
+  /** Resolves when the queue is empty and nothing is in flight (or it was closed). */
+  whenIdle(): Promise<void> {
+    return this.idle;
+  }
+
+  /**
+   * Stops retrying and makes one last attempt per payload, oldest first, up to the first failure. With
+   * `keep` (the exporter persists what is left) the rest stays in `contents()`; otherwise it is dropped
+   * and counted as `shutdown`. Returns the number of items not delivered.
+   */
+  async close(opts: { keep?: boolean } = {}): Promise<number> {
+    if (this.closed) return this.queuedItems;
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.wake?.();
+    await this.idle;
+    while (this.queue.length > 0) {
+      const head = this.queue[0];
+      try {
+        await this.opts.send(head);
+      } catch (err) {
+        this.stats.failedAttempts++;
+        this.opts.logger.warn({ err: errorMessage(err) }, 'final send failed while stopping');
+        break;
+      }
+      this.delivered(head);
+    }
+    const left = this.queuedItems;
+    if (left > 0 && !opts.keep) {
+      this.count('shutdown', left);
+      this.queue.length = 0;
+      this.queuedItems = 0;
+      this.opts.logger.error({ dropped_items: left }, 'stopped with data the backend never acknowledged');
+    }
+    this.opts.onChange?.();
+    return left;
+  }
+
+  private kick(): void {
+    if (this.running || this.closed || this.queue.length === 0) return;
+    this.running = true;
+    this.idle = this.run().finally(() => {
+      this.running = false;
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed && this.queue.length > 0) {
+      const head = this.queue[0];
+      try {
+        await this.opts.send(head);
+      } catch (err) {
+        this.stats.failedAttempts++;
+        this.stats.lastError = errorMessage(err);
+        this.stats.failingSince ??= Date.now();
+        if (!this.opts.retryable(err)) {
+          this.remove(head);
+          const n = this.opts.items(head);
+          this.count('rejected', n);
+          this.opts.logger.error(
+            { err: errorMessage(err), dropped_items: n },
+            'the backend rejected data for good; dropped it',
+          );
+          this.opts.status.recoverableError(err);
+          this.opts.onChange?.();
+          continue;
+        }
+        this.opts.status.recoverableError(err);
+        const wait = this.nextWait();
+        this.opts.logger.warn(
+          {
+            err: errorMessage(err),
+            attempt: this.attempt,
+            retry_in_ms: wait,
+            queued_items: this.queuedItems,
+          },
+          'send failed; will retry',
+        );
+        await this.sleep(wait);
+        continue;
+      }
+      this.delivered(head);
+      if (this.attempt > 0 || this.stats.failingSince !== undefined) {
+        this.opts.logger.info(
+          { after_attempts: this.attempt + 1 },
+          'backend reachable again; sending resumed',
+        );
+      }
+      this.attempt = 0;
+      this.stats.failingSince = undefined;
+      this.stats.lastError = undefined;
+      this.opts.status.ok();
+    }
+  }
+
+  private delivered(payload: T): void {
+    if (!this.remove(payload)) return;
+    const n = this.opts.items(payload);
+    this.stats.sentPayloads++;
+    this.stats.sentItems += n;
+    this.opts.onChange?.();
+  }
+
+  /** Removes a payload if it is still queued (overflow may have dropped it meanwhile). */
+  private remove(payload: T): boolean {
+    const i = this.queue.indexOf(payload);
+    if (i < 0) return false;
+    this.queue.splice(i, 1);
+    this.queuedItems -= this.opts.items(payload);
+    return true;
+  }
+
+  private nextWait(): number {
+    const { initialMs, maxMs, multiplier, jitter } = this.backoff;
+    const base = Math.min(maxMs, initialMs * multiplier ** this.attempt);
+    this.attempt++;
+    return Math.round(base * (1 + jitter * (2 * Math.random() - 1)));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = () => {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        this.wake = undefined;
+        resolve();
+      };
+      this.timer = setTimeout(() => this.wake?.(), ms);
+    });
+  }
+
+  private count(reason: DropReason, items: number): void {
+    this.stats.dropped[reason] += items;
+  }
+}
