@@ -2,6 +2,7 @@ export * from './batch/cidr.js';
 export * from './batch/dns-batch.js';
 export * from './batch/flow-batch.js';
 export * from './batch/flow-record.js';
+export * from './batch/granularity.js';
 export * from './batch/ip.js';
 export * from './component.js';
 export * from './config/duration.js';

@@ -1,4 +1,4 @@
-import { cidr } from '@netmon/core';
+import { cidr, GRANULARITIES } from '@netmon/core';
 import { z } from 'zod';
 import { TRAFFIC_CLASSES } from '../classify/classes.js';
 
@@ -28,9 +28,6 @@ const match = z
       .describe('The destination port (the server’s) is one of these; ranges as "8000-8100".'),
   })
   .describe('Every key given must match (and); within a key, any value (or).');
-
-export const GRANULARITIES = ['pod', 'workload', 'namespace'] as const;
-export type Granularity = (typeof GRANULARITIES)[number];
 
 export const filterConfig = z.strictObject({
   include: match.optional().describe('Keep only flows that match. Unset: keep every flow.'),

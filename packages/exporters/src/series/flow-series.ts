@@ -1,0 +1,128 @@
+// Flow deltas summed into series by their labels: what the prometheus and otlp exporters both keep.
+// The granularity knob decides which Kubernetes labels identify a series, so it bounds cardinality.
+import { type FlowBatch, type Granularity, StringColumn } from '@netmon/core';
+import { SeriesTable } from './series-table.js';
+
+/** One label of a flow series: its Prometheus name and the flow attribute (DESIGN.md) it comes from. */
+export interface FlowLabel {
+  name: string;
+  key: string;
+}
+
+const ends = (granularity: Granularity): FlowLabel[] =>
+  (['src', 'dst'] as const).flatMap((end) => [
+    { name: `${end}_namespace`, key: `${end}.k8s.namespace.name` },
+    ...(granularity === 'namespace'
+      ? []
+      : [
+          { name: `${end}_workload_kind`, key: `${end}.k8s.workload.kind` },
+          { name: `${end}_workload`, key: `${end}.k8s.workload.name` },
+        ]),
+    ...(granularity === 'pod' ? [{ name: `${end}_pod`, key: `${end}.k8s.pod.name` }] : []),
+  ]);
+
+/**
+ * The labels of flow series at a granularity (DESIGN.md "Names users see"): both ends' namespace, then
+ * workload (kind and name) unless `namespace`, then pod at `pod`; always destination kind, service,
+ * domain and traffic class. Every one of them is a function of the ends, so coarser means fewer series.
+ */
+export function flowLabels(granularity: Granularity): FlowLabel[] {
+  return [
+    ...ends(granularity),
+    { name: 'dst_kind', key: 'dst.kind' },
+    { name: 'dst_service', key: 'dst.k8s.service.name' },
+    { name: 'dst_domain', key: 'dst.domain' },
+    { name: 'traffic_class', key: 'traffic.class' },
+  ];
+}
+
+/** Index of the value columns of a FlowSeries in `table.values`. */
+export const TX_BYTES = 0;
+export const RX_BYTES = 1;
+export const TX_PACKETS = 2;
+export const RX_PACKETS = 3;
+export const COST_USD = 4;
+
+/**
+ * Sums of tx/rx bytes and packets and cost per series. `add` takes a batch of deltas; what is summed
+ * stays until `resetValues` (delta export) or forever, minus what `table.retain` removes (expiry).
+ */
+export class FlowSeries {
+  readonly table: SeriesTable;
+  private readonly ids: Int32Array;
+  /** Per label, the batch's dictionary code → interned id, rebuilt per batch (-1 = not yet looked up). */
+  private translations: Int32Array[] = [];
+
+  constructor(
+    readonly labels: readonly FlowLabel[],
+    maxSeries: number,
+  ) {
+    this.table = new SeriesTable(labels.length, maxSeries);
+    for (let c = TX_BYTES; c <= COST_USD; c++) this.table.addColumn();
+    this.ids = new Int32Array(labels.length);
+  }
+
+  /** Adds every row of a delta batch to its series. */
+  add(batch: FlowBatch, now = Date.now()): void {
+    const n = batch.length;
+    if (n === 0) return;
+    const t = this.table;
+    const width = this.labels.length;
+    const codes: (Uint32Array | undefined)[] = [];
+    const other: ((i: number) => string)[] = [];
+    for (let l = 0; l < width; l++) {
+      const column = batch.column(this.labels[l].key);
+      if (column instanceof StringColumn) {
+        codes[l] = column.codes;
+        let tr = this.translations[l];
+        if (!tr || tr.length < column.dict.length)
+          tr = this.translations[l] = new Int32Array(column.dict.length);
+        tr.fill(-1, 0, column.dict.length);
+        tr[0] = 0;
+      } else if (column) {
+        // A plugin may write a label as a number or bool: rare, so the slow path is fine.
+        other[l] = (i) => {
+          const v = column.get(i);
+          return v === undefined ? '' : String(v);
+        };
+      }
+    }
+    const cost = batch.column('cost.usd');
+    const costs = cost && cost.kind === 'number' ? cost.values : undefined;
+    const [tx, rx, txp, rxp, usd] = [TX_BYTES, RX_BYTES, TX_PACKETS, RX_PACKETS, COST_USD];
+    const ids = this.ids;
+    for (let i = 0; i < n; i++) {
+      for (let l = 0; l < width; l++) {
+        const c = codes[l];
+        if (c) {
+          const code = c[i];
+          const tr = this.translations[l];
+          let id = tr[code];
+          if (id < 0) {
+            const dict = (batch.column(this.labels[l].key) as StringColumn).dict;
+            id = tr[code] = t.strings.id(dict[code]);
+          }
+          ids[l] = id;
+        } else {
+          const f = other[l];
+          ids[l] = f ? t.strings.id(f(i)) : 0;
+        }
+      }
+      const s = t.findOrAdd(ids, now);
+      const v = t.values;
+      v[tx][s] += batch.txBytes[i];
+      v[rx][s] += batch.rxBytes[i];
+      v[txp][s] += batch.txPackets[i];
+      v[rxp][s] += batch.rxPackets[i];
+      if (costs) {
+        const c = costs[i];
+        if (c === c) v[usd][s] += c; // NaN: no cost known for the row
+      }
+    }
+  }
+
+  /** Zeroes every sum (after a delta export); the series themselves stay until retained away. */
+  resetValues(): void {
+    for (const col of this.table.values) col.fill(0, 0, this.table.size);
+  }
+}
