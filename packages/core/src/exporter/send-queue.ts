@@ -3,7 +3,7 @@
 // errors worth retrying, and counts of everything dropped. Like the Collector's exporterhelper, it is
 // the framework's job, not each exporter's: the OTLP gRPC library makes one attempt only, and the DevZero
 // client must not lose an interval because its backend blinked.
-import type { Meter } from '@opentelemetry/api';
+import type { BatchObservableCallback, Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { errorMessage, type StatusReporter } from '../status.js';
 
@@ -80,6 +80,7 @@ export class SendQueue<T> {
     dropped: { queue_full: 0, rejected: 0, shutdown: 0 },
   };
   private idle: Promise<void> = Promise.resolve();
+  private readonly unobserve: () => void;
 
   constructor(private readonly opts: SendQueueOptions<T>) {
     this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
@@ -102,16 +103,16 @@ export class SendQueue<T> {
         'Items an exporter gave up on: reason=queue_full (oldest dropped for newer data), rejected (the backend refused them for good), shutdown (still queued when the agent stopped).',
       unit: '{item}',
     });
-    m.addBatchObservableCallback(
-      (r) => {
-        r.observe(queued, this.queuedItems, attrs);
-        r.observe(sent, this.stats.sentItems, attrs);
-        r.observe(failed, this.stats.failedAttempts, attrs);
-        for (const [reason, n] of Object.entries(this.stats.dropped))
-          r.observe(dropped, n, { ...attrs, reason });
-      },
-      [queued, sent, failed, dropped],
-    );
+    const observe: BatchObservableCallback = (r) => {
+      r.observe(queued, this.queuedItems, attrs);
+      r.observe(sent, this.stats.sentItems, attrs);
+      r.observe(failed, this.stats.failedAttempts, attrs);
+      for (const [reason, n] of Object.entries(this.stats.dropped))
+        r.observe(dropped, n, { ...attrs, reason });
+    };
+    const observables = [queued, sent, failed, dropped];
+    m.addBatchObservableCallback(observe, observables);
+    this.unobserve = () => m.removeBatchObservableCallback(observe, observables);
   }
 
   /** Adds a payload and starts sending if idle. After `close`, the payload is dropped (counted). */
@@ -184,6 +185,7 @@ export class SendQueue<T> {
       this.delivered(head);
     }
     const left = this.queuedItems;
+    this.unobserve();
     if (left > 0 && !opts.keep) {
       this.count('shutdown', left);
       this.queue.length = 0;
