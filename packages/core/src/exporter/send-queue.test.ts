@@ -103,4 +103,28 @@ describe('SendQueue', () => {
     c.queue.push([4]);
     expect(c.queue.statistics().dropped.shutdown).toBe(4);
   });
+
+  it('does not sit out a backoff when the send in flight fails after close began', async () => {
+    let fail: (err: Error) => void = () => {};
+    let calls = 0;
+    const { queue } = setup({
+      // The first attempt hangs until failed by hand; the last attempt of close() fails at once.
+      send: () =>
+        ++calls === 1
+          ? new Promise<void>((_, reject) => {
+              fail = reject;
+            })
+          : Promise.reject(Object.assign(new Error('unavailable'), { retry: true })),
+      backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
+    });
+    queue.push([1]);
+    await new Promise((r) => setTimeout(r, 5));
+    const closing = queue.close({ keep: true });
+    const t0 = Date.now();
+    fail(Object.assign(new Error('cancelled'), { retry: true }));
+    expect(await closing).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(queue.contents()).toEqual([[1]]);
+    expect(calls).toBe(2);
+  });
 });

@@ -226,6 +226,8 @@ export class SendQueue<T> {
           continue;
         }
         this.opts.status.recoverableError(err);
+        // Closing: close() makes the last attempts itself; a backoff now would only delay shutdown.
+        if (this.closed) break;
         const wait = this.nextWait();
         this.opts.logger.warn(
           {
