@@ -1,13 +1,24 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { defineExtension, type Extension } from '@netmon/core';
 import { healthCheckConfig, parseEndpoint } from './config.js';
 import { liveness, readiness, statusDocument } from './health.js';
 
+/** Answers one request on an extra route; it must end the response. */
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
 export interface HealthCheck extends Extension {
   /** The bound address once started (useful with port 0). */
   address(): AddressInfo | undefined;
+  /**
+   * Serves GET and HEAD `path` with `handler` (other components' endpoints on the health port, e.g. the
+   * devzero exporter's /metrics) until the returned function is called. Throws when the path is taken:
+   * by /healthz, /readyz, /status or another component (`owner` names it in the error).
+   */
+  route(path: string, handler: RouteHandler, owner?: string): () => void;
 }
+
+const BUILT_IN = ['/healthz', '/readyz', '/status'];
 
 export const healthCheckFactory = defineExtension({
   kind: 'extension',
@@ -18,6 +29,7 @@ export const healthCheckFactory = defineExtension({
   create(settings, config): HealthCheck {
     let server: Server | undefined;
     const budget = config.recovery_duration;
+    const routes = new Map<string, { handler: RouteHandler; owner: string }>();
     const send = (res: import('node:http').ServerResponse, code: number, body: unknown) => {
       const text = `${JSON.stringify(body, null, 2)}\n`;
       res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
@@ -37,12 +49,38 @@ export const healthCheckFactory = defineExtension({
         }
         case '/status':
           return send(res, 200, statusDocument(settings.host, budget));
-        default:
-          return send(res, 404, { error: `no such endpoint ${path}; try /healthz, /readyz or /status` });
+        default: {
+          const route = routes.get(path);
+          if (route) {
+            try {
+              return route.handler(req, res);
+            } catch (err) {
+              settings.logger.warn({ path, owner: route.owner, err: (err as Error).message }, 'route failed');
+              if (!res.headersSent)
+                return send(res, 500, { error: `${path} failed: ${(err as Error).message}` });
+              return res.end();
+            }
+          }
+          const all = [...BUILT_IN, ...routes.keys()];
+          return send(res, 404, {
+            error: `no such endpoint ${path}; try ${all.slice(0, -1).join(', ')} or ${all[all.length - 1]}`,
+          });
+        }
       }
     };
     return {
       address: () => (server?.address() as AddressInfo | null) ?? undefined,
+      route(path, handler, owner = 'a component') {
+        if (!path.startsWith('/')) throw new Error(`route ${path} must start with /`);
+        if (BUILT_IN.includes(path)) throw new Error(`${path} is health_check's own endpoint`);
+        const taken = routes.get(path);
+        if (taken) throw new Error(`${path} is already served by ${taken.owner}`);
+        const entry = { handler, owner };
+        routes.set(path, entry);
+        return () => {
+          if (routes.get(path) === entry) routes.delete(path);
+        };
+      },
       start: () =>
         new Promise<void>((resolve, reject) => {
           const { host, port } = parseEndpoint(config.endpoint);

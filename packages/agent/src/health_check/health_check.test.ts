@@ -119,6 +119,48 @@ describe('health_check endpoints', () => {
     }
   });
 
+  it('serves routes other components register, refuses a taken path, lists routes in the 404', async () => {
+    const ext = healthCheckFactory.create(
+      testSettings('extension', 'health_check'),
+      healthCheckFactory.config.parse({ endpoint: '127.0.0.1:0' }),
+    ) as HealthCheck;
+    await ext.start?.();
+    try {
+      const base = `http://127.0.0.1:${ext.address()?.port}`;
+      const unroute = ext.route(
+        '/metrics',
+        (_req, res) => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end('{"node_name":"n"}\n');
+        },
+        'exporter devzero',
+      );
+      const metrics = await fetch(`${base}/metrics?x=1`);
+      expect(metrics.status).toBe(200);
+      expect(metrics.headers.get('content-type')).toBe('application/json');
+      expect(await metrics.text()).toBe('{"node_name":"n"}\n');
+      expect((await fetch(`${base}/metrics`, { method: 'POST' })).status).toBe(405);
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      expect(await (await fetch(`${base}/nope`)).json()).toEqual({
+        error: 'no such endpoint /nope; try /healthz, /readyz, /status or /metrics',
+      });
+      expect(() => ext.route('/metrics', () => undefined, 'exporter devzero/b')).toThrow(
+        '/metrics is already served by exporter devzero',
+      );
+      expect(() => ext.route('/status', () => undefined)).toThrow("/status is health_check's own endpoint");
+      ext.route('/boom', () => {
+        throw new Error('bad');
+      });
+      expect(await (await fetch(`${base}/boom`)).json()).toEqual({ error: '/boom failed: bad' });
+      unroute();
+      expect((await fetch(`${base}/metrics`)).status).toBe(404);
+      // The path is free again.
+      ext.route('/metrics', (_req, res) => res.end('again'))();
+    } finally {
+      await ext.shutdown?.();
+    }
+  });
+
   it('refuses to start when the port is taken, saying which endpoint', async () => {
     const first = healthCheckFactory.create(
       testSettings('extension', 'a'),
