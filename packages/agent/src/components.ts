@@ -1,6 +1,6 @@
 // The distribution: every component this build of netmon ships. The only place that lists them all.
 import { Registry } from '@netmon/core';
-import { debugExporterFactory, fileExporterFactory } from '@netmon/exporters';
+import { debugExporterFactory, devzeroExporterFactory, fileExporterFactory } from '@netmon/exporters';
 import {
   classifyProcessorFactory,
   costProcessorFactory,
@@ -25,6 +25,7 @@ export function defaultRegistry(): Registry {
     pluginProcessorFactory,
     fileExporterFactory,
     debugExporterFactory,
+    devzeroExporterFactory,
     healthCheckFactory,
     k8sMetadataExtensionFactory,
   ]);

@@ -1,0 +1,136 @@
+import { duration } from '@netmon/core';
+import { z } from 'zod';
+
+/** Where the DAKR URL points: host and port for grpc-js, and whether to use TLS. */
+export interface DakrTarget {
+  /** `host:port` (IPv6 in brackets), as grpc-js wants it. */
+  address: string;
+  tls: boolean;
+}
+
+/** Parses `http(s)://host[:port][/]`; a string is the reason it is not one. */
+export function parseDakrUrl(text: string): DakrTarget | string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `"${text}" is not a URL; expected e.g. https://dakr.devzero.io or http://127.0.0.1:9090`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return `"${text}": the scheme must be http:// (plaintext gRPC) or https:// (TLS), not ${url.protocol}//`;
+  }
+  if (url.pathname !== '/' && url.pathname !== '') {
+    return `"${text}": gRPC calls go to /api.v1.<Service>/<Method> at the root, so the URL cannot have a path (${url.pathname})`;
+  }
+  if (url.search || url.hash || url.username || url.password) {
+    return `"${text}": the URL cannot carry a query, a fragment or credentials (the token goes in token)`;
+  }
+  const tls = url.protocol === 'https:';
+  const port = url.port || (tls ? '443' : '80');
+  return { address: `${url.hostname}:${port}`, tls };
+}
+
+export const devzeroExporterConfig = z
+  .strictObject({
+    endpoint: z
+      .string()
+      .default('')
+      .describe(
+        'The DevZero control plane ("dakr") URL, e.g. https://dakr.devzero.io (https:// uses TLS, http:// plaintext gRPC). Empty: local only, nothing is sent and the interval is only visible at GET /metrics on the health_check port.',
+      ),
+    token: z
+      .string()
+      .default('')
+      .describe(
+        'The cluster token, sent as "authorization: Bearer <token>" (CLUSTER_TOKEN of zxporter-netmon). Empty: no authorization header.',
+      ),
+    cluster_id: z
+      .string()
+      .default('')
+      .describe(
+        'The cluster id reported in heartbeats (CLUSTER_ID); empty reports "unknown", as zxporter does.',
+      ),
+    node_name: z
+      .string()
+      .default('')
+      .describe(
+        "This node's name, sent with every request and in GET /metrics. Empty: the NODE_NAME environment variable, else the host name.",
+      ),
+    flush_interval: duration({ min: 100 })
+      .prefault('60s')
+      .describe(
+        'How often the interval is closed and sent: flows summed per (src IP, dst IP, dst port, protocol) and the DNS lookups since the previous flush (FLUSH_INTERVAL; at least 100ms).',
+      ),
+    heartbeat_interval: duration({ min: 100 })
+      .prefault('60s')
+      .describe(
+        'How often ReportHealth tells the control plane how every component is doing (also once at start).',
+      ),
+    timeout: duration({ min: 100 })
+      .prefault('120s')
+      .describe("Deadline of one gRPC call (a send or a heartbeat), as zxporter's 120 s HTTP timeout."),
+    queue_size: z
+      .number()
+      .int()
+      .min(1)
+      .default(100_000)
+      .describe(
+        'Flows and lookups kept while the control plane cannot be reached (intervals waiting to be sent, in items). Past it the oldest waiting interval is dropped and counted.',
+      ),
+    max_items_per_request: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(10_000)
+      .describe(
+        'Most flows plus lookups in one request; a larger interval is split into several requests. Requests are also kept under about 3 MiB of protobuf, below the 4 MiB many gRPC servers accept.',
+      ),
+    ip2domain_max_entries: z
+      .number()
+      .int()
+      .min(0)
+      .max(50_000)
+      .default(10_000)
+      .describe(
+        'Most IP → domain entries learnt from DNS answers (kept for their TTL, at least until the interval that saw them is sent); the snapshot goes with every request. Past it the entry learnt longest ago makes room.',
+      ),
+    state_dir: z
+      .string()
+      .optional()
+      .describe(
+        'Directory the intervals not yet acknowledged are saved in (one JSON file per exporter, written atomically whenever the queue changes and at shutdown) and restored from at start, so a restart during an outage loses nothing. A relative path resolves against the config file. Unset or empty: in memory only.',
+      ),
+    retry: z
+      .strictObject({
+        initial_interval: duration({ min: 10 })
+          .prefault('1s')
+          .describe(
+            'Wait after the first failed send; each further failure waits 1.5 times longer (±20% jitter).',
+          ),
+        max_interval: duration({ min: 10 })
+          .prefault('30s')
+          .describe(
+            'Longest wait between two attempts. Sends are retried until they succeed, are rejected or the queue overflows.',
+          ),
+      })
+      .prefault({})
+      .describe(
+        'Backoff between attempts of a failed send (codes UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNKNOWN, CANCELLED, ABORTED; any other code is a rejection and drops the request).',
+      ),
+  })
+  .superRefine((c, ctx) => {
+    if (c.endpoint !== '') {
+      const target = parseDakrUrl(c.endpoint);
+      if (typeof target === 'string') ctx.addIssue({ code: 'custom', path: ['endpoint'], message: target });
+    }
+    if (c.retry.max_interval < c.retry.initial_interval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['retry', 'max_interval'],
+        message: 'max_interval must not be shorter than initial_interval',
+      });
+    }
+  });
+
+export type DevzeroExporterConfig = z.output<typeof devzeroExporterConfig>;

@@ -1,0 +1,702 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import {
+  type ComponentSettings,
+  DnsBatch,
+  DnsType,
+  type Extension,
+  FlowBatch,
+  type FlowInit,
+  StatusBoard,
+} from '@netmon/core';
+import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DakrStandIn } from '../../../../test/harness/dakr-stand-in.js';
+import { DakrClient, isRetryable } from './client.js';
+import { devzeroExporterConfig, parseDakrUrl } from './config.js';
+import { type DevzeroExporter, type DevzeroSignalExporter, NETMON_VERSION } from './exporter.js';
+import { devzeroExporterFactory } from './factory.js';
+import { componentName, healthOf, overallHealth } from './heartbeat.js';
+import { Interval, Ip2Domain } from './interval.js';
+import { goTime } from './json.js';
+import { buildPayloads, REQUEST_BUDGET_BYTES, toRequest } from './requests.js';
+import type { HttpRoutes, RouteHandler } from './routes.js';
+
+const T0 = Date.parse('2026-01-01T00:00:00.000Z');
+
+function flow(over: Partial<FlowInit> = {}): FlowInit {
+  return {
+    timeStart: T0,
+    timeEnd: T0 + 10_000,
+    protocol: 6,
+    srcIp: '10.0.1.34',
+    srcPort: 40000,
+    dstIp: '10.0.2.19',
+    dstPort: 8080,
+    txBytes: 1000,
+    rxBytes: 20000,
+    txPackets: 10,
+    rxPackets: 20,
+    ...over,
+  };
+}
+
+const dnsSample = () =>
+  DnsBatch.from([
+    {
+      time: T0 + 1500,
+      clientIp: '10.0.1.34',
+      question: 'api.stripe.com',
+      answers: [
+        { name: 'api.stripe.com', type: DnsType.CNAME, ttl: 30, target: 'edge.stripe.com' },
+        { name: 'edge.stripe.com', type: DnsType.A, ttl: 30, ip: '52.1.2.3' },
+        { name: 'edge.stripe.com', type: DnsType.AAAA, ttl: 30, ip: '2600:1f18::5' },
+      ],
+    },
+  ]);
+
+// One stand-in for the whole file: the conformance suite needs its URL when it is declared.
+const standIn = await DakrStandIn.start();
+afterAll(() => standIn.stop());
+
+describeConformance(devzeroExporterFactory);
+describeConformance(devzeroExporterFactory, { signal: 'dns', sample: dnsSample });
+describeConformance(devzeroExporterFactory, {
+  config: { endpoint: standIn.url, token: 't', flush_interval: '1h', heartbeat_interval: '1h' },
+});
+
+/** A route table like health_check's, for tests without the agent package. */
+class Routes implements HttpRoutes, Extension {
+  readonly routes = new Map<string, RouteHandler>();
+  private readonly owners = new Map<string, string>();
+  route(path: string, handler: RouteHandler, owner = 'x'): () => void {
+    if (this.routes.has(path)) throw new Error(`${path} is already served by ${this.owners.get(path)}`);
+    this.routes.set(path, handler);
+    this.owners.set(path, owner);
+    return () => this.routes.delete(path);
+  }
+  /** Calls the handler with a fake response and returns what it wrote. */
+  get(path: string): { status: number; headers: Record<string, string>; body: string } {
+    const out = { status: 0, headers: {} as Record<string, string>, body: '' };
+    const res = {
+      writeHead: (s: number, h: Record<string, string>) => {
+        out.status = s;
+        out.headers = h;
+      },
+      end: (b: string) => {
+        out.body = b;
+      },
+    };
+    // biome-ignore lint/suspicious/noExplicitAny: a minimal ServerResponse.
+    this.routes.get(path)?.({} as any, res as any);
+    return out;
+  }
+}
+
+interface Made {
+  flows: DevzeroSignalExporter;
+  dns?: DevzeroSignalExporter;
+  core: DevzeroExporter;
+  board: StatusBoard;
+  settings: ComponentSettings;
+  stop(): Promise<void>;
+}
+
+const live: Made[] = [];
+afterEach(async () => {
+  for (const m of live.splice(0)) await m.stop();
+  standIn.traffic.length = 0;
+  standIn.health.length = 0;
+  standIn.failWith = undefined;
+  standIn.failed = 0;
+  if (!standIn.running) await standIn.restart();
+});
+
+/** Creates the exporter through its factory, for flows (and dns), on one host like the Service does. */
+function make(
+  config: Record<string, unknown>,
+  opts: { dns?: boolean; routes?: Routes; configDir?: string } = {},
+) {
+  const board = new StatusBoard();
+  const extensions = new Map<string, Extension>();
+  if (opts.routes) extensions.set('health_check', opts.routes);
+  const settings = testSettings('exporter', 'devzero', { board, extensions, configDir: opts.configDir });
+  // As the framework does before start.
+  for (const state of board.all()) board.set(state, 'starting') && board.set(state, 'ok');
+  const parsed = devzeroExporterConfig.parse({ flush_interval: '1h', heartbeat_interval: '1h', ...config });
+  const flows = devzeroExporterFactory.create(settings, parsed, 'flows') as DevzeroSignalExporter;
+  let dns: DevzeroSignalExporter | undefined;
+  if (opts.dns) {
+    const dnsState = board.register('exporter', 'devzero', { signal: 'dns' });
+    board.set(dnsState, 'starting');
+    board.set(dnsState, 'ok');
+    const dnsSettings = { ...settings, status: board.reporter(dnsState) };
+    dns = devzeroExporterFactory.create(dnsSettings, parsed, 'dns') as DevzeroSignalExporter;
+  }
+  const m: Made = {
+    flows,
+    dns,
+    core: flows.core,
+    board,
+    settings,
+    stop: async () => {
+      await flows.shutdown();
+      await dns?.shutdown();
+    },
+  };
+  live.push(m);
+  return m;
+}
+
+const waitUntil = async (cond: () => boolean, ms = 10_000) => {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe('devzero config', () => {
+  it('parses {} to local-only defaults and rejects bad endpoints', () => {
+    expect(devzeroExporterConfig.parse({})).toEqual({
+      endpoint: '',
+      token: '',
+      cluster_id: '',
+      node_name: '',
+      flush_interval: 60_000,
+      heartbeat_interval: 60_000,
+      timeout: 120_000,
+      queue_size: 100_000,
+      max_items_per_request: 10_000,
+      ip2domain_max_entries: 10_000,
+      retry: { initial_interval: 1000, max_interval: 30_000 },
+    });
+    const bad = (endpoint: string) => devzeroExporterConfig.safeParse({ endpoint }).error?.issues[0].message;
+    expect(bad('dakr.devzero.io')).toMatch(/is not a URL/);
+    expect(bad('grpc://dakr:1')).toMatch(/scheme must be http/);
+    expect(bad('https://dakr.devzero.io/api')).toMatch(/cannot have a path/);
+    expect(parseDakrUrl('https://dakr.devzero.io')).toEqual({ address: 'dakr.devzero.io:443', tls: true });
+    expect(parseDakrUrl('http://127.0.0.1:9090/')).toEqual({ address: '127.0.0.1:9090', tls: false });
+    expect(parseDakrUrl('http://[::1]:9090')).toEqual({ address: '[::1]:9090', tls: false });
+    expect(
+      devzeroExporterConfig.safeParse({ retry: { initial_interval: '5s', max_interval: '1s' } }).success,
+    ).toBe(false);
+  });
+
+  it('names the node from node_name, else NODE_NAME', () => {
+    expect(make({ node_name: 'n-1' }).core.nodeName).toBe('n-1');
+  });
+});
+
+describe('devzero interval', () => {
+  it('sums per (src IP, dst IP, dst port, protocol) and takes pods from the attributes', () => {
+    const interval = new Interval(T0);
+    const pods = {
+      'src.k8s.pod.name': 'web-1',
+      'src.k8s.namespace.name': 'shop',
+      'dst.k8s.pod.name': 'db-0',
+      'dst.k8s.namespace.name': 'data',
+    };
+    interval.addFlows(
+      FlowBatch.from([
+        flow({ srcPort: 40001, attributes: pods }),
+        flow({ srcPort: 40002, txBytes: 1, rxBytes: 2, txPackets: 3, rxPackets: 4, timeEnd: T0 + 20_000 }),
+        flow({ dstPort: 443 }),
+        flow({ protocol: 17 }),
+        flow({ dstIp: '10.0.2.20' }),
+        flow({ srcIp: '::ffff:10.0.1.34', dstIp: '::ffff:10.0.2.19', family: 6 }),
+        flow({ txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0, dstPort: 9 }),
+      ]),
+    );
+    interval.addFlows(FlowBatch.from([flow({ srcPort: 50000 })]));
+    expect([...interval.flows.values()].map((e) => [e.srcIp, e.dstIp, e.dstPort, e.protocol])).toEqual([
+      ['10.0.1.34', '10.0.2.19', 8080, 6],
+      ['10.0.1.34', '10.0.2.19', 443, 6],
+      ['10.0.1.34', '10.0.2.19', 8080, 17],
+      ['10.0.1.34', '10.0.2.20', 8080, 6],
+      ['::ffff:10.0.1.34', '::ffff:10.0.2.19', 8080, 6],
+    ]);
+    expect(interval.flows.values().next().value).toEqual({
+      srcIp: '10.0.1.34',
+      dstIp: '10.0.2.19',
+      protocol: 6,
+      dstPort: 8080,
+      srcPod: 'web-1',
+      srcNamespace: 'shop',
+      dstPod: 'db-0',
+      dstNamespace: 'data',
+      txBytes: 2001,
+      rxBytes: 40002,
+      txPackets: 23,
+      rxPackets: 44,
+      time: T0 + 20_000,
+    });
+  });
+
+  it('keeps a namespace only with its pod', () => {
+    const interval = new Interval(T0);
+    interval.addFlows(
+      FlowBatch.from([
+        flow({ attributes: { 'dst.k8s.namespace.name': 'shop', 'dst.k8s.service.name': 'x' } }),
+      ]),
+    );
+    expect(interval.flows.values().next().value).toMatchObject({ dstPod: '', dstNamespace: '' });
+  });
+
+  it('learns A and AAAA answers in ip2domain for their TTL, at least until their interval is flushed', () => {
+    const ip2domain = new Ip2Domain(100);
+    const interval = new Interval(T0);
+    interval.addDns(dnsSample(), ip2domain, 1000);
+    expect(interval.lookups).toEqual([
+      {
+        clientIp: '10.0.1.34',
+        domain: 'api.stripe.com',
+        resolvedIps: ['52.1.2.3', '2600:1f18::5'],
+        time: T0 + 1500,
+      },
+    ]);
+    // Expired (TTL 30 s) but its interval not flushed yet: still there.
+    expect(ip2domain.snapshot(1000 + 60_000)).toEqual({
+      '52.1.2.3': 'api.stripe.com',
+      '2600:1f18::5': 'api.stripe.com',
+    });
+    ip2domain.nextInterval(1000 + 60_000);
+    expect(ip2domain.snapshot(1000 + 60_000)).toEqual({});
+    expect(ip2domain.size).toBe(0);
+  });
+
+  it('bounds ip2domain: the entry learnt longest ago makes room', () => {
+    const ip2domain = new Ip2Domain(2);
+    ip2domain.learn('1.1.1.1', 'a', 60, 0);
+    ip2domain.learn('2.2.2.2', 'b', 60, 0);
+    ip2domain.learn('1.1.1.1', 'a2', 60, 0);
+    ip2domain.learn('3.3.3.3', 'c', 60, 0);
+    expect(ip2domain.snapshot(0)).toEqual({ '1.1.1.1': 'a2', '3.3.3.3': 'c' });
+    expect(ip2domain.evicted).toBe(1);
+  });
+});
+
+describe('devzero requests', () => {
+  const fill = (n: number, podName = 'web-1') => {
+    const interval = new Interval(T0);
+    interval.addFlows(
+      FlowBatch.from(
+        Array.from({ length: n }, (_, i) =>
+          flow({
+            dstIp: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+            attributes: { 'src.k8s.pod.name': podName },
+          }),
+        ),
+      ),
+    );
+    return interval;
+  };
+  const opts = { nodeName: 'n', now: T0, ip2domainBytes: 0 };
+
+  it('splits an interval at max_items_per_request, flows first, then lookups', () => {
+    const interval = fill(25);
+    interval.addDns(dnsSample(), new Ip2Domain(10), T0);
+    const payloads = buildPayloads(interval, new Ip2Domain(10), { ...opts, maxItemsPerRequest: 10 });
+    expect(payloads.map((p) => [p.items.length, p.dns_lookups.length])).toEqual([
+      [10, 0],
+      [10, 0],
+      [5, 1],
+    ]);
+    expect(buildPayloads(new Interval(T0), new Ip2Domain(1), { ...opts, maxItemsPerRequest: 10 })).toEqual(
+      [],
+    );
+  });
+
+  it('keeps every request under the byte budget, and the budget under 4 MiB on the wire', async () => {
+    const interval = fill(60_000, 'x'.repeat(63));
+    const payloads = buildPayloads(interval, new Ip2Domain(10), { ...opts, maxItemsPerRequest: 100_000 });
+    expect(payloads.length).toBeGreaterThan(1);
+    expect(payloads.reduce((n, p) => n + p.items.length, 0)).toBe(60_000);
+    const { dakrMethods } = await import('./proto.js');
+    const sizes = payloads.map(
+      (p) => dakrMethods().sendTraffic.requestSerialize(toRequest(p, {}, '0.1.0', 'abc')).length,
+    );
+    for (const bytes of sizes) expect(bytes).toBeLessThanOrEqual(REQUEST_BUDGET_BYTES);
+    // Full requests use most of the budget: the estimate errs high, but not by much.
+    for (const bytes of sizes.slice(0, -1)) expect(bytes).toBeGreaterThan(REQUEST_BUDGET_BYTES * 0.6);
+  });
+
+  it("names each request's addresses from ip2domain as of the flush, whatever the cache holds later", () => {
+    const ip2domain = new Ip2Domain(10);
+    ip2domain.learn('10.0.0.1', 'db.internal', 1, T0);
+    const interval = fill(2);
+    const [p] = buildPayloads(interval, ip2domain, { ...opts, maxItemsPerRequest: 10 });
+    expect(p.domains).toEqual({ '10.0.0.1': 'db.internal' });
+    const request = toRequest(p, { '9.9.9.9': 'dns.quad9.net', '10.0.0.1': 'stale' }, '0.1.0', '');
+    expect(request.ip2domain).toEqual({ '9.9.9.9': 'dns.quad9.net', '10.0.0.1': 'db.internal' });
+    expect(request).toMatchObject({
+      cluster_id: '',
+      team_id: '',
+      node_name: 'n',
+      operator_version: '0.1.0',
+      operator_commit: '',
+    });
+  });
+});
+
+describe('devzero GET /metrics JSON', () => {
+  it("is zxporter's MetricsResponse, key for key, and a peek that does not reset", async () => {
+    const routes = new Routes();
+    const m = make({ node_name: 'node-a' }, { routes, dns: true });
+    await m.flows.start();
+    await m.dns?.start();
+    expect(routes.get('/metrics').body).toBe('{"node_name":"node-a","items":[],"dns_lookups":[]}\n');
+    await m.flows.export(
+      FlowBatch.from([
+        flow({
+          timeEnd: T0 + 10_500,
+          attributes: { 'src.k8s.pod.name': 'web-1', 'src.k8s.namespace.name': 'shop' },
+        }),
+        flow({ dstIp: '52.1.2.3', dstPort: 443, timeEnd: T0 + 10_000 }),
+      ]),
+    );
+    await m.dns?.export(dnsSample());
+    const res = routes.get('/metrics');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('application/json');
+    const ip2domain = '"ip2domain":{"52.1.2.3":"api.stripe.com","2600:1f18::5":"api.stripe.com"}';
+    expect(res.body).toBe(
+      '{"node_name":"node-a","items":[' +
+        '{"src_ip":"10.0.1.34","dst_ip":"10.0.2.19","src_pod_name":"web-1","src_pod_namespace":"shop","protocol":6,"dst_port":8080,"tx_bytes":1000,"rx_bytes":20000,"tx_packets":10,"rx_packets":20,"timestamp":"2026-01-01T00:00:10.5Z"},' +
+        '{"src_ip":"10.0.1.34","dst_ip":"52.1.2.3","protocol":6,"dst_port":443,"tx_bytes":1000,"rx_bytes":20000,"tx_packets":10,"rx_packets":20,"timestamp":"2026-01-01T00:00:10Z"}],' +
+        '"dns_lookups":[{"client_ip":"10.0.1.34","domain":"api.stripe.com","resolved_ips":["52.1.2.3","2600:1f18::5"],"timestamp":"2026-01-01T00:00:01.5Z","src_pod_name":"web-1","src_pod_namespace":"shop"}],' +
+        `${ip2domain}}\n`,
+    );
+    expect(routes.get('/metrics').body).toBe(res.body);
+    m.core.flush();
+    expect(routes.get('/metrics').body).toBe(
+      `{"node_name":"node-a","items":[],"dns_lookups":[],${ip2domain}}\n`,
+    );
+  });
+
+  it('says dns_lookups: null without a dns pipeline, and leaves the route at shutdown', async () => {
+    const routes = new Routes();
+    const m = make({ node_name: 'n' }, { routes });
+    await m.flows.start();
+    expect(routes.get('/metrics').body).toBe('{"node_name":"n","items":[],"dns_lookups":null}\n');
+    await m.stop();
+    expect(routes.routes.size).toBe(0);
+  });
+
+  it('refuses to start when /metrics is already served', async () => {
+    const routes = new Routes();
+    routes.route('/metrics', () => undefined, 'exporter devzero/a');
+    const m = make({}, { routes });
+    await expect(m.flows.start()).rejects.toThrow(
+      'cannot serve GET /metrics on the health_check port: /metrics is already served by exporter devzero/a',
+    );
+  });
+
+  it('formats times as Go does', () => {
+    expect(goTime(T0)).toBe('2026-01-01T00:00:00Z');
+    expect(goTime(T0 + 120)).toBe('2026-01-01T00:00:00.12Z');
+    expect(goTime(T0 + 1)).toBe('2026-01-01T00:00:00.001Z');
+  });
+});
+
+describe('devzero exporter over gRPC (stand-in)', () => {
+  it('refuses cumulative counters, pointing at the delta processor', async () => {
+    const m = make({});
+    await m.flows.start();
+    const batch = FlowBatch.from([flow()], 'cumulative');
+    batch.origin = 'conntrack';
+    await expect(m.flows.export(batch)).rejects.toThrow(
+      'devzero exporter devzero received cumulative counters from conntrack: it sums per-interval deltas, so put the delta processor before it (processors: [delta, …])',
+    );
+  });
+
+  it("sends one request per interval with zxporter's headers and fields; nothing when nothing changed", async () => {
+    const m = make({ endpoint: standIn.url, token: 'tok-123', node_name: 'node-a', cluster_id: 'c-1' });
+    await m.flows.start();
+    await standIn.waitFor(() => standIn.health.length === 1);
+    m.core.flush();
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 })]));
+    m.core.flush();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(standIn.traffic).toHaveLength(0);
+
+    await m.flows.export(
+      FlowBatch.from([
+        flow({ attributes: { 'src.k8s.pod.name': 'web-1', 'src.k8s.namespace.name': 'shop' } }),
+      ]),
+    );
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    const [call] = standIn.traffic;
+    expect(call.headers).toEqual({
+      authorization: 'Bearer tok-123',
+      'x-client': `zxporter/${NETMON_VERSION}`,
+      'x-operator-type': 'zxporter',
+      'x-operator-version': NETMON_VERSION,
+      'user-agent': expect.stringMatching(/^grpc-node-js\//),
+    });
+    expect(call.compressed).toBe(false);
+    expect(call.request).toMatchObject({
+      cluster_id: '',
+      team_id: '',
+      node_name: 'node-a',
+      operator_version: NETMON_VERSION,
+      _operator_version: 'operator_version',
+      operator_commit: '',
+      _operator_commit: 'operator_commit',
+      dns_lookups: [],
+      ip2domain: {},
+      items: [
+        {
+          src_ip: '10.0.1.34',
+          dst_ip: '10.0.2.19',
+          src_pod_name: 'web-1',
+          src_pod_namespace: 'shop',
+          protocol: 6,
+          dst_port: 8080,
+          tx_bytes: 1000,
+          rx_bytes: 20000,
+          tx_packets: 10,
+          rx_packets: 20,
+          timestamp: { seconds: (T0 + 10_000) / 1000, nanos: 0 },
+        },
+      ],
+    });
+    expect(standIn.health[0].request).toMatchObject({
+      cluster_id: 'c-1',
+      operator_type: 5,
+      version: NETMON_VERSION,
+    });
+  });
+
+  it('leaves out authorization without a token and adds the git sha when known', async () => {
+    process.env.NETMON_GIT_SHA = 'abc1234';
+    try {
+      const m = make({ endpoint: standIn.url });
+      await m.flows.start();
+      await standIn.waitFor(() => standIn.health.length === 1);
+      expect(standIn.health[0].headers.authorization).toBeUndefined();
+      expect(standIn.health[0].headers['x-operator-git-sha']).toBe('abc1234');
+      expect(standIn.health[0].request).toMatchObject({ cluster_id: 'unknown', commit: 'abc1234' });
+    } finally {
+      delete process.env.NETMON_GIT_SHA;
+    }
+  });
+
+  it('gzips a message of 1024 bytes or more, never a smaller one', async () => {
+    const client = new DakrClient({
+      target: { address: `127.0.0.1:${standIn.port}`, tls: false },
+      token: '',
+      version: '0.1.0',
+      commit: '',
+      timeoutMs: 5000,
+    });
+    const { dakrMethods } = await import('./proto.js');
+    const sized = (bytes: number) => {
+      const base = {
+        cluster_id: '',
+        team_id: '',
+        items: [],
+        dns_lookups: [],
+        ip2domain: {},
+        operator_version: '',
+        operator_commit: '',
+      };
+      for (let n = bytes; n > 0; n--) {
+        const req = { ...base, node_name: 'x'.repeat(n) };
+        if (dakrMethods().sendTraffic.requestSerialize(req).length === bytes) return req;
+      }
+      throw new Error(`no request of ${bytes} bytes`);
+    };
+    try {
+      for (const size of [100, 1023, 1024, 200_000]) await client.sendTraffic(sized(size), 5000);
+      expect(standIn.traffic.map((c) => [c.request.node_name.length + 0, c.compressed])).toEqual([
+        [sized(100).node_name.length, false],
+        [sized(1023).node_name.length, false],
+        [sized(1024).node_name.length, true],
+        [sized(200_000).node_name.length, true],
+      ]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('keeps intervals across an outage and delivers each once, in order', async () => {
+    const m = make({ endpoint: standIn.url, retry: { initial_interval: '20ms', max_interval: '100ms' } });
+    await m.flows.start();
+    standIn.failWith = { code: grpcStatus.UNAVAILABLE, details: 'maintenance' };
+    for (let i = 1; i <= 3; i++) {
+      await m.flows.export(FlowBatch.from([flow({ txBytes: i })]));
+      m.core.flush();
+    }
+    await waitUntil(() => standIn.failed >= 3);
+    const state = m.board.all()[0];
+    expect(state.status).toBe('recoverable_error');
+    // The framework marks an exporter ok after an export; the outage is reported again.
+    m.board.set(state, 'ok');
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 4 })]));
+    await new Promise((r) => setImmediate(r));
+    expect(state.status).toBe('recoverable_error');
+    expect(state.lastError).toMatch(/UNAVAILABLE: maintenance/);
+
+    await standIn.stop();
+    await new Promise((r) => setTimeout(r, 200));
+    await standIn.restart();
+    standIn.failWith = undefined;
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 4);
+    expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2, 3, 4]);
+    await waitUntil(() => state.status === 'ok');
+  });
+
+  it('drops a request the backend rejects for good and goes on', async () => {
+    const m = make({ endpoint: standIn.url });
+    await m.flows.start();
+    await standIn.waitFor(() => standIn.health.length === 1);
+    standIn.failWith = { code: grpcStatus.INVALID_ARGUMENT };
+    await m.flows.export(FlowBatch.from([flow()]));
+    m.core.flush();
+    await waitUntil(() => standIn.failed >= 1);
+    standIn.failWith = undefined;
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 7 })]));
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    expect(standIn.traffic[0].request.items[0].tx_bytes).toBe(7);
+    expect(
+      isRetryable({ code: grpcStatus.RESOURCE_EXHAUSTED, details: 'Received message larger than max' }),
+    ).toBe(false);
+    expect(isRetryable({ code: grpcStatus.RESOURCE_EXHAUSTED, details: 'rate limited' })).toBe(true);
+  });
+
+  it('sends flows and DNS of one id in one request', async () => {
+    const m = make({ endpoint: standIn.url }, { dns: true });
+    await m.flows.start();
+    await m.dns?.start();
+    expect(m.dns?.core).toBe(m.core);
+    await m.dns?.export(dnsSample());
+    await m.flows.export(
+      FlowBatch.from([flow({ dstIp: '52.1.2.3', attributes: { 'src.k8s.pod.name': 'web-1' } })]),
+    );
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    expect(standIn.traffic[0].request).toMatchObject({
+      items: [{ dst_ip: '52.1.2.3', src_pod_name: 'web-1' }],
+      dns_lookups: [
+        {
+          client_ip: '10.0.1.34',
+          domain: 'api.stripe.com',
+          resolved_ips: ['52.1.2.3', '2600:1f18::5'],
+          timestamp: { seconds: (T0 + 1500 - 500) / 1000, nanos: 500_000_000 },
+          src_pod_name: 'web-1',
+        },
+      ],
+      ip2domain: { '52.1.2.3': 'api.stripe.com', '2600:1f18::5': 'api.stripe.com' },
+    });
+    // An interval with only lookups is sent too; the first stop of the two signals does not stop it.
+    await m.dns?.export(dnsSample());
+    await m.flows.shutdown();
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 2);
+    expect(standIn.traffic[1].request.items).toEqual([]);
+  });
+
+  it('reports every component in the heartbeat, the worst status overall', async () => {
+    const m = make({ endpoint: standIn.url, cluster_id: 'c-9' });
+    const r = m.board.register('receiver', 'conntrack', { signal: 'flows' });
+    m.board.set(r, 'starting');
+    m.board.set(r, 'recoverable_error', new Error('ENOBUFS'));
+    r.items.out = 42;
+    const p = m.board.register('processor', 'delta', { signal: 'flows', pipeline: 'flows' });
+    m.board.set(p, 'starting');
+    m.board.set(p, 'ok');
+    await m.flows.start();
+    await standIn.waitFor(() => standIn.health.length === 1);
+    const hb = standIn.health[0].request;
+    expect(hb).toMatchObject({ cluster_id: 'c-9', operator_type: 5, overall_status: 2, commit: '' });
+    expect(hb.uptime_since.seconds).toBeGreaterThan(T0 / 1000);
+    expect(hb.components).toContainEqual({
+      name: 'receiver/conntrack@flows',
+      status: 2,
+      message: 'ENOBUFS',
+      metadata: {
+        status: 'recoverable_error',
+        items_in: '0',
+        items_out: '42',
+        items_dropped: '0',
+        items_failed: '0',
+      },
+    });
+    expect(hb.components.map((c) => c.name)).toContain('processor/delta@flows');
+    expect(healthOf('fatal_error')).toBe(3);
+    expect(healthOf('stopping')).toBe(0);
+    expect(overallHealth([1, 0, 1])).toBe(1);
+    expect(overallHealth([])).toBe(0);
+    expect(componentName({ kind: 'extension', id: 'health_check' } as never)).toBe('extension/health_check');
+  });
+
+  it('logs and counts a failed heartbeat, and keeps beating', async () => {
+    standIn.failWith = { code: grpcStatus.UNAUTHENTICATED };
+    const m = make({ endpoint: standIn.url, heartbeat_interval: '100ms' });
+    await m.flows.start();
+    await waitUntil(() => standIn.failed >= 2);
+    standIn.failWith = undefined;
+    await standIn.waitFor(() => standIn.health.length >= 1);
+    const facts = m.board.all()[0].details?.() as { heartbeat: { failure: number; success: number } };
+    expect(facts.heartbeat.failure).toBeGreaterThanOrEqual(2);
+    expect(facts.heartbeat.success).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('devzero state_dir', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'netmon-devzero-'));
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('keeps unsent intervals (and the partial one) across a restart and sends each once', async () => {
+    await standIn.stop();
+    const config = {
+      endpoint: standIn.url,
+      state_dir: 'state',
+      retry: { initial_interval: '20ms', max_interval: '50ms' },
+    };
+    const first = make(config, { configDir: dir });
+    await first.flows.start();
+    await first.flows.export(FlowBatch.from([flow({ txBytes: 1 })]));
+    first.core.flush();
+    await first.flows.export(FlowBatch.from([flow({ txBytes: 2 })]));
+    await first.stop();
+    const file = join(dir, 'state', 'devzero.queue.json');
+    const saved = JSON.parse(await readFile(file, 'utf8'));
+    expect(saved.pending.map((p: { items: { tx_bytes: number }[] }) => p.items[0].tx_bytes)).toEqual([1, 2]);
+
+    await standIn.restart();
+    const second = make(config, { configDir: dir });
+    await second.flows.start();
+    await standIn.waitFor(() => standIn.traffic.length === 2);
+    await waitUntil(
+      () =>
+        second.core.facts().queue !== null &&
+        (second.core.facts().queue as { pending_items: number }).pending_items === 0,
+    );
+    // The acknowledged requests are gone from the file before anything could read them back.
+    await second.stop();
+    expect(JSON.parse(await readFile(file, 'utf8')).pending).toEqual([]);
+    const third = make(config, { configDir: dir });
+    await third.flows.start();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2]);
+  });
+
+  it('sets a damaged state file aside and starts empty', async () => {
+    const file = join(dir, 'devzero.queue.json');
+    await writeFile(file, '{"version":1,"pending":[{"items":"nope"}]}');
+    const m = make({ endpoint: standIn.url, state_dir: dir });
+    await m.flows.start();
+    expect(JSON.parse(await readFile(`${file}.corrupt`, 'utf8')).version).toBe(1);
+    expect((m.core.facts().queue as { pending_items: number }).pending_items).toBe(0);
+  });
+});

@@ -1,0 +1,551 @@
+import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  type ComponentSettings,
+  type DnsBatch,
+  type Exporter,
+  errorMessage,
+  FlowBatch,
+  SendQueue,
+  type Signal,
+  type StatusReporter,
+} from '@netmon/core';
+import type { BatchObservableCallback, Histogram, Observable } from '@opentelemetry/api';
+import { DakrClient, isRetryable } from './client.js';
+import { type DakrTarget, type DevzeroExporterConfig, parseDakrUrl } from './config.js';
+import { heartbeatRequest } from './heartbeat.js';
+import { Interval, Ip2Domain } from './interval.js';
+import { metricsDocument } from './json.js';
+import { buildPayloads, domainsBytes, type Payload, payloadItems, toRequest } from './requests.js';
+import { hasRoutes } from './routes.js';
+import { readState, type StateDocument, StateWriter } from './state.js';
+
+const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+/**
+ * netmon's version: the @netmon/exporters package's, which lerna keeps equal to the agent's (fixed
+ * versioning); the exporters package cannot import the agent's version.ts.
+ */
+export const NETMON_VERSION: string = pkg.version;
+
+/** The environment variable the image build sets to the commit netmon was built from. */
+export const COMMIT_ENV = 'NETMON_GIT_SHA';
+
+/** At shutdown, how long the last attempts to deliver what is queued may take before the rest is kept. */
+export const SHUTDOWN_SEND_BUDGET_MS = 3000;
+
+/** The path the zxporter-compatible JSON is served at on the health_check port. */
+export const METRICS_PATH = '/metrics';
+
+/**
+ * One devzero exporter. The framework creates an exporter once per signal; the flows and dns instances
+ * of one id share this object (both feed one request), each through its own `DevzeroSignalExporter`.
+ */
+export class DevzeroExporter {
+  readonly nodeName: string;
+  readonly target?: DakrTarget;
+  readonly stateFile?: string;
+  private readonly version = NETMON_VERSION;
+  private readonly commit: string;
+  private readonly client?: DakrClient;
+  private readonly queue?: SendQueue<Payload>;
+  private readonly writer?: StateWriter;
+  private interval = new Interval(Date.now());
+  private readonly ip2domain: Ip2Domain;
+  private readonly handles = new Set<DevzeroSignalExporter>();
+  private dns = false;
+  private started?: Promise<void>;
+  private stopping?: Promise<void>;
+  private flushTimer?: NodeJS.Timeout;
+  private heartbeatTimer?: NodeJS.Timeout;
+  private heartbeatCall?: Promise<void>;
+  private unroute?: () => void;
+  /** While stopping: when the last attempts must have ended (ms since the epoch). */
+  private sendDeadline?: number;
+  /** Set once the state file was read (or found absent): only then may it be written. */
+  private restored = false;
+  private readonly stats = {
+    flushes: { queued: 0, empty: 0, local_only: 0 },
+    requests: 0,
+    lastFlush: undefined as undefined | { time: number; items: number; lookups: number; requests: number },
+    heartbeats: { success: 0, failure: 0 },
+    lastHeartbeat: undefined as undefined | { time: number; ok: boolean; error?: string },
+    droppedLookups: 0,
+    restored: { requests: 0, items: 0 },
+  };
+  private readonly flushItems: Histogram;
+  private readonly observables: Observable[];
+  private readonly observe: BatchObservableCallback;
+  readonly status: StatusReporter;
+  /** Called once the exporter has stopped. */
+  onStopped?: () => void;
+
+  constructor(
+    private readonly settings: ComponentSettings,
+    private readonly config: DevzeroExporterConfig,
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
+    this.nodeName = config.node_name || env.NODE_NAME || hostname();
+    this.commit = env[COMMIT_ENV] ?? '';
+    this.ip2domain = new Ip2Domain(config.ip2domain_max_entries);
+    this.status = this.fanOutStatus();
+    if (config.endpoint !== '') {
+      const target = parseDakrUrl(config.endpoint);
+      if (typeof target === 'string') throw new Error(`devzero exporter ${settings.id}: ${target}`);
+      this.target = target;
+      this.client = new DakrClient({
+        target,
+        token: config.token,
+        version: this.version,
+        commit: this.commit,
+        timeoutMs: config.timeout,
+      });
+      if (config.state_dir) {
+        this.stateFile = join(
+          resolve(settings.configDir, config.state_dir),
+          `${settings.id.replace(/[^A-Za-z0-9_.-]/g, '_')}.queue.json`,
+        );
+        this.writer = new StateWriter(
+          this.stateFile,
+          () => this.stateText(),
+          (err) =>
+            settings.logger.warn(
+              { path: this.stateFile, err: errorMessage(err) },
+              'cannot write the devzero state file; after a restart, intervals not yet sent would be lost',
+            ),
+        );
+      }
+      this.queue = new SendQueue<Payload>({
+        send: (p) => this.send(p),
+        items: payloadItems,
+        retryable: isRetryable,
+        capacity: config.queue_size,
+        backoff: { initialMs: config.retry.initial_interval, maxMs: config.retry.max_interval },
+        logger: settings.logger,
+        status: this.status,
+        meter: settings.meter,
+        componentId: settings.id,
+        onChange: () => {
+          if (this.restored) void this.writer?.save();
+        },
+      });
+    }
+
+    const meter = settings.meter;
+    const attrs = { component: settings.id };
+    this.flushItems = meter.createHistogram('netmon_devzero_flush_items', {
+      description:
+        'Flows plus DNS lookups in each interval the devzero exporter flushed (empty ones included).',
+      unit: '{item}',
+      advice: { explicitBucketBoundaries: [0, 10, 100, 1000, 10_000, 100_000, 1_000_000] },
+    });
+    const flushes = meter.createObservableCounter('netmon_devzero_flushes', {
+      description:
+        'Intervals the devzero exporter closed: outcome=queued (requests made and queued), empty (nothing to send), local_only (no endpoint: discarded).',
+      unit: '{flush}',
+    });
+    const requests = meter.createObservableCounter('netmon_devzero_requests', {
+      description:
+        'SendNetworkTrafficMetrics requests built (an interval larger than max_items_per_request makes several).',
+      unit: '{request}',
+    });
+    const heartbeats = meter.createObservableCounter('netmon_devzero_heartbeats', {
+      description: 'ReportHealth calls, by outcome (success, failure). Failed heartbeats are not retried.',
+      unit: '{call}',
+    });
+    const domains = meter.createObservableGauge('netmon_devzero_ip2domain_entries', {
+      description: 'Entries in the IP → domain cache sent with every request.',
+      unit: '{entry}',
+    });
+    const droppedLookups = meter.createObservableCounter('netmon_devzero_dns_lookups_dropped', {
+      description: 'DNS lookups dropped because an interval already held the most it keeps (50,000).',
+      unit: '{lookup}',
+    });
+    const stateFailures = meter.createObservableCounter('netmon_devzero_state_write_failures', {
+      description: 'Failed writes of the state file (state_dir).',
+      unit: '{write}',
+    });
+    this.observables = [flushes, requests, heartbeats, domains, droppedLookups, stateFailures];
+    this.observe = (r) => {
+      for (const [outcome, n] of Object.entries(this.stats.flushes))
+        r.observe(flushes, n, { ...attrs, outcome });
+      r.observe(requests, this.stats.requests, attrs);
+      for (const [outcome, n] of Object.entries(this.stats.heartbeats)) {
+        r.observe(heartbeats, n, { ...attrs, outcome });
+      }
+      r.observe(domains, this.ip2domain.size, attrs);
+      r.observe(droppedLookups, this.stats.droppedLookups + this.interval.droppedLookups, attrs);
+      r.observe(stateFailures, this.writer?.failures ?? 0, attrs);
+    };
+    meter.addBatchObservableCallback(this.observe, this.observables);
+  }
+
+  /** The exporter the framework holds for one signal. */
+  attach(signal: Signal, settings: ComponentSettings): DevzeroSignalExporter {
+    if (signal === 'dns') this.dns = true;
+    const handle = new DevzeroSignalExporter(this, signal, settings);
+    this.handles.add(handle);
+    settings.status.describe(() => this.facts());
+    return handle;
+  }
+
+  /** Status reports go to every signal's instance: they are one exporter. */
+  private fanOutStatus(): StatusReporter {
+    const each = (f: (s: StatusReporter) => void) => {
+      for (const h of this.handles) f(h.settings.status);
+    };
+    return {
+      ok: () => each((s) => s.ok()),
+      recoverableError: (err) => each((s) => s.recoverableError(err)),
+      permanentError: (err) => each((s) => s.permanentError(err)),
+      fatalError: (err) => each((s) => s.fatalError(err)),
+      describe: (facts) => each((s) => s.describe(facts)),
+    };
+  }
+
+  start(): Promise<void> {
+    this.started ??= this.doStart();
+    return this.started;
+  }
+
+  private async doStart(): Promise<void> {
+    const { logger } = this.settings;
+    const ext = this.settings.extensions.get('health_check');
+    if (hasRoutes(ext)) {
+      try {
+        this.unroute = ext.route(
+          METRICS_PATH,
+          (_req, res) => {
+            res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+            res.end(this.metricsJson());
+          },
+          `exporter ${this.settings.id}`,
+        );
+      } catch (err) {
+        throw new Error(`cannot serve GET ${METRICS_PATH} on the health_check port: ${errorMessage(err)}`);
+      }
+    }
+    if (this.queue) await this.restore();
+    this.restored = true;
+    this.flushTimer = setInterval(() => this.flush(), this.config.flush_interval);
+    if (this.client) {
+      if (this.config.token === '') {
+        logger.warn('devzero exporter has an endpoint but no token: requests carry no authorization header');
+      }
+      this.heartbeatTimer = setTimeout(() => this.beat(), 0);
+      logger.info(
+        {
+          endpoint: this.config.endpoint,
+          node_name: this.nodeName,
+          flush_interval_ms: this.config.flush_interval,
+          state_file: this.stateFile ?? null,
+          metrics_path: this.unroute ? METRICS_PATH : null,
+        },
+        'sending flows and DNS lookups to the DevZero control plane',
+      );
+    } else {
+      logger.info(
+        { node_name: this.nodeName, metrics_path: this.unroute ? METRICS_PATH : null },
+        this.unroute
+          ? `local only (no endpoint): nothing is sent; GET ${METRICS_PATH} on the health_check port shows the current interval`
+          : 'local only (no endpoint) and no health_check extension: nothing is sent and nothing is served',
+      );
+    }
+  }
+
+  /** Loads what the previous run left unsent and queues it first. */
+  private async restore(): Promise<void> {
+    if (!this.stateFile || !this.queue) return;
+    const { state, problem } = await readState(this.stateFile);
+    if (problem) this.settings.logger.warn({ path: this.stateFile }, problem);
+    if (!state) return;
+    this.ip2domain.restore(state.ip2domain, Date.now());
+    let items = 0;
+    for (const p of state.pending) {
+      this.queue.push(p);
+      items += payloadItems(p);
+    }
+    this.stats.restored = { requests: state.pending.length, items };
+    if (state.pending.length > 0) {
+      this.settings.logger.info(
+        { path: this.stateFile, requests: state.pending.length, items, saved_at: state.saved_at },
+        'restored intervals a previous run had not delivered; sending them first',
+      );
+    }
+  }
+
+  exportFlows(batch: FlowBatch): void {
+    if (batch.temporality === 'cumulative') {
+      throw new Error(
+        `devzero exporter ${this.settings.id} received cumulative counters${batch.origin ? ` from ${batch.origin}` : ''}: it sums per-interval deltas, so put the delta processor before it (processors: [delta, …])`,
+      );
+    }
+    this.interval.addFlows(batch);
+  }
+
+  exportDns(batch: DnsBatch): void {
+    this.interval.addDns(batch, this.ip2domain, Date.now());
+  }
+
+  /**
+   * Closes the interval: its non-zero flows and its lookups become requests in the send queue (nothing is
+   * dropped here: a request leaves the queue when the backend acknowledged it), and a new interval begins.
+   * Nothing is sent for an interval with no flows and no lookups.
+   */
+  flush(now = Date.now()): void {
+    const closed = this.interval;
+    this.interval = new Interval(now);
+    this.stats.droppedLookups += closed.droppedLookups;
+    if (closed.droppedLookups > 0) {
+      this.settings.logger.warn(
+        { dropped: closed.droppedLookups },
+        'too many DNS lookups in one interval; the rest were dropped',
+      );
+    }
+    if (!this.queue) {
+      this.flushItems.record(closed.flows.size + closed.lookups.length, { component: this.settings.id });
+      this.stats.flushes.local_only++;
+      this.ip2domain.nextInterval(now);
+      return;
+    }
+    const payloads = closed.empty
+      ? []
+      : buildPayloads(closed, this.ip2domain, {
+          nodeName: this.nodeName,
+          maxItemsPerRequest: this.config.max_items_per_request,
+          now,
+          ip2domainBytes: domainsBytes(this.ip2domain.snapshot(now)),
+        });
+    this.ip2domain.nextInterval(now);
+    let items = 0;
+    let lookups = 0;
+    for (const p of payloads) {
+      items += p.items.length;
+      lookups += p.dns_lookups.length;
+    }
+    this.flushItems.record(items + lookups, { component: this.settings.id });
+    if (payloads.length === 0) {
+      this.stats.flushes.empty++;
+      this.settings.logger.debug('nothing to send for this interval');
+      return;
+    }
+    this.stats.flushes.queued++;
+    this.stats.requests += payloads.length;
+    this.stats.lastFlush = { time: now, items, lookups, requests: payloads.length };
+    this.settings.logger.debug({ items, lookups, requests: payloads.length }, 'interval queued');
+    for (const p of payloads) this.queue.push(p);
+  }
+
+  private async send(p: Payload): Promise<void> {
+    const client = this.client as DakrClient;
+    const now = Date.now();
+    const timeoutMs =
+      this.sendDeadline === undefined
+        ? this.config.timeout
+        : Math.min(this.config.timeout, this.sendDeadline - now);
+    await client.sendTraffic(
+      toRequest(p, this.ip2domain.snapshot(now), this.version, this.commit),
+      timeoutMs,
+    );
+  }
+
+  /** One ReportHealth, then the next one a heartbeat_interval later. Failures are logged, not retried. */
+  private beat(): void {
+    this.heartbeatTimer = undefined;
+    const client = this.client;
+    if (!client || this.stopping) return;
+    // The first beat waits (briefly) for the receivers to start, so it reports a running agent.
+    if (this.settings.host.phase() === 'starting' && this.stats.lastHeartbeat === undefined) {
+      const waited = Date.now() - this.settings.host.startedAt();
+      if (waited < 5000) {
+        this.heartbeatTimer = setTimeout(() => this.beat(), 100);
+        return;
+      }
+    }
+    const request = heartbeatRequest(this.settings.host, {
+      clusterId: this.config.cluster_id,
+      version: this.version,
+      commit: this.commit,
+    });
+    this.heartbeatCall = client.reportHealth(request, this.config.timeout).then(
+      () => {
+        this.stats.heartbeats.success++;
+        if (this.stats.lastHeartbeat && !this.stats.lastHeartbeat.ok) {
+          this.settings.logger.info('heartbeat delivered again');
+        }
+        this.stats.lastHeartbeat = { time: Date.now(), ok: true };
+      },
+      (err) => {
+        this.stats.heartbeats.failure++;
+        this.stats.lastHeartbeat = { time: Date.now(), ok: false, error: errorMessage(err) };
+        if (!this.stopping)
+          this.settings.logger.warn({ err: errorMessage(err) }, 'heartbeat (ReportHealth) failed');
+      },
+    );
+    void this.heartbeatCall.finally(() => {
+      this.heartbeatCall = undefined;
+      if (!this.stopping) this.heartbeatTimer = setTimeout(() => this.beat(), this.config.heartbeat_interval);
+    });
+  }
+
+  /** The zxporter GET /metrics document: the interval being filled, as it is now. */
+  metricsJson(now = Date.now()): string {
+    return metricsDocument(this.nodeName, this.interval, this.dns, this.ip2domain.snapshot(now));
+  }
+
+  /** True while the backend keeps failing (the queue retries). */
+  get failing(): boolean {
+    return this.queue?.statistics().failingSince !== undefined;
+  }
+
+  /** Re-reports the outage after the framework marked an export of this exporter healthy. */
+  reassertFailure(): void {
+    const stats = this.queue?.statistics();
+    if (stats?.failingSince !== undefined && !this.stopping) {
+      this.status.recoverableError(new Error(stats.lastError ?? 'the DevZero control plane is unreachable'));
+    }
+  }
+
+  private stateText(): string {
+    const doc: StateDocument = {
+      version: 1,
+      saved_at: new Date().toISOString(),
+      pending: [...(this.queue?.contents() ?? [])],
+      ip2domain: this.ip2domain.save(),
+    };
+    return JSON.stringify(doc);
+  }
+
+  /** For /status. */
+  facts(): Record<string, unknown> {
+    const iso = (ms?: number) => (ms === undefined ? null : new Date(ms).toISOString());
+    const q = this.queue?.statistics();
+    return {
+      mode: this.client ? 'send' : 'local_only',
+      endpoint: this.config.endpoint || null,
+      node_name: this.nodeName,
+      interval: {
+        started: iso(this.interval.started),
+        flows: this.interval.flows.size,
+        dns_lookups: this.interval.lookups.length,
+      },
+      last_flush: this.stats.lastFlush
+        ? { ...this.stats.lastFlush, time: iso(this.stats.lastFlush.time) }
+        : null,
+      flushes: { ...this.stats.flushes },
+      queue: q
+        ? {
+            pending_requests: q.queuedPayloads,
+            pending_items: q.queuedItems,
+            sent_requests: q.sentPayloads,
+            sent_items: q.sentItems,
+            failed_attempts: q.failedAttempts,
+            dropped_items: q.dropped,
+            failing_since: iso(q.failingSince),
+            last_error: q.lastError ?? null,
+          }
+        : null,
+      heartbeat: this.client
+        ? {
+            ...this.stats.heartbeats,
+            last: this.stats.lastHeartbeat
+              ? { ...this.stats.lastHeartbeat, time: iso(this.stats.lastHeartbeat.time) }
+              : null,
+          }
+        : null,
+      ip2domain_entries: this.ip2domain.size,
+      state_file: this.stateFile
+        ? { path: this.stateFile, writes: this.writer?.writes ?? 0, failures: this.writer?.failures ?? 0 }
+        : null,
+      restored: this.stats.restored,
+    };
+  }
+
+  /** A signal's instance stopped; the last one to stop stops the exporter. */
+  release(handle: DevzeroSignalExporter): Promise<void> {
+    this.handles.delete(handle);
+    if (this.handles.size > 0) return Promise.resolve();
+    this.stopping ??= this.doShutdown().finally(() => this.onStopped?.());
+    return this.stopping;
+  }
+
+  /**
+   * Flushes the partial interval, makes the last attempts (bounded), keeps what is left in the state file
+   * when there is one (counts it as dropped otherwise), and closes the channel.
+   */
+  private async doShutdown(): Promise<void> {
+    clearInterval(this.flushTimer);
+    clearTimeout(this.heartbeatTimer);
+    this.flushTimer = undefined;
+    this.heartbeatTimer = undefined;
+    this.unroute?.();
+    this.unroute = undefined;
+    const began = this.started !== undefined;
+    if (began) await this.started?.catch(() => undefined);
+    if (this.queue && this.restored) {
+      this.flush();
+      // On disk before the last attempts, which may outlast the agent's shutdown deadline.
+      await this.writer?.save();
+      this.sendDeadline = Date.now() + Math.min(SHUTDOWN_SEND_BUDGET_MS, this.config.timeout);
+      const closing = this.queue.close({ keep: this.writer !== undefined });
+      // A call still in flight when the budget is spent is cancelled (it is kept, and sent again later).
+      const cancel = setTimeout(() => this.client?.cancelAll(), SHUTDOWN_SEND_BUDGET_MS + 100);
+      const left = await closing;
+      clearTimeout(cancel);
+      await this.writer?.save();
+      await this.writer?.idle();
+      if (left > 0 && this.writer) {
+        this.settings.logger.info(
+          { path: this.stateFile, items: left },
+          'kept what the control plane has not acknowledged in the state file; the next start sends it',
+        );
+      }
+    } else if (this.queue) {
+      await this.queue.close({ keep: true });
+    }
+    this.client?.cancelAll();
+    await this.heartbeatCall;
+    this.client?.close();
+    this.settings.meter.removeBatchObservableCallback(this.observe, this.observables);
+  }
+}
+
+/** What the framework holds for one signal of a devzero exporter. */
+export class DevzeroSignalExporter implements Exporter {
+  private stopped = false;
+
+  constructor(
+    readonly core: DevzeroExporter,
+    readonly signal: Signal,
+    readonly settings: ComponentSettings,
+  ) {}
+
+  start(): Promise<void> {
+    return this.core.start();
+  }
+
+  export(batch: FlowBatch | DnsBatch): Promise<void> {
+    if (this.stopped) {
+      return Promise.reject(
+        new Error(`devzero exporter ${this.settings.id} is stopped (export after shutdown)`),
+      );
+    }
+    try {
+      if (batch instanceof FlowBatch) this.core.exportFlows(batch);
+      else this.core.exportDns(batch);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // The framework marks an exporter ok after each export it takes; an outage of the control plane is
+    // still going on, so report it again once that has happened.
+    if (this.core.failing) setImmediate(() => this.core.reassertFailure());
+    return Promise.resolve();
+  }
+
+  shutdown(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.stopped = true;
+    return this.core.release(this);
+  }
+}

@@ -1,0 +1,149 @@
+// From a closed interval to the payloads the send queue holds, and from a payload to the request on the wire.
+import type { Interval, Ip2Domain } from './interval.js';
+import {
+  type DnsLookupItem,
+  type NetworkTrafficItem,
+  type SendNetworkTrafficMetricsRequest,
+  timestamp,
+} from './proto.js';
+
+/** Estimated protobuf bytes one request may hold; the real ones stay below (estimates err high). */
+export const REQUEST_BUDGET_BYTES = 3 * 1024 * 1024;
+/** The part of the budget items and lookups always get, however large ip2domain is. */
+const MIN_ITEM_BUDGET = 1024 * 1024;
+
+/**
+ * One request's worth of an interval, waiting in the send queue (and in the state file: plain JSON).
+ * ip2domain is not in it: each request carries the snapshot current when it is sent, overlaid with
+ * `domains`, the names known at flush time for the addresses of its own items.
+ */
+export interface Payload {
+  node_name: string;
+  /** ms since the epoch when its interval was flushed. */
+  flushed: number;
+  items: NetworkTrafficItem[];
+  dns_lookups: DnsLookupItem[];
+  domains: Record<string, string>;
+}
+
+export const payloadItems = (p: Payload): number => p.items.length + p.dns_lookups.length;
+
+/** Generous upper bounds of an item's encoded size (tags, lengths, varints of 10 bytes, timestamp). */
+function itemBytes(i: NetworkTrafficItem): number {
+  return 80 + i.src_ip.length + i.dst_ip.length + i.src_pod_name.length + i.src_pod_namespace.length;
+}
+
+function lookupBytes(l: DnsLookupItem): number {
+  let n = 40 + l.client_ip.length + l.domain.length + l.src_pod_name.length + l.src_pod_namespace.length;
+  for (const ip of l.resolved_ips) n += ip.length + 2;
+  return n;
+}
+
+export function domainsBytes(map: Record<string, string>): number {
+  let n = 0;
+  for (const ip in map) n += 12 + ip.length + map[ip].length;
+  return n;
+}
+
+export interface BuildOptions {
+  nodeName: string;
+  maxItemsPerRequest: number;
+  now: number;
+  /** Estimated bytes of the ip2domain snapshot each request will carry. */
+  ip2domainBytes: number;
+}
+
+/** The wire items of an interval: every flow with a non-zero counter, and every lookup. */
+export function intervalItems(interval: Interval): { items: NetworkTrafficItem[]; lookups: DnsLookupItem[] } {
+  const items: NetworkTrafficItem[] = [];
+  for (const e of interval.flows.values()) {
+    if (e.txBytes === 0 && e.rxBytes === 0 && e.txPackets === 0 && e.rxPackets === 0) continue;
+    items.push({
+      src_ip: e.srcIp,
+      dst_ip: e.dstIp,
+      src_pod_name: e.srcPod,
+      src_pod_namespace: e.srcNamespace,
+      protocol: e.protocol,
+      dst_port: e.dstPort,
+      tx_bytes: e.txBytes,
+      rx_bytes: e.rxBytes,
+      tx_packets: e.txPackets,
+      rx_packets: e.rxPackets,
+      timestamp: timestamp(e.time),
+    });
+  }
+  const pods = interval.lookups.length > 0 ? interval.podsByIp() : undefined;
+  const lookups = interval.lookups.map((l): DnsLookupItem => {
+    const pod = pods?.get(l.clientIp);
+    return {
+      client_ip: l.clientIp,
+      domain: l.domain,
+      resolved_ips: l.resolvedIps,
+      timestamp: timestamp(l.time),
+      src_pod_name: pod?.[0] ?? '',
+      src_pod_namespace: pod?.[1] ?? '',
+    };
+  });
+  return { items, lookups };
+}
+
+/**
+ * Splits an interval into payloads of at most `maxItemsPerRequest` items (flows first, then lookups) whose
+ * estimated size stays within the request budget. An empty interval gives none.
+ */
+export function buildPayloads(interval: Interval, ip2domain: Ip2Domain, opts: BuildOptions): Payload[] {
+  const { items, lookups } = intervalItems(interval);
+  const payloads: Payload[] = [];
+  const budget = Math.max(MIN_ITEM_BUDGET, REQUEST_BUDGET_BYTES - opts.ip2domainBytes);
+  let current: Payload | undefined;
+  let bytes = 0;
+  const room = (size: number): Payload => {
+    if (
+      current === undefined ||
+      payloadItems(current) >= opts.maxItemsPerRequest ||
+      (bytes + size > budget && payloadItems(current) > 0)
+    ) {
+      current = { node_name: opts.nodeName, flushed: opts.now, items: [], dns_lookups: [], domains: {} };
+      payloads.push(current);
+      bytes = 0;
+    }
+    bytes += size;
+    return current;
+  };
+  const name = (p: Payload, ip: string) => {
+    const domain = ip2domain.get(ip);
+    if (domain !== undefined && p.domains[ip] === undefined) {
+      p.domains[ip] = domain;
+      bytes += 12 + ip.length + domain.length;
+    }
+  };
+  for (const item of items) {
+    const p = room(itemBytes(item));
+    p.items.push(item);
+    name(p, item.dst_ip);
+    name(p, item.src_ip);
+  }
+  for (const lookup of lookups) room(lookupBytes(lookup)).dns_lookups.push(lookup);
+  return payloads;
+}
+
+/** The request for a payload, with the ip2domain snapshot of the moment it is sent. */
+export function toRequest(
+  p: Payload,
+  ip2domain: Record<string, string>,
+  version: string,
+  commit: string,
+): SendNetworkTrafficMetricsRequest {
+  return {
+    // zxporter-netmon leaves both empty: the backend knows the cluster from the token.
+    cluster_id: '',
+    team_id: '',
+    node_name: p.node_name,
+    items: p.items,
+    dns_lookups: p.dns_lookups,
+    ip2domain: { ...ip2domain, ...p.domains },
+    // proto3 optional, always present (zxporter sends them even when empty).
+    operator_version: version,
+    operator_commit: commit,
+  };
+}

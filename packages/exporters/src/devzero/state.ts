@@ -1,0 +1,105 @@
+// The devzero exporter's state file: the requests not yet acknowledged (and the IP → domain cache), so an
+// agent restarted during an outage still delivers every interval, once.
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Payload } from './requests.js';
+
+export interface StateDocument {
+  version: 1;
+  saved_at: string;
+  pending: Payload[];
+  ip2domain: [string, string, number][];
+}
+
+/** Reads the state file: undefined when there is none; a damaged file is renamed `*.corrupt` and reported. */
+export async function readState(file: string): Promise<{ state?: StateDocument; problem?: string }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    return { problem: `cannot read ${file}: ${(err as Error).message}` };
+  }
+  try {
+    const doc = JSON.parse(text) as StateDocument;
+    if (doc?.version !== 1 || !Array.isArray(doc.pending)) throw new Error('not a devzero state file');
+    for (const p of doc.pending) {
+      if (!Array.isArray(p?.items) || !Array.isArray(p.dns_lookups) || typeof p.node_name !== 'string') {
+        throw new Error('a pending request is malformed');
+      }
+      p.domains ??= {};
+    }
+    if (!Array.isArray(doc.ip2domain)) doc.ip2domain = [];
+    return { state: doc };
+  } catch (err) {
+    await rename(file, `${file}.corrupt`).catch(() => undefined);
+    return { problem: `${file} is damaged (${(err as Error).message}); set aside as ${file}.corrupt` };
+  }
+}
+
+/** Atomically: write `file.tmp`, fsync, rename over `file`. A crash leaves the old file or the new one. */
+export async function writeState(file: string, text: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp`;
+  const handle = await open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+}
+
+/**
+ * Writes the state whenever asked, one write at a time, each with the content of the moment it starts:
+ * requests made while a write runs coalesce into one more write after it. So the last write always
+ * reflects the latest queue, and a request acknowledged during a write is gone from the file after the
+ * next one (an acknowledged request is never resurrected by an older snapshot finishing late).
+ */
+export class StateWriter {
+  private running?: Promise<void>;
+  private again = false;
+  writes = 0;
+  failures = 0;
+  lastError?: string;
+
+  constructor(
+    private readonly file: string,
+    private readonly content: () => string,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** Asks for a write; returns when the content as of now (or later) is on disk. */
+  save(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.loop().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  /** Waits for the writes asked for so far. */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      const text = this.content();
+      try {
+        await writeState(this.file, text);
+        this.writes++;
+        this.lastError = undefined;
+      } catch (err) {
+        this.failures++;
+        this.lastError = (err as Error).message;
+        this.onError(err);
+      }
+    } while (this.again);
+  }
+}
