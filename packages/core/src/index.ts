@@ -6,6 +6,7 @@ export * from './batch/granularity.js';
 export * from './batch/ip.js';
 export * from './component.js';
 export * from './config/duration.js';
+export * from './config/endpoint.js';
 export * from './config/resolve.js';
 export * from './config/source.js';
 export * from './pipeline/bounded-queue.js';
