@@ -6,8 +6,17 @@ import {
   registerSelfMetrics,
   Service,
 } from '@netmon/core';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { VERSION } from './version.js';
+
+/**
+ * Pull reader: collects the self-metrics when an exporter asks (a Prometheus scrape) and never on its
+ * own, so an agent that serves none pays nothing for them. Cumulative, as Prometheus wants counters.
+ */
+export class SelfMetricsReader extends MetricReader {
+  protected async onShutdown(): Promise<void> {}
+  protected async onForceFlush(): Promise<void> {}
+}
 
 export interface RunOptions {
   configFiles: string[];
@@ -26,9 +35,21 @@ export interface RunOptions {
 export async function runAgent(opts: RunOptions): Promise<number> {
   const config = await loadConfig(opts.configFiles, opts.registry);
   const logger = opts.logger(opts.logLevel ?? config.logLevel);
-  const meterProvider = new MeterProvider();
-  const service = await Service.build(config, { logger, meterProvider });
-  registerSelfMetrics(meterProvider.getMeter('netmon'), service);
+  // sdk-metrics 3.x takes readers only in the constructor. Every component's settings.meter comes from
+  // this provider, so the reader sees the framework's, the process' and the components' instruments.
+  const reader = new SelfMetricsReader();
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  let collectErrorLogged = false;
+  const selfMetrics = async () => {
+    const { resourceMetrics, errors } = await reader.collect();
+    if (errors.length > 0 && !collectErrorLogged) {
+      collectErrorLogged = true;
+      logger.warn({ errors: errors.map(String) }, 'a self-metrics callback failed (logged once)');
+    }
+    return resourceMetrics;
+  };
+  const service = await Service.build(config, { logger, meterProvider, selfMetrics });
+  const stopSelfMetrics = registerSelfMetrics(meterProvider.getMeter('netmon'), service);
 
   for (const kind of ['receiver', 'processor', 'exporter', 'extension'] as const) {
     for (const spec of config.components[kind].values()) {
@@ -71,6 +92,7 @@ export async function runAgent(opts: RunOptions): Promise<number> {
     logger.fatal({ err: (err as Error).message }, 'netmon could not start');
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    stopSelfMetrics();
     await meterProvider.shutdown();
     return 1;
   }
@@ -83,6 +105,7 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   clearInterval(keepAlive);
   logger.info({ signal, deadline_ms: config.shutdownTimeoutMs }, 'stopping: draining in-flight data');
   const report = await service.shutdown();
+  stopSelfMetrics();
   await meterProvider.shutdown();
   for (const e of report.errors) logger.error({ error: e }, 'error while stopping');
   logger.info(

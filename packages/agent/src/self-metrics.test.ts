@@ -13,6 +13,7 @@ import {
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { expect, it } from 'vitest';
 import { z } from 'zod';
+import { SelfMetricsReader } from './run.js';
 
 class TestReader extends MetricReader {
   protected async onShutdown(): Promise<void> {}
@@ -104,4 +105,79 @@ it('reports items per component edge, queue depth and drops, and status', async 
   release();
   await service.shutdown();
   await provider.shutdown();
+});
+
+it('serves every component meter, the framework and the process through Host.selfMetrics', async () => {
+  const registry = new Registry([
+    defineReceiver({
+      kind: 'receiver',
+      type: 'gen',
+      stability: 'development',
+      description: 'test source that counts its reads on settings.meter',
+      signals: ['flows'],
+      config: z.strictObject({}),
+      create: (settings) => {
+        settings.meter
+          .createObservableCounter('netmon_gen_reads', { unit: '{read}' })
+          .addCallback((r) => r.observe(3));
+        return {};
+      },
+    }),
+    defineExporter({
+      kind: 'exporter',
+      type: 'sink',
+      stability: 'development',
+      description: 'test exporter with its own instrument',
+      signals: ['flows'],
+      config: z.strictObject({}),
+      create: (settings) => {
+        settings.meter.createCounter('netmon_sink_things', { unit: '{thing}' }).add(5);
+        return { export: () => undefined };
+      },
+    }),
+  ]);
+  const config = resolveConfig(
+    {
+      tree: {
+        receivers: { gen: {} },
+        exporters: { sink: {} },
+        service: { pipelines: { flows: { receivers: ['gen'], exporters: ['sink'] } } },
+      },
+      positions: new Map(),
+      configDirs: new Map(),
+    },
+    registry,
+    {},
+  );
+  // As run.ts wires it.
+  const reader = new SelfMetricsReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  const service = await Service.build(config, {
+    logger: silentLogger(),
+    meterProvider: provider,
+    selfMetrics: async () => (await reader.collect()).resourceMetrics,
+  });
+  const stop = registerSelfMetrics(provider.getMeter('netmon'), service);
+  await service.start();
+  await new Promise((r) => setTimeout(r, 30));
+  const collected = await service.selfMetrics();
+  const byScope = new Map(
+    collected?.scopeMetrics.map((s) => [s.scope.name, s.metrics.map((m) => m.descriptor.name)]) ?? [],
+  );
+  expect(byScope.get('netmon/receiver/gen')).toEqual(['netmon_gen_reads']);
+  expect(byScope.get('netmon/exporter/sink')).toEqual(['netmon_sink_things']);
+  expect(byScope.get('netmon')).toEqual(
+    expect.arrayContaining([
+      'netmon_component_items',
+      'netmon_queue_depth',
+      'netmon_process_event_loop_lag_p99_seconds',
+      'netmon_process_resident_memory_bytes',
+      'netmon_process_cpu_seconds',
+    ]),
+  );
+  await service.shutdown();
+  stop();
+  await provider.shutdown();
+  // After the reader shut down, collection fails quietly: nothing to serve.
+  expect(await service.selfMetrics()).toBeUndefined();
 });

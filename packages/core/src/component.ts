@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import type { DnsBatch } from './batch/dns-batch.js';
 import type { FlowBatch } from './batch/flow-batch.js';
 import type { ComponentKind, ComponentState, StatusReporter } from './status.js';
+import type { CollectedMetrics } from './telemetry/self-metrics.js';
 
 export type { ComponentKind } from './status.js';
 
@@ -66,6 +67,12 @@ export interface Host {
   phase(): ServicePhase;
   /** ms since the Unix epoch when the service started. */
   startedAt(): number;
+  /**
+   * Collects the agent's self-metrics now: the framework's (items per component, queues, process) and
+   * every instrument components made on `settings.meter`. Undefined when the agent has no reader for
+   * them (an embedded Service); absent in hosts made before it existed.
+   */
+  selfMetrics?(): Promise<CollectedMetrics | undefined>;
 }
 
 export type ServicePhase = 'starting' | 'running' | 'stopping' | 'stopped';

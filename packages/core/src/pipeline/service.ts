@@ -24,6 +24,7 @@ import type {
 } from '../component.js';
 import type { ComponentSpec, ResolvedConfig } from '../config/resolve.js';
 import { type ComponentKind, type ComponentState, errorMessage, StatusBoard } from '../status.js';
+import type { CollectedMetrics } from '../telemetry/self-metrics.js';
 import { BoundedQueue, boundedConcatMap } from './bounded-queue.js';
 
 interface Node<C extends Lifecycle> {
@@ -56,6 +57,11 @@ interface ReceiverNode extends Node<Lifecycle> {
 export interface ServiceOptions {
   logger: Logger;
   meterProvider?: MeterProvider;
+  /**
+   * Reads `meterProvider`'s instruments now (the agent passes its MetricReader's collect), so exporters
+   * can serve the self-metrics through `Host.selfMetrics`.
+   */
+  selfMetrics?: () => Promise<CollectedMetrics | undefined>;
 }
 
 export interface ShutdownReport {
@@ -76,6 +82,7 @@ export class Service implements Host {
   private readonly started = Date.now();
   private readonly logger: Logger;
   private readonly meterProvider: MeterProvider;
+  private readonly collectSelfMetrics?: () => Promise<CollectedMetrics | undefined>;
   private extensions: { id: string; type: string; node: Node<Extension> }[] = [];
   private exporters = new Map<string, ExporterNode>();
   private processors: ProcessorNode[] = [];
@@ -89,6 +96,7 @@ export class Service implements Host {
   ) {
     this.logger = opts.logger;
     this.meterProvider = opts.meterProvider ?? metrics.getMeterProvider();
+    this.collectSelfMetrics = opts.selfMetrics;
     // An error that escapes an observable must never crash the agent through an uncaught exception.
     rxConfig.onUnhandledError = (err) => this.logger.error({ err }, 'unhandled pipeline error');
   }
@@ -110,6 +118,17 @@ export class Service implements Host {
 
   components(): readonly ComponentState[] {
     return this.status.all();
+  }
+
+  /** The self-metrics now, or undefined without a reader (or once it has shut down). */
+  async selfMetrics(): Promise<CollectedMetrics | undefined> {
+    if (!this.collectSelfMetrics) return undefined;
+    try {
+      return await this.collectSelfMetrics();
+    } catch (err) {
+      this.logger.debug({ err: errorMessage(err) }, 'self-metrics collection failed');
+      return undefined;
+    }
   }
 
   queues(): readonly QueueState[] {

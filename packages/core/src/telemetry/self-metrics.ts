@@ -1,12 +1,52 @@
-import type { Meter } from '@opentelemetry/api';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { BatchObservableCallback, Meter } from '@opentelemetry/api';
 import type { Host } from '../component.js';
 import { STATUSES } from '../status.js';
 
 /**
- * The framework's own metrics, read from the counters it keeps at every edge (components never count
- * their own items). Observable instruments: nothing is recorded per batch, values are read on collection.
+ * The agent's self-metrics as its MetricReader collected them: structurally the part of
+ * `@opentelemetry/sdk-metrics`' ResourceMetrics that exporters read (the core does not depend on the SDK,
+ * and an SDK ResourceMetrics is assignable to this type).
  */
-export function registerSelfMetrics(meter: Meter, host: Host): void {
+export interface CollectedMetrics {
+  readonly scopeMetrics: readonly CollectedScope[];
+}
+
+export interface CollectedScope {
+  /** The meter's name: `netmon` for the framework, `netmon/<kind>/<id>[@<pipeline>]` for a component. */
+  readonly scope: { readonly name: string };
+  readonly metrics: readonly CollectedMetric[];
+}
+
+export interface CollectedMetric {
+  readonly descriptor: { readonly name: string; readonly description: string; readonly unit: string };
+  /** The SDK's DataPointType: 0 histogram, 1 exponential histogram, 2 gauge, 3 sum. */
+  readonly dataPointType: number;
+  /** Sums only: a counter (true) or an up-down counter (false). */
+  readonly isMonotonic?: boolean;
+  readonly dataPoints: readonly CollectedPoint[];
+}
+
+export interface CollectedPoint {
+  readonly attributes: Readonly<Record<string, unknown>>;
+  /** A number for sums and gauges; `{ buckets: { boundaries, counts }, sum?, count }` for histograms. */
+  readonly value: unknown;
+}
+
+/** Parses a component meter's scope name (`netmon/<kind>/<id>[@<pipeline>]`); undefined for others. */
+export function componentOfScope(scope: string): { kind: string; id: string; pipeline?: string } | undefined {
+  const m = /^netmon\/(receiver|processor|exporter|extension)\/([^@]+)(?:@(.+))?$/.exec(scope);
+  if (!m) return undefined;
+  return m[3] === undefined ? { kind: m[1], id: m[2] } : { kind: m[1], id: m[2], pipeline: m[3] };
+}
+
+/**
+ * The framework's own metrics, read from the counters it keeps at every edge (components never count
+ * their own items), and the process' health: event-loop lag, memory, CPU. Observable instruments: nothing
+ * is recorded per batch, values are read on collection. Returns a function that unregisters them and
+ * stops the event-loop monitor.
+ */
+export function registerSelfMetrics(meter: Meter, host: Host): () => void {
   const items = meter.createObservableCounter('netmon_component_items', {
     description:
       'Items (flows, DNS lookups) at each component edge, counted by the framework. direction=in: handed to the component, outcome success or failure (it failed on them); direction=out: passed on (processors), produced (receivers) or delivered (exporters). Queue drops are in netmon_queue_dropped_items.',
@@ -27,23 +67,94 @@ export function registerSelfMetrics(meter: Meter, host: Host): void {
     description: 'Items dropped because a receiver→pipeline queue was full.',
     unit: '{item}',
   });
-  meter.addBatchObservableCallback(
-    (r) => {
-      for (const c of host.components()) {
-        const base = { kind: c.kind, component: c.id, pipeline: c.pipeline ?? '', signal: c.signal ?? '' };
-        // Outcomes partition each direction: in = success + failure.
-        r.observe(items, c.items.in - c.items.failed, { ...base, direction: 'in', outcome: 'success' });
-        r.observe(items, c.items.failed, { ...base, direction: 'in', outcome: 'failure' });
-        r.observe(items, c.items.out, { ...base, direction: 'out', outcome: 'success' });
-        for (const s of STATUSES) r.observe(status, c.status === s ? 1 : 0, { ...base, status: s });
-      }
-      for (const q of host.queues()) {
-        const attrs = { pipeline: q.pipeline, receiver: q.receiver };
-        r.observe(depth, q.depth, attrs);
-        r.observe(capacity, q.capacity, attrs);
-        r.observe(dropped, q.droppedItems, attrs);
-      }
-    },
-    [items, status, depth, capacity, dropped],
-  );
+  const components: BatchObservableCallback = (r) => {
+    for (const c of host.components()) {
+      const base = { kind: c.kind, component: c.id, pipeline: c.pipeline ?? '', signal: c.signal ?? '' };
+      // Outcomes partition each direction: in = success + failure.
+      r.observe(items, c.items.in - c.items.failed, { ...base, direction: 'in', outcome: 'success' });
+      r.observe(items, c.items.failed, { ...base, direction: 'in', outcome: 'failure' });
+      r.observe(items, c.items.out, { ...base, direction: 'out', outcome: 'success' });
+      for (const s of STATUSES) r.observe(status, c.status === s ? 1 : 0, { ...base, status: s });
+    }
+    for (const q of host.queues()) {
+      const attrs = { pipeline: q.pipeline, receiver: q.receiver };
+      r.observe(depth, q.depth, attrs);
+      r.observe(capacity, q.capacity, attrs);
+      r.observe(dropped, q.droppedItems, attrs);
+    }
+  };
+  const componentInstruments = [items, status, depth, capacity, dropped];
+  meter.addBatchObservableCallback(components, componentInstruments);
+  const stopProcess = registerProcessMetrics(meter);
+  return () => {
+    meter.removeBatchObservableCallback(components, componentInstruments);
+    stopProcess();
+  };
+}
+
+/**
+ * Event-loop lag (p99, mean, max since the previous collection, from perf_hooks' event-loop delay
+ * histogram), resident and heap memory, CPU time. The histogram samples only while registered.
+ */
+function registerProcessMetrics(meter: Meter): () => void {
+  const lagP99 = meter.createObservableGauge('netmon_process_event_loop_lag_p99_seconds', {
+    description:
+      '99th percentile of the event loop’s delay since the previous collection: how late timers and I/O callbacks ran.',
+    unit: 's',
+  });
+  const lagMean = meter.createObservableGauge('netmon_process_event_loop_lag_mean_seconds', {
+    description: 'Mean event-loop delay since the previous collection.',
+    unit: 's',
+  });
+  const lagMax = meter.createObservableGauge('netmon_process_event_loop_lag_max_seconds', {
+    description: 'Longest event-loop delay since the previous collection (one long synchronous task).',
+    unit: 's',
+  });
+  const rss = meter.createObservableGauge('netmon_process_resident_memory_bytes', {
+    description: 'Resident set size of the agent process.',
+    unit: 'By',
+  });
+  const heapUsed = meter.createObservableGauge('netmon_process_heap_used_bytes', {
+    description: 'V8 heap in use (JavaScript objects).',
+    unit: 'By',
+  });
+  const heapTotal = meter.createObservableGauge('netmon_process_heap_total_bytes', {
+    description: 'V8 heap reserved.',
+    unit: 'By',
+  });
+  const external = meter.createObservableGauge('netmon_process_external_memory_bytes', {
+    description:
+      'Memory outside the V8 heap held by JavaScript objects: typed arrays of batches and tables, buffers.',
+    unit: 'By',
+  });
+  const cpu = meter.createObservableCounter('netmon_process_cpu_seconds', {
+    description: 'CPU time the agent process used, by mode (user, system).',
+    unit: 's',
+  });
+  // 10 ms sampling: the histogram's own timer costs next to nothing at that rate.
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const instruments = [lagP99, lagMean, lagMax, rss, heapUsed, heapTotal, external, cpu];
+  const observe: BatchObservableCallback = (r) => {
+    // No sample yet (two collections within one resolution tick): report nothing rather than NaN.
+    if (loop.count > 0) {
+      r.observe(lagP99, loop.percentile(99) / 1e9);
+      r.observe(lagMean, loop.mean / 1e9);
+      r.observe(lagMax, loop.max / 1e9);
+      loop.reset();
+    }
+    const mem = process.memoryUsage();
+    r.observe(rss, mem.rss);
+    r.observe(heapUsed, mem.heapUsed);
+    r.observe(heapTotal, mem.heapTotal);
+    r.observe(external, mem.external);
+    const usage = process.cpuUsage();
+    r.observe(cpu, usage.user / 1e6, { mode: 'user' });
+    r.observe(cpu, usage.system / 1e6, { mode: 'system' });
+  };
+  meter.addBatchObservableCallback(observe, instruments);
+  return () => {
+    meter.removeBatchObservableCallback(observe, instruments);
+    loop.disable();
+  };
 }

@@ -2,12 +2,19 @@ import { metrics } from '@opentelemetry/api';
 import type { ComponentKind, ComponentSettings, Extension, Host, QueueState } from '../component.js';
 import { StatusBoard } from '../status.js';
 import { silentLogger } from '../telemetry/logger.js';
+import type { CollectedMetrics } from '../telemetry/self-metrics.js';
 
 /** Settings for creating one component outside a Service (tests, benchmarks, tools). */
 export function testSettings(
   kind: ComponentKind,
   id: string,
-  opts: { configDir?: string; extensions?: Map<string, Extension>; board?: StatusBoard } = {},
+  opts: {
+    configDir?: string;
+    extensions?: Map<string, Extension>;
+    board?: StatusBoard;
+    /** What `host.selfMetrics()` returns (default: undefined, as without a reader). */
+    selfMetrics?: () => Promise<CollectedMetrics | undefined>;
+  } = {},
 ): ComponentSettings {
   const board = opts.board ?? new StatusBoard();
   const state = board.register(kind, id);
@@ -16,6 +23,7 @@ export function testSettings(
     queues: (): QueueState[] => [],
     phase: () => 'running',
     startedAt: () => Date.now(),
+    selfMetrics: opts.selfMetrics ?? (async () => undefined),
   };
   return {
     id,
