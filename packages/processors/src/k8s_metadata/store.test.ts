@@ -230,6 +230,29 @@ describe('MetadataStore', () => {
   });
 });
 
+describe('MetadataStore: pod deletions (metric exporters drop their series)', () => {
+  it('reports each deleted pod by namespace and name; hasPod tells a recreated one apart', () => {
+    const s = new MetadataStore();
+    const deleted: string[] = [];
+    const unsubscribe = s.onPodDeleted((ns, name) => deleted.push(`${ns}/${name}`));
+    s.upsertPod(pod({ name: 'web-1', ips: ['10.0.0.1'] }));
+    s.upsertPod(pod({ name: 'db-0', ips: ['10.0.0.2'] }));
+    expect(s.hasPod('ns', 'web-1')).toBe(true);
+    s.deletePod('web-1-uid');
+    // A StatefulSet pod recreated under its name: the old one is reported, the name is still known.
+    s.upsertPod(pod({ name: 'db-0', uid: 'db-0-uid2', ips: ['10.0.0.3'] }));
+    s.replacePods([]);
+    expect(deleted).toEqual(['ns/web-1', 'ns/db-0', 'ns/db-0']);
+    expect(s.hasPod('ns', 'web-1')).toBe(false);
+    expect(s.hasPod('ns', 'db-0')).toBe(false);
+    s.deletePod('never-known');
+    unsubscribe();
+    s.upsertPod(pod({ name: 'x' }));
+    s.deletePod('x-uid');
+    expect(deleted).toHaveLength(3);
+  });
+});
+
 describe('MetadataStore: who wins an address', () => {
   it('a node keeps its IP when a Service lists it as a load-balancer or external IP (k3s ServiceLB)', () => {
     const s = new MetadataStore();

@@ -130,6 +130,9 @@ export class MetadataStore {
     { record: EndpointSliceRecord; entities: Entity[]; keys: AddressKey[]; backendKeys: AddressKey[] }
   >();
 
+  /** Told the namespace and name of every pod the store deletes (metric exporters drop its series). */
+  private readonly podDeletedListeners = new Set<(namespace: string, name: string) => void>();
+
   private nextId = 0;
   private readonly freeIds: number[] = [];
   private readonly byId: (Entity | undefined)[] = [];
@@ -286,6 +289,23 @@ export class MetadataStore {
     this.forgetName(existing.record);
     this.release(existing.entity);
     this.generation++;
+    for (const listener of this.podDeletedListeners)
+      listener(existing.record.namespace, existing.record.name);
+  }
+
+  /** True while a pod of this namespace and name is in the store (whatever its uid). */
+  hasPod(namespace: string, name: string): boolean {
+    return this.podNames.get(namespace)?.has(name) ?? false;
+  }
+
+  /**
+   * Calls `listener` with the namespace and name of each pod the store deletes (a delete event, a relist
+   * without it, a pod replaced under its name — check `hasPod` before acting). Only pods the store knew
+   * are reported: with scope node, pods of other nodes never are. Returns the function that unsubscribes.
+   */
+  onPodDeleted(listener: (namespace: string, name: string) => void): () => void {
+    this.podDeletedListeners.add(listener);
+    return () => this.podDeletedListeners.delete(listener);
   }
 
   /** Deletes the pod that has this name now, whatever its uid. */
