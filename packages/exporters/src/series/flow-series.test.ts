@@ -1,6 +1,6 @@
 import { FlowBatch, type FlowInit } from '@netmon/core';
 import { describe, expect, it } from 'vitest';
-import { COST_USD, FlowSeries, flowLabels, RX_BYTES, TX_BYTES } from './flow-series.js';
+import { COST_ROWS, COST_USD, FlowSeries, flowLabels, RX_BYTES, TX_BYTES } from './flow-series.js';
 import { SeriesTable } from './series-table.js';
 
 const flow = (
@@ -95,6 +95,11 @@ describe('FlowSeries', () => {
     });
     expect(sums(series, COST_USD)).toEqual({
       'src_namespace=shop,src_pod=a,dst_pod=b': 0.75,
+      'src_namespace=shop,src_pod=a,dst_pod=c': 0,
+    });
+    // Rows with a price: a series without any has no cost, which is not the same as a cost of 0.
+    expect(sums(series, COST_ROWS)).toEqual({
+      'src_namespace=shop,src_pod=a,dst_pod=b': 2,
       'src_namespace=shop,src_pod=a,dst_pod=c': 0,
     });
   });

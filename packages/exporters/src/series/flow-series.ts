@@ -42,6 +42,8 @@ export const RX_BYTES = 1;
 export const TX_PACKETS = 2;
 export const RX_PACKETS = 3;
 export const COST_USD = 4;
+/** Rows that had a cost (`cost.usd` present), so a sum of 0 USD can be told apart from no price known. */
+export const COST_ROWS = 5;
 
 /**
  * Sums of tx/rx bytes and packets and cost per series. `add` takes a batch of deltas; what is summed
@@ -58,7 +60,7 @@ export class FlowSeries {
     maxSeries: number,
   ) {
     this.table = new SeriesTable(labels.length, maxSeries);
-    for (let c = TX_BYTES; c <= COST_USD; c++) this.table.addColumn();
+    for (let c = TX_BYTES; c <= COST_ROWS; c++) this.table.addColumn();
     this.ids = new Int32Array(labels.length);
   }
 
@@ -89,7 +91,7 @@ export class FlowSeries {
     }
     const cost = batch.column('cost.usd');
     const costs = cost && cost.kind === 'number' ? cost.values : undefined;
-    const [tx, rx, txp, rxp, usd] = [TX_BYTES, RX_BYTES, TX_PACKETS, RX_PACKETS, COST_USD];
+    const [tx, rx, txp, rxp, usd, priced] = [TX_BYTES, RX_BYTES, TX_PACKETS, RX_PACKETS, COST_USD, COST_ROWS];
     const ids = this.ids;
     for (let i = 0; i < n; i++) {
       for (let l = 0; l < width; l++) {
@@ -116,7 +118,11 @@ export class FlowSeries {
       v[rxp][s] += batch.rxPackets[i];
       if (costs) {
         const c = costs[i];
-        if (c === c) v[usd][s] += c; // NaN: no cost known for the row
+        // NaN: no cost known for the row
+        if (!Number.isNaN(c)) {
+          v[usd][s] += c;
+          v[priced][s]++;
+        }
       }
     }
   }
