@@ -1,6 +1,11 @@
 // The distribution: every component this build of netmon ships. The only place that lists them all.
 import { Registry } from '@netmon/core';
-import { debugExporterFactory, devzeroExporterFactory, fileExporterFactory } from '@netmon/exporters';
+import {
+  debugExporterFactory,
+  devzeroExporterFactory,
+  fileExporterFactory,
+  prometheusExporterFactory,
+} from '@netmon/exporters';
 import {
   classifyProcessorFactory,
   costProcessorFactory,
@@ -25,6 +30,7 @@ export function defaultRegistry(): Registry {
     pluginProcessorFactory,
     fileExporterFactory,
     debugExporterFactory,
+    prometheusExporterFactory,
     devzeroExporterFactory,
     healthCheckFactory,
     k8sMetadataExtensionFactory,

@@ -5,3 +5,6 @@ export { devzeroExporterFactory } from './devzero/factory.js';
 export type { FileExporterConfig } from './file/config.js';
 export { FileExporter } from './file/exporter.js';
 export { fileExporterFactory } from './file/factory.js';
+export type { PrometheusExporterConfig } from './prometheus/config.js';
+export { PrometheusExporter } from './prometheus/exporter.js';
+export { prometheusExporterFactory } from './prometheus/factory.js';

@@ -1,0 +1,36 @@
+import { duration, endpoint, GRANULARITIES } from '@netmon/core';
+import { z } from 'zod';
+
+export const prometheusExporterConfig = z.strictObject({
+  endpoint: endpoint('0.0.0.0:9464').describe(
+    'Address to serve the metrics on (host:port; port 0 picks a free one). Scrape http://<host>:<port>/metrics.',
+  ),
+  granularity: z
+    .enum(GRANULARITIES)
+    .default('pod')
+    .describe(
+      'Kubernetes labels of the flow and DNS series: `pod` keeps src_/dst_ namespace, workload and pod; `workload` drops the pods; `namespace` also the workloads. Coarser means far fewer series. pod_cross_zone_network_traffic_bytes_total always has namespace and pod (as kubezonnet).',
+    ),
+  max_series: z
+    .number()
+    .int()
+    .min(2)
+    .max(10_000_000)
+    .default(10_000)
+    .describe(
+      'Most series per table: flow label sets (each gives a tx and an rx series of bytes and packets, and a cost series), cross-zone pods, DNS label sets. Past it, new label sets are summed into one series labelled otel_metric_overflow="true", so totals stay right; the rows are counted in netmon_prometheus_overflow_rows_total.',
+    ),
+  expiration: duration({ min: 1000 })
+    .prefault('5m')
+    .describe(
+      'Series not updated for this long are removed (a counter that comes back starts again from 0, which Prometheus reads as a reset).',
+    ),
+  self_metrics: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Also serve the agent’s own metrics (netmon_*: items per component, queues, event-loop lag, memory, CPU, each component’s metrics).',
+    ),
+});
+
+export type PrometheusExporterConfig = z.output<typeof prometheusExporterConfig>;

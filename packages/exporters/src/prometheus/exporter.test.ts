@@ -1,0 +1,477 @@
+import { spawnSync } from 'node:child_process';
+import { gunzipSync } from 'node:zlib';
+import {
+  type ComponentSettings,
+  DnsBatch,
+  DnsType,
+  type Extension,
+  FlowBatch,
+  type FlowInit,
+  type Signal,
+  StatusBoard,
+} from '@netmon/core';
+import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { MetadataStore } from '@netmon/processors';
+import { afterEach, describe, expect, it } from 'vitest';
+import { prometheusExporterConfig } from './config.js';
+import { PrometheusExporter } from './exporter.js';
+import { negotiateFormat } from './exposition.js';
+import { prometheusExporterFactory } from './factory.js';
+
+const LOCAL = { endpoint: '127.0.0.1:0' };
+
+describeConformance(prometheusExporterFactory, { config: LOCAL });
+describeConformance(prometheusExporterFactory, {
+  config: LOCAL,
+  signal: 'dns',
+  sample: () =>
+    DnsBatch.from([
+      {
+        time: Date.parse('2026-01-01T00:00:00Z'),
+        clientIp: '10.0.0.1',
+        question: 'api.stripe.com',
+        answers: [{ name: 'api.stripe.com', type: DnsType.A, ttl: 30, ip: '203.0.113.7' }],
+      },
+    ]),
+});
+
+const T0 = Date.parse('2026-01-01T00:00:00Z');
+
+function flow(tx: number, rx: number, attributes: FlowInit['attributes'] = {}): FlowInit {
+  return {
+    timeStart: T0,
+    timeEnd: T0 + 10_000,
+    protocol: 6,
+    srcIp: '10.0.1.5',
+    srcPort: 40000,
+    dstIp: '10.0.2.9',
+    dstPort: 8080,
+    txBytes: tx,
+    rxBytes: rx,
+    txPackets: 2,
+    rxPackets: 3,
+    attributes,
+  };
+}
+
+const web = {
+  'src.k8s.namespace.name': 'shop',
+  'src.k8s.workload.kind': 'Deployment',
+  'src.k8s.workload.name': 'web',
+  'src.k8s.pod.name': 'web-7c9d8-x2k8p',
+  'dst.k8s.namespace.name': 'shop',
+  'dst.k8s.workload.kind': 'StatefulSet',
+  'dst.k8s.workload.name': 'db',
+  'dst.k8s.pod.name': 'db-0',
+  'dst.kind': 'pod',
+  'traffic.class': 'cross_zone',
+};
+
+const running: PrometheusExporter[] = [];
+afterEach(async () => {
+  for (const e of running.splice(0)) await e.shutdown();
+});
+
+async function started(
+  config: Record<string, unknown> = {},
+  opts: { signal?: Signal; settings?: ComponentSettings; extensions?: Map<string, Extension> } = {},
+): Promise<PrometheusExporter> {
+  const settings =
+    opts.settings ?? testSettings('exporter', 'prometheus', { extensions: opts.extensions ?? new Map() });
+  const e = new PrometheusExporter(
+    settings,
+    prometheusExporterConfig.parse({ ...LOCAL, self_metrics: false, ...config }),
+    opts.signal ?? 'flows',
+  );
+  running.push(e);
+  await e.start();
+  return e;
+}
+
+const text = async (e: PrometheusExporter, format: 'text' | 'openmetrics' = 'text', now?: number) =>
+  Buffer.concat(await e.endpoint.render(format, now)).toString('utf8');
+
+/** The sample lines of a family (no comments). */
+const samples = (body: string, name: string) =>
+  body.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+
+/** promtool, when installed; otherwise the reason (a failure under NETMON_REQUIRE_PRIVILEGED=1, as in CI). */
+function promtool(): boolean {
+  const r = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
+  if (!r.error && r.status === 0) return true;
+  const reason = "promtool is not installed (Debian package 'prometheus'; scripts/bootstrap.sh installs it)";
+  if (process.env.NETMON_REQUIRE_PRIVILEGED === '1')
+    throw new Error(`NETMON_REQUIRE_PRIVILEGED=1 but ${reason}`);
+  console.warn(`skipping promtool check: ${reason}`);
+  return false;
+}
+
+function promtoolCheck(body: string): { status: number | null; output: string } {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
+  return { status: r.status, output: `${r.stdout}${r.stderr}` };
+}
+
+describe('prometheus exporter config', () => {
+  it('fills defaults from {}', () => {
+    expect(prometheusExporterConfig.parse({})).toEqual({
+      endpoint: '0.0.0.0:9464',
+      granularity: 'pod',
+      max_series: 10_000,
+      expiration: 300_000,
+      self_metrics: true,
+    });
+  });
+
+  it('rejects bad endpoints, granularities and unknown keys', () => {
+    for (const bad of [
+      { endpoint: '9464' },
+      { endpoint: 'localhost:99999' },
+      { granularity: 'node' },
+      { max_series: 1 },
+      { expiration: '10' },
+      { metric_expiration: '5m' },
+    ]) {
+      expect(prometheusExporterConfig.safeParse(bad).success, JSON.stringify(bad)).toBe(false);
+    }
+    expect(prometheusExporterConfig.parse({ endpoint: '[::1]:0' }).endpoint).toBe('[::1]:0');
+  });
+});
+
+describe('prometheus exporter', () => {
+  it('renders cumulative counters from deltas in the text format (exact)', async () => {
+    const e = await started();
+    e.export(
+      FlowBatch.from([flow(100, 2000, { ...web, 'cost.usd': 0.01 }), flow(5, 7, { 'dst.domain': 'x"y\\z' })]),
+    );
+    e.export(FlowBatch.from([flow(50, 1000, { ...web, 'cost.usd': 0.02 })]));
+    const w =
+      'src_namespace="shop",src_workload_kind="Deployment",src_workload="web",src_pod="web-7c9d8-x2k8p",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_pod="db-0",dst_kind="pod",traffic_class="cross_zone"';
+    const d = 'dst_domain="x\\"y\\\\z"';
+    expect(await text(e)).toBe(
+      [
+        '# HELP netmon_flow_bytes_total Bytes between the two ends of connections, by direction: tx = sent by the source (the side that opened the connection), rx = sent back.',
+        '# TYPE netmon_flow_bytes_total counter',
+        `netmon_flow_bytes_total{${w},direction="tx"} 150`,
+        `netmon_flow_bytes_total{${w},direction="rx"} 3000`,
+        `netmon_flow_bytes_total{${d},direction="tx"} 5`,
+        `netmon_flow_bytes_total{${d},direction="rx"} 7`,
+        '# HELP netmon_flow_packets_total Packets between the two ends of connections, by direction (tx: from the source, rx: back to it).',
+        '# TYPE netmon_flow_packets_total counter',
+        `netmon_flow_packets_total{${w},direction="tx"} 4`,
+        `netmon_flow_packets_total{${w},direction="rx"} 6`,
+        `netmon_flow_packets_total{${d},direction="tx"} 2`,
+        `netmon_flow_packets_total{${d},direction="rx"} 3`,
+        '# HELP netmon_flow_cost_usd_total What the traffic cost in USD by the cloud’s billing rules (only series whose flows had a price).',
+        '# TYPE netmon_flow_cost_usd_total counter',
+        `netmon_flow_cost_usd_total{${w}} 0.03`,
+        '# HELP pod_cross_zone_network_traffic_bytes_total Bytes a pod sent to another availability zone (polarsignals/kubezonnet’s metric): the source pod’s tx and the destination pod’s rx of cross_zone flows.',
+        '# TYPE pod_cross_zone_network_traffic_bytes_total counter',
+        'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="web-7c9d8-x2k8p"} 150',
+        'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="db-0"} 3000',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('renders OpenMetrics: TYPE on the family name without _total, # EOF at the end', async () => {
+    const e = await started({ granularity: 'namespace' });
+    e.export(FlowBatch.from([flow(100, 2000, { ...web, 'cost.usd': 0 })]));
+    const w = 'src_namespace="shop",dst_namespace="shop",dst_kind="pod",traffic_class="cross_zone"';
+    const body = await text(e, 'openmetrics');
+    expect(body.split('\n').filter((l) => !l.startsWith('# HELP'))).toEqual([
+      '# TYPE netmon_flow_bytes counter',
+      `netmon_flow_bytes_total{${w},direction="tx"} 100`,
+      `netmon_flow_bytes_total{${w},direction="rx"} 2000`,
+      '# TYPE netmon_flow_packets counter',
+      `netmon_flow_packets_total{${w},direction="tx"} 2`,
+      `netmon_flow_packets_total{${w},direction="rx"} 3`,
+      // A price of 0 (same-zone traffic that is free) is still a price.
+      '# TYPE netmon_flow_cost_usd counter',
+      `netmon_flow_cost_usd_total{${w}} 0`,
+      '# TYPE pod_cross_zone_network_traffic_bytes counter',
+      'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="web-7c9d8-x2k8p"} 100',
+      'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="db-0"} 2000',
+      '# EOF',
+      '',
+    ]);
+    expect(body).toContain('# HELP netmon_flow_bytes Bytes between');
+  });
+
+  it('follows the granularity: workload drops pods, but the kubezonnet family keeps them', async () => {
+    const e = await started({ granularity: 'workload' });
+    e.export(
+      FlowBatch.from([flow(1, 2, web), flow(3, 4, { ...web, 'src.k8s.pod.name': 'web-7c9d8-abcde' })]),
+    );
+    const body = await text(e);
+    expect(samples(body, 'netmon_flow_bytes_total')).toEqual([
+      'netmon_flow_bytes_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_kind="pod",traffic_class="cross_zone",direction="tx"} 4',
+      'netmon_flow_bytes_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_kind="pod",traffic_class="cross_zone",direction="rx"} 6',
+    ]);
+    expect(samples(body, 'pod_cross_zone_network_traffic_bytes_total')).toEqual([
+      'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="web-7c9d8-x2k8p"} 1',
+      'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="web-7c9d8-abcde"} 3',
+      'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="db-0"} 6',
+    ]);
+  });
+
+  it('counts only cross_zone rows with a pod for the kubezonnet metric', async () => {
+    const e = await started();
+    e.export(
+      FlowBatch.from([
+        flow(10, 20, { ...web, 'traffic.class': 'same_zone' }),
+        flow(30, 40, {
+          'traffic.class': 'cross_zone',
+          'src.k8s.namespace.name': 'a',
+          'src.k8s.pod.name': 'p',
+        }),
+        flow(50, 60, { 'traffic.class': 'internet_egress', 'src.k8s.pod.name': 'p' }),
+      ]),
+    );
+    expect(samples(await text(e), 'pod_cross_zone_network_traffic_bytes_total')).toEqual([
+      'pod_cross_zone_network_traffic_bytes_total{namespace="a",pod="p"} 30',
+    ]);
+  });
+
+  it('sums new label sets past max_series into one overflow series, totals exact, and counts the rows', async () => {
+    const e = await started({ max_series: 3 });
+    const rows = Array.from({ length: 10 }, (_, i) => flow(i + 1, 0, { 'src.k8s.pod.name': `p${i}` }));
+    e.export(FlowBatch.from(rows));
+    const lines = samples(await text(e), 'netmon_flow_bytes_total').filter((l) => l.includes('"tx"'));
+    expect(lines).toEqual([
+      'netmon_flow_bytes_total{src_pod="p0",direction="tx"} 1',
+      'netmon_flow_bytes_total{src_pod="p1",direction="tx"} 2',
+      'netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"} 52',
+    ]);
+    expect(e.families.tables[0].table.overflowRows).toBe(8);
+  });
+
+  it('removes series not updated within expiration (at a scrape)', async () => {
+    const e = await started({ expiration: '1m' });
+    e.export(FlowBatch.from([flow(1, 1, { 'src.k8s.pod.name': 'old', 'traffic.class': 'cross_zone' })]));
+    const now = Date.now();
+    expect(samples(await text(e, 'text', now + 30_000), 'netmon_flow_bytes_total')).toHaveLength(2);
+    expect(await text(e, 'text', now + 61_000)).toBe('');
+    expect(e.families.tables.map((t) => t.removed.expired)).toEqual([1, 1]);
+    // A new series after expiry starts again from the delta.
+    e.export(FlowBatch.from([flow(5, 0, { 'src.k8s.pod.name': 'old' })]));
+    expect(samples(await text(e), 'netmon_flow_bytes_total')[0]).toBe(
+      'netmon_flow_bytes_total{src_pod="old",direction="tx"} 5',
+    );
+  });
+
+  it('drops the series of pods the k8s_metadata store deleted; a pod recreated under its name keeps them', async () => {
+    const store = new MetadataStore();
+    const pod = (name: string, uid: string, ip: string) => ({
+      uid,
+      namespace: 'shop',
+      name,
+      nodeName: 'n1',
+      phase: 'Running',
+      hostNetwork: false,
+      ips: [ip],
+      workloadKind: 'StatefulSet',
+      workloadName: 'db',
+      labels: {},
+    });
+    store.upsertPod(pod('web-7c9d8-x2k8p', 'u1', '10.0.1.5'));
+    store.upsertPod(pod('db-0', 'u2', '10.0.2.9'));
+    const k8s = { store, standalone: false, synced: () => true, nodeName: 'n1' } as unknown as Extension;
+    const e = await started({}, { extensions: new Map([['k8s_metadata', k8s]]) });
+    e.export(
+      FlowBatch.from([
+        flow(1, 2, web),
+        flow(3, 4, {
+          'src.k8s.namespace.name': 'shop',
+          'src.k8s.pod.name': 'db-0',
+          'traffic.class': 'cross_zone',
+        }),
+        flow(5, 6, { 'src.k8s.namespace.name': 'other', 'src.k8s.pod.name': 'elsewhere' }),
+      ]),
+    );
+    // db-0 is recreated under its name (a StatefulSet): its series stay. web's pod is deleted: it goes,
+    // in every family, wherever it is src or dst.
+    store.upsertPod(pod('db-0', 'u3', '10.0.2.10'));
+    store.deletePod('u1');
+    const body = await text(e);
+    expect(samples(body, 'netmon_flow_bytes_total')).toEqual([
+      'netmon_flow_bytes_total{src_namespace="shop",src_pod="db-0",traffic_class="cross_zone",direction="tx"} 3',
+      'netmon_flow_bytes_total{src_namespace="shop",src_pod="db-0",traffic_class="cross_zone",direction="rx"} 4',
+      'netmon_flow_bytes_total{src_namespace="other",src_pod="elsewhere",direction="tx"} 5',
+      'netmon_flow_bytes_total{src_namespace="other",src_pod="elsewhere",direction="rx"} 6',
+    ]);
+    expect(samples(body, 'pod_cross_zone_network_traffic_bytes_total')).toEqual([
+      'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="db-0"} 5',
+    ]);
+    expect(e.families.tables.map((t) => t.removed.pod_deleted)).toEqual([1, 1]);
+    // A pod the store never knew (another node's, with scope node) is left to expiration.
+    store.deletePodNamed('other', 'elsewhere');
+    expect(samples(await text(e), 'netmon_flow_bytes_total')).toHaveLength(4);
+  });
+
+  it('refuses cumulative batches and says to put delta first', async () => {
+    const e = await started();
+    const batch = new FlowBatch(4, 'cumulative');
+    batch.push(flow(1, 1));
+    expect(() => e.export(batch)).toThrow(/put the `delta` processor before this exporter/);
+    expect(await text(e)).toBe('');
+  });
+
+  it('counts DNS lookups by domain and the client pod the store knows', async () => {
+    const store = new MetadataStore();
+    store.upsertPod({
+      uid: 'u1',
+      namespace: 'shop',
+      name: 'web-1',
+      nodeName: 'n1',
+      phase: 'Running',
+      hostNetwork: false,
+      ips: ['10.0.1.5'],
+      workloadKind: 'Deployment',
+      workloadName: 'web',
+      labels: {},
+    });
+    const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
+    const e = await started(
+      { granularity: 'workload' },
+      { signal: 'dns', extensions: new Map([['k8s_metadata', k8s]]) },
+    );
+    const lookup = (clientIp: string, question: string) => ({ time: T0, clientIp, question, answers: [] });
+    e.export(
+      DnsBatch.from([
+        lookup('10.0.1.5', 'api.stripe.com'),
+        lookup('10.0.1.5', 'API.Stripe.com.'),
+        lookup('10.9.9.9', 'api.stripe.com'),
+      ]),
+    );
+    expect(samples(await text(e), 'netmon_dns_lookups_total')).toEqual([
+      'netmon_dns_lookups_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_domain="api.stripe.com"} 2',
+      'netmon_dns_lookups_total{dst_domain="api.stripe.com"} 1',
+    ]);
+  });
+
+  it('serves flows and dns of one exporter id on one endpoint, until the last instance stops', async () => {
+    const board = new StatusBoard();
+    const flows = testSettings('exporter', 'prometheus', { board });
+    const dnsSettings = { ...testSettings('exporter', 'prometheus', { board }), host: flows.host };
+    const f = await started({}, { settings: flows });
+    const d = await started({}, { settings: dnsSettings, signal: 'dns' });
+    expect(d.url()).toBe(f.url());
+    f.export(FlowBatch.from([flow(1, 2)]));
+    d.export(DnsBatch.from([{ time: T0, clientIp: '10.0.0.1', question: 'a.example', answers: [] }]));
+    const url = f.url() as string;
+    const body = await (await fetch(url)).text();
+    expect(samples(body, 'netmon_flow_bytes_total')).toHaveLength(2);
+    expect(samples(body, 'netmon_dns_lookups_total')).toEqual([
+      'netmon_dns_lookups_total{dst_domain="a.example"} 1',
+    ]);
+    await f.shutdown();
+    expect(samples(await (await fetch(url)).text(), 'netmon_dns_lookups_total')).toHaveLength(1);
+    await d.shutdown();
+    await expect(fetch(url)).rejects.toThrow();
+  });
+
+  it('serves /metrics over HTTP: negotiation, gzip, HEAD, 404 with a hint, 405', async () => {
+    const e = await started();
+    e.export(FlowBatch.from([flow(1, 2, web)]));
+    const url = e.url() as string;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+
+    const plain = await fetch(url, { headers: { 'accept-encoding': 'identity' } });
+    expect(plain.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(plain.headers.get('content-encoding')).toBeNull();
+    // Streamed as it renders: the length is not known up front.
+    expect(plain.headers.get('transfer-encoding')).toBe('chunked');
+    expect(await plain.text()).toBe(await text(e));
+
+    // What Prometheus 2.x sends.
+    const accept =
+      'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+    const res = await new Promise<{ headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
+      import('node:http').then(({ get }) =>
+        get(url, { headers: { accept, 'accept-encoding': 'gzip' } }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c) => chunks.push(c));
+          r.on('end', () => resolve({ headers: r.headers, body: Buffer.concat(chunks) }));
+        }).on('error', reject),
+      );
+    });
+    expect(res.headers['content-type']).toBe('application/openmetrics-text; version=1.0.0; charset=utf-8');
+    expect(res.headers['content-encoding']).toBe('gzip');
+    const om = gunzipSync(res.body).toString();
+    expect(om.endsWith('# EOF\n')).toBe(true);
+    expect(om).toContain('# TYPE netmon_flow_bytes counter');
+
+    const head = await fetch(url, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe('');
+
+    const missing = await fetch(url.replace('/metrics', '/'));
+    expect(missing.status).toBe(404);
+    expect(await missing.text()).toContain('at /metrics');
+    const post = await fetch(url, { method: 'POST' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
+    expect(e.endpoint.stats.scrapes).toBe(2); // HEAD renders nothing
+  });
+
+  it('fails to start with a clear message when the port is taken', async () => {
+    const first = await started();
+    const port = new URL(first.url() as string).port;
+    const other = testSettings('exporter', 'prometheus/second');
+    const second = new PrometheusExporter(
+      other,
+      prometheusExporterConfig.parse({ endpoint: `127.0.0.1:${port}` }),
+      'flows',
+    );
+    await expect(second.start()).rejects.toThrow(
+      `prometheus exporter: cannot listen on 127.0.0.1:${port}: EADDRINUSE (address already in use)`,
+    );
+    await second.shutdown();
+  });
+
+  it('describes its series, overflow and scrapes in the status', async () => {
+    const board = new StatusBoard();
+    const e = await started(
+      { max_series: 2 },
+      { settings: testSettings('exporter', 'prometheus', { board }) },
+    );
+    e.export(
+      FlowBatch.from([flow(1, 1, { 'src.k8s.pod.name': 'a' }), flow(1, 1, { 'src.k8s.pod.name': 'b' })]),
+    );
+    await (await fetch(e.url() as string)).text();
+    const details = board.all()[0].details?.();
+    expect(details).toMatchObject({
+      signal: 'flows',
+      url: e.url(),
+      series: { flows: 2, cross_zone: 0 },
+      overflow_rows: { flows: 1, cross_zone: 0 },
+      scrapes: 1,
+    });
+    expect(details?.last_scrape_bytes).toBeGreaterThan(100);
+  });
+
+  it('passes promtool check metrics', async () => {
+    if (!promtool()) return;
+    const e = await started();
+    e.export(
+      FlowBatch.from([
+        flow(100, 2000, { ...web, 'cost.usd': 0.01, 'dst.domain': 'we"ird\\name\nx' }),
+        flow(1e22, 0.5, { 'src.k8s.pod.name': 'ünïcode' }),
+      ]),
+    );
+    const { status, output } = promtoolCheck(await text(e));
+    expect(output).toBe('');
+    expect(status).toBe(0);
+  });
+});
+
+describe('negotiateFormat', () => {
+  it('prefers OpenMetrics only when asked for at least as much as text', () => {
+    expect(negotiateFormat(undefined)).toBe('text');
+    expect(negotiateFormat('*/*')).toBe('text');
+    expect(negotiateFormat('text/plain;version=0.0.4')).toBe('text');
+    expect(negotiateFormat('application/openmetrics-text; version=1.0.0')).toBe('openmetrics');
+    expect(negotiateFormat('text/plain;q=0.9,application/openmetrics-text;q=0.5')).toBe('text');
+    expect(negotiateFormat('application/openmetrics-text;q=0')).toBe('text');
+  });
+});

@@ -1,0 +1,15 @@
+import { defineExporter } from '@netmon/core';
+import { prometheusExporterConfig } from './config.js';
+import { PrometheusExporter } from './exporter.js';
+
+export const prometheusExporterFactory = defineExporter({
+  kind: 'exporter',
+  type: 'prometheus',
+  stability: 'alpha',
+  description:
+    'Serves cumulative flow, cost and DNS counters (and kubezonnet’s cross-zone metric) for Prometheus to scrape at /metrics, with the agent’s self-metrics.',
+  signals: ['flows', 'dns'],
+  config: prometheusExporterConfig,
+  optionalExtensions: ['k8s_metadata'],
+  create: (settings, config, signal) => new PrometheusExporter(settings, config, signal),
+});
