@@ -1,0 +1,196 @@
+import { duration, GRANULARITIES } from '@netmon/core';
+import { z } from 'zod';
+import { POINTS_PER_SERIES } from './metrics.js';
+
+/** gRPC metadata keys: lowercase HTTP/2 header names; `grpc-` is reserved, `-bin` would need bytes. */
+const HEADER_KEY = /^[0-9a-z_.-]+$/;
+
+const endpoint = z
+  .string()
+  .default('http://localhost:4317')
+  .superRefine((text, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${text}" is not a URL; expected e.g. http://collector:4317`,
+      });
+      return;
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${text}": the scheme must be http (plaintext) or https (TLS)`,
+      });
+    } else if (url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${text}": gRPC takes host and port only; remove the path (the service path is fixed)`,
+      });
+    } else if (url.username !== '' || url.password !== '') {
+      ctx.addIssue({ code: 'custom', message: `"${text}": put credentials in headers, not in the URL` });
+    }
+  });
+
+const tls = z
+  .strictObject({
+    insecure: z
+      .boolean()
+      .default(false)
+      .describe('Plaintext even when the endpoint says https (the Collector’s `tls.insecure`).'),
+    ca_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'PEM file of the certificate authorities that sign the server’s certificate. Unset: the system roots.',
+      ),
+    cert_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEM client certificate for mutual TLS (with key_file).'),
+    key_file: z.string().min(1).optional().describe('PEM private key of cert_file.'),
+    insecure_skip_verify: z
+      .boolean()
+      .default(false)
+      .describe('Accept any server certificate (no chain or host name check). For tests only.'),
+  })
+  .prefault({})
+  .superRefine((t, ctx) => {
+    if ((t.cert_file === undefined) !== (t.key_file === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [t.cert_file === undefined ? 'cert_file' : 'key_file'],
+        message: 'cert_file and key_file go together (mutual TLS needs both)',
+      });
+    }
+  })
+  .describe('TLS towards the endpoint. Relative file paths resolve against the config file.');
+
+export const otlpExporterConfig = z
+  .strictObject({
+    endpoint: endpoint.describe(
+      'The OTLP/gRPC receiver, `http://host:port` (plaintext) or `https://host:port` (TLS). The service path is fixed (`opentelemetry.proto.collector.metrics.v1.MetricsService/Export`).',
+    ),
+    headers: z
+      .record(z.string(), z.string())
+      .default({})
+      .superRefine((h, ctx) => {
+        for (const key of Object.keys(h)) {
+          if (!HEADER_KEY.test(key)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [key],
+              message: 'header names are lowercase letters, digits, "-", "_" and "."',
+            });
+          } else if (key.startsWith('grpc-') || key.endsWith('-bin')) {
+            ctx.addIssue({
+              code: 'custom',
+              path: [key],
+              message: `"${key}": names starting grpc- are reserved and names ending -bin carry binary values`,
+            });
+          }
+        }
+      })
+      .describe(
+        'gRPC metadata sent with every request, e.g. `authorization: Bearer <token>` (take the token from the environment with env expansion). Names are lowercase.',
+      ),
+    tls,
+    compression: z
+      .enum(['gzip', 'none'])
+      .default('gzip')
+      .describe(
+        'gzip: compress every request (flow metrics shrink about 20× in bench/otlp.mjs). none: send as is.',
+      ),
+    temporality: z
+      .enum(['delta', 'cumulative'])
+      .default('delta')
+      .describe(
+        'delta: each point carries what a series added since its previous point. cumulative: each point carries the total since the series appeared (what Prometheus expects; costs the backend nothing to convert).',
+      ),
+    interval: duration({ min: 100 })
+      .prefault('30s')
+      .describe('How often the aggregated series are exported (at least 100ms).'),
+    granularity: z
+      .enum(GRANULARITIES)
+      .default('workload')
+      .describe(
+        'Which Kubernetes attributes identify a series: pod (also pod names), workload (kind and name), namespace. Coarser means fewer series at the backend.',
+      ),
+    max_series: z
+      .number()
+      .int()
+      .min(2)
+      .default(20_000)
+      .describe(
+        'Most series kept; flows of further series go to one series marked otel.metric.overflow=true, so totals stay right.',
+      ),
+    expiration: duration({ min: 1000 })
+      .prefault('5m')
+      .describe(
+        'A series that received nothing for this long is forgotten (a cumulative one restarts from 0).',
+      ),
+    resource: z
+      .record(z.string().min(1), z.string())
+      .default({})
+      .describe(
+        'Resource attributes, over the ones found (k8s.node.name, cloud.provider, cloud.region, cloud.availability_zone from the k8s_metadata extension). Set k8s.cluster.name here; an empty value removes an attribute.',
+      ),
+    queue_size: z
+      .number()
+      .int()
+      .min(1)
+      .default(1_000_000)
+      .describe(
+        'Data points waiting to be sent (about 13 bytes each plus their series’ attributes). When the backend is down longer than this lasts, the oldest requests are dropped and counted.',
+      ),
+    timeout: duration({ min: 100 })
+      .prefault('10s')
+      .describe('Deadline of one request; a request past it counts as failed and is retried.'),
+    max_points_per_request: z
+      .number()
+      .int()
+      .min(POINTS_PER_SERIES)
+      .default(10_000)
+      .describe(
+        'Most data points in one request. Independently, a request never exceeds 4,000,000 bytes before compression (gRPC servers refuse messages over 4 MiB by default).',
+      ),
+    retry: z
+      .strictObject({
+        initial_interval: duration({ min: 10 })
+          .prefault('1s')
+          .describe(
+            'Wait after the first failed send; each further failure waits 1.5 times longer (±20% jitter).',
+          ),
+        max_interval: duration({ min: 10 })
+          .prefault('30s')
+          .describe(
+            'Longest wait between two attempts. Sends are retried until they succeed, are rejected or the queue overflows.',
+          ),
+      })
+      .prefault({})
+      .describe(
+        'Backoff between attempts of a failed request. Retried: CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED when the server sends RetryInfo; any other outcome drops the request (counted).',
+      ),
+  })
+  .superRefine((c, ctx) => {
+    if (c.retry.max_interval < c.retry.initial_interval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['retry', 'max_interval'],
+        message: 'max_interval must not be shorter than initial_interval',
+      });
+    }
+    if (c.queue_size < c.max_series * POINTS_PER_SERIES) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['queue_size'],
+        message: `queue_size must hold one interval at max_series: at least ${c.max_series * POINTS_PER_SERIES} (max_series × ${POINTS_PER_SERIES} points)`,
+      });
+    }
+  });
+
+export type OtlpExporterConfig = z.output<typeof otlpExporterConfig>;

@@ -1,0 +1,273 @@
+import { createRequire } from 'node:module';
+import {
+  type BackoffOptions,
+  type ComponentSettings,
+  type DnsBatch,
+  type Exporter,
+  FlowBatch,
+  formatDuration,
+  SendQueue,
+  type Signal,
+} from '@netmon/core';
+import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
+import type { OtlpExporterConfig } from './config.js';
+import { channelCredentials, exportError, isRetryable, metadata, plaintext } from './grpc.js';
+import {
+  type Aggregate,
+  AttributeCache,
+  type Chunk,
+  chunk,
+  DnsAggregate,
+  expire,
+  FlowAggregate,
+  type Scope,
+  takeSnapshot,
+  toResourceMetrics,
+} from './metrics.js';
+import { isNodeFacts, K8S_METADATA, type NodeFacts, resourceAttributes } from './resource.js';
+
+const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+const SCOPE: Scope = { name: 'netmon', version: VERSION };
+type Compression = NonNullable<ConstructorParameters<typeof OTLPMetricExporter>[0]>['compression'];
+/** ExportResultCode.SUCCESS of @opentelemetry/core. */
+const SUCCESS = 0;
+
+/** For tests and benchmarks: a clock, and shorter retry waits than the SendQueue's defaults. */
+export interface OtlpExporterOptions {
+  now?: () => number;
+  backoff?: Partial<BackoffOptions>;
+}
+
+/** What the last interval sent, for /status. */
+interface IntervalFacts {
+  at: string;
+  series: number;
+  points: number;
+  requests: number;
+  largest_request_bytes: number;
+}
+
+/**
+ * Sums flows (or DNS lookups) into series as batches arrive and, every `interval`, sends the series' points
+ * to an OTLP/gRPC endpoint: requests cut below the gRPC size limit, queued in a bounded SendQueue that
+ * retries what is retryable with backoff, one request in flight.
+ */
+export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
+  readonly aggregate: Aggregate;
+  private readonly cache: AttributeCache;
+  private queue?: SendQueue<Chunk>;
+  private client?: OTLPMetricExporter;
+  private timer?: NodeJS.Timeout;
+  private started = false;
+  private stopped = false;
+  /** Something was added since the previous export (cumulative sends nothing otherwise). */
+  private dirty = false;
+  private previousEnd: number;
+  private resource?: { key: string; resource: Resource };
+  private last?: IntervalFacts;
+  private expired = 0;
+  private readonly observe: BatchObservableCallback;
+  private readonly observables: Observable[];
+  private readonly now: () => number;
+
+  constructor(
+    private readonly settings: ComponentSettings,
+    private readonly config: OtlpExporterConfig,
+    readonly signal: Signal = 'flows',
+    private readonly options: OtlpExporterOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.aggregate =
+      signal === 'dns'
+        ? new DnsAggregate(config.max_series)
+        : new FlowAggregate(config.granularity, config.max_series);
+    this.cache = new AttributeCache(this.aggregate);
+    this.previousEnd = this.now();
+    settings.status.describe(() => this.facts());
+
+    const m = settings.meter;
+    const attrs = { component: settings.id };
+    const series = m.createObservableGauge('netmon_otlp_series', {
+      description: 'Series the otlp exporter holds (each yields up to 5 data points per interval).',
+      unit: '{series}',
+    });
+    const overflow = m.createObservableCounter('netmon_otlp_overflow_items', {
+      description:
+        'Flows or lookups summed into the overflow series (otel.metric.overflow=true) because max_series was reached.',
+      unit: '{item}',
+    });
+    const expired = m.createObservableCounter('netmon_otlp_expired_series', {
+      description: 'Series forgotten after receiving nothing for `expiration`.',
+      unit: '{series}',
+    });
+    this.observables = [series, overflow, expired];
+    this.observe = (r) => {
+      r.observe(series, this.aggregate.table.size, attrs);
+      r.observe(overflow, this.aggregate.table.overflowRows, attrs);
+      r.observe(expired, this.expired, attrs);
+    };
+    m.addBatchObservableCallback(this.observe, this.observables);
+  }
+
+  start(): void {
+    if (this.started || this.stopped) return;
+    const { config, settings } = this;
+    const credentials = channelCredentials(config, settings.configDir);
+    if (
+      plaintext(config) &&
+      (config.tls.ca_file || config.tls.cert_file || config.tls.insecure_skip_verify)
+    ) {
+      settings.logger.warn(
+        { endpoint: config.endpoint },
+        'tls settings are ignored: the endpoint is plaintext (http:// or tls.insecure)',
+      );
+    }
+    this.client = new OTLPMetricExporter({
+      url: config.endpoint,
+      credentials,
+      metadata: metadata(config.headers),
+      // The library's CompressionAlgorithm enum has exactly these two string values.
+      compression: config.compression as Compression,
+      timeoutMillis: config.timeout,
+      userAgent: `netmon/${VERSION}`,
+    });
+    this.queue = new SendQueue<Chunk>({
+      send: (c) => this.send(c),
+      items: (c) => c.points,
+      retryable: isRetryable,
+      capacity: config.queue_size,
+      backoff: {
+        initialMs: config.retry.initial_interval,
+        maxMs: config.retry.max_interval,
+        ...this.options.backoff,
+      },
+      logger: settings.logger,
+      status: settings.status,
+      meter: settings.meter,
+      componentId: settings.id,
+    });
+    this.started = true;
+    this.previousEnd = this.now();
+    this.timer = setInterval(() => this.flush(), config.interval);
+    this.timer.unref();
+    settings.logger.info(
+      {
+        endpoint: config.endpoint,
+        tls: !plaintext(config),
+        compression: config.compression,
+        temporality: config.temporality,
+        interval: formatDuration(config.interval),
+      },
+      'exporting OTLP metrics',
+    );
+  }
+
+  export(batch: FlowBatch | DnsBatch): void {
+    if (this.stopped) throw new Error('otlp exporter: export after shutdown');
+    if (batch instanceof FlowBatch && batch.temporality === 'cumulative') {
+      throw new Error(
+        'otlp exporter: refusing cumulative flow counters (conntrack or cilium read without the delta processor); add `delta` to the pipeline’s processors before this exporter',
+      );
+    }
+    if (batch.length === 0) return;
+    this.aggregate.add(batch as FlowBatch & DnsBatch, this.now());
+    this.dirty = true;
+  }
+
+  /**
+   * Turns what was aggregated since the previous export into requests and queues them; expires idle series.
+   * Runs every `interval` and once more at shutdown.
+   */
+  flush(): void {
+    const queue = this.queue;
+    if (!queue) return;
+    const now = this.now();
+    const { config } = this;
+    const delta = config.temporality === 'delta';
+    if (delta || this.dirty) {
+      const snapshot = takeSnapshot(this.aggregate, this.cache, {
+        temporality: config.temporality,
+        resource: this.currentResource(),
+        scope: SCOPE,
+        now,
+        previousEnd: this.previousEnd,
+      });
+      if (snapshot) {
+        const chunks = chunk(snapshot, config.max_points_per_request);
+        let points = 0;
+        let largest = 0;
+        for (const c of chunks) {
+          points += c.points;
+          largest = Math.max(largest, c.bytes);
+          queue.push(c);
+        }
+        this.last = {
+          at: new Date(now).toISOString(),
+          series: snapshot.length,
+          points,
+          requests: chunks.length,
+          largest_request_bytes: largest,
+        };
+      }
+    }
+    this.dirty = false;
+    this.previousEnd = now;
+    this.expired += expire(this.aggregate, this.cache, now, config.expiration);
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    try {
+      if (this.queue) {
+        this.flush();
+        const left = await this.queue.close();
+        if (left > 0) {
+          this.settings.logger.warn({ dropped_points: left }, 'stopped with points the backend never took');
+        }
+      }
+      await this.client?.shutdown();
+    } finally {
+      this.settings.meter.removeBatchObservableCallback(this.observe, this.observables);
+    }
+  }
+
+  /** Sends one request; rejects with an ExportError that says whether to retry. */
+  private send(c: Chunk): Promise<void> {
+    const client = this.client as OTLPMetricExporter;
+    return new Promise((resolve, reject) => {
+      client.export(toResourceMetrics(c), (result) => {
+        if (result.code === SUCCESS) resolve();
+        else reject(exportError(result.error));
+      });
+    });
+  }
+
+  /** The resource, made again only when the node facts or the config changed it. */
+  private currentResource(): Resource {
+    const ext = this.settings.extensions.get(K8S_METADATA);
+    const facts: NodeFacts | undefined = isNodeFacts(ext) ? ext : undefined;
+    const attrs = resourceAttributes(VERSION, facts, this.config.resource);
+    const key = JSON.stringify(attrs);
+    if (this.resource?.key !== key) this.resource = { key, resource: resourceFromAttributes(attrs) };
+    return this.resource.resource;
+  }
+
+  private facts(): Record<string, unknown> {
+    const t = this.aggregate.table;
+    return {
+      endpoint: this.config.endpoint,
+      temporality: this.config.temporality,
+      series: t.size,
+      max_series: t.maxSeries,
+      overflow_items: t.overflowRows,
+      expired_series: this.expired,
+      last_export: this.last,
+      queue: this.queue?.statistics(),
+    };
+  }
+}

@@ -1,0 +1,118 @@
+import { FlowBatch } from '@netmon/core';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { describe, expect, it } from 'vitest';
+import {
+  AttributeCache,
+  chunk,
+  expire,
+  FlowAggregate,
+  hrTime,
+  MAX_REQUEST_BYTES,
+  requestSize,
+  takeSnapshot,
+  utf8,
+  varintSize,
+} from './metrics.js';
+
+const options = (now: number, previousEnd = 0) => ({
+  temporality: 'delta' as const,
+  resource: resourceFromAttributes({ 'service.name': 'netmon' }),
+  scope: { name: 'netmon', version: '0.1.0' },
+  now,
+  previousEnd,
+});
+
+function flows(n: number, from = 0) {
+  return FlowBatch.from(
+    Array.from({ length: n }, (_, i) => ({
+      timeStart: 0,
+      timeEnd: 1,
+      protocol: 6,
+      srcIp: '10.0.0.1',
+      srcPort: 1,
+      dstIp: '10.0.0.2',
+      dstPort: 2,
+      txBytes: 1,
+      rxBytes: 2,
+      txPackets: 1,
+      rxPackets: 1,
+      attributes: { 'src.k8s.workload.name': `w-${from + i}`, 'traffic.class': 'cross_zone' },
+    })),
+  );
+}
+
+describe('otlp metrics', () => {
+  it('utf8 counts bytes as TextEncoder writes them', () => {
+    for (const s of [
+      '',
+      'abc',
+      'é',
+      'bücher',
+      '中国',
+      '😀',
+      'a😀b',
+      '\ud800',
+      'x\udc00y',
+      '\ud800\ud800',
+      'Ω'.repeat(300),
+    ])
+      expect(utf8(s), JSON.stringify(s)).toBe(new TextEncoder().encode(s).length);
+  });
+
+  it('varintSize', () => {
+    expect([0, 127, 128, 16383, 16384, 2 ** 21 - 1, 2 ** 21, 2 ** 28].map(varintSize)).toEqual([
+      1, 1, 2, 2, 3, 3, 4, 5,
+    ]);
+  });
+
+  it('hrTime', () => {
+    expect(hrTime(1_767_225_600_123)).toEqual([1_767_225_600, 123_000_000]);
+  });
+
+  it('cuts by points and by bytes, never splitting a series, and covers every series once', () => {
+    const a = new FlowAggregate('workload', 100_000);
+    a.add(flows(1000), 1);
+    const snap = takeSnapshot(a, new AttributeCache(a), options(2));
+    if (!snap) throw new Error('no snapshot');
+    const byPoints = chunk(snap, 10);
+    expect(byPoints.map((c) => c.points)).toEqual(Array(500).fill(8));
+    const bySize = chunk(snap, 1_000_000, 20_000);
+    expect(bySize.length).toBeGreaterThan(3);
+    let next = 0;
+    for (const c of bySize) {
+      expect(c.from).toBe(next);
+      expect(c.bytes).toBe(requestSize(snap, c.from, c.to));
+      expect(c.bytes).toBeLessThanOrEqual(20_000);
+      next = c.to;
+    }
+    expect(next).toBe(1000);
+    expect(chunk(snap, 1_000_000)).toHaveLength(1);
+    expect(chunk(snap, 1_000_000)[0].bytes).toBeLessThan(MAX_REQUEST_BYTES);
+  });
+
+  it('delta snapshots zero the sums, keep each series’ start, and skip series with nothing new', () => {
+    const a = new FlowAggregate('workload', 100);
+    const cache = new AttributeCache(a);
+    a.add(flows(2), 1);
+    const s1 = takeSnapshot(a, cache, options(10, 5));
+    expect([...(s1?.start ?? [])]).toEqual([5, 5]);
+    expect(takeSnapshot(a, cache, options(20, 10))).toBeUndefined();
+    a.add(flows(1, 1), 25);
+    const s2 = takeSnapshot(a, cache, options(30, 20));
+    expect(s2?.length).toBe(1);
+    expect(s2?.attrs[0].attrs[0]).toEqual({ 'src.k8s.workload.name': 'w-1', 'traffic.class': 'cross_zone' });
+    expect([...(s2?.start ?? [])]).toEqual([10]);
+    expect(s2?.values[0]?.[0]).toBe(1);
+  });
+
+  it('expire drops idle series and their cached attributes', () => {
+    const a = new FlowAggregate('workload', 100);
+    const cache = new AttributeCache(a);
+    a.add(flows(2), 1_000);
+    a.add(flows(1, 1), 50_000);
+    expect(expire(a, cache, 60_000, 30_000)).toBe(1);
+    expect(a.table.size).toBe(1);
+    expect(cache.get(0).attrs[0]['src.k8s.workload.name']).toBe('w-1');
+    expect(expire(a, cache, 60_000, 30_000)).toBe(0);
+  });
+});

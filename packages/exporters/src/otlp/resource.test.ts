@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { isNodeFacts, type NodeFacts, resourceAttributes } from './resource.js';
+
+const facts: NodeFacts = {
+  nodeName: 'n1',
+  store: { node: (name) => (name === 'n1' ? { zone: 'z1', region: 'r1' } : undefined) },
+  provider: () => 'azure',
+};
+
+describe('otlp resource', () => {
+  it('without the extension: service, and NODE_NAME when set', () => {
+    expect(resourceAttributes('1.2.3', undefined, {}, {}, 'box')).toEqual({
+      'service.name': 'netmon',
+      'service.version': '1.2.3',
+      'service.instance.id': 'box',
+    });
+    expect(resourceAttributes('1', undefined, {}, { NODE_NAME: 'n9' }, 'box')).toMatchObject({
+      'k8s.node.name': 'n9',
+      'service.instance.id': 'n9',
+    });
+  });
+
+  it('with it: node, zone, region; the provider from the node or the cluster; config wins, "" removes', () => {
+    expect(resourceAttributes('1', facts, { 'cloud.region': 'override', 'service.name': '' }, {})).toEqual({
+      'service.version': '1',
+      'service.instance.id': 'n1',
+      'k8s.node.name': 'n1',
+      'cloud.provider': 'azure',
+      'cloud.region': 'override',
+      'cloud.availability_zone': 'z1',
+    });
+  });
+
+  it('recognizes the extension by shape', () => {
+    expect(isNodeFacts(facts)).toBe(true);
+    expect(isNodeFacts({})).toBe(false);
+    expect(isNodeFacts(undefined)).toBe(false);
+  });
+});

@@ -1,0 +1,57 @@
+// The resource of every request: who sends (netmon on which node of which cluster, in which cloud zone).
+// Node facts come from the k8s_metadata extension when it is enabled; this package must not depend on the
+// processors package, so the little it reads is declared here, structurally.
+import { hostname } from 'node:os';
+import type { Attributes } from '@opentelemetry/api';
+
+export const K8S_METADATA = 'k8s_metadata';
+
+/** What the otlp exporter reads from the k8s_metadata extension (a subset of its K8sMetadata). */
+export interface NodeFacts {
+  readonly nodeName: string | undefined;
+  readonly store: {
+    node(name: string): { zone?: string; region?: string; provider?: string } | undefined;
+  };
+  /** The most common cloud provider among the nodes. */
+  provider(): string | undefined;
+}
+
+export function isNodeFacts(ext: unknown): ext is NodeFacts {
+  const e = ext as Partial<NodeFacts> | undefined;
+  return typeof e?.provider === 'function' && typeof e.store?.node === 'function';
+}
+
+/**
+ * service.name, service.version and service.instance.id (the node's name, else the host's: one agent per
+ * node, and a Collector's Prometheus exporter tells senders apart by job and instance only), then what the
+ * extension knows about this node (k8s.node.name, cloud.provider, cloud.region, cloud.availability_zone),
+ * NODE_NAME without it, then the configured `resource` on top: a configured empty value removes the
+ * attribute.
+ */
+export function resourceAttributes(
+  version: string,
+  facts: NodeFacts | undefined,
+  configured: Readonly<Record<string, string>>,
+  env: NodeJS.ProcessEnv = process.env,
+  host: string = hostname(),
+): Attributes {
+  const nodeName = facts?.nodeName ?? (env.NODE_NAME || undefined);
+  const attrs: Record<string, string> = {
+    'service.name': 'netmon',
+    'service.version': version,
+    'service.instance.id': nodeName ?? host,
+  };
+  if (nodeName) attrs['k8s.node.name'] = nodeName;
+  if (facts) {
+    const node = nodeName ? facts.store.node(nodeName) : undefined;
+    const provider = node?.provider ?? facts.provider();
+    if (provider) attrs['cloud.provider'] = provider;
+    if (node?.region) attrs['cloud.region'] = node.region;
+    if (node?.zone) attrs['cloud.availability_zone'] = node.zone;
+  }
+  for (const [key, value] of Object.entries(configured)) {
+    if (value === '') delete attrs[key];
+    else attrs[key] = value;
+  }
+  return attrs;
+}
