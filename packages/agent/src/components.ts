@@ -4,6 +4,7 @@ import {
   debugExporterFactory,
   devzeroExporterFactory,
   fileExporterFactory,
+  otlpExporterFactory,
   prometheusExporterFactory,
 } from '@netmon/exporters';
 import {
@@ -31,6 +32,7 @@ export function defaultRegistry(): Registry {
     fileExporterFactory,
     debugExporterFactory,
     prometheusExporterFactory,
+    otlpExporterFactory,
     devzeroExporterFactory,
     healthCheckFactory,
     k8sMetadataExtensionFactory,
