@@ -33,6 +33,7 @@ describe.runIf(privileged())('agent start against the kernel', () => {
           NETMON_STATE_DIR: dir,
           NETMON_OUTPUT: path.join(dir, 'flows.jsonl'),
           NETMON_HEALTH_ENDPOINT: '127.0.0.1:0',
+          NETMON_PROMETHEUS_ENDPOINT: '127.0.0.1:0',
         },
       },
     );
