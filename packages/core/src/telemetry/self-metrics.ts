@@ -92,6 +92,8 @@ export function registerSelfMetrics(meter: Meter, host: Host): () => void {
   };
 }
 
+const LOOP_RESOLUTION_MS = 10;
+
 /**
  * Event-loop lag (p99, mean, max since the previous collection, from perf_hooks' event-loop delay
  * histogram), resident and heap memory, CPU time. The histogram samples only while registered.
@@ -131,16 +133,18 @@ function registerProcessMetrics(meter: Meter): () => void {
     description: 'CPU time the agent process used, by mode (user, system).',
     unit: 's',
   });
-  // 10 ms sampling: the histogram's own timer costs next to nothing at that rate.
-  const loop = monitorEventLoopDelay({ resolution: 10 });
+  // A 10 ms timer samples the loop: next to nothing at that rate. The histogram holds the time between
+  // two ticks, so the lag is what exceeds the 10 ms.
+  const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loop.enable();
+  const lag = (ns: number) => Math.max(0, ns / 1e9 - LOOP_RESOLUTION_MS / 1e3);
   const instruments = [lagP99, lagMean, lagMax, rss, heapUsed, heapTotal, external, cpu];
   const observe: BatchObservableCallback = (r) => {
     // No sample yet (two collections within one resolution tick): report nothing rather than NaN.
     if (loop.count > 0) {
-      r.observe(lagP99, loop.percentile(99) / 1e9);
-      r.observe(lagMean, loop.mean / 1e9);
-      r.observe(lagMax, loop.max / 1e9);
+      r.observe(lagP99, lag(loop.percentile(99)));
+      r.observe(lagMean, lag(loop.mean));
+      r.observe(lagMax, lag(loop.max));
       loop.reset();
     }
     const mem = process.memoryUsage();

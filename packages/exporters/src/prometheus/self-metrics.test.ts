@@ -136,19 +136,43 @@ describe('renderSelfMetrics', () => {
     has('netmon_exporter_in_flight{component="otlp"} 2');
     has('# TYPE netmon_process_cpu_seconds_total counter');
     expect(text).not.toContain('netmon_flow_bytes');
-    for (const name of [
-      'netmon_process_resident_memory_bytes',
-      'netmon_process_heap_used_bytes',
-      'netmon_process_event_loop_lag_p99_seconds',
-      'netmon_process_event_loop_lag_max_seconds',
-    ]) {
-      const value = lines.find((l) => l.startsWith(`${name} `))?.split(' ')[1];
-      expect(Number(value), name).toBeGreaterThan(0);
+    const value = (name: string) => Number(lines.find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
+    for (const name of ['netmon_process_resident_memory_bytes', 'netmon_process_heap_used_bytes']) {
+      expect(value(name), name).toBeGreaterThan(1e6);
+    }
+    for (const name of ['p99', 'mean', 'max']) {
+      const lag = value(`netmon_process_event_loop_lag_${name}_seconds`);
+      expect(lag, name).toBeGreaterThanOrEqual(0);
+      expect(lag, name).toBeLessThan(5);
     }
     const user = lines.find((l) => l.startsWith('netmon_process_cpu_seconds_total{mode="user"} '));
     expect(Number(user?.split(' ')[1])).toBeGreaterThan(0);
     // Nothing has a doubled unit or _total.
     expect(text).not.toMatch(/_(bytes|seconds)_\1|_total_total/);
+  });
+
+  it('measures event-loop lag beyond the sampling interval: a 100 ms block shows as its max', async () => {
+    const reader = new Reader();
+    const provider = new MeterProvider({ readers: [reader] });
+    const host: Host = { components: () => [], queues: () => [], phase: () => 'running', startedAt: () => 0 };
+    const stop = registerSelfMetrics(provider.getMeter('netmon'), host);
+    cleanups.push(stop, () => provider.shutdown());
+    const lagMax = async () => {
+      const { resourceMetrics } = await reader.collect();
+      const m = resourceMetrics.scopeMetrics
+        .flatMap((x) => x.metrics)
+        .find((x) => x.descriptor.name === 'netmon_process_event_loop_lag_max_seconds');
+      return m?.dataPoints[0]?.value as number;
+    };
+    await new Promise((r) => setTimeout(r, 50));
+    await lagMax(); // resets the histogram
+    await new Promise((r) => setTimeout(r, 50));
+    const until = Date.now() + 100;
+    while (Date.now() < until); // a long synchronous task
+    await new Promise((r) => setTimeout(r, 50));
+    const max = await lagMax();
+    expect(max).toBeGreaterThan(0.08);
+    expect(max).toBeLessThan(1);
   });
 
   it('renders OpenMetrics with counter families named without _total', async () => {
