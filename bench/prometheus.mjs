@@ -1,10 +1,15 @@
 // prometheus exporter: rows/s into the series, scrape time as a separate client sees it (curl; text and
 // gzip as Prometheus asks), the agent's CPU and event-loop lag while it serves the scrape, and its memory,
-// with SERIES live flow label sets at pod granularity, on the built packages.
+// with SERIES live flow label sets at pod granularity, on the built packages; then the real agent
+// (bin/netmon replaying a file of SERIES label sets into the exporter): its RSS and a scrape.
 //   make build && .tools/bin/node --expose-gc bench/prometheus.mjs
-// SERIES=10000,100000 ROWS=1000000 BATCH=8192 SCRAPES=7 by default. Each size runs in a fresh process so
-// its RSS is its own. Prints one line per measurement; docs/PERFORMANCE.md keeps the figures.
-import { execFile, spawnSync } from 'node:child_process';
+// SERIES=10000,100000 ROWS=1000000 BATCH=8192 SCRAPES=7 AGENT=1 by default. Each size runs in a fresh
+// process so its RSS is its own. Prints one line per measurement; docs/PERFORMANCE.md keeps the figures.
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { FlowBatch } from '@netmon/core';
@@ -27,7 +32,120 @@ if (!process.env.BENCH_ONE) {
     });
     if (r.status !== 0) process.exit(r.status ?? 1);
   }
+  if (process.env.AGENT !== '0') {
+    const idle = await agentMemory(0);
+    report('agent RSS, no series', idle.rss, 'MiB', 'file receiver → prometheus exporter, after a scrape');
+    for (const n of SERIES) {
+      const a = await agentMemory(n);
+      const label = n.toLocaleString('en-US');
+      report(
+        `agent RSS, ${label} series`,
+        a.rss,
+        'MiB',
+        `+${(a.rss - idle.rss).toFixed(0)} MiB over no series`,
+      );
+      report(
+        `agent scrape (OpenMetrics + gzip), ${label} series`,
+        a.scrapeMs,
+        'ms',
+        `median of ${SCRAPES}, curl against bin/netmon`,
+      );
+    }
+  }
   process.exit(0);
+}
+
+/** A free TCP port on 127.0.0.1. */
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Runs bin/netmon replaying `count` flow records, each its own label set, into the prometheus exporter;
+ * once every record is counted, scrapes it SCRAPES times and reads the process' VmRSS.
+ */
+async function agentMemory(count) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'netmon-bench-prom-'));
+  try {
+    const lines = [];
+    for (let k = 0; k < count; k++) {
+      const w = k % 1000;
+      lines.push(
+        JSON.stringify({
+          time_start: '2026-01-01T00:00:00.000Z',
+          time_end: '2026-01-01T00:00:10.000Z',
+          family: 4,
+          protocol: 6,
+          src_ip: '10.0.0.1',
+          src_port: 40000,
+          dst_ip: '10.0.0.2',
+          dst_port: 443,
+          tx_bytes: 1000 + k,
+          rx_bytes: 2000 + k,
+          tx_packets: 10,
+          rx_packets: 20,
+          attributes: {
+            'dst.k8s.namespace.name': `ns-${(k * 7) % 50}`,
+            'dst.k8s.pod.name': `app-${(k * 7) % 1000}-6d4cf56db6-${k.toString(36)}`,
+            'dst.k8s.workload.kind': 'Deployment',
+            'dst.k8s.workload.name': `app-${(k * 7) % 1000}`,
+            'dst.kind': 'pod',
+            'src.k8s.namespace.name': `ns-${w % 50}`,
+            'src.k8s.pod.name': `app-${w}-6d4cf56db6-${(k >> 2).toString(36).padStart(5, 'x')}`,
+            'src.k8s.workload.kind': 'Deployment',
+            'src.k8s.workload.name': `app-${w}`,
+            'traffic.class': CLASSES[k % CLASSES.length],
+          },
+        }),
+      );
+    }
+    writeFileSync(path.join(dir, 'flows.jsonl'), lines.length ? `${lines.join('\n')}\n` : '');
+    const port = await freePort();
+    writeFileSync(
+      path.join(dir, 'agent.yaml'),
+      `receivers: { file: { path: ./flows.jsonl } }
+exporters: { prometheus: { endpoint: 127.0.0.1:${port}, max_series: ${Math.max(2, count * 2)} } }
+service: { pipelines: { flows: { receivers: [file], exporters: [prometheus] } } }
+`,
+    );
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const agent = spawn(path.join(root, 'bin/netmon'), ['run', '-c', path.join(dir, 'agent.yaml')], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    agent.stderr.resume();
+    const url = `http://127.0.0.1:${port}/metrics`;
+    const want = new RegExp(
+      `^netmon_prometheus_series\\{table="flows",component="prometheus"\\} ${count}$`,
+      'm',
+    );
+    for (let i = 0; ; i++) {
+      const text = await fetch(url)
+        .then((r) => r.text())
+        .catch(() => '');
+      if (want.test(text)) break;
+      if (i > 600) throw new Error(`agent did not reach ${count} series`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const times = [];
+    const accept =
+      'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+    for (let i = 0; i < SCRAPES; i++) {
+      times.push((await scrape(url, { accept, 'accept-encoding': 'gzip' })).ms);
+    }
+    const status = readFileSync(`/proc/${agent.pid}/status`, 'utf8');
+    const rss = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
+    const exited = new Promise((r) => agent.once('exit', r));
+    agent.kill('SIGTERM');
+    await exited;
+    return { rss, scrapeMs: median(times) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const n = Number(process.env.BENCH_ONE);
@@ -117,8 +235,12 @@ function scrape(url, headers) {
   });
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const mib = (b) => b / 2 ** 20;
+function median(xs) {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}
+function mib(bytes) {
+  return bytes / 2 ** 20;
+}
 
 gc();
 const base = process.memoryUsage();
