@@ -13,7 +13,7 @@ import {
 } from '@grpc/grpc-js';
 import root from 'otlp-proto-decoder/build/src/generated/root.js';
 
-const EXPORT_PATH = '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export';
+export const EXPORT_PATH = '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export';
 
 interface Codec {
   decode(buf: Uint8Array): unknown;
@@ -305,54 +305,4 @@ export class OtlpSink {
       });
     }
   }
-}
-
-/**
- * A sink that only acknowledges, in a worker thread: its server's timers (Node's HTTP date cache, gRPC
- * deadlines) live on the worker's event loop, so a conformance check of the main thread's handles sees
- * only what the exporter leaves behind.
- */
-export async function startWorkerSink(): Promise<{
-  endpoint: string;
-  requests(): Promise<number>;
-  close(): Promise<void>;
-}> {
-  const { Worker } = await import('node:worker_threads');
-  const worker = new Worker(
-    `
-const { parentPort } = require('node:worker_threads');
-const { Server, ServerCredentials } = require('@grpc/grpc-js');
-let requests = 0;
-const raw = (b) => b;
-const server = new Server();
-server.addService(
-  { export: { path: ${JSON.stringify(EXPORT_PATH)}, requestStream: false, responseStream: false,
-      requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } },
-  { export: (call, cb) => { requests++; cb(null, Buffer.alloc(0)); } },
-);
-server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, port) => parentPort.postMessage({ port, err: err && err.message }));
-parentPort.on('message', (m) => {
-  if (m === 'requests') parentPort.postMessage({ requests });
-  if (m === 'close') { server.forceShutdown(); parentPort.close(); }
-});
-`,
-    { eval: true },
-  );
-  const next = () =>
-    new Promise<Record<string, unknown>>((resolve) => worker.once('message', (m) => resolve(m)));
-  const started = await next();
-  if (started.err) throw new Error(`worker sink: ${started.err}`);
-  return {
-    endpoint: `http://127.0.0.1:${started.port}`,
-    requests: async () => {
-      const reply = next();
-      worker.postMessage('requests');
-      return (await reply).requests as number;
-    },
-    close: async () => {
-      const exited = new Promise((r) => worker.once('exit', r));
-      worker.postMessage('close');
-      await exited;
-    },
-  };
 }

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { defineExtension, type Extension } from '@netmon/core';
-import { healthCheckConfig, parseEndpoint } from './config.js';
+import { defineExtension, type Extension, parseEndpoint } from '@netmon/core';
+import { healthCheckConfig } from './config.js';
 import { liveness, readiness, statusDocument } from './health.js';
 
 /** Answers one request on an extra route; it must end the response. */

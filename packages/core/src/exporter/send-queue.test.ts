@@ -27,7 +27,7 @@ function setup(opts: Partial<SendQueueOptions<number[]>> = {}) {
     logger: silentLogger(),
     status: board.reporter(state),
     meter: metrics.getMeterProvider().getMeter('test'),
-    componentId: 'test',
+    attributes: { component: 'test' },
     ...opts,
   });
   return { queue, received, backend, state };

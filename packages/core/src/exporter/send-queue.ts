@@ -36,9 +36,9 @@ export interface SendQueueOptions<T> {
   backoff?: Partial<BackoffOptions>;
   logger: Logger;
   status: StatusReporter;
-  /** Self-metrics go here, with attribute `component` = `componentId`. */
+  /** Self-metrics go here, with these attributes: at least `component`, and `signal` when one exporter id has a queue per signal. */
   meter: Meter;
-  componentId: string;
+  attributes: { component: string } & Record<string, string>;
   /** Called after the queue's content changed (sent, dropped, added): exporters that persist it save here. */
   onChange?(): void;
 }
@@ -84,7 +84,7 @@ export class SendQueue<T> {
 
   constructor(private readonly opts: SendQueueOptions<T>) {
     this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
-    const attrs = { component: opts.componentId };
+    const attrs = opts.attributes;
     const m = opts.meter;
     const queued = m.createObservableGauge('netmon_exporter_queue_items', {
       description: 'Items waiting in an exporter’s send queue.',

@@ -90,14 +90,19 @@ function world() {
       kind: 'exporter',
       type: 'mem',
       stability: 'development',
-      description: 'collects batches; waits `delay_ms` per batch',
+      description:
+        'collects batches; waits `delay_ms` per batch; with `backend_down`, reports its own outage',
       signals: ['flows'],
-      config: z.strictObject({ delay_ms: z.number().default(0) }),
+      config: z.strictObject({ delay_ms: z.number().default(0), backend_down: z.boolean().default(false) }),
       create: (s, c) => {
         const list: FlowBatch[] = [];
         exported.set(s.id, list);
         return {
           ...life(s.id),
+          start: () => {
+            events.push(`start ${s.id}`);
+            if (c.backend_down) s.status.recoverableError(new Error('backend unreachable'));
+          },
           export: async (b) => {
             if (c.delay_ms) await sleep(c.delay_ms);
             list.push(b as FlowBatch);
@@ -187,6 +192,23 @@ describe('Service', () => {
     expect(tag?.items).toEqual({ in: 8, out: 6, dropped: 0, failed: 2 });
     expect(tag?.lastError).toBe('bad batch');
     expect(statuses).toEqual(['starting', 'ok', 'recoverable_error', 'ok', 'stopping', 'stopped']);
+  });
+
+  it('an error a component reports itself is not cleared by the batches that pass meanwhile', async () => {
+    const w = world();
+    const config = w.configure({
+      receivers: { gen: { batches: 3, size: 2 } },
+      exporters: { mem: { backend_down: true } },
+      service: { pipelines: { flows: { receivers: ['gen'], exporters: ['mem'] } } },
+    });
+    const service = await Service.build(config, { logger });
+    await service.start();
+    await sleep(20);
+    const mem = service.components().find((c) => c.id === 'mem');
+    expect(w.exported.get('mem')).toHaveLength(3);
+    expect(mem?.status).toBe('recoverable_error');
+    expect(mem?.lastError).toBe('backend unreachable');
+    await service.shutdown();
   });
 
   it('a slow exporter makes the receiver queue drop, counted, while the queue stays bounded', async () => {

@@ -23,7 +23,13 @@ import type {
   Signal,
 } from '../component.js';
 import type { ComponentSpec, ResolvedConfig } from '../config/resolve.js';
-import { type ComponentKind, type ComponentState, errorMessage, StatusBoard } from '../status.js';
+import {
+  type ComponentKind,
+  type ComponentState,
+  errorMessage,
+  StatusBoard,
+  type StatusReporter,
+} from '../status.js';
 import type { CollectedMetrics } from '../telemetry/self-metrics.js';
 import { BoundedQueue, boundedConcatMap } from './bounded-queue.js';
 
@@ -80,6 +86,8 @@ export class Service implements Host {
   readonly status = new StatusBoard();
   private phaseValue: ServicePhase = 'starting';
   private readonly started = Date.now();
+  /** Components whose recoverable_error was set by the framework for a failed batch. */
+  private readonly failedBatch = new Set<ComponentState>();
   private readonly logger: Logger;
   private readonly meterProvider: MeterProvider;
   private readonly collectSelfMetrics?: () => Promise<CollectedMetrics | undefined>;
@@ -164,7 +172,7 @@ export class Service implements Host {
         kind: spec.kind,
         logger: this.logger.child(bindings),
         meter,
-        status: this.status.reporter(state),
+        status: this.componentReporter(state),
         configDir: spec.configDir,
         extensions,
         host: this,
@@ -348,14 +356,36 @@ export class Service implements Host {
     if (node.state.status !== 'recoverable_error' || node.state.lastError !== errorMessage(err)) {
       node.logger.warn({ err: errorMessage(err) }, message);
     }
-    this.status.set(node.state, 'recoverable_error', err);
+    if (this.status.set(node.state, 'recoverable_error', err)) this.failedBatch.add(node.state);
   }
 
+  /**
+   * A batch went through: clears the error a failed batch set. An error the component reported itself
+   * (an exporter whose backend is down while `export` only queues) stays until the component clears it.
+   */
   private healthy(node: Node<Lifecycle>): void {
-    if (node.state.status === 'recoverable_error') {
-      this.status.set(node.state, 'ok');
+    if (!this.failedBatch.delete(node.state)) return;
+    if (node.state.status === 'recoverable_error' && this.status.set(node.state, 'ok')) {
       node.logger.info('recovered');
     }
+  }
+
+  /** The component's own reporter: what it reports is its own, never cleared by a healthy batch. */
+  private componentReporter(state: ComponentState): StatusReporter {
+    const reporter = this.status.reporter(state);
+    const own =
+      <A extends unknown[]>(report: (...args: A) => void) =>
+      (...args: A) => {
+        this.failedBatch.delete(state);
+        report(...args);
+      };
+    return {
+      ok: own(reporter.ok),
+      recoverableError: own(reporter.recoverableError),
+      permanentError: own(reporter.permanentError),
+      fatalError: own(reporter.fatalError),
+      describe: reporter.describe,
+    };
   }
 
   /** Starts extensions, exporters, processors, then receivers. A failure stops what started and throws. */

@@ -1,4 +1,4 @@
-import { duration } from '@netmon/core';
+import { duration, retryConfig } from '@netmon/core';
 import { z } from 'zod';
 
 /** Where the DAKR URL points: host and port for grpc-js, and whether to use TLS. */
@@ -101,35 +101,14 @@ export const devzeroExporterConfig = z
       .describe(
         'Directory the intervals not yet acknowledged are saved in (one JSON file per exporter, written atomically whenever the queue changes and at shutdown) and restored from at start, so a restart during an outage loses nothing. A relative path resolves against the config file. Unset or empty: in memory only.',
       ),
-    retry: z
-      .strictObject({
-        initial_interval: duration({ min: 10 })
-          .prefault('1s')
-          .describe(
-            'Wait after the first failed send; each further failure waits 1.5 times longer (±20% jitter).',
-          ),
-        max_interval: duration({ min: 10 })
-          .prefault('30s')
-          .describe(
-            'Longest wait between two attempts. Sends are retried until they succeed, are rejected or the queue overflows.',
-          ),
-      })
-      .prefault({})
-      .describe(
-        'Backoff between attempts of a failed send (codes UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNKNOWN, CANCELLED, ABORTED; any other code is a rejection and drops the request).',
-      ),
+    retry: retryConfig(
+      'Retried: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNKNOWN, CANCELLED, ABORTED; any other code is a rejection and drops the request (counted).',
+    ),
   })
   .superRefine((c, ctx) => {
     if (c.endpoint !== '') {
       const target = parseDakrUrl(c.endpoint);
       if (typeof target === 'string') ctx.addIssue({ code: 'custom', path: ['endpoint'], message: target });
-    }
-    if (c.retry.max_interval < c.retry.initial_interval) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['retry', 'max_interval'],
-        message: 'max_interval must not be shorter than initial_interval',
-      });
     }
   });
 

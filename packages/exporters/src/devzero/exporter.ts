@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
+  backoffOf,
   type ComponentSettings,
   type DnsBatch,
   type Exporter,
@@ -121,11 +122,11 @@ export class DevzeroExporter {
         items: payloadItems,
         retryable: isRetryable,
         capacity: config.queue_size,
-        backoff: { initialMs: config.retry.initial_interval, maxMs: config.retry.max_interval },
+        backoff: backoffOf(config.retry),
         logger: settings.logger,
         status: this.status,
         meter: settings.meter,
-        componentId: settings.id,
+        attributes: { component: settings.id },
         onChange: () => {
           if (this.restored) void this.writer?.save();
         },
@@ -394,19 +395,6 @@ export class DevzeroExporter {
     return metricsDocument(this.nodeName, this.interval, this.dns, this.ip2domain.snapshot(now));
   }
 
-  /** True while the backend keeps failing (the queue retries). */
-  get failing(): boolean {
-    return this.queue?.statistics().failingSince !== undefined;
-  }
-
-  /** Re-reports the outage after the framework marked an export of this exporter healthy. */
-  reassertFailure(): void {
-    const stats = this.queue?.statistics();
-    if (stats?.failingSince !== undefined && !this.stopping) {
-      this.status.recoverableError(new Error(stats.lastError ?? 'the DevZero control plane is unreachable'));
-    }
-  }
-
   private stateText(): string {
     const doc: StateDocument = {
       version: 1,
@@ -537,9 +525,6 @@ export class DevzeroSignalExporter implements Exporter {
     } catch (err) {
       return Promise.reject(err);
     }
-    // The framework marks an exporter ok after each export it takes; an outage of the control plane is
-    // still going on, so report it again once that has happened.
-    if (this.core.failing) setImmediate(() => this.core.reassertFailure());
     return Promise.resolve();
   }
 

@@ -1,4 +1,4 @@
-import { duration, GRANULARITIES } from '@netmon/core';
+import { duration, GRANULARITIES, retryConfig } from '@netmon/core';
 import { z } from 'zod';
 import { POINTS_PER_SERIES } from './metrics.js';
 
@@ -158,32 +158,11 @@ export const otlpExporterConfig = z
       .describe(
         'Most data points in one request. Independently, a request never exceeds 4,000,000 bytes before compression (gRPC servers refuse messages over 4 MiB by default).',
       ),
-    retry: z
-      .strictObject({
-        initial_interval: duration({ min: 10 })
-          .prefault('1s')
-          .describe(
-            'Wait after the first failed send; each further failure waits 1.5 times longer (±20% jitter).',
-          ),
-        max_interval: duration({ min: 10 })
-          .prefault('30s')
-          .describe(
-            'Longest wait between two attempts. Sends are retried until they succeed, are rejected or the queue overflows.',
-          ),
-      })
-      .prefault({})
-      .describe(
-        'Backoff between attempts of a failed request. Retried: CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED when the server sends RetryInfo; any other outcome drops the request (counted).',
-      ),
+    retry: retryConfig(
+      'Retried: CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED when the server sends RetryInfo; any other outcome drops the request (counted).',
+    ),
   })
   .superRefine((c, ctx) => {
-    if (c.retry.max_interval < c.retry.initial_interval) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['retry', 'max_interval'],
-        message: 'max_interval must not be shorter than initial_interval',
-      });
-    }
     if (c.queue_size < c.max_series * POINTS_PER_SERIES) {
       ctx.addIssue({
         code: 'custom',

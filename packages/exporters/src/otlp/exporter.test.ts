@@ -4,7 +4,8 @@ import { Metadata, status } from '@grpc/grpc-js';
 import { DnsBatch, type Extension, FlowBatch, type FlowInit, StatusBoard } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { OtlpSink, type SinkPoint, startWorkerSink } from '../../../../test/harness/otlp-sink.js';
+import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
+import { EXPORT_PATH, OtlpSink, type SinkPoint } from '../../../../test/harness/otlp-sink.js';
 import { otlpExporterConfig } from './config.js';
 import { OtlpExporter, type OtlpExporterOptions } from './exporter.js';
 import { otlpExporterFactory } from './factory.js';
@@ -20,7 +21,7 @@ const pem = (name: string) => readFileSync(path.join(TESTDATA, name));
 // inert) running after the channel is closed, until it fires.
 const conformanceConfig = { endpoint: 'http://127.0.0.1:1' };
 beforeAll(async () => {
-  const conformanceSink = await startWorkerSink();
+  const conformanceSink = await startAckWorker([EXPORT_PATH]);
   conformanceConfig.endpoint = conformanceSink.endpoint;
   return async () => {
     expect(await conformanceSink.requests()).toBeGreaterThanOrEqual(2); // one per conformance run

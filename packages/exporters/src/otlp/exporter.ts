@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import {
   type BackoffOptions,
+  backoffOf,
   type ComponentSettings,
   type DnsBatch,
   type Exporter,
@@ -139,14 +140,14 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
       retryable: isRetryable,
       capacity: config.queue_size,
       backoff: {
-        initialMs: config.retry.initial_interval,
-        maxMs: config.retry.max_interval,
+        ...backoffOf(config.retry),
         ...this.options.backoff,
       },
       logger: settings.logger,
       status: settings.status,
       meter: settings.meter,
-      componentId: settings.id,
+      // flows and dns each have an instance (and a queue) of the same id.
+      attributes: { component: settings.id, signal: this.signal },
     });
     this.started = true;
     this.previousEnd = this.now();
