@@ -93,7 +93,11 @@ function world() {
       description:
         'collects batches; waits `delay_ms` per batch; with `backend_down`, reports its own outage',
       signals: ['flows'],
-      config: z.strictObject({ delay_ms: z.number().default(0), backend_down: z.boolean().default(false) }),
+      config: z.strictObject({
+        delay_ms: z.number().default(0),
+        backend_down: z.boolean().default(false),
+        fail_on: z.number().default(-1),
+      }),
       create: (s, c) => {
         const list: FlowBatch[] = [];
         exported.set(s.id, list);
@@ -105,6 +109,7 @@ function world() {
           },
           export: async (b) => {
             if (c.delay_ms) await sleep(c.delay_ms);
+            if ((b as FlowBatch).srcPort[0] === c.fail_on) throw new Error('bad batch');
             list.push(b as FlowBatch);
           },
         };
@@ -208,6 +213,22 @@ describe('Service', () => {
     expect(w.exported.get('mem')).toHaveLength(3);
     expect(mem?.status).toBe('recoverable_error');
     expect(mem?.lastError).toBe('backend unreachable');
+    await service.shutdown();
+  });
+
+  it('a failed batch during a component’s own error does not let the next good batch clear it', async () => {
+    const w = world();
+    const config = w.configure({
+      receivers: { gen: { batches: 3, size: 2 } },
+      exporters: { mem: { backend_down: true, fail_on: 1 } },
+      service: { pipelines: { flows: { receivers: ['gen'], exporters: ['mem'] } } },
+    });
+    const service = await Service.build(config, { logger });
+    await service.start();
+    await sleep(20);
+    const mem = service.components().find((c) => c.id === 'mem');
+    expect(mem?.items.failed).toBe(2);
+    expect(mem?.status).toBe('recoverable_error');
     await service.shutdown();
   });
 

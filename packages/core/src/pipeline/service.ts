@@ -356,7 +356,9 @@ export class Service implements Host {
     if (node.state.status !== 'recoverable_error' || node.state.lastError !== errorMessage(err)) {
       node.logger.warn({ err: errorMessage(err) }, message);
     }
-    if (this.status.set(node.state, 'recoverable_error', err)) this.failedBatch.add(node.state);
+    // A component already reporting its own error keeps ownership of it: a later good batch must not clear it.
+    const ownError = node.state.status === 'recoverable_error' && !this.failedBatch.has(node.state);
+    if (this.status.set(node.state, 'recoverable_error', err) && !ownError) this.failedBatch.add(node.state);
   }
 
   /**
