@@ -18,3 +18,4 @@ export * from './registry.js';
 export * from './status.js';
 export * from './telemetry/logger.js';
 export * from './telemetry/self-metrics.js';
+export * from './version.js';
