@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { endpoint, parseEndpoint } from './endpoint.js';
+import { endpoint, parseEndpoint, parseGrpcUrl } from './endpoint.js';
 
 describe('endpoint', () => {
   it('accepts host:port, [v6]:port and :port, with its default', () => {
@@ -19,5 +19,22 @@ describe('endpoint', () => {
     expect(parseEndpoint('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 });
     expect(parseEndpoint('[::1]:9464')).toEqual({ host: '::1', port: 9464 });
     expect(parseEndpoint(':9464')).toEqual({ host: '0.0.0.0', port: 9464 });
+  });
+});
+
+describe('parseGrpcUrl', () => {
+  it('gives host:port and TLS, with default ports', () => {
+    expect(parseGrpcUrl('https://dakr.example.com', 'x')).toEqual({
+      address: 'dakr.example.com:443',
+      tls: true,
+    });
+    expect(parseGrpcUrl('http://127.0.0.1:4317/', 'x')).toEqual({ address: '127.0.0.1:4317', tls: false });
+    expect(parseGrpcUrl('http://[::1]:4317', 'x')).toEqual({ address: '[::1]:4317', tls: false });
+  });
+  it('names what is wrong', () => {
+    expect(parseGrpcUrl('collector:4317', 'http://c:4317')).toMatch(/scheme must be http/);
+    expect(parseGrpcUrl('nonsense', 'http://c:4317')).toMatch(/not a URL; expected e.g. http:\/\/c:4317/);
+    expect(parseGrpcUrl('http://c:4317/v1/metrics', 'x')).toMatch(/cannot have a path/);
+    expect(parseGrpcUrl('http://u:p@c:4317', 'x')).toMatch(/credentials/);
   });
 });
