@@ -57,11 +57,77 @@ describe('SendQueue', () => {
   it('drops the oldest waiting payloads past capacity, never the one in flight, and counts them', async () => {
     const { queue, received, backend } = setup({ capacity: 3 });
     backend.down = true;
-    for (let i = 0; i < 6; i++) queue.push([i]);
+    // One flush each: payloads pushed apart from each other.
+    for (let i = 0; i < 6; i++) {
+      queue.push([i]);
+      await Promise.resolve();
+    }
     backend.down = false;
     await until(() => queue.statistics().queuedItems === 0);
     expect(received).toEqual([0, 4, 5]);
     expect(queue.statistics().dropped.queue_full).toBe(3);
+    await queue.close();
+  });
+
+  it('never drops a payload pushed by the same flush while it is being pushed (healthy backend)', async () => {
+    // Capacity 10: an older 2-item payload is in flight when a flush pushes five 2-item payloads.
+    const { queue, received } = setup({ capacity: 10 });
+    queue.push([100, 101]);
+    await Promise.resolve();
+    for (let i = 0; i < 5; i++) queue.push([2 * i, 2 * i + 1]);
+    await until(() => queue.statistics().queuedItems === 0);
+    expect(received).toEqual([100, 101, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(queue.statistics().dropped.queue_full).toBe(0);
+    await queue.close();
+  });
+
+  it('a flush makes room by dropping older waiting payloads; one larger than the queue keeps its newest', async () => {
+    const { queue, received, backend } = setup({ capacity: 4 });
+    backend.down = true;
+    queue.push([100]); // in flight, failing
+    await Promise.resolve();
+    queue.push([101]);
+    queue.push([102]);
+    await Promise.resolve();
+    // A flush of four: the older waiting ones go, the one in flight stays (on top of capacity).
+    for (let i = 0; i < 4; i++) queue.push([i]);
+    expect(queue.contents()).toEqual([[100], [0], [1], [2], [3]]);
+    expect(queue.statistics().dropped.queue_full).toBe(2);
+    await Promise.resolve();
+    // A flush of six alone exceeds the queue: its two oldest go (and everything older waiting).
+    for (let i = 10; i < 16; i++) queue.push([i]);
+    expect(queue.contents()).toEqual([[100], [12], [13], [14], [15]]);
+    expect(queue.statistics().dropped.queue_full).toBe(8);
+    backend.down = false;
+    await until(() => queue.statistics().queuedItems === 0);
+    expect(received).toEqual([100, 12, 13, 14, 15]);
+    await queue.close();
+  });
+
+  it('a rejection resets the backoff: the next payload starts from the first wait', async () => {
+    const waits: number[] = [];
+    let calls = 0;
+    const { queue, received } = setup({
+      // Fails twice (retryable), then rejects the first payload; the second fails once, then succeeds.
+      send: async (p) => {
+        calls++;
+        const t = Date.now();
+        waits.push(t);
+        if (calls <= 2) throw Object.assign(new Error('unavailable'), { retry: true });
+        if (calls === 3) throw Object.assign(new Error('bad'), { retry: false });
+        if (calls === 4) throw Object.assign(new Error('unavailable'), { retry: true });
+        received.push(...p);
+      },
+      backoff: { initialMs: 20, maxMs: 10_000, multiplier: 10, jitter: 0 },
+    });
+    queue.push([1]);
+    queue.push([2]);
+    await until(() => received.length === 1);
+    expect(received).toEqual([2]);
+    // Waits: 20, 200 for the first payload; after its rejection, 20 again (not 2000).
+    const gaps = waits.slice(1).map((t, i) => t - waits[i]);
+    expect(gaps[3]).toBeLessThan(1000);
+    expect(queue.statistics().dropped.rejected).toBe(1);
     await queue.close();
   });
 
@@ -102,6 +168,88 @@ describe('SendQueue', () => {
     expect(c.queue.statistics().dropped.shutdown).toBe(3);
     c.queue.push([4]);
     expect(c.queue.statistics().dropped.shutdown).toBe(4);
+  });
+
+  it('close drops (as rejected) a payload the backend refuses for good instead of keeping it, and goes on', async () => {
+    const sent: number[][] = [];
+    let hold: () => void = () => {};
+    let calls = 0;
+    const { queue } = setup({
+      // The first call hangs until released; on close, [1] is refused for good and [2] accepted.
+      send: (p) => {
+        calls++;
+        if (calls === 1)
+          return new Promise<void>((r) => (hold = r)).then(() =>
+            Promise.reject(Object.assign(new Error('x'), { retry: true })),
+          );
+        if (p[0] === 1) return Promise.reject(Object.assign(new Error('invalid'), { retry: false }));
+        sent.push(p);
+        return Promise.resolve();
+      },
+    });
+    queue.push([1]);
+    queue.push([2]);
+    await new Promise((r) => setTimeout(r, 5));
+    const closing = queue.close({ keep: true });
+    hold();
+    expect(await closing).toBe(0);
+    expect(queue.contents()).toEqual([]);
+    expect(sent).toEqual([[2]]);
+    expect(queue.statistics().dropped).toEqual({ queue_full: 0, rejected: 1, shutdown: 0 });
+  });
+
+  it('close is bounded: past deadlineMs it cancels the call in flight and keeps or drops what is left', async () => {
+    // A blackholed backend: calls never answer until cancelled.
+    const pending = new Set<(err: Error) => void>();
+    let cancels = 0;
+    const hang = () =>
+      new Promise<void>((_, reject) => {
+        pending.add(reject);
+      });
+    const a = setup({ send: hang });
+    a.queue.push([1]);
+    a.queue.push([2, 3]);
+    await new Promise((r) => setTimeout(r, 5));
+    const t0 = Date.now();
+    const left = await a.queue.close({
+      keep: true,
+      deadlineMs: 200,
+      cancel: () => {
+        cancels++;
+        for (const reject of pending) reject(Object.assign(new Error('cancelled'), { retry: true }));
+        pending.clear();
+      },
+    });
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+    expect(left).toBe(3);
+    expect(cancels).toBe(1);
+    expect(a.queue.contents()).toEqual([[1], [2, 3]]);
+
+    // Without a cancel that works (the call goes on hanging), close still returns at the deadline, and
+    // gives the last attempts only what is left of it.
+    const deadlines: (number | undefined)[] = [];
+    let first = true;
+    const b = setup({
+      send: (_p, deadline) => {
+        deadlines.push(deadline);
+        if (first) {
+          first = false;
+          return Promise.reject(Object.assign(new Error('unavailable'), { retry: true }));
+        }
+        return new Promise<void>(() => {});
+      },
+      backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
+    });
+    b.queue.push([1]);
+    await new Promise((r) => setTimeout(r, 5));
+    const t1 = Date.now();
+    expect(await b.queue.close({ deadlineMs: 150 })).toBe(1);
+    expect(Date.now() - t1).toBeLessThan(2000);
+    expect(b.queue.statistics().dropped.shutdown).toBe(1);
+    expect(deadlines[0]).toBeUndefined();
+    expect(deadlines[1]).toBeGreaterThanOrEqual(t1 + 150);
+    expect(deadlines[1]).toBeLessThanOrEqual(t1 + 200);
   });
 
   it('does not sit out a backoff when the send in flight fails after close began', async () => {

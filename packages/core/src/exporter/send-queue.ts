@@ -25,13 +25,20 @@ export const DEFAULT_BACKOFF: BackoffOptions = {
 };
 
 export interface SendQueueOptions<T> {
-  /** Delivers one payload; resolves when the backend acknowledged it. */
-  send(payload: T): Promise<void>;
+  /**
+   * Delivers one payload; resolves when the backend acknowledged it. While the queue is closing,
+   * `deadline` (ms since the epoch) is when `close` gives up: a call should not be given longer.
+   */
+  send(payload: T, deadline?: number): Promise<void>;
   /** Items (data points, flows) in a payload: the unit of `capacity` and of the drop counters. */
   items(payload: T): number;
   /** True when a failed send may succeed later (UNAVAILABLE, a timeout). Others drop the payload. */
   retryable(err: unknown): boolean;
-  /** Items the queue holds; past it the oldest payloads are dropped (counted), so recent data survives. */
+  /**
+   * Items the queue holds; past it the oldest payloads are dropped (counted), so recent data survives.
+   * Payloads pushed in one synchronous run (one flush) are a group that never pushes out its own members,
+   * unless the group alone is larger than `capacity`.
+   */
   capacity: number;
   backoff?: Partial<BackoffOptions>;
   logger: Logger;
@@ -44,6 +51,26 @@ export interface SendQueueOptions<T> {
 }
 
 export type DropReason = 'queue_full' | 'rejected' | 'shutdown';
+
+/** At shutdown, how long an exporter's call in flight and last attempts may take by default. */
+export const DEFAULT_CLOSE_DEADLINE_MS = 3000;
+
+export interface CloseOptions {
+  /** Leave what was not delivered in `contents()` (the exporter persists it) instead of dropping it. */
+  keep?: boolean;
+  /**
+   * How long the call in flight and the last attempts may take in all; when it has passed, `cancel` is
+   * called and whatever is still undelivered is left (kept or dropped). Default 3 s: exporters stop one
+   * after another within the agent's service::shutdown_timeout, and one blackholed backend must not use
+   * up the time of the ones after it.
+   */
+  deadlineMs?: number;
+  /**
+   * Cancels the exporter's calls in flight, called once when the deadline passes. A call cancelled then
+   * may still have reached the backend: a kept payload may be delivered twice (at least once).
+   */
+  cancel?: () => void;
+}
 
 /** Counters a queue keeps, for /status and tests. */
 export interface SendQueueStats {
@@ -72,6 +99,11 @@ export class SendQueue<T> {
   private timer?: NodeJS.Timeout;
   private wake?: () => void;
   private attempt = 0;
+  /** Payloads (at the tail) and their items pushed in the current synchronous run. */
+  private group = 0;
+  private groupItems = 0;
+  /** Set once close() has returned: late outcomes of an abandoned call change nothing. */
+  private finished = false;
   private readonly backoff: BackoffOptions;
   private readonly stats: Omit<SendQueueStats, 'queuedPayloads' | 'queuedItems'> = {
     sentPayloads: 0,
@@ -115,7 +147,13 @@ export class SendQueue<T> {
     this.unobserve = () => m.removeBatchObservableCallback(observe, observables);
   }
 
-  /** Adds a payload and starts sending if idle. After `close`, the payload is dropped (counted). */
+  /**
+   * Adds a payload and starts sending if idle. After `close`, the payload is dropped (counted). Past
+   * `capacity`, the oldest payloads waiting are dropped: never the one in flight, and never one pushed in
+   * the same synchronous run as this one (the other requests of the same flush), unless those alone
+   * exceed `capacity` (then their oldest go, the newest payload always stays). While a payload is in
+   * flight the queue may hold its items on top of `capacity`.
+   */
   push(payload: T): void {
     const n = this.opts.items(payload);
     if (this.closed) {
@@ -124,22 +162,55 @@ export class SendQueue<T> {
     }
     this.queue.push(payload);
     this.queuedItems += n;
-    // Keep at least the new payload, however large: a cap smaller than one interval must still deliver.
-    while (this.queuedItems > this.opts.capacity && this.queue.length > 1) {
-      // The head may be in flight; its outcome is handled by the sender, so drop the next oldest.
-      const index = this.running ? 1 : 0;
-      if (index >= this.queue.length - 1 && this.running) break;
+    if (this.group === 0) queueMicrotask(() => this.endGroup());
+    this.group++;
+    this.groupItems += n;
+    this.makeRoom();
+    this.opts.onChange?.();
+    this.kick();
+  }
+
+  /** Drops the oldest payloads until the queue fits its capacity (see `push`). */
+  private makeRoom(): void {
+    const cap = this.opts.capacity;
+    let dropped = 0;
+    let droppedItems = 0;
+    const drop = (index: number) => {
       const [old] = this.queue.splice(index, 1);
       const m = this.opts.items(old);
       this.queuedItems -= m;
-      this.count('queue_full', m);
+      dropped++;
+      droppedItems += m;
+      return m;
+    };
+    // The head may be in flight: its outcome is the sender's to handle, so it is never dropped.
+    const first = this.running ? 1 : 0;
+    // Older payloads waiting, oldest first.
+    while (this.queuedItems > cap && this.queue.length - this.group > first) drop(first);
+    // This run's payloads alone are more than the queue holds: their oldest go, the newest stays.
+    let start = this.queue.length - this.group;
+    if (start < first) {
+      // The group's first payload is already in flight: it stays, and does not count.
+      this.groupItems -= this.opts.items(this.queue[0]);
+      this.group--;
+      start = first;
+    }
+    while (this.groupItems > cap && this.group > 1) {
+      this.groupItems -= drop(start);
+      this.group--;
+    }
+    if (dropped > 0) {
+      this.count('queue_full', droppedItems);
       this.opts.logger.warn(
-        { dropped_items: m, capacity: this.opts.capacity },
+        { dropped_items: droppedItems, dropped_requests: dropped, capacity: cap },
         'send queue full: dropped the oldest waiting data',
       );
     }
-    this.opts.onChange?.();
-    this.kick();
+  }
+
+  private endGroup(): void {
+    this.group = 0;
+    this.groupItems = 0;
   }
 
   /** Payloads waiting (including the one in flight), oldest first; for exporters that persist them. */
@@ -162,28 +233,63 @@ export class SendQueue<T> {
   }
 
   /**
-   * Stops retrying and makes one last attempt per payload, oldest first, up to the first failure. With
-   * `keep` (the exporter persists what is left) the rest stays in `contents()`; otherwise it is dropped
-   * and counted as `shutdown`. Returns the number of items not delivered.
+   * Stops retrying, waits for the call in flight, then makes one last attempt per payload, oldest first,
+   * until one fails in a way worth retrying (a payload the backend rejects for good is dropped, counted
+   * `rejected`, and the next one is tried). All of it within `deadlineMs`: when that has passed, `cancel`
+   * is called and close returns without waiting for the call any longer. With `keep` (the exporter
+   * persists what is left) the rest stays in `contents()`; otherwise it is dropped and counted as
+   * `shutdown`. Returns the number of items not delivered.
    */
-  async close(opts: { keep?: boolean } = {}): Promise<number> {
+  async close(opts: CloseOptions = {}): Promise<number> {
     if (this.closed) return this.queuedItems;
     this.closed = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.wake?.();
-    await this.idle;
-    while (this.queue.length > 0) {
-      const head = this.queue[0];
-      try {
-        await this.opts.send(head);
-      } catch (err) {
+    const budget = opts.deadlineMs ?? DEFAULT_CLOSE_DEADLINE_MS;
+    const deadline = Date.now() + budget;
+    let expired = false;
+    let timer: NodeJS.Timeout | undefined;
+    const expiry = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => {
+        expired = true;
+        try {
+          opts.cancel?.();
+        } catch (err) {
+          this.opts.logger.warn({ err: errorMessage(err) }, 'cancelling the calls in flight failed');
+        }
+        resolve('expired');
+      }, budget);
+    });
+    try {
+      await Promise.race([this.idle, expiry]);
+      while (!expired && this.queue.length > 0) {
+        const head = this.queue[0];
+        const outcome = await Promise.race([this.attemptOnce(head, deadline), expiry]);
+        if (outcome === 'expired') break;
+        if (outcome.ok) {
+          this.delivered(head);
+          continue;
+        }
         this.stats.failedAttempts++;
-        this.opts.logger.warn({ err: errorMessage(err) }, 'final send failed while stopping');
+        this.stats.lastError = errorMessage(outcome.err);
+        if (!this.opts.retryable(outcome.err)) {
+          this.reject(head, outcome.err);
+          continue;
+        }
+        this.opts.logger.warn({ err: errorMessage(outcome.err) }, 'final send failed while stopping');
         break;
       }
-      this.delivered(head);
+    } finally {
+      clearTimeout(timer);
     }
+    if (expired) {
+      this.opts.logger.warn(
+        { deadline_ms: budget, queued_items: this.queuedItems },
+        'stopping: the backend did not answer within the shutdown deadline; gave up on the call in flight',
+      );
+    }
+    this.finished = true;
     const left = this.queuedItems;
     this.unobserve();
     if (left > 0 && !opts.keep) {
@@ -210,19 +316,16 @@ export class SendQueue<T> {
       try {
         await this.opts.send(head);
       } catch (err) {
+        // close() gave up on this call: what became of it no longer matters.
+        if (this.finished) return;
         this.stats.failedAttempts++;
         this.stats.lastError = errorMessage(err);
         this.stats.failingSince ??= Date.now();
         if (!this.opts.retryable(err)) {
-          this.remove(head);
-          const n = this.opts.items(head);
-          this.count('rejected', n);
-          this.opts.logger.error(
-            { err: errorMessage(err), dropped_items: n },
-            'the backend rejected data for good; dropped it',
-          );
+          this.reject(head, err);
           this.opts.status.recoverableError(err);
-          this.opts.onChange?.();
+          // A rejection is about that payload: the next one starts its own backoff.
+          this.attempt = 0;
           continue;
         }
         this.opts.status.recoverableError(err);
@@ -241,6 +344,7 @@ export class SendQueue<T> {
         await this.sleep(wait);
         continue;
       }
+      if (this.finished) return;
       this.delivered(head);
       if (this.attempt > 0 || this.stats.failingSince !== undefined) {
         this.opts.logger.info(
@@ -253,6 +357,30 @@ export class SendQueue<T> {
       this.stats.lastError = undefined;
       this.opts.status.ok();
     }
+  }
+
+  /** One send whose failure, even a synchronous throw, comes back as a value. */
+  private attemptOnce(payload: T, deadline: number): Promise<{ ok: true } | { ok: false; err: unknown }> {
+    try {
+      return this.opts.send(payload, deadline).then(
+        () => ({ ok: true as const }),
+        (err: unknown) => ({ ok: false as const, err }),
+      );
+    } catch (err) {
+      return Promise.resolve({ ok: false as const, err });
+    }
+  }
+
+  /** Drops a payload the backend refused for good (counted `rejected`). */
+  private reject(payload: T, err: unknown): void {
+    if (!this.remove(payload)) return;
+    const n = this.opts.items(payload);
+    this.count('rejected', n);
+    this.opts.logger.error(
+      { err: errorMessage(err), dropped_items: n },
+      'the backend rejected data for good; dropped it',
+    );
+    this.opts.onChange?.();
   }
 
   private delivered(payload: T): void {
