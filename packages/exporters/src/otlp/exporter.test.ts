@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { DnsBatch, type Extension, FlowBatch, type FlowInit, StatusBoard } from '@netmon/core';
@@ -467,6 +468,8 @@ describe('otlp exporter', () => {
       e.export(FlowBatch.from([flow(CART, i)]));
       clock.t = T0 + i * 1000;
       e.flush();
+      // Each flush on its own turn, as the interval timer runs them (one turn's requests are one group).
+      await Promise.resolve();
     }
     const stats = (
       e as unknown as { queue: { statistics(): { dropped: { queue_full: number }; queuedItems: number } } }
@@ -501,6 +504,33 @@ describe('otlp exporter', () => {
       end: ns(T0 + 3_000),
     });
     expect(() => e.export(FlowBatch.from([flow(CART)]))).toThrow(/after shutdown/);
+  });
+
+  it('shutdown is bounded when the backend is blackholed: at most 3 s, the channel closed, the rest counted', async () => {
+    // A backend that accepts connections and never says a word: the call neither fails nor ends.
+    const sockets = new Set<Socket>();
+    const hole = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+    try {
+      const port = (hole.address() as AddressInfo).port;
+      const { e } = exporter({ endpoint: `http://127.0.0.1:${port}`, timeout: '60s' });
+      e.export(FlowBatch.from([flow(CART, 42)]));
+      e.flush();
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = Date.now();
+      await e.shutdown();
+      const took = Date.now() - t0;
+      expect(took).toBeGreaterThanOrEqual(2900);
+      expect(took).toBeLessThan(4500);
+      const facts = (e as unknown as { facts(): { queue: { dropped: { shutdown: number } } } }).facts();
+      expect(facts.queue.dropped.shutdown).toBeGreaterThan(0);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((r) => hole.close(r));
+    }
   });
 
   it('past max_series, flows go to one overflow series marked otel.metric.overflow=true, totals intact', async () => {

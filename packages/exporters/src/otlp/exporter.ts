@@ -3,6 +3,7 @@ import {
   type BackoffOptions,
   backoffOf,
   type ComponentSettings,
+  DEFAULT_CLOSE_DEADLINE_MS,
   type DnsBatch,
   type Exporter,
   FlowBatch,
@@ -34,6 +35,19 @@ const SCOPE: Scope = { name: 'netmon', version: VERSION };
 type Compression = NonNullable<ConstructorParameters<typeof OTLPMetricExporter>[0]>['compression'];
 /** ExportResultCode.SUCCESS of @opentelemetry/core. */
 const SUCCESS = 0;
+
+/**
+ * Closes an OTLPMetricExporter's gRPC channel at once (OTLPMetricExporter.shutdown() would first wait for
+ * its calls in flight, up to `timeout`). grpc-js then fails the calls still waiting for a connection (a
+ * blackholed backend) with UNAVAILABLE; a call a server holds open ends at its own deadline, which
+ * SendQueue.close does not wait for. The library has no public way to cancel a call: this reaches its
+ * transport, and does nothing if the library's insides change.
+ */
+function closeChannel(client: OTLPMetricExporter | undefined): void {
+  const transport = (client as unknown as { _delegate?: { _transport?: { shutdown?: () => void } } })
+    ?._delegate?._transport;
+  if (typeof transport?.shutdown === 'function') transport.shutdown();
+}
 
 /** For tests and benchmarks: a clock, and shorter retry waits than the SendQueue's defaults. */
 export interface OtlpExporterOptions {
@@ -218,20 +232,42 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     this.expired += expire(this.aggregate, this.cache, now, config.expiration);
   }
 
+  /**
+   * Queues the partial interval and gives the backend at most 3 s (or `timeout`, if shorter) for the call
+   * in flight and the last attempts: exporters stop one after another within the agent's shutdown
+   * deadline, so a blackholed backend must not use up the time of the exporters after this one. Past
+   * it the channel is closed and what is left is dropped (counted as `shutdown`).
+   */
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
+    const budget = Math.min(DEFAULT_CLOSE_DEADLINE_MS, this.config.timeout);
+    const deadline = Date.now() + budget;
     try {
       if (this.queue) {
         this.flush();
-        const left = await this.queue.close();
+        const left = await this.queue.close({
+          deadlineMs: budget,
+          cancel: () => closeChannel(this.client),
+        });
         if (left > 0) {
           this.settings.logger.warn({ dropped_points: left }, 'stopped with points the backend never took');
         }
       }
-      await this.client?.shutdown();
+      // The library's shutdown first waits for its calls in flight; one close() gave up on must not
+      // hold the agent (its channel is closed already).
+      const client = this.client;
+      if (client) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          client.shutdown(),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+          }),
+        ]).finally(() => clearTimeout(timer));
+      }
     } finally {
       this.settings.meter.removeBatchObservableCallback(this.observe, this.observables);
     }
