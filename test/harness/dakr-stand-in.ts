@@ -83,8 +83,10 @@ export class DakrStandIn {
   failWith?: { code: number; details?: string };
   /** Calls answered with `failWith`. */
   failed = 0;
-  /** Delay before answering (ms). */
+  /** Delay before answering (ms); a call the client cancels meanwhile is neither recorded nor answered. */
   delayMs = 0;
+  /** Calls the client cancelled while the stand-in delayed its answer. */
+  cancelled = 0;
   private server?: Server;
   private readonly services: { metrics: ServiceDefinition; health: ServiceDefinition };
 
@@ -115,10 +117,14 @@ export class DakrStandIn {
 
   private handler<T>(log: ReceivedCall<T>[], response: () => object): UntypedServiceImplementation[string] {
     return ((
-      call: { request: T; metadata: Metadata },
+      call: { request: T; metadata: Metadata; cancelled: boolean },
       callback: (err: { code: number; details: string } | null, res?: object) => void,
     ) => {
       const answer = () => {
+        if (call.cancelled) {
+          this.cancelled++;
+          return;
+        }
         if (this.failWith) {
           this.failed++;
           return callback({ code: this.failWith.code, details: this.failWith.details ?? 'stand-in failure' });

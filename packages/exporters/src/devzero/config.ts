@@ -36,13 +36,13 @@ export const devzeroExporterConfig = z
       .string()
       .default('')
       .describe(
-        'The DevZero control plane ("dakr") URL, e.g. https://dakr.devzero.io (https:// uses TLS, http:// plaintext gRPC). Empty: local only, nothing is sent and the interval is only visible at GET /metrics on the health_check port.',
+        'The DevZero control plane ("dakr") URL, e.g. https://dakr.devzero.io (https:// uses TLS, http:// plaintext gRPC). Empty, or set without a token: local only, nothing is sent and the interval is only visible at GET /metrics on the health_check port.',
       ),
     token: z
       .string()
       .default('')
       .describe(
-        'The cluster token, sent as "authorization: Bearer <token>" (CLUSTER_TOKEN of zxporter-netmon). Empty: no authorization header.',
+        'The cluster token, sent as "authorization: Bearer <token>" (CLUSTER_TOKEN of zxporter-netmon). Empty: local only, even with an endpoint (as zxporter-netmon, which creates its client only with both; the start log warns), so a token-less install never sends unauthenticated requests.',
       ),
     cluster_id: z
       .string()
@@ -75,7 +75,16 @@ export const devzeroExporterConfig = z
       .min(1)
       .default(100_000)
       .describe(
-        'Flows and lookups kept while the control plane cannot be reached (intervals waiting to be sent, in items). Past it the oldest waiting interval is dropped and counted.',
+        'Flows and lookups kept while the control plane cannot be reached (requests waiting to be sent, in items); at least max_items_per_interval. Past it the oldest waiting requests are dropped and counted (never the one in flight, never one of the interval being queued).',
+      ),
+    max_items_per_interval: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(50_000)
+      .describe(
+        'Most flows plus DNS lookups one interval holds. An interval that reaches it is closed early and queued like any other (nothing is dropped; counted in netmon_devzero_early_flushes), so a port scan or a DNS flood cannot grow memory without bound.',
       ),
     max_items_per_request: z
       .number()
@@ -93,7 +102,7 @@ export const devzeroExporterConfig = z
       .max(50_000)
       .default(10_000)
       .describe(
-        'Most IP → domain entries learnt from DNS answers (kept for their TTL, at least until the interval that saw them is sent); the snapshot goes with every request. Past it the entry learnt longest ago makes room.',
+        'Most IP → domain entries learnt from DNS answers (kept for their TTL, at least until the interval that saw them is sent). Each request carries the names of its own addresses and the most recently learnt entries that fit its size budget (about 256 KiB), not the whole cache. Past it the entry learnt longest ago makes room.',
       ),
     state_dir: z
       .string()
@@ -109,6 +118,13 @@ export const devzeroExporterConfig = z
     if (c.endpoint !== '') {
       const target = parseDakrUrl(c.endpoint);
       if (typeof target === 'string') ctx.addIssue({ code: 'custom', path: ['endpoint'], message: target });
+    }
+    if (c.queue_size < c.max_items_per_interval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['queue_size'],
+        message: `queue_size (${c.queue_size}) must hold one whole interval: at least max_items_per_interval (${c.max_items_per_interval} flows and lookups); a smaller queue would drop data with a healthy control plane`,
+      });
     }
   });
 

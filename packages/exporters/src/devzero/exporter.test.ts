@@ -23,7 +23,15 @@ import { componentName, healthOf, overallHealth } from './heartbeat.js';
 import { Interval, Ip2Domain } from './interval.js';
 import { goTime } from './json.js';
 import { REPORT_HEALTH_PATH, SEND_TRAFFIC_PATH } from './proto.js';
-import { buildPayloads, REQUEST_BUDGET_BYTES, toRequest } from './requests.js';
+import {
+  buildPayloads,
+  domainBytes,
+  ITEM_BUDGET_BYTES,
+  payloadBytes,
+  RECENT_DOMAINS_BYTES,
+  REQUEST_BUDGET_BYTES,
+  toRequest,
+} from './requests.js';
 import type { HttpRoutes, RouteHandler } from './routes.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
@@ -107,8 +115,36 @@ class Routes implements HttpRoutes, Extension {
   }
 }
 
+interface LogLine {
+  level: string;
+  msg: string;
+  fields: Record<string, unknown>;
+}
+
+/** A logger that keeps what it is given (pino's call shapes: (fields, msg) or (msg)). */
+function captureLogger(lines: LogLine[]) {
+  const at =
+    (level: string) =>
+    (a: unknown, b?: string): void => {
+      if (typeof a === 'string') lines.push({ level, msg: a, fields: {} });
+      else lines.push({ level, msg: b ?? '', fields: (a ?? {}) as Record<string, unknown> });
+    };
+  const logger: Record<string, unknown> = {
+    level: 'debug',
+    trace: at('trace'),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    fatal: at('fatal'),
+  };
+  logger.child = () => logger;
+  return logger as unknown as ComponentSettings['logger'];
+}
+
 interface Made {
   flows: DevzeroSignalExporter;
+  logs: LogLine[];
   dns?: DevzeroSignalExporter;
   core: DevzeroExporter;
   board: StatusBoard;
@@ -123,6 +159,7 @@ afterEach(async () => {
   standIn.health.length = 0;
   standIn.failWith = undefined;
   standIn.failed = 0;
+  standIn.delayMs = 0;
   if (!standIn.running) await standIn.restart();
 });
 
@@ -134,10 +171,20 @@ function make(
   const board = new StatusBoard();
   const extensions = new Map<string, Extension>();
   if (opts.routes) extensions.set('health_check', opts.routes);
-  const settings = testSettings('exporter', 'devzero', { board, extensions, configDir: opts.configDir });
+  const logs: LogLine[] = [];
+  const settings = {
+    ...testSettings('exporter', 'devzero', { board, extensions, configDir: opts.configDir }),
+    logger: captureLogger(logs),
+  };
   // As the framework does before start.
   for (const state of board.all()) board.set(state, 'starting') && board.set(state, 'ok');
-  const parsed = devzeroExporterConfig.parse({ flush_interval: '1h', heartbeat_interval: '1h', ...config });
+  // With an endpoint, a token (without one the exporter is local only).
+  const parsed = devzeroExporterConfig.parse({
+    flush_interval: '1h',
+    heartbeat_interval: '1h',
+    ...(config.endpoint ? { token: 'tok' } : {}),
+    ...config,
+  });
   const flows = devzeroExporterFactory.create(settings, parsed, 'flows') as DevzeroSignalExporter;
   let dns: DevzeroSignalExporter | undefined;
   if (opts.dns) {
@@ -149,6 +196,7 @@ function make(
   }
   const m: Made = {
     flows,
+    logs,
     dns,
     core: flows.core,
     board,
@@ -181,6 +229,7 @@ describe('devzero config', () => {
       heartbeat_interval: 60_000,
       timeout: 120_000,
       queue_size: 100_000,
+      max_items_per_interval: 50_000,
       max_items_per_request: 10_000,
       ip2domain_max_entries: 10_000,
       retry: { initial_interval: 1000, max_interval: 30_000 },
@@ -197,6 +246,15 @@ describe('devzero config', () => {
     ).toBe(false);
   });
 
+  it('wants queue_size to hold one whole interval', () => {
+    const issues = (c: Record<string, unknown>) =>
+      devzeroExporterConfig.safeParse(c).error?.issues.map((i) => `${i.path.join('::')}: ${i.message}`);
+    expect(issues({ queue_size: 49_999 })).toEqual([
+      'queue_size: queue_size (49999) must hold one whole interval: at least max_items_per_interval (50000 flows and lookups); a smaller queue would drop data with a healthy control plane',
+    ]);
+    expect(issues({ queue_size: 1000, max_items_per_interval: 1000 })).toBeUndefined();
+  });
+
   it('names the node from node_name, else NODE_NAME', () => {
     expect(make({ node_name: 'n-1' }).core.nodeName).toBe('n-1');
   });
@@ -204,7 +262,7 @@ describe('devzero config', () => {
 
 describe('devzero interval', () => {
   it('sums per (src IP, dst IP, dst port, protocol) and takes pods from the attributes', () => {
-    const interval = new Interval(T0);
+    const interval = new Interval(T0, 1000);
     const pods = {
       'src.k8s.pod.name': 'web-1',
       'src.k8s.namespace.name': 'shop',
@@ -223,14 +281,14 @@ describe('devzero interval', () => {
       ]),
     );
     interval.addFlows(FlowBatch.from([flow({ srcPort: 50000 })]));
-    expect([...interval.flows.values()].map((e) => [e.srcIp, e.dstIp, e.dstPort, e.protocol])).toEqual([
+    expect([...interval.entries()].map((e) => [e.srcIp, e.dstIp, e.dstPort, e.protocol])).toEqual([
       ['10.0.1.34', '10.0.2.19', 8080, 6],
       ['10.0.1.34', '10.0.2.19', 443, 6],
       ['10.0.1.34', '10.0.2.19', 8080, 17],
       ['10.0.1.34', '10.0.2.20', 8080, 6],
       ['::ffff:10.0.1.34', '::ffff:10.0.2.19', 8080, 6],
     ]);
-    expect(interval.flows.values().next().value).toEqual({
+    expect(interval.entry(0)).toEqual({
       srcIp: '10.0.1.34',
       dstIp: '10.0.2.19',
       protocol: 6,
@@ -248,18 +306,99 @@ describe('devzero interval', () => {
   });
 
   it('keeps a namespace only with its pod', () => {
-    const interval = new Interval(T0);
+    const interval = new Interval(T0, 1000);
     interval.addFlows(
       FlowBatch.from([
         flow({ attributes: { 'dst.k8s.namespace.name': 'shop', 'dst.k8s.service.name': 'x' } }),
       ]),
     );
-    expect(interval.flows.values().next().value).toMatchObject({ dstPod: '', dstNamespace: '' });
+    expect(interval.entry(0)).toMatchObject({ dstPod: '', dstNamespace: '' });
+  });
+
+  it('sums like a map of keys would, over many keys, both families and every port', () => {
+    const interval = new Interval(T0, 100_000);
+    const expected = new Map<string, number>();
+    for (let round = 0; round < 3; round++) {
+      const rows: FlowInit[] = [];
+      for (let k = 0; k < 5000; k++) {
+        const v6 = k % 7 === 0;
+        const row = flow({
+          family: v6 ? 6 : 4,
+          srcIp: v6 ? `2001:db8::${(k % 300).toString(16)}` : `10.${k % 3}.0.${k % 250}`,
+          dstIp: v6 ? `2600:1f18::${(k >> 3).toString(16)}` : `52.${(k >> 8) & 255}.${k & 255}.9`,
+          dstPort: (k * 7919) % 65536,
+          protocol: k % 5 === 0 ? 17 : 6,
+          txBytes: k + round + 1,
+        });
+        rows.push(row);
+      }
+      const batch = FlowBatch.from(rows);
+      for (let i = 0; i < batch.length; i++) {
+        const key = `${batch.srcIp(i)}|${batch.dstIp(i)}|${batch.dstPort[i]}|${batch.protocol[i]}`;
+        expected.set(key, (expected.get(key) ?? 0) + batch.txBytes[i]);
+      }
+      interval.addFlows(batch);
+    }
+    const got = new Map<string, number>();
+    for (const e of interval.entries())
+      got.set(`${e.srcIp}|${e.dstIp}|${e.dstPort}|${e.protocol}`, e.txBytes);
+    expect(interval.flows.size).toBe(expected.size);
+    expect(got).toEqual(expected);
+  });
+
+  it('holds at most max_items flows and lookups: a new key past it stops the batch, known keys still add', () => {
+    const interval = new Interval(T0, 3);
+    const batch = FlowBatch.from([
+      flow({ dstPort: 1 }),
+      flow({ dstPort: 2 }),
+      flow({ dstPort: 1, txBytes: 5 }),
+      flow({ dstPort: 3 }),
+      flow({ dstPort: 4 }),
+      flow({ dstPort: 2, txBytes: 7 }),
+    ]);
+    expect(interval.addFlows(batch)).toBe(4);
+    expect(interval.items).toBe(3);
+    expect(interval.entry(0).txBytes).toBe(1005);
+    const next = new Interval(T0, 3);
+    expect(next.addFlows(batch, 4)).toBe(6);
+    expect([...next.entries()].map((e) => [e.dstPort, e.txBytes])).toEqual([
+      [4, 1000],
+      [2, 7],
+    ]);
+    // Lookups count too.
+    next.addDns(dnsSample(), new Ip2Domain(10), T0);
+    expect(next.addDns(dnsSample(), new Ip2Domain(10), T0)).toBe(0);
+  });
+
+  it('keeps only lookups that resolved an address (as zxporter)', () => {
+    const interval = new Interval(T0, 100);
+    const ip2domain = new Ip2Domain(10);
+    interval.addDns(
+      DnsBatch.from([
+        { time: T0, clientIp: '10.0.1.34', question: 'nx.example', answers: [] },
+        {
+          time: T0,
+          clientIp: '10.0.1.34',
+          question: 'alias.example',
+          answers: [{ name: 'alias.example', type: DnsType.CNAME, ttl: 30, target: 'x.example' }],
+        },
+        {
+          time: T0,
+          clientIp: '10.0.1.34',
+          question: 'v6.example',
+          answers: [{ name: 'v6.example', type: DnsType.AAAA, ttl: 30, ip: '2600::1' }],
+        },
+      ]),
+      ip2domain,
+      T0,
+    );
+    expect(interval.lookups.map((l) => [l.domain, l.resolvedIps])).toEqual([['v6.example', ['2600::1']]]);
+    expect(ip2domain.size).toBe(1);
   });
 
   it('learns A and AAAA answers in ip2domain for their TTL, at least until their interval is flushed', () => {
     const ip2domain = new Ip2Domain(100);
-    const interval = new Interval(T0);
+    const interval = new Interval(T0, 1000);
     interval.addDns(dnsSample(), ip2domain, 1000);
     expect(interval.lookups).toEqual([
       {
@@ -292,7 +431,7 @@ describe('devzero interval', () => {
 
 describe('devzero requests', () => {
   const fill = (n: number, podName = 'web-1') => {
-    const interval = new Interval(T0);
+    const interval = new Interval(T0, 1_000_000);
     interval.addFlows(
       FlowBatch.from(
         Array.from({ length: n }, (_, i) =>
@@ -305,7 +444,7 @@ describe('devzero requests', () => {
     );
     return interval;
   };
-  const opts = { nodeName: 'n', now: T0, ip2domainBytes: 0 };
+  const opts = { nodeName: 'n', now: T0 };
 
   it('splits an interval at max_items_per_request, flows first, then lookups', () => {
     const interval = fill(25);
@@ -316,9 +455,9 @@ describe('devzero requests', () => {
       [10, 0],
       [5, 1],
     ]);
-    expect(buildPayloads(new Interval(T0), new Ip2Domain(1), { ...opts, maxItemsPerRequest: 10 })).toEqual(
-      [],
-    );
+    expect(
+      buildPayloads(new Interval(T0, 1000), new Ip2Domain(1), { ...opts, maxItemsPerRequest: 10 }),
+    ).toEqual([]);
   });
 
   it('keeps every request under the byte budget, and the budget under 4 MiB on the wire', async () => {
@@ -330,9 +469,59 @@ describe('devzero requests', () => {
     const sizes = payloads.map(
       (p) => dakrMethods().sendTraffic.requestSerialize(toRequest(p, {}, '0.1.0', 'abc')).length,
     );
-    for (const bytes of sizes) expect(bytes).toBeLessThanOrEqual(REQUEST_BUDGET_BYTES);
+    for (const bytes of sizes) expect(bytes).toBeLessThanOrEqual(ITEM_BUDGET_BYTES);
     // Full requests use most of the budget: the estimate errs high, but not by much.
-    for (const bytes of sizes.slice(0, -1)) expect(bytes).toBeGreaterThan(REQUEST_BUDGET_BYTES * 0.6);
+    for (const bytes of sizes.slice(0, -1)) expect(bytes).toBeGreaterThan(ITEM_BUDGET_BYTES * 0.6);
+  });
+
+  it('bounds ip2domain per request: its own names, then the newest entries that fit the budget', async () => {
+    // 50,000 cache entries with long names: the whole cache would be about 4 MB in every request.
+    const ip2domain = new Ip2Domain(50_000);
+    for (let i = 0; i < 50_000; i++) {
+      ip2domain.learn(
+        `52.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+        `host-${i}.${'x'.repeat(60)}.example.com`,
+        300,
+        T0,
+      );
+    }
+    // Learnt first (the oldest entry), and named in the interval's flows.
+    ip2domain.learn('10.0.0.1', 'db.internal', 300, T0 - 1);
+    const interval = fill(2);
+    const [p] = buildPayloads(interval, ip2domain, { ...opts, maxItemsPerRequest: 10 });
+    expect(p.domains).toEqual({ '10.0.0.1': 'db.internal' });
+    const room = Math.min(RECENT_DOMAINS_BYTES, REQUEST_BUDGET_BYTES - payloadBytes(p));
+    const recent = ip2domain.recent(T0, room, domainBytes, p.domains);
+    const request = toRequest(p, recent, '0.1.0', '');
+    const { dakrMethods } = await import('./proto.js');
+    const bytes = dakrMethods().sendTraffic.requestSerialize(request).length;
+    expect(bytes).toBeLessThanOrEqual(RECENT_DOMAINS_BYTES + 4096);
+    expect(request.ip2domain['10.0.0.1']).toBe('db.internal');
+    // The newest entries, newest first, as many as fit.
+    const n = Object.keys(recent).length;
+    expect(n).toBeGreaterThan(2000);
+    expect(n).toBeLessThan(50_000);
+    expect(recent['52.0.195.79']).toBe(`host-49999.${'x'.repeat(60)}.example.com`);
+    expect(recent['52.0.0.0']).toBeUndefined();
+
+    // A full request leaves room for fewer, never past the budget.
+    const big = fill(60_000, 'x'.repeat(63));
+    const fullIp2domain = new Ip2Domain(50_000);
+    for (let i = 0; i < 50_000; i++)
+      fullIp2domain.learn(
+        `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+        `h${i}.${'y'.repeat(40)}.example`,
+        300,
+        T0,
+      );
+    const payloads = buildPayloads(big, fullIp2domain, { ...opts, maxItemsPerRequest: 100_000 });
+    for (const q of payloads) {
+      const left = Math.min(RECENT_DOMAINS_BYTES, REQUEST_BUDGET_BYTES - payloadBytes(q));
+      const req = toRequest(q, fullIp2domain.recent(T0, left, domainBytes, q.domains), '0.1.0', '');
+      expect(dakrMethods().sendTraffic.requestSerialize(req).length).toBeLessThanOrEqual(
+        REQUEST_BUDGET_BYTES,
+      );
+    }
   });
 
   it("names each request's addresses from ip2domain as of the flush, whatever the cache holds later", () => {
@@ -431,8 +620,11 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     m.core.flush();
     await m.flows.export(FlowBatch.from([flow({ txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 })]));
     m.core.flush();
-    await new Promise((r) => setTimeout(r, 100));
-    expect(standIn.traffic).toHaveLength(0);
+    // flush() queues synchronously: nothing queued now is nothing ever sent for these two intervals.
+    expect(m.core.facts()).toMatchObject({
+      flushes: { queued: 0, empty: 2 },
+      queue: { pending_requests: 0, sent_requests: 0 },
+    });
 
     await m.flows.export(
       FlowBatch.from([
@@ -440,6 +632,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
       ]),
     );
     m.core.flush();
+    expect(m.core.facts()).toMatchObject({ flushes: { queued: 1, empty: 2 } });
     await standIn.waitFor(() => standIn.traffic.length === 1);
     const [call] = standIn.traffic;
     expect(call.headers).toEqual({
@@ -483,18 +676,42 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     });
   });
 
-  it('leaves out authorization without a token and adds the git sha when known', async () => {
+  it('adds the git sha when known', async () => {
     process.env.NETMON_GIT_SHA = 'abc1234';
     try {
       const m = make({ endpoint: standIn.url });
       await m.flows.start();
       await standIn.waitFor(() => standIn.health.length === 1);
-      expect(standIn.health[0].headers.authorization).toBeUndefined();
+      expect(standIn.health[0].headers.authorization).toBe('Bearer tok');
       expect(standIn.health[0].headers['x-operator-git-sha']).toBe('abc1234');
       expect(standIn.health[0].request).toMatchObject({ cluster_id: 'unknown', commit: 'abc1234' });
     } finally {
       delete process.env.NETMON_GIT_SHA;
     }
+  });
+
+  it('an endpoint without a token is local only, as zxporter: nothing sent, no heartbeat, a warning', async () => {
+    const routes = new Routes();
+    const m = make({ endpoint: standIn.url, token: '', node_name: 'n' }, { routes });
+    await m.flows.start();
+    expect(m.logs).toContainEqual({
+      level: 'warn',
+      msg: 'local only (an endpoint but no token: set token, CLUSTER_TOKEN, to send): nothing is sent; GET /metrics on the health_check port shows the current interval',
+      fields: { endpoint: standIn.url, node_name: 'n', metrics_path: '/metrics' },
+    });
+    await m.flows.export(FlowBatch.from([flow()]));
+    expect(JSON.parse(routes.get('/metrics').body).items).toHaveLength(1);
+    m.core.flush();
+    expect(m.core.facts()).toMatchObject({
+      mode: 'local_only',
+      local_only_reason: 'no token',
+      queue: null,
+      flushes: { local_only: 1 },
+    });
+    await m.stop();
+    expect(standIn.traffic).toHaveLength(0);
+    expect(standIn.health).toHaveLength(0);
+    expect(m.board.all()[0].status).toBe('ok');
   });
 
   it('gzips a message of 1024 bytes or more, never a smaller one', async () => {
@@ -557,6 +774,58 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     await standIn.waitFor(() => standIn.traffic.length === 4);
     expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2, 3, 4]);
     await waitUntil(() => state.status === 'ok');
+  });
+
+  it('a flush never pushes out its own requests: queue_size = max_items_per_interval, an older one in flight', async () => {
+    // The stand-in answers after 150 ms, so the first interval's request is in flight while the next
+    // interval (10 items in five requests) is queued: 11 items in a queue of 10, all delivered.
+    standIn.delayMs = 150;
+    const m = make({
+      endpoint: standIn.url,
+      max_items_per_interval: 10,
+      queue_size: 10,
+      max_items_per_request: 2,
+    });
+    await m.flows.start();
+    await m.flows.export(FlowBatch.from([flow({ dstPort: 1 })]));
+    m.core.flush();
+    await m.flows.export(FlowBatch.from(Array.from({ length: 10 }, (_, k) => flow({ dstPort: 100 + k }))));
+    m.core.flush();
+    await standIn.waitFor(() => standIn.totals().items === 11);
+    const queue = m.core.facts().queue as { dropped_items: Record<string, number>; pending_items: number };
+    expect(queue.dropped_items).toEqual({ queue_full: 0, rejected: 0, shutdown: 0 });
+    expect(standIn.traffic.map((c) => c.request.items.length)).toEqual([1, 2, 2, 2, 2, 2]);
+  });
+
+  it('closes a full interval early (max_items_per_interval): nothing dropped, everything delivered once', async () => {
+    const m = make(
+      { endpoint: standIn.url, max_items_per_interval: 10, queue_size: 40, max_items_per_request: 5 },
+      { dns: true },
+    );
+    await m.flows.start();
+    await m.dns?.start();
+    // 25 keys in one batch: two intervals close early (10 + 10), 5 stay for the next flush.
+    const rows = Array.from({ length: 25 }, (_, k) => flow({ dstPort: 1000 + k, txBytes: k + 1 }));
+    await m.flows.export(FlowBatch.from(rows));
+    expect(m.core.facts()).toMatchObject({ early_flushes: 2, interval: { flows: 5, max_items: 10 } });
+    // Lookups count too: 5 flows + 5 lookups fill it, the sixth lookup closes it.
+    await m.dns?.export(
+      DnsBatch.from(
+        Array.from({ length: 6 }, (_, k) => ({
+          time: T0,
+          clientIp: '10.0.1.34',
+          question: `h${k}.example`,
+          answers: [{ name: `h${k}.example`, type: DnsType.A, ttl: 30, ip: `52.0.0.${k}` }],
+        })),
+      ),
+    );
+    expect(m.core.facts()).toMatchObject({ early_flushes: 3, interval: { flows: 0, dns_lookups: 1 } });
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.reduce((n, c) => n + c.request.dns_lookups.length, 0) === 6);
+    await standIn.waitFor(() => standIn.totals().items === 25);
+    expect(standIn.totals().tx_bytes).toBe((25 * 26) / 2);
+    const queue = m.core.facts().queue as { dropped_items: Record<string, number> };
+    expect(queue.dropped_items).toEqual({ queue_full: 0, rejected: 0, shutdown: 0 });
   });
 
   it('drops a request the backend rejects for good and goes on', async () => {
@@ -698,6 +967,27 @@ describe('devzero state_dir', () => {
     await third.flows.start();
     await new Promise((r) => setTimeout(r, 200));
     expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2]);
+  });
+
+  it('shutdown is bounded (3 s): a call the control plane holds is cancelled, its request kept', async () => {
+    // The control plane takes every call and answers none in time: without a bound, stopping would wait
+    // for the 60 s call timeout.
+    standIn.delayMs = 8000;
+    const m = make({ endpoint: standIn.url, state_dir: dir, timeout: '60s' });
+    await m.flows.start();
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 9 })]));
+    m.core.flush();
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    await m.stop();
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(2900);
+    expect(took).toBeLessThan(4500);
+    const saved = JSON.parse(await readFile(join(dir, 'devzero.queue.json'), 'utf8'));
+    expect(saved.pending.map((p: { items: { tx_bytes: number }[] }) => p.items[0].tx_bytes)).toEqual([9]);
+    expect(m.logs.map((l) => l.msg)).toContain(
+      'stopping: the backend did not answer within the shutdown deadline; gave up on the call in flight',
+    );
   });
 
   it('sets a damaged state file aside and starts empty', async () => {

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import {
   backoffOf,
   type ComponentSettings,
+  DEFAULT_CLOSE_DEADLINE_MS,
   type DnsBatch,
   type Exporter,
   errorMessage,
@@ -18,7 +19,16 @@ import { type DakrTarget, type DevzeroExporterConfig, parseDakrUrl } from './con
 import { heartbeatRequest } from './heartbeat.js';
 import { Interval, Ip2Domain } from './interval.js';
 import { metricsDocument } from './json.js';
-import { buildPayloads, domainsBytes, type Payload, payloadItems, toRequest } from './requests.js';
+import {
+  buildPayloads,
+  domainBytes,
+  type Payload,
+  payloadBytes,
+  payloadItems,
+  RECENT_DOMAINS_BYTES,
+  REQUEST_BUDGET_BYTES,
+  toRequest,
+} from './requests.js';
 import { hasRoutes } from './routes.js';
 import { readState, type StateDocument, StateWriter } from './state.js';
 
@@ -32,9 +42,6 @@ export const NETMON_VERSION: string = pkg.version;
 
 /** The environment variable the image build sets to the commit netmon was built from. */
 export const COMMIT_ENV = 'NETMON_GIT_SHA';
-
-/** At shutdown, how long the last attempts to deliver what is queued may take before the rest is kept. */
-export const SHUTDOWN_SEND_BUDGET_MS = 3000;
 
 /** The path the zxporter-compatible JSON is served at on the health_check port. */
 export const METRICS_PATH = '/metrics';
@@ -52,7 +59,7 @@ export class DevzeroExporter {
   private readonly client?: DakrClient;
   private readonly queue?: SendQueue<Payload>;
   private readonly writer?: StateWriter;
-  private interval = new Interval(Date.now());
+  private interval: Interval;
   private readonly ip2domain: Ip2Domain;
   private readonly handles = new Set<DevzeroSignalExporter>();
   private dns = false;
@@ -62,17 +69,15 @@ export class DevzeroExporter {
   private heartbeatTimer?: NodeJS.Timeout;
   private heartbeatCall?: Promise<void>;
   private unroute?: () => void;
-  /** While stopping: when the last attempts must have ended (ms since the epoch). */
-  private sendDeadline?: number;
   /** Set once the state file was read (or found absent): only then may it be written. */
   private restored = false;
   private readonly stats = {
     flushes: { queued: 0, empty: 0, local_only: 0 },
+    earlyFlushes: 0,
     requests: 0,
     lastFlush: undefined as undefined | { time: number; items: number; lookups: number; requests: number },
     heartbeats: { success: 0, failure: 0 },
     lastHeartbeat: undefined as undefined | { time: number; ok: boolean; error?: string },
-    droppedLookups: 0,
     restored: { requests: 0, items: 0 },
   };
   private readonly flushItems: Histogram;
@@ -90,11 +95,18 @@ export class DevzeroExporter {
     this.nodeName = config.node_name || env.NODE_NAME || hostname();
     this.commit = env[COMMIT_ENV] ?? '';
     this.ip2domain = new Ip2Domain(config.ip2domain_max_entries);
+    this.interval = new Interval(Date.now(), config.max_items_per_interval);
     this.status = this.fanOutStatus();
     if (config.endpoint !== '') {
       const target = parseDakrUrl(config.endpoint);
       if (typeof target === 'string') throw new Error(`devzero exporter ${settings.id}: ${target}`);
       this.target = target;
+    }
+    // As zxporter-netmon: a client only with both an endpoint and a token. A token-less install would
+    // otherwise send unauthenticated requests (to production, with zxporter's default DAKR_URL) and sit
+    // in recoverable_error on UNAUTHENTICATED.
+    if (this.target && config.token !== '') {
+      const target = this.target;
       this.client = new DakrClient({
         target,
         token: config.token,
@@ -156,18 +168,20 @@ export class DevzeroExporter {
       unit: '{call}',
     });
     const domains = meter.createObservableGauge('netmon_devzero_ip2domain_entries', {
-      description: 'Entries in the IP → domain cache sent with every request.',
+      description:
+        'Entries in the IP → domain cache (each request carries its own addresses’ names and the most recent entries that fit its budget).',
       unit: '{entry}',
     });
-    const droppedLookups = meter.createObservableCounter('netmon_devzero_dns_lookups_dropped', {
-      description: 'DNS lookups dropped because an interval already held the most it keeps (50,000).',
-      unit: '{lookup}',
+    const earlyFlushes = meter.createObservableCounter('netmon_devzero_early_flushes', {
+      description:
+        'Intervals closed before flush_interval because they held max_items_per_interval flows and lookups (queued like any other: nothing dropped).',
+      unit: '{flush}',
     });
     const stateFailures = meter.createObservableCounter('netmon_devzero_state_write_failures', {
       description: 'Failed writes of the state file (state_dir).',
       unit: '{write}',
     });
-    this.observables = [flushes, requests, heartbeats, domains, droppedLookups, stateFailures];
+    this.observables = [flushes, requests, heartbeats, domains, earlyFlushes, stateFailures];
     this.observe = (r) => {
       for (const [outcome, n] of Object.entries(this.stats.flushes))
         r.observe(flushes, n, { ...attrs, outcome });
@@ -176,7 +190,7 @@ export class DevzeroExporter {
         r.observe(heartbeats, n, { ...attrs, outcome });
       }
       r.observe(domains, this.ip2domain.size, attrs);
-      r.observe(droppedLookups, this.stats.droppedLookups + this.interval.droppedLookups, attrs);
+      r.observe(earlyFlushes, this.stats.earlyFlushes, attrs);
       r.observe(stateFailures, this.writer?.failures ?? 0, attrs);
     };
     meter.addBatchObservableCallback(this.observe, this.observables);
@@ -231,9 +245,6 @@ export class DevzeroExporter {
     this.restored = true;
     this.flushTimer = setInterval(() => this.flush(), this.config.flush_interval);
     if (this.client) {
-      if (this.config.token === '') {
-        logger.warn('devzero exporter has an endpoint but no token: requests carry no authorization header');
-      }
       this.heartbeatTimer = setTimeout(() => this.beat(), 0);
       logger.info(
         {
@@ -246,12 +257,21 @@ export class DevzeroExporter {
         'sending flows and DNS lookups to the DevZero control plane',
       );
     } else {
-      logger.info(
-        { node_name: this.nodeName, metrics_path: this.unroute ? METRICS_PATH : null },
-        this.unroute
-          ? `local only (no endpoint): nothing is sent; GET ${METRICS_PATH} on the health_check port shows the current interval`
-          : 'local only (no endpoint) and no health_check extension: nothing is sent and nothing is served',
-      );
+      const why = this.target ? 'an endpoint but no token' : 'no endpoint';
+      const fields = {
+        endpoint: this.config.endpoint || null,
+        node_name: this.nodeName,
+        metrics_path: this.unroute ? METRICS_PATH : null,
+      };
+      const what = this.unroute
+        ? `nothing is sent; GET ${METRICS_PATH} on the health_check port shows the current interval`
+        : 'nothing is sent, and without the health_check extension nothing is served';
+      if (this.target) {
+        // Most likely CLUSTER_TOKEN is missing from an install that means to send.
+        logger.warn(fields, `local only (${why}: set token, CLUSTER_TOKEN, to send): ${what}`);
+      } else {
+        logger.info(fields, `local only (${why}): ${what}`);
+      }
     }
   }
 
@@ -282,11 +302,33 @@ export class DevzeroExporter {
         `devzero exporter ${this.settings.id} received cumulative counters${batch.origin ? ` from ${batch.origin}` : ''}: it sums per-interval deltas, so put the delta processor before it (processors: [delta, …])`,
       );
     }
-    this.interval.addFlows(batch);
+    for (let i = this.interval.addFlows(batch); i < batch.length; ) {
+      this.flushEarly();
+      i = this.interval.addFlows(batch, i);
+    }
   }
 
   exportDns(batch: DnsBatch): void {
-    this.interval.addDns(batch, this.ip2domain, Date.now());
+    const now = Date.now();
+    for (let i = this.interval.addDns(batch, this.ip2domain, now); i < batch.length; ) {
+      this.flushEarly();
+      i = this.interval.addDns(batch, this.ip2domain, now, i);
+    }
+  }
+
+  /** The interval is full (max_items_per_interval): it is closed now and the batch goes on in the next. */
+  private flushEarly(): void {
+    this.stats.earlyFlushes++;
+    if (this.stats.earlyFlushes === 1 || this.stats.earlyFlushes % 100 === 0) {
+      this.settings.logger.info(
+        {
+          max_items_per_interval: this.config.max_items_per_interval,
+          early_flushes: this.stats.earlyFlushes,
+        },
+        'interval full: closed early and queued (nothing dropped)',
+      );
+    }
+    this.flush();
   }
 
   /**
@@ -296,16 +338,9 @@ export class DevzeroExporter {
    */
   flush(now = Date.now()): void {
     const closed = this.interval;
-    this.interval = new Interval(now);
-    this.stats.droppedLookups += closed.droppedLookups;
-    if (closed.droppedLookups > 0) {
-      this.settings.logger.warn(
-        { dropped: closed.droppedLookups },
-        'too many DNS lookups in one interval; the rest were dropped',
-      );
-    }
+    this.interval = new Interval(now, this.config.max_items_per_interval);
     if (!this.queue) {
-      this.flushItems.record(closed.flows.size + closed.lookups.length, { component: this.settings.id });
+      this.flushItems.record(closed.items, { component: this.settings.id });
       this.stats.flushes.local_only++;
       this.ip2domain.nextInterval(now);
       return;
@@ -316,7 +351,6 @@ export class DevzeroExporter {
           nodeName: this.nodeName,
           maxItemsPerRequest: this.config.max_items_per_request,
           now,
-          ip2domainBytes: domainsBytes(this.ip2domain.snapshot(now)),
         });
     this.ip2domain.nextInterval(now);
     let items = 0;
@@ -338,17 +372,15 @@ export class DevzeroExporter {
     for (const p of payloads) this.queue.push(p);
   }
 
-  private async send(p: Payload): Promise<void> {
+  /** One request; while stopping, its deadline is the send queue's (what is left of the shutdown budget). */
+  private async send(p: Payload, deadline?: number): Promise<void> {
     const client = this.client as DakrClient;
     const now = Date.now();
     const timeoutMs =
-      this.sendDeadline === undefined
-        ? this.config.timeout
-        : Math.min(this.config.timeout, this.sendDeadline - now);
-    await client.sendTraffic(
-      toRequest(p, this.ip2domain.snapshot(now), this.version, this.commit),
-      timeoutMs,
-    );
+      deadline === undefined ? this.config.timeout : Math.min(this.config.timeout, deadline - now);
+    const room = Math.min(RECENT_DOMAINS_BYTES, REQUEST_BUDGET_BYTES - payloadBytes(p));
+    const recent = this.ip2domain.recent(now, room, domainBytes, p.domains);
+    await client.sendTraffic(toRequest(p, recent, this.version, this.commit), timeoutMs);
   }
 
   /** One ReportHealth, then the next one a heartbeat_interval later. Failures are logged, not retried. */
@@ -411,13 +443,16 @@ export class DevzeroExporter {
     const q = this.queue?.statistics();
     return {
       mode: this.client ? 'send' : 'local_only',
+      local_only_reason: this.client ? null : this.target ? 'no token' : 'no endpoint',
       endpoint: this.config.endpoint || null,
       node_name: this.nodeName,
       interval: {
         started: iso(this.interval.started),
         flows: this.interval.flows.size,
         dns_lookups: this.interval.lookups.length,
+        max_items: this.config.max_items_per_interval,
       },
+      early_flushes: this.stats.earlyFlushes,
       last_flush: this.stats.lastFlush
         ? { ...this.stats.lastFlush, time: iso(this.stats.lastFlush.time) }
         : null,
@@ -475,12 +510,13 @@ export class DevzeroExporter {
       this.flush();
       // On disk before the last attempts, which may outlast the agent's shutdown deadline.
       await this.writer?.save();
-      this.sendDeadline = Date.now() + Math.min(SHUTDOWN_SEND_BUDGET_MS, this.config.timeout);
-      const closing = this.queue.close({ keep: this.writer !== undefined });
-      // A call still in flight when the budget is spent is cancelled (it is kept, and sent again later).
-      const cancel = setTimeout(() => this.client?.cancelAll(), SHUTDOWN_SEND_BUDGET_MS + 100);
-      const left = await closing;
-      clearTimeout(cancel);
+      // Bounded: a call still in flight when the budget is spent is cancelled and its request kept (it may
+      // have reached the control plane: sent again by the next start, at least once).
+      const left = await this.queue.close({
+        keep: this.writer !== undefined,
+        deadlineMs: Math.min(DEFAULT_CLOSE_DEADLINE_MS, this.config.timeout),
+        cancel: () => this.client?.cancelAll(),
+      });
       await this.writer?.save();
       await this.writer?.idle();
       if (left > 0 && this.writer) {
@@ -490,7 +526,7 @@ export class DevzeroExporter {
         );
       }
     } else if (this.queue) {
-      await this.queue.close({ keep: true });
+      await this.queue.close({ keep: true, cancel: () => this.client?.cancelAll() });
     }
     this.client?.cancelAll();
     await this.heartbeatCall;

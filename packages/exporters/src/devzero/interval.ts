@@ -1,8 +1,9 @@
 // One flush interval of the devzero exporter: flows summed per (src IP, dst IP, dst port, protocol), the
 // DNS lookups seen, and the IP → domain cache that outlives intervals.
 import { type DnsBatch, DnsType, type FlowBatch, formatIp, type StringColumn } from '@netmon/core';
+import { FlowTable } from './flow-table.js';
 
-/** The flows of one aggregation key within an interval. */
+/** The flows of one aggregation key within an interval, as read out at a flush or a peek. */
 export interface FlowEntry {
   srcIp: string;
   dstIp: string;
@@ -29,9 +30,6 @@ export interface LookupEntry {
   time: number;
 }
 
-/** Lookups kept per interval; past it they are dropped and counted (a DNS flood must not exhaust memory). */
-export const MAX_LOOKUPS_PER_INTERVAL = 50_000;
-
 /** A string column's value at row i, or '' (no per-row allocation: dictionary strings are shared). */
 function text(col: StringColumn | undefined, i: number): string {
   if (col === undefined) return '';
@@ -45,125 +43,125 @@ function stringColumn(batch: FlowBatch, key: string): StringColumn | undefined {
 }
 
 /**
- * The aggregation key of row i: both addresses (16 bytes each, as 8 UTF-16 code units), the destination
- * port, and family and protocol in one unit. One 18-unit string per row and nothing else.
+ * The flows and lookups of the interval not yet flushed: at most `maxItems` of them (flows plus lookups).
+ * When it is full, `addFlows` / `addDns` stop at the row that found no room, so the exporter closes the
+ * interval early and goes on with the next one: nothing is dropped, and memory stays bounded.
  */
-export function flowKey(batch: FlowBatch, i: number): string {
-  const s = batch.srcAddr;
-  const d = batch.dstAddr;
-  const o = 16 * i;
-  return String.fromCharCode(
-    (s[o] << 8) | s[o + 1],
-    (s[o + 2] << 8) | s[o + 3],
-    (s[o + 4] << 8) | s[o + 5],
-    (s[o + 6] << 8) | s[o + 7],
-    (s[o + 8] << 8) | s[o + 9],
-    (s[o + 10] << 8) | s[o + 11],
-    (s[o + 12] << 8) | s[o + 13],
-    (s[o + 14] << 8) | s[o + 15],
-    (d[o] << 8) | d[o + 1],
-    (d[o + 2] << 8) | d[o + 3],
-    (d[o + 4] << 8) | d[o + 5],
-    (d[o + 6] << 8) | d[o + 7],
-    (d[o + 8] << 8) | d[o + 9],
-    (d[o + 10] << 8) | d[o + 11],
-    (d[o + 12] << 8) | d[o + 13],
-    (d[o + 14] << 8) | d[o + 15],
-    batch.dstPort[i],
-    (batch.family[i] << 8) | batch.protocol[i],
-  );
-}
-
-/** The flows and lookups of the interval not yet flushed. */
 export class Interval {
-  readonly flows = new Map<string, FlowEntry>();
+  readonly flows = new FlowTable();
   readonly lookups: LookupEntry[] = [];
-  droppedLookups = 0;
 
   constructor(
     /** ms since the epoch when the interval began. */
     readonly started: number,
+    readonly maxItems: number,
   ) {}
 
-  get empty(): boolean {
-    return this.flows.size === 0 && this.lookups.length === 0;
+  /** Flows plus lookups. */
+  get items(): number {
+    return this.flows.size + this.lookups.length;
   }
 
-  /** Adds a batch of per-interval deltas; rows whose four counters are all zero are skipped. */
-  addFlows(batch: FlowBatch): void {
+  get empty(): boolean {
+    return this.items === 0;
+  }
+
+  /**
+   * Adds per-interval deltas from row `from` on; rows whose four counters are all zero are skipped.
+   * Returns `batch.length`, or the row whose new key found the interval full (not added).
+   */
+  addFlows(batch: FlowBatch, from = 0): number {
     const srcPod = stringColumn(batch, 'src.k8s.pod.name');
     const srcNs = stringColumn(batch, 'src.k8s.namespace.name');
     const dstPod = stringColumn(batch, 'dst.k8s.pod.name');
     const dstNs = stringColumn(batch, 'dst.k8s.namespace.name');
     const { txBytes, rxBytes, txPackets, rxPackets, timeEnd } = batch;
-    for (let i = 0; i < batch.length; i++) {
+    const t = this.flows;
+    const limit = this.maxItems - this.lookups.length;
+    for (let i = from; i < batch.length; i++) {
       if (txBytes[i] === 0 && rxBytes[i] === 0 && txPackets[i] === 0 && rxPackets[i] === 0) continue;
-      const key = flowKey(batch, i);
-      let e = this.flows.get(key);
-      if (e === undefined) {
-        e = {
-          srcIp: batch.srcIp(i),
-          dstIp: batch.dstIp(i),
-          protocol: batch.protocol[i],
-          dstPort: batch.dstPort[i],
-          srcPod: '',
-          srcNamespace: '',
-          dstPod: '',
-          dstNamespace: '',
-          txBytes: 0,
-          rxBytes: 0,
-          txPackets: 0,
-          rxPackets: 0,
-          time: 0,
-        };
-        this.flows.set(key, e);
-      }
-      e.txBytes += txBytes[i];
-      e.rxBytes += rxBytes[i];
-      e.txPackets += txPackets[i];
-      e.rxPackets += rxPackets[i];
-      if (timeEnd[i] > e.time) e.time = timeEnd[i];
+      const r = t.findOrAdd(batch, i, limit);
+      if (r < 0) return i;
+      t.txBytes[r] += txBytes[i];
+      t.rxBytes[r] += rxBytes[i];
+      t.txPackets[r] += txPackets[i];
+      t.rxPackets[r] += rxPackets[i];
+      if (timeEnd[i] > t.time[r]) t.time[r] = timeEnd[i];
       // A namespace goes with its pod only: a Service's namespace is not a pod's (as zxporter's pod cache).
       const sp = text(srcPod, i);
       if (sp !== '') {
-        e.srcPod = sp;
-        e.srcNamespace = text(srcNs, i);
+        t.srcPod[r] = sp;
+        t.srcNamespace[r] = text(srcNs, i);
       }
       const dp = text(dstPod, i);
       if (dp !== '') {
-        e.dstPod = dp;
-        e.dstNamespace = text(dstNs, i);
+        t.dstPod[r] = dp;
+        t.dstNamespace[r] = text(dstNs, i);
       }
     }
+    return batch.length;
   }
 
-  /** Adds lookups (A and AAAA answers); teaches `ip2domain` every answered address. */
-  addDns(batch: DnsBatch, ip2domain: Ip2Domain, now: number): void {
-    for (let i = 0; i < batch.length; i++) {
+  /**
+   * Adds lookups from row `from` on: those with at least one A or AAAA answer (as zxporter, which sends
+   * only lookups that resolved an address), and teaches `ip2domain` every answered address. Returns
+   * `batch.length`, or the row that found the interval full (not added).
+   */
+  addDns(batch: DnsBatch, ip2domain: Ip2Domain, now: number, from = 0): number {
+    const { answerType } = batch;
+    const address = (k: number) => answerType[k] === DnsType.A || answerType[k] === DnsType.AAAA;
+    for (let i = from; i < batch.length; i++) {
+      const start = batch.answerStart[i];
+      const end = start + batch.answerCount[i];
+      let k = start;
+      while (k < end && !address(k)) k++;
+      if (k === end) continue;
+      if (this.items >= this.maxItems) return i;
       const domain = batch.names[batch.question[i]];
       const resolvedIps: string[] = [];
-      const end = batch.answerStart[i] + batch.answerCount[i];
-      for (let k = batch.answerStart[i]; k < end; k++) {
-        const type = batch.answerType[k];
-        if (type !== DnsType.A && type !== DnsType.AAAA) continue;
-        const ip = formatIp(batch.answerAddr, 16 * k, type === DnsType.A ? 4 : 6);
+      for (; k < end; k++) {
+        if (!address(k)) continue;
+        const ip = formatIp(batch.answerAddr, 16 * k, answerType[k] === DnsType.A ? 4 : 6);
         resolvedIps.push(ip);
         ip2domain.learn(ip, domain, batch.answerTtl[k], now);
       }
-      if (this.lookups.length >= MAX_LOOKUPS_PER_INTERVAL) {
-        this.droppedLookups++;
-        continue;
-      }
       this.lookups.push({ clientIp: batch.clientIp(i), domain, resolvedIps, time: batch.time[i] });
     }
+    return batch.length;
+  }
+
+  /** Row r of the flows, as an object. */
+  entry(r: number): FlowEntry {
+    const t = this.flows;
+    return {
+      srcIp: t.srcIp(r),
+      dstIp: t.dstIp(r),
+      protocol: t.protocol(r),
+      dstPort: t.dstPort(r),
+      srcPod: t.srcPod[r],
+      srcNamespace: t.srcNamespace[r],
+      dstPod: t.dstPod[r],
+      dstNamespace: t.dstNamespace[r],
+      txBytes: t.txBytes[r],
+      rxBytes: t.rxBytes[r],
+      txPackets: t.txPackets[r],
+      rxPackets: t.rxPackets[r],
+      time: t.time[r],
+    };
+  }
+
+  /** Every flow, in the order first seen (objects made now, at a flush or a peek). */
+  *entries(): Generator<FlowEntry> {
+    for (let r = 0; r < this.flows.size; r++) yield this.entry(r);
   }
 
   /** IP → [pod, namespace] for the pods seen at either end of this interval's flows. */
   podsByIp(): Map<string, [string, string]> {
     const out = new Map<string, [string, string]>();
-    for (const e of this.flows.values()) {
-      if (e.srcPod !== '') out.set(e.srcIp, [e.srcPod, e.srcNamespace]);
-      if (e.dstPod !== '') out.set(e.dstIp, [e.dstPod, e.dstNamespace]);
+    const t = this.flows;
+    for (let r = 0; r < t.size; r++) {
+      if (t.srcPod[r] !== '') out.set(t.srcIp(r), [t.srcPod[r], t.srcNamespace[r]]);
+      if (t.dstPod[r] !== '') out.set(t.dstIp(r), [t.dstPod[r], t.dstNamespace[r]]);
     }
     return out;
   }
@@ -218,7 +216,35 @@ export class Ip2Domain {
     }
   }
 
-  /** Every live entry, as the request's ip2domain map. */
+  /**
+   * The live entries learnt most recently, newest first, as many as fit `maxBytes` (estimated as
+   * `bytesOf`), leaving out the addresses in `skip`: what a request carries beyond its own names.
+   */
+  recent(
+    now: number,
+    maxBytes: number,
+    bytesOf: (ip: string, domain: string) => number,
+    skip: Record<string, string> = {},
+  ): Record<string, string> {
+    const out: Record<string, string> = {};
+    if (maxBytes <= 0 || this.entries.size === 0) return out;
+    // Map order is learning order (a refresh moves an entry to the end): walk it from the end.
+    const ips = Array.from(this.entries.keys());
+    let left = maxBytes;
+    for (let i = ips.length - 1; i >= 0; i--) {
+      const ip = ips[i];
+      if (skip[ip] !== undefined) continue;
+      const e = this.entries.get(ip) as DomainEntry;
+      if (e.expires < now && e.interval !== this.interval) continue;
+      const n = bytesOf(ip, e.domain);
+      if (n > left) break;
+      left -= n;
+      out[ip] = e.domain;
+    }
+    return out;
+  }
+
+  /** Every live entry (GET /metrics shows them all). */
   snapshot(now: number): Record<string, string> {
     const out: Record<string, string> = {};
     for (const [ip, e] of this.entries) {

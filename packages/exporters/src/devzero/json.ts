@@ -24,7 +24,7 @@ export function metricsDocument(
   ip2domain: Record<string, string>,
 ): string {
   const items: Record<string, unknown>[] = [];
-  for (const e of interval.flows.values()) {
+  for (const e of interval.entries()) {
     const item: Record<string, unknown> = { src_ip: e.srcIp, dst_ip: e.dstIp };
     if (e.srcPod !== '') item.src_pod_name = e.srcPod;
     if (e.srcNamespace !== '') item.src_pod_namespace = e.srcNamespace;

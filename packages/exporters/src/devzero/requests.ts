@@ -7,15 +7,24 @@ import {
   timestamp,
 } from './proto.js';
 
-/** Estimated protobuf bytes one request may hold; the real ones stay below (estimates err high). */
+/**
+ * Estimated protobuf bytes of one request, everything included (items, lookups, ip2domain); the real
+ * size stays below (the estimates err high), under the 4 MiB many gRPC servers accept.
+ */
 export const REQUEST_BUDGET_BYTES = 3 * 1024 * 1024;
-/** The part of the budget items and lookups always get, however large ip2domain is. */
-const MIN_ITEM_BUDGET = 1024 * 1024;
+/**
+ * The part of the budget kept for the most recently learnt ip2domain entries beyond the request's own
+ * addresses (about 5,000 entries): the rest goes to items, lookups and the names of their addresses.
+ */
+export const RECENT_DOMAINS_BYTES = 256 * 1024;
+/** What items, lookups and the names of their own addresses may use of a request. */
+export const ITEM_BUDGET_BYTES = REQUEST_BUDGET_BYTES - RECENT_DOMAINS_BYTES;
 
 /**
  * One request's worth of an interval, waiting in the send queue (and in the state file: plain JSON).
- * ip2domain is not in it: each request carries the snapshot current when it is sent, overlaid with
- * `domains`, the names known at flush time for the addresses of its own items.
+ * `domains` holds the names known at flush time for the addresses of its own items; when it is sent,
+ * the request's ip2domain is those plus the most recently learnt entries of the cache that fit the rest
+ * of the budget.
  */
 export interface Payload {
   node_name: string;
@@ -39,9 +48,15 @@ function lookupBytes(l: DnsLookupItem): number {
   return n;
 }
 
-export function domainsBytes(map: Record<string, string>): number {
-  let n = 0;
-  for (const ip in map) n += 12 + ip.length + map[ip].length;
+/** Estimated bytes of one ip2domain map entry. */
+export const domainBytes = (ip: string, domain: string): number => 12 + ip.length + domain.length;
+
+/** Estimated protobuf bytes of a payload's items, lookups and own names (without the recent entries). */
+export function payloadBytes(p: Payload): number {
+  let n = 64 + p.node_name.length;
+  for (const i of p.items) n += itemBytes(i);
+  for (const l of p.dns_lookups) n += lookupBytes(l);
+  for (const ip in p.domains) n += domainBytes(ip, p.domains[ip]);
   return n;
 }
 
@@ -49,14 +64,12 @@ export interface BuildOptions {
   nodeName: string;
   maxItemsPerRequest: number;
   now: number;
-  /** Estimated bytes of the ip2domain snapshot each request will carry. */
-  ip2domainBytes: number;
 }
 
 /** The wire items of an interval: every flow with a non-zero counter, and every lookup. */
 export function intervalItems(interval: Interval): { items: NetworkTrafficItem[]; lookups: DnsLookupItem[] } {
   const items: NetworkTrafficItem[] = [];
-  for (const e of interval.flows.values()) {
+  for (const e of interval.entries()) {
     if (e.txBytes === 0 && e.rxBytes === 0 && e.txPackets === 0 && e.rxPackets === 0) continue;
     items.push({
       src_ip: e.srcIp,
@@ -89,12 +102,13 @@ export function intervalItems(interval: Interval): { items: NetworkTrafficItem[]
 
 /**
  * Splits an interval into payloads of at most `maxItemsPerRequest` items (flows first, then lookups) whose
- * estimated size stays within the request budget. An empty interval gives none.
+ * items, lookups and names of their own addresses stay within ITEM_BUDGET_BYTES. An empty interval gives
+ * none.
  */
 export function buildPayloads(interval: Interval, ip2domain: Ip2Domain, opts: BuildOptions): Payload[] {
   const { items, lookups } = intervalItems(interval);
   const payloads: Payload[] = [];
-  const budget = Math.max(MIN_ITEM_BUDGET, REQUEST_BUDGET_BYTES - opts.ip2domainBytes);
+  const budget = ITEM_BUDGET_BYTES - 64 - opts.nodeName.length;
   let current: Payload | undefined;
   let bytes = 0;
   const room = (size: number): Payload => {
@@ -114,7 +128,7 @@ export function buildPayloads(interval: Interval, ip2domain: Ip2Domain, opts: Bu
     const domain = ip2domain.get(ip);
     if (domain !== undefined && p.domains[ip] === undefined) {
       p.domains[ip] = domain;
-      bytes += 12 + ip.length + domain.length;
+      bytes += domainBytes(ip, domain);
     }
   };
   for (const item of items) {
@@ -127,10 +141,13 @@ export function buildPayloads(interval: Interval, ip2domain: Ip2Domain, opts: Bu
   return payloads;
 }
 
-/** The request for a payload, with the ip2domain snapshot of the moment it is sent. */
+/**
+ * The request for a payload. Its ip2domain: the payload's own names (as of its flush) over `recent`, the
+ * cache's most recent entries that fit what the payload leaves of the budget (`Ip2Domain.recent`).
+ */
 export function toRequest(
   p: Payload,
-  ip2domain: Record<string, string>,
+  recent: Record<string, string>,
   version: string,
   commit: string,
 ): SendNetworkTrafficMetricsRequest {
@@ -141,7 +158,7 @@ export function toRequest(
     node_name: p.node_name,
     items: p.items,
     dns_lookups: p.dns_lookups,
-    ip2domain: { ...ip2domain, ...p.domains },
+    ip2domain: { ...recent, ...p.domains },
     // proto3 optional, always present (zxporter sends them even when empty).
     operator_version: version,
     operator_commit: commit,
