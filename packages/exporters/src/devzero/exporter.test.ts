@@ -906,11 +906,95 @@ describe('devzero exporter over gRPC (stand-in)', () => {
       },
     });
     expect(hb.components.map((c) => c.name)).toContain('processor/delta@flows');
+    // zxporter's own names come first: no dns receiver, no k8s_metadata, so no ebpf_tracer, no pod_cache.
+    expect(hb.components.slice(0, 2)).toEqual([
+      {
+        name: 'monitor',
+        status: 2,
+        message: 'receiver/conntrack@flows: ENOBUFS',
+        metadata: { components: 'receiver/conntrack@flows' },
+      },
+      {
+        name: 'dakr_transport',
+        status: 1,
+        message: '',
+        metadata: {
+          endpoint: standIn.url,
+          pending_requests: '0',
+          pending_items: '0',
+          sent_requests: '0',
+          failed_attempts: '0',
+        },
+      },
+    ]);
+    expect(hb.components.map((c) => c.name)).not.toContain('ebpf_tracer');
+    expect(hb.components.map((c) => c.name)).not.toContain('pod_cache');
     expect(healthOf('fatal_error')).toBe(3);
     expect(healthOf('stopping')).toBe(0);
     expect(overallHealth([1, 0, 1])).toBe(1);
     expect(overallHealth([])).toBe(0);
     expect(componentName({ kind: 'extension', id: 'health_check' } as never)).toBe('extension/health_check');
+  });
+
+  it("maps netmon's state to zxporter's monitor, dakr_transport, ebpf_tracer and pod_cache; no stale errors", async () => {
+    const m = make({
+      endpoint: standIn.url,
+      heartbeat_interval: '100ms',
+      retry: { initial_interval: '1h', max_interval: '1h' },
+    });
+    const add = (kind: 'receiver' | 'extension', id: string, signal?: string) => {
+      const state = m.board.register(kind, id, signal ? { signal } : {});
+      m.board.set(state, 'starting');
+      m.board.set(state, 'ok');
+      return state;
+    };
+    add('receiver', 'conntrack', 'flows');
+    const dns = add('receiver', 'dns', 'dns');
+    // The dns receiver failed once and recovered: its old error is not its message any more.
+    m.board.set(dns, 'recoverable_error', new Error('ring buffer lost 3 events'));
+    m.board.set(dns, 'ok');
+    const k8s = add('extension', 'k8s_metadata');
+    m.board.set(k8s, 'recoverable_error', new Error('watch pods: 410 Gone'));
+    await m.flows.start();
+    await standIn.waitFor(() => standIn.health.length >= 1);
+    const first = standIn.health[0].request;
+    const byName = (hb: typeof first) => new Map(hb.components.map((c) => [c.name, c]));
+    let c = byName(first);
+    expect(first.components.slice(0, 4).map((x) => x.name)).toEqual([
+      'monitor',
+      'dakr_transport',
+      'ebpf_tracer',
+      'pod_cache',
+    ]);
+    expect(c.get('monitor')).toMatchObject({ status: 1, message: '' });
+    expect(c.get('ebpf_tracer')).toEqual({
+      name: 'ebpf_tracer',
+      status: 1,
+      message: '',
+      metadata: { components: 'receiver/dns@dns' },
+    });
+    expect(c.get('receiver/dns@dns')).toMatchObject({ status: 1, message: '' });
+    expect(c.get('pod_cache')).toMatchObject({
+      status: 2,
+      message: 'extension/k8s_metadata: watch pods: 410 Gone',
+    });
+    expect(c.get('dakr_transport')).toMatchObject({ status: 1, message: '' });
+    expect(first.overall_status).toBe(2);
+
+    // The control plane refuses traffic: dakr_transport is DEGRADED with the error (heartbeats still go).
+    standIn.failWith = { code: grpcStatus.UNAVAILABLE, details: 'maintenance' };
+    await m.flows.export(FlowBatch.from([flow()]));
+    m.core.flush();
+    await waitUntil(() => standIn.failed >= 1);
+    standIn.failWith = undefined;
+    const seen = standIn.health.length;
+    await standIn.waitFor(() => standIn.health.length > seen);
+    c = byName(standIn.health[standIn.health.length - 1].request);
+    expect(c.get('dakr_transport')).toMatchObject({
+      status: 2,
+      message: expect.stringContaining('UNAVAILABLE: maintenance'),
+      metadata: { pending_requests: '1', pending_items: '1', failed_attempts: '1' },
+    });
   });
 
   it('logs and counts a failed heartbeat, and keeps beating', async () => {

@@ -16,7 +16,7 @@ import {
 import type { BatchObservableCallback, Histogram, Observable } from '@opentelemetry/api';
 import { DakrClient, isRetryable } from './client.js';
 import { type DakrTarget, type DevzeroExporterConfig, parseDakrUrl } from './config.js';
-import { heartbeatRequest } from './heartbeat.js';
+import { heartbeatRequest, type TransportState } from './heartbeat.js';
 import { Interval, Ip2Domain } from './interval.js';
 import { metricsDocument } from './json.js';
 import {
@@ -400,6 +400,7 @@ export class DevzeroExporter {
       clusterId: this.config.cluster_id,
       version: this.version,
       commit: this.commit,
+      transport: this.transportState(),
     });
     this.heartbeatCall = client.reportHealth(request, this.config.timeout).then(
       () => {
@@ -420,6 +421,22 @@ export class DevzeroExporter {
       this.heartbeatCall = undefined;
       if (!this.stopping) this.heartbeatTimer = setTimeout(() => this.beat(), this.config.heartbeat_interval);
     });
+  }
+
+  /** The send queue's view of the channel to the control plane, for the heartbeat's dakr_transport. */
+  private transportState(): TransportState {
+    const q = this.queue?.statistics();
+    return {
+      failing: q?.failingSince !== undefined,
+      lastError: q?.lastError,
+      metadata: {
+        endpoint: this.config.endpoint,
+        pending_requests: String(q?.queuedPayloads ?? 0),
+        pending_items: String(q?.queuedItems ?? 0),
+        sent_requests: String(q?.sentPayloads ?? 0),
+        failed_attempts: String(q?.failedAttempts ?? 0),
+      },
+    };
   }
 
   /** The zxporter GET /metrics document: the interval being filled, as it is now. */
