@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
@@ -33,6 +33,7 @@ import {
   toRequest,
 } from './requests.js';
 import type { HttpRoutes, RouteHandler } from './routes.js';
+import { readState } from './state.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 
@@ -1072,6 +1073,51 @@ describe('devzero state_dir', () => {
     expect(m.logs.map((l) => l.msg)).toContain(
       'stopping: the backend did not answer within the shutdown deadline; gave up on the call in flight',
     );
+  });
+
+  it('sets a state file that cannot be read aside (not overwritten), or, when that fails too, never writes it', async () => {
+    // EIO on an existing file: readState renames it *.unreadable, content intact.
+    const file = join(dir, 'devzero.queue.json');
+    await writeFile(file, '{"version":1,"pending":[],"ip2domain":[]}');
+    const eio = async () => {
+      throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+    };
+    expect(await readState(file, eio)).toEqual({
+      problem: `cannot read ${file} (EIO: i/o error, read); set aside as ${file}.unreadable, starting empty`,
+    });
+    expect(await readFile(`${file}.unreadable`, 'utf8')).toBe('{"version":1,"pending":[],"ip2domain":[]}');
+    await rm(`${file}.unreadable`);
+
+    // Through the exporter: a "file" that cannot be read (a directory: EISDIR) is set aside, and the
+    // exporter's own state goes to a new file.
+    await mkdir(join(file, 'inside'), { recursive: true });
+    const m = make({ endpoint: standIn.url, state_dir: dir });
+    await m.flows.start();
+    expect((await stat(join(`${file}.unreadable`, 'inside'))).isDirectory()).toBe(true);
+    standIn.failWith = { code: grpcStatus.UNAVAILABLE };
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 3 })]));
+    await m.stop();
+    expect(JSON.parse(await readFile(file, 'utf8')).pending).toHaveLength(1);
+    await rm(file);
+
+    // Neither readable nor movable (the *.unreadable name is taken by a non-empty directory): the
+    // exporter does not write the file this run; what it could not send is counted as dropped.
+    await writeFile(file, 'precious');
+    const blocked = await readState(file, eio);
+    expect(blocked.blocked).toBe(true);
+    expect(blocked.problem).toMatch(/it is not written this run/);
+    expect(await readFile(file, 'utf8')).toBe('precious');
+    await rm(file);
+    await mkdir(join(file, 'inside'), { recursive: true });
+    await mkdir(join(`${file}.unreadable`, 'taken'), { recursive: true });
+    const n = make({ endpoint: standIn.url, state_dir: dir });
+    await n.flows.start();
+    await n.flows.export(FlowBatch.from([flow({ txBytes: 4 })]));
+    await n.stop();
+    expect((await stat(join(file, 'inside'))).isDirectory()).toBe(true);
+    expect(n.core.facts().state_file).toMatchObject({ blocked: true, writes: 0, failures: 0 });
+    expect((n.core.facts().queue as { dropped_items: { shutdown: number } }).dropped_items.shutdown).toBe(1);
+    expect(n.logs.find((l) => l.level === 'error' && /is not written this run/.test(l.msg))).toBeDefined();
   });
 
   it('sets a damaged state file aside and starts empty', async () => {

@@ -278,8 +278,9 @@ export class DevzeroExporter {
   /** Loads what the previous run left unsent and queues it first. */
   private async restore(): Promise<void> {
     if (!this.stateFile || !this.queue) return;
-    const { state, problem } = await readState(this.stateFile);
-    if (problem) this.settings.logger.warn({ path: this.stateFile }, problem);
+    const { state, problem, blocked } = await readState(this.stateFile);
+    if (blocked && this.writer) this.writer.blocked = true;
+    if (problem) this.settings.logger[blocked ? 'error' : 'warn']({ path: this.stateFile }, problem);
     if (!state) return;
     this.ip2domain.restore(state.ip2domain, Date.now());
     let items = 0;
@@ -496,7 +497,12 @@ export class DevzeroExporter {
         : null,
       ip2domain_entries: this.ip2domain.size,
       state_file: this.stateFile
-        ? { path: this.stateFile, writes: this.writer?.writes ?? 0, failures: this.writer?.failures ?? 0 }
+        ? {
+            path: this.stateFile,
+            writes: this.writer?.writes ?? 0,
+            failures: this.writer?.failures ?? 0,
+            blocked: this.writer?.blocked ?? false,
+          }
         : null,
       restored: this.stats.restored,
     };
@@ -530,13 +536,13 @@ export class DevzeroExporter {
       // Bounded: a call still in flight when the budget is spent is cancelled and its request kept (it may
       // have reached the control plane: sent again by the next start, at least once).
       const left = await this.queue.close({
-        keep: this.writer !== undefined,
+        keep: this.writer !== undefined && !this.writer.blocked,
         deadlineMs: Math.min(DEFAULT_CLOSE_DEADLINE_MS, this.config.timeout),
         cancel: () => this.client?.cancelAll(),
       });
       await this.writer?.save();
       await this.writer?.idle();
-      if (left > 0 && this.writer) {
+      if (left > 0 && this.writer && !this.writer.blocked) {
         this.settings.logger.info(
           { path: this.stateFile, items: left },
           'kept what the control plane has not acknowledged in the state file; the next start sends it',

@@ -11,14 +11,42 @@ export interface StateDocument {
   ip2domain: [string, string, number][];
 }
 
-/** Reads the state file: undefined when there is none; a damaged file is renamed `*.corrupt` and reported. */
-export async function readState(file: string): Promise<{ state?: StateDocument; problem?: string }> {
+export interface ReadResult {
+  state?: StateDocument;
+  /** What went wrong, for the log. */
+  problem?: string;
+  /**
+   * The file exists, could not be read, and could not be set aside either: it must not be written this
+   * run, or the intervals it may hold would be overwritten.
+   */
+  blocked?: boolean;
+}
+
+/**
+ * Reads the state file: nothing when there is none. A damaged file is renamed `*.corrupt`, one that exists
+ * but cannot be read (EIO, EACCES) `*.unreadable` — kept for a human, out of the way of the next write —
+ * and reported; when even that rename fails, `blocked` says not to write the file.
+ */
+export async function readState(
+  file: string,
+  read: (file: string) => Promise<string> = (f) => readFile(f, 'utf8'),
+): Promise<ReadResult> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await read(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    return { problem: `cannot read ${file}: ${(err as Error).message}` };
+    const aside = `${file}.unreadable`;
+    const why = `cannot read ${file} (${(err as Error).message})`;
+    try {
+      await rename(file, aside);
+    } catch (renameErr) {
+      return {
+        problem: `${why}, nor set it aside as ${aside} (${(renameErr as Error).message}): it is not written this run, so what it holds is not overwritten; unsent intervals are kept in memory only`,
+        blocked: true,
+      };
+    }
+    return { problem: `${why}; set aside as ${aside}, starting empty` };
   }
   try {
     const doc = JSON.parse(text) as StateDocument;
@@ -60,6 +88,8 @@ export async function writeState(file: string, text: string): Promise<void> {
 export class StateWriter {
   private running?: Promise<void>;
   private again = false;
+  /** Set when the file must not be written (see ReadResult.blocked): save() then does nothing. */
+  blocked = false;
   writes = 0;
   failures = 0;
   lastError?: string;
@@ -72,6 +102,7 @@ export class StateWriter {
 
   /** Asks for a write; returns when the content as of now (or later) is on disk. */
   save(): Promise<void> {
+    if (this.blocked) return Promise.resolve();
     if (this.running) {
       this.again = true;
       return this.running;
