@@ -4,7 +4,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentProcess, freePort, runCli, withTmpDir } from '../harness/agent.js';
+import { AgentProcess, runCli, withTmpDir } from '../harness/agent.js';
 import { DakrStandIn } from '../harness/dakr-stand-in.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
@@ -73,13 +73,8 @@ const sums = (s: DakrStandIn): Totals => {
   return t;
 };
 
-function config(opts: {
-  flows: string;
-  endpoint: string;
-  healthPort: number;
-  stateDir?: string;
-  speed?: number;
-}): string {
+/** The config; health_check binds port 0 (no race for a port picked in advance): see `healthPort`. */
+function config(opts: { flows: string; endpoint: string; stateDir?: string; speed?: number }): string {
   return `receivers:
   file:
     path: ${JSON.stringify(opts.flows)}
@@ -96,7 +91,7 @@ exporters:
     retry: { initial_interval: 100ms, max_interval: 400ms }
 ${opts.stateDir ? `    state_dir: ${JSON.stringify(opts.stateDir)}\n` : ''}extensions:
   health_check:
-    endpoint: 127.0.0.1:${opts.healthPort}
+    endpoint: 127.0.0.1:0
 service:
   extensions: [health_check]
   pipelines:
@@ -115,6 +110,14 @@ afterEach(async () => {
   }
   for (const s of standIns.splice(0)) await s.stop();
 });
+
+/** The port health_check bound, from its start log line (`endpoint: "127.0.0.1:<port>"`). */
+async function healthPort(a: AgentProcess): Promise<number> {
+  const line = await a.waitForLog((l) => l.msg === 'health endpoints listening');
+  const port = Number(String(line.endpoint).split(':').pop());
+  expect(port).toBeGreaterThan(0);
+  return port;
+}
 
 function agent(configFile: string): AgentProcess {
   const a = new AgentProcess(['run', '--config', configFile]);
@@ -139,15 +142,15 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
       await writeFile(flows, file.text);
       const standIn = await DakrStandIn.start();
       standIns.push(standIn);
-      const healthPort = await freePort();
       const cfg = path.join(dir, 'devzero.yaml');
-      await writeFile(cfg, config({ flows, endpoint: standIn.url, healthPort }));
+      await writeFile(cfg, config({ flows, endpoint: standIn.url }));
       const a = agent(cfg);
+      const port = await healthPort(a);
       await a.waitForLog((l) => l.msg === 'sending flows and DNS lookups to the DevZero control plane');
 
       // The zxporter JSON on the health port, while the interval fills.
       await standIn.waitFor(() => standIn.traffic.length >= 1, 10_000, 'a first request');
-      const res = await fetch(`http://127.0.0.1:${healthPort}/metrics`);
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toBe('application/json');
       const doc = (await res.json()) as Record<string, unknown>;
@@ -169,12 +172,10 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
         expect(item.timestamp).toMatch(/^2026-01-01T00:\d\d:\d\d(\.\d+)?Z$/);
       }
 
-      // Outage: the server goes away for several flush intervals.
+      // Outage: the server goes away for several flush intervals, while the replay goes on.
       await standIn.stop();
-      let sawError = false;
-      for (let i = 0; i < 30 && !sawError; i++) {
-        await sleep(100);
-        const st = (await (await fetch(`http://127.0.0.1:${healthPort}/status`)).json()) as {
+      const devzeroStatus = async () => {
+        const st = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as {
           components: {
             kind: string;
             id: string;
@@ -182,11 +183,19 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
             details?: { queue?: { pending_items: number } };
           }[];
         };
-        const dz = st.components.find((c) => c.kind === 'exporter' && c.id === 'devzero');
-        sawError = dz?.status === 'recoverable_error';
+        return st.components.find((c) => c.kind === 'exporter' && c.id === 'devzero');
+      };
+      let sawError = false;
+      for (let i = 0; i < 30 && !sawError; i++) {
+        await sleep(100);
+        sawError = (await devzeroStatus())?.status === 'recoverable_error';
       }
       expect(sawError).toBe(true);
       await sleep(2500);
+      // The outage really held data: intervals were queued while nothing could be delivered (were the
+      // replay over before the outage, this would be 0 and the test would prove nothing).
+      const held = (await devzeroStatus())?.details?.queue?.pending_items ?? 0;
+      expect(held).toBeGreaterThan(0);
       await standIn.restart();
 
       await a.waitForLog((l) => l.msg === 'replay finished', 20_000);
@@ -260,10 +269,7 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
       await standIn.stop();
 
       const cfg1 = path.join(dir, 'first.yaml');
-      await writeFile(
-        cfg1,
-        config({ flows, endpoint: standIn.url, healthPort: await freePort(), stateDir, speed: 20 }),
-      );
+      await writeFile(cfg1, config({ flows, endpoint: standIn.url, stateDir, speed: 20 }));
       const first = agent(cfg1);
       await first.waitForLog((l) => l.msg === 'replay finished', 20_000);
       // A few flush intervals pass with nothing delivered, then the agent stops mid-interval.
@@ -287,10 +293,7 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
       // Control plane back; a new agent on the same state_dir, with nothing new to read.
       await standIn.restart();
       const cfg2 = path.join(dir, 'second.yaml');
-      await writeFile(
-        cfg2,
-        config({ flows: empty, endpoint: standIn.url, healthPort: await freePort(), stateDir }),
-      );
+      await writeFile(cfg2, config({ flows: empty, endpoint: standIn.url, stateDir }));
       const second = agent(cfg2);
       await second.waitForLog(
         (l) => l.msg === 'restored intervals a previous run had not delivered; sending them first',
@@ -313,17 +316,17 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
       const file = flowFile(3);
       const flows = path.join(dir, 'flows.jsonl');
       await writeFile(flows, file.text);
-      const healthPort = await freePort();
       const cfg = path.join(dir, 'local.yaml');
       await writeFile(
         cfg,
         `receivers: { file: { path: ${JSON.stringify(flows)} } }
 exporters: { devzero: { endpoint: "", node_name: node-local, flush_interval: 1h } }
-extensions: { health_check: { endpoint: "127.0.0.1:${healthPort}" } }
+extensions: { health_check: { endpoint: "127.0.0.1:0" } }
 service: { extensions: [health_check], pipelines: { flows: { receivers: [file], exporters: [devzero] } } }
 `,
       );
       const a = agent(cfg);
+      const port = await healthPort(a);
       await a.waitForLog((l) => l.msg === 'replay finished');
       expect(
         a.logs.some((l) =>
@@ -331,7 +334,7 @@ service: { extensions: [health_check], pipelines: { flows: { receivers: [file], 
         ),
       ).toBe(true);
       const read = async () => {
-        const res = await fetch(`http://127.0.0.1:${healthPort}/metrics`);
+        const res = await fetch(`http://127.0.0.1:${port}/metrics`);
         return (await res.json()) as { node_name: string; items: Totals[] };
       };
       const first = await read();
@@ -341,7 +344,7 @@ service: { extensions: [health_check], pipelines: { flows: { receivers: [file], 
       const tx = first.items.reduce((n, i) => n + i.tx_bytes, 0);
       expect(tx).toBe(file.totals.tx_bytes);
       expect(await read()).toEqual(first);
-      const missing = await fetch(`http://127.0.0.1:${healthPort}/nope`);
+      const missing = await fetch(`http://127.0.0.1:${port}/nope`);
       expect(((await missing.json()) as { error: string }).error).toBe(
         'no such endpoint /nope; try /healthz, /readyz, /status or /metrics',
       );
@@ -354,6 +357,12 @@ service: { extensions: [health_check], pipelines: { flows: { receivers: [file], 
     const ok = await runCli(['validate', '-c', 'configs/devzero.yaml'], { env });
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
+    // No CLUSTER_TOKEN is valid: the exporter runs local only (and says so at start).
+    const tokenless = await runCli(['validate', '-c', 'configs/devzero.yaml'], {
+      env: { ...env, CLUSTER_TOKEN: undefined },
+    });
+    expect(tokenless.stderr).toBe('');
+    expect(tokenless.code).toBe(0);
     const missing = await runCli(['validate', '-c', 'configs/devzero.yaml'], {
       env: { DAKR_URL: undefined, CLUSTER_TOKEN: undefined },
     });
