@@ -3,7 +3,7 @@ import { z } from 'zod';
 
 export const healthCheckConfig = z.strictObject({
   endpoint: endpoint('0.0.0.0:8081').describe(
-    'Address to serve /healthz, /readyz and /status on (host:port; port 0 picks a free one).',
+    'Address to serve /healthz, /readyz and /status on, and the routes components register there (the devzero exporter’s GET /metrics) (host:port; port 0 picks a free one, logged at start).',
   ),
   recovery_duration: duration()
     .prefault('5m')

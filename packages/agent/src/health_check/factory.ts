@@ -24,7 +24,8 @@ export const healthCheckFactory = defineExtension({
   kind: 'extension',
   type: 'health_check',
   stability: 'beta',
-  description: 'Serves /healthz (liveness), /readyz (readiness) and /status (JSON) from component status.',
+  description:
+    'Serves /healthz (liveness), /readyz (readiness) and /status (JSON) from component status, and the routes components register on the same port (the devzero exporter’s zxporter-compatible /metrics).',
   config: healthCheckConfig,
   create(settings, config): HealthCheck {
     let server: Server | undefined;
