@@ -1,7 +1,7 @@
 import { FlowBatch, type FlowInit } from '@netmon/core';
 import { describe, expect, it } from 'vitest';
 import { COST_ROWS, COST_USD, FlowSeries, flowLabels, RX_BYTES, TX_BYTES } from './flow-series.js';
-import { SeriesTable } from './series-table.js';
+import { SeriesTable, UNKNOWN } from './series-table.js';
 
 const flow = (
   src: string,
@@ -149,6 +149,65 @@ describe('FlowSeries', () => {
     expect(t.strings.size).toBeLessThan(5000 + 20);
   });
 
+  it('interns no label value of a row that goes to the overflow series (100k random subdomains)', () => {
+    const series = new FlowSeries(flowLabels('pod'), 10);
+    const t = series.table;
+    for (let b = 0; b < 10; b++) {
+      series.add(
+        FlowBatch.from(
+          Array.from({ length: 10_000 }, (_, i) =>
+            flow('a', 'b', 1, 0, { 'dst.domain': `x${b}-${i}.tunnel.example` }),
+          ),
+        ),
+      );
+    }
+    expect(t.size).toBe(10);
+    expect(t.overflowRows).toBe(100_000 - 9);
+    // The strings of the 9 series (shop, a, b, and one domain each) and the empty string: no more.
+    expect(t.strings.size).toBe(1 + 3 + 9);
+    let total = 0;
+    for (let s = 0; s < t.size; s++) total += t.values[TX_BYTES][s];
+    expect(total).toBe(100_000);
+    // A known label set still finds its series when the table is full, and a new one still overflows.
+    series.add(FlowBatch.from([flow('a', 'b', 5, 0, { 'dst.domain': 'x0-0.tunnel.example' })]));
+    series.add(FlowBatch.from([flow('a', 'c', 5, 0)]));
+    const x00 = [...Array(t.size).keys()].find((s) => t.label(s, 10) === 'x0-0.tunnel.example') as number;
+    expect(t.values[TX_BYTES][x00]).toBe(6);
+    expect(t.overflowRows).toBe(100_000 - 9 + 1);
+    expect(t.strings.size).toBe(1 + 3 + 9);
+  });
+
+  it('a value first seen in a batch is interned once its series is made, and later rows find it', () => {
+    const series = new FlowSeries(flowLabels('pod'), 3);
+    // One room left after the first series: the second new pod makes it, its repeats find it.
+    series.add(
+      FlowBatch.from([
+        flow('a', 'b', 1, 0),
+        flow('c', 'b', 1, 0),
+        flow('c', 'b', 2, 0),
+        flow('d', 'b', 4, 0),
+      ]),
+    );
+    const t = series.table;
+    expect(sums(series, TX_BYTES)).toEqual({
+      'src_namespace=shop,src_pod=a,dst_pod=b': 1,
+      'src_namespace=shop,src_pod=c,dst_pod=b': 3,
+      '(overflow)': 4,
+    });
+    expect(t.strings.find('d')).toBe(-1);
+  });
+
+  it('spells dst_domain as dnsName does: lower case, no trailing dot', () => {
+    const series = new FlowSeries(flowLabels('namespace'), 100);
+    series.add(
+      FlowBatch.from([
+        flow('a', 'b', 1, 0, { 'dst.domain': 'API.Stripe.com.' }),
+        flow('a', 'b', 2, 0, { 'dst.domain': 'api.stripe.com' }),
+      ]),
+    );
+    expect(sums(series, TX_BYTES)).toEqual({ 'src_namespace=shop,dst_domain=api.stripe.com': 3 });
+  });
+
   it('resetValues zeroes sums but keeps series', () => {
     const series = new FlowSeries(flowLabels('namespace'), 100);
     series.add(FlowBatch.from([flow('a', 'b', 10, 1)]));
@@ -161,5 +220,63 @@ describe('FlowSeries', () => {
 describe('SeriesTable', () => {
   it('refuses a cap that leaves no room for the overflow series', () => {
     expect(() => new SeriesTable(2, 1)).toThrow(/overflow/);
+  });
+
+  it('findOrAdd resolves UNKNOWN ids from values, interning only for a series it makes', () => {
+    const t = new SeriesTable(2, 3);
+    const ids = new Int32Array(2);
+    const row = (a: string, b: string) => {
+      ids[0] = UNKNOWN;
+      ids[1] = UNKNOWN;
+      return t.findOrAdd(ids, 0, [a, b]);
+    };
+    expect(row('x', 'y')).toBe(0);
+    expect(row('x', 'y')).toBe(0);
+    expect(row('x', 'z')).toBe(1);
+    expect(t.full).toBe(true);
+    expect(row('w', 'y')).toBe(t.overflow);
+    expect(t.strings.find('w')).toBe(-1);
+    expect(row('x', 'z')).toBe(1);
+    expect(t.strings.size).toBe(4);
+    ids[0] = UNKNOWN;
+    expect(() => t.findOrAdd(ids, 0)).toThrow(/no id and no value/);
+  });
+
+  it('counts updates per series, a clock that retain keeps', () => {
+    const t = new SeriesTable(1, 10);
+    const ids = new Int32Array(1);
+    const row = (v: string) => {
+      ids[0] = UNKNOWN;
+      return t.findOrAdd(ids, 0, [v]);
+    };
+    row('a');
+    row('b');
+    row('a');
+    expect([t.updates, t.lastUpdate[0], t.lastUpdate[1]]).toEqual([3, 3, 2]);
+    t.retain((s) => s === 1);
+    expect([t.updates, t.lastUpdate[0]]).toEqual([3, 2]);
+  });
+
+  it('cursors keep their place across retain: nothing visited twice, no survivor skipped', () => {
+    const t = new SeriesTable(1, 100);
+    const ids = new Int32Array(1);
+    for (let i = 0; i < 10; i++) {
+      ids[0] = UNKNOWN;
+      t.findOrAdd(ids, 0, [`s${i}`]);
+    }
+    const c = t.cursor();
+    const seen: string[] = [];
+    while (c.next < 4) seen.push(t.label(c.next++, 0));
+    // Remove some visited (s1, s3) and some not yet (s4, s6, s9) series.
+    t.retain((s) => ![1, 3, 4, 6, 9].includes(s));
+    while (c.next < t.size) seen.push(t.label(c.next++, 0));
+    expect(seen).toEqual(['s0', 's1', 's2', 's3', 's5', 's7', 's8']);
+    // A cursor at the end stays at the end; a closed one is left alone.
+    t.retain((s) => s !== 0);
+    expect(c.next).toBe(t.size);
+    c.close();
+    c.next = 0;
+    t.retain(() => false);
+    expect(c.next).toBe(0);
   });
 });

@@ -1,12 +1,15 @@
 // Flow deltas summed into series by their labels: what the prometheus and otlp exporters both keep.
 // The granularity knob decides which Kubernetes labels identify a series, so it bounds cardinality.
 import { type FlowBatch, type Granularity, StringColumn } from '@netmon/core';
-import { SeriesTable } from './series-table.js';
+import { dnsName } from './dns-series.js';
+import { DictionaryIds, SeriesTable, UNKNOWN } from './series-table.js';
 
 /** One label of a flow series: its Prometheus name and the flow attribute (DESIGN.md) it comes from. */
 export interface FlowLabel {
   name: string;
   key: string;
+  /** Applied to each value before it is summed on (one series per DNS name, not per spelling). */
+  normalize?: (value: string) => string;
 }
 
 const ends = (granularity: Granularity): FlowLabel[] =>
@@ -24,14 +27,15 @@ const ends = (granularity: Granularity): FlowLabel[] =>
 /**
  * The labels of flow series at a granularity (DESIGN.md "Names users see"): both ends' namespace, then
  * workload (kind and name) unless `namespace`, then pod at `pod`; always destination kind, service,
- * domain and traffic class. Every one of them is a function of the ends, so coarser means fewer series.
+ * domain (as `dnsName` spells it, like the DNS lookup series) and traffic class. Every one of them is a
+ * function of the ends, so coarser means fewer series.
  */
 export function flowLabels(granularity: Granularity): FlowLabel[] {
   return [
     ...ends(granularity),
     { name: 'dst_kind', key: 'dst.kind' },
     { name: 'dst_service', key: 'dst.k8s.service.name' },
-    { name: 'dst_domain', key: 'dst.domain' },
+    { name: 'dst_domain', key: 'dst.domain', normalize: dnsName },
     { name: 'traffic_class', key: 'traffic.class' },
   ];
 }
@@ -52,8 +56,10 @@ export const COST_ROWS = 5;
 export class FlowSeries {
   readonly table: SeriesTable;
   private readonly ids: Int32Array;
-  /** Per label, the batch's dictionary code → interned id, rebuilt per batch (-1 = not yet looked up). */
-  private translations: Int32Array[] = [];
+  /** A row's label values that are not interned (where `ids` says UNKNOWN). */
+  private readonly values: (string | undefined)[];
+  /** Per label, the batch's dictionary codes → interned ids. */
+  private readonly dictionaries: DictionaryIds[];
 
   constructor(
     readonly labels: readonly FlowLabel[],
@@ -62,6 +68,8 @@ export class FlowSeries {
     this.table = new SeriesTable(labels.length, maxSeries);
     for (let c = TX_BYTES; c <= COST_ROWS; c++) this.table.addColumn();
     this.ids = new Int32Array(labels.length);
+    this.values = new Array(labels.length).fill(undefined);
+    this.dictionaries = labels.map((l) => new DictionaryIds(l.normalize));
   }
 
   /** Adds every row of a delta batch to its series. */
@@ -73,44 +81,37 @@ export class FlowSeries {
     const codes: (Uint32Array | undefined)[] = [];
     const other: ((i: number) => string)[] = [];
     for (let l = 0; l < width; l++) {
-      const column = batch.column(this.labels[l].key);
+      const label = this.labels[l];
+      const column = batch.column(label.key);
       if (column instanceof StringColumn) {
         codes[l] = column.codes;
-        let tr = this.translations[l];
-        if (!tr || tr.length < column.dict.length)
-          tr = this.translations[l] = new Int32Array(column.dict.length);
-        tr.fill(-1, 0, column.dict.length);
-        tr[0] = 0;
+        this.dictionaries[l].reset(t, column.dict);
       } else if (column) {
         // A plugin may write a label as a number or bool: rare, so the slow path is fine.
+        const normalize = label.normalize ?? String;
         other[l] = (i) => {
           const v = column.get(i);
-          return v === undefined ? '' : String(v);
+          return v === undefined ? '' : normalize(String(v));
         };
       }
     }
     const cost = batch.column('cost.usd');
     const costs = cost && cost.kind === 'number' ? cost.values : undefined;
     const [tx, rx, txp, rxp, usd, priced] = [TX_BYTES, RX_BYTES, TX_PACKETS, RX_PACKETS, COST_USD, COST_ROWS];
-    const ids = this.ids;
+    const { ids, values, dictionaries } = this;
     for (let i = 0; i < n; i++) {
       for (let l = 0; l < width; l++) {
         const c = codes[l];
-        if (c) {
-          const code = c[i];
-          const tr = this.translations[l];
-          let id = tr[code];
-          if (id < 0) {
-            const dict = (batch.column(this.labels[l].key) as StringColumn).dict;
-            id = tr[code] = t.strings.id(dict[code]);
-          }
-          ids[l] = id;
-        } else {
+        if (c) dictionaries[l].put(c[i], ids, values, l);
+        else {
           const f = other[l];
-          ids[l] = f ? t.strings.id(f(i)) : 0;
+          if (f) {
+            ids[l] = UNKNOWN;
+            values[l] = f(i);
+          } else ids[l] = 0;
         }
       }
-      const s = t.findOrAdd(ids, now);
+      const s = t.findOrAdd(ids, now, values);
       const v = t.values;
       v[tx][s] += batch.txBytes[i];
       v[rx][s] += batch.rxBytes[i];

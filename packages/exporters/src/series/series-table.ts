@@ -1,12 +1,15 @@
 // The aggregation state of the metric exporters: series identified by a tuple of label values, with
 // parallel Float64Array columns of values. Built for batches, not records: a row is matched to its
 // series by hashing small integer ids into an open-addressing table, so adding a million flows creates
-// no object per flow. Label values are interned once; `retain` compacts series, columns and strings.
+// no object per flow. Label values are interned once, and only for a series that is made: a row past the
+// cap leaves nothing behind, so the strings never outgrow the series. `retain` compacts series, columns and
+// strings.
 
 /** Strings ↔ small integer ids; id 0 is the empty string (an absent label). */
 export class Interner {
   private readonly values: string[] = [''];
   private readonly ids = new Map<string, number>([['', 0]]);
+  /** The id of a value, interning it if new. Tables intern only for series they make (see findOrAdd). */
   id(value: string): number {
     let id = this.ids.get(value);
     if (id === undefined) {
@@ -15,6 +18,10 @@ export class Interner {
       this.ids.set(value, id);
     }
     return id;
+  }
+  /** The id of a value already interned, or -1: looks without adding. */
+  find(value: string): number {
+    return this.ids.get(value) ?? -1;
   }
   value(id: number): string {
     return this.values[id];
@@ -25,6 +32,20 @@ export class Interner {
 }
 
 const EMPTY = 0;
+
+/** A label id that stands for a value not (known to be) interned: `findOrAdd` reads it from `values`. */
+export const UNKNOWN = -1;
+
+/**
+ * A position in a table that `retain` keeps pointing at the same series: what a renderer that yields in
+ * the middle of a table holds, so series removed meanwhile are neither rendered twice nor make it skip
+ * others. Close it when done (a generator's `finally`).
+ */
+export interface Cursor {
+  /** Index of the next series to visit; `retain` moves it to where that series (or its successor) went. */
+  next: number;
+  close(): void;
+}
 
 /**
  * Series of `width` labels, at most `maxSeries` of them. Past the cap, `findOrAdd` returns the one
@@ -41,6 +62,13 @@ export class SeriesTable {
   lastSeen: Float64Array;
   /** ms since the epoch a series was created (the start of a cumulative counter). */
   created: Float64Array;
+  /**
+   * Rows added so far (every findOrAdd), never reset: a clock that cannot go back or tie. `lastUpdate[s]`
+   * is its value when series s was last added to, so a reader that noted `updates` at some moment knows
+   * which series changed since (the prometheus exporter: has a scrape shown a series' last bytes?).
+   */
+  updates = 0;
+  lastUpdate: Float64Array;
   /** Value columns, indexed by the handle `addColumn` returned. */
   readonly values: Float64Array[] = [];
   strings = new Interner();
@@ -48,6 +76,7 @@ export class SeriesTable {
   private labelIds: Int32Array;
   private slots: Int32Array;
   private mask: number;
+  private readonly cursors = new Set<Cursor>();
 
   constructor(
     readonly width: number,
@@ -59,6 +88,7 @@ export class SeriesTable {
     this.labelIds = new Int32Array(this.capacity * width);
     this.lastSeen = new Float64Array(this.capacity);
     this.created = new Float64Array(this.capacity);
+    this.lastUpdate = new Float64Array(this.capacity);
     this.slots = new Int32Array(slotCount(this.capacity));
     this.mask = this.slots.length - 1;
   }
@@ -82,12 +112,33 @@ export class SeriesTable {
     return s === this.overflow;
   }
 
+  /** True once no new series can be made: further new label sets go to the overflow series. */
+  get full(): boolean {
+    return this.size >= this.maxSeries - (this.overflow < 0 ? 1 : 0);
+  }
+
   /**
-   * The series with these label ids (`width` of them, from `strings.id`), created if new. Returns the
-   * overflow series once `maxSeries` series exist.
+   * The series with these label ids (`width` of them), created if new; the overflow series once
+   * `maxSeries` series exist. An id of UNKNOWN (any negative) stands for `values[l]`, a value that may not
+   * be interned: it is looked up, and interned only if a new series is made for it — a row that goes to
+   * the overflow series leaves no string behind, so a flood of distinct values (random DNS subdomains)
+   * past the cap costs no memory. `ids` is overwritten with the resolved ids.
    */
-  findOrAdd(ids: Int32Array, now: number): number {
+  findOrAdd(ids: Int32Array, now: number, values?: ArrayLike<string | undefined>): number {
     const w = this.width;
+    for (let l = 0; l < w; l++) {
+      if (ids[l] >= 0) continue;
+      const v = values?.[l];
+      if (v === undefined) throw new RangeError(`label ${l} has no id and no value`);
+      const id = this.strings.find(v);
+      if (id >= 0) {
+        ids[l] = id;
+        continue;
+      }
+      // A value never interned is in no series: this row is a new series, or the overflow one.
+      if (this.full) return this.toOverflow(now);
+      ids[l] = this.strings.id(v);
+    }
     const hash = hashIds(ids, w);
     let slot = hash & this.mask;
     for (;;) {
@@ -96,16 +147,12 @@ export class SeriesTable {
       const s = entry - 1;
       if (s !== this.overflow && this.sameIds(s, ids)) {
         this.lastSeen[s] = now;
+        this.lastUpdate[s] = ++this.updates;
         return s;
       }
       slot = (slot + 1) & this.mask;
     }
-    if (this.size >= this.maxSeries - (this.overflow < 0 ? 1 : 0)) {
-      this.overflowRows++;
-      if (this.overflow < 0) this.overflow = this.append(null, now);
-      this.lastSeen[this.overflow] = now;
-      return this.overflow;
-    }
+    if (this.full) return this.toOverflow(now);
     const grew = this.size === this.capacity;
     const s = this.append(ids, now);
     // Growing rehashed the table: the free slot found above belongs to the old one.
@@ -117,16 +164,33 @@ export class SeriesTable {
     return s;
   }
 
+  /** A cursor at series 0, kept right by `retain` until closed. */
+  cursor(): Cursor {
+    const cursors = this.cursors;
+    const c: Cursor = {
+      next: 0,
+      close: () => {
+        cursors.delete(c);
+      },
+    };
+    cursors.add(c);
+    return c;
+  }
+
   /**
-   * Keeps the series for which `keep` is true and compacts everything (columns, ids, strings, the hash).
-   * Returns how many series went. The overflow series goes like any other when `keep` says so.
+   * Keeps the series for which `keep` is true and compacts everything (columns, ids, strings, the hash),
+   * in order; open cursors move with their series. Returns how many series went. The overflow series goes
+   * like any other when `keep` says so.
    */
   retain(keep: (s: number) => boolean): number {
     const w = this.width;
     const strings = new Interner();
     let out = 0;
     let overflow = -1;
+    const cursors = this.cursors.size > 0 ? [...this.cursors] : [];
     for (let s = 0; s < this.size; s++) {
+      // Kept series before a cursor's next end up before its new next: count them as they are moved.
+      for (const c of cursors) if (c.next === s) c.next = out;
       if (!keep(s)) continue;
       if (s === this.overflow) overflow = out;
       for (let l = 0; l < w; l++) {
@@ -134,9 +198,11 @@ export class SeriesTable {
       }
       this.lastSeen[out] = this.lastSeen[s];
       this.created[out] = this.created[s];
+      this.lastUpdate[out] = this.lastUpdate[s];
       for (const col of this.values) col[out] = col[s];
       out++;
     }
+    for (const c of cursors) if (c.next >= this.size) c.next = out;
     const removed = this.size - out;
     for (const col of this.values) col.fill(0, out, this.size);
     this.size = out;
@@ -153,6 +219,15 @@ export class SeriesTable {
     return true;
   }
 
+  /** Counts a row that found no room and returns the overflow series, made on first use. */
+  private toOverflow(now: number): number {
+    this.overflowRows++;
+    if (this.overflow < 0) this.overflow = this.append(null, now);
+    this.lastSeen[this.overflow] = now;
+    this.lastUpdate[this.overflow] = ++this.updates;
+    return this.overflow;
+  }
+
   private append(ids: Int32Array | null, now: number): number {
     if (this.size === this.capacity) this.grow();
     const s = this.size++;
@@ -161,6 +236,7 @@ export class SeriesTable {
     else this.labelIds.fill(EMPTY, s * w, s * w + w);
     this.lastSeen[s] = now;
     this.created[s] = now;
+    this.lastUpdate[s] = ++this.updates;
     return s;
   }
 
@@ -174,6 +250,7 @@ export class SeriesTable {
     this.labelIds = grown(this.labelIds, capacity * this.width);
     this.lastSeen = grown(this.lastSeen, capacity);
     this.created = grown(this.created, capacity);
+    this.lastUpdate = grown(this.lastUpdate, capacity);
     for (let c = 0; c < this.values.length; c++) this.values[c] = grown(this.values[c], capacity);
     this.capacity = capacity;
     if (slotCount(capacity) > this.slots.length) this.rehash();
@@ -189,6 +266,59 @@ export class SeriesTable {
       while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
       this.slots[slot] = s + 1;
     }
+  }
+}
+
+/**
+ * A batch's dictionary codes → the table's label ids, each value looked up once per batch and never
+ * interned here (findOrAdd interns what a new series needs). `put` writes a row's label: its id, or
+ * UNKNOWN and the value for findOrAdd to resolve.
+ */
+export class DictionaryIds {
+  /** Per code: the id; -1 not looked up yet; -2 not interned when looked up. */
+  private ids = new Int32Array(16);
+  private names: (string | undefined)[] = [];
+  private dict: readonly string[] = [];
+  private table?: SeriesTable;
+
+  constructor(private readonly normalize?: (value: string) => string) {}
+
+  /** Starts a batch whose column has this dictionary (code 0 = absent = ''). */
+  reset(table: SeriesTable, dict: readonly string[]): void {
+    this.table = table;
+    this.dict = dict;
+    if (this.ids.length < dict.length) this.ids = new Int32Array(dict.length);
+    this.ids.fill(-1, 0, dict.length);
+    this.ids[0] = 0;
+    if (this.normalize) this.names.length = 0;
+  }
+
+  /** Sets label `l` of a row to the value of `code`. */
+  put(code: number, ids: Int32Array, values: (string | undefined)[], l: number): void {
+    let id = this.ids[code];
+    if (id >= 0) {
+      ids[l] = id;
+      return;
+    }
+    const value = this.value(code);
+    if (id === -1) {
+      id = (this.table as SeriesTable).strings.find(value);
+      this.ids[code] = id >= 0 ? id : -2;
+      if (id >= 0) {
+        ids[l] = id;
+        return;
+      }
+    }
+    ids[l] = UNKNOWN;
+    values[l] = value;
+  }
+
+  private value(code: number): string {
+    const raw = this.dict[code];
+    if (!this.normalize) return raw;
+    let v = this.names[code];
+    if (v === undefined) v = this.names[code] = this.normalize(raw);
+    return v;
   }
 }
 
