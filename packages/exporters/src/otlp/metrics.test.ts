@@ -1,9 +1,10 @@
-import { FlowBatch } from '@netmon/core';
+import { DnsBatch, FlowBatch } from '@netmon/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { describe, expect, it } from 'vitest';
 import {
   AttributeCache,
   chunk,
+  DnsAggregate,
   expire,
   FlowAggregate,
   hrTime,
@@ -114,5 +115,21 @@ describe('otlp metrics', () => {
     expect(a.table.size).toBe(1);
     expect(cache.get(0).attrs[0]['src.k8s.workload.name']).toBe('w-1');
     expect(expire(a, cache, 60_000, 30_000)).toBe(0);
+  });
+
+  it('DNS: one series per name however it is spelt (as prometheus), no strings kept for overflowed names', () => {
+    const a = new DnsAggregate(3);
+    const cache = new AttributeCache(a);
+    const lookup = (question: string) => ({ time: 0, clientIp: '10.0.0.9', question, answers: [] });
+    a.add(DnsBatch.from([lookup('API.Stripe.com.'), lookup('api.stripe.com'), lookup('db.shop.svc.')]), 1);
+    a.add(DnsBatch.from(Array.from({ length: 1000 }, (_, i) => lookup(`r${i}.tunnel.example`))), 2);
+    const snap = takeSnapshot(a, cache, options(10, 0));
+    expect(snap?.attrs.map((x) => x.attrs[0])).toEqual([
+      { 'dns.question.name': 'api.stripe.com' },
+      { 'dns.question.name': 'db.shop.svc' },
+      { 'otel.metric.overflow': true },
+    ]);
+    expect([...(snap?.values[0] ?? [])]).toEqual([2, 1, 1000]);
+    expect(a.table.strings.size).toBe(3);
   });
 });

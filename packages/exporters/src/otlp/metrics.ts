@@ -1,5 +1,5 @@
-// What the otlp exporter keeps and sends: series aggregated from batches (FlowSeries for flows, a one-label
-// table for DNS questions), turned every interval into a snapshot of the points to send, cut into requests
+// What the otlp exporter keeps and sends: series aggregated from batches (FlowSeries for flows, DnsSeries
+// by question for DNS), turned every interval into a snapshot of the points to send, cut into requests
 // that stay under the gRPC message limit, and each request into the SDK's ResourceMetrics on the way out.
 // The SDK's instruments are bypassed on purpose (collector-design §2.4): per-flow `add` costs microseconds
 // and keeps every attribute set forever.
@@ -12,6 +12,7 @@ import {
   type MetricData,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
+import { DnsSeries, LOOKUPS } from '../series/dns-series.js';
 import {
   COST_USD,
   FlowSeries,
@@ -21,7 +22,7 @@ import {
   TX_BYTES,
   TX_PACKETS,
 } from '../series/flow-series.js';
-import { SeriesTable } from '../series/series-table.js';
+import type { SeriesTable } from '../series/series-table.js';
 
 /** The most points one series yields per interval (flows: io ×2, packet.count ×2, cost). */
 export const POINTS_PER_SERIES = 5;
@@ -83,7 +84,7 @@ export const DNS_METRICS: readonly MetricSpec[] = [
     description: 'DNS answers seen on the node, by question.',
     unit: '{lookup}',
     valueType: ValueType.INT,
-    points: [{ column: 0, variant: 0 }],
+    points: [{ column: LOOKUPS, variant: 0 }],
   },
 ];
 
@@ -139,37 +140,29 @@ export class FlowAggregate implements Aggregate {
   }
 }
 
-/** DNS lookups counted by question name (`dns.question.name`). */
+/**
+ * DNS lookups counted by question name (`dns.question.name`, spelt by `dnsName`: lower case, no trailing
+ * dot), the same aggregation as the prometheus exporter's netmon_dns_lookups_total without client labels.
+ */
 export class DnsAggregate implements Aggregate {
-  readonly table: SeriesTable;
+  readonly series: DnsSeries;
   readonly keys = ['dns.question.name'];
   readonly variants = [{}];
   readonly metrics = DNS_METRICS;
-  readonly valueColumns = [0];
+  readonly valueColumns = [LOOKUPS];
   readonly start: number;
-  private readonly ids = new Int32Array(1);
-  private translation = new Int32Array(0);
 
   constructor(maxSeries: number) {
-    this.table = new SeriesTable(1, maxSeries);
-    this.table.addColumn();
-    this.start = this.table.addColumn();
+    this.series = new DnsSeries([], maxSeries);
+    this.start = this.series.table.addColumn();
+  }
+
+  get table(): SeriesTable {
+    return this.series.table;
   }
 
   add(batch: DnsBatch, now: number): void {
-    const t = this.table;
-    const names = batch.names;
-    if (this.translation.length < names.length) this.translation = new Int32Array(names.length);
-    const tr = this.translation;
-    tr.fill(-1, 0, names.length);
-    for (let i = 0; i < batch.length; i++) {
-      const code = batch.question[i];
-      let id = tr[code];
-      if (id < 0) id = tr[code] = t.strings.id(names[code]);
-      this.ids[0] = id;
-      const s = t.findOrAdd(this.ids, now);
-      t.values[0][s] += 1;
-    }
+    this.series.add(batch, now);
   }
 
   enabled(): boolean {
