@@ -27,17 +27,20 @@ import {
   negotiateFormat,
   renderAll,
 } from './exposition.js';
-import { FAMILY_NAMES, type Families } from './families.js';
+import { FAMILY_NAMES, type Families, type SeriesFamily } from './families.js';
 import type { DeletedPods } from './pods.js';
 import { renderSelfMetrics } from './self-metrics.js';
 
 export const METRICS_PATH = '/metrics';
 
 export interface ScrapeStats {
+  /** Scrapes sent to the end. */
   scrapes: number;
-  /** Time the last scrape took, from the request to the last byte handed to the socket (ms). */
+  /** Scrapes that ended early: the scraper hung up, or the scrape's deadline passed. */
+  aborted: number;
+  /** Time the last completed scrape took, from the request to the last byte handed to the socket (ms). */
   lastDurationMs: number;
-  /** Uncompressed size of the last scrape. */
+  /** Uncompressed size of the last completed scrape. */
   lastBytes: number;
 }
 
@@ -52,10 +55,33 @@ const BUFFERS = 4;
  */
 const SLICE_MS = 5;
 
+/**
+ * Longest a scrape may take to be sent. Prometheus gives up after its scrape_timeout (at most its
+ * scrape_interval, typically 10 s) and says so in the header below, which shortens it; nothing waits longer
+ * than this. A response still being sent then is cut off: a scraper that stopped reading holds nothing for
+ * long.
+ */
+export const SCRAPE_DEADLINE_MS = 120_000;
+/** The shortest deadline a scraper's header can ask for. */
+const MIN_DEADLINE_MS = 1000;
+const SCRAPE_TIMEOUT_HEADER = 'x-prometheus-scrape-timeout-seconds';
+/** A connection that neither sends nor takes a byte for this long is closed (idle keep-alive aside). */
+const IDLE_TIMEOUT_MS = 30_000;
+/** Time to send a request's headers, and the whole request (a GET has no body). */
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 15_000;
+
+/** The deadline of a scrape: the scraper's own timeout when it sends one (Prometheus does), within bounds. */
+export function scrapeDeadline(header: string | string[] | undefined): number {
+  const seconds = Number(Array.isArray(header) ? header[0] : header);
+  if (!header || !Number.isFinite(seconds) || seconds <= 0) return SCRAPE_DEADLINE_MS;
+  return Math.min(SCRAPE_DEADLINE_MS, Math.max(MIN_DEADLINE_MS, seconds * 1000));
+}
+
 const endpoints = new WeakMap<Host, Map<string, MetricsEndpoint>>();
 
 export class MetricsEndpoint {
-  readonly stats: ScrapeStats = { scrapes: 0, lastDurationMs: 0, lastBytes: 0 };
+  readonly stats: ScrapeStats = { scrapes: 0, aborted: 0, lastDurationMs: 0, lastBytes: 0 };
   private readonly families = new Set<Families>();
   private readonly deletions = new Set<DeletedPods>();
   private users = 0;
@@ -63,7 +89,7 @@ export class MetricsEndpoint {
   private listening?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private unobserve?: () => void;
-  /** Scrapes being sent: series are not removed meanwhile, so their renderers' indices stay valid. */
+  /** Scrapes being sent. Sweeps do not wait for them: renderers walk the tables with cursors. */
   private sending = 0;
   private readonly expirationMs: number;
   private readonly listen: { host: string; port: number };
@@ -89,6 +115,11 @@ export class MetricsEndpoint {
       byId.set(settings.id, e);
     }
     return e;
+  }
+
+  /** Scrapes being sent now. */
+  get inFlight(): number {
+    return this.sending;
   }
 
   /** `http://host:port/metrics` once listening (the real port when 0 was asked for). */
@@ -135,15 +166,27 @@ export class MetricsEndpoint {
   }
 
   private async start(): Promise<void> {
-    const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
-      this.handle(req, res).catch((err) => {
-        this.settings.logger.warn({ err: errorMessage(err) }, 'scrape failed');
-        if (!res.headersSent) {
-          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
-          res.end(`netmon prometheus exporter: scrape failed: ${errorMessage(err)}\n`);
-        } else res.destroy();
-      });
-    });
+    const server = createServer(
+      {
+        // Prometheus keeps its connection alive between scrapes (every 15–60 s, typically).
+        keepAliveTimeout: 65_000,
+        headersTimeout: HEADERS_TIMEOUT_MS,
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        connectionsCheckingInterval: 5000,
+      },
+      (req, res) => {
+        this.handle(req, res).catch((err) => {
+          this.settings.logger.warn({ err: errorMessage(err) }, 'scrape failed');
+          if (!res.headersSent) {
+            res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+            res.end(`netmon prometheus exporter: scrape failed: ${errorMessage(err)}\n`);
+          } else res.destroy();
+        });
+      },
+    );
+    // Set on every request's socket (between requests keepAliveTimeout applies); without a 'timeout'
+    // listener, a socket idle this long — a scraper that stopped reading — is destroyed.
+    server.setTimeout(IDLE_TIMEOUT_MS);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         const why = err.code && err.errno ? `${err.code} (${getSystemErrorMessage(err.errno)})` : err.message;
@@ -159,7 +202,8 @@ export class MetricsEndpoint {
       this.settings.logger.warn({ err: errorMessage(err) }, 'metrics server error'),
     );
     this.server = server;
-    // Deleted pods' series go within a quarter of the expiration (at most a minute), and at every scrape.
+    // Sweeps run every quarter of the expiration (at most a minute) and at every scrape: series expire
+    // that late at most, and a deleted pod's go at the first sweep after a scrape showed their last bytes.
     const every = Math.min(60_000, Math.max(1000, this.expirationMs / 4));
     this.timer = setInterval(() => this.sweep(Date.now()), every);
     this.timer.unref();
@@ -168,17 +212,16 @@ export class MetricsEndpoint {
   }
 
   /**
-   * Removes expired series and those of deleted pods from every family — unless a scrape is being sent;
-   * the next sweep (timer or scrape) does it then.
+   * Removes expired series, and those of deleted pods that a scrape has shown since their last update,
+   * from every family. Scrapes being sent meanwhile carry on (their renderers hold cursors).
    */
   sweep(now: number): void {
-    if (this.sending > 0) return;
     let gone: Set<string> | undefined;
     for (const d of this.deletions) {
-      const g = d.take();
+      const g = d.current(now);
       if (!g) continue;
-      gone ??= new Set();
-      for (const k of g) gone.add(k);
+      if (!gone) gone = g;
+      else for (const k of g) gone.add(k);
     }
     const cutoff = now - this.expirationMs;
     for (const f of this.families) f.sweep(cutoff, gone);
@@ -187,9 +230,24 @@ export class MetricsEndpoint {
   /** The exposition now, as Buffer chunks: for tests and benchmarks (scrapes stream it). */
   async render(format: Format, now = Date.now()): Promise<Buffer[]> {
     this.sweep(now);
+    const marks = this.marks();
     const out = new Exposition(format);
     const self = await this.collectSelfMetrics();
-    return renderAll(out, this.renderers(out, self));
+    const chunks = renderAll(out, this.renderers(out, self));
+    this.served(marks);
+    return chunks;
+  }
+
+  /** Every table's update count now: what a scrape that begins now will have shown once sent. */
+  private marks(): [SeriesFamily, number][] {
+    const marks: [SeriesFamily, number][] = [];
+    for (const f of this.families) for (const t of f.tables) marks.push([t, t.table.updates]);
+    return marks;
+  }
+
+  /** A scrape that began at `marks` was sent to the end. */
+  private served(marks: [SeriesFamily, number][]): void {
+    for (const [t, updates] of marks) if (updates > t.served) t.served = updates;
   }
 
   private async collectSelfMetrics() {
@@ -222,12 +280,23 @@ export class MetricsEndpoint {
       res.end();
       return;
     }
-    this.sweep(Date.now());
-    const self = await this.collectSelfMetrics();
-    const gzip = acceptsGzip(req.headers['accept-encoding']);
+    const deadline = scrapeDeadline(req.headers[SCRAPE_TIMEOUT_HEADER]);
+    const timer = setTimeout(() => {
+      if (res.writableFinished) return;
+      this.settings.logger.warn(
+        { remote: req.socket.remoteAddress, deadline_ms: deadline },
+        'scrape cut off: not sent within its deadline (a scraper that stopped reading?)',
+      );
+      res.destroy();
+    }, deadline);
     this.sending++;
     let bytes = 0;
+    let sent = false;
     try {
+      this.sweep(Date.now());
+      const marks = this.marks();
+      const self = await this.collectSelfMetrics();
+      const gzip = acceptsGzip(req.headers['accept-encoding']);
       if (gzip) {
         res.writeHead(200, { ...headers, 'content-encoding': 'gzip', vary: 'Accept-Encoding' });
         // Level 1: repetitive label text still compresses ~10×, at a fraction of the default's CPU. zlib
@@ -239,16 +308,30 @@ export class MetricsEndpoint {
         res.once('close', hangUp);
         bytes = await this.send(z, format, self, res);
         z.end();
-        await finished(res).catch(() => undefined);
+        sent = await finished(res).then(
+          () => true,
+          () => false,
+        );
         res.off('close', hangUp);
       } else {
         // The length is not known before the end: chunked transfer encoding.
         res.writeHead(200, headers);
         bytes = await this.send(res, format, self, res);
         res.end();
+        sent = await finished(res).then(
+          () => true,
+          () => false,
+        );
       }
+      // Only a scrape the scraper got whole counts as having shown the series' values.
+      if (sent) this.served(marks);
     } finally {
+      clearTimeout(timer);
       this.sending--;
+    }
+    if (!sent) {
+      this.stats.aborted++;
+      return;
     }
     this.stats.scrapes++;
     this.stats.lastDurationMs = performance.now() - begin;
@@ -322,6 +405,8 @@ export class MetricsEndpoint {
     } finally {
       for (const e of events) sink.off(e, poke);
       res.off('close', poke);
+      // Stopped early (the scraper left): close the renderers, which releases their table cursors.
+      renderers.return(undefined);
     }
     return bytes;
   }
@@ -345,18 +430,24 @@ export class MetricsEndpoint {
       unit: '{series}',
     });
     const scrapes = meter.createObservableCounter('netmon_prometheus_scrapes', {
-      description: 'Scrapes of /metrics served.',
+      description: 'Scrapes of /metrics sent to the end.',
+      unit: '{scrape}',
+    });
+    const aborted = meter.createObservableCounter('netmon_prometheus_aborted_scrapes', {
+      description:
+        'Scrapes of /metrics that ended before their last byte: the scraper hung up, or the scrape was cut off at its deadline (the scraper’s X-Prometheus-Scrape-Timeout-Seconds, at most 2 minutes).',
       unit: '{scrape}',
     });
     const duration = meter.createObservableGauge('netmon_prometheus_scrape_duration_seconds', {
-      description: 'Time the last scrape took to sweep and render, before sending.',
+      description:
+        'Time the last completed scrape took, from the request to its last byte handed to the socket: sweep, rendering, compression and sending.',
       unit: 's',
     });
     const size = meter.createObservableGauge('netmon_prometheus_scrape_size_bytes', {
-      description: 'Uncompressed size of the last scrape.',
+      description: 'Uncompressed size of the last completed scrape.',
       unit: 'By',
     });
-    const instruments: Observable[] = [series, overflow, removed, scrapes, duration, size];
+    const instruments: Observable[] = [series, overflow, removed, scrapes, aborted, duration, size];
     const observe: BatchObservableCallback = (r) => {
       for (const f of this.families) {
         for (const t of f.tables) {
@@ -367,6 +458,7 @@ export class MetricsEndpoint {
         }
       }
       r.observe(scrapes, this.stats.scrapes);
+      r.observe(aborted, this.stats.aborted);
       r.observe(duration, this.stats.lastDurationMs / 1000);
       r.observe(size, this.stats.lastBytes);
     };

@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import {
   type ComponentSettings,
@@ -14,9 +16,11 @@ import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { MetadataStore } from '@netmon/processors';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prometheusExporterConfig } from './config.js';
+import { SCRAPE_DEADLINE_MS, scrapeDeadline } from './endpoint.js';
 import { PrometheusExporter } from './exporter.js';
-import { negotiateFormat } from './exposition.js';
+import { Exposition, negotiateFormat } from './exposition.js';
 import { prometheusExporterFactory } from './factory.js';
+import type { FlowFamilies } from './families.js';
 
 const LOCAL = { endpoint: '127.0.0.1:0' };
 
@@ -91,6 +95,15 @@ async function started(
 const text = async (e: PrometheusExporter, format: 'text' | 'openmetrics' = 'text', now?: number) =>
   Buffer.concat(await e.endpoint.render(format, now)).toString('utf8');
 
+/** Polls until `check` is true (or fails after `ms`). */
+async function until(check: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** The sample lines of a family (no comments). */
 const samples = (body: string, name: string) =>
   body.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
@@ -139,7 +152,7 @@ describe('prometheus exporter config', () => {
 
 describe('prometheus exporter', () => {
   it('renders cumulative counters from deltas in the text format (exact)', async () => {
-    const e = await started();
+    const e = await started({ granularity: 'pod' });
     e.export(
       FlowBatch.from([flow(100, 2000, { ...web, 'cost.usd': 0.01 }), flow(5, 7, { 'dst.domain': 'x"y\\z' })]),
     );
@@ -233,7 +246,7 @@ describe('prometheus exporter', () => {
   });
 
   it('sums new label sets past max_series into one overflow series, totals exact, and counts the rows', async () => {
-    const e = await started({ max_series: 3 });
+    const e = await started({ max_series: 3, granularity: 'pod' });
     const rows = Array.from({ length: 10 }, (_, i) => flow(i + 1, 0, { 'src.k8s.pod.name': `p${i}` }));
     e.export(FlowBatch.from(rows));
     const lines = samples(await text(e), 'netmon_flow_bytes_total').filter((l) => l.includes('"tx"'));
@@ -246,7 +259,7 @@ describe('prometheus exporter', () => {
   });
 
   it('removes series not updated within expiration (at a scrape)', async () => {
-    const e = await started({ expiration: '1m' });
+    const e = await started({ expiration: '1m', granularity: 'pod' });
     e.export(FlowBatch.from([flow(1, 1, { 'src.k8s.pod.name': 'old', 'traffic.class': 'cross_zone' })]));
     const now = Date.now();
     expect(samples(await text(e, 'text', now + 30_000), 'netmon_flow_bytes_total')).toHaveLength(2);
@@ -276,7 +289,7 @@ describe('prometheus exporter', () => {
     store.upsertPod(pod('web-7c9d8-x2k8p', 'u1', '10.0.1.5'));
     store.upsertPod(pod('db-0', 'u2', '10.0.2.9'));
     const k8s = { store, standalone: false, synced: () => true, nodeName: 'n1' } as unknown as Extension;
-    const e = await started({}, { extensions: new Map([['k8s_metadata', k8s]]) });
+    const e = await started({ granularity: 'pod' }, { extensions: new Map([['k8s_metadata', k8s]]) });
     e.export(
       FlowBatch.from([
         flow(1, 2, web),
@@ -292,6 +305,8 @@ describe('prometheus exporter', () => {
     // in every family, wherever it is src or dst.
     store.upsertPod(pod('db-0', 'u3', '10.0.2.10'));
     store.deletePod('u1');
+    // The first scrape since shows web's series with all they counted; they go after it.
+    expect(samples(await text(e), 'netmon_flow_bytes_total')).toHaveLength(6);
     const body = await text(e);
     expect(samples(body, 'netmon_flow_bytes_total')).toEqual([
       'netmon_flow_bytes_total{src_namespace="shop",src_pod="db-0",traffic_class="cross_zone",direction="tx"} 3',
@@ -306,6 +321,146 @@ describe('prometheus exporter', () => {
     // A pod the store never knew (another node's, with scope node) is left to expiration.
     store.deletePodNamed('other', 'elsewhere');
     expect(samples(await text(e), 'netmon_flow_bytes_total')).toHaveLength(4);
+  });
+
+  it('shows the bytes a deleted pod added since the previous scrape before its series go', async () => {
+    const store = new MetadataStore();
+    store.upsertPod({
+      uid: 'u1',
+      namespace: 'shop',
+      name: 'web-7c9d8-x2k8p',
+      nodeName: 'n1',
+      phase: 'Running',
+      hostNetwork: false,
+      ips: ['10.0.1.5'],
+      workloadKind: 'Deployment',
+      workloadName: 'web',
+      labels: {},
+    });
+    const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
+    const e = await started(
+      { granularity: 'pod', expiration: '1m' },
+      { extensions: new Map([['k8s_metadata', k8s]]) },
+    );
+    const tx = (body: string) => samples(body, 'netmon_flow_bytes_total').filter((l) => l.includes('"tx"'));
+    const zone = (body: string) => samples(body, 'pod_cross_zone_network_traffic_bytes_total');
+    e.export(FlowBatch.from([flow(100, 1, web)]));
+    expect(tx(await text(e))).toEqual([expect.stringMatching(/ 100$/)]);
+    // The pod sends its last bytes and is deleted before the next scrape: that scrape shows them.
+    e.export(FlowBatch.from([flow(23, 1, web)]));
+    store.deletePod('u1');
+    let body = await text(e);
+    expect(tx(body)).toEqual([expect.stringMatching(/ 123$/)]);
+    expect(zone(body)).toContain(
+      'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="web-7c9d8-x2k8p"} 123',
+    );
+    // Flows of the deleted pod that still come in (the last interval's) wait for a scrape too.
+    e.export(FlowBatch.from([flow(7, 1, web)]));
+    e.endpoint.sweep(Date.now());
+    body = await text(e);
+    expect(tx(body)).toEqual([expect.stringMatching(/ 130$/)]);
+    // Shown: gone from every family at the next sweep (db-0, on the other end, is not deleted).
+    body = await text(e);
+    expect(samples(body, 'netmon_flow_bytes_total')).toEqual([]);
+    expect(zone(body)).toEqual(['pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="db-0"} 3']);
+    expect(e.families.tables.map((t) => t.removed.pod_deleted)).toEqual([1, 1]);
+  });
+
+  it('a deleted pod’s series that no scrape ever shows still go at expiration', async () => {
+    const store = new MetadataStore();
+    store.upsertPod({
+      uid: 'u1',
+      namespace: 'shop',
+      name: 'web-7c9d8-x2k8p',
+      nodeName: 'n1',
+      phase: 'Running',
+      hostNetwork: false,
+      ips: ['10.0.1.5'],
+      labels: {},
+    });
+    const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
+    const e = await started(
+      { granularity: 'pod', expiration: '1m' },
+      { extensions: new Map([['k8s_metadata', k8s]]) },
+    );
+    e.export(FlowBatch.from([flow(1, 1, web)]));
+    store.deletePod('u1');
+    const now = Date.now();
+    e.endpoint.sweep(now + 30_000);
+    expect(e.families.tables[0].table.size).toBe(1);
+    e.endpoint.sweep(now + 61_000);
+    expect(e.families.tables.map((t) => t.table.size)).toEqual([0, 0]);
+    expect(e.families.tables.map((t) => t.removed.expired)).toEqual([1, 2]);
+  });
+
+  it('a sweep in the middle of a scrape neither repeats nor skips the series that stay', async () => {
+    const e = await started({ granularity: 'pod', expiration: '1m' });
+    const families = e.families as FlowFamilies;
+    const now = Date.now();
+    // 4000 series, every other one last updated 2 minutes ago: the sweep removes those.
+    for (let i = 0; i < 4000; i++) {
+      const batch = FlowBatch.from([flow(i, 0, { 'src.k8s.pod.name': `p${i}` })]);
+      families.add(batch, i % 2 === 0 ? now : now - 120_000);
+    }
+    const out = new Exposition('text');
+    const render = families.render(out);
+    let body = '';
+    for (let k = 0; k < 3; k++) {
+      expect(render.next().done).toBe(false);
+      body += out.take();
+    }
+    e.endpoint.sweep(now);
+    expect(families.series.table.size).toBe(2000);
+    for (const _ of render) body += out.take();
+    body += out.take();
+    const lines = samples(body, 'netmon_flow_bytes_total').filter((l) => l.includes('"tx"'));
+    expect(new Set(lines).size).toBe(lines.length);
+    const pods = new Set(lines.map((l) => Number(/src_pod="p(\d+)"/.exec(l)?.[1])));
+    for (let i = 0; i < 4000; i += 2) expect(pods.has(i), `p${i}`).toBe(true);
+    // Packets come after every byte series: the sweep was before them, so only survivors are there.
+    expect(samples(body, 'netmon_flow_packets_total')).toHaveLength(2 * 2000);
+  });
+
+  it('a scraper that stops reading blocks neither sweeps nor other scrapes, and is cut off at its deadline', async () => {
+    const e = await started({ granularity: 'pod', expiration: '1m', max_series: 100_000 });
+    const long = 'x'.repeat(200);
+    e.export(
+      FlowBatch.from(
+        Array.from({ length: 20_000 }, (_, i) =>
+          flow(1, 1, { 'src.k8s.pod.name': `p${i}`, 'dst.domain': `${long}-${i}` }),
+        ),
+      ),
+    );
+    // About 20 MB of text (no gzip asked for): far more than the socket buffers take.
+    const url = new URL(e.url() as string);
+    const socket = connect(Number(url.port), url.hostname);
+    await once(socket, 'connect');
+    socket.pause(); // never reads
+    socket.on('error', () => undefined);
+    socket.write('GET /metrics HTTP/1.1\r\nHost: netmon\r\nX-Prometheus-Scrape-Timeout-Seconds: 1.5\r\n\r\n');
+    await until(() => e.endpoint.inFlight === 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(e.endpoint.inFlight).toBe(1); // stuck on the socket
+    // Sweeps go on: every series expires while the stuck scrape holds its place in the table.
+    e.endpoint.sweep(Date.now() + 61_000);
+    expect(e.families.tables[0].table.size).toBe(0);
+    // Other scrapes are served meanwhile.
+    const other = await fetch(e.url() as string);
+    expect(other.status).toBe(200);
+    expect(await other.text()).toBe('');
+    // The stuck one is cut off at the deadline its scraper asked for, and counted.
+    await until(() => e.endpoint.inFlight === 0, 5000);
+    expect(e.endpoint.stats).toMatchObject({ scrapes: 1, aborted: 1 });
+    socket.destroy();
+  });
+
+  it('takes the deadline of a scrape from Prometheus’ timeout header, within bounds', () => {
+    expect(scrapeDeadline(undefined)).toBe(SCRAPE_DEADLINE_MS);
+    expect(scrapeDeadline('10')).toBe(10_000);
+    expect(scrapeDeadline('0.2')).toBe(1000);
+    expect(scrapeDeadline('3600')).toBe(SCRAPE_DEADLINE_MS);
+    expect(scrapeDeadline('soon')).toBe(SCRAPE_DEADLINE_MS);
+    expect(scrapeDeadline(['2', '3'])).toBe(2000);
   });
 
   it('refuses cumulative batches and says to put delta first', async () => {
@@ -432,7 +587,7 @@ describe('prometheus exporter', () => {
   it('describes its series, overflow and scrapes in the status', async () => {
     const board = new StatusBoard();
     const e = await started(
-      { max_series: 2 },
+      { max_series: 2, granularity: 'pod' },
       { settings: testSettings('exporter', 'prometheus', { board }) },
     );
     e.export(
@@ -446,6 +601,7 @@ describe('prometheus exporter', () => {
       series: { flows: 2, cross_zone: 0 },
       overflow_rows: { flows: 1, cross_zone: 0 },
       scrapes: 1,
+      aborted_scrapes: 0,
     });
     expect(details?.last_scrape_bytes).toBeGreaterThan(100);
   });

@@ -31,7 +31,7 @@ export class PrometheusExporter implements Exporter<Batch> {
       signal === 'dns'
         ? new DnsFamilies(config.granularity, config.max_series, directory)
         : new FlowFamilies(config.granularity, config.max_series);
-    if (directory && !directory.standalone) this.deletions = new DeletedPods(directory);
+    if (directory && !directory.standalone) this.deletions = new DeletedPods(directory, config.expiration);
     this.endpoint = MetricsEndpoint.of(settings, config);
     settings.status.describe(() => this.facts());
   }
@@ -90,6 +90,7 @@ export class PrometheusExporter implements Exporter<Batch> {
       series,
       overflow_rows: overflowRows,
       scrapes: s.scrapes,
+      aborted_scrapes: s.aborted,
       last_scrape_ms: Math.round(s.lastDurationMs * 10) / 10,
       last_scrape_bytes: s.lastBytes,
     };

@@ -1,6 +1,7 @@
 // The exporter's own metric families: cumulative counters built by summing the pipeline's deltas into
 // series tables (../series), with their label text cached per series for fast scrapes.
 import { type DnsBatch, type FlowBatch, type Granularity, StringColumn } from '@netmon/core';
+import { DnsSeries, dnsClientLabels, LOOKUPS } from '../series/dns-series.js';
 import {
   COST_ROWS,
   COST_USD,
@@ -11,10 +12,10 @@ import {
   TX_BYTES,
   TX_PACKETS,
 } from '../series/flow-series.js';
-import { SeriesTable } from '../series/series-table.js';
+import { type Cursor, DictionaryIds, SeriesTable } from '../series/series-table.js';
 import { type Exposition, formatValue } from './exposition.js';
 import { LabelCache, sample } from './labels.js';
-import { type PodDirectory, type PodOwner, podKey } from './pods.js';
+import { type PodDirectory, splitPodKey } from './pods.js';
 
 export const FLOW_BYTES = 'netmon_flow_bytes';
 export const FLOW_PACKETS = 'netmon_flow_packets';
@@ -38,31 +39,54 @@ export interface Removed {
   pod_deleted: number;
 }
 
-/** One table of series: what a sweep and the self-metrics see. */
+/** One table of series: what a sweep, a scrape and the self-metrics see. */
 export interface SeriesFamily {
   /** `flows`, `cross_zone` or `dns`. */
   readonly family: string;
   readonly table: SeriesTable;
   readonly removed: Removed;
+  /**
+   * `table.updates` when the latest scrape that was sent to the end began: every series whose
+   * `lastUpdate` is at most this has been shown with all it ever counted.
+   */
+  served: number;
 }
 
 /** A set of families one exporter instance (one signal) keeps. */
 export interface Families {
   readonly tables: readonly SeriesFamily[];
-  /** Removes series not updated since `cutoff` (ms since the epoch) and those of pods in `gone`. */
+  /**
+   * Removes series not updated since `cutoff` (ms since the epoch), and those of pods in `gone` (keys of
+   * `podKey`) once a scrape has shown them since they were last updated (their last bytes are not lost).
+   */
   sweep(cutoff: number, gone: ReadonlySet<string> | undefined): void;
   /**
    * Writes the families to `out`, yielding whenever `out.full` so the caller can send a chunk. Between
-   * yields rows may be added (series appended, values grown) but never removed: the endpoint does not
-   * sweep while a scrape is being sent.
+   * yields series may be added, and removed by a sweep: renderers walk tables with cursors, so a series
+   * is never written twice, and none that stays is skipped. Closing the generator (`return()`) releases
+   * the cursors.
    */
   render(out: Exposition): Generator<void>;
+}
+
+/**
+ * Visits every series of `table` once while the caller yields between them, whatever `retain` removes
+ * meanwhile. Values must be read through `table.values` after each step (growing replaces the columns).
+ */
+function* rows(table: SeriesTable): Generator<number> {
+  const c: Cursor = table.cursor();
+  try {
+    while (c.next < table.size) yield c.next++;
+  } finally {
+    c.close();
+  }
 }
 
 /** A table with cached label text, and which of its labels name a pod (namespace, pod) for deletions. */
 class Table implements SeriesFamily {
   readonly removed: Removed = { expired: 0, pod_deleted: 0 };
   readonly labels: LabelCache;
+  served = 0;
   private readonly podLabels: [number, number][] = [];
 
   constructor(
@@ -81,32 +105,48 @@ class Table implements SeriesFamily {
   sweep(cutoff: number, gone: ReadonlySet<string> | undefined): void {
     const t = this.table;
     const last = t.lastSeen;
-    const pods = gone && this.podLabels.length > 0 ? gone : undefined;
-    // A scan of a Float64Array is cheap; the compaction that removes series is not: only when needed.
-    let stale = false;
-    for (let s = 0; s < t.size; s++) {
-      if (last[s] < cutoff) {
-        stale = true;
-        break;
+    const pods = gone && this.podLabels.length > 0 ? this.goneIds(gone) : undefined;
+    const served = this.served;
+    const deleted = (s: number): boolean => {
+      // Not yet shown by a scrape since its last bytes: it stays until one did (or it expires).
+      if (!pods || t.lastUpdate[s] > served) return false;
+      for (const [ns, pod] of this.podLabels) {
+        if (pods.get(t.labelId(s, pod))?.has(t.labelId(s, ns))) return true;
       }
-    }
-    if (!stale && !pods) return;
+      return false;
+    };
+    // A scan of the table is cheap; the compaction that removes series is not: only when needed.
+    let stale = false;
+    for (let s = 0; s < t.size && !stale; s++) stale = last[s] < cutoff || deleted(s);
+    if (!stale) return;
     this.labels.retain((s) => {
       if (last[s] < cutoff) {
         this.removed.expired++;
         return false;
       }
-      if (pods) {
-        for (const [ns, pod] of this.podLabels) {
-          const name = t.label(s, pod);
-          if (name !== '' && pods.has(podKey(t.label(s, ns), name))) {
-            this.removed.pod_deleted++;
-            return false;
-          }
-        }
+      if (deleted(s)) {
+        this.removed.pod_deleted++;
+        return false;
       }
       return true;
     });
+  }
+
+  /** Gone pods as this table's ids: pod id → namespace ids. A name never interned is in no series here. */
+  private goneIds(gone: ReadonlySet<string>): Map<number, Set<number>> | undefined {
+    const strings = this.table.strings;
+    let ids: Map<number, Set<number>> | undefined;
+    for (const key of gone) {
+      const [namespace, pod] = splitPodKey(key);
+      const p = strings.find(pod);
+      const n = strings.find(namespace);
+      if (p <= 0 || n < 0) continue;
+      ids ??= new Map();
+      const namespaces = ids.get(p);
+      if (namespaces) namespaces.add(n);
+      else ids.set(p, new Set([n]));
+    }
+    return ids;
   }
 }
 
@@ -130,6 +170,8 @@ export class FlowFamilies implements Families {
   readonly crossZone: Table;
   readonly tables: readonly SeriesFamily[];
   private readonly zoneIds = new Int32Array(2);
+  private readonly zoneValues: (string | undefined)[] = [undefined, undefined];
+  private readonly zoneDicts = [new DictionaryIds(), new DictionaryIds()];
   private readonly zoneColumn: number;
 
   constructor(granularity: Granularity, maxSeries: number) {
@@ -168,26 +210,21 @@ export class FlowFamilies implements Families {
       [batch.column('dst.k8s.namespace.name'), batch.column('dst.k8s.pod.name'), batch.rxBytes],
     ] as const;
     const t = this.crossZone.table;
-    const ids = this.zoneIds;
+    const { zoneIds: ids, zoneValues: values, zoneDicts: dicts } = this;
+    const codes = cls.codes;
     for (const [nsCol, podCol, bytes] of ends) {
       if (!(podCol instanceof StringColumn)) continue;
       const ns = nsCol instanceof StringColumn ? nsCol : undefined;
-      // Per dictionary code, the interned id (-1: not looked up yet); rebuilt per batch.
-      const podIds = new Int32Array(podCol.dict.length).fill(-1);
-      const nsIds = new Int32Array(ns ? ns.dict.length : 1).fill(-1);
-      const codes = cls.codes;
+      if (ns) dicts[0].reset(t, ns.dict);
+      dicts[1].reset(t, podCol.dict);
       for (let i = 0; i < batch.length; i++) {
         if (cross[codes[i]] === 0) continue;
         const p = podCol.codes[i];
         if (p === 0 || bytes[i] === 0) continue;
-        let pid = podIds[p];
-        if (pid < 0) pid = podIds[p] = t.strings.id(podCol.dict[p]);
-        const n = ns ? ns.codes[i] : 0;
-        let nid = nsIds[n];
-        if (nid < 0) nid = nsIds[n] = ns ? t.strings.id(ns.dict[n]) : 0;
-        ids[0] = nid;
-        ids[1] = pid;
-        const s = t.findOrAdd(ids, now);
+        if (ns) dicts[0].put(ns.codes[i], ids, values, 0);
+        else ids[0] = 0;
+        dicts[1].put(p, ids, values, 1);
+        const s = t.findOrAdd(ids, now, values);
         // Read after findOrAdd: growing the table replaces its value columns.
         t.values[this.zoneColumn][s] += bytes[i];
       }
@@ -206,7 +243,7 @@ export class FlowFamilies implements Families {
     if (t.size > 0) {
       out.family(FLOW_BYTES, 'counter', HELP.bytes);
       const name = `${FLOW_BYTES}_total`;
-      for (let s = 0; s < t.size; s++) {
+      for (const s of rows(t)) {
         const l = labels.get(s);
         out.write(
           `${sample(name, l, 'direction="tx"')}${formatValue(t.values[TX_BYTES][s])}\n${sample(name, l, 'direction="rx"')}${formatValue(t.values[RX_BYTES][s])}\n`,
@@ -215,7 +252,7 @@ export class FlowFamilies implements Families {
       }
       out.family(FLOW_PACKETS, 'counter', HELP.packets);
       const packets = `${FLOW_PACKETS}_total`;
-      for (let s = 0; s < t.size; s++) {
+      for (const s of rows(t)) {
         const l = labels.get(s);
         out.write(
           `${sample(packets, l, 'direction="tx"')}${formatValue(t.values[TX_PACKETS][s])}\n${sample(packets, l, 'direction="rx"')}${formatValue(t.values[RX_PACKETS][s])}\n`,
@@ -224,7 +261,7 @@ export class FlowFamilies implements Families {
       }
       let first = true;
       const cost = `${FLOW_COST}_total`;
-      for (let s = 0; s < t.size; s++) {
+      for (const s of rows(t)) {
         if (t.values[COST_ROWS][s] === 0) continue;
         if (first) out.family(FLOW_COST, 'counter', HELP.cost);
         first = false;
@@ -236,7 +273,7 @@ export class FlowFamilies implements Families {
     if (z.size > 0) {
       out.family(CROSS_ZONE, 'counter', HELP.crossZone);
       const name = `${CROSS_ZONE}_total`;
-      for (let s = 0; s < z.size; s++) {
+      for (const s of rows(z)) {
         out.write(
           `${sample(name, this.crossZone.labels.get(s))}${formatValue(z.values[this.zoneColumn][s])}\n`,
         );
@@ -248,66 +285,32 @@ export class FlowFamilies implements Families {
 
 /** The labels of DNS lookup series at a granularity: the client (as `src_`) and the question's domain. */
 export function dnsLabels(granularity: Granularity): string[] {
-  return [
-    'src_namespace',
-    ...(granularity === 'namespace' ? [] : ['src_workload_kind', 'src_workload']),
-    ...(granularity === 'pod' ? ['src_pod'] : []),
-    'dst_domain',
-  ];
+  return [...dnsClientLabels(granularity).map((l) => `src_${l}`), 'dst_domain'];
 }
 
 /**
- * netmon_dns_lookups_total: lookups by question domain (lower case, without the trailing dot) and, with
- * the k8s_metadata extension, the client pod's namespace, workload and pod as the granularity keeps them.
+ * netmon_dns_lookups_total: lookups by question domain (`dnsName`: lower case, without the trailing dot)
+ * and, with the k8s_metadata extension, the client pod's namespace, workload and pod as the granularity
+ * keeps them.
  */
 export class DnsFamilies implements Families {
+  readonly series: DnsSeries;
   readonly lookups: Table;
   readonly tables: readonly SeriesFamily[];
-  private readonly column: number;
-  private readonly names: string[];
-  private readonly ids: Int32Array;
 
   constructor(
     granularity: Granularity,
     maxSeries: number,
     private readonly directory: PodDirectory | undefined,
   ) {
-    this.names = dnsLabels(granularity);
-    const table = new SeriesTable(this.names.length, maxSeries);
-    this.column = table.addColumn();
-    this.lookups = new Table('dns', table, this.names);
+    this.series = new DnsSeries(dnsClientLabels(granularity), maxSeries);
+    this.lookups = new Table('dns', this.series.table, dnsLabels(granularity));
     this.tables = [this.lookups];
-    this.ids = new Int32Array(this.names.length);
   }
 
   add(batch: DnsBatch, now: number): void {
-    const t = this.lookups.table;
-    const width = this.names.length;
-    const domainIds = new Int32Array(batch.names.length).fill(-1);
     const store = this.directory && !this.directory.standalone ? this.directory.store : undefined;
-    const clients = new Map<PodOwner, Int32Array>();
-    const none = new Int32Array(width - 1);
-    const ids = this.ids;
-    for (let i = 0; i < batch.length; i++) {
-      const q = batch.question[i];
-      let d = domainIds[q];
-      if (d < 0) d = domainIds[q] = t.strings.id(normalizeDomain(batch.names[q]));
-      let client: Int32Array = none;
-      const owner = store?.lookup(batch.clientAddr, 16 * i);
-      if (owner) {
-        let cached = clients.get(owner);
-        if (!cached) {
-          cached = new Int32Array(width - 1);
-          for (let l = 0; l < width - 1; l++) cached[l] = t.strings.id(ownerLabel(owner, this.names[l]));
-          clients.set(owner, cached);
-        }
-        client = cached;
-      }
-      ids.set(client);
-      ids[width - 1] = d;
-      const s = t.findOrAdd(ids, now);
-      t.values[this.column][s] += 1;
-    }
+    this.series.add(batch, now, store ? (addr, offset) => store.lookup(addr, offset) : undefined);
   }
 
   sweep(cutoff: number, gone: ReadonlySet<string> | undefined): void {
@@ -319,30 +322,9 @@ export class DnsFamilies implements Families {
     if (t.size === 0) return;
     out.family(DNS_LOOKUPS, 'counter', HELP.dns);
     const name = `${DNS_LOOKUPS}_total`;
-    for (let s = 0; s < t.size; s++) {
-      out.write(`${sample(name, this.lookups.labels.get(s))}${formatValue(t.values[this.column][s])}\n`);
+    for (const s of rows(t)) {
+      out.write(`${sample(name, this.lookups.labels.get(s))}${formatValue(t.values[LOOKUPS][s])}\n`);
       if (out.full) yield;
     }
   }
-}
-
-function ownerLabel(owner: PodOwner, label: string): string {
-  switch (label) {
-    case 'src_namespace':
-      return owner.namespace ?? '';
-    case 'src_workload_kind':
-      return owner.workloadKind ?? '';
-    case 'src_workload':
-      return owner.workloadName ?? '';
-    case 'src_pod':
-      return owner.kind === 'pod' ? (owner.pod ?? '') : '';
-    default:
-      return '';
-  }
-}
-
-/** DNS names are case-insensitive, and resolvers randomize case (0x20): one series per name, not per spelling. */
-function normalizeDomain(name: string): string {
-  const lower = name.toLowerCase();
-  return lower.endsWith('.') && lower.length > 1 ? lower.slice(0, -1) : lower;
 }

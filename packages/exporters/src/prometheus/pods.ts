@@ -1,15 +1,10 @@
 // What the exporter needs from the k8s_metadata extension: the owner of a DNS client's address, and word
 // of deleted pods so their series go as kubezonnet's do. Typed structurally: @netmon/exporters does not
 // depend on @netmon/processors (the extension's home).
+import type { DnsClient } from '../series/dns-series.js';
 
 /** The part of the k8s_metadata store's Entity the exporter reads. */
-export interface PodOwner {
-  readonly kind: string;
-  namespace?: string;
-  pod?: string;
-  workloadKind?: string;
-  workloadName?: string;
-}
+export type PodOwner = DnsClient;
 
 /** The part of the `k8s_metadata` extension (K8sMetadata) the exporter uses. */
 export interface PodDirectory {
@@ -34,37 +29,58 @@ export function podDirectory(extension: unknown): PodDirectory | undefined {
 
 const key = (namespace: string, name: string) => `${namespace}\u0000${name}`;
 
+/** [namespace, name] of a `podKey`. */
+export function splitPodKey(k: string): [string, string] {
+  const i = k.indexOf('\u0000');
+  return [k.slice(0, i), k.slice(i + 1)];
+}
+
 /**
- * Pods the store deleted since the last sweep. A pod recreated under its name (a StatefulSet) before the
- * sweep is still known to the store and keeps its series. Only pods the store knew and then deleted are
- * ever reported, so with `scope: node` the series of other nodes' pods are left to `expiration`.
+ * Pods the store deleted, remembered for `keepMs` (the exporter's expiration) so their series can go once
+ * a scrape has shown their last bytes — whenever that is, and however late flows of a deleted pod still
+ * come. A pod recreated under its name (a StatefulSet) is forgotten and keeps its series. Only pods the
+ * store knew and then deleted are ever reported, so with `scope: node` the series of other nodes' pods
+ * are left to `expiration`.
  */
 export class DeletedPods {
-  private pending = new Set<string>();
+  /** podKey → when the deletion was heard of (ms since the epoch). */
+  private readonly deleted = new Map<string, number>();
   private unsubscribe?: () => void;
 
-  constructor(private readonly directory: PodDirectory) {}
+  constructor(
+    private readonly directory: PodDirectory,
+    private readonly keepMs: number,
+    private readonly clock: () => number = Date.now,
+  ) {}
 
   start(): void {
-    this.unsubscribe ??= this.directory.store.onPodDeleted((ns, name) => this.pending.add(key(ns, name)));
+    this.unsubscribe ??= this.directory.store.onPodDeleted((ns, name) => {
+      const k = key(ns, name);
+      // Re-inserted, so the map stays in deletion order.
+      this.deleted.delete(k);
+      this.deleted.set(k, this.clock());
+    });
   }
 
   stop(): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    this.pending.clear();
+    this.deleted.clear();
   }
 
-  /** Takes the pending deletions: a set of `namespace\0name` keys of pods still gone, or undefined. */
-  take(): Set<string> | undefined {
-    if (this.pending.size === 0) return undefined;
-    const gone = new Set<string>();
-    for (const k of this.pending) {
-      const i = k.indexOf('\u0000');
-      if (!this.directory.store.hasPod(k.slice(0, i), k.slice(i + 1))) gone.add(k);
+  /** Keys (`namespace\0name`) of the pods deleted within keepMs before `now` and still gone, or undefined. */
+  current(now: number): Set<string> | undefined {
+    let gone: Set<string> | undefined;
+    for (const [k, at] of this.deleted) {
+      const [namespace, name] = splitPodKey(k);
+      if (at < now - this.keepMs || this.directory.store.hasPod(namespace, name)) {
+        this.deleted.delete(k);
+        continue;
+      }
+      gone ??= new Set();
+      gone.add(k);
     }
-    this.pending = new Set();
-    return gone.size > 0 ? gone : undefined;
+    return gone;
   }
 }
 
