@@ -69,6 +69,18 @@ describe('otlp exporter config', () => {
     ]);
   });
 
+  it('cumulative: expiration must be at least twice interval, or series restart from 0 between exports', () => {
+    expect(issues({ temporality: 'cumulative', interval: '1m', expiration: '90s' })).toEqual([
+      'expiration: with temporality cumulative, expiration (1m30s) must be at least twice interval (1m), i.e. 2m or more: a shorter one forgets series that skip a single export (under interval: every series at every export), and each comes back from 0, which the backend reads as a counter reset',
+    ]);
+    expect(issues({ temporality: 'cumulative', interval: '1m', expiration: '2m' })).toEqual([]);
+    expect(issues({ temporality: 'cumulative', interval: '5m' })[0]).toMatch(
+      /^expiration: .* i\.e\. 10m or more/,
+    );
+    // Delta loses nothing by forgetting: a series made again continues where its last point ended.
+    expect(issues({ temporality: 'delta', interval: '5m' })).toEqual([]);
+  });
+
   it('queue_size must hold one interval at max_series', () => {
     expect(issues({ max_series: 1000, queue_size: 4999 })).toEqual([
       'queue_size: queue_size must hold one interval at max_series: at least 5000 (max_series × 5 points)',

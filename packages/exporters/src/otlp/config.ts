@@ -1,4 +1,4 @@
-import { duration, GRANULARITIES, retryConfig } from '@netmon/core';
+import { duration, formatDuration, GRANULARITIES, retryConfig } from '@netmon/core';
 import { z } from 'zod';
 import { POINTS_PER_SERIES } from './metrics.js';
 
@@ -131,7 +131,7 @@ export const otlpExporterConfig = z
     expiration: duration({ min: 1000 })
       .prefault('5m')
       .describe(
-        'A series that received nothing for this long is forgotten (a cumulative one restarts from 0).',
+        'A series that received nothing for this long is forgotten (a cumulative one restarts from 0). With `temporality: cumulative` at least twice `interval`: a shorter one forgets series that skip a single export, and each restart from 0 is a counter reset to the backend.',
       ),
     resource: z
       .record(z.string().min(1), z.string())
@@ -163,6 +163,14 @@ export const otlpExporterConfig = z
     ),
   })
   .superRefine((c, ctx) => {
+    // Delta forgets nothing it has not sent: a series forgotten and made again continues where it ended.
+    if (c.temporality === 'cumulative' && c.expiration < 2 * c.interval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['expiration'],
+        message: `with temporality cumulative, expiration (${formatDuration(c.expiration)}) must be at least twice interval (${formatDuration(c.interval)}), i.e. ${formatDuration(2 * c.interval)} or more: a shorter one forgets series that skip a single export (under interval: every series at every export), and each comes back from 0, which the backend reads as a counter reset`,
+      });
+    }
     if (c.queue_size < c.max_series * POINTS_PER_SERIES) {
       ctx.addIssue({
         code: 'custom',

@@ -104,7 +104,9 @@ function exporter(
   board.set(state, 'ok');
   const e = new OtlpExporter(
     settings,
-    otlpExporterConfig.parse({ interval: '1h', ...config }),
+    // Validated at the default interval (expiration is checked against it), then an hour, so the timer
+    // never fires during a test.
+    { ...otlpExporterConfig.parse(config), interval: 3_600_000 },
     opts.signal ?? 'flows',
     { now: () => clock.t, backoff: { initialMs: 10, maxMs: 50, jitter: 0 }, ...opts },
   );
