@@ -109,7 +109,7 @@ async function agentMemory(count) {
     writeFileSync(
       path.join(dir, 'agent.yaml'),
       `receivers: { file: { path: ./flows.jsonl } }
-exporters: { prometheus: { endpoint: 127.0.0.1:${port}, max_series: ${Math.max(2, count * 2)} } }
+exporters: { prometheus: { endpoint: 127.0.0.1:${port}, granularity: pod, max_series: ${Math.max(2, count * 2)} } }
 service: { pipelines: { flows: { receivers: [file], exporters: [prometheus] } } }
 `,
     );
@@ -246,6 +246,7 @@ gc();
 const base = process.memoryUsage();
 const config = prometheusExporterFactory.config.parse({
   endpoint: '127.0.0.1:0',
+  granularity: 'pod',
   max_series: n * 2,
   self_metrics: false,
 });

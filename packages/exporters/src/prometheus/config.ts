@@ -1,15 +1,18 @@
 import { duration, endpoint, GRANULARITIES } from '@netmon/core';
 import { z } from 'zod';
 
+/** The shortest expiration: Prometheus' default scrape interval (see the key's description). */
+export const MIN_EXPIRATION_MS = 60_000;
+
 export const prometheusExporterConfig = z.strictObject({
   endpoint: endpoint('0.0.0.0:9464').describe(
     'Address to serve the metrics on (host:port; port 0 picks a free one). Scrape http://<host>:<port>/metrics.',
   ),
   granularity: z
     .enum(GRANULARITIES)
-    .default('pod')
+    .default('workload')
     .describe(
-      'Kubernetes labels of the flow and DNS series: `pod` keeps src_/dst_ namespace, workload and pod; `workload` drops the pods; `namespace` also the workloads. Coarser means far fewer series. pod_cross_zone_network_traffic_bytes_total always has namespace and pod (as kubezonnet).',
+      'Kubernetes labels of the flow and DNS series: `workload` (the default) keeps src_/dst_ namespace and workload (kind and name); `pod` adds the pod names, a series per pair of pods, which every rollout renews; `namespace` drops the workloads too. Coarser means far fewer series. pod_cross_zone_network_traffic_bytes_total always has namespace and pod (as kubezonnet).',
     ),
   max_series: z
     .number()
@@ -20,10 +23,10 @@ export const prometheusExporterConfig = z.strictObject({
     .describe(
       'Most series per table: flow label sets (each gives a tx and an rx series of bytes and packets, and a cost series), cross-zone pods, DNS label sets. Past it, new label sets are summed into one series labelled otel_metric_overflow="true", so totals stay right; the rows are counted in netmon_prometheus_overflow_rows_total.',
     ),
-  expiration: duration({ min: 1000 })
+  expiration: duration({ min: MIN_EXPIRATION_MS })
     .prefault('5m')
     .describe(
-      'Series not updated for this long are removed (a counter that comes back starts again from 0, which Prometheus reads as a reset).',
+      'Series not updated for this long are removed (a counter that comes back starts again from 0, which Prometheus reads as a reset). At least 1m: a series must outlive the time until the next scrape, or the bytes it counted since the previous one are never seen; Prometheus scrapes every 15–60 s (its default is 1m), so keep this at several scrape intervals.',
     ),
   self_metrics: z
     .boolean()

@@ -128,7 +128,7 @@ describe('prometheus exporter config', () => {
   it('fills defaults from {}', () => {
     expect(prometheusExporterConfig.parse({})).toEqual({
       endpoint: '0.0.0.0:9464',
-      granularity: 'pod',
+      granularity: 'workload',
       max_series: 10_000,
       expiration: 300_000,
       self_metrics: true,
@@ -142,6 +142,8 @@ describe('prometheus exporter config', () => {
       { granularity: 'node' },
       { max_series: 1 },
       { expiration: '10' },
+      // Shorter than a scrape interval: a series would go before its last bytes are scraped.
+      { expiration: '30s' },
       { metric_expiration: '5m' },
     ]) {
       expect(prometheusExporterConfig.safeParse(bad).success, JSON.stringify(bad)).toBe(false);
