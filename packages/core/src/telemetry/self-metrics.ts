@@ -93,23 +93,38 @@ export function registerSelfMetrics(meter: Meter, host: Host): () => void {
 }
 
 const LOOP_RESOLUTION_MS = 10;
+/**
+ * The event-loop lag is measured over fixed windows of this length, whoever collects and how often: each
+ * collection sees the previous window and the current one so far (one to two windows). Resetting at each
+ * collection instead would give each of two scrapers (an HA Prometheus pair) only the lag since the
+ * other's scrape. A minute: every spike is seen by any collector that collects at least once a minute.
+ */
+const LOOP_WINDOW_MS = 60_000;
+
+/** Lag figures (ns, as perf_hooks gives them) of one window. */
+interface LoopWindow {
+  count: number;
+  p99: number;
+  mean: number;
+  max: number;
+}
 
 /**
- * Event-loop lag (p99, mean, max since the previous collection, from perf_hooks' event-loop delay
+ * Event-loop lag (p99, mean, max over the last one to two minutes, from perf_hooks' event-loop delay
  * histogram), resident and heap memory, CPU time. The histogram samples only while registered.
  */
 function registerProcessMetrics(meter: Meter): () => void {
   const lagP99 = meter.createObservableGauge('netmon_process_event_loop_lag_p99_seconds', {
     description:
-      '99th percentile of the event loop’s delay since the previous collection: how late timers and I/O callbacks ran.',
+      '99th percentile of the event loop’s delay over the last 1–2 minutes (the previous minute and the current one so far; the higher of the two): how late timers and I/O callbacks ran.',
     unit: 's',
   });
   const lagMean = meter.createObservableGauge('netmon_process_event_loop_lag_mean_seconds', {
-    description: 'Mean event-loop delay since the previous collection.',
+    description: 'Mean event-loop delay over the last 1–2 minutes.',
     unit: 's',
   });
   const lagMax = meter.createObservableGauge('netmon_process_event_loop_lag_max_seconds', {
-    description: 'Longest event-loop delay since the previous collection (one long synchronous task).',
+    description: 'Longest event-loop delay over the last 1–2 minutes (one long synchronous task).',
     unit: 's',
   });
   const rss = meter.createObservableGauge('netmon_process_resident_memory_bytes', {
@@ -138,14 +153,27 @@ function registerProcessMetrics(meter: Meter): () => void {
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loop.enable();
   const lag = (ns: number) => Math.max(0, ns / 1e9 - LOOP_RESOLUTION_MS / 1e3);
+  const current = (): LoopWindow | undefined =>
+    loop.count > 0
+      ? { count: loop.count, p99: loop.percentile(99), mean: loop.mean, max: loop.max }
+      : undefined;
+  let previous: LoopWindow | undefined;
+  const rotate = setInterval(() => {
+    previous = current();
+    loop.reset();
+  }, LOOP_WINDOW_MS);
+  rotate.unref();
   const instruments = [lagP99, lagMean, lagMax, rss, heapUsed, heapTotal, external, cpu];
   const observe: BatchObservableCallback = (r) => {
-    // No sample yet (two collections within one resolution tick): report nothing rather than NaN.
-    if (loop.count > 0) {
-      r.observe(lagP99, lag(loop.percentile(99)));
-      r.observe(lagMean, lag(loop.mean));
-      r.observe(lagMax, lag(loop.max));
-      loop.reset();
+    const now = current();
+    // Both windows: p99 at most the higher of theirs, the mean weighted by their samples, the longest.
+    const windows = [previous, now].filter((w): w is LoopWindow => w !== undefined);
+    // No sample yet (collected within one resolution tick of the start): report nothing rather than NaN.
+    if (windows.length > 0) {
+      const count = windows.reduce((n, w) => n + w.count, 0);
+      r.observe(lagP99, lag(Math.max(...windows.map((w) => w.p99))));
+      r.observe(lagMean, lag(windows.reduce((n, w) => n + w.mean * w.count, 0) / count));
+      r.observe(lagMax, lag(Math.max(...windows.map((w) => w.max))));
     }
     const mem = process.memoryUsage();
     r.observe(rss, mem.rss);
@@ -159,6 +187,7 @@ function registerProcessMetrics(meter: Meter): () => void {
   meter.addBatchObservableCallback(observe, instruments);
   return () => {
     meter.removeBatchObservableCallback(observe, instruments);
+    clearInterval(rotate);
     loop.disable();
   };
 }
