@@ -11,7 +11,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
-import type { DakrTarget } from './config.js';
+import type { GrpcTarget } from '@netmon/core';
 import {
   dakrMethods,
   REPORT_HEALTH_PATH,
@@ -54,7 +54,7 @@ export function isRetryable(err: unknown): boolean {
 }
 
 export interface DakrClientOptions {
-  target: DakrTarget;
+  target: GrpcTarget;
   token: string;
   /** netmon's version, x.y.z. */
   version: string;

@@ -1,33 +1,11 @@
-import { duration, retryConfig } from '@netmon/core';
+import { duration, type GrpcTarget, parseGrpcUrl, retryConfig } from '@netmon/core';
 import { z } from 'zod';
 
-/** Where the DAKR URL points: host and port for grpc-js, and whether to use TLS. */
-export interface DakrTarget {
-  /** `host:port` (IPv6 in brackets), as grpc-js wants it. */
-  address: string;
-  tls: boolean;
-}
+const DAKR_EXAMPLE = 'https://dakr.devzero.io or http://127.0.0.1:9090';
 
-/** Parses `http(s)://host[:port][/]`; a string is the reason it is not one. */
-export function parseDakrUrl(text: string): DakrTarget | string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return `"${text}" is not a URL; expected e.g. https://dakr.devzero.io or http://127.0.0.1:9090`;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return `"${text}": the scheme must be http:// (plaintext gRPC) or https:// (TLS), not ${url.protocol}//`;
-  }
-  if (url.pathname !== '/' && url.pathname !== '') {
-    return `"${text}": gRPC calls go to /api.v1.<Service>/<Method> at the root, so the URL cannot have a path (${url.pathname})`;
-  }
-  if (url.search || url.hash || url.username || url.password) {
-    return `"${text}": the URL cannot carry a query, a fragment or credentials (the token goes in token)`;
-  }
-  const tls = url.protocol === 'https:';
-  const port = url.port || (tls ? '443' : '80');
-  return { address: `${url.hostname}:${port}`, tls };
+/** The DAKR URL as grpc-js wants it; a string is the reason it is not one. */
+export function parseDakrUrl(text: string): GrpcTarget | string {
+  return parseGrpcUrl(text, DAKR_EXAMPLE);
 }
 
 export const devzeroExporterConfig = z

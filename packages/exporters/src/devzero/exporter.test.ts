@@ -9,6 +9,7 @@ import {
   type Extension,
   FlowBatch,
   type FlowInit,
+  NETMON_VERSION,
   StatusBoard,
 } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
@@ -17,7 +18,7 @@ import { DakrStandIn } from '../../../../test/harness/dakr-stand-in.js';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
 import { DakrClient, isRetryable } from './client.js';
 import { devzeroExporterConfig, parseDakrUrl } from './config.js';
-import { type DevzeroExporter, type DevzeroSignalExporter, NETMON_VERSION } from './exporter.js';
+import type { DevzeroExporter, DevzeroSignalExporter } from './exporter.js';
 import { devzeroExporterFactory } from './factory.js';
 import { componentName, healthOf, overallHealth } from './heartbeat.js';
 import { Interval, Ip2Domain } from './interval.js';

@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -9,13 +8,15 @@ import {
   type Exporter,
   errorMessage,
   FlowBatch,
+  type GrpcTarget,
+  NETMON_VERSION,
   SendQueue,
   type Signal,
   type StatusReporter,
 } from '@netmon/core';
 import type { BatchObservableCallback, Histogram, Observable } from '@opentelemetry/api';
 import { DakrClient, isRetryable } from './client.js';
-import { type DakrTarget, type DevzeroExporterConfig, parseDakrUrl } from './config.js';
+import { type DevzeroExporterConfig, parseDakrUrl } from './config.js';
 import { heartbeatRequest, type TransportState } from './heartbeat.js';
 import { Interval, Ip2Domain } from './interval.js';
 import { metricsDocument } from './json.js';
@@ -32,14 +33,6 @@ import {
 import { hasRoutes } from './routes.js';
 import { readState, type StateDocument, StateWriter } from './state.js';
 
-const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
-
-/**
- * netmon's version: the @netmon/exporters package's, which lerna keeps equal to the agent's (fixed
- * versioning); the exporters package cannot import the agent's version.ts.
- */
-export const NETMON_VERSION: string = pkg.version;
-
 /** The environment variable the image build sets to the commit netmon was built from. */
 export const COMMIT_ENV = 'NETMON_GIT_SHA';
 
@@ -52,7 +45,7 @@ export const METRICS_PATH = '/metrics';
  */
 export class DevzeroExporter {
   readonly nodeName: string;
-  readonly target?: DakrTarget;
+  readonly target?: GrpcTarget;
   readonly stateFile?: string;
   private readonly version = NETMON_VERSION;
   private readonly commit: string;

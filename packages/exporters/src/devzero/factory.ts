@@ -1,4 +1,4 @@
-import { defineExporter, type Host } from '@netmon/core';
+import { defineExporter, PerAgent } from '@netmon/core';
 import { devzeroExporterConfig } from './config.js';
 import { DevzeroExporter } from './exporter.js';
 
@@ -6,7 +6,7 @@ import { DevzeroExporter } from './exporter.js';
  * The framework creates an exporter per signal; a devzero id listed in flows and dns pipelines is one
  * exporter (one interval, one request, one queue), found here by host and id.
  */
-const shared = new WeakMap<Host, Map<string, DevzeroExporter>>();
+const shared = new PerAgent<DevzeroExporter>();
 
 export const devzeroExporterFactory = defineExporter({
   kind: 'exporter',
@@ -18,21 +18,12 @@ export const devzeroExporterFactory = defineExporter({
   optionalExtensions: ['health_check'],
   config: devzeroExporterConfig,
   create(settings, config, signal) {
-    let byId = shared.get(settings.host);
-    if (!byId) {
-      byId = new Map();
-      shared.set(settings.host, byId);
-    }
-    let core = byId.get(settings.id);
-    if (!core) {
-      core = new DevzeroExporter(settings, config);
-      byId.set(settings.id, core);
-      const made = core;
-      // Gone from the map once stopped: a later Service on the same host builds a fresh one.
-      made.onStopped = () => {
-        if (byId.get(settings.id) === made) byId.delete(settings.id);
-      };
-    }
+    const core = shared.get(settings, () => {
+      const made = new DevzeroExporter(settings, config);
+      // Forgotten once stopped: a later Service on the same host builds a fresh one.
+      made.onStopped = () => shared.forget(settings, made);
+      return made;
+    });
     return core.attach(signal, settings);
   },
 });

@@ -47,9 +47,9 @@ describe('otlp exporter config', () => {
   });
 
   it('rejects what gRPC cannot use, saying why', () => {
-    expect(issues({ endpoint: 'collector:4317' })[0]).toMatch(/scheme must be http .* or https/);
+    expect(issues({ endpoint: 'collector:4317' })[0]).toMatch(/scheme must be http:\/\/ .* or https:\/\//);
     expect(issues({ endpoint: 'grpc://collector:4317' })[0]).toMatch(/scheme must be http/);
-    expect(issues({ endpoint: 'http://collector:4317/v1/metrics' })[0]).toMatch(/remove the path/);
+    expect(issues({ endpoint: 'http://collector:4317/v1/metrics' })[0]).toMatch(/cannot have a path/);
     expect(issues({ endpoint: 'not a url' })[0]).toMatch(/not a URL/);
     expect(issues({ headers: { Authorization: 'x' } })[0]).toMatch(
       /^headers::Authorization: header names are lowercase/,

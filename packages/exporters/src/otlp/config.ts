@@ -1,38 +1,11 @@
-import { duration, formatDuration, GRANULARITIES, retryConfig } from '@netmon/core';
+import { duration, formatDuration, GRANULARITIES, grpcUrl, retryConfig } from '@netmon/core';
 import { z } from 'zod';
 import { POINTS_PER_SERIES } from './metrics.js';
 
 /** gRPC metadata keys: lowercase HTTP/2 header names; `grpc-` is reserved, `-bin` would need bytes. */
 const HEADER_KEY = /^[0-9a-z_.-]+$/;
 
-const endpoint = z
-  .string()
-  .default('http://localhost:4317')
-  .superRefine((text, ctx) => {
-    let url: URL;
-    try {
-      url = new URL(text);
-    } catch {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${text}" is not a URL; expected e.g. http://collector:4317`,
-      });
-      return;
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${text}": the scheme must be http (plaintext) or https (TLS)`,
-      });
-    } else if (url.pathname !== '/' || url.search !== '' || url.hash !== '') {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${text}": gRPC takes host and port only; remove the path (the service path is fixed)`,
-      });
-    } else if (url.username !== '' || url.password !== '') {
-      ctx.addIssue({ code: 'custom', message: `"${text}": put credentials in headers, not in the URL` });
-    }
-  });
+const endpoint = grpcUrl('http://collector:4317').default('http://localhost:4317');
 
 const tls = z
   .strictObject({

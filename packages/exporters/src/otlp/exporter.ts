@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import {
   type BackoffOptions,
   backoffOf,
@@ -8,6 +7,7 @@ import {
   type Exporter,
   FlowBatch,
   formatDuration,
+  NETMON_VERSION,
   SendQueue,
   type Signal,
 } from '@netmon/core';
@@ -30,8 +30,7 @@ import {
 } from './metrics.js';
 import { isNodeFacts, K8S_METADATA, type NodeFacts, resourceAttributes } from './resource.js';
 
-const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
-const SCOPE: Scope = { name: 'netmon', version: VERSION };
+const SCOPE: Scope = { name: 'netmon', version: NETMON_VERSION };
 type Compression = NonNullable<ConstructorParameters<typeof OTLPMetricExporter>[0]>['compression'];
 /** ExportResultCode.SUCCESS of @opentelemetry/core. */
 const SUCCESS = 0;
@@ -146,7 +145,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
       // The library's CompressionAlgorithm enum has exactly these two string values.
       compression: config.compression as Compression,
       timeoutMillis: config.timeout,
-      userAgent: `netmon/${VERSION}`,
+      userAgent: `netmon/${NETMON_VERSION}`,
     });
     this.queue = new SendQueue<Chunk>({
       send: (c) => this.send(c),
@@ -288,7 +287,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
   private currentResource(): Resource {
     const ext = this.settings.extensions.get(K8S_METADATA);
     const facts: NodeFacts | undefined = isNodeFacts(ext) ? ext : undefined;
-    const attrs = resourceAttributes(VERSION, facts, this.config.resource);
+    const attrs = resourceAttributes(NETMON_VERSION, facts, this.config.resource);
     const key = JSON.stringify(attrs);
     if (this.resource?.key !== key) this.resource = { key, resource: resourceFromAttributes(attrs) };
     return this.resource.resource;

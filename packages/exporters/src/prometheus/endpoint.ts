@@ -13,7 +13,7 @@ import {
   type CollectedMetrics,
   type ComponentSettings,
   errorMessage,
-  type Host,
+  PerAgent,
   parseEndpoint,
 } from '@netmon/core';
 import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
@@ -78,7 +78,7 @@ export function scrapeDeadline(header: string | string[] | undefined): number {
   return Math.min(SCRAPE_DEADLINE_MS, Math.max(MIN_DEADLINE_MS, seconds * 1000));
 }
 
-const endpoints = new WeakMap<Host, Map<string, MetricsEndpoint>>();
+const endpoints = new PerAgent<MetricsEndpoint>();
 
 export class MetricsEndpoint {
   readonly stats: ScrapeStats = { scrapes: 0, aborted: 0, lastDurationMs: 0, lastBytes: 0 };
@@ -104,17 +104,7 @@ export class MetricsEndpoint {
 
   /** The endpoint of this exporter id in this agent, made by the first instance that asks. */
   static of(settings: ComponentSettings, config: PrometheusExporterConfig): MetricsEndpoint {
-    let byId = endpoints.get(settings.host);
-    if (!byId) {
-      byId = new Map();
-      endpoints.set(settings.host, byId);
-    }
-    let e = byId.get(settings.id);
-    if (!e) {
-      e = new MetricsEndpoint(settings, config);
-      byId.set(settings.id, e);
-    }
-    return e;
+    return endpoints.get(settings, () => new MetricsEndpoint(settings, config));
   }
 
   /** Scrapes being sent now. */
@@ -149,7 +139,7 @@ export class MetricsEndpoint {
     this.families.delete(families);
     if (deletions) this.deletions.delete(deletions);
     if (--this.users > 0) return;
-    endpoints.get(this.settings.host)?.delete(this.settings.id);
+    endpoints.forget(this.settings, this);
     clearInterval(this.timer);
     this.timer = undefined;
     this.unobserve?.();
