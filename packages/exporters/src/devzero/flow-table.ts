@@ -1,9 +1,10 @@
 // The flows of one devzero interval, summed per (src IP, dst IP, dst port, protocol), in typed arrays: a
 // row is found by hashing its key — nine 32-bit words read straight from the batch's address bytes — into
-// an open-addressing table (the approach of series/series-table.ts, kept separate so the two can change
-// apart). Adding a batch creates no object and no string per flow; addresses become strings only when
-// the interval is flushed or peeked at.
+// an open-addressing table with series/series-table.ts's hash (not that table itself: a raw address word
+// can equal its UNKNOWN id). Adding a batch creates no object and no string per flow; addresses become
+// strings only when the interval is flushed or peeked at.
 import { type FlowBatch, formatIp } from '@netmon/core';
+import { hashIds, slotCount } from '../series/series-table.js';
 
 /** src address (4 words), dst address (4 words), then dst port << 16 | family << 8 | protocol. */
 const KEY_WORDS = 9;
@@ -56,7 +57,7 @@ export class FlowTable {
       k[4 + w] = (d[b] << 24) | (d[b + 1] << 16) | (d[b + 2] << 8) | d[b + 3];
     }
     k[8] = (batch.dstPort[i] << 16) | (batch.family[i] << 8) | batch.protocol[i];
-    const hash = hashKey(k);
+    const hash = hashIds(k, KEY_WORDS);
     let slot = hash & this.mask;
     for (;;) {
       const entry = this.slots[slot];
@@ -138,26 +139,9 @@ export class FlowTable {
     const k = new Int32Array(KEY_WORDS);
     for (let r = 0; r < this.size; r++) {
       for (let w = 0; w < KEY_WORDS; w++) k[w] = this.keys[r * KEY_WORDS + w];
-      let slot = hashKey(k) & this.mask;
+      let slot = hashIds(k, KEY_WORDS) & this.mask;
       while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
       this.slots[slot] = r + 1;
     }
   }
-}
-
-/** A power of two at least twice the capacity, so probes stay short. */
-function slotCount(capacity: number): number {
-  let n = 32;
-  while (n < capacity * 2) n *= 2;
-  return n;
-}
-
-/** FNV-1a over the key's words, then a final mix so similar addresses spread over the table. */
-function hashKey(k: Int32Array): number {
-  let h = 0x811c9dc5;
-  for (let w = 0; w < KEY_WORDS; w++) h = Math.imul(h ^ k[w], 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  return h >>> 0;
 }

@@ -323,14 +323,14 @@ export class DictionaryIds {
 }
 
 /** A power of two at least twice the capacity, so probes stay short. */
-function slotCount(capacity: number): number {
+export function slotCount(capacity: number): number {
   let n = 32;
   while (n < capacity * 2) n *= 2;
   return n;
 }
 
 /** FNV-1a over the ids' 32-bit values, then a final mix so sequential ids spread over the table. */
-function hashIds(ids: Int32Array, width: number): number {
+export function hashIds(ids: Int32Array, width: number): number {
   let h = 0x811c9dc5;
   for (let l = 0; l < width; l++) {
     h = Math.imul(h ^ ids[l], 0x01000193);
