@@ -278,3 +278,61 @@ describe('StringColumn.append', () => {
     ).toBe(2);
   });
 });
+
+describe('StringColumn.share', () => {
+  const rows = (n: number) =>
+    FlowBatch.from(
+      Array.from({ length: n }, (_, i) => ({
+        timeStart: 0,
+        timeEnd: 1,
+        protocol: 6,
+        srcIp: '10.0.0.1',
+        dstIp: `10.0.0.${i + 2}`,
+      })),
+    );
+
+  it('batches read one dictionary their writer keeps appending to; copies share it too', () => {
+    const dict = ['', 'db-0'];
+    const a = rows(2);
+    const col = a.ensureColumn('dst.k8s.pod.name', 'string');
+    col.share(dict);
+    col.codes[0] = 1;
+    dict.push('web-1');
+    col.codes[1] = 2;
+    const copy = a.select([1, 0]);
+    const copied = copy.column('dst.k8s.pod.name') as typeof col;
+    expect(copied.shared).toBe(true);
+    expect(copied.dict).toBe(dict);
+    expect([0, 1].map((i) => copy.getAttribute(i, 'dst.k8s.pod.name'))).toEqual(['web-1', 'db-0']);
+  });
+
+  it('the first write of the batch’s own copies the dictionary: its owner and other batches never see it', () => {
+    const dict = ['', 'db-0'];
+    const a = rows(1);
+    const b = rows(1);
+    for (const batch of [a, b]) {
+      const c = batch.ensureColumn('dst.k8s.pod.name', 'string');
+      c.share(dict);
+      c.codes[0] = 1;
+    }
+    a.setAttribute(0, 'dst.k8s.pod.name', 'mine');
+    expect(dict).toEqual(['', 'db-0']);
+    expect((a.column('dst.k8s.pod.name') as { shared: boolean }).shared).toBe(false);
+    expect(a.getAttribute(0, 'dst.k8s.pod.name')).toBe('mine');
+    expect(b.getAttribute(0, 'dst.k8s.pod.name')).toBe('db-0');
+    // Existing values are found by the index built over the copy.
+    expect((a.column('dst.k8s.pod.name') as { code(v: string): number }).code('db-0')).toBe(1);
+  });
+
+  it('refuses a column that already has values, and a sealed batch', () => {
+    const a = rows(1);
+    a.setAttribute(0, 'dst.k8s.pod.name', 'x');
+    expect(() => (a.column('dst.k8s.pod.name') as { share(d: string[]): void }).share([''])).toThrow(
+      /already has values/,
+    );
+    const b = rows(1);
+    const col = b.ensureColumn('dst.k8s.pod.name', 'string');
+    b.seal();
+    expect(() => col.share([''])).toThrow(/read-only/);
+  });
+});

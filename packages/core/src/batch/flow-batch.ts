@@ -32,22 +32,48 @@ function refuseIfSealed(owner: ColumnOwner): void {
   }
 }
 
-/** Dictionary-encoded strings: code 0 means absent, so a fresh column is all-absent for free. */
+/**
+ * Dictionary-encoded strings: code 0 means absent, so a fresh column is all-absent for free.
+ *
+ * The dictionary is the column's own, or shared (`share`): an append-only array a writer keeps across
+ * batches (k8s_attributes' pod names), so a batch costs no dictionary building and readers may keep what
+ * they derived per code for as long as `dict` is the same array. A shared dictionary may hold values no
+ * row of this batch uses, and grow while the batch is read; codes never change meaning.
+ */
 export class StringColumn {
   readonly kind = 'string';
   codes: Uint32Array;
-  readonly dict: string[] = [''];
+  dict: string[] = [''];
   private readonly index = new Map<string, number>();
   /** Dictionary entries [1, indexed) are in `index`; `append` leaves the rest to the next `code`. */
   private indexed = 1;
+  /** `dict` belongs to someone else: copied before this column adds to it. */
+  private borrowed = false;
   constructor(
     capacity: number,
     private readonly owner: ColumnOwner = FREE,
   ) {
     this.codes = new Uint32Array(capacity);
   }
+  /** True when `dict` is shared with other batches (see `share`). */
+  get shared(): boolean {
+    return this.borrowed;
+  }
+  /**
+   * Makes `dict` (entry 0 the empty string, never changed or shortened by its owner, only appended to)
+   * this column's dictionary, without a copy. The column must not hold values yet.
+   */
+  share(dict: string[]): void {
+    refuseIfSealed(this.owner);
+    if (this.dict.length > 1 && this.dict !== dict) throw new Error('share: the column already has values');
+    this.dict = dict;
+    this.borrowed = true;
+    this.index.clear();
+    this.indexed = 1;
+  }
   /** The code for a value, adding it to the dictionary if new. */
   code(value: string): number {
+    if (this.borrowed) this.own();
     if (this.indexed < this.dict.length) {
       for (let c = this.indexed; c < this.dict.length; c++) this.index.set(this.dict[c], c);
       this.indexed = this.dict.length;
@@ -67,8 +93,14 @@ export class StringColumn {
    * string two codes.
    */
   append(value: string): number {
+    if (this.borrowed) this.own();
     this.dict.push(value);
     return this.dict.length - 1;
+  }
+  /** Copies a shared dictionary before the first write of our own: its owner's other batches keep theirs. */
+  private own(): void {
+    this.dict = this.dict.slice();
+    this.borrowed = false;
   }
   get(i: number): string | undefined {
     const c = this.codes[i];
@@ -526,9 +558,11 @@ export class FlowBatch {
     for (const [key, col] of this.attrs) {
       const copy = out.ensureColumn(key, col.kind);
       if (col.kind === 'string') {
-        // Dictionaries are copied verbatim (the index is built when first needed): codes stay valid.
+        // Dictionaries are copied verbatim (the index is built when first needed), shared ones shared:
+        // codes stay valid either way.
         const target = copy as StringColumn;
-        for (let c = 1; c < col.dict.length; c++) target.append(col.dict[c]);
+        if (col.shared) target.share(col.dict);
+        else for (let c = 1; c < col.dict.length; c++) target.append(col.dict[c]);
         if (rows === null) target.codes.set(col.codes.subarray(0, n));
         else for (let j = 0; j < n; j++) target.codes[j] = col.codes[rows[j]];
       } else {

@@ -37,8 +37,13 @@ export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[
   const keys = batch.attributeKeys().sort();
   const cols = keys.map((k) => batch.column(k)!);
   const keyPrefix = keys.map((k) => `${JSON.stringify(k)}:`);
+  // A shared dictionary (StringColumn.share) may be far larger than the batch: key the cache by code then.
   const encodedDicts = cols.map((c) =>
-    c.kind === 'string' ? new Array<string | undefined>(c.dict.length) : null,
+    c.kind !== 'string'
+      ? null
+      : c.dict.length <= 4 * batch.length + 64
+        ? new Array<string | undefined>(c.dict.length)
+        : new Map<number, string>(),
   );
   const time = new TimeFormatter();
   for (let i = 0; i < batch.length; i++) {
@@ -50,7 +55,15 @@ export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[
         const code = col.codes[i];
         if (code === 0) continue;
         const cache = encodedDicts[k]!;
-        value = cache[code] ??= JSON.stringify(col.dict[code]);
+        if (Array.isArray(cache)) value = cache[code] ??= JSON.stringify(col.dict[code]);
+        else {
+          let v = cache.get(code);
+          if (v === undefined) {
+            v = JSON.stringify(col.dict[code]);
+            cache.set(code, v);
+          }
+          value = v;
+        }
       } else if (col.kind === 'number') {
         const v = col.values[i];
         if (Number.isNaN(v)) continue;

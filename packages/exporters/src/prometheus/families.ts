@@ -171,7 +171,11 @@ export class FlowFamilies implements Families {
   readonly tables: readonly SeriesFamily[];
   private readonly zoneIds = new Int32Array(2);
   private readonly zoneValues: (string | undefined)[] = [undefined, undefined];
-  private readonly zoneDicts = [new DictionaryIds(), new DictionaryIds()];
+  /** Namespace and pod, per end: one per column, so a shared dictionary's ids last across batches. */
+  private readonly zoneDicts = [
+    [new DictionaryIds(), new DictionaryIds()],
+    [new DictionaryIds(), new DictionaryIds()],
+  ];
   private readonly zoneColumn: number;
 
   constructor(granularity: Granularity, maxSeries: number) {
@@ -210,9 +214,11 @@ export class FlowFamilies implements Families {
       [batch.column('dst.k8s.namespace.name'), batch.column('dst.k8s.pod.name'), batch.rxBytes],
     ] as const;
     const t = this.crossZone.table;
-    const { zoneIds: ids, zoneValues: values, zoneDicts: dicts } = this;
+    const { zoneIds: ids, zoneValues: values } = this;
     const codes = cls.codes;
-    for (const [nsCol, podCol, bytes] of ends) {
+    for (let e = 0; e < ends.length; e++) {
+      const [nsCol, podCol, bytes] = ends[e];
+      const dicts = this.zoneDicts[e];
       if (!(podCol instanceof StringColumn)) continue;
       const ns = nsCol instanceof StringColumn ? nsCol : undefined;
       if (ns) dicts[0].reset(t, ns.dict);

@@ -197,6 +197,39 @@ describe('FlowSeries', () => {
     expect(t.strings.find('d')).toBe(-1);
   });
 
+  it('a dictionary shared across batches keeps its lookups, and stays right after retain', () => {
+    const series = new FlowSeries(flowLabels('pod'), 1000);
+    const t = series.table;
+    const shared = ['', 'p0', 'p1'];
+    const batchOf = (codes: number[]) => {
+      const b = FlowBatch.from(codes.map(() => flow('', 'd', 1, 0)));
+      b.deleteColumn('src.k8s.pod.name');
+      const col = b.ensureColumn('src.k8s.pod.name', 'string');
+      col.share(shared);
+      codes.forEach((c, i) => {
+        col.codes[i] = c;
+      });
+      return b;
+    };
+    series.add(batchOf([1, 2]), 1);
+    // Codes already looked up, a code added to the dictionary since, and one seen before but not interned.
+    shared.push('p2');
+    series.add(batchOf([1, 3, 2, 3]), 2);
+    expect(sums(series, TX_BYTES)).toEqual({
+      'src_namespace=shop,src_pod=p0,dst_pod=d': 2,
+      'src_namespace=shop,src_pod=p1,dst_pod=d': 2,
+      'src_namespace=shop,src_pod=p2,dst_pod=d': 2,
+    });
+    // retain renumbers the strings: ids remembered for the shared dictionary must not be used again.
+    t.retain((s) => t.label(s, 3) !== 'p0');
+    series.add(batchOf([3, 1]), 3);
+    expect(sums(series, TX_BYTES)).toEqual({
+      'src_namespace=shop,src_pod=p0,dst_pod=d': 1,
+      'src_namespace=shop,src_pod=p1,dst_pod=d': 2,
+      'src_namespace=shop,src_pod=p2,dst_pod=d': 3,
+    });
+  });
+
   it('spells dst_domain as dnsName does: lower case, no trailing dot', () => {
     const series = new FlowSeries(flowLabels('namespace'), 100);
     series.add(

@@ -273,24 +273,48 @@ export class SeriesTable {
  * A batch's dictionary codes → the table's label ids, each value looked up once per batch and never
  * interned here (findOrAdd interns what a new series needs). `put` writes a row's label: its id, or
  * UNKNOWN and the value for findOrAdd to resolve.
+ *
+ * A dictionary shared across batches (`StringColumn.share`: k8s_attributes' pod names) is looked up once
+ * for as long as it and the table's strings last, not once per batch: with 100k pods a batch meets almost
+ * as many distinct pods as it has rows.
  */
 export class DictionaryIds {
   /** Per code: the id; -1 not looked up yet; -2 not interned when looked up. */
   private ids = new Int32Array(16);
+  /** Codes [0, known) have an entry in `ids`. */
+  private known = 0;
+  /** Codes found not interned: looked up again in the next batch (a series may have interned them). */
+  private misses: number[] = [];
   private names: (string | undefined)[] = [];
   private dict: readonly string[] = [];
   private table?: SeriesTable;
+  private strings?: Interner;
 
   constructor(private readonly normalize?: (value: string) => string) {}
 
   /** Starts a batch whose column has this dictionary (code 0 = absent = ''). */
   reset(table: SeriesTable, dict: readonly string[]): void {
+    const same = dict === this.dict && table === this.table && table.strings === this.strings;
     this.table = table;
+    this.strings = table.strings;
     this.dict = dict;
-    if (this.ids.length < dict.length) this.ids = new Int32Array(dict.length);
-    this.ids.fill(-1, 0, dict.length);
-    this.ids[0] = 0;
-    if (this.normalize) this.names.length = 0;
+    if (same) {
+      for (const code of this.misses) this.ids[code] = -1;
+    } else {
+      this.known = 0;
+      if (this.normalize) this.names.length = 0;
+    }
+    this.misses.length = 0;
+    if (this.ids.length < dict.length) {
+      const ids = new Int32Array(Math.max(dict.length, this.ids.length * 2));
+      ids.set(this.ids.subarray(0, this.known));
+      this.ids = ids;
+    }
+    if (this.known < dict.length) {
+      this.ids.fill(-1, this.known, dict.length);
+      this.ids[0] = 0;
+      this.known = dict.length;
+    }
   }
 
   /** Sets label `l` of a row to the value of `code`. */
@@ -303,11 +327,13 @@ export class DictionaryIds {
     const value = this.value(code);
     if (id === -1) {
       id = (this.table as SeriesTable).strings.find(value);
-      this.ids[code] = id >= 0 ? id : -2;
       if (id >= 0) {
+        this.ids[code] = id;
         ids[l] = id;
         return;
       }
+      this.ids[code] = -2;
+      this.misses.push(code);
     }
     ids[l] = UNKNOWN;
     values[l] = value;

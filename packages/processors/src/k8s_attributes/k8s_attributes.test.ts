@@ -1,4 +1,4 @@
-import { FlowBatch, type FlowInit } from '@netmon/core';
+import { FlowBatch, type FlowInit, type StringColumn } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { describe, expect, it } from 'vitest';
 import { awsStore, flow, IP, staticMetadata } from '../classify/testdata/cluster.js';
@@ -84,7 +84,12 @@ describe('k8s_attributes', () => {
       'flow.reporter': 'responder',
     });
     expect(Object.keys(out.attributes(1)).filter((k) => k.startsWith('src.'))).toEqual([]);
-    expect(out.attributes(2)).toMatchObject({ 'flow.initiator_known': false, 'flow.reporter': 'initiator' });
+    // The receiver did not know who opened it: src is only the local end, not the initiator.
+    expect(out.attributes(2)).toMatchObject({
+      'flow.initiator_known': false,
+      'src.k8s.pod.name': 'web-7d9f8-abcde',
+    });
+    expect(out.attributes(2)['flow.reporter']).toBeUndefined();
     // Neither end on this node (traffic this node only forwards): no reporter.
     expect(out.attributes(3)['flow.reporter']).toBeUndefined();
   });
@@ -98,6 +103,71 @@ describe('k8s_attributes', () => {
       expect(out.getAttribute(i, 'dst.k8s.pod.name')).toBe(i % 3 ? 'db-0' : undefined);
     }
     expect((out.column('src.k8s.pod.name') as { dict: string[] }).dict).toHaveLength(3);
+  });
+
+  it('batches share one dictionary per column; a column that already holds values gets its own codes', async () => {
+    const store = awsStore();
+    const p = await processorOver(store);
+    const first = (await p.process(FlowBatch.from([flow(IP.web, IP.db)]))) as FlowBatch;
+    const second = (await p.process(FlowBatch.from([flow(IP.cache, IP.web)]))) as FlowBatch;
+    const a = first.column('src.k8s.pod.name') as StringColumn;
+    const b = second.column('src.k8s.pod.name') as StringColumn;
+    expect(a.shared && b.shared).toBe(true);
+    expect(a.dict).toBe(b.dict);
+    expect([first.getAttribute(0, 'src.k8s.pod.name'), second.getAttribute(0, 'src.k8s.pod.name')]).toEqual([
+      'web-7d9f8-abcde',
+      'cache-0',
+    ]);
+    // A later writer of that column copies the dictionary first: the other batch is untouched.
+    a.set(0, 'renamed');
+    expect(first.getAttribute(0, 'src.k8s.pod.name')).toBe('renamed');
+    expect(a.shared).toBe(false);
+    expect(second.getAttribute(0, 'src.k8s.pod.name')).toBe('cache-0');
+    expect(b.dict).not.toContain('renamed');
+
+    // Replayed records already carry the column (with other values): ours are added to its dictionary.
+    const replayed = FlowBatch.from([
+      flow(IP.internet, IP.client, { attributes: { 'src.k8s.pod.name': 'from-the-file' } }),
+      flow(IP.db, IP.web),
+    ]);
+    const out = (await p.process(replayed)) as FlowBatch;
+    expect((out.column('src.k8s.pod.name') as StringColumn).shared).toBe(false);
+    expect([0, 1].map((i) => out.getAttribute(i, 'src.k8s.pod.name'))).toEqual(['from-the-file', 'db-0']);
+    expect(out.getAttribute(1, 'dst.k8s.pod.name')).toBe('web-7d9f8-abcde');
+  });
+
+  it('under churn the dictionaries start over; batches already made keep the values they had', async () => {
+    const store = awsStore();
+    const p = await processorOver(store);
+    const renamed = (i: number) => {
+      store.upsertPod({
+        uid: `churn-${i}`,
+        name: `churn-${i}`,
+        namespace: 'churn',
+        nodeName: 'node-b',
+        phase: 'Running',
+        hostNetwork: false,
+        ips: ['10.1.2.250'],
+        workloadKind: 'Pod',
+        workloadName: `churn-${i}`,
+        labels: {},
+      });
+      if (i > 0) store.deletePod(`churn-${i - 1}`);
+    };
+    renamed(0);
+    const early = (await p.process(FlowBatch.from([flow(IP.web, '10.1.2.250')]))) as FlowBatch;
+    const dict = (early.column('dst.k8s.pod.name') as StringColumn).dict;
+    for (let i = 1; i <= 2000; i++) {
+      renamed(i);
+      await p.process(FlowBatch.from([flow(IP.web, '10.1.2.250')]));
+    }
+    const late = (await p.process(FlowBatch.from([flow(IP.web, '10.1.2.250')]))) as FlowBatch;
+    const lateDict = (late.column('dst.k8s.pod.name') as StringColumn).dict;
+    // Bounded by the store, not by every pod name ever seen.
+    expect(lateDict).not.toBe(dict);
+    expect(lateDict.length).toBeLessThan(1200);
+    expect(early.getAttribute(0, 'dst.k8s.pod.name')).toBe('churn-0');
+    expect(late.getAttribute(0, 'dst.k8s.pod.name')).toBe('churn-2000');
   });
 
   it('entity ids reused after a pod is deleted do not leak the old pod’s labels into later batches', async () => {

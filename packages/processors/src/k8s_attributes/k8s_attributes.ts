@@ -23,156 +23,157 @@ export const REPORTER = 'flow.reporter';
 export const INITIATOR_KNOWN = 'flow.initiator_known';
 
 /**
- * Writes a fixed set of string columns from the entity each row resolved to. Three levels of caching keep
- * the per-row work to typed-array copies:
- * - per entity, across batches: the id of each field's value (valid while the entity object, its version
- *   and the nodes are unchanged);
- * - per batch and column: the batch code of each value id, appended to the batch's dictionary on first use
- *   (no hash lookup: value ids and strings correspond one to one);
- * - per batch: each distinct entity's codes, copied to every row of that entity.
+ * Writes a fixed set of string columns from the entity each row resolved to. Each column's values are
+ * numbered once, across batches, in an append-only dictionary the batches share (`StringColumn.share`):
+ * a row costs a copy of its entity's precomputed codes, and no batch builds a dictionary of its own. With
+ * 100k pods nearly every row of a batch is a different pod, so anything done per distinct value and batch
+ * would be done per row.
+ *
+ * An entity's codes are valid while the store is unchanged; after any change each entity is checked again
+ * (same object, same version, same nodes) the first time a batch meets it.
  */
 export class EntityColumnWriter {
   private readonly width: number;
-  /** Per column: value → value id, and back. */
-  private readonly valueIds: Map<string, number>[];
-  private readonly valueTexts: string[][];
-  /** Per column: the batch code of each value id, valid when its stamp is this batch's epoch. */
-  private valueStamps: Uint32Array[];
-  private valueCodes: Uint32Array[];
-  /** Per entity id: the entity and version the cached value ids are for, and the ids (-1 absent). */
+  /** Per column: value → code in `texts`, which is the shared dictionary (entry 0 '' = absent). */
+  private valueCodes: Map<string, number>[];
+  private texts: string[][];
+  /** Per entity id: the entity and version its codes are for, and the codes (width per entity). */
   private cachedEntity: (Entity | undefined)[] = [];
   private cachedVersion = new Int32Array(0);
-  private cachedValues = new Int32Array(0);
-  private nodeGeneration = -1;
-  /** Per entity id: whether its codes are computed in this batch, and where. */
-  private stamp = new Uint32Array(0);
-  private local = new Int32Array(0);
+  private cachedCodes = new Uint32Array(0);
+  /** Per entity id: the store epoch its codes were last checked in. */
+  private checked = new Uint32Array(0);
   private epoch = 0;
-  private codes = new Uint32Array(0);
+  private storeGeneration = -1;
+  private nodeGeneration = -1;
+  /** Per column, for batches whose column already had values: batch code of each of our codes. */
+  private translated: Int32Array[];
 
   constructor(
     private readonly keys: readonly string[],
     private readonly fields: readonly Field[],
   ) {
     this.width = keys.length;
-    this.valueIds = keys.map(() => new Map());
-    this.valueTexts = keys.map(() => []);
-    this.valueStamps = keys.map(() => new Uint32Array(64));
-    this.valueCodes = keys.map(() => new Uint32Array(64));
+    this.valueCodes = keys.map(() => new Map());
+    this.texts = keys.map(() => ['']);
+    this.translated = keys.map(() => new Int32Array(0));
   }
 
   write(batch: FlowBatch, ids: Int32Array, store: MetadataStore): void {
     const n = batch.length;
     const width = this.width;
     const columns: StringColumn[] = this.keys.map((k) => batch.ensureColumn(k, 'string'));
-    // A column that already has values (replayed attributes) may hold our strings: look them up there.
-    const fresh = columns.map((c) => c.dict.length === 1);
-    const targets = columns.map((c) => c.codes);
     this.prepare(store);
-    const { stamp, local, epoch } = this;
-    let distinct = 0;
+    const { checked, epoch } = this;
     for (let i = 0; i < n; i++) {
       const id = ids[i];
       if (id < 0) continue;
-      if (stamp[id] !== epoch) {
-        const entity = store.entity(id);
-        if (entity === undefined) continue;
-        stamp[id] = epoch;
-        local[id] = distinct;
-        if (this.codes.length < (distinct + 1) * width) {
-          const grown = new Uint32Array(Math.max(64, (distinct + 1) * width * 2));
-          grown.set(this.codes);
-          this.codes = grown;
-        }
-        const values = this.valuesOf(entity, store);
-        for (let c = 0; c < width; c++) {
-          const v = this.cachedValues[values + c];
-          let code = 0;
-          if (v >= 0) {
-            if (this.valueStamps[c][v] === epoch) code = this.valueCodes[c][v];
-            else {
-              const text = this.valueTexts[c][v];
-              code = fresh[c] ? columns[c].append(text) : columns[c].code(text);
-              this.valueStamps[c][v] = epoch;
-              this.valueCodes[c][v] = code;
-            }
-          }
-          this.codes[distinct * width + c] = code;
-        }
-        distinct++;
+      if (checked[id] !== epoch) {
+        checked[id] = epoch;
+        this.refresh(id, store);
       }
-      const base = local[id] * width;
-      for (let c = 0; c < width; c++) targets[c][i] = this.codes[base + c];
+    }
+    // Our codes index our dictionaries; a column that already holds values (replayed attributes) keeps
+    // its own, and our codes are translated into it.
+    const own = columns.map((c, k) => {
+      if (c.dict === this.texts[k] || c.dict.length === 1) {
+        c.share(this.texts[k]);
+        return true;
+      }
+      this.translated[k] = new Int32Array(this.texts[k].length).fill(-1);
+      return false;
+    });
+    const codes = this.cachedCodes;
+    for (let c = 0; c < width; c++) {
+      const target = columns[c].codes;
+      if (own[c]) {
+        for (let i = 0; i < n; i++) {
+          const id = ids[i];
+          if (id >= 0) target[i] = codes[id * width + c];
+        }
+        continue;
+      }
+      const column = columns[c];
+      const translated = this.translated[c];
+      const texts = this.texts[c];
+      for (let i = 0; i < n; i++) {
+        const id = ids[i];
+        if (id < 0) continue;
+        const code = codes[id * width + c];
+        if (code === 0) continue;
+        let batchCode = translated[code];
+        if (batchCode < 0) batchCode = translated[code] = column.code(texts[code]);
+        target[i] = batchCode;
+      }
     }
   }
 
-  /** Sizes the caches to the store and starts a batch. */
+  /** Sizes the caches to the store; a new epoch when the store changed since the last batch. */
   private prepare(store: MetadataStore): void {
-    if (this.stamp.length < store.idLimit) {
-      const size = Math.max(store.idLimit, this.stamp.length * 2, 64);
-      this.stamp = new Uint32Array(size);
-      this.local = new Int32Array(size);
+    if (this.checked.length < store.idLimit) {
+      const size = Math.max(store.idLimit, this.checked.length * 2, 64);
+      const checked = new Uint32Array(size);
+      checked.set(this.checked);
+      this.checked = checked;
       const version = new Int32Array(size).fill(-1);
       version.set(this.cachedVersion);
       this.cachedVersion = version;
-      const values = new Int32Array(size * this.width);
-      values.set(this.cachedValues);
-      this.cachedValues = values;
-      // The epoch keeps counting: valueStamps are not resized here and must not match a restarted epoch.
+      const codes = new Uint32Array(size * this.width);
+      codes.set(this.cachedCodes);
+      this.cachedCodes = codes;
     }
-    // Values of entities long gone pile up under churn: start over, between batches, when a value table
-    // outgrows the store (never within a batch, where appended codes must stay one per value).
-    if (this.valueIds.some((ids) => ids.size > 4 * this.stamp.length + 1024)) {
-      for (let c = 0; c < this.width; c++) {
-        this.valueIds[c].clear();
-        this.valueTexts[c].length = 0;
-        this.valueStamps[c].fill(0);
-      }
+    let stale = false;
+    // Values of entities long gone pile up under churn: start over with new dictionaries (batches still
+    // in flight keep the old ones) when one outgrows the store.
+    if (this.valueCodes.some((m) => m.size > 4 * this.checked.length + 1024)) {
+      this.valueCodes = this.keys.map(() => new Map());
+      this.texts = this.keys.map(() => ['']);
       this.cachedEntity = [];
+      stale = true;
     }
     if (store.nodeGeneration !== this.nodeGeneration) {
-      // Zones and regions come from nodes: a node change invalidates every entity's cached values.
+      // Zones and regions come from nodes: a node change invalidates every entity's cached codes.
       this.nodeGeneration = store.nodeGeneration;
       this.cachedEntity = [];
+      stale = true;
     }
-    if (++this.epoch === 0xffffffff) {
-      this.stamp.fill(0);
-      for (const s of this.valueStamps) s.fill(0);
-      this.epoch = 1;
+    if (stale || store.generation !== this.storeGeneration || this.epoch === 0) {
+      this.storeGeneration = store.generation;
+      if (++this.epoch === 0xffffffff) {
+        this.checked.fill(0);
+        this.epoch = 1;
+      }
     }
   }
 
-  /** Offset of the entity's value ids in cachedValues, computing them when the entity changed. */
-  private valuesOf(entity: Entity, store: MetadataStore): number {
-    const id = entity.id;
-    const at = id * this.width;
-    if (this.cachedEntity[id] === entity && this.cachedVersion[id] === entity.version) return at;
-    for (let c = 0; c < this.width; c++) {
+  /** Recomputes entity `id`'s codes when it is not the entity (or version) they were made for. */
+  private refresh(id: number, store: MetadataStore): void {
+    const width = this.width;
+    const at = id * width;
+    const entity = store.entity(id);
+    if (entity === undefined) {
+      this.cachedEntity[id] = undefined;
+      this.cachedCodes.fill(0, at, at + width);
+      return;
+    }
+    if (this.cachedEntity[id] === entity && this.cachedVersion[id] === entity.version) return;
+    for (let c = 0; c < width; c++) {
       const text = this.fields[c](entity, store);
-      this.cachedValues[at + c] = text === undefined ? -1 : this.valueId(c, text);
+      this.cachedCodes[at + c] = text === undefined ? 0 : this.codeOf(c, text);
     }
     this.cachedEntity[id] = entity;
     this.cachedVersion[id] = entity.version;
-    return at;
   }
 
-  private valueId(c: number, text: string): number {
-    const ids = this.valueIds[c];
-    let v = ids.get(text);
-    if (v === undefined) {
-      v = ids.size;
-      ids.set(text, v);
-      this.valueTexts[c].push(text);
-      if (v >= this.valueStamps[c].length) {
-        const stamps = new Uint32Array(this.valueStamps[c].length * 2);
-        stamps.set(this.valueStamps[c]);
-        this.valueStamps[c] = stamps;
-        const codes = new Uint32Array(this.valueCodes[c].length * 2);
-        codes.set(this.valueCodes[c]);
-        this.valueCodes[c] = codes;
-      }
+  private codeOf(c: number, text: string): number {
+    const codes = this.valueCodes[c];
+    let code = codes.get(text);
+    if (code === undefined) {
+      code = this.texts[c].length;
+      this.texts[c].push(text);
+      codes.set(text, code);
     }
-    return v;
+    return code;
   }
 }
 
@@ -231,8 +232,10 @@ export class K8sAttributesProcessor implements Processor<FlowBatch> {
     const known = batch.ensureColumn(INITIATOR_KNOWN, 'bool').values;
     const flags = batch.flags;
     for (let i = 0; i < n; i++) {
-      known[i] = flags[i] & FlowFlags.InitiatorKnown ? 2 : 1;
-      if (nodeName === undefined) continue;
+      const initiatorKnown = (flags[i] & FlowFlags.InitiatorKnown) !== 0;
+      known[i] = initiatorKnown ? 2 : 1;
+      // Without the initiator, src is only "the local end": calling it the initiator would be a guess.
+      if (nodeName === undefined || !initiatorKnown) continue;
       if (isOn(store, res.src[i], nodeName)) reporter.codes[i] = initiator;
       else if (isOn(store, res.peer[i], nodeName) || isOn(store, res.dst[i], nodeName))
         reporter.codes[i] = responder;
