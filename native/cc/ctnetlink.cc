@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <utility>
 
 #include "netns.h"
 
@@ -49,16 +50,10 @@ namespace {
 
 // Attribute access inlined here rather than through libmnl's exported functions: a conntrack message has
 // ~30 attributes and each mnl_attr_* call is a call through the PLT; inlined, the parse costs a fraction.
-// Same checks as mnl_attr_ok: the header fits, and the attribute's length fits what is left.
 inline uint16_t AttrType(const nlattr* a) { return a->nla_type & NLA_TYPE_MASK; }
 inline uint16_t AttrLen(const nlattr* a) { return a->nla_len - NLA_HDRLEN; }
 inline const uint8_t* AttrData(const nlattr* a) { return reinterpret_cast<const uint8_t*>(a) + NLA_HDRLEN; }
-inline bool AttrOk(const nlattr* a, long left) {
-  return left >= static_cast<long>(sizeof(nlattr)) && a->nla_len >= sizeof(nlattr) && a->nla_len <= left;
-}
-inline const nlattr* AttrNext(const nlattr* a) {
-  return reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(a) + NLA_ALIGN(a->nla_len));
-}
+// Callers check AttrLen first: a wrong-sized attribute makes the message malformed, it is never read.
 inline uint8_t AttrU8(const nlattr* a) { return *AttrData(a); }
 inline uint16_t AttrBe16(const nlattr* a) {
   uint16_t v;
@@ -76,11 +71,31 @@ inline uint64_t AttrBe64(const nlattr* a) {
   return be64toh(v);
 }
 
-// Walks the attributes in [start, start + len); `a` is the cursor, declared by the caller.
-#define NM_ATTR_FOR_EACH_IN(a, start, len)                                                                  \
-  for (const char* nm_end_ = (a = reinterpret_cast<const nlattr*>(start), reinterpret_cast<const char*>(start) + (len)); \
-       AttrOk(a, nm_end_ - reinterpret_cast<const char*>(a)); a = AttrNext(a))
-#define NM_ATTR_FOR_EACH_NESTED(a, nest) NM_ATTR_FOR_EACH_IN(a, AttrData(nest), AttrLen(nest))
+// Calls f on each attribute in [start, start + len) and returns false when f does or when the attributes
+// do not tile the range. A walk that merely stopped at an attribute that does not fit (as mnl_attr_ok
+// would) keeps a row built from part of the message: a truncated CTA_COUNTERS_REPLY reads as rx 0, which
+// the delta processor takes for a counter reset and counts everything again. So an attribute shorter than
+// its own header or longer than what is left fails the message; fewer than NLA_HDRLEN bytes left over are
+// the last attribute's alignment padding (the kernel counts it in the parent's length; it may be absent).
+template <typename F>
+inline bool ForEachAttr(const void* start, long len, F&& f) {
+  const char* p = static_cast<const char*>(start);
+  while (len >= static_cast<long>(NLA_HDRLEN)) {
+    const auto* a = reinterpret_cast<const nlattr*>(p);
+    if (a->nla_len < NLA_HDRLEN || a->nla_len > len) return false;
+    if (!f(a)) return false;
+    // Stepping past the end (the last attribute's padding cut off) would leave p outside the buffer.
+    long step = static_cast<long>(NLA_ALIGN(a->nla_len));
+    if (step >= len) return true;
+    p += step;
+    len -= step;
+  }
+  return true;
+}
+template <typename F>
+inline bool ForEachNested(const nlattr* nest, F&& f) {
+  return ForEachAttr(AttrData(nest), AttrLen(nest), std::forward<F>(f));
+}
 
 // What one tuple (CTA_TUPLE_ORIG / CTA_TUPLE_REPLY) says.
 struct Tuple {
@@ -106,32 +121,38 @@ void MapV4(const void* p, uint8_t out[16]) {
   memcpy(out + 12, p, 4);
 }
 
-// Each parser returns false when an attribute has the wrong size: the whole message is malformed.
+// Each parser returns false when the nest is malformed — an attribute of the wrong size, attributes that
+// do not tile the nest, a piece the kernel always sends missing — and then the whole message is skipped.
 bool ParseIp(const nlattr* nest, Tuple* t) {
-  const nlattr* a;
-  NM_ATTR_FOR_EACH_NESTED(a, nest) {
-    uint16_t len = AttrLen(a);
-    switch (AttrType(a)) {
+  // The kernel puts both addresses, of one family; anything else would be a row with a made-up address.
+  bool src = false, dst = false;
+  uint8_t family = 0;
+  bool ok = ForEachNested(nest, [&](const nlattr* a) {
+    uint16_t type = AttrType(a), len = AttrLen(a);
+    switch (type) {
       case CTA_IP_V4_SRC:
       case CTA_IP_V4_DST:
-        if (len != 4) return false;
-        MapV4(AttrData(a), AttrType(a) == CTA_IP_V4_SRC ? t->src : t->dst);
-        t->family = 4;
+        if (len != 4 || family == 6) return false;
+        family = 4;
+        MapV4(AttrData(a), type == CTA_IP_V4_SRC ? t->src : t->dst);
+        (type == CTA_IP_V4_SRC ? src : dst) = true;
         break;
       case CTA_IP_V6_SRC:
       case CTA_IP_V6_DST:
-        if (len != 16) return false;
-        memcpy(AttrType(a) == CTA_IP_V6_SRC ? t->src : t->dst, AttrData(a), 16);
-        t->family = 6;
+        if (len != 16 || family == 4) return false;
+        family = 6;
+        memcpy(type == CTA_IP_V6_SRC ? t->src : t->dst, AttrData(a), 16);
+        (type == CTA_IP_V6_SRC ? src : dst) = true;
         break;
     }
-  }
-  return t->family != 0;
+    return true;
+  });
+  t->family = family;
+  return ok && src && dst;
 }
 
 bool ParseProto(const nlattr* nest, Tuple* t) {
-  const nlattr* a;
-  NM_ATTR_FOR_EACH_NESTED(a, nest) {
+  bool ok = ForEachNested(nest, [&](const nlattr* a) {
     uint16_t len = AttrLen(a);
     switch (AttrType(a)) {
       case CTA_PROTO_NUM:
@@ -166,67 +187,57 @@ bool ParseProto(const nlattr* nest, Tuple* t) {
         t->isIcmp = true;
         break;
     }
-  }
+    return true;
+  });
   if (t->isIcmp) {
     t->sport = t->icmpId;
     t->dport = static_cast<uint16_t>(t->icmpType << 8 | t->icmpCode);
   }
-  return t->hasProto;
+  return ok && t->hasProto;
 }
 
 bool ParseTuple(const nlattr* nest, Tuple* t) {
-  const nlattr* a;
   bool ip = false, proto = false;
-  NM_ATTR_FOR_EACH_NESTED(a, nest) {
+  bool ok = ForEachNested(nest, [&](const nlattr* a) {
     switch (AttrType(a)) {
       case CTA_TUPLE_IP:
-        if (!ParseIp(a, t)) return false;
-        ip = true;
-        break;
+        return ip = ParseIp(a, t);
       case CTA_TUPLE_PROTO:
-        if (!ParseProto(a, t)) return false;
-        proto = true;
-        break;
+        return proto = ParseProto(a, t);
     }
-  }
-  return ip && proto;
+    return true;
+  });
+  return ok && ip && proto;
 }
 
 bool ParseCounters(const nlattr* nest, Counters* c) {
-  const nlattr* a;
-  NM_ATTR_FOR_EACH_NESTED(a, nest) {
-    uint16_t len = AttrLen(a);
-    switch (AttrType(a)) {
+  return ForEachNested(nest, [&](const nlattr* a) {
+    uint16_t type = AttrType(a), len = AttrLen(a);
+    switch (type) {
       case CTA_COUNTERS_PACKETS:
-      case CTA_COUNTERS_BYTES: {
+      case CTA_COUNTERS_BYTES:
         if (len != 8) return false;
-        uint64_t v = AttrBe64(a);
-        (AttrType(a) == CTA_COUNTERS_PACKETS ? c->packets : c->bytes) = v;
+        (type == CTA_COUNTERS_PACKETS ? c->packets : c->bytes) = AttrBe64(a);
         c->present = true;
         break;
-      }
       case CTA_COUNTERS32_PACKETS:
-      case CTA_COUNTERS32_BYTES: {
+      case CTA_COUNTERS32_BYTES:
         if (len != 4) return false;
-        uint32_t v = AttrBe32(a);
-        (AttrType(a) == CTA_COUNTERS32_PACKETS ? c->packets : c->bytes) = v;
+        (type == CTA_COUNTERS32_PACKETS ? c->packets : c->bytes) = AttrBe32(a);
         c->present = true;
         break;
-      }
     }
-  }
-  return true;
+    return true;
+  });
 }
 
 bool ParseStart(const nlattr* nest, double* startMs) {
-  const nlattr* a;
-  NM_ATTR_FOR_EACH_NESTED(a, nest) {
-    if (AttrType(a) == CTA_TIMESTAMP_START) {
-      if (AttrLen(a) != 8) return false;
-      *startMs = static_cast<double>(AttrBe64(a) / 1000000ull);
-    }
-  }
-  return true;
+  return ForEachNested(nest, [&](const nlattr* a) {
+    if (AttrType(a) != CTA_TIMESTAMP_START) return true;
+    if (AttrLen(a) != 8) return false;
+    *startMs = static_cast<double>(AttrBe64(a) / 1000000ull);
+    return true;
+  });
 }
 
 }  // namespace
@@ -244,50 +255,38 @@ void ParseConntrackMessage(const nlmsghdr* nlh, uint8_t event, const ProtocolFil
   uint32_t status = 0, timeout = 0, id = 0, mark = 0;
   uint16_t zone = 0;
   double startMs = 0;
-  const nlattr* a;
-  NM_ATTR_FOR_EACH_IN(a, reinterpret_cast<const char*>(nlh) + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg)),
-                      static_cast<long>(nlh->nlmsg_len) - NLMSG_HDRLEN - NLMSG_ALIGN(sizeof(nfgenmsg))) {
-    uint16_t len = AttrLen(a);
-    bool ok = true;
-    switch (AttrType(a)) {
-      case CTA_TUPLE_ORIG:
-        ok = hasOrig = ParseTuple(a, &orig);
-        break;
-      case CTA_TUPLE_REPLY:
-        ok = hasReply = ParseTuple(a, &reply);
-        break;
-      case CTA_COUNTERS_ORIG:
-        ok = ParseCounters(a, &txc);
-        break;
-      case CTA_COUNTERS_REPLY:
-        ok = ParseCounters(a, &rxc);
-        break;
-      case CTA_STATUS:
-        ok = len == 4 && (status = AttrBe32(a), true);
-        break;
-      case CTA_TIMEOUT:
-        ok = len == 4 && (timeout = AttrBe32(a), true);
-        break;
-      case CTA_ID:
-        ok = len == 4 && (id = AttrBe32(a), true);
-        break;
-      case CTA_MARK:
-        ok = len == 4 && (mark = AttrBe32(a), true);
-        break;
-      case CTA_ZONE:
-        ok = len == 2 && (zone = AttrBe16(a), true);
-        break;
-      case CTA_TIMESTAMP:
-        ok = ParseStart(a, &startMs);
-        break;
-    }
-    if (!ok) {
-      stats->malformed++;
-      return;
-    }
-  }
-  // The attribute walk stops at the first attribute that does not fit: a truncated message lacks a tuple.
-  if (!hasOrig || !hasReply || orig.family != reply.family) {
+  bool ok = ForEachAttr(
+      reinterpret_cast<const char*>(nlh) + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg)),
+      static_cast<long>(nlh->nlmsg_len) - static_cast<long>(NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg))),
+      [&](const nlattr* a) {
+        uint16_t len = AttrLen(a);
+        switch (AttrType(a)) {
+          case CTA_TUPLE_ORIG:
+            return hasOrig = ParseTuple(a, &orig);
+          case CTA_TUPLE_REPLY:
+            return hasReply = ParseTuple(a, &reply);
+          case CTA_COUNTERS_ORIG:
+            return ParseCounters(a, &txc);
+          case CTA_COUNTERS_REPLY:
+            return ParseCounters(a, &rxc);
+          case CTA_STATUS:
+            return len == 4 && (status = AttrBe32(a), true);
+          case CTA_TIMEOUT:
+            return len == 4 && (timeout = AttrBe32(a), true);
+          case CTA_ID:
+            return len == 4 && (id = AttrBe32(a), true);
+          case CTA_MARK:
+            return len == 4 && (mark = AttrBe32(a), true);
+          case CTA_ZONE:
+            return len == 2 && (zone = AttrBe16(a), true);
+          case CTA_TIMESTAMP:
+            return ParseStart(a, &startMs);
+        }
+        return true;
+      });
+  // The kernel sends both tuples, in one family, in every conntrack message (NEW, DESTROY and dumps
+  // alike): without them there is no flow to put the counters on.
+  if (!ok || !hasOrig || !hasReply || orig.family != reply.family) {
     stats->malformed++;
     return;
   }

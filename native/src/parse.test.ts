@@ -1,5 +1,6 @@
 // The ctnetlink parser on hand-built messages: every field lands in its column, and malformed input —
-// wrong attribute sizes, truncation, random corruption — is counted and skipped, never a crash.
+// wrong attribute sizes, lengths that overrun or leave bytes over, truncation, random corruption — is
+// counted and skipped, never a crash and never a row built from part of a message.
 // Needs no kernel access: the messages are built here, as the kernel lays them out.
 import { describe, expect, it } from 'vitest';
 import { parseConntrackMessages } from './index.js';
@@ -16,18 +17,24 @@ const CTA = {
   COUNTERS_REPLY: 10,
   ID: 12,
   ZONE: 18,
+  TIMESTAMP: 20,
+  // Sent by the kernel, not read by the parser.
+  PROTOINFO: 4,
+  USE: 11,
 };
 const TUPLE = { IP: 1, PROTO: 2 };
 const IP = { V4_SRC: 1, V4_DST: 2, V6_SRC: 3, V6_DST: 4 };
 const PROTO = { NUM: 1, SRC_PORT: 2, DST_PORT: 3, ICMP_ID: 4, ICMP_TYPE: 5, ICMP_CODE: 6 };
 const COUNTERS = { PACKETS: 1, BYTES: 2 };
+const TIMESTAMP_START = 1;
 
-type Attr = [type: number, payload: Buffer | Attr[]];
+// nlaLen, when given, is written instead of the true length: how the malformed cases lie about sizes.
+type Attr = [type: number, payload: Buffer | Attr[], nlaLen?: number];
 
-function attr([type, payload]: Attr): Buffer {
+function attr([type, payload, nlaLen]: Attr): Buffer {
   const body = Array.isArray(payload) ? Buffer.concat(payload.map(attr)) : payload;
   const head = Buffer.alloc(4);
-  head.writeUInt16LE(4 + body.length, 0);
+  head.writeUInt16LE(nlaLen ?? 4 + body.length, 0);
   head.writeUInt16LE(type | (Array.isArray(payload) ? NLA_F_NESTED : 0), 2);
   const pad = Buffer.alloc((4 - ((4 + body.length) % 4)) % 4);
   return Buffer.concat([head, body, pad]);
@@ -42,6 +49,13 @@ function message(attrs: Attr[], msgType = 0 /* IPCTNL_MSG_CT_NEW */, family = 2)
   return Buffer.concat([header, body]);
 }
 
+/** The first `n` bytes of a message, its nlmsg_len saying so: a message cut short, not a partial one. */
+function truncated(msg: Buffer, n: number): Buffer {
+  const b = Buffer.from(msg.subarray(0, n));
+  b.writeUInt32LE(n, 0);
+  return b;
+}
+
 const u8 = (v: number) => Buffer.from([v]);
 const be16 = (v: number) => Buffer.from([v >> 8, v & 255]);
 const be32 = (v: number) => {
@@ -49,7 +63,7 @@ const be32 = (v: number) => {
   b.writeUInt32BE(v);
   return b;
 };
-const be64 = (v: number) => {
+const be64 = (v: number | bigint) => {
   const b = Buffer.alloc(8);
   b.writeBigUInt64BE(BigInt(v));
   return b;
@@ -104,6 +118,191 @@ function tcpEntry(opts: { dnat?: boolean; id?: number } = {}): Attr[] {
     [CTA.ZONE, be16(7)],
   ];
 }
+
+/** tcpEntry() with its top-level attribute of `type` replaced by `by`, or dropped (null). */
+function tcpEntryWith(type: number, by: Attr | null): Attr[] {
+  return tcpEntry().flatMap(([t, p]): Attr[] => (t !== type ? [[t, p]] : by ? [by] : []));
+}
+
+const v6 = (last: number) => Buffer.from([0x20, 0x01, 0x0d, 0xb8, ...Array(11).fill(0), last]);
+const v6Tuple = (src: Buffer, dst: Buffer): Attr[] => [
+  [
+    TUPLE.IP,
+    [
+      [IP.V6_SRC, src],
+      [IP.V6_DST, dst],
+    ],
+  ],
+  [TUPLE.PROTO, [[PROTO.NUM, u8(17)]]],
+];
+
+// What the parser reads, level by level: a nest maps to the schema of its children, a leaf to null.
+// Attributes of any other type it steps over without looking inside.
+type Schema = { [type: number]: Schema | null };
+const LEAVES = (...types: number[]): Schema => Object.fromEntries(types.map((t) => [t, null]));
+const TUPLE_SCHEMA: Schema = {
+  [TUPLE.IP]: LEAVES(1, 2, 3, 4),
+  [TUPLE.PROTO]: LEAVES(1, 2, 3, 4, 5, 6, 7, 8, 9),
+};
+const COUNTERS_SCHEMA = LEAVES(1, 2, 3, 4); // 64- and 32-bit packets, bytes
+const SCHEMA: Schema = {
+  ...LEAVES(CTA.STATUS, CTA.TIMEOUT, CTA.MARK, CTA.ID, CTA.ZONE),
+  [CTA.TUPLE_ORIG]: TUPLE_SCHEMA,
+  [CTA.TUPLE_REPLY]: TUPLE_SCHEMA,
+  [CTA.COUNTERS_ORIG]: COUNTERS_SCHEMA,
+  [CTA.COUNTERS_REPLY]: COUNTERS_SCHEMA,
+  [CTA.TIMESTAMP]: LEAVES(TIMESTAMP_START),
+};
+
+/**
+ * Walks the attributes in [start, end) and the nests the parser descends into, calling `visit` on each;
+ * false when their declared lengths do not tile their parent: an nla_len below 4 or past the parent's end,
+ * or 4 bytes or more left over (fewer are the last attribute's alignment padding).
+ */
+function tiles(
+  buf: Buffer,
+  start = 20,
+  end = buf.readUInt32LE(0),
+  schema = SCHEMA,
+  visit?: (at: number, len: number, read: boolean) => void,
+): boolean {
+  for (let p = start; end - p >= 4; p += (buf.readUInt16LE(p) + 3) & ~3) {
+    const len = buf.readUInt16LE(p);
+    if (len < 4 || len > end - p) return false;
+    const type = buf.readUInt16LE(p + 2) & 0x3fff; // without NLA_F_NESTED, NLA_F_NET_BYTEORDER
+    visit?.(p, len, type in schema);
+    const inner = schema[type];
+    if (inner && !tiles(buf, p + 4, p + len, inner, visit)) return false;
+  }
+  return true;
+}
+
+/** A message with every kind of attribute the parser reads and two it skips, for the fuzz tests. */
+function fuzzMessage(): Buffer {
+  return message([
+    ...tcpEntry(),
+    [CTA.TIMESTAMP, [[TIMESTAMP_START, be64(1_700_000_000_123_456_789n)]]],
+    [
+      CTA.PROTOINFO,
+      [
+        [
+          1, // CTA_PROTOINFO_TCP
+          [
+            [1, u8(3)], // state ESTABLISHED
+            [2, u8(7)], // wscale original
+            [4, be16(0x0303)], // flags original
+          ],
+        ],
+      ],
+    ],
+    [CTA.USE, be32(1)],
+  ]);
+}
+
+/** mulberry32: seeded, so every run mutates the same bytes; uniform in its low bits, unlike an LCG. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+// Each of these would have been a row built from the part of the message before the fault.
+const malformedCases: [string, Buffer][] = (() => {
+  const good = message(tcpEntry());
+  const replyCounters: Attr = [
+    CTA.COUNTERS_REPLY,
+    [
+      [COUNTERS.PACKETS, be64(800)],
+      [COUNTERS.BYTES, be64(5_000_000_000)],
+    ],
+  ];
+  const countersLast = message([...tcpEntryWith(CTA.COUNTERS_REPLY, null), replyCounters]);
+  const origWith = (ip: Attr[], proto: Attr[]): Attr[] =>
+    tcpEntryWith(CTA.TUPLE_ORIG, [
+      CTA.TUPLE_ORIG,
+      [
+        [TUPLE.IP, ip],
+        [TUPLE.PROTO, proto],
+      ],
+    ]);
+  const origIp: Attr[] = [
+    [IP.V4_SRC, v4('10.0.0.1')],
+    [IP.V4_DST, v4('10.96.0.10')],
+  ];
+  return [
+    // CTA_ZONE, last, declares 6 bytes; 4 are left.
+    ['a top-level attribute cut short', truncated(good, good.length - 4)],
+    ['CTA_COUNTERS_REPLY cut short', truncated(countersLast, countersLast.length - 6)],
+    [
+      'a counter longer than its CTA_COUNTERS_REPLY',
+      message(
+        tcpEntryWith(CTA.COUNTERS_REPLY, [
+          CTA.COUNTERS_REPLY,
+          [
+            [COUNTERS.PACKETS, be64(800)],
+            [COUNTERS.BYTES, be64(5_000_000_000), 16],
+          ],
+        ]),
+      ),
+    ],
+    [
+      'an attribute header left over in CTA_COUNTERS_REPLY',
+      message(
+        tcpEntryWith(CTA.COUNTERS_REPLY, [
+          CTA.COUNTERS_REPLY,
+          Buffer.concat([attr([COUNTERS.PACKETS, be64(800)]), Buffer.alloc(4)]),
+        ]),
+      ),
+    ],
+    ['a top-level nla_len below 4', message(tcpEntryWith(CTA.MARK, [CTA.MARK, be32(0x4000), 3]))],
+    [
+      'an nla_len below 4 in a tuple',
+      message(
+        origWith(origIp, [
+          [PROTO.NUM, u8(6)],
+          [PROTO.SRC_PORT, be16(40000)],
+          [PROTO.DST_PORT, be16(80), 0],
+        ]),
+      ),
+    ],
+    [
+      'a 32-bit CTA_COUNTERS_BYTES',
+      message(
+        tcpEntryWith(CTA.COUNTERS_REPLY, [
+          CTA.COUNTERS_REPLY,
+          [
+            [COUNTERS.PACKETS, be64(800)],
+            [COUNTERS.BYTES, be32(5)],
+          ],
+        ]),
+      ),
+    ],
+    ['a 2-byte CTA_STATUS', message(tcpEntryWith(CTA.STATUS, [CTA.STATUS, be16(1)]))],
+    [
+      'a 15-byte IPv6 address',
+      message([
+        [CTA.TUPLE_ORIG, v6Tuple(v6(1), v6(2).subarray(1))],
+        [CTA.TUPLE_REPLY, v6Tuple(v6(2), v6(1))],
+      ]),
+    ],
+    [
+      'an IPv4 source with an IPv6 destination',
+      message(
+        origWith(
+          [
+            [IP.V4_SRC, v4('10.0.0.1')],
+            [IP.V6_DST, v6(1)],
+          ],
+          [[PROTO.NUM, u8(6)]],
+        ),
+      ),
+    ],
+    ['a tuple without its destination', message(origWith(origIp.slice(0, 1), [[PROTO.NUM, u8(6)]]))],
+  ];
+})();
 
 describe('ctnetlink parser', () => {
   it('puts every field of a message in its column', () => {
@@ -206,21 +405,110 @@ describe('ctnetlink parser', () => {
     expect(r.malformed).toBe(4);
   });
 
-  it('survives random corruption: every message is either parsed or counted as malformed', () => {
-    const good = message(tcpEntry());
-    let seed = 42;
-    const rand = () => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return seed;
-    };
-    for (let round = 0; round < 2000; round++) {
+  it.each(malformedCases)('counts and skips a message with %s', (_name, msg) => {
+    expect(parseConntrackMessages(msg)).toMatchObject({ length: 0, messages: 1, malformed: 1 });
+  });
+
+  it('keeps a message whose attributes end in alignment padding, counted in their length or not', () => {
+    const good = message(tcpEntry()); // ends in CTA_ZONE: 6 bytes and 2 of padding
+    const protoUnpadded: Attr = [
+      TUPLE.PROTO,
+      [
+        [PROTO.SRC_PORT, be16(40000)],
+        [PROTO.DST_PORT, be16(80)],
+        [PROTO.NUM, u8(6)],
+      ],
+      4 + 8 + 8 + 5, // without the 3 bytes that pad CTA_PROTO_NUM
+    ];
+    const ip: Attr = [
+      TUPLE.IP,
+      [
+        [IP.V4_SRC, v4('10.0.0.1')],
+        [IP.V4_DST, v4('10.96.0.10')],
+      ],
+    ];
+    const msgs = [
+      good,
+      truncated(good, good.length - 2), // nlmsg_len without the padding
+      message(tcpEntryWith(CTA.TUPLE_ORIG, [CTA.TUPLE_ORIG, [protoUnpadded, ip]])),
+    ];
+    for (const msg of msgs) {
+      const r = parseConntrackMessages(msg);
+      expect(r).toMatchObject({ length: 1, malformed: 0 });
+      expect([r.protocol[0], r.srcPort[0], r.dstPort[0], r.zone[0], r.rxBytes[0]]).toEqual([
+        6, 40000, 80, 7, 5_000_000_000,
+      ]);
+      expect([...r.dst.subarray(12, 16)]).toEqual([10, 96, 0, 10]);
+    }
+  });
+
+  it('cut at any byte, a message is a row only when the cut leaves whole attributes and both tuples', () => {
+    const good = fuzzMessage();
+    const orig = 20;
+    const reply = orig + ((good.readUInt16LE(orig) + 3) & ~3);
+    const afterTuples = reply + good.readUInt16LE(reply);
+    let rows = 0;
+    for (let n = 20; n <= good.length; n++) {
+      const msg = truncated(good, n);
+      const r = parseConntrackMessages(msg);
+      const whole = tiles(msg) && n >= afterTuples;
+      expect(r, `cut at ${n}`).toMatchObject({ length: whole ? 1 : 0, malformed: whole ? 0 : 1 });
+      rows += r.length;
+    }
+    // Cuts between top-level attributes, or fewer than 4 bytes into one, which pass for padding.
+    expect(rows).toBeGreaterThan(20);
+  });
+
+  it('gives exactly the same row when only bytes it does not read change', () => {
+    const good = fuzzMessage();
+    const want = parseConntrackMessages(good);
+    expect(want).toMatchObject({ length: 1, malformed: 0 });
+    expect(want.startMs[0]).toBe(1_700_000_000_123);
+    // Alignment padding, the flag bits of nla_type, and the payload of attributes the parser skips —
+    // including the nla_len of what is nested in them.
+    const ignored: [at: number, mask: number][] = [];
+    tiles(good, 20, good.length, SCHEMA, (at, len, read) => {
+      ignored.push([at + 3, 0xc0]);
+      for (let i = at + len; i < Math.min(at + ((len + 3) & ~3), good.length); i++) ignored.push([i, 0xff]);
+      if (!read) for (let i = at + 4; i < at + len; i++) ignored.push([i, 0xff]);
+    });
+    expect(ignored.length).toBeGreaterThan(40);
+    const rand = prng(7);
+    let changed = 0;
+    for (let round = 0; round < 1000; round++) {
       const buf = Buffer.from(good);
-      const flips = 1 + (rand() % 6);
+      for (let f = 1 + (rand() % 8); f > 0; f--) {
+        const [at, mask] = ignored[rand() % ignored.length];
+        buf[at] = (buf[at] & ~mask) | (rand() & mask);
+      }
+      if (!buf.equals(good)) changed++;
+      expect(parseConntrackMessages(buf), `round ${round}`).toEqual(want);
+    }
+    expect(changed).toBeGreaterThan(900);
+  });
+
+  it('survives random corruption, and counts as malformed every message whose lengths do not tile', () => {
+    const good = fuzzMessage();
+    expect(tiles(good)).toBe(true);
+    const lengths: number[] = [];
+    tiles(good, 20, good.length, SCHEMA, (at) => lengths.push(at, at + 1));
+    const rand = prng(42);
+    let inconsistent = 0;
+    for (let round = 0; round < 4000; round++) {
+      const buf = Buffer.from(good);
       // Keep the netlink header's length and type (so the message is still handed to the parser);
-      // corrupt anything in the conntrack payload.
-      for (let f = 0; f < flips; f++) buf[20 + (rand() % (buf.length - 20))] = rand() & 255;
+      // corrupt anything in the conntrack payload, half the time an nla_len.
+      for (let f = 1 + (rand() % 6); f > 0; f--) {
+        const at = rand() % 2 ? lengths[rand() % lengths.length] : 16 + (rand() % (buf.length - 16));
+        buf[at] = rand() & 255;
+      }
       const r = parseConntrackMessages(buf);
       expect(r.length + r.malformed, `round ${round}`).toBe(1);
+      if (!tiles(buf)) {
+        inconsistent++;
+        expect(r.malformed, `round ${round}: lengths do not tile, yet a row`).toBe(1);
+      }
     }
+    expect(inconsistent).toBeGreaterThan(1000);
   });
 });
