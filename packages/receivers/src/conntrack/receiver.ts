@@ -16,6 +16,9 @@ import { type ConntrackReceiverConfig, PROTOCOL_NUMBERS } from './config.js';
 const AF_INET = 2;
 const AF_INET6 = 10;
 const CAP_NET_ADMIN = 12;
+/** First retry of a failed dump; each further one waits twice as long, until that reaches read_interval. */
+const RETRY_BASE_MS = 500;
+const ACCT_SYSCTL = 'net/netfilter/nf_conntrack_acct';
 
 /** Effective capabilities of this process, from /proc/self/status (CapEff, hex). */
 function hasCapability(cap: number): boolean {
@@ -26,6 +29,26 @@ function hasCapability(cap: number): boolean {
     return process.getuid?.() === 0;
   }
 }
+
+/**
+ * The kernel access the receiver needs: the native addon and a capability check. A seam for unit tests,
+ * which drive the receiver's scheduling and bookkeeping with a stand-in; not reachable from the config.
+ */
+export interface ConntrackKernel {
+  hasNetAdmin(): boolean;
+  openConntrack: typeof openConntrack;
+  subscribeConntrackEvents: typeof subscribeConntrackEvents;
+  readSysctl: typeof readSysctl;
+  writeSysctl: typeof writeSysctl;
+}
+
+const nativeKernel: ConntrackKernel = {
+  hasNetAdmin: () => hasCapability(CAP_NET_ADMIN),
+  openConntrack,
+  subscribeConntrackEvents,
+  readSysctl,
+  writeSysctl,
+};
 
 /**
  * Reads a network namespace's conntrack table over ctnetlink: a full dump every `read_interval`
@@ -42,8 +65,8 @@ export class ConntrackReceiver implements Receiver {
   private events?: ConntrackEventsHandle;
   private timer?: NodeJS.Timeout;
   private watchdog?: NodeJS.Timeout;
-  /** performance.now() when the read in flight started; 0 when none is. */
-  private readStartedAt = 0;
+  /** performance.now() when the read in flight started; undefined when none is. */
+  private readStartedAt: number | undefined;
   private reading?: Promise<void>;
   private resyncWanted = false;
   private stopping = false;
@@ -64,11 +87,19 @@ export class ConntrackReceiver implements Receiver {
   private readonly barrierWaiters = new Set<(reached: number) => void>();
   /** Dumps in a row that held malformed messages. */
   private malformedStreak = 0;
+  /** Dumps in a row that failed, and the delay of the quick retry the last failure earned (if any). */
+  private failedInARow = 0;
+  private retryInMs: number | undefined;
+  private retries = 0;
+  /** nf_conntrack_acct is known to be 1; otherwise `accountingProblem` says why not, when it is known. */
+  private accountingOn = false;
+  private accountingProblem: string | undefined;
 
   constructor(
     private readonly settings: ComponentSettings,
     private readonly config: ConntrackReceiverConfig,
     private readonly next: BatchSink,
+    private readonly kernel: ConntrackKernel = nativeKernel,
   ) {
     const fams = new Set(config.families);
     this.family = fams.size === 2 ? 0 : fams.has('ipv4') ? AF_INET : AF_INET6;
@@ -85,32 +116,37 @@ export class ConntrackReceiver implements Receiver {
     return {
       reads: this.reads,
       readFailures: this.readFailures,
+      readRetries: this.retries,
       lastEntries: this.lastEntries,
       resyncs: this.resyncs,
       eventsReceived: this.eventStats.received,
       eventOverflows: this.eventStats.overflows,
       eventsDropped: this.eventStats.dropped,
       malformed: this.dumpMalformed + this.eventStats.malformed,
+      accountingEnabled: this.accountingOn,
     };
   }
 
   start(): void {
     const log = this.settings.logger;
-    if (!hasCapability(CAP_NET_ADMIN)) {
+    if (!this.kernel.hasNetAdmin()) {
       throw new Error(
         'conntrack receiver: reading the conntrack table needs CAP_NET_ADMIN. Run netmon as root, or grant the capability ' +
           '(Kubernetes: securityContext.capabilities.add: [NET_ADMIN, SYS_ADMIN] with hostNetwork: true); ' +
           'without kernel access, replay recorded flows with the file receiver (configs/examples/replay.yaml)',
       );
     }
-    this.dumper = openConntrack(this.config.netns);
-    if (this.config.enable_accounting) this.ensureSysctl('nf_conntrack_acct', 'byte and packet counters');
+    this.dumper = this.kernel.openConntrack(this.config.netns);
+    this.checkAccounting();
+    this.settings.status.describe(() => ({
+      accounting: this.accountingOn ? 'on' : `off: ${this.accountingProblem ?? 'not known yet'}`,
+    }));
     if (this.config.events) {
       this.ensureSysctl(
         'nf_conntrack_events',
         'DESTROY events for connections that existed before netmon started',
       );
-      this.events = subscribeConntrackEvents(
+      this.events = this.kernel.subscribeConntrackEvents(
         {
           netns: this.config.netns,
           newEvents: true,
@@ -160,13 +196,12 @@ export class ConntrackReceiver implements Receiver {
   private ensureSysctl(name: string, why: string): void {
     const key = `net/netfilter/${name}`;
     try {
-      const value = readSysctl(key, this.config.netns);
+      const value = this.kernel.readSysctl(key, this.config.netns);
       if (value === '1') return;
-      writeSysctl(key, '1', this.config.netns);
+      this.kernel.writeSysctl(key, '1', this.config.netns);
       this.settings.logger.info(
         { sysctl: `net.netfilter.${name}`, was: value },
-        `set net.netfilter.${name}=1 in ${this.where} for ${why}` +
-          (name === 'nf_conntrack_acct' ? '; connections that began before now keep showing 0 bytes' : ''),
+        `set net.netfilter.${name}=1 in ${this.where} for ${why}`,
       );
     } catch (err) {
       this.settings.logger.warn(
@@ -177,19 +212,78 @@ export class ConntrackReceiver implements Receiver {
     }
   }
 
-  private schedule(delayMs: number, reason: 'interval' | 'resync' = 'interval'): void {
+  /**
+   * Without nf_conntrack_acct the kernel keeps no byte or packet counters: every row says 0 while the
+   * agent otherwise works, so this is reported in /status (the receiver's `accounting` detail, with the
+   * fix), as netmon_conntrack_accounting_enabled and in a warning, not only logged. Not as an error
+   * status: liveness would fail after recovery_duration and restart an agent that a restart cannot fix,
+   * while connections are still counted; the operator's fix is seen at the next read. Sets it when
+   * `enable_accounting` allows. Called at start and after each read until it is on: the sysctl only
+   * exists once nf_conntrack is loaded, which the first dump may be what triggers.
+   */
+  private checkAccounting(): void {
+    const sysctl = 'net.netfilter.nf_conntrack_acct';
+    const fix = this.config.netns
+      ? `run 'nsenter --net=${this.config.netns} sysctl -w ${sysctl}=1' on the node`
+      : `run 'sysctl -w ${sysctl}=1' on the node`;
+    let problem: string | undefined;
+    try {
+      const value = this.kernel.readSysctl(ACCT_SYSCTL, this.config.netns);
+      if (value === '1') {
+        // Set by someone else since: the status recovers at this read.
+        if (this.accountingProblem) this.settings.logger.info(`${sysctl} is now 1 in ${this.where}`);
+      } else if (!this.config.enable_accounting) {
+        problem =
+          `${sysctl} is ${value} in ${this.where} and enable_accounting is false: conntrack byte and packet ` +
+          `counts are all 0. Set enable_accounting: true, or ${fix}`;
+      } else {
+        this.kernel.writeSysctl(ACCT_SYSCTL, '1', this.config.netns);
+        this.settings.logger.info(
+          { sysctl, was: value },
+          `set ${sysctl}=1 in ${this.where} for byte and packet counters; connections that began before now keep showing 0 bytes`,
+        );
+      }
+    } catch (err) {
+      problem =
+        `cannot ${this.config.enable_accounting ? 'set' : 'read'} ${sysctl} in ${this.where} (${errorMessage(err)}): ` +
+        `conntrack byte and packet counts are 0 unless it is 1. Fix: ${fix}, or run netmon privileged ` +
+        '(Kubernetes: securityContext.privileged: true, or a writable /proc/sys)';
+    }
+    this.accountingOn = problem === undefined;
+    if (problem !== undefined && problem !== this.accountingProblem) {
+      this.settings.logger.warn({ sysctl }, problem);
+    }
+    this.accountingProblem = problem;
+  }
+
+  private schedule(delayMs: number, reason: 'interval' | 'resync' | 'retry' = 'interval'): void {
     if (this.stopping) return;
     this.timer = setTimeout(() => {
+      if (reason === 'retry') this.retries++;
       const started = performance.now();
       this.readStartedAt = started;
       this.reading = this.read(reason).finally(() => {
         this.reading = undefined;
-        this.readStartedAt = 0;
-        const spent = performance.now() - started;
+        this.readStartedAt = undefined;
+        const wait = this.config.read_interval - (performance.now() - started);
         if (this.resyncWanted) this.schedule(0, 'resync');
-        else this.schedule(Math.max(0, this.config.read_interval - spent));
+        else if (this.retryInMs !== undefined && this.retryInMs < wait)
+          this.schedule(this.retryInMs, 'retry');
+        else this.schedule(Math.max(0, wait));
       });
     }, delayMs);
+  }
+
+  /**
+   * A failed dump (the socket overran, a transient kernel error) is retried sooner than the next
+   * interval, so one bad read costs less than a whole interval of lost counts and a resync it stood for
+   * is not postponed. The backoff doubles from RETRY_BASE_MS and stops once it reaches read_interval, so
+   * a lasting failure (no privilege) costs a few more dumps, then one per interval as before. A retry is
+   * as safe as any dump: a fresh sequence number keeps leftovers of the failed one apart.
+   */
+  private retryDelay(): number | undefined {
+    const delay = RETRY_BASE_MS * 2 ** (this.failedInARow - 1);
+    return delay < this.config.read_interval ? delay : undefined;
   }
 
   /**
@@ -198,7 +292,7 @@ export class ConntrackReceiver implements Receiver {
    * fails once it stays that way for the health check's recovery_duration.
    */
   private checkOverdue(): void {
-    if (this.readStartedAt === 0) return;
+    if (this.readStartedAt === undefined) return;
     const ms = performance.now() - this.readStartedAt;
     if (ms > Math.max(3 * this.config.read_interval, 30_000)) {
       this.settings.status.recoverableError(
@@ -207,28 +301,35 @@ export class ConntrackReceiver implements Receiver {
     }
   }
 
-  private async read(reason: 'interval' | 'resync' | 'final'): Promise<void> {
+  private async read(reason: 'interval' | 'resync' | 'retry' | 'final'): Promise<void> {
     const dumper = this.dumper;
     if (!dumper) return;
     this.resyncWanted = false;
+    this.retryInMs = undefined;
     let result: Awaited<ReturnType<ConntrackHandle['dump']>>;
     try {
       result = await dumper.dump(this.family, this.protocols);
     } catch (err) {
       this.readFailures++;
+      this.failedInARow++;
+      this.retryInMs = reason === 'final' ? undefined : this.retryDelay();
       this.settings.status.recoverableError(
         new Error(`conntrack dump of ${this.where} failed: ${errorMessage(err)}`),
       );
       this.settings.logger.error(
-        { err: errorMessage(err) },
-        `conntrack dump failed; retrying at the next interval`,
+        { err: errorMessage(err), failed_in_a_row: this.failedInARow },
+        this.retryInMs === undefined
+          ? 'conntrack dump failed; retrying at the next interval'
+          : `conntrack dump failed; retrying in ${this.retryInMs} ms`,
       );
       return;
     }
+    this.failedInARow = 0;
     this.reads++;
     this.lastEntries = result.length;
     this.lastReadSeconds = result.durationMs / 1000;
     this.dumpMalformed += result.malformed;
+    if (!this.accountingOn && reason !== 'final') this.checkAccounting();
     this.settings.status.ok();
     this.settings.logger.debug(
       { reason, entries: result.length, ms: Math.round(result.durationMs), malformed: result.malformed },
@@ -371,6 +472,20 @@ export class ConntrackReceiver implements Receiver {
       'Dumps that failed.',
       '{read}',
       () => this.readFailures,
+    );
+    observe(
+      'netmon_conntrack_read_retries',
+      'counter',
+      'Quick retries of a failed dump, before the next interval.',
+      '{read}',
+      () => this.retries,
+    );
+    observe(
+      'netmon_conntrack_accounting_enabled',
+      'gauge',
+      '1 when net.netfilter.nf_conntrack_acct is 1 in the namespace (byte and packet counters are kept), else 0.',
+      '1',
+      () => (this.accountingOn ? 1 : 0),
     );
     observe(
       'netmon_conntrack_entries',
