@@ -6,6 +6,8 @@ import { CONTINENTS, type Continent, PROVIDERS } from './rates.js';
 /**
  * Classes whose connections can leave through a NAT gateway: opened by our side towards something
  * outside the VPC. Never traffic inside the VPC, answers to inbound connections, or private endpoints.
+ * Within these classes the processor still skips, per flow, connections opened from outside and
+ * platform addresses (cost.ts NAT_BYPASS_PLATFORM): the class can come from either end of a flow.
  */
 export const NAT_CLASSES = [
   'internet_egress',
@@ -110,7 +112,7 @@ export const costProcessorConfig = z.strictObject({
         .boolean()
         .default(false)
         .describe(
-          'Flows of `classes` leave through a NAT gateway: add its processing charge (both directions).',
+          'Connections of `classes` that our side opens leave through a NAT gateway: add its processing charge (both directions). Never on connections opened from outside, nor to link-local and platform addresses (instance metadata, 168.63.129.16).',
         ),
       classes: z
         .array(natClass)
@@ -121,7 +123,7 @@ export const costProcessorConfig = z.strictObject({
         .array(cidr())
         .default([])
         .describe(
-          'Destinations reached without the NAT (e.g. the S3/DynamoDB gateway-endpoint prefix lists), matched on the destination address.',
+          'Remote ends reached without the NAT (e.g. the S3/DynamoDB gateway-endpoint prefix lists, a peered range), matched on the address our side dialled and, after DNAT, on the one it reached.',
         ),
     })
     .prefault({})

@@ -1,10 +1,13 @@
 import {
+  CidrTable,
   ConfigError,
   defineExporter,
   defineReceiver,
   type Extension,
   FlowBatch,
+  FlowFlags,
   type FlowInit,
+  parseIp,
   Registry,
   resolveConfig,
 } from '@netmon/core';
@@ -13,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { K8sMetadata } from '../k8s_metadata/metadata.js';
 import { costProcessorConfig } from './config.js';
-import { COST_USD, type CostProcessor } from './cost.js';
+import { COST_USD, type CostProcessor, isPlatformAddress, NAT_BYPASS_PLATFORM } from './cost.js';
 import { costProcessorFactory } from './factory.js';
 
 const GB = 1e9;
@@ -28,6 +31,11 @@ interface F {
   src?: string;
   dst?: string;
   dstIp?: string;
+  srcIp?: string;
+  /** src.k8s.node.name, as k8s_attributes writes it for an end in the cluster ('': absent on this row). */
+  srcNode?: string;
+  backendIp?: string;
+  flags?: number;
 }
 
 function batchOf(flows: F[]): FlowBatch {
@@ -37,14 +45,17 @@ function batchOf(flows: F[]): FlowBatch {
       if (f.cls !== undefined) attributes['traffic.class'] = f.cls;
       if (f.src !== undefined) attributes['src.cloud.region'] = f.src;
       if (f.dst !== undefined) attributes['dst.cloud.region'] = f.dst;
+      if (f.srcNode) attributes['src.k8s.node.name'] = f.srcNode;
       return {
         timeStart: T0,
         timeEnd: T0 + 10_000,
         protocol: 6,
-        srcIp: '10.0.0.1',
+        srcIp: f.srcIp ?? '10.0.0.1',
         srcPort: 40000,
         dstIp: f.dstIp ?? '10.0.1.2',
         dstPort: 443,
+        ...(f.backendIp === undefined ? {} : { backendIp: f.backendIp, backendPort: 443 }),
+        ...(f.flags === undefined ? {} : { flags: f.flags }),
         txBytes: f.tx,
         rxBytes: f.rx ?? 0,
         attributes,
@@ -256,6 +267,109 @@ describe('cost: NAT gateway surcharge', () => {
     expect(out[1]).toBeCloseTo(0.09, 12);
     expect(out[2]).toBe(0);
     expect(out[3]).toBeCloseTo(0.09, 12);
+  });
+  it('never to link-local and platform addresses, though classify calls them cloud_api', () => {
+    const p = processor(nat('aws'));
+    const platform = [
+      '169.254.169.254', // IMDS (AWS, GCP, Azure)
+      '169.254.169.253', // AWS DNS resolver
+      '169.254.170.2', // ECS task metadata: anything link-local
+      'fd00:ec2::254', // AWS IMDS over IPv6 (Nitro)
+      'fd00:ec2::253', // AWS DNS over IPv6
+      'fe80::1',
+      '168.63.129.16', // Azure WireServer / DNS / health probes
+      '127.0.0.1',
+    ];
+    // 1 GB each way: before the fix the NAT surcharge made each $0.09; no transfer charge either → $0
+    expect(
+      costs(
+        p,
+        platform.map((dstIp) => ({ cls: 'cloud_api', tx: GB, rx: GB, dstIp })),
+      ),
+    ).toEqual(platform.map(() => 0));
+    // the review's case: 2 GB to IMDS, in one direction, was 2 GB × $0.045 = $0.09; now $0
+    expect(costOf(nat('aws'), { cls: 'cloud_api', tx: 2 * GB, dstIp: '169.254.169.254' })).toBe(0);
+    // a neighbour of a platform address is not one: 168.63.129.17 through the NAT, 2 GB × $0.045 = $0.09
+    expect(costOf(nat('azure'), { cls: 'cloud_api', tx: GB, rx: GB, dstIp: '168.63.129.17' })).toBeCloseTo(
+      0.09,
+      12,
+    );
+    // platform addresses bypass the NAT for every NAT class, not only cloud_api: transfer $0.09 only
+    expect(
+      costOf(nat('aws'), { cls: 'internet_egress', tx: GB, rx: GB, dstIp: '168.63.129.16' }),
+    ).toBeCloseTo(0.09, 12);
+  });
+  it('the byte test of platform addresses agrees with NAT_BYPASS_PLATFORM, at and around each edge', () => {
+    const table = new CidrTable<true>();
+    for (const c of NAT_BYPASS_PLATFORM) table.add(c, true);
+    const addresses = [
+      ...['169.254.0.0', '169.254.255.255', '169.253.255.255', '169.255.0.0', '127.0.0.1', '126.255.255.255'],
+      ...['128.0.0.0', '168.63.129.15', '168.63.129.16', '168.63.129.17', '0.0.0.0', '10.0.0.1'],
+      ...['fe80::', 'febf:ffff::1', 'fec0::', 'fe7f::1', '::1', '::', '::2', '::ffff:7f00:1'],
+      ...['fd00:ec2::', 'fd00:ec2:ffff::1', 'fd00:ec3::1', 'fd00:ec1::1', 'fd01:ec2::1', '2600:1f18::1'],
+    ];
+    const buf = new Uint8Array(16);
+    for (const a of addresses) {
+      expect(parseIp(a, buf, 0), a).not.toBe(0);
+      expect(isPlatformAddress(buf, 0), a).toBe(table.lookup(buf, 0) === true);
+    }
+  });
+  it('never on connections opened from outside (src is the initiator), whichever end gave the class', () => {
+    const p = processor(nat('azure'));
+    const out = costs(p, [
+      // Azure's platform probing a pod: classed cloud_api by its source address; before the fix
+      // (exclusions checked on dst, the pod) 2 GB × $0.045 = $0.09; a platform address, and inbound → $0
+      { cls: 'cloud_api', tx: GB, rx: GB, srcIp: '168.63.129.16', dstIp: '10.0.0.1' },
+      // a cloud service (public address) calling a webhook in a pod: inbound, no NAT → $0
+      { cls: 'cloud_api', tx: GB, rx: GB, srcIp: '20.150.1.1', dstIp: '10.0.0.1' },
+      // the same pair, opened by the pod: through the NAT, 2 GB × $0.045 = $0.09
+      { cls: 'cloud_api', tx: GB, rx: GB, srcIp: '10.0.0.1', dstIp: '20.150.1.1' },
+    ]);
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBe(0);
+    expect(out[2]).toBeCloseTo(0.09, 12);
+  });
+  it('with k8s_attributes, the initiator must be in the cluster (src.k8s.node.name)', () => {
+    const p = processor(nat('aws', { classes: ['external_private', 'cloud_api'] }));
+    const out = costs(p, [
+      // a pod opens a connection to the office network through a private NAT: 2 GB × $0.045 = $0.09
+      { cls: 'external_private', tx: GB, rx: GB, srcNode: 'node-a', dstIp: '192.168.50.5' },
+      // an office host (private, outside the cluster) opens one to the pod: not through our NAT → $0
+      { cls: 'external_private', tx: GB, rx: GB, srcIp: '192.168.50.5', srcNode: '', dstIp: '10.0.0.1' },
+      // a hostNetwork agent on a node calls a cloud API: the node is in the cluster → $0.09
+      { cls: 'cloud_api', tx: GB, rx: GB, srcIp: '10.0.1.10', srcNode: 'node-a', dstIp: '54.239.28.85' },
+    ]);
+    expect(out[0]).toBeCloseTo(0.09, 12);
+    expect(out[1]).toBe(0);
+    expect(out[2]).toBeCloseTo(0.09, 12);
+  });
+  it('exclude_cidrs are matched on the remote end: the address dialled and, after DNAT, the one reached', () => {
+    const p = processor(nat('aws', { exclude_cidrs: ['52.216.0.0/15', '10.50.0.0/16'] }));
+    const out = costs(p, [
+      // a Service (ClusterIP) whose endpoint is in S3's excluded range: reached without the NAT → $0
+      { cls: 'cloud_api', tx: GB, rx: GB, dstIp: '172.20.0.10', backendIp: '52.217.1.1' },
+      // the same Service DNAT'ed to an address the NAT carries: 2 GB × $0.045 = $0.09
+      { cls: 'cloud_api', tx: GB, rx: GB, dstIp: '172.20.0.10', backendIp: '54.239.28.85' },
+      // a host of the excluded peered range opening a connection to a pod: inbound, never NAT → $0
+      { cls: 'cloud_api', tx: GB, rx: GB, srcIp: '10.50.3.3', dstIp: '10.0.0.1' },
+    ]);
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBeCloseTo(0.09, 12);
+    expect(out[2]).toBe(0);
+  });
+  it('initiator unknown (local/remote receivers): src is the local end, counted as the opener', () => {
+    // pod → public peer, who dialled unknown: as classify's internet_egress, the NAT applies:
+    // 1 GB × $0.09 + 2 GB × $0.045 = $0.18
+    expect(
+      costOf(nat('aws'), {
+        cls: 'internet_egress',
+        tx: GB,
+        rx: GB,
+        srcNode: 'node-a',
+        dstIp: '93.184.216.34',
+        flags: FlowFlags.LocalRemote,
+      }),
+    ).toBeCloseTo(0.18, 12);
   });
 });
 

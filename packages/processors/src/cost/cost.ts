@@ -1,17 +1,20 @@
 // The cost processor: `cost.usd` per flow from its traffic class, its bytes and the provider's prices.
 // Per batch, not per flow object: each `traffic.class` dictionary code is mapped to a class index once, then
 // one loop over the rows reads typed arrays only. Region pairs (cross_region) are priced once per distinct
-// pair and cached for the processor's life; NAT exclusions are one CidrTable lookup (no allocation for
-// IPv4) on the rows that take the NAT path.
+// pair and cached for the processor's life; the NAT decision, on the rows of a NAT class only, is a few
+// byte comparisons and one CidrTable lookup per exclusion-checked address (no allocation for IPv4).
 import {
   CidrTable,
   type ComponentSettings,
   type FlowBatch,
+  FlowFlags,
+  isV4Mapped,
   type Processor,
   type StringColumn,
 } from '@netmon/core';
 import type { Logger } from 'pino';
 import { TRAFFIC_CLASS } from '../classify/classes.js';
+import { isPublicAddress } from '../classify/classify.js';
 import { K8S_METADATA, type K8sMetadata } from '../k8s_metadata/metadata.js';
 import type { CostProcessorConfig } from './config.js';
 import { CLASS_INDEX, CROSS_REGION, Pricing } from './pricing.js';
@@ -19,11 +22,58 @@ import { PROVIDERS, type Provider } from './rates.js';
 export const SRC_REGION = 'src.cloud.region';
 export const DST_REGION = 'dst.cloud.region';
 export const COST_USD = 'cost.usd';
+/** Written by k8s_attributes for an end in the cluster (a pod, a node, a node's pod range). */
+export const SRC_NODE = 'src.k8s.node.name';
+
+/**
+ * Addresses a NAT gateway never carries, whatever the config says: the instance reaches them on its own
+ * link (or its hypervisor answers), before any route table applies. Classify puts the metadata services
+ * among cloud_api, the class users most often send through the NAT, so without this they would pay it.
+ * 169.254.0.0/16 and loopback are what Kubecost's in-zone defaults (peers.md 1.5) and kubenetmon's
+ * link-local = INTRA_VPC rule (1.2) treat as local; the IPv6 link-local range, AWS's Nitro IPv6 range
+ * (IMDS fd00:ec2::254, DNS, NTP) and Azure's platform address (WireServer, DNS, health probes) are the
+ * same kind of address. isPlatformAddress tests exactly these, in bytes.
+ */
+export const NAT_BYPASS_PLATFORM = [
+  '169.254.0.0/16',
+  '127.0.0.0/8',
+  'fe80::/10',
+  '::1/128',
+  'fd00:ec2::/32',
+  '168.63.129.16/32',
+] as const;
+
+/**
+ * Whether the address at buf[off..off+16) is in NAT_BYPASS_PLATFORM. Byte comparisons rather than a
+ * CidrTable: it runs on every NAT-class row, and a table lookup of an IPv6 address allocates per prefix.
+ */
+export function isPlatformAddress(buf: Uint8Array, off: number): boolean {
+  if (isV4Mapped(buf, off)) {
+    const a = buf[off + 12];
+    const b = buf[off + 13];
+    return (
+      a === 127 ||
+      (a === 169 && b === 254) ||
+      (a === 168 && b === 63 && buf[off + 14] === 129 && buf[off + 15] === 16)
+    );
+  }
+  const a = buf[off];
+  const b = buf[off + 1];
+  if (a === 0xfe) return (b & 0xc0) === 0x80;
+  if (a === 0xfd) return b === 0x00 && buf[off + 2] === 0x0e && buf[off + 3] === 0xc2;
+  for (let k = 0; k < 15; k++) if (buf[off + k] !== 0) return false;
+  return buf[off + 15] === 1;
+}
 
 /** Region ids are packed two to a number key: at most this many distinct region names are told apart. */
 const MAX_REGIONS = 0xffff;
 /** At most this many unknown class values are logged (one line each). */
 const MAX_WARNED_CLASSES = 16;
+
+/** A platform address, or one the config excludes: reached without the NAT gateway. */
+function bypassesNat(buf: Uint8Array, off: number, exclude: CidrTable<true> | null): boolean {
+  return isPlatformAddress(buf, off) || (exclude !== null && exclude.lookup(buf, off) !== undefined);
+}
 
 export class CostProcessor implements Processor<FlowBatch> {
   readonly mutates = true;
@@ -32,6 +82,7 @@ export class CostProcessor implements Processor<FlowBatch> {
   private pricing: Pricing | null | undefined;
   private readonly metadata: K8sMetadata | undefined;
   private waitingLogged = false;
+  /** exclude_cidrs: remote ends the config says are reached without the NAT gateway. */
   private readonly exclude: CidrTable<true> | null;
 
   // Per-batch scratch, grown as needed: class index per traffic.class code, region id per region code.
@@ -138,11 +189,12 @@ export class CostProcessor implements Processor<FlowBatch> {
     const out = batch.ensureColumn(COST_USD, 'number').values;
     const classOf = this.mapClasses(classCol);
     const codes = classCol.codes;
-    const { txBytes, rxBytes, dstAddr } = batch;
+    const { txBytes, rxBytes, srcAddr, dstAddr, backendAddr, flags } = batch;
     const { txPerByte, rxPerByte, natPerByte } = pricing;
     const exclude = this.exclude;
-    const srcCol = this.regionColumn(batch, SRC_REGION);
-    const dstCol = this.regionColumn(batch, DST_REGION);
+    const srcNode = this.stringColumn(batch, SRC_NODE)?.codes ?? null;
+    const srcCol = this.stringColumn(batch, SRC_REGION);
+    const dstCol = this.stringColumn(batch, DST_REGION);
     let srcOf: Int32Array | null = null;
     let dstOf: Int32Array | null = null;
     for (let i = 0; i < n; i++) {
@@ -165,8 +217,25 @@ export class CostProcessor implements Processor<FlowBatch> {
         usd = tx * txPerByte[c] + rx * rxPerByte[c];
       }
       const nat = natPerByte[c];
-      if (nat !== 0 && (exclude === null || exclude.lookup(dstAddr, 16 * i) === undefined)) {
-        usd += (tx + rx) * nat;
+      if (nat !== 0) {
+        // A NAT gateway carries connections opened from inside the VPC (and their answers), never ones
+        // opened from outside: src, the initiator, must be ours. k8s_attributes says so when it ran;
+        // without it, an address that is private and not a platform or excluded one counts as ours. (A
+        // receiver that knows only local/remote puts the local end in src: counted as opened by it, the
+        // same guess that makes classify call a public peer internet_egress.)
+        const off = 16 * i;
+        const inside =
+          srcNode !== null
+            ? srcNode[i] !== 0
+            : !isPublicAddress(srcAddr, off) && !bypassesNat(srcAddr, off, exclude);
+        // The remote end is then dst: the address dialled and, after DNAT, the one really reached.
+        if (
+          inside &&
+          !bypassesNat(dstAddr, off, exclude) &&
+          ((flags[i] & FlowFlags.Dnat) === 0 || !bypassesNat(backendAddr, off, exclude))
+        ) {
+          usd += (tx + rx) * nat;
+        }
       }
       out[i] = usd;
     }
@@ -197,7 +266,7 @@ export class CostProcessor implements Processor<FlowBatch> {
     );
   }
 
-  private regionColumn(batch: FlowBatch, key: string): StringColumn | null {
+  private stringColumn(batch: FlowBatch, key: string): StringColumn | null {
     const col = batch.column(key);
     return col !== undefined && col.kind === 'string' ? col : null;
   }

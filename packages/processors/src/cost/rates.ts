@@ -148,7 +148,7 @@ export const GCP: RateTable = {
       '$0.01/GiB egress at the sender (cloudwebschool.com; brainagents.ai GCP egress guide; coroot/cloud-pricing hard-codes 0 in / 0.01 out; cloud.google.com/vpc/pricing)',
     cross_zone_ingress: 'ingress is free: the receiving zone pays nothing',
     cross_region:
-      '~$0.01–0.02/GiB same continent, ~$0.02–0.08+ intercontinental (brainagents.ai; cloudwebschool.com "~$0.01–0.08")',
+      '~$0.01–0.02/GiB same continent, ~$0.02–0.08+ intercontinental (brainagents.ai; cloudwebschool.com "~$0.01–0.08"); same continent takes the top of the $0.01–0.02 range, so a pair billed $0.01 is over-counted; intercontinental takes $0.08, which some pairs exceed (see estimates)',
     cross_region_default: 'the same-continent figure, $0.02/GiB',
     cross_region_pairs: 'none shipped',
     internet_egress:
@@ -164,7 +164,7 @@ export const GCP: RateTable = {
   },
   estimates: {
     cross_region:
-      'the survey gives ranges: $0.02 (top of the same-continent range) and $0.08 (intercontinental) for every source continent; Oceania and some pairs list higher ("0.08+").',
+      'the survey gives ranges: $0.02 (the top of the $0.01–0.02 same-continent range) and $0.08 (intercontinental) for every source continent; Oceania and some pairs list higher ("0.08+").',
     private_link:
       'no figure in the survey; $0.01/GiB per direction, like AWS and Azure private endpoints — an estimate to verify.',
     load_balancer: 'not surveyed: $0 until configured.',
@@ -202,7 +202,7 @@ export const AZURE: RateTable = {
       '$0: "data transfer across AZs is free" (ryanroyals.cloud; adammazouz.com 2023; azure-calc-uk "free since 2023"; blog.vjirovsky.cz Build-2024 note). VNet peering is not free: $0.01/GB in and out (adammazouz.com)',
     cross_zone_ingress: 'as cross_zone_egress',
     cross_region:
-      '$0.02/GB within North America or Europe, $0.08 Asia/MEA, $0.16 South America (lucidity.cloud Azure egress guide)',
+      '$0.02/GB within North America or Europe, $0.08 Asia/MEA, $0.16 South America (lucidity.cloud Azure egress guide); no surveyed source gives an intercontinental rate, so the $0.05 from North America / Europe is an estimate (see estimates)',
     cross_region_default: 'the North America / Europe figure, $0.02/GB',
     cross_region_pairs: 'none shipped',
     internet_egress:
