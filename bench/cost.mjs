@@ -1,8 +1,8 @@
 // cost processor: rows priced per second on one core, on the built packages.
 //   make build && .tools/bin/node bench/cost.mjs
-// FLOWS=100000,1000000 ROUNDS=9 by default. The batch carries every traffic class, a handful of regions
-// and IPv4 destinations, as classify and k8s_attributes leave it; each round prices the same batch again
-// (cost.usd is overwritten in place). Prints the median of the rounds, one line per scenario.
+// FLOWS=100000,1000000 ROUNDS=9 by default. The batch carries every traffic class, a handful of regions,
+// IPv4 pod sources (with their node, as k8s_attributes leaves them) and public IPv4 destinations; each
+// round prices the same batch again (cost.usd is overwritten in place). Prints the median of the rounds, one line per scenario.
 import { performance } from 'node:perf_hooks';
 import { FlowBatch } from '@netmon/core';
 import { costProcessorFactory, TRAFFIC_CLASSES } from '@netmon/processors';
@@ -21,6 +21,9 @@ function makeBatch(n, seed) {
   const cls = b.ensureColumn('traffic.class', 'string');
   const src = b.ensureColumn('src.cloud.region', 'string');
   const dst = b.ensureColumn('dst.cloud.region', 'string');
+  // Sources are this cluster's pods, as k8s_attributes labels them: the NAT rule asks for the node.
+  const srcNode = b.ensureColumn('src.k8s.node.name', 'string');
+  const nodeCode = srcNode.code('node-0');
   const classCodes = TRAFFIC_CLASSES.map((c) => cls.code(c));
   const srcCodes = REGIONS.map((r) => src.code(r));
   const dstCodes = REGIONS.map((r) => dst.code(r));
@@ -28,6 +31,12 @@ function makeBatch(n, seed) {
     const o = 16 * i;
     b.family[i] = 4;
     b.protocol[i] = 6;
+    b.srcAddr[o + 10] = b.srcAddr[o + 11] = 0xff;
+    b.srcAddr[o + 12] = 10;
+    b.srcAddr[o + 13] = 1;
+    b.srcAddr[o + 14] = (i >> 8) & 255;
+    b.srcAddr[o + 15] = i & 255;
+    srcNode.codes[i] = nodeCode;
     b.dstAddr[o + 10] = b.dstAddr[o + 11] = 0xff;
     const d = next();
     b.dstAddr[o + 12] = d >>> 24;
