@@ -1,11 +1,13 @@
 // The k8s_metadata extension against the Kubernetes API stand-in, through the real @kubernetes/client-node:
 // what each address resolves to, how scope, outages, 410 relists and sync waits behave, and /status facts.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { type ComponentState, type Entity, parseIp, StatusBoard } from '@netmon/core';
+import { type ComponentState, parseIp, StatusBoard } from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
 import {
+  type Entity,
   K8sMetadataExtension,
   type K8sMetadataOptions,
   k8sMetadataConfig,
@@ -368,7 +370,12 @@ describe('k8s_metadata against the API stand-in', () => {
     expect(podRequests.map((r) => r.watch)).toEqual([false, true]); // a list, then a watch
     for (const r of podRequests) expect(r.query.fieldSelector).toBe('spec.nodeName=node-1');
     expect(podRequests[1].query).toMatchObject({ watch: 'true', allowWatchBookmarks: 'true' });
-    expect(h.facts()).toMatchObject({ mode: 'node', state: 'synced', sizes: { pods: 4, nodes: 2 } });
+    expect(h.facts()).toMatchObject({
+      mode: 'node',
+      state: 'synced',
+      sizes: { pods: 4, nodes: 2 },
+      warnings: [],
+    });
     expect(owner(h.ext, '10.1.1.10')).toMatchObject({ pod: WEB.metadata.name });
     // db-0 runs on node-2: not watched, but its address lies in node-2's podCIDR.
     const db = lookup(h.ext, '10.1.2.20') as Entity;
@@ -380,6 +387,43 @@ describe('k8s_metadata against the API stand-in', () => {
     api.add(pod({ name: 'elsewhere', node: 'node-2', ips: ['10.1.2.77'] }));
     await waitFor('the late pod', () => lookup(h.ext, '10.1.1.77')?.pod === 'late');
     expect(lookup(h.ext, '10.1.2.77')?.pod).toBeUndefined();
+  });
+
+  it('scope node on a CNI that sets no pod CIDRs warns once, in the log and in /status, to use scope cluster', async () => {
+    // EKS VPC CNI, Azure CNI, Cilium cluster-pool: nodes without spec.podCIDRs.
+    const bare = NODES.map((n) => ({
+      ...n,
+      spec: { providerID: (n.spec as { providerID: string }).providerID },
+    }));
+    api.add(bare);
+    api.add(PODS);
+    api.add(SERVICES);
+    api.add(SLICES);
+    const h = make({ scope: 'node', node_name: 'node-1' }, { ...FAST, kubeConfig: api.kubeConfig() });
+    await h.start();
+    // db-0 runs on node-2, which this agent does not watch: with no pod CIDR, its address is nobody's.
+    expect(lookup(h.ext, '10.1.2.20')).toBeNull();
+    expect(owner(h.ext, '10.1.1.10')).toMatchObject({ pod: WEB.metadata.name }); // this node's pods are fine
+    const warning =
+      /^scope node: no node has spec\.podCIDRs .*both nodes report each connection between their pods\. Use scope: cluster$/;
+    expect(h.facts()).toMatchObject({ state: 'synced', warnings: [expect.stringMatching(warning)] });
+    expect(h.state.status).toBe('ok'); // a configuration problem, not a failure
+    const logged = h.logs.filter((l) => l.level === 40 && warning.test(l.msg));
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ nodes: 2 });
+
+    // Once a node has a pod CIDR, remote pods are placed again and /status says nothing more.
+    api.modify(NODES[1]);
+    await waitFor('node-2 pod CIDR', () => lookup(h.ext, '10.1.2.20')?.nodeName === 'node-2');
+    expect(h.facts().warnings).toEqual([]);
+    expect(h.logs.filter((l) => warning.test(l.msg))).toHaveLength(1);
+
+    // Cluster scope needs no pod CIDRs: no warning.
+    const all = make({ node_name: 'node-1' }, { ...FAST, kubeConfig: api.kubeConfig() });
+    api.modify(bare[1]);
+    await all.start();
+    expect(all.facts()).toMatchObject({ mode: 'cluster', state: 'synced', warnings: [] });
+    expect(owner(all.ext, '10.1.2.20')).toMatchObject({ pod: 'db-0', nodeName: 'node-2' });
   });
 
   it('rides out an API outage: degraded while down, changes made meanwhile arrive, ok again after', async () => {
@@ -485,6 +529,56 @@ describe('k8s_metadata against the API stand-in', () => {
     expect(quick.ext.synced()).toBe(false);
   });
 
+  it('a kubeconfig whose API refuses connections is not standalone: start waits, then degraded while it retries', async () => {
+    const port = await closedPort();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'netmon-dead-api-'));
+    try {
+      const kubeconfig = path.join(dir, 'kubeconfig');
+      await writeFile(
+        kubeconfig,
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Config',
+          clusters: [
+            {
+              name: 'gone',
+              cluster: { server: `http://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true },
+            },
+          ],
+          users: [{ name: 'u', user: {} }],
+          contexts: [{ name: 'gone', context: { cluster: 'gone', user: 'u' } }],
+          'current-context': 'gone',
+        }),
+      );
+      const h = make({ kubeconfig, wait_for_sync: '300ms' }, FAST);
+      const t0 = Date.now();
+      await h.start();
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(290); // the whole wait_for_sync
+      expect(h.ext.standalone).toBe(false);
+      expect(h.state.status).toBe('recoverable_error');
+      expect(h.state.lastError).toBe(
+        'Kubernetes API failing: pods: fetch failed (ECONNREFUSED); nodes: fetch failed (ECONNREFUSED); services: fetch failed (ECONNREFUSED); endpointslices: fetch failed (ECONNREFUSED)',
+      );
+      expect(h.facts()).toMatchObject({
+        mode: 'cluster',
+        state: 'degraded',
+        api: `kubeconfig ${kubeconfig}`,
+        informers: { pods: { synced: false, last_error: expect.stringMatching(/ECONNREFUSED/) } },
+      });
+      const warned = h.logs.filter((l) => l.level === 40).map((l) => l.msg);
+      expect(warned.filter((m) => m === 'cannot list or watch; retrying with backoff')).toHaveLength(4);
+      expect(warned).toContain('not synced in time; starting anyway: flows are labelled as metadata arrives');
+      expect(h.logs.some((l) => /standalone/.test(l.msg))).toBe(false);
+      // And it stays so, retrying, for as long as nothing answers.
+      await waitFor('a few restarts', () => h.facts().informers.pods.restarts >= 3);
+      expect(h.facts().state).toBe('degraded');
+      expect(h.state.status).toBe('recoverable_error');
+      expect(h.logs.filter((l) => l.level === 40)).toHaveLength(warned.length); // retries log at debug
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('standalone: true watches nothing', async () => {
     loadCluster();
     const h = make({ standalone: true }, { ...FAST, kubeConfig: api.kubeConfig() });
@@ -559,6 +653,15 @@ describe('k8s_metadata against the API stand-in', () => {
     await waitFor('no connection', async () => (await api.connections()) === 0);
   });
 });
+
+/** A local port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 /** The objects a resource's ListWatch caches (white box: the memory claim depends on it). */
 function cacheOf(ext: K8sMetadataExtension, resource: string) {

@@ -1,24 +1,56 @@
-import { FlowBatch, FlowFlags, type FlowInit } from '@netmon/core';
+import { FlowBatch, FlowFlags, type FlowInit, parseIp } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { K8S_METADATA } from '../k8s_metadata/metadata.js';
 import type { MetadataStore } from '../k8s_metadata/store.js';
-import { TRAFFIC_CLASSES } from './classes.js';
+import { DESTINATION_KINDS, TRAFFIC_CLASSES } from './classes.js';
 import { type ClassifyProcessor, DNS_CACHE, type DnsCache } from './classify.js';
 import { classifyConfig } from './config.js';
 import { classifyProcessorFactory } from './factory.js';
 import { awsStore, flow, IP, staticMetadata } from './testdata/cluster.js';
+import {
+  drawFlow,
+  flowSeeds,
+  inPatternCidr,
+  isPublic,
+  ruleOf,
+  type World,
+  worlds,
+} from './testdata/world.js';
+
+class TestReader extends MetricReader {
+  protected async onShutdown(): Promise<void> {}
+  protected async onForceFlush(): Promise<void> {}
+}
+
+/** A meter whose self-metrics a test reads back, as an exporter would. */
+function testMeter() {
+  const reader = new TestReader();
+  const provider = new MeterProvider({ readers: [reader] });
+  return {
+    provider,
+    async value(name: string): Promise<number | undefined> {
+      const { resourceMetrics } = await reader.collect();
+      const metric = resourceMetrics.scopeMetrics
+        .flatMap((m) => m.metrics)
+        .find((m) => m.descriptor.name === name);
+      return metric?.dataPoints[0]?.value as number | undefined;
+    },
+  };
+}
 
 async function classifier(
   config: unknown = {},
-  opts: { store?: MetadataStore; node?: string; dns?: DnsCache } = {},
+  opts: { store?: MetadataStore; node?: string; dns?: DnsCache; meter?: MeterProvider } = {},
 ): Promise<ClassifyProcessor> {
   const extensions = new Map<string, never>([
     [K8S_METADATA, staticMetadata(opts.store ?? awsStore(), opts.node ?? 'node-a') as never],
   ]);
   if (opts.dns) extensions.set(DNS_CACHE, opts.dns as never);
   const settings = testSettings('processor', 'classify', { extensions });
+  if (opts.meter) settings.meter = opts.meter.getMeter('test');
   return (await classifyProcessorFactory.create(
     settings,
     classifyConfig.parse(config),
@@ -130,7 +162,8 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
   });
 
   it('exactly once: a connection initiated on another node is left to that node, and counted', async () => {
-    const p = await classifier();
+    const meter = testMeter();
+    const p = await classifier({}, { meter: meter.provider });
     const batch = FlowBatch.from([
       flow(IP.db, IP.web), // db-0 on node-b dialled web: node-b reports it
       flow(IP.web, IP.db), // web dialled db-0: this node reports it
@@ -142,7 +175,10 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
       [IP.web, IP.db],
       [IP.client, IP.web],
     ]);
-    expect((p as unknown as { duplicates: number }).duplicates).toBe(2);
+    expect(await meter.value('netmon_classify_duplicates_dropped')).toBe(2);
+    await p.process(FlowBatch.from([flow(IP.db, IP.cache)]));
+    expect(await meter.value('netmon_classify_duplicates_dropped')).toBe(3);
+    await meter.provider.shutdown();
   });
 
   it('exactly once without a known initiator: of two nodes, the end with the lower address reports', async () => {
@@ -188,6 +224,71 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
     ]);
   });
 
+  it('the API server at a node address is the control plane in both directions, unless the other end is the internet', async () => {
+    const store = awsStore();
+    store.upsertEndpointSlice({
+      namespace: 'default',
+      name: 'kubernetes',
+      service: 'kubernetes',
+      ports: [6443],
+      endpoints: [{ ips: [IP.nodeB] }],
+    });
+    const out = await classify(
+      [
+        flow(IP.web, IP.nodeB, { dstPort: 6443 }), // a pod calls the API server
+        flow(IP.nodeB, IP.web, { dstPort: 8443 }), // the API server calls a webhook in that pod
+        flow(IP.nodeB, IP.nodeA, { dstPort: 10250 }), // and a kubelet (exec, logs)
+        flow(IP.web, IP.kubernetes, { backendIp: IP.nodeB, backendPort: 6443 }), // through the Service
+        flow(IP.nodeB, IP.internet), // that node's own downloads stay internet egress
+        flow(IP.client, IP.nodeB, { dstPort: 6443 }), // and a client on the internet is ingress
+      ],
+      { exactly_once: false },
+      { store },
+    );
+    expect(out.map((r) => r.class)).toEqual([
+      'k8s_control_plane',
+      'k8s_control_plane',
+      'k8s_control_plane',
+      'k8s_control_plane',
+      'internet_egress',
+      'internet_ingress',
+    ]);
+  });
+
+  it('a translated flow is classed by the backend it reached: its rules, patterns and publicness', async () => {
+    const store = awsStore();
+    // A selector-less Service in front of an address on the internet, and one in front of a database.
+    store.upsertService({
+      namespace: 'shop',
+      name: 'ext',
+      type: 'ClusterIP',
+      clusterIps: ['172.20.0.30'],
+      loadBalancerIps: [],
+    });
+    store.upsertEndpointSlice({
+      namespace: 'shop',
+      name: 'ext-1',
+      service: 'ext',
+      ports: [443, 5432],
+      endpoints: [{ ips: ['52.1.2.3'] }, { ips: ['10.50.3.3'] }],
+    });
+    const config = {
+      rules: [{ name: 'rds', cidrs: ['10.50.0.0/16'], zone: 'us-east-1b', region: 'us-east-1' }],
+    };
+    const out = await classify(
+      [
+        flow(IP.web, '172.20.0.30', { backendIp: '52.1.2.3', backendPort: 443 }),
+        flow(IP.web, '172.20.0.30', { backendIp: '10.50.3.3', backendPort: 5432 }),
+      ],
+      config,
+      { store },
+    );
+    expect(out).toEqual([
+      { class: 'internet_egress', kind: 'service' },
+      { class: 'cross_zone', kind: 'service' },
+    ]);
+  });
+
   it('exactly_once: false keeps every copy', async () => {
     expect(await classify([flow(IP.db, IP.web)], { exactly_once: false })).toHaveLength(1);
   });
@@ -202,88 +303,137 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
   });
 });
 
-describe('classify: properties', () => {
-  /** Every address that is a pod or node of the cluster, with its node. */
-  const onNode = new Map<string, string>([
-    [IP.web, 'node-a'],
-    [IP.cache, 'node-a'],
-    [IP.nodeA, 'node-a'],
-    [IP.worker, 'node-a2'],
-    [IP.db, 'node-b'],
-    [IP.unwatched, 'node-b'],
-    [IP.nodeB, 'node-b'],
-    [IP.api, 'node-eu'],
-    [IP.nodeEu, 'node-eu'],
-  ]);
-  const local = [...onNode.keys()];
-  const pool = [
-    ...local,
-    IP.dbService,
-    IP.apiServer,
-    IP.lb,
-    IP.internet,
-    IP.client,
-    IP.imds,
-    IP.corp,
-    '10.77.0.1',
-    '1.1.1.1',
-  ];
+describe('classify: properties over generated clusters', () => {
   const mirror: Record<string, string> = {
     internet_egress: 'internet_ingress',
     internet_ingress: 'internet_egress',
   };
-  const pair = fc.tuple(fc.constantFrom(...pool), fc.constantFrom(...pool));
+  const configOf = (w: World, exactlyOnce: boolean) => ({
+    rules: w.rules,
+    ...(w.patterns === undefined ? {} : { patterns: w.patterns }),
+    exactly_once: exactlyOnce,
+  });
+  const classes = (out: FlowBatch | null | undefined) =>
+    out === null || out === undefined ? [] : [...out].map((r) => r.get('traffic.class') as string);
+  const flowsOf = fc.array(flowSeeds, { minLength: 1, maxLength: 30 });
+  const at = (ip: string) => {
+    const buf = new Uint8Array(16);
+    parseIp(ip, buf, 0);
+    return buf;
+  };
+  /** Placed (step 3 of the README): a cluster member, or an address a rule gives a zone or region. */
+  const placed = (w: World, store: MetadataStore, ip: string) => {
+    const owner = store.lookup(at(ip), 0);
+    const rule = ruleOf(w, ip)?.rule;
+    return (
+      (owner !== null && owner.kind !== 'endpoint') || rule?.zone !== undefined || rule?.region !== undefined
+    );
+  };
 
-  it('every flow gets exactly one class from the vocabulary, and a destination kind', async () => {
-    const p = await classifier({ exactly_once: false });
+  it('every flow gets exactly one class from the documented set and a destination kind; exactly once only drops, and counts each drop', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(pair, { minLength: 1, maxLength: 50 }), async (pairs) => {
-        const out = (await p.process(FlowBatch.from(pairs.map(([a, b]) => flow(a, b))))) as FlowBatch;
-        expect(out.length).toBe(pairs.length);
-        for (const r of out) {
+      fc.asyncProperty(worlds, flowsOf, async (w, seeds) => {
+        const flows = seeds.map((f) => drawFlow(w, f).init);
+        const store = w.store(w.me);
+        const all = await (await classifier(configOf(w, false), { store, node: w.me })).process(
+          FlowBatch.from(flows),
+        );
+        expect(all?.length).toBe(flows.length);
+        for (const r of all as FlowBatch) {
           expect(TRAFFIC_CLASSES).toContain(r.get('traffic.class'));
-          expect(r.get('dst.kind')).toBeTypeOf('string');
+          expect(DESTINATION_KINDS).toContain(r.get('dst.kind'));
+        }
+        const meter = testMeter();
+        const once = await classifier(configOf(w, true), { store, node: w.me, meter: meter.provider });
+        const kept = await once.process(FlowBatch.from(flows));
+        for (const c of classes(kept)) expect(TRAFFIC_CLASSES).toContain(c);
+        expect((kept?.length ?? 0) + ((await meter.value('netmon_classify_duplicates_dropped')) ?? 0)).toBe(
+          flows.length,
+        );
+        await meter.provider.shutdown();
+      }),
+    );
+  });
+
+  it('swapping the ends of a flow keeps its class, but for the internet direction and what only the destination has', async () => {
+    await fc.assert(
+      fc.asyncProperty(worlds, flowsOf, async (w, seeds) => {
+        // The README's exceptions: no DNS name, no translation from a load-balancer IP or the kubernetes
+        // ClusterIP (known of the address dialled only).
+        const store = w.store(w.me);
+        // A backend the metadata does not know (scope node, no pod CIDRs) leaves the Service dialled as
+        // the end: the reverse flow has no Service.
+        const drawn = seeds
+          .map((f) => drawFlow(w, { ...f, domain: undefined }))
+          .filter((d) => !d.translation?.lb && !d.translation?.controlPlane)
+          .filter((d) => d.translation === undefined || store.lookup(at(d.end), 0) !== null);
+        const p = await classifier(configOf(w, false), { store, node: w.me });
+        const there = classes(await p.process(FlowBatch.from(drawn.map((d) => d.init))));
+        const back = classes(
+          await p.process(FlowBatch.from(drawn.map((d) => flow(d.end, d.src, { flags: d.init.flags })))),
+        );
+        const outsidePublic = (ip: string) => isPublic(ip) && !placed(w, store, ip);
+        // A class a rule or pattern names is the class both ways, internet_egress too.
+        const named = (ip: string) => ruleOf(w, ip)?.rule.class !== undefined || inPatternCidr(w, ip);
+        drawn.forEach((d, i) => {
+          const bothInternet = outsidePublic(d.src) && outsidePublic(d.end);
+          const expected =
+            named(d.src) || named(d.end) || (there[i] === 'internet_egress' && bothInternet)
+              ? there[i]
+              : (mirror[there[i]] ?? there[i]);
+          const via = d.translation ? ` (translated to ${d.end})` : '';
+          expect(back[i], `${d.src} → ${d.init.dstIp}${via}: ${there[i]}`).toBe(expected);
+        });
+      }),
+    );
+  });
+
+  it('a rule with a class beats everything: the most specific CIDR at each end, the rule listed first between them', async () => {
+    let decidedByRule = 0;
+    await fc.assert(
+      fc.asyncProperty(worlds, flowsOf, async (w, seeds) => {
+        const drawn = seeds.map((f) => drawFlow(w, f));
+        const p = await classifier(configOf(w, false), { store: w.store(w.me), node: w.me });
+        const got = classes(await p.process(FlowBatch.from(drawn.map((d) => d.init))));
+        drawn.forEach((d, i) => {
+          // The ends are the source and, for a translated flow, the backend (not the address dialled).
+          const decided = [ruleOf(w, d.src), ruleOf(w, d.end)]
+            .filter((r) => r?.rule.class !== undefined)
+            .sort((a, b) => (a?.index ?? 0) - (b?.index ?? 0))[0];
+          if (decided === undefined) return;
+          decidedByRule++;
+          expect(got[i], `${d.src} → ${d.init.dstIp} → ${d.end}`).toBe(decided.rule.class);
+        });
+      }),
+    );
+    expect(decidedByRule).toBeGreaterThan(20); // the generator does reach the rules
+  });
+
+  it('exactly once across the cluster: of the nodes that see a connection, exactly one keeps it', async () => {
+    // Every pod must be placeable on its node: all watched, or pod CIDRs (see k8s_metadata's scope node).
+    const placeable = worlds.filter((w) => w.scope === 'cluster' || w.podCidrs);
+    await fc.assert(
+      fc.asyncProperty(placeable, flowsOf, async (w, seeds) => {
+        const procs = new Map<string, ClassifyProcessor>();
+        for (const node of w.nodes) {
+          procs.set(node, await classifier(configOf(w, true), { store: w.store(node), node }));
+        }
+        for (const f of seeds) {
+          const { src: a, end: b } = drawFlow(w, { ...f, translate: undefined });
+          const seers = new Set([w.nodeOf.get(a), w.nodeOf.get(b)].filter((n) => n !== undefined));
+          if (a === b || seers.size === 0) continue;
+          let kept = 0;
+          for (const node of seers) {
+            // Each node whose end it is sees the connection; without a known initiator, its own end is src.
+            const [local, remote] = w.nodeOf.get(a) === node ? [a, b] : [b, a];
+            const init = f.localRemote
+              ? flow(local, remote, { flags: FlowFlags.LocalRemote })
+              : flow(a, b, { flags: FlowFlags.InitiatorKnown });
+            kept += (await procs.get(node)?.process(FlowBatch.from([init])))?.length ?? 0;
+          }
+          expect(kept, `${a} → ${b} seen by ${[...seers]}, initiator known: ${!f.localRemote}`).toBe(1);
         }
       }),
-    );
-  });
-
-  it('local/remote symmetry: swapping the ends of a flow with a cluster end mirrors only internet direction', async () => {
-    const p = await classifier({ exactly_once: false });
-    await fc.assert(
-      fc.asyncProperty(pair, async ([a, b]) => {
-        fc.pre(onNode.has(a) || onNode.has(b));
-        const out = (await p.process(FlowBatch.from([flow(a, b), flow(b, a)]))) as FlowBatch;
-        const there = out.getAttribute(0, 'traffic.class') as string;
-        const back = out.getAttribute(1, 'traffic.class') as string;
-        expect(back).toBe(mirror[there] ?? there);
-      }),
-    );
-  });
-
-  it('exactly once across two nodes: a connection between them is kept by exactly one', async () => {
-    const store = awsStore();
-    const nodes = ['node-a', 'node-a2', 'node-b', 'node-eu'];
-    const procs = await Promise.all(nodes.map((node) => classifier({}, { store, node })));
-    await fc.assert(
-      fc.asyncProperty(
-        fc.constantFrom(...local),
-        fc.constantFrom(...pool),
-        fc.boolean(),
-        async (a, b, known) => {
-          // Each node whose end it is sees the connection; without a known initiator, its own end is src.
-          const flags = known ? FlowFlags.InitiatorKnown : FlowFlags.LocalRemote;
-          let kept = 0;
-          for (const [i, node] of nodes.entries()) {
-            const mine = onNode.get(a) === node || onNode.get(b) === node;
-            if (!mine) continue;
-            const f = known || onNode.get(a) === node ? flow(a, b, { flags }) : flow(b, a, { flags });
-            const out = (await procs[i].process(FlowBatch.from([f]))) as FlowBatch | null;
-            kept += out?.length ?? 0;
-          }
-          expect(kept).toBe(1);
-        },
-      ),
     );
   });
 });

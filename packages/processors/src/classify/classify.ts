@@ -45,6 +45,11 @@ export interface EndFacts {
   ruleClass: number;
   pattern: number;
   patternClass: number;
+  /**
+   * The address is the API server's, but no entity says so: an endpoint of `default/kubernetes` at a
+   * node's (or pod's) address. Decided with the other end in view (see `controlPlaneAddress`).
+   */
+  apiServer: boolean;
 }
 
 export function emptyFacts(): EndFacts {
@@ -58,6 +63,7 @@ export function emptyFacts(): EndFacts {
     ruleClass: -1,
     pattern: -1,
     patternClass: -1,
+    apiServer: false,
   };
 }
 
@@ -131,6 +137,18 @@ interface Place {
 
 /** `dialled` of the source end in endFacts: it was not dialled. */
 const SOURCE_END = -2;
+
+/**
+ * The API server at an address that is also a node's (self-managed control planes, k3s servers) is the
+ * control plane at either end — pods calling it, and it calling webhooks, aggregated APIs and kubelets —
+ * unless the other end is the internet: that address is also the node's own, and its downloads must stay
+ * internet egress (priced), not control-plane traffic. Symmetric: the test looks only at the other end.
+ */
+function controlPlaneAddress(f: EndFacts, other: EndFacts): void {
+  if (!f.apiServer || other.isPublic) return;
+  f.pattern = 0;
+  f.patternClass = C.k8s_control_plane;
+}
 
 const NOWHERE: Place = { node: -1, zone: -1, region: -1 };
 
@@ -247,7 +265,7 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     const classCodes = new Int32Array(TRAFFIC_CLASSES.length).fill(-1);
     const kindCodes = new Int32Array(DESTINATION_KINDS.length).fill(-1);
     const domainPattern = this.domainPatterns(batch);
-    const { srcAddr, dstAddr, flags } = batch;
+    const { srcAddr, dstAddr, backendAddr, flags } = batch;
     const src = this.src;
     const dst = this.dst;
     const keep = this.config.exactly_once ? new Uint32Array(n) : null;
@@ -259,7 +277,11 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
       const d = res.dst[i];
       const p = res.peer[i];
       this.endFacts(src, store, s, SOURCE_END, srcAddr, off);
-      this.endFacts(dst, store, p, d, dstAddr, off);
+      // The destination end is whom the source really reached: a translated flow's rules, patterns and
+      // public test are the backend's (a Service whose endpoint is on the internet is internet egress).
+      this.endFacts(dst, store, p, d, flags[i] & FlowFlags.Dnat ? backendAddr : dstAddr, off);
+      controlPlaneAddress(src, dst);
+      controlPlaneAddress(dst, src);
       if (domainPattern !== null) {
         const hit = domainPattern[i];
         if (hit >= 0 && (dst.pattern < 0 || hit < dst.pattern)) {
@@ -391,6 +413,7 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     f.region = -1;
     f.pattern = -1;
     f.patternClass = -1;
+    f.apiServer = false;
     if (id >= 0 && this.entityFacts(store, id)) {
       const kind = store.entity(id)?.kind;
       f.inCluster = kind !== 'endpoint';
@@ -410,11 +433,7 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
         f.patternClass = builtin === 0 ? C.k8s_control_plane : C.load_balancer;
       }
     }
-    // The API server reached by its endpoint address, which may be a node's (self-managed control planes).
-    if (dialled !== SOURCE_END && f.pattern < 0 && store.isControlPlane(addr, off)) {
-      f.pattern = 0;
-      f.patternClass = C.k8s_control_plane;
-    }
+    f.apiServer = f.pattern < 0 && store.isControlPlane(addr, off);
     f.isPublic = !f.inCluster && isPublicAddress(addr, off);
     const rule = this.rules.size === 0 ? undefined : this.rules.lookup(addr, off);
     if (rule === undefined) {

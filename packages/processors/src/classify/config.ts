@@ -49,7 +49,7 @@ export const classifyConfig = z.strictObject({
     .boolean()
     .default(true)
     .describe(
-      "Report each connection once across the cluster: the initiator's node reports it when the initiator is in the cluster, otherwise the responder's node; the other copy is dropped and counted (netmon_classify_duplicates_dropped).",
+      "Report each connection once across the cluster: the initiator's node reports it when the initiator is in the cluster, otherwise the responder's node; the other copy is dropped and counted (netmon_classify_duplicates_dropped). When the receiver knows only the local and remote ends (flow.initiator_known false), a connection between two nodes is reported by the node whose end has the lower address; one whose remote end is on this node or outside the cluster is always kept. Needs netmon on every node and a node_name the cluster knows (until then nothing is dropped).",
     ),
 });
 

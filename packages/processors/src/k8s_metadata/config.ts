@@ -20,12 +20,14 @@ export const k8sMetadataConfig = z.strictObject({
     .enum(['cluster', 'node'])
     .default('cluster')
     .describe(
-      "Which pods to watch. cluster: every pod, so the destination of a flow is known by pod, workload and zone wherever it runs. node: only this node's pods (field selector spec.nodeName=<node_name>, less memory on big clusters); pods elsewhere are still placed on their node, and so in their zone, by the node's podCIDR.",
+      "Which pods to watch. cluster: every pod, so the destination of a flow is known by pod, workload and zone wherever it runs. node: only this node's pods (field selector spec.nodeName=<node_name>, less memory on big clusters); pods elsewhere are still placed on their node, and so in their zone, by the node's podCIDR. CNIs that set no spec.podCIDRs (EKS VPC CNI, Azure CNI, Cilium cluster-pool) leave those pods unknown (no zone, and both nodes report their connections): use cluster there; the extension warns.",
     ),
   standalone: z
     .boolean()
     .default(false)
-    .describe('Watch nothing: flows keep no Kubernetes metadata (for hosts outside a cluster).'),
+    .describe(
+      'Watch nothing: flows keep no Kubernetes metadata (for hosts outside a cluster). Without it the extension is standalone only when no kubeconfig or service account exists; one whose API is down or unreachable gives a degraded extension (a start wait of wait_for_sync, then recoverable_error while it retries), not a standalone one.',
+    ),
   wait_for_sync: duration()
     .prefault('10s')
     .describe(

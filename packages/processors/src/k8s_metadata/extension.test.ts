@@ -174,6 +174,7 @@ describe('k8s_metadata extension', () => {
       reason: 'standalone: true in the configuration',
       informers: {},
       sizes: { pods: 0, nodes: 0, services: 0, endpointSlices: 0, addresses: 0 },
+      warnings: [],
     });
     await ext.shutdown();
   });

@@ -333,6 +333,8 @@ export class K8sMetadataExtension implements K8sMetadata {
           "no node of that name: this node's pods are not watched. Set node_name, or NODE_NAME from the downward API (fieldRef spec.nodeName)",
         );
       }
+      const unplaced = this.podCidrWarning();
+      if (unplaced !== undefined) this.settings.logger.warn({ nodes: this.store.sizes().nodes }, unplaced);
     }
     if (this.synced()) this.syncWaiter?.(true);
     this.report();
@@ -369,6 +371,34 @@ export class K8sMetadataExtension implements K8sMetadata {
     return out;
   }
 
+  /**
+   * scope node places the pods of other nodes only by their node's spec.podCIDRs. CNIs that allocate pod
+   * addresses themselves (EKS VPC CNI, Azure CNI, Cilium cluster-pool) set none, and then every such pod
+   * is an unknown address: no zone (cross-zone cost lost) and, to classify's exactly-once, a host outside
+   * the cluster (both nodes report the connection). Only the user can fix it, so say how.
+   */
+  private podCidrWarning(): string | undefined {
+    if (this.mode !== 'node' || !this.informers.get('nodes')?.synced) return undefined;
+    if (this.store.sizes().nodes === 0 || this.store.hasPodCidrs()) return undefined;
+    return 'scope node: no node has spec.podCIDRs (the CNI allocates pod addresses itself, e.g. EKS VPC CNI, Azure CNI, Cilium cluster-pool), so pods on other nodes are unknown addresses: flows to them get no pod, workload or zone, cross-zone traffic is missed, and with classify exactly_once both nodes report each connection between their pods. Use scope: cluster';
+  }
+
+  /** Configuration problems that do not stop the extension (each is also logged once). */
+  private warnings(): string[] {
+    const out: string[] = [];
+    if (
+      this.mode === 'node' &&
+      this.synced() &&
+      this.nodeName !== undefined &&
+      this.store.node(this.nodeName) === undefined
+    ) {
+      out.push(`scope node: no node named ${this.nodeName}: this node's pods are not watched`);
+    }
+    const unplaced = this.podCidrWarning();
+    if (unplaced !== undefined) out.push(unplaced);
+    return out;
+  }
+
   /** The extension's facts in /status. */
   facts(): Record<string, unknown> {
     return {
@@ -378,6 +408,7 @@ export class K8sMetadataExtension implements K8sMetadata {
       ...(this.standalone ? { reason: this.origin } : { api: this.origin }),
       informers: this.informerFacts(),
       sizes: this.store.sizes(),
+      warnings: this.warnings(),
     };
   }
 }

@@ -213,6 +213,11 @@ export class MetadataStore {
     return this.controlPlaneIps.size > 0 && this.controlPlaneIps.has(addressKey(buf, off));
   }
 
+  /** True when some node's podCIDR is known: only then are pods this store does not hold placed. */
+  hasPodCidrs(): boolean {
+    return this.podCidrs.size > 0;
+  }
+
   node(name: string): NodeRecord | undefined {
     return this.nodes.get(name)?.record;
   }
