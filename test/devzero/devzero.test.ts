@@ -206,7 +206,12 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
       );
       expect(sums(standIn)).toEqual(file.totals);
       // Heartbeats failed during the outage (logged, not queued) and resume after it.
-      await standIn.waitFor(() => standIn.health.length >= 2, 5000, 'a heartbeat after the outage');
+      const delivered = Date.now();
+      await standIn.waitFor(
+        () => standIn.health.some((h) => h.time > delivered),
+        5000,
+        'a heartbeat after the outage',
+      );
       expect(a.logs.some((l) => l.msg === 'heartbeat (ReportHealth) failed')).toBe(true);
       await stopAgent(a);
       // Nothing more (and nothing twice) at shutdown.
@@ -215,14 +220,15 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
 
       // What zxporter-netmon sends, as decoded with dakr.proto.
       for (const call of standIn.traffic) {
+        // zxporter-netmon's newest release by default (client_version), not netmon's own version.
         expect(call.headers).toMatchObject({
           authorization: 'Bearer e2e-token',
-          'x-client': expect.stringMatching(/^zxporter\/\d+\.\d+\.\d+$/),
+          'x-client': 'zxporter/0.1.6',
           'x-operator-type': 'zxporter',
-          'x-operator-version': expect.stringMatching(/^\d+\.\d+\.\d+$/),
+          'x-operator-version': '0.1.6',
         });
         expect(call.request).toMatchObject({ node_name: 'node-e2e', cluster_id: '', team_id: '' });
-        expect(call.request.operator_version).toMatch(/^\d+\.\d+\.\d+$/);
+        expect(call.request.operator_version).toBe('0.1.6');
         expect(call.request._operator_version).toBe('operator_version');
         for (const item of call.request.items) {
           expect(item.tx_bytes + item.rx_bytes + item.tx_packets + item.rx_packets).toBeGreaterThan(0);
@@ -248,10 +254,20 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
         src_pod_name: '',
       });
       expect(standIn.health.length).toBeGreaterThanOrEqual(2);
-      expect(standIn.health[0].request).toMatchObject({ cluster_id: 'cluster-e2e', operator_type: 5 });
-      expect(standIn.health[0].request.components.map((c) => c.name)).toEqual(
-        expect.arrayContaining(['receiver/file@flows', 'exporter/devzero@flows', 'extension/health_check']),
-      );
+      expect(standIn.health[0].request).toMatchObject({
+        cluster_id: 'cluster-e2e',
+        operator_type: 5,
+        version: '0.1.6',
+      });
+      // Only zxporter-netmon's components (no dns receiver: no ebpf_tracer; no k8s_metadata: standalone).
+      const last = (standIn.health.find((h) => h.time > delivered) ?? standIn.health[0]).request;
+      expect(last.components.map((c) => [c.name, c.status, c.message])).toEqual([
+        ['monitor', 1, 'collecting'],
+        ['dakr_transport', 1, 'connected'],
+        ['pod_cache', 1, 'standalone mode'],
+      ]);
+      expect(last.components[0].metadata.components).toBe('extension/health_check, receiver/file@flows');
+      expect(last.overall_status).toBe(1);
     });
   });
 

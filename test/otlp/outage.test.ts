@@ -118,14 +118,14 @@ exporters:
     interval: 200ms
     granularity: pod
     headers: { x-tenant: e2e }
-    resource: { k8s.cluster.name: e2e-cluster }
 service:
   pipelines:
     flows: { receivers: [file], exporters: [otlp] }
 `,
         );
         const agent = new AgentProcess(['run', '--config', path.join(dir, 'agent.yaml')], {
-          env: { NODE_NAME: 'node-e2e' },
+          // k8s.cluster.name comes from CLUSTER_NAME when resource does not set it.
+          env: { NODE_NAME: 'node-e2e', CLUSTER_NAME: 'e2e-cluster' },
         });
         try {
           await agent.waitForLog((l) => l.msg === 'replay finished', 20_000);

@@ -56,7 +56,7 @@ export function isRetryable(err: unknown): boolean {
 export interface DakrClientOptions {
   target: GrpcTarget;
   token: string;
-  /** netmon's version, x.y.z. */
+  /** The zxporter-netmon version reported (client_version), x.y.z. */
   version: string;
   /** The commit netmon was built from; empty when unknown (the header is then left out, as zxporter does). */
   commit: string;

@@ -3,6 +3,13 @@ import { z } from 'zod';
 
 const DAKR_EXAMPLE = 'https://dakr.devzero.io or http://127.0.0.1:9090';
 
+/**
+ * The newest zxporter-netmon release (reference §1.1 and §9: chart and image v0.1.6 at the v0.1.7 release
+ * of devzero-inc/zxporter). The control plane sees this in x-client, x-operator-version, operator_version
+ * and the heartbeat's version; netmon's own version (0.1.x, lower) would read as an outdated agent.
+ */
+export const DEFAULT_CLIENT_VERSION = '0.1.6';
+
 /** The DAKR URL as grpc-js wants it; a string is the reason it is not one. */
 export function parseDakrUrl(text: string): GrpcTarget | string {
   return parseGrpcUrl(text, DAKR_EXAMPLE);
@@ -33,6 +40,19 @@ export const devzeroExporterConfig = z
       .default('')
       .describe(
         "This node's name, sent with every request and in GET /metrics. Empty: the NODE_NAME environment variable, else the host name.",
+      ),
+    client_version: z
+      .string()
+      .regex(/^\d+\.\d+\.\d+$/, 'a version x.y.z, e.g. 0.1.6')
+      .default(DEFAULT_CLIENT_VERSION)
+      .describe(
+        `The zxporter-netmon version netmon reports to the control plane: in the x-client ("zxporter/<version>") and x-operator-version headers, operator_version and the heartbeat's version. Default: the newest zxporter-netmon release, ${DEFAULT_CLIENT_VERSION}; netmon's own version number would read as an older agent. Raise it when DevZero expects a newer one.`,
+      ),
+    heartbeat_components: z
+      .enum(['zxporter', 'all'])
+      .default('zxporter')
+      .describe(
+        "What ReportHealth lists. zxporter: only zxporter-netmon's components (monitor, dakr_transport, ebpf_tracer when a dns receiver runs, pod_cache), each the worst status of the netmon components it stands for, as zxporter-netmon reports. all: those, then one entry per netmon component instance with its status and item counters.",
       ),
     flush_interval: duration({ min: 100 })
       .prefault('60s')

@@ -13,6 +13,7 @@ import {
   StatusBoard,
 } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
+import protobuf from 'protobufjs';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DakrStandIn } from '../../../../test/harness/dakr-stand-in.js';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
@@ -227,6 +228,8 @@ describe('devzero config', () => {
       token: '',
       cluster_id: '',
       node_name: '',
+      client_version: '0.1.6',
+      heartbeat_components: 'zxporter',
       flush_interval: 60_000,
       heartbeat_interval: 60_000,
       timeout: 120_000,
@@ -246,6 +249,10 @@ describe('devzero config', () => {
     expect(
       devzeroExporterConfig.safeParse({ retry: { initial_interval: '5s', max_interval: '1s' } }).success,
     ).toBe(false);
+    expect(devzeroExporterConfig.safeParse({ client_version: 'v0.1.7' }).error?.issues[0].message).toBe(
+      'a version x.y.z, e.g. 0.1.6',
+    );
+    expect(devzeroExporterConfig.safeParse({ heartbeat_components: 'some' }).success).toBe(false);
   });
 
   it('wants queue_size to hold one whole interval', () => {
@@ -526,6 +533,95 @@ describe('devzero requests', () => {
     }
   });
 
+  it('encodes as Go does: proto3 fields holding their default are left out, `optional` ones kept', async () => {
+    const { dakrMethods } = await import('./proto.js');
+    const { Writer } = protobuf;
+    const len = (field: number) => (field << 3) | 2;
+    const varint = (field: number) => field << 3;
+    const request = {
+      cluster_id: '',
+      team_id: '',
+      node_name: 'n',
+      items: [
+        {
+          src_ip: '10.0.0.1',
+          dst_ip: '10.0.0.2',
+          src_pod_name: '',
+          src_pod_namespace: '',
+          protocol: 6,
+          dst_port: 0,
+          tx_bytes: 0,
+          rx_bytes: 5,
+          tx_packets: 0,
+          rx_packets: 1,
+          timestamp: { seconds: 1_767_225_600, nanos: 0 },
+        },
+      ],
+      dns_lookups: [],
+      ip2domain: { '10.0.0.2': '' },
+      operator_version: '0.1.6',
+      operator_commit: '',
+    };
+    // Hand-built, field by field, as protobuf-go marshals it: no cluster_id, team_id, pod names, dst_port,
+    // tx counters or nanos; a map entry with both key and (empty) value; the optional commit present.
+    const timestamp = Writer.create().uint32(varint(1)).int64(1_767_225_600).finish();
+    const item = Writer.create()
+      .uint32(len(1))
+      .string('10.0.0.1')
+      .uint32(len(2))
+      .string('10.0.0.2')
+      .uint32(varint(5))
+      .int32(6)
+      .uint32(varint(8))
+      .int64(5)
+      .uint32(varint(10))
+      .int64(1)
+      .uint32(len(11))
+      .bytes(timestamp)
+      .finish();
+    const entry = Writer.create().uint32(len(1)).string('10.0.0.2').uint32(len(2)).string('').finish();
+    const expected = Writer.create()
+      .uint32(len(3))
+      .string('n')
+      .uint32(len(4))
+      .bytes(item)
+      .uint32(len(6))
+      .bytes(entry)
+      .uint32(len(7))
+      .string('0.1.6')
+      .uint32(len(8))
+      .string('')
+      .finish();
+    expect(dakrMethods().sendTraffic.requestSerialize(request).toString('hex')).toBe(
+      Buffer.from(expected).toString('hex'),
+    );
+
+    // The heartbeat: UNSPECIFIED statuses, an empty message and commit, a zero timestamp are left out.
+    const health = dakrMethods().reportHealth.requestSerialize({
+      cluster_id: 'unknown',
+      operator_type: 5,
+      version: '0.1.6',
+      overall_status: 0,
+      components: [{ name: 'monitor', status: 0, message: '', metadata: {} }],
+      uptime_since: { seconds: 0, nanos: 0 },
+      commit: '',
+    });
+    const component = Writer.create().uint32(len(1)).string('monitor').finish();
+    const expectedHealth = Writer.create()
+      .uint32(len(1))
+      .string('unknown')
+      .uint32(varint(2))
+      .int32(5)
+      .uint32(len(3))
+      .string('0.1.6')
+      .uint32(len(5))
+      .bytes(component)
+      .uint32(len(6))
+      .bytes(new Uint8Array(0))
+      .finish();
+    expect(health.toString('hex')).toBe(Buffer.from(expectedHealth).toString('hex'));
+  });
+
   it("names each request's addresses from ip2domain as of the flush, whatever the cache holds later", () => {
     const ip2domain = new Ip2Domain(10);
     ip2domain.learn('10.0.0.1', 'db.internal', 1, T0);
@@ -637,11 +733,13 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     expect(m.core.facts()).toMatchObject({ flushes: { queued: 1, empty: 2 } });
     await standIn.waitFor(() => standIn.traffic.length === 1);
     const [call] = standIn.traffic;
+    // zxporter-netmon's newest release, not netmon's own version.
+    expect(NETMON_VERSION).not.toBe('0.1.6');
     expect(call.headers).toEqual({
       authorization: 'Bearer tok-123',
-      'x-client': `zxporter/${NETMON_VERSION}`,
+      'x-client': 'zxporter/0.1.6',
       'x-operator-type': 'zxporter',
-      'x-operator-version': NETMON_VERSION,
+      'x-operator-version': '0.1.6',
       'user-agent': expect.stringMatching(/^grpc-node-js\//),
     });
     expect(call.compressed).toBe(false);
@@ -649,7 +747,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
       cluster_id: '',
       team_id: '',
       node_name: 'node-a',
-      operator_version: NETMON_VERSION,
+      operator_version: '0.1.6',
       _operator_version: 'operator_version',
       operator_commit: '',
       _operator_commit: 'operator_commit',
@@ -674,8 +772,23 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     expect(standIn.health[0].request).toMatchObject({
       cluster_id: 'c-1',
       operator_type: 5,
-      version: NETMON_VERSION,
+      version: '0.1.6',
     });
+  });
+
+  it('reports client_version in the headers, the request and the heartbeat', async () => {
+    const m = make({ endpoint: standIn.url, client_version: '0.2.0' });
+    await m.flows.start();
+    await standIn.waitFor(() => standIn.health.length === 1);
+    await m.flows.export(FlowBatch.from([flow()]));
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    for (const call of [standIn.traffic[0], standIn.health[0]]) {
+      expect(call.headers).toMatchObject({ 'x-client': 'zxporter/0.2.0', 'x-operator-version': '0.2.0' });
+    }
+    expect(standIn.traffic[0].request.operator_version).toBe('0.2.0');
+    expect(standIn.health[0].request.version).toBe('0.2.0');
+    expect(m.core.facts()).toMatchObject({ client_version: '0.2.0' });
   });
 
   it('adds the git sha when known', async () => {
@@ -881,7 +994,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     expect(standIn.traffic[1].request.items).toEqual([]);
   });
 
-  it('reports every component in the heartbeat, the worst status overall', async () => {
+  it("heartbeats only zxporter's components by default, rolled up from netmon's (worst wins), with its texts", async () => {
     const m = make({ endpoint: standIn.url, cluster_id: 'c-9' });
     const r = m.board.register('receiver', 'conntrack', { signal: 'flows' });
     m.board.set(r, 'starting');
@@ -895,6 +1008,59 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     const hb = standIn.health[0].request;
     expect(hb).toMatchObject({ cluster_id: 'c-9', operator_type: 5, overall_status: 2, commit: '' });
     expect(hb.uptime_since.seconds).toBeGreaterThan(T0 / 1000);
+    // No dns receiver: no ebpf_tracer (zxporter without BTF). No k8s_metadata: pod_cache is standalone.
+    expect(hb.components).toEqual([
+      {
+        name: 'monitor',
+        status: 2,
+        message: 'receiver/conntrack@flows: ENOBUFS',
+        metadata: { components: 'receiver/conntrack@flows, processor/delta@flows' },
+      },
+      {
+        name: 'dakr_transport',
+        status: 1,
+        message: 'initialized',
+        metadata: {
+          endpoint: standIn.url,
+          pending_requests: '0',
+          pending_items: '0',
+          sent_requests: '0',
+          failed_attempts: '0',
+        },
+      },
+      { name: 'pod_cache', status: 1, message: 'standalone mode', metadata: {} },
+    ]);
+    expect(healthOf('fatal_error')).toBe(3);
+    expect(healthOf('stopping')).toBe(0);
+    expect(overallHealth([1, 0, 1])).toBe(1);
+    expect(overallHealth([])).toBe(0);
+    expect(componentName({ kind: 'extension', id: 'health_check' } as never)).toBe('extension/health_check');
+  });
+
+  it('heartbeat_components: all adds every netmon component after zxporter’s, never with an empty message', async () => {
+    const m = make({ endpoint: standIn.url, heartbeat_components: 'all' });
+    const r = m.board.register('receiver', 'conntrack', { signal: 'flows' });
+    m.board.set(r, 'starting');
+    m.board.set(r, 'recoverable_error', new Error('ENOBUFS'));
+    r.items.out = 42;
+    const p = m.board.register('processor', 'delta', { signal: 'flows', pipeline: 'flows' });
+    m.board.set(p, 'starting');
+    m.board.set(p, 'ok');
+    const cost = m.board.register('processor', 'cost', { signal: 'flows', pipeline: 'flows' });
+    m.board.set(cost, 'starting');
+    m.board.set(cost, 'permanent_error', new Error('no price list'));
+    await m.flows.start();
+    await standIn.waitFor(() => standIn.health.length === 1);
+    const hb = standIn.health[0].request;
+    expect(hb.components.map((c) => c.name)).toEqual([
+      'monitor',
+      'dakr_transport',
+      'pod_cache',
+      'exporter/devzero',
+      'receiver/conntrack@flows',
+      'processor/delta@flows',
+      'processor/cost@flows',
+    ]);
     expect(hb.components).toContainEqual({
       name: 'receiver/conntrack@flows',
       status: 2,
@@ -907,35 +1073,13 @@ describe('devzero exporter over gRPC (stand-in)', () => {
         items_failed: '0',
       },
     });
-    expect(hb.components.map((c) => c.name)).toContain('processor/delta@flows');
-    // zxporter's own names come first: no dns receiver, no k8s_metadata, so no ebpf_tracer, no pod_cache.
-    expect(hb.components.slice(0, 2)).toEqual([
-      {
-        name: 'monitor',
-        status: 2,
-        message: 'receiver/conntrack@flows: ENOBUFS',
-        metadata: { components: 'receiver/conntrack@flows' },
-      },
-      {
-        name: 'dakr_transport',
-        status: 1,
-        message: '',
-        metadata: {
-          endpoint: standIn.url,
-          pending_requests: '0',
-          pending_items: '0',
-          sent_requests: '0',
-          failed_attempts: '0',
-        },
-      },
-    ]);
-    expect(hb.components.map((c) => c.name)).not.toContain('ebpf_tracer');
-    expect(hb.components.map((c) => c.name)).not.toContain('pod_cache');
-    expect(healthOf('fatal_error')).toBe(3);
-    expect(healthOf('stopping')).toBe(0);
-    expect(overallHealth([1, 0, 1])).toBe(1);
-    expect(overallHealth([])).toBe(0);
-    expect(componentName({ kind: 'extension', id: 'health_check' } as never)).toBe('extension/health_check');
+    expect(hb.components.find((c) => c.name === 'processor/delta@flows')?.message).toBe('ok');
+    // Worst wins: a processor failed for good makes monitor, and the whole report, UNHEALTHY.
+    expect(hb.components[0]).toMatchObject({
+      status: 3,
+      message: 'receiver/conntrack@flows: ENOBUFS; processor/cost@flows: no price list',
+    });
+    expect(hb.overall_status).toBe(3);
   });
 
   it("maps netmon's state to zxporter's monitor, dakr_transport, ebpf_tracer and pod_cache; no stale errors", async () => {
@@ -944,7 +1088,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
       heartbeat_interval: '100ms',
       retry: { initial_interval: '1h', max_interval: '1h' },
     });
-    const add = (kind: 'receiver' | 'extension', id: string, signal?: string) => {
+    const add = (kind: 'receiver' | 'extension' | 'exporter', id: string, signal?: string) => {
       const state = m.board.register(kind, id, signal ? { signal } : {});
       m.board.set(state, 'starting');
       m.board.set(state, 'ok');
@@ -957,31 +1101,49 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     m.board.set(dns, 'ok');
     const k8s = add('extension', 'k8s_metadata');
     m.board.set(k8s, 'recoverable_error', new Error('watch pods: 410 Gone'));
+    // Another exporter failing: monitor stands for it, and the worst status wins.
+    const prom = add('exporter', 'prometheus', 'flows');
+    m.board.set(prom, 'recoverable_error', new Error('scrape cut off'));
     await m.flows.start();
     await standIn.waitFor(() => standIn.health.length >= 1);
     const first = standIn.health[0].request;
     const byName = (hb: typeof first) => new Map(hb.components.map((c) => [c.name, c]));
     let c = byName(first);
-    expect(first.components.slice(0, 4).map((x) => x.name)).toEqual([
+    expect(first.components.map((x) => x.name)).toEqual([
       'monitor',
       'dakr_transport',
       'ebpf_tracer',
       'pod_cache',
     ]);
-    expect(c.get('monitor')).toMatchObject({ status: 1, message: '' });
+    expect(c.get('monitor')).toEqual({
+      name: 'monitor',
+      status: 2,
+      message: 'exporter/prometheus@flows: scrape cut off',
+      metadata: { components: 'receiver/conntrack@flows, exporter/prometheus@flows' },
+    });
     expect(c.get('ebpf_tracer')).toEqual({
       name: 'ebpf_tracer',
       status: 1,
-      message: '',
+      message: 'initialized',
       metadata: { components: 'receiver/dns@dns' },
     });
-    expect(c.get('receiver/dns@dns')).toMatchObject({ status: 1, message: '' });
     expect(c.get('pod_cache')).toMatchObject({
       status: 2,
       message: 'extension/k8s_metadata: watch pods: 410 Gone',
     });
-    expect(c.get('dakr_transport')).toMatchObject({ status: 1, message: '' });
+    expect(c.get('dakr_transport')).toMatchObject({ status: 1, message: 'initialized' });
     expect(first.overall_status).toBe(2);
+
+    // Once an interval was closed, zxporter says "connected".
+    m.core.flush();
+    m.board.set(prom, 'ok');
+    m.board.set(k8s, 'ok');
+    let seen = standIn.health.length;
+    await standIn.waitFor(() => standIn.health.length > seen);
+    c = byName(standIn.health[standIn.health.length - 1].request);
+    expect(c.get('dakr_transport')).toMatchObject({ status: 1, message: 'connected' });
+    expect(c.get('monitor')).toMatchObject({ status: 1, message: 'collecting' });
+    expect(c.get('pod_cache')).toMatchObject({ status: 1, message: 'informer synced' });
 
     // The control plane refuses traffic: dakr_transport is DEGRADED with the error (heartbeats still go).
     standIn.failWith = { code: grpcStatus.UNAVAILABLE, details: 'maintenance' };
@@ -989,13 +1151,37 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     m.core.flush();
     await waitUntil(() => standIn.failed >= 1);
     standIn.failWith = undefined;
-    const seen = standIn.health.length;
+    seen = standIn.health.length;
     await standIn.waitFor(() => standIn.health.length > seen);
     c = byName(standIn.health[standIn.health.length - 1].request);
     expect(c.get('dakr_transport')).toMatchObject({
       status: 2,
       message: expect.stringContaining('UNAVAILABLE: maintenance'),
       metadata: { pending_requests: '1', pending_items: '1', failed_attempts: '1' },
+    });
+    expect(c.get('monitor')).toMatchObject({ status: 1, message: 'collecting' });
+  });
+
+  it('pod_cache is "standalone mode" when the k8s_metadata extension runs standalone', async () => {
+    const board = new StatusBoard();
+    const extensions = new Map<string, Extension>([
+      ['k8s_metadata', { standalone: true } as unknown as Extension],
+    ]);
+    const settings = testSettings('exporter', 'devzero', { board, extensions });
+    for (const state of board.all()) board.set(state, 'starting') && board.set(state, 'ok');
+    const k8s = board.register('extension', 'k8s_metadata');
+    board.set(k8s, 'starting');
+    board.set(k8s, 'ok');
+    const config = devzeroExporterConfig.parse({ endpoint: standIn.url, token: 't', flush_interval: '1h' });
+    const e = devzeroExporterFactory.create(settings, config, 'flows') as DevzeroSignalExporter;
+    live.push({ flows: e, logs: [], core: e.core, board, settings, stop: () => e.shutdown() });
+    await e.start();
+    await standIn.waitFor(() => standIn.health.length === 1);
+    expect(standIn.health[0].request.components.find((x) => x.name === 'pod_cache')).toEqual({
+      name: 'pod_cache',
+      status: 1,
+      message: 'standalone mode',
+      metadata: { components: 'extension/k8s_metadata' },
     });
   });
 

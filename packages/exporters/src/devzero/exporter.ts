@@ -9,7 +9,6 @@ import {
   errorMessage,
   FlowBatch,
   type GrpcTarget,
-  NETMON_VERSION,
   SendQueue,
   type Signal,
   type StatusReporter,
@@ -36,6 +35,9 @@ import { readState, type StateDocument, StateWriter } from './state.js';
 /** The environment variable the image build sets to the commit netmon was built from. */
 export const COMMIT_ENV = 'NETMON_GIT_SHA';
 
+/** The extension whose pod cache the heartbeat reports as zxporter's pod_cache. */
+export const K8S_METADATA = 'k8s_metadata';
+
 /** The path the zxporter-compatible JSON is served at on the health_check port. */
 export const METRICS_PATH = '/metrics';
 
@@ -47,7 +49,8 @@ export class DevzeroExporter {
   readonly nodeName: string;
   readonly target?: GrpcTarget;
   readonly stateFile?: string;
-  private readonly version = NETMON_VERSION;
+  /** What the control plane is told this agent's version is (client_version), not netmon's. */
+  private readonly version: string;
   private readonly commit: string;
   private readonly client?: DakrClient;
   private readonly queue?: SendQueue<Payload>;
@@ -86,6 +89,7 @@ export class DevzeroExporter {
     env: NodeJS.ProcessEnv = process.env,
   ) {
     this.nodeName = config.node_name || env.NODE_NAME || hostname();
+    this.version = config.client_version;
     this.commit = env[COMMIT_ENV] ?? '';
     this.ip2domain = new Ip2Domain(config.ip2domain_max_entries);
     this.interval = new Interval(Date.now(), config.max_items_per_interval);
@@ -390,11 +394,15 @@ export class DevzeroExporter {
         return;
       }
     }
+    const k8s = this.settings.extensions.get(K8S_METADATA) as { standalone?: unknown } | undefined;
     const request = heartbeatRequest(this.settings.host, {
       clusterId: this.config.cluster_id,
       version: this.version,
       commit: this.commit,
       transport: this.transportState(),
+      components: this.config.heartbeat_components,
+      self: this.settings.id,
+      podCache: k8s ? { standalone: k8s.standalone === true } : undefined,
     });
     this.heartbeatCall = client.reportHealth(request, this.config.timeout).then(
       () => {
@@ -420,9 +428,11 @@ export class DevzeroExporter {
   /** The send queue's view of the channel to the control plane, for the heartbeat's dakr_transport. */
   private transportState(): TransportState {
     const q = this.queue?.statistics();
+    const f = this.stats.flushes;
     return {
       failing: q?.failingSince !== undefined,
       lastError: q?.lastError,
+      flushed: f.queued + f.empty > 0,
       metadata: {
         endpoint: this.config.endpoint,
         pending_requests: String(q?.queuedPayloads ?? 0),
@@ -454,6 +464,7 @@ export class DevzeroExporter {
     const q = this.queue?.statistics();
     return {
       mode: this.client ? 'send' : 'local_only',
+      client_version: this.version,
       local_only_reason: this.client ? null : this.target ? 'no token' : 'no endpoint',
       endpoint: this.config.endpoint || null,
       node_name: this.nodeName,

@@ -1,6 +1,6 @@
 import { defineExporter, PerAgent } from '@netmon/core';
 import { devzeroExporterConfig } from './config.js';
-import { DevzeroExporter } from './exporter.js';
+import { DevzeroExporter, K8S_METADATA } from './exporter.js';
 
 /**
  * The framework creates an exporter per signal; a devzero id listed in flows and dns pipelines is one
@@ -15,7 +15,8 @@ export const devzeroExporterFactory = defineExporter({
   description:
     'Sends per-interval flows and DNS lookups to the DevZero control plane over gRPC, wire-compatible with zxporter-netmon, and serves its GET /metrics JSON on the health_check port.',
   signals: ['flows', 'dns'],
-  optionalExtensions: ['health_check'],
+  // k8s_metadata only for the heartbeat: its pod_cache says whether the pod cache is standalone.
+  optionalExtensions: ['health_check', K8S_METADATA],
   config: devzeroExporterConfig,
   create(settings, config, signal) {
     const core = shared.get(settings, () => {

@@ -1,6 +1,7 @@
 // The dakr messages as plain objects, and their serializers from dakr.proto (loaded once, at first use).
 import { fileURLToPath } from 'node:url';
 import { loadSync, type MethodDefinition, type Options } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 
 /**
  * dakr.proto is a data file kept in src/: both src/devzero/ (tests run the sources) and dist/devzero/
@@ -92,18 +93,89 @@ export interface DakrMethods {
 
 let methods: DakrMethods | undefined;
 
-/** The two RPCs' serializers and paths, from dakr.proto. */
+/**
+ * The two RPCs' serializers and paths, from dakr.proto. Requests are serialized as Go writes them: a
+ * proto3 scalar field holding its default value is left out (see `omitDefaults`).
+ */
 export function dakrMethods(): DakrMethods {
   if (!methods) {
     const def = loadSync(DAKR_PROTO, PROTO_LOADER_OPTIONS);
     const metrics = def['api.v1.MetricsCollectorService'] as Record<string, MethodDefinition<object, object>>;
     const health = def['api.v1.OperatorHealthService'] as Record<string, MethodDefinition<object, object>>;
+    const types = dakrTypes();
     methods = {
-      sendTraffic: metrics.SendNetworkTrafficMetrics as DakrMethods['sendTraffic'],
-      reportHealth: health.ReportHealth as DakrMethods['reportHealth'],
+      sendTraffic: goWire(
+        metrics.SendNetworkTrafficMetrics as DakrMethods['sendTraffic'],
+        types.lookupType('api.v1.SendNetworkTrafficMetricsRequest'),
+      ),
+      reportHealth: goWire(
+        health.ReportHealth as DakrMethods['reportHealth'],
+        types.lookupType('api.v1.ReportHealthRequest'),
+      ),
     };
   }
   return methods;
+}
+
+let root: protobuf.Root | undefined;
+
+/** dakr.proto as protobufjs reflection, for what proto-loader does not expose: which fields have presence. */
+function dakrTypes(): protobuf.Root {
+  if (!root) {
+    root = new protobuf.Root();
+    // google/protobuf/timestamp.proto comes from protobufjs' bundled well-known types.
+    root.loadSync(DAKR_PROTO, { keepCase: true });
+    root.resolveAll();
+  }
+  return root;
+}
+
+function goWire<Req, Res>(
+  method: MethodDefinition<Req, Res>,
+  type: protobuf.Type,
+): MethodDefinition<Req, Res> {
+  const serialize = method.requestSerialize;
+  return { ...method, requestSerialize: (req: Req) => serialize(omitDefaults(type, req) as Req) };
+}
+
+/** proto3's default of a scalar or enum field: what Go's marshaller leaves out for a field without presence. */
+function isDefault(v: unknown): boolean {
+  return v === '' || v === 0 || v === false || v === 0n || (v instanceof Uint8Array && v.length === 0);
+}
+
+/**
+ * A copy of `value` without the scalar and enum fields that hold their proto3 default. protobufjs writes
+ * every field that is set, defaults included (cluster_id "", dst_port 0, nanos 0), where Go's
+ * protobuf-go, which the control plane's own agent uses, writes none of them: left in, the bytes would
+ * differ from zxporter-netmon's for the same content. Fields declared `optional` (operator_version,
+ * operator_commit) have presence and are kept whatever they hold, as Go keeps a set pointer; messages are
+ * kept even when empty (Go writes a non-nil message), repeated fields and map entries as they are (Go
+ * writes a map entry's key and value even when empty, as protobufjs does).
+ */
+export function omitDefaults(type: protobuf.Type, value: unknown): Record<string, unknown> {
+  const src = value as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const field of type.fieldsArray) {
+    const v = src[field.name];
+    if (v === undefined || v === null) continue;
+    const sub = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+    if (field.map) {
+      if (!sub) {
+        out[field.name] = v;
+        continue;
+      }
+      const entries: Record<string, unknown> = {};
+      for (const [k, e] of Object.entries(v as Record<string, unknown>)) entries[k] = omitDefaults(sub, e);
+      out[field.name] = entries;
+    } else if (field.repeated) {
+      out[field.name] = sub ? (v as unknown[]).map((e) => omitDefaults(sub, e)) : v;
+    } else if (sub) {
+      out[field.name] = omitDefaults(sub, v);
+    } else if (field.hasPresence || !isDefault(v)) {
+      out[field.name] = v;
+    }
+  }
+  return out;
 }
 
 /** ms since the epoch as a google.protobuf.Timestamp. */

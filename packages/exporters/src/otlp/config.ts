@@ -110,7 +110,7 @@ export const otlpExporterConfig = z
       .record(z.string().min(1), z.string())
       .default({})
       .describe(
-        'Resource attributes, over the ones found (k8s.node.name, cloud.provider, cloud.region, cloud.availability_zone from the k8s_metadata extension). Set k8s.cluster.name here; an empty value removes an attribute.',
+        'Resource attributes, over the ones found (k8s.node.name, cloud.provider, cloud.region, cloud.availability_zone from the k8s_metadata extension; k8s.cluster.name from the CLUSTER_NAME environment variable). Set k8s.cluster.name here when CLUSTER_NAME is not set; an empty value removes an attribute.',
       ),
     queue_size: z
       .number()
@@ -132,7 +132,7 @@ export const otlpExporterConfig = z
         'Most data points in one request. Independently, a request never exceeds 4,000,000 bytes before compression (gRPC servers refuse messages over 4 MiB by default).',
       ),
     retry: retryConfig(
-      'Retried: CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED when the server sends RetryInfo; any other outcome drops the request (counted).',
+      'Retried: CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED when the server sends RetryInfo; any other outcome drops the request (counted). A RetryInfo delay is waited out before the next attempt, up to max_interval.',
     ),
   })
   .superRefine((c, ctx) => {

@@ -4,12 +4,14 @@ import path from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
 import { DnsBatch, type Extension, FlowBatch, type FlowInit, StatusBoard } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
+import protobuf from 'protobufjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
 import { EXPORT_PATH, OtlpSink, type SinkPoint } from '../../../../test/harness/otlp-sink.js';
 import { otlpExporterConfig } from './config.js';
 import { OtlpExporter, type OtlpExporterOptions } from './exporter.js';
 import { otlpExporterFactory } from './factory.js';
+import { retryDelayMs, STATUS_DETAILS_KEY } from './grpc.js';
 import { MAX_REQUEST_BYTES } from './metrics.js';
 import type { NodeFacts } from './resource.js';
 
@@ -113,6 +115,29 @@ function exporter(
   live.exporters.push(e);
   e.start();
   return { e, clock, state };
+}
+
+/**
+ * A grpc-status-details-bin trailer: google.rpc.Status (code 8) with a google.rpc.ErrorInfo detail and,
+ * when `retryDelayMs` is given, a google.rpc.RetryInfo, written field by field as a server encodes them.
+ */
+function statusDetails(opts: { retryDelayMs?: number }): Metadata {
+  const any = (typeUrl: string, value: Uint8Array) =>
+    protobuf.Writer.create().uint32(0x0a).string(typeUrl).uint32(0x12).bytes(value).finish();
+  const status = protobuf.Writer.create().uint32(0x08).int32(8).uint32(0x12).string('slow down');
+  const errorInfo = protobuf.Writer.create().uint32(0x0a).string('RATE_LIMITED').finish();
+  status.uint32(0x1a).bytes(any('type.googleapis.com/google.rpc.ErrorInfo', errorInfo));
+  if (opts.retryDelayMs !== undefined) {
+    const d = opts.retryDelayMs;
+    const duration = protobuf.Writer.create();
+    if (Math.floor(d / 1000) > 0) duration.uint32(0x08).int64(Math.floor(d / 1000));
+    if (d % 1000 > 0) duration.uint32(0x10).int32((d % 1000) * 1e6);
+    const retryInfo = protobuf.Writer.create().uint32(0x0a).bytes(duration.finish()).finish();
+    status.uint32(0x1a).bytes(any('type.googleapis.com/google.rpc.RetryInfo', retryInfo));
+  }
+  const m = new Metadata();
+  m.set(STATUS_DETAILS_KEY, Buffer.from(status.finish()));
+  return m;
 }
 
 const byMetric = (points: SinkPoint[], metric: string) => points.filter((p) => p.metric === metric);
@@ -435,14 +460,25 @@ describe('otlp exporter', () => {
 
   it('RESOURCE_EXHAUSTED: retried only with RetryInfo; a request over the server’s limit is dropped and counted, the next goes', async () => {
     const s = await sink();
-    const details = new Metadata();
-    details.set('grpc-status-details-bin', Buffer.from([0x08, 0x08]));
-    s.failNext(2, status.RESOURCE_EXHAUSTED, 'slow down', details);
+    s.failNext(2, status.RESOURCE_EXHAUSTED, 'slow down', statusDetails({ retryDelayMs: 20 }));
     const { e } = exporter({ endpoint: s.endpoint });
     e.export(FlowBatch.from([flow(CART)]));
     e.flush();
     await s.waitFor(() => s.requests.length === 1);
     expect(s.refused).toBe(2);
+
+    // Status details without a RetryInfo (a quota message, say) do not make it retryable.
+    const q = await sink();
+    q.failNext(1, status.RESOURCE_EXHAUSTED, 'quota', statusDetails({}));
+    const y = exporter({ endpoint: q.endpoint });
+    y.e.export(FlowBatch.from([flow(CART)]));
+    y.e.flush();
+    const rejected = () =>
+      (y.e as unknown as { queue: { statistics(): { dropped: { rejected: number } } } }).queue.statistics()
+        .dropped.rejected;
+    await q.waitFor(() => rejected() > 0);
+    expect(q.refused).toBe(1);
+    expect(q.requests).toHaveLength(0);
 
     const small = await sink({ maxReceiveBytes: 1200 });
     const x = exporter({ endpoint: small.endpoint, compression: 'none', granularity: 'pod' });
@@ -460,6 +496,40 @@ describe('otlp exporter', () => {
       'traffic.class': 'same_node',
       'network.io.direction': 'transmit',
     });
+  });
+
+  it('waits at least the RetryInfo delay before retrying, capped by retry::max_interval', async () => {
+    const s = await sink();
+    s.failNext(1, status.RESOURCE_EXHAUSTED, 'slow down', statusDetails({ retryDelayMs: 600 }));
+    // The queue's own backoff is 10 ms: only the server's delay can hold the retry back.
+    const { e } = exporter({ endpoint: s.endpoint }, { backoff: { initialMs: 10, maxMs: 5000, jitter: 0 } });
+    e.export(FlowBatch.from([flow(CART)]));
+    e.flush();
+    await s.waitFor(() => s.refused === 1, 5000);
+    const refusedAt = Date.now();
+    await s.waitFor(() => s.requests.length === 1, 5000);
+    expect(Date.now() - refusedAt).toBeGreaterThanOrEqual(550);
+
+    // A delay past the longest backoff waits only that long.
+    const c = await sink();
+    c.failNext(1, status.UNAVAILABLE, 'back off', statusDetails({ retryDelayMs: 3_600_000 }));
+    const x = exporter({ endpoint: c.endpoint }, { backoff: { initialMs: 10, maxMs: 300, jitter: 0 } });
+    x.e.export(FlowBatch.from([flow(CART)]));
+    x.e.flush();
+    await c.waitFor(() => c.refused === 1, 5000);
+    const at = Date.now();
+    await c.waitFor(() => c.requests.length === 1, 5000);
+    expect(Date.now() - at).toBeGreaterThanOrEqual(250);
+  });
+
+  it('decodes RetryInfo from grpc-status-details-bin, and nothing from other bytes', () => {
+    const bin = (m: Metadata) => m.get('grpc-status-details-bin')[0] as Buffer;
+    expect(retryDelayMs(bin(statusDetails({ retryDelayMs: 1500 })))).toBe(1500);
+    expect(retryDelayMs(bin(statusDetails({ retryDelayMs: 0 })))).toBe(0);
+    expect(retryDelayMs(bin(statusDetails({})))).toBeUndefined();
+    expect(retryDelayMs(Buffer.from([0x08, 0x08]))).toBeUndefined();
+    expect(retryDelayMs(Buffer.from([0xff, 0xff, 0xff]))).toBeUndefined();
+    expect(retryDelayMs(undefined)).toBeUndefined();
   });
 
   it('drops the oldest requests past queue_size while the backend is down, and counts them', async () => {

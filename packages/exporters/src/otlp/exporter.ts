@@ -15,7 +15,7 @@ import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
 import type { OtlpExporterConfig } from './config.js';
-import { channelCredentials, exportError, isRetryable, metadata, plaintext } from './grpc.js';
+import { channelCredentials, ExportError, exportError, isRetryable, metadata, plaintext } from './grpc.js';
 import {
   type Aggregate,
   AttributeCache,
@@ -85,6 +85,11 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
   private readonly observe: BatchObservableCallback;
   private readonly observables: Observable[];
   private readonly now: () => number;
+  /** No attempt before this (ms since the epoch, real time): the delay the server last asked for. */
+  private retryAt = 0;
+  /** Ends the wait for `retryAt` early (shutdown). */
+  private wakeRetry?: () => void;
+  private retryAfter?: { ms: number; at: string };
 
   constructor(
     private readonly settings: ComponentSettings,
@@ -147,15 +152,13 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
       timeoutMillis: config.timeout,
       userAgent: `netmon/${NETMON_VERSION}`,
     });
+    const backoff = { ...backoffOf(config.retry), ...this.options.backoff };
     this.queue = new SendQueue<Chunk>({
-      send: (c) => this.send(c),
+      send: (c, deadline) => this.send(c, backoff.maxMs, deadline),
       items: (c) => c.points,
       retryable: isRetryable,
       capacity: config.queue_size,
-      backoff: {
-        ...backoffOf(config.retry),
-        ...this.options.backoff,
-      },
+      backoff,
       logger: settings.logger,
       status: settings.status,
       meter: settings.meter,
@@ -242,6 +245,8 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
+    // The last attempts go now: waiting out a server's delay would only use up the shutdown budget.
+    this.wakeRetry?.();
     const budget = Math.min(DEFAULT_CLOSE_DEADLINE_MS, this.config.timeout);
     const deadline = Date.now() + budget;
     try {
@@ -272,15 +277,41 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     }
   }
 
-  /** Sends one request; rejects with an ExportError that says whether to retry. */
-  private send(c: Chunk): Promise<void> {
-    const client = this.client as OTLPMetricExporter;
-    return new Promise((resolve, reject) => {
-      client.export(toResourceMetrics(c), (result) => {
-        if (result.code === SUCCESS) resolve();
-        else reject(exportError(result.error));
+  /**
+   * Sends one request; rejects with an ExportError that says whether to retry. When the server's last
+   * answer carried a RetryInfo delay (at most `maxWaitMs`, the retry config's max_interval), the attempt
+   * waits until it has passed: the send queue's own backoff may be shorter than what the server asked for,
+   * and retrying sooner would only be refused again. Not while stopping (`deadline` set).
+   */
+  private async send(c: Chunk, maxWaitMs = Number.POSITIVE_INFINITY, deadline?: number): Promise<void> {
+    const wait = this.retryAt - Date.now();
+    if (wait > 0 && deadline === undefined && !this.stopped) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.wakeRetry = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, wait);
+        this.wakeRetry = done;
       });
-    });
+    }
+    const client = this.client as OTLPMetricExporter;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.export(toResourceMetrics(c), (result) => {
+          if (result.code === SUCCESS) resolve();
+          else reject(exportError(result.error));
+        });
+      });
+    } catch (err) {
+      if (err instanceof ExportError && err.retryAfterMs !== undefined) {
+        const ms = Math.min(err.retryAfterMs, maxWaitMs);
+        this.retryAt = Date.now() + ms;
+        this.retryAfter = { ms, at: new Date().toISOString() };
+      }
+      throw err;
+    }
   }
 
   /** The resource, made again only when the node facts or the config changed it. */
@@ -303,6 +334,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
       overflow_items: t.overflowRows,
       expired_series: this.expired,
       last_export: this.last,
+      last_retry_after: this.retryAfter ?? null,
       queue: this.queue?.statistics(),
     };
   }

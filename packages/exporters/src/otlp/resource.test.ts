@@ -31,6 +31,18 @@ describe('otlp resource', () => {
     });
   });
 
+  it('k8s.cluster.name from CLUSTER_NAME unless resource sets it (or removes it with "")', () => {
+    const env = { CLUSTER_NAME: 'prod-eu', NODE_NAME: 'n9' };
+    expect(resourceAttributes('1', undefined, {}, env, 'box')['k8s.cluster.name']).toBe('prod-eu');
+    expect(
+      resourceAttributes('1', undefined, { 'k8s.cluster.name': 'other' }, env, 'box')['k8s.cluster.name'],
+    ).toBe('other');
+    expect(resourceAttributes('1', undefined, { 'k8s.cluster.name': '' }, env, 'box')).not.toHaveProperty(
+      'k8s.cluster.name',
+    );
+    expect(resourceAttributes('1', facts, {}, { CLUSTER_NAME: '' })).not.toHaveProperty('k8s.cluster.name');
+  });
+
   it('recognizes the extension by shape', () => {
     expect(isNodeFacts(facts)).toBe(true);
     expect(isNodeFacts({})).toBe(false);

@@ -21,11 +21,15 @@ export function isNodeFacts(ext: unknown): ext is NodeFacts {
   return typeof e?.provider === 'function' && typeof e.store?.node === 'function';
 }
 
+/** The environment variable k8s.cluster.name comes from when `resource` does not set it. */
+export const CLUSTER_NAME_ENV = 'CLUSTER_NAME';
+
 /**
  * service.name, service.version and service.instance.id (the node's name, else the host's: one agent per
  * node, and a Collector's Prometheus exporter tells senders apart by job and instance only), then what the
  * extension knows about this node (k8s.node.name, cloud.provider, cloud.region, cloud.availability_zone),
- * NODE_NAME without it, then the configured `resource` on top: a configured empty value removes the
+ * NODE_NAME without it, k8s.cluster.name from CLUSTER_NAME (the Kubernetes API has no cluster name, so
+ * the install says it), then the configured `resource` on top: a configured empty value removes the
  * attribute.
  */
 export function resourceAttributes(
@@ -42,6 +46,8 @@ export function resourceAttributes(
     'service.instance.id': nodeName ?? host,
   };
   if (nodeName) attrs['k8s.node.name'] = nodeName;
+  const cluster = env[CLUSTER_NAME_ENV];
+  if (cluster) attrs['k8s.cluster.name'] = cluster;
   if (facts) {
     const node = nodeName ? facts.store.node(nodeName) : undefined;
     const provider = node?.provider ?? facts.provider();

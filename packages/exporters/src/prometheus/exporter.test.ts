@@ -1,6 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import {
   type ComponentSettings,
@@ -9,11 +12,13 @@ import {
   type Extension,
   FlowBatch,
   type FlowInit,
+  registerSelfMetrics,
   type Signal,
   StatusBoard,
 } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { MetadataStore } from '@netmon/processors';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prometheusExporterConfig } from './config.js';
 import { SCRAPE_DEADLINE_MS, scrapeDeadline } from './endpoint.js';
@@ -620,6 +625,121 @@ describe('prometheus exporter', () => {
     const { status, output } = promtoolCheck(await text(e));
     expect(output).toBe('');
     expect(status).toBe(0);
+  });
+});
+
+describe('prometheus exporter: a full render', () => {
+  class Reader extends MetricReader {
+    protected async onShutdown(): Promise<void> {}
+    protected async onForceFlush(): Promise<void> {}
+  }
+
+  /**
+   * Everything one endpoint can serve at once: flows (with cost, cross-zone pods, an overflow series past
+   * max_series) and DNS lookups of one exporter id, and the agent's self-metrics from a real
+   * MeterProvider (the framework's, and the exporter's own).
+   */
+  async function fullExporter(): Promise<{ flows: PrometheusExporter; stop: () => Promise<void> }> {
+    const reader = new Reader();
+    const provider = new MeterProvider({ readers: [reader] });
+    const board = new StatusBoard();
+    const selfMetrics = async () => (await reader.collect()).resourceMetrics;
+    const base = testSettings('exporter', 'prometheus', { board, selfMetrics });
+    const stopSelf = registerSelfMetrics(provider.getMeter('netmon'), base.host);
+    const meter = provider.getMeter('netmon/exporter/prometheus');
+    const flows = await started(
+      { self_metrics: true, max_series: 4, granularity: 'pod' },
+      { settings: { ...base, meter } },
+    );
+    const dnsSettings = { ...testSettings('exporter', 'prometheus', { board }), host: base.host, meter };
+    const dns = await started(
+      { self_metrics: true, max_series: 4 },
+      { settings: dnsSettings, signal: 'dns' },
+    );
+    flows.export(
+      FlowBatch.from([
+        flow(100, 2000, { ...web, 'cost.usd': 0.01 }),
+        ...Array.from({ length: 8 }, (_, i) =>
+          flow(i + 1, 0, { 'src.k8s.pod.name': `p${i}`, 'dst.domain': 'we"ird\\name\nx' }),
+        ),
+      ]),
+    );
+    const lookup = (question: string) => ({ time: T0, clientIp: '10.0.0.1', question, answers: [] });
+    // Six domains, max_series 4: the last ones go to the overflow series.
+    dns.export(
+      DnsBatch.from(
+        ['api.stripe.com', 'ünïcode.example', 'a.example', 'b.example', 'c.example', 'd.example'].map(lookup),
+      ),
+    );
+    // A histogram as components make them (bucket, sum and count lines).
+    const latency = provider
+      .getMeter('netmon/exporter/otlp')
+      .createHistogram('netmon_test_latency', { unit: 's', advice: { explicitBucketBoundaries: [0.1, 1] } });
+    latency.record(0.05);
+    latency.record(2);
+    return {
+      flows,
+      stop: async () => {
+        await dns.shutdown();
+        await flows.shutdown();
+        stopSelf();
+        await provider.shutdown();
+      },
+    };
+  }
+
+  it('passes promtool check metrics with self-metrics, DNS and overflow series (text 0.0.4)', async () => {
+    const { flows, stop } = await fullExporter();
+    try {
+      const body = await text(flows);
+      // What the render holds, so the check below is about all of it.
+      expect(samples(body, 'netmon_dns_lookups_total')).toHaveLength(4);
+      expect(body).toContain('netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"}');
+      expect(body).toContain('netmon_dns_lookups_total{otel_metric_overflow="true"}');
+      expect(body).toContain('pod_cross_zone_network_traffic_bytes_total{');
+      expect(body).toContain('netmon_flow_cost_usd_total{');
+      expect(body).toMatch(/^netmon_component_items_total\{/m);
+      expect(body).toMatch(/^netmon_process_resident_memory_bytes /m);
+      expect(body).toMatch(/^netmon_test_latency_seconds_bucket\{/m);
+      if (!promtool()) return;
+      const { status, output } = promtoolCheck(body);
+      expect(output).toBe('');
+      expect(status).toBe(0);
+    } finally {
+      await stop();
+    }
+  });
+
+  it('passes promtool’s OpenMetrics parser with self-metrics, DNS and overflow series', async () => {
+    const { flows, stop } = await fullExporter();
+    try {
+      const body = await text(flows, 'openmetrics');
+      expect(body).toContain('netmon_dns_lookups_total{otel_metric_overflow="true"}');
+      expect(body).toContain('netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"}');
+      expect(body).toMatch(/^netmon_test_latency_seconds_bucket\{/m);
+      if (!promtool()) return;
+      // promtool check metrics parses the text format 0.0.4 only (an OpenMetrics HELP escape such as \"
+      // fails it); its OpenMetrics backfill uses Prometheus' OpenMetrics parser, which wants a
+      // timestamp on every sample: the same body with one appended to each sample line.
+      const stamped = body.replace(/^([^#\n].*)$/gm, '$1 1767225600');
+      const dir = mkdtempSync(join(tmpdir(), 'netmon-om-'));
+      try {
+        writeFileSync(join(dir, 'metrics.om'), stamped);
+        const r = spawnSync(
+          'promtool',
+          ['tsdb', 'create-blocks-from', 'openmetrics', join(dir, 'metrics.om'), join(dir, 'out')],
+          { encoding: 'utf8' },
+        );
+        // Every sample line made it into the block: samples, chunks and series in its summary table.
+        const lines = body.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
+        expect(`${r.stdout}${r.stderr}`).toMatch(new RegExp(`\\s${lines}\\s+${lines}\\s+${lines}\\s`));
+        expect(r.status).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      await stop();
+    }
   });
 });
 
