@@ -93,6 +93,7 @@ describeConformance(devzeroExporterFactory, {
 /** A route table like health_check's, for tests without the agent package. */
 class Routes implements HttpRoutes, Extension {
   readonly routes = new Map<string, RouteHandler>();
+  async shutdown(): Promise<void> {}
   private readonly owners = new Map<string, string>();
   route(path: string, handler: RouteHandler, owner = 'x'): () => void {
     if (this.routes.has(path)) throw new Error(`${path} is already served by ${this.owners.get(path)}`);

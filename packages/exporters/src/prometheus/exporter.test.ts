@@ -383,6 +383,8 @@ describe('prometheus exporter', () => {
       phase: 'Running',
       hostNetwork: false,
       ips: ['10.0.1.5'],
+      workloadKind: 'ReplicaSet',
+      workloadName: 'web-7c9d8',
       labels: {},
     });
     const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
