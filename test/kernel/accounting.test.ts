@@ -6,6 +6,21 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodeFlowRecord } from '@netmon/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCheckpoint, type OriginCheckpoint } from '../../packages/processors/src/delta/checkpoint.js';
+import {
+  F_RX_BYTES,
+  F_RX_PACKETS,
+  F_TX_BYTES,
+  F_TX_PACKETS,
+  FP,
+  fingerprint,
+  REC_F64,
+  REC_U32,
+  STATE_CLOSED,
+  STATE_LIVE,
+  STATE_MISSING,
+  U_STATE,
+} from '../../packages/processors/src/delta/flow-table.js';
 import { AgentProcess } from '../harness/agent.js';
 import { type CtEntry, NetnsPair, privileged, startServers, TRAFFIC } from '../harness/netns.js';
 
@@ -95,6 +110,31 @@ service:
 
   const keyOf = (e: CtEntry) => `${e.protocol} ${e.src}:${e.sport} > ${e.dst}:${e.dport}`;
 
+  /**
+   * What a delta state says it passed on for an IPv4 connection (zone 0) that began after the agent
+   * started: the baseline of a live flow, the final counters of a closed one.
+   */
+  function passedOn(origins: OriginCheckpoint[], e: CtEntry) {
+    const mapped = (ip: string) =>
+      new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, ...ip.split('.').map(Number)]);
+    fingerprint(mapped(e.src), mapped(e.dst), 0, e.sport, e.dport, 4, e.protocol, 0, e.id);
+    const table = origins.find((o) => o.origin === 'conntrack')?.table;
+    const at = table?.find(FP[0], FP[1]) ?? -1;
+    if (table === undefined || at === -1) return undefined;
+    const r = REC_F64 * at;
+    const state = table.u32[REC_U32 * at + U_STATE];
+    expect(state === STATE_LIVE || state === STATE_MISSING || state === STATE_CLOSED, `state ${state}`).toBe(
+      true,
+    );
+    const f = table.f64;
+    return {
+      tx: f[r + F_TX_BYTES],
+      rx: f[r + F_RX_BYTES],
+      txp: f[r + F_TX_PACKETS],
+      rxp: f[r + F_RX_PACKETS],
+    };
+  }
+
   function expectExact(got: Map<string, Totals>, oracle: CtEntry[]): void {
     for (const e of oracle) {
       const t = got.get(keyOf(e));
@@ -182,24 +222,124 @@ service:
     expectExact(totals(first.output, second.output), oracle);
   });
 
-  it('after kill -9 a restart with state_file never counts twice, and loses at most the last read', async () => {
+  it('after kill -9 a restart with state_file neither counts twice nor loses what was exported', async () => {
     await net.exec(net.b, 'conntrack', ['-F']);
     const state = path.join(dir, 'killed', 'delta.state');
     const first = await startAgent({ interval: '300ms', state });
     const long = py('get', `http://${net.ipA}:8080/long.bin`, '1', '500000');
-    await new Promise((r) => setTimeout(r, 1200));
+    // UDP flows that end while the first agent runs: their DESTROY events (final counters) report what
+    // they sent last, from event batches.
+    await py('udp-send', net.ipA, '5353', '20', '300');
+    await py('udp-send', net.ipA, '5353', '5', '1000');
+    const udp = await since('ipv4', (e) => e.protocol === 17);
+    expect(udp).toHaveLength(2);
+    await net.exec(net.b, 'conntrack', ['-D', '-p', 'udp']);
+    for (let i = 0; i < 50; i++) {
+      const got = totals(first.output);
+      if (udp.every((e) => got.get(keyOf(e))?.tx === e.txBytes && got.get(keyOf(e))?.rx === e.rxBytes)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expectExact(totals(first.output), udp);
+    await new Promise((r) => setTimeout(r, 200));
     first.agent.signal('SIGKILL');
     await first.agent.exit();
+    // What the killed agent passed on, as its state says (read before the next agent rewrites it).
+    const saved = await loadCheckpoint(state);
+    expect(saved.kind).toBe('loaded');
+    const origins = saved.kind === 'loaded' ? saved.origins : [];
     const second = await startAgent({ interval: '300ms', state });
     expect(await long).toBe(`${LONG_BLOB}\n`);
     await new Promise((r) => setTimeout(r, 700));
     await stop(second.agent);
-    const [oracle] = await since('ipv4', (e) => e.protocol === 6 && e.dport === 8080);
-    const got = totals(first.output, second.output).get(keyOf(oracle))!;
-    expect(got.rx).toBeLessThanOrEqual(oracle.rxBytes);
-    expect(got.tx).toBeLessThanOrEqual(oracle.txBytes);
-    // At 500 kB/s, one 300 ms read moves ~150 kB; whatever was lost is at most what one read emitted.
-    expect(oracle.rxBytes - got.rx).toBeLessThan(250_000);
+    const [tcp] = await since('ipv4', (e) => e.protocol === 6 && e.dport === 8080);
+    const before = totals(first.output).get(keyOf(tcp))!;
+    const after = totals(second.output);
+    const passed = passedOn(origins, tcp);
+    expect(passed, `${keyOf(tcp)} is in the state file`).toBeDefined();
+    // The state is written before deltas are passed on, so the killed agent exported at most what its
+    // state says it passed on. It can lack one batch, the one the file exporter had been handed but not
+    // yet written when the kill came (a window of about a millisecond per read): that batch is lost, as
+    // counting it again could count it twice. It is the only slack: with it, the sums are exact.
+    const inFlight = {
+      tx: passed!.tx - before.tx,
+      rx: passed!.rx - before.rx,
+      txp: passed!.txp - before.txp,
+      rxp: passed!.rxp - before.rxp,
+    };
+    for (const v of Object.values(inFlight)) expect(v).toBeGreaterThanOrEqual(0);
+    // One read's delta: at 500 kB/s, 300 ms move ~150 kB (almost always 0: the kill rarely hits the window).
+    expect(inFlight.rx).toBeLessThan(250_000);
+    const got = after.get(keyOf(tcp))!;
+    expect(got.rx).toBeGreaterThan(0);
+    expect({
+      tx: before.tx + inFlight.tx + got.tx,
+      rx: before.rx + inFlight.rx + got.rx,
+      txp: before.txp + inFlight.txp + got.txp,
+      rxp: before.rxp + inFlight.rxp + got.rxp,
+    }).toEqual({ tx: tcp.txBytes, rx: tcp.rxBytes, txp: tcp.txPackets, rxp: tcp.rxPackets });
+    // The UDP flows ended before the kill, their final counters exported: nothing of them again.
+    for (const e of udp) expect(after.get(keyOf(e)), keyOf(e)).toBeUndefined();
+  });
+
+  it('a tuple reused at once, often with the same conntrack id (a SYN on a TIME_WAIT entry), counts both connections exactly', async () => {
+    await net.exec(net.b, 'conntrack', ['-F']);
+    const { agent, output } = await startAgent({ interval: '300ms' });
+    // One HTTP/1.0 GET from a fixed source port. The server closes, conntrack keeps the entry in
+    // TIME_WAIT, and a SYN on the same tuple makes the kernel destroy it and create a new entry, whose id
+    // (a hash of the entry's address and tuple) is the old one whenever the memory is reused.
+    const fetch = (port: number) =>
+      net.exec(net.b, 'python3', [
+        '-c',
+        `import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('${net.ipB}', ${port}))
+s.connect(('${net.ipA}', 8080))
+s.sendall(b'GET /blob.bin HTTP/1.0\\r\\nHost: a\\r\\n\\r\\n')
+while s.recv(65536):
+    pass
+s.close()`,
+      ]);
+    const entry = async (port: number) =>
+      (await since('ipv4', (e) => e.protocol === 6 && e.sport === port && e.dport === 8080))[0];
+    const pairs: { old: CtEntry; reused: CtEntry }[] = [];
+    let sameId = 0;
+    const base = 41000 + Math.floor(Math.random() * 1000);
+    for (let k = 0; k < 20 && sameId < 3; k++) {
+      const port = base + k;
+      await fetch(port);
+      // The final ACK: conntrack's TIME_WAIT, counters final.
+      await new Promise((r) => setTimeout(r, 50));
+      const old = await entry(port);
+      await fetch(port);
+      await new Promise((r) => setTimeout(r, 50));
+      const reused = await entry(port);
+      expect(reused.rxBytes).toBeGreaterThan(BLOB);
+      if (reused.id === old.id) {
+        // The first and third such new connections end at once (their DESTROY comes while the old one's
+        // closed record is kept); the second is read by the next dumps.
+        if (++sameId !== 2) await net.exec(net.b, 'conntrack', ['-D', '-p', 'tcp', '--sport', String(port)]);
+      }
+      pairs.push({ old, reused });
+    }
+    // Ids differ when the kernel put the new entry elsewhere; on this machine about half keep theirs.
+    expect(sameId).toBeGreaterThanOrEqual(2);
+    await new Promise((r) => setTimeout(r, 700));
+    await stop(agent);
+    const got = totals(output);
+    for (const { old, reused } of pairs) {
+      const t = got.get(keyOf(reused));
+      expect(t, keyOf(reused)).toBeDefined();
+      expect(
+        { tx: t!.tx, rx: t!.rx, txp: t!.txp, rxp: t!.rxp },
+        `${keyOf(reused)} ids ${old.id} ${reused.id}`,
+      ).toEqual({
+        tx: old.txBytes + reused.txBytes,
+        rx: old.rxBytes + reused.rxBytes,
+        txp: old.txPackets + reused.txPackets,
+        rxp: old.rxPackets + reused.rxPackets,
+      });
+    }
   });
 
   it('an overflowing event socket is answered by a resync: the loss is logged and nothing counts twice', async () => {

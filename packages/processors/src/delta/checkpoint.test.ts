@@ -3,19 +3,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  appendJournal,
+  checkpointId,
   decodeCheckpoint,
   encodeCheckpoint,
+  encodeJournalFrame,
+  encodeJournalHeader,
+  journalPath,
   loadCheckpoint,
   MAGIC,
   type OriginCheckpoint,
+  replayJournal,
   writeCheckpoint,
 } from './checkpoint.js';
 import {
+  F_CLOSED_START,
   F_LAST_READ,
   F_TX_BYTES,
   FlowTable,
   REC_F64,
   REC_U32,
+  RECORD_BYTES,
   STATE_CLOSED,
   STATE_LIVE,
   U_GEN,
@@ -80,8 +88,8 @@ describe('state file format', () => {
     };
     expect(() => decodeCheckpoint(good.subarray(0, 31))).toThrow(/truncated: 31 bytes/);
     expect(() => decodeCheckpoint(spoilt((b) => b.write('X', 0)))).toThrow(/wrong magic/);
-    expect(() => decodeCheckpoint(spoilt((b) => b.writeUInt32LE(2, 8)))).toThrow(
-      /format version 2; this netmon reads version 1/,
+    expect(() => decodeCheckpoint(spoilt((b) => b.writeUInt32LE(3, 8)))).toThrow(
+      /format version 3; this netmon reads versions 1 and 2/,
     );
     expect(() => decodeCheckpoint(spoilt((b) => b.writeUInt32BE(0x01020304, 12)))).toThrow(
       /other byte order/,
@@ -89,6 +97,115 @@ describe('state file format', () => {
     expect(() => decodeCheckpoint(spoilt((b) => b.writeUInt32LE(48, 16)))).toThrow(/records of 48 bytes/);
     expect(() => decodeCheckpoint(good.subarray(0, good.length - 56))).toThrow(/checksum/);
     expect(() => decodeCheckpoint(spoilt((b) => (b[1000] ^= 1)))).toThrow(/checksum/);
+  });
+});
+
+describe('state file versions', () => {
+  it('reads version 1: id 0, and a tombstone holds no start (version 1 kept its last reading there)', () => {
+    const buf = encodeCheckpoint(state(), 5);
+    expect(checkpointId(buf)).toBe(5);
+    buf.writeUInt32LE(1, 8);
+    buf.writeUInt32LE(0, 28);
+    const [o] = decodeCheckpoint(buf);
+    expect(checkpointId(buf)).toBe(0);
+    for (let e = 0; e < o.table.count; e++) {
+      const closed = o.table.u32[REC_U32 * e + U_STATE] === STATE_CLOSED;
+      expect(o.table.f64[REC_F64 * e + F_CLOSED_START]).toBe(closed ? 0 : 1.7e12 + e);
+    }
+  });
+});
+
+describe('journal', () => {
+  /** A frame changing record `e` of table `t` (tx bytes set to `value`), for origin `origin`. */
+  const change = (origin: string, t: FlowTable, e: number, value: number) => {
+    const copy = new FlowTable();
+    const r = REC_U32 * e;
+    const c = copy.insert(t.u32[r + 10], t.u32[r + 11]);
+    copy.u32.set(t.u32.subarray(r, r + REC_U32), REC_U32 * c);
+    copy.f64[REC_F64 * c + F_TX_BYTES] = value;
+    return {
+      origin,
+      baselinePhase: false,
+      generation: 9,
+      lastSnapshotTime: 123,
+      records: copy.recordBytes().slice(),
+    };
+  };
+
+  it('replays its frames in order over the state file with its id, adding records and origins', () => {
+    const base = state();
+    const fresh = table(2, 99);
+    const journal = Buffer.concat([
+      encodeJournalHeader(41),
+      encodeJournalFrame([change('conntrack', base[0].table, 5, 1), change('', base[2].table, 0, 2)]),
+      encodeJournalFrame([change('conntrack', base[0].table, 5, 3), change('new', fresh, 1, 4)]),
+    ]);
+    const origins = state();
+    expect(replayJournal(journal, 41, origins)).toEqual({ frames: 2, records: 4 });
+    const [ct, , empty, added] = origins;
+    expect(ct.table.count).toBe(2000);
+    expect(ct.table.f64[REC_F64 * 5 + F_TX_BYTES]).toBe(3);
+    expect([ct.generation, ct.lastSnapshotTime, empty.generation]).toEqual([9, 123, 9]);
+    expect(empty.table.f64[F_TX_BYTES]).toBe(2);
+    expect(added.origin).toBe('new');
+    expect(added.table.count).toBe(1);
+    expect(added.table.f64[F_TX_BYTES]).toBe(4);
+    // Another state file's journal changes nothing.
+    const other = state();
+    expect(replayJournal(journal, 42, other)).toMatchObject({
+      frames: 0,
+      ignored: expect.stringMatching(/older state file/),
+    });
+    expect(other[0].table.f64[REC_F64 * 5 + F_TX_BYTES]).toBe(5000);
+  });
+
+  it('stops at a frame cut short (not damage) or damaged, keeping the frames before it', () => {
+    const base = state();
+    const frame = (v: number) => encodeJournalFrame([change('conntrack', base[0].table, 5, v)]);
+    const whole = Buffer.concat([encodeJournalHeader(7), frame(1), frame(2)]);
+    for (const cut of [1, RECORD_BYTES, whole.length - encodeJournalHeader(7).length - frame(1).length - 3]) {
+      const o = state();
+      const r = replayJournal(whole.subarray(0, whole.length - cut), 7, o);
+      expect(r).toMatchObject({ frames: 1, ignored: expect.stringMatching(/incomplete frame/) });
+      expect(r.damaged).toBeUndefined();
+      expect(o[0].table.f64[REC_F64 * 5 + F_TX_BYTES]).toBe(1);
+    }
+    const spoilt = Buffer.from(whole);
+    spoilt[spoilt.length - 20] ^= 1;
+    const o = state();
+    expect(replayJournal(spoilt, 7, o)).toMatchObject({
+      frames: 1,
+      damaged: true,
+      ignored: expect.stringMatching(/checksum/),
+    });
+    expect(replayJournal(encodeJournalHeader(7).subarray(0, 9), 7, state())).toMatchObject({
+      frames: 0,
+      ignored: expect.stringMatching(/header is incomplete/),
+    });
+  });
+
+  it('is replayed by loadCheckpoint, and removed when the state file is written', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'netmon-delta-journal-'));
+    try {
+      const file = join(dir, 'delta.state');
+      await writeCheckpoint(file, encodeCheckpoint(state(), 3));
+      const base = state();
+      await appendJournal(file, encodeJournalFrame([change('conntrack', base[0].table, 5, 1)]), {
+        id: 3,
+        sync: false,
+      });
+      await appendJournal(file, encodeJournalFrame([change('conntrack', base[0].table, 6, 2)]), {
+        sync: true,
+        syncDirectory: true,
+      });
+      const loaded = await loadCheckpoint(file);
+      expect(loaded.kind === 'loaded' && [loaded.id, loaded.journal]).toEqual([3, { frames: 2, records: 2 }]);
+      await writeCheckpoint(file, encodeCheckpoint(state(), 4));
+      expect(await readdir(dir)).toEqual(['delta.state']);
+      expect(journalPath(file)).toBe(`${file}.journal`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,17 +1,19 @@
 // The delta processor's state file: every origin's flow table, written atomically so that after a crash
-// the restored baselines are exactly those whose deltas were already passed on.
+// the restored baselines are exactly those whose deltas were already passed on. Between two writes of the
+// whole file, batches that are not snapshots (events, plain readings) append what they changed to a
+// journal beside it, so the file need not be rewritten (53 MiB at a million flows) several times a second.
 //
-// Format (version 1). All header fields little-endian; records are the table's own bytes, in the byte
-// order of the machine that wrote them (the header says which, and a reader of the other order refuses).
+// State file, format version 2. All header fields little-endian; records are the table's own bytes, in the
+// byte order of the machine that wrote them (the header says which, and a reader of the other order refuses).
 //
 //   header, 32 bytes
 //     0   8  magic "NMDELTA\0"
-//     8   4  version (1)
+//     8   4  version (2; version 1 is read too)
 //     12  4  byte-order mark 0x01020304, written in the machine's order
 //     16  4  record size in bytes (56)
 //     20  4  number of origins
 //     24  4  CRC-32 of everything after the header
-//     28  4  reserved (0)
+//     28  4  id of this write, which its journal names (version 1: reserved, 0)
 //   per origin, 32 bytes + name + records
 //     0   4  name length in bytes (UTF-8)
 //     4   4  flags: bit 0 = still in its baseline phase
@@ -21,18 +23,43 @@
 //     24  8  reserved (0)
 //     32  .  name, zero-padded to a multiple of 8 bytes
 //     .   .  records × 56 bytes (see flow-table.ts)
+//
+// Journal (`<state file>.journal`), removed whenever the state file is written:
+//   header, 16 bytes: magic "NMDJRNL\0", version (1), id of the state file it continues
+//   frames, one per batch: payload length (u32), CRC-32 of the payload (u32), then the payload: number of
+//     origins (u32), reserved (u32, 0), and per origin the same header, name and records as above — the
+//     records of the flows the batch changed, as they were after it.
+// A journal whose id is not the state file's belongs to an older state file and is ignored. Reading stops at
+// the first frame that is cut short or fails its checksum (a crash while appending it): that batch's deltas
+// were not passed on, as an append completes before they are.
+import { randomInt } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { getSystemErrorMessage } from 'node:util';
 import { crc32 } from 'node:zlib';
-import { FlowTable, RECORD_BYTES } from './flow-table.js';
+import {
+  F_CLOSED_START,
+  FlowTable,
+  REC_F64,
+  REC_U32,
+  RECORD_BYTES,
+  STATE_CLOSED,
+  U_STATE,
+} from './flow-table.js';
 
 export const MAGIC = 'NMDELTA\0';
-export const VERSION = 1;
+export const VERSION = 2;
+export const JOURNAL_MAGIC = 'NMDJRNL\0';
+export const JOURNAL_VERSION = 1;
 const HEADER_BYTES = 32;
 const ORIGIN_HEADER_BYTES = 32;
+const JOURNAL_HEADER_BYTES = 16;
+const FRAME_HEADER_BYTES = 8;
 const BYTE_ORDER_MARK = 0x01020304;
+
+/** The journal that continues a state file. */
+export const journalPath = (file: string): string => `${file}.journal`;
 
 /** One origin's state as the checkpoint holds it. */
 export interface OriginCheckpoint {
@@ -43,17 +70,99 @@ export interface OriginCheckpoint {
   table: FlowTable;
 }
 
+/** One origin's part of a journal frame: its fields after the batch, and the records the batch changed. */
+export interface JournalSection {
+  origin: string;
+  baselinePhase: boolean;
+  generation: number;
+  lastSnapshotTime: number;
+  /** Whole records (56 bytes each). */
+  records: Uint8Array;
+}
+
 /** Raised for a state file that cannot be used: its message says what is wrong with it. */
 export class CheckpointFormatError extends Error {}
 
 const pad8 = (n: number) => (n + 7) & ~7;
 
+/** A fresh id for the first state file this process writes when it found none to continue. */
+export const newCheckpointId = (): number => randomInt(1, 2 ** 32);
+
+/** The id after `id` (never 0, which marks a version-1 file). */
+export const nextCheckpointId = (id: number): number => (id + 1) >>> 0 || 1;
+
+function originBytes(name: Buffer, records: number): number {
+  return ORIGIN_HEADER_BYTES + pad8(name.length) + records * RECORD_BYTES;
+}
+
+/** Writes one origin's header, name and records at `off`; returns the offset after them. */
+function putOrigin(
+  buf: Buffer,
+  view: DataView,
+  off: number,
+  name: Buffer,
+  o: { baselinePhase: boolean; generation: number; lastSnapshotTime: number },
+  records: Uint8Array,
+): number {
+  view.setUint32(off, name.length, true);
+  view.setUint32(off + 4, o.baselinePhase ? 1 : 0, true);
+  view.setUint32(off + 8, o.generation >>> 0, true);
+  view.setUint32(off + 12, records.length / RECORD_BYTES, true);
+  view.setFloat64(off + 16, o.lastSnapshotTime, true);
+  view.setFloat64(off + 24, 0, true);
+  off += ORIGIN_HEADER_BYTES;
+  name.copy(buf, off);
+  buf.fill(0, off + name.length, off + pad8(name.length));
+  off += pad8(name.length);
+  buf.set(records, off);
+  return off + records.length;
+}
+
+interface OriginPart {
+  origin: string;
+  baselinePhase: boolean;
+  generation: number;
+  lastSnapshotTime: number;
+  records: Uint8Array;
+  count: number;
+  end: number;
+}
+
+/** Reads one origin's header, name and records at `off` (within `limit`); throws what is wrong. */
+function getOrigin(buf: Uint8Array, view: DataView, off: number, limit: number, i: number): OriginPart {
+  if (off + ORIGIN_HEADER_BYTES > limit)
+    throw new CheckpointFormatError(`truncated in the header of origin ${i + 1}`);
+  const nameLength = view.getUint32(off, true);
+  const flags = view.getUint32(off + 4, true);
+  const generation = view.getUint32(off + 8, true);
+  const count = view.getUint32(off + 12, true);
+  const lastSnapshotTime = view.getFloat64(off + 16, true);
+  off += ORIGIN_HEADER_BYTES;
+  const recordsAt = off + pad8(nameLength);
+  if (recordsAt + count * RECORD_BYTES > limit)
+    throw new CheckpointFormatError(`truncated in origin ${i + 1}`);
+  const origin = Buffer.from(buf.buffer, buf.byteOffset + off, nameLength).toString('utf8');
+  if (!(lastSnapshotTime >= 0)) {
+    throw new CheckpointFormatError(`origin "${origin}" has snapshot time ${lastSnapshotTime}`);
+  }
+  const end = recordsAt + count * RECORD_BYTES;
+  return {
+    origin,
+    baselinePhase: (flags & 1) === 1,
+    generation,
+    lastSnapshotTime,
+    records: buf.subarray(recordsAt, end),
+    count,
+    end,
+  };
+}
+
 /** The state as one buffer, copied: the tables may change while it is being written. */
-export function encodeCheckpoint(origins: readonly OriginCheckpoint[]): Buffer {
+export function encodeCheckpoint(origins: readonly OriginCheckpoint[], id = 0): Buffer {
   const names = origins.map((o) => Buffer.from(o.origin, 'utf8'));
   let total = HEADER_BYTES;
   origins.forEach((o, i) => {
-    total += ORIGIN_HEADER_BYTES + pad8(names[i].length) + o.table.count * RECORD_BYTES;
+    total += originBytes(names[i], o.table.count);
   });
   // Not zero-filled (56 MB at a million flows): every byte is written below, padding included.
   const buf = Buffer.allocUnsafeSlow(total);
@@ -64,25 +173,18 @@ export function encodeCheckpoint(origins: readonly OriginCheckpoint[]): Buffer {
   new Uint32Array(buf.buffer, buf.byteOffset + 12, 1)[0] = BYTE_ORDER_MARK;
   view.setUint32(16, RECORD_BYTES, true);
   view.setUint32(20, origins.length, true);
+  view.setUint32(28, id >>> 0, true);
   let off = HEADER_BYTES;
   origins.forEach((o, i) => {
-    const name = names[i];
-    view.setUint32(off, name.length, true);
-    view.setUint32(off + 4, o.baselinePhase ? 1 : 0, true);
-    view.setUint32(off + 8, o.generation >>> 0, true);
-    view.setUint32(off + 12, o.table.count, true);
-    view.setFloat64(off + 16, o.lastSnapshotTime, true);
-    view.setFloat64(off + 24, 0, true);
-    off += ORIGIN_HEADER_BYTES;
-    name.copy(buf, off);
-    buf.fill(0, off + name.length, off + pad8(name.length));
-    off += pad8(name.length);
-    const records = o.table.recordBytes();
-    buf.set(records, off);
-    off += records.length;
+    off = putOrigin(buf, view, off, names[i], o, o.table.recordBytes());
   });
   view.setUint32(24, crc32(buf.subarray(HEADER_BYTES)), true);
   return buf;
+}
+
+/** The id a state file names its journal by (0 for version 1); call after `decodeCheckpoint` accepted it. */
+export function checkpointId(buf: Uint8Array): number {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(28, true);
 }
 
 /** Parses a state file; throws CheckpointFormatError saying what is wrong. */
@@ -97,7 +199,9 @@ export function decodeCheckpoint(buf: Uint8Array): OriginCheckpoint[] {
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const version = view.getUint32(8, true);
-  if (version !== VERSION) fail(`format version ${version}; this netmon reads version ${VERSION}`);
+  if (version !== VERSION && version !== 1) {
+    fail(`format version ${version}; this netmon reads versions 1 and ${VERSION}`);
+  }
   const bom = new Uint32Array(new Uint8Array(buf.subarray(12, 16)).buffer)[0];
   if (bom !== BYTE_ORDER_MARK) fail('written on a machine of the other byte order');
   const recordBytes = view.getUint32(16, true);
@@ -109,35 +213,157 @@ export function decodeCheckpoint(buf: Uint8Array): OriginCheckpoint[] {
   const seen = new Set<string>();
   let off = HEADER_BYTES;
   for (let i = 0; i < originCount; i++) {
-    if (off + ORIGIN_HEADER_BYTES > buf.length) fail(`truncated in the header of origin ${i + 1}`);
-    const nameLength = view.getUint32(off, true);
-    const flags = view.getUint32(off + 4, true);
-    const generation = view.getUint32(off + 8, true);
-    const count = view.getUint32(off + 12, true);
-    const lastSnapshotTime = view.getFloat64(off + 16, true);
-    off += ORIGIN_HEADER_BYTES;
-    const recordsAt = off + pad8(nameLength);
-    if (recordsAt + count * RECORD_BYTES > buf.length) fail(`truncated in origin ${i + 1}`);
-    const origin = Buffer.from(buf.buffer, buf.byteOffset + off, nameLength).toString('utf8');
-    if (seen.has(origin)) fail(`origin "${origin}" appears twice`);
-    seen.add(origin);
-    if (!(lastSnapshotTime >= 0)) fail(`origin "${origin}" has snapshot time ${lastSnapshotTime}`);
+    const part = getOrigin(buf, view, off, buf.length, i);
+    if (seen.has(part.origin)) fail(`origin "${part.origin}" appears twice`);
+    seen.add(part.origin);
     let table: FlowTable;
     try {
-      table = FlowTable.fromRecords(buf.subarray(recordsAt, recordsAt + count * RECORD_BYTES), count);
+      table = FlowTable.fromRecords(part.records, part.count);
     } catch (err) {
-      return fail(`origin "${origin}": ${(err as Error).message}`);
+      return fail(`origin "${part.origin}": ${(err as Error).message}`);
     }
-    out.push({ origin, baselinePhase: (flags & 1) === 1, generation, lastSnapshotTime, table });
-    off = recordsAt + count * RECORD_BYTES;
+    // Version 1 kept a tombstone's last reading where version 2 keeps its start: that reading is no start.
+    if (version === 1) {
+      for (let e = 0; e < table.count; e++) {
+        if (table.u32[REC_U32 * e + U_STATE] === STATE_CLOSED) table.f64[REC_F64 * e + F_CLOSED_START] = 0;
+      }
+    }
+    const { origin, baselinePhase, generation, lastSnapshotTime } = part;
+    out.push({ origin, baselinePhase, generation, lastSnapshotTime, table });
+    off = part.end;
   }
   if (off !== buf.length) fail(`${buf.length - off} unexpected bytes after the last origin`);
   return out;
 }
 
+/** The journal's header for the state file with this id. */
+export function encodeJournalHeader(id: number): Buffer {
+  const buf = Buffer.alloc(JOURNAL_HEADER_BYTES);
+  buf.write(JOURNAL_MAGIC, 0, 'latin1');
+  buf.writeUInt32LE(JOURNAL_VERSION, 8);
+  buf.writeUInt32LE(id >>> 0, 12);
+  return buf;
+}
+
+/** One journal frame: the sections of the origins a batch changed. */
+export function encodeJournalFrame(sections: readonly JournalSection[]): Buffer {
+  const names = sections.map((s) => Buffer.from(s.origin, 'utf8'));
+  let payload = 8;
+  sections.forEach((s, i) => {
+    payload += originBytes(names[i], s.records.length / RECORD_BYTES);
+  });
+  const buf = Buffer.alloc(FRAME_HEADER_BYTES + payload);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  view.setUint32(0, payload, true);
+  view.setUint32(FRAME_HEADER_BYTES, sections.length, true);
+  let off = FRAME_HEADER_BYTES + 8;
+  sections.forEach((s, i) => {
+    off = putOrigin(buf, view, off, names[i], s, s.records);
+  });
+  view.setUint32(4, crc32(buf.subarray(FRAME_HEADER_BYTES)), true);
+  return buf;
+}
+
+/** What a journal added to its state file. */
+export interface JournalReplay {
+  frames: number;
+  records: number;
+  /** Why the journal, or its end, was not used (absent: all of it was). */
+  ignored?: string;
+  /** The unused part is damaged, not just the end a crash cut short or a journal of an older file. */
+  damaged?: boolean;
+}
+
 /**
- * Writes the state atomically: `file.tmp`, fsync, rename over `file`, fsync of the directory. A crash at
- * any point leaves either the old file or the new one. Creates missing directories.
+ * Applies a journal to the origins of the state file with id `id`: frame by frame, in order, until its end
+ * or the first frame that is cut short, damaged or does not parse. Origins it names that the state file
+ * lacks are added.
+ */
+export function replayJournal(buf: Uint8Array, id: number, origins: OriginCheckpoint[]): JournalReplay {
+  const result: JournalReplay = { frames: 0, records: 0 };
+  if (buf.length < JOURNAL_HEADER_BYTES) {
+    result.ignored = 'its header is incomplete (a crash while it was started)';
+    return result;
+  }
+  if (Buffer.from(buf.buffer, buf.byteOffset, 8).toString('latin1') !== JOURNAL_MAGIC) {
+    result.ignored = 'not a journal of a delta state file';
+    result.damaged = true;
+    return result;
+  }
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const version = view.getUint32(8, true);
+  if (version !== JOURNAL_VERSION) {
+    result.ignored = `journal format version ${version}; this netmon reads version ${JOURNAL_VERSION}`;
+    result.damaged = true;
+    return result;
+  }
+  if (view.getUint32(12, true) !== id) {
+    // Written before the state file was last rewritten (a crash before the old journal was removed).
+    result.ignored = 'it continues an older state file';
+    return result;
+  }
+  const byName = new Map(origins.map((o) => [o.origin, o]));
+  let off = JOURNAL_HEADER_BYTES;
+  while (off < buf.length) {
+    const left = buf.length - off;
+    const payload = left >= FRAME_HEADER_BYTES ? view.getUint32(off, true) : 0;
+    if (left < FRAME_HEADER_BYTES || payload < 8 || left - FRAME_HEADER_BYTES < payload) {
+      result.ignored = `its last ${left} bytes are an incomplete frame (a crash while it was appended)`;
+      return result;
+    }
+    const start = off + FRAME_HEADER_BYTES;
+    const end = start + payload;
+    if (crc32(buf.subarray(start, end)) !== view.getUint32(off + 4, true)) {
+      result.ignored = `checksum mismatch in frame ${result.frames + 1}; it and the ${buf.length - end} bytes after it are ignored`;
+      result.damaged = true;
+      return result;
+    }
+    try {
+      const parts: OriginPart[] = [];
+      let at = start + 8;
+      const n = view.getUint32(start, true);
+      for (let i = 0; i < n; i++) {
+        const part = getOrigin(buf, view, at, end, i);
+        parts.push(part);
+        at = part.end;
+      }
+      if (at !== end) throw new CheckpointFormatError(`${end - at} unexpected bytes in the frame`);
+      // All of a frame or nothing: its records are checked before any is applied.
+      for (const part of parts) FlowTable.checkRecords(part.records);
+      for (const part of parts) {
+        let o = byName.get(part.origin);
+        if (o === undefined) {
+          o = {
+            origin: part.origin,
+            baselinePhase: true,
+            generation: 0,
+            lastSnapshotTime: 0,
+            table: new FlowTable(),
+          };
+          byName.set(part.origin, o);
+          origins.push(o);
+        }
+        o.table.upsertRecords(part.records);
+        o.baselinePhase = part.baselinePhase;
+        o.generation = part.generation;
+        o.lastSnapshotTime = part.lastSnapshotTime;
+        result.records += part.count;
+      }
+    } catch (err) {
+      result.ignored = `frame ${result.frames + 1} does not parse (${(err as Error).message}); it and what follows are ignored`;
+      result.damaged = true;
+      return result;
+    }
+    result.frames++;
+    off = end;
+  }
+  return result;
+}
+
+/**
+ * Writes the state atomically: `file.tmp`, fsync, rename over `file`, fsync of the directory; then removes
+ * the journal, which the new file contains. A crash at any point leaves either the old file (with its
+ * journal) or the new one (with no journal, or an old one it does not match). Creates missing directories.
  */
 export async function writeCheckpoint(file: string, data: Uint8Array): Promise<void> {
   const tmp = `${file}.tmp`;
@@ -150,12 +376,41 @@ export async function writeCheckpoint(file: string, data: Uint8Array): Promise<v
     await handle.close();
   }
   await rename(tmp, file);
+  await syncDirectory(path.dirname(file));
+  await rm(journalPath(file), { force: true });
+}
+
+/**
+ * Appends a frame to the journal of `file`. With `id`, the journal is started afresh for the state file
+ * with that id. With `sync`, the frame is on disk (fsync) when this resolves; without, it is in the page
+ * cache, which outlives the process (kill -9) but not the machine; `syncDirectory` makes the journal's
+ * name durable too (once after it was started).
+ */
+export async function appendJournal(
+  file: string,
+  frame: Uint8Array,
+  opts: { id?: number; sync: boolean; syncDirectory?: boolean },
+): Promise<void> {
+  const journal = journalPath(file);
+  const fresh = opts.id !== undefined;
+  const handle = await open(journal, fresh ? 'w' : 'a', 0o600);
   try {
-    const dir = await open(path.dirname(file), 'r');
+    await handle.writeFile(fresh ? Buffer.concat([encodeJournalHeader(opts.id ?? 0), frame]) : frame);
+    if (opts.sync) await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+  // A new file's name must be on disk too before what it holds survives a power cut.
+  if (opts.syncDirectory) await syncDirectory(path.dirname(journal));
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
     try {
-      await dir.sync();
+      await handle.sync();
     } finally {
-      await dir.close();
+      await handle.close();
     }
   } catch {
     // Some file systems refuse fsync on a directory; the rename is still atomic.
@@ -164,11 +419,14 @@ export async function writeCheckpoint(file: string, data: Uint8Array): Promise<v
 
 export type LoadResult =
   | { kind: 'missing' }
-  | { kind: 'loaded'; origins: OriginCheckpoint[]; bytes: number }
+  | { kind: 'loaded'; origins: OriginCheckpoint[]; bytes: number; id: number; journal: JournalReplay }
   | { kind: 'unreadable'; reason: string }
   | { kind: 'corrupt'; reason: string; movedTo?: string };
 
-/** Reads the state file. A damaged one is renamed to `file.corrupt` so the next write does not hide it. */
+/**
+ * Reads the state file and replays its journal. A damaged state file is renamed to `file.corrupt` so the
+ * next write does not hide it; a damaged end of the journal is only reported (the next write replaces it).
+ */
 export async function loadCheckpoint(file: string): Promise<LoadResult> {
   let buf: Buffer;
   try {
@@ -179,8 +437,9 @@ export async function loadCheckpoint(file: string): Promise<LoadResult> {
     if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return { kind: 'missing' };
     return { kind: 'unreadable', reason: systemError(err) };
   }
+  let origins: OriginCheckpoint[];
   try {
-    return { kind: 'loaded', origins: decodeCheckpoint(buf), bytes: buf.length };
+    origins = decodeCheckpoint(buf);
   } catch (err) {
     // Whatever went wrong, a file that cannot be decoded is not trusted (and never crashes the agent).
     const reason = err instanceof Error ? err.message : String(err);
@@ -192,6 +451,18 @@ export async function loadCheckpoint(file: string): Promise<LoadResult> {
       return { kind: 'corrupt', reason };
     }
   }
+  const id = checkpointId(buf);
+  let journal: JournalReplay = { frames: 0, records: 0 };
+  if (id !== 0) {
+    try {
+      journal = replayJournal(await readFile(journalPath(file)), id, origins);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code !== 'ENOENT')
+        journal = { ...journal, ignored: `cannot read it: ${systemError(err)}`, damaged: true };
+    }
+  }
+  return { kind: 'loaded', origins, bytes: buf.length, id, journal };
 }
 
 /**

@@ -12,7 +12,7 @@ export const deltaProcessorConfig = z.strictObject({
   checkpoint_interval: duration()
     .prefault('0s')
     .describe(
-      'How often the state file is rewritten, after a snapshot. 0s: after every snapshot, before its deltas are passed on, so a crash never repeats a byte (deltas passed on but not yet exported when it happens are lost). Longer intervals write less; after a crash, deltas passed on since the last write are reported again.',
+      'How often the state is written. 0s: before the deltas of every batch are passed on (a snapshot rewrites the state file, other batches append to its journal), so a crash never repeats a byte (deltas passed on but not yet exported when it happens are lost). Longer: the file is rewritten at most once per interval, without a journal; after a crash, deltas passed on since the last write are reported again.',
     ),
 });
 

@@ -238,8 +238,6 @@ describe('delta processor', () => {
       ),
     ).toEqual([{ port: 1, tx: 900, rx: 9000, txp: 9, rxp: 18, start: T0 - 600, end: T0 }]);
     await run(p, events(T0 + 1000, [opened(3)]));
-    // A second NEW for a known flow changes nothing.
-    await run(p, events(T0 + 1500, [opened(3, { tx: 999 })]));
     expect(
       tx(
         await run(
@@ -403,15 +401,112 @@ describe('delta processor', () => {
     expect(p.counts.vanished).toBe(4);
   });
 
-  it('a NEW for a flow missing from the last snapshot is a reused key: the old one vanished, the new one counts from zero', async () => {
-    const p = processor();
-    await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
-    await run(p, snap(T0 + S, [{ port: 1, tx: 1500 }]));
-    // Its DESTROY was lost; the kernel reused tuple and id straight away.
-    await run(p, snap(T0 + 2 * S, []));
-    await run(p, events(T0 + 2 * S + 10, [opened(1)]));
-    expect(p.counts.vanished).toBe(1);
-    expect(tx(await run(p, snap(T0 + 3 * S, [{ port: 1, tx: 3000 }])))).toEqual({ 1: 3000 });
+  describe('a key reused by a new connection with the same id (NEW for a key held)', () => {
+    // Conntrack ids hash the entry's address and tuple: a tuple reused at once (a SYN on a TIME_WAIT
+    // entry: the kernel destroys it and creates a new one, often at the same address) keeps its id.
+
+    it('after a DESTROY: the new connection counts from zero, and closing within the tombstone is counted', async () => {
+      const p = processor();
+      await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+      expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 1500 }])))).toEqual({ 1: 500 });
+      expect(tx(await run(p, events(T0 + S + 100, [closed(1, 1800)])))).toEqual({ 1: 300 });
+      expect(await run(p, events(T0 + S + 200, [opened(1)]))).toBeNull();
+      // Opened and closed again before any dump, while the old one's tombstone lasts: counted whole.
+      expect(rows(await run(p, events(T0 + S + 300, [closed(1, 700)])))).toEqual([
+        { port: 1, tx: 700, rx: 7000, txp: 7, rxp: 14, start: T0 + S + 200, end: T0 + S + 300 },
+      ]);
+      // A third connection on the key, still open at the next dumps.
+      await run(p, events(T0 + S + 400, [opened(1)]));
+      // The first dump after its NEW may have passed the key before the reuse: held back, not lost.
+      expect(await run(p, snap(T0 + 2 * S, [{ port: 1, tx: 400 }]))).toBeNull();
+      expect(rows(await run(p, snap(T0 + 3 * S, [{ port: 1, tx: 900 }])))).toEqual([
+        { port: 1, tx: 900, rx: 9000, txp: 9, rxp: 18, start: T0 + S + 400, end: T0 + 3 * S },
+      ]);
+      // Its DESTROY carries its final counters: final − baseline.
+      expect(tx(await run(p, events(T0 + 3 * S + 5, [closed(1, 1000)])))).toEqual({ 1: 100 });
+      expect(p.counts.vanished).toBe(0);
+      expect(p.counts.counterResets).toBe(0);
+    });
+
+    it('a dump taken before the DESTROY and NEW were processed does not count the old connection again', async () => {
+      const p = processor();
+      await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+      await run(p, events(T0 + 100, [closed(1, 1800)]));
+      await run(p, events(T0 + 200, [opened(1)]));
+      // Read while the old connection was alive: its counters, below the final ones, or up to them.
+      expect(await run(p, snap(T0 + S, [{ port: 1, tx: 1700 }]))).toBeNull();
+      // The next dump began after the NEW was handed on: the new connection, whole.
+      expect(tx(await run(p, snap(T0 + 2 * S, [{ port: 1, tx: 60 }])))).toEqual({ 1: 60 });
+      expect(p.counts.counterResets).toBe(0);
+    });
+
+    it('with conntrack timestamps, the first dump after the NEW is used when its start proves the row new', async () => {
+      const s1 = T0 - 5000;
+      const s2 = T0 + 150;
+      const s3 = T0 + S + 190;
+      const p = processor();
+      await run(p, snap(T0, [{ port: 1, tx: 1000, start: s1 }]));
+      expect(tx(await run(p, events(T0 + 100, [closed(1, 1800, { start: s1 })])))).toEqual({ 1: 800 });
+      await run(p, events(T0 + 200, [opened(1)]));
+      // The old connection's DESTROY again (its start): a duplicate, not the new one's end.
+      expect(await run(p, events(T0 + 250, [closed(1, 1800, { start: s1 })]))).toBeNull();
+      // A stale row: the old connection's start.
+      expect(await run(p, snap(T0 + S, [{ port: 1, tx: 1700, start: s1 }]))).toBeNull();
+      expect(tx(await run(p, events(T0 + S + 100, [closed(1, 50, { start: s2 })])))).toEqual({ 1: 50 });
+      await run(p, events(T0 + S + 200, [opened(1)]));
+      // Started after the connection before it: the new one, used at once.
+      expect(rows(await run(p, snap(T0 + 2 * S, [{ port: 1, tx: 400, start: s3 }])))).toEqual([
+        { port: 1, tx: 400, rx: 4000, txp: 4, rxp: 8, start: T0 + S + 200, end: T0 + 2 * S },
+      ]);
+    });
+
+    it('with its DESTROY lost: the old connection vanished, the new one counts from zero, not from the old baseline', async () => {
+      const p = processor();
+      await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+      expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 1500 }])))).toEqual({ 1: 500 });
+      await run(p, events(T0 + S + 100, [opened(1)]));
+      expect(p.counts.vanished).toBe(1);
+      // Stale: the old connection, read before it ended.
+      expect(await run(p, snap(T0 + 2 * S, [{ port: 1, tx: 1600 }]))).toBeNull();
+      // Above the old baseline: computed against it, 500 of these 2000 bytes would be lost.
+      expect(rows(await run(p, snap(T0 + 3 * S, [{ port: 1, tx: 2000 }])))).toEqual([
+        { port: 1, tx: 2000, rx: 20000, txp: 20, rxp: 40, start: T0 + S + 100, end: T0 + 3 * S },
+      ]);
+      expect(tx(await run(p, events(T0 + 3 * S + 5, [closed(1, 2300)])))).toEqual({ 1: 300 });
+      expect(p.counts.counterResets).toBe(0);
+    });
+
+    it('with its DESTROY lost while missing from the last snapshot', async () => {
+      const p = processor();
+      await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+      await run(p, snap(T0 + S, [{ port: 1, tx: 1500 }]));
+      await run(p, snap(T0 + 2 * S, []));
+      await run(p, events(T0 + 2 * S + 10, [opened(1)]));
+      expect(p.counts.vanished).toBe(1);
+      expect(await run(p, snap(T0 + 3 * S, [{ port: 1, tx: 3000 }]))).toBeNull();
+      expect(tx(await run(p, snap(T0 + 4 * S, [{ port: 1, tx: 3100 }])))).toEqual({ 1: 3100 });
+      expect(p.counts.vanished).toBe(1);
+    });
+
+    it('a plain reading (a dump with skipped rows) after the NEW is the first dump; the snapshot after it is trusted', async () => {
+      const p = processor();
+      await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+      await run(p, events(T0 + 100, [closed(1, 1800)]));
+      await run(p, events(T0 + 200, [opened(1)]));
+      expect(await run(p, events(T0 + S, [{ port: 1, tx: 1800 }]))).toBeNull();
+      expect(tx(await run(p, snap(T0 + S + 10, [{ port: 1, tx: 30 }])))).toEqual({ 1: 30 });
+    });
+
+    it('a NEW read before the reading that already saw its connection is late, not a reuse', async () => {
+      const p = processor();
+      await run(p, snap(T0, []));
+      // Born after the first dump; this dump lists it, and its NEW (read before the dump ended) comes
+      // after the snapshot: only when the receiver's event barrier failed.
+      expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 500 }])))).toEqual({ 1: 500 });
+      expect(await run(p, events(T0 + S - 10, [opened(1)]))).toBeNull();
+      expect(p.counts.vanished).toBe(0);
+      expect(tx(await run(p, snap(T0 + 2 * S, [{ port: 1, tx: 600 }])))).toEqual({ 1: 100 });
+    });
   });
 
   it('a DESTROY that arrives after the snapshot that no longer lists the flow settles it once', async () => {
@@ -616,6 +711,22 @@ describe('delta processor', () => {
       const eventsOn = random() < 0.8;
       const closeEvent = (f: Sim) =>
         events(t, [{ port: f.port, id: f.id, tx: f.tx, rx: f.rx, txp: 0, rxp: 0, flags: FlowFlags.Closed }]);
+      // A new connection on a closed one's tuple, with the same conntrack id (the kernel's reuse).
+      const reuse = async (old: Sim) => {
+        const f: Sim = {
+          ...old,
+          tx: 0,
+          rx: 0,
+          alive: true,
+          baseTx: 0,
+          baseRx: 0,
+          emittedTx: 0,
+          emittedRx: 0,
+        };
+        flows.push(f);
+        byKey.set(`${f.port}/${f.id}`, f);
+        account(await run(p, events(t, [opened(f.port, { id: f.id })])));
+      };
       if (eventsOn) {
         // Before the first dump: new flows open (and count from zero), old ones close (dropped whole).
         for (let i = 0; i < 5; i++) {
@@ -670,6 +781,7 @@ describe('delta processor', () => {
           if (eventsOn) {
             account(await run(p, closeEvent(f)));
             if (random() < 0.2) account(await run(p, closeEvent(f)));
+            if (random() < 0.3) await reuse(f);
           }
         } else {
           // A dump, sometimes processed only after a few more events (so it is stale by then).
@@ -684,6 +796,8 @@ describe('delta processor', () => {
               f.tx += 10;
               f.alive = false;
               account(await run(p, closeEvent(f)));
+              // The stale dump lists the old connection on a key that is now the new one's.
+              if (random() < 0.5) await reuse(f);
             }
             // Born after the dump was read, NEW processed before the dump: not in it, and not gone.
             const f = born(false);
@@ -694,16 +808,19 @@ describe('delta processor', () => {
           account(await run(p, b));
         }
       }
-      t += 100;
-      account(
-        await run(
-          p,
-          dump(
-            t,
-            flows.filter((f) => f.alive),
+      // Two final dumps: a reused key's first dump after its NEW is held back, the next one reports it.
+      for (let k = 0; k < 2; k++) {
+        t += 100;
+        account(
+          await run(
+            p,
+            dump(
+              t,
+              flows.filter((f) => f.alive),
+            ),
           ),
-        ),
-      );
+        );
+      }
       if (eventsOn) {
         for (const f of flows) {
           expect(f.emittedTx, `seed ${seed} flow ${f.port}`).toBe(f.tx - f.baseTx);
@@ -770,7 +887,7 @@ describe('delta processor state file', () => {
     await b.start();
     expect(b.trackedFlows('conntrack')).toBe(2);
     // Flow 1 continues from its saved baseline, flow 3 was born after the write (counts whole), flow 2 is
-    // gone: it vanishes without being counted again.
+    // closed (its DESTROY is in the journal): neither the snapshot nor a repeated DESTROY counts it again.
     expect(
       rows(
         await run(
@@ -785,10 +902,134 @@ describe('delta processor state file', () => {
       { port: 1, tx: 100, rx: 1000, txp: 1, rxp: 2, start: T0 + S, end: T0 + 2 * S },
       { port: 3, tx: 30, rx: 300, txp: 1, rxp: 1, start: T0 + S + 5, end: T0 + 2 * S },
     ]);
+    expect(await run(b, events(T0 + 2 * S + 1, [closed(2, 2300, { id: 9 })]))).toBeNull();
     // A restored origin is past its baseline phase: a DESTROY of an unknown flow counts whole.
     expect(tx(await run(b, events(T0 + S + 1, [closed(4, 44)], 'conntrack/b')))).toEqual({ 4: 44 });
     expect(b.counts.preexistingClosed).toBe(0);
     await b.shutdown();
+    await a.shutdown();
+  });
+
+  /** Runs the batches that precede a kill -9 in the journal tests; returns what each passed on. */
+  async function beforeKill(a: DeltaProcessor): Promise<Record<number, number>[]> {
+    const out: Record<number, number>[] = [];
+    await run(
+      a,
+      snap(T0, [
+        { port: 1, tx: 1000 },
+        { port: 2, tx: 2000 },
+        { port: 4, tx: 10 },
+      ]),
+    );
+    out.push(
+      tx(
+        await run(
+          a,
+          snap(T0 + S, [
+            { port: 1, tx: 1500 },
+            { port: 2, tx: 2100 },
+            { port: 4, tx: 10 },
+          ]),
+        ),
+      ),
+    );
+    // After the last snapshot: a dump with skipped rows (plain readings), a DESTROY, a key reused (its
+    // NEW has nothing to pass on, so it is not waited for: the next append queues behind it), and a flow
+    // born and closed between reads.
+    out.push(tx(await run(a, events(T0 + S + 5, [{ port: 1, tx: 1700 }]))));
+    out.push(tx(await run(a, events(T0 + S + 10, [closed(2, 2300)]))));
+    out.push(tx(await run(a, events(T0 + S + 20, [closed(4, 15)]))));
+    expect(await run(a, events(T0 + S + 30, [opened(4)]))).toBeNull();
+    out.push(tx(await run(a, events(T0 + S + 40, [closed(5, 9)]))));
+    return out;
+  }
+
+  it('after kill -9, a restarted agent reports nothing again that event batches and plain readings passed on', async () => {
+    const a = processor(config, dir);
+    await a.start();
+    expect(await beforeKill(a)).toEqual([{ 1: 500, 2: 100 }, { 1: 200 }, { 2: 200 }, { 4: 5 }, { 5: 9 }]);
+    // The state file is the last snapshot's; what came after is in its journal.
+    expect(decodeCheckpoint(await readFile(stateFile()))[0].table.count).toBe(3);
+    // A 16-byte header, then per batch a frame: 8 + 8 bytes of header, the origin's 32 and its name's 16,
+    // and the one record the batch changed.
+    expect((await stat(`${stateFile()}.journal`)).size).toBe(16 + 5 * (8 + 8 + 32 + 16 + 56));
+
+    // kill -9: no shutdown.
+    const logs: LogLine[] = [];
+    const b = processor(config, dir, { logs });
+    await b.start();
+    expect(logs.find((l) => l.msg === 'state restored')).toMatchObject({
+      journal_frames: 5,
+      journal_records: 5,
+    });
+    expect(b.trackedFlows('conntrack')).toBe(4);
+    // Flow 1 from its plain reading's baseline; flow 4's new connection from zero, at the first dump (it
+    // began after the NEW, which came before the restart).
+    expect(
+      tx(
+        await run(
+          b,
+          snap(T0 + 2 * S, [
+            { port: 1, tx: 1800 },
+            { port: 4, tx: 70 },
+          ]),
+        ),
+      ),
+    ).toEqual({ 1: 100, 4: 70 });
+    // Closed flows stay closed.
+    expect(await run(b, events(T0 + 2 * S + 1, [closed(2, 2300), closed(5, 9)]))).toBeNull();
+    await b.shutdown();
+    // The state file now holds it all; its journal is gone.
+    await expect(stat(`${stateFile()}.journal`)).rejects.toThrow(/ENOENT/);
+    await a.shutdown();
+  });
+
+  it('ignores the end of a journal cut short by a crash, and a journal of an older state file', async () => {
+    const a = processor(config, dir);
+    await a.start();
+    await beforeKill(a);
+    const journal = await readFile(`${stateFile()}.journal`);
+    // Killed while appending the last frame: its deltas were not passed on, so it is not needed.
+    await writeFile(`${stateFile()}.journal`, journal.subarray(0, journal.length - 5));
+    const logs: LogLine[] = [];
+    const b = processor(config, dir, { logs });
+    await b.start();
+    const note = logs.find((l) => l.msg === 'part of the state file journal is not used');
+    expect(note?.level).toBe(30);
+    expect(note?.problem).toMatch(/incomplete frame/);
+    expect(note?.frames_used).toBe(4);
+    // Flow 5 is unknown again: its DESTROY (the batch that was being written) counts when it comes.
+    expect(tx(await run(b, events(T0 + S + 40, [closed(5, 9)])))).toEqual({ 5: 9 });
+    await b.shutdown();
+
+    // A crash after the state file was rewritten but before the old journal was removed.
+    await writeFile(`${stateFile()}.journal`, journal);
+    const quiet: LogLine[] = [];
+    const c = processor(config, dir, { logs: quiet });
+    await c.start();
+    expect(quiet.find((l) => l.msg === 'part of the state file journal is not used')?.problem).toMatch(
+      /older state file/,
+    );
+    expect(quiet.find((l) => l.msg === 'state restored')).toMatchObject({ journal_frames: 0 });
+    expect(c.trackedFlows('conntrack')).toBe(4);
+    await c.shutdown();
+    await a.shutdown();
+  });
+
+  it('with checkpoint_interval, event batches rewrite the state file when a write is due, and keep no journal', async () => {
+    const a = processor({ ...config, checkpoint_interval: '1h' }, dir);
+    await a.start();
+    expect(
+      tx(await run(a, events(T0, [closed(1, 50, { flags: FlowFlags.Closed | FlowFlags.Opened })]))),
+    ).toEqual({
+      1: 50,
+    });
+    const first = await readFile(stateFile());
+    expect(decodeCheckpoint(first)[0].table.count).toBe(1);
+    await run(a, snap(T0 + S, [{ port: 2, tx: 5 }]));
+    await run(a, events(T0 + S + 1, [closed(2, 9)]));
+    expect(await readFile(stateFile())).toEqual(first);
+    await expect(stat(`${stateFile()}.journal`)).rejects.toThrow(/ENOENT/);
     await a.shutdown();
   });
 

@@ -5,8 +5,12 @@ import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type Batch, type ComponentSettings, FlowBatch, FlowFlags, type Processor } from '@netmon/core';
 import {
+  appendJournal,
   encodeCheckpoint,
+  encodeJournalFrame,
   loadCheckpoint,
+  newCheckpointId,
+  nextCheckpointId,
   type OriginCheckpoint,
   systemError,
   writeCheckpoint,
@@ -14,7 +18,10 @@ import {
 import type { DeltaProcessorConfig } from './config.js';
 import {
   addressWords,
+  F_CLOSED_START,
+  F_EARLIER_START,
   F_LAST_READ,
+  F_REOPENED_AT_READ,
   F_RX_BYTES,
   F_RX_PACKETS,
   F_TX_BYTES,
@@ -28,6 +35,7 @@ import {
   STATE_CLOSED,
   STATE_LIVE,
   STATE_MISSING,
+  STATE_REOPENED,
   U_GEN,
   U_STATE,
 } from './flow-table.js';
@@ -54,6 +62,11 @@ type Observable = Parameters<Meter['addBatchObservableCallback']>[1][number];
 
 /** State and counts of one source of cumulative counters (one receiver instance). */
 interface Origin extends OriginCheckpoint {
+  /**
+   * Dumps processed (snapshots and plain readings), to tell which came after a NEW. Not saved: a restored
+   * REOPENED flow becomes LIVE, as every dump after a restart began after the NEW.
+   */
+  reads: number;
   vanished: number;
   counterResets: number;
   preexistingClosed: number;
@@ -66,6 +79,7 @@ const newOrigin = (origin: string): Origin => ({
   baselinePhase: true,
   generation: 0,
   lastSnapshotTime: 0,
+  reads: 0,
   vanished: 0,
   counterResets: 0,
   preexistingClosed: 0,
@@ -88,6 +102,16 @@ export class DeltaProcessor implements Processor {
   private loggedDeltaInput = false;
   private writing: Promise<void> = Promise.resolve();
   private lastCheckpoint = Number.NEGATIVE_INFINITY;
+  /** Id of the last state file written or loaded; 0: none yet. */
+  private checkpointId = 0;
+  /**
+   * The journal continuing the state file this process last wrote: set once that write succeeded, unset
+   * when a write fails (the next batch that needs one rewrites the state file).
+   */
+  private journal?: { id: number; started: boolean; directorySynced: boolean };
+  /** Entries the batch being computed changed (the first `changedCount`), for the journal. */
+  private changed = new Uint32Array(1024);
+  private changedCount = 0;
   private checkpointFailures = 0;
   /** The message of the last failed write while writes keep failing; undefined once one succeeds. */
   private checkpointError?: string;
@@ -200,11 +224,26 @@ export class DeltaProcessor implements Processor {
       this.origins.set(batch.origin, origin);
     }
     const out = this.compute(batch, origin);
-    if (batch.snapshot && this.checkpointDue()) {
-      // The state whose deltas `out` holds is on disk before `out` is passed on.
-      return this.checkpoint().then(() => out);
+    if (this.file === undefined) return out;
+    // The state whose deltas `out` holds is on disk before `out` is passed on, so that after a crash a
+    // restarted agent continues from it and reports none of them again. A snapshot rewrites the state
+    // file; any other batch that changed the state appends what it changed to the journal, or, before this
+    // process has written a state file to continue (or with checkpoint_interval), rewrites it too.
+    let written: Promise<void>;
+    if (batch.snapshot) {
+      if (!this.checkpointDue()) return out;
+      written = this.checkpoint();
+    } else if (this.changedCount === 0) {
+      return out;
+    } else if (this.config.checkpoint_interval === 0 && this.journal !== undefined) {
+      written = this.append(origin, out !== null);
+    } else if (this.checkpointDue()) {
+      written = this.checkpoint();
+    } else {
+      return out;
     }
-    return out;
+    // An event batch with nothing to pass on need not wait: later writes queue behind this one.
+    return out === null && !batch.snapshot ? null : written.then(() => out);
   }
 
   /** Tracked flows per origin (live and tombstones). */
@@ -252,6 +291,11 @@ export class DeltaProcessor implements Processor {
     const zones = numberValues(batch, ZONE_ATTRIBUTE);
     const src32 = addressWords(srcAddr);
     const dst32 = addressWords(dstAddr);
+    // Records this batch changes, for the journal (a snapshot rewrites the whole state file instead).
+    const track = this.file !== undefined && !snapshot;
+    this.changedCount = 0;
+    // This batch's number among the origin's dumps (snapshots and plain readings); 0 for events.
+    let read = snapshot ? ++o.reads : 0;
 
     // Rows to emit, and per row its four deltas and start time (stride 5). Allocated per batch, not per
     // row, small at first: most rows of a dump of a large table did not change.
@@ -286,30 +330,48 @@ export class DeltaProcessor implements Processor {
       let dtp = tp;
       let drp = rp;
       let from: number;
+      const ts = timeStart[i];
+      // The connection's start when the kernel keeps it (nf_conntrack_timestamp), else 0.
+      const start = ts > 0 && ts <= tEnd ? ts : 0;
+      const event = !snapshot && (fl & (FlowFlags.Opened | FlowFlags.Closed)) !== 0;
+      if (!event && read === 0) read = ++o.reads;
+      const state = e === -1 ? 0 : u32[REC_U32 * e + U_STATE];
 
-      if (e !== -1 && u32[REC_U32 * e + U_STATE] === STATE_CLOSED) {
-        // Already closed: a duplicate DESTROY, a NEW out of order, or a dump taken before the DESTROY was
-        // processed. Its final counters were passed on; never count them again.
-        continue;
-      }
-      if (fl & FlowFlags.Opened && !(fl & FlowFlags.Closed) && !snapshot) {
-        // NEW event: the flow counts from zero, whatever the row says; nothing to emit yet.
-        if (e !== -1 && u32[REC_U32 * e + U_STATE] === STATE_MISSING) {
-          // A NEW for a key that is missing from the last snapshot: the old connection ended unseen (its
-          // DESTROY lost) and the kernel reused its tuple and id at once. The old one has vanished; the
-          // new one starts from zero.
-          table.remove(e);
-          o.vanished++;
-          e = -1;
+      if (event && !(fl & FlowFlags.Closed)) {
+        // NEW event: the connection counts from zero, whatever the row says; nothing to emit yet.
+        if (e === -1) {
+          e = table.insert(lo, hi);
+          f64 = table.f64;
+          u32 = table.u32;
+          f64[REC_F64 * e + F_LAST_READ] = start || tEnd;
+          u32[REC_U32 * e + U_GEN] = gen;
+          u32[REC_U32 * e + U_STATE] = STATE_LIVE;
+          if (track) this.markChanged(e);
+          continue;
         }
-        if (e !== -1) continue;
-        e = table.insert(lo, hi);
-        f64 = table.f64;
-        u32 = table.u32;
-        const ts = timeStart[i];
-        f64[REC_F64 * e + F_LAST_READ] = ts > 0 && ts <= tEnd ? ts : tEnd;
+        // The key of a connection we hold: the kernel reused the tuple, and with it the id (the id hashes
+        // the entry's address and tuple, and a reused entry often sits at the same address).
+        const r = REC_F64 * e;
+        let earlier = 0;
+        if (state === STATE_CLOSED) {
+          earlier = f64[r + F_CLOSED_START];
+        } else {
+          // Read before the reading we hold: not a new connection but the NEW of the one that reading saw,
+          // late (the receiver hands a dump on only after every event queued before it ends, so this takes
+          // a failed event barrier, or the clock stepped back).
+          if (tEnd < f64[r + F_LAST_READ]) continue;
+          // The old connection ended without a DESTROY reaching us: what it sent since its last reading is
+          // lost, as for a flow missing from two snapshots.
+          o.vanished++;
+        }
+        f64[r + F_EARLIER_START] = earlier;
+        f64[r + F_REOPENED_AT_READ] = o.reads;
+        f64[r + F_TX_PACKETS] = 0;
+        f64[r + F_RX_PACKETS] = 0;
+        f64[r + F_LAST_READ] = start || tEnd;
         u32[REC_U32 * e + U_GEN] = gen;
-        u32[REC_U32 * e + U_STATE] = STATE_LIVE;
+        u32[REC_U32 * e + U_STATE] = STATE_REOPENED;
+        if (track) this.markChanged(e);
         continue;
       }
       if (e === -1) {
@@ -322,9 +384,15 @@ export class DeltaProcessor implements Processor {
         f64[r + F_RX_BYTES] = rx;
         f64[r + F_TX_PACKETS] = tp;
         f64[r + F_RX_PACKETS] = rp;
-        f64[r + F_LAST_READ] = tEnd;
         u32[REC_U32 * e + U_GEN] = gen;
-        u32[REC_U32 * e + U_STATE] = fl & FlowFlags.Closed ? STATE_CLOSED : STATE_LIVE;
+        if (fl & FlowFlags.Closed) {
+          f64[r + F_CLOSED_START] = start;
+          u32[REC_U32 * e + U_STATE] = STATE_CLOSED;
+        } else {
+          f64[r + F_LAST_READ] = tEnd;
+          u32[REC_U32 * e + U_STATE] = STATE_LIVE;
+        }
+        if (track) this.markChanged(e);
         if (baselinePhase && !(fl & FlowFlags.Opened)) {
           // Alive before the agent started: its counters so far are the baseline, not news. A DESTROY of
           // such a flow is dropped whole (the tombstone keeps a stale dump from baselining it again).
@@ -332,15 +400,32 @@ export class DeltaProcessor implements Processor {
           continue;
         }
         // Born after the previous reading (its NEW missed, or events off): all of it is new.
-        const ts = timeStart[i];
-        from =
-          ts > 0 && ts <= tEnd
-            ? ts
-            : prevSnapshotTime > 0 && prevSnapshotTime <= tEnd
-              ? prevSnapshotTime
-              : tEnd;
+        from = start || (prevSnapshotTime > 0 && prevSnapshotTime <= tEnd ? prevSnapshotTime : tEnd);
       } else {
+        if (state === STATE_CLOSED) {
+          // Already closed: a duplicate DESTROY, or a dump taken before the DESTROY was processed. Its
+          // final counters were passed on; never count them again.
+          continue;
+        }
         const r = REC_F64 * e;
+        if (state === STATE_REOPENED) {
+          const earlier = f64[r + F_EARLIER_START];
+          if (fl & FlowFlags.Closed) {
+            // The new connection's DESTROY (events come in the kernel's order), unless its start says it
+            // is the old one's again.
+            if (start > 0 && start <= earlier) continue;
+          } else if (
+            !(read - f64[r + F_REOPENED_AT_READ] >= 2 || (start > 0 && earlier > 0 && start > earlier))
+          ) {
+            // The first dump processed since the NEW may have passed this key before the kernel reused
+            // it, and then shows the old connection, whose bytes were counted: held back (not lost) unless
+            // its start proves it the new one. A later dump began after the NEW was handed on.
+            if (snapshot) u32[REC_U32 * e + U_GEN] = gen;
+            continue;
+          }
+          f64[r + F_TX_BYTES] = 0;
+          f64[r + F_RX_BYTES] = 0;
+        }
         const btx = f64[r + F_TX_BYTES];
         const brx = f64[r + F_RX_BYTES];
         const btp = f64[r + F_TX_PACKETS];
@@ -359,16 +444,18 @@ export class DeltaProcessor implements Processor {
         f64[r + F_RX_BYTES] = rx;
         f64[r + F_TX_PACKETS] = tp;
         f64[r + F_RX_PACKETS] = rp;
-        f64[r + F_LAST_READ] = tEnd;
         if (fl & FlowFlags.Closed) {
           // DESTROY: the counters are final; the entry stays as a tombstone for a while.
+          f64[r + F_CLOSED_START] = start;
           u32[REC_U32 * e + U_STATE] = STATE_CLOSED;
           u32[REC_U32 * e + U_GEN] = gen;
         } else {
           // Seen again (a flow missing from the previous snapshot comes back with its baseline intact).
+          f64[r + F_LAST_READ] = tEnd;
           u32[REC_U32 * e + U_STATE] = STATE_LIVE;
           if (snapshot) u32[REC_U32 * e + U_GEN] = gen;
         }
+        if (track) this.markChanged(e);
         if (from > tEnd) from = tEnd;
       }
       if (dtx === 0 && drx === 0 && dtp === 0 && drp === 0) continue;
@@ -411,10 +498,20 @@ export class DeltaProcessor implements Processor {
     return out;
   }
 
+  private markChanged(e: number): void {
+    if (this.changedCount === this.changed.length) {
+      const grown = new Uint32Array(2 * this.changed.length);
+      grown.set(this.changed);
+      this.changed = grown;
+    }
+    this.changed[this.changedCount++] = e;
+  }
+
   /**
    * After a snapshot: live flows it did not list (unless first seen after the dump was read) become
    * missing; a flow missing MISSING_SNAPSHOTS snapshots in a row has ended without a DESTROY (its bytes
-   * since its last reading are lost) and goes; tombstones older than TOMBSTONE_SNAPSHOTS snapshots go.
+   * since its last reading are lost) and goes; tombstones older than TOMBSTONE_SNAPSHOTS snapshots go;
+   * reopened flows become live (or missing) with a zero baseline.
    */
   private sweep(o: Origin, gen: number, snapshotTime: number): void {
     const t = o.table;
@@ -428,6 +525,14 @@ export class DeltaProcessor implements Processor {
         if (g !== gen && f64[REC_F64 * e + F_LAST_READ] <= snapshotTime) {
           u32[REC_U32 * e + U_STATE] = STATE_MISSING;
         }
+      } else if (state === STATE_REOPENED) {
+        // Every dump after this snapshot began after the NEW was handed on: nothing older can show up
+        // any more, and the new connection is an ordinary flow with a zero baseline.
+        const r = REC_F64 * e;
+        f64[r + F_EARLIER_START] = 0;
+        f64[r + F_REOPENED_AT_READ] = 0;
+        u32[REC_U32 * e + U_STATE] =
+          g !== gen && f64[r + F_LAST_READ] <= snapshotTime ? STATE_MISSING : STATE_LIVE;
       } else if (state === STATE_MISSING) {
         if ((gen - g) >>> 0 >= MISSING_SNAPSHOTS) {
           t.remove(e);
@@ -454,35 +559,89 @@ export class DeltaProcessor implements Processor {
     if (file === undefined) return Promise.resolve();
     this.lastCheckpoint = performance.now();
     const origins = [...this.origins.values()];
-    const data = encodeCheckpoint(origins);
+    const id = this.checkpointId === 0 ? newCheckpointId() : nextCheckpointId(this.checkpointId);
+    this.checkpointId = id;
+    const data = encodeCheckpoint(origins, id);
     const flows = origins.reduce((s, o) => s + o.table.count, 0);
     const run = this.writing.then(async () => {
       const t0 = performance.now();
       try {
         await writeCheckpoint(file, data);
+        this.journal = { id, started: false, directorySynced: false };
         this.settings.logger.debug(
           { path: file, flows, bytes: data.length, ms: Math.round((performance.now() - t0) * 10) / 10 },
           'state file written',
         );
-        if (this.checkpointError !== undefined) {
-          this.checkpointError = undefined;
-          this.settings.logger.info({ path: file }, 'state file written again');
-        }
+        this.written();
       } catch (err) {
-        this.checkpointFailures++;
-        const message = `cannot write the state file ${file}: ${systemError(err)}`;
-        if (message !== this.checkpointError) {
-          this.settings.logger.warn(
-            { path: file, err: systemError(err) },
-            'cannot write the state file; deltas go on, but after a restart the counts since the last good write are reported again',
-          );
-          this.checkpointError = message;
-          this.reportError(message);
-        }
+        this.journal = undefined;
+        this.writeFailed(err);
       }
     });
     this.writing = run;
     return run;
+  }
+
+  /**
+   * Appends the records the batch just computed changed to the journal; with `sync`, they are on disk
+   * when this resolves (else in the page cache, which outlives a killed process). Never rejects.
+   */
+  private append(o: Origin, sync: boolean): Promise<void> {
+    const file = this.file;
+    if (file === undefined) return Promise.resolve();
+    const frame = encodeJournalFrame([
+      {
+        origin: o.origin,
+        baselinePhase: o.baselinePhase,
+        generation: o.generation,
+        lastSnapshotTime: o.lastSnapshotTime,
+        records: o.table.copyRecords(this.changed, this.changedCount),
+      },
+    ]);
+    const run = this.writing.then(async () => {
+      const j = this.journal;
+      if (j === undefined) {
+        // The state file this frame continues was not written (that failure is reported and counted).
+        this.checkpointFailures++;
+        return;
+      }
+      try {
+        await appendJournal(file, frame, {
+          id: j.started ? undefined : j.id,
+          sync,
+          syncDirectory: sync && !j.directorySynced,
+        });
+        j.started = true;
+        if (sync) j.directorySynced = true;
+        this.written();
+      } catch (err) {
+        this.journal = undefined;
+        this.writeFailed(err);
+      }
+    });
+    this.writing = run;
+    return run;
+  }
+
+  private written(): void {
+    if (this.checkpointError !== undefined) {
+      this.checkpointError = undefined;
+      this.settings.logger.info({ path: this.file }, 'state file written again');
+    }
+  }
+
+  private writeFailed(err: unknown): void {
+    const file = this.file;
+    this.checkpointFailures++;
+    const message = `cannot write the state file ${file}: ${systemError(err)}`;
+    if (message !== this.checkpointError) {
+      this.settings.logger.warn(
+        { path: file, err: systemError(err) },
+        'cannot write the state file; deltas go on, but after a restart the counts since the last good write are reported again',
+      );
+      this.checkpointError = message;
+      this.reportError(message);
+    }
   }
 
   /**
@@ -536,9 +695,20 @@ export class DeltaProcessor implements Processor {
           }; starting without it`,
         );
         break;
-      case 'loaded':
+      case 'loaded': {
+        this.checkpointId = result.id;
         for (const c of result.origins) {
-          this.origins.set(c.origin, { ...c, vanished: 0, counterResets: 0, preexistingClosed: 0 });
+          settleReopened(c.table);
+          this.origins.set(c.origin, { ...c, reads: 0, vanished: 0, counterResets: 0, preexistingClosed: 0 });
+        }
+        const { journal } = result;
+        if (journal.ignored !== undefined) {
+          const fields = { path: `${file}.journal`, problem: journal.ignored, frames_used: journal.frames };
+          // A frame cut short is what a crash while appending leaves (its deltas were never passed on);
+          // a journal of an older state file is what a crash right after rewriting the state file leaves.
+          if (journal.damaged)
+            log.warn(fields, 'the state file journal is damaged: using what precedes the damage');
+          else log.info(fields, 'part of the state file journal is not used');
         }
         log.info(
           {
@@ -546,11 +716,29 @@ export class DeltaProcessor implements Processor {
             origins: result.origins.length,
             flows: result.origins.reduce((s, o) => s + o.table.count, 0),
             bytes: result.bytes,
+            journal_frames: journal.frames,
+            journal_records: journal.records,
             ms: Math.round((performance.now() - t0) * 10) / 10,
           },
           'state restored',
         );
         break;
+      }
     }
+  }
+}
+
+/**
+ * A restored REOPENED flow is LIVE with a zero baseline: its NEW was processed before the state was
+ * written, so every dump after the restart began after it.
+ */
+function settleReopened(t: FlowTable): void {
+  const f64 = t.f64;
+  const u32 = t.u32;
+  for (let e = 0; e < t.count; e++) {
+    if (u32[REC_U32 * e + U_STATE] !== STATE_REOPENED) continue;
+    f64[REC_F64 * e + F_EARLIER_START] = 0;
+    f64[REC_F64 * e + F_REOPENED_AT_READ] = 0;
+    u32[REC_U32 * e + U_STATE] = STATE_LIVE;
   }
 }

@@ -11,7 +11,14 @@
 //   f64[4]     last read: ms since the epoch of the reading the baseline comes from
 //   u32[10,11] fingerprint: two independent 32-bit hashes of the flow key
 //   u32[12]    generation of the last snapshot that saw the flow (for a closed flow: when it closed)
-//   u32[13]    state: LIVE or CLOSED (a tombstone holding the final counters)
+//   u32[13]    state: LIVE, MISSING, CLOSED or REOPENED
+// Two states give the float64 slots other meanings, as no baseline is needed there (a record must not
+// grow: every byte is paid a million times over):
+//   CLOSED (a tombstone): f64[0..3] the final counters; f64[4] the connection's start (conntrack's
+//     timestamp, 0 when unknown), which tells a later connection with the same key from this one.
+//   REOPENED (a NEW reused the key of a flow held here; the new connection's baseline is 0):
+//     f64[0] an upper bound of the start of every earlier connection with this key (0 = unknown),
+//     f64[1] the origin's dump count when the NEW was processed, f64[2,3] 0, f64[4] last read as for LIVE.
 
 export const RECORD_BYTES = 56;
 export const REC_F64 = 7;
@@ -30,6 +37,17 @@ export const STATE_LIVE = 1;
 export const STATE_CLOSED = 2;
 /** Live, but missing from the last snapshot: kept (with its baseline) until a grace period ends. */
 export const STATE_MISSING = 3;
+/**
+ * Live, opened by a NEW that reused the key of a connection held here: until a dump is known to have been
+ * taken after that NEW, a dump's row for the key may still show the old connection.
+ */
+export const STATE_REOPENED = 4;
+/** CLOSED: the connection's start (ms since the epoch; 0 = unknown). */
+export const F_CLOSED_START = 4;
+/** REOPENED: an upper bound of the starts of the earlier connections with this key (0 = unknown). */
+export const F_EARLIER_START = 0;
+/** REOPENED: the origin's dump count when the NEW was processed. */
+export const F_REOPENED_AT_READ = 1;
 
 /** Index slots hold `entry + 1` in the low 26 bits and 6 bits of the fingerprint above them. */
 const ENTRY_BITS = 26;
@@ -286,6 +304,17 @@ export class FlowTable {
     return new Uint8Array(this.f64.buffer, 0, this.count * RECORD_BYTES);
   }
 
+  /** Copies of the given records (entries may repeat), as raw bytes. */
+  copyRecords(entries: Uint32Array, n: number): Uint8Array {
+    const out = new Uint8Array(n * RECORD_BYTES);
+    const src = new Uint8Array(this.f64.buffer);
+    for (let j = 0; j < n; j++) {
+      const at = entries[j] * RECORD_BYTES;
+      out.set(src.subarray(at, at + RECORD_BYTES), j * RECORD_BYTES);
+    }
+    return out;
+  }
+
   /**
    * A table rebuilt from raw records (a checkpoint). Throws when two records share a fingerprint or a
    * record's state is unknown.
@@ -298,14 +327,8 @@ export class FlowTable {
     const u32 = t.u32;
     const f64 = t.f64;
     for (let e = 0; e < count; e++) {
+      checkRecord(f64, u32, e);
       const r = REC_U32 * e;
-      const state = u32[r + U_STATE];
-      if (state !== STATE_LIVE && state !== STATE_CLOSED && state !== STATE_MISSING)
-        throw new Error(`record ${e} has unknown state ${state}`);
-      for (let f = 0; f < 4; f++) {
-        const v = f64[REC_F64 * e + f];
-        if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER)) throw new Error(`record ${e} has counter ${v}`);
-      }
       const lo = u32[r + U_FP_LO];
       const hi = u32[r + U_FP_HI];
       if (t.find(lo, hi) !== -1) throw new Error(`record ${e} repeats the key of an earlier one`);
@@ -313,6 +336,32 @@ export class FlowTable {
       t.place(e, lo, hi);
     }
     return t;
+  }
+
+  /** Checks raw records as `fromRecords` does (but for repeated keys); returns an aligned copy of them. */
+  static checkRecords(bytes: Uint8Array): Uint32Array {
+    if (bytes.length % RECORD_BYTES !== 0) throw new Error('record bytes are not whole records');
+    const copy = new Uint8Array(bytes);
+    const f64 = new Float64Array(copy.buffer);
+    const u32 = new Uint32Array(copy.buffer);
+    for (let j = 0; j < bytes.length / RECORD_BYTES; j++) checkRecord(f64, u32, j);
+    return u32;
+  }
+
+  /**
+   * Writes raw records (a checkpoint's journal) over the entries with the same fingerprint, adding those
+   * not held. All are checked first: on an error (thrown) the table is unchanged.
+   */
+  upsertRecords(bytes: Uint8Array): void {
+    const u32 = FlowTable.checkRecords(bytes);
+    const n = u32.length / REC_U32;
+    for (let j = 0; j < n; j++) {
+      const lo = u32[REC_U32 * j + U_FP_LO];
+      const hi = u32[REC_U32 * j + U_FP_HI];
+      let e = this.find(lo, hi);
+      if (e === -1) e = this.insert(lo, hi);
+      this.u32.set(u32.subarray(REC_U32 * j, REC_U32 * j + REC_U32), REC_U32 * e);
+    }
   }
 
   private place(e: number, lo: number, hi: number): void {
@@ -365,5 +414,16 @@ export class FlowTable {
         this.place(e, this.u32[REC_U32 * e + U_FP_LO], this.u32[REC_U32 * e + U_FP_HI]);
       }
     }
+  }
+}
+
+/** Throws when record `e` holds an unknown state or a slot no valid state holds. */
+function checkRecord(f64: Float64Array, u32: Uint32Array, e: number): void {
+  const state = u32[REC_U32 * e + U_STATE];
+  if (state !== STATE_LIVE && state !== STATE_CLOSED && state !== STATE_MISSING && state !== STATE_REOPENED)
+    throw new Error(`record ${e} has unknown state ${state}`);
+  for (let f = 0; f < 4; f++) {
+    const v = f64[REC_F64 * e + f];
+    if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER)) throw new Error(`record ${e} has counter ${v}`);
   }
 }
