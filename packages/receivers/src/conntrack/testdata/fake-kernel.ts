@@ -216,6 +216,7 @@ export class FakeKernel implements ConntrackKernel {
   readonly sysctls = new Map<string, string>([
     ['net/netfilter/nf_conntrack_acct', '1'],
     ['net/netfilter/nf_conntrack_events', '1'],
+    ['net/netfilter/nf_conntrack_timestamp', '1'],
   ]);
   /** Set: writes fail with it (a read-only /proc/sys). */
   writeError?: Error;
