@@ -106,10 +106,10 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
     expect((await runCli(['version'])).stdout).toMatch(/^netmon \d+\.\d+\.\d+ \(node v24\./);
     const help = await runCli(['run', '--help']);
     expect(help.code).toBe(0);
-    expect(help.stdout).toContain('--config <file>');
+    expect(help.stdout).toContain('--config <file...>');
     expect(help.stdout).toContain('Exit codes');
     const missing = await runCli(['run']);
     expect(missing.code).not.toBe(0);
-    expect(missing.stderr).toContain("required option '-c, --config <file>' not specified");
+    expect(missing.stderr).toContain("required option '-c, --config <file...>' not specified");
   });
 });

@@ -14,12 +14,13 @@ import { VERSION } from './version.js';
 
 const EXIT_INVALID_CONFIG = 2;
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
+// Variadic, and commander appends when the option is repeated: `-c a.yaml b.yaml` and `-c a.yaml -c b.yaml`
+// both give [a.yaml, b.yaml].
 const configOption = () =>
-  new Option('-c, --config <file>', 'pipeline config file (YAML); repeat to merge several, later files win')
-    .argParser(collect)
-    .makeOptionMandatory();
+  new Option(
+    '-c, --config <file...>',
+    'pipeline config files (YAML), merged in order: later files win; list several or repeat -c',
+  ).makeOptionMandatory();
 
 const logLevelOption = () =>
   new Option('--log-level <level>', 'log level, overriding service::telemetry::logs::level').choices(
@@ -50,8 +51,8 @@ export function buildProgram(): Command {
       `
 Examples:
   netmon run --config configs/default.yaml
-  netmon run -c base.yaml -c node-overrides.yaml --log-level debug
-  netmon validate -c configs/kubernetes.yaml
+  netmon run -c base.yaml node-overrides.yaml --log-level debug
+  NODE_NAME=node-1 netmon validate -c configs/kubernetes.yaml
   netmon components
 
 Docs: docs/configuration.md (config), docs/architecture.md, docs/operations.md`,

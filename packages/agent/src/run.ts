@@ -5,6 +5,7 @@ import {
   type Registry,
   registerSelfMetrics,
   Service,
+  StartAbortedError,
 } from '@netmon/core';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { VERSION } from './version.js';
@@ -29,8 +30,10 @@ export interface RunOptions {
 }
 
 /**
- * Runs the agent until SIGTERM/SIGINT: validate everything, build, start; on the signal, drain queued
- * data to the exporters within service::shutdown_timeout. Returns the process exit code.
+ * Runs the agent until SIGTERM/SIGINT: validate everything, build, start (each component within
+ * service::start_timeout); on the signal, drain queued data to the exporters within
+ * service::shutdown_timeout. A signal while starting interrupts the start and stops what started.
+ * Returns the process exit code.
  */
 export async function runAgent(opts: RunOptions): Promise<number> {
   const config = await loadConfig(opts.configFiles, opts.registry);
@@ -85,22 +88,35 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   opts.stop?.then(() => stopRequested('stop requested'));
-
-  try {
-    await service.start();
-  } catch (err) {
-    logger.fatal({ err: (err as Error).message }, 'netmon could not start');
+  const interrupt = new AbortController();
+  void stopSignal.then(() => interrupt.abort());
+  const unhook = () => {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    stopSelfMetrics();
-    await meterProvider.shutdown();
-    return 1;
-  }
-  logger.info('netmon is running; SIGTERM or Ctrl-C stops it after draining in-flight data');
+    process.off('SIGTERM', force);
+    process.off('SIGINT', force);
+  };
 
-  // Signal handlers do not keep Node alive: once a replay ends, nothing else might. Hold the process
-  // open until a signal says to stop, so shutdown (drain, final counts) always runs.
+  // Signal handlers do not keep Node alive: once a replay ends (or while a start waits on a promise that
+  // holds nothing open), nothing else might. Hold the process open until a signal says to stop, so the
+  // start's deadline and shutdown (drain, final counts) always run.
   const keepAlive = setInterval(() => {}, 1 << 30);
+  try {
+    await service.start({ signal: interrupt.signal });
+    logger.info('netmon is running; SIGTERM or Ctrl-C stops it after draining in-flight data');
+  } catch (err) {
+    if (!(err instanceof StartAbortedError)) {
+      clearInterval(keepAlive);
+      // The service already stopped what had started.
+      logger.fatal({ err: (err as Error).message }, 'netmon could not start');
+      unhook();
+      stopSelfMetrics();
+      await meterProvider.shutdown();
+      return 1;
+    }
+    logger.warn({ pending: err.pending }, `stop requested while ${err.pending} was starting`);
+  }
+
   const signal = await stopSignal;
   clearInterval(keepAlive);
   logger.info({ signal, deadline_ms: config.shutdownTimeoutMs }, 'stopping: draining in-flight data');
@@ -108,20 +124,35 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   stopSelfMetrics();
   await meterProvider.shutdown();
   for (const e of report.errors) logger.error({ error: e }, 'error while stopping');
+  const components = service.components();
+  const queues = service.queues();
   logger.info(
     {
-      components: service
-        .components()
-        .map((c) => ({ kind: c.kind, id: c.id, pipeline: c.pipeline, items: c.items })),
-      queues: service.queues(),
+      components: components.map((c) => ({ kind: c.kind, id: c.id, pipeline: c.pipeline, items: c.items })),
+      queues,
     },
     'final item counts',
   );
-  if (report.drained) logger.info('netmon stopped; everything read was delivered to the exporters');
-  else logger.error({ abandoned_items: report.abandonedItems }, 'netmon stopped before the queues drained');
-  process.off('SIGTERM', onSignal);
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', force);
-  process.off('SIGINT', force);
+  // The verdict comes from the counters, not from the drain alone: a batch a processor failed on, or a
+  // queue that overflowed an hour ago, was not delivered either.
+  const lost = {
+    failed_items: components.reduce((n, c) => n + c.items.failed, 0),
+    dropped_items: queues.reduce((n, q) => n + q.droppedItems, 0),
+    refused_items: components.reduce((n, c) => n + (c.items.refused ?? 0), 0),
+  };
+  if (!report.drained) {
+    logger.error(
+      { abandoned_items: report.abandonedItems, ...lost },
+      'netmon stopped before the queues drained',
+    );
+  } else if (lost.failed_items + lost.dropped_items + lost.refused_items > 0) {
+    logger.warn(
+      lost,
+      'netmon stopped; not everything read reached the exporters (see failed, dropped and refused above)',
+    );
+  } else {
+    logger.info('netmon stopped; everything read was delivered to the exporters');
+  }
+  unhook();
   return report.drained && report.errors.length === 0 ? 0 : 1;
 }

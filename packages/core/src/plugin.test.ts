@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FlowBatch } from './batch/flow-batch.js';
-import { processorFromFunction, toPluginDefinition } from './plugin.js';
+import { loadPluginModule, processorFromFunction, toPluginDefinition } from './plugin.js';
 import { describeConformance, testSettings } from './testkit/index.js';
 
 const doubler = processorFromFunction(
@@ -41,5 +44,67 @@ describe('processorFromFunction', () => {
       'plugin module "x" must default-export a function (batch, ctx) => batch, or an object with a process function',
     );
     expect(toPluginDefinition((b: unknown) => b, 'f').process).toBeTypeOf('function');
+  });
+});
+
+describe('loadPluginModule by package name', () => {
+  // A project folder with its own node_modules; the config sits in a subfolder, as packages are found
+  // in the node_modules of the config's folder or of any folder above it.
+  let root = '';
+  let configDir = '';
+  const pkg = async (name: string, manifest: object, files: Record<string, string>) => {
+    const dir = path.join(root, 'node_modules', name);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', ...manifest }));
+    for (const [file, text] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(dir, file)), { recursive: true });
+      await writeFile(path.join(dir, file), text);
+    }
+  };
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'netmon-plugin-'));
+    configDir = path.join(root, 'conf', 'node-a');
+    await mkdir(configDir, { recursive: true });
+    await pkg(
+      'esm-only-plugin',
+      { type: 'module', exports: { '.': { import: './index.js' } } },
+      { 'index.js': 'export default { process: (batch) => batch, mutates: false };\n' },
+    );
+    await pkg(
+      'cjs-main-plugin',
+      { main: 'lib/plugin.js' },
+      { 'lib/plugin.js': 'module.exports = function double(batch) { return batch; };\n' },
+    );
+    await pkg(
+      'require-only-plugin',
+      { exports: { require: './index.cjs' } },
+      { 'index.cjs': 'module.exports = { process: (batch) => batch };\n' },
+    );
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('loads an ESM-only package (exports with only an "import" condition)', async () => {
+    const def = await loadPluginModule('esm-only-plugin', configDir);
+    expect(def.process).toBeTypeOf('function');
+    expect(def.mutates).toBe(false);
+  });
+
+  it('loads a CommonJS package with main, and one whose exports offer only "require"', async () => {
+    expect((await loadPluginModule('cjs-main-plugin', configDir)).process.name).toBe('double');
+    expect((await loadPluginModule('require-only-plugin', configDir)).process).toBeTypeOf('function');
+  });
+
+  it('names the package and the folder searched when the package is not installed', async () => {
+    await expect(loadPluginModule('no-such-plugin-pkg', configDir)).rejects.toThrow(
+      `cannot load plugin module "no-such-plugin-pkg": no package "no-such-plugin-pkg" in node_modules of ${configDir} or of a folder above it`,
+    );
+  });
+
+  it('leaves the resolution of later imports alone', async () => {
+    await loadPluginModule('esm-only-plugin', configDir);
+    // The resolve hook is gone: from here (outside root) the package is not found.
+    expect(() => import.meta.resolve('esm-only-plugin')).toThrow();
   });
 });

@@ -1,7 +1,7 @@
 // Custom processors as plain functions. A plugin module (a file path or an npm package named in the
 // config) default-exports either a function over a batch or an object with `process` and optional
 // `start`/`shutdown`/`mutates`; the `plugin` processor loads it, `processorFromFunction` wraps it.
-import { createRequire } from 'node:module';
+import { createRequire, registerHooks } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
@@ -51,13 +51,10 @@ export function toPluginDefinition(exported: unknown, where: string): PluginDefi
 export async function loadPluginModule(spec: string, configDir: string): Promise<PluginDefinition> {
   const isPath = spec.startsWith('.') || path.isAbsolute(spec);
   let url: string;
-  if (isPath) url = pathToFileURL(path.resolve(configDir, spec)).href;
-  else {
-    try {
-      url = pathToFileURL(createRequire(path.join(configDir, 'noop.js')).resolve(spec)).href;
-    } catch {
-      url = spec; // let the ESM resolver try from netmon's own node_modules
-    }
+  try {
+    url = isPath ? pathToFileURL(path.resolve(configDir, spec)).href : resolvePackage(spec, configDir);
+  } catch (err) {
+    throw new Error(`cannot load plugin module "${spec}": ${(err as Error).message}`);
   }
   let mod: { default?: unknown };
   try {
@@ -66,6 +63,51 @@ export async function loadPluginModule(spec: string, configDir: string): Promise
     throw new Error(`cannot load plugin module "${spec}": ${(err as Error).message}`);
   }
   return toPluginDefinition(mod.default, `plugin module "${spec}"`);
+}
+
+/**
+ * Finds a package as an `import` written in a module in `configDir` would: ESM rules, so a package that
+ * only exports an "import" condition is found. Then CommonJS rules (exports offering only "require"),
+ * then netmon's own node_modules, so a plugin installed next to netmon works too.
+ */
+function resolvePackage(spec: string, configDir: string): string {
+  // A directory URL as parent: Node's "imported from …" then names the config's folder, not a made-up file.
+  const parentURL = pathToFileURL(`${path.resolve(configDir)}${path.sep}`).href;
+  let esmError: Error;
+  try {
+    return resolveFrom(spec, parentURL);
+  } catch (err) {
+    esmError = err as Error;
+  }
+  try {
+    return pathToFileURL(createRequire(parentURL).resolve(spec)).href;
+  } catch {}
+  try {
+    return import.meta.resolve(spec);
+  } catch {}
+  if (esmError.message.startsWith('Cannot find package')) {
+    throw new Error(
+      `no package "${spec}" in node_modules of ${configDir} or of a folder above it (install it there, or give a file path starting with ./)`,
+    );
+  }
+  throw esmError;
+}
+
+/**
+ * `import.meta.resolve(spec, parent)` ignores its parent unless Node runs with
+ * --experimental-import-meta-resolve; a resolve hook that swaps in the parent gets Node's own ESM resolver
+ * (exports, conditions, subpaths) without the flag. The hook lives only for this synchronous call.
+ */
+function resolveFrom(spec: string, parentURL: string): string {
+  const hooks = registerHooks({
+    resolve: (specifier, context, nextResolve) =>
+      nextResolve(specifier, specifier === spec ? { ...context, parentURL } : context),
+  });
+  try {
+    return import.meta.resolve(spec, parentURL);
+  } finally {
+    hooks.deregister();
+  }
 }
 
 /** Wraps a plugin definition as a processor instance. */

@@ -12,8 +12,9 @@ export const STATUSES = [
 ] as const;
 export type Status = (typeof STATUSES)[number];
 
-const TRANSITIONS: Record<Status | 'none', readonly Status[]> = {
-  none: ['starting'],
+// A component is `starting` from the moment it is created: the service it belongs to is starting, and
+// /status must never show a state outside the seven above.
+const TRANSITIONS: Record<Status, readonly Status[]> = {
   starting: ['ok', 'recoverable_error', 'permanent_error', 'fatal_error', 'stopping'],
   ok: ['ok', 'recoverable_error', 'permanent_error', 'fatal_error', 'stopping'],
   recoverable_error: ['ok', 'recoverable_error', 'permanent_error', 'fatal_error', 'stopping'],
@@ -35,6 +36,12 @@ export interface ItemCounters {
   dropped: number;
   /** Items in batches the component failed to process or export. */
   failed: number;
+  /**
+   * Receivers only: items handed over that no pipeline took — emitted after shutdown closed the
+   * pipelines, or turned away by every pipeline's full `drop_newest` queue (those are also `dropped`).
+   * `out` counts the items at least one pipeline took, so `out + refused` is everything handed over.
+   */
+  refused?: number;
 }
 
 export interface ComponentState {
@@ -43,7 +50,7 @@ export interface ComponentState {
   signal?: string;
   /** Set for processors, which are instantiated once per pipeline. */
   pipeline?: string;
-  status: Status | 'none';
+  status: Status;
   /** ms since the Unix epoch of the last status change. */
   since: number;
   /** When the current run of recoverable errors began (ms), for liveness budgets. */
@@ -73,7 +80,7 @@ export function errorMessage(err: unknown): string {
 /** Status of every component instance in the process. */
 export class StatusBoard {
   private readonly entries = new Map<string, ComponentState>();
-  private readonly listeners = new Set<(state: ComponentState, previous: Status | 'none') => void>();
+  private readonly listeners = new Set<(state: ComponentState, previous: Status) => void>();
 
   static key(kind: ComponentKind, id: string, signal?: string, pipeline?: string): string {
     return [kind, signal ?? '', pipeline ?? '', id].join('|');
@@ -92,9 +99,12 @@ export class StatusBoard {
         id,
         signal: opts.signal,
         pipeline: opts.pipeline,
-        status: 'none',
+        status: 'starting',
         since: Date.now(),
-        items: { in: 0, out: 0, dropped: 0, failed: 0 },
+        items:
+          kind === 'receiver'
+            ? { in: 0, out: 0, dropped: 0, failed: 0, refused: 0 }
+            : { in: 0, out: 0, dropped: 0, failed: 0 },
       };
       this.entries.set(key, state);
     }
@@ -130,7 +140,7 @@ export class StatusBoard {
     };
   }
 
-  onChange(listener: (state: ComponentState, previous: Status | 'none') => void): () => void {
+  onChange(listener: (state: ComponentState, previous: Status) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

@@ -8,13 +8,23 @@ export interface Verdict {
 const name = (c: ComponentState) => `${c.kind} "${c.id}"${c.pipeline ? ` in pipeline ${c.pipeline}` : ''}`;
 
 /**
- * Liveness: the agent is doing its job, or restarting it could help. Fails on a fatal or permanent error
- * and on a recoverable error that has lasted longer than the budget (a backend down for good, a kernel
- * source that keeps failing). A merely idle pipeline is alive.
+ * Liveness: the agent is doing its job, or restarting it could help. Fails on a fatal or permanent error,
+ * on a recoverable error that has lasted longer than the budget (a backend down for good, a kernel
+ * source that keeps failing, a stage stuck on one batch), and on a start that has lasted longer than the
+ * budget. A merely idle pipeline is alive.
  */
 export function liveness(host: Host, budgetMs: number, now = Date.now()): Verdict {
   const reasons: string[] = [];
-  if (host.phase() === 'stopped') reasons.push('the agent has stopped');
+  const phase = host.phase();
+  if (phase === 'stopped') reasons.push('the agent has stopped');
+  // Each component's start has its own deadline (service::start_timeout); this catches the sum of them,
+  // or a service embedded without one, so a wedged start is restarted rather than left unready forever.
+  if (phase === 'starting' && now - host.startedAt() > budgetMs) {
+    const mins = ((now - host.startedAt()) / 60_000).toFixed(1);
+    const pending = host.components().filter((c) => c.status === 'starting');
+    const waiting = pending.length > 0 ? `; not started yet: ${pending.map(name).join(', ')}` : '';
+    reasons.push(`the agent has been starting for ${mins} min${waiting}`);
+  }
   for (const c of host.components()) {
     if (c.status === 'fatal_error' || c.status === 'permanent_error') {
       reasons.push(`${name(c)} is in ${c.status}: ${c.lastError ?? 'no detail'}`);

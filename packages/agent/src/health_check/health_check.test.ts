@@ -15,21 +15,44 @@ const state = (over: Partial<ComponentState>): ComponentState => ({
   ...over,
 });
 
-const host = (phase: ServicePhase, components: ComponentState[], queues: QueueState[] = []): Host => ({
+const host = (
+  phase: ServicePhase,
+  components: ComponentState[],
+  queues: QueueState[] = [],
+  startedAt = 0,
+): Host => ({
   phase: () => phase,
   components: () => components,
   queues: () => queues,
-  startedAt: () => 0,
+  startedAt: () => startedAt,
 });
 
 describe('liveness and readiness', () => {
   const now = 10 * 60_000;
   it('an agent that is starting is alive but not ready', () => {
-    const h = host('starting', [state({ status: 'starting' })]);
+    const h = host('starting', [state({ status: 'starting' })], [], now - 30_000);
     expect(liveness(h, 60_000, now).ok).toBe(true);
     expect(readiness(h)).toEqual({
       ok: false,
       reasons: ['the agent is starting', 'exporter "otlp" is starting'],
+    });
+  });
+
+  it('an agent that has been starting for longer than the budget is not alive', () => {
+    const h = host(
+      'starting',
+      [
+        state({ status: 'ok' }),
+        state({ kind: 'processor', id: 'plugin/x', pipeline: 'flows', status: 'starting' }),
+      ],
+      [],
+      now - 120_000,
+    );
+    expect(liveness(h, 60_000, now)).toEqual({
+      ok: false,
+      reasons: [
+        'the agent has been starting for 2.0 min; not started yet: processor "plugin/x" in pipeline flows',
+      ],
     });
   });
 

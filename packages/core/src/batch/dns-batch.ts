@@ -1,4 +1,5 @@
 import { formatIp, parseIp } from './ip.js';
+import { UNSEAL } from './unseal.js';
 
 /** DNS record types a DnsBatch carries. */
 export const DnsType = { A: 1, CNAME: 5, AAAA: 28 } as const;
@@ -62,6 +63,11 @@ export class DnsBatch {
   seal(): this {
     this.sealed = true;
     return this;
+  }
+
+  /** Lifts a seal: only for the pipeline that owns the batch (see FlowBatch). */
+  [UNSEAL](): void {
+    this.sealed = false;
   }
 
   name(code: number): string {

@@ -1,4 +1,5 @@
 import { formatIp, parseIp } from './ip.js';
+import { UNSEAL } from './unseal.js';
 
 /** Cumulative counters (conntrack, Cilium) or per-interval deltas (eBPF, the delta processor). */
 export type Temporality = 'delta' | 'cumulative';
@@ -298,6 +299,11 @@ export class FlowBatch {
   seal(): this {
     this.sealed = true;
     return this;
+  }
+
+  /** Lifts a seal: only for the pipeline that owns the batch and sealed it for one read-only call. */
+  [UNSEAL](): void {
+    this.sealed = false;
   }
 
   private assertWritable(): void {

@@ -7,7 +7,7 @@ import { defineExporter, defineExtension, defineProcessor, defineReceiver } from
 import { Registry } from '../registry.js';
 import { duration, formatDuration, parseDuration } from './duration.js';
 import { loadConfig } from './resolve.js';
-import { ConfigError } from './source.js';
+import { ConfigError, displayPath } from './source.js';
 
 const dir = path.join(import.meta.dirname, 'testdata');
 const file = (name: string) => path.join(dir, name);
@@ -141,7 +141,7 @@ describe('loadConfig', () => {
     expect(c.components.exporter.get('sink')?.config).toEqual({ label: 'node n1 costs $5', port: 1 });
     const problems = await problemsOf([f], { NODE_NAME: 'n1' });
     expect(problems).toEqual([
-      `${path.relative(process.cwd(), f)}:1:59: receivers::gen::count: environment variable COUNT is not set (write \${env:COUNT:-default} to give a default)`,
+      `${f}:1:59: receivers::gen::count: environment variable COUNT is not set (write \${env:COUNT:-default} to give a default)`,
     ]);
   });
 
@@ -165,7 +165,7 @@ describe('loadConfig', () => {
         '    flows: { receivers: [gen], processors: [needy], exporters: [sink] }',
       ].join('\n'),
     );
-    const r = path.relative(process.cwd(), f);
+    const r = f; // outside the working directory: shown as given
     expect(await problemsOf([f])).toEqual([
       `${r}:2:3: receivers::kafka: unknown receiver type "kafka"; known types: gen`,
       `${r}:5:3: processors::needy: needs the needs_nothing extension: add it under extensions and list it in service::extensions`,
@@ -179,8 +179,20 @@ describe('loadConfig', () => {
     const f = path.join(tmp, 'syntax.yaml');
     await writeFile(f, 'receivers:\n  gen: {interval: 5s\nservice: x\n');
     const problems = await problemsOf([f, path.join(tmp, 'absent.yaml')]);
-    expect(problems[0]).toMatch(new RegExp(`^${path.relative(process.cwd(), f)}:\\d+:\\d+: invalid YAML: `));
+    // The place is in the prefix; the message ends with what is wrong, not with a dangling "at line …:".
+    expect(problems[0]).toBe(
+      `${f}:3:1: invalid YAML: Flow map in block collection must be sufficiently indented and end with a }`,
+    );
     expect(problems.at(-1)).toMatch(/cannot read config file .*absent.yaml: ENOENT/);
+  });
+
+  it('names a file below the working directory relative to it, any other as given', async () => {
+    expect(displayPath(path.join(process.cwd(), 'configs/x.yaml'))).toBe(path.join('configs', 'x.yaml'));
+    expect(displayPath('/tmp/netmon/x.yaml')).toBe('/tmp/netmon/x.yaml');
+    expect(displayPath(path.join(process.cwd(), '..foo.yaml'))).toBe('..foo.yaml');
+    const f = path.join(tmp, 'dup.yaml');
+    await writeFile(f, 'service: {}\nservice: {}\n');
+    expect(await problemsOf([f])).toEqual([`${f}:2:1: invalid YAML: Map keys must be unique`]);
   });
 
   it('a bad value in the service section does not hide the other problems', async () => {
@@ -196,7 +208,7 @@ describe('loadConfig', () => {
         '    flows: { receivers: [gen], exporters: [sink, nope], queue: { size: "8" } }',
       ].join('\n'),
     );
-    const r = path.relative(process.cwd(), f);
+    const r = f; // outside the working directory: shown as given
     expect(await problemsOf([f])).toEqual([
       `${r}:1:21: receivers::gen::colour: unknown key "colour"; expected one of: interval, count`,
       `${r}:4:3: service::shutdown_timeout: "soon" is not a duration; expected e.g. 500ms, 5s or 1m30s`,
@@ -228,11 +240,35 @@ describe('loadConfig', () => {
     expect(c.components.exporter.get('sink/c')?.config).toEqual({ label: '0123', port: 1 });
   });
 
+  it('types a whole-value reference as YAML reads a decimal number, and nothing more', async () => {
+    const f = path.join(tmp, 'env3.yaml');
+    await writeFile(
+      f,
+      [
+        'receivers: { gen: { count: "${env:TOP}" } }',
+        'exporters: { sink: { label: "${env:TOP}", port: "${env:PORT}" }, sink/b: { label: "${env:LIST}" }, sink/c: { label: "${env:NULL}" } }',
+        'service: { pipelines: { flows: { receivers: [gen], exporters: [sink, sink/b, sink/c] } } }',
+      ].join('\n'),
+    );
+    const c = await loadConfig([f], testRegistry(), {
+      TOP: '007',
+      PORT: '+9.464e3',
+      LIST: '[a, b]',
+      NULL: '~',
+    });
+    expect(c.components.receiver.get('gen')?.config).toEqual({ interval: 10_000, count: 7 });
+    expect(c.components.exporter.get('sink')?.config).toEqual({ label: '007', port: 9464 });
+    expect(c.components.exporter.get('sink/b')?.config).toEqual({ label: '[a, b]', port: 1 });
+    expect(c.components.exporter.get('sink/c')?.config).toEqual({ label: '~', port: 1 });
+    // Hexadecimal is YAML too, but not a decimal number: it stays a string.
+    expect(await problemsOf([f], { TOP: '0x10', PORT: '1', LIST: '', NULL: '' })).toEqual([
+      `${f}:1:21: receivers::gen::count: expected number, received string`,
+    ]);
+  });
+
   it('requires a service with at least one pipeline', async () => {
     const f = path.join(tmp, 'empty.yaml');
     await writeFile(f, 'receivers: {gen: {}}\n');
-    expect(await problemsOf([f])).toEqual([
-      `${path.relative(process.cwd(), f)}:1:1: service: required: expected object`,
-    ]);
+    expect(await problemsOf([f])).toEqual([`${f}:1:1: service: required: expected object`]);
   });
 });

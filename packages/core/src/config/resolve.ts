@@ -55,6 +55,16 @@ export const serviceSchema = z.strictObject({
   shutdown_timeout: duration()
     .prefault('10s')
     .describe('On SIGTERM/SIGINT, how long in-flight data may take to drain to the exporters.'),
+  start_timeout: duration({ min: 1 })
+    .prefault('30s')
+    .describe(
+      'How long each component may take to start. One that takes longer is put in permanent_error, what already started is stopped, and `netmon run` exits 1 naming it.',
+    ),
+  stall_timeout: duration({ min: 1 })
+    .prefault('30s')
+    .describe(
+      'How long one batch may stay in one processor or exporter before the framework reports that component in recoverable_error (the pipeline behind it is stalled); health_check’s /healthz fails once that lasts longer than its recovery_duration. The status clears when the batch completes.',
+    ),
 });
 
 const topSchema = z.strictObject({
@@ -92,6 +102,8 @@ export interface ResolvedConfig {
   pipelines: PipelineSpec[];
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
+  startTimeoutMs: number;
+  stallTimeoutMs: number;
 }
 
 const SECTIONS: Record<ComponentKind, string> = {
@@ -296,6 +308,8 @@ export function resolveConfig(
     pipelines,
     logLevel: service.telemetry.logs.level,
     shutdownTimeoutMs: service.shutdown_timeout,
+    startTimeoutMs: service.start_timeout,
+    stallTimeoutMs: service.stall_timeout,
   };
 }
 
@@ -356,11 +370,16 @@ function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
 
 const REF = /\$\$|\$\{([^}]*)\}/g;
 const ENV_REF = /^env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
-const TYPED = /^(-?(0|[1-9]\d*)(\.\d+)?|true|false)$/;
+/**
+ * What a whole-value `${env:…}` is typed as: a decimal number as YAML 1.2 reads one (`8080`, `007`, `+1`,
+ * `-2.5`, `.5`, `1e3`) or `true`/`false`. Nothing else: reading the value as YAML would let a variable add
+ * structure (`[a]`, `{a: 1}`) or unset a field (`null`, `~`), which no one setting `TOKEN=~` means.
+ */
+const TYPED = /^([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?|true|false)$/;
 
 /**
  * Expands `${env:NAME}` and `${env:NAME:-default}` in every string; `$$` is a literal `$`. A value that is
- * exactly one reference and reads as a number or boolean becomes one, so `${env:PORT}` can fill a number
+ * exactly one reference and matches TYPED becomes a number or boolean, so `${env:PORT}` can fill a number
  * field; `typedFromEnv` remembers the text, for fields that want a string after all.
  */
 function expandEnv(
@@ -391,8 +410,10 @@ function expandEnv(
       return '';
     });
     if (whole && TYPED.test(out)) {
+      const typed = out === 'true' ? true : out === 'false' ? false : Number(out);
+      if (typed === Number.POSITIVE_INFINITY || typed === Number.NEGATIVE_INFINITY) return out; // 1e999
       typedFromEnv.set(joinPath(parts), out);
-      return out === 'true' ? true : out === 'false' ? false : Number(out);
+      return typed;
     }
     return out;
   }

@@ -80,18 +80,18 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
       });
       continue;
     }
-    const display = path.relative(process.cwd(), file) || file;
+    const display = displayPath(file);
     const lines = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
+    // prettyErrors off: it appends " at line L, column C:" and a code excerpt to the message, and the
+    // position is already in the problem's file:line:column prefix.
+    const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
-        const lp = e.linePos?.[0];
+        const lp = lines.linePos(e.pos[0]);
         problems.push({
           path: '',
-          message: `invalid YAML: ${e.message.split('\n')[0]}`,
-          position: lp
-            ? { file: display, line: lp.line, column: lp.col }
-            : { file: display, line: 1, column: 1 },
+          message: `invalid YAML: ${e.message}`,
+          position: { file: display, line: lp.line, column: lp.col },
         });
       }
       continue;
@@ -149,6 +149,16 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return source;
+}
+
+/**
+ * How a config file is named in messages: relative to the working directory when it lies below it (short),
+ * otherwise as given, since `../../tmp/x.yaml` is harder to find than `/tmp/x.yaml`.
+ */
+export function displayPath(file: string): string {
+  const rel = path.relative(process.cwd(), file);
+  if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) return file;
+  return rel;
 }
 
 function merge(base: unknown, over: unknown): unknown {

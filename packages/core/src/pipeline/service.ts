@@ -5,6 +5,9 @@ import { type Meter, type MeterProvider, metrics } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { defer, EMPTY, lastValueFrom, config as rxConfig, Subject } from 'rxjs';
 import { catchError, defaultIfEmpty } from 'rxjs/operators';
+import { DnsBatch } from '../batch/dns-batch.js';
+import { FlowBatch } from '../batch/flow-batch.js';
+import { UNSEAL } from '../batch/unseal.js';
 import type {
   Batch,
   BatchSink,
@@ -22,6 +25,7 @@ import type {
   ServicePhase,
   Signal,
 } from '../component.js';
+import { formatDuration } from '../config/duration.js';
 import type { ComponentSpec, ResolvedConfig } from '../config/resolve.js';
 import {
   type ComponentKind,
@@ -37,6 +41,18 @@ interface Node<C extends Lifecycle> {
   state: ComponentState;
   component: C;
   logger: Logger;
+  /** Calls into the component that have outlasted service::stall_timeout and are still running. */
+  stalled?: number;
+}
+
+/** One batch inside one processor or exporter: what the stall check watches. */
+interface Call {
+  node: Node<Lifecycle>;
+  pipeline: string;
+  items: number;
+  since: number;
+  /** The status message this call set once it stalled, so a later check updates only its own message. */
+  message?: string;
 }
 
 interface ProcessorNode extends Node<Processor> {}
@@ -58,6 +74,9 @@ interface ReceiverNode extends Node<Lifecycle> {
   subject: Subject<Batch>;
   edges: Edge[];
   closed: boolean;
+  /** The batch being handed to the pipelines right now, and how many of their queues turned it away. */
+  emitting?: Batch;
+  refusals: number;
 }
 
 export interface ServiceOptions {
@@ -68,6 +87,25 @@ export interface ServiceOptions {
    * can serve the self-metrics through `Host.selfMetrics`.
    */
   selfMetrics?: () => Promise<CollectedMetrics | undefined>;
+}
+
+export interface StartOptions {
+  /**
+   * Aborting it interrupts the start: the component starting then is not waited for, none after it is
+   * started, and `start` rejects with StartAbortedError. The caller stops what started with `shutdown`.
+   */
+  signal?: AbortSignal;
+}
+
+/** `start` was interrupted by its abort signal (a SIGTERM while starting); nothing failed. */
+export class StartAbortedError extends Error {
+  constructor(
+    /** The component whose start was pending, e.g. `processor "plugin/slow"`. */
+    readonly pending: string,
+  ) {
+    super(`start interrupted while ${pending} was starting`);
+    this.name = 'StartAbortedError';
+  }
 }
 
 export interface ShutdownReport {
@@ -97,6 +135,10 @@ export class Service implements Host {
   private receivers: ReceiverNode[] = [];
   private edges: Edge[] = [];
   private startedNodes: Node<Lifecycle>[] = [];
+  /** Batches inside a processor or exporter now, for the stall check. */
+  private readonly calls = new Set<Call>();
+  private stallTimer?: NodeJS.Timeout;
+  private stopping?: Promise<ShutdownReport>;
 
   private constructor(
     private readonly config: ResolvedConfig,
@@ -230,6 +272,7 @@ export class Service implements Host {
             subject,
             edges,
             closed: false,
+            refusals: 0,
             logger: settings.logger,
           } as ReceiverNode;
           const sink: BatchSink = {
@@ -240,7 +283,7 @@ export class Service implements Host {
           node = self;
           receiverNodes.set(key, node);
         }
-        this.connect(node, p.id, p.queue, processors, exporters);
+        this.connect(node, p.id, p.signal, p.queue, processors, exporters);
       }
     }
     this.receivers = [...receiverNodes.values()];
@@ -248,20 +291,36 @@ export class Service implements Host {
 
   /** A receiver's batch enters every pipeline that lists the receiver. */
   private emit(node: ReceiverNode, batch: Batch): void {
+    const n = batch.length;
     if (node.closed) {
-      node.state.items.dropped += batch.length;
-      node.logger.warn({ items: batch.length }, 'batch emitted after shutdown was dropped');
+      node.state.items.refused = (node.state.items.refused ?? 0) + n;
+      node.logger.warn({ items: n }, 'batch emitted after shutdown was refused');
       return;
     }
-    node.state.items.out += batch.length;
     // Shared by several pipelines: read-only, and mutating processors get their own copy.
     if (node.edges.length > 1) batch.seal();
-    node.subject.next(batch);
+    // Queues push synchronously inside next(): onDrop counts the queues that turned this very batch away.
+    const outer = node.emitting;
+    const outerRefusals = node.refusals;
+    node.emitting = batch;
+    node.refusals = 0;
+    try {
+      node.subject.next(batch);
+    } finally {
+      if (node.refusals > 0 && node.refusals >= node.edges.length) {
+        node.state.items.refused = (node.state.items.refused ?? 0) + n;
+      } else {
+        node.state.items.out += n;
+      }
+      node.emitting = outer;
+      node.refusals = outerRefusals;
+    }
   }
 
   private connect(
     receiver: ReceiverNode,
     pipeline: string,
+    signal: Signal,
     queueConfig: { size: number; overflow: 'drop_oldest' | 'drop_newest' },
     processors: ProcessorNode[],
     exporters: ExporterNode[],
@@ -276,6 +335,7 @@ export class Service implements Host {
       done: Promise.resolve(),
     };
     const onDrop = (batch: Batch) => {
+      if (batch === receiver.emitting) receiver.refusals++;
       edge.droppedBatches++;
       edge.droppedItems += batch.length;
       receiver.state.items.dropped += batch.length;
@@ -289,7 +349,14 @@ export class Service implements Host {
     const run = (batch: Batch) =>
       defer(() => {
         edge.inFlight = batch;
-        return this.runChain(batch, receiver.edges.length === 1, processors, exporters).finally(() => {
+        return this.runChain(
+          batch,
+          receiver.edges.length === 1,
+          pipeline,
+          signal,
+          processors,
+          exporters,
+        ).finally(() => {
           edge.inFlight = undefined;
         });
       }).pipe(
@@ -309,6 +376,8 @@ export class Service implements Host {
   private async runChain(
     input: Batch,
     owned: boolean,
+    pipeline: string,
+    signal: Signal,
     processors: ProcessorNode[],
     exporters: ExporterNode[],
   ): Promise<void> {
@@ -319,36 +388,110 @@ export class Service implements Host {
         batch = cloneBatch(batch);
         ownsBatch = true;
       }
+      // A processor that does not declare `mutates` gets the batch read-only whether or not another
+      // pipeline shares it, as the contract says; the seal is lifted afterwards when this pipeline owns the
+      // batch, so a mutating processor later in the chain still works on it without a copy.
+      const lent = !p.component.mutates && !batch.readonly;
+      if (lent) batch.seal();
       const n = batch.length;
       p.state.items.in += n;
-      let result: Batch | null | undefined;
+      let result: unknown;
       try {
-        result = await p.component.process(batch);
+        result = await this.track(p, pipeline, n, () => p.component.process(batch));
       } catch (err) {
         p.state.items.failed += n;
         this.recoverable(p, err, 'processor failed on a batch; the batch is dropped');
         return;
+      } finally {
+        if (lent && ownsBatch) ownsBatch = unseal(batch);
+      }
+      if (result === null || result === undefined) {
+        this.healthy(p);
+        return;
+      }
+      if (!isBatchOf(result, signal)) {
+        p.state.items.failed += n;
+        const err = new Error(
+          `process returned ${describeValue(result)}; expected a ${BATCH_CLASS[signal].name}, or null to drop the batch`,
+        );
+        this.recoverable(p, err, 'processor returned something that is not a batch; the batch is dropped');
+        return;
       }
       this.healthy(p);
-      if (!result || result.length === 0) return;
+      if (result.length === 0) return;
       p.state.items.out += result.length;
       if (result !== batch) ownsBatch = !result.readonly;
       batch = result;
     }
-    if (exporters.length > 1) batch.seal();
-    await Promise.all(exporters.map((e) => this.export(e, batch)));
+    // Exporters deliver read-only batches (they may keep them, e.g. queued for a backend): sealed always.
+    batch.seal();
+    await Promise.all(exporters.map((e) => this.export(e, pipeline, batch)));
   }
 
-  private async export(node: ExporterNode, batch: Batch): Promise<void> {
+  private async export(node: ExporterNode, pipeline: string, batch: Batch): Promise<void> {
     const n = batch.length;
     node.state.items.in += n;
     try {
-      await node.component.export(batch);
+      await this.track(node, pipeline, n, () => node.component.export(batch));
       node.state.items.out += n;
       this.healthy(node);
     } catch (err) {
       node.state.items.failed += n;
       this.recoverable(node, err, 'export failed');
+    }
+  }
+
+  /** Runs one call into a component with one batch, watched by the stall check while it runs. */
+  private async track<T>(
+    node: Node<Lifecycle>,
+    pipeline: string,
+    items: number,
+    work: () => T,
+  ): Promise<Awaited<T>> {
+    const call: Call = { node, pipeline, items, since: Date.now() };
+    this.calls.add(call);
+    try {
+      return await work();
+    } finally {
+      this.calls.delete(call);
+      if (call.message !== undefined) {
+        node.stalled = (node.stalled ?? 1) - 1;
+        node.logger.info(
+          { pipeline, waited_ms: Date.now() - call.since },
+          'the stalled batch completed; the pipeline moves again',
+        );
+      }
+    }
+  }
+
+  /**
+   * Marks every processor or exporter that has held one batch longer than service::stall_timeout as
+   * recoverable_error: a stage that never completes blocks its pipeline while the queue in front of it
+   * fills, and nothing else would show it. The mark goes when the batch completes (`healthy`).
+   */
+  private checkStalls(now = Date.now()): void {
+    const limit = this.config.stallTimeoutMs;
+    for (const call of this.calls) {
+      const held = now - call.since;
+      if (held <= limit) continue;
+      const { node } = call;
+      const what = node.state.kind === 'exporter' ? 'exporting' : 'processing';
+      const message =
+        `${what} one batch of ${call.items} items for ${formatDuration(held >= 1000 ? Math.floor(held / 1000) * 1000 : held)} ` +
+        `(longer than service::stall_timeout, ${formatDuration(limit)}); pipeline ${call.pipeline} waits behind it`;
+      if (call.message === undefined) {
+        node.stalled = (node.stalled ?? 0) + 1;
+        call.message = message;
+        this.recoverable(node, new Error(message), 'stalled: one batch is taking far too long');
+      } else if (
+        message !== call.message &&
+        node.state.status === 'recoverable_error' &&
+        node.state.lastError === call.message
+      ) {
+        // Only the message this call set is refreshed: another error reported since stays as it is.
+        call.message = message;
+        this.status.set(node.state, 'recoverable_error', new Error(message));
+      }
     }
   }
 
@@ -366,6 +509,8 @@ export class Service implements Host {
    * (an exporter whose backend is down while `export` only queues) stays until the component clears it.
    */
   private healthy(node: Node<Lifecycle>): void {
+    // Another batch of a shared exporter may still be stalled: the stall stays reported until it completes.
+    if ((node.stalled ?? 0) > 0) return;
     if (!this.failedBatch.delete(node.state)) return;
     if (node.state.status === 'recoverable_error' && this.status.set(node.state, 'ok')) {
       node.logger.info('recovered');
@@ -390,23 +535,36 @@ export class Service implements Host {
     };
   }
 
-  /** Starts extensions, exporters, processors, then receivers. A failure stops what started and throws. */
-  async start(): Promise<void> {
+  /**
+   * Starts extensions, exporters, processors, then receivers, each within service::start_timeout. A
+   * failure (or a start that outlasts the deadline) stops what started and throws, naming the component.
+   * Aborting `opts.signal` stops waiting and rejects with StartAbortedError; the caller then shuts down.
+   */
+  async start(opts: StartOptions = {}): Promise<void> {
     const order: Node<Lifecycle>[] = [
       ...this.extensions.map((e) => e.node),
       ...this.exporters.values(),
       ...this.processors,
       ...this.receivers,
     ];
+    this.watchStalls();
     for (const node of order) {
-      this.status.set(node.state, 'starting');
-      try {
-        await node.component.start?.();
-      } catch (err) {
+      const what = `${node.state.kind} "${node.state.id}"`;
+      const outcome = await startWithin(node.component, this.config.startTimeoutMs, opts.signal);
+      if (outcome.kind === 'aborted') {
+        node.logger.warn('stop requested while this component was starting: start interrupted');
+        throw new StartAbortedError(what);
+      }
+      if (outcome.kind !== 'started') {
+        const err =
+          outcome.kind === 'failed'
+            ? outcome.err
+            : new Error(
+                `did not finish starting within ${formatDuration(this.config.startTimeoutMs)} (service::start_timeout)`,
+              );
         this.status.set(node.state, 'permanent_error', err);
-        const what = `${node.state.kind} "${node.state.id}"`;
         node.logger.error({ err: errorMessage(err) }, 'failed to start');
-        await this.shutdown(5000);
+        await this.shutdown();
         throw new Error(`${what} failed to start: ${errorMessage(err)}`);
       }
       this.startedNodes.push(node);
@@ -416,15 +574,27 @@ export class Service implements Host {
     this.phaseValue = 'running';
   }
 
+  private watchStalls(): void {
+    if (this.stallTimer !== undefined) return;
+    // A few checks per timeout, at most one a second: cheap, and a stall is seen soon after it begins.
+    const every = Math.min(1000, Math.max(10, Math.floor(this.config.stallTimeoutMs / 4)));
+    this.stallTimer = setInterval(() => this.checkStalls(), every);
+    // The check must never be what keeps the process alive.
+    this.stallTimer.unref();
+  }
+
   /**
    * Stops receivers, lets the queues drain into the exporters (bounded by `deadlineMs`), then stops
    * processors, exporters and extensions. Everything already read reaches the exporters unless the
    * deadline passes; what is abandoned then is counted and reported.
    */
-  async shutdown(deadlineMs = this.config.shutdownTimeoutMs): Promise<ShutdownReport> {
-    if (this.phaseValue === 'stopping' || this.phaseValue === 'stopped') {
-      return { drained: true, abandonedItems: 0, errors: [] };
-    }
+  shutdown(deadlineMs = this.config.shutdownTimeoutMs): Promise<ShutdownReport> {
+    // A second caller (the agent after a failed or interrupted start) gets the outcome of the first.
+    this.stopping ??= this.stop(deadlineMs);
+    return this.stopping;
+  }
+
+  private async stop(deadlineMs: number): Promise<ShutdownReport> {
     this.phaseValue = 'stopping';
     const begin = Date.now();
     // The drain may use most of the time, not all: exporters still need a moment to flush what it delivered.
@@ -480,6 +650,7 @@ export class Service implements Host {
       e.droppedItems += e.inFlight.length;
       e.droppedBatches++;
     }
+    clearInterval(this.stallTimer);
     this.phaseValue = 'stopped';
     return { drained, abandonedItems, errors };
   }
@@ -487,6 +658,79 @@ export class Service implements Host {
 
 function cloneBatch(batch: Batch): Batch {
   return batch.clone();
+}
+
+const BATCH_CLASS = { flows: FlowBatch, dns: DnsBatch } as const satisfies Record<Signal, unknown>;
+
+/** True when `value` is a batch of the pipeline's signal: anything else would corrupt every count after it. */
+function isBatchOf(value: unknown, signal: Signal): value is Batch {
+  return value instanceof BATCH_CLASS[signal];
+}
+
+/** What a processor returned instead of a batch, for the status message. */
+function describeValue(value: unknown): string {
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === 'object' && value !== null) {
+    const name = Object.getPrototypeOf(value)?.constructor?.name;
+    if (value instanceof FlowBatch || value instanceof DnsBatch) return `a ${name}`;
+    const text = safeJson(value);
+    return name && name !== 'Object' ? `a ${name} ${text}` : `an object ${text}`;
+  }
+  if (typeof value === 'function') return 'a function';
+  return `${typeof value} ${String(value).slice(0, 40)}`;
+}
+
+function safeJson(value: unknown): string {
+  try {
+    const text = JSON.stringify(value) ?? '';
+    return text.length > 40 ? `${text.slice(0, 40)}…` : text;
+  } catch {
+    return '';
+  }
+}
+
+/** Lifts the seal the pipeline put on a batch it owns for one read-only call; true when writable again. */
+function unseal(batch: Batch): boolean {
+  batch[UNSEAL]();
+  return !batch.readonly;
+}
+
+type StartOutcome =
+  | { kind: 'started' }
+  | { kind: 'failed'; err: unknown }
+  | { kind: 'timeout' }
+  | { kind: 'aborted' };
+
+/**
+ * Runs a component's start, and settles when it does, when `timeoutMs` passes, or when `signal` aborts,
+ * whichever is first. A start left behind keeps running; its later rejection is handled here.
+ */
+async function startWithin(
+  component: Lifecycle,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<StartOutcome> {
+  if (signal?.aborted) return { kind: 'aborted' };
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  // new Promise also turns a start that throws synchronously into a rejection.
+  const started = new Promise<void>((resolve) => resolve(component.start?.())).then(
+    (): StartOutcome => ({ kind: 'started' }),
+    (err: unknown): StartOutcome => ({ kind: 'failed', err }),
+  );
+  const timeout = new Promise<StartOutcome>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutMs);
+  });
+  const aborted = new Promise<StartOutcome>((resolve) => {
+    onAbort = () => resolve({ kind: 'aborted' });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([started, timeout, aborted]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 /** Settles with `promise`, or rejects once `deadline` (ms since the epoch) has passed, whichever is first. */

@@ -49,7 +49,7 @@ export function componentOfScope(scope: string): { kind: string; id: string; pip
 export function registerSelfMetrics(meter: Meter, host: Host): () => void {
   const items = meter.createObservableCounter('netmon_component_items', {
     description:
-      'Items (flows, DNS lookups) at each component edge, counted by the framework. direction=in: handed to the component, outcome success or failure (it failed on them); direction=out: passed on (processors), produced (receivers) or delivered (exporters). Queue drops are in netmon_queue_dropped_items.',
+      'Items (flows, DNS lookups) at each component edge, counted by the framework. direction=in: handed to the component, outcome success or failure (it failed on them, or a processor returned something that is not a batch); direction=out: passed on (processors), delivered (exporters), or for receivers handed over with outcome success (at least one pipeline took them) or refused (none did: every queue was full with drop_newest, or shutdown had closed the pipelines). Queue drops are in netmon_queue_dropped_items.',
     unit: '{item}',
   });
   const status = meter.createObservableGauge('netmon_component_status', {
@@ -70,10 +70,13 @@ export function registerSelfMetrics(meter: Meter, host: Host): () => void {
   const components: BatchObservableCallback = (r) => {
     for (const c of host.components()) {
       const base = { kind: c.kind, component: c.id, pipeline: c.pipeline ?? '', signal: c.signal ?? '' };
-      // Outcomes partition each direction: in = success + failure.
+      // Outcomes partition each direction: in = success + failure; a receiver's out = success + refused.
       r.observe(items, c.items.in - c.items.failed, { ...base, direction: 'in', outcome: 'success' });
       r.observe(items, c.items.failed, { ...base, direction: 'in', outcome: 'failure' });
       r.observe(items, c.items.out, { ...base, direction: 'out', outcome: 'success' });
+      if (c.kind === 'receiver') {
+        r.observe(items, c.items.refused ?? 0, { ...base, direction: 'out', outcome: 'refused' });
+      }
       for (const s of STATUSES) r.observe(status, c.status === s ? 1 : 0, { ...base, status: s });
     }
     for (const q of host.queues()) {

@@ -180,8 +180,8 @@ function make(
     ...testSettings('exporter', 'devzero', { board, extensions, configDir: opts.configDir }),
     logger: captureLogger(logs),
   };
-  // As the framework does before start.
-  for (const state of board.all()) board.set(state, 'starting') && board.set(state, 'ok');
+  // Components are `starting` from registration; the framework sets `ok` after start.
+  for (const state of board.all()) board.set(state, 'ok');
   // With an endpoint, a token (without one the exporter is local only).
   const parsed = devzeroExporterConfig.parse({
     flush_interval: '1h',
@@ -1169,7 +1169,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
       ['k8s_metadata', { standalone: true } as unknown as Extension],
     ]);
     const settings = testSettings('exporter', 'devzero', { board, extensions });
-    for (const state of board.all()) board.set(state, 'starting') && board.set(state, 'ok');
+    for (const state of board.all()) board.set(state, 'ok');
     const k8s = board.register('extension', 'k8s_metadata');
     board.set(k8s, 'starting');
     board.set(k8s, 'ok');

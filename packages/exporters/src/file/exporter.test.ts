@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFlowRecords, FlowBatch, type FlowInit } from '@netmon/core';
@@ -65,7 +65,8 @@ describe('file exporter', () => {
 
   it('writes exactly what encodeFlowRecords produces', async () => {
     const batch = FlowBatch.from([
-      ...sampleFlows(),
+      // A row view reads as the flow it is: FlowBatch.from takes it like a FlowInit.
+      ...([...sampleFlows()] as unknown as FlowInit[]),
       {
         ...flow(1),
         attributes: { 'cost.usd': 0.000123, 'flow.initiator_known': false, 'dst.domain': 'api.stripe.com' },
@@ -187,5 +188,79 @@ describe('file exporter', () => {
     await e.shutdown();
     await expect(e.export(FlowBatch.from([flow(0)]))).rejects.toThrow('export after shutdown');
     expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+describe('file exporter validation', () => {
+  // The factory's validate hook: `netmon validate` must refuse what `start` would fail or hang on.
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'netmon-file-exporter-validate-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const validate = (path: string) =>
+    fileExporterFactory.validate?.(fileExporterConfig.parse({ path }), { configDir: dir });
+
+  it('accepts an existing file, and a path whose missing folders can be created', async () => {
+    await writeFile(join(dir, 'flows.jsonl'), '');
+    expect(await validate('flows.jsonl')).toEqual([]);
+    expect(await validate('a/b/c/flows.jsonl')).toEqual([]);
+    expect(await validate('/dev/stdout')).toEqual([]);
+  });
+
+  it.each([
+    ['/proc/netmon/flows.jsonl', '/proc'],
+    ['/proc', '/proc'],
+    ['/sys/fs/netmon.jsonl', '/sys'],
+  ])('refuses %s, under a kernel pseudo-filesystem', async (path, root) => {
+    expect(await validate(path)).toEqual([
+      {
+        key: 'path',
+        message: `${path} is under ${root}, a kernel pseudo-filesystem where no file can be created; write to a real filesystem (e.g. /var/lib/netmon/flows.jsonl)`,
+      },
+    ]);
+  });
+
+  it('refuses a folder to create behind a link into /proc', async () => {
+    const [problem] = (await validate('/dev/fd/netmon/flows.jsonl')) ?? [];
+    expect(problem?.message).toMatch(
+      /^\/dev\/fd\/netmon\/flows\.jsonl \(\/dev\/fd is \/proc\/.*\) is under \/proc/,
+    );
+  });
+
+  it('refuses a directory, and a path below a file', async () => {
+    expect(await validate('.')).toEqual([
+      { key: 'path', message: `${dir} is a directory; path names the file to append records to` },
+    ]);
+    await writeFile(join(dir, 'plain'), '');
+    expect(await validate('plain/sub/flows.jsonl')).toEqual([
+      {
+        key: 'path',
+        message: `cannot create ${join(dir, 'plain/sub')}: ${join(dir, 'plain')} is a file, not a directory`,
+      },
+    ]);
+  });
+
+  it.skipIf(process.getuid?.() === 0)('refuses a folder it may not write in', async () => {
+    await mkdir(join(dir, 'ro'), { mode: 0o555 });
+    expect(await validate('ro/logs/flows.jsonl')).toEqual([
+      {
+        key: 'path',
+        message: `cannot create ${join(dir, 'ro/logs')}: ${join(dir, 'ro')} is not writable: EACCES (permission denied)`,
+      },
+    ]);
+  });
+
+  it('start refuses a path under /proc instead of hanging in mkdir', async () => {
+    const e = new FileExporter(
+      testSettings('exporter', 'file', { configDir: dir }),
+      fileExporterConfig.parse({ path: '/proc/netmon/flows.jsonl' }),
+    );
+    await expect(e.start()).rejects.toThrow(
+      'file exporter: cannot write /proc/netmon/flows.jsonl: it is under /proc',
+    );
+    await e.shutdown();
   });
 });

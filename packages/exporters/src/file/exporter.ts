@@ -101,6 +101,9 @@ export class FileExporter implements Exporter<FlowBatch> {
   }
 
   private async openFile(): Promise<void> {
+    // Validation refuses these already; an exporter made without it must not hang in mkdir either.
+    const pseudo = pseudoFilesystemOf(this.path);
+    if (pseudo) throw new Error(`file exporter: cannot write ${this.path}: it is under ${pseudo}`);
     try {
       await mkdir(dirname(this.path), { recursive: true });
     } catch (err) {
@@ -141,10 +144,18 @@ export class FileExporter implements Exporter<FlowBatch> {
 }
 
 /** "ENOSPC (no space left on device)" rather than Node's message, which repeats the path. */
-function systemError(err: unknown): string {
+export function systemError(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (typeof e?.code === 'string' && typeof e.errno === 'number') {
     return `${e.code} (${getSystemErrorMessage(e.errno)})`;
   }
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The kernel's pseudo-filesystems: no file can be created there, and Node's recursive mkdir under /proc
+ * never returns, so such a path must be refused before anything tries it.
+ */
+export function pseudoFilesystemOf(file: string): string | undefined {
+  return ['/proc', '/sys'].find((root) => file === root || file.startsWith(`${root}/`));
 }

@@ -1,6 +1,7 @@
 import { defineExporter } from '@netmon/core';
 import { fileExporterConfig } from './config.js';
 import { FileExporter } from './exporter.js';
+import { checkWritable } from './validate.js';
 
 export const fileExporterFactory = defineExporter({
   kind: 'exporter',
@@ -10,5 +11,6 @@ export const fileExporterFactory = defineExporter({
     'Appends flows to a file as JSON Lines flow records (the file receiver input), rotating by size.',
   signals: ['flows'],
   config: fileExporterConfig,
+  validate: (config, { configDir }) => checkWritable(config, configDir),
   create: (settings, config) => new FileExporter(settings, config),
 });

@@ -1,6 +1,7 @@
 import { defineReceiver } from '@netmon/core';
 import { fileReceiverConfig } from './config.js';
 import { FileReceiver } from './receiver.js';
+import { checkReadable } from './validate.js';
 
 export const fileReceiverFactory = defineReceiver({
   kind: 'receiver',
@@ -9,5 +10,6 @@ export const fileReceiverFactory = defineReceiver({
   description: 'Replays a JSON Lines file of flow records (the file exporter output) as flow batches.',
   signals: ['flows'],
   config: fileReceiverConfig,
+  validate: (config, { configDir }) => checkReadable(config, configDir),
   create: (settings, config, _signal, next) => new FileReceiver(settings, config, next),
 });

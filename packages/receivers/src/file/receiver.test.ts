@@ -386,3 +386,46 @@ describe('file receiver', () => {
     expect(r.recordsRead).toBe(0);
   });
 });
+
+describe('file receiver validation', () => {
+  // The factory's validate hook: `netmon validate` must refuse what `start` would refuse.
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'netmon-file-receiver-validate-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const validate = (path: string) =>
+    fileReceiverFactory.validate?.(fileReceiverConfig.parse({ path }), { configDir: dir });
+
+  it('accepts a readable file, relative to the config folder', async () => {
+    await writeFile(join(dir, 'flows.jsonl'), '');
+    expect(await validate('flows.jsonl')).toEqual([]);
+    expect(
+      await fileReceiverFactory.validate?.(fileReceiverConfig.parse({ path: SAMPLE }), { configDir: '/' }),
+    ).toEqual([]);
+  });
+
+  it('names the resolved path of a file that does not exist', async () => {
+    expect(await validate('no/such/flows.jsonl')).toEqual([
+      {
+        key: 'path',
+        message: `cannot read ${join(dir, 'no/such/flows.jsonl')}: ENOENT (no such file or directory)`,
+      },
+    ]);
+  });
+
+  it('refuses a directory', async () => {
+    expect(await validate('.')).toEqual([
+      { key: 'path', message: `${dir} is a directory; path names the JSON Lines file to replay` },
+    ]);
+  });
+
+  it.skipIf(process.getuid?.() === 0)('refuses a file it may not read', async () => {
+    await writeFile(join(dir, 'secret.jsonl'), '', { mode: 0o200 });
+    expect(await validate('secret.jsonl')).toEqual([
+      { key: 'path', message: `cannot read ${join(dir, 'secret.jsonl')}: EACCES (permission denied)` },
+    ]);
+  });
+});

@@ -317,7 +317,7 @@ function kindOf(value: string | number | boolean): AttributeKind {
 }
 
 /** "ENOENT (no such file or directory)" rather than Node's message, which repeats the path. */
-function systemError(err: unknown): string {
+export function systemError(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (typeof e?.code === 'string' && typeof e.errno === 'number') {
     return `${e.code} (${getSystemErrorMessage(e.errno)})`;
