@@ -673,6 +673,10 @@ function describeValue(value: unknown): string {
   if (typeof value === 'object' && value !== null) {
     const name = Object.getPrototypeOf(value)?.constructor?.name;
     if (value instanceof FlowBatch || value instanceof DnsBatch) return `a ${name}`;
+    if (name === 'FlowBatch' || name === 'DnsBatch') {
+      // A plugin that bundles its own @netmon/core builds batches of another class of the same name.
+      return `a ${name} from another copy of @netmon/core (make @netmon/core a peerDependency of the plugin, so it uses the agent's)`;
+    }
     const text = safeJson(value);
     return name && name !== 'Object' ? `a ${name} ${text}` : `an object ${text}`;
   }

@@ -984,6 +984,26 @@ describe('delta processor state file', () => {
     await a.shutdown();
   });
 
+  it('while writes fail, event batches do not try a full rewrite each; the next snapshot tries again', async () => {
+    const a = processor(config, dir);
+    await a.start();
+    await run(a, snap(T0, [{ port: 1, tx: 1000 }]));
+    // The state file's folder becomes a file: every write from now on fails (root ignores permissions).
+    await rm(join(dir, 'var'), { recursive: true, force: true });
+    await writeFile(join(dir, 'var'), 'not a folder');
+    expect(tx(await run(a, snap(T0 + S, [{ port: 1, tx: 1500 }])))).toEqual({ 1: 500 });
+    expect(a.counts.checkpointFailures).toBe(1);
+    for (let k = 1; k <= 5; k++) {
+      expect(tx(await run(a, events(T0 + S + k, [closed(10 + k, 7)])))).toEqual({ [10 + k]: 7 });
+    }
+    expect(a.counts.checkpointFailures).toBe(1);
+    await rm(join(dir, 'var'));
+    await run(a, snap(T0 + 2 * S, [{ port: 1, tx: 1600 }]));
+    expect(a.counts.checkpointFailures).toBe(1);
+    expect(decodeCheckpoint(await readFile(stateFile()))[0].table.count).toBeGreaterThan(0);
+    await a.shutdown();
+  });
+
   it('ignores the end of a journal cut short by a crash, and a journal of an older state file', async () => {
     const a = processor(config, dir);
     await a.start();

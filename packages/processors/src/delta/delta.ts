@@ -52,6 +52,8 @@ const TOMBSTONE_SNAPSHOTS = 2;
  * must not make a flow look new when it reappears; until then its baseline stays, so either resumes it.
  */
 const MISSING_SNAPSHOTS = 2;
+/** The journal may grow to the state file's size, and at least this, before a rewrite replaces it. */
+const MIN_JOURNAL_LIMIT = 1 << 20;
 
 /** State files of the delta processors running in this process, with how many use each. */
 const stateFilesInUse = new Map<string, number>();
@@ -109,6 +111,12 @@ export class DeltaProcessor implements Processor {
    * when a write fails (the next batch that needs one rewrites the state file).
    */
   private journal?: { id: number; started: boolean; directorySynced: boolean };
+  /** A state file write is queued or running: appends made meanwhile continue it once it is written. */
+  private checkpointInFlight = false;
+  private writesQueued = 0;
+  /** Bytes appended to the journal since the state file was written, and when to rewrite instead. */
+  private journalBytes = 0;
+  private journalLimit = MIN_JOURNAL_LIMIT;
   /** Entries the batch being computed changed (the first `changedCount`), for the journal. */
   private changed = new Uint32Array(1024);
   private changedCount = 0;
@@ -235,8 +243,16 @@ export class DeltaProcessor implements Processor {
       written = this.checkpoint();
     } else if (this.changedCount === 0) {
       return out;
-    } else if (this.config.checkpoint_interval === 0 && this.journal !== undefined) {
-      written = this.append(origin, out !== null);
+    } else if (
+      this.config.checkpoint_interval === 0 &&
+      (this.journal !== undefined || this.checkpointInFlight)
+    ) {
+      // A journal as long as the state file costs more to replay than a rewrite: rewrite then.
+      written = this.journalBytes > this.journalLimit ? this.checkpoint() : this.append(origin, out !== null);
+    } else if (this.config.checkpoint_interval === 0 && this.checkpointError !== undefined) {
+      // Writes are failing (a full or read-only disk): not a full rewrite per event batch; the next
+      // snapshot tries again. Counts since the last good write may repeat after a crash, as the log said.
+      return out;
     } else if (this.checkpointDue()) {
       written = this.checkpoint();
     } else {
@@ -558,6 +574,7 @@ export class DeltaProcessor implements Processor {
     const file = this.file;
     if (file === undefined) return Promise.resolve();
     this.lastCheckpoint = performance.now();
+    this.checkpointInFlight = true;
     const origins = [...this.origins.values()];
     const id = this.checkpointId === 0 ? newCheckpointId() : nextCheckpointId(this.checkpointId);
     this.checkpointId = id;
@@ -568,6 +585,8 @@ export class DeltaProcessor implements Processor {
       try {
         await writeCheckpoint(file, data);
         this.journal = { id, started: false, directorySynced: false };
+        this.journalBytes = 0;
+        this.journalLimit = Math.max(data.length, MIN_JOURNAL_LIMIT);
         this.settings.logger.debug(
           { path: file, flows, bytes: data.length, ms: Math.round((performance.now() - t0) * 10) / 10 },
           'state file written',
@@ -576,8 +595,12 @@ export class DeltaProcessor implements Processor {
       } catch (err) {
         this.journal = undefined;
         this.writeFailed(err);
+      } finally {
+        this.checkpointInFlight = this.writesQueued > 1;
+        this.writesQueued--;
       }
     });
+    this.writesQueued++;
     this.writing = run;
     return run;
   }
@@ -612,6 +635,7 @@ export class DeltaProcessor implements Processor {
           syncDirectory: sync && !j.directorySynced,
         });
         j.started = true;
+        this.journalBytes += frame.length;
         if (sync) j.directorySynced = true;
         this.written();
       } catch (err) {

@@ -133,6 +133,12 @@ describe('k8s_attributes', () => {
     const out = (await p.process(replayed)) as FlowBatch;
     expect((out.column('src.k8s.pod.name') as StringColumn).shared).toBe(false);
     expect([0, 1].map((i) => out.getAttribute(i, 'src.k8s.pod.name'))).toEqual(['from-the-file', 'db-0']);
+    // A replayed value the entity does not have goes: a node is no pod.
+    const node = (await p.process(
+      FlowBatch.from([flow(IP.nodeA, IP.db, { attributes: { 'src.k8s.pod.name': 'stale' } })]),
+    )) as FlowBatch;
+    expect(node.getAttribute(0, 'src.k8s.node.name')).toBe('node-a');
+    expect(node.getAttribute(0, 'src.k8s.pod.name')).toBeUndefined();
     expect(out.getAttribute(1, 'dst.k8s.pod.name')).toBe('web-7d9f8-abcde');
   });
 

@@ -100,7 +100,11 @@ export class EntityColumnWriter {
         const id = ids[i];
         if (id < 0) continue;
         const code = codes[id * width + c];
-        if (code === 0) continue;
+        if (code === 0) {
+          // The entity has no such value: a replayed one must not stay beside the entity's others.
+          target[i] = 0;
+          continue;
+        }
         let batchCode = translated[code];
         if (batchCode < 0) batchCode = translated[code] = column.code(texts[code]);
         target[i] = batchCode;
