@@ -330,7 +330,8 @@ describe('prometheus exporter', () => {
     expect(samples(await text(e), 'netmon_flow_bytes_total')).toHaveLength(4);
   });
 
-  it('shows the bytes a deleted pod added since the previous scrape before its series go', async () => {
+  /** A metadata store holding the `web` pod (10.0.1.5), as the k8s_metadata extension offers it. */
+  function storeWithWeb() {
     const store = new MetadataStore();
     store.upsertPod({
       uid: 'u1',
@@ -344,7 +345,11 @@ describe('prometheus exporter', () => {
       workloadName: 'web',
       labels: {},
     });
-    const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
+    return { store, k8s: { store, standalone: false, synced: () => true } as unknown as Extension };
+  }
+
+  it('shows the bytes a deleted pod added since the previous scrape before its series go', async () => {
+    const { store, k8s } = storeWithWeb();
     const e = await started(
       { granularity: 'pod', expiration: '1m' },
       { extensions: new Map([['k8s_metadata', k8s]]) },
@@ -374,20 +379,7 @@ describe('prometheus exporter', () => {
   });
 
   it('a deleted pod’s series that no scrape ever shows still go at expiration', async () => {
-    const store = new MetadataStore();
-    store.upsertPod({
-      uid: 'u1',
-      namespace: 'shop',
-      name: 'web-7c9d8-x2k8p',
-      nodeName: 'n1',
-      phase: 'Running',
-      hostNetwork: false,
-      ips: ['10.0.1.5'],
-      workloadKind: 'ReplicaSet',
-      workloadName: 'web-7c9d8',
-      labels: {},
-    });
-    const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
+    const { store, k8s } = storeWithWeb();
     const e = await started(
       { granularity: 'pod', expiration: '1m' },
       { extensions: new Map([['k8s_metadata', k8s]]) },
