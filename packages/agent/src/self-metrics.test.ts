@@ -4,6 +4,7 @@ import {
   defineExporter,
   defineReceiver,
   FlowBatch,
+  NETMON_VERSION,
   Registry,
   registerSelfMetrics,
   resolveConfig,
@@ -100,6 +101,9 @@ it('reports items per component edge, queue depth and drops, and status', async 
   expect(value('netmon_queue_dropped_items', { pipeline: 'flows', receiver: 'gen' })).toBe(6);
   expect(value('netmon_component_status', { component: 'stuck', status: 'ok' })).toBe(1);
   expect(value('netmon_component_status', { component: 'stuck', status: 'recoverable_error' })).toBe(0);
+  expect(points('netmon_build_info').map((p) => [p.value, p.attributes])).toEqual([
+    [1, { version: NETMON_VERSION, nodejs_version: process.versions.node, arch: process.arch }],
+  ]);
 
   release();
   await service.shutdown();

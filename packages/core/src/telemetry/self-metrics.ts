@@ -1,7 +1,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { BatchObservableCallback, Meter } from '@opentelemetry/api';
+import type { BatchObservableCallback, Meter, ObservableResult } from '@opentelemetry/api';
 import type { Host } from '../component.js';
 import { STATUSES } from '../status.js';
+import { NETMON_VERSION } from '../version.js';
 
 /**
  * The agent's self-metrics as its MetricReader collected them: structurally the part of
@@ -88,9 +89,18 @@ export function registerSelfMetrics(meter: Meter, host: Host): () => void {
   };
   const componentInstruments = [items, status, depth, capacity, dropped];
   meter.addBatchObservableCallback(components, componentInstruments);
+  // The Prometheus *_build_info convention: a constant 1 whose labels say what runs, so a query can
+  // group or join any other series by version (which nodes still run the old agent after a rollout).
+  const buildInfo = meter.createObservableGauge('netmon_build_info', {
+    description: 'Always 1; the labels name the running netmon version, the Node.js version and the CPU.',
+  });
+  const build = { version: NETMON_VERSION, nodejs_version: process.versions.node, arch: process.arch };
+  const observeBuild = (r: ObservableResult) => r.observe(1, build);
+  buildInfo.addCallback(observeBuild);
   const stopProcess = registerProcessMetrics(meter);
   return () => {
     meter.removeBatchObservableCallback(components, componentInstruments);
+    buildInfo.removeCallback(observeBuild);
     stopProcess();
   };
 }

@@ -1242,7 +1242,7 @@ it('reports its self-metrics per origin', async () => {
   expect(value('netmon_delta_flows_tracked', 'conntrack')).toBe(1);
   expect(value('netmon_delta_flows_tracked', 'conntrack/b')).toBe(1);
   expect(value('netmon_delta_flows_vanished', 'conntrack')).toBe(1);
-  expect(value('netmon_delta_counter_resets', 'conntrack')).toBe(1);
+  expect(value('netmon_delta_flows_reset', 'conntrack')).toBe(1);
   expect(value('netmon_delta_preexisting_closed', 'conntrack')).toBe(1);
   expect(value('netmon_delta_checkpoint_failures')).toBe(0);
   expect(value('netmon_delta_state_bytes')).toBe(p.stateBytes);

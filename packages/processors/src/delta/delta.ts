@@ -146,7 +146,7 @@ export class DeltaProcessor implements Processor {
         'Flows that disappeared from a snapshot without a DESTROY event (events off or lost); what they sent since the previous reading was not reported.',
       unit: '{flow}',
     });
-    const resets = meter.createObservableCounter('netmon_delta_counter_resets', {
+    const resets = meter.createObservableCounter('netmon_delta_flows_reset', {
       description: 'Readings whose counters were below the baseline: the flow was counted again from zero.',
       unit: '{flow}',
     });

@@ -490,7 +490,8 @@ export class ConntrackReceiver implements Receiver {
       'netmon_conntrack_accounting_enabled',
       'gauge',
       '1 when net.netfilter.nf_conntrack_acct is 1 in the namespace (byte and packet counters are kept), else 0.',
-      '1',
+      // No unit: a yes/no is not a ratio (unit "1" would be rendered netmon_conntrack_accounting_enabled_ratio).
+      '',
       () => (this.accountingOn ? 1 : 0),
     );
     observe(
