@@ -66,7 +66,9 @@ async function collect(): Promise<Awaited<ReturnType<Reader['collect']>>['resour
   // The event-loop histogram's first samples: its 10 ms timer needs two ticks, later on a loaded machine.
   const hasLag = (m: Awaited<ReturnType<typeof reader.collect>>['resourceMetrics']) =>
     m.scopeMetrics.some((s) =>
-      s.metrics.some((x) => x.descriptor.name === 'netmon_process_event_loop_lag_p99_seconds'),
+      s.metrics.some(
+        (x) => x.descriptor.name === 'netmon_process_event_loop_lag_p99_seconds' && x.dataPoints.length > 0,
+      ),
     );
   for (let waited = 0; ; waited += 20) {
     await new Promise((r) => setTimeout(r, 20));
