@@ -2,13 +2,16 @@
 # fresh Debian machine lacks (apt packages, Node 24, node_modules) and skips whatever is already done.
 #
 #   make test ARGS="packages/core --reporter=verbose"    extra arguments for vitest
-#   make run NETMON_ARGS="--config configs/examples/x.yaml"   extra arguments for `netmon run`
+#   make run CONFIG=configs/examples/replay.yaml          run that pipeline file instead of the default
+#   make run CONFIG="base.yaml node.yaml"                 several files, merged in order
+#   make run NETMON_ARGS="--log-level debug"              extra arguments for `netmon run`
 
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 BOOTSTRAP := bash "$(ROOT)/scripts/bootstrap.sh"
 
 ARGS ?=
 NETMON_ARGS ?=
+CONFIG ?= configs/default.yaml
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test lint clean
@@ -16,7 +19,8 @@ NETMON_ARGS ?=
 help:
 	@echo 'netmon - make targets (each sets up what it needs first; re-runs skip finished steps):'
 	@echo '  make build   install what is missing (apt packages, Node 24, node_modules) and build (tsc -b)'
-	@echo '  make run     build, then start the agent: bin/netmon run --config configs/default.yaml $$NETMON_ARGS'
+	@echo '  make run     build, then start the agent: bin/netmon run --config $$CONFIG $$NETMON_ARGS'
+	@echo '              (CONFIG=configs/default.yaml unless given, e.g. make run CONFIG=configs/examples/replay.yaml)'
 	@echo '  make test    build, then run the whole test suite (npm test = vitest run); ARGS="..." go to vitest'
 	@echo '  make lint    npm run lint (biome + type check)'
 	@echo '  make clean   remove build output (packages/*/dist, *.tsbuildinfo); keeps node_modules and .tools'
@@ -26,7 +30,7 @@ build:
 	@$(BOOTSTRAP)
 
 run:
-	@$(BOOTSTRAP) -- "$(ROOT)/bin/netmon" run --config configs/default.yaml $(NETMON_ARGS)
+	@$(BOOTSTRAP) -- "$(ROOT)/bin/netmon" run --config $(CONFIG) $(NETMON_ARGS)
 
 test:
 	@$(BOOTSTRAP) -- npm test -- $(ARGS)
