@@ -130,9 +130,15 @@ export class ConntrackReceiver implements Receiver {
   start(): void {
     const log = this.settings.logger;
     if (!this.kernel.hasNetAdmin()) {
+      // SYS_ADMIN only for `netns`: joining another network namespace (setns) needs it; reading and
+      // configuring the agent's own namespace needs NET_ADMIN alone.
+      const { netns } = this.config;
+      const need =
+        netns === undefined ? 'CAP_NET_ADMIN' : `CAP_NET_ADMIN and CAP_SYS_ADMIN (to enter ${netns})`;
+      const add = netns === undefined ? '[NET_ADMIN]' : '[NET_ADMIN, SYS_ADMIN]';
       throw new Error(
-        'conntrack receiver: reading the conntrack table needs CAP_NET_ADMIN. Run netmon as root, or grant the capability ' +
-          '(Kubernetes: securityContext.capabilities.add: [NET_ADMIN, SYS_ADMIN] with hostNetwork: true); ' +
+        `conntrack receiver: reading the conntrack table needs ${need}. Run netmon as root, or grant it ` +
+          `(Kubernetes: securityContext.capabilities.add: ${add} with hostNetwork: true); ` +
           'without kernel access, replay recorded flows with the file receiver (configs/examples/replay.yaml)',
       );
     }
