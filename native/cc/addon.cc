@@ -1,4 +1,5 @@
-// @netmon/native: all kernel access of netmon in one addon (DESIGN.md "Native addon").
+// @netmon/native: all kernel access of netmon in one addon, so one place owns the threads, sockets and
+// namespaces it touches.
 #include <napi.h>
 
 #include "conntrack.h"

@@ -98,7 +98,10 @@ export class K8sApiStandIn {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
-  /** A KubeConfig for this server (plain HTTP needs skipTLSVerify, see collector-design §4.4). */
+  /**
+   * A KubeConfig for this server. @kubernetes/client-node refuses a plain http:// server unless the cluster
+   * entry sets skipTLSVerify ("HTTP protocol is not allowed when skipTLSVerify is not set or false").
+   */
   kubeConfig(): KubeConfig {
     const kc = new KubeConfig();
     kc.loadFromOptions({

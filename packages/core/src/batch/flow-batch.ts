@@ -156,7 +156,7 @@ export class BoolColumn {
 export type AttributeColumn = StringColumn | NumberColumn | BoolColumn;
 export type AttributeKind = AttributeColumn['kind'];
 
-/** One flow as plain data: the shape of a flow record (DESIGN.md "Names users see"), times in ms. */
+/** One flow as plain data: the shape of a flow record (flow-record.ts), times in ms. */
 export interface FlowInit {
   timeStart: number;
   timeEnd: number;

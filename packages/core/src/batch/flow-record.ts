@@ -1,4 +1,4 @@
-// The flow record: one JSON object per flow per interval (DESIGN.md "Names users see"). A stable contract
+// The flow record: one JSON object per flow per interval, with the field names users see. A stable contract
 // shared by the file exporter, the file receiver and the HTTP API, so it lives here, beside FlowBatch.
 // Times are kept to the millisecond (a float64 of ms since the epoch): finer digits are truncated, and
 // every time is written back in UTC as `new Date(ms).toISOString()` prints it.

@@ -8,7 +8,7 @@ import type { K8sAttributesConfig } from './config.js';
 
 type Field = (entity: Entity, store: MetadataStore) => string | undefined;
 
-/** The per-end attributes (DESIGN.md "Names users see"), without the `src.`/`dst.` prefix. */
+/** The per-end attributes users see (a stable contract), without the `src.`/`dst.` prefix. */
 const END_FIELDS: [string, Field][] = [
   ['k8s.namespace.name', (e) => e.namespace],
   ['k8s.pod.name', (e) => e.pod],
