@@ -47,6 +47,68 @@ describe('processorFromFunction', () => {
   });
 });
 
+describe('loadPluginModule by path', () => {
+  let dir = '';
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'netmon-plugin-path-'));
+    await mkdir(path.join(dir, 'plugins'));
+    await writeFile(path.join(dir, 'plugins', 'ports.mjs'), 'export default (batch) => batch;\n');
+    await writeFile(path.join(dir, 'plugins', 'notes.txt'), 'not a module\n');
+    await writeFile(
+      path.join(dir, 'named.mjs'),
+      'export function process(b) { return b; }\nexport const x = 1;\n',
+    );
+    await writeFile(path.join(dir, 'number.mjs'), 'export default 42;\n');
+    await writeFile(path.join(dir, 'object.mjs'), 'export default { run: () => {}, mutates: true };\n');
+    await writeFile(path.join(dir, 'empty.mjs'), '\n');
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loads a file relative to the config folder', async () => {
+    expect((await loadPluginModule('./plugins/ports.mjs', dir)).process).toBeTypeOf('function');
+  });
+
+  it('names the file it looked for and the near name that exists', async () => {
+    const missing = (spec: string) => path.resolve(dir, spec);
+    await expect(loadPluginModule('./plugins/port.mjs', dir)).rejects.toThrow(
+      `cannot load plugin module "./plugins/port.mjs": no file ${missing('./plugins/port.mjs')}; did you mean ./plugins/ports.mjs?`,
+    );
+    // ESM imports need the extension: the same name with one is what was meant.
+    await expect(loadPluginModule('./plugins/ports', dir)).rejects.toThrow(
+      `no file ${missing('./plugins/ports')}; did you mean ./plugins/ports.mjs?`,
+    );
+    await expect(loadPluginModule(path.join(dir, 'plugins', 'ports.js'), dir)).rejects.toThrow(
+      `did you mean ${path.join(dir, 'plugins', 'ports.mjs')}?`,
+    );
+    // Nothing near (notes.txt is no module): the message ends with the file.
+    await expect(loadPluginModule('./plugins/notes.mjs', dir)).rejects.toThrow(
+      new RegExp(`no file ${missing('./plugins/notes.mjs')}$`),
+    );
+    await expect(loadPluginModule('./nowhere/x.mjs', dir)).rejects.toThrow(
+      new RegExp(`no file ${missing('./nowhere/x.mjs')}$`),
+    );
+  });
+
+  it('says what a module exports instead of a plugin', async () => {
+    const start =
+      'must default-export a function (batch, ctx) => batch, or an object with a process function';
+    await expect(loadPluginModule('./named.mjs', dir)).rejects.toThrow(
+      `plugin module "./named.mjs" ${start}; it has no default export, only named ones (process, x): write export default { process, … }`,
+    );
+    await expect(loadPluginModule('./number.mjs', dir)).rejects.toThrow(
+      `plugin module "./number.mjs" ${start}; its default export is a number`,
+    );
+    await expect(loadPluginModule('./object.mjs', dir)).rejects.toThrow(
+      `plugin module "./object.mjs" ${start}; its default export is an object without a process function (it has: run, mutates)`,
+    );
+    await expect(loadPluginModule('./empty.mjs', dir)).rejects.toThrow(
+      `plugin module "./empty.mjs" ${start}; it exports nothing`,
+    );
+  });
+});
+
 describe('loadPluginModule by package name', () => {
   // A project folder with its own node_modules; the config sits in a subfolder, as packages are found
   // in the node_modules of the config's folder or of any folder above it.

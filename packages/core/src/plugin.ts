@@ -1,12 +1,14 @@
 // Custom processors as plain functions. A plugin module (a file path or an npm package named in the
 // config) default-exports either a function over a batch or an object with `process` and optional
 // `start`/`shutdown`/`mutates`; the `plugin` processor loads it, `processorFromFunction` wraps it.
+import { access, readdir } from 'node:fs/promises';
 import { createRequire, registerHooks } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Batch, Processor, ProcessorFactory, Signal, Stability } from './component.js';
+import { didYouMean, nearest } from './config/suggest.js';
 
 export interface PluginContext {
   /** The component id, e.g. `plugin/ports`. */
@@ -32,8 +34,15 @@ export interface PluginDefinition<B extends Batch = Batch> {
 /** Typing help for plugin authors: `export default definePlugin({ process(batch) { … } })`. */
 export const definePlugin = <B extends Batch = Batch>(def: PluginDefinition<B>): PluginDefinition<B> => def;
 
-/** Accepts what a plugin module default-exports and checks its shape. */
-export function toPluginDefinition(exported: unknown, where: string): PluginDefinition {
+/**
+ * Accepts what a plugin module default-exports and checks its shape. `namedExports` (the module's other
+ * exports) lets the error point at the usual slip: `export function process` without `export default`.
+ */
+export function toPluginDefinition(
+  exported: unknown,
+  where: string,
+  namedExports?: readonly string[],
+): PluginDefinition {
   if (typeof exported === 'function') return { process: exported as ProcessFunction };
   if (
     typeof exported === 'object' &&
@@ -42,8 +51,22 @@ export function toPluginDefinition(exported: unknown, where: string): PluginDefi
   ) {
     return exported as PluginDefinition;
   }
+  let found: string;
+  if (exported === undefined && namedExports !== undefined) {
+    found =
+      namedExports.length > 0
+        ? `; it has no default export, only named ones (${namedExports.join(', ')})${namedExports.includes('process') ? ': write export default { process, … }' : ''}`
+        : '; it exports nothing';
+  } else if (typeof exported === 'object' && exported !== null) {
+    const keys = Object.keys(exported);
+    found = `; its default export is an object without a process function${keys.length > 0 ? ` (it has: ${keys.join(', ')})` : ''}`;
+  } else if (exported === undefined) {
+    found = '';
+  } else {
+    found = `; its default export is ${exported === null ? 'null' : `a ${typeof exported}`}`;
+  }
   throw new Error(
-    `${where} must default-export a function (batch, ctx) => batch, or an object with a process function`,
+    `${where} must default-export a function (batch, ctx) => batch, or an object with a process function${found}`,
   );
 }
 
@@ -52,7 +75,18 @@ export async function loadPluginModule(spec: string, configDir: string): Promise
   const isPath = spec.startsWith('.') || path.isAbsolute(spec);
   let url: string;
   try {
-    url = isPath ? pathToFileURL(path.resolve(configDir, spec)).href : resolvePackage(spec, configDir);
+    if (isPath) {
+      const file = path.resolve(configDir, spec);
+      // Checked before importing: Node's "Cannot find module … imported from <netmon's own file>" names
+      // the wrong file, and a near name in the folder is usually what was meant.
+      await access(file).catch(async () => {
+        const hint = await nearbyFiles(spec, file);
+        throw new Error(`no file ${file}${hint ? `; ${hint}` : ''}`);
+      });
+      url = pathToFileURL(file).href;
+    } else {
+      url = resolvePackage(spec, configDir);
+    }
   } catch (err) {
     throw new Error(`cannot load plugin module "${spec}": ${(err as Error).message}`);
   }
@@ -62,7 +96,32 @@ export async function loadPluginModule(spec: string, configDir: string): Promise
   } catch (err) {
     throw new Error(`cannot load plugin module "${spec}": ${(err as Error).message}`);
   }
-  return toPluginDefinition(mod.default, `plugin module "${spec}"`);
+  const named = Object.keys(mod).filter((k) => k !== 'default');
+  return toPluginDefinition(mod.default, `plugin module "${spec}"`, named);
+}
+
+const MODULE_EXTENSION = /\.[mc]?[jt]s$/;
+
+/**
+ * `did you mean ./ports.mjs?` for a plugin file that is not there: the same name with an extension (ESM
+ * imports need it), or a near name in the same folder. '' when there is none or the folder is unreadable.
+ */
+async function nearbyFiles(spec: string, file: string): Promise<string> {
+  let entries: string[];
+  try {
+    entries = await readdir(path.dirname(file));
+  } catch {
+    return '';
+  }
+  const base = path.basename(file);
+  const modules = entries.filter((e) => MODULE_EXTENSION.test(e));
+  const stem = (name: string) => name.replace(MODULE_EXTENSION, '');
+  const sameStem = modules.filter((e) => stem(e) === stem(base));
+  const near = nearest(base, modules);
+  const meant = sameStem.length > 0 ? sameStem : near.exact.length > 0 ? near.exact : near.close;
+  // Shown as the user would write it in the config: in the spec's own folder.
+  const dir = path.dirname(spec);
+  return didYouMean(meant.map((e) => (dir.endsWith('/') ? `${dir}${e}` : `${dir}/${e}`)));
 }
 
 /**

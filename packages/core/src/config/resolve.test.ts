@@ -13,8 +13,26 @@ const dir = path.join(import.meta.dirname, 'testdata');
 const file = (name: string) => path.join(dir, name);
 const rel = (name: string) => path.relative(process.cwd(), file(name));
 
+/** The paths the probe receiver's validate hook was called with, in call order. */
+const probed: string[] = [];
+
 const testRegistry = () =>
   new Registry([
+    defineReceiver({
+      kind: 'receiver',
+      type: 'probe',
+      stability: 'development',
+      description: 'a receiver whose validate hook checks its path',
+      signals: ['flows'],
+      config: z.strictObject({ path: z.string().default('ok') }),
+      validate: async (config) => {
+        probed.push(config.path);
+        if (config.path === 'hang') return new Promise<never>(() => {});
+        if (config.path === 'throw') throw new Error('the probe broke');
+        return config.path === 'ok' ? [] : [{ key: 'path', message: `cannot read ${config.path}` }];
+      },
+      create: () => ({}),
+    }),
     defineReceiver({
       kind: 'receiver',
       type: 'gen',
@@ -167,9 +185,9 @@ describe('loadConfig', () => {
     );
     const r = f; // outside the working directory: shown as given
     expect(await problemsOf([f])).toEqual([
-      `${r}:2:3: receivers::kafka: unknown receiver type "kafka"; known types: gen`,
+      `${r}:2:3: receivers::kafka: unknown receiver type "kafka"; known types: gen, probe`,
       `${r}:5:3: processors::needy: needs the needs_nothing extension: add it under extensions and list it in service::extensions`,
-      `${r}:7:3: exporters::Sink: a component id is \`type\` or \`type/name\` (type: lower_snake_case; name: no spaces or /)`,
+      `${r}:7:3: exporters::Sink: a component id is \`type\` or \`type/name\` (type: lower_snake_case; name: no spaces or /); did you mean sink?`,
       `${r}:11:5: service::pipelines::traces: a pipeline id is \`signal[/name]\` with signal one of: flows, dns`,
       `${r}:12:24: service::pipelines::dns::receivers::0: receiver "gen" does not support dns (it supports: flows)`,
     ]);
@@ -264,6 +282,117 @@ describe('loadConfig', () => {
     expect(await problemsOf([f], { TOP: '0x10', PORT: '1', LIST: '', NULL: '' })).toEqual([
       `${f}:1:21: receivers::gen::count: expected number, received string`,
     ]);
+  });
+
+  it('suggests the name meant: types, ids, keys, references, pipeline ids and values', async () => {
+    const f = path.join(tmp, 'near.yaml');
+    await writeFile(
+      f,
+      [
+        'receivers:',
+        '  gne: {}',
+        '  tag: {}',
+        '  genreceiver/a: {}',
+        '  gen: { intervl: 5s }',
+        'processors:',
+        '  tag: {}',
+        'exporters:',
+        '  Sink/x: {}',
+        '  sink/second: {}',
+        '  sinc: {}',
+        'extensions:',
+        '  needs_nothing: {}',
+        'servce: {}',
+        'service:',
+        '  extensions: [needs_nothin]',
+        '  pipelnes: {}',
+        '  telemetry: { logs: { level: INFO } }',
+        '  pipelines:',
+        '    flow/extra: { receivers: [gen], exporters: [sink/second] }',
+        '    flows:',
+        '      receivers: [gen, needs_nothing]',
+        '      exporters: [sink, tag]',
+        '      queue: { overflow: drop-oldest }',
+      ].join('\n'),
+    );
+    expect(await problemsOf([f])).toEqual([
+      `${f}:2:3: receivers::gne: unknown receiver type "gne"; did you mean gen? (known receiver types: gen, probe)`,
+      `${f}:3:3: receivers::tag: unknown receiver type "tag"; tag is a processor type: configure it under processors (known receiver types: gen, probe)`,
+      `${f}:4:3: receivers::genreceiver/a: unknown receiver type "genreceiver"; did you mean gen/a? (known receiver types: gen, probe)`,
+      `${f}:5:10: receivers::gen::intervl: unknown key "intervl"; did you mean interval? (expected one of: interval, count)`,
+      `${f}:9:3: exporters::Sink/x: a component id is \`type\` or \`type/name\` (type: lower_snake_case; name: no spaces or /); did you mean sink/x?`,
+      `${f}:11:3: exporters::sinc: unknown exporter type "sinc"; did you mean sink? (known exporter types: sink)`,
+      `${f}:14:1: servce: unknown key "servce"; did you mean service? (expected one of: receivers, processors, exporters, extensions, service)`,
+      `${f}:16:16: service::extensions::0: references extension "needs_nothin" which is not configured under extensions; did you mean needs_nothing?`,
+      `${f}:17:3: service::pipelnes: unknown key "pipelnes"; did you mean pipelines? (expected one of: extensions, pipelines, telemetry, shutdown_timeout, start_timeout, stall_timeout)`,
+      `${f}:18:24: service::telemetry::logs::level: "INFO" is not one of: trace, debug, info, warn, error, fatal, silent; did you mean info?`,
+      `${f}:20:5: service::pipelines::flow/extra: a pipeline id is \`signal[/name]\` with signal one of: flows, dns; did you mean flows/extra?`,
+      `${f}:22:24: service::pipelines::flows::receivers::1: references receiver "needs_nothing" which is not configured under receivers; "needs_nothing" is configured under extensions: list it in service::extensions`,
+      `${f}:23:19: service::pipelines::flows::exporters::0: references exporter "sink" which is not configured under exporters; did you mean sink/second?`,
+      `${f}:23:25: service::pipelines::flows::exporters::1: references exporter "tag" which is not configured under exporters; "tag" is configured under receivers: list it in a pipeline's receivers; "tag" is configured under processors: list it in a pipeline's processors`,
+      `${f}:24:16: service::pipelines::flows::queue::overflow: "drop-oldest" is not one of: drop_oldest, drop_newest; did you mean drop_oldest?`,
+    ]);
+  });
+
+  it('lists schema, reference and validate-hook problems together, skipping only what one problem makes meaningless', async () => {
+    probed.length = 0;
+    const f = path.join(tmp, 'all.yaml');
+    await writeFile(
+      f,
+      [
+        'receivers:',
+        '  gen: { colour: blue }',
+        '  probe: { path: missing }',
+        '  probe/typed: { path: 3 }',
+        '  probe/env: { path: "${env:UNSET}" }',
+        '  probe/hang: { path: hang }',
+        '  probe/throw: { path: throw }',
+        '  probe/fine: {}',
+        'exporters: { sink: {} }',
+        'service:',
+        '  start_timeout: 50ms',
+        '  pipelines:',
+        '    flows:',
+        '      receivers: [gen, probe, probe/typed, probe/env, probe/hang, probe/throw, probe/fine]',
+        '      exporters: [sink, nope]',
+      ].join('\n'),
+    );
+    expect(await problemsOf([f])).toEqual([
+      `${f}:2:10: receivers::gen::colour: unknown key "colour"; expected one of: interval, count`,
+      `${f}:3:12: receivers::probe::path: cannot read missing`,
+      `${f}:4:18: receivers::probe/typed::path: expected string, received number`,
+      `${f}:5:16: receivers::probe/env::path: environment variable UNSET is not set (write \${env:UNSET:-default} to give a default)`,
+      `${f}:6:3: receivers::probe/hang: its checks did not finish within service::start_timeout (50ms), e.g. a plugin module whose top-level code never finishes loading`,
+      `${f}:7:3: receivers::probe/throw: the probe broke`,
+      `${f}:15:25: service::pipelines::flows::exporters::1: references exporter "nope" which is not configured under exporters`,
+    ]);
+    // Not for probe/typed (no valid config to check) nor probe/env (it would check '').
+    expect(probed).toEqual(['missing', 'hang', 'throw', 'ok']);
+  });
+
+  it('the validate hooks run when everything else is right, and a valid config loads', async () => {
+    probed.length = 0;
+    const f = path.join(tmp, 'hooks.yaml');
+    await writeFile(
+      f,
+      [
+        'receivers: { probe: {}, probe/b: { path: gone } }',
+        'exporters: { sink: {} }',
+        'service: { pipelines: { flows: { receivers: [probe, probe/b], exporters: [sink] } } }',
+      ].join('\n'),
+    );
+    expect(await problemsOf([f])).toEqual([`${f}:1:36: receivers::probe/b::path: cannot read gone`]);
+    await writeFile(
+      f,
+      [
+        'receivers: { probe: {} }',
+        'exporters: { sink: {} }',
+        'service: { pipelines: { flows: { receivers: [probe], exporters: [sink] } } }',
+      ].join('\n'),
+    );
+    const c = await loadConfig([f], testRegistry(), {});
+    expect(c.components.receiver.get('probe')?.config).toEqual({ path: 'ok' });
+    expect(c.startTimeoutMs).toBe(30_000);
   });
 
   it('requires a service with at least one pipeline', async () => {

@@ -1,10 +1,12 @@
 // From merged YAML to a validated, typed configuration. Every problem is collected (not just the first),
-// each with its path, file, line and column; nothing starts unless the list is empty.
+// each with its path, file, line and column, and with the name that was probably meant where one is near;
+// nothing starts unless the list is empty. A problem in one component skips only that component's later
+// checks: the rest of the file is still checked, so one run lists everything to fix.
 import { z } from 'zod';
 import type { ComponentKind, ConfigIssue, Factory, Signal } from '../component.js';
 import { SIGNALS } from '../component.js';
 import type { Registry } from '../registry.js';
-import { duration } from './duration.js';
+import { duration, formatDuration } from './duration.js';
 import {
   ConfigError,
   type ConfigSource,
@@ -15,6 +17,7 @@ import {
   readConfigFiles,
   type Tree,
 } from './source.js';
+import { didYouMean, KIND_AFFIXES, nearest, type Suggestions, suggest } from './suggest.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -58,7 +61,7 @@ export const serviceSchema = z.strictObject({
   start_timeout: duration({ min: 1 })
     .prefault('30s')
     .describe(
-      'How long each component may take to start. One that takes longer is put in permanent_error, what already started is stopped, and `netmon run` exits 1 naming it.',
+      'How long each component may take to start. One that takes longer is put in permanent_error, what already started is stopped, and `netmon run` exits 1 naming it. It also bounds each component’s own checks before anything starts (`netmon validate`, and `netmon run` before it starts): a plugin module whose top-level code never finishes loading is reported as a configuration problem when this time is up.',
     ),
   stall_timeout: duration({ min: 1 })
     .prefault('30s')
@@ -113,49 +116,113 @@ const SECTIONS: Record<ComponentKind, string> = {
   extension: 'extensions',
 };
 
+const COMPONENT_SECTIONS = new Set(Object.values(SECTIONS));
+
 const ID_PATTERN = /^([a-z][a-z0-9_]{0,62})(?:\/([^\s/]{1,1024}))?$/;
 
-/** Reads, merges, expands and validates config files; throws ConfigError listing every problem. */
+/**
+ * Reads, merges, expands and validates config files; throws ConfigError listing every problem: schema,
+ * references and pipelines, and each component's own checks (its `validate` hook), all in one list.
+ */
 export async function loadConfig(
   files: readonly string[],
   registry: Registry,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<ResolvedConfig> {
   const source = await readConfigFiles(files);
-  const config = resolveConfig(source, registry, env);
-  await runValidateHooks(config, source);
-  return config;
+  const checked = checkConfig(source, registry, env);
+  const problems = [...checked.problems, ...(await runValidateHooks(checked, source))];
+  if (problems.length > 0 || !checked.config) throw new ConfigError(problems);
+  return checked.config;
 }
 
-/** The checks that need I/O (a plugin module loads, …), run once the schemas and references are right. */
-async function runValidateHooks(config: ResolvedConfig, source: ConfigSource): Promise<void> {
-  const problems: Problem[] = [];
+/** What the schema and reference checks found, and what the I/O checks still need. */
+interface Checked {
+  problems: Problem[];
+  /** Set only when nothing is wrong. */
+  config?: ResolvedConfig;
+  /** Every component whose own config is valid, whatever is wrong elsewhere. */
+  components: Record<ComponentKind, Map<string, ComponentSpec>>;
+  /** Components (`section::id`) with a value that could not be expanded: their checks would see ''. */
+  spoiled: Set<string>;
+  /** service::start_timeout, or its default when the service section is invalid. */
+  startTimeoutMs: number;
+}
+
+const DEFAULT_START_TIMEOUT_MS = 30_000;
+
+/**
+ * The checks that need I/O (a plugin module loads, a file is readable), for every component whose own config
+ * is valid, even when other parts of the file are not: one run lists everything to fix. They run at once,
+ * each within service::start_timeout, so a module that never finishes loading cannot hang `validate`.
+ */
+async function runValidateHooks(checked: Checked, source: ConfigSource): Promise<Problem[]> {
+  const runs: Promise<Problem[]>[] = [];
   for (const [kind, section] of Object.entries(SECTIONS) as [ComponentKind, string][]) {
-    for (const spec of config.components[kind].values()) {
+    for (const spec of checked.components[kind].values()) {
       const hook = spec.factory.validate as
         | ((c: unknown, ctx: { configDir: string }) => Promise<ConfigIssue[]> | ConfigIssue[])
         | undefined;
-      if (!hook) continue;
-      let issues: ConfigIssue[];
-      try {
-        issues = await hook(spec.config, { configDir: spec.configDir });
-      } catch (err) {
-        issues = [{ message: (err as Error).message }];
-      }
-      for (const issue of issues) {
-        const parts = [section, spec.id, ...(issue.key ? issue.key.split('::') : [])];
-        problems.push({ path: joinPath(parts), message: issue.message, position: positionOf(source, parts) });
-      }
+      if (!hook || checked.spoiled.has(joinPath([section, spec.id]))) continue;
+      runs.push(
+        withDeadline(
+          (async () => hook(spec.config, { configDir: spec.configDir }))(),
+          checked.startTimeoutMs,
+        ).then(
+          (issues) =>
+            issues === TIMED_OUT
+              ? [
+                  {
+                    path: joinPath([section, spec.id]),
+                    message: `its checks did not finish within service::start_timeout (${formatDuration(checked.startTimeoutMs)}), e.g. a plugin module whose top-level code never finishes loading`,
+                    position: positionOf(source, [section, spec.id]),
+                  },
+                ]
+              : issues.map((issue) => {
+                  const parts = [section, spec.id, ...(issue.key ? issue.key.split('::') : [])];
+                  return {
+                    path: joinPath(parts),
+                    message: issue.message,
+                    position: positionOf(source, parts),
+                  };
+                }),
+          (err: unknown) => [
+            {
+              path: joinPath([section, spec.id]),
+              message: (err as Error).message ?? String(err),
+              position: positionOf(source, [section, spec.id]),
+            },
+          ],
+        ),
+      );
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  return (await Promise.all(runs)).flat();
 }
 
+const TIMED_OUT = Symbol('timed out');
+
+/** The promise's value, or TIMED_OUT after `ms`; the timer never outlives the race (it would hold the process). */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** Validates a merged source; throws ConfigError listing every problem (no I/O checks: see loadConfig). */
 export function resolveConfig(
   source: ConfigSource,
   registry: Registry,
   env: NodeJS.ProcessEnv,
 ): ResolvedConfig {
+  const checked = checkConfig(source, registry, env);
+  if (checked.problems.length > 0 || !checked.config) throw new ConfigError(checked.problems);
+  return checked.config;
+}
+
+function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.ProcessEnv): Checked {
   const problems: Problem[] = [];
   // One problem per place: a value whose ${env:…} failed would otherwise also fail its type check.
   const reported = new Set<string>();
@@ -166,8 +233,19 @@ export function resolveConfig(
     problems.push({ path: at, message, position: positionOf(source, parts) });
   };
 
+  // A component with a value that could not be expanded is checked by its schema, but its own checks would
+  // test the empty string that stands in for the value (a file path of '' is the working directory).
+  const spoiled = new Set<string>();
+  const reportEnv: Report = (parts, message) => {
+    if (parts.length >= 2 && typeof parts[0] === 'string' && COMPONENT_SECTIONS.has(parts[0])) {
+      spoiled.add(joinPath(parts.slice(0, 2)));
+    }
+    report(parts, message);
+  };
   const typedFromEnv = new Map<string, string>();
-  const tree = expandEnv(source.tree, [], env, report, typedFromEnv) as Tree;
+  const tree = expandEnv(source.tree, [], env, reportEnv, typedFromEnv) as Tree;
+  const issueReporter = (prefix: (string | number)[], schema: z.ZodType) => (issue: z.core.$ZodIssue) =>
+    reportIssue(issue, prefix, report, schema, tree);
 
   // The top level and the service section are checked piece by piece, so one bad value there does not
   // hide the problems in the components and pipelines.
@@ -175,14 +253,14 @@ export function resolveConfig(
   if (!top.success) {
     for (const issue of top.error.issues) {
       if (issue.path[0] === 'service' && issue.path.length > 1) continue; // reported per piece below
-      reportIssue(issue, [], report, topSchema);
+      issueReporter([], topSchema)(issue);
     }
   }
   const rawService = isPlainObject(tree.service) ? tree.service : {};
   const { pipelines: _pipelines, ...serviceWithoutPipelines } = rawService;
   const parsedService = serviceSchema.omit({ pipelines: true }).safeParse(serviceWithoutPipelines);
   if (!parsedService.success) {
-    for (const issue of parsedService.error.issues) reportIssue(issue, ['service'], report, serviceSchema);
+    parsedService.error.issues.forEach(issueReporter(['service'], serviceSchema));
   }
   const serviceExtensions = parsedService.success
     ? parsedService.data.extensions
@@ -198,8 +276,7 @@ export function resolveConfig(
   for (const [pid, raw] of Object.entries(rawPipelines)) {
     const r = pipelineSchema.safeParse(raw);
     if (!r.success) {
-      for (const issue of r.error.issues)
-        reportIssue(issue, ['service', 'pipelines', pid], report, pipelineSchema);
+      r.error.issues.forEach(issueReporter(['service', 'pipelines', pid], pipelineSchema));
     }
     parsedPipelines.push([pid, r.success ? r.data : undefined, isPlainObject(raw) ? raw : {}]);
   }
@@ -207,25 +284,32 @@ export function resolveConfig(
   const components = {} as Record<ComponentKind, Map<string, ComponentSpec>>;
   for (const [kind, section] of Object.entries(SECTIONS) as [ComponentKind, string][]) {
     components[kind] = new Map();
-    const defs = (tree[section] ?? {}) as Tree;
+    // Not a mapping: the top-level schema said so; its entries are no component ids.
+    const defs = isPlainObject(tree[section]) ? tree[section] : {};
     for (const [id, raw] of Object.entries(defs)) {
       const m = ID_PATTERN.exec(id);
       if (!m) {
+        const [type, ...name] = id.split('/');
+        const hint = typeHint(registry, kind, type, name.length > 0 ? name.join('/') : undefined);
         report(
           [section, id],
-          'a component id is `type` or `type/name` (type: lower_snake_case; name: no spaces or /)',
+          `a component id is \`type\` or \`type/name\` (type: lower_snake_case; name: no spaces or /)${hint ? `; ${hint}` : ''}`,
         );
         continue;
       }
       const factory = registry.get(kind, m[1]);
       if (!factory) {
-        const known = registry.types(kind);
-        report([section, id], `unknown ${kind} type "${m[1]}"; known types: ${known.join(', ') || 'none'}`);
+        const known = registry.types(kind).join(', ') || 'none';
+        const hint = typeHint(registry, kind, m[1], m[2]);
+        report(
+          [section, id],
+          `unknown ${kind} type "${m[1]}"; ${hint ? `${hint} (known ${kind} types: ${known})` : `known types: ${known}`}`,
+        );
         continue;
       }
       const parsed = parseWithEnvStrings(factory.config, raw ?? {}, [section, id], typedFromEnv);
       if (!parsed.success) {
-        for (const issue of parsed.error.issues) reportIssue(issue, [section, id], report, factory.config);
+        parsed.error.issues.forEach(issueReporter([section, id], factory.config));
         continue;
       }
       components[kind].set(id, {
@@ -239,15 +323,36 @@ export function resolveConfig(
     }
   }
 
+  const configuredIds = (kind: ComponentKind): string[] => {
+    const defs = tree[SECTIONS[kind]];
+    return isPlainObject(defs) ? Object.keys(defs) : [];
+  };
   const defined = (kind: ComponentKind, id: string) =>
-    components[kind].has(id) || Object.hasOwn((tree[SECTIONS[kind]] ?? {}) as Tree, id);
+    components[kind].has(id) || configuredIds(kind).includes(id);
+  /** What the user may have meant by a reference to an id that is not configured. */
+  const referenceHint = (kind: ComponentKind, id: string): string => {
+    const ids = configuredIds(kind);
+    // `otlp` where only `otlp/backend` is configured.
+    const named = ids.filter((x) => x.startsWith(`${id}/`));
+    if (named.length > 0) return `; ${didYouMean(named)}`;
+    const near = suggest(id, ids);
+    if (near) return `; ${near}`;
+    // A processor listed among the exporters, an extension in a pipeline: say where it belongs.
+    const elsewhere = (Object.keys(SECTIONS) as ComponentKind[])
+      .filter((k) => k !== kind && configuredIds(k).includes(id))
+      .map(
+        (k) =>
+          `"${id}" is configured under ${SECTIONS[k]}: list it in ${k === 'extension' ? 'service::extensions' : `a pipeline's ${SECTIONS[k]}`}`,
+      );
+    return elsewhere.length > 0 ? `; ${elsewhere.join('; ')}` : '';
+  };
 
   const neededExtensions = new Map<string, (string | number)[]>();
   serviceExtensions.forEach((id, i) => {
     if (!defined('extension', id)) {
       report(
         ['service', 'extensions', i],
-        `references extension "${id}" which is not configured under extensions`,
+        `references extension "${id}" which is not configured under extensions${referenceHint('extension', id)}`,
       );
     }
     const spec = components.extension.get(id);
@@ -264,7 +369,13 @@ export function resolveConfig(
     const base = ['service', 'pipelines', pid];
     const signal = pid.split('/')[0] as Signal;
     if (!SIGNALS.includes(signal) || !/^[a-z]+(\/[^\s/]+)?$/.test(pid)) {
-      report(base, `a pipeline id is \`signal[/name]\` with signal one of: ${SIGNALS.join(', ')}`);
+      const [head, ...name] = pid.split('/');
+      const near = nearest(head, SIGNALS);
+      const meant = [...near.exact, ...near.close].map((s) => [s, ...name].join('/'));
+      report(
+        base,
+        `a pipeline id is \`signal[/name]\` with signal one of: ${SIGNALS.join(', ')}${meant.length ? `; ${didYouMean(meant)}` : ''}`,
+      );
       continue;
     }
     for (const [kind, list] of [
@@ -276,7 +387,10 @@ export function resolveConfig(
       list.forEach((id, i) => {
         const at = [...base, SECTIONS[kind], i];
         if (!defined(kind, id)) {
-          report(at, `references ${kind} "${id}" which is not configured under ${SECTIONS[kind]}`);
+          report(
+            at,
+            `references ${kind} "${id}" which is not configured under ${SECTIONS[kind]}${referenceHint(kind, id)}`,
+          );
           return;
         }
         if (seen.has(id)) report(at, `${kind} "${id}" is listed twice in this pipeline`);
@@ -300,9 +414,16 @@ export function resolveConfig(
     }
   }
 
-  if (problems.length > 0 || !parsedService.success) throw new ConfigError(problems);
+  // The hooks' deadline: the user's start_timeout even when another service setting is wrong.
+  const ownStartTimeout = serviceSchema.shape.start_timeout.safeParse(rawService.start_timeout);
+  const startTimeoutMs = parsedService.success
+    ? parsedService.data.start_timeout
+    : ownStartTimeout.success
+      ? ownStartTimeout.data
+      : DEFAULT_START_TIMEOUT_MS;
+  if (problems.length > 0 || !parsedService.success) return { problems, components, spoiled, startTimeoutMs };
   const service = parsedService.data;
-  return {
+  const config: ResolvedConfig = {
     components,
     extensions: service.extensions,
     pipelines,
@@ -311,6 +432,36 @@ export function resolveConfig(
     startTimeoutMs: service.start_timeout,
     stallTimeoutMs: service.stall_timeout,
   };
+  return { problems, config, components, spoiled, startTimeoutMs };
+}
+
+/**
+ * What the user may have meant by an unknown component type: the same type written another way
+ * (`K8s-Attributes`, `prometheusexporter`), a type of another kind (`k8s_attributes` under receivers), or a
+ * near typo. `name` is kept, so the suggestion is the id to write. '' when nothing is near.
+ */
+function typeHint(registry: Registry, kind: ComponentKind, type: string, name?: string): string {
+  const id = (t: string) => (name === undefined ? t : `${t}/${name}`);
+  const same = nearest(type, registry.types(kind), { affixes: KIND_AFFIXES });
+  if (same.exact.length > 0) return didYouMean(same.exact.map(id));
+  const others = (Object.keys(SECTIONS) as ComponentKind[])
+    .filter((k) => k !== kind)
+    .map((k) => {
+      const found = nearest(type, registry.types(k), { affixes: KIND_AFFIXES });
+      // nearest never offers the input itself; here the very same name under another kind is the answer.
+      if (registry.get(k, type)) found.exact.unshift(type);
+      return { kind: k, found };
+    });
+  const elsewhere = (pick: (s: Suggestions) => string[]) =>
+    others
+      .flatMap((o) =>
+        pick(o.found).map((t) => `${id(t)} is a ${o.kind} type: configure it under ${SECTIONS[o.kind]}`),
+      )
+      .join('; ');
+  const exactElsewhere = elsewhere((s) => s.exact);
+  if (exactElsewhere) return exactElsewhere;
+  if (same.close.length > 0) return didYouMean(same.close.map(id));
+  return elsewhere((s) => s.close);
 }
 
 type Report = (parts: (string | number)[], message: string) => void;
@@ -320,14 +471,17 @@ function reportIssue(
   prefix: (string | number)[],
   report: Report,
   schema: z.ZodType,
+  tree: Tree,
 ): void {
   const parts = [...prefix, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
   if (issue.code === 'unrecognized_keys') {
     const known = knownKeys(schema, issue.path);
     for (const key of issue.keys) {
+      const hint = suggest(key, known);
+      const list = known.length ? `expected one of: ${known.join(', ')}` : '';
       report(
         [...parts, key],
-        `unknown key "${key}"${known.length ? `; expected one of: ${known.join(', ')}` : ''}`,
+        `unknown key "${key}"${hint ? `; ${hint}${list ? ` (${list})` : ''}` : list ? `; ${list}` : ''}`,
       );
     }
     return;
@@ -336,7 +490,30 @@ function reportIssue(
   if (issue.code === 'invalid_type' && message.includes('received undefined')) {
     message = `required: ${message.replace('Invalid input: ', '').replace(', received undefined', '')}`;
   }
+  if (issue.code === 'invalid_value') {
+    const given = valueAt(tree, parts);
+    const values = issue.values.filter((v): v is string => typeof v === 'string');
+    if (typeof given === 'string' && values.length === issue.values.length) {
+      // zod's own wording (`Invalid option: expected one of "a"|"b"`) neither says what was given nor
+      // reads as the list a user can copy from; a schema's own message is kept.
+      if (message.startsWith('Invalid option:')) {
+        message = `${JSON.stringify(given)} is not one of: ${values.join(', ')}`;
+      }
+      const hint = suggest(given, values);
+      if (hint) message = `${message}; ${hint}`;
+    }
+  }
   report(parts, message.replace(/^Invalid input: /, ''));
+}
+
+function valueAt(tree: Tree, parts: readonly (string | number)[]): unknown {
+  let cur: unknown = tree;
+  for (const p of parts) {
+    if (Array.isArray(cur)) cur = cur[Number(p)];
+    else if (isPlainObject(cur)) cur = cur[String(p)];
+    else return undefined;
+  }
+  return cur;
 }
 
 /** Keys the object schema at `path` accepts, for "did you mean" style messages. */
