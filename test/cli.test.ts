@@ -74,16 +74,144 @@ exporters: { debug: {} }
 service: { pipelines: { flows: { receivers: [file], processors: [plugin], exporters: [debug] } } }
 `,
       );
-      const r = await runCli(['validate', '-c', file]);
+      const r = await runCli(['validate', '-c', file], { cwd: dir });
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(
-        /plugin\.yaml:2:25: processors::plugin::module: cannot load plugin module "\.\/no-such-plugin\.mjs": Cannot find module/,
+      expect(r.stderr).toBe(
+        [
+          'netmon: invalid configuration (1 problem):',
+          `  plugin.yaml:2:25: processors::plugin::module: cannot load plugin module "./no-such-plugin.mjs": no file ${path.join(dir, 'no-such-plugin.mjs')}`,
+          '',
+        ].join('\n'),
       );
-      const run = await runCli(['run', '-c', file]);
+      const run = await runCli(['run', '-c', file], { cwd: dir });
       expect(run.code).toBe(2);
-      expect(run.stderr).toContain('processors::plugin::module: cannot load plugin module');
+      expect(run.stderr).toBe(r.stderr);
     });
   });
+
+  it('validate: every problem of a file in one run, sorted by line, with "did you mean" for near misses; run says the same', async () => {
+    await withTmpDir(async (dir) => {
+      await writeFile(path.join(dir, 'ports.mjs'), 'export default (batch) => batch;\n');
+      await writeFile(path.join(dir, 'named.mjs'), 'export function process(batch) { return batch; }\n');
+      // Top-level code that never finishes: its check must end at service::start_timeout, not hang.
+      await writeFile(
+        path.join(dir, 'stuck.mjs'),
+        'await new Promise(() => {});\nexport default (b) => b;\n',
+      );
+      const file = path.join(dir, 'all.yaml');
+      await writeFile(
+        file,
+        [
+          'receivers:',
+          '  conntrack:',
+          '    read_intervl: 5s',
+          '  file:',
+          '    path: missing.jsonl',
+          '  k8sattributes: {}',
+          'processors:',
+          '  plugin/a:',
+          '    module: ./port.mjs',
+          '  plugin/b:',
+          '    module: ./named.mjs',
+          '  plugin/c:',
+          '    module: ./stuck.mjs',
+          'exporters:',
+          '  prometheusexporter: {}',
+          '  otlp_exporter: {}',
+          '  file:',
+          '    path: /proc/netmon/flows.jsonl',
+          'servce: {}',
+          'service:',
+          '  start_timeout: 1s',
+          '  pipelines:',
+          '    flows:',
+          '      receivers: [conntrack, file]',
+          '      processors: [plugin/a, plugin/b, plugin/c]',
+          '      exporters: [file, debug]',
+          '    dns:',
+          '      receivers: [file]',
+          '      exporters: [file]',
+          '',
+        ].join('\n'),
+      );
+      const r = await runCli(['validate', '-c', 'all.yaml'], { cwd: dir });
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.split('\n')).toEqual([
+        'netmon: invalid configuration (13 problems):',
+        '  all.yaml:3:5: receivers::conntrack::read_intervl: unknown key "read_intervl"; did you mean read_interval? (expected one of: read_interval, events, netns, families, protocols, enable_accounting, event_buffer_size)',
+        `  all.yaml:5:5: receivers::file::path: cannot read ${path.join(dir, 'missing.jsonl')}: ENOENT (no such file or directory)`,
+        '  all.yaml:6:3: receivers::k8sattributes: unknown receiver type "k8sattributes"; k8s_attributes is a processor type: configure it under processors (known receiver types: conntrack, file)',
+        `  all.yaml:9:5: processors::plugin/a::module: cannot load plugin module "./port.mjs": no file ${path.join(dir, 'port.mjs')}; did you mean ./ports.mjs?`,
+        '  all.yaml:11:5: processors::plugin/b::module: plugin module "./named.mjs" must default-export a function (batch, ctx) => batch, or an object with a process function; it has no default export, only named ones (process): write export default { process, … }',
+        '  all.yaml:12:3: processors::plugin/c: its checks did not finish within service::start_timeout (1s), e.g. a plugin module whose top-level code never finishes loading',
+        '  all.yaml:15:3: exporters::prometheusexporter: unknown exporter type "prometheusexporter"; did you mean prometheus? (known exporter types: debug, devzero, file, otlp, prometheus)',
+        '  all.yaml:16:3: exporters::otlp_exporter: unknown exporter type "otlp_exporter"; did you mean otlp? (known exporter types: debug, devzero, file, otlp, prometheus)',
+        '  all.yaml:18:5: exporters::file::path: /proc/netmon/flows.jsonl is under /proc, a kernel pseudo-filesystem where no file can be created; write to a real filesystem (e.g. /var/lib/netmon/flows.jsonl)',
+        '  all.yaml:19:1: servce: unknown key "servce"; did you mean service? (expected one of: receivers, processors, exporters, extensions, service)',
+        '  all.yaml:26:25: service::pipelines::flows::exporters::1: references exporter "debug" which is not configured under exporters',
+        '  all.yaml:28:19: service::pipelines::dns::receivers::0: receiver "file" does not support dns (it supports: flows)',
+        '  all.yaml:29:19: service::pipelines::dns::exporters::0: exporter "file" does not support dns (it supports: flows)',
+        '',
+      ]);
+      const run = await runCli(['run', '-c', 'all.yaml'], { cwd: dir });
+      expect(run.code).toBe(2);
+      expect(run.stderr).toBe(r.stderr);
+    });
+  });
+
+  it('usage errors exit 2 and say what to type; --help exits 0', async () => {
+    // Side by side: each is a process start.
+    const [noConfig, noConfigRun, positional, positionalRun, flag, level, command, bare, help, top] =
+      await Promise.all(
+        [
+          ['validate'],
+          ['run'],
+          ['validate', 'a.yaml', '-c', 'b.yaml'],
+          ['run', 'a.yaml'],
+          ['validate', '--bogus', '-c', 'configs/default.yaml'],
+          ['run', '-c', 'configs/default.yaml', '--log-level', 'loud'],
+          ['valdate'],
+          [],
+          ['validate', '--help'],
+          ['--help'],
+        ].map((args) => runCli(args)),
+      );
+    for (const r of [noConfig, noConfigRun, positional, positionalRun, flag, level, command, bare]) {
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+    }
+    expect(noConfig.stderr).toBe(
+      "netmon validate: no config file given: name it with -c/--config, e.g. netmon validate -c configs/default.yaml\n(run 'netmon validate --help' for usage)\n",
+    );
+    expect(noConfigRun.stderr.split('\n')[0]).toBe(
+      'netmon run: no config file given: name it with -c/--config, e.g. netmon run -c configs/default.yaml',
+    );
+    // The file that was meant comes first in the command shown.
+    expect(positional.stderr.split('\n')[0]).toBe(
+      'netmon validate: unexpected argument a.yaml: config files follow -c/--config, e.g. netmon validate -c a.yaml b.yaml',
+    );
+    expect(positionalRun.stderr.split('\n')[0]).toBe(
+      'netmon run: unexpected argument a.yaml: config files follow -c/--config, e.g. netmon run -c a.yaml',
+    );
+    expect(flag.stderr).toBe(
+      "netmon validate: unknown option '--bogus'\n(run 'netmon validate --help' for usage)\n",
+    );
+    expect(level.stderr.split('\n')[0]).toBe(
+      "netmon run: option '--log-level <level>' argument 'loud' is invalid. Allowed choices are trace, debug, info, warn, error, fatal, silent.",
+    );
+    expect(command.stderr.split('\n')[0]).toBe("netmon: unknown command 'valdate'");
+    expect(command.stderr).toContain('validate');
+    expect(bare.stderr).toMatch(/^Usage: netmon \[options\] \[command\]/);
+
+    expect(help.code).toBe(0);
+    expect(help.stderr).toBe('');
+    expect(help.stdout).toContain('Exit codes: 0 valid; 2 invalid configuration');
+    expect(top.code).toBe(0);
+    expect(top.stdout.replace(/\s+/g, ' ')).toContain(
+      'Exit codes: 0 success; 1 could not start, or lost data on shutdown (run); 2 invalid command line or configuration (nothing was started).',
+    );
+  }, 60_000);
 
   it('components lists every registered type with kind, signals and stability', async () => {
     const r = await runCli(['components', '--json']);
@@ -109,7 +237,7 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
     expect(help.stdout).toContain('--config <file...>');
     expect(help.stdout).toContain('Exit codes');
     const missing = await runCli(['run']);
-    expect(missing.code).not.toBe(0);
-    expect(missing.stderr).toContain("required option '-c, --config <file...>' not specified");
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('netmon run: no config file given');
   });
 });

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, CommanderError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from './program.js';
 
@@ -31,5 +31,48 @@ describe('--config', () => {
       config: ['a.yaml', 'b.yaml'],
       logLevel: 'debug',
     });
+  });
+});
+
+/** Runs `argv` with the real actions, capturing what a usage error prints and the code it exits with. */
+async function usageErrorOf(argv: string[]): Promise<{ exitCode: number; code: string; stderr: string }> {
+  const program = buildProgram();
+  let stderr = '';
+  for (const command of [program, ...(program.commands as Command[])]) {
+    command.exitOverride();
+    command.configureOutput({ ...command.configureOutput(), writeErr: (text) => (stderr += text) });
+  }
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return { exitCode: err.exitCode, code: err.code, stderr };
+    throw err;
+  }
+  throw new Error('expected a usage error');
+}
+
+describe('usage errors', () => {
+  it.each(['run', 'validate'])('%s without --config exits 2 and shows the command to type', async (cmd) => {
+    expect(await usageErrorOf([cmd])).toEqual({
+      exitCode: 2,
+      code: 'netmon.noConfig',
+      stderr: `netmon ${cmd}: no config file given: name it with -c/--config, e.g. netmon ${cmd} -c configs/default.yaml\n(run 'netmon ${cmd} --help' for usage)\n`,
+    });
+  });
+
+  it('a config file given without -c is shown where it belongs', async () => {
+    const r = await usageErrorOf(['validate', 'a.yaml', 'b.yaml', '-c', 'c.yaml']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.split('\n')[0]).toBe(
+      'netmon validate: unexpected arguments a.yaml b.yaml: config files follow -c/--config, e.g. netmon validate -c a.yaml b.yaml c.yaml',
+    );
+  });
+
+  it("commander's own errors are prefixed with the command", async () => {
+    const r = await usageErrorOf(['validate', '--colour', '-c', 'a.yaml']);
+    expect(r.code).toBe('commander.unknownOption');
+    expect(r.stderr).toBe(
+      "netmon validate: unknown option '--colour'\n(run 'netmon validate --help' for usage)\n",
+    );
   });
 });

@@ -12,15 +12,53 @@ import { defaultRegistry } from './components.js';
 import { runAgent } from './run.js';
 import { VERSION } from './version.js';
 
+// One code for "what you gave is wrong, nothing was started": a bad command line or a bad configuration.
+// Retrying cannot help either; 1 stays for failures at run time, which a restart might get past.
 const EXIT_INVALID_CONFIG = 2;
+const EXIT_USAGE = 2;
 
 // Variadic, and commander appends when the option is repeated: `-c a.yaml b.yaml` and `-c a.yaml -c b.yaml`
-// both give [a.yaml, b.yaml].
+// both give [a.yaml, b.yaml]. Not commander's "mandatory": its message says what is missing, not what to
+// type (see configFiles).
 const configOption = () =>
   new Option(
     '-c, --config <file...>',
-    'pipeline config files (YAML), merged in order: later files win; list several or repeat -c',
-  ).makeOptionMandatory();
+    'pipeline config files (YAML), merged in order: later files win; list several or repeat -c (required)',
+  );
+
+/**
+ * Usage errors (unknown option or command, a bad --log-level, no config) print `netmon run: <problem>` and
+ * where to read more, and exit EXIT_USAGE; --help and --version still exit 0.
+ */
+function usageErrors(cmd: Command, name: string): Command {
+  return cmd
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, `${name}: `)) })
+    .showHelpAfterError(`(run '${name} --help' for usage)`)
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE));
+}
+
+/** The config files of `run`/`validate`, or a usage error that shows the command to type. */
+function configFiles(cmd: Command, opts: { config?: string[] }): string[] {
+  const name = `netmon ${cmd.name()}`;
+  // A file given without -c is the usual slip: show the command with it in the right place.
+  if (cmd.args.length > 0) {
+    const files = [...cmd.args, ...(opts.config ?? [])];
+    cmd.error(
+      `${name}: unexpected argument${cmd.args.length === 1 ? '' : 's'} ${cmd.args.join(' ')}: config files follow -c/--config, e.g. ${name} -c ${files.join(' ')}`,
+      { exitCode: EXIT_USAGE, code: 'netmon.unexpectedArgument' },
+    );
+  }
+  if (!opts.config || opts.config.length === 0) {
+    cmd.error(
+      `${name}: no config file given: name it with -c/--config, e.g. ${name} -c configs/default.yaml`,
+      {
+        exitCode: EXIT_USAGE,
+        code: 'netmon.noConfig',
+      },
+    );
+  }
+  return opts.config;
+}
 
 const logLevelOption = () =>
   new Option('--log-level <level>', 'log level, overriding service::telemetry::logs::level').choices(
@@ -28,24 +66,21 @@ const logLevelOption = () =>
   );
 
 function reportConfigError(err: unknown): never {
-  if (err instanceof ConfigError) {
-    process.stderr.write(
-      `netmon: invalid configuration (${err.problems.length} problem${err.problems.length === 1 ? '' : 's'}):\n`,
-    );
-    for (const line of err.message.split('\n')) process.stderr.write(`  ${line}\n`);
-    process.exit(EXIT_INVALID_CONFIG);
-  }
-  throw err;
+  const lines = err instanceof ConfigError ? err.message.split('\n') : [(err as Error).message];
+  process.stderr.write(
+    `netmon: invalid configuration (${lines.length} problem${lines.length === 1 ? '' : 's'}):\n`,
+  );
+  for (const line of lines) process.stderr.write(`  ${line}\n`);
+  process.exit(EXIT_INVALID_CONFIG);
 }
 
 export function buildProgram(): Command {
   const program = new Command('netmon')
     .description(
-      'netmon: per-node network-flow agent. Reads flows from the kernel, labels them with workloads,\n' +
+      'netmon: per-node network-flow agent. Reads flows from the kernel, labels them with workloads, ' +
         'destination class and cost, and exports them to Prometheus, OTLP and DevZero.',
     )
     .version(VERSION, '-V, --version', 'print the version')
-    .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
       `
@@ -55,10 +90,14 @@ Examples:
   NODE_NAME=node-1 netmon validate -c configs/kubernetes.yaml
   netmon components
 
+Exit codes: 0 success; 1 could not start, or lost data on shutdown (run); 2 invalid command line or
+configuration (nothing was started).
+
 Docs: docs/configuration.md (config), docs/architecture.md, docs/operations.md`,
     );
+  usageErrors(program, 'netmon');
 
-  program
+  const run = program
     .command('run')
     .description('run the agent until SIGTERM/SIGINT, then drain in-flight data and exit')
     .addOption(configOption())
@@ -66,13 +105,16 @@ Docs: docs/configuration.md (config), docs/architecture.md, docs/operations.md`,
     .addHelpText(
       'after',
       `
-Exit codes: 0 stopped cleanly, 1 could not start or lost data on shutdown, 2 invalid configuration.
+Exit codes: 0 stopped cleanly, 1 could not start or lost data on shutdown, 2 invalid configuration or
+command line (nothing was started; every configuration problem is listed as file:line:column: path: problem).
 Logs are JSON lines on stderr unless stderr is a terminal.`,
     )
-    .action(async (opts: { config: string[]; logLevel?: LogLevel }) => {
+    .allowExcessArguments()
+    .action(async (opts: { config?: string[]; logLevel?: LogLevel }, cmd: Command) => {
+      const files = configFiles(cmd, opts);
       try {
         const code = await runAgent({
-          configFiles: opts.config,
+          configFiles: files,
           registry: defaultRegistry(),
           logger: (level) => createLogger({ level }),
           logLevel: opts.logLevel,
@@ -85,17 +127,25 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
       }
     });
 
-  program
+  usageErrors(run, 'netmon run');
+
+  const validate = program
     .command('validate')
-    .description('check config files completely (schema, references, plugins) without starting anything')
+    .description(
+      'check config files completely (schema, references, pipelines, files, plugins) without starting anything, listing every problem at once',
+    )
     .addOption(configOption())
     .addHelpText(
       'after',
-      '\nExit codes: 0 valid, 2 invalid (each problem printed as file:line:column: path: message).',
+      `
+Exit codes: 0 valid; 2 invalid configuration (every problem of every file, sorted by file and line, each
+as file:line:column: path: problem, with a "did you mean" for near misses) or invalid command line.`,
     )
-    .action(async (opts: { config: string[] }) => {
+    .allowExcessArguments()
+    .action(async (opts: { config?: string[] }, cmd: Command) => {
+      const files = configFiles(cmd, opts);
       try {
-        const config = await loadConfig(opts.config, defaultRegistry());
+        const config = await loadConfig(files, defaultRegistry());
         // Building creates every component (plugins are loaded) without starting any.
         await Service.build(config, { logger: silentLogger() });
         const n = config.pipelines.length;
@@ -103,13 +153,13 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
           `configuration is valid: ${n} pipeline${n === 1 ? '' : 's'} (${config.pipelines.map((p) => p.id).join(', ')})\n`,
         );
       } catch (err) {
-        if (err instanceof ConfigError) reportConfigError(err);
-        process.stderr.write(`netmon: invalid configuration:\n  ${(err as Error).message}\n`);
-        process.exit(EXIT_INVALID_CONFIG);
+        // A component that passed every check but cannot be created is a configuration problem too.
+        reportConfigError(err);
       }
     });
+  usageErrors(validate, 'netmon validate');
 
-  program
+  const components = program
     .command('components')
     .description('list every component type this build knows, with kind, signals and stability')
     .option('--json', 'print JSON instead of a table')
@@ -136,13 +186,15 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
       for (const r of rows)
         process.stdout.write(line([r.kind, r.type, r.signals, r.stability, r.description]));
     });
+  usageErrors(components, 'netmon components');
 
-  program
+  const version = program
     .command('version')
     .description('print the version')
     .action(() => {
       process.stdout.write(`netmon ${VERSION} (node ${process.version})\n`);
     });
+  usageErrors(version, 'netmon version');
 
   return program;
 }
