@@ -117,7 +117,9 @@ interface FactoryBase<C> {
   readonly optionalExtensions?: readonly string[];
   /**
    * Checks beyond the schema that need I/O (a module loads, a device exists), run by `loadConfig` and
-   * `netmon validate` before anything starts. Cross-field rules belong in the schema (`superRefine`).
+   * `netmon validate` before anything starts — side by side with the other components' hooks, even when
+   * other parts of the config are invalid, within `service::start_timeout`: a hook must not depend on
+   * another. Cross-field rules belong in the schema (`superRefine`).
    */
   validate?(config: C, ctx: { configDir: string }): ConfigIssue[] | Promise<ConfigIssue[]>;
 }
