@@ -11,6 +11,7 @@ interface FinalCounts {
     id: string;
     items: { in: number; out: number; dropped: number; failed: number };
   }[];
+  queues: Record<string, unknown>[];
 }
 
 const items = (final: FinalCounts, kind: string, id: string) =>
@@ -74,6 +75,10 @@ service:
         failed: 0,
       });
       expect(items(final, 'exporter', 'file')).toEqual({ in: read, out: read, dropped: 0, failed: 0 });
+      // The queue's counters spelt as /status spells them.
+      expect(final.queues).toEqual([
+        { pipeline: 'flows', receiver: 'file', capacity: 64, depth: 0, dropped_batches: 0, dropped_items: 0 },
+      ]);
       const written = (await readFile(path.join(dir, 'out.jsonl'), 'utf8')).split('\n').filter(Boolean);
       expect(written).toEqual(input.slice(0, read));
     });

@@ -129,7 +129,15 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   logger.info(
     {
       components: components.map((c) => ({ kind: c.kind, id: c.id, pipeline: c.pipeline, items: c.items })),
-      queues,
+      // Spelt as /status spells them, so one alert or query reads both.
+      queues: queues.map((q) => ({
+        pipeline: q.pipeline,
+        receiver: q.receiver,
+        capacity: q.capacity,
+        depth: q.depth,
+        dropped_batches: q.droppedBatches,
+        dropped_items: q.droppedItems,
+      })),
     },
     'final item counts',
   );
