@@ -2,18 +2,20 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { defineExtension } from '@netmon/core';
-import { k8sMetadataConfig } from './config.js';
+import { type K8sMetadataConfig, k8sMetadataConfig, snapshotPaths } from './config.js';
 import { K8sMetadataExtension } from './extension.js';
 import { K8S_METADATA } from './metadata.js';
+import { readSnapshotFile } from './snapshot.js';
 
 export const k8sMetadataExtensionFactory = defineExtension({
   kind: 'extension',
   type: K8S_METADATA,
   stability: 'alpha',
   description:
-    'Watches pods, nodes, services and EndpointSlices (one informer set per agent) and tells k8s_attributes, classify and cost who owns each flow address.',
+    'Watches pods, nodes, services and EndpointSlices (one informer set per agent), or reads them from a kubectl snapshot, and tells k8s_attributes, classify and cost who owns each flow address.',
   config: k8sMetadataConfig,
   async validate(config, { configDir }) {
+    if (config.snapshot !== undefined) return checkSnapshot(config, configDir);
     if (config.kubeconfig === undefined) return [];
     const file = resolve(configDir, config.kubeconfig);
     try {
@@ -28,3 +30,30 @@ export const k8sMetadataExtensionFactory = defineExtension({
   },
   create: (settings, config) => new K8sMetadataExtension(settings, config),
 });
+
+/**
+ * Reads every snapshot file as the start will (a broken one is a configuration error with its path and,
+ * for JSON, line and column), so `netmon validate` catches it; skipped items are the start's to report.
+ */
+async function checkSnapshot(config: K8sMetadataConfig, configDir: string, env = process.env) {
+  const paths = snapshotPaths(config) ?? [];
+  const issues: { key: string; message: string }[] = [];
+  for (const [i, p] of paths.entries()) {
+    try {
+      await readSnapshotFile(resolve(configDir, p));
+    } catch (err) {
+      issues.push({
+        key: typeof config.snapshot === 'string' ? 'snapshot' : `snapshot::${i}`,
+        message: (err as Error).message,
+      });
+    }
+  }
+  if (config.scope === 'node' && !config.node_name && !env.NODE_NAME) {
+    issues.push({
+      key: 'scope',
+      message:
+        'scope: node with a snapshot needs node_name (or NODE_NAME): it names the node whose pods are kept; the host name is not guessed',
+    });
+  }
+  return issues;
+}
