@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AgentProcess, ROOT, withTmpDir } from './harness/agent.js';
+import { AgentProcess, freePort, ROOT, withTmpDir } from './harness/agent.js';
 
 const SAMPLE = path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl');
 
@@ -117,4 +117,50 @@ service: { pipelines: { flows: { exporters: [file] } } }
       expect(rows.some((r) => r.attributes['app.protocol'] === 'https')).toBe(true);
     });
   });
+
+  it('configs/examples/replay.yaml as shipped: workloads, classes and dollars in Prometheus within a minute', async () => {
+    await withTmpDir(async (dir) => {
+      const port = await freePort();
+      const agent = new AgentProcess(['run', '--config', 'configs/examples/replay.yaml'], {
+        env: {
+          NETMON_PROMETHEUS_ENDPOINT: `127.0.0.1:${port}`,
+          NETMON_HEALTH_ENDPOINT: '127.0.0.1:0',
+          NETMON_OUTPUT: path.join(dir, 'flows.jsonl'),
+        },
+      });
+      try {
+        const cost = new Map<string, number>();
+        const until = Date.now() + 60_000;
+        while (Date.now() < until) {
+          const body = await fetch(`http://127.0.0.1:${port}/metrics`)
+            .then((r) => r.text())
+            .catch(() => '');
+          cost.clear();
+          for (const line of body.split('\n')) {
+            const m = /^netmon_flow_cost_usd_total\{(.*)\} (\S+)$/.exec(line);
+            if (m) cost.set(m[1], Number(m[2]));
+          }
+          if ([...cost.values()].some((v) => v > 0)) break;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        // Cross-zone traffic between two Deployments of the shop, priced by AWS's list price.
+        const crossZone = [...cost].filter(
+          ([labels, usd]) =>
+            labels.includes('src_workload="frontend"') &&
+            labels.includes('dst_workload="catalog"') &&
+            labels.includes('traffic_class="cross_zone"') &&
+            usd > 0,
+        );
+        expect(crossZone.length, [...cost.keys()].join('\n')).toBeGreaterThan(0);
+        // Same-node traffic is known and costs nothing.
+        const sameNode = [...cost].filter(([labels]) => labels.includes('traffic_class="same_node"'));
+        expect(sameNode.length).toBeGreaterThan(0);
+        for (const [, usd] of sameNode) expect(usd).toBe(0);
+        expect(agent.logs.some((l) => String(l.msg).startsWith('snapshot: '))).toBe(true);
+      } finally {
+        agent.signal('SIGTERM');
+        expect(await agent.exit()).toBe(0);
+      }
+    });
+  }, 90_000);
 });
