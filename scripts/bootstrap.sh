@@ -11,6 +11,9 @@
 #   3. npm ci (npm install --no-save, with a warning, when npm ci rejects package-lock.json itself), only
 #      when package-lock.json, a package.json or the Node version changed since the last successful
 #      install.
+#      npm runs no dependency's install script unless package.json's allowScripts approves it; the two
+#      that have one are declined there on purpose: nx's postinstall (workspace-graph caching for nx
+#      itself; lerna runs without it) and protobufjs' (a check for its optional command-line tools).
 #   4. npm run build (tsc -b, incremental) - skipped with --no-build.
 #   5. With `-- COMMAND...`: runs COMMAND from the repo root in the same environment (PATH starting
 #      with .tools/bin, npm_config_nodedir = the chosen Node's headers); its exit status is ours.
