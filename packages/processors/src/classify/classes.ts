@@ -1,5 +1,6 @@
-// The vocabulary classify writes (DESIGN.md "Names users see"). Indexes are stable within a process and
-// used by the cost processor's tables; the strings are the contract.
+// The vocabulary classify writes: values users see in flow records and metric labels, so renaming one
+// needs a migration note. Indexes are stable within a process and used by the cost processor's tables;
+// the strings are the contract.
 
 /** The attribute classify writes and cost and filter read. */
 export const TRAFFIC_CLASS = 'traffic.class';

@@ -1,14 +1,16 @@
+import type os from 'node:os';
 import { FlowBatch, FlowFlags, type FlowInit, parseIp } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { K8S_METADATA } from '../k8s_metadata/metadata.js';
-import type { MetadataStore } from '../k8s_metadata/store.js';
+import { MetadataStore } from '../k8s_metadata/store.js';
 import { DESTINATION_KINDS, TRAFFIC_CLASSES } from './classes.js';
-import { type ClassifyProcessor, DNS_CACHE, type DnsCache } from './classify.js';
+import { ClassifyProcessor, DNS_CACHE, type DnsCache } from './classify.js';
 import { classifyConfig } from './config.js';
 import { classifyProcessorFactory } from './factory.js';
+import { HostAddresses } from './local.js';
 import { awsStore, flow, IP, staticMetadata } from './testdata/cluster.js';
 import {
   drawFlow,
@@ -41,21 +43,47 @@ function testMeter() {
   };
 }
 
+/**
+ * This host's interfaces as a test sets them: none by default, so the machine running the tests (whose
+ * addresses could be any of the test's) never changes a class; loopback and node-a's record still count.
+ */
+function hostWith(...addresses: string[]): HostAddresses {
+  return new HostAddresses({
+    interfaces: () => ({
+      eth0: addresses.map((address) => ({
+        address,
+        family: address.includes(':') ? 'IPv6' : 'IPv4',
+        netmask: address.includes(':') ? 'ffff:ffff:ffff:ffff::' : '255.255.255.0',
+        mac: '02:00:00:00:00:01',
+        internal: false,
+        cidr: null,
+        ...(address.includes(':') ? { scopeid: 0 } : {}),
+      })) as os.NetworkInterfaceInfo[],
+    }),
+  });
+}
+
 async function classifier(
   config: unknown = {},
-  opts: { store?: MetadataStore; node?: string; dns?: DnsCache; meter?: MeterProvider } = {},
+  opts: {
+    store?: MetadataStore;
+    node?: string;
+    dns?: DnsCache;
+    meter?: MeterProvider;
+    host?: HostAddresses;
+    standalone?: boolean;
+  } = {},
 ): Promise<ClassifyProcessor> {
-  const extensions = new Map<string, never>([
-    [K8S_METADATA, staticMetadata(opts.store ?? awsStore(), opts.node ?? 'node-a') as never],
-  ]);
-  if (opts.dns) extensions.set(DNS_CACHE, opts.dns as never);
-  const settings = testSettings('processor', 'classify', { extensions });
+  const metadata = staticMetadata(opts.store ?? awsStore(), opts.node ?? 'node-a');
+  const settings = testSettings('processor', 'classify');
   if (opts.meter) settings.meter = opts.meter.getMeter('test');
-  return (await classifyProcessorFactory.create(
+  return new ClassifyProcessor(
     settings,
     classifyConfig.parse(config),
-    'flows',
-  )) as ClassifyProcessor;
+    opts.standalone ? { ...metadata, standalone: true } : metadata,
+    opts.dns,
+    opts.host ?? hostWith(),
+  );
 }
 
 async function classify(flows: FlowInit[], config: unknown = {}, opts = {}) {
@@ -131,6 +159,24 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
       ['load_balancer', 'internal-x.us-east-1.elb.amazonaws.com'],
       ['internet_egress', undefined],
     ]);
+  });
+
+  it('the factory hands over the k8s_metadata and dns_cache extensions', async () => {
+    const dns: DnsCache = { domainOf: () => 'x.us-east-1.elb.amazonaws.com' };
+    const extensions = new Map<string, never>([
+      [K8S_METADATA, staticMetadata(awsStore()) as never],
+      [DNS_CACHE, dns as never],
+    ]);
+    const p = await classifyProcessorFactory.create(
+      testSettings('processor', 'classify', { extensions }),
+      classifyConfig.parse({}),
+      'flows',
+    );
+    const out = (await p.process(FlowBatch.from([flow(IP.web, '34.1.2.9')]))) as FlowBatch;
+    expect(out.attributes(0)).toMatchObject({
+      'traffic.class': 'load_balancer',
+      'dst.domain': 'x.us-east-1.elb.amazonaws.com',
+    });
   });
 
   it('user rules come first: a direct class, or a place that the class then follows from', async () => {
@@ -289,6 +335,99 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
     ]);
   });
 
+  describe('same_node: traffic that never leaves this host', () => {
+    const kinds = async (flows: FlowInit[], opts = {}) =>
+      (await classify(flows, {}, opts)).map((r) => `${r.class}/${r.kind}`);
+
+    it('loopback is same_node, IPv4, IPv6 and IPv4-mapped, with the node as its destination kind', async () => {
+      expect(
+        await kinds([
+          flow('127.0.0.1', '127.0.0.1', { dstPort: 6379 }),
+          flow('127.0.0.1', '127.0.0.53', { dstPort: 53, protocol: 17 }), // systemd-resolved
+          flow('::1', '::1', { family: 6 }),
+          flow('::ffff:127.0.0.1', '::ffff:127.0.0.1', { family: 6 }), // an IPv6 socket reaching 127.0.0.1
+        ]),
+      ).toEqual(['same_node/node', 'same_node/node', 'same_node/node', 'same_node/node']);
+      // before: loopback counted as a private network outside the cluster
+      expect(await kinds([flow('127.0.0.1', '127.0.0.1')])).not.toContain(
+        'external_private/external_private',
+      );
+    });
+
+    it('between two addresses of this host — an interface’s and the node record’s — whatever else they are', async () => {
+      // eth0 192.168.1.10, docker0 172.17.0.1, and a global IPv6 address; node-a's record says 10.0.1.10.
+      const host = hostWith('192.168.1.10', '172.17.0.1', '2001:db8::10');
+      expect(
+        await kinds(
+          [
+            flow('192.168.1.10', '172.17.0.1', { dstPort: 2375 }),
+            flow('172.17.0.1', IP.nodeA, { dstPort: 10250 }),
+            flow('2001:db8::10', '::1', { family: 6 }),
+            // one end only is this host's: classed as before
+            flow('192.168.1.10', IP.corp, { dstPort: 22 }),
+            flow('192.168.1.10', IP.internet),
+          ],
+          { host },
+        ),
+      ).toEqual([
+        'same_node/node',
+        'same_node/node',
+        'same_node/node',
+        'external_private/external_private',
+        'internet_egress/external_public',
+      ]);
+    });
+
+    it('a rule or pattern cannot make it leave the host', async () => {
+      const host = hostWith('192.168.1.10', '169.254.169.254');
+      const config = { rules: [{ cidrs: ['192.168.0.0/16'], class: 'external_private' }] };
+      expect(
+        (
+          await classify([flow('192.168.1.10', '169.254.169.254'), flow('192.168.1.10', IP.corp)], config, {
+            host,
+          })
+        ).map((r) => r.class),
+      ).toEqual(['same_node', 'external_private']);
+    });
+
+    it('standalone: works from the interfaces alone', async () => {
+      const host = hostWith('10.20.0.5', '192.168.122.1');
+      const out = await classify(
+        [flow('10.20.0.5', '192.168.122.1'), flow('127.0.0.1', '127.0.0.1'), flow('10.20.0.5', IP.internet)],
+        {},
+        { host, store: new MetadataStore(), node: 'laptop', standalone: true },
+      );
+      expect(out).toEqual([
+        { class: 'same_node', kind: 'node' },
+        { class: 'same_node', kind: 'node' },
+        { class: 'internet_egress', kind: 'external_public' },
+      ]);
+    });
+
+    it('this host’s own public address is our side: a client reaching it is internet_ingress, not egress', async () => {
+      const host = hostWith('203.0.113.7');
+      const out = await classify(
+        [flow(IP.client, '203.0.113.7'), flow('203.0.113.7', IP.internet)],
+        {},
+        { host, store: new MetadataStore(), node: 'vm', standalone: true },
+      );
+      expect(out).toEqual([
+        { class: 'internet_ingress', kind: 'node' },
+        { class: 'internet_egress', kind: 'external_public' },
+      ]);
+    });
+
+    it('an address of this host that the store does not know is placed on this node, in its zone', async () => {
+      // A secondary address of node-a (us-east-1a) reaching db-0 on node-b (us-east-1b): cross_zone, kept
+      // by this node (its initiator is here); without the interface it is a private host outside the cluster.
+      const secondary = '10.0.1.99';
+      expect(await classify([flow(secondary, IP.db)], {}, { host: hostWith(secondary) })).toEqual([
+        { class: 'cross_zone', kind: 'pod' },
+      ]);
+      expect(await classify([flow(secondary, IP.db)])).toEqual([{ class: 'external_private', kind: 'pod' }]);
+    });
+  });
+
   it('exactly_once: false keeps every copy', async () => {
     expect(await classify([flow(IP.db, IP.web)], { exactly_once: false })).toHaveLength(1);
   });
@@ -388,25 +527,55 @@ describe('classify: properties over generated clusters', () => {
     );
   });
 
-  it('a rule with a class beats everything: the most specific CIDR at each end, the rule listed first between them', async () => {
+  it('a rule with a class beats everything but traffic between two of this host’s addresses: the most specific CIDR at each end, the rule listed first between them', async () => {
     let decidedByRule = 0;
+    let hostOnly = 0;
     await fc.assert(
-      fc.asyncProperty(worlds, flowsOf, async (w, seeds) => {
-        const drawn = seeds.map((f) => drawFlow(w, f));
-        const p = await classifier(configOf(w, false), { store: w.store(w.me), node: w.me });
+      fc.asyncProperty(worlds, flowsOf, fc.nat(), async (w, seeds, extra) => {
+        // This host: its node's address (the record), loopback, and one more interface address from the pool.
+        const second = w.pool[extra % w.pool.length];
+        const first = w.nodeIp.get(w.me) as string;
+        const mine = new Set([first, second]);
+        const between = (a: string, b: string, flags: number) => ({
+          init: flow(a, b, { flags }),
+          src: a,
+          end: b,
+          translation: undefined,
+          domain: undefined,
+        });
+        const drawn = [
+          ...seeds.map((f) => drawFlow(w, f)),
+          // drawn flows rarely join two of the host's addresses: add some that do, whatever rules cover them
+          between(first, second, FlowFlags.InitiatorKnown),
+          between(second, first, FlowFlags.LocalRemote),
+          between('127.0.0.1', second, FlowFlags.InitiatorKnown),
+        ];
+        mine.add('127.0.0.1');
+        const p = await classifier(configOf(w, false), {
+          store: w.store(w.me),
+          node: w.me,
+          host: hostWith(second),
+        });
         const got = classes(await p.process(FlowBatch.from(drawn.map((d) => d.init))));
         drawn.forEach((d, i) => {
+          const why = `${d.src} → ${d.init.dstIp} → ${d.end} (host: ${[...mine]})`;
+          if (mine.has(d.src) && mine.has(d.end)) {
+            hostOnly++;
+            expect(got[i], why).toBe('same_node');
+            return;
+          }
           // The ends are the source and, for a translated flow, the backend (not the address dialled).
           const decided = [ruleOf(w, d.src), ruleOf(w, d.end)]
             .filter((r) => r?.rule.class !== undefined)
             .sort((a, b) => (a?.index ?? 0) - (b?.index ?? 0))[0];
           if (decided === undefined) return;
           decidedByRule++;
-          expect(got[i], `${d.src} → ${d.init.dstIp} → ${d.end}`).toBe(decided.rule.class);
+          expect(got[i], why).toBe(decided.rule.class);
         });
       }),
     );
     expect(decidedByRule).toBeGreaterThan(20); // the generator does reach the rules
+    expect(hostOnly).toBeGreaterThan(5); // and flows between this host's own addresses
   });
 
   it('exactly once across the cluster: of the nodes that see a connection, exactly one keeps it', async () => {

@@ -14,6 +14,7 @@ import type { K8sMetadata } from '../k8s_metadata/metadata.js';
 import type { Entity, MetadataStore } from '../k8s_metadata/store.js';
 import { DESTINATION_KINDS, TRAFFIC_CLASS, TRAFFIC_CLASSES, type TrafficClass } from './classes.js';
 import type { ClassifyConfig } from './config.js';
+import { HostAddresses } from './local.js';
 import { domainRegExp } from './patterns.js';
 
 /** An extension that knows which DNS name an address was resolved from (the IP→domain cache). */
@@ -50,6 +51,8 @@ export interface EndFacts {
    * node's (or pod's) address. Decided with the other end in view (see `controlPlaneAddress`).
    */
   apiServer: boolean;
+  /** The address is this host's own: loopback, an interface's, or this node's record's (HostAddresses). */
+  local: boolean;
 }
 
 export function emptyFacts(): EndFacts {
@@ -64,6 +67,7 @@ export function emptyFacts(): EndFacts {
     pattern: -1,
     patternClass: -1,
     apiServer: false,
+    local: false,
   };
 }
 
@@ -75,6 +79,9 @@ export function emptyFacts(): EndFacts {
  */
 export function decide(src: EndFacts, dst: EndFacts, out: { unlocated: boolean }): number {
   out.unlocated = false;
+  // 0. Between two addresses of this host (loopback included) nothing leaves the machine: no rule or
+  // pattern can make such bytes cross a zone or reach a NAT gateway.
+  if (src.local && dst.local) return C.same_node;
   // 1. The user's rules, then 2. the destination patterns: the one listed first wins across both ends.
   if (src.ruleClass >= 0 || dst.ruleClass >= 0) {
     if (dst.ruleClass < 0) return src.ruleClass;
@@ -135,6 +142,11 @@ interface Place {
   region: number;
 }
 
+/** localRows bits: the source, the destination end (the backend when translated), the address dialled. */
+const LOCAL_SRC = 1;
+const LOCAL_END = 2;
+const LOCAL_DIALLED = 4;
+
 /** `dialled` of the source end in endFacts: it was not dialled. */
 const SOURCE_END = -2;
 
@@ -183,14 +195,26 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   private warnedNode = false;
   private readonly logger: ComponentSettings['logger'];
   private unlocated = 0;
+  /** This host's addresses; ends at one of them are this node's (see local.ts). */
+  private readonly host: HostAddresses;
+  /** The node generation and name whose record's addresses `host` holds. */
+  private hostNodeGeneration = -1;
+  private hostNodeName: string | undefined;
+  /** Per row: LOCAL_SRC, LOCAL_END (the destination end: backend when translated), LOCAL_DIALLED. */
+  private localMask = new Uint8Array(0);
+  /** Where this host is: its node's id, zone and region (for ends at its own addresses). */
+  private here: Place = NOWHERE;
 
   constructor(
     settings: ComponentSettings,
     private readonly config: ClassifyConfig,
     private readonly metadata: K8sMetadata,
     private readonly dns: DnsCache | undefined,
+    host?: HostAddresses,
   ) {
     this.logger = settings.logger;
+    this.host = host ?? new HostAddresses();
+    this.host.refresh();
     this.placesByRule = config.rules.some((r) => r.zone !== undefined || r.region !== undefined);
     config.rules.forEach((r, index) => {
       const located: Located = {
@@ -217,6 +241,11 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
       description: 'Flows between two cluster ends classed same_zone because a zone was unknown.',
       unit: '{flow}',
     });
+    // Which addresses count as this host's (same_node between two of them), for /status.
+    settings.status.describe(() => ({
+      host_addresses: this.host.list(),
+      ...(this.host.problem === undefined ? {} : { interfaces_unreadable: this.host.problem }),
+    }));
     settings.meter.addBatchObservableCallback(
       (r) => {
         r.observe(duplicates, this.duplicates);
@@ -259,6 +288,9 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
       );
     }
 
+    this.locateHost(store, nodeName);
+    const local = this.localRows(batch);
+
     const classCol = batch.ensureColumn(TRAFFIC_CLASS, 'string');
     const kindCol = batch.ensureColumn(DST_KIND, 'string');
     // Dictionary codes, made on first use so a batch's dictionaries hold only the values it uses.
@@ -276,10 +308,19 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
       const s = res.src[i];
       const d = res.dst[i];
       const p = res.peer[i];
-      this.endFacts(src, store, s, SOURCE_END, srcAddr, off);
+      const at = local[i];
+      this.endFacts(src, store, s, SOURCE_END, srcAddr, off, (at & LOCAL_SRC) !== 0);
       // The destination end is whom the source really reached: a translated flow's rules, patterns and
       // public test are the backend's (a Service whose endpoint is on the internet is internet egress).
-      this.endFacts(dst, store, p, d, flags[i] & FlowFlags.Dnat ? backendAddr : dstAddr, off);
+      this.endFacts(
+        dst,
+        store,
+        p,
+        d,
+        flags[i] & FlowFlags.Dnat ? backendAddr : dstAddr,
+        off,
+        (at & LOCAL_END) !== 0,
+      );
       controlPlaneAddress(src, dst);
       controlPlaneAddress(dst, src);
       if (domainPattern !== null) {
@@ -307,17 +348,56 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
       if (classCodes[cls] < 0) classCodes[cls] = classCol.code(TRAFFIC_CLASSES[cls]);
       classCol.codes[i] = classCodes[cls];
       const dialled = d >= 0 ? store.entity(d) : undefined;
+      // An address of this host that no entity owns (loopback, a bridge, an address the node record
+      // does not list) is the node itself.
       const kind =
         dialled !== undefined
           ? K[dialled.kind]
-          : isPublicAddress(dstAddr, off)
-            ? K.external_public
-            : K.external_private;
+          : at & LOCAL_DIALLED
+            ? K.node
+            : isPublicAddress(dstAddr, off)
+              ? K.external_public
+              : K.external_private;
       if (kindCodes[kind] < 0) kindCodes[kind] = kindCol.code(DESTINATION_KINDS[kind]);
       kindCol.codes[i] = kindCodes[kind];
     }
     if (keep === null || kept === n) return batch;
     return batch.select(keep.subarray(0, kept));
+  }
+
+  /**
+   * Where this host is, and its addresses: the interfaces (read again now and then) and, when the cluster
+   * knows this node, its record's addresses. Once per batch; the node record only when nodes changed.
+   */
+  private locateHost(store: MetadataStore, nodeName: string | undefined): void {
+    this.host.refresh();
+    if (store.nodeGeneration !== this.hostNodeGeneration || nodeName !== this.hostNodeName) {
+      this.hostNodeGeneration = store.nodeGeneration;
+      this.hostNodeName = nodeName;
+      const record = nodeName === undefined ? undefined : store.node(nodeName);
+      this.host.setNodeAddresses(record?.ips ?? []);
+    }
+    // The node's id is the one its pods carry, so "both on this node" and exactly-once agree with them.
+    this.here = this.placeOf(store, nodeName ?? '');
+  }
+
+  /** Per row, which of its addresses are this host's (LOCAL_* bits): one pass over the address columns. */
+  private localRows(batch: FlowBatch): Uint8Array {
+    const n = batch.length;
+    if (this.localMask.length < n) this.localMask = new Uint8Array(Math.max(n, 2 * this.localMask.length));
+    const mask = this.localMask;
+    const { srcAddr, dstAddr, backendAddr, flags } = batch;
+    const host = this.host;
+    for (let i = 0; i < n; i++) {
+      const off = 16 * i;
+      let m = host.has(srcAddr, off) ? LOCAL_SRC : 0;
+      if (host.has(dstAddr, off)) m |= LOCAL_DIALLED;
+      if (flags[i] & FlowFlags.Dnat) {
+        if (host.has(backendAddr, off)) m |= LOCAL_END;
+      } else if (m & LOCAL_DIALLED) m |= LOCAL_END;
+      mask[i] = m;
+    }
+    return mask;
   }
 
   /**
@@ -406,8 +486,10 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     dialled: number,
     addr: Uint8Array,
     off: number,
+    local: boolean,
   ): void {
     f.inCluster = false;
+    f.local = local;
     f.node = -1;
     f.zone = -1;
     f.region = -1;
@@ -433,8 +515,16 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
         f.patternClass = builtin === 0 ? C.k8s_control_plane : C.load_balancer;
       }
     }
+    if (local && f.node < 0) {
+      // An address of this host that no entity places (loopback, a bridge, an address the node record
+      // does not list) is on this node, in its zone.
+      f.node = this.here.node;
+      f.zone = this.here.zone;
+      f.region = this.here.region;
+    }
     f.apiServer = f.pattern < 0 && store.isControlPlane(addr, off);
-    f.isPublic = !f.inCluster && isPublicAddress(addr, off);
+    // Our own public address (a VM's public IP on its interface) is our side, never "the internet".
+    f.isPublic = !f.inCluster && !local && isPublicAddress(addr, off);
     const rule = this.rules.size === 0 ? undefined : this.rules.lookup(addr, off);
     if (rule === undefined) {
       f.rule = -1;

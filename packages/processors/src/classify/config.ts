@@ -37,7 +37,7 @@ export const classifyConfig = z.strictObject({
     .array(rule)
     .default([])
     .describe(
-      "Your own classification, checked before anything else (Kubecost's direct classification): CIDRs with a class, or with the zone/region they are in. The most specific CIDR wins; between the two ends of a flow, the rule listed first.",
+      "Your own classification, checked before anything else but traffic between two of this host's own addresses, which is always same_node (Kubecost's direct classification): CIDRs with a class, or with the zone/region they are in. The most specific CIDR wins; between the two ends of a flow, the rule listed first.",
     ),
   patterns: z
     .array(pattern)

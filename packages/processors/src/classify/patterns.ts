@@ -1,7 +1,7 @@
-// The destination patterns netmon ships: the seed's table (zxporter-netmon §10: private_link,
-// k8s_control_plane, cloud_api, load_balancer; the instance metadata service) as data. Order matters: the
-// first pattern that matches either end of a flow wins, so the specific AWS names come before
-// `*.amazonaws.com`. Users replace the whole list with `patterns:` in the config.
+// The destination patterns netmon ships — private endpoints, managed control planes, cloud load
+// balancers, cloud APIs and the instance metadata services, by address and DNS name — as data. Order
+// matters: the first pattern that matches either end of a flow wins, so the specific AWS names come
+// before `*.amazonaws.com`. Users replace the whole list with `patterns:` in the config.
 import type { TrafficClass } from './classes.js';
 
 export interface DestinationPattern {

@@ -21,6 +21,8 @@ export interface World {
   /** Node name by address, for every address that is a node's or a pod's (hostNetwork pods: the node's). */
   nodeOf: Map<string, string>;
   nodes: string[];
+  /** Each node's own address (its record's InternalIP): an address of that host. */
+  nodeIp: Map<string, string>;
   /** Every address a flow may use. */
   pool: string[];
   /** [dialled, backend] pairs a translation may produce. */
@@ -293,6 +295,7 @@ export const worlds: fc.Arbitrary<World> = seeds.map((s) => {
     podCidrs: s.podCidrs,
     nodeOf,
     nodes: nodes.map((n) => n.name),
+    nodeIp: new Map(nodes.map((n) => [n.name, n.ip])),
     pool,
     translations,
     domains: DOMAINS,
