@@ -1,7 +1,8 @@
 import { cidr } from '@netmon/core';
 import { z } from 'zod';
 import type { TrafficClass } from '../classify/classes.js';
-import { CONTINENTS, type Continent, PROVIDERS } from './rates.js';
+import { CONTINENTS, type Continent, PROVIDERS, type Provider } from './rates.js';
+import { isRegionName, isZoneOf, REGION_EXAMPLES, regionKey } from './regions.js';
 
 /**
  * Classes whose connections can leave through a NAT gateway: opened by our side towards something
@@ -79,7 +80,20 @@ export const ratesOverride = z
     cross_region: crossRegion,
     cross_region_default: rate('Inter-region egress per unit when a region or its continent is unknown.'),
     cross_region_pairs: crossRegionPairs,
-    internet_egress: rate('Blended internet egress per unit our side sends out (inbound is free).'),
+    internet_egress: rate(
+      'Blended internet egress per unit our side sends out (inbound is free), for every region without its own figure in internet_egress_by_region. Setting it drops the shipped per-region figures: a blended rate from your bill is one number.',
+    ),
+    internet_egress_by_region: z
+      .record(
+        z.string().min(1, 'a region name'),
+        z
+          .number({ error: 'expected a number: USD per GB (aws, azure) or per GiB (gcp)' })
+          .min(0, 'a rate cannot be negative'),
+      )
+      .optional()
+      .describe(
+        "Internet egress per unit sent out from these regions (the sender's region: our end's), by region name (without case); other regions pay internet_egress. Added to the shipped figures (aws: ap-southeast-2).",
+      ),
     private_link: rate('Private endpoint processing per unit, either direction.'),
     cloud_api: rate('Per unit to or from the cloud’s service endpoints, either direction.'),
     k8s_control_plane: rate('Per unit to or from the managed control plane, either direction.'),
@@ -94,41 +108,118 @@ const natClass = z.enum(NAT_CLASSES, {
     `${JSON.stringify(issue.input)} is not a class that can leave through a NAT gateway; expected one of: ${NAT_CLASSES.join(', ')}`,
 });
 
-export const costProcessorConfig = z.strictObject({
-  provider: z
-    .enum([...PROVIDERS, 'none'], {
-      error: (issue) => `${JSON.stringify(issue.input)} is not a provider; expected aws, gcp, azure or none`,
-    })
-    .optional()
-    .describe(
-      "Whose price list applies. Unset: the k8s_metadata extension's most common node provider (nodes' spec.providerID), asked at each batch until it knows; none when that extension is not enabled or the provider has no table. none: no cost.usd at all.",
+/** `${env:X:-}` gives '': an empty value is an unset key, so a config can leave it to the environment. */
+const unsetWhenEmpty = (v: unknown) => (v === '' ? undefined : v);
+
+const placeName = (what: string) =>
+  z.preprocess(
+    unsetWhenEmpty,
+    z
+      .string({ error: `expected a ${what} name` })
+      .trim()
+      .min(1, `expected a ${what} name`)
+      .optional(),
+  );
+
+export const costProcessorConfig = z
+  .strictObject({
+    provider: z
+      .preprocess(
+        unsetWhenEmpty,
+        z
+          .enum([...PROVIDERS, 'none'], {
+            error: (issue) =>
+              `${JSON.stringify(issue.input)} is not a provider; expected aws, gcp, azure or none`,
+          })
+          .optional(),
+      )
+      .describe(
+        "Whose price list applies: aws, gcp, azure or none (no cost.usd at all). Unset or empty: the k8s_metadata extension's most common node provider (nodes' spec.providerID), asked at each batch until it knows. Without that extension, or when it runs standalone, or when the nodes name no provider, flows stay unpriced and the log and /status say to set this key.",
+      ),
+    region: placeName('region').describe(
+      "The region this host is in (e.g. us-east-1, us-central1, eastus), for the ends on this host that k8s_metadata cannot place (no extension, standalone, or a node without topology.kubernetes.io/region): internet traffic and cross-region traffic from them are priced at this region's rates, and the region is written to their *.cloud.region. Checked against the provider's region names when provider is set. Unset or empty: such ends have no region (list prices of the provider's default region).",
     ),
-  rates: ratesOverride.describe(
-    "Overrides of the provider's list prices, in its unit (USD per GB for aws and azure, per GiB for gcp). Keys left out keep the shipped figure.",
-  ),
-  nat_gateway: z
-    .strictObject({
-      enabled: z
-        .boolean()
-        .default(false)
-        .describe(
-          'Connections of `classes` that our side opens leave through a NAT gateway: add its processing charge (both directions). Never on connections opened from outside, nor to link-local and platform addresses (instance metadata, 168.63.129.16).',
-        ),
-      classes: z
-        .array(natClass)
-        .min(1, 'name at least one class, or set enabled: false')
-        .default(['internet_egress', 'cloud_api'])
-        .describe('Traffic classes that take the NAT path.'),
-      exclude_cidrs: z
-        .array(cidr())
-        .default([])
-        .describe(
-          'Remote ends reached without the NAT (e.g. the S3/DynamoDB gateway-endpoint prefix lists, a peered range), matched on the address our side dialled and, after DNAT, on the one it reached.',
-        ),
-    })
-    .prefault({})
-    .describe('A NAT gateway on the egress path, priced on top of transfer.'),
-});
+    zone: placeName('zone').describe(
+      'The zone this host is in (e.g. us-east-1a), written to *.cloud.availability_zone of the ends this processor places in `region`. Needs region; checked to be one of its zones when provider is set.',
+    ),
+    rates: ratesOverride.describe(
+      "Overrides of the provider's list prices, in its unit (USD per GB for aws and azure, per GiB for gcp). Keys left out keep the shipped figure.",
+    ),
+    nat_gateway: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Connections of `classes` that our side opens leave through a NAT gateway: add its processing charge (both directions). Never on connections opened from outside, nor to link-local and platform addresses (instance metadata, 168.63.129.16).',
+          ),
+        classes: z
+          .array(natClass)
+          .min(1, 'name at least one class, or set enabled: false')
+          .default(['internet_egress', 'cloud_api'])
+          .describe('Traffic classes that take the NAT path.'),
+        exclude_cidrs: z
+          .array(cidr())
+          .default([])
+          .describe(
+            'Remote ends reached without the NAT (e.g. the S3/DynamoDB gateway-endpoint prefix lists, a peered range), matched on the address our side dialled and, after DNAT, on the one it reached.',
+          ),
+      })
+      .prefault({})
+      .describe('A NAT gateway on the egress path, priced on top of transfer.'),
+  })
+  .superRefine((config, ctx) => {
+    const provider = config.provider === 'none' ? undefined : config.provider;
+    if (config.zone !== undefined && config.region === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['zone'],
+        message: `set region too: a zone alone does not say whose prices apply (zone ${JSON.stringify(config.zone)})`,
+      });
+    }
+    if (provider === undefined) return;
+    if (config.region !== undefined && !isRegionName(provider, config.region)) {
+      ctx.addIssue({ code: 'custom', path: ['region'], message: notARegion(provider, config.region) });
+    } else if (
+      config.region !== undefined &&
+      config.zone !== undefined &&
+      !isZoneOf(provider, config.zone, config.region)
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['zone'],
+        message: `${JSON.stringify(config.zone)} is not a zone of ${provider} region ${config.region} (${ZONE_EXAMPLES[provider]})`,
+      });
+    }
+    const byRegion = config.rates.internet_egress_by_region ?? {};
+    const seen = new Map<string, string>();
+    for (const name of Object.keys(byRegion)) {
+      const path = ['rates', 'internet_egress_by_region', name];
+      if (!isRegionName(provider, name))
+        ctx.addIssue({ code: 'custom', path, message: notARegion(provider, name) });
+      const key = regionKey(provider, name);
+      const first = seen.get(key);
+      if (first !== undefined)
+        ctx.addIssue({ code: 'custom', path, message: `the same region as ${JSON.stringify(first)}` });
+      seen.set(key, name);
+    }
+  });
+
+const ZONE_SAMPLE: Readonly<Record<Provider, string>> = {
+  aws: 'us-east-1a',
+  gcp: 'us-central1-a',
+  azure: 'eastus-1',
+};
+
+const ZONE_EXAMPLES: Readonly<Record<Provider, string>> = {
+  aws: 'its zones are named like us-east-1a',
+  gcp: 'its zones are named like us-central1-a',
+  azure: 'zones are 1, 2, 3 or named like eastus-1',
+};
+
+function notARegion(provider: Provider, name: string): string {
+  return `${JSON.stringify(name)} is not a region name of ${provider} (expected one like ${REGION_EXAMPLES[provider]}; a zone such as ${ZONE_SAMPLE[provider]} is not a region)`;
+}
 
 export type CostProcessorConfig = z.output<typeof costProcessorConfig>;
 export type RatesOverride = z.output<typeof ratesOverride>;

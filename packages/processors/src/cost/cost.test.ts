@@ -15,6 +15,7 @@ import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { K8sMetadata } from '../k8s_metadata/metadata.js';
+import { MetadataStore } from '../k8s_metadata/store.js';
 import { costProcessorConfig } from './config.js';
 import { COST_USD, type CostProcessor, isPlatformAddress, NAT_BYPASS_PLATFORM } from './cost.js';
 import { costProcessorFactory } from './factory.js';
@@ -475,10 +476,24 @@ describe('cost: absent values', () => {
   });
 });
 
-// The k8s_metadata extension is mocked here: cost reads nothing but provider() from it, so a plain object
-// with that one method stands in for the informer-backed extension (the cast covers the rest of the interface).
-function fakeMetadata(provider: () => string | undefined): Map<string, Extension> {
-  const ext = { provider } as unknown as K8sMetadata;
+// The k8s_metadata extension as cost sees it: whether it is standalone, whether it has listed the nodes,
+// their provider, this node's name and record (a real MetadataStore). The informers that fill it in
+// production are tested against an API stand-in in test/k8s.
+function fakeMetadata(
+  provider: () => string | undefined,
+  opts: { synced?: boolean; standalone?: boolean; store?: MetadataStore; nodeName?: string } = {},
+): Map<string, Extension> {
+  const ext: K8sMetadata = {
+    store: opts.store ?? new MetadataStore(),
+    nodeName: opts.nodeName,
+    standalone: opts.standalone ?? false,
+    requestPodLabels: () => undefined,
+    synced: () => opts.synced ?? false,
+    provider,
+    resolve: () => {
+      throw new Error('cost does not resolve flows');
+    },
+  };
   return new Map<string, Extension>([['k8s_metadata', ext]]);
 }
 

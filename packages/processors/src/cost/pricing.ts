@@ -1,17 +1,23 @@
 // A provider's rate table with the config's overrides applied, turned into what the hot loop needs:
-// USD per byte of tx and of rx for each traffic class, the NAT surcharge per byte for each class, and the
-// inter-region egress price of a (from, to) region pair.
+// USD per byte of tx and of rx for each traffic class, the NAT surcharge per byte for each class, the
+// inter-region egress price of a (from, to) region pair, and the internet egress price of a region.
 import { TRAFFIC_CLASSES, type TrafficClass } from '../classify/classes.js';
 import type { CostProcessorConfig, RatesOverride } from './config.js';
 import { CONTINENTS, type Provider, RATE_TABLES, type Rates, type RateTable, UNIT_BYTES } from './rates.js';
-import { continentOf } from './regions.js';
+import { continentOf, regionKey } from './regions.js';
 
 /** Class index of each traffic class: 0 is "no class" (no cost), then TRAFFIC_CLASSES in order. */
 export const CLASS_INDEX: ReadonlyMap<string, number> = new Map(TRAFFIC_CLASSES.map((c, i) => [c, i + 1]));
 export const CLASS_COUNT = TRAFFIC_CLASSES.length + 1;
 export const CROSS_REGION = CLASS_INDEX.get('cross_region')!;
+export const INTERNET_EGRESS = CLASS_INDEX.get('internet_egress')!;
+export const INTERNET_INGRESS = CLASS_INDEX.get('internet_ingress')!;
 
-/** The table's rates with `override` applied key by key (cross_region per continent and per field). */
+/**
+ * The table's rates with `override` applied key by key (cross_region per continent and per field,
+ * internet_egress_by_region per region). A configured flat `internet_egress` drops the shipped
+ * per-region figures: a blended rate taken from the bill already averages the regions.
+ */
 export function mergeRates(base: Rates, override: RatesOverride): Rates {
   const cross_region = { ...base.cross_region };
   for (const c of CONTINENTS) {
@@ -20,10 +26,19 @@ export function mergeRates(base: Rates, override: RatesOverride): Rates {
   }
   return {
     ...base,
-    ...definedOnly({ ...override, cross_region: undefined, cross_region_pairs: undefined }),
+    ...definedOnly({
+      ...override,
+      cross_region: undefined,
+      cross_region_pairs: undefined,
+      internet_egress_by_region: undefined,
+    }),
     cross_region,
     // Config pairs first: they win over shipped ones for the same (from, to).
     cross_region_pairs: [...(override.cross_region_pairs ?? []), ...base.cross_region_pairs],
+    internet_egress_by_region: {
+      ...(override.internet_egress === undefined ? base.internet_egress_by_region : {}),
+      ...override.internet_egress_by_region,
+    },
   } as Rates;
 }
 
@@ -42,6 +57,8 @@ export class Pricing {
   /** NAT gateway processing, USD per byte in either direction, by class index (0 where no NAT). */
   readonly natPerByte = new Float64Array(CLASS_COUNT);
   private readonly pairs = new Map<string, number>();
+  /** Internet egress per unit by regionKey, where a region has its own figure. */
+  private readonly internetByRegion = new Map<string, number>();
 
   constructor(
     readonly provider: Provider,
@@ -85,6 +102,27 @@ export class Pricing {
       const key = pairKey(p.from, p.to);
       if (!this.pairs.has(key)) this.pairs.set(key, p.rate);
     }
+    for (const [region, rate] of Object.entries(r.internet_egress_by_region)) {
+      this.internetByRegion.set(regionKey(provider, region), rate);
+    }
+  }
+
+  /** Whether some region's internet egress differs from `internet_egress` (the loop then reads regions). */
+  get internetByRegionKnown(): boolean {
+    return this.internetByRegion.size > 0;
+  }
+
+  /** USD per byte our side sends to the internet from `region` (unknown: internet_egress). */
+  internetRate(region: string | undefined): number {
+    return this.internetRatePerUnit(region) / this.unitBytes;
+  }
+
+  internetRatePerUnit(region: string | undefined): number {
+    if (region !== undefined) {
+      const own = this.internetByRegion.get(regionKey(this.provider, region));
+      if (own !== undefined) return own;
+    }
+    return this.rates.internet_egress;
   }
 
   /**

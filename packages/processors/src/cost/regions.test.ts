@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { continentOf } from './regions.js';
+import { continentOf, isRegionName, isZoneOf } from './regions.js';
 
 describe('region → continent', () => {
   it.each([
@@ -64,5 +64,48 @@ describe('region → continent', () => {
     expect(continentOf('azure', 'us-east-1')).toBeUndefined();
     expect(continentOf('aws', undefined)).toBeUndefined();
     expect(continentOf('aws', '')).toBeUndefined();
+  });
+});
+
+describe('region and zone names, as the config checks them', () => {
+  it.each([
+    ['aws', 'us-east-1', true],
+    ['aws', 'us-gov-west-1', true],
+    ['aws', 'ap-southeast-4', true],
+    ['aws', 'il-central-1', true],
+    ['aws', 'US-EAST-1', true],
+    ['aws', 'us-east-1a', false], // a zone
+    ['aws', 'us-east1', false], // GCP's shape
+    ['aws', 'eastus', false],
+    ['aws', 'xx-east-1', false], // the shape, but no continent we know
+    ['gcp', 'us-central1', true],
+    ['gcp', 'northamerica-northeast2', true],
+    ['gcp', 'europe-west4', true],
+    ['gcp', 'us-central1-a', false],
+    ['gcp', 'us-east-1', false],
+    ['azure', 'eastus', true],
+    ['azure', 'East US 2', true],
+    ['azure', 'westeurope', true],
+    ['azure', 'us-east-1', false],
+  ] as const)('%s %s is a region: %s', (provider, name, expected) => {
+    expect(isRegionName(provider, name)).toBe(expected);
+  });
+
+  it.each([
+    ['aws', 'us-east-1a', 'us-east-1', true],
+    ['aws', 'us-west-2-lax-1a', 'us-west-2', true], // a Local Zone
+    ['aws', 'us-east-1', 'us-east-1', false],
+    ['aws', 'us-east-10a', 'us-east-1', false],
+    ['aws', 'us-west-2a', 'us-east-1', false],
+    ['gcp', 'us-central1-a', 'us-central1', true],
+    ['gcp', 'us-central1a', 'us-central1', false],
+    ['gcp', 'us-central1-', 'us-central1', false],
+    ['azure', 'eastus-1', 'eastus', true],
+    ['azure', '2', 'eastus', true],
+    ['azure', '0', 'eastus', true], // not zonal
+    ['azure', 'eastus2-1', 'eastus', false],
+    ['azure', 'westeurope-1', 'eastus', false],
+  ] as const)('%s %s is a zone of %s: %s', (provider, zone, region, expected) => {
+    expect(isZoneOf(provider, zone, region)).toBe(expected);
   });
 });
