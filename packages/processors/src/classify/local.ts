@@ -71,7 +71,7 @@ export class HostAddresses {
     this.rebuild();
   }
 
-  /** Every address known to be this host's, besides loopback (for /status and tests). */
+  /** The addresses read from the interfaces and the node record (for /status); 127/8 and ::1 count too. */
   list(): string[] {
     return [...new Set([...this.fromInterfaces, ...this.fromNode])];
   }
