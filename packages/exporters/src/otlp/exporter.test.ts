@@ -8,6 +8,7 @@ import protobuf from 'protobufjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
 import { EXPORT_PATH, OtlpSink, type SinkPoint } from '../../../../test/harness/otlp-sink.js';
+import { flowLabelSelection } from '../series/selection-config.js';
 import { otlpExporterConfig } from './config.js';
 import { OtlpExporter, type OtlpExporterOptions } from './exporter.js';
 import { otlpExporterFactory } from './factory.js';
@@ -95,7 +96,12 @@ async function sink(opts: Parameters<typeof OtlpSink.start>[0] = {}): Promise<Ot
 /** An exporter on a manual clock; `interval` is long, so only `flush()` exports. */
 function exporter(
   config: Record<string, unknown>,
-  opts: OtlpExporterOptions & { signal?: 'flows' | 'dns'; extensions?: Map<string, Extension> } = {},
+  opts: OtlpExporterOptions & {
+    signal?: 'flows' | 'dns';
+    extensions?: Map<string, Extension>;
+    /** The flow label selection (`labels`), given apart from the config the exporter validates. */
+    labels?: Record<string, unknown>;
+  } = {},
 ) {
   const clock = { t: T0 };
   const board = new StatusBoard();
@@ -108,7 +114,11 @@ function exporter(
     settings,
     // Validated at the default interval (expiration is checked against it), then an hour, so the timer
     // never fires during a test.
-    { ...otlpExporterConfig.parse(config), interval: 3_600_000 },
+    {
+      ...otlpExporterConfig.parse(config),
+      interval: 3_600_000,
+      ...(opts.labels ? { labels: flowLabelSelection.parse(opts.labels) } : {}),
+    },
     opts.signal ?? 'flows',
     { now: () => clock.t, backoff: { initialMs: 10, maxMs: 50, jitter: 0 }, ...opts },
   );
@@ -183,7 +193,9 @@ describe('otlp exporter', () => {
     });
     expect(cartTx).toHaveLength(1);
     // Absent attributes are left out; pod granularity keeps the pod.
-    expect(cartTx[0].attributes).toEqual({ ...CART, 'network.io.direction': 'transmit' });
+    // The default labels add the protocol (an int, as in the flow record); a destination with a domain
+    // gets no dst.prefix.
+    expect(cartTx[0].attributes).toEqual({ ...CART, protocol: 6, 'network.io.direction': 'transmit' });
     expect(cartTx[0].value).toBe(1024);
     expect(
       find(points, 'netmon.flow.io', {
@@ -379,6 +391,79 @@ describe('otlp exporter', () => {
     ).toBe(2 ** 40);
   });
 
+  it('label selection: zones, dst.port and protocol as ints, dst.prefix top N with "other", decoded from protobuf', async () => {
+    const s = await sink();
+    const { e } = exporter(
+      { endpoint: s.endpoint, tls: { insecure: true }, compression: 'none' },
+      { labels: { include: ['dst_port'], exclude: ['*_workload_kind'], dst_prefix: { top: 1 } } },
+    );
+    const zoned = { 'src.cloud.availability_zone': 'eu-west-1a' };
+    const src = {
+      'src.k8s.namespace.name': 'shop',
+      'src.k8s.workload.kind': 'Deployment',
+      'src.k8s.workload.name': 'web',
+      ...zoned,
+    };
+    const out = (dstIp: string, tx: number) => ({
+      ...flow({ ...src, 'dst.kind': 'external_public', 'traffic.class': 'internet_egress' }, tx, 0),
+      dstIp,
+    });
+    const rows = [
+      flow({ ...WEB, ...zoned, 'dst.cloud.availability_zone': 'eu-west-1b' }, 300, 700),
+      out('2001:db8:1:2::10', 5),
+      out('2001:db8:1:2::20', 6),
+      // Other /64s: past the top 1, summed under "other".
+      ...Array.from({ length: 20 }, (_, i) => out(`2001:db8:${i + 10}::1`, 100)),
+    ];
+    e.export(FlowBatch.from(rows));
+    e.flush();
+    await s.waitFor(() => s.requests.length === 1);
+    const last = (e as unknown as { last: { largest_request_bytes: number } }).last;
+    expect(last.largest_request_bytes).toBe(s.requests[0].bytes);
+    const tx = byMetric(s.points(), 'netmon.flow.io').filter(
+      (p) => p.attributes['network.io.direction'] === 'transmit',
+    );
+    const web = { 'src.k8s.namespace.name': 'shop', 'src.k8s.workload.name': 'web', ...zoned };
+    expect(tx.map((p) => [p.attributes, p.value])).toEqual([
+      [
+        {
+          ...web,
+          'dst.k8s.namespace.name': 'shop',
+          'dst.k8s.workload.name': 'cart',
+          'dst.cloud.availability_zone': 'eu-west-1b',
+          'dst.kind': 'pod',
+          'dst.port': 443,
+          protocol: 6,
+          'traffic.class': 'cross_zone',
+          'network.io.direction': 'transmit',
+        },
+        300,
+      ],
+      [
+        {
+          ...web,
+          'dst.kind': 'external_public',
+          'dst.prefix': '2001:db8:1:2::/64',
+          protocol: 6,
+          'traffic.class': 'internet_egress',
+          'network.io.direction': 'transmit',
+        },
+        11,
+      ],
+      [
+        {
+          ...web,
+          'dst.kind': 'external_public',
+          'dst.prefix': 'other',
+          protocol: 6,
+          'traffic.class': 'internet_egress',
+          'network.io.direction': 'transmit',
+        },
+        2000,
+      ],
+    ]);
+  });
+
   it('resource: node, zone, region and provider from k8s_metadata; the config adds and removes', async () => {
     const s = await sink();
     const facts: NodeFacts & Extension = {
@@ -493,6 +578,7 @@ describe('otlp exporter', () => {
     x.e.flush();
     await small.waitFor(() => small.requests.length === 1);
     expect(small.points()[0].attributes).toEqual({
+      protocol: 6,
       'traffic.class': 'same_node',
       'network.io.direction': 'transmit',
     });

@@ -14,6 +14,8 @@ import {
 import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
+import { labelFacts } from '../series/flow-labels.js';
+import { DEFAULT_FLOW_LABEL_SELECTION, type FlowLabelSelection } from '../series/selection-config.js';
 import type { OtlpExporterConfig } from './config.js';
 import { channelCredentials, ExportError, exportError, isRetryable, metadata, plaintext } from './grpc.js';
 import {
@@ -54,6 +56,12 @@ export interface OtlpExporterOptions {
   backoff?: Partial<BackoffOptions>;
 }
 
+/**
+ * The exporter's config. `labels` (the flow label selection) is optional here so that a config without the
+ * key still works: the defaults apply.
+ */
+export type OtlpExporterSettings = OtlpExporterConfig & { labels?: FlowLabelSelection };
+
 /** What the last interval sent, for /status. */
 interface IntervalFacts {
   at: string;
@@ -93,7 +101,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
 
   constructor(
     private readonly settings: ComponentSettings,
-    private readonly config: OtlpExporterConfig,
+    private readonly config: OtlpExporterSettings,
     readonly signal: Signal = 'flows',
     private readonly options: OtlpExporterOptions = {},
   ) {
@@ -101,7 +109,12 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     this.aggregate =
       signal === 'dns'
         ? new DnsAggregate(config.max_series)
-        : new FlowAggregate(config.granularity, config.max_series);
+        : new FlowAggregate(
+            config.granularity,
+            config.max_series,
+            config.labels ?? DEFAULT_FLOW_LABEL_SELECTION,
+            config.expiration,
+          );
     this.cache = new AttributeCache(this.aggregate);
     this.previousEnd = this.now();
     settings.status.describe(() => this.facts());
@@ -336,6 +349,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
       last_export: this.last,
       last_retry_after: this.retryAfter ?? null,
       queue: this.queue?.statistics(),
+      ...(this.aggregate instanceof FlowAggregate ? { flow_labels: labelFacts(this.aggregate.labels) } : {}),
     };
   }
 }

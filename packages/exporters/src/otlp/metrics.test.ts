@@ -1,8 +1,10 @@
 import { DnsBatch, FlowBatch } from '@netmon/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { describe, expect, it } from 'vitest';
+import { flowLabelSelection } from '../series/selection-config.js';
 import {
   AttributeCache,
+  attributeSize,
   chunk,
   DnsAggregate,
   expire,
@@ -101,7 +103,11 @@ describe('otlp metrics', () => {
     a.add(flows(1, 1), 25);
     const s2 = takeSnapshot(a, cache, options(30, 20));
     expect(s2?.length).toBe(1);
-    expect(s2?.attrs[0].attrs[0]).toEqual({ 'src.k8s.workload.name': 'w-1', 'traffic.class': 'cross_zone' });
+    expect(s2?.attrs[0].attrs[0]).toEqual({
+      'src.k8s.workload.name': 'w-1',
+      protocol: 6,
+      'traffic.class': 'cross_zone',
+    });
     expect([...(s2?.start ?? [])]).toEqual([10]);
     expect(s2?.values[0]?.[0]).toBe(1);
   });
@@ -115,6 +121,83 @@ describe('otlp metrics', () => {
     expect(a.table.size).toBe(1);
     expect(cache.get(0).attrs[0]['src.k8s.workload.name']).toBe('w-1');
     expect(expire(a, cache, 60_000, 30_000)).toBe(0);
+  });
+
+  it('a label selection: attribute keys as names, protocol and dst.port as ints, sizes counted as ints', () => {
+    const selection = flowLabelSelection.parse({
+      include: ['dst_port'],
+      exclude: ['*_workload_kind', 'dst_service', 'dst_domain'],
+      dst_prefix: { top: 1 },
+    });
+    const a = new FlowAggregate('workload', 100, selection, 60_000);
+    expect(a.keys).toEqual([
+      'src.k8s.namespace.name',
+      'src.k8s.workload.name',
+      'src.cloud.availability_zone',
+      'dst.k8s.namespace.name',
+      'dst.k8s.workload.name',
+      'dst.cloud.availability_zone',
+      'dst.kind',
+      'dst.prefix',
+      'dst.port',
+      'protocol',
+      'traffic.class',
+    ]);
+    const row = (dstIp: string, dstPort: number, attributes: Record<string, string>) => ({
+      timeStart: 0,
+      timeEnd: 1,
+      protocol: 17,
+      srcIp: '10.0.0.1',
+      srcPort: 40000,
+      dstIp,
+      dstPort,
+      txBytes: 10,
+      rxBytes: 20,
+      txPackets: 1,
+      rxPackets: 1,
+      attributes: {
+        'src.k8s.namespace.name': 'shop',
+        'src.cloud.availability_zone': 'eu-west-1a',
+        ...attributes,
+      },
+    });
+    a.add(
+      FlowBatch.from([
+        row('10.0.2.9', 5353, { 'dst.kind': 'pod', 'dst.cloud.availability_zone': 'eu-west-1b' }),
+        row('2001:db8:1:2::7', 443, { 'dst.kind': 'external_public' }),
+        row('2001:db8:9:9::7', 443, { 'dst.kind': 'external_public' }),
+      ]),
+      1,
+    );
+    const cache = new AttributeCache(a);
+    const snap = takeSnapshot(a, cache, options(10, 0));
+    expect(snap?.attrs.map((x) => x.attrs[0])).toEqual([
+      {
+        'src.k8s.namespace.name': 'shop',
+        'src.cloud.availability_zone': 'eu-west-1a',
+        'dst.cloud.availability_zone': 'eu-west-1b',
+        'dst.kind': 'pod',
+        'dst.port': 5353,
+        protocol: 17,
+      },
+      {
+        'src.k8s.namespace.name': 'shop',
+        'src.cloud.availability_zone': 'eu-west-1a',
+        'dst.kind': 'external_public',
+        'dst.prefix': '2001:db8:1:2::/64',
+        protocol: 17,
+      },
+      {
+        'src.k8s.namespace.name': 'shop',
+        'src.cloud.availability_zone': 'eu-west-1a',
+        'dst.kind': 'external_public',
+        'dst.prefix': 'other',
+        protocol: 17,
+      },
+    ]);
+    const attrs = snap?.attrs[0].attrs[0] ?? {};
+    const bytes = Object.entries(attrs).reduce((n, [k, v]) => n + attributeSize(k, v), 0);
+    expect(snap?.attrs[0].bytes[0]).toBe(bytes);
   });
 
   it('DNS: one series per name however it is spelt (as prometheus), no strings kept for overflowed names', () => {

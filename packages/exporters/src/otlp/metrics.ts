@@ -1,8 +1,8 @@
 // What the otlp exporter keeps and sends: series aggregated from batches (FlowSeries for flows, DnsSeries
 // by question for DNS), turned every interval into a snapshot of the points to send, cut into requests
 // that stay under the gRPC message limit, and each request into the SDK's ResourceMetrics on the way out.
-// The SDK's instruments are bypassed on purpose (collector-design §2.4): per-flow `add` costs microseconds
-// and keeps every attribute set forever.
+// The SDK's instruments are bypassed on purpose: a `Counter.add` per flow costs microseconds, and the SDK
+// keeps every attribute set it ever saw for the life of the process.
 import type { DnsBatch, FlowBatch, Granularity } from '@netmon/core';
 import { type Attributes, ValueType } from '@opentelemetry/api';
 import type { Resource } from '@opentelemetry/resources';
@@ -15,6 +15,7 @@ import {
 import { DnsSeries, LOOKUPS } from '../series/dns-series.js';
 import {
   COST_USD,
+  type FlowLabel,
   FlowSeries,
   flowLabels,
   RX_BYTES,
@@ -22,6 +23,7 @@ import {
   TX_BYTES,
   TX_PACKETS,
 } from '../series/flow-series.js';
+import type { FlowLabelSelection } from '../series/selection-config.js';
 import type { SeriesTable } from '../series/series-table.js';
 
 /** The most points one series yields per interval (flows: io ×2, packet.count ×2, cost). */
@@ -45,7 +47,11 @@ export interface MetricSpec {
 const TRANSMIT = { 'network.io.direction': 'transmit' };
 const RECEIVE = { 'network.io.direction': 'receive' };
 
-/** Flow metrics. Names follow semantic-convention style (collector-design §3.2) under the netmon namespace. */
+/**
+ * Flow metrics. Names follow the OpenTelemetry semantic conventions' style under the netmon namespace: UCUM
+ * units, `.count` for counts, `network.io.direction` as in the conventions' `*.network.io` metrics
+ * (https://opentelemetry.io/docs/specs/semconv/general/metrics/).
+ */
 export const FLOW_METRICS: readonly MetricSpec[] = [
   {
     name: 'netmon.flow.io',
@@ -96,6 +102,8 @@ export interface Aggregate {
   readonly table: SeriesTable;
   /** The attribute key of each label of the table. */
   readonly keys: readonly string[];
+  /** Per label, true when its values are integers (sent as int attributes). */
+  readonly numeric?: readonly boolean[];
   /** Extra attributes per variant (variant 0 = none). */
   readonly variants: readonly Attributes[];
   readonly metrics: readonly MetricSpec[];
@@ -110,7 +118,9 @@ export interface Aggregate {
 
 export class FlowAggregate implements Aggregate {
   readonly series: FlowSeries;
+  readonly labels: readonly FlowLabel[];
   readonly keys: readonly string[];
+  readonly numeric: readonly boolean[];
   readonly variants = [{}, TRANSMIT, RECEIVE];
   readonly metrics = FLOW_METRICS;
   /** Every column FlowSeries sums (what its resetValues zeroes), not the start column added here. */
@@ -118,10 +128,21 @@ export class FlowAggregate implements Aggregate {
   readonly start: number;
   private priced = false;
 
-  constructor(granularity: Granularity, maxSeries: number) {
-    const labels = flowLabels(granularity);
+  /**
+   * `selection`: which attributes identify a series beyond the granularity (defaults when absent);
+   * `expirationMs`: the exporter's, which paces the top N of dst.domain and dst.prefix.
+   */
+  constructor(
+    granularity: Granularity,
+    maxSeries: number,
+    selection?: FlowLabelSelection,
+    expirationMs?: number,
+  ) {
+    const labels = flowLabels(granularity, selection, { expirationMs });
+    this.labels = labels;
     this.series = new FlowSeries(labels, maxSeries);
     this.keys = labels.map((l) => l.key);
+    this.numeric = labels.map((l) => l.numeric === true);
     this.start = this.series.table.addColumn();
     this.valueColumns = Array.from({ length: this.start }, (_, c) => c);
   }
@@ -302,12 +323,18 @@ export class AttributeCache {
   }
 
   private make(s: number): SeriesAttributes {
-    const { table, keys, variants } = this.aggregate;
+    const { table, keys, variants, numeric } = this.aggregate;
     const base: Attributes = {};
     let baseBytes = 0;
     for (let l = 0; l < keys.length; l++) {
       const value = table.label(s, l);
-      if (value === '') continue; // an absent attribute means unknown (DESIGN.md)
+      if (value === '') continue; // absent, never "": an attribute a flow lacks is unknown
+      if (numeric?.[l]) {
+        const v = Number(value);
+        base[keys[l]] = v;
+        baseBytes += attributeSize(keys[l], v);
+        continue;
+      }
       base[keys[l]] = value;
       baseBytes += stringAttributeSize(this.keyFields[l], value);
     }

@@ -1,5 +1,6 @@
 import { duration, endpoint, GRANULARITIES } from '@netmon/core';
 import { z } from 'zod';
+import { flowLabelSelection } from '../series/selection-config.js';
 
 /** The shortest expiration: Prometheus' default scrape interval (see the key's description). */
 export const MIN_EXPIRATION_MS = 60_000;
@@ -12,8 +13,9 @@ export const prometheusExporterConfig = z.strictObject({
     .enum(GRANULARITIES)
     .default('workload')
     .describe(
-      'Kubernetes labels of the flow and DNS series: `workload` (the default) keeps src_/dst_ namespace and workload (kind and name); `pod` adds the pod names, a series per pair of pods, which every rollout renews; `namespace` drops the workloads too. Coarser means far fewer series. pod_cross_zone_network_traffic_bytes_total always has namespace and pod (as kubezonnet).',
+      'Kubernetes labels of the flow and DNS series: `workload` (the default) keeps src_/dst_ namespace and workload (kind and name); `pod` adds the pod names, a series per pair of pods, which every rollout renews; `namespace` drops the workloads too. Coarser means far fewer series. `labels` adds or removes flow labels on top. pod_cross_zone_network_traffic_bytes_total always has namespace and pod (as kubezonnet).',
     ),
+  labels: flowLabelSelection,
   max_series: z
     .number()
     .int()

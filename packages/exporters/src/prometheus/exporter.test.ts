@@ -136,6 +136,12 @@ describe('prometheus exporter config', () => {
       granularity: 'workload',
       max_series: 10_000,
       expiration: 300_000,
+      labels: {
+        include: [],
+        exclude: [],
+        dst_domain: { top: 50 },
+        dst_prefix: { top: 20, ipv4_prefix_length: 24, ipv6_prefix_length: 64, with_domain: false },
+      },
       self_metrics: true,
     });
   });
@@ -165,8 +171,8 @@ describe('prometheus exporter', () => {
     );
     e.export(FlowBatch.from([flow(50, 1000, { ...web, 'cost.usd': 0.02 })]));
     const w =
-      'src_namespace="shop",src_workload_kind="Deployment",src_workload="web",src_pod="web-7c9d8-x2k8p",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_pod="db-0",dst_kind="pod",traffic_class="cross_zone"';
-    const d = 'dst_domain="x\\"y\\\\z"';
+      'src_namespace="shop",src_workload_kind="Deployment",src_workload="web",src_pod="web-7c9d8-x2k8p",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_pod="db-0",dst_kind="pod",protocol="6",traffic_class="cross_zone"';
+    const d = 'dst_domain="x\\"y\\\\z",protocol="6"';
     expect(await text(e)).toBe(
       [
         '# HELP netmon_flow_bytes_total Bytes between the two ends of connections, by direction: tx = sent by the source (the side that opened the connection), rx = sent back.',
@@ -196,7 +202,8 @@ describe('prometheus exporter', () => {
   it('renders OpenMetrics: TYPE on the family name without _total, # EOF at the end', async () => {
     const e = await started({ granularity: 'namespace' });
     e.export(FlowBatch.from([flow(100, 2000, { ...web, 'cost.usd': 0 })]));
-    const w = 'src_namespace="shop",dst_namespace="shop",dst_kind="pod",traffic_class="cross_zone"';
+    const w =
+      'src_namespace="shop",dst_namespace="shop",dst_kind="pod",protocol="6",traffic_class="cross_zone"';
     const body = await text(e, 'openmetrics');
     expect(body.split('\n').filter((l) => !l.startsWith('# HELP'))).toEqual([
       '# TYPE netmon_flow_bytes counter',
@@ -224,8 +231,8 @@ describe('prometheus exporter', () => {
     );
     const body = await text(e);
     expect(samples(body, 'netmon_flow_bytes_total')).toEqual([
-      'netmon_flow_bytes_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_kind="pod",traffic_class="cross_zone",direction="tx"} 4',
-      'netmon_flow_bytes_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_kind="pod",traffic_class="cross_zone",direction="rx"} 6',
+      'netmon_flow_bytes_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_kind="pod",protocol="6",traffic_class="cross_zone",direction="tx"} 4',
+      'netmon_flow_bytes_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_namespace="shop",dst_workload_kind="StatefulSet",dst_workload="db",dst_kind="pod",protocol="6",traffic_class="cross_zone",direction="rx"} 6',
     ]);
     expect(samples(body, 'pod_cross_zone_network_traffic_bytes_total')).toEqual([
       'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="web-7c9d8-x2k8p"} 1',
@@ -258,8 +265,8 @@ describe('prometheus exporter', () => {
     e.export(FlowBatch.from(rows));
     const lines = samples(await text(e), 'netmon_flow_bytes_total').filter((l) => l.includes('"tx"'));
     expect(lines).toEqual([
-      'netmon_flow_bytes_total{src_pod="p0",direction="tx"} 1',
-      'netmon_flow_bytes_total{src_pod="p1",direction="tx"} 2',
+      'netmon_flow_bytes_total{src_pod="p0",protocol="6",direction="tx"} 1',
+      'netmon_flow_bytes_total{src_pod="p1",protocol="6",direction="tx"} 2',
       'netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"} 52',
     ]);
     expect(e.families.tables[0].table.overflowRows).toBe(8);
@@ -275,7 +282,7 @@ describe('prometheus exporter', () => {
     // A new series after expiry starts again from the delta.
     e.export(FlowBatch.from([flow(5, 0, { 'src.k8s.pod.name': 'old' })]));
     expect(samples(await text(e), 'netmon_flow_bytes_total')[0]).toBe(
-      'netmon_flow_bytes_total{src_pod="old",direction="tx"} 5',
+      'netmon_flow_bytes_total{src_pod="old",protocol="6",direction="tx"} 5',
     );
   });
 
@@ -316,10 +323,10 @@ describe('prometheus exporter', () => {
     expect(samples(await text(e), 'netmon_flow_bytes_total')).toHaveLength(6);
     const body = await text(e);
     expect(samples(body, 'netmon_flow_bytes_total')).toEqual([
-      'netmon_flow_bytes_total{src_namespace="shop",src_pod="db-0",traffic_class="cross_zone",direction="tx"} 3',
-      'netmon_flow_bytes_total{src_namespace="shop",src_pod="db-0",traffic_class="cross_zone",direction="rx"} 4',
-      'netmon_flow_bytes_total{src_namespace="other",src_pod="elsewhere",direction="tx"} 5',
-      'netmon_flow_bytes_total{src_namespace="other",src_pod="elsewhere",direction="rx"} 6',
+      'netmon_flow_bytes_total{src_namespace="shop",src_pod="db-0",protocol="6",traffic_class="cross_zone",direction="tx"} 3',
+      'netmon_flow_bytes_total{src_namespace="shop",src_pod="db-0",protocol="6",traffic_class="cross_zone",direction="rx"} 4',
+      'netmon_flow_bytes_total{src_namespace="other",src_pod="elsewhere",protocol="6",direction="tx"} 5',
+      'netmon_flow_bytes_total{src_namespace="other",src_pod="elsewhere",protocol="6",direction="rx"} 6',
     ]);
     expect(samples(body, 'pod_cross_zone_network_traffic_bytes_total')).toEqual([
       'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="db-0"} 5',
@@ -603,6 +610,30 @@ describe('prometheus exporter', () => {
       overflow_rows: { flows: 1, cross_zone: 0 },
       scrapes: 1,
       aborted_scrapes: 0,
+      flow_labels: {
+        labels: [
+          'src_namespace',
+          'src_workload_kind',
+          'src_workload',
+          'src_pod',
+          'src_zone',
+          'dst_namespace',
+          'dst_workload_kind',
+          'dst_workload',
+          'dst_pod',
+          'dst_zone',
+          'dst_kind',
+          'dst_service',
+          'dst_domain',
+          'dst_prefix',
+          'protocol',
+          'traffic_class',
+        ],
+        top_n: {
+          dst_domain: { named: 0, top: 50, replaced: 0 },
+          dst_prefix: { named: 0, top: 20, replaced: 0 },
+        },
+      },
     });
     expect(details?.last_scrape_bytes).toBeGreaterThan(100);
   });

@@ -6,6 +6,7 @@ import {
   FlowBatch,
   type Signal,
 } from '@netmon/core';
+import { labelFacts } from '../series/flow-labels.js';
 import type { PrometheusExporterConfig } from './config.js';
 import { MetricsEndpoint } from './endpoint.js';
 import { DnsFamilies, type Families, FlowFamilies } from './families.js';
@@ -30,7 +31,7 @@ export class PrometheusExporter implements Exporter<Batch> {
     this.families =
       signal === 'dns'
         ? new DnsFamilies(config.granularity, config.max_series, directory)
-        : new FlowFamilies(config.granularity, config.max_series);
+        : new FlowFamilies(config.granularity, config.max_series, config.labels, config.expiration);
     if (directory && !directory.standalone) this.deletions = new DeletedPods(directory, config.expiration);
     this.endpoint = MetricsEndpoint.of(settings, config);
     settings.status.describe(() => this.facts());
@@ -93,6 +94,9 @@ export class PrometheusExporter implements Exporter<Batch> {
       aborted_scrapes: s.aborted,
       last_scrape_ms: Math.round(s.lastDurationMs * 10) / 10,
       last_scrape_bytes: s.lastBytes,
+      ...(this.families instanceof FlowFamilies
+        ? { flow_labels: labelFacts(this.families.series.labels) }
+        : {}),
     };
   }
 }

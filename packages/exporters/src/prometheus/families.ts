@@ -12,6 +12,7 @@ import {
   TX_BYTES,
   TX_PACKETS,
 } from '../series/flow-series.js';
+import type { FlowLabelSelection } from '../series/selection-config.js';
 import { type Cursor, DictionaryIds, SeriesTable } from '../series/series-table.js';
 import { type Exposition, formatValue } from './exposition.js';
 import { LabelCache, sample } from './labels.js';
@@ -178,8 +179,17 @@ export class FlowFamilies implements Families {
   ];
   private readonly zoneColumn: number;
 
-  constructor(granularity: Granularity, maxSeries: number) {
-    const labels = flowLabels(granularity);
+  /**
+   * `expirationMs`: the exporter's; a top-N label value (dst_domain, dst_prefix) stays at least twice that,
+   * so a replaced value's series are gone before its slot can change again.
+   */
+  constructor(
+    granularity: Granularity,
+    maxSeries: number,
+    selection?: FlowLabelSelection,
+    expirationMs?: number,
+  ) {
+    const labels = flowLabels(granularity, selection, { expirationMs });
     this.series = new FlowSeries(labels, maxSeries);
     this.flows = new Table(
       'flows',

@@ -1,7 +1,21 @@
 import { FlowBatch, type FlowInit } from '@netmon/core';
 import { describe, expect, it } from 'vitest';
-import { COST_ROWS, COST_USD, FlowSeries, flowLabels, RX_BYTES, TX_BYTES } from './flow-series.js';
+import { dnsName } from './dns-series.js';
+import {
+  COST_ROWS,
+  COST_USD,
+  type FlowLabel,
+  FlowSeries,
+  flowLabels,
+  RX_BYTES,
+  TX_BYTES,
+} from './flow-series.js';
+import { flowLabelSelection } from './selection-config.js';
 import { SeriesTable, UNKNOWN } from './series-table.js';
+
+/** The granularity's labels without protocol, which every row here has (6): the mechanics, not the labels. */
+const kube = (g: 'pod' | 'workload' | 'namespace') =>
+  flowLabels(g, flowLabelSelection.parse({ exclude: ['protocol'] }));
 
 const flow = (
   src: string,
@@ -45,37 +59,46 @@ function sums(series: FlowSeries, column: number): Record<string, number> {
 }
 
 describe('flowLabels', () => {
-  it('drops pod, then workload labels as granularity coarsens', () => {
+  it('drops pod, then workload labels as granularity coarsens; zones, prefix and protocol on by default', () => {
     const names = (g: 'pod' | 'workload' | 'namespace') => flowLabels(g).map((l) => l.name);
     expect(names('pod')).toEqual([
       'src_namespace',
       'src_workload_kind',
       'src_workload',
       'src_pod',
+      'src_zone',
       'dst_namespace',
       'dst_workload_kind',
       'dst_workload',
       'dst_pod',
+      'dst_zone',
       'dst_kind',
       'dst_service',
       'dst_domain',
+      'dst_prefix',
+      'protocol',
       'traffic_class',
     ]);
     expect(names('workload')).not.toContain('src_pod');
     expect(names('namespace')).toEqual([
       'src_namespace',
+      'src_zone',
       'dst_namespace',
+      'dst_zone',
       'dst_kind',
       'dst_service',
       'dst_domain',
+      'dst_prefix',
+      'protocol',
       'traffic_class',
     ]);
+    expect(flowLabels('pod').map((l) => l.key)).toContain('dst.cloud.availability_zone');
   });
 });
 
 describe('FlowSeries', () => {
   it('sums rows with the same labels across batches, whatever their dictionary codes', () => {
-    const series = new FlowSeries(flowLabels('pod'), 100);
+    const series = new FlowSeries(kube('pod'), 100);
     series.add(
       FlowBatch.from([
         flow('a', 'b', 10, 1),
@@ -105,7 +128,7 @@ describe('FlowSeries', () => {
   });
 
   it('rolls pods up at workload granularity', () => {
-    const series = new FlowSeries(flowLabels('workload'), 100);
+    const series = new FlowSeries(kube('workload'), 100);
     series.add(
       FlowBatch.from([
         flow('a-1', 'x', 1, 0, { 'src.k8s.workload.name': 'a' }),
@@ -116,7 +139,7 @@ describe('FlowSeries', () => {
   });
 
   it('caps series: past max_series rows go to one overflow series and totals stay exact', () => {
-    const series = new FlowSeries(flowLabels('pod'), 10);
+    const series = new FlowSeries(kube('pod'), 10);
     const rows = Array.from({ length: 50 }, (_, i) => flow(`p${i}`, 'd', 1, 0));
     series.add(FlowBatch.from(rows));
     const t = series.table;
@@ -130,7 +153,7 @@ describe('FlowSeries', () => {
   });
 
   it('keeps finding series after growth and after retain compacts them', () => {
-    const series = new FlowSeries(flowLabels('pod'), 100_000);
+    const series = new FlowSeries(kube('pod'), 100_000);
     const batch = FlowBatch.from(Array.from({ length: 5000 }, (_, i) => flow(`p${i}`, `d${i % 7}`, i, 1)));
     series.add(batch, 1);
     series.add(batch, 2);
@@ -150,7 +173,14 @@ describe('FlowSeries', () => {
   });
 
   it('interns no label value of a row that goes to the overflow series (100k random subdomains)', () => {
-    const series = new FlowSeries(flowLabels('pod'), 10);
+    // dst.domain read as a plain attribute (no top N): the series cap alone must bound the strings.
+    const labels: FlowLabel[] = [
+      { name: 'src_namespace', key: 'src.k8s.namespace.name' },
+      { name: 'src_pod', key: 'src.k8s.pod.name' },
+      { name: 'dst_pod', key: 'dst.k8s.pod.name' },
+      { name: 'dst_domain', key: 'dst.domain', normalize: dnsName },
+    ];
+    const series = new FlowSeries(labels, 10);
     const t = series.table;
     for (let b = 0; b < 10; b++) {
       series.add(
@@ -171,14 +201,14 @@ describe('FlowSeries', () => {
     // A known label set still finds its series when the table is full, and a new one still overflows.
     series.add(FlowBatch.from([flow('a', 'b', 5, 0, { 'dst.domain': 'x0-0.tunnel.example' })]));
     series.add(FlowBatch.from([flow('a', 'c', 5, 0)]));
-    const x00 = [...Array(t.size).keys()].find((s) => t.label(s, 10) === 'x0-0.tunnel.example') as number;
+    const x00 = [...Array(t.size).keys()].find((s) => t.label(s, 3) === 'x0-0.tunnel.example') as number;
     expect(t.values[TX_BYTES][x00]).toBe(6);
     expect(t.overflowRows).toBe(100_000 - 9 + 1);
     expect(t.strings.size).toBe(1 + 3 + 9);
   });
 
   it('a value first seen in a batch is interned once its series is made, and later rows find it', () => {
-    const series = new FlowSeries(flowLabels('pod'), 3);
+    const series = new FlowSeries(kube('pod'), 3);
     // One room left after the first series: the second new pod makes it, its repeats find it.
     series.add(
       FlowBatch.from([
@@ -198,7 +228,7 @@ describe('FlowSeries', () => {
   });
 
   it('a dictionary shared across batches keeps its lookups, and stays right after retain', () => {
-    const series = new FlowSeries(flowLabels('pod'), 1000);
+    const series = new FlowSeries(kube('pod'), 1000);
     const t = series.table;
     const shared = ['', 'p0', 'p1'];
     const batchOf = (codes: number[]) => {
@@ -231,7 +261,7 @@ describe('FlowSeries', () => {
   });
 
   it('spells dst_domain as dnsName does: lower case, no trailing dot', () => {
-    const series = new FlowSeries(flowLabels('namespace'), 100);
+    const series = new FlowSeries(kube('namespace'), 100);
     series.add(
       FlowBatch.from([
         flow('a', 'b', 1, 0, { 'dst.domain': 'API.Stripe.com.' }),
@@ -242,7 +272,7 @@ describe('FlowSeries', () => {
   });
 
   it('resetValues zeroes sums but keeps series', () => {
-    const series = new FlowSeries(flowLabels('namespace'), 100);
+    const series = new FlowSeries(kube('namespace'), 100);
     series.add(FlowBatch.from([flow('a', 'b', 10, 1)]));
     series.resetValues();
     expect(series.table.size).toBe(1);

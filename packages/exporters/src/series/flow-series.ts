@@ -1,44 +1,11 @@
 // Flow deltas summed into series by their labels: what the prometheus and otlp exporters both keep.
-// The granularity knob decides which Kubernetes labels identify a series, so it bounds cardinality.
-import { type FlowBatch, type Granularity, StringColumn } from '@netmon/core';
-import { dnsName } from './dns-series.js';
+// Which labels identify a series (flow-labels.ts: the granularity and a per-exporter selection) bounds the
+// cardinality; so do the top N of the unbounded ones and the series cap.
+import { type FlowBatch, StringColumn } from '@netmon/core';
+import type { FlowLabel } from './flow-labels.js';
 import { DictionaryIds, SeriesTable, UNKNOWN } from './series-table.js';
 
-/** One label of a flow series: its Prometheus name and the flow attribute (DESIGN.md) it comes from. */
-export interface FlowLabel {
-  name: string;
-  key: string;
-  /** Applied to each value before it is summed on (one series per DNS name, not per spelling). */
-  normalize?: (value: string) => string;
-}
-
-const ends = (granularity: Granularity): FlowLabel[] =>
-  (['src', 'dst'] as const).flatMap((end) => [
-    { name: `${end}_namespace`, key: `${end}.k8s.namespace.name` },
-    ...(granularity === 'namespace'
-      ? []
-      : [
-          { name: `${end}_workload_kind`, key: `${end}.k8s.workload.kind` },
-          { name: `${end}_workload`, key: `${end}.k8s.workload.name` },
-        ]),
-    ...(granularity === 'pod' ? [{ name: `${end}_pod`, key: `${end}.k8s.pod.name` }] : []),
-  ]);
-
-/**
- * The labels of flow series at a granularity (DESIGN.md "Names users see"): both ends' namespace, then
- * workload (kind and name) unless `namespace`, then pod at `pod`; always destination kind, service,
- * domain (as `dnsName` spells it, like the DNS lookup series) and traffic class. Every one of them is a
- * function of the ends, so coarser means fewer series.
- */
-export function flowLabels(granularity: Granularity): FlowLabel[] {
-  return [
-    ...ends(granularity),
-    { name: 'dst_kind', key: 'dst.kind' },
-    { name: 'dst_service', key: 'dst.k8s.service.name' },
-    { name: 'dst_domain', key: 'dst.domain', normalize: dnsName },
-    { name: 'traffic_class', key: 'traffic.class' },
-  ];
-}
+export { type FlowLabel, type FlowLabelOptions, flowLabels } from './flow-labels.js';
 
 /** Index of the value columns of a FlowSeries in `table.values`. */
 export const TX_BYTES = 0;
@@ -78,10 +45,18 @@ export class FlowSeries {
     if (n === 0) return;
     const t = this.table;
     const width = this.labels.length;
-    const codes: (Uint32Array | undefined)[] = [];
+    const codes: (Uint8Array | Uint16Array | Uint32Array | undefined)[] = [];
     const other: ((i: number) => string)[] = [];
     for (let l = 0; l < width; l++) {
       const label = this.labels[l];
+      if (label.reader) {
+        const computed = label.reader.read(batch, now);
+        if (computed) {
+          codes[l] = computed.codes;
+          this.dictionaries[l].reset(t, computed.dict);
+        }
+        continue;
+      }
       const column = batch.column(label.key);
       if (column instanceof StringColumn) {
         codes[l] = column.codes;
