@@ -88,8 +88,8 @@ exporters:
     cluster_id: cluster-e2e
     flush_interval: 1s
     heartbeat_interval: 1s
-    retry: { initial_interval: 100ms, max_interval: 400ms }
-${opts.stateDir ? `    state_dir: ${JSON.stringify(opts.stateDir)}\n` : ''}extensions:
+    retry_on_failure: { initial_interval: 100ms, max_interval: 400ms }
+${opts.stateDir ? `    sending_queue: { directory: ${JSON.stringify(opts.stateDir)} }\n` : ''}extensions:
   health_check:
     endpoint: 127.0.0.1:0
 service:
@@ -271,7 +271,7 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
     });
   });
 
-  it('keeps unsent intervals across an agent restart (state_dir) and delivers each once', async () => {
+  it('keeps unsent intervals across an agent restart (sending_queue::directory) and delivers each once', async () => {
     await withTmpDir(async (dir) => {
       const file = flowFile(8);
       const flows = path.join(dir, 'flows.jsonl');
@@ -306,7 +306,7 @@ describe('devzero exporter end to end (real CLI, real gRPC)', () => {
         file.totals.tx_bytes,
       );
 
-      // Control plane back; a new agent on the same state_dir, with nothing new to read.
+      // Control plane back; a new agent on the same directory, with nothing new to read.
       await standIn.restart();
       const cfg2 = path.join(dir, 'second.yaml');
       await writeFile(cfg2, config({ flows: empty, endpoint: standIn.url, stateDir }));
@@ -385,6 +385,18 @@ service: { extensions: [health_check], pipelines: { flows: { receivers: [file], 
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(
       'exporters::devzero::endpoint: environment variable DAKR_URL is not set',
+    );
+    // DAKR_URL as host:port (the Collector's form) and http:// (plaintext, as zxporter-netmon) are valid too.
+    for (const url of ['dakr.devzero.io:443', 'http://10.0.0.5:9090', 'http://[fd00::5]:9090']) {
+      const r = await runCli(['validate', '-c', 'configs/devzero.yaml'], { env: { ...env, DAKR_URL: url } });
+      expect({ url, stderr: r.stderr, code: r.code }).toEqual({ url, stderr: '', code: 0 });
+    }
+    const portless = await runCli(['validate', '-c', 'configs/devzero.yaml'], {
+      env: { ...env, DAKR_URL: 'dakr.devzero.io' },
+    });
+    expect(portless.code).toBe(2);
+    expect(portless.stderr).toContain(
+      'exporters::devzero::endpoint: "dakr.devzero.io": the port is missing; expected host:port, e.g. dakr.devzero.io:443 or https://dakr.devzero.io',
     );
     const bad = await runCli(['validate', '-c', 'configs/devzero.yaml'], {
       env: { ...env, FLUSH_INTERVAL: '60' },

@@ -106,7 +106,8 @@ describe('otlp exporter end to end (real CLI, real gRPC)', () => {
       const sink = await OtlpSink.start();
       try {
         // Down for 2 s from the first request: it and its retries fail (backoff 1 s, then 1.5 s) while
-        // the replay (12 intervals at 40×: 0.25 s each) keeps queueing.
+        // the replay (12 intervals at 40×: 0.25 s each) keeps queueing. Configured as for the Collector:
+        // host:port, plaintext by tls.insecure.
         sink.failFor(2000, undefined, undefined, { fromNextCall: true });
         await writeFile(
           path.join(dir, 'agent.yaml'),
@@ -114,7 +115,9 @@ describe('otlp exporter end to end (real CLI, real gRPC)', () => {
   file: { path: ./flows.jsonl, batch_size: 50, pace: recorded, speed: 40 }
 exporters:
   otlp:
-    endpoint: ${sink.endpoint}
+    endpoint: 127.0.0.1:${sink.port}
+    tls: { insecure: true }
+    retry_on_failure: { initial_interval: 1s, randomization_factor: 0 }
     interval: 200ms
     granularity: pod
     headers: { x-tenant: e2e }

@@ -1,5 +1,12 @@
-// A listen address in config ("0.0.0.0:9464", "[::]:9464", ":9464"), shared by every component that
-// serves HTTP (health_check, the prometheus exporter), so they accept and explain the same forms.
+// Addresses in config, so that every component accepts and explains the same forms:
+// - listen addresses ("0.0.0.0:9464", "[::]:9464", ":9464") of the components that serve HTTP
+//   (health_check, the prometheus exporter);
+// - what a gRPC client needs (the endpoint it dials, TLS, headers), shared by the otlp and devzero
+//   exporters and read as the OpenTelemetry Collector's configgrpc and configtls read them
+//   (https://github.com/open-telemetry/opentelemetry-collector/tree/main/config/configgrpc).
+import { readFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 
 /** host:port or [v6]:port; an empty host means every interface. */
@@ -26,42 +33,274 @@ function portOf(endpoint: string): number {
   return Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
 }
 
-/** Where a gRPC client connects: host and port as grpc-js wants them, and whether to use TLS. */
+// ---------------------------------------------------------------------------------------------------------
+// gRPC clients
+
+/** A gRPC client's endpoint as written: the address to dial and the scheme, if one was written. */
+export interface GrpcEndpoint {
+  /** `host:port` as grpc-js dials it, IPv6 in brackets. */
+  address: string;
+  scheme?: 'http' | 'https';
+}
+
+/** Where a gRPC client connects, and whether over TLS. */
 export interface GrpcTarget {
   /** `host:port`, IPv6 in brackets. */
   address: string;
   tls: boolean;
 }
 
-/**
- * Parses the URL of a gRPC backend, `http(s)://host[:port][/]`: http is plaintext, https TLS (default
- * ports 80 and 443). Returns the reason when it is not one — gRPC methods live at fixed paths from the
- * root, so a path, query or credentials in the URL are mistakes worth naming.
- */
-export function parseGrpcUrl(text: string, example: string): GrpcTarget | string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return `"${text}" is not a URL; expected e.g. ${example}`;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return `"${text}": the scheme must be http:// (plaintext gRPC) or https:// (TLS), not ${url.protocol}//`;
-  }
-  if (url.pathname !== '/' && url.pathname !== '') {
-    return `"${text}": gRPC calls go to fixed service paths from the root, so the URL cannot have a path (${url.pathname})`;
-  }
-  if (url.search || url.hash || url.username || url.password) {
-    return `"${text}": the URL cannot carry a query, a fragment or credentials (put those in the exporter's token or headers)`;
-  }
-  const tls = url.protocol === 'https:';
-  return { address: `${url.hostname}:${url.port || (tls ? '443' : '80')}`, tls };
+export interface GrpcEndpointOptions {
+  /** Shown in errors: what a good value looks like. */
+  example: string;
+  /**
+   * A URL with a scheme may leave the port out: 443 for https://, 80 for http:// (devzero: the DAKR_URL
+   * of zxporter-netmon installs is `https://dakr.devzero.io`). Otherwise the port is required, as the
+   * Collector's configgrpc requires it.
+   */
+  defaultPorts?: boolean;
 }
 
-/** A config field holding a gRPC backend's URL (see parseGrpcUrl). */
-export function grpcUrl(example: string) {
-  return z.string().superRefine((text, ctx) => {
-    const target = parseGrpcUrl(text, example);
-    if (typeof target === 'string') ctx.addIssue({ code: 'custom', message: target });
-  });
+const HOST_NAME = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * Parses a gRPC endpoint: `host:port`, `[v6]:port`, or either after `http://` / `https://` (the Collector
+ * strips those; what they mean for TLS is `grpcTarget`'s business). Returns the reason when it is none of
+ * them: gRPC methods live at fixed paths from the root, so a path, query or credentials are mistakes worth
+ * naming rather than ignoring.
+ */
+export function parseGrpcEndpoint(text: string, opts: GrpcEndpointOptions): GrpcEndpoint | string {
+  const expected = `expected host:port, e.g. ${opts.example}`;
+  if (text === '') return `the endpoint is empty; ${expected}`;
+  if (/\s/.test(text)) return `"${text}" contains white space; ${expected}`;
+  let rest = text;
+  let scheme: GrpcEndpoint['scheme'];
+  const s = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(text);
+  if (s) {
+    const name = s[1].toLowerCase();
+    if (name !== 'http' && name !== 'https') {
+      return `"${text}": the scheme, when given, must be http:// or https://, not ${s[1]}://; ${expected}`;
+    }
+    scheme = name;
+    rest = text.slice(s[0].length);
+    if (rest.endsWith('/')) rest = rest.slice(0, -1);
+  }
+  const cut = rest.search(/[/?#]/);
+  if (cut >= 0) {
+    if (rest[cut] === '/') {
+      return `"${text}": gRPC calls go to fixed service paths from the root, so the endpoint cannot have a path (${rest.slice(cut)})`;
+    }
+    return `"${text}": the endpoint cannot carry a query or a fragment`;
+  }
+  if (rest.includes('@')) {
+    return `"${text}": the endpoint cannot carry credentials (put them in the exporter's headers or token)`;
+  }
+  let host: string;
+  let port: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(rest);
+  if (bracketed) {
+    host = bracketed[1];
+    port = bracketed[2];
+    if (!isIPv6(host)) return `"${text}": [${host}] is not an IPv6 address`;
+    host = `[${host}]`;
+  } else {
+    const colons = rest.split(':').length - 1;
+    if (colons > 1) {
+      return `"${text}": an IPv6 address goes in brackets, e.g. [::1]:4317`;
+    }
+    [host, port] = colons === 1 ? (rest.split(':') as [string, string]) : [rest, undefined];
+    if (host === '') return `"${text}": the host is missing; ${expected}`;
+    if (!HOST_NAME.test(host)) return `"${text}": "${host}" is not a host name or address`;
+  }
+  if (port === undefined) {
+    if (!(scheme && opts.defaultPorts)) return `"${text}": the port is missing; ${expected}`;
+    port = scheme === 'https' ? '443' : '80';
+  }
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    return `"${text}": the port must be a number from 1 to 65535, not "${port}"`;
+  }
+  return { address: `${host}:${Number(port)}`, ...(scheme ? { scheme } : {}) };
+}
+
+/** A config field holding a gRPC endpoint; the syntax is checked here, TLS by the component (`grpcTarget`). */
+export function grpcEndpoint(opts: GrpcEndpointOptions) {
+  return z
+    .string({
+      error: (issue) =>
+        issue.input === undefined
+          ? `required: host:port, e.g. ${opts.example}`
+          : `expected a string: host:port, e.g. ${opts.example}`,
+    })
+    .superRefine((text, ctx) => {
+      const e = parseGrpcEndpoint(text, opts);
+      if (typeof e === 'string') ctx.addIssue({ code: 'custom', message: e });
+    });
+}
+
+/**
+ * The `tls` key of a gRPC client, as the Collector's configtls client settings. `endpointNote` ends the
+ * description of `insecure`, for a component whose endpoint has a rule of its own (devzero's URLs).
+ */
+export function grpcTls(endpointNote = '') {
+  return z
+    .strictObject({
+      insecure: z
+        .boolean()
+        .default(false)
+        .describe(
+          `true: plaintext gRPC (no TLS), unless the endpoint starts with https:// or ca_file is set (as the Collector’s configtls). false: TLS.${endpointNote}`,
+        ),
+      ca_file: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          'PEM file of the certificate authorities that sign the server’s certificate. Unset: the system roots. Set, it turns TLS on even with insecure: true (as the Collector).',
+        ),
+      cert_file: z
+        .string()
+        .min(1)
+        .optional()
+        .describe('PEM client certificate for mutual TLS (with key_file).'),
+      key_file: z.string().min(1).optional().describe('PEM private key of cert_file.'),
+      insecure_skip_verify: z
+        .boolean()
+        .default(false)
+        .describe('With TLS, accept any server certificate (no chain or host name check). For tests only.'),
+    })
+    .prefault({})
+    .superRefine((t, ctx) => {
+      if ((t.cert_file === undefined) !== (t.key_file === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [t.cert_file === undefined ? 'cert_file' : 'key_file'],
+          message: 'cert_file and key_file go together (mutual TLS needs both)',
+        });
+      }
+    })
+    .describe(
+      'TLS towards the endpoint: on unless insecure is true (as in the OpenTelemetry Collector). Relative file paths resolve against the config file.',
+    );
+}
+
+export type GrpcTlsConfig = z.output<ReturnType<typeof grpcTls>>;
+
+export interface GrpcTargetOptions extends GrpcEndpointOptions {
+  /**
+   * true (devzero, zxporter-netmon's DAKR_URL): a scheme alone decides TLS, http:// plaintext and https://
+   * TLS, whatever `tls.insecure` says. false (the Collector's rule): https:// turns TLS on, and http:// is
+   * taken only with TLS off (`tls.insecure: true`), where it means what it says.
+   */
+  schemeDecides?: boolean;
+}
+
+/**
+ * Where to connect and whether over TLS, or the reason the endpoint and `tls` do not go together.
+ *
+ * The Collector's rule (configgrpc and configtls): TLS is on unless `tls.insecure` is true and no
+ * `tls.ca_file` is set; an endpoint starting with https:// is always TLS. The Collector strips an http://
+ * prefix and still decides by `tls`, so `http://collector:4317` without `tls.insecure` dials TLS: a
+ * config that says plaintext and gets TLS. That combination is refused here, with the fix, rather than
+ * followed silently; with `tls.insecure: true` http:// is accepted (and means plaintext, as there).
+ */
+export function grpcTarget(
+  endpoint: string,
+  tls: GrpcTlsConfig,
+  opts: GrpcTargetOptions,
+): GrpcTarget | string {
+  const e = parseGrpcEndpoint(endpoint, opts);
+  if (typeof e === 'string') return e;
+  const hostPort = e.address;
+  if (opts.schemeDecides && e.scheme) {
+    if (e.scheme === 'http') {
+      const set: string[] = (['ca_file', 'cert_file', 'key_file'] as const).filter(
+        (k) => tls[k] !== undefined,
+      );
+      if (tls.insecure_skip_verify) set.push('insecure_skip_verify');
+      if (set.length > 0) {
+        return `"${endpoint}": http:// means plaintext gRPC, so tls::${set.join(', tls::')} would be ignored; use https:// (or ${hostPort} with tls) for TLS`;
+      }
+    }
+    return { address: e.address, tls: e.scheme === 'https' };
+  }
+  const tlsOn = e.scheme === 'https' || !tls.insecure || tls.ca_file !== undefined;
+  if (e.scheme === 'http' && tlsOn) {
+    const why = tls.insecure
+      ? 'tls::ca_file turns TLS on'
+      : 'TLS is on unless tls::insecure is true, as in the OpenTelemetry Collector, whatever the scheme';
+    return `"${endpoint}": http:// does not turn TLS off (${why}); for plaintext write ${hostPort} with tls: {insecure: true}; for TLS write ${hostPort} or https://${hostPort}`;
+  }
+  return { address: e.address, tls: tlsOn };
+}
+
+/** The TLS files a `tls` key names, resolved against the config file's directory, for checks at load. */
+export function tlsFiles(tls: GrpcTlsConfig, configDir: string): { key: string; path: string }[] {
+  const files: { key: string; path: string }[] = [];
+  for (const key of ['ca_file', 'cert_file', 'key_file'] as const) {
+    const file = tls[key];
+    if (file !== undefined) files.push({ key: `tls::${key}`, path: resolve(configDir, file) });
+  }
+  return files;
+}
+
+/** What grpc-js `credentials.createSsl` takes, read from a `tls` key's files. */
+export interface TlsMaterial {
+  rootCerts: Buffer | null;
+  privateKey: Buffer | null;
+  certChain: Buffer | null;
+  /** insecure_skip_verify: no chain or host name check. */
+  skipVerify: boolean;
+}
+
+/** Reads the TLS files; throws `<who>: cannot read tls::ca_file <path>: ENOENT` naming key and file. */
+export function readTlsMaterial(tls: GrpcTlsConfig, configDir: string, who: string): TlsMaterial {
+  const read = (key: 'ca_file' | 'cert_file' | 'key_file'): Buffer | null => {
+    const file = tls[key];
+    if (file === undefined) return null;
+    const path = resolve(configDir, file);
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new Error(`${who}: cannot read tls::${key} ${path}: ${code}`);
+    }
+  };
+  return {
+    rootCerts: read('ca_file'),
+    privateKey: read('key_file'),
+    certChain: read('cert_file'),
+    skipVerify: tls.insecure_skip_verify,
+  };
+}
+
+/** gRPC metadata keys: lowercase HTTP/2 header names; `grpc-` is reserved, `-bin` would need bytes. */
+const HEADER_KEY = /^[0-9a-z_.-]+$/;
+
+/**
+ * The `headers` key of a gRPC client: metadata sent with every call. `reserved` names headers the
+ * component sets itself (refused here, with `why`).
+ */
+export function grpcHeaders(reserved: readonly string[] = [], why = '') {
+  return z
+    .record(z.string(), z.string())
+    .default({})
+    .superRefine((h, ctx) => {
+      for (const key of Object.keys(h)) {
+        if (!HEADER_KEY.test(key)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: 'header names are lowercase letters, digits, "-", "_" and "."',
+          });
+        } else if (key.startsWith('grpc-') || key.endsWith('-bin')) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: `"${key}": names starting grpc- are reserved and names ending -bin carry binary values`,
+          });
+        } else if (reserved.includes(key)) {
+          ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is set by the exporter${why}` });
+        }
+      }
+    });
 }

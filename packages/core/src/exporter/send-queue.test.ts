@@ -1,5 +1,5 @@
 import { metrics } from '@opentelemetry/api';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { StatusBoard } from '../status.js';
 import { silentLogger } from '../telemetry/logger.js';
 import { SendQueue, type SendQueueOptions } from './send-queue.js';
@@ -195,7 +195,12 @@ describe('SendQueue', () => {
     expect(await closing).toBe(0);
     expect(queue.contents()).toEqual([]);
     expect(sent).toEqual([[2]]);
-    expect(queue.statistics().dropped).toEqual({ queue_full: 0, rejected: 1, shutdown: 0 });
+    expect(queue.statistics().dropped).toEqual({
+      queue_full: 0,
+      rejected: 1,
+      retry_exhausted: 0,
+      shutdown: 0,
+    });
   });
 
   it('close is bounded: past deadlineMs it cancels the call in flight and keeps or drops what is left', async () => {
@@ -274,5 +279,128 @@ describe('SendQueue', () => {
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(queue.contents()).toEqual([[1]]);
     expect(calls).toBe(2);
+  });
+
+  it('retry disabled: a retryable failure drops that payload (retry_exhausted) and the next is tried', async () => {
+    const { queue, received, backend, state } = setup({
+      backoff: { enabled: false, initialMs: 5, maxMs: 5 },
+    });
+    backend.down = true;
+    queue.push([1, 2]);
+    await until(() => queue.statistics().dropped.retry_exhausted === 2);
+    expect(backend.attempts).toBe(1);
+    expect(queue.statistics()).toMatchObject({ queuedItems: 0, failedAttempts: 1 });
+    expect(state.status).toBe('recoverable_error');
+    backend.down = false;
+    queue.push([3]);
+    await until(() => received.length === 1);
+    expect(received).toEqual([3]);
+    expect(backend.attempts).toBe(2);
+    expect(state.status).toBe('ok');
+    await queue.close();
+  });
+
+  it('max_elapsed_time: a payload is retried until the next wait would end past it, then dropped and counted', async () => {
+    vi.useFakeTimers();
+    try {
+      // Waits of 40 ms (no jitter, multiplier 1): attempts at 0, 40, 80, 120 ms; a fourth wait would end
+      // at 160 ms, past 150 ms: four attempts, then the payload goes.
+      const attempts: { first: number; at: number }[] = [];
+      const { queue, received, backend } = setup({
+        send: async (p) => {
+          attempts.push({ first: p[0], at: Date.now() });
+          if (backend.down) throw Object.assign(new Error('unavailable'), { retry: true });
+          received.push(...p);
+        },
+        backoff: { initialMs: 40, maxMs: 40, multiplier: 1, jitter: 0, maxElapsedMs: 150 },
+      });
+      const t0 = Date.now();
+      backend.down = true;
+      queue.push([1, 2, 3]);
+      queue.push([4]);
+      await vi.advanceTimersByTimeAsync(119);
+      expect(queue.statistics().dropped.retry_exhausted).toBe(0);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(queue.statistics().dropped.retry_exhausted).toBe(3);
+      // The next payload has its own clock: tried at once (at 120 ms), then after 40 ms.
+      expect(attempts.map((a) => [a.first, a.at - t0])).toEqual([
+        [1, 0],
+        [1, 40],
+        [1, 80],
+        [1, 120],
+        [4, 120],
+      ]);
+      expect(queue.contents()).toEqual([[4]]);
+      await vi.advanceTimersByTimeAsync(40);
+      expect(attempts.at(-1)).toEqual({ first: 4, at: t0 + 160 });
+      backend.down = false;
+      await vi.advanceTimersByTimeAsync(40);
+      expect(received).toEqual([4]);
+      expect(queue.statistics().dropped).toEqual({
+        queue_full: 0,
+        rejected: 0,
+        retry_exhausted: 3,
+        shutdown: 0,
+      });
+      await queue.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('max_elapsed_time 0 retries without limit', async () => {
+    const { queue, received, backend } = setup({
+      backoff: { initialMs: 2, maxMs: 2, jitter: 0, maxElapsedMs: 0 },
+    });
+    backend.down = true;
+    queue.push([7]);
+    await until(() => backend.attempts >= 30);
+    backend.down = false;
+    await until(() => received.length === 1);
+    expect(queue.statistics().dropped.retry_exhausted).toBe(0);
+    await queue.close();
+  });
+
+  it('queue disabled: a flush is sent whole; one made while an earlier send is in progress is dropped', async () => {
+    const { queue, received, backend } = setup({ capacity: { enabled: false, queue_size: 1 } });
+    backend.down = true;
+    // One flush of three payloads, more items than queue_size (ignored when disabled): all taken.
+    queue.push([1]);
+    queue.push([2, 3]);
+    queue.push([4]);
+    expect(queue.contents()).toEqual([[1], [2, 3], [4]]);
+    await until(() => backend.attempts >= 2);
+    // The next flush arrives while the first is still being retried: nothing waits, it is dropped.
+    queue.push([5]);
+    queue.push([6, 7]);
+    expect(queue.contents()).toEqual([[1], [2, 3], [4]]);
+    expect(queue.statistics().dropped.queue_full).toBe(3);
+    backend.down = false;
+    await until(() => received.length === 4);
+    expect(received).toEqual([1, 2, 3, 4]);
+    // Idle again: the next flush goes.
+    queue.push([8]);
+    await until(() => received.length === 5);
+    expect(received).toEqual([1, 2, 3, 4, 8]);
+    expect(queue.statistics().dropped.queue_full).toBe(3);
+    await queue.close();
+  });
+
+  it('queue enabled with the same size would keep the later flush (and drop the oldest instead)', async () => {
+    const { queue, received, backend } = setup({ capacity: { enabled: true, queue_size: 3 } });
+    backend.down = true;
+    queue.push([1]);
+    await Promise.resolve();
+    queue.push([2]);
+    await Promise.resolve();
+    queue.push([3]);
+    await Promise.resolve();
+    queue.push([4]);
+    expect(queue.contents()).toEqual([[1], [3], [4]]);
+    expect(queue.statistics().dropped.queue_full).toBe(1);
+    backend.down = false;
+    await until(() => received.length === 3);
+    expect(received).toEqual([1, 3, 4]);
+    await queue.close();
   });
 });

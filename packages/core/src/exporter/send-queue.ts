@@ -1,28 +1,47 @@
 // What every network exporter needs between "data is ready" and "the backend has it": a bounded queue,
 // one request in flight (so a backend sees intervals in order), retries with exponential backoff on
-// errors worth retrying, and counts of everything dropped. Like the Collector's exporterhelper, it is
-// the framework's job, not each exporter's: the OTLP gRPC library makes one attempt only, and the DevZero
-// client must not lose an interval because its backend blinked.
+// errors worth retrying, and counts of everything dropped. Like the Collector's exporterhelper (whose
+// sending_queue and retry_on_failure keys configure it, see retry-config.ts), it is the framework's job,
+// not each exporter's: the OTLP gRPC library makes one attempt only, and the DevZero client must not
+// lose an interval because its backend blinked.
 import type { BatchObservableCallback, Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { errorMessage, type StatusReporter } from '../status.js';
 
 export interface BackoffOptions {
+  /** false: no retry; a retryable failure drops the payload (counted `retry_exhausted`). */
+  enabled: boolean;
   /** First wait after a failure. */
   initialMs: number;
   /** Longest wait between two attempts. */
   maxMs: number;
+  /**
+   * Longest time a payload is retried, from its first attempt: a retry whose wait would end later is not
+   * made, and the payload is dropped (counted `retry_exhausted`). 0: no limit.
+   */
+  maxElapsedMs: number;
   multiplier: number;
   /** ± fraction of each wait chosen at random, so a fleet of agents does not retry in step. */
   jitter: number;
 }
 
+/** The Collector's retry_on_failure defaults, except max_elapsed_time (see retry-config.ts). */
 export const DEFAULT_BACKOFF: BackoffOptions = {
-  initialMs: 1000,
+  enabled: true,
+  initialMs: 5000,
   maxMs: 30_000,
+  maxElapsedMs: 0,
   multiplier: 1.5,
-  jitter: 0.2,
+  jitter: 0.5,
 };
+
+/** An exporter's `sending_queue` key as the queue reads it. */
+export interface SendingQueueConfig {
+  /** false: no waiting room (see `SendQueueOptions.capacity`). */
+  enabled: boolean;
+  /** Items the queue holds. */
+  queue_size: number;
+}
 
 export interface SendQueueOptions<T> {
   /**
@@ -35,11 +54,13 @@ export interface SendQueueOptions<T> {
   /** True when a failed send may succeed later (UNAVAILABLE, a timeout). Others drop the payload. */
   retryable(err: unknown): boolean;
   /**
-   * Items the queue holds; past it the oldest payloads are dropped (counted), so recent data survives.
-   * Payloads pushed in one synchronous run (one flush) are a group that never pushes out its own members,
-   * unless the group alone is larger than `capacity`.
+   * Items the queue holds (a number, or the exporter's `sending_queue`: its queue_size); past it the oldest
+   * payloads are dropped (counted), so recent data survives. Payloads pushed in one synchronous run (one
+   * flush) are a group that never pushes out its own members, unless the group alone is larger than the
+   * capacity. A `sending_queue` with `enabled: false` has no waiting room: a group is taken only when
+   * nothing of an earlier group is queued or in flight, otherwise it is dropped (counted `queue_full`).
    */
-  capacity: number;
+  capacity: number | SendingQueueConfig;
   backoff?: Partial<BackoffOptions>;
   logger: Logger;
   status: StatusReporter;
@@ -50,7 +71,7 @@ export interface SendQueueOptions<T> {
   onChange?(): void;
 }
 
-export type DropReason = 'queue_full' | 'rejected' | 'shutdown';
+export type DropReason = 'queue_full' | 'rejected' | 'retry_exhausted' | 'shutdown';
 
 /** At shutdown, how long an exporter's call in flight and last attempts may take by default. */
 export const DEFAULT_CLOSE_DEADLINE_MS = 3000;
@@ -87,9 +108,10 @@ export interface SendQueueStats {
 
 /**
  * A bounded FIFO of payloads sent one at a time. A retryable failure keeps the payload at the head and
- * waits (exponential backoff with jitter, no limit on attempts: data leaves the queue by delivery, by a
- * rejection the backend means, or by overflow). The exporter's status is recoverable_error while the
- * head keeps failing and ok again after the next success.
+ * waits (exponential backoff with jitter); data leaves the queue by delivery, by a rejection the backend
+ * means, by overflow, or — when the backoff says so — when retrying is off or has lasted `maxElapsedMs`.
+ * The exporter's status is recoverable_error while the head keeps failing and ok again after the next
+ * success.
  */
 export class SendQueue<T> {
   private readonly queue: T[] = [];
@@ -99,6 +121,13 @@ export class SendQueue<T> {
   private timer?: NodeJS.Timeout;
   private wake?: () => void;
   private attempt = 0;
+  /** The payload whose attempts `firstAttemptAt` dates (the head being sent). */
+  private trying?: T;
+  private firstAttemptAt = 0;
+  private readonly capacity: number;
+  private readonly queueEnabled: boolean;
+  /** Payloads and items refused in the current synchronous run because the queue is disabled and busy. */
+  private busyDrops = { payloads: 0, items: 0 };
   /** Payloads (at the tail) and their items pushed in the current synchronous run. */
   private group = 0;
   private groupItems = 0;
@@ -109,13 +138,16 @@ export class SendQueue<T> {
     sentPayloads: 0,
     sentItems: 0,
     failedAttempts: 0,
-    dropped: { queue_full: 0, rejected: 0, shutdown: 0 },
+    dropped: { queue_full: 0, rejected: 0, retry_exhausted: 0, shutdown: 0 },
   };
   private idle: Promise<void> = Promise.resolve();
   private readonly unobserve: () => void;
 
   constructor(private readonly opts: SendQueueOptions<T>) {
     this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    const cap = opts.capacity;
+    this.capacity = typeof cap === 'number' ? cap : cap.queue_size;
+    this.queueEnabled = typeof cap === 'number' || cap.enabled;
     const attrs = opts.attributes;
     const m = opts.meter;
     const queued = m.createObservableGauge('netmon_exporter_queue_items', {
@@ -132,7 +164,7 @@ export class SendQueue<T> {
     });
     const dropped = m.createObservableCounter('netmon_exporter_dropped_items', {
       description:
-        'Items an exporter gave up on: reason=queue_full (oldest dropped for newer data), rejected (the backend refused them for good), shutdown (still queued when the agent stopped).',
+        'Items an exporter gave up on: reason=queue_full (oldest dropped for newer data, or sending_queue disabled and a send in progress), rejected (the backend refused them for good), retry_exhausted (a retryable failure with retry_on_failure disabled or past max_elapsed_time), shutdown (still queued when the agent stopped).',
       unit: '{item}',
     });
     const observe: BatchObservableCallback = (r) => {
@@ -152,12 +184,20 @@ export class SendQueue<T> {
    * `capacity`, the oldest payloads waiting are dropped: never the one in flight, and never one pushed in
    * the same synchronous run as this one (the other requests of the same flush), unless those alone
    * exceed `capacity` (then their oldest go, the newest payload always stays). While a payload is in
-   * flight the queue may hold its items on top of `capacity`.
+   * flight the queue may hold its items on top of `capacity`. With the queue disabled, a payload is
+   * dropped when payloads of an earlier run are still queued or in flight.
    */
   push(payload: T): void {
     const n = this.opts.items(payload);
     if (this.closed) {
       this.count('shutdown', n);
+      return;
+    }
+    if (!this.queueEnabled && this.queue.length > this.group) {
+      this.count('queue_full', n);
+      if (this.busyDrops.payloads === 0) queueMicrotask(() => this.reportBusyDrops());
+      this.busyDrops.payloads++;
+      this.busyDrops.items += n;
       return;
     }
     this.queue.push(payload);
@@ -170,9 +210,18 @@ export class SendQueue<T> {
     this.kick();
   }
 
+  private reportBusyDrops(): void {
+    this.opts.logger.warn(
+      { dropped_items: this.busyDrops.items, dropped_requests: this.busyDrops.payloads },
+      'sending_queue is disabled and a send is still in progress: dropped the new data',
+    );
+    this.busyDrops = { payloads: 0, items: 0 };
+  }
+
   /** Drops the oldest payloads until the queue fits its capacity (see `push`). */
   private makeRoom(): void {
-    const cap = this.opts.capacity;
+    if (!this.queueEnabled) return;
+    const cap = this.capacity;
     let dropped = 0;
     let droppedItems = 0;
     const drop = (index: number) => {
@@ -307,12 +356,18 @@ export class SendQueue<T> {
     this.running = true;
     this.idle = this.run().finally(() => {
       this.running = false;
+      // A payload pushed after the loop saw the queue empty, before this ran, found it still running.
+      this.kick();
     });
   }
 
   private async run(): Promise<void> {
     while (!this.closed && this.queue.length > 0) {
       const head = this.queue[0];
+      if (this.trying !== head) {
+        this.trying = head;
+        this.firstAttemptAt = Date.now();
+      }
       try {
         await this.opts.send(head);
       } catch (err) {
@@ -332,6 +387,13 @@ export class SendQueue<T> {
         // Closing: close() makes the last attempts itself; a backoff now would only delay shutdown.
         if (this.closed) break;
         const wait = this.nextWait();
+        const { enabled, maxElapsedMs } = this.backoff;
+        const elapsed = Date.now() - this.firstAttemptAt;
+        if (!enabled || (maxElapsedMs > 0 && elapsed + wait > maxElapsedMs)) {
+          this.giveUp(head, err, enabled ? elapsed : undefined);
+          this.attempt = 0;
+          continue;
+        }
         this.opts.logger.warn(
           {
             err: errorMessage(err),
@@ -380,6 +442,34 @@ export class SendQueue<T> {
       { err: errorMessage(err), dropped_items: n },
       'the backend rejected data for good; dropped it',
     );
+    this.opts.onChange?.();
+  }
+
+  /**
+   * Drops a payload whose failure was retryable but may not be retried (counted `retry_exhausted`):
+   * retrying is off, or the next wait would end past max_elapsed_time (`elapsedMs` since its first attempt).
+   */
+  private giveUp(payload: T, err: unknown, elapsedMs?: number): void {
+    if (!this.remove(payload)) return;
+    const n = this.opts.items(payload);
+    this.count('retry_exhausted', n);
+    if (elapsedMs === undefined) {
+      this.opts.logger.error(
+        { err: errorMessage(err), dropped_items: n },
+        'send failed and retry_on_failure is disabled; dropped the data',
+      );
+    } else {
+      this.opts.logger.error(
+        {
+          err: errorMessage(err),
+          dropped_items: n,
+          attempts: this.attempt,
+          elapsed_ms: elapsedMs,
+          max_elapsed_ms: this.backoff.maxElapsedMs,
+        },
+        'send kept failing until retry_on_failure::max_elapsed_time; dropped the data',
+      );
+    }
     this.opts.onChange?.();
   }
 

@@ -11,7 +11,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
-import type { GrpcTarget } from '@netmon/core';
+import type { GrpcTarget, TlsMaterial } from '@netmon/core';
 import {
   dakrMethods,
   REPORT_HEALTH_PATH,
@@ -55,6 +55,12 @@ export function isRetryable(err: unknown): boolean {
 
 export interface DakrClientOptions {
   target: GrpcTarget;
+  /** CA, client certificate and key from the `tls` key, when the target is TLS (unset: system roots). */
+  tls?: TlsMaterial;
+  /** gzip: zxporter-netmon's rule (messages of COMPRESS_MIN_BYTES and more). none: nothing compressed. */
+  compression?: 'gzip' | 'none';
+  /** More metadata (`headers`), sent before the identity headers, which it cannot name. */
+  headers?: Readonly<Record<string, string>>;
   token: string;
   /** The zxporter-netmon version reported (client_version), x.y.z. */
   version: string;
@@ -89,14 +95,22 @@ export class DakrClient {
   constructor(opts: DakrClientOptions) {
     const channelOptions: ChannelOptions = {
       // Every message is gzip unless written with NO_COMPRESS; the call carries grpc-encoding: gzip.
-      'grpc.default_compression_algorithm': GZIP,
+      ...(opts.compression === 'none' ? {} : { 'grpc.default_compression_algorithm': GZIP }),
       // Quick recovery after an outage: grpc-js waits up to 120 s between reconnects by default.
       'grpc.initial_reconnect_backoff_ms': 500,
       'grpc.max_reconnect_backoff_ms': 5000,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     };
-    const creds = opts.target.tls ? credentials.createSsl() : credentials.createInsecure();
+    const m = opts.tls;
+    const creds = !opts.target.tls
+      ? credentials.createInsecure()
+      : credentials.createSsl(
+          m?.rootCerts ?? null,
+          m?.privateKey ?? null,
+          m?.certChain ?? null,
+          m?.skipVerify ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : undefined,
+        );
     this.client = new Client(opts.target.address, creds, channelOptions);
     this.headers = dakrHeaders(opts);
   }
@@ -164,8 +178,11 @@ export class DakrClient {
  * `x-client` "zxporter/<version>": that is what the backend knows and accepts from the network operator
  * today; the heartbeat's operator_type (NETWORK = 5) is what tells it apart from the other operators.
  */
-export function dakrHeaders(opts: Pick<DakrClientOptions, 'token' | 'version' | 'commit'>): Metadata {
+export function dakrHeaders(
+  opts: Pick<DakrClientOptions, 'token' | 'version' | 'commit' | 'headers'>,
+): Metadata {
   const md = new Metadata();
+  for (const [key, value] of Object.entries(opts.headers ?? {})) md.set(key, value);
   if (opts.token !== '') md.set('authorization', `Bearer ${opts.token}`);
   md.set('x-client', `zxporter/${opts.version}`);
   md.set('x-operator-type', 'zxporter');

@@ -18,7 +18,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DakrStandIn } from '../../../../test/harness/dakr-stand-in.js';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
 import { DakrClient, isRetryable } from './client.js';
-import { devzeroExporterConfig, parseDakrUrl } from './config.js';
+import { dakrTarget, devzeroExporterConfig } from './config.js';
 import type { DevzeroExporter, DevzeroSignalExporter } from './exporter.js';
 import { devzeroExporterFactory } from './factory.js';
 import { componentName, healthOf, overallHealth } from './heartbeat.js';
@@ -223,9 +223,14 @@ const waitUntil = async (cond: () => boolean, ms = 10_000) => {
 };
 
 describe('devzero config', () => {
-  it('parses {} to local-only defaults and rejects bad endpoints', () => {
+  const issues = (c: Record<string, unknown>) =>
+    devzeroExporterConfig.safeParse(c).error?.issues.map((i) => `${i.path.join('::')}: ${i.message}`);
+  const targetOf = (c: Record<string, unknown>) => dakrTarget(devzeroExporterConfig.parse(c));
+
+  it('parses {} to local-only defaults', () => {
     expect(devzeroExporterConfig.parse({})).toEqual({
       endpoint: '',
+      tls: { insecure: false, insecure_skip_verify: false },
       token: '',
       cluster_id: '',
       node_name: '',
@@ -234,35 +239,84 @@ describe('devzero config', () => {
       flush_interval: 60_000,
       heartbeat_interval: 60_000,
       timeout: 120_000,
-      queue_size: 100_000,
+      compression: 'gzip',
+      headers: {},
+      sending_queue: { enabled: true, queue_size: 100_000 },
+      retry_on_failure: {
+        enabled: true,
+        initial_interval: 5000,
+        max_interval: 30_000,
+        max_elapsed_time: 0,
+        multiplier: 1.5,
+        randomization_factor: 0.5,
+      },
       max_items_per_interval: 50_000,
       max_items_per_request: 10_000,
       ip2domain_max_entries: 10_000,
-      retry: { initial_interval: 1000, max_interval: 30_000 },
     });
-    const bad = (endpoint: string) => devzeroExporterConfig.safeParse({ endpoint }).error?.issues[0].message;
-    expect(bad('dakr.devzero.io')).toMatch(/is not a URL/);
-    expect(bad('grpc://dakr:1')).toMatch(/scheme must be http/);
-    expect(bad('https://dakr.devzero.io/api')).toMatch(/cannot have a path/);
-    expect(parseDakrUrl('https://dakr.devzero.io')).toEqual({ address: 'dakr.devzero.io:443', tls: true });
-    expect(parseDakrUrl('http://127.0.0.1:9090/')).toEqual({ address: '127.0.0.1:9090', tls: false });
-    expect(parseDakrUrl('http://[::1]:9090')).toEqual({ address: '[::1]:9090', tls: false });
-    expect(
-      devzeroExporterConfig.safeParse({ retry: { initial_interval: '5s', max_interval: '1s' } }).success,
-    ).toBe(false);
-    expect(devzeroExporterConfig.safeParse({ client_version: 'v0.1.7' }).error?.issues[0].message).toBe(
-      'a version x.y.z, e.g. 0.1.6',
-    );
-    expect(devzeroExporterConfig.safeParse({ heartbeat_components: 'some' }).success).toBe(false);
   });
 
-  it('wants queue_size to hold one whole interval', () => {
-    const issues = (c: Record<string, unknown>) =>
-      devzeroExporterConfig.safeParse(c).error?.issues.map((i) => `${i.path.join('::')}: ${i.message}`);
-    expect(issues({ queue_size: 49_999 })).toEqual([
-      'queue_size: queue_size (49999) must hold one whole interval: at least max_items_per_interval (50000 flows and lookups); a smaller queue would drop data with a healthy control plane',
+  it("takes zxporter-netmon's DAKR_URL (the scheme decides TLS) and Collector-style host:port (tls decides)", () => {
+    expect(targetOf({ endpoint: 'https://dakr.devzero.io' })).toEqual({
+      address: 'dakr.devzero.io:443',
+      tls: true,
+    });
+    expect(targetOf({ endpoint: 'http://127.0.0.1:9090/' })).toEqual({
+      address: '127.0.0.1:9090',
+      tls: false,
+    });
+    expect(targetOf({ endpoint: 'http://[::1]:9090' })).toEqual({ address: '[::1]:9090', tls: false });
+    expect(targetOf({ endpoint: 'dakr.devzero.io:443' })).toEqual({
+      address: 'dakr.devzero.io:443',
+      tls: true,
+    });
+    expect(targetOf({ endpoint: '[fd00::7]:9090', tls: { insecure: true } })).toEqual({
+      address: '[fd00::7]:9090',
+      tls: false,
+    });
+    expect(targetOf({ endpoint: 'https://dakr:8443', tls: { insecure: true } })).toEqual({
+      address: 'dakr:8443',
+      tls: true,
+    });
+  });
+
+  it('rejects bad endpoints and old keys, naming the key', () => {
+    expect(issues({ endpoint: 'dakr.devzero.io' })).toEqual([
+      'endpoint: "dakr.devzero.io": the port is missing; expected host:port, e.g. dakr.devzero.io:443 or https://dakr.devzero.io',
     ]);
-    expect(issues({ queue_size: 1000, max_items_per_interval: 1000 })).toBeUndefined();
+    expect(issues({ endpoint: 'grpc://dakr:1' })?.[0]).toMatch(
+      /^endpoint: .*must be http:\/\/ or https:\/\//,
+    );
+    expect(issues({ endpoint: 'https://dakr.devzero.io/api' })?.[0]).toMatch(
+      /^endpoint: .*cannot have a path/,
+    );
+    expect(issues({ endpoint: 'http://dakr:9090', tls: { ca_file: 'ca.pem' } })).toEqual([
+      'endpoint: "http://dakr:9090": http:// means plaintext gRPC, so tls::ca_file would be ignored; use https:// (or dakr:9090 with tls) for TLS',
+    ]);
+    expect(issues({ headers: { 'x-client': 'me' } })).toEqual([
+      'headers::x-client: "x-client" is set by the exporter (token, client_version and NETMON_GIT_SHA set them, as zxporter-netmon sends them)',
+    ]);
+    expect(issues({ retry_on_failure: { initial_interval: '5s', max_interval: '1s' } })).toEqual([
+      'retry_on_failure::max_interval: max_interval must not be shorter than initial_interval',
+    ]);
+    expect(issues({ client_version: 'v0.1.7' })).toEqual(['client_version: a version x.y.z, e.g. 0.1.6']);
+    expect(issues({ heartbeat_components: 'some' })).toHaveLength(1);
+    expect(issues({ compression: 'zstd' })).toHaveLength(1);
+    // Renamed, not aliased.
+    expect(issues({ queue_size: 1000 })).toHaveLength(1);
+    expect(issues({ state_dir: '/var/lib/netmon' })).toHaveLength(1);
+    expect(issues({ retry: { initial_interval: '1s' } })).toHaveLength(1);
+  });
+
+  it('wants sending_queue::queue_size to hold one whole interval; directory needs the queue', () => {
+    expect(issues({ sending_queue: { queue_size: 49_999 } })).toEqual([
+      'sending_queue::queue_size: queue_size (49999) must hold one whole interval: at least max_items_per_interval (50000 flows and lookups); a smaller queue would drop data with a healthy control plane',
+    ]);
+    expect(issues({ sending_queue: { queue_size: 1000 }, max_items_per_interval: 1000 })).toBeUndefined();
+    expect(issues({ sending_queue: { enabled: false, queue_size: 1 } })).toBeUndefined();
+    expect(issues({ sending_queue: { enabled: false, directory: '/var/lib/netmon' } })).toEqual([
+      'sending_queue::directory: directory saves the queue, and sending_queue::enabled is false: set enabled: true, or remove directory',
+    ]);
   });
 
   it('names the node from node_name, else NODE_NAME', () => {
@@ -869,7 +923,10 @@ describe('devzero exporter over gRPC (stand-in)', () => {
   });
 
   it('keeps intervals across an outage and delivers each once, in order', async () => {
-    const m = make({ endpoint: standIn.url, retry: { initial_interval: '20ms', max_interval: '100ms' } });
+    const m = make({
+      endpoint: standIn.url,
+      retry_on_failure: { initial_interval: '20ms', max_interval: '100ms' },
+    });
     await m.flows.start();
     standIn.failWith = { code: grpcStatus.UNAVAILABLE, details: 'maintenance' };
     for (let i = 1; i <= 3; i++) {
@@ -899,7 +956,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     const m = make({
       endpoint: standIn.url,
       max_items_per_interval: 10,
-      queue_size: 10,
+      sending_queue: { queue_size: 10 },
       max_items_per_request: 2,
     });
     await m.flows.start();
@@ -909,13 +966,18 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     m.core.flush();
     await standIn.waitFor(() => standIn.totals().items === 11);
     const queue = m.core.facts().queue as { dropped_items: Record<string, number>; pending_items: number };
-    expect(queue.dropped_items).toEqual({ queue_full: 0, rejected: 0, shutdown: 0 });
+    expect(queue.dropped_items).toEqual({ queue_full: 0, rejected: 0, retry_exhausted: 0, shutdown: 0 });
     expect(standIn.traffic.map((c) => c.request.items.length)).toEqual([1, 2, 2, 2, 2, 2]);
   });
 
   it('closes a full interval early (max_items_per_interval): nothing dropped, everything delivered once', async () => {
     const m = make(
-      { endpoint: standIn.url, max_items_per_interval: 10, queue_size: 40, max_items_per_request: 5 },
+      {
+        endpoint: standIn.url,
+        max_items_per_interval: 10,
+        sending_queue: { queue_size: 40 },
+        max_items_per_request: 5,
+      },
       { dns: true },
     );
     await m.flows.start();
@@ -941,7 +1003,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     await standIn.waitFor(() => standIn.totals().items === 25);
     expect(standIn.totals().tx_bytes).toBe((25 * 26) / 2);
     const queue = m.core.facts().queue as { dropped_items: Record<string, number> };
-    expect(queue.dropped_items).toEqual({ queue_full: 0, rejected: 0, shutdown: 0 });
+    expect(queue.dropped_items).toEqual({ queue_full: 0, rejected: 0, retry_exhausted: 0, shutdown: 0 });
   });
 
   it('drops a request the backend rejects for good and goes on', async () => {
@@ -1087,7 +1149,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     const m = make({
       endpoint: standIn.url,
       heartbeat_interval: '100ms',
-      retry: { initial_interval: '1h', max_interval: '1h' },
+      retry_on_failure: { initial_interval: '1h', max_interval: '1h' },
     });
     const add = (kind: 'receiver' | 'extension' | 'exporter', id: string, signal?: string) => {
       const state = m.board.register(kind, id, signal ? { signal } : {});
@@ -1200,7 +1262,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
   });
 });
 
-describe('devzero state_dir', () => {
+describe('devzero sending_queue::directory', () => {
   let dir: string;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'netmon-devzero-'));
@@ -1211,8 +1273,8 @@ describe('devzero state_dir', () => {
     await standIn.stop();
     const config = {
       endpoint: standIn.url,
-      state_dir: 'state',
-      retry: { initial_interval: '20ms', max_interval: '50ms' },
+      sending_queue: { directory: 'state' },
+      retry_on_failure: { initial_interval: '20ms', max_interval: '50ms' },
     };
     const first = make(config, { configDir: dir });
     await first.flows.start();
@@ -1250,7 +1312,7 @@ describe('devzero state_dir', () => {
     // The control plane takes every call and answers none in time: without a bound, stopping would wait
     // for the 60 s call timeout.
     standIn.delayMs = 8000;
-    const m = make({ endpoint: standIn.url, state_dir: dir, timeout: '60s' });
+    const m = make({ endpoint: standIn.url, sending_queue: { directory: dir }, timeout: '60s' });
     await m.flows.start();
     await m.flows.export(FlowBatch.from([flow({ txBytes: 9 })]));
     m.core.flush();
@@ -1283,7 +1345,7 @@ describe('devzero state_dir', () => {
     // Through the exporter: a "file" that cannot be read (a directory: EISDIR) is set aside, and the
     // exporter's own state goes to a new file.
     await mkdir(join(file, 'inside'), { recursive: true });
-    const m = make({ endpoint: standIn.url, state_dir: dir });
+    const m = make({ endpoint: standIn.url, sending_queue: { directory: dir } });
     await m.flows.start();
     expect((await stat(join(`${file}.unreadable`, 'inside'))).isDirectory()).toBe(true);
     standIn.failWith = { code: grpcStatus.UNAVAILABLE };
@@ -1302,7 +1364,7 @@ describe('devzero state_dir', () => {
     await rm(file);
     await mkdir(join(file, 'inside'), { recursive: true });
     await mkdir(join(`${file}.unreadable`, 'taken'), { recursive: true });
-    const n = make({ endpoint: standIn.url, state_dir: dir });
+    const n = make({ endpoint: standIn.url, sending_queue: { directory: dir } });
     await n.flows.start();
     await n.flows.export(FlowBatch.from([flow({ txBytes: 4 })]));
     await n.stop();
@@ -1315,9 +1377,239 @@ describe('devzero state_dir', () => {
   it('sets a damaged state file aside and starts empty', async () => {
     const file = join(dir, 'devzero.queue.json');
     await writeFile(file, '{"version":1,"pending":[{"items":"nope"}]}');
-    const m = make({ endpoint: standIn.url, state_dir: dir });
+    const m = make({ endpoint: standIn.url, sending_queue: { directory: dir } });
     await m.flows.start();
     expect(JSON.parse(await readFile(`${file}.corrupt`, 'utf8')).version).toBe(1);
     expect((m.core.facts().queue as { pending_items: number }).pending_items).toBe(0);
+  });
+});
+
+describe('devzero retry_on_failure and sending_queue', () => {
+  type QueueFacts = { dropped_items: Record<string, number>; pending_items: number; failed_attempts: number };
+  const queueOf = (m: Made) => m.core.facts().queue as QueueFacts;
+
+  it('retry_on_failure::enabled false: a failed send is dropped and counted at once; the next interval goes', async () => {
+    const m = make({ endpoint: standIn.url, retry_on_failure: { enabled: false } });
+    await m.flows.start();
+    standIn.failWith = { code: grpcStatus.UNAVAILABLE, details: 'maintenance' };
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 1 }), flow({ dstPort: 9, txBytes: 2 })]));
+    m.core.flush();
+    await waitUntil(() => queueOf(m).dropped_items.retry_exhausted === 2);
+    expect(queueOf(m)).toMatchObject({ pending_items: 0, failed_attempts: 1 });
+    expect(m.logs.map((l) => l.msg)).toContain(
+      'send failed and retry_on_failure is disabled; dropped the data',
+    );
+    standIn.failWith = undefined;
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 3 })]));
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    expect(standIn.traffic[0].request.items.map((i) => i.tx_bytes)).toEqual([3]);
+  });
+
+  it('retry_on_failure::max_elapsed_time: retried until then, dropped and counted; a later interval is delivered', async () => {
+    const m = make({
+      endpoint: standIn.url,
+      retry_on_failure: {
+        initial_interval: '50ms',
+        max_interval: '50ms',
+        max_elapsed_time: '300ms',
+        randomization_factor: 0,
+      },
+    });
+    await m.flows.start();
+    standIn.failWith = { code: grpcStatus.UNAVAILABLE };
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 1 })]));
+    const t0 = Date.now();
+    m.core.flush();
+    await waitUntil(() => queueOf(m).dropped_items.retry_exhausted === 1);
+    const took = Date.now() - t0;
+    // Attempts every 50 ms until the next wait would end past 300 ms: about six attempts.
+    expect(took).toBeGreaterThanOrEqual(240);
+    expect(took).toBeLessThan(2000);
+    expect(queueOf(m).failed_attempts).toBeGreaterThanOrEqual(3);
+    expect(queueOf(m).failed_attempts).toBeLessThanOrEqual(7);
+    const line = m.logs.find(
+      (l) => l.msg === 'send kept failing until retry_on_failure::max_elapsed_time; dropped the data',
+    );
+    expect(line?.fields).toMatchObject({ dropped_items: 1, max_elapsed_ms: 300 });
+    expect(m.board.all()[0].status).toBe('recoverable_error');
+    standIn.failWith = undefined;
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 2 })]));
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    expect(standIn.traffic[0].request.items[0].tx_bytes).toBe(2);
+    await waitUntil(() => m.board.all()[0].status === 'ok');
+    expect(queueOf(m).dropped_items).toEqual({ queue_full: 0, rejected: 0, retry_exhausted: 1, shutdown: 0 });
+  });
+
+  it('sending_queue::enabled false: an interval closed while the previous one is still being sent is dropped', async () => {
+    // The control plane answers after 300 ms: the first interval is in flight when the second closes.
+    standIn.delayMs = 300;
+    const m = make({
+      endpoint: standIn.url,
+      max_items_per_request: 1,
+      sending_queue: { enabled: false },
+    });
+    await m.flows.start();
+    // Two requests in one interval: both sent, one after the other.
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 1 }), flow({ dstPort: 2, txBytes: 2 })]));
+    m.core.flush();
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 3 })]));
+    m.core.flush();
+    expect(queueOf(m).dropped_items.queue_full).toBe(1);
+    await standIn.waitFor(() => standIn.traffic.length === 2);
+    await waitUntil(() => queueOf(m).pending_items === 0);
+    // Idle again: the next interval goes.
+    await m.flows.export(FlowBatch.from([flow({ txBytes: 4 })]));
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 3);
+    expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2, 4]);
+    expect(queueOf(m).dropped_items).toEqual({ queue_full: 1, rejected: 0, retry_exhausted: 0, shutdown: 0 });
+    expect(m.logs.map((l) => l.msg)).toContain(
+      'sending_queue is disabled and a send is still in progress: dropped the new data',
+    );
+  });
+});
+
+describe('devzero endpoint, tls, headers and compression', () => {
+  const TESTDATA = join(import.meta.dirname, 'testdata');
+
+  /** A control plane over TLS (the testdata server certificate): records what SendNetworkTrafficMetrics got. */
+  async function tlsControlPlane() {
+    const { Server, ServerCredentials, loadPackageDefinition } = await import('@grpc/grpc-js');
+    const { loadSync } = await import('@grpc/proto-loader');
+    const { DAKR_PROTO, PROTO_LOADER_OPTIONS } = await import('./proto.js');
+    const pkg = loadPackageDefinition(loadSync(DAKR_PROTO, PROTO_LOADER_OPTIONS)) as unknown as {
+      api: { v1: Record<string, { service: import('@grpc/grpc-js').ServiceDefinition }> };
+    };
+    const received: { txBytes: number[]; headers: Record<string, unknown> }[] = [];
+    const server = new Server();
+    server.addService(pkg.api.v1.MetricsCollectorService.service, {
+      SendNetworkTrafficMetrics: (
+        call: { request: { items: { tx_bytes: number }[] }; metadata: import('@grpc/grpc-js').Metadata },
+        cb: (err: null, res: object) => void,
+      ) => {
+        received.push({
+          txBytes: call.request.items.map((i) => i.tx_bytes),
+          headers: call.metadata.getMap(),
+        });
+        cb(null, { processed_count: call.request.items.length });
+      },
+    });
+    server.addService(pkg.api.v1.OperatorHealthService.service, {
+      ReportHealth: (_call: unknown, cb: (err: null, res: object) => void) =>
+        cb(null, { collect_now: false }),
+    });
+    const creds = ServerCredentials.createSsl(null, [
+      {
+        cert_chain: await readFile(join(TESTDATA, 'server.pem')),
+        private_key: await readFile(join(TESTDATA, 'server-key.pem')),
+      },
+    ]);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    return { port, received, close: () => server.forceShutdown() };
+  }
+
+  it('host:port over TLS (on by default) with tls::ca_file; headers sent beside the identity headers', async () => {
+    const cp = await tlsControlPlane();
+    try {
+      const m = make(
+        {
+          endpoint: `127.0.0.1:${cp.port}`,
+          tls: { ca_file: 'ca.pem' },
+          headers: { 'x-proxy-tenant': 'shop' },
+        },
+        { configDir: TESTDATA },
+      );
+      expect(m.core.target).toEqual({ address: `127.0.0.1:${cp.port}`, tls: true });
+      await m.flows.start();
+      await m.flows.export(FlowBatch.from([flow({ txBytes: 5 })]));
+      m.core.flush();
+      await waitUntil(() => cp.received.length === 1);
+      expect(cp.received[0].txBytes).toEqual([5]);
+      expect(cp.received[0].headers).toMatchObject({
+        'x-proxy-tenant': 'shop',
+        authorization: 'Bearer tok',
+        'x-client': 'zxporter/0.1.6',
+        'x-operator-type': 'zxporter',
+      });
+      // https:// is TLS even with tls.insecure (as the Collector).
+      const n = make(
+        { endpoint: `https://127.0.0.1:${cp.port}`, tls: { insecure: true, ca_file: 'ca.pem' } },
+        { configDir: TESTDATA },
+      );
+      await n.flows.start();
+      await n.flows.export(FlowBatch.from([flow({ txBytes: 6 })]));
+      n.core.flush();
+      await waitUntil(() => cp.received.length === 2);
+      expect(cp.received[1].txBytes).toEqual([6]);
+    } finally {
+      cp.close();
+    }
+  });
+
+  it('TLS towards a server whose CA is not trusted, or plaintext towards TLS, fails and is retried', async () => {
+    const cp = await tlsControlPlane();
+    try {
+      for (const tls of [{}, { insecure: true }]) {
+        const m = make({
+          endpoint: `127.0.0.1:${cp.port}`,
+          tls,
+          retry_on_failure: { initial_interval: '20ms', max_interval: '50ms' },
+        });
+        await m.flows.start();
+        await m.flows.export(FlowBatch.from([flow()]));
+        m.core.flush();
+        await waitUntil(() => (m.core.facts().queue as { failed_attempts: number }).failed_attempts >= 2);
+        expect((m.core.facts().queue as { last_error: string }).last_error).toMatch(/UNAVAILABLE/);
+        expect(m.board.all()[0].status).toBe('recoverable_error');
+        await m.stop();
+      }
+      expect(cp.received).toEqual([]);
+    } finally {
+      cp.close();
+    }
+  });
+
+  it('host:port with tls::insecure and the DAKR_URL http:// form both reach a plaintext control plane', async () => {
+    const a = make({ endpoint: `127.0.0.1:${standIn.port}`, tls: { insecure: true } });
+    const b = make({ endpoint: `http://127.0.0.1:${standIn.port}` });
+    expect([a.core.target?.tls, b.core.target?.tls]).toEqual([false, false]);
+    await a.flows.start();
+    await b.flows.start();
+    await a.flows.export(FlowBatch.from([flow({ txBytes: 1 })]));
+    a.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    await b.flows.export(FlowBatch.from([flow({ txBytes: 2 })]));
+    b.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 2);
+    expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2]);
+  });
+
+  it('compression none: nothing is gzipped, even a large message', async () => {
+    const m = make({ endpoint: standIn.url, compression: 'none' });
+    await m.flows.start();
+    await m.flows.export(FlowBatch.from(Array.from({ length: 200 }, (_, k) => flow({ dstPort: 1000 + k }))));
+    m.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    expect(standIn.traffic[0].request.items).toHaveLength(200);
+    expect(standIn.traffic[0].compressed).toBe(false);
+    // The same interval with the default (gzip) is compressed.
+    const g = make({ endpoint: standIn.url });
+    await g.flows.start();
+    await g.flows.export(FlowBatch.from(Array.from({ length: 200 }, (_, k) => flow({ dstPort: 1000 + k }))));
+    g.core.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 2);
+    expect(standIn.traffic[1].compressed).toBe(true);
+  });
+
+  it('a TLS file that cannot be read is named by validate', async () => {
+    const config = devzeroExporterConfig.parse({ endpoint: 'dakr:443', tls: { ca_file: 'missing.pem' } });
+    const issues = await devzeroExporterFactory.validate?.(config, { configDir: TESTDATA } as never);
+    expect(issues).toEqual([
+      { key: 'tls::ca_file', message: `cannot read ${join(TESTDATA, 'missing.pem')}: ENOENT` },
+    ]);
   });
 });

@@ -9,13 +9,14 @@ import {
   errorMessage,
   FlowBatch,
   type GrpcTarget,
+  readTlsMaterial,
   SendQueue,
   type Signal,
   type StatusReporter,
 } from '@netmon/core';
 import type { BatchObservableCallback, Histogram, Observable } from '@opentelemetry/api';
 import { DakrClient, isRetryable } from './client.js';
-import { type DevzeroExporterConfig, parseDakrUrl } from './config.js';
+import { type DevzeroExporterConfig, dakrTarget } from './config.js';
 import { heartbeatRequest, type TransportState } from './heartbeat.js';
 import { Interval, Ip2Domain } from './interval.js';
 import { metricsDocument } from './json.js';
@@ -95,7 +96,7 @@ export class DevzeroExporter {
     this.interval = new Interval(Date.now(), config.max_items_per_interval);
     this.status = this.fanOutStatus();
     if (config.endpoint !== '') {
-      const target = parseDakrUrl(config.endpoint);
+      const target = dakrTarget(config);
       if (typeof target === 'string') throw new Error(`devzero exporter ${settings.id}: ${target}`);
       this.target = target;
     }
@@ -106,14 +107,20 @@ export class DevzeroExporter {
       const target = this.target;
       this.client = new DakrClient({
         target,
+        tls: target.tls
+          ? readTlsMaterial(config.tls, settings.configDir, `devzero exporter ${settings.id}`)
+          : undefined,
+        compression: config.compression,
+        headers: config.headers,
         token: config.token,
         version: this.version,
         commit: this.commit,
         timeoutMs: config.timeout,
       });
-      if (config.state_dir) {
+      const directory = config.sending_queue.directory;
+      if (directory) {
         this.stateFile = join(
-          resolve(settings.configDir, config.state_dir),
+          resolve(settings.configDir, directory),
           `${settings.id.replace(/[^A-Za-z0-9_.-]/g, '_')}.queue.json`,
         );
         this.writer = new StateWriter(
@@ -130,8 +137,8 @@ export class DevzeroExporter {
         send: (p) => this.send(p),
         items: payloadItems,
         retryable: isRetryable,
-        capacity: config.queue_size,
-        backoff: backoffOf(config.retry),
+        capacity: config.sending_queue,
+        backoff: backoffOf(config.retry_on_failure),
         logger: settings.logger,
         status: this.status,
         meter: settings.meter,
@@ -175,7 +182,7 @@ export class DevzeroExporter {
       unit: '{flush}',
     });
     const stateFailures = meter.createObservableCounter('netmon_devzero_state_write_failures', {
-      description: 'Failed writes of the state file (state_dir).',
+      description: 'Failed writes of the state file (sending_queue::directory).',
       unit: '{write}',
     });
     this.observables = [flushes, requests, heartbeats, domains, earlyFlushes, stateFailures];
@@ -246,6 +253,7 @@ export class DevzeroExporter {
       logger.info(
         {
           endpoint: this.config.endpoint,
+          tls: this.target?.tls,
           node_name: this.nodeName,
           flush_interval_ms: this.config.flush_interval,
           state_file: this.stateFile ?? null,

@@ -1,4 +1,5 @@
-import { defineExporter, PerAgent } from '@netmon/core';
+import { access, constants } from 'node:fs/promises';
+import { defineExporter, PerAgent, tlsFiles } from '@netmon/core';
 import { devzeroExporterConfig } from './config.js';
 import { DevzeroExporter, K8S_METADATA } from './exporter.js';
 
@@ -18,6 +19,18 @@ export const devzeroExporterFactory = defineExporter({
   // k8s_metadata only for the heartbeat: its pod_cache says whether the pod cache is standalone.
   optionalExtensions: ['health_check', K8S_METADATA],
   config: devzeroExporterConfig,
+  validate: async (config, { configDir }) => {
+    const issues = [];
+    for (const f of tlsFiles(config.tls, configDir)) {
+      try {
+        await access(f.path, constants.R_OK);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? String(err);
+        issues.push({ key: f.key, message: `cannot read ${f.path}: ${code}` });
+      }
+    }
+    return issues;
+  },
   create(settings, config, signal) {
     const core = shared.get(settings, () => {
       const made = new DevzeroExporter(settings, config);

@@ -165,12 +165,12 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
       timeoutMillis: config.timeout,
       userAgent: `netmon/${NETMON_VERSION}`,
     });
-    const backoff = { ...backoffOf(config.retry), ...this.options.backoff };
+    const backoff = { ...backoffOf(config.retry_on_failure), ...this.options.backoff };
     this.queue = new SendQueue<Chunk>({
       send: (c, deadline) => this.send(c, backoff.maxMs, deadline),
       items: (c) => c.points,
       retryable: isRetryable,
-      capacity: config.queue_size,
+      capacity: config.sending_queue,
       backoff,
       logger: settings.logger,
       status: settings.status,

@@ -1,46 +1,39 @@
-// gRPC specifics of the otlp exporter: channel credentials from the tls keys, metadata from headers, and
-// which failures are worth retrying (OTLP specification, "Failures"; the library retries none over gRPC).
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+// gRPC specifics of the otlp exporter: where and how to connect (the endpoint and tls keys, read as the
+// Collector reads them), metadata from headers, and which failures are worth retrying (OTLP
+// specification, "Failures"; the library retries none over gRPC).
 import { type ChannelCredentials, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { type GrpcTarget, grpcTarget, readTlsMaterial, tlsFiles as tlsFilesOf } from '@netmon/core';
 import protobuf from 'protobufjs';
-import type { OtlpExporterConfig } from './config.js';
+import { ENDPOINT_RULE, type OtlpExporterConfig } from './config.js';
 
-/** True when requests go without TLS: an http:// endpoint, or tls.insecure. */
+/** Where to connect and whether over TLS (the config was validated, so the endpoint goes with tls). */
+export function target(config: OtlpExporterConfig): GrpcTarget {
+  const t = grpcTarget(config.endpoint, config.tls, ENDPOINT_RULE);
+  if (typeof t === 'string') throw new Error(`otlp exporter: ${t}`);
+  return t;
+}
+
+/**
+ * True when requests go without TLS: `tls.insecure: true` with no `tls.ca_file`, and no https:// in the
+ * endpoint (the Collector's rule).
+ */
 export function plaintext(config: OtlpExporterConfig): boolean {
-  return new URL(config.endpoint).protocol === 'http:' || config.tls.insecure;
+  return !target(config).tls;
 }
 
 /** The TLS files named in the config, resolved against the config file's directory. */
 export function tlsFiles(config: OtlpExporterConfig, configDir: string): { key: string; path: string }[] {
-  const files: { key: string; path: string }[] = [];
-  for (const key of ['ca_file', 'cert_file', 'key_file'] as const) {
-    const file = config.tls[key];
-    if (file !== undefined) files.push({ key: `tls::${key}`, path: resolve(configDir, file) });
-  }
-  return files;
-}
-
-function read(path: string, key: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? String(err);
-    throw new Error(`otlp exporter: cannot read ${key} ${path}: ${code}`);
-  }
+  return tlsFilesOf(config.tls, configDir);
 }
 
 /** Channel credentials for the endpoint; reads the TLS files (throws naming the key and file). */
 export function channelCredentials(config: OtlpExporterConfig, configDir: string): ChannelCredentials {
   if (plaintext(config)) return credentials.createInsecure();
-  const file = (key: 'ca_file' | 'cert_file' | 'key_file') => {
-    const f = config.tls[key];
-    return f === undefined ? null : read(resolve(configDir, f), `tls::${key}`);
-  };
-  const verify = config.tls.insecure_skip_verify
+  const m = readTlsMaterial(config.tls, configDir, 'otlp exporter');
+  const verify = m.skipVerify
     ? { rejectUnauthorized: false, checkServerIdentity: () => undefined }
     : undefined;
-  return credentials.createSsl(file('ca_file'), file('key_file'), file('cert_file'), verify);
+  return credentials.createSsl(m.rootCerts, m.privateKey, m.certChain, verify);
 }
 
 export function metadata(headers: Readonly<Record<string, string>>): Metadata {
