@@ -11,9 +11,9 @@ import {
 } from './proto.js';
 
 /**
- * The messages zxporter-netmon gives its healthy components (reference §1.4–1.5): monitor after a
- * collect, dakr_transport when created and after each flush, ebpf_tracer when loaded, pod_cache once
- * its informer synced or when there is no cluster to watch. The control plane sees these texts.
+ * The messages zxporter-netmon (github.com/devzero-inc/zxporter) gives its healthy components: monitor
+ * after a collect, dakr_transport when created and after each flush, ebpf_tracer when loaded, pod_cache
+ * once its informer synced or when there is no cluster to watch. The control plane sees these texts.
  */
 export const HEALTHY_MESSAGE = {
   monitor: 'collecting',
