@@ -72,7 +72,7 @@ describe('flowLabelSelection', () => {
     for (const bad of [
       { dst_prefix: { top: 0 } },
       { dst_prefix: { ipv4_prefix_length: 33 } },
-      { dst_domain: { top: 1001 } },
+      { dst_domain: { top: 10_001 } },
       { select: ['dst_zone'] },
     ]) {
       expect(flowLabelSelection.safeParse(bad).success, JSON.stringify(bad)).toBe(false);

@@ -97,10 +97,10 @@ const topN = (n: number, what: string) =>
     .number()
     .int()
     .min(1)
-    .max(1000)
+    .max(10_000)
     .default(n)
     .describe(
-      `How many ${what} keep their own value: the heaviest by bytes (recent bytes count most: the ranking decays with a half-life of the exporter’s expiration). The rest are summed under the value "other", so totals stay exact. A value stays at least twice the exporter’s expiration once it is in, and another replaces it only when it sent at least twice as much, so values do not flap; within any expiration at most 2 × top + 1 values have live series.`,
+      `How many ${what} keep their own value: the heaviest by bytes (recent bytes count most: the ranking decays with a half-life of the exporter’s expiration). The rest are summed under the value "other", so totals stay exact. Memory is fixed by it: about 9 × top values are tracked. A value stays at least twice the exporter’s expiration once it is in, and another replaces it only when it sent at least twice as much, so values do not flap; within any expiration at most 2 × top + 1 values have live series.`,
     );
 
 export const flowLabelSelection = z
