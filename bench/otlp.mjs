@@ -103,6 +103,7 @@ for (const compression of ['none', 'gzip']) {
   for (let round = 0; round < ROUNDS + 1; round++) {
     const config = otlpExporterFactory.config.parse({
       endpoint: sink.endpoint,
+      tls: { insecure: true },
       interval: '1h',
       granularity: 'pod',
       compression,
