@@ -31,6 +31,12 @@ describe('otlp exporter config', () => {
       temporality: 'delta',
       interval: 30_000,
       granularity: 'workload',
+      labels: {
+        include: [],
+        exclude: [],
+        dst_domain: { top: 50 },
+        dst_prefix: { top: 20, ipv4_prefix_length: 24, ipv6_prefix_length: 64, with_domain: false },
+      },
       max_series: 20_000,
       expiration: 300_000,
       resource: {},

@@ -13,6 +13,7 @@ import {
   sendingQueueShape,
 } from '@netmon/core';
 import { z } from 'zod';
+import { flowLabelSelection } from '../series/selection-config.js';
 import { POINTS_PER_SERIES } from './metrics.js';
 
 /** How the endpoint and `tls` decide where and how to connect: the Collector's rule. */
@@ -65,6 +66,7 @@ export const otlpExporterConfig = z
       .describe(
         'Which Kubernetes attributes identify a series: pod (also pod names), workload (kind and name), namespace. Coarser means fewer series at the backend.',
       ),
+    labels: flowLabelSelection,
     max_series: z
       .number()
       .int()

@@ -8,7 +8,6 @@ import protobuf from 'protobufjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
 import { EXPORT_PATH, OtlpSink, type SinkPoint } from '../../../../test/harness/otlp-sink.js';
-import { flowLabelSelection } from '../series/selection-config.js';
 import { otlpExporterConfig } from './config.js';
 import { OtlpExporter, type OtlpExporterOptions } from './exporter.js';
 import { otlpExporterFactory } from './factory.js';
@@ -23,7 +22,7 @@ const pem = (name: string) => readFileSync(path.join(TESTDATA, name));
 // in-process server's own timers (Node's HTTP date cache) would count as handles the exporter left. An
 // unreachable endpoint would not do either: grpc-js keeps a failed subchannel's backoff timer (unref'd,
 // inert) running after the channel is closed, until it fires.
-const conformanceConfig = { endpoint: 'http://127.0.0.1:1' };
+const conformanceConfig = { endpoint: 'http://127.0.0.1:1', tls: { insecure: true } };
 beforeAll(async () => {
   const conformanceSink = await startAckWorker([EXPORT_PATH]);
   conformanceConfig.endpoint = conformanceSink.endpoint;
@@ -99,8 +98,6 @@ function exporter(
   opts: OtlpExporterOptions & {
     signal?: 'flows' | 'dns';
     extensions?: Map<string, Extension>;
-    /** The flow label selection (`labels`), given apart from the config the exporter validates. */
-    labels?: Record<string, unknown>;
   } = {},
 ) {
   const clock = { t: T0 };
@@ -115,9 +112,8 @@ function exporter(
     // Validated at the default interval (expiration is checked against it), then an hour, so the timer
     // never fires during a test.
     {
-      ...otlpExporterConfig.parse(config),
+      ...otlpExporterConfig.parse({ tls: { insecure: true }, ...config }),
       interval: 3_600_000,
-      ...(opts.labels ? { labels: flowLabelSelection.parse(opts.labels) } : {}),
     },
     opts.signal ?? 'flows',
     { now: () => clock.t, backoff: { initialMs: 10, maxMs: 50, jitter: 0 }, ...opts },
@@ -393,10 +389,12 @@ describe('otlp exporter', () => {
 
   it('label selection: zones, dst.port and protocol as ints, dst.prefix top N with "other", decoded from protobuf', async () => {
     const s = await sink();
-    const { e } = exporter(
-      { endpoint: s.endpoint, tls: { insecure: true }, compression: 'none' },
-      { labels: { include: ['dst_port'], exclude: ['*_workload_kind'], dst_prefix: { top: 1 } } },
-    );
+    const { e } = exporter({
+      endpoint: s.endpoint,
+      tls: { insecure: true },
+      compression: 'none',
+      labels: { include: ['dst_port'], exclude: ['*_workload_kind'], dst_prefix: { top: 1 } },
+    });
     const zoned = { 'src.cloud.availability_zone': 'eu-west-1a' };
     const src = {
       'src.k8s.namespace.name': 'shop',
@@ -621,7 +619,7 @@ describe('otlp exporter', () => {
   it('drops the oldest requests past queue_size while the backend is down, and counts them', async () => {
     const s = await sink();
     s.failFor(60_000);
-    const { e, clock } = exporter({ endpoint: s.endpoint, max_series: 2, queue_size: 10 });
+    const { e, clock } = exporter({ endpoint: s.endpoint, max_series: 2, sending_queue: { queue_size: 10 } });
     for (let i = 1; i <= 4; i++) {
       e.export(FlowBatch.from([flow(CART, i)]));
       clock.t = T0 + i * 1000;
@@ -756,7 +754,7 @@ describe('otlp exporter', () => {
     const settings = testSettings('exporter', 'otlp');
     const e = new OtlpExporter(
       settings,
-      otlpExporterConfig.parse({ endpoint: s.endpoint, interval: '100ms' }),
+      otlpExporterConfig.parse({ endpoint: s.endpoint, tls: { insecure: true }, interval: '100ms' }),
     );
     live.exporters.push(e);
     e.start();

@@ -15,7 +15,6 @@ import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
 import { labelFacts } from '../series/flow-labels.js';
-import { DEFAULT_FLOW_LABEL_SELECTION, type FlowLabelSelection } from '../series/selection-config.js';
 import type { OtlpExporterConfig } from './config.js';
 import { channelCredentials, ExportError, exportError, isRetryable, metadata, plaintext } from './grpc.js';
 import {
@@ -56,12 +55,6 @@ export interface OtlpExporterOptions {
   backoff?: Partial<BackoffOptions>;
 }
 
-/**
- * The exporter's config. `labels` (the flow label selection) is optional here so that a config without the
- * key still works: the defaults apply.
- */
-export type OtlpExporterSettings = OtlpExporterConfig & { labels?: FlowLabelSelection };
-
 /** What the last interval sent, for /status. */
 interface IntervalFacts {
   at: string;
@@ -101,7 +94,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
 
   constructor(
     private readonly settings: ComponentSettings,
-    private readonly config: OtlpExporterSettings,
+    private readonly config: OtlpExporterConfig,
     readonly signal: Signal = 'flows',
     private readonly options: OtlpExporterOptions = {},
   ) {
@@ -109,12 +102,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     this.aggregate =
       signal === 'dns'
         ? new DnsAggregate(config.max_series)
-        : new FlowAggregate(
-            config.granularity,
-            config.max_series,
-            config.labels ?? DEFAULT_FLOW_LABEL_SELECTION,
-            config.expiration,
-          );
+        : new FlowAggregate(config.granularity, config.max_series, config.labels, config.expiration);
     this.cache = new AttributeCache(this.aggregate);
     this.previousEnd = this.now();
     settings.status.describe(() => this.facts());
@@ -153,7 +141,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     ) {
       settings.logger.warn(
         { endpoint: config.endpoint },
-        'tls settings are ignored: the endpoint is plaintext (http:// or tls.insecure)',
+        'tls settings are ignored: the endpoint is plaintext (tls.insecure: true)',
       );
     }
     this.client = new OTLPMetricExporter({
