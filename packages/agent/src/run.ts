@@ -8,6 +8,7 @@ import {
   StartAbortedError,
 } from '@netmon/core';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import { queueDocument } from './health_check/health.js';
 import { VERSION } from './version.js';
 
 /**
@@ -129,15 +130,7 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   logger.info(
     {
       components: components.map((c) => ({ kind: c.kind, id: c.id, pipeline: c.pipeline, items: c.items })),
-      // Spelt as /status spells them, so one alert or query reads both.
-      queues: queues.map((q) => ({
-        pipeline: q.pipeline,
-        receiver: q.receiver,
-        capacity: q.capacity,
-        depth: q.depth,
-        dropped_batches: q.droppedBatches,
-        dropped_items: q.droppedItems,
-      })),
+      queues: queues.map(queueDocument),
     },
     'final item counts',
   );

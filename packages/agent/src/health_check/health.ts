@@ -1,4 +1,4 @@
-import type { ComponentState, Host } from '@netmon/core';
+import type { ComponentState, Host, QueueState } from '@netmon/core';
 
 export interface Verdict {
   ok: boolean;
@@ -80,14 +80,19 @@ export function statusDocument(host: Host, budgetMs: number) {
       items: { ...c.items },
       ...(c.details ? { details: safeDetails(c.details) } : {}),
     })),
-    queues: host.queues().map((q) => ({
-      pipeline: q.pipeline,
-      receiver: q.receiver,
-      capacity: q.capacity,
-      depth: q.depth,
-      dropped_batches: q.droppedBatches,
-      dropped_items: q.droppedItems,
-    })),
+    queues: host.queues().map(queueDocument),
+  };
+}
+
+/** A queue as /status and the last log lines show it (one spelling, so one alert or query reads both). */
+export function queueDocument(q: QueueState) {
+  return {
+    pipeline: q.pipeline,
+    receiver: q.receiver,
+    capacity: q.capacity,
+    depth: q.depth,
+    dropped_batches: q.droppedBatches,
+    dropped_items: q.droppedItems,
   };
 }
 

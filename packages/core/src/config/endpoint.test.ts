@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
+  checkTlsFiles,
   endpoint,
   grpcEndpoint,
   grpcHeaders,
@@ -12,7 +13,6 @@ import {
   parseEndpoint,
   parseGrpcEndpoint,
   readTlsMaterial,
-  tlsFiles,
 } from './endpoint.js';
 
 describe('endpoint', () => {
@@ -203,11 +203,10 @@ describe('grpcTls', () => {
       await writeFile(join(dir, 'c.pem'), 'CERT');
       await writeFile(join(dir, 'k.pem'), 'KEY');
       const t = tls({ ca_file: 'ca.pem', cert_file: 'c.pem', key_file: 'k.pem', insecure_skip_verify: true });
-      expect(tlsFiles(t, dir)).toEqual([
-        { key: 'tls::ca_file', path: join(dir, 'ca.pem') },
-        { key: 'tls::cert_file', path: join(dir, 'c.pem') },
-        { key: 'tls::key_file', path: join(dir, 'k.pem') },
-      ]);
+      expect(await checkTlsFiles(t, dir)).toEqual([]);
+      expect(
+        await checkTlsFiles(tls({ ca_file: 'nope.pem', cert_file: 'c.pem', key_file: 'k.pem' }), dir),
+      ).toEqual([{ key: 'tls::ca_file', message: `cannot read ${join(dir, 'nope.pem')}: ENOENT` }]);
       const m = readTlsMaterial(t, dir, 'x exporter');
       expect([String(m.rootCerts), String(m.certChain), String(m.privateKey), m.skipVerify]).toEqual([
         'CA',

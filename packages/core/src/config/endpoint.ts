@@ -4,10 +4,12 @@
 // - what a gRPC client needs (the endpoint it dials, TLS, headers), shared by the otlp and devzero
 //   exporters and read as the OpenTelemetry Collector's configgrpc and configtls read them
 //   (https://github.com/open-telemetry/opentelemetry-collector/tree/main/config/configgrpc).
-import { readFileSync } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import type { ConfigIssue } from '../component.js';
 
 /** host:port or [v6]:port; an empty host means every interface. */
 export const ENDPOINT_PATTERN = /^(\[[0-9a-fA-F:.]+\]|[^\s:]*):\d{1,5}$/;
@@ -233,14 +235,26 @@ export function grpcTarget(
   return { address: e.address, tls: tlsOn };
 }
 
-/** The TLS files a `tls` key names, resolved against the config file's directory, for checks at load. */
-export function tlsFiles(tls: GrpcTlsConfig, configDir: string): { key: string; path: string }[] {
-  const files: { key: string; path: string }[] = [];
+/**
+ * The load-time check of a `tls` key (a factory's `validate`): each file it names, resolved against the
+ * config file's directory, must be readable — so a wrong path fails `netmon validate`, not the first send.
+ */
+export async function checkTlsFiles(tls: GrpcTlsConfig, configDir: string): Promise<ConfigIssue[]> {
+  const issues: ConfigIssue[] = [];
   for (const key of ['ca_file', 'cert_file', 'key_file'] as const) {
     const file = tls[key];
-    if (file !== undefined) files.push({ key: `tls::${key}`, path: resolve(configDir, file) });
+    if (file === undefined) continue;
+    const path = resolve(configDir, file);
+    try {
+      await access(path, constants.R_OK);
+    } catch (err) {
+      issues.push({
+        key: `tls::${key}`,
+        message: `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      });
+    }
   }
-  return files;
+  return issues;
 }
 
 /** What grpc-js `credentials.createSsl` takes, read from a `tls` key's files. */

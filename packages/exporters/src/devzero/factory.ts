@@ -1,5 +1,4 @@
-import { access, constants } from 'node:fs/promises';
-import { defineExporter, PerAgent, tlsFiles } from '@netmon/core';
+import { checkTlsFiles, defineExporter, PerAgent } from '@netmon/core';
 import { devzeroExporterConfig } from './config.js';
 import { DevzeroExporter, K8S_METADATA } from './exporter.js';
 
@@ -19,18 +18,7 @@ export const devzeroExporterFactory = defineExporter({
   // k8s_metadata only for the heartbeat: its pod_cache says whether the pod cache is standalone.
   optionalExtensions: ['health_check', K8S_METADATA],
   config: devzeroExporterConfig,
-  validate: async (config, { configDir }) => {
-    const issues = [];
-    for (const f of tlsFiles(config.tls, configDir)) {
-      try {
-        await access(f.path, constants.R_OK);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code ?? String(err);
-        issues.push({ key: f.key, message: `cannot read ${f.path}: ${code}` });
-      }
-    }
-    return issues;
-  },
+  validate: (config, { configDir }) => checkTlsFiles(config.tls, configDir),
   create(settings, config, signal) {
     const core = shared.get(settings, () => {
       const made = new DevzeroExporter(settings, config);

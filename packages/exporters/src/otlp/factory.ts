@@ -1,8 +1,6 @@
-import { access, constants } from 'node:fs/promises';
-import { defineExporter } from '@netmon/core';
+import { checkTlsFiles, defineExporter } from '@netmon/core';
 import { otlpExporterConfig } from './config.js';
 import { OtlpExporter } from './exporter.js';
-import { tlsFiles } from './grpc.js';
 import { K8S_METADATA } from './resource.js';
 
 export const otlpExporterFactory = defineExporter({
@@ -14,17 +12,6 @@ export const otlpExporterFactory = defineExporter({
   signals: ['flows', 'dns'],
   config: otlpExporterConfig,
   optionalExtensions: [K8S_METADATA],
-  validate: async (config, { configDir }) => {
-    const issues = [];
-    for (const f of tlsFiles(config, configDir)) {
-      try {
-        await access(f.path, constants.R_OK);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code ?? String(err);
-        issues.push({ key: f.key, message: `cannot read ${f.path}: ${code}` });
-      }
-    }
-    return issues;
-  },
+  validate: (config, { configDir }) => checkTlsFiles(config.tls, configDir),
   create: (settings, config, signal) => new OtlpExporter(settings, config, signal),
 });

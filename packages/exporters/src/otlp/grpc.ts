@@ -2,7 +2,7 @@
 // Collector reads them), metadata from headers, and which failures are worth retrying (OTLP
 // specification, "Failures"; the library retries none over gRPC).
 import { type ChannelCredentials, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { type GrpcTarget, grpcTarget, readTlsMaterial, tlsFiles as tlsFilesOf } from '@netmon/core';
+import { type GrpcTarget, grpcTarget, readTlsMaterial } from '@netmon/core';
 import protobuf from 'protobufjs';
 import { ENDPOINT_RULE, type OtlpExporterConfig } from './config.js';
 
@@ -19,11 +19,6 @@ export function target(config: OtlpExporterConfig): GrpcTarget {
  */
 export function plaintext(config: OtlpExporterConfig): boolean {
   return !target(config).tls;
-}
-
-/** The TLS files named in the config, resolved against the config file's directory. */
-export function tlsFiles(config: OtlpExporterConfig, configDir: string): { key: string; path: string }[] {
-  return tlsFilesOf(config.tls, configDir);
 }
 
 /** Channel credentials for the endpoint; reads the TLS files (throws naming the key and file). */
