@@ -15,7 +15,7 @@ import type { Entity, MetadataStore } from '../k8s_metadata/store.js';
 import { DESTINATION_KINDS, TRAFFIC_CLASS, TRAFFIC_CLASSES, type TrafficClass } from './classes.js';
 import type { ClassifyConfig } from './config.js';
 import { HostAddresses } from './local.js';
-import { domainRegExp } from './patterns.js';
+import { domainRegExp, patternApplies } from './patterns.js';
 
 /** An extension that knows which DNS name an address was resolved from (the IP→domain cache). */
 export const DNS_CACHE = 'dns_cache';
@@ -175,8 +175,24 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   readonly mutates = true;
   private readonly ids = new Map<string, number>();
   private readonly rules = new CidrTable<Located>();
-  private readonly patternCidrs = new CidrTable<Located>();
-  private readonly patternDomains: { index: number; class: number; re: RegExp }[] = [];
+  /** The patterns that apply on this cluster's provider (rebuilt when it changes): addresses, DNS names. */
+  private patternCidrs = new CidrTable<Located>();
+  private patternDomains: { index: number; class: number; re: RegExp }[] = [];
+  /** Every pattern's DNS names, compiled once; `patternDomains` is the part that applies. */
+  private readonly allDomains: { index: number; class: number; re: RegExp }[] = [];
+  /**
+   * The cluster's cloud provider, which decides which provider-specific patterns apply: the `provider`
+   * key, else k8s_metadata's (asked again when the nodes change). undefined: unknown, or none.
+   */
+  private provider: string | undefined;
+  private providerFrom: 'config' | 'nodes' | undefined;
+  /** The node generation whose provider was last asked (-1: never). */
+  private providerGeneration = -1;
+  private warnedProvider = false;
+  private warnedDisagree = false;
+  /** Providers the pattern list names, and what /status says of them. */
+  private readonly namedProviders: string[];
+  private providerPatterns = '';
   /** Per-entity facts, stamped per batch. */
   private stamp = new Uint32Array(0);
   private epoch = 0;
@@ -194,6 +210,8 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   private duplicates = 0;
   private warnedNode = false;
   private readonly logger: ComponentSettings['logger'];
+  /** `processors::<id>`: where this instance's keys live, for messages that ask to set one. */
+  private readonly keys: string;
   private unlocated = 0;
   /** This host's addresses; ends at one of them are this node's (see local.ts). */
   private readonly host: HostAddresses;
@@ -227,11 +245,24 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     });
     // Patterns come after the two built-in ones (the API server, Service load-balancer IPs).
     config.patterns.forEach((p, i) => {
-      const located: Located = { index: i + 2, class: C[p.class], zone: -1, region: -1 };
-      for (const c of p.cidrs) this.patternCidrs.add(parseCidr(c) as never, located);
       for (const d of p.domains)
-        this.patternDomains.push({ index: i + 2, class: C[p.class], re: domainRegExp(d) });
+        this.allDomains.push({ index: i + 2, class: C[p.class], re: domainRegExp(d) });
     });
+    this.namedProviders = [...new Set(config.patterns.flatMap((p) => p.provider ?? []))];
+    this.keys = `processors::${settings.id}`;
+    if (config.provider !== undefined) {
+      this.provider = config.provider === 'none' ? undefined : config.provider;
+      this.providerFrom = 'config';
+    }
+    this.usePatterns();
+    if (config.provider !== undefined) {
+      this.logger.info(
+        { provider: config.provider, from: `${this.keys}::provider` },
+        `classify: provider ${config.provider} (configured): ${this.providerPatterns}`,
+      );
+    } else if (metadata.standalone) {
+      this.warnProviderUnknown('k8s_metadata runs standalone (no nodes to read it from)');
+    }
     const duplicates = settings.meter.createObservableCounter('netmon_classify_duplicates_dropped', {
       description:
         'Flows dropped because another node reports the same connection: the node of its initiator, or the lower-addressed end’s when the initiator is not known.',
@@ -241,10 +272,19 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
       description: 'Flows between two cluster ends classed same_zone because a zone was unknown.',
       unit: '{flow}',
     });
-    // Which addresses count as this host's (same_node between two of them), for /status.
+    // Which addresses count as this host's (same_node between two of them), and which cloud's patterns
+    // apply, for /status.
     settings.status.describe(() => ({
       host_addresses: this.host.list(),
       ...(this.host.problem === undefined ? {} : { interfaces_unreadable: this.host.problem }),
+      provider: this.config.provider ?? this.provider ?? null,
+      provider_from:
+        this.providerFrom === 'config'
+          ? `${this.keys}::provider`
+          : this.providerFrom === 'nodes'
+            ? "nodes' spec.providerID (k8s_metadata)"
+            : null,
+      provider_patterns: this.providerPatterns,
     }));
     settings.meter.addBatchObservableCallback(
       (r) => {
@@ -289,6 +329,7 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     }
 
     this.locateHost(store, nodeName);
+    this.followProvider(store);
     const local = this.localRows(batch);
 
     const classCol = batch.ensureColumn(TRAFFIC_CLASS, 'string');
@@ -363,6 +404,84 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     }
     if (keep === null || kept === n) return batch;
     return batch.select(keep.subarray(0, kept));
+  }
+
+  /**
+   * The provider from the nodes, asked when they change (not per flow, nor per batch of a steady cluster);
+   * the patterns that apply are rebuilt when it changes. A configured provider stays, and a disagreement
+   * with the nodes is said once.
+   */
+  private followProvider(store: MetadataStore): void {
+    if (store.nodeGeneration !== this.providerGeneration) {
+      this.providerGeneration = store.nodeGeneration;
+      const nodes = this.metadata.provider();
+      if (this.config.provider !== undefined) {
+        if (nodes !== undefined && nodes !== this.config.provider && !this.warnedDisagree) {
+          this.warnedDisagree = true;
+          this.logger.warn(
+            { provider: this.config.provider, nodes_provider: nodes, key: `${this.keys}::provider` },
+            `classify: ${this.keys}::provider is ${this.config.provider} but the nodes' spec.providerID says ${nodes}: the configured provider's patterns apply`,
+          );
+        }
+      } else if (nodes !== this.provider) {
+        this.provider = nodes;
+        this.providerFrom = nodes === undefined ? undefined : 'nodes';
+        this.usePatterns();
+        this.logger.info(
+          { provider: nodes ?? null, from: "nodes' spec.providerID (k8s_metadata)" },
+          `classify: provider ${nodes ?? 'unknown'} (nodes' spec.providerID): ${this.providerPatterns}`,
+        );
+      }
+    }
+    if (this.provider === undefined && this.providerFrom === undefined && !this.warnedProvider) {
+      if (this.metadata.synced()) this.warnProviderUnknown('no node names one in spec.providerID');
+    }
+  }
+
+  /** While the provider is unknown, provider-specific patterns do not apply: said once, with the key to set. */
+  private warnProviderUnknown(reason: string): void {
+    if (this.warnedProvider || this.namedProviders.length === 0) return;
+    this.warnedProvider = true;
+    this.logger.warn(
+      { provider: null, reason, key: `${this.keys}::provider` },
+      `classify: the cloud provider is unknown (${reason}): ${this.providerPatterns}; set ${this.keys}::provider (aws, gcp, azure or none)`,
+    );
+  }
+
+  /** The patterns that apply on the current provider, as the lookup tables the hot loop reads. */
+  private usePatterns(): void {
+    const cidrs = new CidrTable<Located>();
+    const applies = this.config.patterns.map((p) => patternApplies(p, this.provider));
+    this.config.patterns.forEach((p, i) => {
+      if (!applies[i]) return;
+      const located: Located = { index: i + 2, class: C[p.class], zone: -1, region: -1 };
+      for (const c of p.cidrs) cidrs.add(parseCidr(c) as never, located);
+    });
+    this.patternCidrs = cidrs;
+    this.patternDomains = this.allDomains.filter((d) => applies[d.index - 2]);
+    this.providerPatterns = this.describePatterns();
+  }
+
+  /** What /status and the log say of the provider-specific patterns. */
+  private describePatterns(): string {
+    const named = this.namedProviders;
+    const provider = this.provider;
+    if (named.length === 0) return 'no pattern names a provider: all apply';
+    const off = named.filter((n) => n !== provider);
+    if (provider !== undefined && off.length < named.length) {
+      const others =
+        off.length > 0
+          ? `; those of ${off.join(', ')} do not (their destinations are classed by address)`
+          : '';
+      return `patterns of ${provider} apply${others}`;
+    }
+    const which =
+      provider !== undefined
+        ? `provider ${provider}`
+        : this.config.provider === 'none'
+          ? 'provider none'
+          : 'provider unknown';
+    return `${which}: no provider-specific pattern applies (those of ${named.join(', ')}); their destinations are classed by address, a public one as internet_egress (priced), never as a free cloud_api`;
   }
 
   /**

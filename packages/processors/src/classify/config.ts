@@ -1,9 +1,17 @@
 import { cidr } from '@netmon/core';
 import { z } from 'zod';
 import { TRAFFIC_CLASSES } from './classes.js';
-import { DEFAULT_PATTERNS } from './patterns.js';
+import { CLOUD_PROVIDERS, DEFAULT_PATTERNS } from './patterns.js';
 
 const trafficClass = z.enum(TRAFFIC_CLASSES);
+
+const cloudProvider = z.enum(CLOUD_PROVIDERS, {
+  error: (issue) =>
+    `${JSON.stringify(issue.input)} is not a provider a pattern can belong to; expected ${CLOUD_PROVIDERS.join(', ')}`,
+});
+
+/** `${env:X:-}` gives '': an empty value is an unset key, so a config can leave it to the environment. */
+const unsetWhenEmpty = (v: unknown) => (v === '' ? undefined : v);
 
 const rule = z
   .strictObject({
@@ -30,9 +38,31 @@ const pattern = z.strictObject({
     .array(z.string().min(1))
     .default([])
     .describe('DNS names; `*` matches any run of characters, dots included.'),
+  // One name or a list; a list inside, so the processor reads one shape.
+  provider: z
+    .preprocess(
+      (v) => (typeof v === 'string' ? [v] : v),
+      z.array(cloudProvider).min(1, 'name at least one provider, or leave the key out').optional(),
+    )
+    .describe(
+      "The cloud(s) these destinations belong to (aws, gcp, azure, or a list): the pattern applies only while the cluster's provider is one of them, and not while it is unknown. Leave it out for a pattern that applies on every cluster.",
+    ),
 });
 
 export const classifyConfig = z.strictObject({
+  provider: z
+    .preprocess(
+      unsetWhenEmpty,
+      z
+        .enum([...CLOUD_PROVIDERS, 'none'], {
+          error: (issue) =>
+            `${JSON.stringify(issue.input)} is not a provider; expected aws, gcp, azure or none`,
+        })
+        .optional(),
+    )
+    .describe(
+      "The cloud this cluster runs on (aws, gcp, azure, or none for no cloud), which decides which provider-specific patterns apply (a cloud's own API, control-plane, load-balancer and private-endpoint names and addresses are cloud_api, … only on that cloud; elsewhere they are classed by address, a public one as internet_egress). Set, it wins over the nodes (as cost's provider does). Unset or empty: the k8s_metadata extension's most common node provider (nodes' spec.providerID), asked again whenever the nodes change. While neither says, no provider-specific pattern applies (never a free cloud_api for another cloud's endpoint), and /status says so.",
+    ),
   rules: z
     .array(rule)
     .default([])
@@ -43,7 +73,7 @@ export const classifyConfig = z.strictObject({
     .array(pattern)
     .default(DEFAULT_PATTERNS)
     .describe(
-      'Destinations recognised by address or DNS name (private link, managed control planes, load balancers, cloud APIs, instance metadata). The default is the shipped table (see the README); setting this replaces it, `[]` turns it off.',
+      "Destinations recognised by address or DNS name (private link, managed control planes, load balancers, cloud APIs, instance metadata), each with the provider(s) it belongs to where it is one cloud's. The default is the shipped table (see the README); setting this replaces it, `[]` turns it off.",
     ),
   exactly_once: z
     .boolean()

@@ -39,9 +39,17 @@ const pod = (p: Partial<PodRecord> & Pick<PodRecord, 'uid' | 'name' | 'namespace
 });
 
 export function awsStore(): MetadataStore {
+  return clusterStore('aws');
+}
+
+/**
+ * The same cluster with its nodes' spec.providerID naming `provider` (undefined: none, as on kind or bare
+ * metal). Zone and region names stay AWS's: only the provider matters where this is used.
+ */
+export function clusterStore(provider: string | undefined): MetadataStore {
   const s = new MetadataStore();
   const node = (name: string, zone: string, region: string, ip: string, cidr: string) =>
-    s.upsertNode({ name, zone, region, provider: 'aws', ips: [ip], podCidrs: [cidr] });
+    s.upsertNode({ name, zone, region, provider, ips: [ip], podCidrs: [cidr] });
   node('node-a', 'us-east-1a', 'us-east-1', IP.nodeA, '10.1.1.0/24');
   node('node-a2', 'us-east-1a', 'us-east-1', IP.nodeA2, '10.1.4.0/24');
   node('node-b', 'us-east-1b', 'us-east-1', IP.nodeB, '10.1.2.0/24');

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { MetadataStore } from '../../k8s_metadata/store.js';
 import { TRAFFIC_CLASSES, type TrafficClass } from '../classes.js';
 import { isPublicAddress } from '../classify.js';
-import { DEFAULT_PATTERNS } from '../patterns.js';
+import { CLOUD_PROVIDERS, type CloudProvider, DEFAULT_PATTERNS, patternApplies } from '../patterns.js';
 import { flow } from './cluster.js';
 
 export interface World {
@@ -29,12 +29,15 @@ export interface World {
   translations: { dialled: string; backend: string; lb: boolean; controlPlane: boolean }[];
   domains: string[];
   rules: { name: string; cidrs: string[]; class?: TrafficClass; zone?: string; region?: string }[];
-  patterns: { class: TrafficClass; cidrs: string[]; domains: string[] }[] | undefined;
+  patterns: { class: TrafficClass; cidrs: string[]; domains: string[]; provider?: CloudProvider[] }[] | undefined;
   /** The store as the agent on `node` would have it (scope node: only that node's pods). */
   store(node: string): MetadataStore;
 }
 
-/** Addresses outside the cluster: public, private, IMDS, CGNAT, and random ones. */
+/**
+ * Addresses outside the cluster: public, private, IMDS, CGNAT, Azure's platform address (a public one on
+ * these AWS clusters), and random ones.
+ */
 const OUTSIDE = [
   '8.8.8.8',
   '52.216.1.1',
@@ -44,6 +47,7 @@ const OUTSIDE = [
   '10.50.3.3',
   '169.254.169.254',
   '100.64.1.1',
+  '168.63.129.16',
 ];
 const DOMAIN_GLOBS = ['*.amazonaws.com', 'db.corp.example', '*.example.*', 'api.*.io', '*.elb.amazonaws.com'];
 const DOMAINS = [
@@ -103,6 +107,8 @@ const seeds = fc.record({
         class: trafficClass,
         cidrs: fc.array(cidrSeed, { maxLength: 2 }),
         domains: fc.subarray(DOMAIN_GLOBS),
+        // Some patterns belong to a cloud: only those of aws (the generated nodes' provider) apply.
+        provider: fc.option(fc.subarray([...CLOUD_PROVIDERS], { minLength: 1 }), { nil: undefined }),
       }),
       { maxLength: 3 },
     ),
@@ -210,6 +216,7 @@ export const worlds: fc.Arbitrary<World> = seeds.map((s) => {
     class: p.class,
     cidrs: p.cidrs.map((c) => cidrOf(pick(pool, c.base), c.prefix)),
     domains: p.domains,
+    ...(p.provider === undefined ? {} : { provider: p.provider }),
   }));
   const me = pick(nodes, s.me).name;
 
@@ -362,11 +369,13 @@ export function ruleOf(w: World, ip: string): { index: number; rule: World['rule
 }
 
 /**
- * Whether an address is in one of the `patterns` CIDRs (the shipped table when the world sets none);
- * IPv4 only, as every address here.
+ * Whether an address is in one of the `patterns` CIDRs that apply on these clusters' provider, aws (the
+ * shipped table when the world sets none); IPv4 only, as every address here.
  */
 export function inPatternCidr(w: World, ip: string): boolean {
-  return (w.patterns ?? DEFAULT_PATTERNS).some((p) =>
+  return (w.patterns ?? DEFAULT_PATTERNS).some(
+    (p) =>
+      patternApplies(p, 'aws') &&
     p.cidrs.some((c) => {
       if (c.includes(':')) return false;
       const [base, len] = c.split('/');
