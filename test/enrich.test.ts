@@ -1,8 +1,9 @@
 // Golden tests of the enrichment path, end to end through the real CLI: flows replayed by the file
 // receiver → k8s_attributes → classify → cost → file exporter, with the cluster served by the Kubernetes
-// API stand-in to the real @kubernetes/client-node. The same fourteen flows run in an AWS, a GCP and an
+// API stand-in to the real @kubernetes/client-node. The same sixteen flows run in an AWS, a GCP and an
 // Azure cluster, with a NAT gateway on the cloud_api path; the expected classes and dollars are worked out
-// by hand below. UPDATE_GOLDEN=1 rewrites the golden files (test/testdata/golden/enrich-<cloud>.jsonl)
+// by hand below. Each cloud's own endpoints are cloud_api on that cloud only (the nodes' spec.providerID
+// says which): elsewhere they are what their address says. UPDATE_GOLDEN=1 rewrites the golden files (test/testdata/golden/enrich-<cloud>.jsonl)
 // after a deliberate change.
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,10 +22,11 @@ interface Cloud {
   regions: [string, string];
   providerId: (node: string, zone: string) => string;
   /**
-   * DNS names classed cloud_api by the default patterns: an API reached through the NAT gateway, and
-   * object storage behind an endpoint that bypasses it (its address is in exclude_cidrs).
+   * DNS names classed cloud_api by the default patterns on this cloud: an API reached through the NAT
+   * gateway, and object storage behind an endpoint that bypasses it (its address is in exclude_cidrs);
+   * and another cloud's API, which from here is the internet.
    */
-  domains: { api: string; storage: string };
+  domains: { api: string; storage: string; foreign: string };
 }
 
 const CLOUDS: Cloud[] = [
@@ -33,14 +35,22 @@ const CLOUDS: Cloud[] = [
     zones: ['us-east-1a', 'us-east-1b', 'us-west-2a'],
     regions: ['us-east-1', 'us-west-2'],
     providerId: (node, zone) => `aws:///${zone}/i-0${node.replace(/\W/g, '')}`,
-    domains: { api: 'api.ecr.us-east-1.amazonaws.com', storage: 'shop-assets.s3.us-east-1.amazonaws.com' },
+    domains: {
+      api: 'api.ecr.us-east-1.amazonaws.com',
+      storage: 'shop-assets.s3.us-east-1.amazonaws.com',
+      foreign: 'www.googleapis.com',
+    },
   },
   {
     name: 'gcp',
     zones: ['us-central1-a', 'us-central1-b', 'europe-west1-b'],
     regions: ['us-central1', 'europe-west1'],
     providerId: (node, zone) => `gce://shop-prod/${zone}/${node}`,
-    domains: { api: 'artifactregistry.googleapis.com', storage: 'storage.googleapis.com' },
+    domains: {
+      api: 'artifactregistry.googleapis.com',
+      storage: 'storage.googleapis.com',
+      foreign: 's3.us-east-1.amazonaws.com',
+    },
   },
   {
     name: 'azure',
@@ -48,7 +58,11 @@ const CLOUDS: Cloud[] = [
     regions: ['eastus', 'westeurope'],
     providerId: (node) =>
       `azure:///subscriptions/0000/resourceGroups/mc_shop/providers/Microsoft.Compute/virtualMachineScaleSets/pool/virtualMachines/${node.slice(-1)}`,
-    domains: { api: 'management.azure.com', storage: 'shopassets.blob.core.windows.net' },
+    domains: {
+      api: 'management.azure.com',
+      storage: 'shopassets.blob.core.windows.net',
+      foreign: 'www.googleapis.com',
+    },
   },
 ];
 
@@ -171,6 +185,8 @@ function flowsFile(cloud: Cloud): string {
     flow('10.1.1.5', '203.0.113.200', 443, 0.1e9, 6e9, undefined, cloud.domains.storage), // F12 web → object storage, an excluded CIDR
     flow('fd00:10:1:1::5', 'fd00:ec2::254', 80, 1e9, 1e9), // F13 web → instance metadata over IPv6 (AWS Nitro's address)
     flow('168.63.129.16', '10.1.1.5', 8080, 1e9, 1e9), // F14 Azure's platform address probes web (it opens the connection)
+    flow('127.0.0.1', '127.0.0.1', 8080, 3e9, 3e9), // F15 a process on node-a talks to another over loopback
+    flow('10.1.1.5', '142.250.180.10', 443, 2e9, 0.2e9, undefined, cloud.domains.foreign), // F16 web → another cloud's API
   ].join('\n')}\n`;
 }
 
@@ -195,7 +211,11 @@ const EXPECTED: Record<Cloud['name'], [string, number][]> = {
     ['cloud_api', (4e9 / GB) * 0.045], // F11 ECR through the NAT: transfer $0, NAT (0.5 + 3.5) GB × $0.045 = $0.18
     ['cloud_api', 0], // F12 S3 in exclude_cidrs (gateway endpoint): no NAT, no transfer
     ['cloud_api', 0], // F13 IMDS over IPv6 (fd00:ec2::/32): no NAT (before the fix, 2 GB × $0.045 = $0.09)
-    ['cloud_api', 0], // F14 opened from outside, by 168.63.129.16: no NAT (before the fix, $0.09)
+    // F14 168.63.129.16 is Azure's, a public address seen from AWS: a client on the internet opened it, and
+    // our 1 GB answer is internet egress, 1 GB × $0.09 = $0.09
+    ['internet_ingress', (1e9 / GB) * 0.09],
+    ['same_node', 0], // F15 loopback never leaves the host
+    ['internet_egress', (2e9 / GB) * 0.09], // F16 www.googleapis.com from AWS: 2 GB out × $0.09 = $0.18
   ],
   gcp: [
     ['same_node', 0],
@@ -211,8 +231,10 @@ const EXPECTED: Record<Cloud['name'], [string, number][]> = {
     ['external_private', 0],
     ['cloud_api', (4e9 / GiB) * 0.045], // F11 NAT $0.045/GiB both directions: 3.725 GiB → $0.1676
     ['cloud_api', 0], // F12
-    ['cloud_api', 0], // F13 (before the fix, 1.863 GiB × $0.045 = $0.0838)
-    ['cloud_api', 0], // F14 (before the fix, $0.0838)
+    ['external_private', 0], // F13 fd00:ec2::254 is AWS's; here a unique-local address, free, no NAT class
+    ['internet_ingress', (1e9 / GiB) * 0.12], // F14 Azure's address is the internet here: $0.1118
+    ['same_node', 0], // F15
+    ['internet_egress', (2e9 / GiB) * 0.12], // F16 s3.us-east-1.amazonaws.com from GCP: 1.863 GiB × $0.12 = $0.2235
   ],
   azure: [
     ['same_node', 0],
@@ -228,8 +250,10 @@ const EXPECTED: Record<Cloud['name'], [string, number][]> = {
     ['external_private', 0],
     ['cloud_api', (4e9 / GB) * 0.045], // F11 NAT $0.045/GB: $0.18
     ['cloud_api', 0], // F12 storage through a service endpoint (excluded)
-    ['cloud_api', 0], // F13
+    ['external_private', 0], // F13 AWS's IPv6 metadata address: a unique-local address here
     ['cloud_api', 0], // F14 the platform's own probe, Azure's real case (before the fix, $0.09)
+    ['same_node', 0], // F15
+    ['internet_egress', (2e9 / GB) * 0.087], // F16 www.googleapis.com from Azure: $0.174
   ],
 };
 
@@ -302,6 +326,19 @@ service:
       expect(rows[12].attributes).toMatchObject({
         'dst.k8s.pod.name': 'web-7d9f8-abcde',
         'flow.reporter': 'responder',
+      });
+      // Loopback is this node itself; another cloud's API is a public address out there.
+      expect(rows[13]).toMatchObject({ src_ip: '127.0.0.1', dst_ip: '127.0.0.1' });
+      expect(rows[13].attributes).toMatchObject({
+        'dst.kind': 'node',
+        'traffic.class': 'same_node',
+        'cost.usd': 0,
+      });
+      expect(rows[14].attributes).toMatchObject({
+        'dst.kind': 'external_public',
+        'dst.domain': cloud.domains.foreign,
+        'src.k8s.pod.name': 'web-7d9f8-abcde',
+        'flow.reporter': 'initiator',
       });
       const golden = path.join(GOLDEN, `enrich-${cloud.name}.jsonl`);
       if (process.env.UPDATE_GOLDEN === '1') await writeFile(golden, out);
