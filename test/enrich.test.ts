@@ -221,8 +221,9 @@ const EXPECTED: Record<Cloud['name'], [string, number][]> = {
     ['same_node', 0],
     ['same_zone', 0],
     ['cross_zone', (1.5e9 / GiB) * 0.01], // F3 sender pays $0.01/GiB, receiver nothing: 1.397 GiB → $0.01397
-    // F4 us-central1 ↔ europe-west1 intercontinental $0.08/GiB each way: $0.2235 ($0.08 is the survey's
-    // "~$0.02–0.08+" upper figure; same-continent pairs take $0.02, the top of "~$0.01–0.02": estimates)
+    // F4 us-central1 ↔ europe-west1 intercontinental $0.08/GiB each way: $0.2235 ($0.08 is the upper figure
+    // of the published "~$0.02–0.08+" range; same-continent pairs take $0.02, the top of "~$0.01–0.02": the
+    // rate table marks both as estimates)
     ['cross_region', (3e9 / GiB) * 0.08],
     ['internet_egress', (2e9 / GiB) * 0.12], // F5 premium tier $0.12/GiB: $0.2235
     ['internet_ingress', (3e9 / GiB) * 0.12], // F6 $0.3353
@@ -241,7 +242,7 @@ const EXPECTED: Record<Cloud['name'], [string, number][]> = {
     ['same_zone', 0],
     ['cross_zone', 0], // F3 cross-AZ is free on Azure
     // F4 eastus ↔ westeurope, intercontinental from NA and EU $0.05 each way: $0.15. $0.05 is an estimate
-    // (rates.ts `estimates`): the surveyed sources give Azure's within-continent rates only.
+    // (rates.ts `estimates`): the cited sources give Azure's within-continent rates only.
     ['cross_region', (1e9 / GB) * 0.05 + (2e9 / GB) * 0.05],
     ['internet_egress', (2e9 / GB) * 0.087], // F5 $0.174
     ['internet_ingress', (3e9 / GB) * 0.087], // F6 $0.261
