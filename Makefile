@@ -11,7 +11,10 @@ BOOTSTRAP := bash "$(ROOT)/scripts/bootstrap.sh"
 
 ARGS ?=
 NETMON_ARGS ?=
-CONFIG ?= configs/default.yaml
+# Only from the make command line: a CONFIG variable some other tool exported in the shell is not ours.
+ifneq ($(origin CONFIG),command line)
+CONFIG := configs/default.yaml
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test lint clean

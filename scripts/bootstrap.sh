@@ -11,9 +11,10 @@
 #   3. npm ci (npm install --no-save, with a warning, when npm ci rejects package-lock.json itself), only
 #      when package-lock.json, a package.json or the Node version changed since the last successful
 #      install.
-#      npm runs no dependency's install script unless package.json's allowScripts approves it; the two
-#      that have one are declined there on purpose: nx's postinstall (workspace-graph caching for nx
-#      itself; lerna runs without it) and protobufjs' (a check for its optional command-line tools).
+#      The dependencies with an install script are listed in package.json's allowScripts: nx's
+#      postinstall (workspace-graph caching for nx itself; lerna runs without it) and protobufjs' (a
+#      check for its optional command-line tools) are declined there, so neither runs. npm still runs
+#      an unlisted one with a notice: review a new dependency's script, then list it.
 #   4. npm run build (tsc -b, incremental) - skipped with --no-build.
 #   5. With `-- COMMAND...`: runs COMMAND from the repo root in the same environment (PATH starting
 #      with .tools/bin, npm_config_nodedir = the chosen Node's headers); its exit status is ours.
@@ -225,7 +226,7 @@ install_node_modules() {
     # npm ci refuses package-lock.json itself (whatever npm's wording): it is out of step with a
     # package.json or with what the registry now serves. Install the locked versions where they still
     # fit, without rewriting the lockfile, so the machine works; the test suite's lockfile check
-    # (test/install.test.ts) fails until the lockfile is fixed.
+    # (scripts/lockfile.test.ts) fails until the lockfile is fixed.
     grep -E '^npm error' "$out" | head -n 20 || true
     log "npm: WARNING: npm ci rejects package-lock.json (above); installing with 'npm install --no-save' instead. Fix the lockfile: PATH=$TOOLS/bin:\$PATH npm install --package-lock-only, then commit package-lock.json"
     rc=0
