@@ -582,7 +582,7 @@ describe('otlp exporter', () => {
     });
   });
 
-  it('waits at least the RetryInfo delay before retrying, capped by retry::max_interval', async () => {
+  it('waits at least the RetryInfo delay before retrying, capped by retry_on_failure::max_interval', async () => {
     const s = await sink();
     s.failNext(1, status.RESOURCE_EXHAUSTED, 'slow down', statusDetails({ retryDelayMs: 600 }));
     // The queue's own backoff is 10 ms: only the server's delay can hold the retry back.
@@ -616,7 +616,7 @@ describe('otlp exporter', () => {
     expect(retryDelayMs(undefined)).toBeUndefined();
   });
 
-  it('drops the oldest requests past queue_size while the backend is down, and counts them', async () => {
+  it('drops the oldest requests past sending_queue::queue_size while the backend is down, and counts them', async () => {
     const s = await sink();
     s.failFor(60_000);
     const { e, clock } = exporter({ endpoint: s.endpoint, max_series: 2, sending_queue: { queue_size: 10 } });
@@ -795,6 +795,13 @@ describe('otlp exporter over TLS', () => {
     e.export(FlowBatch.from([flow(CART, 9)]));
     e.flush();
     await s.waitFor(() => s.requests.length === 1);
+    expect(s.points()[0].value).toBe(9);
+    // The same sink refuses a client that shows no certificate: the one above got in by its certificate.
+    const anonymous = exporter({ endpoint: s.endpoint, tls: { ca_file: path.join(TESTDATA, 'ca.pem') } });
+    anonymous.e.export(FlowBatch.from([flow(CART, 5)]));
+    anonymous.e.flush();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(s.requests.length).toBe(1);
   });
 
   it('an unknown CA fails the handshake (retried as UNAVAILABLE) unless insecure_skip_verify', async () => {
