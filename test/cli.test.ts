@@ -160,6 +160,104 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
     });
   });
 
+  it("validate: keys and types renamed to the Collector's names point to the new ones", async () => {
+    await withTmpDir(async (dir) => {
+      await writeFile(
+        path.join(dir, 'old.yaml'),
+        [
+          'receivers:',
+          '  file: { path: /dev/null }',
+          '  otlp: {}',
+          'exporters:',
+          '  otlp:',
+          '    endpoint: localhost:4317',
+          '    tls: { insecure: true }',
+          '    retry: { max_elapsed: 10s }',
+          '    queue_size: 100000',
+          '    retry_on_failure: { max_elapsed: 10s }',
+          '  devzero:',
+          '    endpoint: localhost:4318',
+          '    state_dir: /var/lib/netmon',
+          '  logging: {}',
+          'service:',
+          '  pipelines:',
+          '    flows: { receivers: [file], exporters: [otlp] }',
+          '    flow: { receivers: [file], exporters: [otlp] }',
+          '',
+        ].join('\n'),
+      );
+      const r = await runCli(['validate', '-c', 'old.yaml'], { cwd: dir });
+      expect(r.code).toBe(2);
+      const otlpKeys =
+        'endpoint, tls, headers, compression, timeout, sending_queue, retry_on_failure, temporality, interval, granularity, labels, max_series, expiration, resource, max_points_per_request';
+      expect(r.stderr.split('\n')).toEqual([
+        'netmon: invalid configuration (7 problems):',
+        '  old.yaml:3:3: receivers::otlp: unknown receiver type "otlp"; otlp is an exporter type: configure it under exporters (known receiver types: conntrack, file)',
+        `  old.yaml:8:5: exporters::otlp::retry: unknown key "retry"; did you mean retry_on_failure? (expected one of: ${otlpKeys})`,
+        `  old.yaml:9:5: exporters::otlp::queue_size: unknown key "queue_size"; did you mean sending_queue::queue_size? (expected one of: ${otlpKeys})`,
+        '  old.yaml:10:25: exporters::otlp::retry_on_failure::max_elapsed: unknown key "max_elapsed"; did you mean max_elapsed_time? (expected one of: enabled, initial_interval, max_interval, max_elapsed_time, multiplier, randomization_factor)',
+        '  old.yaml:13:5: exporters::devzero::state_dir: unknown key "state_dir"; did you mean sending_queue::directory? (expected one of: endpoint, tls, token, cluster_id, node_name, client_version, heartbeat_components, flush_interval, heartbeat_interval, timeout, compression, headers, sending_queue, retry_on_failure, max_items_per_interval, max_items_per_request, ip2domain_max_entries)',
+        '  old.yaml:14:3: exporters::logging: unknown exporter type "logging"; did you mean debug? (known exporter types: debug, devzero, file, otlp, prometheus)',
+        // flows exists already: no suggestion to rename flow to it.
+        '  old.yaml:18:5: service::pipelines::flow: a pipeline id is `signal[/name]` with signal one of: flows, dns',
+        '',
+      ]);
+    });
+  });
+
+  it('validate: a value made by ${env:…} names the variable', async () => {
+    const r = await runCli(['validate', '-c', 'configs/default.yaml'], {
+      env: { NETMON_CLOUD_PROVIDER: 'awz', NETMON_STATE_DIR: os.tmpdir() },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      [
+        'netmon: invalid configuration (2 problems):',
+        '  configs/default.yaml:26:5: processors::classify::provider: "awz" is not a provider; expected aws, gcp, azure or none; did you mean aws? (from ${env:NETMON_CLOUD_PROVIDER})',
+        '  configs/default.yaml:31:5: processors::cost::provider: "awz" is not a provider; expected aws, gcp, azure or none; did you mean aws? (from ${env:NETMON_CLOUD_PROVIDER})',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('validate: a config file that cannot be read is one problem; the readable files are still checked', async () => {
+    await withTmpDir(async (dir) => {
+      await writeFile(
+        path.join(dir, 'broken.yaml'),
+        [
+          'receivers: { file: { path: /dev/null, colour: blue } }',
+          'exporters: { debug: {} }',
+          'service: { pipelines: { flows: { receivers: [file], exporters: [debug, otlp] } } }',
+          '',
+        ].join('\n'),
+      );
+      const r = await runCli(['validate', '-c', 'nope.yaml', 'broken.yaml'], { cwd: dir });
+      expect(r.code).toBe(2);
+      const lines = r.stderr.split('\n');
+      expect(lines[0]).toBe('netmon: invalid configuration (3 problems):');
+      expect(lines[1]).toBe(
+        '  cannot read config file nope.yaml: ENOENT (no such file or directory); checked the other file without it',
+      );
+      expect(lines[2]).toMatch(
+        /^ {2}broken\.yaml:1:39: receivers::file::colour: unknown key "colour"; expected one of: /,
+      );
+      expect(lines.slice(3)).toEqual([
+        '  broken.yaml:3:72: service::pipelines::flows::exporters::1: references exporter "otlp" which is not configured under exporters',
+        '',
+      ]);
+      // A YAML syntax error is the one thing that stops the rest: what the file sets is unknown.
+      await writeFile(path.join(dir, 'syntax.yaml'), 'exporters: [\n');
+      const s = await runCli(['validate', '-c', 'nope.yaml', 'syntax.yaml', 'broken.yaml'], { cwd: dir });
+      expect(s.code).toBe(2);
+      expect(s.stderr.split('\n')).toEqual([
+        'netmon: invalid configuration (2 problems):',
+        '  cannot read config file nope.yaml: ENOENT (no such file or directory)',
+        '  syntax.yaml:2:1: invalid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]',
+        '',
+      ]);
+    });
+  });
+
   it('usage errors exit 2 and say what to type; --help exits 0', async () => {
     // Side by side: each is a process start.
     const [noConfig, noConfigRun, positional, positionalRun, flag, level, command, bare, help, top] =

@@ -80,9 +80,13 @@ const testRegistry = () =>
     }),
   ]);
 
-async function problemsOf(files: string[], env: NodeJS.ProcessEnv = {}): Promise<string[]> {
+async function problemsOf(
+  files: string[],
+  env: NodeJS.ProcessEnv = {},
+  registry = testRegistry(),
+): Promise<string[]> {
   try {
-    await loadConfig(files, testRegistry(), env);
+    await loadConfig(files, registry, env);
   } catch (err) {
     if (err instanceof ConfigError) return err.message.split('\n');
     throw err;
@@ -196,12 +200,47 @@ describe('loadConfig', () => {
   it('reports YAML syntax errors and missing files with their place', async () => {
     const f = path.join(tmp, 'syntax.yaml');
     await writeFile(f, 'receivers:\n  gen: {interval: 5s\nservice: x\n');
-    const problems = await problemsOf([f, path.join(tmp, 'absent.yaml')]);
-    // The place is in the prefix; the message ends with what is wrong, not with a dangling "at line …:".
-    expect(problems[0]).toBe(
+    const good = path.join(tmp, 'good-but-wrong.yaml');
+    await writeFile(good, 'receivers: { gen: { colour: blue } }\n');
+    const absent = path.join(tmp, 'absent.yaml');
+    // A syntax error stops the rest: what syntax.yaml sets is unknown, so good-but-wrong.yaml's colour is not
+    // checked; every file is still read, so the missing one is named too, first (it has no place).
+    expect(await problemsOf([f, absent, good])).toEqual([
+      `cannot read config file ${absent}: ENOENT (no such file or directory)`,
+      // The place is in the prefix; the message ends with what is wrong, not with a dangling "at line …:".
       `${f}:3:1: invalid YAML: Flow map in block collection must be sufficiently indented and end with a }`,
+    ]);
+  });
+
+  it('a file that cannot be read is one problem; the other files are checked merged without it', async () => {
+    const base = path.join(tmp, 'readable.yaml');
+    await writeFile(
+      base,
+      [
+        'receivers: { gen: { colour: blue } }',
+        'exporters: { sink: {} }',
+        'service: { pipelines: { flows: { receivers: [gen], exporters: [sink] } } }',
+      ].join('\n'),
     );
-    expect(problems.at(-1)).toMatch(/cannot read config file .*absent.yaml: ENOENT/);
+    const absent = path.join(tmp, 'node-override.yaml');
+    const folder = tmp; // read as a file: EISDIR
+    expect(await problemsOf([absent, base, folder])).toEqual([
+      `cannot read config file ${absent}: ENOENT (no such file or directory); checked the other file without it`,
+      `cannot read config file ${folder}: EISDIR (illegal operation on a directory); checked the other file without it`,
+      `${base}:1:21: receivers::gen::colour: unknown key "colour"; expected one of: interval, count`,
+    ]);
+    // Nothing readable: nothing else to say.
+    expect(await problemsOf([absent])).toEqual([
+      `cannot read config file ${absent}: ENOENT (no such file or directory)`,
+    ]);
+    // What the readable files make is checked as a whole: valid without the missing file is still an error.
+    await writeFile(
+      base,
+      'receivers: { gen: {} }\nexporters: { sink: {} }\nservice: { pipelines: { flows: { receivers: [gen], exporters: [sink] } } }\n',
+    );
+    expect(await problemsOf([base, absent])).toEqual([
+      `cannot read config file ${absent}: ENOENT (no such file or directory); checked the other file without it`,
+    ]);
   });
 
   it('names a file below the working directory relative to it, any other as given', async () => {
@@ -280,7 +319,7 @@ describe('loadConfig', () => {
     expect(c.components.exporter.get('sink/c')?.config).toEqual({ label: '~', port: 1 });
     // Hexadecimal is YAML too, but not a decimal number: it stays a string.
     expect(await problemsOf([f], { TOP: '0x10', PORT: '1', LIST: '', NULL: '' })).toEqual([
-      `${f}:1:21: receivers::gen::count: expected number, received string`,
+      `${f}:1:21: receivers::gen::count: expected number, received string (from \${env:TOP})`,
     ]);
   });
 
@@ -332,6 +371,134 @@ describe('loadConfig', () => {
       `${f}:23:25: service::pipelines::flows::exporters::1: references exporter "tag" which is not configured under exporters; "tag" is configured under receivers: list it in a pipeline's receivers; "tag" is configured under processors: list it in a pipeline's processors`,
       `${f}:24:16: service::pipelines::flows::queue::overflow: "drop-oldest" is not one of: drop_oldest, drop_newest; did you mean drop_oldest?`,
     ]);
+  });
+
+  it('points a renamed or moved key to where it is now, and an old type name to its new one', async () => {
+    const registry = new Registry([
+      ...testRegistry().all(),
+      defineExporter({
+        kind: 'exporter',
+        type: 'queued',
+        stability: 'development',
+        description: 'an exporter with nested settings, as the gRPC ones have',
+        signals: ['flows'],
+        config: z.strictObject({
+          sending_queue: z
+            .strictObject({
+              enabled: z.boolean().default(true),
+              queue_size: z.number().default(10),
+              directory: z.string().optional(),
+            })
+            .prefault({}),
+          retry_on_failure: z
+            .strictObject({
+              enabled: z.boolean().default(true),
+              max_interval: duration().prefault('30s'),
+              max_elapsed_time: duration().prefault('0s'),
+            })
+            .prefault({}),
+          // Names below a record are the user's: never offered as a moved key.
+          headers: z.record(z.string(), z.strictObject({ value: z.string() })).default({}),
+        }),
+        create: () => ({ export: () => {} }),
+      }),
+      defineExporter({
+        kind: 'exporter',
+        type: 'debug',
+        stability: 'development',
+        description: 'prints',
+        signals: ['flows'],
+        config: z.strictObject({}),
+        create: () => ({ export: () => {} }),
+      }),
+    ]);
+    const f = path.join(tmp, 'renamed.yaml');
+    await writeFile(
+      f,
+      [
+        'receivers:',
+        '  gen: {}',
+        '  queued: {}',
+        'exporters:',
+        '  queued:',
+        '    retry: { max_elapsed: 1s }',
+        '    queue_size: 5',
+        '    state_dir: /var/lib/netmon',
+        '    enabled: true',
+        '    max_elapsed: 1s',
+        '    value: x',
+        '    constructor: x',
+        '    retry_on_failure: { max_elapsed: 10s }',
+        '  sink: { state_dir: /tmp }',
+        '  logging: {}',
+        '  logging/verbose: {}',
+        'service:',
+        '  pipelines:',
+        '    flows: { receivers: [gen], exporters: [queued] }',
+        '    flow: { receivers: [gen], exporters: [queued] }',
+        '    flow/b: { receivers: [gen], exporters: [queued] }',
+      ].join('\n'),
+    );
+    const known = 'expected one of: sending_queue, retry_on_failure, headers';
+    expect(await problemsOf([f], {}, registry)).toEqual([
+      `${f}:3:3: receivers::queued: unknown receiver type "queued"; queued is an exporter type: configure it under exporters (known receiver types: gen, probe)`,
+      `${f}:6:5: exporters::queued::retry: unknown key "retry"; did you mean retry_on_failure? (${known})`,
+      `${f}:7:5: exporters::queued::queue_size: unknown key "queue_size"; did you mean sending_queue::queue_size? (${known})`,
+      `${f}:8:5: exporters::queued::state_dir: unknown key "state_dir"; did you mean sending_queue::directory? (${known})`,
+      `${f}:9:5: exporters::queued::enabled: unknown key "enabled"; did you mean sending_queue::enabled or retry_on_failure::enabled? (${known})`,
+      `${f}:10:5: exporters::queued::max_elapsed: unknown key "max_elapsed"; did you mean retry_on_failure::max_elapsed_time? (${known})`,
+      `${f}:11:5: exporters::queued::value: unknown key "value"; ${known}`,
+      `${f}:12:5: exporters::queued::constructor: unknown key "constructor"; ${known}`,
+      `${f}:13:25: exporters::queued::retry_on_failure::max_elapsed: unknown key "max_elapsed"; did you mean max_elapsed_time? (expected one of: enabled, max_interval, max_elapsed_time)`,
+      // sink has no sending_queue::directory: no suggestion of a key that is not there.
+      `${f}:14:11: exporters::sink::state_dir: unknown key "state_dir"; expected one of: label, port`,
+      `${f}:15:3: exporters::logging: unknown exporter type "logging"; did you mean debug? (known exporter types: debug, queued, sink)`,
+      `${f}:16:3: exporters::logging/verbose: unknown exporter type "logging"; did you mean debug/verbose? (known exporter types: debug, queued, sink)`,
+      // A flows pipeline exists: renaming flow to it would make a duplicate.
+      `${f}:20:5: service::pipelines::flow: a pipeline id is \`signal[/name]\` with signal one of: flows, dns`,
+      `${f}:21:5: service::pipelines::flow/b: a pipeline id is \`signal[/name]\` with signal one of: flows, dns; did you mean flows/b?`,
+    ]);
+    // Without a debug exporter registered, logging gets no suggestion of a type that does not exist.
+    await writeFile(
+      f,
+      'receivers: { gen: {} }\nexporters: { logging: {}, constructor: {} }\nservice: { pipelines: { flows: { receivers: [gen], exporters: [logging] } } }\n',
+    );
+    expect(await problemsOf([f])).toEqual([
+      `${f}:2:14: exporters::logging: unknown exporter type "logging"; known types: sink`,
+      `${f}:2:27: exporters::constructor: unknown exporter type "constructor"; known types: sink`,
+    ]);
+  });
+
+  it('says which ${env:…} made an invalid value, also for the validate hooks and references', async () => {
+    probed.length = 0;
+    const f = path.join(tmp, 'from-env.yaml');
+    await writeFile(
+      f,
+      [
+        'receivers:',
+        '  gen: { interval: "${env:IV}", count: "${env:COUNT:-many}" }',
+        '  probe: { path: "${env:DIR}/in.jsonl" }',
+        '  probe/b: { path: "${env:DIR}/${env:FILE:-}" }',
+        'exporters:',
+        '  sink: { port: "${env:PORT}", label: "${env:LABEL}" }',
+        'service:',
+        '  stall_timeout: ${env:STALL}',
+        '  pipelines:',
+        '    flows: { receivers: [gen, probe, probe/b], exporters: ["${env:OUT}"] }',
+      ].join('\n'),
+    );
+    const env = { IV: 'soon', DIR: '/srv', FILE: '', PORT: '80a', LABEL: 'fine', STALL: '-1', OUT: 'sinc' };
+    expect(await problemsOf([f], env)).toEqual([
+      `${f}:2:10: receivers::gen::interval: "soon" is not a duration; expected e.g. 500ms, 5s or 1m30s (from \${env:IV})`,
+      `${f}:2:33: receivers::gen::count: expected number, received string (from the default of \${env:COUNT:-many}, as COUNT is not set)`,
+      `${f}:3:12: receivers::probe::path: cannot read /srv/in.jsonl (from \${env:DIR})`,
+      `${f}:4:14: receivers::probe/b::path: cannot read /srv/ (from \${env:DIR} and the default of \${env:FILE:-}, as FILE is empty)`,
+      `${f}:6:11: exporters::sink::port: expected number, received string (from \${env:PORT})`,
+      // -1 is typed as a number, as a whole-value reference is.
+      `${f}:8:3: service::stall_timeout: expected a duration such as 500ms, 5s or 1m30s (from \${env:STALL})`,
+      `${f}:10:60: service::pipelines::flows::exporters::0: references exporter "sinc" which is not configured under exporters; did you mean sink? (from \${env:OUT})`,
+    ]);
+    expect(probed).toEqual(['/srv/in.jsonl', '/srv/']);
   });
 
   it('lists schema, reference and validate-hook problems together, skipping only what one problem makes meaningless', async () => {

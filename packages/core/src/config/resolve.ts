@@ -17,7 +17,17 @@ import {
   readConfigFiles,
   type Tree,
 } from './source.js';
-import { didYouMean, KIND_AFFIXES, nearest, type Suggestions, suggest } from './suggest.js';
+import {
+  didYouMean,
+  extending,
+  KIND_AFFIXES,
+  nearest,
+  RENAMED_KEYS,
+  RENAMED_TYPES,
+  type Suggestions,
+  squash,
+  suggest,
+} from './suggest.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -131,7 +141,11 @@ export async function loadConfig(
 ): Promise<ResolvedConfig> {
   const source = await readConfigFiles(files);
   const checked = checkConfig(source, registry, env);
-  const problems = [...checked.problems, ...(await runValidateHooks(checked, source))];
+  const problems = [
+    ...(source.problems ?? []),
+    ...checked.problems,
+    ...(await runValidateHooks(checked, source)),
+  ];
   if (problems.length > 0 || !checked.config) throw new ConfigError(problems);
   return checked.config;
 }
@@ -147,6 +161,8 @@ interface Checked {
   spoiled: Set<string>;
   /** service::start_timeout, or its default when the service section is invalid. */
   startTimeoutMs: number;
+  /** Where each value made by `${env:…}` came from, by path (see expandEnv and withOrigin). */
+  envOrigins: Map<string, string>;
 }
 
 const DEFAULT_START_TIMEOUT_MS = 30_000;
@@ -182,7 +198,7 @@ async function runValidateHooks(checked: Checked, source: ConfigSource): Promise
                   const parts = [section, spec.id, ...(issue.key ? issue.key.split('::') : [])];
                   return {
                     path: joinPath(parts),
-                    message: issue.message,
+                    message: withOrigin(issue.message, checked.envOrigins.get(joinPath(parts))),
                     position: positionOf(source, parts),
                   };
                 }),
@@ -218,7 +234,8 @@ export function resolveConfig(
   env: NodeJS.ProcessEnv,
 ): ResolvedConfig {
   const checked = checkConfig(source, registry, env);
-  if (checked.problems.length > 0 || !checked.config) throw new ConfigError(checked.problems);
+  const problems = [...(source.problems ?? []), ...checked.problems];
+  if (problems.length > 0 || !checked.config) throw new ConfigError(problems);
   return checked.config;
 }
 
@@ -226,11 +243,17 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
   const problems: Problem[] = [];
   // One problem per place: a value whose ${env:…} failed would otherwise also fail its type check.
   const reported = new Set<string>();
+  // A value the environment made says so: the file shows only `${env:…}`, the message the value.
+  const envOrigins = new Map<string, string>();
   const report = (parts: (string | number)[], message: string) => {
     const at = joinPath(parts);
     if (reported.has(at)) return;
     reported.add(at);
-    problems.push({ path: at, message, position: positionOf(source, parts) });
+    problems.push({
+      path: at,
+      message: withOrigin(message, envOrigins.get(at)),
+      position: positionOf(source, parts),
+    });
   };
 
   // A component with a value that could not be expanded is checked by its schema, but its own checks would
@@ -243,7 +266,7 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
     report(parts, message);
   };
   const typedFromEnv = new Map<string, string>();
-  const tree = expandEnv(source.tree, [], env, reportEnv, typedFromEnv) as Tree;
+  const tree = expandEnv(source.tree, [], env, reportEnv, typedFromEnv, envOrigins) as Tree;
   const issueReporter = (prefix: (string | number)[], schema: z.ZodType) => (issue: z.core.$ZodIssue) =>
     reportIssue(issue, prefix, report, schema, tree);
 
@@ -371,7 +394,10 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
     if (!SIGNALS.includes(signal) || !/^[a-z]+(\/[^\s/]+)?$/.test(pid)) {
       const [head, ...name] = pid.split('/');
       const near = nearest(head, SIGNALS);
-      const meant = [...near.exact, ...near.close].map((s) => [s, ...name].join('/'));
+      // `flow` where a `flows` pipeline exists: renaming it to flows would make a duplicate.
+      const meant = [...near.exact, ...near.close]
+        .map((s) => [s, ...name].join('/'))
+        .filter((id) => !Object.hasOwn(rawPipelines, id));
       report(
         base,
         `a pipeline id is \`signal[/name]\` with signal one of: ${SIGNALS.join(', ')}${meant.length ? `; ${didYouMean(meant)}` : ''}`,
@@ -421,7 +447,8 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
     : ownStartTimeout.success
       ? ownStartTimeout.data
       : DEFAULT_START_TIMEOUT_MS;
-  if (problems.length > 0 || !parsedService.success) return { problems, components, spoiled, startTimeoutMs };
+  if (problems.length > 0 || !parsedService.success)
+    return { problems, components, spoiled, startTimeoutMs, envOrigins };
   const service = parsedService.data;
   const config: ResolvedConfig = {
     components,
@@ -432,7 +459,7 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
     startTimeoutMs: service.start_timeout,
     stallTimeoutMs: service.stall_timeout,
   };
-  return { problems, config, components, spoiled, startTimeoutMs };
+  return { problems, config, components, spoiled, startTimeoutMs, envOrigins };
 }
 
 /**
@@ -442,6 +469,9 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
  */
 function typeHint(registry: Registry, kind: ComponentKind, type: string, name?: string): string {
   const id = (t: string) => (name === undefined ? t : `${t}/${name}`);
+  const renamedTypes = RENAMED_TYPES[kind] ?? {};
+  const renamed = Object.hasOwn(renamedTypes, type) ? renamedTypes[type] : undefined;
+  if (renamed && registry.get(kind, renamed)) return didYouMean([id(renamed)]);
   const same = nearest(type, registry.types(kind), { affixes: KIND_AFFIXES });
   if (same.exact.length > 0) return didYouMean(same.exact.map(id));
   const others = (Object.keys(SECTIONS) as ComponentKind[])
@@ -455,7 +485,9 @@ function typeHint(registry: Registry, kind: ComponentKind, type: string, name?: 
   const elsewhere = (pick: (s: Suggestions) => string[]) =>
     others
       .flatMap((o) =>
-        pick(o.found).map((t) => `${id(t)} is a ${o.kind} type: configure it under ${SECTIONS[o.kind]}`),
+        pick(o.found).map(
+          (t) => `${id(t)} is ${article(o.kind)} ${o.kind} type: configure it under ${SECTIONS[o.kind]}`,
+        ),
       )
       .join('; ');
   const exactElsewhere = elsewhere((s) => s.exact);
@@ -463,6 +495,16 @@ function typeHint(registry: Registry, kind: ComponentKind, type: string, name?: 
   if (same.close.length > 0) return didYouMean(same.close.map(id));
   return elsewhere((s) => s.close);
 }
+
+/** `an exporter`, `an extension`, `a receiver`, `a processor`. */
+const article = (word: string): string => (/^[aeiou]/.test(word) ? 'an' : 'a');
+
+/**
+ * The message, with where its value came from when `${env:…}` made it: the file shows the reference, the
+ * message the value, and `awz` is easier to trace to NETMON_CLOUD_PROVIDER when the message names it.
+ */
+const withOrigin = (message: string, origin: string | undefined): string =>
+  origin ? `${message} (from ${origin})` : message;
 
 type Report = (parts: (string | number)[], message: string) => void;
 
@@ -477,7 +519,7 @@ function reportIssue(
   if (issue.code === 'unrecognized_keys') {
     const known = knownKeys(schema, issue.path);
     for (const key of issue.keys) {
-      const hint = suggest(key, known);
+      const hint = didYouMean(meantKey(schema, issue.path, key, known));
       const list = known.length ? `expected one of: ${known.join(', ')}` : '';
       report(
         [...parts, key],
@@ -516,32 +558,80 @@ function valueAt(tree: Tree, parts: readonly (string | number)[]): unknown {
   return cur;
 }
 
+/**
+ * What an unknown key in the object at `path` probably means, as paths relative to that object: a key
+ * renamed with no trace in its name (RENAMED_KEYS, where the new path exists); a sibling written another way
+ * or grown longer (`retry` → `retry_on_failure`); else the same key one or more levels down, where it moved
+ * under a new parent (`queue_size` → `sending_queue::queue_size`), or the one nested key that extends it.
+ */
+function meantKey(schema: z.ZodType, path: readonly PropertyKey[], key: string, known: string[]): string[] {
+  // Own properties only: a user's key may be `constructor`.
+  const renamed = Object.hasOwn(RENAMED_KEYS, key) ? RENAMED_KEYS[key] : undefined;
+  if (renamed) {
+    const to = renamed.split('::');
+    if (knownKeys(schema, [...path, ...to.slice(0, -1)]).includes(to.at(-1) as string)) return [renamed];
+  }
+  const near = nearest(key, known);
+  if (near.exact.length > 0 || near.close.length > 0) return near.exact.length > 0 ? near.exact : near.close;
+  const nested = nestedKeys(schema, path);
+  const moved = nested.filter((p) => squash(p.split('::').at(-1) as string) === squash(key));
+  if (moved.length > 0) return moved;
+  const leaves = new Map<string, string[]>();
+  for (const p of nested) {
+    const leaf = p.split('::').at(-1) as string;
+    leaves.set(leaf, [...(leaves.get(leaf) ?? []), p]);
+  }
+  const grown = extending(key, leaves.keys()).flatMap((leaf) => leaves.get(leaf) ?? []);
+  return grown.length === 1 ? grown : [];
+}
+
+/** Every key below the direct keys of the object at `path` (`sending_queue::queue_size`), a few levels deep. */
+function nestedKeys(schema: z.ZodType, path: readonly PropertyKey[], depth = 3): string[] {
+  const out: string[] = [];
+  const walk = (at: PropertyKey[], prefix: string[], left: number) => {
+    for (const k of knownKeys(schema, at)) {
+      // Only objects: below a record (headers, resource) the next segment is a name the user picks.
+      if (defOf(schemaAt(schema, [...at, k]))?.type !== 'object') continue;
+      for (const b of knownKeys(schema, [...at, k])) out.push([...prefix, k, b].join('::'));
+      if (left > 1) walk([...at, k], [...prefix, k], left - 1);
+    }
+  };
+  walk([...path], [], depth);
+  return out;
+}
+
+type Def = Record<string, unknown>;
+const defOf = (s: unknown): Def | undefined => (s as { _zod?: { def?: Def } } | undefined)?._zod?.def;
+
+/** The schema without the wrappers around its value (default, optional, prefault, the input of a pipe). */
+function unwrap(x: unknown): unknown {
+  let cur = x;
+  for (let guard = 0; guard < 10; guard++) {
+    const def = defOf(cur);
+    if (!def) return cur;
+    const inner = def.innerType ?? def.in;
+    if (!inner) return cur;
+    cur = inner;
+  }
+  return cur;
+}
+
+/** The schema of the value at `path`: object keys, then record keys and array indexes as written. */
+function schemaAt(schema: z.ZodType, path: readonly PropertyKey[]): unknown {
+  let s = unwrap(schema);
+  for (const seg of path) {
+    const def = defOf(s);
+    if (def?.type === 'object') s = unwrap((def.shape as Record<string, unknown>)[String(seg)]);
+    else if (def?.type === 'record') s = unwrap(def.valueType);
+    else if (def?.type === 'array') s = unwrap(def.element);
+    else return undefined;
+  }
+  return s;
+}
+
 /** Keys the object schema at `path` accepts, for "did you mean" style messages. */
 function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  let s: unknown = schema;
-  const unwrap = (x: unknown): unknown => {
-    let cur = x as { _zod?: { def?: Record<string, unknown> } };
-    for (let guard = 0; guard < 10 && cur?._zod?.def; guard++) {
-      const def = cur._zod.def;
-      if (def.type === 'object') return cur;
-      const inner = (def.innerType ??
-        def.in ??
-        (def.type === 'record' ? def.valueType : undefined)) as typeof cur;
-      if (!inner) return cur;
-      cur = inner;
-    }
-    return cur;
-  };
-  s = unwrap(s);
-  for (const seg of path) {
-    const def = (s as { _zod?: { def?: Record<string, unknown> } })?._zod?.def;
-    if (!def) return [];
-    if (def.type === 'object') s = unwrap((def.shape as Record<string, unknown>)[String(seg)]);
-    else if (def.type === 'record') s = unwrap(def.valueType);
-    else if (def.type === 'array') s = unwrap(def.element);
-    else return [];
-  }
-  const def = (s as { _zod?: { def?: Record<string, unknown> } })?._zod?.def;
+  const def = defOf(schemaAt(schema, path));
   return def?.type === 'object' ? Object.keys(def.shape as object) : [];
 }
 
@@ -565,27 +655,40 @@ function expandEnv(
   env: NodeJS.ProcessEnv,
   report: Report,
   typedFromEnv: Map<string, string>,
+  origins: Map<string, string>,
 ): unknown {
   if (typeof value === 'string') {
     if (!value.includes('$')) return value;
     let whole = false;
+    let failed = false;
+    const from: string[] = [];
     const out = value.replace(REF, (match, body: string | undefined, offset: number) => {
       if (match === '$$') return '$';
       const m = ENV_REF.exec(body ?? '');
       if (!m) {
+        failed = true;
         report(parts, `unsupported reference ${match}; use \${env:NAME} or \${env:NAME:-default}`);
         return match;
       }
       whole = offset === 0 && match.length === value.length;
       const v = env[m[1]];
-      if (m[2] !== undefined && (v === undefined || v === '')) return m[2];
-      if (v !== undefined) return v;
+      if (m[2] !== undefined && (v === undefined || v === '')) {
+        from.push(`the default of ${match}, as ${m[1]} is ${v === undefined ? 'not set' : 'empty'}`);
+        return m[2];
+      }
+      if (v !== undefined) {
+        from.push(`\${env:${m[1]}}`);
+        return v;
+      }
+      failed = true;
       report(
         parts,
         `environment variable ${m[1]} is not set (write \${env:${m[1]}:-default} to give a default)`,
       );
       return '';
     });
+    // Its place already has the problem of the failed reference; a note on a later problem would be noise.
+    if (!failed && from.length > 0) origins.set(joinPath(parts), from.join(' and '));
     if (whole && TYPED.test(out)) {
       const typed = out === 'true' ? true : out === 'false' ? false : Number(out);
       if (typed === Number.POSITIVE_INFINITY || typed === Number.NEGATIVE_INFINITY) return out; // 1e999
@@ -595,11 +698,11 @@ function expandEnv(
     return out;
   }
   if (Array.isArray(value))
-    return value.map((v, i) => expandEnv(v, [...parts, i], env, report, typedFromEnv));
+    return value.map((v, i) => expandEnv(v, [...parts, i], env, report, typedFromEnv, origins));
   if (isPlainObject(value)) {
     const out: Tree = {};
     for (const [k, v] of Object.entries(value))
-      out[k] = expandEnv(v, [...parts, k], env, report, typedFromEnv);
+      out[k] = expandEnv(v, [...parts, k], env, report, typedFromEnv, origins);
     return out;
   }
   return value;

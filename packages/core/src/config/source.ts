@@ -21,9 +21,10 @@ export interface Problem {
 export class ConfigError extends Error {
   readonly problems: Problem[];
   constructor(problems: Problem[]) {
-    // In reading order: by file, line and column; problems with no place last.
+    // In reading order: by file, line and column. A problem with no place is about a whole file (it cannot
+    // be read) and comes first: it may explain the others.
     const sorted = [...problems].sort((a, b) => {
-      if (!a.position || !b.position) return a.position ? -1 : b.position ? 1 : 0;
+      if (!a.position || !b.position) return a.position ? 1 : b.position ? -1 : 0;
       return (
         a.position.file.localeCompare(b.position.file) ||
         a.position.line - b.position.line ||
@@ -49,6 +50,11 @@ export interface ConfigSource {
   positions: Map<string, Position>;
   /** Directory of the file that first defined each component (`section::id`), for its relative paths. */
   configDirs: Map<string, string>;
+  /**
+   * Problems that did not stop the merge (a file that cannot be read): the tree holds the other files, and
+   * these count among the configuration's problems.
+   */
+  problems?: Problem[];
 }
 
 export const joinPath = (parts: readonly (string | number)[]): string => parts.join('::');
@@ -62,10 +68,20 @@ export function positionOf(source: ConfigSource, parts: readonly (string | numbe
   return undefined;
 }
 
-/** Reads and merges config files in order: maps merge key by key, anything else is replaced. */
+/**
+ * Reads and merges config files in order: maps merge key by key, anything else is replaced.
+ *
+ * A file that cannot be read is left out of the merge and its problem is kept in `source.problems`, so the
+ * other files are still checked (a missing per-node override should not hide the base file's problems). A
+ * file that is not valid YAML, or not a mapping, throws after every file was read, with the problems of
+ * all of them: what it meant to set is unknown, so checking the merge without it would report problems it
+ * may fix (a component or pipeline only it defines) as if they were real.
+ */
 export async function readConfigFiles(files: readonly string[]): Promise<ConfigSource> {
   const source: ConfigSource = { tree: {}, positions: new Map(), configDirs: new Map() };
+  const unreadable: Problem[] = [];
   const problems: Problem[] = [];
+  let merged = 0;
   if (files.length === 0)
     throw new ConfigError([{ path: '', message: 'no config file given (--config FILE)' }]);
   for (const file of files) {
@@ -73,10 +89,9 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
     try {
       text = await readFile(file, 'utf8');
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      problems.push({
+      unreadable.push({
         path: '',
-        message: `cannot read config file ${file}: ${code ?? (err as Error).message}`,
+        message: `cannot read config file ${displayPath(file)}: ${systemError(err)}`,
       });
       continue;
     }
@@ -97,6 +112,7 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
       continue;
     }
     const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
+    merged++;
     if (value === null || value === undefined) continue; // an empty file adds nothing
     if (typeof value !== 'object' || Array.isArray(value)) {
       problems.push({
@@ -147,8 +163,20 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
       }
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0 || merged === 0) throw new ConfigError([...unreadable, ...problems]);
+  if (unreadable.length > 0) {
+    const others = `checked the other file${merged === 1 ? '' : 's'} without it`;
+    source.problems = unreadable.map((p) => ({ ...p, message: `${p.message}; ${others}` }));
+  }
   return source;
+}
+
+/** `ENOENT (no such file or directory)`: the code to search for, and what it means. */
+function systemError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  // Node's message is "ENOENT: no such file or directory, open 'x.yaml'"; the file is named already.
+  const what = /^[A-Z]+: ([^,]+)/.exec(e.message ?? '')?.[1];
+  return e.code ? (what ? `${e.code} (${what})` : e.code) : String(e.message ?? err);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { didYouMean, editDistance, KIND_AFFIXES, nearest, squash, suggest } from './suggest.js';
+import { didYouMean, editDistance, extending, KIND_AFFIXES, nearest, squash, suggest } from './suggest.js';
 
 const PROCESSORS = ['classify', 'cost', 'delta', 'filter', 'k8s_attributes', 'plugin'];
 const EXPORTERS = ['debug', 'devzero', 'file', 'otlp', 'prometheus'];
@@ -57,6 +57,40 @@ describe('nearest', () => {
     expect(nearest('ttl', ['url'])).toEqual({ exact: [], close: [] });
     expect(nearest('debug', EXPORTERS)).toEqual({ exact: [], close: [] });
     expect(nearest('', EXPORTERS)).toEqual({ exact: [], close: [] });
+  });
+});
+
+describe('a name that grew', () => {
+  const OTLP = ['endpoint', 'tls', 'sending_queue', 'retry_on_failure', 'timeout', 'interval', 'max_series'];
+  const RETRY = ['enabled', 'initial_interval', 'max_interval', 'max_elapsed_time', 'multiplier'];
+
+  it('extending finds the candidates that start with the input or hold it as whole words', () => {
+    expect(extending('retry', OTLP)).toEqual(['retry_on_failure']);
+    expect(extending('max_elapsed', RETRY)).toEqual(['max_elapsed_time']);
+    expect(extending('maxElapsed', RETRY)).toEqual(['max_elapsed_time']);
+    expect(extending('maxelapsed', RETRY)).toEqual(['max_elapsed_time']); // as a prefix once squashed
+    expect(extending('elapsed_time', RETRY)).toEqual(['max_elapsed_time']);
+    expect(extending('interval', RETRY)).toEqual(['initial_interval', 'max_interval']);
+    // Part of a word is not a word: `lapse` is inside elapsed, `val` inside interval.
+    expect(extending('lapse', RETRY)).toEqual([]);
+    expect(extending('val', RETRY)).toEqual([]);
+    // Shorter than three letters says too little; the input itself is not an extension of itself.
+    expect(extending('ma', RETRY)).toEqual([]);
+    expect(extending('enabled', RETRY)).toEqual([]);
+  });
+
+  it('nearest offers it only when one candidate extends the input, and after typos', () => {
+    expect(nearest('retry', OTLP)).toEqual({ exact: [], close: ['retry_on_failure'] });
+    expect(nearest('max_elapsed', RETRY)).toEqual({ exact: [], close: ['max_elapsed_time'] });
+    expect(suggest('retry', OTLP)).toBe('did you mean retry_on_failure?');
+    // Two candidates extend `interval`: which one is meant is a guess.
+    expect(nearest('interval', ['read_interval', 'cleanup_interval'])).toEqual({ exact: [], close: [] });
+    // A typo at a small distance comes first: `timout` is timeout, not a longer name.
+    expect(nearest('timout', [...OTLP, 'timout_ms'])).toEqual({ exact: [], close: ['timeout'] });
+    // Affixes dropped still count: `retryexporter` is not a type, but `otlpexp…` style inputs stay exact.
+    expect(nearest('otlp_exporter', ['otlp', 'otlp_http'], { affixes: KIND_AFFIXES }).exact).toEqual([
+      'otlp',
+    ]);
   });
 });
 
