@@ -1306,6 +1306,7 @@ describe('devzero sending_queue::directory', () => {
       queue: { pending_requests: 0, sent_requests: 0 },
     });
     expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2]);
+    await third.stop();
   });
 
   it('shutdown is bounded (3 s): a call the control plane holds is cancelled, its request kept', async () => {
@@ -1381,6 +1382,7 @@ describe('devzero sending_queue::directory', () => {
     await m.flows.start();
     expect(JSON.parse(await readFile(`${file}.corrupt`, 'utf8')).version).toBe(1);
     expect((m.core.facts().queue as { pending_items: number }).pending_items).toBe(0);
+    await m.stop();
   });
 });
 
