@@ -1,5 +1,5 @@
 import type os from 'node:os';
-import { FlowBatch, FlowFlags, type FlowInit, parseIp } from '@netmon/core';
+import { FlowBatch, FlowFlags, type FlowInit, parseIp, StatusBoard } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import fc from 'fast-check';
@@ -72,15 +72,18 @@ async function classifier(
     meter?: MeterProvider;
     host?: HostAddresses;
     standalone?: boolean;
+    /** k8s_metadata reads a snapshot. */
+    offline?: boolean;
+    board?: StatusBoard;
   } = {},
 ): Promise<ClassifyProcessor> {
   const metadata = staticMetadata(opts.store ?? awsStore(), opts.node ?? 'node-a');
-  const settings = testSettings('processor', 'classify');
+  const settings = testSettings('processor', 'classify', opts.board ? { board: opts.board } : {});
   if (opts.meter) settings.meter = opts.meter.getMeter('test');
   return new ClassifyProcessor(
     settings,
     classifyConfig.parse(config),
-    opts.standalone ? { ...metadata, standalone: true } : metadata,
+    { ...metadata, standalone: opts.standalone ?? false, offline: opts.offline ?? false },
     opts.dns,
     opts.host ?? hostWith(),
   );
@@ -425,6 +428,110 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
         { class: 'cross_zone', kind: 'pod' },
       ]);
       expect(await classify([flow(secondary, IP.db)])).toEqual([{ class: 'external_private', kind: 'pod' }]);
+    });
+  });
+
+  describe('whose interfaces: flows analysed away from the node that recorded them', () => {
+    // The analysing machine's eth0 is 192.0.2.2; the flows name it as a public destination, like 192.0.2.9.
+    const flows = () => [
+      flow(IP.web, '192.0.2.2'),
+      flow(IP.web, '192.0.2.9'),
+      flow('127.0.0.1', '127.0.0.1'),
+      // node-a's record (node_name) still counts: loopback to it never leaves the node
+      flow('127.0.0.1', IP.nodeA, { dstPort: 10250 }),
+    ];
+    const run = async (config: unknown, opts: { offline: boolean }) => {
+      const board = new StatusBoard();
+      const p = await classifier(config, { ...opts, host: hostWith('192.0.2.2'), board });
+      const out = (await p.process(FlowBatch.from(flows()))) as FlowBatch;
+      return {
+        rows: [...out].map((r) => `${r.get('traffic.class')}/${r.get('dst.kind')}`),
+        status: board.all()[0].details?.() as Record<string, unknown>,
+      };
+    };
+
+    it('with a snapshot (auto) this machine’s interfaces are not this node’s: 192.0.2.2 is the internet too', async () => {
+      const { rows, status } = await run({}, { offline: true });
+      expect(rows).toEqual([
+        'internet_egress/external_public',
+        'internet_egress/external_public',
+        'same_node/node',
+        'same_node/node',
+      ]);
+      expect(status).toMatchObject({ host_addresses: [IP.nodeA], host_addresses_count: 1 });
+      expect(status.host_interfaces).toMatch(/^not read \(auto: k8s_metadata reads a snapshot/);
+    });
+
+    it('watching a live cluster (auto) they are: web on node-a reaching this host is same_node', async () => {
+      const { rows, status } = await run({}, { offline: false });
+      expect(rows).toEqual([
+        'same_node/node',
+        'internet_egress/external_public',
+        'same_node/node',
+        'same_node/node',
+      ]);
+      expect(status).toMatchObject({ host_addresses: [IP.nodeA, '192.0.2.2'], host_addresses_count: 2 });
+    });
+
+    it('host_interfaces overrides auto both ways', async () => {
+      // a snapshot analysed on the machine that recorded the flows
+      expect((await run({ host_interfaces: true }, { offline: true })).rows[0]).toBe('same_node/node');
+      // a replay of recorded flows without a snapshot (file receiver, standalone)
+      const off = await run({ host_interfaces: false }, { offline: false });
+      expect(off.rows[0]).toBe('internet_egress/external_public');
+      expect(off.status.host_interfaces).toBe('not read (processors::classify::host_interfaces: false)');
+    });
+
+    it('host_interfaces is auto, true or false', () => {
+      expect(classifyConfig.parse({}).host_interfaces).toBe('auto');
+      expect(classifyConfig.parse({ host_interfaces: false }).host_interfaces).toBe(false);
+      const bad = classifyConfig.safeParse({ host_interfaces: 'no' });
+      expect(bad.error?.issues[0]).toMatchObject({
+        path: ['host_interfaces'],
+        message: '"no" is not a choice; expected auto, true or false',
+      });
+    });
+  });
+
+  describe('dst.kind node: an end on this host is in the cluster, even where this node’s zone is unknown', () => {
+    // 10.0.9.9 is a secondary address of this host that no node record lists.
+    const host = () => hostWith('10.0.9.9');
+
+    it('node_name not among the nodes: a pod reaching this host is same_zone (unlocated), not external_private', async () => {
+      const meter = testMeter();
+      const p = await classifier({}, { host: host(), node: 'ghost', meter: meter.provider });
+      const out = (await p.process(
+        FlowBatch.from([
+          flow(IP.db, '10.0.9.9'),
+          // from outside the cluster: the class says so, and the destination is still this node
+          flow(IP.corp, '10.0.9.9'),
+          flow(IP.client, '10.0.9.9'),
+        ]),
+      )) as FlowBatch;
+      expect([...out].map((r) => `${r.get('traffic.class')}/${r.get('dst.kind')}`)).toEqual([
+        'same_zone/node',
+        'external_private/node',
+        'internet_ingress/node',
+      ]);
+      expect(await meter.value('netmon_classify_unlocated')).toBe(1);
+    });
+
+    it('this node without topology labels: its own pod is same_node, another node’s pod same_zone', async () => {
+      const store = awsStore();
+      store.upsertNode({ name: 'node-a', provider: 'aws', ips: [IP.nodeA], podCidrs: ['10.1.1.0/24'] });
+      expect(
+        // every copy kept: db-0's node would report its own connection
+        (
+          await classify(
+            [flow(IP.web, '10.0.9.9'), flow(IP.db, '10.0.9.9')],
+            { exactly_once: false },
+            {
+              host: host(),
+              store,
+            },
+          )
+        ).map((r) => `${r.class}/${r.kind}`),
+      ).toEqual(['same_node/node', 'same_zone/node']);
     });
   });
 

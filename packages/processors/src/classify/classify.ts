@@ -51,7 +51,10 @@ export interface EndFacts {
    * node's (or pod's) address. Decided with the other end in view (see `controlPlaneAddress`).
    */
   apiServer: boolean;
-  /** The address is this host's own: loopback, an interface's, or this node's record's (HostAddresses). */
+  /**
+   * The address is this host's own: loopback, an interface's, or this node's record's (HostAddresses).
+   * Such an end is on this node, so it is placed in the cluster even when no entity owns it.
+   */
   local: boolean;
 }
 
@@ -93,10 +96,13 @@ export function decide(src: EndFacts, dst: EndFacts, out: { unlocated: boolean }
     if (src.patternClass < 0) return dst.patternClass;
     return src.pattern <= dst.pattern ? src.patternClass : dst.patternClass;
   }
-  // 3. Both ends placed (in the cluster, or located by a rule): compare where they are.
+  // 3. Both ends placed (in the cluster, on this host, or located by a rule): compare where they are. An
+  // end on this host is placed though this node's zone may be unknown (unlabelled nodes, node_name not
+  // among the nodes, standalone): its dst.kind is node, so a flow from the cluster to it is never
+  // external_private.
   if (src.node >= 0 && src.node === dst.node) return C.same_node;
-  const srcPlaced = src.inCluster || src.zone >= 0 || src.region >= 0;
-  const dstPlaced = dst.inCluster || dst.zone >= 0 || dst.region >= 0;
+  const srcPlaced = src.inCluster || src.local || src.zone >= 0 || src.region >= 0;
+  const dstPlaced = dst.inCluster || dst.local || dst.zone >= 0 || dst.region >= 0;
   if (srcPlaced && dstPlaced) {
     if (src.region >= 0 && dst.region >= 0 && src.region !== dst.region) return C.cross_region;
     if (src.zone >= 0 && dst.zone >= 0) return src.zone === dst.zone ? C.same_zone : C.cross_zone;
@@ -213,11 +219,8 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   /** `processors::<id>`: where this instance's keys live, for messages that ask to set one. */
   private readonly keys: string;
   private unlocated = 0;
-  /** This host's addresses; ends at one of them are this node's (see local.ts). */
+  /** This host's addresses, shared with cost through k8s_metadata; ends at one of them are this node's. */
   private readonly host: HostAddresses;
-  /** The node generation and name whose record's addresses `host` holds. */
-  private hostNodeGeneration = -1;
-  private hostNodeName: string | undefined;
   /** Per row: LOCAL_SRC, LOCAL_END (the destination end: backend when translated), LOCAL_DIALLED. */
   private localMask = new Uint8Array(0);
   /** Where this host is: its node's id, zone and region (for ends at its own addresses). */
@@ -231,8 +234,23 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     host?: HostAddresses,
   ) {
     this.logger = settings.logger;
-    this.host = host ?? new HostAddresses();
-    this.host.refresh();
+    this.keys = `processors::${settings.id}`;
+    this.host = host ?? HostAddresses.of(metadata);
+    const other = this.host.configure(config.host_interfaces, `${this.keys}::host_interfaces`);
+    if (other !== undefined) {
+      this.logger.warn(
+        { key: `${this.keys}::host_interfaces`, value: config.host_interfaces, in_force: other },
+        `classify: ${this.keys}::host_interfaces is ${config.host_interfaces}, but ${other} already set the other value for the same k8s_metadata extension: ${other}'s applies (one set of this host's addresses per extension)`,
+      );
+    }
+    this.host.sync(metadata);
+    const interfaces = this.host.interfacesCount();
+    if (!interfaces.read) {
+      this.logger.info(
+        { host_interfaces: config.host_interfaces, why: interfaces.why },
+        `classify: this machine's network interfaces do not count as this node's (${interfaces.why})`,
+      );
+    }
     this.placesByRule = config.rules.some((r) => r.zone !== undefined || r.region !== undefined);
     config.rules.forEach((r, index) => {
       const located: Located = {
@@ -249,7 +267,6 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
         this.allDomains.push({ index: i + 2, class: C[p.class], re: domainRegExp(d) });
     });
     this.namedProviders = [...new Set(config.patterns.flatMap((p) => p.provider ?? []))];
-    this.keys = `processors::${settings.id}`;
     if (config.provider !== undefined) {
       this.provider = config.provider === 'none' ? undefined : config.provider;
       this.providerFrom = 'config';
@@ -275,8 +292,7 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     // Which addresses count as this host's (same_node between two of them), and which cloud's patterns
     // apply, for /status.
     settings.status.describe(() => ({
-      host_addresses: this.host.list(),
-      ...(this.host.problem === undefined ? {} : { interfaces_unreadable: this.host.problem }),
+      ...this.host.status(),
       provider: this.config.provider ?? this.provider ?? null,
       provider_from:
         this.providerFrom === 'config'
@@ -485,17 +501,12 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   }
 
   /**
-   * Where this host is, and its addresses: the interfaces (read again now and then) and, when the cluster
-   * knows this node, its record's addresses. Once per batch; the node record only when nodes changed.
+   * Where this host is, and its addresses: the interfaces when they count (read again now and then) and,
+   * when the cluster knows this node, its record's addresses. Once per batch; the node record only when
+   * the nodes changed.
    */
   private locateHost(store: MetadataStore, nodeName: string | undefined): void {
-    this.host.refresh();
-    if (store.nodeGeneration !== this.hostNodeGeneration || nodeName !== this.hostNodeName) {
-      this.hostNodeGeneration = store.nodeGeneration;
-      this.hostNodeName = nodeName;
-      const record = nodeName === undefined ? undefined : store.node(nodeName);
-      this.host.setNodeAddresses(record?.ips ?? []);
-    }
+    this.host.sync(this.metadata);
     // The node's id is the one its pods carry, so "both on this node" and exactly-once agree with them.
     this.here = this.placeOf(store, nodeName ?? '');
   }

@@ -75,6 +75,14 @@ export const classifyConfig = z.strictObject({
     .describe(
       "Destinations recognised by address or DNS name (private link, managed control planes, load balancers, cloud APIs, instance metadata), each with the provider(s) it belongs to where it is one cloud's. The default is the shipped table (see the README); setting this replaces it, `[]` turns it off.",
     ),
+  host_interfaces: z
+    .union([z.literal('auto'), z.boolean()], {
+      error: (issue) => `${JSON.stringify(issue.input)} is not a choice; expected auto, true or false`,
+    })
+    .default('auto')
+    .describe(
+      "Whether this machine's network interface addresses count as this node's own (with loopback and the addresses of node_name's record, which always do): traffic between two of them is same_node. auto: yes, unless the k8s_metadata extension reads a snapshot (the flows were then recorded on another machine). false: for a replay of flows recorded elsewhere without a snapshot (file receiver, standalone). true: a snapshot analysed on the machine that recorded the flows. One set per k8s_metadata extension: cost uses the same one, and a value set here applies to every classify sharing that extension.",
+    ),
   exactly_once: z
     .boolean()
     .default(true)

@@ -487,6 +487,7 @@ function fakeMetadata(
     store: opts.store ?? new MetadataStore(),
     nodeName: opts.nodeName,
     standalone: opts.standalone ?? false,
+    offline: false,
     requestPodLabels: () => undefined,
     synced: () => opts.synced ?? false,
     provider,

@@ -111,10 +111,12 @@ export class CostProcessor implements Processor<FlowBatch> {
   private readonly exclude: CidrTable<true> | null;
   /** Region id of the configured `region` (0: none, or not a region of the provider in use). */
   private home = 0;
-  /** This host's addresses: an end at one of them is ours (made on first need). */
+  /**
+   * This host's addresses: an end at one of them is ours. Classify's set (one per k8s_metadata extension,
+   * so both agree, host_interfaces included), taken on first need; without the extension, one of its own.
+   */
   private host: HostAddresses | undefined;
-  private hostNodeGeneration = -1;
-  /** Per batch: whether `host` was refreshed, this node's code in the src/dst node columns (-2 unknown). */
+  /** Per batch: whether `host` was synced, this node's code in the src/dst node columns (-2 unknown). */
   private hostFresh = false;
   private readonly hereCode = new Int32Array(2);
   /** Per batch: the columns and codes that place an end in this host's region and zone. */
@@ -427,16 +429,11 @@ export class CostProcessor implements Processor<FlowBatch> {
   }
 
   private hostAddresses(): HostAddresses {
-    this.host ??= new HostAddresses();
+    this.host ??= this.metadata === undefined ? new HostAddresses() : HostAddresses.of(this.metadata);
     const host = this.host;
     if (this.hostFresh) return host;
     this.hostFresh = true;
-    host.refresh();
-    const m = this.metadata;
-    if (m !== undefined && m.store.nodeGeneration !== this.hostNodeGeneration) {
-      this.hostNodeGeneration = m.store.nodeGeneration;
-      host.setNodeAddresses(m.nodeName === undefined ? [] : (m.store.node(m.nodeName)?.ips ?? []));
-    }
+    host.sync(this.metadata);
     return host;
   }
 

@@ -62,6 +62,7 @@ function metadata(
     provider?: () => string | undefined;
     synced?: boolean;
     standalone?: boolean;
+    offline?: boolean;
     store?: MetadataStore;
     nodeName?: string;
   } = {},
@@ -71,6 +72,7 @@ function metadata(
     store,
     nodeName: opts.nodeName,
     standalone: opts.standalone ?? false,
+    offline: opts.offline ?? false,
     requestPodLabels: () => undefined,
     synced: () => opts.synced ?? true,
     provider: opts.provider ?? (() => undefined),
@@ -386,6 +388,61 @@ describe('cost: unknown stays unpriced, and says so once', () => {
       zone: 'us-central1-a',
       nat_gateway: false,
     });
+  });
+});
+
+describe('cost reads the same set of this host’s addresses as classify', () => {
+  // This machine's eth0 is 192.0.2.2. A cross_region row from it to a peered VPC: when 192.0.2.2 is this
+  // host's, it is in the configured region (Tokyo, Asia: $0.08 out) and the far end unknown ($0.02):
+  // 1 GB each way = $0.10, and the row says src.cloud.region ap-northeast-1; when not, both ends are
+  // unknown: 2 GB × $0.02 = $0.04.
+  const tokyo = costProcessorConfig.parse({ provider: 'aws', region: 'ap-northeast-1' });
+  function made(meta: K8sMetadata) {
+    // made as the agent makes them: neither is handed a set, both take k8s_metadata's
+    HostAddresses.of(meta, {
+      interfaces: () => ({
+        eth0: [
+          {
+            address: '192.0.2.2',
+            family: 'IPv4',
+            netmask: '255.255.255.0',
+            mac: '02:00:00:00:00:01',
+            internal: false,
+            cidr: null,
+          } as os.NetworkInterfaceInfo,
+        ],
+      }),
+    });
+    const settings = testSettings('processor', 'cost', {
+      extensions: new Map<string, Extension>([[K8S_METADATA, meta]]),
+    });
+    return new CostProcessor(settings, tokyo);
+  }
+  const priced = (p: CostProcessor) => {
+    const out = p.process(
+      batchOf([{ cls: 'cross_region', tx: GB, rx: GB, srcIp: '192.0.2.2', dstIp: '10.60.1.1' }]),
+    );
+    return [dollars(out)[0], out.attributes(0)['src.cloud.region']];
+  };
+
+  it('a live cluster: the interfaces count for both', () => {
+    expect(priced(made(metadata()))).toEqual([expect.closeTo(0.1, 12), 'ap-northeast-1']);
+  });
+
+  it('k8s_metadata reads a snapshot: they count for neither', () => {
+    expect(priced(made(metadata({ offline: true })))).toEqual([expect.closeTo(0.04, 12), undefined]);
+  });
+
+  it('classify’s host_interfaces: false applies to cost too', () => {
+    const meta = metadata();
+    const p = made(meta);
+    new ClassifyProcessor(
+      testSettings('processor', 'classify'),
+      classifyConfig.parse({ host_interfaces: false }),
+      meta,
+      undefined,
+    );
+    expect(priced(p)).toEqual([expect.closeTo(0.04, 12), undefined]);
   });
 });
 

@@ -75,6 +75,7 @@ export class K8sMetadataExtension implements K8sMetadata {
   readonly store = new MetadataStore();
   readonly nodeName: string | undefined;
   readonly standalone: boolean;
+  readonly offline: boolean;
   readonly mode: Mode;
 
   private readonly kc: KubeConfig | undefined;
@@ -139,6 +140,7 @@ export class K8sMetadataExtension implements K8sMetadata {
       this.origin = where.kc ? where.source : where.reason;
     }
     this.standalone = this.kc === undefined && this.snapshotFiles === undefined;
+    this.offline = this.snapshotFiles !== undefined;
     this.mode = this.standalone ? 'standalone' : config.scope;
     if (this.kc) this.makeInformers(this.kc);
     settings.status.describe(() => this.facts());

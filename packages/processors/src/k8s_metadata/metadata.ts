@@ -11,6 +11,12 @@ export interface K8sMetadata extends Extension {
   readonly nodeName: string | undefined;
   /** True when no cluster is watched (configured, or no way to reach one): every flow stays unlabelled. */
   readonly standalone: boolean;
+  /**
+   * True when the cluster is read from snapshot files, not watched: the flows are being analysed after the
+   * fact, usually on another machine, so this machine's own state (its network interfaces) is not that of
+   * the node that recorded them.
+   */
+  readonly offline: boolean;
   /** Pod label keys to keep on pods (k8s_attributes' allow-list). Call before the extension starts. */
   requestPodLabels(keys: readonly string[]): void;
   /** True once every informer has listed its objects at least once. */

@@ -145,6 +145,7 @@ export function staticMetadata(store: MetadataStore, nodeName = 'node-a'): K8sMe
     store,
     nodeName,
     standalone: false,
+    offline: false,
     requestPodLabels: () => undefined,
     synced: () => true,
     provider: () => {
