@@ -516,6 +516,17 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
       expect(await meter.value('netmon_classify_unlocated')).toBe(1);
     });
 
+    it('standalone: this host and a place a rule names are same_zone for want of the host’s zone, unless a rule places it', async () => {
+      const rds = { cidrs: ['10.50.0.0/16'], zone: 'us-east-1b', region: 'us-east-1' };
+      const opts = { host: hostWith('10.20.0.5'), store: new MetadataStore(), node: 'vm', standalone: true };
+      const to = [flow('10.20.0.5', '10.50.1.1', { dstPort: 5432 })];
+      expect(await classify(to, { rules: [rds] }, opts)).toEqual([
+        { class: 'same_zone', kind: 'external_private' },
+      ]);
+      const placed = { rules: [rds, { cidrs: ['10.20.0.5/32'], zone: 'us-east-1a', region: 'us-east-1' }] };
+      expect(await classify(to, placed, opts)).toEqual([{ class: 'cross_zone', kind: 'external_private' }]);
+    });
+
     it('this node without topology labels: its own pod is same_node, another node’s pod same_zone', async () => {
       const store = awsStore();
       store.upsertNode({ name: 'node-a', provider: 'aws', ips: [IP.nodeA], podCidrs: ['10.1.1.0/24'] });
