@@ -126,6 +126,7 @@ function metadataOver(store) {
     store,
     nodeName: 'node-0',
     standalone: false,
+    offline: false,
     requestPodLabels() {},
     synced: () => true,
     provider: () => 'aws',
