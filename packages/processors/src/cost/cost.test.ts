@@ -278,7 +278,6 @@ describe('cost: NAT gateway surcharge', () => {
       'fd00:ec2::254', // AWS IMDS over IPv6 (Nitro)
       'fd00:ec2::253', // AWS DNS over IPv6
       'fe80::1',
-      '168.63.129.16', // Azure WireServer / DNS / health probes
       '127.0.0.1',
     ];
     // 1 GB each way: before the fix the NAT surcharge made each $0.09; no transfer charge either → $0
@@ -297,12 +296,17 @@ describe('cost: NAT gateway surcharge', () => {
     );
     // platform addresses bypass the NAT for every NAT class, not only cloud_api: transfer $0.09 only
     expect(
-      costOf(nat('aws'), { cls: 'internet_egress', tx: GB, rx: GB, dstIp: '168.63.129.16' }),
+      costOf(nat('aws'), { cls: 'internet_egress', tx: GB, rx: GB, dstIp: '169.254.169.254' }),
     ).toBeCloseTo(0.09, 12);
+    // Azure's platform address (WireServer, DNS, health probes) is answered by the host on Azure…
+    expect(costOf(nat('azure'), { cls: 'cloud_api', tx: GB, rx: GB, dstIp: '168.63.129.16' })).toBe(0);
+    // …and is one of Microsoft's public addresses elsewhere: from AWS, transfer 1 GB × $0.09 plus the NAT
+    // on both directions, 2 GB × $0.045
+    expect(
+      costOf(nat('aws'), { cls: 'internet_egress', tx: GB, rx: GB, dstIp: '168.63.129.16' }),
+    ).toBeCloseTo(0.09 + 0.09, 12);
   });
-  it('the byte test of platform addresses agrees with NAT_BYPASS_PLATFORM, at and around each edge', () => {
-    const table = new CidrTable<true>();
-    for (const c of NAT_BYPASS_PLATFORM) table.add(c, true);
+  it('the byte test of platform addresses agrees with NAT_BYPASS_PLATFORM, at and around each edge, per cloud', () => {
     const addresses = [
       ...['169.254.0.0', '169.254.255.255', '169.253.255.255', '169.255.0.0', '127.0.0.1', '126.255.255.255'],
       ...['128.0.0.0', '168.63.129.15', '168.63.129.16', '168.63.129.17', '0.0.0.0', '10.0.0.1'],
@@ -310,10 +314,19 @@ describe('cost: NAT gateway surcharge', () => {
       ...['fd00:ec2::', 'fd00:ec2:ffff::1', 'fd00:ec3::1', 'fd00:ec1::1', 'fd01:ec2::1', '2600:1f18::1'],
     ];
     const buf = new Uint8Array(16);
-    for (const a of addresses) {
-      expect(parseIp(a, buf, 0), a).not.toBe(0);
-      expect(isPlatformAddress(buf, 0), a).toBe(table.lookup(buf, 0) === true);
+    for (const provider of ['aws', 'gcp', 'azure'] as const) {
+      const table = new CidrTable<true>();
+      for (const c of NAT_BYPASS_PLATFORM[provider]) table.add(c, true);
+      for (const a of addresses) {
+        expect(parseIp(a, buf, 0), a).not.toBe(0);
+        expect(isPlatformAddress(buf, 0, provider), `${provider} ${a}`).toBe(table.lookup(buf, 0) === true);
+      }
     }
+    // Each cloud's own platform address, and only there.
+    parseIp('168.63.129.16', buf, 0);
+    expect([isPlatformAddress(buf, 0, 'azure'), isPlatformAddress(buf, 0, 'aws')]).toEqual([true, false]);
+    parseIp('fd00:ec2::254', buf, 0);
+    expect([isPlatformAddress(buf, 0, 'aws'), isPlatformAddress(buf, 0, 'gcp')]).toEqual([true, false]);
   });
   it('never on connections opened from outside (src is the initiator), whichever end gave the class', () => {
     const p = processor(nat('azure'));

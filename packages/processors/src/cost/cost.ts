@@ -49,38 +49,37 @@ const END_KEYS = [
  * link (or its hypervisor answers), before any route table applies. Classify puts the metadata services
  * among cloud_api, the class users most often send through the NAT, so without this they would pay it.
  * Link-local 169.254.0.0/16 and fe80::/10 never leave the link (RFC 3927, RFC 4291), loopback never
- * leaves the host; AWS's Nitro IPv6 range (IMDS fd00:ec2::254, DNS, NTP; docs.aws.amazon.com/AWSEC2/
- * latest/UserGuide/instancedata-data-retrieval.html) and Azure's platform address 168.63.129.16
- * (WireServer, DNS, health probes; learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16)
- * are answered by the host itself. isPlatformAddress tests exactly these, in bytes.
+ * leaves the host — on every cloud. Two are one cloud's own and ordinary addresses elsewhere: AWS's Nitro
+ * IPv6 range (IMDS fd00:ec2::254, DNS, NTP; docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+ * instancedata-data-retrieval.html) and Azure's platform address 168.63.129.16 (WireServer, DNS, health
+ * probes; learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16), answered by the
+ * host itself on that cloud — on AWS, 168.63.129.16 is a public address of Microsoft's, reached through
+ * the NAT like any other. isPlatformAddress tests exactly these, in bytes.
  */
-export const NAT_BYPASS_PLATFORM = [
-  '169.254.0.0/16',
-  '127.0.0.0/8',
-  'fe80::/10',
-  '::1/128',
-  'fd00:ec2::/32',
-  '168.63.129.16/32',
-] as const;
+export const NAT_BYPASS_PLATFORM: Readonly<Record<Provider, readonly string[]>> = {
+  aws: ['169.254.0.0/16', '127.0.0.0/8', 'fe80::/10', '::1/128', 'fd00:ec2::/32'],
+  gcp: ['169.254.0.0/16', '127.0.0.0/8', 'fe80::/10', '::1/128'],
+  azure: ['169.254.0.0/16', '127.0.0.0/8', 'fe80::/10', '::1/128', '168.63.129.16/32'],
+};
 
 /**
- * Whether the address at buf[off..off+16) is in NAT_BYPASS_PLATFORM. Byte comparisons rather than a
- * CidrTable: it runs on every NAT-class row, and a table lookup of an IPv6 address allocates per prefix.
+ * Whether the address at buf[off..off+16) is in NAT_BYPASS_PLATFORM[provider]. Byte comparisons rather than
+ * a CidrTable: it runs on every NAT-class row, and a table lookup of an IPv6 address allocates per prefix.
  */
-export function isPlatformAddress(buf: Uint8Array, off: number): boolean {
+export function isPlatformAddress(buf: Uint8Array, off: number, provider: Provider): boolean {
   if (isV4Mapped(buf, off)) {
     const a = buf[off + 12];
     const b = buf[off + 13];
     return (
       a === 127 ||
       (a === 169 && b === 254) ||
-      (a === 168 && b === 63 && buf[off + 14] === 129 && buf[off + 15] === 16)
+      (provider === 'azure' && a === 168 && b === 63 && buf[off + 14] === 129 && buf[off + 15] === 16)
     );
   }
   const a = buf[off];
   const b = buf[off + 1];
   if (a === 0xfe) return (b & 0xc0) === 0x80;
-  if (a === 0xfd) return b === 0x00 && buf[off + 2] === 0x0e && buf[off + 3] === 0xc2;
+  if (a === 0xfd) return provider === 'aws' && b === 0x00 && buf[off + 2] === 0x0e && buf[off + 3] === 0xc2;
   for (let k = 0; k < 15; k++) if (buf[off + k] !== 0) return false;
   return buf[off + 15] === 1;
 }
@@ -90,9 +89,16 @@ const MAX_REGIONS = 0xffff;
 /** At most this many unknown class values are logged (one line each). */
 const MAX_WARNED_CLASSES = 16;
 
-/** A platform address, or one the config excludes: reached without the NAT gateway. */
-function bypassesNat(buf: Uint8Array, off: number, exclude: CidrTable<true> | null): boolean {
-  return isPlatformAddress(buf, off) || (exclude !== null && exclude.lookup(buf, off) !== undefined);
+/** A platform address of `provider`, or one the config excludes: reached without the NAT gateway. */
+function bypassesNat(
+  buf: Uint8Array,
+  off: number,
+  provider: Provider,
+  exclude: CidrTable<true> | null,
+): boolean {
+  return (
+    isPlatformAddress(buf, off, provider) || (exclude !== null && exclude.lookup(buf, off) !== undefined)
+  );
 }
 
 export class CostProcessor implements Processor<FlowBatch> {
@@ -355,12 +361,12 @@ export class CostProcessor implements Processor<FlowBatch> {
         const inside =
           srcNode !== null
             ? srcNode[i] !== 0
-            : !isPublicAddress(srcAddr, off) && !bypassesNat(srcAddr, off, exclude);
+            : !isPublicAddress(srcAddr, off) && !bypassesNat(srcAddr, off, pricing.provider, exclude);
         // The remote end is then dst: the address dialled and, after DNAT, the one really reached.
         if (
           inside &&
-          !bypassesNat(dstAddr, off, exclude) &&
-          ((flags[i] & FlowFlags.Dnat) === 0 || !bypassesNat(backendAddr, off, exclude))
+          !bypassesNat(dstAddr, off, pricing.provider, exclude) &&
+          ((flags[i] & FlowFlags.Dnat) === 0 || !bypassesNat(backendAddr, off, pricing.provider, exclude))
         ) {
           usd += (tx + rx) * nat;
         }
