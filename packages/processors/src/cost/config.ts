@@ -151,7 +151,7 @@ export const costProcessorConfig = z
           .boolean()
           .default(false)
           .describe(
-            'Connections of `classes` that our side opens leave through a NAT gateway: add its processing charge (both directions). Never on connections opened from outside, nor to link-local and the cloud's platform addresses (instance metadata; Azure's 168.63.129.16 on Azure).',
+            'Connections of `classes` that our side opens leave through a NAT gateway: add its processing charge (both directions). Never on connections opened from outside, nor to link-local addresses and the platform addresses of the cloud in use (instance metadata; 168.63.129.16 on Azure).',
           ),
         classes: z
           .array(natClass)
