@@ -1,4 +1,3 @@
-import type os from 'node:os';
 import { FlowBatch, FlowFlags, type FlowInit, parseIp, StatusBoard } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
@@ -12,6 +11,7 @@ import { classifyConfig } from './config.js';
 import { classifyProcessorFactory } from './factory.js';
 import { HostAddresses } from './local.js';
 import { awsStore, flow, IP, staticMetadata } from './testdata/cluster.js';
+import { eth0 } from './testdata/interfaces.js';
 import {
   drawFlow,
   flowSeeds,
@@ -48,19 +48,7 @@ function testMeter() {
  * addresses could be any of the test's) never changes a class; loopback and node-a's record still count.
  */
 function hostWith(...addresses: string[]): HostAddresses {
-  return new HostAddresses({
-    interfaces: () => ({
-      eth0: addresses.map((address) => ({
-        address,
-        family: address.includes(':') ? 'IPv6' : 'IPv4',
-        netmask: address.includes(':') ? 'ffff:ffff:ffff:ffff::' : '255.255.255.0',
-        mac: '02:00:00:00:00:01',
-        internal: false,
-        cidr: null,
-        ...(address.includes(':') ? { scopeid: 0 } : {}),
-      })) as os.NetworkInterfaceInfo[],
-    }),
-  });
+  return new HostAddresses({ interfaces: eth0(...addresses) });
 }
 
 async function classifier(

@@ -1,9 +1,9 @@
-import type os from 'node:os';
 import { parseIp } from '@netmon/core';
 import { describe, expect, it } from 'vitest';
 import { MetadataStore } from '../k8s_metadata/store.js';
 import { AddressSet, HostAddresses, INTERFACE_REFRESH_MS, STATUS_ADDRESSES } from './local.js';
 import { staticMetadata } from './testdata/cluster.js';
+import { iface } from './testdata/interfaces.js';
 
 const at = (ip: string) => {
   const buf = new Uint8Array(32);
@@ -12,21 +12,6 @@ const at = (ip: string) => {
   return buf;
 };
 const has = (h: HostAddresses, ip: string) => h.has(at(ip), 16);
-
-function iface(...addresses: string[]): os.NetworkInterfaceInfo[] {
-  return addresses.map(
-    (address) =>
-      ({
-        address,
-        family: address.includes(':') ? 'IPv6' : 'IPv4',
-        netmask: '255.255.255.0',
-        mac: '02:00:00:00:00:01',
-        internal: false,
-        cidr: null,
-        scopeid: 0,
-      }) as os.NetworkInterfaceInfo,
-  );
-}
 
 describe('HostAddresses: this host’s own addresses', () => {
   it('loopback always: 127.0.0.0/8, ::1 and ::ffff:127.x, before any interface is read', () => {

@@ -2,7 +2,6 @@
 // extension over the replay sample's snapshot, classify and cost as the agent makes them (neither handed
 // a set of addresses). The flows were recorded on the cluster's nodes, so this machine's address is just
 // another public destination.
-import type os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Extension, FlowBatch, FlowFlags, StatusBoard } from '@netmon/core';
@@ -16,23 +15,13 @@ import { K8S_METADATA } from '../k8s_metadata/metadata.js';
 import { classifyConfig } from './config.js';
 import { classifyProcessorFactory } from './factory.js';
 import { HostAddresses } from './local.js';
+import { eth0 } from './testdata/interfaces.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const CLUSTER = path.join(ROOT, 'configs/examples/replay-cluster.json');
 const GB = 1e9;
 
-const eth0 = (): NodeJS.Dict<os.NetworkInterfaceInfo[]> => ({
-  eth0: [
-    {
-      address: '192.0.2.2',
-      family: 'IPv4',
-      netmask: '255.255.255.0',
-      mac: '02:00:00:00:00:01',
-      internal: false,
-      cidr: '192.0.2.2/24',
-    },
-  ],
-});
+const thisMachine = eth0('192.0.2.2');
 
 async function snapshot(): Promise<K8sMetadataExtension> {
   const ext = new K8sMetadataExtension(
@@ -47,7 +36,7 @@ async function snapshot(): Promise<K8sMetadataExtension> {
 async function replay(config: Record<string, unknown>) {
   // One set of this host's addresses per extension: each case loads its own.
   const ext = await snapshot();
-  HostAddresses.of(ext, { interfaces: eth0 });
+  HostAddresses.of(ext, { interfaces: thisMachine });
   const extensions = new Map<string, Extension>([[K8S_METADATA, ext]]);
   const board = new StatusBoard();
   const classify = await classifyProcessorFactory.create(

@@ -1,24 +1,12 @@
-import {
-  CidrTable,
-  ConfigError,
-  defineExporter,
-  defineReceiver,
-  type Extension,
-  FlowBatch,
-  FlowFlags,
-  type FlowInit,
-  parseIp,
-  Registry,
-  resolveConfig,
-} from '@netmon/core';
+import { CidrTable, type Extension, FlowBatch, FlowFlags, type FlowInit, parseIp } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import type { K8sMetadata } from '../k8s_metadata/metadata.js';
 import { MetadataStore } from '../k8s_metadata/store.js';
 import { costProcessorConfig } from './config.js';
 import { COST_USD, type CostProcessor, isPlatformAddress, NAT_BYPASS_PLATFORM } from './cost.js';
 import { costProcessorFactory } from './factory.js';
+import { costConfigProblems } from './testdata/config-problems.js';
 
 const GB = 1e9;
 const GiB = 2 ** 30;
@@ -570,42 +558,7 @@ describe('cost: configuration', () => {
   });
 
   // Through the real config loader, so the messages are the ones a user reads.
-  const registry = new Registry([
-    defineReceiver({
-      kind: 'receiver',
-      type: 'gen',
-      stability: 'development',
-      description: 'test generator',
-      signals: ['flows'],
-      config: z.strictObject({}),
-      create: () => ({}),
-    }),
-    costProcessorFactory,
-    defineExporter({
-      kind: 'exporter',
-      type: 'sink',
-      stability: 'development',
-      description: 'test sink',
-      signals: ['flows'],
-      config: z.strictObject({}),
-      create: () => ({ export: () => {} }),
-    }),
-  ]);
-  function problems(cost: unknown): string[] {
-    const tree = {
-      receivers: { gen: {} },
-      processors: { cost },
-      exporters: { sink: {} },
-      service: { pipelines: { flows: { receivers: ['gen'], processors: ['cost'], exporters: ['sink'] } } },
-    };
-    try {
-      resolveConfig({ tree, positions: new Map(), configDirs: new Map() }, registry, {});
-    } catch (err) {
-      if (err instanceof ConfigError) return err.message.split('\n');
-      throw err;
-    }
-    return [];
-  }
+  const problems = costConfigProblems;
 
   it('accepts a full config', () => {
     expect(

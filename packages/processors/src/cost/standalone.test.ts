@@ -1,31 +1,19 @@
 // Dollars where the cluster cannot say where we are: a host outside a cluster (k8s_metadata standalone, or
 // no extension at all), a cluster whose nodes name no provider or carry no region label. And traffic that
 // never leaves the host: classify calls it same_node, cost prices it at $0, never with a NAT surcharge.
-import type os from 'node:os';
-import {
-  ConfigError,
-  defineExporter,
-  defineReceiver,
-  type Extension,
-  FlowBatch,
-  FlowFlags,
-  type FlowInit,
-  Registry,
-  resolveConfig,
-  StatusBoard,
-} from '@netmon/core';
+import { type Extension, FlowBatch, FlowFlags, type FlowInit, StatusBoard } from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { ClassifyProcessor } from '../classify/classify.js';
 import { classifyConfig } from '../classify/config.js';
 import { HostAddresses } from '../classify/local.js';
+import { eth0 } from '../classify/testdata/interfaces.js';
 import { K8S_METADATA, type K8sMetadata, resolveBatch } from '../k8s_metadata/metadata.js';
 import { MetadataStore } from '../k8s_metadata/store.js';
 import { costProcessorConfig } from './config.js';
 import { COST_USD, CostProcessor } from './cost.js';
-import { costProcessorFactory } from './factory.js';
+import { costConfigProblems } from './testdata/config-problems.js';
 
 const GB = 1e9;
 const GiB = 2 ** 30;
@@ -39,22 +27,7 @@ interface LogLine {
 
 /** This host's interfaces as a test sets them (never the machine's running the tests). */
 function hostWith(...addresses: string[]): HostAddresses {
-  return new HostAddresses({
-    interfaces: () => ({
-      eth0: addresses.map(
-        (address) =>
-          ({
-            address,
-            family: address.includes(':') ? 'IPv6' : 'IPv4',
-            netmask: '255.255.255.0',
-            mac: '02:00:00:00:00:01',
-            internal: false,
-            cidr: null,
-            scopeid: 0,
-          }) as os.NetworkInterfaceInfo,
-      ),
-    }),
-  });
+  return new HostAddresses({ interfaces: eth0(...addresses) });
 }
 
 function metadata(
@@ -399,20 +372,7 @@ describe('cost reads the same set of this host’s addresses as classify', () =>
   const tokyo = costProcessorConfig.parse({ provider: 'aws', region: 'ap-northeast-1' });
   function made(meta: K8sMetadata) {
     // made as the agent makes them: neither is handed a set, both take k8s_metadata's
-    HostAddresses.of(meta, {
-      interfaces: () => ({
-        eth0: [
-          {
-            address: '192.0.2.2',
-            family: 'IPv4',
-            netmask: '255.255.255.0',
-            mac: '02:00:00:00:00:01',
-            internal: false,
-            cidr: null,
-          } as os.NetworkInterfaceInfo,
-        ],
-      }),
-    });
+    HostAddresses.of(meta, { interfaces: eth0('192.0.2.2') });
     const settings = testSettings('processor', 'cost', {
       extensions: new Map<string, Extension>([[K8S_METADATA, meta]]),
     });
@@ -551,42 +511,7 @@ describe('cost: provider, region and zone keys', () => {
   });
 
   // Through the real config loader, so the messages are the ones a user reads.
-  const registry = new Registry([
-    defineReceiver({
-      kind: 'receiver',
-      type: 'gen',
-      stability: 'development',
-      description: 'test generator',
-      signals: ['flows'],
-      config: z.strictObject({}),
-      create: () => ({}),
-    }),
-    costProcessorFactory,
-    defineExporter({
-      kind: 'exporter',
-      type: 'sink',
-      stability: 'development',
-      description: 'test sink',
-      signals: ['flows'],
-      config: z.strictObject({}),
-      create: () => ({ export: () => {} }),
-    }),
-  ]);
-  function problems(cost: unknown): string[] {
-    const tree = {
-      receivers: { gen: {} },
-      processors: { cost },
-      exporters: { sink: {} },
-      service: { pipelines: { flows: { receivers: ['gen'], processors: ['cost'], exporters: ['sink'] } } },
-    };
-    try {
-      resolveConfig({ tree, positions: new Map(), configDirs: new Map() }, registry, {});
-    } catch (err) {
-      if (err instanceof ConfigError) return err.message.split('\n');
-      throw err;
-    }
-    return [];
-  }
+  const problems = costConfigProblems;
 
   it.each([
     [{ provider: 'aws', region: 'us-east-1', zone: 'us-east-1a' }],
