@@ -2,7 +2,7 @@
 // prefixes with "other", scraped over HTTP from the exporter's endpoint (and, when Debian's Prometheus is
 // installed, by the Prometheus server from the real agent, answering PromQL). Totals stay exact; the
 // output stays clean for promtool.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FlowBatch, FlowFlags, type FlowInit } from '@netmon/core';
@@ -11,17 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { prometheusExporterConfig } from '../../packages/exporters/src/prometheus/config.js';
 import { PrometheusExporter } from '../../packages/exporters/src/prometheus/exporter.js';
 import { AgentProcess, freePort, withTmpDir } from '../harness/agent.js';
-
-/** Why a Debian prometheus tool cannot run here, or null; under NETMON_REQUIRE_PRIVILEGED=1 a failure. */
-function tool(name: 'promtool' | 'prometheus'): boolean {
-  const r = spawnSync(name, ['--version'], { encoding: 'utf8' });
-  if (!r.error && r.status === 0) return true;
-  const reason = `${name} is not installed (Debian package 'prometheus'; scripts/bootstrap.sh installs it)`;
-  if (process.env.NETMON_REQUIRE_PRIVILEGED === '1')
-    throw new Error(`NETMON_REQUIRE_PRIVILEGED=1 but ${reason}`);
-  console.warn(`skipping: ${reason}`);
-  return false;
-}
+import { PrometheusServer, type PromSample, prometheusTool } from '../harness/prometheus-server.js';
 
 interface Sample {
   name: string;
@@ -160,7 +150,7 @@ describe('prometheus exporter: label selection over HTTP', () => {
     );
     // External destinations have no port label.
     expect(tx.filter((s) => s.labels.dst_prefix && s.labels.dst_port)).toEqual([]);
-    if (tool('promtool')) {
+    if (prometheusTool('promtool')) {
       const r = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
       expect(`${r.stdout}${r.stderr}`).toBe('');
       expect(r.status).toBe(0);
@@ -168,41 +158,7 @@ describe('prometheus exporter: label selection over HTTP', () => {
   });
 });
 
-interface PromSample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-async function query(base: string, promql: string): Promise<PromSample[]> {
-  const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(promql)}`);
-  const body = (await res.json()) as { status: string; data?: { result: PromSample[] }; error?: string };
-  if (body.status !== 'success') throw new Error(`PromQL ${promql}: ${body.error}`);
-  return body.data?.result ?? [];
-}
-
-async function eventually(base: string, promql: string, check: (r: PromSample[]) => void): Promise<void> {
-  const until = Date.now() + 20_000;
-  for (;;) {
-    try {
-      check(await query(base, promql));
-      return;
-    } catch (err) {
-      if (Date.now() > until) throw err;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
-describe.runIf(tool('prometheus'))('label selection scraped by the Prometheus server', () => {
+describe.runIf(prometheusTool('prometheus'))('label selection scraped by the Prometheus server', () => {
   it('PromQL sums by zone, port and prefix equal the replayed file’s; at most top + 1 prefix values', async () => {
     await withTmpDir(async (dir) => {
       let x = 2024;
@@ -287,74 +243,47 @@ exporters:
 service: { pipelines: { flows: { receivers: [file], exporters: [prometheus] } } }
 `,
       );
-      const promPort = await freePort();
-      await writeFile(
-        path.join(dir, 'prometheus.yml'),
-        `global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }
-scrape_configs:
-  - job_name: netmon
-    static_configs: [{ targets: ['127.0.0.1:${agentPort}'] }]
-`,
-      );
       const agent = new AgentProcess(['run', '--config', path.join(dir, 'agent.yaml')]);
-      let prometheus: ChildProcess | undefined;
-      let promLog = '';
+      let prometheus: PrometheusServer | undefined;
       try {
         await agent.waitForLog((l) => l.msg === 'serving Prometheus metrics');
-        prometheus = spawn(
-          'prometheus',
-          [
-            `--config.file=${path.join(dir, 'prometheus.yml')}`,
-            `--storage.tsdb.path=${path.join(dir, 'tsdb')}`,
-            `--web.listen-address=127.0.0.1:${promPort}`,
-          ],
-          { stdio: ['ignore', 'ignore', 'pipe'] },
-        );
-        prometheus.stderr?.on('data', (d) => {
-          promLog += d;
-        });
-        const base = `http://127.0.0.1:${promPort}`;
+        prometheus = await PrometheusServer.start(dir, `127.0.0.1:${agentPort}`);
+        const p = prometheus;
         await agent.waitForLog((l) => l.msg === 'replay finished');
         const asMap = (r: PromSample[], label: string) =>
           new Map(r.map((s) => [s.metric[label] ?? '', Number(s.value[1])]));
-        try {
-          await eventually(base, 'sum(netmon_flow_bytes_total{direction="tx"})', (r) =>
-            expect(Number(r[0]?.value[1])).toBe(total),
-          );
-          await eventually(base, 'sum by (src_zone) (netmon_flow_bytes_total{direction="tx"})', (r) =>
-            expect(asMap(r, 'src_zone')).toEqual(sumBy((x) => x.srcZone)),
-          );
-          await eventually(
-            base,
-            'sum by (dst_zone) (netmon_flow_bytes_total{direction="tx",dst_kind="pod"})',
-            (r) => expect(asMap(r, 'dst_zone')).toEqual(sumBy((x) => x.dstZone)),
-          );
-          await eventually(base, 'sum by (dst_port) (netmon_flow_bytes_total{direction="tx"})', (r) =>
-            expect(asMap(r, 'dst_port')).toEqual(
-              new Map([...sumBy((x) => (x.port ? String(x.port) : '')).entries()]),
-            ),
-          );
-          await eventually(
-            base,
-            'sum by (dst_prefix) (netmon_flow_bytes_total{direction="tx",dst_kind="external_public"})',
-            (r) => {
-              const got = asMap(r, 'dst_prefix');
-              const file = sumBy((x) => x.prefix);
-              const named = [...got.keys()].filter((k) => k !== 'other');
-              // Three prefixes by name, each with exactly its bytes; the other nine summed under "other".
-              expect(named).toHaveLength(3);
-              for (const k of named) expect(got.get(k)).toBe(file.get(k));
-              const rest = [...file.entries()]
-                .filter(([k]) => !named.includes(k))
-                .reduce((n, [, v]) => n + v, 0);
-              expect(got.get('other')).toBe(rest);
-            },
-          );
-        } catch (err) {
-          throw new Error(`${(err as Error).message}\nprometheus log:\n${promLog.slice(-4000)}`);
-        }
+        await p.eventually('sum(netmon_flow_bytes_total{direction="tx"})', (r) =>
+          expect(Number(r[0]?.value[1])).toBe(total),
+        );
+        await p.eventually('sum by (src_zone) (netmon_flow_bytes_total{direction="tx"})', (r) =>
+          expect(asMap(r, 'src_zone')).toEqual(sumBy((x) => x.srcZone)),
+        );
+        await p.eventually(
+          'sum by (dst_zone) (netmon_flow_bytes_total{direction="tx",dst_kind="pod"})',
+          (r) => expect(asMap(r, 'dst_zone')).toEqual(sumBy((x) => x.dstZone)),
+        );
+        await p.eventually('sum by (dst_port) (netmon_flow_bytes_total{direction="tx"})', (r) =>
+          expect(asMap(r, 'dst_port')).toEqual(
+            new Map([...sumBy((x) => (x.port ? String(x.port) : '')).entries()]),
+          ),
+        );
+        await p.eventually(
+          'sum by (dst_prefix) (netmon_flow_bytes_total{direction="tx",dst_kind="external_public"})',
+          (r) => {
+            const got = asMap(r, 'dst_prefix');
+            const file = sumBy((x) => x.prefix);
+            const named = [...got.keys()].filter((k) => k !== 'other');
+            // Three prefixes by name, each with exactly its bytes; the other nine summed under "other".
+            expect(named).toHaveLength(3);
+            for (const k of named) expect(got.get(k)).toBe(file.get(k));
+            const rest = [...file.entries()]
+              .filter(([k]) => !named.includes(k))
+              .reduce((n, [, v]) => n + v, 0);
+            expect(got.get('other')).toBe(rest);
+          },
+        );
       } finally {
-        if (prometheus) await stop(prometheus);
+        await prometheus?.stop();
         agent.signal('SIGTERM');
         await agent.exit();
       }

@@ -1,27 +1,10 @@
 // Debian's Prometheus server scrapes a running agent (the real CLI replaying a generated flow file) and
 // answers PromQL: the bytes it reports are the bytes in the file, per pod for kubezonnet's metric.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AgentProcess, freePort, withTmpDir } from '../harness/agent.js';
-
-/** Why the Prometheus server cannot run here, or null. */
-function prometheusMissing(): string | null {
-  const r = spawnSync('prometheus', ['--version'], { encoding: 'utf8' });
-  return r.error || r.status !== 0
-    ? "the prometheus server is not installed (Debian package 'prometheus'; scripts/bootstrap.sh installs it)"
-    : null;
-}
-
-function available(): boolean {
-  const reason = prometheusMissing();
-  if (reason === null) return true;
-  if (process.env.NETMON_REQUIRE_PRIVILEGED === '1')
-    throw new Error(`NETMON_REQUIRE_PRIVILEGED=1 but ${reason}`);
-  console.warn(`skipping Prometheus end-to-end tests: ${reason}`);
-  return false;
-}
+import { PrometheusServer, prometheusTool } from '../harness/prometheus-server.js';
 
 interface Flow {
   tx: number;
@@ -83,49 +66,7 @@ function record(f: Flow, i: number): string {
   });
 }
 
-interface Sample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-async function query(base: string, promql: string): Promise<Sample[]> {
-  const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(promql)}`);
-  const body = (await res.json()) as { status: string; data?: { result: Sample[] }; error?: string };
-  if (body.status !== 'success') throw new Error(`PromQL ${promql}: ${body.error}`);
-  return body.data?.result ?? [];
-}
-
-/** Polls until `check` passes on the query's result (the scrapes catch up), or fails with the last one. */
-async function eventually(
-  base: string,
-  promql: string,
-  check: (result: Sample[]) => void,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    let result: Sample[] = [];
-    try {
-      result = await query(base, promql);
-      check(result);
-      return;
-    } catch (err) {
-      if (Date.now() > until) throw err;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
-describe.runIf(available())('prometheus exporter scraped by the Prometheus server', () => {
+describe.runIf(prometheusTool('prometheus'))('prometheus exporter scraped by the Prometheus server', () => {
   it('PromQL returns the bytes replayed: sum(netmon_flow_bytes_total), kubezonnet per pod, self-metrics', async () => {
     await withTmpDir(async (dir) => {
       const flows = generate(400);
@@ -152,62 +93,35 @@ exporters: { prometheus: { endpoint: 127.0.0.1:${agentPort}, granularity: pod } 
 service: { pipelines: { flows: { receivers: [file], exporters: [prometheus] } } }
 `,
       );
-      const promPort = await freePort();
-      await writeFile(
-        path.join(dir, 'prometheus.yml'),
-        `global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }
-scrape_configs:
-  - job_name: netmon
-    static_configs: [{ targets: ['127.0.0.1:${agentPort}'] }]
-`,
-      );
       const agent = new AgentProcess(['run', '--config', path.join(dir, 'agent.yaml')]);
-      let prometheus: ChildProcess | undefined;
-      let promLog = '';
+      let prometheus: PrometheusServer | undefined;
       try {
         await agent.waitForLog((l) => l.msg === 'serving Prometheus metrics');
-        prometheus = spawn(
-          'prometheus',
-          [
-            `--config.file=${path.join(dir, 'prometheus.yml')}`,
-            `--storage.tsdb.path=${path.join(dir, 'tsdb')}`,
-            `--web.listen-address=127.0.0.1:${promPort}`,
-            // A lookback shorter than the default 5 m is not needed: the agent keeps serving.
-          ],
-          { stdio: ['ignore', 'ignore', 'pipe'] },
-        );
-        prometheus.stderr?.on('data', (d) => {
-          promLog += d;
-        });
-        const base = `http://127.0.0.1:${promPort}`;
+        prometheus = await PrometheusServer.start(dir, `127.0.0.1:${agentPort}`);
+        const p = prometheus;
         await agent.waitForLog((l) => l.msg === 'replay finished');
 
-        try {
-          await eventually(base, 'sum(netmon_flow_bytes_total)', (r) => {
-            expect(r).toHaveLength(1);
-            expect(Number(r[0].value[1])).toBe(totalBytes);
-          });
-          await eventually(base, 'pod_cross_zone_network_traffic_bytes_total', (r) => {
-            const got = new Map(r.map((s) => [`${s.metric.namespace}/${s.metric.pod}`, Number(s.value[1])]));
-            expect(got).toEqual(crossZone);
-            expect(r[0].metric.job).toBe('netmon');
-          });
-          // The agent's self-metrics come with the same scrape.
-          await eventually(
-            base,
-            'netmon_component_items_total{component="prometheus",direction="in",outcome="success"}',
-            (r) => expect(r.map((s) => Number(s.value[1]))).toEqual([flows.length]),
-          );
-          await eventually(base, 'netmon_process_resident_memory_bytes', (r) =>
-            expect(Number(r[0]?.value[1])).toBeGreaterThan(10e6),
-          );
-          const up = await query(base, 'up{job="netmon"}');
-          expect(up.map((s) => s.value[1])).toEqual(['1']);
-        } catch (err) {
-          throw new Error(`${(err as Error).message}\nprometheus log:\n${promLog.slice(-4000)}`);
-        }
+        await p.eventually('sum(netmon_flow_bytes_total)', (r) => {
+          expect(r).toHaveLength(1);
+          expect(Number(r[0].value[1])).toBe(totalBytes);
+        });
+        await p.eventually('pod_cross_zone_network_traffic_bytes_total', (r) => {
+          const got = new Map(r.map((s) => [`${s.metric.namespace}/${s.metric.pod}`, Number(s.value[1])]));
+          expect(got).toEqual(crossZone);
+          expect(r[0].metric.job).toBe('netmon');
+        });
+        // The agent's self-metrics come with the same scrape.
+        await p.eventually(
+          'netmon_component_items_total{component="prometheus",direction="in",outcome="success"}',
+          (r) => expect(r.map((s) => Number(s.value[1]))).toEqual([flows.length]),
+        );
+        await p.eventually('netmon_process_resident_memory_bytes', (r) =>
+          expect(Number(r[0]?.value[1])).toBeGreaterThan(10e6),
+        );
+        const up = await p.query('up{job="netmon"}');
+        expect(up.map((s) => s.value[1])).toEqual(['1']);
       } finally {
-        if (prometheus) await stop(prometheus);
+        await prometheus?.stop();
         agent.signal('SIGTERM');
         await agent.exit();
       }
