@@ -1,0 +1,53 @@
+// Files that must survive a crash or a power cut whole: the state of delta and of the devzero exporter.
+import { mkdir, open, rename } from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * Writes `data` to `file` atomically: `file.tmp`, fsync, rename over `file`, fsync of the directory (so
+ * the rename itself is on disk). A crash at any point leaves the old file or the new one, never a mix.
+ * Creates missing directories; the file is readable by its owner only.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${file}.tmp`;
+  await mkdir(path.dirname(file), { recursive: true });
+  const handle = await open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  await syncDirectory(path.dirname(file));
+}
+
+/** Makes a directory's entries (a new or renamed file's name) durable. */
+export async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // Some file systems refuse fsync on a directory; the rename is still atomic.
+  }
+}
+
+/**
+ * Renames a file that cannot be used (`reason`: `corrupt`, `unreadable`) to `file.<reason>`, kept for a
+ * human and out of the way of the next write. Returns the new path, or the rename's error.
+ */
+export async function setAside(
+  file: string,
+  reason: string,
+): Promise<{ movedTo: string } | { error: Error }> {
+  const movedTo = `${file}.${reason}`;
+  try {
+    await rename(file, movedTo);
+    return { movedTo };
+  } catch (err) {
+    return { error: err as Error };
+  }
+}
