@@ -83,17 +83,6 @@ export function escapeHelpOpenMetrics(text: string): string {
   return escapeHelp(text).replace(/"/g, '\\"');
 }
 
-/** `a="x",b="y"` for the pairs whose value is not empty (an empty value is the same as no label). */
-export function labelText(names: readonly string[], values: readonly string[]): string {
-  let out = '';
-  for (let i = 0; i < names.length; i++) {
-    const v = values[i];
-    if (v === '' || v === undefined) continue;
-    out += `${out ? ',' : ''}${names[i]}="${escapeLabelValue(v)}"`;
-  }
-  return out;
-}
-
 /** A sample value: integers without exponent up to 1e21, NaN and ±Inf as the formats spell them. */
 export function formatValue(v: number): string {
   if (Number.isFinite(v)) return v === 0 ? '0' : String(v);
