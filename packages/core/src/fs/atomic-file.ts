@@ -1,23 +1,32 @@
 // Files that must survive a crash or a power cut whole: the state of delta and of the devzero exporter.
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
  * Writes `data` to `file` atomically: `file.tmp`, fsync, rename over `file`, fsync of the directory (so
  * the rename itself is on disk). A crash at any point leaves the old file or the new one, never a mix.
- * Creates missing directories; the file is readable by its owner only.
+ * Creates missing directories; the file is readable by its owner only. One writer per file at a time:
+ * two would share the `.tmp` name.
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${file}.tmp`;
   await mkdir(path.dirname(file), { recursive: true });
   const handle = await open(tmp, 'w', 0o600);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    try {
+      // The mode given to open applies only to a new file: a `.tmp` left by a crash keeps its own.
+      await handle.chmod(0o600);
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    // A partial copy (a full disk) must not keep holding the space the next write needs.
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
   }
-  await rename(tmp, file);
   await syncDirectory(path.dirname(file));
 }
 
