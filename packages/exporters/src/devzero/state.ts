@@ -1,7 +1,7 @@
 // The devzero exporter's state file: the requests not yet acknowledged (and the IP → domain cache), so an
 // agent restarted during an outage still delivers every interval, once.
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { setAside, writeFileAtomic } from '@netmon/core';
 import type { Payload } from './requests.js';
 
 export interface StateDocument {
@@ -36,17 +36,15 @@ export async function readState(
     text = await read(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    const aside = `${file}.unreadable`;
     const why = `cannot read ${file} (${(err as Error).message})`;
-    try {
-      await rename(file, aside);
-    } catch (renameErr) {
+    const aside = await setAside(file, 'unreadable');
+    if ('error' in aside) {
       return {
-        problem: `${why}, nor set it aside as ${aside} (${(renameErr as Error).message}): it is not written this run, so what it holds is not overwritten; unsent intervals are kept in memory only`,
+        problem: `${why}, nor set it aside as ${file}.unreadable (${aside.error.message}): it is not written this run, so what it holds is not overwritten; unsent intervals are kept in memory only`,
         blocked: true,
       };
     }
-    return { problem: `${why}; set aside as ${aside}, starting empty` };
+    return { problem: `${why}; set aside as ${aside.movedTo}, starting empty` };
   }
   try {
     const doc = JSON.parse(text) as StateDocument;
@@ -60,23 +58,13 @@ export async function readState(
     if (!Array.isArray(doc.ip2domain)) doc.ip2domain = [];
     return { state: doc };
   } catch (err) {
-    await rename(file, `${file}.corrupt`).catch(() => undefined);
-    return { problem: `${file} is damaged (${(err as Error).message}); set aside as ${file}.corrupt` };
+    const why = `${file} is damaged (${(err as Error).message})`;
+    const aside = await setAside(file, 'corrupt');
+    // Not blocked, unlike an unreadable file: no later run could read a damaged one back either.
+    if ('error' in aside)
+      return { problem: `${why}, nor set it aside (${aside.error.message}); starting empty` };
+    return { problem: `${why}; set aside as ${aside.movedTo}` };
   }
-}
-
-/** Atomically: write `file.tmp`, fsync, rename over `file`. A crash leaves the old file or the new one. */
-export async function writeState(file: string, text: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
 }
 
 /**
@@ -123,7 +111,7 @@ export class StateWriter {
       this.again = false;
       const text = this.content();
       try {
-        await writeState(this.file, text);
+        await writeFileAtomic(this.file, text);
         this.writes++;
         this.lastError = undefined;
       } catch (err) {

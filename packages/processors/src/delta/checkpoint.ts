@@ -34,10 +34,11 @@
 // were not passed on, as an append completes before they are.
 import { randomInt } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, open, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { getSystemErrorMessage } from 'node:util';
 import { crc32 } from 'node:zlib';
+import { setAside, syncDirectory, writeFileAtomic } from '@netmon/core';
 import {
   F_CLOSED_START,
   FlowTable,
@@ -361,22 +362,12 @@ export function replayJournal(buf: Uint8Array, id: number, origins: OriginCheckp
 }
 
 /**
- * Writes the state atomically: `file.tmp`, fsync, rename over `file`, fsync of the directory; then removes
- * the journal, which the new file contains. A crash at any point leaves either the old file (with its
- * journal) or the new one (with no journal, or an old one it does not match). Creates missing directories.
+ * Writes the state atomically (see `writeFileAtomic`), then removes the journal, which the new file
+ * contains. A crash at any point leaves either the old file (with its journal) or the new one (with no
+ * journal, or an old one it does not match). Creates missing directories.
  */
 export async function writeCheckpoint(file: string, data: Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp`;
-  await mkdir(path.dirname(file), { recursive: true });
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
-  await syncDirectory(path.dirname(file));
+  await writeFileAtomic(file, data);
   await rm(journalPath(file), { force: true });
 }
 
@@ -402,19 +393,6 @@ export async function appendJournal(
   }
   // A new file's name must be on disk too before what it holds survives a power cut.
   if (opts.syncDirectory) await syncDirectory(path.dirname(journal));
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // Some file systems refuse fsync on a directory; the rename is still atomic.
-  }
 }
 
 export type LoadResult =
@@ -443,13 +421,10 @@ export async function loadCheckpoint(file: string): Promise<LoadResult> {
   } catch (err) {
     // Whatever went wrong, a file that cannot be decoded is not trusted (and never crashes the agent).
     const reason = err instanceof Error ? err.message : String(err);
-    const movedTo = `${file}.corrupt`;
-    try {
-      await rename(file, movedTo);
-      return { kind: 'corrupt', reason, movedTo };
-    } catch {
-      return { kind: 'corrupt', reason };
-    }
+    const aside = await setAside(file, 'corrupt');
+    return 'movedTo' in aside
+      ? { kind: 'corrupt', reason, movedTo: aside.movedTo }
+      : { kind: 'corrupt', reason };
   }
   const id = checkpointId(buf);
   let journal: JournalReplay = { frames: 0, records: 0 };
