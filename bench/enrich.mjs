@@ -5,6 +5,7 @@
 // measurement; docs/PERFORMANCE.md keeps the figures.
 import { performance } from 'node:perf_hooks';
 import { FlowBatch, FlowFlags } from '@netmon/core';
+import { MetadataStore, resolveBatch } from '@netmon/extensions';
 import * as processors from '@netmon/processors';
 import { gc, report, rng, settings } from './common.mjs';
 
@@ -23,7 +24,7 @@ const SERVICES = (pods) => Math.max(1, Math.floor(pods / 10));
 
 /** A cluster-scope store: PODS pods spread over NODES nodes, one Service (with a slice) per ten pods. */
 function makeStore(pods) {
-  const store = new processors.MetadataStore();
+  const store = new MetadataStore();
   for (let n = 0; n < NODES; n++) {
     store.upsertNode({
       name: `node-${n}`,
@@ -130,7 +131,7 @@ function metadataOver(store) {
     requestPodLabels() {},
     synced: () => true,
     provider: () => 'aws',
-    resolve: (batch) => processors.resolveBatch(store, batch),
+    resolve: (batch) => resolveBatch(store, batch),
   };
 }
 

@@ -12,7 +12,7 @@ import {
   type K8sMetadataOptions,
   k8sMetadataConfig,
   k8sMetadataExtensionFactory,
-} from '@netmon/processors';
+} from '@netmon/extensions';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { K8sApiStandIn, waitFor } from '../harness/k8s-api.js';

@@ -7,17 +7,16 @@ import {
   otlpExporterFactory,
   prometheusExporterFactory,
 } from '@netmon/exporters';
+import { healthCheckFactory, k8sMetadataExtensionFactory } from '@netmon/extensions';
 import {
   classifyProcessorFactory,
   costProcessorFactory,
   deltaProcessorFactory,
   filterProcessorFactory,
   k8sAttributesProcessorFactory,
-  k8sMetadataExtensionFactory,
   pluginProcessorFactory,
 } from '@netmon/processors';
 import { conntrackReceiverFactory, fileReceiverFactory } from '@netmon/receivers';
-import { healthCheckFactory } from './health_check/factory.js';
 
 export function defaultRegistry(): Registry {
   return new Registry([

@@ -7,8 +7,8 @@ import {
   Service,
   StartAbortedError,
 } from '@netmon/core';
+import { queueDocument } from '@netmon/extensions';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
-import { queueDocument } from './health_check/health.js';
 import { VERSION } from './version.js';
 
 /**

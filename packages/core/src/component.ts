@@ -57,6 +57,44 @@ export interface Exporter<B extends Batch = Batch> extends Lifecycle {
 
 export type Extension = Lifecycle;
 
+declare const extensionInterface: unique symbol;
+
+/**
+ * An extension's type name that carries the interface it offers: `extensionKey<K8sMetadata>('k8s_metadata')`.
+ * Each extension's contract module exports one; factories list it in `extensions`/`optionalExtensions`, and
+ * `getExtension` hands the running instance back with that interface, so no consumer casts or duck-types.
+ * It is the plain string at run time (a Map key, a config name).
+ */
+export type ExtensionKey<T extends Extension = Extension> = string & { readonly [extensionInterface]?: T };
+
+export function extensionKey<T extends Extension>(type: string): ExtensionKey<T> {
+  return type as ExtensionKey<T>;
+}
+
+/** The enabled extension `key` names, with its interface; undefined when it is not enabled. */
+export function getExtension<T extends Extension>(
+  settings: Pick<ComponentSettings, 'extensions'>,
+  key: ExtensionKey<T>,
+): T | undefined {
+  // The one place the interface is asserted: the registry holds one factory per type, whose contract
+  // module declares the key with the interface its instances implement.
+  return settings.extensions.get(key) as T | undefined;
+}
+
+/**
+ * The extension `key` names, which the component lists in `extensions` (so configuration fails without it):
+ * always there once created.
+ */
+export function requireExtension<T extends Extension>(
+  settings: Pick<ComponentSettings, 'extensions' | 'id'>,
+  key: ExtensionKey<T>,
+): T {
+  const ext = getExtension(settings, key);
+  if (!ext)
+    throw new Error(`${settings.id} needs the ${key} extension, which is not enabled (service::extensions)`);
+  return ext;
+}
+
 /** The process-wide state extensions such as health_check read. */
 export interface Host {
   /** Every component instance's status and counters. */
@@ -111,10 +149,10 @@ interface FactoryBase<C> {
   readonly description: string;
   /** The config schema with every default; `{}` must parse. Unknown keys must be rejected (strictObject). */
   readonly config: z.ZodType<C>;
-  /** Extension types this component needs; configuration fails when one is not enabled. */
-  readonly extensions?: readonly string[];
-  /** Extension types this component uses when they are enabled and does without otherwise. */
-  readonly optionalExtensions?: readonly string[];
+  /** Extensions this component needs (their contract modules' keys); configuration fails when one is not enabled. */
+  readonly extensions?: readonly ExtensionKey[];
+  /** Extensions this component uses when they are enabled and does without otherwise. */
+  readonly optionalExtensions?: readonly ExtensionKey[];
   /**
    * Checks beyond the schema that need I/O (a module loads, a device exists), run by `loadConfig` and
    * `netmon validate` before anything starts — side by side with the other components' hooks, even when
@@ -160,8 +198,3 @@ export const defineReceiver = <C>(f: ReceiverFactory<C>): ReceiverFactory<C> => 
 export const defineProcessor = <C>(f: ProcessorFactory<C>): ProcessorFactory<C> => f;
 export const defineExporter = <C>(f: ExporterFactory<C>): ExporterFactory<C> => f;
 export const defineExtension = <C>(f: ExtensionFactory<C>): ExtensionFactory<C> => f;
-
-/** Number of items (flows or lookups) in a batch. */
-export function itemCount(batch: Batch): number {
-  return batch.length;
-}

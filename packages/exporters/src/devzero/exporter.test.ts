@@ -13,6 +13,7 @@ import {
   StatusBoard,
 } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
+import type { HttpRoutes, RouteHandler } from '@netmon/extensions';
 import protobuf from 'protobufjs';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DakrStandIn } from '../../../../test/harness/dakr-stand-in.js';
@@ -34,7 +35,6 @@ import {
   REQUEST_BUDGET_BYTES,
   toRequest,
 } from './requests.js';
-import type { HttpRoutes, RouteHandler } from './routes.js';
 import { readState } from './state.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');

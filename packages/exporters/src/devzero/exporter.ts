@@ -9,11 +9,13 @@ import {
   errorMessage,
   FlowBatch,
   type GrpcTarget,
+  getExtension,
   readTlsMaterial,
   SendQueue,
   type Signal,
   type StatusReporter,
 } from '@netmon/core';
+import { HEALTH_CHECK, K8S_METADATA } from '@netmon/extensions';
 import type { BatchObservableCallback, Histogram, Observable } from '@opentelemetry/api';
 import { DakrClient, isRetryable } from './client.js';
 import { type DevzeroExporterConfig, dakrTarget } from './config.js';
@@ -30,14 +32,12 @@ import {
   REQUEST_BUDGET_BYTES,
   toRequest,
 } from './requests.js';
-import { hasRoutes } from './routes.js';
 import { readState, type StateDocument, StateWriter } from './state.js';
 
 /** The environment variable the image build sets to the commit netmon was built from. */
 export const COMMIT_ENV = 'NETMON_GIT_SHA';
 
 /** The extension whose pod cache the heartbeat reports as zxporter's pod_cache. */
-export const K8S_METADATA = 'k8s_metadata';
 
 /** The path the zxporter-compatible JSON is served at on the health_check port. */
 export const METRICS_PATH = '/metrics';
@@ -230,8 +230,8 @@ export class DevzeroExporter {
 
   private async doStart(): Promise<void> {
     const { logger } = this.settings;
-    const ext = this.settings.extensions.get('health_check');
-    if (hasRoutes(ext)) {
+    const ext = getExtension(this.settings, HEALTH_CHECK);
+    if (ext) {
       try {
         this.unroute = ext.route(
           METRICS_PATH,
@@ -402,7 +402,7 @@ export class DevzeroExporter {
         return;
       }
     }
-    const k8s = this.settings.extensions.get(K8S_METADATA) as { standalone?: unknown } | undefined;
+    const k8s = getExtension(this.settings, K8S_METADATA);
     const request = heartbeatRequest(this.settings.host, {
       clusterId: this.config.cluster_id,
       version: this.version,

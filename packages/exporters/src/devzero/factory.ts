@@ -1,6 +1,7 @@
 import { checkTlsFiles, defineExporter, PerAgent } from '@netmon/core';
+import { HEALTH_CHECK, K8S_METADATA } from '@netmon/extensions';
 import { devzeroExporterConfig } from './config.js';
-import { DevzeroExporter, K8S_METADATA } from './exporter.js';
+import { DevzeroExporter } from './exporter.js';
 
 /**
  * The framework creates an exporter per signal; a devzero id listed in flows and dns pipelines is one
@@ -16,7 +17,7 @@ export const devzeroExporterFactory = defineExporter({
     'Sends per-interval flows and DNS lookups to the DevZero control plane over gRPC, wire-compatible with zxporter-netmon, and serves its GET /metrics JSON on the health_check port.',
   signals: ['flows', 'dns'],
   // k8s_metadata only for the heartbeat: its pod_cache says whether the pod cache is standalone.
-  optionalExtensions: ['health_check', K8S_METADATA],
+  optionalExtensions: [HEALTH_CHECK, K8S_METADATA],
   config: devzeroExporterConfig,
   validate: (config, { configDir }) => checkTlsFiles(config.tls, configDir),
   create(settings, config, signal) {

@@ -1,6 +1,7 @@
 // The ReportHealth request: zxporter-netmon's components, each rolled up from the netmon components it
 // stands for, and (heartbeat_components: all) every netmon component's own status after them.
 import type { ComponentState, Host } from '@netmon/core';
+import { K8S_METADATA } from '@netmon/extensions';
 import {
   type ComponentHealth,
   HealthStatus,
@@ -133,7 +134,7 @@ function transport(own: readonly ComponentState[], t: TransportState): Component
 export function heartbeatRequest(host: Host, opts: HeartbeatOptions): ReportHealthRequest {
   const all = host.components();
   const isDns = (c: ComponentState) => c.kind === 'receiver' && typeOf(c) === 'dns';
-  const isK8s = (c: ComponentState) => c.kind === 'extension' && typeOf(c) === 'k8s_metadata';
+  const isK8s = (c: ComponentState) => c.kind === 'extension' && typeOf(c) === K8S_METADATA;
   const isSelf = (c: ComponentState) => c.kind === 'exporter' && c.id === opts.self;
   const dns = all.filter(isDns);
   const k8s = all.filter(isK8s);

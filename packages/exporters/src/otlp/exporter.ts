@@ -7,10 +7,12 @@ import {
   type Exporter,
   FlowBatch,
   formatDuration,
+  getExtension,
   NETMON_VERSION,
   SendQueue,
   type Signal,
 } from '@netmon/core';
+import { K8S_METADATA } from '@netmon/extensions';
 import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
@@ -29,7 +31,7 @@ import {
   takeSnapshot,
   toResourceMetrics,
 } from './metrics.js';
-import { isNodeFacts, K8S_METADATA, type NodeFacts, resourceAttributes } from './resource.js';
+import { resourceAttributes } from './resource.js';
 
 const SCOPE: Scope = { name: 'netmon', version: NETMON_VERSION };
 type Compression = NonNullable<ConstructorParameters<typeof OTLPMetricExporter>[0]>['compression'];
@@ -317,8 +319,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
 
   /** The resource, made again only when the node facts or the config changed it. */
   private currentResource(): Resource {
-    const ext = this.settings.extensions.get(K8S_METADATA);
-    const facts: NodeFacts | undefined = isNodeFacts(ext) ? ext : undefined;
+    const facts = getExtension(this.settings, K8S_METADATA);
     const attrs = resourceAttributes(NETMON_VERSION, facts, this.config.resource);
     const key = JSON.stringify(attrs);
     if (this.resource?.key !== key) this.resource = { key, resource: resourceFromAttributes(attrs) };

@@ -1,7 +1,7 @@
 import { checkTlsFiles, defineExporter } from '@netmon/core';
+import { K8S_METADATA } from '@netmon/extensions';
 import { otlpExporterConfig } from './config.js';
 import { OtlpExporter } from './exporter.js';
-import { K8S_METADATA } from './resource.js';
 
 export const otlpExporterFactory = defineExporter({
   kind: 'exporter',

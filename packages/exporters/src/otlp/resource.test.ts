@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isNodeFacts, type NodeFacts, resourceAttributes } from './resource.js';
+import { type NodeFacts, resourceAttributes } from './resource.js';
 
 const facts: NodeFacts = {
   nodeName: 'n1',
@@ -41,11 +41,5 @@ describe('otlp resource', () => {
       'k8s.cluster.name',
     );
     expect(resourceAttributes('1', facts, {}, { CLUSTER_NAME: '' })).not.toHaveProperty('k8s.cluster.name');
-  });
-
-  it('recognizes the extension by shape', () => {
-    expect(isNodeFacts(facts)).toBe(true);
-    expect(isNodeFacts({})).toBe(false);
-    expect(isNodeFacts(undefined)).toBe(false);
   });
 });

@@ -1,24 +1,12 @@
 // The resource of every request: who sends (netmon on which node of which cluster, in which cloud zone).
-// Node facts come from the k8s_metadata extension when it is enabled; this package must not depend on the
-// processors package, so the little it reads is declared here, structurally.
+// Node facts come from the k8s_metadata extension when it is enabled.
 import { hostname } from 'node:os';
+import type { K8sMetadata, NodeRecord } from '@netmon/extensions';
 import type { Attributes } from '@opentelemetry/api';
 
-export const K8S_METADATA = 'k8s_metadata';
-
-/** What the otlp exporter reads from the k8s_metadata extension (a subset of its K8sMetadata). */
-export interface NodeFacts {
-  readonly nodeName: string | undefined;
-  readonly store: {
-    node(name: string): { zone?: string; region?: string; provider?: string } | undefined;
-  };
-  /** The most common cloud provider among the nodes. */
-  provider(): string | undefined;
-}
-
-export function isNodeFacts(ext: unknown): ext is NodeFacts {
-  const e = ext as Partial<NodeFacts> | undefined;
-  return typeof e?.provider === 'function' && typeof e.store?.node === 'function';
+/** The part of the k8s_metadata extension the resource is made from. */
+export interface NodeFacts extends Pick<K8sMetadata, 'nodeName' | 'provider'> {
+  readonly store: { node(name: string): Pick<NodeRecord, 'zone' | 'region' | 'provider'> | undefined };
 }
 
 /** The environment variable k8s.cluster.name comes from when `resource` does not set it. */

@@ -17,7 +17,7 @@ import {
   StatusBoard,
 } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
-import { MetadataStore } from '@netmon/processors';
+import { MetadataStore } from '@netmon/extensions';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prometheusExporterConfig } from './config.js';

@@ -4,13 +4,15 @@ import {
   DnsBatch,
   type Exporter,
   FlowBatch,
+  getExtension,
   type Signal,
 } from '@netmon/core';
+import { K8S_METADATA } from '@netmon/extensions';
 import { labelFacts } from '../series/flow-labels.js';
 import type { PrometheusExporterConfig } from './config.js';
 import { MetricsEndpoint } from './endpoint.js';
 import { DnsFamilies, type Families, FlowFamilies } from './families.js';
-import { DeletedPods, podDirectory } from './pods.js';
+import { DeletedPods } from './pods.js';
 
 /**
  * Sums the pipeline's deltas into cumulative counters and serves them, with the agent's self-metrics,
@@ -27,7 +29,7 @@ export class PrometheusExporter implements Exporter<Batch> {
     config: PrometheusExporterConfig,
     private readonly signal: Signal,
   ) {
-    const directory = podDirectory(settings.extensions.get('k8s_metadata'));
+    const directory = getExtension(settings, K8S_METADATA);
     this.families =
       signal === 'dns'
         ? new DnsFamilies(config.granularity, config.max_series, directory)

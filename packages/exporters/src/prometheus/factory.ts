@@ -1,4 +1,5 @@
 import { defineExporter } from '@netmon/core';
+import { K8S_METADATA } from '@netmon/extensions';
 import { prometheusExporterConfig } from './config.js';
 import { PrometheusExporter } from './exporter.js';
 
@@ -10,6 +11,6 @@ export const prometheusExporterFactory = defineExporter({
     'Serves cumulative flow, cost and DNS counters (and kubezonnet’s cross-zone metric) for Prometheus to scrape at /metrics, with the agent’s self-metrics.',
   signals: ['flows', 'dns'],
   config: prometheusExporterConfig,
-  optionalExtensions: ['k8s_metadata'],
+  optionalExtensions: [K8S_METADATA],
   create: (settings, config, signal) => new PrometheusExporter(settings, config, signal),
 });

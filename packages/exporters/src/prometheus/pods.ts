@@ -1,31 +1,11 @@
 // What the exporter needs from the k8s_metadata extension: the owner of a DNS client's address, and word
-// of deleted pods so their series go as kubezonnet's do. Typed structurally: @netmon/exporters does not
-// depend on @netmon/processors (the extension's home).
-import type { DnsClient } from '../series/dns-series.js';
+// of deleted pods so their series go as kubezonnet's do.
+import type { K8sMetadata } from '@netmon/extensions';
 
-/** The part of the k8s_metadata store's Entity the exporter reads. */
-export type PodOwner = DnsClient;
-
-/** The part of the `k8s_metadata` extension (K8sMetadata) the exporter uses. */
-export interface PodDirectory {
-  readonly standalone: boolean;
-  synced(): boolean;
-  readonly store: {
-    /** The owner of the 16-byte address at `off` in `buf`, or null. */
-    lookup(buf: Uint8Array, off: number): PodOwner | null;
-    hasPod(namespace: string, name: string): boolean;
-    onPodDeleted(listener: (namespace: string, name: string) => void): () => void;
-  };
-}
-
-/** The extension, if it is enabled and offers what the exporter needs. */
-export function podDirectory(extension: unknown): PodDirectory | undefined {
-  const e = extension as Partial<PodDirectory> | undefined;
-  if (!e?.store || typeof e.store.onPodDeleted !== 'function' || typeof e.store.lookup !== 'function') {
-    return undefined;
-  }
-  return e as PodDirectory;
-}
+/** The part of the k8s_metadata extension the exporter uses. */
+export type PodDirectory = Pick<K8sMetadata, 'standalone' | 'synced'> & {
+  readonly store: Pick<K8sMetadata['store'], 'lookup' | 'hasPod' | 'onPodDeleted'>;
+};
 
 const key = (namespace: string, name: string) => `${namespace}\u0000${name}`;
 

@@ -1,12 +1,11 @@
 import { FlowBatch, FlowFlags, type FlowInit, parseIp, StatusBoard } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { DNS_CACHE, type DnsCache, K8S_METADATA, MetadataStore } from '@netmon/extensions';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { K8S_METADATA } from '../k8s_metadata/metadata.js';
-import { MetadataStore } from '../k8s_metadata/store.js';
 import { DESTINATION_KINDS, TRAFFIC_CLASSES } from './classes.js';
-import { ClassifyProcessor, DNS_CACHE, type DnsCache } from './classify.js';
+import { ClassifyProcessor } from './classify.js';
 import { classifyConfig } from './config.js';
 import { classifyProcessorFactory } from './factory.js';
 import { HostAddresses } from './local.js';

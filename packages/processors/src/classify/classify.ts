@@ -4,24 +4,16 @@
 import {
   CidrTable,
   type ComponentSettings,
-  type Extension,
   type FlowBatch,
   FlowFlags,
   type Processor,
   parseCidr,
 } from '@netmon/core';
-import type { K8sMetadata } from '../k8s_metadata/metadata.js';
-import type { Entity, MetadataStore } from '../k8s_metadata/store.js';
+import type { DnsCache, Entity, K8sMetadata, MetadataStore } from '@netmon/extensions';
 import { DESTINATION_KINDS, TRAFFIC_CLASS, TRAFFIC_CLASSES, type TrafficClass } from './classes.js';
 import type { ClassifyConfig } from './config.js';
 import { HostAddresses } from './local.js';
 import { domainRegExp, patternApplies } from './patterns.js';
-
-/** An extension that knows which DNS name an address was resolved from (the IP→domain cache). */
-export const DNS_CACHE = 'dns_cache';
-export interface DnsCache extends Extension {
-  domainOf(addr: Uint8Array, offset: number): string | undefined;
-}
 
 export const DST_KIND = 'dst.kind';
 export const DST_DOMAIN = 'dst.domain';

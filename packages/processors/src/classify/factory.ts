@@ -1,6 +1,6 @@
-import { defineProcessor } from '@netmon/core';
-import { K8S_METADATA, type K8sMetadata } from '../k8s_metadata/metadata.js';
-import { ClassifyProcessor, DNS_CACHE, type DnsCache } from './classify.js';
+import { defineProcessor, getExtension, requireExtension } from '@netmon/core';
+import { DNS_CACHE, K8S_METADATA } from '@netmon/extensions';
+import { ClassifyProcessor } from './classify.js';
 import { classifyConfig } from './config.js';
 
 export const classifyProcessorFactory = defineProcessor({
@@ -17,7 +17,7 @@ export const classifyProcessorFactory = defineProcessor({
     new ClassifyProcessor(
       settings,
       config,
-      settings.extensions.get(K8S_METADATA) as K8sMetadata,
-      settings.extensions.get(DNS_CACHE) as DnsCache | undefined,
+      requireExtension(settings, K8S_METADATA),
+      getExtension(settings, DNS_CACHE),
     ),
 });

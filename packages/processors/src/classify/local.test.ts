@@ -1,6 +1,6 @@
 import { parseIp } from '@netmon/core';
+import { MetadataStore } from '@netmon/extensions';
 import { describe, expect, it } from 'vitest';
-import { MetadataStore } from '../k8s_metadata/store.js';
 import { AddressSet, HostAddresses, INTERFACE_REFRESH_MS, STATUS_ADDRESSES } from './local.js';
 import { staticMetadata } from './testdata/cluster.js';
 import { iface } from './testdata/interfaces.js';

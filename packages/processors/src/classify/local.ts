@@ -9,7 +9,7 @@
 // says nothing about the node that recorded them, so by default only loopback and the node record count.
 import os from 'node:os';
 import { isV4Mapped, parseIp } from '@netmon/core';
-import type { K8sMetadata } from '../k8s_metadata/metadata.js';
+import type { K8sMetadata } from '@netmon/extensions';
 
 /** What os.networkInterfaces() returns; tests pass their own. */
 export type InterfaceSource = () => NodeJS.Dict<os.NetworkInterfaceInfo[]>;

@@ -4,10 +4,9 @@
 // pattern applies.
 import { FlowBatch, type FlowInit, StatusBoard } from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
+import type { K8sMetadata, MetadataStore } from '@netmon/extensions';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { K8sMetadata } from '../k8s_metadata/metadata.js';
-import type { MetadataStore } from '../k8s_metadata/store.js';
 import { ClassifyProcessor } from './classify.js';
 import { classifyConfig } from './config.js';
 import { HostAddresses } from './local.js';

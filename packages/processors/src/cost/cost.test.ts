@@ -1,8 +1,8 @@
 import { CidrTable, type Extension, FlowBatch, FlowFlags, type FlowInit, parseIp } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
+import type { K8sMetadata } from '@netmon/extensions';
+import { MetadataStore } from '@netmon/extensions';
 import { describe, expect, it } from 'vitest';
-import type { K8sMetadata } from '../k8s_metadata/metadata.js';
-import { MetadataStore } from '../k8s_metadata/store.js';
 import { costProcessorConfig } from './config.js';
 import { COST_USD, type CostProcessor, isPlatformAddress, NAT_BYPASS_PLATFORM } from './cost.js';
 import { costProcessorFactory } from './factory.js';

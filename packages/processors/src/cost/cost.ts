@@ -10,15 +10,16 @@ import {
   type ComponentSettings,
   type FlowBatch,
   FlowFlags,
+  getExtension,
   isV4Mapped,
   type Processor,
   type StringColumn,
 } from '@netmon/core';
+import { K8S_METADATA, type K8sMetadata } from '@netmon/extensions';
 import type { Logger } from 'pino';
 import { TRAFFIC_CLASS } from '../classify/classes.js';
 import { isPublicAddress } from '../classify/classify.js';
 import { HostAddresses } from '../classify/local.js';
-import { K8S_METADATA, type K8sMetadata } from '../k8s_metadata/metadata.js';
 import type { CostProcessorConfig } from './config.js';
 import { CLASS_INDEX, CROSS_REGION, INTERNET_EGRESS, INTERNET_INGRESS, Pricing } from './pricing.js';
 import { PROVIDERS, type Provider } from './rates.js';
@@ -154,7 +155,7 @@ export class CostProcessor implements Processor<FlowBatch> {
     this.logger = settings.logger;
     this.keys = `processors::${settings.id}`;
     this.host = host;
-    this.metadata = settings.extensions.get(K8S_METADATA) as K8sMetadata | undefined;
+    this.metadata = getExtension(settings, K8S_METADATA);
     const cidrs = config.nat_gateway.exclude_cidrs;
     this.exclude = cidrs.length === 0 ? null : new CidrTable<true>();
     for (const cidr of cidrs) this.exclude?.add(cidr, true);

@@ -1,5 +1,5 @@
 import { defineProcessor } from '@netmon/core';
-import { K8S_METADATA } from '../k8s_metadata/metadata.js';
+import { K8S_METADATA } from '@netmon/extensions';
 import { costProcessorConfig } from './config.js';
 import { CostProcessor } from './cost.js';
 

@@ -3,14 +3,13 @@
 // never leaves the host: classify calls it same_node, cost prices it at $0, never with a NAT surcharge.
 import { type Extension, FlowBatch, FlowFlags, type FlowInit, StatusBoard } from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
+import { K8S_METADATA, type K8sMetadata, MetadataStore, resolveBatch } from '@netmon/extensions';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ClassifyProcessor } from '../classify/classify.js';
 import { classifyConfig } from '../classify/config.js';
 import { HostAddresses } from '../classify/local.js';
 import { eth0 } from '../classify/testdata/interfaces.js';
-import { K8S_METADATA, type K8sMetadata, resolveBatch } from '../k8s_metadata/metadata.js';
-import { MetadataStore } from '../k8s_metadata/store.js';
 import { costProcessorConfig } from './config.js';
 import { COST_USD, CostProcessor } from './cost.js';
 import { costConfigProblems } from './testdata/config-problems.js';

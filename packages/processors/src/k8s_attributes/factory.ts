@@ -1,5 +1,5 @@
-import { defineProcessor } from '@netmon/core';
-import { K8S_METADATA, type K8sMetadata } from '../k8s_metadata/metadata.js';
+import { defineProcessor, requireExtension } from '@netmon/core';
+import { K8S_METADATA } from '@netmon/extensions';
 import { k8sAttributesConfig } from './config.js';
 import { K8sAttributesProcessor } from './k8s_attributes.js';
 
@@ -12,6 +12,5 @@ export const k8sAttributesProcessorFactory = defineProcessor({
   signals: ['flows'],
   extensions: [K8S_METADATA],
   config: k8sAttributesConfig,
-  create: (settings, config) =>
-    new K8sAttributesProcessor(settings.extensions.get(K8S_METADATA) as K8sMetadata, config),
+  create: (settings, config) => new K8sAttributesProcessor(requireExtension(settings, K8S_METADATA), config),
 });

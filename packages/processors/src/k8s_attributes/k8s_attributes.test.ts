@@ -1,9 +1,8 @@
 import { FlowBatch, type FlowInit, type StringColumn } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { K8S_METADATA, type K8sMetadata, MetadataStore } from '@netmon/extensions';
 import { describe, expect, it } from 'vitest';
 import { awsStore, flow, IP, staticMetadata } from '../classify/testdata/cluster.js';
-import { K8S_METADATA, type K8sMetadata } from '../k8s_metadata/metadata.js';
-import { MetadataStore } from '../k8s_metadata/store.js';
 import { k8sAttributesConfig } from './config.js';
 import { k8sAttributesProcessorFactory } from './factory.js';
 

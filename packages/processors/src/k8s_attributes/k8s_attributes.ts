@@ -2,8 +2,7 @@
 // lookups (done once per batch by the extension's resolve) and a copy of precomputed dictionary codes:
 // each distinct pod, node or service in a batch has its attribute codes computed once, not per row.
 import { type FlowBatch, FlowFlags, type Processor, type StringColumn } from '@netmon/core';
-import type { K8sMetadata } from '../k8s_metadata/metadata.js';
-import type { Entity, MetadataStore } from '../k8s_metadata/store.js';
+import type { Entity, K8sMetadata, MetadataStore } from '@netmon/extensions';
 import type { K8sAttributesConfig } from './config.js';
 
 type Field = (entity: Entity, store: MetadataStore) => string | undefined;

@@ -2,9 +2,9 @@
 // records directly (the informers that feed it in production are tested against an API stand-in in
 // test/k8s). Two zones and a second region, a Service with a backend, the API server, a load balancer.
 import { FlowFlags, type FlowInit } from '@netmon/core';
-import type { K8sMetadata } from '../../k8s_metadata/metadata.js';
-import { resolveBatch } from '../../k8s_metadata/metadata.js';
-import { MetadataStore, type PodRecord } from '../../k8s_metadata/store.js';
+import type { K8sMetadata } from '@netmon/extensions';
+import { resolveBatch } from '@netmon/extensions';
+import { MetadataStore, type PodRecord } from '@netmon/extensions';
 
 export const IP = {
   nodeA: '10.0.1.10',

@@ -6,7 +6,7 @@
 // DNS name. Everything is built from plain numbers fast-check draws, so a failure shrinks to a small world.
 import { FlowFlags, type FlowInit, parseIp } from '@netmon/core';
 import fc from 'fast-check';
-import { MetadataStore } from '../../k8s_metadata/store.js';
+import { MetadataStore } from '@netmon/extensions';
 import { TRAFFIC_CLASSES, type TrafficClass } from '../classes.js';
 import { isPublicAddress } from '../classify.js';
 import { CLOUD_PROVIDERS, type CloudProvider, DEFAULT_PATTERNS, patternApplies } from '../patterns.js';

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeFlowRecord, FlowBatch, type FlowInit } from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
+import { K8S_METADATA, K8sMetadataExtension, k8sMetadataConfig } from '@netmon/extensions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { classifyConfig } from '../classify/config.js';
 import { classifyProcessorFactory } from '../classify/factory.js';
@@ -14,9 +15,6 @@ import { costProcessorConfig } from '../cost/config.js';
 import { costProcessorFactory } from '../cost/factory.js';
 import { k8sAttributesConfig } from '../k8s_attributes/config.js';
 import { k8sAttributesProcessorFactory } from '../k8s_attributes/factory.js';
-import { k8sMetadataConfig } from './config.js';
-import { K8sMetadataExtension } from './extension.js';
-import { K8S_METADATA } from './metadata.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const CLUSTER = path.join(ROOT, 'configs/examples/replay-cluster.json');

@@ -3,8 +3,8 @@ import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { defineExtension } from '@netmon/core';
 import { type K8sMetadataConfig, k8sMetadataConfig, snapshotPaths } from './config.js';
+import { K8S_METADATA } from './contract.js';
 import { K8sMetadataExtension } from './extension.js';
-import { K8S_METADATA } from './metadata.js';
 import { readSnapshotFile } from './snapshot.js';
 
 export const k8sMetadataExtensionFactory = defineExtension({

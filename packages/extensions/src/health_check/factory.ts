@@ -1,28 +1,15 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { defineExtension, type Extension, parseEndpoint } from '@netmon/core';
+import { defineExtension, parseEndpoint } from '@netmon/core';
 import { healthCheckConfig } from './config.js';
+import { HEALTH_CHECK, type HealthCheck, type RouteHandler } from './contract.js';
 import { liveness, readiness, statusDocument } from './health.js';
-
-/** Answers one request on an extra route; it must end the response. */
-export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void;
-
-export interface HealthCheck extends Extension {
-  /** The bound address once started (useful with port 0). */
-  address(): AddressInfo | undefined;
-  /**
-   * Serves GET and HEAD `path` with `handler` (other components' endpoints on the health port, e.g. the
-   * devzero exporter's /metrics) until the returned function is called. Throws when the path is taken:
-   * by /healthz, /readyz, /status or another component (`owner` names it in the error).
-   */
-  route(path: string, handler: RouteHandler, owner?: string): () => void;
-}
 
 const BUILT_IN = ['/healthz', '/readyz', '/status'];
 
 export const healthCheckFactory = defineExtension({
   kind: 'extension',
-  type: 'health_check',
+  type: HEALTH_CHECK,
   stability: 'beta',
   description:
     'Serves /healthz (liveness), /readyz (readiness) and /status (JSON) from component status, and the routes components register on the same port (the devzero exporter’s zxporter-compatible /metrics).',

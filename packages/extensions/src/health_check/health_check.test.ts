@@ -1,7 +1,8 @@
 import type { ComponentState, Host, QueueState, ServicePhase } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { describe, expect, it } from 'vitest';
-import { type HealthCheck, healthCheckFactory } from './factory.js';
+import type { HealthCheck } from './contract.js';
+import { healthCheckFactory } from './factory.js';
 import { liveness, readiness } from './health.js';
 
 describeConformance(healthCheckFactory, { config: { endpoint: '127.0.0.1:0' } });

@@ -6,10 +6,11 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { type ComponentSettings, type FlowBatch, formatDuration } from '@netmon/core';
 import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import { type K8sMetadataConfig, snapshotPaths } from './config.js';
+import type { K8sMetadata, Resolution } from './contract.js';
 import { Informer, type ResourceHandler, type SlimObject } from './informer.js';
 import { locateApi, nodeNameOf } from './kubeconfig.js';
-import { type K8sMetadata, type Resolution, resolveBatch } from './metadata.js';
 import { endpointSliceRecord, nodeRecord, podRecord, serviceRecord } from './normalize.js';
+import { resolveBatch } from './resolve.js';
 import { readSnapshotFile, SNAPSHOT_KINDS, type SnapshotItem } from './snapshot.js';
 import {
   type EndpointSliceRecord,
