@@ -1,5 +1,5 @@
 import { formatIp, parseIp } from './ip.js';
-import { UNSEAL } from './unseal.js';
+import { Sealable } from './seal.js';
 
 /** DNS record types a DnsBatch carries. */
 export const DnsType = { A: 1, CNAME: 5, AAAA: 28 } as const;
@@ -26,7 +26,7 @@ export interface DnsLookupInit {
  * DNS answers seen on the node, columnar like FlowBatch: one row per lookup, answers in a second table
  * addressed by [answerStart, answerStart + answerCount). Names are dictionary-encoded once per batch.
  */
-export class DnsBatch {
+export class DnsBatch extends Sealable {
   length = 0;
   /** ms since the Unix epoch. */
   time: number[] = [];
@@ -41,7 +41,6 @@ export class DnsBatch {
   answerTarget: number[] = [];
   readonly names: string[] = [''];
   private readonly nameIndex = new Map<string, number>();
-  private sealed = false;
 
   static from(lookups: readonly DnsLookupInit[]): DnsBatch {
     const batch = new DnsBatch();
@@ -54,20 +53,6 @@ export class DnsBatch {
     const out = new DnsBatch();
     for (let i = 0; i < this.length; i++) out.push(this.lookup(i));
     return out;
-  }
-
-  get readonly(): boolean {
-    return this.sealed;
-  }
-
-  seal(): this {
-    this.sealed = true;
-    return this;
-  }
-
-  /** Lifts a seal: only for the pipeline that owns the batch (see FlowBatch). */
-  [UNSEAL](): void {
-    this.sealed = false;
   }
 
   name(code: number): string {
@@ -86,7 +71,7 @@ export class DnsBatch {
 
   /** Appends one lookup; returns its row, or -1 when an address is not an IP literal. */
   push(lookup: DnsLookupInit): number {
-    if (this.sealed) throw new Error('DnsBatch is read-only');
+    this.assertWritable();
     const client = new Uint8Array(16);
     if (parseIp(lookup.clientIp, client, 0) === 0) return -1;
     const addrs = new Uint8Array(16 * lookup.answers.length);

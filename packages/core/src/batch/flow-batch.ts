@@ -1,5 +1,5 @@
 import { formatIp, parseIp } from './ip.js';
-import { UNSEAL } from './unseal.js';
+import { refuseIfSealed, Sealable, type SealState } from './seal.js';
 
 /** Cumulative counters (conntrack, Cilium) or per-interval deltas (eBPF, the delta processor). */
 export type Temporality = 'delta' | 'cumulative';
@@ -20,18 +20,8 @@ export const FlowFlags = {
   Dnat: 1 << 4,
 } as const;
 
-/** What a column asks its batch before a write: the batch may have been sealed since. */
-interface ColumnOwner {
-  readonly readonly: boolean;
-}
-
-const FREE: ColumnOwner = { readonly: false };
-
-function refuseIfSealed(owner: ColumnOwner): void {
-  if (owner.readonly) {
-    throw new Error('FlowBatch is read-only: a processor that changes batches must declare `mutates: true`');
-  }
-}
+/** The owner of a column made outside any batch: never sealed. */
+const FREE: SealState = { readonly: false };
 
 /**
  * Dictionary-encoded strings: code 0 means absent, so a fresh column is all-absent for free.
@@ -52,7 +42,7 @@ export class StringColumn {
   private borrowed = false;
   constructor(
     capacity: number,
-    private readonly owner: ColumnOwner = FREE,
+    private readonly owner: SealState = FREE,
   ) {
     this.codes = new Uint32Array(capacity);
   }
@@ -119,7 +109,7 @@ export class NumberColumn {
   values: Float64Array;
   constructor(
     capacity: number,
-    private readonly owner: ColumnOwner = FREE,
+    private readonly owner: SealState = FREE,
   ) {
     this.values = new Float64Array(capacity).fill(Number.NaN);
   }
@@ -139,7 +129,7 @@ export class BoolColumn {
   values: Uint8Array;
   constructor(
     capacity: number,
-    private readonly owner: ColumnOwner = FREE,
+    private readonly owner: SealState = FREE,
   ) {
     this.values = new Uint8Array(capacity);
   }
@@ -186,7 +176,7 @@ export interface FlowInit {
  * copy from the framework. Times are milliseconds since the Unix epoch; counters are float64, exact to
  * 2^53 (9 PB per flow and interval).
  */
-export class FlowBatch {
+export class FlowBatch extends Sealable {
   length = 0;
   capacity: number;
   temporality: Temporality;
@@ -215,9 +205,9 @@ export class FlowBatch {
   timeStart: Float64Array;
   timeEnd: Float64Array;
   private attrs = new Map<string, AttributeColumn>();
-  private sealed = false;
 
   constructor(capacity = 1024, temporality: Temporality = 'delta') {
+    super();
     this.capacity = Math.max(1, capacity);
     this.temporality = temporality;
     const n = this.capacity;
@@ -289,29 +279,6 @@ export class FlowBatch {
     const batch = new FlowBatch(flows.length, temporality);
     for (const flow of flows) batch.push(flow);
     return batch;
-  }
-
-  get readonly(): boolean {
-    return this.sealed;
-  }
-
-  /** Marks the batch read-only; the mutating methods throw from now on. */
-  seal(): this {
-    this.sealed = true;
-    return this;
-  }
-
-  /** Lifts a seal: only for the pipeline that owns the batch and sealed it for one read-only call. */
-  [UNSEAL](): void {
-    this.sealed = false;
-  }
-
-  private assertWritable(): void {
-    if (this.sealed) {
-      throw new Error(
-        'FlowBatch is read-only: a processor that changes batches must declare `mutates: true`',
-      );
-    }
   }
 
   /** Grows every column to hold at least `n` rows (amortised doubling). */
