@@ -1,20 +1,10 @@
 // The delta processor: cumulative conntrack counters in, exact per-interval deltas out. Every byte the
 // kernel counts is passed on once: snapshots and DESTROY events are reconciled against one baseline per
-// flow, kept in a FlowTable per origin. README.md states the rules; the comments here say where each lives.
+// flow, kept in a FlowTable per origin; state-store.ts keeps that state on disk across restarts. README.md
+// states the rules; the comments here say where each lives.
 import { resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { type Batch, type ComponentSettings, FlowBatch, FlowFlags, type Processor } from '@netmon/core';
-import {
-  appendJournal,
-  encodeCheckpoint,
-  encodeJournalFrame,
-  loadCheckpoint,
-  newCheckpointId,
-  nextCheckpointId,
-  type OriginCheckpoint,
-  systemError,
-  writeCheckpoint,
-} from './checkpoint.js';
+import type { OriginCheckpoint } from './checkpoint.js';
 import type { DeltaProcessorConfig } from './config.js';
 import {
   addressWords,
@@ -39,6 +29,7 @@ import {
   U_GEN,
   U_STATE,
 } from './flow-table.js';
+import { DeltaStateStore } from './state-store.js';
 
 /** Number attribute columns that are part of a flow's identity (absent or NaN counts as 0). */
 export const ID_ATTRIBUTE = 'conntrack.id';
@@ -52,11 +43,6 @@ const TOMBSTONE_SNAPSHOTS = 2;
  * must not make a flow look new when it reappears; until then its baseline stays, so either resumes it.
  */
 const MISSING_SNAPSHOTS = 2;
-/** The journal may grow to the state file's size, and at least this, before a rewrite replaces it. */
-const MIN_JOURNAL_LIMIT = 1 << 20;
-
-/** State files of the delta processors running in this process, with how many use each. */
-const stateFilesInUse = new Map<string, number>();
 
 type Meter = ComponentSettings['meter'];
 type BatchCallback = Parameters<Meter['addBatchObservableCallback']>[0];
@@ -96,42 +82,28 @@ export class DeltaProcessor implements Processor {
   /** Output batches are new; the input is only read. */
   readonly mutates = false;
   private readonly origins = new Map<string, Origin>();
-  private readonly file: string | undefined;
-  private loaded?: Promise<void>;
-  /** The state file has been read (or there is none). */
-  private ready = false;
+  /** Where the state is kept across restarts; none without state_file. */
+  private readonly store: DeltaStateStore | undefined;
   private stopped = false;
   private loggedDeltaInput = false;
-  private writing: Promise<void> = Promise.resolve();
-  private lastCheckpoint = Number.NEGATIVE_INFINITY;
-  /** Id of the last state file written or loaded; 0: none yet. */
-  private checkpointId = 0;
-  /**
-   * The journal continuing the state file this process last wrote: set once that write succeeded, unset
-   * when a write fails (the next batch that needs one rewrites the state file).
-   */
-  private journal?: { id: number; started: boolean; directorySynced: boolean };
-  /** A state file write is queued or running: appends made meanwhile continue it once it is written. */
-  private checkpointInFlight = false;
-  private writesQueued = 0;
-  /** Bytes appended to the journal since the state file was written, and when to rewrite instead. */
-  private journalBytes = 0;
-  private journalLimit = MIN_JOURNAL_LIMIT;
   /** Entries the batch being computed changed (the first `changedCount`), for the journal. */
   private changed = new Uint32Array(1024);
   private changedCount = 0;
-  private checkpointFailures = 0;
-  /** The message of the last failed write while writes keep failing; undefined once one succeeds. */
-  private checkpointError?: string;
-  private statusReport?: NodeJS.Immediate;
   private readonly instruments: Observable[];
   private readonly observe: BatchCallback;
 
   constructor(
     private readonly settings: ComponentSettings,
-    private readonly config: DeltaProcessorConfig,
+    config: DeltaProcessorConfig,
   ) {
-    this.file = config.state_file === undefined ? undefined : resolve(settings.configDir, config.state_file);
+    this.store =
+      config.state_file === undefined
+        ? undefined
+        : new DeltaStateStore(resolve(settings.configDir, config.state_file), settings, {
+            checkpointInterval: config.checkpoint_interval,
+            origins: this.origins,
+            restore: (restored) => this.restore(restored),
+          });
     const meter = settings.meter;
     const tracked = meter.createObservableGauge('netmon_delta_flows_tracked', {
       description: 'Flows the delta processor holds a baseline for (live, and recently closed), per origin.',
@@ -171,43 +143,21 @@ export class DeltaProcessor implements Processor {
         bytes += o.table.byteSize;
       }
       r.observe(stateBytes, bytes);
-      r.observe(failures, this.checkpointFailures);
+      r.observe(failures, this.store?.failures ?? 0);
     };
     meter.addBatchObservableCallback(this.observe, this.instruments);
   }
 
   /** Loads the state file, if one is configured and present. Never fails: a bad file is set aside. */
   start(): Promise<void> {
-    if (this.loaded === undefined && this.file !== undefined) {
-      const users = stateFilesInUse.get(this.file) ?? 0;
-      stateFilesInUse.set(this.file, users + 1);
-      if (users > 0) {
-        // A processor listed in two pipelines is two instances: they would overwrite each other's state.
-        this.settings.logger.warn(
-          { path: this.file },
-          'another delta processor in this agent uses the same state_file: after a restart one of them loses its state. Give each pipeline its own delta/<name> with its own state_file',
-        );
-      }
-    }
-    this.loaded ??= this.load();
-    return this.loaded;
+    return this.store?.start() ?? Promise.resolve();
   }
 
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     this.settings.meter.removeBatchObservableCallback(this.observe, this.instruments);
-    if (this.statusReport) clearImmediate(this.statusReport);
-    this.statusReport = undefined;
-    // Without start, the state was never loaded: writing it would replace a good file with nothing.
-    if (this.loaded !== undefined && this.file !== undefined) {
-      await this.loaded;
-      await this.checkpoint();
-      const users = (stateFilesInUse.get(this.file) ?? 1) - 1;
-      if (users > 0) stateFilesInUse.set(this.file, users);
-      else stateFilesInUse.delete(this.file);
-    }
-    await this.writing;
+    await this.store?.close();
   }
 
   process(batch: Batch): Batch | null | Promise<Batch | null> {
@@ -222,7 +172,8 @@ export class DeltaProcessor implements Processor {
       }
       return batch;
     }
-    if (this.file !== undefined && !this.ready) {
+    const store = this.store;
+    if (store !== undefined && !store.ready) {
       // Not started (a test, a tool) or still loading: the restored state comes first.
       return this.start().then(() => this.process(batch));
     }
@@ -232,32 +183,16 @@ export class DeltaProcessor implements Processor {
       this.origins.set(batch.origin, origin);
     }
     const out = this.compute(batch, origin);
-    if (this.file === undefined) return out;
+    if (store === undefined) return out;
     // The state whose deltas `out` holds is on disk before `out` is passed on, so that after a crash a
-    // restarted agent continues from it and reports none of them again. A snapshot rewrites the state
-    // file; any other batch that changed the state appends what it changed to the journal, or, before this
-    // process has written a state file to continue (or with checkpoint_interval), rewrites it too.
-    let written: Promise<void>;
-    if (batch.snapshot) {
-      if (!this.checkpointDue()) return out;
-      written = this.checkpoint();
-    } else if (this.changedCount === 0) {
-      return out;
-    } else if (
-      this.config.checkpoint_interval === 0 &&
-      (this.journal !== undefined || this.checkpointInFlight)
-    ) {
-      // A journal as long as the state file costs more to replay than a rewrite: rewrite then.
-      written = this.journalBytes > this.journalLimit ? this.checkpoint() : this.append(origin, out !== null);
-    } else if (this.config.checkpoint_interval === 0 && this.checkpointError !== undefined) {
-      // Writes are failing (a full or read-only disk): not a full rewrite per event batch; the next
-      // snapshot tries again. Counts since the last good write may repeat after a crash, as the log said.
-      return out;
-    } else if (this.checkpointDue()) {
-      written = this.checkpoint();
-    } else {
-      return out;
-    }
+    // restarted agent continues from it and reports none of them again.
+    const written = store.persist(
+      origin,
+      batch.snapshot,
+      this.changed.subarray(0, this.changedCount),
+      out !== null,
+    );
+    if (written === undefined) return out;
     // An event batch with nothing to pass on need not wait: later writes queue behind this one.
     return out === null && !batch.snapshot ? null : written.then(() => out);
   }
@@ -289,7 +224,15 @@ export class DeltaProcessor implements Processor {
       counterResets += o.counterResets;
       preexistingClosed += o.preexistingClosed;
     }
-    return { vanished, counterResets, preexistingClosed, checkpointFailures: this.checkpointFailures };
+    return { vanished, counterResets, preexistingClosed, checkpointFailures: this.store?.failures ?? 0 };
+  }
+
+  /** Takes the origins read back from the state file, with fresh counts. */
+  private restore(restored: OriginCheckpoint[]): void {
+    for (const c of restored) {
+      settleReopened(c.table);
+      this.origins.set(c.origin, { ...c, reads: 0, vanished: 0, counterResets: 0, preexistingClosed: 0 });
+    }
   }
 
   /** The deltas of one cumulative batch, with the state updated; null when nothing changed. */
@@ -308,7 +251,7 @@ export class DeltaProcessor implements Processor {
     const src32 = addressWords(srcAddr);
     const dst32 = addressWords(dstAddr);
     // Records this batch changes, for the journal (a snapshot rewrites the whole state file instead).
-    const track = this.file !== undefined && !snapshot;
+    const track = this.store !== undefined && !snapshot;
     this.changedCount = 0;
     // This batch's number among the origin's dumps (snapshots and plain readings); 0 for events.
     let read = snapshot ? ++o.reads : 0;
@@ -559,196 +502,6 @@ export class DeltaProcessor implements Processor {
       }
     }
     t.shrinkToFit();
-  }
-
-  private checkpointDue(): boolean {
-    if (this.file === undefined) return false;
-    return (
-      this.config.checkpoint_interval === 0 ||
-      performance.now() - this.lastCheckpoint >= this.config.checkpoint_interval
-    );
-  }
-
-  /** Writes the state as it is now; writes run one at a time, in order. Never rejects. */
-  private checkpoint(): Promise<void> {
-    const file = this.file;
-    if (file === undefined) return Promise.resolve();
-    this.lastCheckpoint = performance.now();
-    this.checkpointInFlight = true;
-    const origins = [...this.origins.values()];
-    const id = this.checkpointId === 0 ? newCheckpointId() : nextCheckpointId(this.checkpointId);
-    this.checkpointId = id;
-    const data = encodeCheckpoint(origins, id);
-    const flows = origins.reduce((s, o) => s + o.table.count, 0);
-    const run = this.writing.then(async () => {
-      const t0 = performance.now();
-      try {
-        await writeCheckpoint(file, data);
-        this.journal = { id, started: false, directorySynced: false };
-        this.journalBytes = 0;
-        this.journalLimit = Math.max(data.length, MIN_JOURNAL_LIMIT);
-        this.settings.logger.debug(
-          { path: file, flows, bytes: data.length, ms: Math.round((performance.now() - t0) * 10) / 10 },
-          'state file written',
-        );
-        this.written();
-      } catch (err) {
-        this.journal = undefined;
-        this.writeFailed(err);
-      } finally {
-        this.checkpointInFlight = this.writesQueued > 1;
-        this.writesQueued--;
-      }
-    });
-    this.writesQueued++;
-    this.writing = run;
-    return run;
-  }
-
-  /**
-   * Appends the records the batch just computed changed to the journal; with `sync`, they are on disk
-   * when this resolves (else in the page cache, which outlives a killed process). Never rejects.
-   */
-  private append(o: Origin, sync: boolean): Promise<void> {
-    const file = this.file;
-    if (file === undefined) return Promise.resolve();
-    const frame = encodeJournalFrame([
-      {
-        origin: o.origin,
-        baselinePhase: o.baselinePhase,
-        generation: o.generation,
-        lastSnapshotTime: o.lastSnapshotTime,
-        records: o.table.copyRecords(this.changed, this.changedCount),
-      },
-    ]);
-    const run = this.writing.then(async () => {
-      const j = this.journal;
-      if (j === undefined) {
-        // The state file this frame continues was not written (that failure is reported and counted).
-        this.checkpointFailures++;
-        return;
-      }
-      try {
-        await appendJournal(file, frame, {
-          id: j.started ? undefined : j.id,
-          sync,
-          syncDirectory: sync && !j.directorySynced,
-        });
-        j.started = true;
-        this.journalBytes += frame.length;
-        if (sync) j.directorySynced = true;
-        this.written();
-      } catch (err) {
-        this.journal = undefined;
-        this.writeFailed(err);
-      }
-    });
-    this.writing = run;
-    return run;
-  }
-
-  private written(): void {
-    if (this.checkpointError !== undefined) {
-      this.checkpointError = undefined;
-      this.settings.logger.info({ path: this.file }, 'state file written again');
-    }
-  }
-
-  private writeFailed(err: unknown): void {
-    const file = this.file;
-    this.checkpointFailures++;
-    const message = `cannot write the state file ${file}: ${systemError(err)}`;
-    if (message !== this.checkpointError) {
-      this.settings.logger.warn(
-        { path: file, err: systemError(err) },
-        'cannot write the state file; deltas go on, but after a restart the counts since the last good write are reported again',
-      );
-      this.checkpointError = message;
-      this.reportError(message);
-    }
-  }
-
-  /**
-   * Reports recoverable_error once this batch has been handed on: the framework marks a processor
-   * healthy after each batch it returns, which would hide an error reported during `process`.
-   */
-  private reportError(message: string): void {
-    if (this.stopped) {
-      this.settings.status.recoverableError(new Error(message));
-      return;
-    }
-    if (this.statusReport) clearImmediate(this.statusReport);
-    this.statusReport = setImmediate(() => {
-      this.statusReport = undefined;
-      this.settings.status.recoverableError(new Error(message));
-    });
-  }
-
-  private async load(): Promise<void> {
-    try {
-      await this.restore();
-    } finally {
-      this.ready = true;
-    }
-  }
-
-  private async restore(): Promise<void> {
-    const file = this.file;
-    if (file === undefined) return;
-    const t0 = performance.now();
-    const result = await loadCheckpoint(file);
-    const log = this.settings.logger;
-    switch (result.kind) {
-      case 'missing':
-        log.info({ path: file }, 'no state file yet: every origin starts with a baseline snapshot');
-        break;
-      case 'unreadable':
-        log.warn(
-          { path: file, err: result.reason },
-          'cannot read the state file: starting without it (the first snapshot of each origin is a baseline)',
-        );
-        this.settings.status.recoverableError(
-          new Error(`cannot read the state file ${file}: ${result.reason}`),
-        );
-        break;
-      case 'corrupt':
-        log.warn(
-          { path: file, problem: result.reason, moved_to: result.movedTo },
-          `state file ${file} is unusable (${result.reason}): ${
-            result.movedTo ? `moved to ${result.movedTo}` : 'could not move it aside'
-          }; starting without it`,
-        );
-        break;
-      case 'loaded': {
-        this.checkpointId = result.id;
-        for (const c of result.origins) {
-          settleReopened(c.table);
-          this.origins.set(c.origin, { ...c, reads: 0, vanished: 0, counterResets: 0, preexistingClosed: 0 });
-        }
-        const { journal } = result;
-        if (journal.ignored !== undefined) {
-          const fields = { path: `${file}.journal`, problem: journal.ignored, frames_used: journal.frames };
-          // A frame cut short is what a crash while appending leaves (its deltas were never passed on);
-          // a journal of an older state file is what a crash right after rewriting the state file leaves.
-          if (journal.damaged)
-            log.warn(fields, 'the state file journal is damaged: using what precedes the damage');
-          else log.info(fields, 'part of the state file journal is not used');
-        }
-        log.info(
-          {
-            path: file,
-            origins: result.origins.length,
-            flows: result.origins.reduce((s, o) => s + o.table.count, 0),
-            bytes: result.bytes,
-            journal_frames: journal.frames,
-            journal_records: journal.records,
-            ms: Math.round((performance.now() - t0) * 10) / 10,
-          },
-          'state restored',
-        );
-        break;
-      }
-    }
   }
 }
 
