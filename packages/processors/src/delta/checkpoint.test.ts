@@ -3,6 +3,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  BaselineTable,
+  F_CLOSED_START,
+  F_LAST_READ,
+  F_TX_BYTES,
+  REC_F64,
+  REC_U32,
+  RECORD_BYTES,
+  STATE_CLOSED,
+  STATE_LIVE,
+  U_GEN,
+  U_STATE,
+} from './baseline-table.js';
+import {
   appendJournal,
   checkpointId,
   decodeCheckpoint,
@@ -16,22 +29,9 @@ import {
   replayJournal,
   writeCheckpoint,
 } from './checkpoint.js';
-import {
-  F_CLOSED_START,
-  F_LAST_READ,
-  F_TX_BYTES,
-  FlowTable,
-  REC_F64,
-  REC_U32,
-  RECORD_BYTES,
-  STATE_CLOSED,
-  STATE_LIVE,
-  U_GEN,
-  U_STATE,
-} from './flow-table.js';
 
-function table(n: number, seed: number): FlowTable {
-  const t = new FlowTable();
+function table(n: number, seed: number): BaselineTable {
+  const t = new BaselineTable();
   for (let i = 0; i < n; i++) {
     const e = t.insert(Math.imul(i + seed, 0x9e3779b1) >>> 0, i ^ seed);
     t.f64[REC_F64 * e + F_TX_BYTES] = i * 1000;
@@ -117,8 +117,8 @@ describe('state file versions', () => {
 
 describe('journal', () => {
   /** A frame changing record `e` of table `t` (tx bytes set to `value`), for origin `origin`. */
-  const change = (origin: string, t: FlowTable, e: number, value: number) => {
-    const copy = new FlowTable();
+  const change = (origin: string, t: BaselineTable, e: number, value: number) => {
+    const copy = new BaselineTable();
     const r = REC_U32 * e;
     const c = copy.insert(t.u32[r + 10], t.u32[r + 11]);
     copy.u32.set(t.u32.subarray(r, r + REC_U32), REC_U32 * c);

@@ -1,4 +1,4 @@
-// The delta processor's state file: every origin's flow table, written atomically so that after a crash
+// The delta processor's state file: every origin's baseline table, written atomically so that after a crash
 // the restored baselines are exactly those whose deltas were already passed on. Between two writes of the
 // whole file, batches that are not snapshots (events, plain readings) append what they changed to a
 // journal beside it, so the file need not be rewritten (53 MiB at a million flows) several times a second.
@@ -22,7 +22,7 @@
 //     16  8  time of the last snapshot (ms since the epoch, float64; 0 = none)
 //     24  8  reserved (0)
 //     32  .  name, zero-padded to a multiple of 8 bytes
-//     .   .  records × 56 bytes (see flow-table.ts)
+//     .   .  records × 56 bytes (see baseline-table.ts)
 //
 // Journal (`<state file>.journal`), removed whenever the state file is written:
 //   header, 16 bytes: magic "NMDJRNL\0", version (1), id of the state file it continues
@@ -40,14 +40,14 @@ import { getSystemErrorMessage } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { setAside, syncDirectory, writeFileAtomic } from '@netmon/core';
 import {
+  BaselineTable,
   F_CLOSED_START,
-  FlowTable,
   REC_F64,
   REC_U32,
   RECORD_BYTES,
   STATE_CLOSED,
   U_STATE,
-} from './flow-table.js';
+} from './baseline-table.js';
 
 export const MAGIC = 'NMDELTA\0';
 export const VERSION = 2;
@@ -68,7 +68,7 @@ export interface OriginCheckpoint {
   baselinePhase: boolean;
   generation: number;
   lastSnapshotTime: number;
-  table: FlowTable;
+  table: BaselineTable;
 }
 
 /** One origin's part of a journal frame: its fields after the batch, and the records the batch changed. */
@@ -217,9 +217,9 @@ export function decodeCheckpoint(buf: Uint8Array): OriginCheckpoint[] {
     const part = getOrigin(buf, view, off, buf.length, i);
     if (seen.has(part.origin)) fail(`origin "${part.origin}" appears twice`);
     seen.add(part.origin);
-    let table: FlowTable;
+    let table: BaselineTable;
     try {
-      table = FlowTable.fromRecords(part.records, part.count);
+      table = BaselineTable.fromRecords(part.records, part.count);
     } catch (err) {
       return fail(`origin "${part.origin}": ${(err as Error).message}`);
     }
@@ -330,7 +330,7 @@ export function replayJournal(buf: Uint8Array, id: number, origins: OriginCheckp
       }
       if (at !== end) throw new CheckpointFormatError(`${end - at} unexpected bytes in the frame`);
       // All of a frame or nothing: its records are checked before any is applied.
-      for (const part of parts) FlowTable.checkRecords(part.records);
+      for (const part of parts) BaselineTable.checkRecords(part.records);
       for (const part of parts) {
         let o = byName.get(part.origin);
         if (o === undefined) {
@@ -339,7 +339,7 @@ export function replayJournal(buf: Uint8Array, id: number, origins: OriginCheckp
             baselinePhase: true,
             generation: 0,
             lastSnapshotTime: 0,
-            table: new FlowTable(),
+            table: new BaselineTable(),
           };
           byName.set(part.origin, o);
           origins.push(o);

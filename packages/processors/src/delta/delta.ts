@@ -1,13 +1,12 @@
 // The delta processor: cumulative conntrack counters in, exact per-interval deltas out. Every byte the
 // kernel counts is passed on once: snapshots and DESTROY events are reconciled against one baseline per
-// flow, kept in a FlowTable per origin; state-store.ts keeps that state on disk across restarts. README.md
+// flow, kept in a BaselineTable per origin; state-store.ts keeps that state on disk across restarts. README.md
 // states the rules; the comments here say where each lives.
 import { resolve } from 'node:path';
 import { type Batch, type ComponentSettings, FlowBatch, FlowFlags, type Processor } from '@netmon/core';
-import type { OriginCheckpoint } from './checkpoint.js';
-import type { DeltaProcessorConfig } from './config.js';
 import {
   addressWords,
+  BaselineTable,
   F_CLOSED_START,
   F_EARLIER_START,
   F_LAST_READ,
@@ -16,7 +15,6 @@ import {
   F_RX_PACKETS,
   F_TX_BYTES,
   F_TX_PACKETS,
-  FlowTable,
   FP,
   fingerprint,
   fingerprintWords,
@@ -28,7 +26,9 @@ import {
   STATE_REOPENED,
   U_GEN,
   U_STATE,
-} from './flow-table.js';
+} from './baseline-table.js';
+import type { OriginCheckpoint } from './checkpoint.js';
+import type { DeltaProcessorConfig } from './config.js';
 import { DeltaStateStore } from './state-store.js';
 
 /** Number attribute columns that are part of a flow's identity (absent or NaN counts as 0). */
@@ -62,7 +62,7 @@ interface Origin extends OriginCheckpoint {
 
 const newOrigin = (origin: string): Origin => ({
   origin,
-  table: new FlowTable(),
+  table: new BaselineTable(),
   // Until its first snapshot, an origin's unknown flows predate the agent: their counters are a baseline.
   baselinePhase: true,
   generation: 0,
@@ -509,7 +509,7 @@ export class DeltaProcessor implements Processor {
  * A restored REOPENED flow is LIVE with a zero baseline: its NEW was processed before the state was
  * written, so every dump after the restart began after it.
  */
-function settleReopened(t: FlowTable): void {
+function settleReopened(t: BaselineTable): void {
   const f64 = t.f64;
   const u32 = t.u32;
   for (let e = 0; e < t.count; e++) {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   addressWords,
+  BaselineTable,
   F_TX_BYTES,
-  FlowTable,
   FP,
   fingerprint,
   fingerprintWords,
@@ -13,7 +13,7 @@ import {
   U_FP_HI,
   U_FP_LO,
   U_STATE,
-} from './flow-table.js';
+} from './baseline-table.js';
 import { rng } from './testdata/rng.js';
 
 const keyOf = (lo: number, hi: number) => `${lo}:${hi}`;
@@ -85,10 +85,10 @@ describe('fingerprint', () => {
   });
 });
 
-describe('FlowTable', () => {
+describe('BaselineTable', () => {
   it('inserts, finds and removes like a Map, through growth and shrinking', () => {
     const random = rng(42);
-    const t = new FlowTable();
+    const t = new BaselineTable();
     const model = new Map<string, number>();
     const keys: [number, number][] = [];
     for (let step = 0; step < 300_000; step++) {
@@ -126,13 +126,13 @@ describe('FlowTable', () => {
   });
 
   it('holds a flow in well under 100 bytes', () => {
-    const t = new FlowTable();
+    const t = new BaselineTable();
     for (let i = 0; i < 100_000; i++) t.insert(Math.imul(i, 0x9e3779b1) >>> 0, i);
     expect(t.byteSize / t.count).toBeLessThan(100);
   });
 
   it('rebuilds from its records and refuses duplicates and unknown states', () => {
-    const t = new FlowTable();
+    const t = new BaselineTable();
     for (let i = 0; i < 5000; i++) {
       const e = t.insert(i * 7919, i);
       t.u32[REC_U32 * e + U_STATE] = STATE_LIVE;
@@ -140,7 +140,7 @@ describe('FlowTable', () => {
     }
     const bytes = t.recordBytes().slice();
     expect(bytes.length).toBe(5000 * RECORD_BYTES);
-    const copy = FlowTable.fromRecords(bytes, 5000);
+    const copy = BaselineTable.fromRecords(bytes, 5000);
     expect(copy.count).toBe(5000);
     for (let i = 0; i < 5000; i++) {
       const e = copy.find(i * 7919, i);
@@ -150,9 +150,9 @@ describe('FlowTable', () => {
     const view = new Uint32Array(dup.buffer);
     view[REC_U32 * 1 + U_FP_LO] = view[U_FP_LO];
     view[REC_U32 * 1 + U_FP_HI] = view[U_FP_HI];
-    expect(() => FlowTable.fromRecords(dup, 5000)).toThrow(/repeats the key/);
+    expect(() => BaselineTable.fromRecords(dup, 5000)).toThrow(/repeats the key/);
     const bad = bytes.slice();
     new Uint32Array(bad.buffer)[REC_U32 * 3 + U_STATE] = 7;
-    expect(() => FlowTable.fromRecords(bad, 5000)).toThrow(/unknown state 7/);
+    expect(() => BaselineTable.fromRecords(bad, 5000)).toThrow(/unknown state 7/);
   });
 });

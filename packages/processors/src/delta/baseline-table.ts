@@ -215,11 +215,13 @@ function indexSizeFor(records: number): number {
 }
 
 /**
+ * One origin's baselines: per flow key, the cumulative counters already passed on and when they were read
+ * (a closed flow's final counters, as a tombstone), the next reading's deltas being taken against them.
  * An open-addressing hash table from flow fingerprint to a 56-byte record. About 65 bytes per tracked
  * flow at 1M flows (56 for the record plus the index and spare capacity); records grow by 1.5×, the
  * index doubles.
  */
-export class FlowTable {
+export class BaselineTable {
   /** Entries in use: records [0, count). */
   count = 0;
   /** The records; replaced when the table grows, so re-read after `insert`. */
@@ -319,10 +321,10 @@ export class FlowTable {
    * A table rebuilt from raw records (a checkpoint). Throws when two records share a fingerprint or a
    * record's state is unknown.
    */
-  static fromRecords(bytes: Uint8Array, count: number): FlowTable {
+  static fromRecords(bytes: Uint8Array, count: number): BaselineTable {
     if (bytes.length !== count * RECORD_BYTES) throw new Error('record bytes do not match the count');
     if (count > MAX_ENTRIES) throw new Error(`more than ${MAX_ENTRIES} flows`);
-    const t = new FlowTable(Math.ceil(count * 1.25));
+    const t = new BaselineTable(Math.ceil(count * 1.25));
     new Uint8Array(t.f64.buffer).set(bytes);
     const u32 = t.u32;
     const f64 = t.f64;
@@ -353,7 +355,7 @@ export class FlowTable {
    * not held. All are checked first: on an error (thrown) the table is unchanged.
    */
   upsertRecords(bytes: Uint8Array): void {
-    const u32 = FlowTable.checkRecords(bytes);
+    const u32 = BaselineTable.checkRecords(bytes);
     const n = u32.length / REC_U32;
     for (let j = 0; j < n; j++) {
       const lo = u32[REC_U32 * j + U_FP_LO];
@@ -377,7 +379,7 @@ export class FlowTable {
     const mask = this.mask;
     for (let s = this.u32[REC_U32 * e + U_FP_LO] & mask; ; s = (s + 1) & mask) {
       if ((index[s] & ENTRY_MASK) === e + 1) return s;
-      if (index[s] === 0) throw new Error(`flow table corrupt: entry ${e} is not indexed`);
+      if (index[s] === 0) throw new Error(`baseline table corrupt: entry ${e} is not indexed`);
     }
   }
 
