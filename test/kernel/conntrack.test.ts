@@ -138,7 +138,6 @@ describe.runIf(privileged())('conntrack in a network namespace', () => {
         event_buffer_size: 4096,
         protocols: ['udp'],
       }),
-      'flows',
       sink,
     ) as ConntrackReceiver;
     receiver.start();

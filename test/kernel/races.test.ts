@@ -58,7 +58,6 @@ describe.runIf(privileged())('dumps racing events', () => {
     const receiver = conntrackReceiverFactory.create(
       testSettings('receiver', 'conntrack'),
       conntrackReceiverFactory.config.parse({ netns: `/run/netns/${ns}`, ...config }),
-      'flows',
       sink,
     ) as ConntrackReceiver;
     await delta.start?.();

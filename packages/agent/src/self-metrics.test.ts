@@ -35,7 +35,7 @@ it('reports items per component edge, queue depth and drops, and status', async 
       description: 'test source of batches',
       signals: ['flows'],
       config: z.strictObject({}),
-      create: (_s, _c, _sig, next) => {
+      create: (_s, _c, next) => {
         sink = next;
         return {};
       },

@@ -128,6 +128,12 @@ export interface ComponentSettings {
   /** `type` or `type/name`, as written in the config. */
   id: string;
   kind: ComponentKind;
+  /**
+   * The signals this instance serves. Receivers and exporters: one instance per component id serves every
+   * pipeline and signal that lists it, each batch being a FlowBatch or a DnsBatch. Processors: the signal
+   * of their pipeline (they are made once per pipeline). Extensions: none.
+   */
+  signals: readonly Signal[];
   /** A child logger bound to this component's id. */
   logger: Logger;
   /** A meter scoped to this component, for its own self-metrics. */
@@ -168,10 +174,14 @@ export interface ConfigIssue {
   message: string;
 }
 
+// `create` may return a promise: a factory's module imports only its config schema, and `create` loads
+// the implementation (and its heavy dependencies: the Kubernetes client, gRPC) when a config uses it.
+
 export interface ReceiverFactory<C = unknown> extends FactoryBase<C> {
   readonly kind: 'receiver';
   readonly signals: readonly Signal[];
-  create(settings: ComponentSettings, config: C, signal: Signal, next: BatchSink): Receiver;
+  /** One instance per receiver id; `next` takes the batches of every signal in `settings.signals`. */
+  create(settings: ComponentSettings, config: C, next: BatchSink): Receiver | Promise<Receiver>;
 }
 
 export interface ProcessorFactory<C = unknown> extends FactoryBase<C> {
@@ -183,12 +193,13 @@ export interface ProcessorFactory<C = unknown> extends FactoryBase<C> {
 export interface ExporterFactory<C = unknown> extends FactoryBase<C> {
   readonly kind: 'exporter';
   readonly signals: readonly Signal[];
-  create(settings: ComponentSettings, config: C, signal: Signal): Exporter;
+  /** One instance per exporter id, fed by every pipeline that lists it, of each signal in `settings.signals`. */
+  create(settings: ComponentSettings, config: C): Exporter | Promise<Exporter>;
 }
 
 export interface ExtensionFactory<C = unknown> extends FactoryBase<C> {
   readonly kind: 'extension';
-  create(settings: ComponentSettings, config: C): Extension;
+  create(settings: ComponentSettings, config: C): Extension | Promise<Extension>;
 }
 
 export type Factory = ReceiverFactory | ProcessorFactory | ExporterFactory | ExtensionFactory;

@@ -14,6 +14,7 @@ export * from './exporter/send-queue.js';
 export * from './fs/atomic-file.js';
 export * from './per-agent.js';
 export * from './pipeline/bounded-queue.js';
+export * from './pipeline/lifecycle.js';
 export * from './pipeline/service.js';
 export * from './plugin.js';
 export * from './registry.js';

@@ -149,3 +149,62 @@ export class StatusBoard {
     return [...this.entries.values()];
   }
 }
+
+/** Where the framework logs what it decides about a component's status. */
+interface StatusLog {
+  warn(obj: object, msg: string): void;
+  info(msg: string): void;
+}
+
+/**
+ * The framework's status policy for batches: a failed batch puts the component in recoverable_error, the
+ * next good one clears it — unless the component reported that error itself (an exporter whose backend
+ * is down while `export` only queues), which then stays until the component clears it.
+ */
+export class BatchStatusPolicy {
+  /** Components whose recoverable_error the framework set for a failed batch. */
+  private readonly failedBatch = new Set<ComponentState>();
+
+  constructor(private readonly board: StatusBoard) {}
+
+  /** A batch failed (or stalled) in the component: recoverable_error, logged once per distinct error. */
+  failed(state: ComponentState, log: StatusLog, err: unknown, message: string): void {
+    if (state.status !== 'recoverable_error' || state.lastError !== errorMessage(err)) {
+      log.warn({ err: errorMessage(err) }, message);
+    }
+    // A component already reporting its own error keeps ownership of it: a later good batch must not clear it.
+    const ownError = state.status === 'recoverable_error' && !this.failedBatch.has(state);
+    if (this.board.set(state, 'recoverable_error', err) && !ownError) this.failedBatch.add(state);
+  }
+
+  /** A batch went through: clears the error a failed batch set, never one the component reported. */
+  succeeded(state: ComponentState, log: StatusLog): void {
+    if (!this.failedBatch.delete(state)) return;
+    if (state.status === 'recoverable_error' && this.board.set(state, 'ok')) log.info('recovered');
+  }
+
+  /**
+   * The reporter handed to a component (one instance may serve several states, one per signal): what it
+   * reports is its own, never cleared by a healthy batch.
+   */
+  reporter(states: readonly ComponentState[]): StatusReporter {
+    const reporters = states.map((s) => this.board.reporter(s));
+    const own =
+      (report: (r: StatusReporter, err: unknown) => void) =>
+      (err?: unknown): void => {
+        for (const [i, r] of reporters.entries()) {
+          this.failedBatch.delete(states[i]);
+          report(r, err);
+        }
+      };
+    return {
+      ok: own((r) => r.ok()),
+      recoverableError: own((r, err) => r.recoverableError(err)),
+      permanentError: own((r, err) => r.permanentError(err)),
+      fatalError: own((r, err) => r.fatalError(err)),
+      describe: (facts) => {
+        for (const r of reporters) r.describe(facts);
+      },
+    };
+  }
+}

@@ -63,7 +63,7 @@ function world() {
         size: z.number().default(10),
         fail_start: z.boolean().default(false),
       }),
-      create: (s, c, _signal, next) => {
+      create: (s, c, next) => {
         sinks.push(next);
         return {
           start: () => {
@@ -591,7 +591,7 @@ describe('Service stall check', () => {
         description: 'test source',
         signals: ['flows'],
         config: z.strictObject({}),
-        create: (_s, _c, _sig, next) => {
+        create: (_s, _c, next) => {
           w.sinks.push(next);
           return {};
         },

@@ -119,37 +119,24 @@ async function settle(): Promise<void> {
 export function describeConformance(factory: Factory, opts: ConformanceOptions = {}): void {
   const signal: Signal = opts.signal ?? ('signals' in factory ? factory.signals[0] : 'flows');
   const config = () => factory.config.parse(opts.config ?? {});
-  const create = (): { component: Lifecycle; sink: CollectingSink } => {
+  const make = async (): Promise<{ component: Lifecycle; sink: CollectingSink }> => {
     const settings = testSettings(factory.kind, factory.type, {
       configDir: opts.configDir,
       extensions: opts.extensions?.(),
+      signals: factory.kind === 'extension' ? [] : [signal],
     });
     const sink = new CollectingSink();
     switch (factory.kind) {
       case 'receiver':
-        return { component: factory.create(settings, config(), signal, sink), sink };
+        return { component: await factory.create(settings, config(), sink), sink };
       case 'exporter':
-        return { component: factory.create(settings, config(), signal), sink };
+        return { component: await factory.create(settings, config()), sink };
       case 'extension':
-        return { component: factory.create(settings, config()), sink };
+        return { component: await factory.create(settings, config()), sink };
       case 'processor':
-        throw new Error('processors are created asynchronously');
+        return { component: await factory.create(settings, config(), signal), sink };
     }
   };
-  const make = async () =>
-    factory.kind === 'processor'
-      ? {
-          component: await factory.create(
-            testSettings('processor', factory.type, {
-              configDir: opts.configDir,
-              extensions: opts.extensions?.(),
-            }),
-            config(),
-            signal,
-          ),
-          sink: new CollectingSink(),
-        }
-      : create();
 
   describe(`${factory.kind} ${factory.type}: conformance`, () => {
     it('has a lower_snake_case type, a stability and a description', () => {

@@ -1,5 +1,5 @@
 import { metrics } from '@opentelemetry/api';
-import type { ComponentKind, ComponentSettings, Extension, Host, QueueState } from '../component.js';
+import type { ComponentKind, ComponentSettings, Extension, Host, QueueState, Signal } from '../component.js';
 import { StatusBoard } from '../status.js';
 import { silentLogger } from '../telemetry/logger.js';
 import type { CollectedMetrics } from '../telemetry/self-metrics.js';
@@ -12,6 +12,8 @@ export function testSettings(
     configDir?: string;
     extensions?: Map<string, Extension>;
     board?: StatusBoard;
+    /** The signals the instance serves (default: flows; none for an extension). */
+    signals?: readonly Signal[];
     /** What `host.selfMetrics()` returns (default: undefined, as without a reader). */
     selfMetrics?: () => Promise<CollectedMetrics | undefined>;
   } = {},
@@ -28,6 +30,7 @@ export function testSettings(
   return {
     id,
     kind,
+    signals: opts.signals ?? (kind === 'extension' ? [] : ['flows']),
     logger: silentLogger(),
     meter: metrics.getMeterProvider().getMeter('test'),
     status: board.reporter(state),

@@ -20,7 +20,8 @@ export const devzeroExporterFactory = defineExporter({
   optionalExtensions: [HEALTH_CHECK, K8S_METADATA],
   config: devzeroExporterConfig,
   validate: (config, { configDir }) => checkTlsFiles(config.tls, configDir),
-  create(settings, config, signal) {
+  create(settings, config) {
+    const signal = settings.signals[0];
     const core = shared.get(settings, () => {
       const made = new DevzeroExporter(settings, config);
       // Forgotten once stopped: a later Service on the same host builds a fresh one.

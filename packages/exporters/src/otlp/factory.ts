@@ -13,5 +13,5 @@ export const otlpExporterFactory = defineExporter({
   config: otlpExporterConfig,
   optionalExtensions: [K8S_METADATA],
   validate: (config, { configDir }) => checkTlsFiles(config.tls, configDir),
-  create: (settings, config, signal) => new OtlpExporter(settings, config, signal),
+  create: (settings, config) => new OtlpExporter(settings, config, settings.signals[0]),
 });

@@ -12,5 +12,5 @@ export const prometheusExporterFactory = defineExporter({
   signals: ['flows', 'dns'],
   config: prometheusExporterConfig,
   optionalExtensions: [K8S_METADATA],
-  create: (settings, config, signal) => new PrometheusExporter(settings, config, signal),
+  create: (settings, config) => new PrometheusExporter(settings, config, settings.signals[0]),
 });

@@ -192,7 +192,7 @@ describe('health_check endpoints', () => {
     ) as HealthCheck;
     await first.start?.();
     const taken = `127.0.0.1:${first.address()?.port}`;
-    const second = healthCheckFactory.create(
+    const second = await healthCheckFactory.create(
       testSettings('extension', 'b'),
       healthCheckFactory.config.parse({ endpoint: taken }),
     );

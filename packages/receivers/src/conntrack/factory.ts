@@ -22,5 +22,5 @@ export const conntrackReceiverFactory = defineReceiver({
     }
     return [];
   },
-  create: (settings, config, _signal, next) => new ConntrackReceiver(settings, config, next),
+  create: (settings, config, next) => new ConntrackReceiver(settings, config, next),
 });

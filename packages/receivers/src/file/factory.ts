@@ -11,5 +11,5 @@ export const fileReceiverFactory = defineReceiver({
   signals: ['flows'],
   config: fileReceiverConfig,
   validate: (config, { configDir }) => checkReadable(config, configDir),
-  create: (settings, config, _signal, next) => new FileReceiver(settings, config, next),
+  create: (settings, config, next) => new FileReceiver(settings, config, next),
 });
