@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import type { DnsBatch } from './batch/dns-batch.js';
 import type { FlowBatch } from './batch/flow-batch.js';
 import type { ComponentKind, ComponentState, StatusReporter } from './status.js';
+import type { MetricDeclarations } from './telemetry/declare.js';
 import type { CollectedMetrics } from './telemetry/self-metrics.js';
 
 export type { ComponentKind } from './status.js';
@@ -159,6 +160,11 @@ interface FactoryBase<C> {
   readonly extensions?: readonly ExtensionKey[];
   /** Extensions this component uses when they are enabled and does without otherwise. */
   readonly optionalExtensions?: readonly ExtensionKey[];
+  /**
+   * The self-metrics its instances make (with `observeMetrics`), for the generated README table and the
+   * conformance check that nothing undeclared is made.
+   */
+  readonly metrics?: MetricDeclarations;
   /**
    * Checks beyond the schema that need I/O (a module loads, a device exists), run by `loadConfig` and
    * `netmon validate` before anything starts — side by side with the other components' hooks, even when

@@ -19,6 +19,7 @@ export * from './pipeline/service.js';
 export * from './plugin.js';
 export * from './registry.js';
 export * from './status.js';
+export * from './telemetry/declare.js';
 export * from './telemetry/logger.js';
 export * from './telemetry/self-metrics.js';
 export * from './version.js';

@@ -4,9 +4,43 @@
 // sending_queue and retry_on_failure keys configure it, see retry-config.ts), it is the framework's job,
 // not each exporter's: the OTLP gRPC library makes one attempt only, and the DevZero client must not
 // lose an interval because its backend blinked.
-import type { BatchObservableCallback, Meter } from '@opentelemetry/api';
+import type { Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { errorMessage, type StatusReporter } from '../status.js';
+import { defineMetrics, observeMetrics } from '../telemetry/declare.js';
+
+/** The send queue's self-metrics: exporters that send through one list these in their factory's `metrics`. */
+export const SEND_QUEUE_METRICS = defineMetrics({
+  queued: {
+    name: 'netmon_exporter_queue_items',
+    kind: 'gauge',
+    unit: '{item}',
+    description: 'Items waiting in an exporter’s send queue.',
+    attributes: { component: 'the exporter id' },
+  },
+  sent: {
+    name: 'netmon_exporter_sent_items',
+    kind: 'counter',
+    unit: '{item}',
+    description: 'Items an exporter’s backend acknowledged.',
+    attributes: { component: 'the exporter id' },
+  },
+  failed: {
+    name: 'netmon_exporter_send_failures',
+    kind: 'counter',
+    unit: '{attempt}',
+    description: 'Send attempts that failed (each retry counts).',
+    attributes: { component: 'the exporter id' },
+  },
+  dropped: {
+    name: 'netmon_exporter_dropped_items',
+    kind: 'counter',
+    unit: '{item}',
+    description:
+      'Items an exporter gave up on: reason=queue_full (oldest dropped for newer data, or sending_queue disabled and a send in progress), rejected (the backend refused them for good), retry_exhausted (a retryable failure with retry_on_failure disabled or past max_elapsed_time), shutdown (still queued when the agent stopped).',
+    attributes: { component: 'the exporter id', reason: 'queue_full, rejected, retry_exhausted or shutdown' },
+  },
+});
 
 export interface BackoffOptions {
   /** false: no retry; a retryable failure drops the payload (counted `retry_exhausted`). */
@@ -149,34 +183,13 @@ export class SendQueue<T> {
     this.capacity = typeof cap === 'number' ? cap : cap.queue_size;
     this.queueEnabled = typeof cap === 'number' || cap.enabled;
     const attrs = opts.attributes;
-    const m = opts.meter;
-    const queued = m.createObservableGauge('netmon_exporter_queue_items', {
-      description: 'Items waiting in an exporter’s send queue.',
-      unit: '{item}',
+    const observed = observeMetrics(opts.meter, SEND_QUEUE_METRICS, (r) => {
+      r.queued(this.queuedItems, attrs);
+      r.sent(this.stats.sentItems, attrs);
+      r.failed(this.stats.failedAttempts, attrs);
+      for (const [reason, n] of Object.entries(this.stats.dropped)) r.dropped(n, { ...attrs, reason });
     });
-    const sent = m.createObservableCounter('netmon_exporter_sent_items', {
-      description: 'Items an exporter’s backend acknowledged.',
-      unit: '{item}',
-    });
-    const failed = m.createObservableCounter('netmon_exporter_send_failures', {
-      description: 'Send attempts that failed (each retry counts).',
-      unit: '{attempt}',
-    });
-    const dropped = m.createObservableCounter('netmon_exporter_dropped_items', {
-      description:
-        'Items an exporter gave up on: reason=queue_full (oldest dropped for newer data, or sending_queue disabled and a send in progress), rejected (the backend refused them for good), retry_exhausted (a retryable failure with retry_on_failure disabled or past max_elapsed_time), shutdown (still queued when the agent stopped).',
-      unit: '{item}',
-    });
-    const observe: BatchObservableCallback = (r) => {
-      r.observe(queued, this.queuedItems, attrs);
-      r.observe(sent, this.stats.sentItems, attrs);
-      r.observe(failed, this.stats.failedAttempts, attrs);
-      for (const [reason, n] of Object.entries(this.stats.dropped))
-        r.observe(dropped, n, { ...attrs, reason });
-    };
-    const observables = [queued, sent, failed, dropped];
-    m.addBatchObservableCallback(observe, observables);
-    this.unobserve = () => m.removeBatchObservableCallback(observe, observables);
+    this.unobserve = observed.close;
   }
 
   /**
