@@ -1,8 +1,124 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { BatchObservableCallback, Meter, ObservableResult } from '@opentelemetry/api';
+import type { Meter } from '@opentelemetry/api';
 import type { Host } from '../component.js';
 import { STATUSES } from '../status.js';
 import { NETMON_VERSION } from '../version.js';
+import { defineMetrics, observeMetrics } from './declare.js';
+
+const COMPONENT_ATTRIBUTES = {
+  kind: 'receiver, processor, exporter or extension',
+  component: 'the component id (`type[/name]`)',
+  pipeline: 'the pipeline, for processors (made once per pipeline); empty otherwise',
+  signal: 'flows or dns; empty for extensions',
+};
+
+/** The framework's own metrics: what it counts at every component edge and queue. */
+export const SERVICE_METRICS = defineMetrics({
+  items: {
+    name: 'netmon_component_items',
+    kind: 'counter',
+    unit: '{item}',
+    description:
+      'Items (flows, DNS lookups) at each component edge, counted by the framework. direction=in: handed to the component, outcome success or failure (it failed on them, or a processor returned something that is not a batch); direction=out: passed on (processors), delivered (exporters), or for receivers handed over with outcome success (at least one pipeline took them) or refused (none did: every queue was full with drop_newest, or shutdown had closed the pipelines). Queue drops are in netmon_queue_dropped_items.',
+    attributes: {
+      ...COMPONENT_ATTRIBUTES,
+      direction: 'in or out',
+      outcome: 'success, failure (in) or refused (a receiver’s out)',
+    },
+  },
+  status: {
+    name: 'netmon_component_status',
+    kind: 'gauge',
+    description: '1 for the status each component is in, 0 for the others.',
+    attributes: { ...COMPONENT_ATTRIBUTES, status: STATUSES.join(', ') },
+  },
+  queueDepth: {
+    name: 'netmon_queue_depth',
+    kind: 'gauge',
+    unit: '{batch}',
+    description: 'Batches waiting in the queue between a receiver and a pipeline.',
+    attributes: { pipeline: 'the pipeline', receiver: 'the receiver id' },
+  },
+  queueCapacity: {
+    name: 'netmon_queue_capacity',
+    kind: 'gauge',
+    unit: '{batch}',
+    description: 'Batches the queue holds before it drops.',
+    attributes: { pipeline: 'the pipeline', receiver: 'the receiver id' },
+  },
+  queueDropped: {
+    name: 'netmon_queue_dropped_items',
+    kind: 'counter',
+    unit: '{item}',
+    description: 'Items dropped because a receiver→pipeline queue was full.',
+    attributes: { pipeline: 'the pipeline', receiver: 'the receiver id' },
+  },
+  buildInfo: {
+    name: 'netmon_build_info',
+    kind: 'gauge',
+    description: 'Always 1; the labels name the running netmon version, the Node.js version and the CPU.',
+    attributes: {
+      version: 'netmon’s version',
+      nodejs_version: 'Node.js’ version',
+      arch: 'the CPU architecture',
+    },
+  },
+});
+
+/** The process' health: event-loop lag, memory, CPU. */
+export const PROCESS_METRICS = defineMetrics({
+  lagP99: {
+    name: 'netmon_process_event_loop_lag_p99_seconds',
+    kind: 'gauge',
+    unit: 's',
+    description:
+      '99th percentile of the event loop’s delay over the last 1–2 minutes (the previous minute and the current one so far; the higher of the two): how late timers and I/O callbacks ran.',
+  },
+  lagMean: {
+    name: 'netmon_process_event_loop_lag_mean_seconds',
+    kind: 'gauge',
+    unit: 's',
+    description: 'Mean event-loop delay over the last 1–2 minutes.',
+  },
+  lagMax: {
+    name: 'netmon_process_event_loop_lag_max_seconds',
+    kind: 'gauge',
+    unit: 's',
+    description: 'Longest event-loop delay over the last 1–2 minutes (one long synchronous task).',
+  },
+  rss: {
+    name: 'netmon_process_resident_memory_bytes',
+    kind: 'gauge',
+    unit: 'By',
+    description: 'Resident set size of the agent process.',
+  },
+  heapUsed: {
+    name: 'netmon_process_heap_used_bytes',
+    kind: 'gauge',
+    unit: 'By',
+    description: 'V8 heap in use (JavaScript objects).',
+  },
+  heapTotal: {
+    name: 'netmon_process_heap_total_bytes',
+    kind: 'gauge',
+    unit: 'By',
+    description: 'V8 heap reserved.',
+  },
+  external: {
+    name: 'netmon_process_external_memory_bytes',
+    kind: 'gauge',
+    unit: 'By',
+    description:
+      'Memory outside the V8 heap held by JavaScript objects: typed arrays of batches and tables, buffers.',
+  },
+  cpu: {
+    name: 'netmon_process_cpu_seconds',
+    kind: 'counter',
+    unit: 's',
+    description: 'CPU time the agent process used, by mode (user, system).',
+    attributes: { mode: 'user or system' },
+  },
+});
 
 /**
  * The agent's self-metrics as its MetricReader collected them: structurally the part of
@@ -48,59 +164,31 @@ export function componentOfScope(scope: string): { kind: string; id: string; pip
  * stops the event-loop monitor.
  */
 export function registerSelfMetrics(meter: Meter, host: Host): () => void {
-  const items = meter.createObservableCounter('netmon_component_items', {
-    description:
-      'Items (flows, DNS lookups) at each component edge, counted by the framework. direction=in: handed to the component, outcome success or failure (it failed on them, or a processor returned something that is not a batch); direction=out: passed on (processors), delivered (exporters), or for receivers handed over with outcome success (at least one pipeline took them) or refused (none did: every queue was full with drop_newest, or shutdown had closed the pipelines). Queue drops are in netmon_queue_dropped_items.',
-    unit: '{item}',
-  });
-  const status = meter.createObservableGauge('netmon_component_status', {
-    description: '1 for the status each component is in, 0 for the others.',
-  });
-  const depth = meter.createObservableGauge('netmon_queue_depth', {
-    description: 'Batches waiting in the queue between a receiver and a pipeline.',
-    unit: '{batch}',
-  });
-  const capacity = meter.createObservableGauge('netmon_queue_capacity', {
-    description: 'Batches the queue holds before it drops.',
-    unit: '{batch}',
-  });
-  const dropped = meter.createObservableCounter('netmon_queue_dropped_items', {
-    description: 'Items dropped because a receiver→pipeline queue was full.',
-    unit: '{item}',
-  });
-  const components: BatchObservableCallback = (r) => {
+  const components = observeMetrics(meter, SERVICE_METRICS, (r) => {
     for (const c of host.components()) {
       const base = { kind: c.kind, component: c.id, pipeline: c.pipeline ?? '', signal: c.signal ?? '' };
       // Outcomes partition each direction: in = success + failure; a receiver's out = success + refused.
-      r.observe(items, c.items.in - c.items.failed, { ...base, direction: 'in', outcome: 'success' });
-      r.observe(items, c.items.failed, { ...base, direction: 'in', outcome: 'failure' });
-      r.observe(items, c.items.out, { ...base, direction: 'out', outcome: 'success' });
+      r.items(c.items.in - c.items.failed, { ...base, direction: 'in', outcome: 'success' });
+      r.items(c.items.failed, { ...base, direction: 'in', outcome: 'failure' });
+      r.items(c.items.out, { ...base, direction: 'out', outcome: 'success' });
       if (c.kind === 'receiver') {
-        r.observe(items, c.items.refused ?? 0, { ...base, direction: 'out', outcome: 'refused' });
+        r.items(c.items.refused ?? 0, { ...base, direction: 'out', outcome: 'refused' });
       }
-      for (const s of STATUSES) r.observe(status, c.status === s ? 1 : 0, { ...base, status: s });
+      for (const s of STATUSES) r.status(c.status === s ? 1 : 0, { ...base, status: s });
     }
     for (const q of host.queues()) {
       const attrs = { pipeline: q.pipeline, receiver: q.receiver };
-      r.observe(depth, q.depth, attrs);
-      r.observe(capacity, q.capacity, attrs);
-      r.observe(dropped, q.droppedItems, attrs);
+      r.queueDepth(q.depth, attrs);
+      r.queueCapacity(q.capacity, attrs);
+      r.queueDropped(q.droppedItems, attrs);
     }
-  };
-  const componentInstruments = [items, status, depth, capacity, dropped];
-  meter.addBatchObservableCallback(components, componentInstruments);
-  // The Prometheus *_build_info convention: a constant 1 whose labels say what runs, so a query can
-  // group or join any other series by version (which nodes still run the old agent after a rollout).
-  const buildInfo = meter.createObservableGauge('netmon_build_info', {
-    description: 'Always 1; the labels name the running netmon version, the Node.js version and the CPU.',
+    // The Prometheus *_build_info convention: a constant 1 whose labels say what runs, so a query can
+    // group or join any other series by version (which nodes still run the old agent after a rollout).
+    r.buildInfo(1, { version: NETMON_VERSION, nodejs_version: process.versions.node, arch: process.arch });
   });
-  const build = { version: NETMON_VERSION, nodejs_version: process.versions.node, arch: process.arch };
-  const observeBuild = (r: ObservableResult) => r.observe(1, build);
-  buildInfo.addCallback(observeBuild);
   const stopProcess = registerProcessMetrics(meter);
   return () => {
-    meter.removeBatchObservableCallback(components, componentInstruments);
-    buildInfo.removeCallback(observeBuild);
+    components.close();
     stopProcess();
   };
 }
@@ -127,40 +215,6 @@ interface LoopWindow {
  * histogram), resident and heap memory, CPU time. The histogram samples only while registered.
  */
 function registerProcessMetrics(meter: Meter): () => void {
-  const lagP99 = meter.createObservableGauge('netmon_process_event_loop_lag_p99_seconds', {
-    description:
-      '99th percentile of the event loop’s delay over the last 1–2 minutes (the previous minute and the current one so far; the higher of the two): how late timers and I/O callbacks ran.',
-    unit: 's',
-  });
-  const lagMean = meter.createObservableGauge('netmon_process_event_loop_lag_mean_seconds', {
-    description: 'Mean event-loop delay over the last 1–2 minutes.',
-    unit: 's',
-  });
-  const lagMax = meter.createObservableGauge('netmon_process_event_loop_lag_max_seconds', {
-    description: 'Longest event-loop delay over the last 1–2 minutes (one long synchronous task).',
-    unit: 's',
-  });
-  const rss = meter.createObservableGauge('netmon_process_resident_memory_bytes', {
-    description: 'Resident set size of the agent process.',
-    unit: 'By',
-  });
-  const heapUsed = meter.createObservableGauge('netmon_process_heap_used_bytes', {
-    description: 'V8 heap in use (JavaScript objects).',
-    unit: 'By',
-  });
-  const heapTotal = meter.createObservableGauge('netmon_process_heap_total_bytes', {
-    description: 'V8 heap reserved.',
-    unit: 'By',
-  });
-  const external = meter.createObservableGauge('netmon_process_external_memory_bytes', {
-    description:
-      'Memory outside the V8 heap held by JavaScript objects: typed arrays of batches and tables, buffers.',
-    unit: 'By',
-  });
-  const cpu = meter.createObservableCounter('netmon_process_cpu_seconds', {
-    description: 'CPU time the agent process used, by mode (user, system).',
-    unit: 's',
-  });
   // A 10 ms timer samples the loop: next to nothing at that rate. The histogram holds the time between
   // two ticks, so the lag is what exceeds the 10 ms.
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
@@ -176,30 +230,28 @@ function registerProcessMetrics(meter: Meter): () => void {
     loop.reset();
   }, LOOP_WINDOW_MS);
   rotate.unref();
-  const instruments = [lagP99, lagMean, lagMax, rss, heapUsed, heapTotal, external, cpu];
-  const observe: BatchObservableCallback = (r) => {
+  const observed = observeMetrics(meter, PROCESS_METRICS, (r) => {
     const now = current();
     // Both windows: p99 at most the higher of theirs, the mean weighted by their samples, the longest.
     const windows = [previous, now].filter((w): w is LoopWindow => w !== undefined);
     // No sample yet (collected within one resolution tick of the start): report nothing rather than NaN.
     if (windows.length > 0) {
       const count = windows.reduce((n, w) => n + w.count, 0);
-      r.observe(lagP99, lag(Math.max(...windows.map((w) => w.p99))));
-      r.observe(lagMean, lag(windows.reduce((n, w) => n + w.mean * w.count, 0) / count));
-      r.observe(lagMax, lag(Math.max(...windows.map((w) => w.max))));
+      r.lagP99(lag(Math.max(...windows.map((w) => w.p99))));
+      r.lagMean(lag(windows.reduce((n, w) => n + w.mean * w.count, 0) / count));
+      r.lagMax(lag(Math.max(...windows.map((w) => w.max))));
     }
     const mem = process.memoryUsage();
-    r.observe(rss, mem.rss);
-    r.observe(heapUsed, mem.heapUsed);
-    r.observe(heapTotal, mem.heapTotal);
-    r.observe(external, mem.external);
+    r.rss(mem.rss);
+    r.heapUsed(mem.heapUsed);
+    r.heapTotal(mem.heapTotal);
+    r.external(mem.external);
     const usage = process.cpuUsage();
-    r.observe(cpu, usage.user / 1e6, { mode: 'user' });
-    r.observe(cpu, usage.system / 1e6, { mode: 'system' });
-  };
-  meter.addBatchObservableCallback(observe, instruments);
+    r.cpu(usage.user / 1e6, { mode: 'user' });
+    r.cpu(usage.system / 1e6, { mode: 'system' });
+  });
   return () => {
-    meter.removeBatchObservableCallback(observe, instruments);
+    observed.close();
     clearInterval(rotate);
     loop.disable();
   };
