@@ -6,7 +6,8 @@
 // after a forced GC, before the informers start and once every informer has synced; the stand-in's own
 // objects exist before the first reading, so the difference is the extension's (store + informer caches).
 import { performance } from 'node:perf_hooks';
-import { K8sMetadataExtension, k8sMetadataConfig } from '@netmon/extensions';
+import { k8sMetadataConfig } from '@netmon/extensions';
+import { K8sMetadataExtension } from '@netmon/extensions/k8s_metadata';
 import { K8sApiStandIn } from '../test/harness/k8s-api.ts';
 import { endpointSlice, node, pod, service } from '../test/harness/k8s-fixtures.ts';
 import { gc, report, settings } from './common.mjs';

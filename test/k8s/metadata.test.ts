@@ -6,13 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { type ComponentState, parseIp, StatusBoard } from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
-import {
-  type Entity,
-  K8sMetadataExtension,
-  type K8sMetadataOptions,
-  k8sMetadataConfig,
-  k8sMetadataExtensionFactory,
-} from '@netmon/extensions';
+import { type Entity, k8sMetadataConfig, k8sMetadataExtensionFactory } from '@netmon/extensions';
+import { K8sMetadataExtension, type K8sMetadataOptions } from '@netmon/extensions/k8s_metadata';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { K8sApiStandIn, waitFor } from '../harness/k8s-api.js';
@@ -147,7 +142,7 @@ function make(config: Record<string, unknown>, options?: K8sMetadataOptions): Ha
   const parsed = k8sMetadataConfig.parse(config);
   const ext = options
     ? new K8sMetadataExtension(settings, parsed, options)
-    : (k8sMetadataExtensionFactory.create(settings, parsed) as K8sMetadataExtension);
+    : new K8sMetadataExtension(settings, parsed);
   made.push(ext);
   return {
     ext,

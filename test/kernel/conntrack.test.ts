@@ -130,7 +130,7 @@ describe.runIf(privileged())('conntrack in a network namespace', () => {
   it('the receiver resyncs with a full read when the event socket overflows, and counts the loss', async () => {
     const settings = testSettings('receiver', 'conntrack/overflow');
     const sink = new CollectingSink<FlowBatch>();
-    const receiver = conntrackReceiverFactory.create(
+    const receiver = (await conntrackReceiverFactory.create(
       settings,
       conntrackReceiverFactory.config.parse({
         netns: net.path(net.b),
@@ -139,7 +139,7 @@ describe.runIf(privileged())('conntrack in a network namespace', () => {
         protocols: ['udp'],
       }),
       sink,
-    ) as ConntrackReceiver;
+    )) as ConntrackReceiver;
     receiver.start();
     try {
       await until(() => receiver.counters.reads >= 1);

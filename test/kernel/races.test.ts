@@ -55,11 +55,11 @@ describe.runIf(privileged())('dumps racing events', () => {
       },
       ready: () => Promise.resolve(),
     };
-    const receiver = conntrackReceiverFactory.create(
+    const receiver = (await conntrackReceiverFactory.create(
       testSettings('receiver', 'conntrack'),
       conntrackReceiverFactory.config.parse({ netns: `/run/netns/${ns}`, ...config }),
       sink,
-    ) as ConntrackReceiver;
+    )) as ConntrackReceiver;
     await delta.start?.();
     receiver.start();
     return {

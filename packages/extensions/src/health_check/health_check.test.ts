@@ -99,10 +99,10 @@ describe('health_check endpoints', () => {
       ...testSettings('extension', 'health_check'),
       host: host('running', components, queues),
     };
-    const ext = healthCheckFactory.create(
+    const ext = (await healthCheckFactory.create(
       settings,
       healthCheckFactory.config.parse({ endpoint: '127.0.0.1:0' }),
-    ) as HealthCheck;
+    )) as HealthCheck;
     await ext.start?.();
     try {
       const base = `http://127.0.0.1:${ext.address()?.port}`;
@@ -144,10 +144,10 @@ describe('health_check endpoints', () => {
   });
 
   it('serves routes other components register, refuses a taken path, lists routes in the 404', async () => {
-    const ext = healthCheckFactory.create(
+    const ext = (await healthCheckFactory.create(
       testSettings('extension', 'health_check'),
       healthCheckFactory.config.parse({ endpoint: '127.0.0.1:0' }),
-    ) as HealthCheck;
+    )) as HealthCheck;
     await ext.start?.();
     try {
       const base = `http://127.0.0.1:${ext.address()?.port}`;
@@ -186,10 +186,10 @@ describe('health_check endpoints', () => {
   });
 
   it('refuses to start when the port is taken, saying which endpoint', async () => {
-    const first = healthCheckFactory.create(
+    const first = (await healthCheckFactory.create(
       testSettings('extension', 'a'),
       healthCheckFactory.config.parse({ endpoint: '127.0.0.1:0' }),
-    ) as HealthCheck;
+    )) as HealthCheck;
     await first.start?.();
     const taken = `127.0.0.1:${first.address()?.port}`;
     const second = await healthCheckFactory.create(

@@ -3,12 +3,18 @@
 // with `snapshot`, the same store filled once from kubectl's JSON through the same normalizers.
 import path from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { type ComponentSettings, type FlowBatch, formatDuration } from '@netmon/core';
-import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
+import {
+  type ComponentSettings,
+  type FlowBatch,
+  formatDuration,
+  type ObservedMetrics,
+  observeMetrics,
+} from '@netmon/core';
 import { type K8sMetadataConfig, snapshotPaths } from './config.js';
 import type { K8sMetadata, Resolution } from './contract.js';
 import { Informer, type ResourceHandler, type SlimObject } from './informer.js';
 import { locateApi, nodeNameOf } from './kubeconfig.js';
+import { K8S_METADATA_METRICS } from './metrics.js';
 import { endpointSliceRecord, nodeRecord, podRecord, serviceRecord } from './normalize.js';
 import { resolveBatch } from './resolve.js';
 import { readSnapshotFile, SNAPSHOT_KINDS, type SnapshotItem } from './snapshot.js';
@@ -101,8 +107,7 @@ export class K8sMetadataExtension implements K8sMetadata {
   private syncWaiter: ((synced: boolean) => void) | undefined;
   /** The problem last reported as recoverable_error; undefined: ok. */
   private reported: string | undefined;
-  private readonly instruments: Observable[];
-  private readonly observe: BatchObservableCallback;
+  private readonly metrics: ObservedMetrics<typeof K8S_METADATA_METRICS>;
 
   constructor(
     private readonly settings: ComponentSettings,
@@ -146,45 +151,25 @@ export class K8sMetadataExtension implements K8sMetadata {
     if (this.kc) this.makeInformers(this.kc);
     settings.status.describe(() => this.facts());
 
-    const meter = settings.meter;
-    const events = meter.createObservableCounter('netmon_k8s_metadata_events', {
-      description:
-        'Kubernetes objects applied to the metadata store, by resource (pods, nodes, services, endpointslices) and type (add, update, delete); relists count too.',
-      unit: '{event}',
-    });
-    const restarts = meter.createObservableCounter('netmon_k8s_metadata_restarts', {
-      description: 'Restarts of a list/watch after an error, by resource.',
-      unit: '{restart}',
-    });
-    const synced = meter.createObservableGauge('netmon_k8s_metadata_synced', {
-      description: '1 when the resource has been listed and its watch is not failing, else 0, by resource.',
-    });
-    const objects = meter.createObservableGauge('netmon_k8s_metadata_objects', {
-      description:
-        'Entries in the metadata store by table: pods, nodes, services, endpoint_slices, and addresses (IPs with an owner).',
-      unit: '{object}',
-    });
-    this.instruments = [events, restarts, synced, objects];
-    this.observe = (r) => {
+    this.metrics = observeMetrics(settings.meter, K8S_METADATA_METRICS, (r) => {
       for (const [key, n] of this.events) {
         const [resource, type] = key.split(' ');
-        r.observe(events, n, { resource, type });
+        r.events(n, { resource, type });
       }
       for (const [resource, inf] of this.informers) {
-        r.observe(restarts, inf.restarts, { resource });
-        r.observe(synced, inf.synced && !inf.failing ? 1 : 0, { resource });
+        r.restarts(inf.restarts, { resource });
+        r.synced(inf.synced && !inf.failing ? 1 : 0, { resource });
       }
       if (this.snapshotFiles) {
-        for (const resource of RESOURCES) r.observe(synced, this.snapshot ? 1 : 0, { resource });
+        for (const resource of RESOURCES) r.synced(this.snapshot ? 1 : 0, { resource });
       }
       const sizes = this.store.sizes();
-      r.observe(objects, sizes.pods, { table: 'pods' });
-      r.observe(objects, sizes.nodes, { table: 'nodes' });
-      r.observe(objects, sizes.services, { table: 'services' });
-      r.observe(objects, sizes.endpointSlices, { table: 'endpoint_slices' });
-      r.observe(objects, sizes.addresses, { table: 'addresses' });
-    };
-    meter.addBatchObservableCallback(this.observe, this.instruments);
+      r.objects(sizes.pods, { table: 'pods' });
+      r.objects(sizes.nodes, { table: 'nodes' });
+      r.objects(sizes.services, { table: 'services' });
+      r.objects(sizes.endpointSlices, { table: 'endpoint_slices' });
+      r.objects(sizes.addresses, { table: 'addresses' });
+    });
   }
 
   requestPodLabels(keys: readonly string[]): void {
@@ -265,7 +250,7 @@ export class K8sMetadataExtension implements K8sMetadata {
     if (this.stopping) return;
     this.stopping = true;
     this.syncWaiter?.(false);
-    this.settings.meter.removeBatchObservableCallback(this.observe, this.instruments);
+    this.metrics.close();
     await Promise.all([...this.informers.values()].map((inf) => inf.stop()));
   }
 

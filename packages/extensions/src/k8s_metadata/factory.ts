@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { defineExtension } from '@netmon/core';
 import { type K8sMetadataConfig, k8sMetadataConfig, snapshotPaths } from './config.js';
 import { K8S_METADATA } from './contract.js';
-import { K8sMetadataExtension } from './extension.js';
+import { K8S_METADATA_METRICS } from './metrics.js';
 import { readSnapshotFile } from './snapshot.js';
 
 export const k8sMetadataExtensionFactory = defineExtension({
@@ -14,6 +14,7 @@ export const k8sMetadataExtensionFactory = defineExtension({
   description:
     'Watches pods, nodes, services and EndpointSlices (one informer set per agent), or reads them from a kubectl snapshot, and tells k8s_attributes, classify and cost who owns each flow address.',
   config: k8sMetadataConfig,
+  metrics: K8S_METADATA_METRICS,
   async validate(config, { configDir }) {
     if (config.snapshot !== undefined) return checkSnapshot(config, configDir);
     if (config.kubeconfig === undefined) return [];
@@ -28,7 +29,9 @@ export const k8sMetadataExtensionFactory = defineExtension({
       return [{ key: 'kubeconfig', message: `${file} ${why}` }];
     }
   },
-  create: (settings, config) => new K8sMetadataExtension(settings, config),
+  // The implementation loads the Kubernetes client: only when a config enables the extension.
+  create: async (settings, config) =>
+    new (await import('./extension.js')).K8sMetadataExtension(settings, config),
 });
 
 /**

@@ -6,6 +6,8 @@ import {
   type ComponentSettings,
   type FlowBatch,
   FlowFlags,
+  type ObservedMetrics,
+  observeMetrics,
   type Processor,
   parseCidr,
 } from '@netmon/core';
@@ -13,6 +15,7 @@ import type { DnsCache, Entity, K8sMetadata, MetadataStore } from '@netmon/exten
 import { DESTINATION_KINDS, TRAFFIC_CLASS, TRAFFIC_CLASSES, type TrafficClass } from './classes.js';
 import type { ClassifyConfig } from './config.js';
 import { HostAddresses } from './local.js';
+import { CLASSIFY_METRICS } from './metrics.js';
 import { domainRegExp, patternApplies } from './patterns.js';
 
 export const DST_KIND = 'dst.kind';
@@ -213,6 +216,7 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   private unlocated = 0;
   /** This host's addresses, shared with cost through k8s_metadata; ends at one of them are this node's. */
   private readonly host: HostAddresses;
+  private readonly metrics: ObservedMetrics<typeof CLASSIFY_METRICS>;
   /** Per row: LOCAL_SRC, LOCAL_END (the destination end: backend when translated), LOCAL_DIALLED. */
   private localMask = new Uint8Array(0);
   /** Where this host is: its node's id, zone and region (for ends at its own addresses). */
@@ -272,15 +276,6 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
     } else if (metadata.standalone) {
       this.warnProviderUnknown('k8s_metadata runs standalone (no nodes to read it from)');
     }
-    const duplicates = settings.meter.createObservableCounter('netmon_classify_duplicates_dropped', {
-      description:
-        'Flows dropped because another node reports the same connection: the node of its initiator, or the lower-addressed end’s when the initiator is not known.',
-      unit: '{flow}',
-    });
-    const unlocated = settings.meter.createObservableCounter('netmon_classify_unlocated', {
-      description: 'Flows between two cluster ends classed same_zone because a zone was unknown.',
-      unit: '{flow}',
-    });
     // Which addresses count as this host's (same_node between two of them), and which cloud's patterns
     // apply, for /status.
     settings.status.describe(() => ({
@@ -294,13 +289,14 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
             : null,
       provider_patterns: this.providerPatterns,
     }));
-    settings.meter.addBatchObservableCallback(
-      (r) => {
-        r.observe(duplicates, this.duplicates);
-        r.observe(unlocated, this.unlocated);
-      },
-      [duplicates, unlocated],
-    );
+    this.metrics = observeMetrics(settings.meter, CLASSIFY_METRICS, (r) => {
+      r.duplicates(this.duplicates);
+      r.unlocated(this.unlocated);
+    });
+  }
+
+  shutdown(): void {
+    this.metrics.close();
   }
 
   private id(text: string): number {

@@ -2,6 +2,7 @@ import { defineProcessor, getExtension, requireExtension } from '@netmon/core';
 import { DNS_CACHE, K8S_METADATA } from '@netmon/extensions';
 import { ClassifyProcessor } from './classify.js';
 import { classifyConfig } from './config.js';
+import { CLASSIFY_METRICS } from './metrics.js';
 
 export const classifyProcessorFactory = defineProcessor({
   kind: 'processor',
@@ -13,6 +14,7 @@ export const classifyProcessorFactory = defineProcessor({
   extensions: [K8S_METADATA],
   optionalExtensions: [DNS_CACHE],
   config: classifyConfig,
+  metrics: CLASSIFY_METRICS,
   create: (settings, config) =>
     new ClassifyProcessor(
       settings,

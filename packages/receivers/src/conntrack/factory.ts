@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { defineReceiver } from '@netmon/core';
 import { conntrackReceiverConfig } from './config.js';
-import { ConntrackReceiver } from './receiver.js';
+import { CONNTRACK_METRICS } from './metrics.js';
 
 export const conntrackReceiverFactory = defineReceiver({
   kind: 'receiver',
@@ -11,6 +11,7 @@ export const conntrackReceiverFactory = defineReceiver({
     "Reads the kernel's conntrack table over netlink: cumulative dumps every read_interval plus NEW/DESTROY events.",
   signals: ['flows'],
   config: conntrackReceiverConfig,
+  metrics: CONNTRACK_METRICS,
   validate(config) {
     if (config.netns && !existsSync(config.netns)) {
       return [
@@ -22,5 +23,7 @@ export const conntrackReceiverFactory = defineReceiver({
     }
     return [];
   },
-  create: (settings, config, next) => new ConntrackReceiver(settings, config, next),
+  // The receiver loads the native addon: only when a config uses it.
+  create: async (settings, config, next) =>
+    new (await import('./receiver.js')).ConntrackReceiver(settings, config, next),
 });

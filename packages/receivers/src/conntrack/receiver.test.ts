@@ -5,7 +5,7 @@ import {
   FlowFlags,
   StatusBoard,
 } from '@netmon/core';
-import { CollectingSink, testSettings } from '@netmon/core/testkit';
+import { CollectingSink, recordingMeter, testSettings } from '@netmon/core/testkit';
 import type { DumpResult } from '@netmon/native';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { conntrackReceiverConfig } from './config.js';
@@ -34,28 +34,12 @@ function setup(config: Record<string, unknown> = {}, kernel = new FakeKernel()) 
     fatal: log('fatal'),
     child: () => logger,
   };
-  const instruments = new Map<string, { kind: string; cb?: (r: { observe(v: number): void }) => void }>();
-  const instrument = (kind: string) => (name: string) => {
-    const entry: { kind: string; cb?: (r: { observe(v: number): void }) => void } = { kind };
-    instruments.set(name, entry);
-    return {
-      addCallback: (cb: (r: { observe(v: number): void }) => void) => {
-        entry.cb = cb;
-      },
-      removeCallback: () => {
-        entry.cb = undefined;
-      },
-    };
-  };
-  const meter = {
-    createObservableCounter: instrument('counter'),
-    createObservableGauge: instrument('gauge'),
-  };
+  const meter = recordingMeter();
   const board = new StatusBoard();
   const settings: ComponentSettings = {
     ...testSettings('receiver', 'conntrack', { board }),
     logger: logger as unknown as ComponentSettings['logger'],
-    meter: meter as unknown as ComponentSettings['meter'],
+    meter: meter.meter,
   };
   const state: ComponentState = board.all()[0];
   // What the service does before start().
@@ -64,12 +48,8 @@ function setup(config: Record<string, unknown> = {}, kernel = new FakeKernel()) 
   const receiver = new ConntrackReceiver(settings, conntrackReceiverConfig.parse(config), sink, kernel);
   /** A self-metric's current value (undefined once unregistered), checked to be of `kind`. */
   const metric = (name: string, kind?: 'counter' | 'gauge'): number | undefined => {
-    const entry = instruments.get(name);
-    if (!entry) throw new Error(`no instrument ${name}`);
-    if (kind) expect(entry.kind).toBe(kind);
-    let value: number | undefined;
-    entry.cb?.({ observe: (v) => (value = v) });
-    return value;
+    if (kind) expect(meter.kind(name)).toBe(kind);
+    return meter.value(name);
   };
   const warnings = (pattern: RegExp) => logs.filter((l) => l.level === 'warn' && pattern.test(l.msg)).length;
   return {

@@ -1,5 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { type BatchSink, type ComponentSettings, errorMessage, FlowBatch, type Receiver } from '@netmon/core';
+import {
+  type BatchSink,
+  type ComponentSettings,
+  errorMessage,
+  FlowBatch,
+  observeMetrics,
+  type Receiver,
+} from '@netmon/core';
 import {
   type ConntrackColumns,
   type ConntrackEventsHandle,
@@ -10,8 +17,8 @@ import {
   subscribeConntrackEvents,
   writeSysctl,
 } from '@netmon/native';
-import type { ObservableResult } from '@opentelemetry/api';
 import { type ConntrackReceiverConfig, PROTOCOL_NUMBERS } from './config.js';
+import { CONNTRACK_METRICS } from './metrics.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -455,100 +462,20 @@ export class ConntrackReceiver implements Receiver {
   }
 
   private registerMetrics(): void {
-    const meter = this.settings.meter;
-    const observe = (
-      name: string,
-      kind: 'counter' | 'gauge',
-      description: string,
-      unit: string,
-      value: () => number,
-    ) => {
-      const inst =
-        kind === 'counter'
-          ? meter.createObservableCounter(name, { description, unit })
-          : meter.createObservableGauge(name, { description, unit });
-      const cb = (r: ObservableResult) => r.observe(value());
-      inst.addCallback(cb);
-      this.unobserve.push(() => inst.removeCallback(cb));
-    };
-    observe(
-      'netmon_conntrack_reads',
-      'counter',
-      'Full conntrack table reads (dumps).',
-      '{read}',
-      () => this.reads,
-    );
-    observe(
-      'netmon_conntrack_read_failures',
-      'counter',
-      'Dumps that failed.',
-      '{read}',
-      () => this.readFailures,
-    );
-    observe(
-      'netmon_conntrack_read_retries',
-      'counter',
-      'Quick retries of a failed dump, before the next interval.',
-      '{read}',
-      () => this.retries,
-    );
-    observe(
-      'netmon_conntrack_accounting_enabled',
-      'gauge',
-      '1 when net.netfilter.nf_conntrack_acct is 1 in the namespace (byte and packet counters are kept), else 0.',
-      // No unit: a yes/no is not a ratio (unit "1" would be rendered netmon_conntrack_accounting_enabled_ratio).
-      '',
-      () => (this.accountingOn ? 1 : 0),
-    );
-    observe(
-      'netmon_conntrack_entries',
-      'gauge',
-      'Entries in the last dump.',
-      '{flow}',
-      () => this.lastEntries,
-    );
-    observe(
-      'netmon_conntrack_read_duration',
-      'gauge',
-      'Kernel read and parse time of the last dump.',
-      's',
-      () => this.lastReadSeconds,
-    );
-    observe(
-      'netmon_conntrack_events',
-      'counter',
-      'NEW and DESTROY events received.',
-      '{event}',
-      () => this.eventStats.received,
-    );
-    observe(
-      'netmon_conntrack_event_overflows',
-      'counter',
-      'Times the event socket overflowed (ENOBUFS) and events were lost; each is answered by a resync dump.',
-      '{overflow}',
-      () => this.eventStats.overflows,
-    );
-    observe(
-      'netmon_conntrack_events_dropped',
-      'counter',
-      'Parsed events dropped because the agent did not take them in time.',
-      '{event}',
-      () => this.eventStats.dropped,
-    );
-    observe(
-      'netmon_conntrack_malformed_messages',
-      'counter',
-      'Netlink messages that failed validation and were skipped.',
-      '{message}',
-      () => this.dumpMalformed + this.eventStats.malformed,
-    );
-    observe(
-      'netmon_conntrack_resyncs',
-      'counter',
-      'Resync dumps after lost events.',
-      '{read}',
-      () => this.resyncs,
-    );
+    const observed = observeMetrics(this.settings.meter, CONNTRACK_METRICS, (r) => {
+      r.reads(this.reads);
+      r.readFailures(this.readFailures);
+      r.retries(this.retries);
+      r.accountingEnabled(this.accountingOn ? 1 : 0);
+      r.entries(this.lastEntries);
+      r.readDuration(this.lastReadSeconds);
+      r.events(this.eventStats.received);
+      r.eventOverflows(this.eventStats.overflows);
+      r.eventsDropped(this.eventStats.dropped);
+      r.malformedMessages(this.dumpMalformed + this.eventStats.malformed);
+      r.resyncs(this.resyncs);
+    });
+    this.unobserve.push(observed.close);
   }
 }
 

@@ -1,6 +1,6 @@
 import { defineReceiver } from '@netmon/core';
 import { fileReceiverConfig } from './config.js';
-import { FileReceiver } from './receiver.js';
+import { FILE_RECEIVER_METRICS } from './metrics.js';
 import { checkReadable } from './validate.js';
 
 export const fileReceiverFactory = defineReceiver({
@@ -10,6 +10,8 @@ export const fileReceiverFactory = defineReceiver({
   description: 'Replays a JSON Lines file of flow records (the file exporter output) as flow batches.',
   signals: ['flows'],
   config: fileReceiverConfig,
+  metrics: FILE_RECEIVER_METRICS,
   validate: (config, { configDir }) => checkReadable(config, configDir),
-  create: (settings, config, next) => new FileReceiver(settings, config, next),
+  create: async (settings, config, next) =>
+    new (await import('./receiver.js')).FileReceiver(settings, config, next),
 });

@@ -10,7 +10,7 @@ import {
   FlowBatch,
   type FlowInit,
 } from '@netmon/core';
-import { CollectingSink, describeConformance, testSettings } from '@netmon/core/testkit';
+import { CollectingSink, describeConformance, recordingMeter, testSettings } from '@netmon/core/testkit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FileReceiverConfig, fileReceiverConfig } from './config.js';
 import { fileReceiverFactory } from './factory.js';
@@ -35,7 +35,6 @@ interface LogEntry {
 /** Settings whose logger records entries and whose meter hands out its observable callbacks. */
 function recordingSettings(configDir = here) {
   const logs: LogEntry[] = [];
-  const callbacks = new Map<string, (r: { observe(v: number): void }) => void>();
   const log =
     (level: string) =>
     (fields: Record<string, unknown>, msg = '') =>
@@ -49,22 +48,13 @@ function recordingSettings(configDir = here) {
     fatal: log('fatal'),
     child: () => logger,
   };
-  const meter = {
-    createObservableCounter: (name: string) => ({
-      addCallback: (cb: (r: { observe(v: number): void }) => void) => callbacks.set(name, cb),
-      removeCallback: () => undefined,
-    }),
-  };
+  const meter = recordingMeter();
   const settings: ComponentSettings = {
     ...testSettings('receiver', 'file', { configDir }),
     logger: logger as unknown as ComponentSettings['logger'],
-    meter: meter as unknown as ComponentSettings['meter'],
+    meter: meter.meter,
   };
-  const observe = (name: string): number | undefined => {
-    let value: number | undefined;
-    callbacks.get(name)?.({ observe: (v) => (value = v) });
-    return value;
-  };
+  const observe = (name: string): number | undefined => meter.value(name);
   return { settings, logs, observe };
 }
 
@@ -208,13 +198,14 @@ describe('file receiver', () => {
     const r = receiver({ path: 'testdata/malformed.jsonl' }, sink, settings);
     await r.start();
     await r.finished();
+    // Read while running: shutdown unregisters the metric.
+    expect(observe('netmon_file_receiver_malformed_records')).toBe(7);
     await r.shutdown();
 
     const file = join(here, 'testdata', 'malformed.jsonl');
     const lines = (await readFile(file, 'utf8')).split('\n');
     expect(r.recordsRead).toBe(3);
     expect(r.malformedRecords).toBe(7);
-    expect(observe('netmon_file_receiver_malformed_records')).toBe(7);
     expect(encode(flowBatches(sink))).toBe(`${[lines[0], lines[2], lines[9]].join('\n')}\n`);
     // The malformed attribute kind did not become part of the batch either.
     expect(flowBatches(sink)[0].column('cost.usd')?.kind).toBe('number');

@@ -11,10 +11,12 @@ import {
   decodeFlowRecord,
   FlowBatch,
   type FlowInit,
+  type ObservedMetrics,
+  observeMetrics,
   type Receiver,
 } from '@netmon/core';
-import type { ObservableCounter, ObservableResult } from '@opentelemetry/api';
 import type { FileReceiverConfig } from './config.js';
+import { FILE_RECEIVER_METRICS } from './metrics.js';
 
 /** Malformed lines logged one by one before logging turns to every LOG_EVERY-th. */
 const LOG_FIRST = 5;
@@ -56,15 +58,10 @@ export class FileReceiver implements Receiver {
   ) {
     this.path = resolve(settings.configDir, config.path);
     this.batch = this.newBatch();
-    this.malformedCounter = settings.meter.createObservableCounter('netmon_file_receiver_malformed_records', {
-      description: 'Lines of the replayed file that were not valid flow records and were skipped.',
-      unit: '{record}',
-    });
-    this.malformedCounter.addCallback(this.observeMalformed);
+    this.metrics = observeMetrics(settings.meter, FILE_RECEIVER_METRICS, (r) => r.malformed(this.malformed));
   }
 
-  private readonly malformedCounter: ObservableCounter;
-  private readonly observeMalformed = (result: ObservableResult) => result.observe(this.malformed);
+  private readonly metrics: ObservedMetrics<typeof FILE_RECEIVER_METRICS>;
 
   /** Lines skipped because they were not valid flow records (every round counts again with loop). */
   get malformedRecords(): number {
@@ -112,7 +109,7 @@ export class FileReceiver implements Receiver {
 
   async shutdown(): Promise<void> {
     this.stopping = true;
-    this.malformedCounter.removeCallback(this.observeMalformed);
+    this.metrics.close();
     this.wake?.();
     this.lines?.close();
     await this.opening?.catch(() => undefined);
