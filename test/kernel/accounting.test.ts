@@ -20,7 +20,7 @@ import {
   STATE_LIVE,
   STATE_MISSING,
   U_STATE,
-} from '../../packages/processors/src/delta/flow-table.js';
+} from '../../packages/processors/src/delta/baseline-table.js';
 import { AgentProcess } from '../harness/agent.js';
 import { type CtEntry, NetnsPair, privileged, startServers, TRAFFIC } from '../harness/netns.js';
 
