@@ -1,6 +1,5 @@
 import { defineProcessor, getExtension, requireExtension } from '@netmon/core';
 import { DNS_CACHE, K8S_METADATA } from '@netmon/extensions';
-import { ClassifyProcessor } from './classify.js';
 import { classifyConfig } from './config.js';
 import { CLASSIFY_METRICS } from './metrics.js';
 
@@ -15,8 +14,8 @@ export const classifyProcessorFactory = defineProcessor({
   optionalExtensions: [DNS_CACHE],
   config: classifyConfig,
   metrics: CLASSIFY_METRICS,
-  create: (settings, config) =>
-    new ClassifyProcessor(
+  create: async (settings, config) =>
+    new (await import('./classify.js')).ClassifyProcessor(
       settings,
       config,
       requireExtension(settings, K8S_METADATA),

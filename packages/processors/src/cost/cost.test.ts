@@ -4,7 +4,7 @@ import type { K8sMetadata } from '@netmon/extensions';
 import { MetadataStore } from '@netmon/extensions';
 import { describe, expect, it } from 'vitest';
 import { costProcessorConfig } from './config.js';
-import { COST_USD, type CostProcessor, isPlatformAddress, NAT_BYPASS_PLATFORM } from './cost.js';
+import { COST_USD, CostProcessor, isPlatformAddress, NAT_BYPASS_PLATFORM } from './cost.js';
 import { costProcessorFactory } from './factory.js';
 import { costConfigProblems } from './testdata/config-problems.js';
 
@@ -54,11 +54,10 @@ function batchOf(flows: F[]): FlowBatch {
 }
 
 function processor(config: unknown, extensions = new Map<string, Extension>()): CostProcessor {
-  return costProcessorFactory.create(
+  return new CostProcessor(
     testSettings('processor', 'cost', { extensions }),
     costProcessorFactory.config.parse(config),
-    'flows',
-  ) as CostProcessor;
+  );
 }
 
 /** cost.usd of each row (undefined: absent). */

@@ -1,7 +1,6 @@
 import { defineProcessor } from '@netmon/core';
 import { K8S_METADATA } from '@netmon/extensions';
 import { costProcessorConfig } from './config.js';
-import { CostProcessor } from './cost.js';
 
 export const costProcessorFactory = defineProcessor({
   kind: 'processor',
@@ -12,5 +11,5 @@ export const costProcessorFactory = defineProcessor({
   signals: ['flows'],
   config: costProcessorConfig,
   optionalExtensions: [K8S_METADATA],
-  create: (settings, config) => new CostProcessor(settings, config),
+  create: async (settings, config) => new (await import('./cost.js')).CostProcessor(settings, config),
 });

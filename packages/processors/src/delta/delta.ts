@@ -3,7 +3,15 @@
 // flow, kept in a BaselineTable per origin; state-store.ts keeps that state on disk across restarts. README.md
 // states the rules; the comments here say where each lives.
 import { resolve } from 'node:path';
-import { type Batch, type ComponentSettings, FlowBatch, FlowFlags, type Processor } from '@netmon/core';
+import {
+  type Batch,
+  type ComponentSettings,
+  FlowBatch,
+  FlowFlags,
+  type ObservedMetrics,
+  observeMetrics,
+  type Processor,
+} from '@netmon/core';
 import {
   addressWords,
   BaselineTable,
@@ -29,6 +37,7 @@ import {
 } from './baseline-table.js';
 import type { OriginCheckpoint } from './checkpoint.js';
 import type { DeltaProcessorConfig } from './config.js';
+import { DELTA_METRICS } from './metrics.js';
 import { DeltaStateStore } from './state-store.js';
 
 /** Number attribute columns that are part of a flow's identity (absent or NaN counts as 0). */
@@ -43,10 +52,6 @@ const TOMBSTONE_SNAPSHOTS = 2;
  * must not make a flow look new when it reappears; until then its baseline stays, so either resumes it.
  */
 const MISSING_SNAPSHOTS = 2;
-
-type Meter = ComponentSettings['meter'];
-type BatchCallback = Parameters<Meter['addBatchObservableCallback']>[0];
-type Observable = Parameters<Meter['addBatchObservableCallback']>[1][number];
 
 /** State and counts of one source of cumulative counters (one receiver instance). */
 interface Origin extends OriginCheckpoint {
@@ -89,8 +94,7 @@ export class DeltaProcessor implements Processor {
   /** Entries the batch being computed changed (the first `changedCount`), for the journal. */
   private changed = new Uint32Array(1024);
   private changedCount = 0;
-  private readonly instruments: Observable[];
-  private readonly observe: BatchCallback;
+  private readonly metrics: ObservedMetrics<typeof DELTA_METRICS>;
 
   constructor(
     private readonly settings: ComponentSettings,
@@ -104,48 +108,19 @@ export class DeltaProcessor implements Processor {
             origins: this.origins,
             restore: (restored) => this.restore(restored),
           });
-    const meter = settings.meter;
-    const tracked = meter.createObservableGauge('netmon_delta_flows_tracked', {
-      description: 'Flows the delta processor holds a baseline for (live, and recently closed), per origin.',
-      unit: '{flow}',
-    });
-    const stateBytes = meter.createObservableGauge('netmon_delta_state_bytes', {
-      description: 'Memory of the delta processor flow tables (typed arrays, with their spare capacity).',
-      unit: 'By',
-    });
-    const vanished = meter.createObservableCounter('netmon_delta_flows_vanished', {
-      description:
-        'Flows that disappeared from a snapshot without a DESTROY event (events off or lost); what they sent since the previous reading was not reported.',
-      unit: '{flow}',
-    });
-    const resets = meter.createObservableCounter('netmon_delta_flows_reset', {
-      description: 'Readings whose counters were below the baseline: the flow was counted again from zero.',
-      unit: '{flow}',
-    });
-    const preexisting = meter.createObservableCounter('netmon_delta_preexisting_closed', {
-      description:
-        'DESTROY events for flows older than the agent, before their origin had a first snapshot: dropped, as their counters include bytes from before the agent started.',
-      unit: '{flow}',
-    });
-    const failures = meter.createObservableCounter('netmon_delta_checkpoint_failures', {
-      description: 'Failed writes of the state file.',
-      unit: '{write}',
-    });
-    this.instruments = [tracked, stateBytes, vanished, resets, preexisting, failures];
-    this.observe = (r) => {
+    this.metrics = observeMetrics(settings.meter, DELTA_METRICS, (r) => {
       let bytes = 0;
       for (const o of this.origins.values()) {
         const attrs = { origin: o.origin };
-        r.observe(tracked, o.table.count, attrs);
-        r.observe(vanished, o.vanished, attrs);
-        r.observe(resets, o.counterResets, attrs);
-        r.observe(preexisting, o.preexistingClosed, attrs);
+        r.tracked(o.table.count, attrs);
+        r.vanished(o.vanished, attrs);
+        r.resets(o.counterResets, attrs);
+        r.preexisting(o.preexistingClosed, attrs);
         bytes += o.table.byteSize;
       }
-      r.observe(stateBytes, bytes);
-      r.observe(failures, this.store?.failures ?? 0);
-    };
-    meter.addBatchObservableCallback(this.observe, this.instruments);
+      r.stateBytes(bytes);
+      r.failures(this.store?.failures ?? 0);
+    });
   }
 
   /** Loads the state file, if one is configured and present. Never fails: a bad file is set aside. */
@@ -156,7 +131,7 @@ export class DeltaProcessor implements Processor {
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.settings.meter.removeBatchObservableCallback(this.observe, this.instruments);
+    this.metrics.close();
     await this.store?.close();
   }
 

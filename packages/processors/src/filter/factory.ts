@@ -1,6 +1,5 @@
 import { defineProcessor } from '@netmon/core';
 import { filterConfig } from './config.js';
-import { FilterProcessor } from './filter.js';
 
 export const filterProcessorFactory = defineProcessor({
   kind: 'processor',
@@ -10,5 +9,5 @@ export const filterProcessorFactory = defineProcessor({
     'Keeps or drops flows by namespace, workload, class, CIDR and port, and coarsens attributes to pod, workload or namespace granularity.',
   signals: ['flows'],
   config: filterConfig,
-  create: (_settings, config) => new FilterProcessor(config),
+  create: async (_settings, config) => new (await import('./filter.js')).FilterProcessor(config),
 });

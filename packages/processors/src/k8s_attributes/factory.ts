@@ -1,7 +1,6 @@
 import { defineProcessor, requireExtension } from '@netmon/core';
 import { K8S_METADATA } from '@netmon/extensions';
 import { k8sAttributesConfig } from './config.js';
-import { K8sAttributesProcessor } from './k8s_attributes.js';
 
 export const k8sAttributesProcessorFactory = defineProcessor({
   kind: 'processor',
@@ -12,5 +11,9 @@ export const k8sAttributesProcessorFactory = defineProcessor({
   signals: ['flows'],
   extensions: [K8S_METADATA],
   config: k8sAttributesConfig,
-  create: (settings, config) => new K8sAttributesProcessor(requireExtension(settings, K8S_METADATA), config),
+  create: async (settings, config) =>
+    new (await import('./k8s_attributes.js')).K8sAttributesProcessor(
+      requireExtension(settings, K8S_METADATA),
+      config,
+    ),
 });
