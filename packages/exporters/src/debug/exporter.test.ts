@@ -1,6 +1,19 @@
-import { DnsBatch, DnsType, FlowBatch, type FlowInit } from '@netmon/core';
+import {
+  DnsBatch,
+  DnsType,
+  defineExporter,
+  defineReceiver,
+  FlowBatch,
+  type FlowInit,
+  Registry,
+  resolveConfig,
+  Service,
+  type Signal,
+  silentLogger,
+} from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
 import { type DebugExporterConfig, debugExporterConfig } from './config.js';
 import { DETAIL_LINES, DebugExporter, humanBytes, MAX_ENTRIES, protocolName } from './exporter.js';
 import { debugExporterFactory } from './factory.js';
@@ -323,5 +336,92 @@ describe('debug exporter', () => {
     exporter.start();
     expect(timers()).toBe(before);
     exporter.shutdown();
+  });
+});
+
+describe('debug exporter: one instance for flows and dns pipelines', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('is made, started and shut down once, and prints both signals in one summary', async () => {
+    const life = { created: [] as (readonly Signal[])[], starts: 0, shutdowns: 0 };
+    // The real factory, counted: the instance it makes is what the service runs.
+    const counted = defineExporter({
+      ...debugExporterFactory,
+      create: async (settings, config) => {
+        life.created.push(settings.signals);
+        const e = await debugExporterFactory.create(settings, config);
+        return {
+          start: () => {
+            life.starts++;
+            return e.start?.();
+          },
+          export: (b) => e.export(b),
+          shutdown: () => {
+            life.shutdowns++;
+            return e.shutdown?.();
+          },
+        };
+      },
+    });
+    const source = (type: string, signal: Signal, batch: () => FlowBatch | DnsBatch) =>
+      defineReceiver({
+        kind: 'receiver',
+        type,
+        stability: 'development',
+        description: `one ${signal} batch at start`,
+        signals: [signal],
+        config: z.strictObject({}),
+        create: (_s, _c, next) => ({ start: () => next.consume(batch()) }),
+      });
+    const registry = new Registry([
+      source('flowsrc', 'flows', () => batches()[0]),
+      source('dnssrc', 'dns', sampleLookups),
+      counted,
+    ]);
+    const config = resolveConfig(
+      {
+        tree: {
+          receivers: { flowsrc: {}, dnssrc: {} },
+          exporters: { debug: { interval: '1h' } },
+          service: {
+            pipelines: {
+              flows: { receivers: ['flowsrc'], exporters: ['debug'] },
+              dns: { receivers: ['dnssrc'], exporters: ['debug'] },
+            },
+          },
+        },
+        positions: new Map(),
+        configDirs: new Map(),
+      },
+      registry,
+      {},
+    );
+    const out: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((text) => {
+      out.push(String(text));
+      return true;
+    });
+    const service = await Service.build(config, { logger: silentLogger() });
+    await service.start();
+    const items = () =>
+      service
+        .components()
+        .filter((c) => c.id === 'debug')
+        .map((c) => [c.signal, c.items.in]);
+    for (let i = 0; i < 100 && items().some(([, n]) => n === 0); i++)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(items()).toEqual([
+      ['flows', 4],
+      ['dns', 3],
+    ]);
+    await service.shutdown();
+    expect(life).toEqual({ created: [['flows', 'dns']], starts: 1, shutdowns: 1 });
+    // Shutdown printed the partial interval once, flows then dns, in one write.
+    expect(out).toHaveLength(1);
+    const headers = out[0].split('\n').filter((l) => l.startsWith('debug '));
+    expect(headers).toEqual([
+      'debug flows 2026-01-01T00:00:00.000Z .. 2026-01-01T00:00:10.000Z: 1 batch, 4 flows, tx 295.07 KiB, rx 6.77 MiB',
+      'debug dns 2026-01-01T00:00:01.000Z .. 2026-01-01T00:00:03.000Z: 1 batch, 3 lookups, 2 questions',
+    ]);
   });
 });

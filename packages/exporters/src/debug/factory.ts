@@ -1,6 +1,5 @@
 import { defineExporter } from '@netmon/core';
 import { debugExporterConfig } from './config.js';
-import { DebugExporter } from './exporter.js';
 
 export const debugExporterFactory = defineExporter({
   kind: 'exporter',
@@ -9,5 +8,6 @@ export const debugExporterFactory = defineExporter({
   description: 'Prints a readable summary of flows or DNS lookups to stdout every interval, for debugging.',
   signals: ['flows', 'dns'],
   config: debugExporterConfig,
-  create: (settings, config) => new DebugExporter(settings, config),
+  // The implementation loads only when a config uses this exporter.
+  create: async (settings, config) => new (await import('./exporter.js')).DebugExporter(settings, config),
 });

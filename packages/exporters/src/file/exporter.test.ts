@@ -2,9 +2,22 @@ import { mkdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeFlowRecords, FlowBatch, type FlowInit } from '@netmon/core';
+import {
+  DnsBatch,
+  defineExporter,
+  defineReceiver,
+  encodeFlowRecords,
+  FlowBatch,
+  type FlowInit,
+  Registry,
+  resolveConfig,
+  Service,
+  type Signal,
+  silentLogger,
+} from '@netmon/core';
 import { describeConformance, sampleFlows, testSettings } from '@netmon/core/testkit';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { type FileExporterConfig, fileExporterConfig } from './config.js';
 import { FileExporter } from './exporter.js';
 import { fileExporterFactory } from './factory.js';
@@ -261,6 +274,103 @@ describe('file exporter validation', () => {
     await expect(e.start()).rejects.toThrow(
       'file exporter: cannot write /proc/netmon/flows.jsonl: it is under /proc',
     );
+    await e.shutdown();
+  });
+});
+
+describe('file exporter: one instance for every flows pipeline that lists it', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'netmon-file-exporter-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is made, started and shut down once, and writes the batches of both pipelines whole', async () => {
+    const life = { created: [] as (readonly Signal[])[], starts: 0, shutdowns: 0 };
+    // The real factory, counted: the instance it makes is what the service runs.
+    const counted = defineExporter({
+      ...fileExporterFactory,
+      create: async (settings, config) => {
+        life.created.push(settings.signals);
+        const e = await fileExporterFactory.create(settings, config);
+        return {
+          start: () => {
+            life.starts++;
+            return e.start?.();
+          },
+          export: (b) => e.export(b),
+          shutdown: () => {
+            life.shutdowns++;
+            return e.shutdown?.();
+          },
+        };
+      },
+    });
+    // Each source sends two batches at start: 0..99 and 100..199 from `a`, 1000.. from `b`.
+    const source = defineReceiver({
+      kind: 'receiver',
+      type: 'src',
+      stability: 'development',
+      description: 'two flow batches at start',
+      signals: ['flows'],
+      config: z.strictObject({ from: z.number() }),
+      create: (_s, c, next) => ({
+        start: () => {
+          for (const from of [c.from, c.from + 100])
+            next.consume(FlowBatch.from(range(from, from + 100).map(flow)));
+        },
+      }),
+    });
+    const config = resolveConfig(
+      {
+        tree: {
+          receivers: { 'src/a': { from: 0 }, 'src/b': { from: 1000 } },
+          exporters: { file: { path: join(dir, 'flows.jsonl') } },
+          service: {
+            pipelines: {
+              'flows/a': { receivers: ['src/a'], exporters: ['file'] },
+              'flows/b': { receivers: ['src/b'], exporters: ['file'] },
+            },
+          },
+        },
+        positions: new Map(),
+        configDirs: new Map(),
+      },
+      new Registry([source, counted]),
+      {},
+    );
+    const service = await Service.build(config, { logger: silentLogger() });
+    await service.start();
+    await service.shutdown();
+    expect(life).toEqual({ created: [['flows']], starts: 1, shutdowns: 1 });
+    expect(
+      service
+        .components()
+        .filter((c) => c.id === 'file')
+        .map((c) => [c.signal, c.items.in, c.items.failed]),
+    ).toEqual([['flows', 400, 0]]);
+    // Every batch whole and in its pipeline's order; the two pipelines' batches in whatever order they came.
+    const written = (await readFile(join(dir, 'flows.jsonl'), 'utf8')).match(/.*\n/g) ?? [];
+    const batchesOf = (from: number) => [
+      lines(...range(from, from + 100)),
+      lines(...range(from + 100, from + 200)),
+    ];
+    const chunks = Array.from({ length: 4 }, (_, k) => written.slice(k * 100, k * 100 + 100).join(''));
+    expect(chunks.filter((c) => batchesOf(0).includes(c))).toEqual(batchesOf(0));
+    expect(chunks.filter((c) => batchesOf(1000).includes(c))).toEqual(batchesOf(1000));
+  });
+
+  it('refuses a dns batch', async () => {
+    const e = new FileExporter(
+      testSettings('exporter', 'file', { configDir: dir }),
+      fileExporterConfig.parse({ path: 'flows.jsonl' }),
+    );
+    await e.start();
+    await expect(
+      e.export(DnsBatch.from([{ time: T0, clientIp: '10.0.0.1', question: 'a.example', answers: [] }])),
+    ).rejects.toThrow('file exporter: writes flows only; a dns batch was refused');
     await e.shutdown();
   });
 });

@@ -2,17 +2,24 @@ import { once } from 'node:events';
 import type { WriteStream } from 'node:fs';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { getSystemErrorMessage } from 'node:util';
-import { type ComponentSettings, type Exporter, encodeFlowRecords, type FlowBatch } from '@netmon/core';
+import {
+  type Batch,
+  type ComponentSettings,
+  type Exporter,
+  encodeFlowRecords,
+  FlowBatch,
+} from '@netmon/core';
 import type { FileExporterConfig } from './config.js';
+import { pseudoFilesystemOf, systemError } from './paths.js';
 
 const MIB = 1024 * 1024;
 
 /**
  * Appends flow batches to a file as JSON Lines flow records (the file receiver's input), rotating by size.
- * Exports run one at a time: rotation closes and reopens the file, and batches must not interleave.
+ * One instance serves every flows pipeline that lists it. Exports run one at a time: rotation closes and
+ * reopens the file, and batches of different pipelines must not interleave.
  */
-export class FileExporter implements Exporter<FlowBatch> {
+export class FileExporter implements Exporter {
   /** The file, resolved against the config file's directory. */
   readonly path: string;
   private readonly maxBytes: number;
@@ -34,10 +41,14 @@ export class FileExporter implements Exporter<FlowBatch> {
     if (!this.stream && !this.stopped) await this.openFile();
   }
 
-  export(batch: FlowBatch): Promise<void> {
+  export(batch: Batch): Promise<void> {
     // Refused only when it arrives after shutdown began; exports queued before then are still written.
     if (this.stopped) {
       return Promise.reject(new Error(`file exporter: ${this.path} is closed (export after shutdown)`));
+    }
+    // The configuration lets only flows pipelines list it; a DNS batch has no flow record.
+    if (!(batch instanceof FlowBatch)) {
+      return Promise.reject(new Error('file exporter: writes flows only; a dns batch was refused'));
     }
     const run = this.tail.then(() => this.write(batch));
     this.tail = run.catch(() => undefined);
@@ -141,21 +152,4 @@ export class FileExporter implements Exporter<FlowBatch> {
       throw new Error(`file exporter: closing ${this.path} failed: ${systemError(stream.errored)}`);
     }
   }
-}
-
-/** "ENOSPC (no space left on device)" rather than Node's message, which repeats the path. */
-export function systemError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string' && typeof e.errno === 'number') {
-    return `${e.code} (${getSystemErrorMessage(e.errno)})`;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * The kernel's pseudo-filesystems: no file can be created there, and Node's recursive mkdir under /proc
- * never returns, so such a path must be refused before anything tries it.
- */
-export function pseudoFilesystemOf(file: string): string | undefined {
-  return ['/proc', '/sys'].find((root) => file === root || file.startsWith(`${root}/`));
 }

@@ -1,6 +1,5 @@
 import { defineExporter } from '@netmon/core';
 import { fileExporterConfig } from './config.js';
-import { FileExporter } from './exporter.js';
 import { checkWritable } from './validate.js';
 
 export const fileExporterFactory = defineExporter({
@@ -12,5 +11,6 @@ export const fileExporterFactory = defineExporter({
   signals: ['flows'],
   config: fileExporterConfig,
   validate: (config, { configDir }) => checkWritable(config, configDir),
-  create: (settings, config) => new FileExporter(settings, config),
+  // The implementation loads only when a config uses this exporter.
+  create: async (settings, config) => new (await import('./exporter.js')).FileExporter(settings, config),
 });

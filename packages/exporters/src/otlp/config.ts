@@ -14,7 +14,12 @@ import {
 } from '@netmon/core';
 import { z } from 'zod';
 import { flowLabelSelection } from '../series/selection-config.js';
-import { POINTS_PER_SERIES } from './metrics.js';
+
+/**
+ * The most points one series yields per interval (flows: io ×2, packet.count ×2, cost). Here, not beside the
+ * metrics it counts, so the config (and the factory) load without the OpenTelemetry SDK.
+ */
+export const POINTS_PER_SERIES = 5;
 
 /** How the endpoint and `tls` decide where and how to connect: the Collector's rule. */
 export const ENDPOINT_RULE: GrpcTargetOptions = { example: 'otel-collector:4317' };

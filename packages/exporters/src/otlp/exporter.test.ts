@@ -2,10 +2,25 @@ import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
-import { DnsBatch, type Extension, FlowBatch, type FlowInit, StatusBoard } from '@netmon/core';
+import {
+  DnsBatch,
+  defineExporter,
+  defineReceiver,
+  type Extension,
+  FlowBatch,
+  type FlowInit,
+  Registry,
+  resolveConfig,
+  Service,
+  type Signal,
+  StatusBoard,
+  silentLogger,
+} from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import protobuf from 'protobufjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
 import { EXPORT_PATH, OtlpSink, type SinkPoint } from '../../../../test/harness/otlp-sink.js';
 import { otlpExporterConfig } from './config.js';
@@ -96,13 +111,17 @@ async function sink(opts: Parameters<typeof OtlpSink.start>[0] = {}): Promise<Ot
 function exporter(
   config: Record<string, unknown>,
   opts: OtlpExporterOptions & {
-    signal?: 'flows' | 'dns';
+    signals?: Signal[];
     extensions?: Map<string, Extension>;
   } = {},
 ) {
   const clock = { t: T0 };
   const board = new StatusBoard();
-  const settings = testSettings('exporter', 'otlp', { extensions: opts.extensions, board });
+  const settings = testSettings('exporter', 'otlp', {
+    extensions: opts.extensions,
+    board,
+    signals: opts.signals ?? ['flows'],
+  });
   // As the service does: starting, then ok once started.
   const state = board.register('exporter', 'otlp');
   board.set(state, 'starting');
@@ -115,7 +134,6 @@ function exporter(
       ...otlpExporterConfig.parse({ tls: { insecure: true }, ...config }),
       interval: 3_600_000,
     },
-    opts.signal ?? 'flows',
     { now: () => clock.t, backoff: { initialMs: 10, maxMs: 50, jitter: 0 }, ...opts },
   );
   live.exporters.push(e);
@@ -738,7 +756,7 @@ describe('otlp exporter', () => {
 
   it('dns: lookups counted by question', async () => {
     const s = await sink();
-    const { e } = exporter({ endpoint: s.endpoint }, { signal: 'dns' });
+    const { e } = exporter({ endpoint: s.endpoint }, { signals: ['dns'] });
     const lookup = (question: string) => ({ time: T0, clientIp: '10.0.0.9', question, answers: [] });
     e.export(DnsBatch.from([lookup('api.stripe.com'), lookup('db.shop.svc'), lookup('api.stripe.com')]));
     e.flush();
@@ -831,5 +849,148 @@ describe('otlp exporter over TLS', () => {
     );
     live.exporters.push(e);
     expect(() => e.start()).toThrow('otlp exporter: cannot read tls::ca_file /nonexistent/ca.pem: ENOENT');
+  });
+});
+
+describe('otlp exporter: one instance for flows and dns pipelines', () => {
+  class TestReader extends MetricReader {
+    protected async onShutdown(): Promise<void> {}
+    protected async onForceFlush(): Promise<void> {}
+  }
+
+  it('is made, started and shut down once, and sends both signals through one queue and channel', async () => {
+    const s = await sink();
+    const life = { created: [] as (readonly Signal[])[], starts: 0, shutdowns: 0 };
+    // The real factory, counted: the instance it makes is what the service runs.
+    const counted = defineExporter({
+      ...otlpExporterFactory,
+      create: async (settings, config) => {
+        life.created.push(settings.signals);
+        const e = await otlpExporterFactory.create(settings, config);
+        return {
+          start: () => {
+            life.starts++;
+            return e.start?.();
+          },
+          export: (b) => e.export(b),
+          shutdown: () => {
+            life.shutdowns++;
+            return e.shutdown?.();
+          },
+        };
+      },
+    });
+    const lookup = (question: string) => ({ time: T0, clientIp: '10.0.0.9', question, answers: [] });
+    const source = <B extends FlowBatch | DnsBatch>(type: string, signal: Signal, batch: () => B) =>
+      defineReceiver({
+        kind: 'receiver',
+        type,
+        stability: 'development',
+        description: `one ${signal} batch at start`,
+        signals: [signal],
+        config: z.strictObject({}),
+        create: (_s, _c, next) => ({ start: () => next.consume(batch()) }),
+      });
+    const registry = new Registry([
+      source('flowsrc', 'flows', () => FlowBatch.from([flow(CART, 1234), flow(WEB, 10)])),
+      source('dnssrc', 'dns', () =>
+        DnsBatch.from([lookup('api.stripe.com'), lookup('db.shop.svc'), lookup('API.stripe.com.')]),
+      ),
+      counted,
+    ]);
+    const config = resolveConfig(
+      {
+        tree: {
+          receivers: { flowsrc: {}, dnssrc: {} },
+          exporters: { otlp: { endpoint: s.endpoint, tls: { insecure: true }, interval: '1h' } },
+          service: {
+            pipelines: {
+              flows: { receivers: ['flowsrc'], exporters: ['otlp'] },
+              dns: { receivers: ['dnssrc'], exporters: ['otlp'] },
+            },
+          },
+        },
+        positions: new Map(),
+        configDirs: new Map(),
+      },
+      registry,
+      {},
+    );
+    const reader = new TestReader();
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const service = await Service.build(config, { logger: silentLogger(), meterProvider });
+    try {
+      await service.start();
+      const entries = () => service.components().filter((c) => c.kind === 'exporter' && c.id === 'otlp');
+      const facts = () => entries()[0].details?.() as Record<string, unknown>;
+      await s.waitFor(() => facts().series === 4);
+      expect(life.created).toEqual([['flows', 'dns']]);
+      expect(life.starts).toBe(1);
+      // One status entry per signal, both describing the one instance.
+      expect(entries().map((c) => c.signal)).toEqual(['flows', 'dns']);
+      expect(entries()[1].details?.()).toEqual(facts());
+      expect(facts()).toMatchObject({
+        series: 4,
+        max_series: 20_000,
+        signals: {
+          flows: { series: 2, overflow_items: 0, expired_series: 0 },
+          dns: { series: 2, overflow_items: 0, expired_series: 0 },
+        },
+      });
+
+      const collected = await reader.collect();
+      const points = (name: string) =>
+        collected.resourceMetrics.scopeMetrics
+          .flatMap((sm) => sm.metrics)
+          .filter((m) => m.descriptor.name === name)
+          .flatMap((m) => m.dataPoints.map((p) => [p.attributes, p.value]));
+      expect(points('netmon_otlp_series')).toEqual([
+        [{ component: 'otlp', signal: 'flows' }, 2],
+        [{ component: 'otlp', signal: 'dns' }, 2],
+      ]);
+      expect(points('netmon_otlp_overflow_items')).toHaveLength(2);
+      // One queue for the instance: no signal attribute on its metrics.
+      expect(points('netmon_exporter_queue_items')).toEqual([[{ component: 'otlp' }, 0]]);
+    } finally {
+      await service.shutdown();
+      await meterProvider.shutdown();
+    }
+    expect(life.shutdowns).toBe(1);
+
+    // Shutdown sent the partial interval of both signals, through the one queue.
+    await s.waitFor(() => s.points().some((p) => p.metric === 'netmon.dns.lookup.count'));
+    const all = s.points();
+    expect(
+      find(all, 'netmon.flow.io', { 'src.k8s.workload.name': 'cart', 'network.io.direction': 'transmit' })[0]
+        .value,
+    ).toBe(1234);
+    expect(byMetric(all, 'netmon.dns.lookup.count').map((p) => [p.attributes, p.value])).toEqual([
+      [{ 'dns.question.name': 'api.stripe.com' }, 2],
+      [{ 'dns.question.name': 'db.shop.svc' }, 1],
+    ]);
+    // Flows first, then dns, in the order of settings.signals.
+    expect(s.requests.map((r) => r.decoded.resourceMetrics?.[0].scopeMetrics?.[0].metrics?.[0].name)).toEqual(
+      ['netmon.flow.io', 'netmon.dns.lookup.count'],
+    );
+    const facts = service
+      .components()
+      .find((c) => c.id === 'otlp')
+      ?.details?.() as {
+      queue: { sentPayloads: number };
+      last_export: { requests: number; series: number; points: number };
+    };
+    expect(facts.queue.sentPayloads).toBe(s.requests.length);
+    expect(facts.last_export).toMatchObject({ requests: 2, series: 4, points: 8 + 2 });
+  });
+
+  it('refuses a batch of a signal the instance does not serve', () => {
+    const e = new OtlpExporter(
+      testSettings('exporter', 'otlp', { signals: ['dns'] }),
+      otlpExporterConfig.parse({ endpoint: 'http://127.0.0.1:1', tls: { insecure: true } }),
+    );
+    live.exporters.push(e);
+    expect(() => e.export(FlowBatch.from([flow(CART)]))).toThrow(
+      'otlp exporter: a flows batch, but this instance serves dns',
+    );
   });
 });

@@ -9,11 +9,11 @@ import {
   formatDuration,
   getExtension,
   NETMON_VERSION,
+  observeMetrics,
   SendQueue,
   type Signal,
 } from '@netmon/core';
 import { K8S_METADATA } from '@netmon/extensions';
-import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
 import { labelFacts } from '../series/flow-labels.js';
@@ -32,6 +32,7 @@ import {
   toResourceMetrics,
 } from './metrics.js';
 import { resourceAttributes } from './resource.js';
+import { OTLP_METRICS } from './self-metrics.js';
 
 const SCOPE: Scope = { name: 'netmon', version: NETMON_VERSION };
 type Compression = NonNullable<ConstructorParameters<typeof OTLPMetricExporter>[0]>['compression'];
@@ -57,7 +58,7 @@ export interface OtlpExporterOptions {
   backoff?: Partial<BackoffOptions>;
 }
 
-/** What the last interval sent, for /status. */
+/** What the last interval sent, for /status (every signal's requests together). */
 interface IntervalFacts {
   at: string;
   series: number;
@@ -66,27 +67,46 @@ interface IntervalFacts {
   largest_request_bytes: number;
 }
 
+/** One signal's series and the bookkeeping of their exports. */
+class SignalSeries {
+  readonly aggregate: Aggregate;
+  readonly cache: AttributeCache;
+  /** Something was added since the previous export (cumulative sends nothing otherwise). */
+  dirty = false;
+  previousEnd: number;
+  expired = 0;
+
+  constructor(
+    readonly signal: Signal,
+    config: OtlpExporterConfig,
+    now: number,
+  ) {
+    this.aggregate =
+      signal === 'dns'
+        ? new DnsAggregate(config.max_series)
+        : new FlowAggregate(config.granularity, config.max_series, config.labels, config.expiration);
+    this.cache = new AttributeCache(this.aggregate);
+    this.previousEnd = now;
+  }
+}
+
 /**
- * Sums flows (or DNS lookups) into series as batches arrive and, every `interval`, sends the series' points
- * to an OTLP/gRPC endpoint: requests cut below the gRPC size limit, queued in a bounded SendQueue that
- * retries what is retryable with backoff, one request in flight.
+ * Sums flows and DNS lookups into series as batches arrive (one set of series per signal the instance
+ * serves) and, every `interval`, sends the series' points to an OTLP/gRPC endpoint: requests cut below the
+ * gRPC size limit, queued in one bounded SendQueue that retries what is retryable with backoff, one
+ * request in flight over one channel, whatever the signals.
  */
 export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
-  readonly aggregate: Aggregate;
-  private readonly cache: AttributeCache;
+  /** The series of each signal in `settings.signals`, in that order. */
+  private readonly bySignal = new Map<Signal, SignalSeries>();
   private queue?: SendQueue<Chunk>;
   private client?: OTLPMetricExporter;
   private timer?: NodeJS.Timeout;
   private started = false;
   private stopped = false;
-  /** Something was added since the previous export (cumulative sends nothing otherwise). */
-  private dirty = false;
-  private previousEnd: number;
   private resource?: { key: string; resource: Resource };
   private last?: IntervalFacts;
-  private expired = 0;
-  private readonly observe: BatchObservableCallback;
-  private readonly observables: Observable[];
+  private readonly unobserve: () => void;
   private readonly now: () => number;
   /** No attempt before this (ms since the epoch, real time): the delay the server last asked for. */
   private retryAt = 0;
@@ -97,40 +117,22 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
   constructor(
     private readonly settings: ComponentSettings,
     private readonly config: OtlpExporterConfig,
-    readonly signal: Signal = 'flows',
     private readonly options: OtlpExporterOptions = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.aggregate =
-      signal === 'dns'
-        ? new DnsAggregate(config.max_series)
-        : new FlowAggregate(config.granularity, config.max_series, config.labels, config.expiration);
-    this.cache = new AttributeCache(this.aggregate);
-    this.previousEnd = this.now();
+    const now = this.now();
+    for (const signal of settings.signals) this.bySignal.set(signal, new SignalSeries(signal, config, now));
     settings.status.describe(() => this.facts());
 
-    const m = settings.meter;
-    const attrs = { component: settings.id };
-    const series = m.createObservableGauge('netmon_otlp_series', {
-      description: 'Series the otlp exporter holds (each yields up to 5 data points per interval).',
-      unit: '{series}',
-    });
-    const overflow = m.createObservableCounter('netmon_otlp_overflow_items', {
-      description:
-        'Flows or lookups summed into the overflow series (otel.metric.overflow=true) because max_series was reached.',
-      unit: '{item}',
-    });
-    const expired = m.createObservableCounter('netmon_otlp_expired_series', {
-      description: 'Series forgotten after receiving nothing for `expiration`.',
-      unit: '{series}',
-    });
-    this.observables = [series, overflow, expired];
-    this.observe = (r) => {
-      r.observe(series, this.aggregate.table.size, attrs);
-      r.observe(overflow, this.aggregate.table.overflowRows, attrs);
-      r.observe(expired, this.expired, attrs);
-    };
-    m.addBatchObservableCallback(this.observe, this.observables);
+    const component = settings.id;
+    this.unobserve = observeMetrics(settings.meter, OTLP_METRICS, (r) => {
+      for (const s of this.bySignal.values()) {
+        const attrs = { component, signal: s.signal };
+        r.series(s.aggregate.table.size, attrs);
+        r.overflow(s.aggregate.table.overflowRows, attrs);
+        r.expired(s.expired, attrs);
+      }
+    }).close;
   }
 
   start(): void {
@@ -165,11 +167,12 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
       logger: settings.logger,
       status: settings.status,
       meter: settings.meter,
-      // flows and dns each have an instance (and a queue) of the same id.
-      attributes: { component: settings.id, signal: this.signal },
+      // One queue per exporter id: its requests carry every signal's points.
+      attributes: { component: settings.id },
     });
     this.started = true;
-    this.previousEnd = this.now();
+    const now = this.now();
+    for (const s of this.bySignal.values()) s.previousEnd = now;
     this.timer = setInterval(() => this.flush(), config.interval);
     this.timer.unref();
     settings.logger.info(
@@ -191,14 +194,22 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
         'otlp exporter: refusing cumulative flow counters (conntrack or cilium read without the delta processor); add `delta` to the pipeline’s processors before this exporter',
       );
     }
+    const signal: Signal = batch instanceof FlowBatch ? 'flows' : 'dns';
+    const series = this.bySignal.get(signal);
+    if (!series) {
+      throw new Error(
+        `otlp exporter: a ${signal} batch, but this instance serves ${[...this.bySignal.keys()].join(', ') || 'no signal'}`,
+      );
+    }
     if (batch.length === 0) return;
-    this.aggregate.add(batch as FlowBatch & DnsBatch, this.now());
-    this.dirty = true;
+    series.aggregate.add(batch as FlowBatch & DnsBatch, this.now());
+    series.dirty = true;
   }
 
   /**
-   * Turns what was aggregated since the previous export into requests and queues them; expires idle series.
-   * Runs every `interval` and once more at shutdown.
+   * Turns what each signal aggregated since the previous export into requests and queues them, all in
+   * one synchronous run (one group for the queue's overflow rule); expires idle series. Runs every
+   * `interval` and once more at shutdown.
    */
   flush(): void {
     const queue = this.queue;
@@ -206,35 +217,42 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     const now = this.now();
     const { config } = this;
     const delta = config.temporality === 'delta';
-    if (delta || this.dirty) {
-      const snapshot = takeSnapshot(this.aggregate, this.cache, {
-        temporality: config.temporality,
-        resource: this.currentResource(),
-        scope: SCOPE,
-        now,
-        previousEnd: this.previousEnd,
-      });
-      if (snapshot) {
-        const chunks = chunk(snapshot, config.max_points_per_request);
-        let points = 0;
-        let largest = 0;
-        for (const c of chunks) {
-          points += c.points;
-          largest = Math.max(largest, c.bytes);
-          queue.push(c);
+    let resource: Resource | undefined;
+    const sent = { series: 0, points: 0, requests: 0, largest: 0 };
+    for (const s of this.bySignal.values()) {
+      if (delta || s.dirty) {
+        resource ??= this.currentResource();
+        const snapshot = takeSnapshot(s.aggregate, s.cache, {
+          temporality: config.temporality,
+          resource,
+          scope: SCOPE,
+          now,
+          previousEnd: s.previousEnd,
+        });
+        if (snapshot) {
+          const chunks = chunk(snapshot, config.max_points_per_request);
+          for (const c of chunks) {
+            sent.points += c.points;
+            sent.largest = Math.max(sent.largest, c.bytes);
+            queue.push(c);
+          }
+          sent.series += snapshot.length;
+          sent.requests += chunks.length;
         }
-        this.last = {
-          at: new Date(now).toISOString(),
-          series: snapshot.length,
-          points,
-          requests: chunks.length,
-          largest_request_bytes: largest,
-        };
       }
+      s.dirty = false;
+      s.previousEnd = now;
+      s.expired += expire(s.aggregate, s.cache, now, config.expiration);
     }
-    this.dirty = false;
-    this.previousEnd = now;
-    this.expired += expire(this.aggregate, this.cache, now, config.expiration);
+    if (sent.requests > 0) {
+      this.last = {
+        at: new Date(now).toISOString(),
+        series: sent.series,
+        points: sent.points,
+        requests: sent.requests,
+        largest_request_bytes: sent.largest,
+      };
+    }
   }
 
   /**
@@ -276,7 +294,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
         ]).finally(() => clearTimeout(timer));
       }
     } finally {
-      this.settings.meter.removeBatchObservableCallback(this.observe, this.observables);
+      this.unobserve();
     }
   }
 
@@ -326,19 +344,39 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     return this.resource.resource;
   }
 
+  /**
+   * Series counts are summed over the signals (`max_series` applies to each); with more than one signal,
+   * `signals` has each one's own.
+   */
   private facts(): Record<string, unknown> {
-    const t = this.aggregate.table;
+    const each = [...this.bySignal.values()];
+    const sum = (f: (s: SignalSeries) => number) => each.reduce((n, s) => n + f(s), 0);
+    const flows = this.bySignal.get('flows')?.aggregate;
     return {
       endpoint: this.config.endpoint,
       temporality: this.config.temporality,
-      series: t.size,
-      max_series: t.maxSeries,
-      overflow_items: t.overflowRows,
-      expired_series: this.expired,
+      series: sum((s) => s.aggregate.table.size),
+      max_series: this.config.max_series,
+      overflow_items: sum((s) => s.aggregate.table.overflowRows),
+      expired_series: sum((s) => s.expired),
       last_export: this.last,
       last_retry_after: this.retryAfter ?? null,
       queue: this.queue?.statistics(),
-      ...(this.aggregate instanceof FlowAggregate ? { flow_labels: labelFacts(this.aggregate.labels) } : {}),
+      ...(flows instanceof FlowAggregate ? { flow_labels: labelFacts(flows.labels) } : {}),
+      ...(each.length > 1
+        ? {
+            signals: Object.fromEntries(
+              each.map((s) => [
+                s.signal,
+                {
+                  series: s.aggregate.table.size,
+                  overflow_items: s.aggregate.table.overflowRows,
+                  expired_series: s.expired,
+                },
+              ]),
+            ),
+          }
+        : {}),
     };
   }
 }

@@ -1,7 +1,7 @@
-import { checkTlsFiles, defineExporter } from '@netmon/core';
+import { checkTlsFiles, defineExporter, SEND_QUEUE_METRICS } from '@netmon/core';
 import { K8S_METADATA } from '@netmon/extensions';
 import { otlpExporterConfig } from './config.js';
-import { OtlpExporter } from './exporter.js';
+import { OTLP_METRICS } from './self-metrics.js';
 
 export const otlpExporterFactory = defineExporter({
   kind: 'exporter',
@@ -12,6 +12,8 @@ export const otlpExporterFactory = defineExporter({
   signals: ['flows', 'dns'],
   config: otlpExporterConfig,
   optionalExtensions: [K8S_METADATA],
+  metrics: { ...SEND_QUEUE_METRICS, ...OTLP_METRICS },
   validate: (config, { configDir }) => checkTlsFiles(config.tls, configDir),
-  create: (settings, config) => new OtlpExporter(settings, config, settings.signals[0]),
+  // gRPC, protobuf and the OpenTelemetry exporter load only when a config uses this exporter.
+  create: async (settings, config) => new (await import('./exporter.js')).OtlpExporter(settings, config),
 });

@@ -26,9 +26,6 @@ import {
 import type { FlowLabelSelection } from '../series/selection-config.js';
 import type { SeriesTable } from '../series/series-table.js';
 
-/** The most points one series yields per interval (flows: io ×2, packet.count ×2, cost). */
-export const POINTS_PER_SERIES = 5;
-
 /** Requests stay at or below this many bytes before compression: gRPC servers refuse > 4 MiB by default. */
 export const MAX_REQUEST_BYTES = 4_000_000;
 
