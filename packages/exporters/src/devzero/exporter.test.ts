@@ -3,24 +3,33 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import {
+  type BatchSink,
   type ComponentSettings,
   DnsBatch,
   DnsType,
+  defineExporter,
+  defineReceiver,
   type Extension,
   FlowBatch,
   type FlowInit,
   NETMON_VERSION,
+  Registry,
+  resolveConfig,
+  Service,
   StatusBoard,
+  silentLogger,
 } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
 import type { HttpRoutes, RouteHandler } from '@netmon/extensions';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import protobuf from 'protobufjs';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
 import { DakrStandIn } from '../../../../test/harness/dakr-stand-in.js';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
 import { DakrClient, isRetryable } from './client.js';
 import { dakrTarget, devzeroExporterConfig } from './config.js';
-import type { DevzeroExporter, DevzeroSignalExporter } from './exporter.js';
+import type { DevzeroExporter } from './exporter.js';
 import { devzeroExporterFactory } from './factory.js';
 import { componentName, healthOf, overallHealth } from './heartbeat.js';
 import { Interval, Ip2Domain } from './interval.js';
@@ -147,10 +156,8 @@ function captureLogger(lines: LogLine[]) {
 }
 
 interface Made {
-  flows: DevzeroSignalExporter;
+  exporter: DevzeroExporter;
   logs: LogLine[];
-  dns?: DevzeroSignalExporter;
-  core: DevzeroExporter;
   board: StatusBoard;
   settings: ComponentSettings;
   stop(): Promise<void>;
@@ -167,8 +174,8 @@ afterEach(async () => {
   if (!standIn.running) await standIn.restart();
 });
 
-/** Creates the exporter through its factory, for flows (and dns), on one host like the Service does. */
-function make(
+/** Creates the exporter through its factory, serving flows (and dns) as the Service does. */
+async function make(
   config: Record<string, unknown>,
   opts: { dns?: boolean; routes?: Routes; configDir?: string } = {},
 ) {
@@ -177,7 +184,12 @@ function make(
   if (opts.routes) extensions.set('health_check', opts.routes);
   const logs: LogLine[] = [];
   const settings = {
-    ...testSettings('exporter', 'devzero', { board, extensions, configDir: opts.configDir }),
+    ...testSettings('exporter', 'devzero', {
+      board,
+      extensions,
+      configDir: opts.configDir,
+      signals: opts.dns ? ['flows', 'dns'] : ['flows'],
+    }),
     logger: captureLogger(logs),
   };
   // Components are `starting` from registration; the framework sets `ok` after start.
@@ -189,27 +201,8 @@ function make(
     ...(config.endpoint ? { token: 'tok' } : {}),
     ...config,
   });
-  const flows = devzeroExporterFactory.create(settings, parsed, 'flows') as DevzeroSignalExporter;
-  let dns: DevzeroSignalExporter | undefined;
-  if (opts.dns) {
-    const dnsState = board.register('exporter', 'devzero', { signal: 'dns' });
-    board.set(dnsState, 'starting');
-    board.set(dnsState, 'ok');
-    const dnsSettings = { ...settings, status: board.reporter(dnsState) };
-    dns = devzeroExporterFactory.create(dnsSettings, parsed, 'dns') as DevzeroSignalExporter;
-  }
-  const m: Made = {
-    flows,
-    logs,
-    dns,
-    core: flows.core,
-    board,
-    settings,
-    stop: async () => {
-      await flows.shutdown();
-      await dns?.shutdown();
-    },
-  };
+  const exporter = (await devzeroExporterFactory.create(settings, parsed)) as DevzeroExporter;
+  const m: Made = { exporter, logs, board, settings, stop: () => exporter.shutdown() };
   live.push(m);
   return m;
 }
@@ -319,8 +312,8 @@ describe('devzero config', () => {
     ]);
   });
 
-  it('names the node from node_name, else NODE_NAME', () => {
-    expect(make({ node_name: 'n-1' }).core.nodeName).toBe('n-1');
+  it('names the node from node_name, else NODE_NAME', async () => {
+    expect((await make({ node_name: 'n-1' })).exporter.nodeName).toBe('n-1');
   });
 });
 
@@ -698,11 +691,10 @@ describe('devzero requests', () => {
 describe('devzero GET /metrics JSON', () => {
   it("is zxporter's MetricsResponse, key for key, and a peek that does not reset", async () => {
     const routes = new Routes();
-    const m = make({ node_name: 'node-a' }, { routes, dns: true });
-    await m.flows.start();
-    await m.dns?.start();
+    const m = await make({ node_name: 'node-a' }, { routes, dns: true });
+    await m.exporter.start();
     expect(routes.get('/metrics').body).toBe('{"node_name":"node-a","items":[],"dns_lookups":[]}\n');
-    await m.flows.export(
+    await m.exporter.export(
       FlowBatch.from([
         flow({
           timeEnd: T0 + 10_500,
@@ -711,7 +703,7 @@ describe('devzero GET /metrics JSON', () => {
         flow({ dstIp: '52.1.2.3', dstPort: 443, timeEnd: T0 + 10_000 }),
       ]),
     );
-    await m.dns?.export(dnsSample());
+    await m.exporter.export(dnsSample());
     const res = routes.get('/metrics');
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/json');
@@ -724,7 +716,7 @@ describe('devzero GET /metrics JSON', () => {
         `${ip2domain}}\n`,
     );
     expect(routes.get('/metrics').body).toBe(res.body);
-    m.core.flush();
+    m.exporter.flush();
     expect(routes.get('/metrics').body).toBe(
       `{"node_name":"node-a","items":[],"dns_lookups":[],${ip2domain}}\n`,
     );
@@ -732,8 +724,8 @@ describe('devzero GET /metrics JSON', () => {
 
   it('says dns_lookups: null without a dns pipeline, and leaves the route at shutdown', async () => {
     const routes = new Routes();
-    const m = make({ node_name: 'n' }, { routes });
-    await m.flows.start();
+    const m = await make({ node_name: 'n' }, { routes });
+    await m.exporter.start();
     expect(routes.get('/metrics').body).toBe('{"node_name":"n","items":[],"dns_lookups":null}\n');
     await m.stop();
     expect(routes.routes.size).toBe(0);
@@ -742,8 +734,8 @@ describe('devzero GET /metrics JSON', () => {
   it('refuses to start when /metrics is already served', async () => {
     const routes = new Routes();
     routes.route('/metrics', () => undefined, 'exporter devzero/a');
-    const m = make({}, { routes });
-    await expect(m.flows.start()).rejects.toThrow(
+    const m = await make({}, { routes });
+    await expect(m.exporter.start()).rejects.toThrow(
       'cannot serve GET /metrics on the health_check port: /metrics is already served by exporter devzero/a',
     );
   });
@@ -757,35 +749,35 @@ describe('devzero GET /metrics JSON', () => {
 
 describe('devzero exporter over gRPC (stand-in)', () => {
   it('refuses cumulative counters, pointing at the delta processor', async () => {
-    const m = make({});
-    await m.flows.start();
+    const m = await make({});
+    await m.exporter.start();
     const batch = FlowBatch.from([flow()], 'cumulative');
     batch.origin = 'conntrack';
-    await expect(m.flows.export(batch)).rejects.toThrow(
+    await expect(m.exporter.export(batch)).rejects.toThrow(
       'devzero exporter devzero received cumulative counters from conntrack: it sums per-interval deltas, so put the delta processor before it (processors: [delta, …])',
     );
   });
 
   it("sends one request per interval with zxporter's headers and fields; nothing when nothing changed", async () => {
-    const m = make({ endpoint: standIn.url, token: 'tok-123', node_name: 'node-a', cluster_id: 'c-1' });
-    await m.flows.start();
+    const m = await make({ endpoint: standIn.url, token: 'tok-123', node_name: 'node-a', cluster_id: 'c-1' });
+    await m.exporter.start();
     await standIn.waitFor(() => standIn.health.length === 1);
-    m.core.flush();
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 })]));
-    m.core.flush();
+    m.exporter.flush();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 0, rxBytes: 0, txPackets: 0, rxPackets: 0 })]));
+    m.exporter.flush();
     // flush() queues synchronously: nothing queued now is nothing ever sent for these two intervals.
-    expect(m.core.facts()).toMatchObject({
+    expect(m.exporter.facts()).toMatchObject({
       flushes: { queued: 0, empty: 2 },
       queue: { pending_requests: 0, sent_requests: 0 },
     });
 
-    await m.flows.export(
+    await m.exporter.export(
       FlowBatch.from([
         flow({ attributes: { 'src.k8s.pod.name': 'web-1', 'src.k8s.namespace.name': 'shop' } }),
       ]),
     );
-    m.core.flush();
-    expect(m.core.facts()).toMatchObject({ flushes: { queued: 1, empty: 2 } });
+    m.exporter.flush();
+    expect(m.exporter.facts()).toMatchObject({ flushes: { queued: 1, empty: 2 } });
     await standIn.waitFor(() => standIn.traffic.length === 1);
     const [call] = standIn.traffic;
     // zxporter-netmon's newest release, not netmon's own version.
@@ -832,25 +824,25 @@ describe('devzero exporter over gRPC (stand-in)', () => {
   });
 
   it('reports client_version in the headers, the request and the heartbeat', async () => {
-    const m = make({ endpoint: standIn.url, client_version: '0.2.0' });
-    await m.flows.start();
+    const m = await make({ endpoint: standIn.url, client_version: '0.2.0' });
+    await m.exporter.start();
     await standIn.waitFor(() => standIn.health.length === 1);
-    await m.flows.export(FlowBatch.from([flow()]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow()]));
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 1);
     for (const call of [standIn.traffic[0], standIn.health[0]]) {
       expect(call.headers).toMatchObject({ 'x-client': 'zxporter/0.2.0', 'x-operator-version': '0.2.0' });
     }
     expect(standIn.traffic[0].request.operator_version).toBe('0.2.0');
     expect(standIn.health[0].request.version).toBe('0.2.0');
-    expect(m.core.facts()).toMatchObject({ client_version: '0.2.0' });
+    expect(m.exporter.facts()).toMatchObject({ client_version: '0.2.0' });
   });
 
   it('adds the git sha when known', async () => {
     process.env.NETMON_GIT_SHA = 'abc1234';
     try {
-      const m = make({ endpoint: standIn.url });
-      await m.flows.start();
+      const m = await make({ endpoint: standIn.url });
+      await m.exporter.start();
       await standIn.waitFor(() => standIn.health.length === 1);
       expect(standIn.health[0].headers.authorization).toBe('Bearer tok');
       expect(standIn.health[0].headers['x-operator-git-sha']).toBe('abc1234');
@@ -862,17 +854,17 @@ describe('devzero exporter over gRPC (stand-in)', () => {
 
   it('an endpoint without a token is local only, as zxporter: nothing sent, no heartbeat, a warning', async () => {
     const routes = new Routes();
-    const m = make({ endpoint: standIn.url, token: '', node_name: 'n' }, { routes });
-    await m.flows.start();
+    const m = await make({ endpoint: standIn.url, token: '', node_name: 'n' }, { routes });
+    await m.exporter.start();
     expect(m.logs).toContainEqual({
       level: 'warn',
       msg: 'local only (an endpoint but no token: set token, CLUSTER_TOKEN, to send): nothing is sent; GET /metrics on the health_check port shows the current interval',
       fields: { endpoint: standIn.url, node_name: 'n', metrics_path: '/metrics' },
     });
-    await m.flows.export(FlowBatch.from([flow()]));
+    await m.exporter.export(FlowBatch.from([flow()]));
     expect(JSON.parse(routes.get('/metrics').body).items).toHaveLength(1);
-    m.core.flush();
-    expect(m.core.facts()).toMatchObject({
+    m.exporter.flush();
+    expect(m.exporter.facts()).toMatchObject({
       mode: 'local_only',
       local_only_reason: 'no token',
       queue: null,
@@ -923,27 +915,27 @@ describe('devzero exporter over gRPC (stand-in)', () => {
   });
 
   it('keeps intervals across an outage and delivers each once, in order', async () => {
-    const m = make({
+    const m = await make({
       endpoint: standIn.url,
       retry_on_failure: { initial_interval: '20ms', max_interval: '100ms' },
     });
-    await m.flows.start();
+    await m.exporter.start();
     standIn.failWith = { code: grpcStatus.UNAVAILABLE, details: 'maintenance' };
     for (let i = 1; i <= 3; i++) {
-      await m.flows.export(FlowBatch.from([flow({ txBytes: i })]));
-      m.core.flush();
+      await m.exporter.export(FlowBatch.from([flow({ txBytes: i })]));
+      m.exporter.flush();
     }
     await waitUntil(() => standIn.failed >= 3);
     const state = m.board.all()[0];
     expect(state.status).toBe('recoverable_error');
     expect(state.lastError).toMatch(/UNAVAILABLE: maintenance/);
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 4 })]));
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 4 })]));
 
     await standIn.stop();
     await new Promise((r) => setTimeout(r, 200));
     await standIn.restart();
     standIn.failWith = undefined;
-    m.core.flush();
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 4);
     expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2, 3, 4]);
     await waitUntil(() => state.status === 'ok');
@@ -953,25 +945,28 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     // The stand-in answers after 150 ms, so the first interval's request is in flight while the next
     // interval (10 items in five requests) is queued: 11 items in a queue of 10, all delivered.
     standIn.delayMs = 150;
-    const m = make({
+    const m = await make({
       endpoint: standIn.url,
       max_items_per_interval: 10,
       sending_queue: { queue_size: 10 },
       max_items_per_request: 2,
     });
-    await m.flows.start();
-    await m.flows.export(FlowBatch.from([flow({ dstPort: 1 })]));
-    m.core.flush();
-    await m.flows.export(FlowBatch.from(Array.from({ length: 10 }, (_, k) => flow({ dstPort: 100 + k }))));
-    m.core.flush();
+    await m.exporter.start();
+    await m.exporter.export(FlowBatch.from([flow({ dstPort: 1 })]));
+    m.exporter.flush();
+    await m.exporter.export(FlowBatch.from(Array.from({ length: 10 }, (_, k) => flow({ dstPort: 100 + k }))));
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.totals().items === 11);
-    const queue = m.core.facts().queue as { dropped_items: Record<string, number>; pending_items: number };
+    const queue = m.exporter.facts().queue as {
+      dropped_items: Record<string, number>;
+      pending_items: number;
+    };
     expect(queue.dropped_items).toEqual({ queue_full: 0, rejected: 0, retry_exhausted: 0, shutdown: 0 });
     expect(standIn.traffic.map((c) => c.request.items.length)).toEqual([1, 2, 2, 2, 2, 2]);
   });
 
   it('closes a full interval early (max_items_per_interval): nothing dropped, everything delivered once', async () => {
-    const m = make(
+    const m = await make(
       {
         endpoint: standIn.url,
         max_items_per_interval: 10,
@@ -980,14 +975,13 @@ describe('devzero exporter over gRPC (stand-in)', () => {
       },
       { dns: true },
     );
-    await m.flows.start();
-    await m.dns?.start();
+    await m.exporter.start();
     // 25 keys in one batch: two intervals close early (10 + 10), 5 stay for the next flush.
     const rows = Array.from({ length: 25 }, (_, k) => flow({ dstPort: 1000 + k, txBytes: k + 1 }));
-    await m.flows.export(FlowBatch.from(rows));
-    expect(m.core.facts()).toMatchObject({ early_flushes: 2, interval: { flows: 5, max_items: 10 } });
+    await m.exporter.export(FlowBatch.from(rows));
+    expect(m.exporter.facts()).toMatchObject({ early_flushes: 2, interval: { flows: 5, max_items: 10 } });
     // Lookups count too: 5 flows + 5 lookups fill it, the sixth lookup closes it.
-    await m.dns?.export(
+    await m.exporter.export(
       DnsBatch.from(
         Array.from({ length: 6 }, (_, k) => ({
           time: T0,
@@ -997,26 +991,26 @@ describe('devzero exporter over gRPC (stand-in)', () => {
         })),
       ),
     );
-    expect(m.core.facts()).toMatchObject({ early_flushes: 3, interval: { flows: 0, dns_lookups: 1 } });
-    m.core.flush();
+    expect(m.exporter.facts()).toMatchObject({ early_flushes: 3, interval: { flows: 0, dns_lookups: 1 } });
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.reduce((n, c) => n + c.request.dns_lookups.length, 0) === 6);
     await standIn.waitFor(() => standIn.totals().items === 25);
     expect(standIn.totals().tx_bytes).toBe((25 * 26) / 2);
-    const queue = m.core.facts().queue as { dropped_items: Record<string, number> };
+    const queue = m.exporter.facts().queue as { dropped_items: Record<string, number> };
     expect(queue.dropped_items).toEqual({ queue_full: 0, rejected: 0, retry_exhausted: 0, shutdown: 0 });
   });
 
   it('drops a request the backend rejects for good and goes on', async () => {
-    const m = make({ endpoint: standIn.url });
-    await m.flows.start();
+    const m = await make({ endpoint: standIn.url });
+    await m.exporter.start();
     await standIn.waitFor(() => standIn.health.length === 1);
     standIn.failWith = { code: grpcStatus.INVALID_ARGUMENT };
-    await m.flows.export(FlowBatch.from([flow()]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow()]));
+    m.exporter.flush();
     await waitUntil(() => standIn.failed >= 1);
     standIn.failWith = undefined;
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 7 })]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 7 })]));
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 1);
     expect(standIn.traffic[0].request.items[0].tx_bytes).toBe(7);
     expect(
@@ -1026,15 +1020,13 @@ describe('devzero exporter over gRPC (stand-in)', () => {
   });
 
   it('sends flows and DNS of one id in one request', async () => {
-    const m = make({ endpoint: standIn.url }, { dns: true });
-    await m.flows.start();
-    await m.dns?.start();
-    expect(m.dns?.core).toBe(m.core);
-    await m.dns?.export(dnsSample());
-    await m.flows.export(
+    const m = await make({ endpoint: standIn.url }, { dns: true });
+    await m.exporter.start();
+    await m.exporter.export(dnsSample());
+    await m.exporter.export(
       FlowBatch.from([flow({ dstIp: '52.1.2.3', attributes: { 'src.k8s.pod.name': 'web-1' } })]),
     );
-    m.core.flush();
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 1);
     expect(standIn.traffic[0].request).toMatchObject({
       items: [{ dst_ip: '52.1.2.3', src_pod_name: 'web-1' }],
@@ -1049,16 +1041,15 @@ describe('devzero exporter over gRPC (stand-in)', () => {
       ],
       ip2domain: { '52.1.2.3': 'api.stripe.com', '2600:1f18::5': 'api.stripe.com' },
     });
-    // An interval with only lookups is sent too; the first stop of the two signals does not stop it.
-    await m.dns?.export(dnsSample());
-    await m.flows.shutdown();
-    m.core.flush();
+    // An interval with only lookups is sent too.
+    await m.exporter.export(dnsSample());
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 2);
     expect(standIn.traffic[1].request.items).toEqual([]);
   });
 
   it("heartbeats only zxporter's components by default, rolled up from netmon's (worst wins), with its texts", async () => {
-    const m = make({ endpoint: standIn.url, cluster_id: 'c-9' });
+    const m = await make({ endpoint: standIn.url, cluster_id: 'c-9' });
     const r = m.board.register('receiver', 'conntrack', { signal: 'flows' });
     m.board.set(r, 'starting');
     m.board.set(r, 'recoverable_error', new Error('ENOBUFS'));
@@ -1066,7 +1057,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     const p = m.board.register('processor', 'delta', { signal: 'flows', pipeline: 'flows' });
     m.board.set(p, 'starting');
     m.board.set(p, 'ok');
-    await m.flows.start();
+    await m.exporter.start();
     await standIn.waitFor(() => standIn.health.length === 1);
     const hb = standIn.health[0].request;
     expect(hb).toMatchObject({ cluster_id: 'c-9', operator_type: 5, overall_status: 2, commit: '' });
@@ -1101,7 +1092,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
   });
 
   it('heartbeat_components: all adds every netmon component after zxporter’s, never with an empty message', async () => {
-    const m = make({ endpoint: standIn.url, heartbeat_components: 'all' });
+    const m = await make({ endpoint: standIn.url, heartbeat_components: 'all' });
     const r = m.board.register('receiver', 'conntrack', { signal: 'flows' });
     m.board.set(r, 'starting');
     m.board.set(r, 'recoverable_error', new Error('ENOBUFS'));
@@ -1112,7 +1103,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     const cost = m.board.register('processor', 'cost', { signal: 'flows', pipeline: 'flows' });
     m.board.set(cost, 'starting');
     m.board.set(cost, 'permanent_error', new Error('no price list'));
-    await m.flows.start();
+    await m.exporter.start();
     await standIn.waitFor(() => standIn.health.length === 1);
     const hb = standIn.health[0].request;
     expect(hb.components.map((c) => c.name)).toEqual([
@@ -1146,7 +1137,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
   });
 
   it("maps netmon's state to zxporter's monitor, dakr_transport, ebpf_tracer and pod_cache; no stale errors", async () => {
-    const m = make({
+    const m = await make({
       endpoint: standIn.url,
       heartbeat_interval: '100ms',
       retry_on_failure: { initial_interval: '1h', max_interval: '1h' },
@@ -1167,7 +1158,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     // Another exporter failing: monitor stands for it, and the worst status wins.
     const prom = add('exporter', 'prometheus', 'flows');
     m.board.set(prom, 'recoverable_error', new Error('scrape cut off'));
-    await m.flows.start();
+    await m.exporter.start();
     await standIn.waitFor(() => standIn.health.length >= 1);
     const first = standIn.health[0].request;
     const byName = (hb: typeof first) => new Map(hb.components.map((c) => [c.name, c]));
@@ -1198,7 +1189,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     expect(first.overall_status).toBe(2);
 
     // Once an interval was closed, zxporter says "connected".
-    m.core.flush();
+    m.exporter.flush();
     m.board.set(prom, 'ok');
     m.board.set(k8s, 'ok');
     let seen = standIn.health.length;
@@ -1210,8 +1201,8 @@ describe('devzero exporter over gRPC (stand-in)', () => {
 
     // The control plane refuses traffic: dakr_transport is DEGRADED with the error (heartbeats still go).
     standIn.failWith = { code: grpcStatus.UNAVAILABLE, details: 'maintenance' };
-    await m.flows.export(FlowBatch.from([flow()]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow()]));
+    m.exporter.flush();
     await waitUntil(() => standIn.failed >= 1);
     standIn.failWith = undefined;
     seen = standIn.health.length;
@@ -1236,8 +1227,8 @@ describe('devzero exporter over gRPC (stand-in)', () => {
     board.set(k8s, 'starting');
     board.set(k8s, 'ok');
     const config = devzeroExporterConfig.parse({ endpoint: standIn.url, token: 't', flush_interval: '1h' });
-    const e = devzeroExporterFactory.create(settings, config, 'flows') as DevzeroSignalExporter;
-    live.push({ flows: e, logs: [], core: e.core, board, settings, stop: () => e.shutdown() });
+    const e = (await devzeroExporterFactory.create(settings, config)) as DevzeroExporter;
+    live.push({ exporter: e, logs: [], board, settings, stop: () => e.shutdown() });
     await e.start();
     await standIn.waitFor(() => standIn.health.length === 1);
     expect(standIn.health[0].request.components.find((x) => x.name === 'pod_cache')).toEqual({
@@ -1250,8 +1241,8 @@ describe('devzero exporter over gRPC (stand-in)', () => {
 
   it('logs and counts a failed heartbeat, and keeps beating', async () => {
     standIn.failWith = { code: grpcStatus.UNAUTHENTICATED };
-    const m = make({ endpoint: standIn.url, heartbeat_interval: '100ms' });
-    await m.flows.start();
+    const m = await make({ endpoint: standIn.url, heartbeat_interval: '100ms' });
+    await m.exporter.start();
     await waitUntil(() => standIn.failed >= 2);
     standIn.failWith = undefined;
     const facts = () => m.board.all()[0].details?.() as { heartbeat: { failure: number; success: number } };
@@ -1276,32 +1267,32 @@ describe('devzero sending_queue::directory', () => {
       sending_queue: { directory: 'state' },
       retry_on_failure: { initial_interval: '20ms', max_interval: '50ms' },
     };
-    const first = make(config, { configDir: dir });
-    await first.flows.start();
-    await first.flows.export(FlowBatch.from([flow({ txBytes: 1 })]));
-    first.core.flush();
-    await first.flows.export(FlowBatch.from([flow({ txBytes: 2 })]));
+    const first = await make(config, { configDir: dir });
+    await first.exporter.start();
+    await first.exporter.export(FlowBatch.from([flow({ txBytes: 1 })]));
+    first.exporter.flush();
+    await first.exporter.export(FlowBatch.from([flow({ txBytes: 2 })]));
     await first.stop();
     const file = join(dir, 'state', 'devzero.queue.json');
     const saved = JSON.parse(await readFile(file, 'utf8'));
     expect(saved.pending.map((p: { items: { tx_bytes: number }[] }) => p.items[0].tx_bytes)).toEqual([1, 2]);
 
     await standIn.restart();
-    const second = make(config, { configDir: dir });
-    await second.flows.start();
+    const second = await make(config, { configDir: dir });
+    await second.exporter.start();
     await standIn.waitFor(() => standIn.traffic.length === 2);
     await waitUntil(
       () =>
-        second.core.facts().queue !== null &&
-        (second.core.facts().queue as { pending_items: number }).pending_items === 0,
+        second.exporter.facts().queue !== null &&
+        (second.exporter.facts().queue as { pending_items: number }).pending_items === 0,
     );
     // The acknowledged requests are gone from the file before anything could read them back.
     await second.stop();
     expect(JSON.parse(await readFile(file, 'utf8')).pending).toEqual([]);
-    const third = make(config, { configDir: dir });
-    await third.flows.start();
+    const third = await make(config, { configDir: dir });
+    await third.exporter.start();
     // Nothing restored, nothing queued: nothing can be sent again.
-    expect(third.core.facts()).toMatchObject({
+    expect(third.exporter.facts()).toMatchObject({
       restored: { requests: 0, items: 0 },
       queue: { pending_requests: 0, sent_requests: 0 },
     });
@@ -1313,10 +1304,10 @@ describe('devzero sending_queue::directory', () => {
     // The control plane takes every call and answers none in time: without a bound, stopping would wait
     // for the 60 s call timeout.
     standIn.delayMs = 8000;
-    const m = make({ endpoint: standIn.url, sending_queue: { directory: dir }, timeout: '60s' });
-    await m.flows.start();
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 9 })]));
-    m.core.flush();
+    const m = await make({ endpoint: standIn.url, sending_queue: { directory: dir }, timeout: '60s' });
+    await m.exporter.start();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 9 })]));
+    m.exporter.flush();
     await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();
     await m.stop();
@@ -1346,11 +1337,11 @@ describe('devzero sending_queue::directory', () => {
     // Through the exporter: a "file" that cannot be read (a directory: EISDIR) is set aside, and the
     // exporter's own state goes to a new file.
     await mkdir(join(file, 'inside'), { recursive: true });
-    const m = make({ endpoint: standIn.url, sending_queue: { directory: dir } });
-    await m.flows.start();
+    const m = await make({ endpoint: standIn.url, sending_queue: { directory: dir } });
+    await m.exporter.start();
     expect((await stat(join(`${file}.unreadable`, 'inside'))).isDirectory()).toBe(true);
     standIn.failWith = { code: grpcStatus.UNAVAILABLE };
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 3 })]));
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 3 })]));
     await m.stop();
     expect(JSON.parse(await readFile(file, 'utf8')).pending).toHaveLength(1);
     await rm(file);
@@ -1365,51 +1356,53 @@ describe('devzero sending_queue::directory', () => {
     await rm(file);
     await mkdir(join(file, 'inside'), { recursive: true });
     await mkdir(join(`${file}.unreadable`, 'taken'), { recursive: true });
-    const n = make({ endpoint: standIn.url, sending_queue: { directory: dir } });
-    await n.flows.start();
-    await n.flows.export(FlowBatch.from([flow({ txBytes: 4 })]));
+    const n = await make({ endpoint: standIn.url, sending_queue: { directory: dir } });
+    await n.exporter.start();
+    await n.exporter.export(FlowBatch.from([flow({ txBytes: 4 })]));
     await n.stop();
     expect((await stat(join(file, 'inside'))).isDirectory()).toBe(true);
-    expect(n.core.facts().state_file).toMatchObject({ blocked: true, writes: 0, failures: 0 });
-    expect((n.core.facts().queue as { dropped_items: { shutdown: number } }).dropped_items.shutdown).toBe(1);
+    expect(n.exporter.facts().state_file).toMatchObject({ blocked: true, writes: 0, failures: 0 });
+    expect((n.exporter.facts().queue as { dropped_items: { shutdown: number } }).dropped_items.shutdown).toBe(
+      1,
+    );
     expect(n.logs.find((l) => l.level === 'error' && /is not written this run/.test(l.msg))).toBeDefined();
   });
 
   it('sets a damaged state file aside and starts empty', async () => {
     const file = join(dir, 'devzero.queue.json');
     await writeFile(file, '{"version":1,"pending":[{"items":"nope"}]}');
-    const m = make({ endpoint: standIn.url, sending_queue: { directory: dir } });
-    await m.flows.start();
+    const m = await make({ endpoint: standIn.url, sending_queue: { directory: dir } });
+    await m.exporter.start();
     expect(JSON.parse(await readFile(`${file}.corrupt`, 'utf8')).version).toBe(1);
-    expect((m.core.facts().queue as { pending_items: number }).pending_items).toBe(0);
+    expect((m.exporter.facts().queue as { pending_items: number }).pending_items).toBe(0);
     await m.stop();
   });
 });
 
 describe('devzero retry_on_failure and sending_queue', () => {
   type QueueFacts = { dropped_items: Record<string, number>; pending_items: number; failed_attempts: number };
-  const queueOf = (m: Made) => m.core.facts().queue as QueueFacts;
+  const queueOf = (m: Made) => m.exporter.facts().queue as QueueFacts;
 
   it('retry_on_failure::enabled false: a failed send is dropped and counted at once; the next interval goes', async () => {
-    const m = make({ endpoint: standIn.url, retry_on_failure: { enabled: false } });
-    await m.flows.start();
+    const m = await make({ endpoint: standIn.url, retry_on_failure: { enabled: false } });
+    await m.exporter.start();
     standIn.failWith = { code: grpcStatus.UNAVAILABLE, details: 'maintenance' };
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 1 }), flow({ dstPort: 9, txBytes: 2 })]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 1 }), flow({ dstPort: 9, txBytes: 2 })]));
+    m.exporter.flush();
     await waitUntil(() => queueOf(m).dropped_items.retry_exhausted === 2);
     expect(queueOf(m)).toMatchObject({ pending_items: 0, failed_attempts: 1 });
     expect(m.logs.map((l) => l.msg)).toContain(
       'send failed and retry_on_failure is disabled; dropped the data',
     );
     standIn.failWith = undefined;
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 3 })]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 3 })]));
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 1);
     expect(standIn.traffic[0].request.items.map((i) => i.tx_bytes)).toEqual([3]);
   });
 
   it('retry_on_failure::max_elapsed_time: retried until then, dropped and counted; a later interval is delivered', async () => {
-    const m = make({
+    const m = await make({
       endpoint: standIn.url,
       retry_on_failure: {
         initial_interval: '50ms',
@@ -1418,11 +1411,11 @@ describe('devzero retry_on_failure and sending_queue', () => {
         randomization_factor: 0,
       },
     });
-    await m.flows.start();
+    await m.exporter.start();
     standIn.failWith = { code: grpcStatus.UNAVAILABLE };
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 1 })]));
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 1 })]));
     const t0 = Date.now();
-    m.core.flush();
+    m.exporter.flush();
     await waitUntil(() => queueOf(m).dropped_items.retry_exhausted === 1);
     const took = Date.now() - t0;
     // Attempts every 50 ms until the next wait would end past 300 ms: about six attempts.
@@ -1436,8 +1429,8 @@ describe('devzero retry_on_failure and sending_queue', () => {
     expect(line?.fields).toMatchObject({ dropped_items: 1, max_elapsed_ms: 300 });
     expect(m.board.all()[0].status).toBe('recoverable_error');
     standIn.failWith = undefined;
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 2 })]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 2 })]));
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 1);
     expect(standIn.traffic[0].request.items[0].tx_bytes).toBe(2);
     await waitUntil(() => m.board.all()[0].status === 'ok');
@@ -1447,23 +1440,23 @@ describe('devzero retry_on_failure and sending_queue', () => {
   it('sending_queue::enabled false: an interval closed while the previous one is still being sent is dropped', async () => {
     // The control plane answers after 300 ms: the first interval is in flight when the second closes.
     standIn.delayMs = 300;
-    const m = make({
+    const m = await make({
       endpoint: standIn.url,
       max_items_per_request: 1,
       sending_queue: { enabled: false },
     });
-    await m.flows.start();
+    await m.exporter.start();
     // Two requests in one interval: both sent, one after the other.
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 1 }), flow({ dstPort: 2, txBytes: 2 })]));
-    m.core.flush();
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 3 })]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 1 }), flow({ dstPort: 2, txBytes: 2 })]));
+    m.exporter.flush();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 3 })]));
+    m.exporter.flush();
     expect(queueOf(m).dropped_items.queue_full).toBe(1);
     await standIn.waitFor(() => standIn.traffic.length === 2);
     await waitUntil(() => queueOf(m).pending_items === 0);
     // Idle again: the next interval goes.
-    await m.flows.export(FlowBatch.from([flow({ txBytes: 4 })]));
-    m.core.flush();
+    await m.exporter.export(FlowBatch.from([flow({ txBytes: 4 })]));
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 3);
     expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2, 4]);
     expect(queueOf(m).dropped_items).toEqual({ queue_full: 1, rejected: 0, retry_exhausted: 0, shutdown: 0 });
@@ -1517,7 +1510,7 @@ describe('devzero endpoint, tls, headers and compression', () => {
   it('host:port over TLS (on by default) with tls::ca_file; headers sent beside the identity headers', async () => {
     const cp = await tlsControlPlane();
     try {
-      const m = make(
+      const m = await make(
         {
           endpoint: `127.0.0.1:${cp.port}`,
           tls: { ca_file: 'ca.pem' },
@@ -1525,10 +1518,10 @@ describe('devzero endpoint, tls, headers and compression', () => {
         },
         { configDir: TESTDATA },
       );
-      expect(m.core.target).toEqual({ address: `127.0.0.1:${cp.port}`, tls: true });
-      await m.flows.start();
-      await m.flows.export(FlowBatch.from([flow({ txBytes: 5 })]));
-      m.core.flush();
+      expect(m.exporter.target).toEqual({ address: `127.0.0.1:${cp.port}`, tls: true });
+      await m.exporter.start();
+      await m.exporter.export(FlowBatch.from([flow({ txBytes: 5 })]));
+      m.exporter.flush();
       await waitUntil(() => cp.received.length === 1);
       expect(cp.received[0].txBytes).toEqual([5]);
       expect(cp.received[0].headers).toMatchObject({
@@ -1538,13 +1531,13 @@ describe('devzero endpoint, tls, headers and compression', () => {
         'x-operator-type': 'zxporter',
       });
       // https:// is TLS even with tls.insecure (as the Collector).
-      const n = make(
+      const n = await make(
         { endpoint: `https://127.0.0.1:${cp.port}`, tls: { insecure: true, ca_file: 'ca.pem' } },
         { configDir: TESTDATA },
       );
-      await n.flows.start();
-      await n.flows.export(FlowBatch.from([flow({ txBytes: 6 })]));
-      n.core.flush();
+      await n.exporter.start();
+      await n.exporter.export(FlowBatch.from([flow({ txBytes: 6 })]));
+      n.exporter.flush();
       await waitUntil(() => cp.received.length === 2);
       expect(cp.received[1].txBytes).toEqual([6]);
     } finally {
@@ -1556,16 +1549,16 @@ describe('devzero endpoint, tls, headers and compression', () => {
     const cp = await tlsControlPlane();
     try {
       for (const tls of [{}, { insecure: true }]) {
-        const m = make({
+        const m = await make({
           endpoint: `127.0.0.1:${cp.port}`,
           tls,
           retry_on_failure: { initial_interval: '20ms', max_interval: '50ms' },
         });
-        await m.flows.start();
-        await m.flows.export(FlowBatch.from([flow()]));
-        m.core.flush();
-        await waitUntil(() => (m.core.facts().queue as { failed_attempts: number }).failed_attempts >= 2);
-        expect((m.core.facts().queue as { last_error: string }).last_error).toMatch(/UNAVAILABLE/);
+        await m.exporter.start();
+        await m.exporter.export(FlowBatch.from([flow()]));
+        m.exporter.flush();
+        await waitUntil(() => (m.exporter.facts().queue as { failed_attempts: number }).failed_attempts >= 2);
+        expect((m.exporter.facts().queue as { last_error: string }).last_error).toMatch(/UNAVAILABLE/);
         expect(m.board.all()[0].status).toBe('recoverable_error');
         await m.stop();
       }
@@ -1576,33 +1569,37 @@ describe('devzero endpoint, tls, headers and compression', () => {
   });
 
   it('host:port with tls::insecure and the DAKR_URL http:// form both reach a plaintext control plane', async () => {
-    const a = make({ endpoint: `127.0.0.1:${standIn.port}`, tls: { insecure: true } });
-    const b = make({ endpoint: `http://127.0.0.1:${standIn.port}` });
-    expect([a.core.target?.tls, b.core.target?.tls]).toEqual([false, false]);
-    await a.flows.start();
-    await b.flows.start();
-    await a.flows.export(FlowBatch.from([flow({ txBytes: 1 })]));
-    a.core.flush();
+    const a = await make({ endpoint: `127.0.0.1:${standIn.port}`, tls: { insecure: true } });
+    const b = await make({ endpoint: `http://127.0.0.1:${standIn.port}` });
+    expect([a.exporter.target?.tls, b.exporter.target?.tls]).toEqual([false, false]);
+    await a.exporter.start();
+    await b.exporter.start();
+    await a.exporter.export(FlowBatch.from([flow({ txBytes: 1 })]));
+    a.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 1);
-    await b.flows.export(FlowBatch.from([flow({ txBytes: 2 })]));
-    b.core.flush();
+    await b.exporter.export(FlowBatch.from([flow({ txBytes: 2 })]));
+    b.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 2);
     expect(standIn.traffic.map((c) => c.request.items[0].tx_bytes)).toEqual([1, 2]);
   });
 
   it('compression none: nothing is gzipped, even a large message', async () => {
-    const m = make({ endpoint: standIn.url, compression: 'none' });
-    await m.flows.start();
-    await m.flows.export(FlowBatch.from(Array.from({ length: 200 }, (_, k) => flow({ dstPort: 1000 + k }))));
-    m.core.flush();
+    const m = await make({ endpoint: standIn.url, compression: 'none' });
+    await m.exporter.start();
+    await m.exporter.export(
+      FlowBatch.from(Array.from({ length: 200 }, (_, k) => flow({ dstPort: 1000 + k }))),
+    );
+    m.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 1);
     expect(standIn.traffic[0].request.items).toHaveLength(200);
     expect(standIn.traffic[0].compressed).toBe(false);
     // The same interval with the default (gzip) is compressed.
-    const g = make({ endpoint: standIn.url });
-    await g.flows.start();
-    await g.flows.export(FlowBatch.from(Array.from({ length: 200 }, (_, k) => flow({ dstPort: 1000 + k }))));
-    g.core.flush();
+    const g = await make({ endpoint: standIn.url });
+    await g.exporter.start();
+    await g.exporter.export(
+      FlowBatch.from(Array.from({ length: 200 }, (_, k) => flow({ dstPort: 1000 + k }))),
+    );
+    g.exporter.flush();
     await standIn.waitFor(() => standIn.traffic.length === 2);
     expect(standIn.traffic[1].compressed).toBe(true);
   });
@@ -1613,5 +1610,132 @@ describe('devzero endpoint, tls, headers and compression', () => {
     expect(issues).toEqual([
       { key: 'tls::ca_file', message: `cannot read ${join(TESTDATA, 'missing.pem')}: ENOENT` },
     ]);
+  });
+});
+
+class TestReader extends MetricReader {
+  protected async onShutdown(): Promise<void> {}
+  protected async onForceFlush(): Promise<void> {}
+}
+
+describe('devzero exporter in a Service', () => {
+  it('one instance serves the flows and the dns pipeline: one start, one shutdown, one request, its metrics', async () => {
+    const made: { exporter: DevzeroExporter; signals: readonly string[] }[] = [];
+    const sinks = new Map<string, BatchSink>();
+    const source = (type: string, signal: 'flows' | 'dns') =>
+      defineReceiver({
+        kind: 'receiver',
+        type,
+        stability: 'development',
+        description: `hands the test the ${signal} sink`,
+        signals: [signal],
+        config: z.strictObject({}),
+        create: (_s, _c, next) => {
+          sinks.set(signal, next);
+          return {};
+        },
+      });
+    const registry = new Registry([
+      source('flow_src', 'flows'),
+      source('dns_src', 'dns'),
+      defineExporter({
+        ...devzeroExporterFactory,
+        create: async (settings, config) => {
+          const exporter = (await devzeroExporterFactory.create(settings, config)) as DevzeroExporter;
+          vi.spyOn(exporter, 'start');
+          vi.spyOn(exporter, 'shutdown');
+          made.push({ exporter, signals: settings.signals });
+          return exporter;
+        },
+      }),
+    ]);
+    const config = resolveConfig(
+      {
+        tree: {
+          receivers: { flow_src: {}, dns_src: {} },
+          exporters: {
+            devzero: { endpoint: standIn.url, token: 't', flush_interval: '1h', heartbeat_interval: '1h' },
+          },
+          service: {
+            pipelines: {
+              flows: { receivers: ['flow_src'], exporters: ['devzero'] },
+              dns: { receivers: ['dns_src'], exporters: ['devzero'] },
+            },
+          },
+        },
+        positions: new Map(),
+        configDirs: new Map(),
+      },
+      registry,
+      {},
+    );
+    const reader = new TestReader();
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const service = await Service.build(config, { logger: silentLogger(), meterProvider });
+    try {
+      await service.start();
+      expect(made).toHaveLength(1);
+      const [{ exporter, signals }] = made;
+      expect([...signals].sort()).toEqual(['dns', 'flows']);
+      expect(exporter.start).toHaveBeenCalledTimes(1);
+      await standIn.waitFor(() => standIn.health.length === 1);
+
+      sinks.get('flows')?.consume(FlowBatch.from([flow({ dstIp: '52.1.2.3' })]));
+      sinks.get('dns')?.consume(dnsSample());
+      await waitUntil(() => {
+        const interval = exporter.facts().interval as { flows: number; dns_lookups: number };
+        return interval.flows === 1 && interval.dns_lookups === 1;
+      });
+      exporter.flush();
+      await standIn.waitFor(() => standIn.traffic.length === 1);
+      expect(standIn.traffic[0].request).toMatchObject({
+        items: [{ dst_ip: '52.1.2.3', tx_bytes: 1000 }],
+        dns_lookups: [{ client_ip: '10.0.1.34', domain: 'api.stripe.com' }],
+        ip2domain: { '52.1.2.3': 'api.stripe.com', '2600:1f18::5': 'api.stripe.com' },
+      });
+      await waitUntil(() => (exporter.facts().queue as { sent_items: number }).sent_items === 2);
+      await waitUntil(() => (exporter.facts().heartbeat as { success: number }).success === 1);
+
+      // One status entry per signal, both describing the one exporter.
+      const entries = service.components().filter((c) => c.kind === 'exporter' && c.id === 'devzero');
+      expect(entries.map((c) => c.signal).sort()).toEqual(['dns', 'flows']);
+      for (const e of entries) expect(e.details?.()).toMatchObject({ mode: 'send', flushes: { queued: 1 } });
+
+      const { resourceMetrics } = await reader.collect();
+      const metrics = resourceMetrics.scopeMetrics
+        .filter((s) => s.scope.name.startsWith('netmon/exporter/devzero'))
+        .flatMap((s) => s.metrics);
+      const point = (name: string, attrs: Record<string, string> = {}) =>
+        metrics
+          .find((m) => m.descriptor.name === name)
+          ?.dataPoints.find((d) => Object.entries(attrs).every(([k, v]) => d.attributes[k] === v));
+      const value = (name: string, attrs?: Record<string, string>) => point(name, attrs)?.value;
+      // Every metric it makes is declared by its factory.
+      const declared = new Set(Object.values(devzeroExporterFactory.metrics ?? {}).map((m) => m.name));
+      expect(metrics.map((m) => m.descriptor.name).filter((n) => !declared.has(n))).toEqual([]);
+      expect(point('netmon_devzero_flushes', { outcome: 'queued' })?.attributes).toEqual({
+        component: 'devzero',
+        outcome: 'queued',
+      });
+      expect(value('netmon_devzero_flushes', { outcome: 'queued' })).toBe(1);
+      expect(value('netmon_devzero_flushes', { outcome: 'empty' })).toBe(0);
+      expect(value('netmon_devzero_requests')).toBe(1);
+      expect(value('netmon_devzero_heartbeats', { outcome: 'success' })).toBe(1);
+      expect(value('netmon_devzero_heartbeats', { outcome: 'failure' })).toBe(0);
+      expect(value('netmon_devzero_ip2domain_entries')).toBe(2);
+      expect(value('netmon_devzero_early_flushes')).toBe(0);
+      expect(value('netmon_devzero_state_write_failures')).toBe(0);
+      expect(value('netmon_devzero_flush_items')).toMatchObject({ count: 1, sum: 2 });
+      expect(value('netmon_exporter_sent_items')).toBe(2);
+      expect(value('netmon_exporter_queue_items')).toBe(0);
+
+      await service.shutdown();
+      expect(exporter.start).toHaveBeenCalledTimes(1);
+      expect(exporter.shutdown).toHaveBeenCalledTimes(1);
+      expect(entries.map((c) => c.status)).toEqual(['stopped', 'stopped']);
+    } finally {
+      await service.shutdown();
+      await meterProvider.shutdown();
+    }
   });
 });

@@ -10,18 +10,18 @@ import {
   FlowBatch,
   type GrpcTarget,
   getExtension,
+  type ObservedMetrics,
+  observeMetrics,
   readTlsMaterial,
   SendQueue,
-  type Signal,
-  type StatusReporter,
 } from '@netmon/core';
 import { HEALTH_CHECK, K8S_METADATA } from '@netmon/extensions';
-import type { BatchObservableCallback, Histogram, Observable } from '@opentelemetry/api';
 import { DakrClient, isRetryable } from './client.js';
 import { type DevzeroExporterConfig, dakrTarget } from './config.js';
 import { heartbeatRequest, type TransportState } from './heartbeat.js';
 import { Interval, Ip2Domain } from './interval.js';
 import { metricsDocument } from './json.js';
+import { DEVZERO_METRICS } from './metrics.js';
 import {
   buildPayloads,
   domainBytes,
@@ -37,16 +37,14 @@ import { readState, type StateDocument, StateWriter } from './state.js';
 /** The environment variable the image build sets to the commit netmon was built from. */
 export const COMMIT_ENV = 'NETMON_GIT_SHA';
 
-/** The extension whose pod cache the heartbeat reports as zxporter's pod_cache. */
-
 /** The path the zxporter-compatible JSON is served at on the health_check port. */
 export const METRICS_PATH = '/metrics';
 
 /**
- * One devzero exporter. The framework creates an exporter once per signal; the flows and dns instances
- * of one id share this object (both feed one request), each through its own `DevzeroSignalExporter`.
+ * One devzero exporter id: the flows and the DNS lookups of every pipeline that lists it go into one
+ * interval, one request and one send queue.
  */
-export class DevzeroExporter {
+export class DevzeroExporter implements Exporter {
   readonly nodeName: string;
   readonly target?: GrpcTarget;
   readonly stateFile?: string;
@@ -58,8 +56,8 @@ export class DevzeroExporter {
   private readonly writer?: StateWriter;
   private interval: Interval;
   private readonly ip2domain: Ip2Domain;
-  private readonly handles = new Set<DevzeroSignalExporter>();
-  private dns = false;
+  /** A dns pipeline feeds it: GET /metrics then lists the interval's lookups (null otherwise, as zxporter). */
+  private readonly dns: boolean;
   private started?: Promise<void>;
   private stopping?: Promise<void>;
   private flushTimer?: NodeJS.Timeout;
@@ -77,12 +75,7 @@ export class DevzeroExporter {
     lastHeartbeat: undefined as undefined | { time: number; ok: boolean; error?: string },
     restored: { requests: 0, items: 0 },
   };
-  private readonly flushItems: Histogram;
-  private readonly observables: Observable[];
-  private readonly observe: BatchObservableCallback;
-  readonly status: StatusReporter;
-  /** Called once the exporter has stopped. */
-  onStopped?: () => void;
+  private readonly metrics: ObservedMetrics<typeof DEVZERO_METRICS>;
 
   constructor(
     private readonly settings: ComponentSettings,
@@ -94,7 +87,8 @@ export class DevzeroExporter {
     this.commit = env[COMMIT_ENV] ?? '';
     this.ip2domain = new Ip2Domain(config.ip2domain_max_entries);
     this.interval = new Interval(Date.now(), config.max_items_per_interval);
-    this.status = this.fanOutStatus();
+    this.dns = settings.signals.includes('dns');
+    settings.status.describe(() => this.facts());
     if (config.endpoint !== '') {
       const target = dakrTarget(config);
       if (typeof target === 'string') throw new Error(`devzero exporter ${settings.id}: ${target}`);
@@ -140,7 +134,7 @@ export class DevzeroExporter {
         capacity: config.sending_queue,
         backoff: backoffOf(config.retry_on_failure),
         logger: settings.logger,
-        status: this.status,
+        status: settings.status,
         meter: settings.meter,
         attributes: { component: settings.id },
         onChange: () => {
@@ -149,78 +143,16 @@ export class DevzeroExporter {
       });
     }
 
-    const meter = settings.meter;
     const attrs = { component: settings.id };
-    this.flushItems = meter.createHistogram('netmon_devzero_flush_items', {
-      description:
-        'Flows plus DNS lookups in each interval the devzero exporter flushed (empty ones included).',
-      unit: '{item}',
-      advice: { explicitBucketBoundaries: [0, 10, 100, 1000, 10_000, 100_000, 1_000_000] },
+    this.metrics = observeMetrics(settings.meter, DEVZERO_METRICS, (r) => {
+      for (const [outcome, n] of Object.entries(this.stats.flushes)) r.flushes(n, { ...attrs, outcome });
+      r.requests(this.stats.requests, attrs);
+      for (const [outcome, n] of Object.entries(this.stats.heartbeats))
+        r.heartbeats(n, { ...attrs, outcome });
+      r.ip2domainEntries(this.ip2domain.size, attrs);
+      r.earlyFlushes(this.stats.earlyFlushes, attrs);
+      r.stateWriteFailures(this.writer?.failures ?? 0, attrs);
     });
-    const flushes = meter.createObservableCounter('netmon_devzero_flushes', {
-      description:
-        'Intervals the devzero exporter closed: outcome=queued (requests made and queued), empty (nothing to send), local_only (no endpoint: discarded).',
-      unit: '{flush}',
-    });
-    const requests = meter.createObservableCounter('netmon_devzero_requests', {
-      description:
-        'SendNetworkTrafficMetrics requests built (an interval larger than max_items_per_request makes several).',
-      unit: '{request}',
-    });
-    const heartbeats = meter.createObservableCounter('netmon_devzero_heartbeats', {
-      description: 'ReportHealth calls, by outcome (success, failure). Failed heartbeats are not retried.',
-      unit: '{call}',
-    });
-    const domains = meter.createObservableGauge('netmon_devzero_ip2domain_entries', {
-      description:
-        'Entries in the IP → domain cache (each request carries its own addresses’ names and the most recent entries that fit its budget).',
-      unit: '{entry}',
-    });
-    const earlyFlushes = meter.createObservableCounter('netmon_devzero_early_flushes', {
-      description:
-        'Intervals closed before flush_interval because they held max_items_per_interval flows and lookups (queued like any other: nothing dropped).',
-      unit: '{flush}',
-    });
-    const stateFailures = meter.createObservableCounter('netmon_devzero_state_write_failures', {
-      description: 'Failed writes of the state file (sending_queue::directory).',
-      unit: '{write}',
-    });
-    this.observables = [flushes, requests, heartbeats, domains, earlyFlushes, stateFailures];
-    this.observe = (r) => {
-      for (const [outcome, n] of Object.entries(this.stats.flushes))
-        r.observe(flushes, n, { ...attrs, outcome });
-      r.observe(requests, this.stats.requests, attrs);
-      for (const [outcome, n] of Object.entries(this.stats.heartbeats)) {
-        r.observe(heartbeats, n, { ...attrs, outcome });
-      }
-      r.observe(domains, this.ip2domain.size, attrs);
-      r.observe(earlyFlushes, this.stats.earlyFlushes, attrs);
-      r.observe(stateFailures, this.writer?.failures ?? 0, attrs);
-    };
-    meter.addBatchObservableCallback(this.observe, this.observables);
-  }
-
-  /** The exporter the framework holds for one signal. */
-  attach(signal: Signal, settings: ComponentSettings): DevzeroSignalExporter {
-    if (signal === 'dns') this.dns = true;
-    const handle = new DevzeroSignalExporter(this, signal, settings);
-    this.handles.add(handle);
-    settings.status.describe(() => this.facts());
-    return handle;
-  }
-
-  /** Status reports go to every signal's instance: they are one exporter. */
-  private fanOutStatus(): StatusReporter {
-    const each = (f: (s: StatusReporter) => void) => {
-      for (const h of this.handles) f(h.settings.status);
-    };
-    return {
-      ok: () => each((s) => s.ok()),
-      recoverableError: (err) => each((s) => s.recoverableError(err)),
-      permanentError: (err) => each((s) => s.permanentError(err)),
-      fatalError: (err) => each((s) => s.fatalError(err)),
-      describe: (facts) => each((s) => s.describe(facts)),
-    };
   }
 
   start(): Promise<void> {
@@ -302,7 +234,22 @@ export class DevzeroExporter {
     }
   }
 
-  exportFlows(batch: FlowBatch): void {
+  export(batch: FlowBatch | DnsBatch): Promise<void> {
+    if (this.stopping) {
+      return Promise.reject(
+        new Error(`devzero exporter ${this.settings.id} is stopped (export after shutdown)`),
+      );
+    }
+    try {
+      if (batch instanceof FlowBatch) this.exportFlows(batch);
+      else this.exportDns(batch);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.resolve();
+  }
+
+  private exportFlows(batch: FlowBatch): void {
     if (batch.temporality === 'cumulative') {
       throw new Error(
         `devzero exporter ${this.settings.id} received cumulative counters${batch.origin ? ` from ${batch.origin}` : ''}: it sums per-interval deltas, so put the delta processor before it (processors: [delta, …])`,
@@ -314,7 +261,7 @@ export class DevzeroExporter {
     }
   }
 
-  exportDns(batch: DnsBatch): void {
+  private exportDns(batch: DnsBatch): void {
     const now = Date.now();
     for (let i = this.interval.addDns(batch, this.ip2domain, now); i < batch.length; ) {
       this.flushEarly();
@@ -346,7 +293,7 @@ export class DevzeroExporter {
     const closed = this.interval;
     this.interval = new Interval(now, this.config.max_items_per_interval);
     if (!this.queue) {
-      this.flushItems.record(closed.items, { component: this.settings.id });
+      this.metrics.histograms.flushItems.record(closed.items, { component: this.settings.id });
       this.stats.flushes.local_only++;
       this.ip2domain.nextInterval(now);
       return;
@@ -365,7 +312,7 @@ export class DevzeroExporter {
       items += p.items.length;
       lookups += p.dns_lookups.length;
     }
-    this.flushItems.record(items + lookups, { component: this.settings.id });
+    this.metrics.histograms.flushItems.record(items + lookups, { component: this.settings.id });
     if (payloads.length === 0) {
       this.stats.flushes.empty++;
       this.settings.logger.debug('nothing to send for this interval');
@@ -520,11 +467,8 @@ export class DevzeroExporter {
     };
   }
 
-  /** A signal's instance stopped; the last one to stop stops the exporter. */
-  release(handle: DevzeroSignalExporter): Promise<void> {
-    this.handles.delete(handle);
-    if (this.handles.size > 0) return Promise.resolve();
-    this.stopping ??= this.doShutdown().finally(() => this.onStopped?.());
+  shutdown(): Promise<void> {
+    this.stopping ??= this.doShutdown();
     return this.stopping;
   }
 
@@ -566,42 +510,6 @@ export class DevzeroExporter {
     this.client?.cancelAll();
     await this.heartbeatCall;
     this.client?.close();
-    this.settings.meter.removeBatchObservableCallback(this.observe, this.observables);
-  }
-}
-
-/** What the framework holds for one signal of a devzero exporter. */
-export class DevzeroSignalExporter implements Exporter {
-  private stopped = false;
-
-  constructor(
-    readonly core: DevzeroExporter,
-    readonly signal: Signal,
-    readonly settings: ComponentSettings,
-  ) {}
-
-  start(): Promise<void> {
-    return this.core.start();
-  }
-
-  export(batch: FlowBatch | DnsBatch): Promise<void> {
-    if (this.stopped) {
-      return Promise.reject(
-        new Error(`devzero exporter ${this.settings.id} is stopped (export after shutdown)`),
-      );
-    }
-    try {
-      if (batch instanceof FlowBatch) this.core.exportFlows(batch);
-      else this.core.exportDns(batch);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return Promise.resolve();
-  }
-
-  shutdown(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
-    this.stopped = true;
-    return this.core.release(this);
+    this.metrics.close();
   }
 }

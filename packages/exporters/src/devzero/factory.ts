@@ -1,13 +1,7 @@
-import { checkTlsFiles, defineExporter, PerAgent } from '@netmon/core';
+import { checkTlsFiles, defineExporter, SEND_QUEUE_METRICS } from '@netmon/core';
 import { HEALTH_CHECK, K8S_METADATA } from '@netmon/extensions';
 import { devzeroExporterConfig } from './config.js';
-import { DevzeroExporter } from './exporter.js';
-
-/**
- * The framework creates an exporter per signal; a devzero id listed in flows and dns pipelines is one
- * exporter (one interval, one request, one queue), found here by host and id.
- */
-const shared = new PerAgent<DevzeroExporter>();
+import { DEVZERO_METRICS } from './metrics.js';
 
 export const devzeroExporterFactory = defineExporter({
   kind: 'exporter',
@@ -19,15 +13,8 @@ export const devzeroExporterFactory = defineExporter({
   // k8s_metadata only for the heartbeat: its pod_cache says whether the pod cache is standalone.
   optionalExtensions: [HEALTH_CHECK, K8S_METADATA],
   config: devzeroExporterConfig,
+  metrics: { ...DEVZERO_METRICS, ...SEND_QUEUE_METRICS },
   validate: (config, { configDir }) => checkTlsFiles(config.tls, configDir),
-  create(settings, config) {
-    const signal = settings.signals[0];
-    const core = shared.get(settings, () => {
-      const made = new DevzeroExporter(settings, config);
-      // Forgotten once stopped: a later Service on the same host builds a fresh one.
-      made.onStopped = () => shared.forget(settings, made);
-      return made;
-    });
-    return core.attach(signal, settings);
-  },
+  // The implementation loads gRPC and protobuf: only when a config uses the exporter.
+  create: async (settings, config) => new (await import('./exporter.js')).DevzeroExporter(settings, config),
 });

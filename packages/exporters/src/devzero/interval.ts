@@ -1,7 +1,7 @@
 // One flush interval of the devzero exporter: flows summed per (src IP, dst IP, dst port, protocol), the
 // DNS lookups seen, and the IP → domain cache that outlives intervals.
 import { type DnsBatch, DnsType, type FlowBatch, formatIp, type StringColumn } from '@netmon/core';
-import { FlowTable } from './flow-table.js';
+import { TrafficItemTable } from './traffic-item-table.js';
 
 /** The flows of one aggregation key within an interval, as read out at a flush or a peek. */
 export interface FlowEntry {
@@ -48,7 +48,7 @@ function stringColumn(batch: FlowBatch, key: string): StringColumn | undefined {
  * interval early and goes on with the next one: nothing is dropped, and memory stays bounded.
  */
 export class Interval {
-  readonly flows = new FlowTable();
+  readonly flows = new TrafficItemTable();
   readonly lookups: LookupEntry[] = [];
 
   constructor(

@@ -1,15 +1,16 @@
-// The flows of one devzero interval, summed per (src IP, dst IP, dst port, protocol), in typed arrays: a
-// row is found by hashing its key — nine 32-bit words read straight from the batch's address bytes — into
-// an open-addressing table with series/series-table.ts's hash (not that table itself: a raw address word
-// can equal its UNKNOWN id). Adding a batch creates no object and no string per flow; addresses become
-// strings only when the interval is flushed or peeked at.
+// The flows of one devzero interval summed into zxporter's network traffic items: a row per (src IP, dst
+// IP, dst port, protocol), the key of a NetworkTrafficItem, in typed arrays. A row is found by hashing
+// its key — nine 32-bit words read straight from the batch's address bytes — into an open-addressing
+// table with series/series-table.ts's hash (not that table itself: a raw address word can equal its
+// UNKNOWN id). Adding a batch creates no object and no string per flow; addresses become strings only
+// when the interval is flushed or peeked at.
 import { type FlowBatch, formatIp } from '@netmon/core';
 import { hashIds, slotCount } from '../series/series-table.js';
 
 /** src address (4 words), dst address (4 words), then dst port << 16 | family << 8 | protocol. */
 const KEY_WORDS = 9;
 
-export class FlowTable {
+export class TrafficItemTable {
   /** Rows occupy [0, size), in the order their keys were first seen. */
   size = 0;
   txBytes: Float64Array;
