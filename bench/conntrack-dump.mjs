@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openConntrack } from '@netmon/native';
-import { conntrackBatch } from '@netmon/receivers';
+import { conntrackBatch } from '../packages/receivers/dist/conntrack/receiver.js';
 
 const ENTRIES = Number(process.env.ENTRIES ?? 1_000_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);

@@ -8,7 +8,8 @@ import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { FlowBatch } from '@netmon/core';
-import { OtlpExporter, otlpExporterFactory } from '@netmon/exporters';
+import { otlpExporterFactory } from '@netmon/exporters';
+import { OtlpExporter } from '../packages/exporters/dist/otlp/exporter.js';
 import { gc, report, rng, settings } from './common.mjs';
 
 const POINTS = Number(process.env.POINTS ?? 50_000);
@@ -110,7 +111,7 @@ for (const compression of ['none', 'gzip']) {
       max_series: SERIES + 1,
     });
     const clock = { t: T0 };
-    const e = new OtlpExporter(settings('exporter', 'otlp'), config, 'flows', { now: () => clock.t });
+    const e = new OtlpExporter(settings('exporter', 'otlp'), config, { now: () => clock.t });
     e.start();
     sink.requests.length = 0;
     gc();

@@ -13,7 +13,8 @@ import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { FlowBatch } from '@netmon/core';
-import { PrometheusExporter, prometheusExporterFactory } from '@netmon/exporters';
+import { prometheusExporterFactory } from '@netmon/exporters';
+import { PrometheusExporter } from '../packages/exporters/dist/prometheus/exporter.js';
 import { gc, report, rng, settings } from './common.mjs';
 
 const SERIES = (process.env.SERIES ?? '10000,100000').split(',').map(Number);

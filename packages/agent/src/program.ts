@@ -9,7 +9,6 @@ import {
 } from '@netmon/core';
 import { Command, Option } from 'commander';
 import { defaultRegistry } from './components.js';
-import { runAgent } from './run.js';
 import { VERSION } from './version.js';
 
 // One code for "what you gave is wrong, nothing was started": a bad command line or a bad configuration.
@@ -113,6 +112,8 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
     .action(async (opts: { config?: string[]; logLevel?: LogLevel }, cmd: Command) => {
       const files = configFiles(cmd, opts);
       try {
+        // The agent's own machinery (the metrics SDK) loads only to run: validate and components stay light.
+        const { runAgent } = await import('./run.js');
         const code = await runAgent({
           configFiles: files,
           registry: defaultRegistry(),
@@ -145,9 +146,10 @@ as file:line:column: path: problem, with a "did you mean" for near misses) or in
     .action(async (opts: { config?: string[] }, cmd: Command) => {
       const files = configFiles(cmd, opts);
       try {
+        // Every check short of creating the components: the schemas, the references, and each factory's
+        // validate hook (files exist, plugins load). Creating them would load every implementation, with its
+        // heavy dependencies, for a command that must stay light.
         const config = await loadConfig(files, defaultRegistry());
-        // Building creates every component (plugins are loaded) without starting any.
-        await Service.build(config, { logger: silentLogger() });
         const n = config.pipelines.length;
         process.stdout.write(
           `configuration is valid: ${n} pipeline${n === 1 ? '' : 's'} (${config.pipelines.map((p) => p.id).join(', ')})\n`,

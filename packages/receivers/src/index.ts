@@ -1,6 +1,8 @@
+// The factories and config types: each factory loads its receiver (the conntrack one, the native addon) in
+// `create`, when a config uses it.
 export type { ConntrackReceiverConfig } from './conntrack/config.js';
 export { conntrackReceiverFactory } from './conntrack/factory.js';
-export { ConntrackReceiver, conntrackBatch } from './conntrack/receiver.js';
+export type { ConntrackReceiver } from './conntrack/receiver.js';
 export type { FileReceiverConfig } from './file/config.js';
 export { fileReceiverFactory } from './file/factory.js';
-export { FileReceiver } from './file/receiver.js';
+export type { FileReceiver } from './file/receiver.js';

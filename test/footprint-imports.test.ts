@@ -1,0 +1,130 @@
+// Pay only for what the config uses: `netmon validate` and `netmon components` load no component's heavy
+// dependency, and an agent whose config has no k8s_metadata never loads the Kubernetes client. The real
+// CLI (packages/agent/dist) runs under a module hook that records every module it resolves.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from './harness/agent.js';
+
+const CLI = path.join(ROOT, 'packages/agent/dist/cli.js');
+/**
+ * Packages that only a component which needs them may load (the metrics SDK, with its resources module,
+ * is the running agent's own: self-metrics).
+ */
+const HEAVY = [
+  '@kubernetes/client-node',
+  'undici',
+  '@grpc/grpc-js',
+  '@grpc/proto-loader',
+  'protobufjs',
+  '@opentelemetry/exporter-metrics-otlp-grpc',
+  '@netmon/native',
+];
+
+// Records the URL of every module resolved (import and require alike) and writes them at exit.
+const HOOK = `
+import { registerHooks } from 'node:module';
+import { writeFileSync } from 'node:fs';
+const loaded = new Set();
+registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); loaded.add(r.url); return r; } });
+process.on('exit', () => writeFileSync(process.env.NETMON_LOADED_FILE, [...loaded].join('\\n')));
+`;
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'netmon-imports-'));
+  await writeFile(path.join(dir, 'hook.mjs'), HOOK);
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+/** Runs the CLI with `args`; resolves with the heavy packages it loaded and its exit code. */
+async function heavyLoaded(name: string, args: string[], stopAfterMs?: number) {
+  const loadedFile = path.join(dir, `${name}.loaded`);
+  const child = spawn(process.execPath, ['--import', path.join(dir, 'hook.mjs'), CLI, ...args], {
+    env: { ...process.env, NETMON_LOADED_FILE: loadedFile },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  child.stdout.resume();
+  const timer = stopAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGTERM'), stopAfterMs);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  clearTimeout(timer);
+  const urls = (await readFile(loadedFile, 'utf8')).split('\n');
+  const heavy = HEAVY.filter((pkg) =>
+    urls.some(
+      (u) => u.includes(`/node_modules/${pkg}/`) || (pkg === '@netmon/native' && u.includes('/native/')),
+    ),
+  );
+  return { heavy, code, stderr };
+}
+
+const configFile = async (name: string, yaml: string) => {
+  const file = path.join(dir, name);
+  await writeFile(file, yaml);
+  return file;
+};
+
+describe('what the CLI loads', () => {
+  it('`netmon components` loads no heavy dependency', async () => {
+    const r = await heavyLoaded('components', ['components']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.heavy).toEqual([]);
+  });
+
+  it('`netmon validate` of the shipped configs loads no heavy dependency', async () => {
+    for (const config of ['default.yaml', 'kubernetes.yaml', 'devzero.yaml', 'examples/replay.yaml']) {
+      const r = await heavyLoaded(`validate-${path.basename(config)}`, [
+        'validate',
+        '--config',
+        path.join(ROOT, 'configs', config),
+      ]);
+      // Valid or not (a shipped config may want environment variables), nothing heavy is loaded.
+      expect(r.heavy, `${config}: ${r.stderr}`).toEqual([]);
+    }
+  });
+
+  it('an agent without k8s_metadata never loads the Kubernetes client', async () => {
+    const out = path.join(dir, 'flows.jsonl');
+    const config = await configFile(
+      'no-k8s.yaml',
+      `receivers:
+  file: { path: ${path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl')} }
+exporters:
+  file: { path: ${out} }
+service:
+  pipelines:
+    flows: { receivers: [file], exporters: [file] }
+`,
+    );
+    const r = await heavyLoaded('run-no-k8s', ['run', '--config', config], 2000);
+    expect(r.stderr).toContain('netmon is running');
+    expect(r.heavy).toEqual([]);
+  });
+
+  it('an agent with k8s_metadata does load it (the check above can fail)', async () => {
+    const config = await configFile(
+      'k8s.yaml',
+      `receivers:
+  file: { path: ${path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl')} }
+processors:
+  k8s_attributes: {}
+exporters:
+  debug: {}
+extensions:
+  k8s_metadata: { snapshot: ${path.join(ROOT, 'configs/examples/replay-cluster.json')} }
+service:
+  extensions: [k8s_metadata]
+  pipelines:
+    flows: { receivers: [file], processors: [k8s_attributes], exporters: [debug] }
+`,
+    );
+    const r = await heavyLoaded('run-k8s', ['run', '--config', config], 2000);
+    expect(r.stderr).toContain('netmon is running');
+    expect(r.heavy).toContain('@kubernetes/client-node');
+  });
+});
