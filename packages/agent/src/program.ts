@@ -1,12 +1,4 @@
-import {
-  ConfigError,
-  createLogger,
-  LOG_LEVELS,
-  type LogLevel,
-  loadConfig,
-  Service,
-  silentLogger,
-} from '@netmon/core';
+import { ConfigError, createLogger, LOG_LEVELS, type LogLevel, loadConfig } from '@netmon/core';
 import { Command, Option } from 'commander';
 import { defaultRegistry } from './components.js';
 import { VERSION } from './version.js';

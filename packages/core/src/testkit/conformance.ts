@@ -3,10 +3,11 @@
 // (it needs vitest), never from the main entry.
 import { createHook } from 'node:async_hooks';
 import { readdirSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { FlowBatch } from '../batch/flow-batch.js';
 import { encodeFlowRecords } from '../batch/flow-record.js';
 import type { Batch, Extension, Factory, Lifecycle, Signal } from '../component.js';
+import { type RecordingMeter, recordingMeter } from './meter.js';
 import { testSettings } from './settings.js';
 import { CollectingSink } from './sinks.js';
 
@@ -23,6 +24,8 @@ export interface ConformanceOptions {
   expectItems?: number;
   /** The extensions the component needs, made fresh for each case. */
   extensions?: () => Map<string, Extension>;
+  /** Removes what the cases left on disk (a configDir of their own), after the last one. */
+  cleanup?: () => void | Promise<void>;
 }
 
 export function sampleFlows(): FlowBatch {
@@ -119,26 +122,33 @@ async function settle(): Promise<void> {
 export function describeConformance(factory: Factory, opts: ConformanceOptions = {}): void {
   const signal: Signal = opts.signal ?? ('signals' in factory ? factory.signals[0] : 'flows');
   const config = () => factory.config.parse(opts.config ?? {});
-  const make = async (): Promise<{ component: Lifecycle; sink: CollectingSink }> => {
+  const make = async (
+    meter = recordingMeter(),
+  ): Promise<{ component: Lifecycle; sink: CollectingSink; meter: RecordingMeter }> => {
     const settings = testSettings(factory.kind, factory.type, {
       configDir: opts.configDir,
       extensions: opts.extensions?.(),
       signals: factory.kind === 'extension' ? [] : [signal],
     });
+    settings.meter = meter.meter;
     const sink = new CollectingSink();
     switch (factory.kind) {
       case 'receiver':
-        return { component: await factory.create(settings, config(), sink), sink };
+        return { component: await factory.create(settings, config(), sink), sink, meter };
       case 'exporter':
-        return { component: await factory.create(settings, config()), sink };
+        return { component: await factory.create(settings, config()), sink, meter };
       case 'extension':
-        return { component: await factory.create(settings, config()), sink };
+        return { component: await factory.create(settings, config()), sink, meter };
       case 'processor':
-        return { component: await factory.create(settings, config(), signal), sink };
+        return { component: await factory.create(settings, config(), signal), sink, meter };
     }
   };
 
   describe(`${factory.kind} ${factory.type}: conformance`, () => {
+    afterAll(async () => {
+      await opts.cleanup?.();
+    });
+
     it('has a lower_snake_case type, a stability and a description', () => {
       expect(factory.type).toMatch(/^[a-z][a-z0-9_]*$/);
       expect(['development', 'alpha', 'beta', 'stable', 'deprecated']).toContain(factory.stability);
@@ -157,30 +167,47 @@ export function describeConformance(factory: Factory, opts: ConformanceOptions =
       await component.shutdown?.();
     });
 
+    /** One start → consume → shutdown; throws when a check fails. */
+    const lifecycle = async (check: boolean) => {
+      const { component, sink, meter } = await make();
+      await component.start?.();
+      const batch = (opts.sample ?? sampleFlows)();
+      if (factory.kind === 'processor') {
+        const p = component as import('../component.js').Processor;
+        const input = p.mutates ? batch : batch.seal();
+        const snapshot = input instanceof FlowBatch ? encodeFlowRecords(input).join('') : '';
+        await p.process(input);
+        // A processor that does not declare `mutates` must leave its input exactly as it was.
+        if (check && !p.mutates && input instanceof FlowBatch)
+          expect(encodeFlowRecords(input).join('')).toBe(snapshot);
+      } else if (factory.kind === 'exporter') {
+        await (component as import('../component.js').Exporter).export(batch.seal());
+      } else if (factory.kind === 'receiver' && opts.runMs) {
+        await new Promise((r) => setTimeout(r, opts.runMs));
+      }
+      if (check) {
+        // Every self-metric it made is declared in the factory's `metrics` (the generated README lists those).
+        const declared = new Set(Object.values(factory.metrics ?? {}).map((m) => m.name));
+        expect(
+          meter.names().filter((n) => !declared.has(n)),
+          'metrics made but not declared',
+        ).toEqual([]);
+      }
+      await component.shutdown?.();
+      if (check && opts.expectItems !== undefined)
+        expect(sink.items).toBeGreaterThanOrEqual(opts.expectItems);
+    };
+
     it('starts, consumes, shuts down and leaves no handles or timers', async () => {
+      // A first instance, untracked: the first use of a library may start process-wide housekeeping that
+      // outlives any one instance (gRPC's subchannel-pool sweep). What a second instance leaves is a leak.
+      await lifecycle(false);
       await settle();
       const fdsBefore = openFds();
       const resources = trackResources();
       try {
-        const { component, sink } = await make();
-        await component.start?.();
-        const batch = (opts.sample ?? sampleFlows)();
-        if (factory.kind === 'processor') {
-          const p = component as import('../component.js').Processor;
-          const input = p.mutates ? batch : batch.seal();
-          const snapshot = input instanceof FlowBatch ? encodeFlowRecords(input).join('') : '';
-          await p.process(input);
-          // A processor that does not declare `mutates` must leave its input exactly as it was.
-          if (!p.mutates && input instanceof FlowBatch)
-            expect(encodeFlowRecords(input).join('')).toBe(snapshot);
-        } else if (factory.kind === 'exporter') {
-          await (component as import('../component.js').Exporter).export(batch.seal());
-        } else if (factory.kind === 'receiver' && opts.runMs) {
-          await new Promise((r) => setTimeout(r, opts.runMs));
-        }
-        await component.shutdown?.();
+        await lifecycle(true);
         resources.freeze();
-        if (opts.expectItems !== undefined) expect(sink.items).toBeGreaterThanOrEqual(opts.expectItems);
         // async_hooks reports destroys asynchronously, in batches: give them up to half a second.
         for (let i = 0; i < 25 && resources.open().length > 0; i++) await settle();
         expect(resources.open()).toEqual([]);

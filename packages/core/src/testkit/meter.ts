@@ -26,6 +26,8 @@ export interface RecordingMeter {
   kind(name: string): Kind;
   /** Values recorded on the histogram `name`, in order. */
   recorded(name: string): number[];
+  /** The names of every instrument made on the meter. */
+  names(): string[];
 }
 
 /** A Meter recording every instrument made on it and the batch callbacks registered for them. */
@@ -78,5 +80,6 @@ export function recordingMeter(): RecordingMeter {
       return inst.kind;
     },
     recorded: (name) => records.get(name) ?? [],
+    names: () => [...instruments.keys()],
   };
 }

@@ -88,7 +88,6 @@ afterAll(async () => {
   await conformanceBackend.close();
 });
 
-describeConformance(devzeroExporterFactory);
 describeConformance(devzeroExporterFactory, { signal: 'dns', sample: dnsSample });
 describeConformance(devzeroExporterFactory, {
   config: {

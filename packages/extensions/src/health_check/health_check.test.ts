@@ -1,11 +1,9 @@
 import type { ComponentState, Host, QueueState, ServicePhase } from '@netmon/core';
-import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { testSettings } from '@netmon/core/testkit';
 import { describe, expect, it } from 'vitest';
 import type { HealthCheck } from './contract.js';
 import { healthCheckFactory } from './factory.js';
 import { liveness, readiness } from './health.js';
-
-describeConformance(healthCheckFactory, { config: { endpoint: '127.0.0.1:0' } });
 
 const state = (over: Partial<ComponentState>): ComponentState => ({
   kind: 'exporter',

@@ -2,15 +2,13 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { FlowBatch } from '@netmon/core';
-import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { testSettings } from '@netmon/core/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { k8sMetadataConfig } from './config.js';
 import { K8sMetadataExtension } from './extension.js';
 import { k8sMetadataExtensionFactory } from './factory.js';
 import { ApiError, describeError } from './informer.js';
 import { locateApi, nodeNameOf, SERVICE_ACCOUNT_TOKEN } from './kubeconfig.js';
-
-describeConformance(k8sMetadataExtensionFactory, { config: { standalone: true } });
 
 const kubeconfig = (server: string, context = 'c') =>
   JSON.stringify({

@@ -1,5 +1,5 @@
 import { FlowBatch, FlowFlags, type FlowInit, parseIp, StatusBoard } from '@netmon/core';
-import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { testSettings } from '@netmon/core/testkit';
 import { DNS_CACHE, type DnsCache, K8S_METADATA, MetadataStore } from '@netmon/extensions';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import fc from 'fast-check';
@@ -710,8 +710,4 @@ describe('classify: properties over generated clusters', () => {
       }),
     );
   });
-});
-
-describeConformance(classifyProcessorFactory, {
-  extensions: () => new Map([[K8S_METADATA, staticMetadata(awsStore()) as never]]),
 });

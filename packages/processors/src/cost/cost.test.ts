@@ -629,7 +629,6 @@ describe('cost: configuration', () => {
   });
 });
 
-describeConformance(costProcessorFactory);
 describeConformance(costProcessorFactory, {
   config: { provider: 'aws', nat_gateway: { enabled: true, exclude_cidrs: ['10.0.0.0/8'] } },
   sample: () =>

@@ -150,7 +150,6 @@ const conformanceDir = join(tmpdir(), `netmon-delta-conformance-${process.pid}`)
 mkdirSync(conformanceDir, { recursive: true });
 afterAll(() => rm(conformanceDir, { recursive: true, force: true }));
 
-describeConformance(deltaProcessorFactory, { sample: () => snap(T0, [{ port: 1, tx: 100 }]) });
 describeConformance(deltaProcessorFactory, {
   config: { state_file: 'state/delta.state' },
   configDir: conformanceDir,

@@ -1,5 +1,5 @@
 import { FlowBatch, type FlowInit, type StringColumn } from '@netmon/core';
-import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { testSettings } from '@netmon/core/testkit';
 import { K8S_METADATA, type K8sMetadata, MetadataStore } from '@netmon/extensions';
 import { describe, expect, it } from 'vitest';
 import { awsStore, flow, IP, staticMetadata } from '../classify/testdata/cluster.js';
@@ -230,8 +230,4 @@ describe('k8s_attributes', () => {
     const out = await enrich([flow(IP.web, IP.db)], {}, metadata);
     expect(out.attributeKeys()).toEqual([]);
   });
-});
-
-describeConformance(k8sAttributesProcessorFactory, {
-  extensions: () => new Map([[K8S_METADATA, staticMetadata(awsStore()) as never]]),
 });

@@ -10,7 +10,7 @@ import {
   FlowBatch,
   type FlowInit,
 } from '@netmon/core';
-import { CollectingSink, describeConformance, recordingMeter, testSettings } from '@netmon/core/testkit';
+import { CollectingSink, recordingMeter, testSettings } from '@netmon/core/testkit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FileReceiverConfig, fileReceiverConfig } from './config.js';
 import { fileReceiverFactory } from './factory.js';
@@ -19,12 +19,6 @@ import { FileReceiver } from './receiver.js';
 const here = fileURLToPath(new URL('.', import.meta.url));
 const SAMPLE = join(here, 'testdata', 'sample-flows.jsonl');
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
-
-describeConformance(fileReceiverFactory, {
-  config: { path: 'testdata/sample-flows.jsonl' },
-  configDir: here,
-  runMs: 50,
-});
 
 interface LogEntry {
   level: string;
