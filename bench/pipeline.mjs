@@ -66,7 +66,7 @@ async function pipelineOverhead(processorCount) {
       description: 'bench source',
       signals: ['flows'],
       config: z.strictObject({}),
-      create: (_s, _c, _sig, next) => {
+      create: (_s, _c, next) => {
         sink = next;
         return {};
       },
