@@ -1,4 +1,5 @@
 export { type ConformanceOptions, describeConformance, sampleFlows } from './conformance.js';
 export * from './meter.js';
+export * from './service.js';
 export { testSettings } from './settings.js';
 export { CollectingSink } from './sinks.js';

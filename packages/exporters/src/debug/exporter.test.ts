@@ -1,19 +1,6 @@
-import {
-  DnsBatch,
-  DnsType,
-  defineExporter,
-  defineReceiver,
-  FlowBatch,
-  type FlowInit,
-  Registry,
-  resolveConfig,
-  Service,
-  type Signal,
-  silentLogger,
-} from '@netmon/core';
-import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { DnsBatch, DnsType, FlowBatch, type FlowInit } from '@netmon/core';
+import { describeConformance, runExporterInService, testSettings } from '@netmon/core/testkit';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { z } from 'zod';
 import { type DebugExporterConfig, debugExporterConfig } from './config.js';
 import { DETAIL_LINES, DebugExporter, humanBytes, MAX_ENTRIES, protocolName } from './exporter.js';
 import { debugExporterFactory } from './factory.js';
@@ -342,66 +329,16 @@ describe('debug exporter: one instance for flows and dns pipelines', () => {
   afterEach(() => vi.restoreAllMocks());
 
   it('is made, started and shut down once, and prints both signals in one summary', async () => {
-    const life = { created: [] as (readonly Signal[])[], starts: 0, shutdowns: 0 };
-    // The real factory, counted: the instance it makes is what the service runs.
-    const counted = defineExporter({
-      ...debugExporterFactory,
-      create: async (settings, config) => {
-        life.created.push(settings.signals);
-        const e = await debugExporterFactory.create(settings, config);
-        return {
-          start: () => {
-            life.starts++;
-            return e.start?.();
-          },
-          export: (b) => e.export(b),
-          shutdown: () => {
-            life.shutdowns++;
-            return e.shutdown?.();
-          },
-        };
-      },
-    });
-    const source = (type: string, signal: Signal, batch: () => FlowBatch | DnsBatch) =>
-      defineReceiver({
-        kind: 'receiver',
-        type,
-        stability: 'development',
-        description: `one ${signal} batch at start`,
-        signals: [signal],
-        config: z.strictObject({}),
-        create: (_s, _c, next) => ({ start: () => next.consume(batch()) }),
-      });
-    const registry = new Registry([
-      source('flowsrc', 'flows', () => batches()[0]),
-      source('dnssrc', 'dns', sampleLookups),
-      counted,
-    ]);
-    const config = resolveConfig(
-      {
-        tree: {
-          receivers: { flowsrc: {}, dnssrc: {} },
-          exporters: { debug: { interval: '1h' } },
-          service: {
-            pipelines: {
-              flows: { receivers: ['flowsrc'], exporters: ['debug'] },
-              dns: { receivers: ['dnssrc'], exporters: ['debug'] },
-            },
-          },
-        },
-        positions: new Map(),
-        configDirs: new Map(),
-      },
-      registry,
-      {},
-    );
     const out: string[] = [];
     vi.spyOn(process.stdout, 'write').mockImplementation((text) => {
       out.push(String(text));
       return true;
     });
-    const service = await Service.build(config, { logger: silentLogger() });
-    await service.start();
+    const { service, life } = await runExporterInService(
+      debugExporterFactory,
+      { interval: '1h' },
+      { flows: () => batches()[0], dns: sampleLookups },
+    );
     const items = () =>
       service
         .components()

@@ -1,33 +1,14 @@
-import { mkdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  DnsBatch,
-  defineExporter,
-  defineReceiver,
-  encodeFlowRecords,
-  FlowBatch,
-  type FlowInit,
-  Registry,
-  resolveConfig,
-  Service,
-  type Signal,
-  silentLogger,
-} from '@netmon/core';
-import { describeConformance, sampleFlows, testSettings } from '@netmon/core/testkit';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import { DnsBatch, encodeFlowRecords, FlowBatch, type FlowInit } from '@netmon/core';
+import { runExporterInService, sampleFlows, testSettings } from '@netmon/core/testkit';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FileExporterConfig, fileExporterConfig } from './config.js';
 import { FileExporter } from './exporter.js';
 import { fileExporterFactory } from './factory.js';
 
 const MIB = 1024 * 1024;
-const conformanceDir = join(tmpdir(), `netmon-file-exporter-conformance-${process.pid}`);
-mkdirSync(conformanceDir, { recursive: true });
-afterAll(() => rm(conformanceDir, { recursive: true, force: true }));
-
-describeConformance(fileExporterFactory, { config: { path: 'out/flows.jsonl' }, configDir: conformanceDir });
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 
@@ -288,61 +269,14 @@ describe('file exporter: one instance for every flows pipeline that lists it', (
   });
 
   it('is made, started and shut down once, and writes the batches of both pipelines whole', async () => {
-    const life = { created: [] as (readonly Signal[])[], starts: 0, shutdowns: 0 };
-    // The real factory, counted: the instance it makes is what the service runs.
-    const counted = defineExporter({
-      ...fileExporterFactory,
-      create: async (settings, config) => {
-        life.created.push(settings.signals);
-        const e = await fileExporterFactory.create(settings, config);
-        return {
-          start: () => {
-            life.starts++;
-            return e.start?.();
-          },
-          export: (b) => e.export(b),
-          shutdown: () => {
-            life.shutdowns++;
-            return e.shutdown?.();
-          },
-        };
-      },
-    });
-    // Each source sends two batches at start: 0..99 and 100..199 from `a`, 1000.. from `b`.
-    const source = defineReceiver({
-      kind: 'receiver',
-      type: 'src',
-      stability: 'development',
-      description: 'two flow batches at start',
-      signals: ['flows'],
-      config: z.strictObject({ from: z.number() }),
-      create: (_s, c, next) => ({
-        start: () => {
-          for (const from of [c.from, c.from + 100])
-            next.consume(FlowBatch.from(range(from, from + 100).map(flow)));
-        },
-      }),
-    });
-    const config = resolveConfig(
-      {
-        tree: {
-          receivers: { 'src/a': { from: 0 }, 'src/b': { from: 1000 } },
-          exporters: { file: { path: join(dir, 'flows.jsonl') } },
-          service: {
-            pipelines: {
-              'flows/a': { receivers: ['src/a'], exporters: ['file'] },
-              'flows/b': { receivers: ['src/b'], exporters: ['file'] },
-            },
-          },
-        },
-        positions: new Map(),
-        configDirs: new Map(),
-      },
-      new Registry([source, counted]),
-      {},
+    // Each pipeline's source sends two batches at start: 0..99 and 100..199 to `a`, 1000.. to `b`.
+    const two = (from: number) => () =>
+      [from, from + 100].map((f) => FlowBatch.from(range(f, f + 100).map(flow)));
+    const { service, life } = await runExporterInService(
+      fileExporterFactory,
+      { path: join(dir, 'flows.jsonl') },
+      { 'flows/a': two(0), 'flows/b': two(1000) },
     );
-    const service = await Service.build(config, { logger: silentLogger() });
-    await service.start();
     await service.shutdown();
     expect(life).toEqual({ created: [['flows']], starts: 1, shutdowns: 1 });
     expect(

@@ -2,25 +2,11 @@ import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { Metadata, status } from '@grpc/grpc-js';
-import {
-  DnsBatch,
-  defineExporter,
-  defineReceiver,
-  type Extension,
-  FlowBatch,
-  type FlowInit,
-  Registry,
-  resolveConfig,
-  Service,
-  type Signal,
-  StatusBoard,
-  silentLogger,
-} from '@netmon/core';
-import { describeConformance, testSettings } from '@netmon/core/testkit';
+import { DnsBatch, type Extension, FlowBatch, type FlowInit, type Signal, StatusBoard } from '@netmon/core';
+import { describeConformance, runExporterInService, testSettings } from '@netmon/core/testkit';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import protobuf from 'protobufjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
 import { EXPORT_PATH, OtlpSink, type SinkPoint } from '../../../../test/harness/otlp-sink.js';
 import { otlpExporterConfig } from './config.js';
@@ -860,67 +846,20 @@ describe('otlp exporter: one instance for flows and dns pipelines', () => {
 
   it('is made, started and shut down once, and sends both signals through one queue and channel', async () => {
     const s = await sink();
-    const life = { created: [] as (readonly Signal[])[], starts: 0, shutdowns: 0 };
-    // The real factory, counted: the instance it makes is what the service runs.
-    const counted = defineExporter({
-      ...otlpExporterFactory,
-      create: async (settings, config) => {
-        life.created.push(settings.signals);
-        const e = await otlpExporterFactory.create(settings, config);
-        return {
-          start: () => {
-            life.starts++;
-            return e.start?.();
-          },
-          export: (b) => e.export(b),
-          shutdown: () => {
-            life.shutdowns++;
-            return e.shutdown?.();
-          },
-        };
-      },
-    });
     const lookup = (question: string) => ({ time: T0, clientIp: '10.0.0.9', question, answers: [] });
-    const source = <B extends FlowBatch | DnsBatch>(type: string, signal: Signal, batch: () => B) =>
-      defineReceiver({
-        kind: 'receiver',
-        type,
-        stability: 'development',
-        description: `one ${signal} batch at start`,
-        signals: [signal],
-        config: z.strictObject({}),
-        create: (_s, _c, next) => ({ start: () => next.consume(batch()) }),
-      });
-    const registry = new Registry([
-      source('flowsrc', 'flows', () => FlowBatch.from([flow(CART, 1234), flow(WEB, 10)])),
-      source('dnssrc', 'dns', () =>
-        DnsBatch.from([lookup('api.stripe.com'), lookup('db.shop.svc'), lookup('API.stripe.com.')]),
-      ),
-      counted,
-    ]);
-    const config = resolveConfig(
-      {
-        tree: {
-          receivers: { flowsrc: {}, dnssrc: {} },
-          exporters: { otlp: { endpoint: s.endpoint, tls: { insecure: true }, interval: '1h' } },
-          service: {
-            pipelines: {
-              flows: { receivers: ['flowsrc'], exporters: ['otlp'] },
-              dns: { receivers: ['dnssrc'], exporters: ['otlp'] },
-            },
-          },
-        },
-        positions: new Map(),
-        configDirs: new Map(),
-      },
-      registry,
-      {},
-    );
     const reader = new TestReader();
     const meterProvider = new MeterProvider({ readers: [reader] });
-    const service = await Service.build(config, { logger: silentLogger(), meterProvider });
+    const { service, life } = await runExporterInService(
+      otlpExporterFactory,
+      { endpoint: s.endpoint, tls: { insecure: true }, interval: '1h' },
+      {
+        flows: () => FlowBatch.from([flow(CART, 1234), flow(WEB, 10)]),
+        dns: () =>
+          DnsBatch.from([lookup('api.stripe.com'), lookup('db.shop.svc'), lookup('API.stripe.com.')]),
+      },
+      { meterProvider },
+    );
     try {
-      await service.start();
       const entries = () => service.components().filter((c) => c.kind === 'exporter' && c.id === 'otlp');
       const facts = () => entries()[0].details?.() as Record<string, unknown>;
       await s.waitFor(() => facts().series === 4);
