@@ -8,9 +8,10 @@ import {
   type Exporter,
   encodeFlowRecords,
   FlowBatch,
+  systemError,
 } from '@netmon/core';
 import type { FileExporterConfig } from './config.js';
-import { pseudoFilesystemOf, systemError } from './paths.js';
+import { pseudoFilesystemOf } from './paths.js';
 
 const MIB = 1024 * 1024;
 

@@ -1,15 +1,5 @@
 // What both validation and the exporter say about a path, apart from the exporter so that the factory's
 // `validate` does not load it.
-import { getSystemErrorMessage } from 'node:util';
-
-/** "ENOSPC (no space left on device)" rather than Node's message, which repeats the path. */
-export function systemError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string' && typeof e.errno === 'number') {
-    return `${e.code} (${getSystemErrorMessage(e.errno)})`;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
 
 /**
  * The kernel's pseudo-filesystems: no file can be created there, and Node's recursive mkdir under /proc

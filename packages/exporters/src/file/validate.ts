@@ -2,8 +2,9 @@ import { constants } from 'node:fs';
 import { access, realpath, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { ConfigIssue } from '@netmon/core';
+import { systemError } from '@netmon/core';
 import type { FileExporterConfig } from './config.js';
-import { pseudoFilesystemOf, systemError } from './paths.js';
+import { pseudoFilesystemOf } from './paths.js';
 
 const pseudoFilesystemProblem = (file: string, root: string) =>
   `${file} is under ${root}, a kernel pseudo-filesystem where no file can be created; write to a real filesystem (e.g. /var/lib/netmon/flows.jsonl)`;

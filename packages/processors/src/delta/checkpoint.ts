@@ -36,9 +36,8 @@ import { randomInt } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, open, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { getSystemErrorMessage } from 'node:util';
 import { crc32 } from 'node:zlib';
-import { setAside, syncDirectory, writeFileAtomic } from '@netmon/core';
+import { setAside, syncDirectory, systemError, writeFileAtomic } from '@netmon/core';
 import {
   BaselineTable,
   F_CLOSED_START,
@@ -470,13 +469,4 @@ export async function checkStatePath(file: string): Promise<string | null> {
       return `cannot create ${file} in ${dir}: ${systemError(err)}`;
     }
   }
-}
-
-/** `EACCES (permission denied)`: the code and the system's message, without the syscall and path. */
-export function systemError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string' && typeof e.errno === 'number') {
-    return `${e.code} (${getSystemErrorMessage(e.errno)})`;
-  }
-  return err instanceof Error ? err.message : String(err);
 }

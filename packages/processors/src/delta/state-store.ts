@@ -3,7 +3,7 @@
 // processor (delta.ts) owns the state itself and tells this store, after each batch, what changed;
 // checkpoint.ts holds the file formats.
 import { performance } from 'node:perf_hooks';
-import type { ComponentSettings } from '@netmon/core';
+import { type ComponentSettings, systemError } from '@netmon/core';
 import {
   appendJournal,
   encodeCheckpoint,
@@ -12,7 +12,6 @@ import {
   newCheckpointId,
   nextCheckpointId,
   type OriginCheckpoint,
-  systemError,
   writeCheckpoint,
 } from './checkpoint.js';
 

@@ -3,7 +3,6 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
-import { getSystemErrorMessage } from 'node:util';
 import {
   type AttributeKind,
   type BatchSink,
@@ -14,6 +13,7 @@ import {
   type ObservedMetrics,
   observeMetrics,
   type Receiver,
+  systemError,
 } from '@netmon/core';
 import type { FileReceiverConfig } from './config.js';
 import { FILE_RECEIVER_METRICS } from './metrics.js';
@@ -311,13 +311,4 @@ export class FileReceiver implements Receiver {
 
 function kindOf(value: string | number | boolean): AttributeKind {
   return typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';
-}
-
-/** "ENOENT (no such file or directory)" rather than Node's message, which repeats the path. */
-export function systemError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string' && typeof e.errno === 'number') {
-    return `${e.code} (${getSystemErrorMessage(e.errno)})`;
-  }
-  return err instanceof Error ? err.message : String(err);
 }

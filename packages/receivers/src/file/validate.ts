@@ -2,8 +2,8 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { ConfigIssue } from '@netmon/core';
+import { systemError } from '@netmon/core';
 import type { FileReceiverConfig } from './config.js';
-import { systemError } from './receiver.js';
 
 /**
  * `netmon validate` promises that a valid config starts, so the file must be there and readable now, not
