@@ -98,7 +98,7 @@ export interface SendQueueOptions<T> {
   backoff?: Partial<BackoffOptions>;
   logger: Logger;
   status: StatusReporter;
-  /** Self-metrics go here, with these attributes: at least `component`, and `signal` when one exporter id has a queue per signal. */
+  /** Self-metrics go here, with these attributes (at least `component`). */
   meter: Meter;
   attributes: { component: string } & Record<string, string>;
   /** Called after the queue's content changed (sent, dropped, added): exporters that persist it save here. */
