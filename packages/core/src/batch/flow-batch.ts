@@ -1,3 +1,11 @@
+import {
+  columnsOf,
+  type FixedArray,
+  FLOW_COLUMN_LIST,
+  type FlowColumnArrays,
+  type FlowColumnName,
+  type FlowRowValues,
+} from './flow-columns.js';
 import { formatIp, parseIp } from './ip.js';
 import { refuseIfSealed, Sealable, type SealState } from './seal.js';
 
@@ -167,6 +175,10 @@ export interface FlowInit {
   attributes?: Record<string, AttributeValue>;
 }
 
+// The fixed columns (family, addresses, ports, counters, …) are properties declared from the column table
+// (flow-columns.ts) and set by the constructor's walk over it: one description for every copy of the list.
+export interface FlowBatch extends FlowColumnArrays {}
+
 /**
  * The unit that moves through flow pipelines: one typed array per field (struct of arrays), so receivers
  * fill it without creating an object per flow and processors work in plain loops.
@@ -176,6 +188,7 @@ export interface FlowInit {
  * copy from the framework. Times are milliseconds since the Unix epoch; counters are float64, exact to
  * 2^53 (9 PB per flow and interval).
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor assigns every column the table names.
 export class FlowBatch extends Sealable {
   length = 0;
   capacity: number;
@@ -187,45 +200,14 @@ export class FlowBatch extends Sealable {
   snapshot = false;
   /** Id of the receiver that read the batch (`conntrack/node`): state kept per source is keyed by it. */
   origin = '';
-  family: Uint8Array;
-  protocol: Uint8Array;
-  /** 16 bytes per row, IPv4 stored IPv4-mapped. */
-  srcAddr: Uint8Array;
-  dstAddr: Uint8Array;
-  srcPort: Uint16Array;
-  dstPort: Uint16Array;
-  /** The destination after DNAT, 16 bytes per row like dstAddr; meaningful only on rows with FlowFlags.Dnat. */
-  backendAddr: Uint8Array;
-  backendPort: Uint16Array;
-  txBytes: Float64Array;
-  rxBytes: Float64Array;
-  txPackets: Float64Array;
-  rxPackets: Float64Array;
-  flags: Uint32Array;
-  timeStart: Float64Array;
-  timeEnd: Float64Array;
   private attrs = new Map<string, AttributeColumn>();
 
   constructor(capacity = 1024, temporality: Temporality = 'delta') {
     super();
     this.capacity = Math.max(1, capacity);
     this.temporality = temporality;
-    const n = this.capacity;
-    this.family = new Uint8Array(n);
-    this.protocol = new Uint8Array(n);
-    this.srcAddr = new Uint8Array(16 * n);
-    this.dstAddr = new Uint8Array(16 * n);
-    this.srcPort = new Uint16Array(n);
-    this.dstPort = new Uint16Array(n);
-    this.backendAddr = new Uint8Array(16 * n);
-    this.backendPort = new Uint16Array(n);
-    this.txBytes = new Float64Array(n);
-    this.rxBytes = new Float64Array(n);
-    this.txPackets = new Float64Array(n);
-    this.rxPackets = new Float64Array(n);
-    this.flags = new Uint32Array(n);
-    this.timeStart = new Float64Array(n);
-    this.timeEnd = new Float64Array(n);
+    const columns = columnsOf(this);
+    for (const c of FLOW_COLUMN_LIST) columns[c.name] = new c.array(c.width * this.capacity);
   }
 
   /**
@@ -235,42 +217,17 @@ export class FlowBatch extends Sealable {
   static wrap(columns: FlowColumns, temporality: Temporality): FlowBatch {
     const n = columns.length;
     const batch = new FlowBatch(0, temporality);
-    const check = (name: string, a: ArrayLike<number>, per = 1): void => {
-      if (a.length < n * per)
-        throw new RangeError(`FlowBatch.wrap: ${name} has ${a.length} values, not ${n * per}`);
-    };
-    for (const key of [
-      'family',
-      'protocol',
-      'srcPort',
-      'dstPort',
-      'backendPort',
-      'txBytes',
-      'rxBytes',
-    ] as const) {
-      check(key, columns[key]);
+    for (const c of FLOW_COLUMN_LIST) {
+      const have = columns[c.name].length;
+      if (have < c.width * n) {
+        throw new RangeError(`FlowBatch.wrap: ${c.name} has ${have} values, not ${c.width * n}`);
+      }
     }
-    for (const key of ['txPackets', 'rxPackets', 'flags', 'timeStart', 'timeEnd'] as const)
-      check(key, columns[key]);
-    for (const key of ['srcAddr', 'dstAddr', 'backendAddr'] as const) check(key, columns[key], 16);
     if (n === 0) return batch;
     batch.capacity = n;
     batch.length = n;
-    batch.family = columns.family;
-    batch.protocol = columns.protocol;
-    batch.srcAddr = columns.srcAddr;
-    batch.dstAddr = columns.dstAddr;
-    batch.srcPort = columns.srcPort;
-    batch.dstPort = columns.dstPort;
-    batch.backendAddr = columns.backendAddr;
-    batch.backendPort = columns.backendPort;
-    batch.txBytes = columns.txBytes;
-    batch.rxBytes = columns.rxBytes;
-    batch.txPackets = columns.txPackets;
-    batch.rxPackets = columns.rxPackets;
-    batch.flags = columns.flags;
-    batch.timeStart = columns.timeStart;
-    batch.timeEnd = columns.timeEnd;
+    const to = columnsOf(batch);
+    for (const c of FLOW_COLUMN_LIST) to[c.name] = columns[c.name];
     return batch;
   }
 
@@ -286,34 +243,21 @@ export class FlowBatch extends Sealable {
     if (n <= this.capacity) return;
     this.assertWritable();
     const cap = Math.max(n, this.capacity * 2);
-    const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, per = 1): T => {
-      const b = new (a.constructor as new (len: number) => T)(cap * per);
-      b.set(a);
-      return b;
+    // An adopted array may be longer than the capacity it was adopted for (wrap, adoptNumberColumn): what
+    // lies past that capacity is no row's, and a new row there must start empty.
+    const grow = <T extends FixedArray>(a: T, to: T, width = 1): T => {
+      const kept = width * this.capacity;
+      to.set(a.length > kept ? a.subarray(0, kept) : a);
+      return to;
     };
-    this.family = grow(this.family);
-    this.protocol = grow(this.protocol);
-    this.srcAddr = grow(this.srcAddr, 16);
-    this.dstAddr = grow(this.dstAddr, 16);
-    this.srcPort = grow(this.srcPort);
-    this.dstPort = grow(this.dstPort);
-    this.backendAddr = grow(this.backendAddr, 16);
-    this.backendPort = grow(this.backendPort);
-    this.txBytes = grow(this.txBytes);
-    this.rxBytes = grow(this.rxBytes);
-    this.txPackets = grow(this.txPackets);
-    this.rxPackets = grow(this.rxPackets);
-    this.flags = grow(this.flags);
-    this.timeStart = grow(this.timeStart);
-    this.timeEnd = grow(this.timeEnd);
+    const columns = columnsOf(this);
+    for (const c of FLOW_COLUMN_LIST) {
+      columns[c.name] = grow(columns[c.name], new c.array(c.width * cap), c.width);
+    }
     for (const col of this.attrs.values()) {
-      if (col.kind === 'string') col.codes = grow(col.codes);
-      else if (col.kind === 'bool') col.values = grow(col.values);
-      else {
-        const old = col.values.length;
-        col.values = grow(col.values);
-        col.values.fill(Number.NaN, old);
-      }
+      if (col.kind === 'string') col.codes = grow(col.codes, new Uint32Array(cap));
+      else if (col.kind === 'bool') col.values = grow(col.values, new Uint8Array(cap));
+      else col.values = grow(col.values, new Float64Array(cap).fill(Number.NaN));
     }
     this.capacity = cap;
   }
@@ -487,46 +431,11 @@ export class FlowBatch extends Sealable {
     out.length = n;
     out.snapshot = this.snapshot && rows === null;
     out.origin = this.origin;
-    if (rows === null) {
-      out.family.set(this.family.subarray(0, n));
-      out.protocol.set(this.protocol.subarray(0, n));
-      out.srcAddr.set(this.srcAddr.subarray(0, 16 * n));
-      out.dstAddr.set(this.dstAddr.subarray(0, 16 * n));
-      out.srcPort.set(this.srcPort.subarray(0, n));
-      out.dstPort.set(this.dstPort.subarray(0, n));
-      out.backendAddr.set(this.backendAddr.subarray(0, 16 * n));
-      out.backendPort.set(this.backendPort.subarray(0, n));
-      out.txBytes.set(this.txBytes.subarray(0, n));
-      out.rxBytes.set(this.rxBytes.subarray(0, n));
-      out.txPackets.set(this.txPackets.subarray(0, n));
-      out.rxPackets.set(this.rxPackets.subarray(0, n));
-      out.flags.set(this.flags.subarray(0, n));
-      out.timeStart.set(this.timeStart.subarray(0, n));
-      out.timeEnd.set(this.timeEnd.subarray(0, n));
-    } else {
-      for (let j = 0; j < n; j++) {
-        const i = rows[j];
-        out.family[j] = this.family[i];
-        out.protocol[j] = this.protocol[i];
-        // Byte loops, not subarray().set(): no view object per row on this hot path (filters, delta).
-        const a = 16 * i;
-        const o = 16 * j;
-        for (let b = 0; b < 16; b++) {
-          out.srcAddr[o + b] = this.srcAddr[a + b];
-          out.dstAddr[o + b] = this.dstAddr[a + b];
-          out.backendAddr[o + b] = this.backendAddr[a + b];
-        }
-        out.srcPort[j] = this.srcPort[i];
-        out.dstPort[j] = this.dstPort[i];
-        out.backendPort[j] = this.backendPort[i];
-        out.txBytes[j] = this.txBytes[i];
-        out.rxBytes[j] = this.rxBytes[i];
-        out.txPackets[j] = this.txPackets[i];
-        out.rxPackets[j] = this.rxPackets[i];
-        out.flags[j] = this.flags[i];
-        out.timeStart[j] = this.timeStart[i];
-        out.timeEnd[j] = this.timeEnd[i];
-      }
+    const from = columnsOf(this);
+    const to = columnsOf(out);
+    for (const c of FLOW_COLUMN_LIST) {
+      if (rows === null) to[c.name].set(from[c.name].subarray(0, c.width * n));
+      else gather(from[c.name], to[c.name], rows, n, c.width);
     }
     for (const [key, col] of this.attrs) {
       const copy = out.ensureColumn(key, col.kind);
@@ -549,82 +458,49 @@ export class FlowBatch extends Sealable {
 }
 
 /** The typed columns of a FlowBatch, for `FlowBatch.wrap`. */
-export type FlowColumns = Pick<
-  FlowBatch,
-  | 'length'
-  | 'family'
-  | 'protocol'
-  | 'srcAddr'
-  | 'dstAddr'
-  | 'srcPort'
-  | 'dstPort'
-  | 'backendAddr'
-  | 'backendPort'
-  | 'txBytes'
-  | 'rxBytes'
-  | 'txPackets'
-  | 'rxPackets'
-  | 'flags'
-  | 'timeStart'
-  | 'timeEnd'
->;
+export type FlowColumns = Pick<FlowBatch, 'length' | FlowColumnName>;
+
+/**
+ * Copies rows `rows[0..n)` of one column into rows 0..n of another, `width` values a row: `select`'s step
+ * per column. Element loops, not subarray().set(): no view object per row on this hot path (filters,
+ * delta). A row of whole 32-bit words (an address) is copied a word at a time through views made once per
+ * column, a quarter of the steps of a byte loop.
+ */
+function gather(from: FixedArray, to: FixedArray, rows: ArrayLike<number>, n: number, width: number): void {
+  if (width === 1) {
+    for (let j = 0; j < n; j++) to[j] = from[rows[j]];
+    return;
+  }
+  let src: FixedArray = from;
+  let dst: FixedArray = to;
+  let w = width;
+  const rowBytes = width * from.BYTES_PER_ELEMENT;
+  if (rowBytes % 4 === 0 && from.byteOffset % 4 === 0 && to.byteOffset % 4 === 0) {
+    src = new Uint32Array(from.buffer, from.byteOffset, Math.floor(from.byteLength / 4));
+    dst = new Uint32Array(to.buffer, to.byteOffset, Math.floor(to.byteLength / 4));
+    w = rowBytes >> 2;
+  }
+  for (let j = 0; j < n; j++) {
+    const a = w * rows[j];
+    const o = w * j;
+    for (let b = 0; b < w; b++) dst[o + b] = src[a + b];
+  }
+}
 
 export function kindOf(value: AttributeValue): AttributeKind {
   return typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';
 }
 
+// FlowRow's properties, one per fixed column, declared from the column table and defined below from it.
+export interface FlowRow extends FlowRowValues {}
+
 /** Named access to one row of a FlowBatch. */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the loop after the class defines every property the table names.
 export class FlowRow {
   constructor(
     readonly batch: FlowBatch,
     readonly index: number,
   ) {}
-  get family(): number {
-    return this.batch.family[this.index];
-  }
-  get protocol(): number {
-    return this.batch.protocol[this.index];
-  }
-  get srcIp(): string {
-    return this.batch.srcIp(this.index);
-  }
-  get dstIp(): string {
-    return this.batch.dstIp(this.index);
-  }
-  get srcPort(): number {
-    return this.batch.srcPort[this.index];
-  }
-  get dstPort(): number {
-    return this.batch.dstPort[this.index];
-  }
-  /** The real destination after DNAT, when the flow was translated. */
-  get backendIp(): string | undefined {
-    return this.batch.backendIp(this.index);
-  }
-  get backendPort(): number | undefined {
-    return this.flags & FlowFlags.Dnat ? this.batch.backendPort[this.index] : undefined;
-  }
-  get txBytes(): number {
-    return this.batch.txBytes[this.index];
-  }
-  get rxBytes(): number {
-    return this.batch.rxBytes[this.index];
-  }
-  get txPackets(): number {
-    return this.batch.txPackets[this.index];
-  }
-  get rxPackets(): number {
-    return this.batch.rxPackets[this.index];
-  }
-  get flags(): number {
-    return this.batch.flags[this.index];
-  }
-  get timeStart(): number {
-    return this.batch.timeStart[this.index];
-  }
-  get timeEnd(): number {
-    return this.batch.timeEnd[this.index];
-  }
   get attributes(): Record<string, AttributeValue> {
     return this.batch.attributes(this.index);
   }
@@ -634,4 +510,22 @@ export class FlowRow {
   set(key: string, value: AttributeValue | undefined): void {
     this.batch.setAttribute(this.index, key, value);
   }
+}
+
+// One getter per column on the prototype, made once: a row view allocates nothing but itself. Each getter
+// is compiled from its own source text because V8 keeps type feedback per function source: one closure
+// reading `this.batch[name]` for every column turns megamorphic, ten times slower a read than a getter
+// naming its column. The text holds only the table's own identifiers, never input.
+for (const c of FLOW_COLUMN_LIST) {
+  const read = c.text === undefined ? `this.batch.${c.name}[this.index]` : `this.batch.${c.text}(this.index)`;
+  // An address's method already answers undefined on untranslated rows; a number column asks the flag.
+  const body =
+    c.dnat && c.text === undefined
+      ? `return this.batch.flags[this.index] & ${FlowFlags.Dnat} ? ${read} : undefined;`
+      : `return ${read};`;
+  Object.defineProperty(FlowRow.prototype, c.text ?? c.name, {
+    get: new Function(body) as (this: FlowRow) => unknown,
+    enumerable: false,
+    configurable: true,
+  });
 }
