@@ -3,7 +3,8 @@
 // Times are kept to the millisecond (a float64 of ms since the epoch): finer digits are truncated, and
 // every time is written back in UTC as `new Date(ms).toISOString()` prints it.
 import { type AttributeValue, type FlowBatch, FlowFlags, type FlowInit } from './flow-batch.js';
-import { parseIp } from './ip.js';
+import { FLOW_COLUMN_LIST, type FlowColumnName } from './flow-columns.js';
+import { formatIp, parseIp } from './ip.js';
 
 export const FLOW_RECORD_FIELDS = [
   'time_start',
@@ -25,6 +26,34 @@ export const FLOW_RECORD_FIELDS = [
 
 const KNOWN = new Set<string>(FLOW_RECORD_FIELDS);
 
+const TIME = 0;
+const ADDRESS = 1;
+const NUMBER = 2;
+
+/** A record field the fixed columns fill, with the text that opens it (`,"src_port":`). */
+interface ColumnField {
+  readonly column: FlowColumnName;
+  readonly prefix: string;
+  readonly kind: typeof TIME | typeof ADDRESS | typeof NUMBER;
+  /** Written only on rows with FlowFlags.Dnat. */
+  readonly dnat: boolean;
+}
+
+// The record's fields in record order, each found in the column table: the table says which column fills
+// which field and how, FLOW_RECORD_FIELDS says where it stands. `attributes` comes last, from the attributes.
+const COLUMN_FIELDS: readonly ColumnField[] = FLOW_RECORD_FIELDS.filter((f) => f !== 'attributes').map(
+  (field, k) => {
+    const c = FLOW_COLUMN_LIST.find((col) => col.record === field);
+    if (c === undefined) throw new Error(`flow record field "${field}" has no FlowBatch column`);
+    return {
+      column: c.name,
+      prefix: `${k === 0 ? '{' : ','}"${field}":`,
+      kind: c.time ? TIME : c.text !== undefined ? ADDRESS : NUMBER,
+      dnat: c.dnat === true,
+    };
+  },
+);
+
 /** RFC 3339 date-time with an explicit offset; Date.parse alone accepts far more (and local times). */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 const scratch = new Uint8Array(16);
@@ -45,7 +74,11 @@ export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[
         ? new Array<string | undefined>(c.dict.length)
         : new Map<number, string>(),
   );
-  const time = new TimeFormatter();
+  const fields = COLUMN_FIELDS;
+  const values = fields.map((f) => batch[f.column]);
+  // One formatter per time column: start and end differ, and each repeats along the batch.
+  const times = fields.map((f) => (f.kind === TIME ? new TimeFormatter() : undefined));
+  const { family, flags } = batch;
   for (let i = 0; i < batch.length; i++) {
     let attrs = '';
     for (let k = 0; k < cols.length; k++) {
@@ -75,18 +108,17 @@ export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[
       }
       attrs += (attrs === '' ? '' : ',') + keyPrefix[k] + value;
     }
-    out.push(
-      `{"time_start":"${time.format(batch.timeStart[i])}","time_end":"${time.format(batch.timeEnd[i])}",` +
-        `"family":${batch.family[i]},"protocol":${batch.protocol[i]},` +
-        `"src_ip":"${batch.srcIp(i)}","src_port":${batch.srcPort[i]},` +
-        `"dst_ip":"${batch.dstIp(i)}","dst_port":${batch.dstPort[i]},` +
-        (batch.flags[i] & FlowFlags.Dnat
-          ? `"backend_ip":"${batch.backendIp(i)}","backend_port":${batch.backendPort[i]},`
-          : '') +
-        `"tx_bytes":${batch.txBytes[i]},"rx_bytes":${batch.rxBytes[i]},` +
-        `"tx_packets":${batch.txPackets[i]},"rx_packets":${batch.rxPackets[i]},` +
-        `"attributes":{${attrs}}}\n`,
-    );
+    const translated = (flags[i] & FlowFlags.Dnat) !== 0;
+    let line = '';
+    for (let k = 0; k < fields.length; k++) {
+      const f = fields[k];
+      if (f.dnat && !translated) continue;
+      const v = values[k];
+      if (f.kind === NUMBER) line += f.prefix + v[i];
+      else if (f.kind === TIME) line += `${f.prefix}"${times[k]!.format(v[i])}"`;
+      else line += `${f.prefix}"${formatIp(v as Uint8Array, 16 * i, family[i])}"`;
+    }
+    out.push(`${line},"attributes":{${attrs}}}\n`);
   }
   return out;
 }
