@@ -1,6 +1,5 @@
-// The HTTP endpoint Prometheus scrapes. One per exporter id and agent: the framework makes one exporter
-// instance per signal (flows, dns), and both must be served on the one address, so the instances share
-// it — the first to start listens, the last to shut down closes it.
+// The HTTP endpoint Prometheus scrapes: the exporter instance's families (every signal it serves, on the
+// one address) and the agent's self-metrics, swept on a timer and at every scrape.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -13,10 +12,10 @@ import {
   type CollectedMetrics,
   type ComponentSettings,
   errorMessage,
-  PerAgent,
+  type ObservedMetrics,
+  observeMetrics,
   parseEndpoint,
 } from '@netmon/core';
-import type { BatchObservableCallback, Observable } from '@opentelemetry/api';
 import type { PrometheusExporterConfig } from './config.js';
 import {
   acceptsGzip,
@@ -28,6 +27,7 @@ import {
   renderAll,
 } from './exposition.js';
 import { FAMILY_NAMES, type Families, type SeriesFamily } from './families.js';
+import { PROMETHEUS_METRICS } from './metrics.js';
 import type { DeletedPods } from './pods.js';
 import { renderSelfMetrics } from './self-metrics.js';
 
@@ -78,33 +78,28 @@ export function scrapeDeadline(header: string | string[] | undefined): number {
   return Math.min(SCRAPE_DEADLINE_MS, Math.max(MIN_DEADLINE_MS, seconds * 1000));
 }
 
-const endpoints = new PerAgent<MetricsEndpoint>();
-
 export class MetricsEndpoint {
   readonly stats: ScrapeStats = { scrapes: 0, aborted: 0, lastDurationMs: 0, lastBytes: 0 };
-  private readonly families = new Set<Families>();
-  private readonly deletions = new Set<DeletedPods>();
-  private users = 0;
   private server?: Server;
-  private listening?: Promise<void>;
   private timer?: NodeJS.Timeout;
-  private unobserve?: () => void;
+  private observed?: ObservedMetrics<typeof PROMETHEUS_METRICS>;
   /** Scrapes being sent. Sweeps do not wait for them: renderers walk the tables with cursors. */
   private sending = 0;
   private readonly expirationMs: number;
   private readonly listen: { host: string; port: number };
 
-  private constructor(
+  /**
+   * Serves `families` in this order (the order of the signals' pipelines) and sweeps the pods `deletions`
+   * reports gone from all of them.
+   */
+  constructor(
     private readonly settings: ComponentSettings,
     private readonly config: PrometheusExporterConfig,
+    private readonly families: readonly Families[],
+    private readonly deletions?: DeletedPods,
   ) {
     this.expirationMs = config.expiration;
     this.listen = parseEndpoint(config.endpoint);
-  }
-
-  /** The endpoint of this exporter id in this agent, made by the first instance that asks. */
-  static of(settings: ComponentSettings, config: PrometheusExporterConfig): MetricsEndpoint {
-    return endpoints.get(settings, () => new MetricsEndpoint(settings, config));
   }
 
   /** Scrapes being sent now. */
@@ -120,42 +115,8 @@ export class MetricsEndpoint {
     return `http://${host}:${a.port}${METRICS_PATH}`;
   }
 
-  /** Serves `families` (and sweeps `deletions`) from now on; listens if nobody did yet. */
-  async acquire(families: Families, deletions: DeletedPods | undefined): Promise<void> {
-    this.families.add(families);
-    if (deletions) this.deletions.add(deletions);
-    this.users++;
-    this.listening ??= this.start();
-    try {
-      await this.listening;
-    } catch (err) {
-      await this.release(families, deletions);
-      throw err;
-    }
-  }
-
-  /** Stops serving `families`; the last user closes the server. */
-  async release(families: Families, deletions: DeletedPods | undefined): Promise<void> {
-    this.families.delete(families);
-    if (deletions) this.deletions.delete(deletions);
-    if (--this.users > 0) return;
-    endpoints.forget(this.settings, this);
-    clearInterval(this.timer);
-    this.timer = undefined;
-    this.unobserve?.();
-    this.unobserve = undefined;
-    const server = this.server;
-    this.server = undefined;
-    this.listening = undefined;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      // Prometheus keeps its connection alive between scrapes: close it rather than wait for it.
-      server.closeAllConnections();
-    });
-  }
-
-  private async start(): Promise<void> {
+  /** Listens, then sweeps on a timer. Rejects, holding nothing open, when the address cannot be bound. */
+  async start(): Promise<void> {
     const server = createServer(
       {
         // Prometheus keeps its connection alive between scrapes (every 15–60 s, typically).
@@ -197,8 +158,24 @@ export class MetricsEndpoint {
     const every = Math.min(60_000, Math.max(1000, this.expirationMs / 4));
     this.timer = setInterval(() => this.sweep(Date.now()), every);
     this.timer.unref();
-    this.registerMetrics();
+    this.observeSelf();
     this.settings.logger.info({ url: this.url() }, 'serving Prometheus metrics');
+  }
+
+  /** Closes the server and any kept-alive scrape connection; stops the sweeps and the self-metrics. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.observed?.close();
+    this.observed = undefined;
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      // Prometheus keeps its connection alive between scrapes: close it rather than wait for it.
+      server.closeAllConnections();
+    });
   }
 
   /**
@@ -206,13 +183,7 @@ export class MetricsEndpoint {
    * from every family. Scrapes being sent meanwhile carry on (their renderers hold cursors).
    */
   sweep(now: number): void {
-    let gone: Set<string> | undefined;
-    for (const d of this.deletions) {
-      const g = d.current(now);
-      if (!g) continue;
-      if (!gone) gone = g;
-      else for (const k of g) gone.add(k);
-    }
+    const gone = this.deletions?.current(now);
     const cutoff = now - this.expirationMs;
     for (const f of this.families) f.sweep(cutoff, gone);
   }
@@ -246,7 +217,7 @@ export class MetricsEndpoint {
 
   /** Every family, then the self-metrics. */
   private *renderers(out: Exposition, self: CollectedMetrics | undefined): Generator<void> {
-    for (const f of [...this.families]) yield* f.render(out);
+    for (const f of this.families) yield* f.render(out);
     if (self) renderSelfMetrics(self, out, FAMILY_NAMES);
   }
 
@@ -402,57 +373,20 @@ export class MetricsEndpoint {
   }
 
   /** The exporter's own metrics, observed from every family this endpoint serves. */
-  private registerMetrics(): void {
-    const meter = this.settings.meter;
-    const series = meter.createObservableGauge('netmon_prometheus_series', {
-      description:
-        'Series the prometheus exporter holds, by table: flows (label sets of netmon_flow_*), cross_zone, dns.',
-      unit: '{series}',
-    });
-    const overflow = meter.createObservableCounter('netmon_prometheus_overflow_rows', {
-      description:
-        'Rows summed into the overflow series (otel_metric_overflow="true") because max_series was reached, by table.',
-      unit: '{row}',
-    });
-    const removed = meter.createObservableCounter('netmon_prometheus_removed_series', {
-      description:
-        'Series removed, by table and reason: expired (not updated within expiration), pod_deleted.',
-      unit: '{series}',
-    });
-    const scrapes = meter.createObservableCounter('netmon_prometheus_scrapes', {
-      description: 'Scrapes of /metrics sent to the end.',
-      unit: '{scrape}',
-    });
-    const aborted = meter.createObservableCounter('netmon_prometheus_aborted_scrapes', {
-      description:
-        'Scrapes of /metrics that ended before their last byte: the scraper hung up, or the scrape was cut off at its deadline (the scraper’s X-Prometheus-Scrape-Timeout-Seconds, at most 2 minutes).',
-      unit: '{scrape}',
-    });
-    const duration = meter.createObservableGauge('netmon_prometheus_scrape_duration_seconds', {
-      description:
-        'Time the last completed scrape took, from the request to its last byte handed to the socket: sweep, rendering, compression and sending.',
-      unit: 's',
-    });
-    const size = meter.createObservableGauge('netmon_prometheus_scrape_size_bytes', {
-      description: 'Uncompressed size of the last completed scrape.',
-      unit: 'By',
-    });
-    const instruments: Observable[] = [series, overflow, removed, scrapes, aborted, duration, size];
-    const observe: BatchObservableCallback = (r) => {
+  private observeSelf(): void {
+    this.observed = observeMetrics(this.settings.meter, PROMETHEUS_METRICS, (r) => {
       for (const f of this.families) {
         for (const t of f.tables) {
-          r.observe(series, t.table.size, { table: t.family });
-          r.observe(overflow, t.table.overflowRows, { table: t.family });
-          r.observe(removed, t.removed.expired, { table: t.family, reason: 'expired' });
-          r.observe(removed, t.removed.pod_deleted, { table: t.family, reason: 'pod_deleted' });
+          r.series(t.table.size, { table: t.family });
+          r.overflowRows(t.table.overflowRows, { table: t.family });
+          r.removedSeries(t.removed.expired, { table: t.family, reason: 'expired' });
+          r.removedSeries(t.removed.pod_deleted, { table: t.family, reason: 'pod_deleted' });
         }
       }
-      r.observe(scrapes, this.stats.scrapes);
-      r.observe(aborted, this.stats.aborted);
-      r.observe(duration, this.stats.lastDurationMs / 1000);
-      r.observe(size, this.stats.lastBytes);
-    };
-    meter.addBatchObservableCallback(observe, instruments);
-    this.unobserve = () => meter.removeBatchObservableCallback(observe, instruments);
+      r.scrapes(this.stats.scrapes);
+      r.abortedScrapes(this.stats.aborted);
+      r.scrapeDuration(this.stats.lastDurationMs / 1000);
+      r.scrapeSize(this.stats.lastBytes);
+    });
   }
 }

@@ -83,14 +83,17 @@ afterEach(async () => {
 
 async function started(
   config: Record<string, unknown> = {},
-  opts: { signal?: Signal; settings?: ComponentSettings; extensions?: Map<string, Extension> } = {},
+  opts: { signals?: Signal[]; settings?: ComponentSettings; extensions?: Map<string, Extension> } = {},
 ): Promise<PrometheusExporter> {
   const settings =
-    opts.settings ?? testSettings('exporter', 'prometheus', { extensions: opts.extensions ?? new Map() });
+    opts.settings ??
+    testSettings('exporter', 'prometheus', {
+      extensions: opts.extensions ?? new Map(),
+      signals: opts.signals ?? ['flows'],
+    });
   const e = new PrometheusExporter(
     settings,
     prometheusExporterConfig.parse({ ...LOCAL, self_metrics: false, ...config }),
-    opts.signal ?? 'flows',
   );
   running.push(e);
   await e.start();
@@ -269,7 +272,7 @@ describe('prometheus exporter', () => {
       'netmon_flow_bytes_total{src_pod="p1",protocol="6",direction="tx"} 2',
       'netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"} 52',
     ]);
-    expect(e.families.tables[0].table.overflowRows).toBe(8);
+    expect(e.tables[0].table.overflowRows).toBe(8);
   });
 
   it('removes series not updated within expiration (at a scrape)', async () => {
@@ -278,7 +281,7 @@ describe('prometheus exporter', () => {
     const now = Date.now();
     expect(samples(await text(e, 'text', now + 30_000), 'netmon_flow_bytes_total')).toHaveLength(2);
     expect(await text(e, 'text', now + 61_000)).toBe('');
-    expect(e.families.tables.map((t) => t.removed.expired)).toEqual([1, 1]);
+    expect(e.tables.map((t) => t.removed.expired)).toEqual([1, 1]);
     // A new series after expiry starts again from the delta.
     e.export(FlowBatch.from([flow(5, 0, { 'src.k8s.pod.name': 'old' })]));
     expect(samples(await text(e), 'netmon_flow_bytes_total')[0]).toBe(
@@ -331,7 +334,7 @@ describe('prometheus exporter', () => {
     expect(samples(body, 'pod_cross_zone_network_traffic_bytes_total')).toEqual([
       'pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="db-0"} 5',
     ]);
-    expect(e.families.tables.map((t) => t.removed.pod_deleted)).toEqual([1, 1]);
+    expect(e.tables.map((t) => t.removed.pod_deleted)).toEqual([1, 1]);
     // A pod the store never knew (another node's, with scope node) is left to expiration.
     store.deletePodNamed('other', 'elsewhere');
     expect(samples(await text(e), 'netmon_flow_bytes_total')).toHaveLength(4);
@@ -382,7 +385,7 @@ describe('prometheus exporter', () => {
     body = await text(e);
     expect(samples(body, 'netmon_flow_bytes_total')).toEqual([]);
     expect(zone(body)).toEqual(['pod_cross_zone_network_traffic_bytes_total{namespace="shop",pod="db-0"} 3']);
-    expect(e.families.tables.map((t) => t.removed.pod_deleted)).toEqual([1, 1]);
+    expect(e.tables.map((t) => t.removed.pod_deleted)).toEqual([1, 1]);
   });
 
   it('a deleted pod’s series that no scrape ever shows still go at expiration', async () => {
@@ -395,15 +398,15 @@ describe('prometheus exporter', () => {
     store.deletePod('u1');
     const now = Date.now();
     e.endpoint.sweep(now + 30_000);
-    expect(e.families.tables[0].table.size).toBe(1);
+    expect(e.tables[0].table.size).toBe(1);
     e.endpoint.sweep(now + 61_000);
-    expect(e.families.tables.map((t) => t.table.size)).toEqual([0, 0]);
-    expect(e.families.tables.map((t) => t.removed.expired)).toEqual([1, 2]);
+    expect(e.tables.map((t) => t.table.size)).toEqual([0, 0]);
+    expect(e.tables.map((t) => t.removed.expired)).toEqual([1, 2]);
   });
 
   it('a sweep in the middle of a scrape neither repeats nor skips the series that stay', async () => {
     const e = await started({ granularity: 'pod', expiration: '1m' });
-    const families = e.families as FlowFamilies;
+    const families = e.flows as FlowFamilies;
     const now = Date.now();
     // 4000 series, every other one last updated 2 minutes ago: the sweep removes those.
     for (let i = 0; i < 4000; i++) {
@@ -451,7 +454,7 @@ describe('prometheus exporter', () => {
     expect(e.endpoint.inFlight).toBe(1); // stuck on the socket
     // Sweeps go on: every series expires while the stuck scrape holds its place in the table.
     e.endpoint.sweep(Date.now() + 61_000);
-    expect(e.families.tables[0].table.size).toBe(0);
+    expect(e.tables[0].table.size).toBe(0);
     // Other scrapes are served meanwhile.
     const other = await fetch(e.url() as string);
     expect(other.status).toBe(200);
@@ -496,7 +499,7 @@ describe('prometheus exporter', () => {
     const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
     const e = await started(
       { granularity: 'workload' },
-      { signal: 'dns', extensions: new Map([['k8s_metadata', k8s]]) },
+      { signals: ['dns'], extensions: new Map([['k8s_metadata', k8s]]) },
     );
     const lookup = (clientIp: string, question: string) => ({ time: T0, clientIp, question, answers: [] });
     e.export(
@@ -512,25 +515,49 @@ describe('prometheus exporter', () => {
     ]);
   });
 
-  it('serves flows and dns of one exporter id on one endpoint, until the last instance stops', async () => {
+  it('serves flows and dns of one exporter id on one endpoint, in the order of its signals', async () => {
     const board = new StatusBoard();
-    const flows = testSettings('exporter', 'prometheus', { board });
-    const dnsSettings = { ...testSettings('exporter', 'prometheus', { board }), host: flows.host };
-    const f = await started({}, { settings: flows });
-    const d = await started({}, { settings: dnsSettings, signal: 'dns' });
-    expect(d.url()).toBe(f.url());
-    f.export(FlowBatch.from([flow(1, 2)]));
-    d.export(DnsBatch.from([{ time: T0, clientIp: '10.0.0.1', question: 'a.example', answers: [] }]));
-    const url = f.url() as string;
+    const e = await started(
+      {},
+      { settings: testSettings('exporter', 'prometheus', { board, signals: ['dns', 'flows'] }) },
+    );
+    e.export(FlowBatch.from([flow(1, 2)]));
+    e.export(DnsBatch.from([{ time: T0, clientIp: '10.0.0.1', question: 'a.example', answers: [] }]));
+    const url = e.url() as string;
     const body = await (await fetch(url)).text();
     expect(samples(body, 'netmon_flow_bytes_total')).toHaveLength(2);
     expect(samples(body, 'netmon_dns_lookups_total')).toEqual([
       'netmon_dns_lookups_total{dst_domain="a.example"} 1',
     ]);
-    await f.shutdown();
-    expect(samples(await (await fetch(url)).text(), 'netmon_dns_lookups_total')).toHaveLength(1);
-    await d.shutdown();
+    // The pipelines' order: a dns pipeline listed first is shown first.
+    expect(body.indexOf('netmon_dns_lookups_total')).toBeLessThan(body.indexOf('netmon_flow_bytes_total'));
+    expect(board.all()[0].details?.()).toMatchObject({
+      signals: ['dns', 'flows'],
+      series: { dns: 1, flows: 1, cross_zone: 0 },
+    });
+    await e.shutdown();
     await expect(fetch(url)).rejects.toThrow();
+    await e.shutdown();
+  });
+
+  it('refuses a batch of a signal it does not serve', async () => {
+    const e = await started({}, { signals: ['dns'] });
+    expect(() => e.export(FlowBatch.from([flow(1, 2)]))).toThrow(
+      'prometheus exporter: a flows batch, but this instance serves dns',
+    );
+    expect(await text(e)).toBe('');
+  });
+
+  it('closes the endpoint when shut down while it was starting', async () => {
+    const e = new PrometheusExporter(
+      testSettings('exporter', 'prometheus'),
+      prometheusExporterConfig.parse({ ...LOCAL, self_metrics: false }),
+    );
+    const starting = e.start();
+    const stopping = e.shutdown();
+    await starting;
+    await stopping;
+    expect(e.url()).toBeUndefined();
   });
 
   it('serves /metrics over HTTP: negotiation, gzip, HEAD, 404 with a hint, 405', async () => {
@@ -584,7 +611,6 @@ describe('prometheus exporter', () => {
     const second = new PrometheusExporter(
       other,
       prometheusExporterConfig.parse({ endpoint: `127.0.0.1:${port}` }),
-      'flows',
     );
     await expect(second.start()).rejects.toThrow(
       `prometheus exporter: cannot listen on 127.0.0.1:${port}: EADDRINUSE (address already in use)`,
@@ -604,7 +630,7 @@ describe('prometheus exporter', () => {
     await (await fetch(e.url() as string)).text();
     const details = board.all()[0].details?.();
     expect(details).toMatchObject({
-      signal: 'flows',
+      signals: ['flows'],
       url: e.url(),
       series: { flows: 2, cross_zone: 0 },
       overflow_rows: { flows: 1, cross_zone: 0 },
@@ -661,10 +687,10 @@ describe('prometheus exporter: a full render', () => {
 
   /**
    * Everything one endpoint can serve at once: flows (with cost, cross-zone pods, an overflow series past
-   * max_series) and DNS lookups of one exporter id, and the agent's self-metrics from a real
+   * max_series) and DNS lookups of one exporter instance serving both signals, and the agent's self-metrics from a real
    * MeterProvider (the framework's, and the exporter's own).
    */
-  async function fullExporter(): Promise<{ flows: PrometheusExporter; stop: () => Promise<void> }> {
+  async function fullExporter(): Promise<{ exporter: PrometheusExporter; stop: () => Promise<void> }> {
     const reader = new Reader();
     const provider = new MeterProvider({ readers: [reader] });
     const board = new StatusBoard();
@@ -672,16 +698,11 @@ describe('prometheus exporter: a full render', () => {
     const base = testSettings('exporter', 'prometheus', { board, selfMetrics });
     const stopSelf = registerSelfMetrics(provider.getMeter('netmon'), base.host);
     const meter = provider.getMeter('netmon/exporter/prometheus');
-    const flows = await started(
+    const exporter = await started(
       { self_metrics: true, max_series: 4, granularity: 'pod' },
-      { settings: { ...base, meter } },
+      { settings: { ...base, signals: ['flows', 'dns'], meter } },
     );
-    const dnsSettings = { ...testSettings('exporter', 'prometheus', { board }), host: base.host, meter };
-    const dns = await started(
-      { self_metrics: true, max_series: 4 },
-      { settings: dnsSettings, signal: 'dns' },
-    );
-    flows.export(
+    exporter.export(
       FlowBatch.from([
         flow(100, 2000, { ...web, 'cost.usd': 0.01 }),
         ...Array.from({ length: 8 }, (_, i) =>
@@ -691,7 +712,7 @@ describe('prometheus exporter: a full render', () => {
     );
     const lookup = (question: string) => ({ time: T0, clientIp: '10.0.0.1', question, answers: [] });
     // Six domains, max_series 4: the last ones go to the overflow series.
-    dns.export(
+    exporter.export(
       DnsBatch.from(
         ['api.stripe.com', 'ünïcode.example', 'a.example', 'b.example', 'c.example', 'd.example'].map(lookup),
       ),
@@ -703,10 +724,9 @@ describe('prometheus exporter: a full render', () => {
     latency.record(0.05);
     latency.record(2);
     return {
-      flows,
+      exporter,
       stop: async () => {
-        await dns.shutdown();
-        await flows.shutdown();
+        await exporter.shutdown();
         stopSelf();
         await provider.shutdown();
       },
@@ -714,9 +734,9 @@ describe('prometheus exporter: a full render', () => {
   }
 
   it('passes promtool check metrics with self-metrics, DNS and overflow series (text 0.0.4)', async () => {
-    const { flows, stop } = await fullExporter();
+    const { exporter, stop } = await fullExporter();
     try {
-      const body = await text(flows);
+      const body = await text(exporter);
       // What the render holds, so the check below is about all of it.
       expect(samples(body, 'netmon_dns_lookups_total')).toHaveLength(4);
       expect(body).toContain('netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"}');
@@ -736,9 +756,9 @@ describe('prometheus exporter: a full render', () => {
   });
 
   it('passes promtool’s OpenMetrics parser with self-metrics, DNS and overflow series', async () => {
-    const { flows, stop } = await fullExporter();
+    const { exporter, stop } = await fullExporter();
     try {
-      const body = await text(flows, 'openmetrics');
+      const body = await text(exporter, 'openmetrics');
       expect(body).toContain('netmon_dns_lookups_total{otel_metric_overflow="true"}');
       expect(body).toContain('netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"}');
       expect(body).toMatch(/^netmon_test_latency_seconds_bucket\{/m);

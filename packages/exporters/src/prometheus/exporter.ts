@@ -5,51 +5,76 @@ import {
   type Exporter,
   FlowBatch,
   getExtension,
-  type Signal,
 } from '@netmon/core';
 import { K8S_METADATA } from '@netmon/extensions';
 import { labelFacts } from '../series/flow-labels.js';
 import type { PrometheusExporterConfig } from './config.js';
 import { MetricsEndpoint } from './endpoint.js';
-import { DnsFamilies, type Families, FlowFamilies } from './families.js';
+import { DnsFamilies, type Families, FlowFamilies, type SeriesFamily } from './families.js';
 import { DeletedPods } from './pods.js';
 
 /**
  * Sums the pipeline's deltas into cumulative counters and serves them, with the agent's self-metrics,
- * for Prometheus to scrape. One instance per signal; the instances of one exporter id share the endpoint.
+ * for Prometheus to scrape. One instance per exporter id serves every signal its pipelines carry, on one
+ * endpoint.
  */
 export class PrometheusExporter implements Exporter<Batch> {
-  readonly families: FlowFamilies | DnsFamilies;
+  /** The flow families, when a flows pipeline lists this exporter. */
+  readonly flows?: FlowFamilies;
+  /** The DNS families, when a dns pipeline lists this exporter. */
+  readonly dns?: DnsFamilies;
+  /** The families of each signal in `settings.signals`, in that order: the order a scrape shows them. */
+  readonly families: readonly Families[];
   readonly endpoint: MetricsEndpoint;
   private readonly deletions?: DeletedPods;
-  private state: 'new' | 'started' | 'stopped' = 'new';
+  private state: 'new' | 'starting' | 'started' | 'stopped' = 'new';
+  private starting?: Promise<void>;
 
   constructor(
-    settings: ComponentSettings,
+    private readonly settings: ComponentSettings,
     config: PrometheusExporterConfig,
-    private readonly signal: Signal,
   ) {
     const directory = getExtension(settings, K8S_METADATA);
-    this.families =
-      signal === 'dns'
-        ? new DnsFamilies(config.granularity, config.max_series, directory)
-        : new FlowFamilies(config.granularity, config.max_series, config.labels, config.expiration);
+    const families: Families[] = [];
+    for (const signal of settings.signals) {
+      if (signal === 'flows') {
+        this.flows = new FlowFamilies(
+          config.granularity,
+          config.max_series,
+          config.labels,
+          config.expiration,
+        );
+        families.push(this.flows);
+      } else {
+        this.dns = new DnsFamilies(config.granularity, config.max_series, directory);
+        families.push(this.dns);
+      }
+    }
+    this.families = families;
     if (directory && !directory.standalone) this.deletions = new DeletedPods(directory, config.expiration);
-    this.endpoint = MetricsEndpoint.of(settings, config);
+    this.endpoint = new MetricsEndpoint(settings, config, families, this.deletions);
     settings.status.describe(() => this.facts());
+  }
+
+  /** Every series table of every signal served, in scrape order. */
+  get tables(): SeriesFamily[] {
+    return this.families.flatMap((f) => f.tables);
   }
 
   async start(): Promise<void> {
     if (this.state !== 'new') return;
+    this.state = 'starting';
     this.deletions?.start();
+    this.starting = this.endpoint.start();
     try {
-      await this.endpoint.acquire(this.families as Families, this.deletions);
+      await this.starting;
     } catch (err) {
       this.deletions?.stop();
       this.state = 'stopped';
       throw err;
     }
-    this.state = 'started';
+    // A shutdown that came while listening has already waited for this start and closed the endpoint.
+    if (this.state === 'starting') this.state = 'started';
   }
 
   export(batch: Batch): void {
@@ -60,18 +85,20 @@ export class PrometheusExporter implements Exporter<Batch> {
           'prometheus exporter: got cumulative counters (conntrack or Cilium totals); put the `delta` processor before this exporter in the pipeline, so each flow is counted once',
         );
       }
-      if (this.families instanceof FlowFamilies) this.families.add(batch, now);
-    } else if (batch instanceof DnsBatch && this.families instanceof DnsFamilies) {
-      this.families.add(batch, now);
+      this.served('flows', this.flows).add(batch, now);
+    } else if (batch instanceof DnsBatch) {
+      this.served('dns', this.dns).add(batch, now);
     }
   }
 
   async shutdown(): Promise<void> {
     const was = this.state;
     this.state = 'stopped';
-    if (was !== 'started') return;
+    if (was === 'new' || was === 'stopped') return;
+    // Stopping during a start: once it listens (or fails to), close what it opened.
+    if (was === 'starting') await this.starting?.catch(() => undefined);
     this.deletions?.stop();
-    await this.endpoint.release(this.families, this.deletions);
+    await this.endpoint.stop();
   }
 
   /** `http://host:port/metrics` while serving. */
@@ -79,16 +106,24 @@ export class PrometheusExporter implements Exporter<Batch> {
     return this.endpoint.url();
   }
 
+  /** The families of `signal`; a batch of a signal no pipeline of this exporter carries is refused. */
+  private served<F>(signal: string, families: F | undefined): F {
+    if (families) return families;
+    throw new Error(
+      `prometheus exporter: a ${signal} batch, but this instance serves ${this.settings.signals.join(', ') || 'no signal'}`,
+    );
+  }
+
   private facts(): Record<string, unknown> {
     const series: Record<string, number> = {};
     const overflowRows: Record<string, number> = {};
-    for (const t of this.families.tables) {
+    for (const t of this.tables) {
       series[t.family] = t.table.size;
       overflowRows[t.family] = t.table.overflowRows;
     }
     const s = this.endpoint.stats;
     return {
-      signal: this.signal,
+      signals: this.settings.signals,
       url: this.url() ?? null,
       series,
       overflow_rows: overflowRows,
@@ -96,9 +131,7 @@ export class PrometheusExporter implements Exporter<Batch> {
       aborted_scrapes: s.aborted,
       last_scrape_ms: Math.round(s.lastDurationMs * 10) / 10,
       last_scrape_bytes: s.lastBytes,
-      ...(this.families instanceof FlowFamilies
-        ? { flow_labels: labelFacts(this.families.series.labels) }
-        : {}),
+      ...(this.flows ? { flow_labels: labelFacts(this.flows.series.labels) } : {}),
     };
   }
 }

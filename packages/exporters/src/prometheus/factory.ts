@@ -1,7 +1,7 @@
 import { defineExporter } from '@netmon/core';
 import { K8S_METADATA } from '@netmon/extensions';
 import { prometheusExporterConfig } from './config.js';
-import { PrometheusExporter } from './exporter.js';
+import { PROMETHEUS_METRICS } from './metrics.js';
 
 export const prometheusExporterFactory = defineExporter({
   kind: 'exporter',
@@ -12,5 +12,8 @@ export const prometheusExporterFactory = defineExporter({
   signals: ['flows', 'dns'],
   config: prometheusExporterConfig,
   optionalExtensions: [K8S_METADATA],
-  create: (settings, config) => new PrometheusExporter(settings, config, settings.signals[0]),
+  metrics: PROMETHEUS_METRICS,
+  // The HTTP server, the series tables and the renderers load only when a config uses this exporter.
+  create: async (settings, config) =>
+    new (await import('./exporter.js')).PrometheusExporter(settings, config),
 });

@@ -53,7 +53,7 @@ export interface SeriesFamily {
   served: number;
 }
 
-/** A set of families one exporter instance (one signal) keeps. */
+/** The families of one signal (flows or dns) that an exporter instance keeps. */
 export interface Families {
   readonly tables: readonly SeriesFamily[];
   /**
