@@ -33,6 +33,7 @@ export function settings(kind, id, { configDir = process.cwd(), extensions = new
   return {
     id,
     kind,
+    signals: kind === 'extension' ? [] : ['flows'],
     logger: silentLogger(),
     meter: metrics.getMeterProvider().getMeter('bench'),
     status: board.reporter(state),

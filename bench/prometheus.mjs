@@ -258,7 +258,7 @@ const config = prometheusExporterFactory.config.parse({
   labels: { dst_domain: { top: domainTop(n) } },
   self_metrics: false,
 });
-const exporter = new PrometheusExporter(settings('exporter', 'prometheus'), config, 'flows');
+const exporter = new PrometheusExporter(settings('exporter', 'prometheus'), config);
 await exporter.start();
 
 // The first n rows create the n series; ROWS more land on existing ones (steady state). Only the time in
@@ -269,7 +269,7 @@ for (const b of makeBatches(n, 1)) {
   exporter.export(b);
   createMs += performance.now() - s;
 }
-const tables = exporter.families.tables;
+const tables = exporter.tables;
 report(
   `add, creating ${label} series`,
   (n / createMs) * 1000,

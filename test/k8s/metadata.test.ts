@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type ComponentState, parseIp, StatusBoard } from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
-import { type Entity, k8sMetadataConfig, k8sMetadataExtensionFactory } from '@netmon/extensions';
+import { type Entity, k8sMetadataConfig } from '@netmon/extensions';
 import { K8sMetadataExtension, type K8sMetadataOptions } from '@netmon/extensions/k8s_metadata';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodeFlowRecord } from '@netmon/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCheckpoint, type OriginCheckpoint } from '../../packages/processors/src/delta/checkpoint.js';
 import {
   F_RX_BYTES,
   F_RX_PACKETS,
@@ -21,6 +20,7 @@ import {
   STATE_MISSING,
   U_STATE,
 } from '../../packages/processors/src/delta/baseline-table.js';
+import { loadCheckpoint, type OriginCheckpoint } from '../../packages/processors/src/delta/checkpoint.js';
 import { AgentProcess } from '../harness/agent.js';
 import { type CtEntry, NetnsPair, privileged, startServers, TRAFFIC } from '../harness/netns.js';
 

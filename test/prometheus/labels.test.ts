@@ -82,7 +82,6 @@ describe('prometheus exporter: label selection over HTTP', () => {
         self_metrics: false,
         labels: { include: ['dst_port'], exclude: ['dst_service'], dst_prefix: { top: 2 } },
       }),
-      'flows',
     );
     running.push(e);
     await e.start();

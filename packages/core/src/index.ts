@@ -13,7 +13,6 @@ export * from './exporter/retry-config.js';
 export * from './exporter/send-queue.js';
 export * from './fs/atomic-file.js';
 export * from './fs/system-error.js';
-export * from './per-agent.js';
 export * from './pipeline/bounded-queue.js';
 export * from './pipeline/lifecycle.js';
 export * from './pipeline/service.js';
