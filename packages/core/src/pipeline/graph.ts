@@ -207,14 +207,16 @@ export async function buildGraph(ctx: GraphContext): Promise<Graph> {
     const set = settings(s, states, signals);
     const nodes = new Map<Signal, ReceiverNode>();
     for (const [i, signal] of signals.entries()) {
-      const node = {
+      const node: ReceiverNode = {
         state: states[i],
+        // The instance, once created below: its sink needs these nodes first.
+        component: {},
         subject: new Subject<Batch>(),
         edges: [],
         closed: false,
         refusals: 0,
         logger: set.logger,
-      } as unknown as ReceiverNode;
+      };
       nodes.set(signal, node);
       receiverNodes.set(`${signal}|${id}`, node);
     }
