@@ -1,5 +1,5 @@
-import { firstValueFrom, Subject, timer } from 'rxjs';
-import { map, toArray } from 'rxjs/operators';
+import { firstValueFrom, lastValueFrom, Subject, timer } from 'rxjs';
+import { defaultIfEmpty, map, toArray } from 'rxjs/operators';
 import { describe, expect, it } from 'vitest';
 import { BoundedQueue, boundedConcatMap } from './bounded-queue.js';
 
@@ -55,5 +55,29 @@ describe('boundedConcatMap', () => {
     await result;
     expect(done).toEqual([1, 5, 6]);
     expect(dropped).toEqual([2, 3, 4]);
+  });
+});
+
+describe('boundedConcatMap: a throwing callback', () => {
+  it('ends the stream with the error instead of throwing it out of the subscriber (an uncaught exception)', async () => {
+    const queue = new BoundedQueue<number>(1, 'drop_oldest');
+    const source = new Subject<number>();
+    const gate = new Subject<void>();
+    const done = lastValueFrom(
+      source.pipe(
+        boundedConcatMap(
+          queue,
+          () => gate,
+          () => {
+            throw new Error('onDrop failed');
+          },
+        ),
+        defaultIfEmpty(undefined),
+      ),
+    );
+    source.next(1); // taken by work, which waits on the gate
+    source.next(2); // queued
+    source.next(3); // drops 2: onDrop throws
+    await expect(done).rejects.toThrow('onDrop failed');
   });
 });

@@ -82,6 +82,15 @@ export function boundedConcatMap<T>(
     new Observable<never>((subscriber) => {
       let busy = false;
       let sourceDone = false;
+      // An exception thrown in an observer's callback would reach RxJS' unhandled-error hook, which rethrows
+      // it asynchronously (a process crash): it ends this stream with the error instead.
+      const guarded = (fn: () => void): void => {
+        try {
+          fn();
+        } catch (err) {
+          subscriber.error(err);
+        }
+      };
       const pump = (): void => {
         if (busy) return;
         const next = queue.shift();
@@ -92,24 +101,27 @@ export function boundedConcatMap<T>(
         busy = true;
         const inner = from(work(next)).subscribe({
           error: (err) => subscriber.error(err),
-          complete: () => {
-            busy = false;
-            pump();
-          },
+          complete: () =>
+            guarded(() => {
+              busy = false;
+              pump();
+            }),
         });
         subscriber.add(inner);
       };
       const sub = source.subscribe({
-        next: (value) => {
-          const dropped = queue.push(value);
-          if (dropped !== undefined) onDrop(dropped);
-          pump();
-        },
+        next: (value) =>
+          guarded(() => {
+            const dropped = queue.push(value);
+            if (dropped !== undefined) onDrop(dropped);
+            pump();
+          }),
         error: (err) => subscriber.error(err),
-        complete: () => {
-          sourceDone = true;
-          pump();
-        },
+        complete: () =>
+          guarded(() => {
+            sourceDone = true;
+            pump();
+          }),
       });
       return () => sub.unsubscribe();
     });
