@@ -99,10 +99,12 @@ export function signalOf(batch: Batch): Signal {
   return batch instanceof DnsBatch ? 'dns' : 'flows';
 }
 
-/** Creates every component; nothing runs until the service starts them. */
+/**
+ * Creates every component; nothing runs until the service starts them. When one cannot be created, those
+ * created before it are shut down (never started, they may hold what their constructor opened) and the
+ * error names the component.
+ */
 export async function buildGraph(ctx: GraphContext): Promise<Graph> {
-  const { config } = ctx;
-  const meters = ctx.meterProvider ?? metrics.getMeterProvider();
   const graph: Graph = {
     extensions: [],
     exporters: [],
@@ -111,6 +113,25 @@ export async function buildGraph(ctx: GraphContext): Promise<Graph> {
     receiverNodes: [],
     edges: [],
   };
+  try {
+    await populate(ctx, graph);
+  } catch (err) {
+    const made = [...graph.extensions, ...graph.exporters, ...graph.processors, ...graph.receivers];
+    for (const instance of made.reverse()) {
+      try {
+        await instance.component.shutdown?.();
+      } catch (shutdownErr) {
+        instance.logger.warn({ err: errorMessage(shutdownErr) }, 'shutdown after a failed build failed');
+      }
+    }
+    throw err;
+  }
+  return graph;
+}
+
+async function populate(ctx: GraphContext, graph: Graph): Promise<void> {
+  const { config } = ctx;
+  const meters = ctx.meterProvider ?? metrics.getMeterProvider();
   const spec = (kind: ComponentSpec['kind'], id: string): ComponentSpec => {
     const s = config.components[kind].get(id);
     if (!s) throw new Error(`${kind} "${id}" is not configured`);
@@ -256,5 +277,4 @@ export async function buildGraph(ctx: GraphContext): Promise<Graph> {
       graph.edges.push(edge);
     }
   }
-  return graph;
 }

@@ -62,8 +62,10 @@ function world() {
         batches: z.number().default(0),
         size: z.number().default(10),
         fail_start: z.boolean().default(false),
+        fail_create: z.boolean().default(false),
       }),
       create: (s, c, next) => {
+        if (c.fail_create) throw new Error('no such device');
         sinks.push(next);
         return {
           start: () => {
@@ -234,6 +236,27 @@ describe('Service', () => {
     const gen = service.components().find((c) => c.id === 'gen');
     expect(gen?.items).toEqual({ in: 0, out: 15, dropped: 0, failed: 0, refused: 0 });
     expect(gen?.status).toBe('stopped');
+  });
+
+  it('a component that cannot be created: the error names it, and those created before it are shut down', async () => {
+    const w = world();
+    const config = w.configure({
+      receivers: { 'gen/ok': {}, 'gen/bad': { fail_create: true } },
+      exporters: { mem: {} },
+      extensions: { ext: {} },
+      service: {
+        extensions: ['ext'],
+        pipelines: {
+          'flows/a': { receivers: ['gen/ok'], exporters: ['mem'] },
+          'flows/b': { receivers: ['gen/bad'], exporters: ['mem'] },
+        },
+      },
+    });
+    await expect(Service.build(config, { logger })).rejects.toThrow(
+      'receiver "gen/bad" could not be created: no such device',
+    );
+    // Never started; shut down in the reverse order of their creation.
+    expect(w.events).toEqual(['stop gen/ok', 'stop mem', 'stop ext']);
   });
 
   it('a failing batch is dropped and counted; the pipeline keeps running and recovers', async () => {
