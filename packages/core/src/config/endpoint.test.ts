@@ -203,7 +203,24 @@ describe('grpcTls', () => {
       await writeFile(join(dir, 'c.pem'), 'CERT');
       await writeFile(join(dir, 'k.pem'), 'KEY');
       const t = tls({ ca_file: 'ca.pem', cert_file: 'c.pem', key_file: 'k.pem', insecure_skip_verify: true });
-      expect(await checkTlsFiles(t, dir)).toEqual([]);
+      // Readable, but not PEM: what TLS would refuse at start is a configuration problem.
+      expect(await checkTlsFiles(t, dir)).toEqual([
+        {
+          key: 'tls::ca_file',
+          message: expect.stringMatching(new RegExp(`^${join(dir, 'ca.pem')} is not usable: `)),
+        },
+        {
+          key: 'tls::cert_file',
+          message: expect.stringMatching(new RegExp(`^${join(dir, 'c.pem')} is not usable: `)),
+        },
+      ]);
+      const real = join(import.meta.dirname, 'testdata', 'tls');
+      expect(
+        await checkTlsFiles(
+          tls({ ca_file: 'ca.pem', cert_file: 'client.pem', key_file: 'client-key.pem' }),
+          real,
+        ),
+      ).toEqual([]);
       expect(
         await checkTlsFiles(tls({ ca_file: 'nope.pem', cert_file: 'c.pem', key_file: 'k.pem' }), dir),
       ).toEqual([{ key: 'tls::ca_file', message: `cannot read ${join(dir, 'nope.pem')}: ENOENT` }]);

@@ -4,10 +4,12 @@
 // - what a gRPC client needs (the endpoint it dials, TLS, headers), shared by the otlp and devzero
 //   exporters and read as the OpenTelemetry Collector's configgrpc and configtls read them
 //   (https://github.com/open-telemetry/opentelemetry-collector/tree/main/config/configgrpc).
+import { X509Certificate } from 'node:crypto';
 import { constants, readFileSync } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import type { ConfigIssue } from '../component.js';
 
@@ -254,6 +256,24 @@ export async function checkTlsFiles(tls: GrpcTlsConfig, configDir: string): Prom
       });
     }
   }
+  if (issues.length > 0) return issues;
+  // What TLS will do with them at start, so a file that is not PEM fails validation, not the start.
+  const pem = async (key: 'ca_file' | 'cert_file' | 'key_file') =>
+    tls[key] === undefined ? undefined : readFile(resolve(configDir, tls[key]));
+  const [ca, cert, key] = await Promise.all([pem('ca_file'), pem('cert_file'), pem('key_file')]);
+  const check = (issueKey: 'ca_file' | 'cert_file', use: () => unknown) => {
+    try {
+      use();
+    } catch (err) {
+      issues.push({
+        key: `tls::${issueKey}`,
+        message: `${resolve(configDir, tls[issueKey] ?? '')} is not usable: ${(err as Error).message}`,
+      });
+    }
+  };
+  // TLS takes a CA file without a certificate in it and fails only when verifying: parse its first one.
+  if (ca) check('ca_file', () => new X509Certificate(ca));
+  if (cert && key) check('cert_file', () => createSecureContext({ cert, key }));
   return issues;
 }
 

@@ -71,6 +71,32 @@ describe('k8s_metadata config', () => {
       { key: 'kubeconfig', message: `${dir} is not a file` },
     ]);
   });
+
+  it('validate reports what the client would refuse at start: not YAML, or no current context with a cluster', async () => {
+    const issue = async (text: string) => {
+      await writeFile(path.join(dir, 'kc.yaml'), text);
+      const issues = await k8sMetadataExtensionFactory.validate?.(
+        k8sMetadataConfig.parse({ kubeconfig: 'kc.yaml' }),
+        {
+          configDir: dir,
+        },
+      );
+      return issues?.map((i) => i.message.replace(`${path.join(dir, 'kc.yaml')}: `, ''));
+    };
+    expect(await issue('clusters: [unclosed')).toEqual([expect.stringMatching(/^not a kubeconfig: /)]);
+    expect(await issue('apiVersion: v1\nkind: Config\n')).toEqual(['no current-context']);
+    const noServer = JSON.parse(kubeconfig('http://127.0.0.1:1'));
+    delete noServer.clusters[0].cluster.server;
+    expect(await issue(JSON.stringify(noServer))).toEqual(['cluster c of current-context c has no server']);
+    expect(await issue(JSON.stringify({ ...noServer, contexts: [] }))).toEqual([
+      'current-context c names no cluster',
+    ]);
+    // And the client agrees: each of these fails to start, the good one does not.
+    for (const text of ['apiVersion: v1\nkind: Config\n', JSON.stringify(noServer)]) {
+      await writeFile(path.join(dir, 'kc.yaml'), text);
+      expect(() => locateApi({ kubeconfig: path.join(dir, 'kc.yaml') })).toThrow();
+    }
+  });
 });
 
 describe('locating the API', () => {

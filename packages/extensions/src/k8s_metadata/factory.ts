@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { defineExtension } from '@netmon/core';
+import { parse } from 'yaml';
 import { type K8sMetadataConfig, k8sMetadataConfig, snapshotPaths } from './config.js';
 import { K8S_METADATA } from './contract.js';
 import { K8S_METADATA_METRICS } from './metrics.js';
@@ -22,7 +23,8 @@ export const k8sMetadataExtensionFactory = defineExtension({
     try {
       if (!(await stat(file)).isFile()) return [{ key: 'kubeconfig', message: `${file} is not a file` }];
       await access(file, constants.R_OK);
-      return [];
+      const problem = kubeconfigProblem(await readFile(file, 'utf8'));
+      return problem === undefined ? [] : [{ key: 'kubeconfig', message: `${file}: ${problem}` }];
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable' : String(code);
@@ -59,4 +61,30 @@ async function checkSnapshot(config: K8sMetadataConfig, configDir: string, env =
     });
   }
   return issues;
+}
+
+/**
+ * What the Kubernetes client will refuse in a kubeconfig when the extension starts (it is not loaded to
+ * validate): not YAML, or no current context naming a cluster with a server.
+ */
+export function kubeconfigProblem(text: string): string | undefined {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    return `not a kubeconfig: ${(err as Error).message.split('\n')[0]}`;
+  }
+  type Named<T> = { name?: string } & T;
+  const kc = (doc ?? {}) as {
+    'current-context'?: string;
+    contexts?: Named<{ context?: { cluster?: string } }>[];
+    clusters?: Named<{ cluster?: { server?: string } }>[];
+  };
+  const current = kc['current-context'];
+  if (!current) return 'no current-context';
+  const context = kc.contexts?.find((c) => c?.name === current)?.context;
+  if (!context?.cluster) return `current-context ${current} names no cluster`;
+  const cluster = kc.clusters?.find((c) => c?.name === context.cluster)?.cluster;
+  if (!cluster?.server) return `cluster ${context.cluster} of current-context ${current} has no server`;
+  return undefined;
 }
