@@ -4,6 +4,7 @@
 import { createHook } from 'node:async_hooks';
 import { readdirSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DnsBatch, DnsType } from '../batch/dns-batch.js';
 import { FlowBatch } from '../batch/flow-batch.js';
 import { encodeFlowRecords } from '../batch/flow-record.js';
 import type { Batch, Extension, Factory, Lifecycle, Signal } from '../component.js';
@@ -119,16 +120,34 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 }
 
+/** Two lookups, one answered through a CNAME chain. */
+export function sampleLookups(): DnsBatch {
+  const t0 = Date.parse('2026-01-01T00:00:00Z');
+  return DnsBatch.from([
+    {
+      time: t0,
+      clientIp: '10.0.0.1',
+      question: 'api.example.com',
+      answers: [
+        { name: 'api.example.com', type: DnsType.CNAME, ttl: 60, target: 'edge.example.net' },
+        { name: 'edge.example.net', type: DnsType.A, ttl: 60, ip: '192.0.2.10' },
+      ],
+    },
+    { time: t0 + 5, clientIp: '10.0.0.2', question: 'db.shop.svc', answers: [] },
+  ]);
+}
+
 export function describeConformance(factory: Factory, opts: ConformanceOptions = {}): void {
   const signal: Signal = opts.signal ?? ('signals' in factory ? factory.signals[0] : 'flows');
   const config = () => factory.config.parse(opts.config ?? {});
   const make = async (
     meter = recordingMeter(),
+    signals: readonly Signal[] = factory.kind === 'extension' ? [] : [signal],
   ): Promise<{ component: Lifecycle; sink: CollectingSink; meter: RecordingMeter }> => {
     const settings = testSettings(factory.kind, factory.type, {
       configDir: opts.configDir,
       extensions: opts.extensions?.(),
-      signals: factory.kind === 'extension' ? [] : [signal],
+      signals,
     });
     settings.meter = meter.meter;
     const sink = new CollectingSink();
@@ -160,6 +179,21 @@ export function describeConformance(factory: Factory, opts: ConformanceOptions =
       const withUnknown = { ...((opts.config as object) ?? {}), no_such_key_for_conformance: 1 };
       expect(factory.config.safeParse(withUnknown).success).toBe(false);
     });
+
+    // The framework makes one exporter per id for every signal its pipelines carry.
+    if (factory.kind === 'exporter' && factory.signals.length > 1) {
+      it(`one instance takes the batches of every signal it serves (${factory.signals.join(', ')})`, async () => {
+        const { component } = await make(recordingMeter(), factory.signals);
+        const exporter = component as import('../component.js').Exporter;
+        await exporter.start?.();
+        try {
+          const samples = { flows: sampleFlows, dns: sampleLookups };
+          for (const s of factory.signals) await exporter.export(samples[s]().seal());
+        } finally {
+          await exporter.shutdown?.();
+        }
+      });
+    }
 
     it('shuts down without being started, twice', async () => {
       const { component } = await make();

@@ -1,4 +1,4 @@
-export { type ConformanceOptions, describeConformance, sampleFlows } from './conformance.js';
+export { type ConformanceOptions, describeConformance, sampleFlows, sampleLookups } from './conformance.js';
 export * from './meter.js';
 export * from './service.js';
 export { testSettings } from './settings.js';

@@ -29,7 +29,6 @@ import type { FlowFamilies } from './families.js';
 
 const LOCAL = { endpoint: '127.0.0.1:0' };
 
-describeConformance(prometheusExporterFactory, { config: LOCAL });
 describeConformance(prometheusExporterFactory, {
   config: LOCAL,
   signal: 'dns',
