@@ -14,7 +14,6 @@ export * from './exporter/send-queue.js';
 export * from './fs/atomic-file.js';
 export * from './fs/system-error.js';
 export * from './pipeline/bounded-queue.js';
-export * from './pipeline/lifecycle.js';
 export * from './pipeline/service.js';
 export * from './plugin.js';
 export * from './registry.js';

@@ -1,5 +1,5 @@
-// What the dns_cache extension (the IP → domain map fed by the dns receiver) offers the components that
-// declare it: classify fills dst.domain from it. Consumers import this module, never the extension's code.
+// What an IP → domain extension of type dns_cache offers the components that declare it: classify fills
+// dst.domain from it when one is enabled. No such extension ships yet; this contract is what one provides.
 import { type Extension, extensionKey } from '@netmon/core';
 
 export interface DnsCache extends Extension {
