@@ -147,7 +147,6 @@ as file:line:column: path: problem, with a "did you mean" for near misses) or in
           `configuration is valid: ${n} pipeline${n === 1 ? '' : 's'} (${config.pipelines.map((p) => p.id).join(', ')})\n`,
         );
       } catch (err) {
-        // A component that passed every check but cannot be created is a configuration problem too.
         reportConfigError(err);
       }
     });
