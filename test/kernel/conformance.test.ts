@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { describeConformance } from '@netmon/core/testkit';
 import { conntrackReceiverFactory } from '@netmon/receivers';
-import { afterAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { privileged } from '../harness/netns.js';
 
 const ok = privileged();
@@ -15,16 +15,19 @@ describe.runIf(ok)('conntrack receiver', () => {
     it.skip('needs root', () => {});
     return;
   }
+  // The suite takes its config (the namespace's path) when it is defined; the namespace itself is made
+  // before its tests run, so a run that filters them out (-t) leaves nothing behind.
   const ns = `nmconf${process.pid.toString(36)}`;
-  // At collection time: the conformance suite takes its config when it is defined.
-  execFileSync('ip', ['netns', 'add', ns]);
-  execFileSync('ip', [
-    'netns',
-    'exec',
-    ns,
-    'nft',
-    'add table inet t; add chain inet t c { type filter hook output priority 0; }; add rule inet t c ct state new',
-  ]);
+  beforeAll(() => {
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', [
+      'netns',
+      'exec',
+      ns,
+      'nft',
+      'add table inet t; add chain inet t c { type filter hook output priority 0; }; add rule inet t c ct state new',
+    ]);
+  });
   afterAll(() => {
     execFileSync('ip', ['netns', 'del', ns]);
   });
