@@ -9,6 +9,8 @@ interface JsonSchema {
   default?: unknown;
   enum?: unknown[];
   format?: string;
+  durationMin?: string;
+  durationMax?: string;
   properties?: Record<string, JsonSchema>;
   required?: string[];
   items?: JsonSchema;
@@ -27,7 +29,7 @@ interface Row {
 
 function typeOf(s: JsonSchema): string {
   if (s.enum) return s.enum.map((v) => `\`${String(v)}\``).join(' \\| ');
-  if (s.format === 'duration') return 'duration';
+  if (s.format === 'duration') return `duration (${s.durationMin ?? '0s'} – ${s.durationMax})`;
   if (s.anyOf) return s.anyOf.map(typeOf).join(' \\| ');
   const t = Array.isArray(s.type) ? s.type.join(' \\| ') : (s.type ?? 'any');
   if (t === 'array' && s.items) return `list of ${typeOf(s.items)}`;

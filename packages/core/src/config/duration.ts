@@ -43,8 +43,20 @@ export function formatDuration(ms: number): string {
   return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s ? `${s}s` : ''}`;
 }
 
-/** A config field holding a duration, written "5s" in YAML, parsed to milliseconds. */
-export function duration(opts: { min?: number } = {}) {
+/**
+ * The longest duration any setting accepts: 24 days. Node's timers cannot wait longer than 2^31−1 ms
+ * (about 24.8 days) and fire after 1 ms when asked to (https://nodejs.org/api/timers.html#settimeoutcallback-delay-args),
+ * so a longer setting would silently mean "at once".
+ */
+export const MAX_DURATION_MS = 24 * 24 * 3_600_000;
+
+/**
+ * A config field holding a duration, written "5s" in YAML, parsed to milliseconds; `min` and `max` (ms)
+ * bound it, `max` at most MAX_DURATION_MS. The bounds are carried into the generated reference.
+ */
+export function duration(opts: { min?: number; max?: number } = {}) {
+  const max = Math.min(opts.max ?? MAX_DURATION_MS, MAX_DURATION_MS);
+  const min = opts.min ?? 0;
   return z
     .string({ error: 'expected a duration such as 500ms, 5s or 1m30s' })
     .transform((text, ctx) => {
@@ -56,16 +68,26 @@ export function duration(opts: { min?: number } = {}) {
         });
         return z.NEVER;
       }
-      if (opts.min !== undefined && ms < opts.min) {
+      if (ms < min) {
         ctx.addIssue({
           code: 'custom',
-          message: `"${text}" is too short; the minimum is ${formatDuration(opts.min)}`,
+          message: `"${text}" is too short; the minimum is ${formatDuration(min)}`,
+        });
+        return z.NEVER;
+      }
+      if (ms > max) {
+        ctx.addIssue({
+          code: 'custom',
+          message:
+            max === MAX_DURATION_MS
+              ? `"${text}" is too long; the maximum is ${formatDuration(max)} (timers cannot wait longer)`
+              : `"${text}" is too long; the maximum is ${formatDuration(max)}`,
         });
         return z.NEVER;
       }
       return ms;
     })
-    .meta({ format: 'duration' });
+    .meta({ format: 'duration', durationMin: formatDuration(min), durationMax: formatDuration(max) });
 }
 
 /** A config value that must be an IP address or CIDR (IPv4 or IPv6); the message says what is wrong. */

@@ -107,6 +107,21 @@ describe('durations', () => {
   );
   it('formats back', () =>
     expect([90_000, 5000, 250, 3_600_000].map(formatDuration)).toEqual(['1m30s', '5s', '250ms', '1h']));
+  // Node fires a timer asked to wait more than 2^31−1 ms after 1 ms: `start_timeout: 1000h` failed every
+  // start at once, and `interval: 1000h` flushed at once.
+  it('refuses what a timer cannot wait for, and says the limit', () => {
+    const schema = duration({ min: 1 });
+    expect(schema.parse('576h')).toBe(576 * 3_600_000);
+    const long = schema.safeParse('1000h');
+    expect(long.success).toBe(false);
+    expect(long.error?.issues[0].message).toBe(
+      '"1000h" is too long; the maximum is 576h (timers cannot wait longer)',
+    );
+    expect(576 * 3_600_000).toBeLessThan(2 ** 31 - 1);
+    expect(duration({ max: 60_000 }).safeParse('2m').error?.issues[0].message).toBe(
+      '"2m" is too long; the maximum is 1m',
+    );
+  });
 });
 
 describe('loadConfig', () => {
@@ -148,6 +163,17 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('a shutdown_timeout of 0s is refused: every stop would exit 1', async () => {
+    const file = path.join(tmp, 'shutdown.yaml');
+    await writeFile(
+      file,
+      'receivers: {gen: {}}\nexporters: {sink: {}}\nservice:\n  shutdown_timeout: 0s\n  start_timeout: 1000h\n  pipelines: {flows: {receivers: [gen], exporters: [sink]}}\n',
+    );
+    const problems = await problemsOf([file]);
+    expect(problems.join('\n')).toContain('service::shutdown_timeout');
+    expect(problems.join('\n')).toContain('"0s" is too short; the minimum is 100ms');
+    expect(problems.join('\n')).toContain('"1000h" is too long; the maximum is 576h');
+  });
   it('expands ${env:…} with defaults and types a whole-value reference', async () => {
     const f = path.join(tmp, 'env.yaml');
     await writeFile(

@@ -65,9 +65,11 @@ export const serviceSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
-  shutdown_timeout: duration()
+  shutdown_timeout: duration({ min: 100 })
     .prefault('10s')
-    .describe('On SIGTERM/SIGINT, how long in-flight data may take to drain to the exporters.'),
+    .describe(
+      'On SIGTERM/SIGINT, how long in-flight data may take to drain to the exporters; a stop that takes longer exits 1. At least 100ms: every component needs a moment to stop, even with nothing to drain.',
+    ),
   start_timeout: duration({ min: 1 })
     .prefault('30s')
     .describe(
