@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -249,10 +250,10 @@ describe('loadConfig', () => {
       ].join('\n'),
     );
     const absent = path.join(tmp, 'node-override.yaml');
-    const folder = tmp; // read as a file: EISDIR
+    const folder = tmp;
     expect(await problemsOf([absent, base, folder])).toEqual([
       `cannot read config file ${absent}: ENOENT (no such file or directory); checked the other file without it`,
-      `cannot read config file ${folder}: EISDIR (illegal operation on a directory); checked the other file without it`,
+      `cannot read config file ${folder}: it is a directory, not a regular file; give the path of a YAML file; checked the other file without it`,
       `${base}:1:21: receivers::gen::colour: unknown key "colour"; expected one of: interval, count`,
     ]);
     // Nothing readable: nothing else to say.
@@ -266,6 +267,15 @@ describe('loadConfig', () => {
     );
     expect(await problemsOf([base, absent])).toEqual([
       `cannot read config file ${absent}: ENOENT (no such file or directory); checked the other file without it`,
+    ]);
+  });
+
+  // `validate --config fifo` blocked in open(2) forever, waiting for a writer.
+  it('a FIFO as the config file is refused at once, not waited on', async () => {
+    const fifo = path.join(tmp, 'config.fifo');
+    execFileSync('mkfifo', [fifo]);
+    expect(await problemsOf([fifo])).toEqual([
+      `cannot read config file ${fifo}: it is a FIFO (named pipe), not a regular file; give the path of a YAML file`,
     ]);
   });
 

@@ -1,6 +1,7 @@
 // Reading config files: YAML → one merged tree, with the file, line and column of every key kept so that
 // any later error can say where the offending value was written.
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 
@@ -87,8 +88,15 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
   for (const file of files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = await readRegularFile(file);
     } catch (err) {
+      if (err instanceof NotRegularFile) {
+        unreadable.push({
+          path: '',
+          message: `cannot read config file ${displayPath(file)}: ${err.message}`,
+        });
+        continue;
+      }
       unreadable.push({
         path: '',
         message: `cannot read config file ${displayPath(file)}: ${systemError(err)}`,
@@ -169,6 +177,44 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
     source.problems = unreadable.map((p) => ({ ...p, message: `${p.message}; ${others}` }));
   }
   return source;
+}
+
+class NotRegularFile extends Error {}
+
+/** Longest config file read: a pipeline file is a few KiB; more is a mistake, not a config. */
+const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Reads a config file that must be a regular file. Opened non-blocking so that a FIFO with no writer
+ * (which would block `open` forever) is refused at once, like a directory or a device.
+ */
+async function readRegularFile(file: string): Promise<string> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) {
+      throw new NotRegularFile(`it is ${fileKind(st)}, not a regular file; give the path of a YAML file`);
+    }
+    if (st.size > MAX_CONFIG_BYTES) {
+      throw new NotRegularFile(
+        `it is ${st.size} bytes; a config file may be at most ${MAX_CONFIG_BYTES / 1024 / 1024} MiB`,
+      );
+    }
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** "a directory", "a FIFO (named pipe)", …: what a path that is not a regular file is. */
+export function fileKind(st: import('node:fs').Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  return st.isFile() ? 'a regular file' : 'not a regular file';
 }
 
 /** `ENOENT (no such file or directory)`: the code to search for, and what it means. */
