@@ -1,10 +1,12 @@
 // Component contracts. A component is made by a factory from a validated config; the framework owns its
 // lifecycle, its status and the counting of items at its edges.
+
 import type { Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { DnsBatch } from './batch/dns-batch.js';
 import type { FlowBatch } from './batch/flow-batch.js';
+import type { Claim } from './config/claims.js';
 import type { ComponentKind, ComponentState, StatusReporter } from './status.js';
 import type { MetricDeclarations } from './telemetry/declare.js';
 import type { CollectedMetrics } from './telemetry/self-metrics.js';
@@ -172,6 +174,12 @@ interface FactoryBase<C> {
    * another. Cross-field rules belong in the schema (`superRefine`).
    */
   validate?(config: C, ctx: { configDir: string }): ConfigIssue[] | Promise<ConfigIssue[]>;
+  /**
+   * What an instance takes from the host when it runs — the address it listens on, the files it reads or
+   * writes (absolute, resolved against `configDir`) — so that configuration refuses two components that
+   * would collide (one port, or an exporter writing the file a receiver reads), naming both.
+   */
+  claims?(config: C, ctx: { configDir: string }): Claim[];
 }
 
 /** A problem found by a factory's `validate`: `key` is relative to the component (`module`, `a::b`). */

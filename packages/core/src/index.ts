@@ -5,6 +5,7 @@ export * from './batch/flow-record.js';
 export * from './batch/granularity.js';
 export * from './batch/ip.js';
 export * from './component.js';
+export type { Claim } from './config/claims.js';
 export * from './config/duration.js';
 export * from './config/endpoint.js';
 export * from './config/resolve.js';

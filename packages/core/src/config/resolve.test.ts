@@ -604,3 +604,96 @@ describe('loadConfig', () => {
     expect(await problemsOf([f])).toEqual([`${f}:1:1: service: required: expected object`]);
   });
 });
+
+// Two components that collide once running: found by validate, naming both, at the later one's key.
+describe('claims', () => {
+  const registry = new Registry([
+    defineReceiver({
+      kind: 'receiver',
+      type: 'reader',
+      stability: 'development',
+      description: 'reads a file',
+      signals: ['flows'],
+      config: z.strictObject({ path: z.string().default('in.jsonl') }),
+      claims: (c, ctx) => [{ kind: 'read', key: 'path', path: path.resolve(ctx.configDir, c.path) }],
+      create: () => ({}),
+    }),
+    defineExporter({
+      kind: 'exporter',
+      type: 'writer',
+      stability: 'development',
+      description: 'writes a file and serves a port',
+      signals: ['flows'],
+      config: z.strictObject({
+        path: z.string().default('out.jsonl'),
+        endpoint: z.string().default('127.0.0.1:9464'),
+      }),
+      claims: (c, ctx) => [
+        { kind: 'write', key: 'path', path: path.resolve(ctx.configDir, c.path) },
+        { kind: 'listen', key: 'endpoint', endpoint: c.endpoint },
+      ],
+      create: () => ({ export: () => {} }),
+    }),
+    defineExtension({
+      kind: 'extension',
+      type: 'server',
+      stability: 'development',
+      description: 'serves a port',
+      config: z.strictObject({ endpoint: z.string().default('127.0.0.1:8081') }),
+      claims: (c) => [{ kind: 'listen', key: 'endpoint', endpoint: c.endpoint }],
+      create: () => ({}),
+    }),
+  ]);
+  let tmp = '';
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'netmon-claims-'));
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+  const configWith = async (lines: string[]) => {
+    const f = path.join(tmp, 'c.yaml');
+    await writeFile(f, lines.join('\n'));
+    return f;
+  };
+
+  it('an exporter writing the file a receiver reads is refused', async () => {
+    const f = await configWith([
+      'receivers: { reader: { path: flows.jsonl } }',
+      `exporters: { writer: { path: ${path.join(tmp, 'flows.jsonl')} } }`,
+      'service: { pipelines: { flows: { receivers: [reader], exporters: [writer] } } }',
+    ]);
+    expect(await problemsOf([f], {}, registry)).toEqual([
+      `${f}:2:24: exporters::writer::path: ${path.join(tmp, 'flows.jsonl')} is read by one component and written by the other (receivers::reader::path): the reader would read back the writer's output, counting every record again; write to another file`,
+    ]);
+  });
+
+  it('two components on one port are refused; a wildcard host collides with every host', async () => {
+    const f = await configWith([
+      'receivers: { reader: {} }',
+      'exporters: { writer: { endpoint: "0.0.0.0:8081" }, writer/2: { endpoint: "127.0.0.1:9999", path: b.jsonl } }',
+      'extensions: { server: { endpoint: "127.0.0.1:8081" } }',
+      'service:',
+      '  extensions: [server]',
+      '  pipelines: { flows: { receivers: [reader], exporters: [writer, writer/2] } }',
+    ]);
+    expect(await problemsOf([f], {}, registry)).toEqual([
+      `${f}:2:24: exporters::writer::endpoint: 0.0.0.0:8081 collides with extensions::server::endpoint (127.0.0.1:8081): two components cannot serve one port; give each its own port (or, where one can, serve both from one component)`,
+    ]);
+  });
+
+  it('distinct hosts, port 0, and components no pipeline uses do not collide', async () => {
+    const f = await configWith([
+      'receivers: { reader: {} }',
+      'exporters:',
+      '  writer: { endpoint: "127.0.0.2:8081" }',
+      '  writer/any: { endpoint: "0.0.0.0:0", path: b.jsonl }',
+      '  writer/unused: { endpoint: "0.0.0.0:8081", path: in.jsonl }',
+      'extensions: { server: { endpoint: "127.0.0.1:8081" } }',
+      'service:',
+      '  extensions: [server]',
+      '  pipelines: { flows: { receivers: [reader], exporters: [writer, writer/any] } }',
+    ]);
+    await expect(loadConfig([f], registry, {})).resolves.toBeDefined();
+  });
+});

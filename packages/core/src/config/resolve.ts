@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { ComponentKind, ConfigIssue, Factory, Signal } from '../component.js';
 import { SIGNALS } from '../component.js';
 import type { Registry } from '../registry.js';
+import { type Claim, type ClaimConflict, type ClaimsOf, findConflicts } from './claims.js';
 import { duration, formatDuration } from './duration.js';
 import {
   ConfigError,
@@ -452,6 +453,10 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
   if (problems.length > 0 || !parsedService.success)
     return { problems, components, spoiled, startTimeoutMs, envOrigins };
   const service = parsedService.data;
+  for (const c of claimConflicts(components, pipelines, service.extensions)) {
+    report([...c.component.split('::'), ...c.key.split('::')], c.message);
+  }
+  if (problems.length > 0) return { problems, components, spoiled, startTimeoutMs, envOrigins };
   const config: ResolvedConfig = {
     components,
     extensions: service.extensions,
@@ -462,6 +467,33 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
     stallTimeoutMs: service.stall_timeout,
   };
   return { problems, config, components, spoiled, startTimeoutMs, envOrigins };
+}
+
+/** Collisions between what the components in use (in a pipeline, or a started extension) take from the host. */
+function claimConflicts(
+  components: Record<ComponentKind, Map<string, ComponentSpec>>,
+  pipelines: readonly PipelineSpec[],
+  extensions: readonly string[],
+): ClaimConflict[] {
+  const inUse: ComponentSpec[] = [];
+  const add = (kind: ComponentKind, id: string) => {
+    const spec = components[kind].get(id);
+    if (spec && !inUse.includes(spec)) inUse.push(spec);
+  };
+  for (const id of extensions) add('extension', id);
+  for (const p of pipelines) {
+    for (const id of p.receivers) add('receiver', id);
+    for (const id of p.processors) add('processor', id);
+    for (const id of p.exporters) add('exporter', id);
+  }
+  const all: ClaimsOf[] = [];
+  for (const spec of inUse) {
+    const claims = (
+      spec.factory.claims as ((c: unknown, ctx: { configDir: string }) => Claim[]) | undefined
+    )?.(spec.config, { configDir: spec.configDir });
+    if (claims?.length) all.push({ component: `${SECTIONS[spec.kind]}::${spec.id}`, claims });
+  }
+  return findConflicts(all);
 }
 
 /**
