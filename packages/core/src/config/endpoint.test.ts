@@ -95,7 +95,7 @@ describe('parseGrpcEndpoint', () => {
       ['http://c:4317?x=1', '"http://c:4317?x=1": the endpoint cannot carry a query or a fragment'],
       [
         'http://u:p@c:4317',
-        '"http://u:p@c:4317": the endpoint cannot carry credentials (put them in the exporter\'s headers or token)',
+        '"http://***@c:4317": the endpoint cannot carry credentials (put them in the exporter\'s headers or token)',
       ],
       ['::1:4317', '"::1:4317": an IPv6 address goes in brackets, e.g. [::1]:4317'],
       ['[::g]:4317', '"[::g]:4317": [::g] is not an IPv6 address'],

@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import type { ConfigIssue } from '../component.js';
+import { redactCredentials } from './source.js';
 
 /** host:port or [v6]:port; an empty host means every interface. */
 export const ENDPOINT_PATTERN = /^(\[[0-9a-fA-F:.]+\]|[^\s:]*):\d{1,5}$/;
@@ -74,6 +75,12 @@ const HOST_NAME = /^[A-Za-z0-9_.-]+$/;
  * naming rather than ignoring.
  */
 export function parseGrpcEndpoint(text: string, opts: GrpcEndpointOptions): GrpcEndpoint | string {
+  const parsed = parseEndpointText(text, opts);
+  // The reason quotes the endpoint as written: never with the credentials it must not carry.
+  return typeof parsed === 'string' ? redactCredentials(parsed) : parsed;
+}
+
+function parseEndpointText(text: string, opts: GrpcEndpointOptions): GrpcEndpoint | string {
   const expected = `expected host:port, e.g. ${opts.example}`;
   if (text === '') return `the endpoint is empty; ${expected}`;
   if (/\s/.test(text)) return `"${text}" contains white space; ${expected}`;

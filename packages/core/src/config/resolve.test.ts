@@ -537,6 +537,27 @@ describe('loadConfig', () => {
     expect(probed).toEqual(['/srv/in.jsonl', '/srv/']);
   });
 
+  // A token set in the wrong key, or a URL with a password, was printed verbatim: errors reach logs.
+  it('never echoes a value from the environment six characters or longer, nor the credentials of a URL', async () => {
+    const f = path.join(tmp, 'secret.yaml');
+    await writeFile(
+      f,
+      [
+        'receivers:',
+        '  gen: { interval: "${env:CLUSTER_TOKEN}" }',
+        '  probe: { path: "https://bob:hunter2@example.com/x" }',
+        'exporters: { sink: {} }',
+        'service: { pipelines: { flows: { receivers: [gen, probe], exporters: [sink] } } }',
+      ].join('\n'),
+    );
+    const problems = await problemsOf([f], { CLUSTER_TOKEN: 's3cr3t-t0ken-value' });
+    expect(problems).toEqual([
+      `${f}:2:10: receivers::gen::interval: "\${env:CLUSTER_TOKEN}" is not a duration; expected e.g. 500ms, 5s or 1m30s (from \${env:CLUSTER_TOKEN})`,
+      `${f}:3:12: receivers::probe::path: cannot read https://***@example.com/x`,
+    ]);
+    expect(problems.join('\n')).not.toMatch(/s3cr3t|hunter2|bob/);
+  });
+
   it('lists schema, reference and validate-hook problems together, skipping only what one problem makes meaningless', async () => {
     probed.length = 0;
     const f = path.join(tmp, 'all.yaml');

@@ -165,7 +165,7 @@ interface Checked {
   /** service::start_timeout, or its default when the service section is invalid. */
   startTimeoutMs: number;
   /** Where each value made by `${env:…}` came from, by path (see expandEnv and withOrigin). */
-  envOrigins: Map<string, string>;
+  envOrigins: Map<string, EnvOrigin>;
 }
 
 const DEFAULT_START_TIMEOUT_MS = 30_000;
@@ -247,7 +247,7 @@ function checkConfig(source: ConfigSource, registry: Registry, env: NodeJS.Proce
   // One problem per place: a value whose ${env:…} failed would otherwise also fail its type check.
   const reported = new Set<string>();
   // A value the environment made says so: the file shows only `${env:…}`, the message the value.
-  const envOrigins = new Map<string, string>();
+  const envOrigins = new Map<string, EnvOrigin>();
   const report = (parts: (string | number)[], message: string) => {
     const at = joinPath(parts);
     if (reported.has(at)) return;
@@ -537,8 +537,26 @@ const article = (word: string): string => (/^[aeiou]/.test(word) ? 'an' : 'a');
  * The message, with where its value came from when `${env:…}` made it: the file shows the reference, the
  * message the value, and `awz` is easier to trace to NETMON_CLOUD_PROVIDER when the message names it.
  */
-const withOrigin = (message: string, origin: string | undefined): string =>
-  origin ? `${message} (from ${origin})` : message;
+function withOrigin(message: string, origin: EnvOrigin | undefined): string {
+  if (!origin) return message;
+  let said = message;
+  for (const [value, ref] of origin.secrets) said = said.replaceAll(value, ref);
+  return `${said} (from ${origin.text})`;
+}
+
+/** Where a value made by `${env:…}` came from, and the environment's values in it, which messages never echo. */
+interface EnvOrigin {
+  text: string;
+  /** [value, `${env:NAME}`]: each value of MIN_SECRET_LENGTH or more, shown as its reference instead. */
+  secrets: [string, string][];
+}
+
+/**
+ * Values from the environment this long or longer are never echoed in a message: a token or password set
+ * in the wrong key must not reach a log. Shorter ones are (`"awz" is not a provider; did you mean aws?`):
+ * no credential is that short, and replacing a 3-character value everywhere would garble the message.
+ */
+const MIN_SECRET_LENGTH = 6;
 
 type Report = (parts: (string | number)[], message: string) => void;
 
@@ -689,13 +707,14 @@ function expandEnv(
   env: NodeJS.ProcessEnv,
   report: Report,
   typedFromEnv: Map<string, string>,
-  origins: Map<string, string>,
+  origins: Map<string, EnvOrigin>,
 ): unknown {
   if (typeof value === 'string') {
     if (!value.includes('$')) return value;
     let whole = false;
     let failed = false;
     const from: string[] = [];
+    const secrets: [string, string][] = [];
     const out = value.replace(REF, (match, body: string | undefined, offset: number) => {
       if (match === '$$') return '$';
       const m = ENV_REF.exec(body ?? '');
@@ -712,6 +731,7 @@ function expandEnv(
       }
       if (v !== undefined) {
         from.push(`\${env:${m[1]}}`);
+        if (v.length >= MIN_SECRET_LENGTH) secrets.push([v, `\${env:${m[1]}}`]);
         return v;
       }
       failed = true;
@@ -722,7 +742,7 @@ function expandEnv(
       return '';
     });
     // Its place already has the problem of the failed reference; a note on a later problem would be noise.
-    if (!failed && from.length > 0) origins.set(joinPath(parts), from.join(' and '));
+    if (!failed && from.length > 0) origins.set(joinPath(parts), { text: from.join(' and '), secrets });
     if (whole && TYPED.test(out)) {
       const typed = out === 'true' ? true : out === 'false' ? false : Number(out);
       if (typed === Number.POSITIVE_INFINITY || typed === Number.NEGATIVE_INFINITY) return out; // 1e999

@@ -40,7 +40,17 @@ export class ConfigError extends Error {
 
 export function formatProblem(p: Problem): string {
   const where = p.position ? `${p.position.file}:${p.position.line}:${p.position.column}: ` : '';
-  return `${where}${p.path ? `${p.path}: ` : ''}${p.message}`;
+  return `${where}${p.path ? `${p.path}: ` : ''}${redactCredentials(p.message)}`;
+}
+
+const URL_USERINFO = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^\s/?#@]*)@/g;
+
+/**
+ * The text with the user-info of every URL in it (`https://user:password@host`, `https://token@host`)
+ * replaced by `***`: a problem or log line says where a credential is, never what it is.
+ */
+export function redactCredentials(text: string): string {
+  return text.replace(URL_USERINFO, '$1***@');
 }
 
 export type Tree = Record<string, unknown>;
