@@ -9,6 +9,7 @@ export type { Claim } from './config/claims.js';
 export * from './config/duration.js';
 export * from './config/endpoint.js';
 export * from './config/resolve.js';
+export * from './config/server-tls.js';
 export * from './config/source.js';
 export * from './exporter/retry-config.js';
 export * from './exporter/send-queue.js';
