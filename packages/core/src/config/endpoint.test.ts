@@ -33,6 +33,10 @@ describe('endpoint', () => {
     expect(parseEndpoint('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 });
     expect(parseEndpoint('[::1]:9464')).toEqual({ host: '::1', port: 9464 });
     expect(parseEndpoint(':9464')).toEqual({ host: '0.0.0.0', port: 9464 });
+    // A pod's IPv6 address from the downward API comes without brackets.
+    expect(endpoint('127.0.0.1:9464').parse('fd00::5:9464')).toBe('fd00::5:9464');
+    expect(parseEndpoint('fd00::5:9464')).toEqual({ host: 'fd00::5', port: 9464 });
+    expect(endpoint('127.0.0.1:9464').safeParse('fd00::5').success).toBe(false);
   });
 });
 

@@ -17,16 +17,28 @@ import { redactCredentials } from './source.js';
 /** host:port or [v6]:port; an empty host means every interface. */
 export const ENDPOINT_PATTERN = /^(\[[0-9a-fA-F:.]+\]|[^\s:]*):\d{1,5}$/;
 
+/**
+ * An IPv6 address without brackets, then the port: `fd00::5:9464`. Accepted because a pod's address from
+ * the downward API comes bare (`${env:POD_IP}:9464`); the port is required, so the last group is the port.
+ */
+function isBareV6Endpoint(text: string): boolean {
+  const i = text.lastIndexOf(':');
+  return /^\d{1,5}$/.test(text.slice(i + 1)) && isIPv6(text.slice(0, i));
+}
+
 /** A config field holding a listen address, with its default. */
 export function endpoint(defaultValue: string) {
   return z
     .string()
-    .regex(ENDPOINT_PATTERN, `expected host:port, e.g. ${defaultValue} or [::]:${portOf(defaultValue)}`)
+    .refine(
+      (e) => ENDPOINT_PATTERN.test(e) || isBareV6Endpoint(e),
+      `expected host:port, e.g. ${defaultValue} or [::]:${portOf(defaultValue)}`,
+    )
     .refine((e) => portOf(e) <= 65535, 'the port must be 0 – 65535 (0 picks a free one)')
     .default(defaultValue);
 }
 
-/** Splits "host:port" / "[v6]:port" into listen options; an empty host is 0.0.0.0. */
+/** Splits "host:port" / "[v6]:port" / "v6:port" into listen options; an empty host is 0.0.0.0. */
 export function parseEndpoint(endpoint: string): { host: string; port: number } {
   const i = endpoint.lastIndexOf(':');
   let host = endpoint.slice(0, i);
