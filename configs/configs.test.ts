@@ -1,6 +1,6 @@
 // The shipped pipeline files, and what `netmon validate` promises about the files users write: run
 // through the real CLI (needs `npx tsc -b` first), as users run it.
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -26,8 +26,8 @@ describe('shipped configs', () => {
   it('every one validates, given the environment a pod would have', async () => {
     for (const config of await shippedConfigs()) {
       const r = await runCli(['validate', '-c', config], {
-        // NODE_NAME and DAKR_URL come from the pod spec; the state folder is not writable for all.
-        env: { NODE_NAME: 'node-1', DAKR_URL: '', NETMON_STATE_DIR: os.tmpdir() },
+        // NODE_NAME, POD_IP and DAKR_URL come from the pod spec; the state folder is not writable for all.
+        env: { NODE_NAME: 'node-1', POD_IP: '10.0.0.5', DAKR_URL: '', NETMON_STATE_DIR: os.tmpdir() },
       });
       expect({ config, stderr: r.stderr, code: r.code }).toEqual({ config, stderr: '', code: 0 });
       expect(r.stdout).toMatch(/^configuration is valid: \d+ pipelines? \(/);
@@ -37,11 +37,40 @@ describe('shipped configs', () => {
   it('kubernetes.yaml refuses to guess the node name', async () => {
     // Set but empty here (the test runner's own NODE_NAME must not leak in); unset is refused as well.
     const r = await runCli(['validate', '-c', 'configs/kubernetes.yaml'], {
-      env: { NODE_NAME: '', NETMON_STATE_DIR: os.tmpdir() },
+      env: { NODE_NAME: '', POD_IP: '10.0.0.5', NETMON_STATE_DIR: os.tmpdir() },
     });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
       /configs\/kubernetes\.yaml:\d+:\d+: extensions::k8s_metadata::node_name: node_name must not be empty/,
+    );
+  });
+});
+
+describe('what the shipped configs listen on', () => {
+  // The endpoints have no authentication: 0.0.0.0 served flows, costs and /status to every network the
+  // node is on (with hostNetwork, the node's public interfaces too).
+  it("every endpoint is loopback by default, and the pod's address in kubernetes.yaml", async () => {
+    for (const config of await shippedConfigs()) {
+      const text = await readFile(path.join(ROOT, config), 'utf8');
+      for (const [, value] of text.matchAll(/^\s+endpoint: (.+)$/gm)) {
+        if (config.endsWith('otlp.yaml') || value.includes('DAKR_URL')) continue; // clients, not servers
+        if (config === 'configs/kubernetes.yaml') expect(value).toMatch(/^\$\{env:POD_IP\}:\d+$/);
+        else
+          expect({ config, value }).toEqual({
+            config,
+            value: expect.stringMatching(/:-127\.0\.0\.1:\d+\}$/),
+          });
+      }
+    }
+  });
+
+  it("kubernetes.yaml refuses to start without the pod's address", async () => {
+    const r = await runCli(['validate', '-c', 'configs/kubernetes.yaml'], {
+      env: { NODE_NAME: 'node-1', NETMON_STATE_DIR: os.tmpdir() },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /configs\/kubernetes\.yaml:\d+:\d+: exporters::prometheus::endpoint: environment variable POD_IP is not set/,
     );
   });
 });

@@ -83,7 +83,7 @@ describe('what the CLI loads', () => {
         `validate-${path.basename(config)}`,
         ['validate', '--config', path.join(ROOT, 'configs', config)],
         undefined,
-        { NODE_NAME: 'node-a', DAKR_URL: 'http://127.0.0.1:1' },
+        { NODE_NAME: 'node-a', POD_IP: '127.0.0.1', DAKR_URL: 'http://127.0.0.1:1' },
       );
       expect(r.code, `${config}: ${r.stderr}`).toBe(0);
       expect(r.heavy, `${config}: ${r.stderr}`).toEqual([]);

@@ -78,7 +78,7 @@ export function buildProgram(): Command {
 Examples:
   netmon run --config configs/default.yaml
   netmon run -c base.yaml node-overrides.yaml --log-level debug
-  NODE_NAME=node-1 netmon validate -c configs/kubernetes.yaml
+  NODE_NAME=node-1 POD_IP=10.0.0.5 netmon validate -c configs/kubernetes.yaml
   netmon components
 
 Exit codes: 0 success; 1 could not start, or lost data on shutdown (run); 2 invalid command line or
