@@ -1,9 +1,18 @@
-import { createServer, type Server } from 'node:http';
+import type { RequestListener, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { defineExtension, parseEndpoint } from '@netmon/core';
+import {
+  checkServerTlsFiles,
+  createHttpServer,
+  defineExtension,
+  type HttpServer,
+  type ObservedMetrics,
+  observeMetrics,
+  parseEndpoint,
+} from '@netmon/core';
 import { healthCheckConfig } from './config.js';
 import { HEALTH_CHECK, type HealthCheck, type RouteHandler } from './contract.js';
 import { liveness, readiness, statusDocument } from './health.js';
+import { HEALTH_CHECK_METRICS } from './metrics.js';
 
 const BUILT_IN = ['/healthz', '/readyz', '/status'];
 
@@ -14,16 +23,19 @@ export const healthCheckFactory = defineExtension({
   description:
     'Serves /healthz (liveness), /readyz (readiness) and /status (JSON) from component status, and the routes components register on the same port (the devzero exporter’s zxporter-compatible /metrics).',
   config: healthCheckConfig,
+  metrics: HEALTH_CHECK_METRICS,
+  validate: (config, { configDir }) => checkServerTlsFiles(config.tls, configDir),
   create(settings, config): HealthCheck {
-    let server: Server | undefined;
+    let http: HttpServer | undefined;
+    let observed: ObservedMetrics<typeof HEALTH_CHECK_METRICS> | undefined;
     const budget = config.recovery_duration;
     const routes = new Map<string, { handler: RouteHandler; owner: string }>();
-    const send = (res: import('node:http').ServerResponse, code: number, body: unknown) => {
+    const send = (res: ServerResponse, code: number, body: unknown) => {
       const text = `${JSON.stringify(body, null, 2)}\n`;
       res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(text);
     };
-    const handle: Parameters<typeof createServer>[1] = (req, res) => {
+    const handle: RequestListener = (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'use GET' });
       switch (path) {
@@ -57,7 +69,7 @@ export const healthCheckFactory = defineExtension({
       }
     };
     return {
-      address: () => (server?.address() as AddressInfo | null) ?? undefined,
+      address: () => (http?.server.address() as AddressInfo | null) ?? undefined,
       route(path, handler, owner = 'a component') {
         if (!path.startsWith('/')) throw new Error(`route ${path} must start with /`);
         if (BUILT_IN.includes(path)) throw new Error(`${path} is health_check's own endpoint`);
@@ -72,7 +84,15 @@ export const healthCheckFactory = defineExtension({
       start: () =>
         new Promise<void>((resolve, reject) => {
           const { host, port } = parseEndpoint(config.endpoint);
-          const s = createServer(handle);
+          // Reads the TLS files: one gone since validate fails the start, naming the key and the path.
+          const made = createHttpServer({
+            tls: config.tls,
+            configDir: settings.configDir,
+            handler: handle,
+            who: 'health_check',
+            logger: settings.logger,
+          });
+          const s = made.server;
           s.once('error', (err) =>
             reject(
               new Error(
@@ -81,18 +101,29 @@ export const healthCheckFactory = defineExtension({
             ),
           );
           s.listen(port, host, () => {
-            server = s;
+            http = made;
+            const a = s.address() as AddressInfo;
+            const shown = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
             settings.logger.info(
-              { endpoint: `${host}:${(s.address() as AddressInfo).port}` },
+              { endpoint: `${host}:${a.port}`, url: `${made.scheme}://${shown}` },
               'health endpoints listening',
             );
+            if (config.tls) {
+              observed = observeMetrics(settings.meter, HEALTH_CHECK_METRICS, (r) => {
+                r.tlsHandshakeFailures(made.tlsStats.handshakeFailures);
+                r.tlsReloads(made.tlsStats.reloaded, { outcome: 'reloaded' });
+                r.tlsReloads(made.tlsStats.reloadFailed, { outcome: 'failed' });
+              });
+            }
             resolve();
           });
         }),
       shutdown: () =>
         new Promise<void>((resolve) => {
-          const s = server;
-          server = undefined;
+          observed?.close();
+          observed = undefined;
+          const s = http?.server;
+          http = undefined;
           if (!s) return resolve();
           s.close(() => resolve());
           s.closeAllConnections();

@@ -1,6 +1,8 @@
 import type { ComponentState, Host, QueueState, ServicePhase } from '@netmon/core';
+import { createLogger } from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
 import { describe, expect, it } from 'vitest';
+import { healthCheckConfig } from './config.js';
 import type { HealthCheck } from './contract.js';
 import { healthCheckFactory } from './factory.js';
 import { liveness, readiness } from './health.js';
@@ -196,6 +198,43 @@ describe('health_check endpoints', () => {
     );
     await expect(second.start?.()).rejects.toThrow(`cannot listen on ${taken}: EADDRINUSE`);
     await first.shutdown?.();
+  });
+
+  it('listens on loopback by default, and says how to listen on every interface', () => {
+    expect(healthCheckFactory.config.parse({}).endpoint).toBe('127.0.0.1:8081');
+    const text = healthCheckConfig.shape.endpoint.description ?? '';
+    for (const form of ['127.0.0.1', '0.0.0.0:8081', '[::]:8081', ':8081']) expect(text).toContain(form);
+  });
+
+  it('logs once, at start, that a wildcard address without TLS serves every interface unauthenticated', async () => {
+    const noted = async (endpoint: string) => {
+      const logs: Record<string, unknown>[] = [];
+      const settings = testSettings('extension', 'health_check');
+      settings.logger = createLogger({
+        pretty: false,
+        destination: { write: (line: string) => logs.push(JSON.parse(line)) },
+      });
+      const ext = (await healthCheckFactory.create(
+        settings,
+        healthCheckFactory.config.parse({ endpoint }),
+      )) as HealthCheck;
+      await ext.start?.();
+      try {
+        // Answering requests adds nothing to it: the note is the start's.
+        await fetch(`http://127.0.0.1:${ext.address()?.port}/healthz`);
+        await fetch(`http://127.0.0.1:${ext.address()?.port}/healthz`);
+      } finally {
+        await ext.shutdown?.();
+      }
+      return logs.filter((l) => String(l.msg).includes('every interface'));
+    };
+    const wildcard = await noted(':0');
+    expect(wildcard).toHaveLength(1);
+    expect(wildcard[0]).toMatchObject({ level: 30 });
+    expect(wildcard[0].msg).toMatch(/^serving every interface unauthenticated/);
+    expect(await noted('0.0.0.0:0')).toHaveLength(1);
+    expect(await noted('[::]:0')).toHaveLength(1);
+    expect(await noted('127.0.0.1:0')).toEqual([]);
   });
 
   it('rejects an endpoint that is not host:port', () => {
