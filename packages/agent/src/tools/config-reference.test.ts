@@ -15,7 +15,7 @@ it('docs/configuration-reference.md is what the schemas generate (run `npm run d
 it('the reference lists every component with its keys and defaults', () => {
   const text = renderConfigReference(defaultRegistry());
   for (const f of defaultRegistry().all()) expect(text).toContain(`### \`${f.type}\``);
-  expect(text).toContain('| `endpoint` | string | `"0.0.0.0:8081"` |');
-  expect(text).toContain('| `shutdown_timeout` | duration | `"10s"` |');
+  expect(text).toContain('| `endpoint` | string | `"127.0.0.1:8081"` |');
+  expect(text).toContain('| `shutdown_timeout` | duration (100ms – 576h) | `"10s"` |');
   expect(text).toContain('| `module` | string | **required** |');
 });

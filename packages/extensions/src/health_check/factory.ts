@@ -25,6 +25,7 @@ export const healthCheckFactory = defineExtension({
   config: healthCheckConfig,
   metrics: HEALTH_CHECK_METRICS,
   validate: (config, { configDir }) => checkServerTlsFiles(config.tls, configDir),
+  claims: (config) => [{ kind: 'listen', key: 'endpoint', endpoint: config.endpoint }],
   create(settings, config): HealthCheck {
     let http: HttpServer | undefined;
     let observed: ObservedMetrics<typeof HEALTH_CHECK_METRICS> | undefined;
