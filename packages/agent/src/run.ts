@@ -1,4 +1,5 @@
 import {
+  type ComponentState,
   type Logger,
   type LogLevel,
   loadConfig,
@@ -37,6 +38,19 @@ export interface RunOptions {
  * Returns the process exit code.
  */
 export async function runAgent(opts: RunOptions): Promise<number> {
+  // Signal handlers and pending promises do not keep Node alive. Without this, a step waiting on a promise
+  // that holds nothing open (a plugin module whose top-level await never settles, a start that waits on
+  // nothing) would let the process exit 0 with nothing said instead of reaching its deadline. Held from
+  // the first step until a stop is requested, so the deadlines and shutdown (drain, final counts) always run.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  try {
+    return await run(opts, () => clearInterval(keepAlive));
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
+async function run(opts: RunOptions, release: () => void): Promise<number> {
   const config = await loadConfig(opts.configFiles, opts.registry);
   const logger = opts.logger(opts.logLevel ?? config.logLevel);
   // sdk-metrics 3.x takes readers only in the constructor. Every component's settings.meter comes from
@@ -98,16 +112,12 @@ export async function runAgent(opts: RunOptions): Promise<number> {
     process.off('SIGINT', force);
   };
 
-  // Signal handlers do not keep Node alive: once a replay ends (or while a start waits on a promise that
-  // holds nothing open), nothing else might. Hold the process open until a signal says to stop, so the
-  // start's deadline and shutdown (drain, final counts) always run.
-  const keepAlive = setInterval(() => {}, 1 << 30);
   try {
     await service.start({ signal: interrupt.signal });
     logger.info('netmon is running; SIGTERM or Ctrl-C stops it after draining in-flight data');
   } catch (err) {
     if (!(err instanceof StartAbortedError)) {
-      clearInterval(keepAlive);
+      release();
       // The service already stopped what had started.
       logger.fatal({ err: (err as Error).message }, 'netmon could not start');
       unhook();
@@ -119,7 +129,7 @@ export async function runAgent(opts: RunOptions): Promise<number> {
   }
 
   const signal = await stopSignal;
-  clearInterval(keepAlive);
+  release();
   logger.info({ signal, deadline_ms: config.shutdownTimeoutMs }, 'stopping: draining in-flight data');
   const report = await service.shutdown();
   stopSelfMetrics();
@@ -141,19 +151,62 @@ export async function runAgent(opts: RunOptions): Promise<number> {
     dropped_items: queues.reduce((n, q) => n + q.droppedItems, 0),
     refused_items: components.reduce((n, c) => n + (c.items.refused ?? 0), 0),
   };
+  // What processors left out (a filter by design, a plugin that returned nothing) is no delivery failure,
+  // but the line must not claim that everything read reached the exporters when it did not.
+  const drops = processorDrops(components);
+  const dropFields =
+    drops.items > 0 ? { processor_dropped_items: drops.items, dropped_by_processors: drops.by } : {};
   if (!report.drained) {
     logger.error(
-      { abandoned_items: report.abandonedItems, ...lost },
-      'netmon stopped before the queues drained',
+      { abandoned_items: report.abandonedItems, ...lost, ...dropFields },
+      `netmon stopped before the queues drained${drops.items > 0 ? `; besides, ${drops.text}` : ''}`,
     );
   } else if (lost.failed_items + lost.dropped_items + lost.refused_items > 0) {
     logger.warn(
-      lost,
-      'netmon stopped; not everything read reached the exporters (see failed, dropped and refused above)',
+      { ...lost, ...dropFields },
+      `netmon stopped; not everything read reached the exporters (failed, dropped by full queues or refused: see the final item counts)${drops.items > 0 ? `; besides, ${drops.text}` : ''}`,
+    );
+  } else if (drops.items > 0) {
+    logger.info(
+      dropFields,
+      `netmon stopped; ${drops.text}; everything else read was delivered to the exporters`,
     );
   } else {
     logger.info('netmon stopped; everything read was delivered to the exporters');
   }
   unhook();
   return report.drained && report.errors.length === 0 ? 0 : 1;
+}
+
+const ITEM_NAMES: Record<string, [one: string, many: string]> = {
+  flows: ['flow', 'flows'],
+  dns: ['DNS lookup', 'DNS lookups'],
+};
+
+/**
+ * The items processors did not pass on, per processor and pipeline, and a sentence saying so: "113 flows
+ * were dropped by processors (plugin/x in pipeline flows: 113)".
+ */
+function processorDrops(components: readonly ComponentState[]): {
+  items: number;
+  by: { component: string; pipeline?: string; signal?: string; items: number }[];
+  text: string;
+} {
+  const by = components
+    .filter((c) => c.kind === 'processor' && c.items.dropped > 0)
+    .map((c) => ({ component: c.id, pipeline: c.pipeline, signal: c.signal, items: c.items.dropped }));
+  const items = by.reduce((n, d) => n + d.items, 0);
+  const perSignal = new Map<string, number>();
+  for (const d of by) perSignal.set(d.signal ?? '', (perSignal.get(d.signal ?? '') ?? 0) + d.items);
+  const counted = [...perSignal].map(([signal, n]) => {
+    const [one, many] = ITEM_NAMES[signal] ?? ['item', 'items'];
+    return `${n} ${n === 1 ? one : many}`;
+  });
+  const verb = items === 1 ? 'was' : 'were';
+  const where = by.map((d) => `${d.component}${d.pipeline ? ` in pipeline ${d.pipeline}` : ''}: ${d.items}`);
+  return {
+    items,
+    by,
+    text: `${counted.join(' and ')} ${verb} dropped by processors (${where.join(', ')})`,
+  };
 }

@@ -22,6 +22,7 @@ import type {
   ReceiverFactory,
   Signal,
 } from '../component.js';
+import { formatDuration } from '../config/duration.js';
 import type { ComponentSpec, ResolvedConfig } from '../config/resolve.js';
 import { type BatchStatusPolicy, type ComponentState, errorMessage, type StatusBoard } from '../status.js';
 import type { BoundedQueue } from './bounded-queue.js';
@@ -166,7 +167,7 @@ async function populate(ctx: GraphContext, graph: Graph): Promise<void> {
   };
   const created = async <C>(s: ComponentSpec, make: () => C | Promise<C>): Promise<C> => {
     try {
-      return await make();
+      return await createWithin(make, config.startTimeoutMs);
     } catch (err) {
       throw new Error(`${s.kind} "${s.id}" could not be created: ${errorMessage(err)}`);
     }
@@ -276,5 +277,35 @@ async function populate(ctx: GraphContext, graph: Graph): Promise<void> {
       receiver.edges.push(edge);
       graph.edges.push(edge);
     }
+  }
+}
+
+/**
+ * Runs a factory's create within service::start_timeout (creating is part of starting). The timer is what
+ * keeps Node alive meanwhile: a create awaiting a promise that holds nothing open (a plugin module whose
+ * top-level await never settles) would otherwise let the process exit 0 with nothing said. An instance
+ * that arrives after the deadline is shut down at once, so whatever its create opened is released.
+ */
+async function createWithin<C>(make: () => C | Promise<C>, timeoutMs: number): Promise<C> {
+  let timer: NodeJS.Timeout | undefined;
+  let late = false;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      reject(new Error(`it did not finish within ${formatDuration(timeoutMs)} (service::start_timeout)`));
+    }, timeoutMs);
+  });
+  // new Promise turns a create that throws synchronously into a rejection.
+  const making = new Promise<C>((resolve) => resolve(make()));
+  making.then(
+    (instance) => {
+      if (late) void Promise.resolve((instance as Lifecycle | undefined)?.shutdown?.()).catch(() => {});
+    },
+    () => {},
+  );
+  try {
+    return await Promise.race([making, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

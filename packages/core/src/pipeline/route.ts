@@ -139,7 +139,10 @@ export class BatchRouter implements Routing {
       } finally {
         if (lent && ownsBatch) ownsBatch = unseal(batch);
       }
+      // Returning nothing drops the batch: legitimate for a filter, but counted, so a plugin that returns
+      // nothing by mistake shows up in /status and the final counts instead of silently losing everything.
       if (result === null || result === undefined) {
+        p.state.items.dropped += n;
         this.healthy(p);
         return;
       }
@@ -152,6 +155,9 @@ export class BatchRouter implements Routing {
         return;
       }
       this.healthy(p);
+      // Rows a processor did not pass on (filtered out, held back) are its drops: in = out + dropped unless
+      // it returns more rows than it got.
+      if (result.length < n) p.state.items.dropped += n - result.length;
       if (result.length === 0) return;
       p.state.items.out += result.length;
       if (result !== batch) ownsBatch = !result.readonly;

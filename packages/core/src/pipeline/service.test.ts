@@ -128,24 +128,49 @@ function world() {
     }),
     defineProcessor({
       kind: 'processor',
-      type: 'stuck',
+      type: 'drop',
       stability: 'development',
-      description: 'holds each batch until the test releases it; with `hang_start`, never finishes starting',
+      description: 'drops batches as `returns` says: null, undefined, an empty batch, or the first half',
       signals: ['flows'],
-      config: z.strictObject({ hang_start: z.boolean().default(false) }),
+      config: z.strictObject({ returns: z.enum(['null', 'undefined', 'empty', 'half']).default('null') }),
       create: (s, c) => ({
-        start: () => {
-          events.push(`start ${s.id}`);
-          if (c.hang_start) return new Promise<void>(() => {});
-        },
-        shutdown: () => {
-          events.push(`stop ${s.id}`);
-        },
-        process: async (b) => {
-          await gate;
-          return b;
+        ...life(s.id),
+        process: (b) => {
+          const fb = b as FlowBatch;
+          if (c.returns === 'null') return null;
+          if (c.returns === 'undefined') return undefined;
+          const half = Math.floor(c.returns === 'empty' ? 0 : fb.length / 2);
+          return fb.select(Array.from({ length: half }, (_, i) => i));
         },
       }),
+    }),
+    defineProcessor({
+      kind: 'processor',
+      type: 'stuck',
+      stability: 'development',
+      description:
+        'holds each batch until the test releases it; with `hang_start`, never finishes starting; with `hang_create`, is never made',
+      signals: ['flows'],
+      config: z.strictObject({
+        hang_start: z.boolean().default(false),
+        hang_create: z.boolean().default(false),
+      }),
+      create: (s, c) =>
+        c.hang_create
+          ? new Promise<never>(() => {})
+          : {
+              start: () => {
+                events.push(`start ${s.id}`);
+                if (c.hang_start) return new Promise<void>(() => {});
+              },
+              shutdown: () => {
+                events.push(`stop ${s.id}`);
+              },
+              process: async (b) => {
+                await gate;
+                return b;
+              },
+            },
     }),
     defineExporter({
       kind: 'exporter',
@@ -437,6 +462,24 @@ describe('Service lifecycle deadlines', () => {
     expect(service.phase()).toBe('stopped');
   });
 
+  it('a create that never finishes fails after service::start_timeout, naming the component', async () => {
+    const w = world();
+    const config = w.configure({
+      receivers: { gen: {} },
+      processors: { stuck: { hang_create: true } },
+      exporters: { mem: {} },
+      service: {
+        start_timeout: '100ms',
+        pipelines: { flows: { receivers: ['gen'], processors: ['stuck'], exporters: ['mem'] } },
+      },
+    });
+    await expect(Service.build(config, { logger })).rejects.toThrow(
+      'processor "stuck" could not be created: it did not finish within 100ms (service::start_timeout)',
+    );
+    // The exporter made before it is shut down; the receiver after it was never made.
+    expect(w.events).toEqual(['stop mem']);
+  });
+
   it('an abort while a start hangs interrupts it; shutdown then stops what started', async () => {
     const w = world();
     const config = w.configure({
@@ -671,6 +714,36 @@ describe('Service stall check', () => {
     expect(sticky()?.status).toBe('ok');
     await service.shutdown();
   });
+});
+
+describe('Service processor drops', () => {
+  it.each([
+    ['null', 0],
+    ['undefined', 0],
+    ['empty', 0],
+    ['half', 2],
+  ] as const)(
+    'a processor returning %s drops what it does not pass on, counted as dropped',
+    async (returns, kept) => {
+      const w = world();
+      const config = w.configure({
+        receivers: { gen: { batches: 3, size: 4 } },
+        processors: { drop: { returns } },
+        exporters: { mem: {} },
+        service: { pipelines: { flows: { receivers: ['gen'], processors: ['drop'], exporters: ['mem'] } } },
+      });
+      const service = await Service.build(config, { logger });
+      await service.start();
+      await service.shutdown();
+      const drop = service.components().find((c) => c.id === 'drop');
+      // Dropping is the processor's choice, not a failure: in = out + dropped, status stays ok.
+      expect(drop?.items).toEqual({ in: 12, out: 3 * kept, dropped: 12 - 3 * kept, failed: 0 });
+      expect(drop?.lastError).toBeUndefined();
+      const mem = service.components().find((c) => c.id === 'mem');
+      expect(mem?.items).toEqual({ in: 3 * kept, out: 3 * kept, dropped: 0, failed: 0 });
+      expect(w.exported.get('mem')?.map((b) => b.length)).toEqual(kept ? [kept, kept, kept] : []);
+    },
+  );
 });
 
 describe('Service refusals', () => {
