@@ -1,13 +1,15 @@
-// Custom processors as plain functions. A plugin module (a file path or an npm package named in the
-// config) default-exports either a function over a batch or an object with `process` and optional
+// Custom processors as plain functions. A plugin module (a file path or a package installed with netmon,
+// named in the config) default-exports either a function over a batch or an object with `process` and optional
 // `start`/`shutdown`/`mutates`; the `plugin` processor loads it, `processorFromFunction` wraps it.
+import { existsSync, realpathSync } from 'node:fs';
 import { access, readdir } from 'node:fs/promises';
 import { createRequire, registerHooks } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Batch, Processor, ProcessorFactory, Signal, Stability } from './component.js';
+import { formatDuration } from './config/duration.js';
 import { didYouMean, nearest } from './config/suggest.js';
 
 export interface PluginContext {
@@ -70,34 +72,116 @@ export function toPluginDefinition(
   );
 }
 
-/** Imports a plugin module: a path (relative to the config file's folder) or a package name. */
-export async function loadPluginModule(spec: string, configDir: string): Promise<PluginDefinition> {
-  const isPath = spec.startsWith('.') || path.isAbsolute(spec);
+export interface PluginLoadOptions {
+  /**
+   * How long the module may take to load (its top-level code included), in ms: service::start_timeout.
+   * The pending timer also keeps Node alive meanwhile: an import waiting on a promise that holds nothing
+   * open would otherwise let the process exit 0 with nothing said. Unset: no deadline (the caller bounds it).
+   */
+  timeoutMs?: number;
+  /**
+   * The folder whose node_modules holds the packages a bare name may load: netmon's installation (the
+   * folder whose node_modules holds @netmon/core). For tests.
+   */
+  installRoot?: string;
+}
+
+/**
+ * Imports a plugin module: a file path (absolute, or relative to the config file's folder: ./x.mjs,
+ * ../x.mjs) or the name of a package installed with netmon. Nothing else: a URL (data:, http:, file:, …)
+ * would run code that no file on the node shows, and a node_modules near the config file is searched by
+ * no one, as whoever can write to a config's folder or above it is not necessarily trusted to run code as
+ * the agent.
+ */
+export async function loadPluginModule(
+  spec: string,
+  configDir: string,
+  opts: PluginLoadOptions = {},
+): Promise<PluginDefinition> {
   let url: string;
   try {
-    if (isPath) {
-      const file = path.resolve(configDir, spec);
-      // Checked before importing: Node's "Cannot find module … imported from <netmon's own file>" names
-      // the wrong file, and a near name in the folder is usually what was meant.
-      await access(file).catch(async () => {
-        const hint = await nearbyFiles(spec, file);
-        throw new Error(`no file ${file}${hint ? `; ${hint}` : ''}`);
-      });
-      url = pathToFileURL(file).href;
-    } else {
-      url = resolvePackage(spec, configDir);
-    }
+    url = await locatePlugin(spec, configDir, opts.installRoot);
   } catch (err) {
-    throw new Error(`cannot load plugin module "${spec}": ${(err as Error).message}`);
+    throw new Error(`cannot load plugin module ${describeSpec(spec)}: ${(err as Error).message}`);
   }
   let mod: { default?: unknown };
   try {
-    mod = (await import(url)) as { default?: unknown };
+    mod = (await withinDeadline(import(url), opts.timeoutMs)) as { default?: unknown };
   } catch (err) {
     throw new Error(`cannot load plugin module "${spec}": ${(err as Error).message}`);
   }
   const named = Object.keys(mod).filter((k) => k !== 'default');
   return toPluginDefinition(mod.default, `plugin module "${spec}"`, named);
+}
+
+// RFC 3986's scheme: a letter, then letters, digits, +, - or . before the colon. No package name has one.
+const URL_SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):/;
+// npm's rules for a name (lower case, URL-safe, not starting with . or _), an optional @scope/, then an
+// optional subpath the package exports.
+const PACKAGE_SPEC = /^(?:@[a-z0-9~-][a-z0-9._~-]*\/)?[a-z0-9~-][a-z0-9._~-]*(?:\/[^\s]+)?$/;
+
+/** The spec as errors may show it: a URL only by its scheme, as it may carry a password or a token. */
+function describeSpec(spec: string): string {
+  const scheme = URL_SCHEME.exec(spec);
+  return scheme ? `(a ${scheme[1].toLowerCase()}: URL)` : `"${spec}"`;
+}
+
+async function locatePlugin(spec: string, configDir: string, installRoot?: string): Promise<string> {
+  const scheme = URL_SCHEME.exec(spec);
+  if (scheme) {
+    if (scheme[1].toLowerCase() === 'file') {
+      let file = '';
+      try {
+        file = fileURLToPath(spec);
+      } catch {}
+      throw new Error(`URLs are refused; write the path itself${file ? ` (${file})` : ''}`);
+    }
+    throw new Error(
+      'URLs are refused; give a file path (absolute, or relative to the config file: ./x.mjs, ../x.mjs) or the name of a package installed with netmon',
+    );
+  }
+  const isPath =
+    path.isAbsolute(spec) || spec === '.' || spec === '..' || spec.startsWith('./') || spec.startsWith('../');
+  if (isPath) {
+    const file = path.resolve(configDir, spec);
+    // Checked before importing: Node's "Cannot find module … imported from <netmon's own file>" names
+    // the wrong file, and a near name in the folder is usually what was meant.
+    await access(file).catch(async () => {
+      const hint = await nearbyFiles(spec, file);
+      throw new Error(`no file ${file}${hint ? `; ${hint}` : ''}`);
+    });
+    return pathToFileURL(file).href;
+  }
+  if (!PACKAGE_SPEC.test(spec)) {
+    throw new Error(`not a file path (a path starts with ./, ../ or /: ./${spec}) nor a package name`);
+  }
+  return resolvePackage(spec, configDir, installRoot ?? netmonInstallRoot());
+}
+
+/**
+ * Settles with `promise`, or rejects once `timeoutMs` has passed. A module left behind stays in Node's
+ * module map, still pending: nothing can cancel its top-level code.
+ */
+async function withinDeadline<T>(promise: Promise<T>, timeoutMs: number | undefined): Promise<T> {
+  if (timeoutMs === undefined) return promise;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `it did not finish loading within ${formatDuration(timeoutMs)} (service::start_timeout): its top-level code is still running or waiting (a top-level await that never settles?)`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  promise.catch(() => {});
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const MODULE_EXTENSION = /\.[mc]?[jt]s$/;
@@ -124,14 +208,35 @@ async function nearbyFiles(spec: string, file: string): Promise<string> {
   return didYouMean(meant.map((e) => (dir.endsWith('/') ? `${dir}${e}` : `${dir}/${e}`)));
 }
 
+/** `@scope/name` or `name`: the package a spec (perhaps with a subpath) names. */
+function packageName(spec: string): string {
+  const parts = spec.split('/');
+  return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
 /**
- * Finds a package as an `import` written in a module in `configDir` would: ESM rules, so a package that
- * only exports an "import" condition is found. Then CommonJS rules (exports offering only "require"),
- * then netmon's own node_modules, so a plugin installed next to netmon works too.
+ * Finds a package installed with netmon: in `root`/node_modules, and there only. Resolved as an `import`
+ * in `root` would be (ESM rules, so a package that exports only an "import" condition is found), then by
+ * CommonJS rules (exports offering only "require"). The package must be in that node_modules itself:
+ * Node's own lookup would go on to the node_modules of every folder above it.
  */
-function resolvePackage(spec: string, configDir: string): string {
-  // A directory URL as parent: Node's "imported from …" then names the config's folder, not a made-up file.
-  const parentURL = pathToFileURL(`${path.resolve(configDir)}${path.sep}`).href;
+function resolvePackage(spec: string, configDir: string, root: string): string {
+  const name = packageName(spec);
+  const modules = path.join(root, 'node_modules');
+  if (!existsSync(path.join(modules, name, 'package.json'))) {
+    const planted = nearConfig(name, configDir);
+    // `plugins/x.mjs` next to the config reads as package "plugins": say what was probably meant.
+    const file = existsSync(path.resolve(configDir, spec)) ? `; did you mean ./${spec}?` : '';
+    throw new Error(
+      `no package "${name}" installed with netmon (in ${modules}); ${
+        planted
+          ? `a node_modules near the config file is not searched (${planted} is there): give the module's path instead if you trust it`
+          : "install it there, or give the module's path (absolute, or relative to the config file: ./x.mjs, ../x.mjs)"
+      }${file}`,
+    );
+  }
+  // A directory URL as parent: Node's "imported from …" then names the folder, not a made-up file.
+  const parentURL = pathToFileURL(`${path.resolve(root)}${path.sep}`).href;
   let esmError: Error;
   try {
     return resolveFrom(spec, parentURL);
@@ -141,15 +246,49 @@ function resolvePackage(spec: string, configDir: string): string {
   try {
     return pathToFileURL(createRequire(parentURL).resolve(spec)).href;
   } catch {}
-  try {
-    return import.meta.resolve(spec);
-  } catch {}
-  if (esmError.message.startsWith('Cannot find package')) {
-    throw new Error(
-      `no package "${spec}" in node_modules of ${configDir} or of a folder above it (install it there, or give a file path starting with ./)`,
-    );
-  }
   throw esmError;
+}
+
+/** Where a node_modules in the config's folder or above it holds `name`, for the error; '' when none does. */
+function nearConfig(name: string, configDir: string): string {
+  for (let dir = path.resolve(configDir); ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules', name);
+    if (existsSync(candidate)) return candidate;
+    if (path.dirname(dir) === dir) return '';
+  }
+}
+
+let installRootCache: string | undefined;
+
+/**
+ * netmon's installation: the nearest folder above @netmon/core whose node_modules holds @netmon/core
+ * (the workspace root in a checkout, the agent's package in an npm install). Falls back to the core
+ * package's own folder (its node_modules) when none is found.
+ */
+function netmonInstallRoot(): string {
+  if (installRootCache !== undefined) return installRootCache;
+  let core = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(core, 'package.json')) && path.dirname(core) !== core) {
+    core = path.dirname(core);
+  }
+  const real = realpathOrEmpty(core);
+  installRootCache = core;
+  for (let dir = path.dirname(core); ; dir = path.dirname(dir)) {
+    if (realpathOrEmpty(path.join(dir, 'node_modules', '@netmon', 'core')) === real) {
+      installRootCache = dir;
+      break;
+    }
+    if (path.dirname(dir) === dir) break;
+  }
+  return installRootCache;
+}
+
+function realpathOrEmpty(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return '';
+  }
 }
 
 /**

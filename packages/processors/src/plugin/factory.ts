@@ -8,15 +8,19 @@ export const pluginProcessorFactory = defineProcessor({
   description: 'Runs a custom processor: a plain function over a batch, loaded from a module or npm package.',
   signals: ['flows', 'dns'],
   config: pluginConfig,
-  async validate(config, { configDir }) {
+  // Loading runs the module's top-level code: validate executes the plugin (see README, "Trust").
+  // startTimeoutMs (service::start_timeout), when the caller passes it, lets the error name the module;
+  // the caller bounds the hook by the same deadline either way.
+  async validate(config, { configDir, startTimeoutMs }: { configDir: string; startTimeoutMs?: number }) {
     try {
-      await loadPluginModule(config.module, configDir);
+      await loadPluginModule(config.module, configDir, { timeoutMs: startTimeoutMs });
       return [];
     } catch (err) {
       return [{ key: 'module', message: (err as Error).message }];
     }
   },
   async create(settings, config) {
+    // Bounded by service::start_timeout where the service creates it; loaded already by validate.
     const definition = await loadPluginModule(config.module, settings.configDir);
     return pluginProcessor(definition, { id: settings.id, options: config.options, logger: settings.logger });
   },
