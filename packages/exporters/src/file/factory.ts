@@ -1,5 +1,6 @@
 import { defineExporter } from '@netmon/core';
 import { fileExporterConfig } from './config.js';
+import { FILE_EXPORTER_METRICS } from './metrics.js';
 import { checkWritable } from './validate.js';
 
 export const fileExporterFactory = defineExporter({
@@ -10,6 +11,7 @@ export const fileExporterFactory = defineExporter({
     'Appends flows to a file as JSON Lines flow records (the file receiver input), rotating by size.',
   signals: ['flows'],
   config: fileExporterConfig,
+  metrics: FILE_EXPORTER_METRICS,
   validate: (config, { configDir }) => checkWritable(config, configDir),
   // The implementation loads only when a config uses this exporter.
   create: async (settings, config) => new (await import('./exporter.js')).FileExporter(settings, config),
