@@ -402,7 +402,7 @@ describe('file exporter: what it is handed is on disk, or counted', () => {
   });
   const file = (name = 'flows.jsonl') => join(dir, name);
 
-  it('refuses max_megabytes below 1 MiB (the probe: 1e-9) and above 1 TiB, saying why', () => {
+  it('refuses max_megabytes below 1 MiB (1e-9 kept 3 of 113 records) and above 1 TiB, saying why', () => {
     const problem = (max_megabytes: unknown) => {
       const r = fileExporterConfig.safeParse({ path: 'x', rotation: { max_megabytes, max_files: 2 } });
       return r.success ? undefined : r.error.issues.map((i) => i.message).join('; ');
@@ -418,7 +418,8 @@ describe('file exporter: what it is handed is on disk, or counted', () => {
   });
 
   it('keeps every record of 113, each export whole, at the smallest limit with one rotated file', async () => {
-    // 113 records of about 20 kB: 2.2 MiB for a limit of 1 MiB, the probe's case at the smallest limit.
+    // 113 records of about 20 kB: 2.2 MiB for the smallest limit, 1 MiB. Split across files, as it once was,
+    // the batch's own rotations deleted its first records.
     const rec = padded('r'.repeat(20_000));
     const e = new FileExporter(
       testSettings('exporter', 'file', { configDir: dir }),
