@@ -164,7 +164,7 @@ async function run(opts: RunOptions, release: () => void): Promise<number> {
   } else if (lost.failed_items + lost.dropped_items + lost.refused_items > 0) {
     logger.warn(
       { ...lost, ...dropFields },
-      `netmon stopped; not everything read reached the exporters (failed, dropped by full queues or refused: see the final item counts)${drops.items > 0 ? `; besides, ${drops.text}` : ''}`,
+      `netmon stopped; not everything read reached the exporters (see failed, dropped and refused above)${drops.items > 0 ? `; besides, ${drops.text}` : ''}`,
     );
   } else if (drops.items > 0) {
     logger.info(
