@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { defineExporter } from '@netmon/core';
 import { fileExporterConfig } from './config.js';
 import { FILE_EXPORTER_METRICS } from './metrics.js';
@@ -13,6 +14,9 @@ export const fileExporterFactory = defineExporter({
   config: fileExporterConfig,
   metrics: FILE_EXPORTER_METRICS,
   validate: (config, { configDir }) => checkWritable(config, configDir),
+  claims: (config, { configDir }) => [
+    { kind: 'write', key: 'path', path: path.resolve(configDir, config.path) },
+  ],
   // The implementation loads only when a config uses this exporter.
   create: async (settings, config) => new (await import('./exporter.js')).FileExporter(settings, config),
 });
