@@ -98,20 +98,27 @@ export async function loadPluginModule(
   configDir: string,
   opts: PluginLoadOptions = {},
 ): Promise<PluginDefinition> {
-  let url: string;
+  // Armed before anything else, so it fires no later than a deadline the caller arms after calling (the
+  // validate hooks' own, of the same length): the problem then names the module, not only the component.
+  const deadline = loadDeadline(opts.timeoutMs);
   try {
-    url = await locatePlugin(spec, configDir, opts.installRoot);
-  } catch (err) {
-    throw new Error(`cannot load plugin module ${describeSpec(spec)}: ${(err as Error).message}`);
+    let url: string;
+    try {
+      url = await deadline.race(locatePlugin(spec, configDir, opts.installRoot));
+    } catch (err) {
+      throw new Error(`cannot load plugin module ${describeSpec(spec)}: ${(err as Error).message}`);
+    }
+    let mod: { default?: unknown };
+    try {
+      mod = (await deadline.race(import(url))) as { default?: unknown };
+    } catch (err) {
+      throw new Error(`cannot load plugin module "${spec}": ${(err as Error).message}`);
+    }
+    const named = Object.keys(mod).filter((k) => k !== 'default');
+    return toPluginDefinition(mod.default, `plugin module "${spec}"`, named);
+  } finally {
+    deadline.clear();
   }
-  let mod: { default?: unknown };
-  try {
-    mod = (await withinDeadline(import(url), opts.timeoutMs)) as { default?: unknown };
-  } catch (err) {
-    throw new Error(`cannot load plugin module "${spec}": ${(err as Error).message}`);
-  }
-  const named = Object.keys(mod).filter((k) => k !== 'default');
-  return toPluginDefinition(mod.default, `plugin module "${spec}"`, named);
 }
 
 // RFC 3986's scheme: a letter, then letters, digits, +, - or . before the colon. No package name has one.
@@ -159,13 +166,16 @@ async function locatePlugin(spec: string, configDir: string, installRoot?: strin
 }
 
 /**
- * Settles with `promise`, or rejects once `timeoutMs` has passed. A module left behind stays in Node's
- * module map, still pending: nothing can cancel its top-level code.
+ * Races each step of a load against one timer of `timeoutMs` (none when undefined). A module left behind
+ * stays in Node's module map, still pending: nothing can cancel its top-level code.
  */
-async function withinDeadline<T>(promise: Promise<T>, timeoutMs: number | undefined): Promise<T> {
-  if (timeoutMs === undefined) return promise;
+function loadDeadline(timeoutMs: number | undefined): {
+  race<T>(step: Promise<T>): Promise<T>;
+  clear(): void;
+} {
+  if (timeoutMs === undefined) return { race: (step) => step, clear: () => {} };
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
+  const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () =>
         reject(
@@ -176,12 +186,14 @@ async function withinDeadline<T>(promise: Promise<T>, timeoutMs: number | undefi
       timeoutMs,
     );
   });
-  promise.catch(() => {});
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+  expired.catch(() => {});
+  return {
+    race: (step) => {
+      step.catch(() => {});
+      return Promise.race([step, expired]);
+    },
+    clear: () => clearTimeout(timer),
+  };
 }
 
 const MODULE_EXTENSION = /\.[mc]?[jt]s$/;
