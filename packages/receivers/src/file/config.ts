@@ -1,5 +1,8 @@
 import { z } from 'zod';
 
+const MIN_LINE_BYTES = 1024;
+const MAX_LINE_BYTES = 64 * 1024 * 1024;
+
 export const fileReceiverConfig = z
   .strictObject({
     path: z
@@ -44,6 +47,25 @@ export const fileReceiverConfig = z
       .default(true)
       .describe(
         'Wait until the pipeline queues have room before each batch, so nothing is dropped. false behaves like a kernel source that cannot pause: full queues drop batches (useful for load tests).',
+      ),
+    max_line_bytes: z
+      .number({ error: 'expected a whole number of bytes, 1024 – 67108864 (64 MiB)' })
+      .int('expected a whole number of bytes')
+      .min(MIN_LINE_BYTES, `expected at least ${MIN_LINE_BYTES} bytes: a flow record line is a few hundred`)
+      .max(
+        MAX_LINE_BYTES,
+        `expected at most ${MAX_LINE_BYTES} bytes (64 MiB): a line is held in memory whole`,
+      )
+      .default(1024 * 1024)
+      .describe(
+        'Longest line taken, in bytes without its line ending (1024 – 67108864). A longer line is skipped and counted (reason too_long) without being held in memory.',
+      ),
+    checkpoint_file: z
+      .string({ error: 'expected the path of a file to keep the replay position in' })
+      .min(1, 'checkpoint_file must not be empty')
+      .optional()
+      .describe(
+        'File where the receiver keeps how far into the replayed file it has handed records to the pipeline (rewritten atomically as batches go out, with the identity of the file), so a restart resumes after the last record handed over instead of replaying from the first line; a replaced or truncated file is replayed from the start. A relative path resolves against the config file; missing directories are created. Unset: every start replays from the beginning.',
       ),
   })
   .superRefine((c, ctx) => {

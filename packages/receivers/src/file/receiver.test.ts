@@ -1,54 +1,27 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { appendFile, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  type Batch,
-  type BatchSink,
-  type ComponentSettings,
-  encodeFlowRecords,
-  FlowBatch,
-  type FlowInit,
-} from '@netmon/core';
-import { CollectingSink, recordingMeter, testSettings } from '@netmon/core/testkit';
+import { type Batch, type BatchSink, encodeFlowRecords, FlowBatch, type FlowInit } from '@netmon/core';
+import { CollectingSink, testSettings } from '@netmon/core/testkit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FileReceiverConfig, fileReceiverConfig } from './config.js';
 import { fileReceiverFactory } from './factory.js';
 import { FileReceiver } from './receiver.js';
+import { logText, recordingSettings as recording } from './testdata/helpers.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const SAMPLE = join(here, 'testdata', 'sample-flows.jsonl');
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 
-interface LogEntry {
-  level: string;
-  fields: Record<string, unknown>;
-  msg: string;
-}
-
-/** Settings whose logger records entries and whose meter hands out its observable callbacks. */
+/** Recording settings (see testdata/helpers.ts) with a reader for one metric's value. */
 function recordingSettings(configDir = here) {
-  const logs: LogEntry[] = [];
-  const log =
-    (level: string) =>
-    (fields: Record<string, unknown>, msg = '') =>
-      logs.push({ level, fields, msg });
-  const logger = {
-    trace: log('trace'),
-    debug: log('debug'),
-    info: log('info'),
-    warn: log('warn'),
-    error: log('error'),
-    fatal: log('fatal'),
-    child: () => logger,
-  };
-  const meter = recordingMeter();
-  const settings: ComponentSettings = {
-    ...testSettings('receiver', 'file', { configDir }),
-    logger: logger as unknown as ComponentSettings['logger'],
-    meter: meter.meter,
-  };
-  const observe = (name: string): number | undefined => meter.value(name);
+  const { settings, logs, meter } = recording(configDir);
+  const observe = (name: string, attributes?: Record<string, string>): number | undefined =>
+    meter.value(name, attributes);
   return { settings, logs, observe };
 }
 
@@ -84,6 +57,7 @@ describe('file receiver config', () => {
       pace: 'none',
       speed: 1,
       backpressure: true,
+      max_line_bytes: 1_048_576,
     });
     const missing = fileReceiverConfig.safeParse({});
     expect(missing.success).toBe(false);
@@ -103,6 +77,12 @@ describe('file receiver config', () => {
     expect(fileReceiverConfig.safeParse({ path: 'x', batch_size: 0 }).success).toBe(false);
     expect(fileReceiverConfig.safeParse({ path: 'x', speed: 0 }).success).toBe(false);
     expect(fileReceiverConfig.safeParse({ path: 'x', pace: 'fast' }).success).toBe(false);
+    expect(fileReceiverConfig.safeParse({ path: 'x', max_line_bytes: 1023 }).success).toBe(false);
+    expect(fileReceiverConfig.safeParse({ path: 'x', max_line_bytes: 64 * 1024 * 1024 + 1 }).success).toBe(
+      false,
+    );
+    expect(fileReceiverConfig.safeParse({ path: 'x', max_line_bytes: 1024 }).success).toBe(true);
+    expect(fileReceiverConfig.safeParse({ path: 'x', checkpoint_file: '' }).success).toBe(false);
   });
 });
 
@@ -193,7 +173,8 @@ describe('file receiver', () => {
     await r.start();
     await r.finished();
     // Read while running: shutdown unregisters the metric.
-    expect(observe('netmon_file_receiver_malformed_records')).toBe(7);
+    const malformed = (reason: string) => observe('netmon_file_receiver_malformed_records', { reason });
+    expect([malformed('not_json'), malformed('invalid'), malformed('too_long')]).toEqual([1, 6, 0]);
     await r.shutdown();
 
     const file = join(here, 'testdata', 'malformed.jsonl');
@@ -207,13 +188,20 @@ describe('file receiver', () => {
     const warned = logs.filter((l) => l.level === 'warn');
     // Only the first five are logged one by one; the rest are counted.
     expect(warned.map((l) => l.fields.line)).toEqual([2, 4, 5, 7, 8]);
-    expect(warned[0].msg).toContain(`${file}:2: malformed flow record skipped: not JSON`);
-    expect(warned[1].msg).toContain('unknown field "bytes"');
-    expect(warned[2].msg).toContain('family: expected 4 or 6');
-    expect(warned[3].msg).toContain('not an IP address');
-    expect(warned[4].msg).toMatch(
-      /attributes\.cost\.usd: a string value where earlier records hold number values/,
-    );
+    expect(warned.map((l) => l.msg)).toEqual([
+      `${file}:2: malformed flow record skipped: not JSON`,
+      `${file}:4: malformed flow record skipped: unknown field: key 9 of the object is not a flow record field`,
+      `${file}:5: malformed flow record skipped: family: expected 4 or 6`,
+      `${file}:7: malformed flow record skipped: src_ip: not an IP address`,
+      `${file}:8: malformed flow record skipped: attributes: key 1 holds a string where earlier records hold a number under that key (further ones are logged every 1000th)`,
+    ]);
+    expect(warned.map((l) => l.fields.reason)).toEqual([
+      'not_json',
+      'invalid',
+      'invalid',
+      'invalid',
+      'invalid',
+    ]);
     const finished = logs.filter((l) => l.msg === 'replay finished');
     expect(finished).toHaveLength(1);
     expect(finished[0].fields).toMatchObject({ records: 3, malformed: 7 });
@@ -247,7 +235,7 @@ describe('file receiver', () => {
   it('refuses to start on a directory', async () => {
     const r = receiver({ path: dir });
     await expect(r.start()).rejects.toThrow(
-      `file receiver: cannot open ${dir}: it is a directory, not a file`,
+      `file receiver: cannot read ${dir}: it is a directory, not a regular file`,
     );
   });
 
@@ -372,6 +360,204 @@ describe('file receiver', () => {
   });
 });
 
+describe('file receiver: bad input and faults', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'netmon-file-receiver-hard-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const sampleLines = async () => (await readFile(SAMPLE, 'utf8')).split('\n').filter((l) => l !== '');
+
+  it('skips a line far longer than max_line_bytes (600 MiB) without holding it, and reads on', async () => {
+    // A sparse file: 600 MiB of NUL bytes on one line cost no disk; a string that long would not fit in V8.
+    const path = join(dir, 'huge.jsonl');
+    const [first, second] = await sampleLines();
+    const huge = 600 * 1024 * 1024;
+    await writeFile(path, `${first}\n`);
+    const handle = await open(path, 'r+');
+    await handle.truncate(first.length + 1 + huge);
+    await handle.close();
+    await appendFile(path, `\n${second}\n`);
+
+    const { settings, logs, observe } = recordingSettings(dir);
+    const sink = new CollectingSink();
+    const r = receiver({ path }, sink, settings);
+    const base = process.memoryUsage();
+    let peak = 0;
+    const sampler = setInterval(() => {
+      const m = process.memoryUsage();
+      peak = Math.max(peak, m.heapUsed + m.arrayBuffers - (base.heapUsed + base.arrayBuffers));
+    }, 5);
+    try {
+      await r.start();
+      await r.finished();
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(r.recordsRead).toBe(2);
+    expect(encode(flowBatches(sink))).toBe(`${first}\n${second}\n`);
+    expect(observe('netmon_file_receiver_malformed_records', { reason: 'too_long' })).toBe(1);
+    expect(r.malformedRecords).toBe(1);
+    // Bounded by max_line_bytes (1 MiB) plus a read buffer, not by the line: far below 600 MiB.
+    expect(peak).toBeLessThan(64 * 1024 * 1024);
+    const warned = logs.filter((l) => l.level === 'warn');
+    expect(warned.map((l) => l.msg)).toEqual([
+      `${path}:2: malformed flow record skipped: longer than max_line_bytes (1048576 bytes)`,
+    ]);
+    expect(warned[0].fields).toMatchObject({ line: 2, reason: 'too_long' });
+    await r.shutdown();
+  }, 60_000);
+
+  it('with max_line_bytes, takes a line of exactly that size and skips one byte more (\\n and \\r\\n)', async () => {
+    const max = 1024;
+    const [line] = await sampleLines();
+    const record = JSON.parse(line);
+    /** The sample's first record, padded by an attribute to exactly `n` bytes. */
+    const sized = (n: number) => {
+      const pad = (k: number) =>
+        JSON.stringify({ ...record, attributes: { ...record.attributes, 'z.pad': 'x'.repeat(k) } });
+      const out = pad(n - pad(0).length);
+      expect(Buffer.byteLength(out)).toBe(n);
+      return out;
+    };
+    const path = join(dir, 'sized.jsonl');
+    await writeFile(
+      path,
+      `${sized(max)}\n${sized(max + 1)}\n${sized(max)}\r\n${sized(max + 1)}\r\n${sized(5 * max)}\n${sized(max)}`,
+    );
+    const { settings, logs } = recordingSettings(dir);
+    const r = receiver({ path, max_line_bytes: max }, new CollectingSink(), settings);
+    await r.start();
+    await r.finished();
+    expect(r.recordsRead).toBe(3);
+    expect(r.malformedRecords).toBe(3);
+    expect(logs.filter((l) => l.level === 'warn').map((l) => l.fields.line)).toEqual([2, 4, 5]);
+  });
+
+  it('refuses to start on a FIFO at once, instead of waiting for a writer forever', async () => {
+    const fifo = join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    const r = receiver({ path: fifo });
+    await expect(r.start()).rejects.toThrow(
+      `file receiver: cannot read ${fifo}: it is a FIFO (named pipe), not a regular file`,
+    );
+    await r.shutdown();
+  }, 5_000);
+
+  it('refuses to start on a character device', async () => {
+    const r = receiver({ path: '/dev/zero' });
+    await expect(r.start()).rejects.toThrow(
+      'file receiver: cannot read /dev/zero: it is a character device, not a regular file',
+    );
+    await r.shutdown();
+  }, 5_000);
+
+  it('with pace: recorded, reads lines appended while the replay runs', async () => {
+    const lines = await sampleLines();
+    const intervals = await intervalsOf(SAMPLE);
+    const n1 = intervals[0][1];
+    const n2 = intervals[1][1];
+    const path = join(dir, 'growing.jsonl');
+    // The first two intervals now; the other four 30 ms after the first interval went out: by then the
+    // receiver has read to the end of the file and waits for the second interval's turn (200 ms).
+    await writeFile(path, `${lines.slice(0, n1 + n2).join('\n')}\n`);
+    let appended = false;
+    let scheduled = false;
+    let readAtAppend = -1;
+    const sink = new CollectingSink();
+    const consume = sink.consume.bind(sink);
+    const { settings, logs } = recordingSettings(dir);
+    const r = receiver({ path, pace: 'recorded', speed: 50 }, sink, settings); // 10 s → 200 ms
+    sink.consume = (b) => {
+      consume(b);
+      if (scheduled) return;
+      scheduled = true;
+      setTimeout(() => {
+        readAtAppend = r.recordsRead;
+        appendFileSync(path, `${lines.slice(n1 + n2).join('\n')}\n`);
+        appended = true;
+      }, 30);
+    };
+    await r.start();
+    await r.finished();
+    // The append came after the receiver had reached the end of what was there.
+    expect(readAtAppend).toBe(n1 + n2);
+    expect(appended).toBe(true);
+    expect(flowBatches(sink).map((b) => [new Date(b.timeEnd[0]).toISOString(), b.length])).toEqual(intervals);
+    expect(encode(flowBatches(sink))).toBe(await readFile(SAMPLE, 'utf8'));
+    expect(logs.filter((l) => l.msg === 'replay finished')).toHaveLength(1);
+  });
+
+  it('strips a UTF-8 byte order mark', async () => {
+    const path = join(dir, 'bom.jsonl');
+    const text = await readFile(SAMPLE, 'utf8');
+    await writeFile(path, `\uFEFF${text}`);
+    const sink = new CollectingSink();
+    const r = receiver({ path }, sink);
+    await r.start();
+    await r.finished();
+    expect(r.malformedRecords).toBe(0);
+    expect(r.recordsRead).toBe(113);
+    expect(encode(flowBatches(sink))).toBe(text);
+  });
+
+  it('never logs what a line holds: where and what was wrong only', async () => {
+    const [line] = await sampleLines();
+    const record = JSON.parse(line);
+    const secret = 'S3CR3T';
+    const cases: [string, string][] = [
+      [`root:$6$${secret}$abcdefgh:19000:0:99999:7:::`, 'not JSON'],
+      [`"${secret}"`, 'not a JSON object'],
+      [
+        JSON.stringify({ ...record, [secret]: 1 }),
+        'unknown field: key 14 of the object is not a flow record field',
+      ],
+      [
+        JSON.stringify({ ...record, time_start: secret }),
+        'time_start: not an RFC 3339 time such as 2026-01-01T00:00:00.000Z',
+      ],
+      [
+        JSON.stringify({ ...record, time_end: `2026-01-01T00:00:99.000Z${secret}` }),
+        'time_end: not an RFC 3339 time such as 2026-01-01T00:00:00.000Z',
+      ],
+      [JSON.stringify({ ...record, src_ip: `10.0.0.1"${secret}` }), 'src_ip: not an IP address'],
+      [
+        JSON.stringify({ ...record, dst_ip: 'fd00::5ec:7e7' }),
+        'dst_ip: an IPv6 address in a family 4 record',
+      ],
+      [
+        JSON.stringify({ ...record, attributes: { a: 1, [secret]: [secret] } }),
+        'attributes: key 2 holds neither a string, a number nor a boolean',
+      ],
+      [
+        JSON.stringify({ ...record, attributes: { 'dst.kind': 5 } }),
+        'attributes: key 1 holds a number where earlier records hold a string under that key',
+      ],
+    ];
+    for (const [i, [text, why]] of cases.entries()) {
+      // A valid record first, so that an attribute's kind is known; one file per case, as only the first
+      // five malformed lines of a file are logged one by one.
+      const path = join(dir, `secrets-${i}.jsonl`);
+      await writeFile(path, `${line}\n${text}\n`);
+      const { settings, logs } = recordingSettings(dir);
+      const r = receiver({ path }, new CollectingSink(), settings);
+      await r.start();
+      await r.finished();
+      expect(r.malformedRecords).toBe(1);
+      expect(logs.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
+        `${path}:2: malformed flow record skipped: ${why}`,
+      ]);
+      for (const l of logs) {
+        expect(logText(l)).not.toContain(secret);
+        expect(logText(l)).not.toContain('fd00::5ec:7e7');
+      }
+    }
+  });
+});
+
 describe('file receiver validation', () => {
   // The factory's validate hook: `netmon validate` must refuse what `start` would refuse.
   let dir: string;
@@ -403,7 +589,72 @@ describe('file receiver validation', () => {
 
   it('refuses a directory', async () => {
     expect(await validate('.')).toEqual([
-      { key: 'path', message: `${dir} is a directory; path names the JSON Lines file to replay` },
+      {
+        key: 'path',
+        message: `${dir} is a directory, not a regular file; path names the JSON Lines file to replay`,
+      },
+    ]);
+  });
+
+  it('claims the file it reads and the checkpoint it writes, resolved against the config folder', () => {
+    const claims = (config: Record<string, unknown>) =>
+      fileReceiverFactory.claims?.(fileReceiverConfig.parse(config), { configDir: dir });
+    expect(claims({ path: 'flows.jsonl' })).toEqual([
+      { kind: 'read', key: 'path', path: join(dir, 'flows.jsonl') },
+    ]);
+    expect(claims({ path: '/srv/flows.jsonl', checkpoint_file: 'state/cp' })).toEqual([
+      { kind: 'read', key: 'path', path: '/srv/flows.jsonl' },
+      { kind: 'write', key: 'checkpoint_file', path: join(dir, 'state/cp') },
+    ]);
+  });
+
+  it('refuses a FIFO, a device and a socket, saying what the path is', async () => {
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    const server = createServer();
+    await new Promise<void>((done) => server.listen(join(dir, 'sock'), done));
+    try {
+      const what = (path: string, kind: string) => [
+        {
+          key: 'path',
+          message: `${path} is ${kind}, not a regular file; path names the JSON Lines file to replay`,
+        },
+      ];
+      expect(await validate('pipe')).toEqual(what(join(dir, 'pipe'), 'a FIFO (named pipe)'));
+      expect(await validate('/dev/null')).toEqual(what('/dev/null', 'a character device'));
+      expect(await validate('sock')).toEqual(what(join(dir, 'sock'), 'a socket'));
+    } finally {
+      await new Promise((done) => server.close(done));
+    }
+  });
+
+  it('checks checkpoint_file: not the replayed file, not a directory, somewhere it can be written', async () => {
+    await writeFile(join(dir, 'flows.jsonl'), '');
+    const check = (checkpoint_file: string) =>
+      fileReceiverFactory.validate?.(fileReceiverConfig.parse({ path: 'flows.jsonl', checkpoint_file }), {
+        configDir: dir,
+      });
+    expect(await check('state/flows.checkpoint')).toEqual([]);
+    expect(await check('flows.jsonl')).toEqual([
+      {
+        key: 'checkpoint_file',
+        message: `${join(dir, 'flows.jsonl')} is the file being replayed; the checkpoint needs a file of its own`,
+      },
+    ]);
+    expect(await check('.')).toEqual([
+      { key: 'checkpoint_file', message: `${dir} is a directory, not a file` },
+    ]);
+    execFileSync('mkfifo', [join(dir, 'pipe')]);
+    expect(await check('pipe')).toEqual([
+      {
+        key: 'checkpoint_file',
+        message: `${join(dir, 'pipe')} is a FIFO (named pipe), not a regular file`,
+      },
+    ]);
+    expect(await check('flows.jsonl/x')).toEqual([
+      {
+        key: 'checkpoint_file',
+        message: `cannot create ${join(dir, 'flows.jsonl/x')}: ${join(dir, 'flows.jsonl')} is not a directory`,
+      },
     ]);
   });
 

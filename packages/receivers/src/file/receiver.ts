@@ -1,8 +1,6 @@
-import { once } from 'node:events';
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { createInterface, type Interface } from 'node:readline';
 import {
   type AttributeKind,
   type BatchSink,
@@ -15,24 +13,39 @@ import {
   type Receiver,
   systemError,
 } from '@netmon/core';
+import {
+  type CheckpointDocument,
+  CheckpointWriter,
+  HEAD_BYTES,
+  hashHead,
+  loadCheckpoint,
+  mismatch,
+  type Position,
+} from './checkpoint.js';
 import type { FileReceiverConfig } from './config.js';
-import { FILE_RECEIVER_METRICS } from './metrics.js';
+import { LineReader } from './lines.js';
+import { FILE_RECEIVER_METRICS, SKIP_REASONS, type SkipReason } from './metrics.js';
+import { KIND_WORDS, safeReason } from './reasons.js';
+import { kindOfFile, pseudoFilesystemOf } from './validate.js';
 
 /** Malformed lines logged one by one before logging turns to every LOG_EVERY-th. */
 const LOG_FIRST = 5;
 const LOG_EVERY = 1000;
 /** Batches start small and grow up to batch_size: most intervals in a file hold far fewer flows. */
 const INITIAL_CAPACITY = 256;
-const READ_CHUNK = 64 * 1024;
+const BOM = 0xfeff;
 
 /**
  * Replays a JSON Lines file of flow records (the file exporter's output) as flow batches, one interval
- * at a time. The file is streamed line by line, so its size does not bound memory.
+ * at a time. The file is read in fixed chunks and split into lines of at most max_line_bytes, so neither
+ * its size nor the length of a line bounds memory.
  */
 export class FileReceiver implements Receiver {
   /** The file, resolved against the config file's directory. */
   readonly path: string;
-  private malformed = 0;
+  /** Where the replay position is kept across restarts, resolved; none without checkpoint_file. */
+  readonly checkpointPath?: string;
+  private readonly skipped: Record<SkipReason, number> = { not_json: 0, invalid: 0, too_long: 0 };
   private records = 0;
   private batch: FlowBatch;
   /** time_end of the rows in `batch`; NaN while it is empty. */
@@ -45,11 +58,24 @@ export class FileReceiver implements Receiver {
   private stopping = false;
   private opening?: Promise<void>;
   private reader?: Promise<void>;
-  private lines?: Interface;
   private wake?: () => void;
   /** Pacing anchor: wall-clock time (performance.now) at which the interval ending at anchorRecorded went out. */
   private anchorWall = Number.NaN;
   private anchorRecorded = Number.NaN;
+  private readonly metrics: ObservedMetrics<typeof FILE_RECEIVER_METRICS>;
+  private checkpoint?: CheckpointWriter;
+
+  // Where the replay stands. `readTo`/`lineNo`: every line before byte readTo (lineNo lines) was read and
+  // its record is in `batch` or handed over, or it was skipped.
+  private round = 0;
+  /** The file's time span (ms), known once round 0 has ended; each later round is shifted by it once more. */
+  private span = Number.NaN;
+  private minStart = Number.POSITIVE_INFINITY;
+  private maxEnd = Number.NEGATIVE_INFINITY;
+  private readTo = 0;
+  private lineNo = 0;
+  /** SHA-256 of the file's first HEAD_BYTES bytes, once the file is that long. */
+  private fullHead?: string;
 
   constructor(
     private readonly settings: ComponentSettings,
@@ -57,15 +83,19 @@ export class FileReceiver implements Receiver {
     private readonly next: BatchSink,
   ) {
     this.path = resolve(settings.configDir, config.path);
+    if (config.checkpoint_file !== undefined) {
+      this.checkpointPath = resolve(settings.configDir, config.checkpoint_file);
+    }
     this.batch = this.newBatch();
-    this.metrics = observeMetrics(settings.meter, FILE_RECEIVER_METRICS, (r) => r.malformed(this.malformed));
+    this.metrics = observeMetrics(settings.meter, FILE_RECEIVER_METRICS, (r) => {
+      for (const reason of SKIP_REASONS) r.malformed(this.skipped[reason], { reason });
+      if (this.checkpoint) r.checkpointFailures(this.checkpoint.failures);
+    });
   }
 
-  private readonly metrics: ObservedMetrics<typeof FILE_RECEIVER_METRICS>;
-
-  /** Lines skipped because they were not valid flow records (every round counts again with loop). */
+  /** Lines skipped because they were not valid flow records or too long (every round counts again with loop). */
   get malformedRecords(): number {
-    return this.malformed;
+    return this.skipped.not_json + this.skipped.invalid + this.skipped.too_long;
   }
 
   /** Valid records read so far, over every round. */
@@ -83,57 +113,128 @@ export class FileReceiver implements Receiver {
     return this.opening;
   }
 
-  /** Checks that the file can be read, so a wrong path stops the agent at start, not later. */
+  /**
+   * Opens the file and reads the checkpoint, so a wrong path stops the agent at start, not later. Only a
+   * regular file is replayed: opening a FIFO for reading waits for a writer (start would never return),
+   * and a FIFO, a device or a socket has no end, size or position to resume from.
+   */
   private async open(): Promise<void> {
-    let isDirectory: boolean;
+    let handle: FileHandle;
     try {
-      const handle = await open(this.path, 'r');
-      try {
-        isDirectory = (await handle.stat()).isDirectory();
-      } finally {
-        await handle.close();
-      }
+      // Stat first, for the message; O_NONBLOCK so that a FIFO put there since cannot block the open.
+      const s = await stat(this.path);
+      if (!s.isFile()) throw notRegular(this.path, kindOfFile(s));
+      handle = await open(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
+      if (err instanceof NotRegularFile) throw err;
       throw new Error(`file receiver: cannot open ${this.path}: ${systemError(err)}`);
     }
-    if (isDirectory) {
-      throw new Error(`file receiver: cannot open ${this.path}: it is a directory, not a file`);
+    let from: Position | undefined;
+    try {
+      const s = await handle.stat({ bigint: true });
+      if (!s.isFile()) throw notRegular(this.path, kindOfFile(s));
+      if (this.checkpointPath !== undefined) from = await this.resumePoint(handle, s);
+    } catch (err) {
+      await handle.close();
+      throw err;
     }
-    if (this.stopping) return;
+    if (this.stopping) {
+      await handle.close();
+      return;
+    }
     this.settings.logger.info(
       { path: this.path, pace: this.config.pace, loop: this.config.loop },
       'replaying flow records',
     );
-    this.reader = this.run();
+    this.reader = this.run(handle, from);
+  }
+
+  /** The position to resume from, or undefined to replay from the start (saying why when a checkpoint exists). */
+  private async resumePoint(
+    handle: FileHandle,
+    s: { dev: bigint; ino: bigint; size: bigint },
+  ): Promise<Position | undefined> {
+    const file = this.checkpointPath as string;
+    const pseudo = pseudoFilesystemOf(file);
+    if (pseudo !== undefined) {
+      throw new Error(`file receiver: cannot keep checkpoint_file ${file}: it is under ${pseudo}`);
+    }
+    let loaded: Awaited<ReturnType<typeof loadCheckpoint>>;
+    try {
+      loaded = await loadCheckpoint(file);
+    } catch (err) {
+      throw new Error(`file receiver: ${(err as Error).message}`);
+    }
+    this.checkpoint = new CheckpointWriter(file, (p) => this.document(handle, p), this.settings);
+    const log = this.settings.logger;
+    if (loaded.kind === 'missing') return undefined;
+    if (loaded.kind === 'corrupt') {
+      const aside = loaded.movedTo
+        ? `set aside as ${loaded.movedTo}`
+        : `could not set it aside (${loaded.asideError}): the next checkpoint replaces it`;
+      log.warn(
+        { checkpoint_file: file, moved_to: loaded.movedTo },
+        `checkpoint_file ${file} is damaged (${loaded.reason}); ${aside}; replaying ${this.path} from the start`,
+      );
+      return undefined;
+    }
+    const doc = loaded.doc;
+    const why = await mismatch(doc, {
+      path: this.path,
+      loop: this.config.loop,
+      dev: s.dev,
+      ino: s.ino,
+      size: Number(s.size),
+      headHash: (n) => hashHead(handle, n),
+    });
+    if (why !== null) {
+      log.warn(
+        { checkpoint_file: file, path: this.path },
+        `checkpoint_file ${file} does not match ${this.path}: ${why}; replaying it from the start`,
+      );
+      return undefined;
+    }
+    log.info(
+      { checkpoint_file: file, path: this.path, offset: doc.offset, line: doc.line, round: doc.round },
+      `resuming after line ${doc.line} (byte ${doc.offset}${this.config.loop ? `, round ${doc.round}` : ''}): the last record handed over before the restart`,
+    );
+    return doc;
   }
 
   async shutdown(): Promise<void> {
     this.stopping = true;
     this.metrics.close();
     this.wake?.();
-    this.lines?.close();
     await this.opening?.catch(() => undefined);
     await this.reader;
   }
 
-  private async run(): Promise<void> {
+  private async run(handle: FileHandle, from: Position | undefined): Promise<void> {
     try {
-      let shift = 0;
-      let span = Number.NaN;
-      for (let round = 0; ; round++) {
-        const times = await this.readRound(shift);
-        if (this.batch.length > 0) await this.send(this.detach());
+      if (from) {
+        this.round = from.round;
+        this.span = from.span_ms ?? Number.NaN;
+        this.minStart = from.min_start_ms ?? Number.POSITIVE_INFINITY;
+        this.maxEnd = from.max_end_ms ?? Number.NEGATIVE_INFINITY;
+      }
+      let offset = from?.offset ?? 0;
+      let line = from?.line ?? 0;
+      for (;;) {
+        await this.readRound(handle, offset, line);
+        if (this.batch.length > 0) await this.send(this.detach(), this.readTo, this.lineNo);
         if (this.stopping) break;
+        // Lines skipped at the end of the file are done too: a restart need not read them again.
+        this.handedOver(this.readTo, this.lineNo);
         if (!this.config.loop) {
           this.settings.logger.info(
-            { path: this.path, records: this.records, malformed: this.malformed },
+            { path: this.path, records: this.records, malformed: this.malformedRecords },
             'replay finished',
           );
           break;
         }
-        if (round === 0) {
-          span = times.maxEnd - times.minStart;
-          if (!(span > 0)) {
+        if (this.round === 0) {
+          this.span = this.maxEnd - this.minStart;
+          if (!(this.span > 0)) {
             // Shifting by nothing would replay the same timestamps forever, as fast as the pipeline goes.
             this.settings.logger.warn(
               { path: this.path, records: this.records },
@@ -142,8 +243,13 @@ export class FileReceiver implements Receiver {
             break;
           }
         }
-        shift += span;
-        this.settings.logger.debug({ path: this.path, round: round + 1, shift_ms: shift }, 'replaying again');
+        this.round++;
+        offset = 0;
+        line = 0;
+        this.settings.logger.debug(
+          { path: this.path, round: this.round, shift_ms: this.round * this.span },
+          'replaying again',
+        );
       }
     } catch (err) {
       this.settings.logger.error({ path: this.path, err: systemError(err) }, 'reading the file failed');
@@ -154,88 +260,114 @@ export class FileReceiver implements Receiver {
       if (this.batch.length > 0) {
         try {
           this.next.consume(this.detach());
+          this.handedOver(this.readTo, this.lineNo);
         } catch {
           // The sink failing too has nothing left to add to the error already reported.
         }
       }
+    } finally {
+      await this.checkpoint?.flush();
+      await handle.close().catch(() => undefined);
     }
   }
 
   /**
-   * Reads the file once from the start, times shifted by `shift` ms; returns the span it covered. Each
-   * round opens the file anew: a stream over a shared FileHandle closes the handle when destroyed.
+   * Reads the file once from `offset` (a line start; `line` lines before it), times shifted by the round.
+   * The end of the file: without pace, the first read that finds nothing more. With pace: recorded, once
+   * a read finds nothing more, the receiver waits until the last interval read is due and reads again;
+   * the file ends when that read finds nothing either, so lines appended while the replay runs are read.
    */
-  private async readRound(shift: number): Promise<{ minStart: number; maxEnd: number }> {
-    const stream = createReadStream(this.path, { highWaterMark: READ_CHUNK });
-    // readline's async iterator pauses the stream while lines wait to be consumed: memory stays bounded.
-    const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
-    this.lines = lines;
-    if (this.stopping) lines.close();
-    let lineNo = 0;
-    let minStart = Number.POSITIVE_INFINITY;
-    let maxEnd = Number.NEGATIVE_INFINITY;
-    try {
-      for await (const line of lines) {
-        lineNo++;
-        if (this.stopping) break;
-        const flow = this.decode(line, lineNo);
-        if (flow === null) continue;
-        const { timeStart, timeEnd } = flow;
-        if (shift !== 0) {
-          flow.timeStart += shift;
-          flow.timeEnd += shift;
-        }
-        // Detach before pushing: the new row goes into a fresh batch even when it turns out malformed.
-        const full =
-          this.batch.length > 0 &&
-          (flow.timeEnd !== this.batchEnd || this.batch.length >= this.config.batch_size)
-            ? this.detach()
-            : null;
-        if (this.batch.push(flow) < 0) {
-          this.countMalformed(lineNo, 'src_ip/dst_ip: not an IP address');
-        } else {
-          if (timeStart < minStart) minStart = timeStart;
-          if (timeEnd > maxEnd) maxEnd = timeEnd;
-          this.batchEnd = flow.timeEnd;
-          this.records++;
-          if (flow.attributes) this.rememberKinds(flow.attributes);
-        }
-        if (full) await this.send(full);
+  private async readRound(handle: FileHandle, offset: number, line: number): Promise<void> {
+    const reader = new LineReader(handle, offset, this.config.max_line_bytes);
+    const shift = this.round === 0 ? 0 : this.round * this.span;
+    this.readTo = offset;
+    this.lineNo = line;
+    for (;;) {
+      while (reader.next()) {
+        const sending = this.take(reader, shift);
+        if (sending) await sending;
+        if (this.stopping) return;
       }
-    } finally {
-      this.lines = undefined;
-      lines.close();
-      if (!stream.closed) {
-        // A late error must not replace the one already on its way out of this function.
-        const closed = once(stream, 'close').catch(() => undefined);
-        stream.destroy();
-        await closed;
+      if (this.stopping) return;
+      if (await reader.fill()) continue;
+      if (this.config.pace === 'recorded' && this.batch.length > 0) {
+        await this.pace(this.batchEnd);
+        if (this.stopping) return;
+        if (await reader.fill()) continue;
       }
+      if (reader.finish()) {
+        const sending = this.take(reader, shift);
+        if (sending) await sending;
+      }
+      return;
     }
-    return { minStart, maxEnd };
+  }
+
+  /** Adds the reader's current line to the batch (or skips it); returns the send of a full batch, if any. */
+  private take(reader: LineReader, shift: number): Promise<void> | undefined {
+    const lineNo = ++this.lineNo;
+    const start = reader.start;
+    this.readTo = reader.end;
+    if (reader.tooLong) {
+      this.skip(lineNo, 'too_long', () => `longer than max_line_bytes (${this.config.max_line_bytes} bytes)`);
+      return undefined;
+    }
+    let text = reader.text;
+    // A UTF-8 byte order mark (which some editors write) is not part of the first record.
+    if (start === 0 && text.charCodeAt(0) === BOM) text = text.slice(1);
+    const flow = this.decode(text, lineNo);
+    if (flow === null) return undefined;
+    const { timeStart, timeEnd } = flow;
+    if (shift !== 0) {
+      flow.timeStart += shift;
+      flow.timeEnd += shift;
+    }
+    // Detach before pushing: the new row goes into a fresh batch even when it turns out malformed. The
+    // detached batch holds every record before this line, so handing it over covers the file up to `start`.
+    const full =
+      this.batch.length > 0 && (flow.timeEnd !== this.batchEnd || this.batch.length >= this.config.batch_size)
+        ? this.detach()
+        : null;
+    if (this.batch.push(flow) < 0) {
+      this.skip(lineNo, 'invalid', () => 'src_ip/dst_ip: not an IP address');
+    } else {
+      if (timeStart < this.minStart) this.minStart = timeStart;
+      if (timeEnd > this.maxEnd) this.maxEnd = timeEnd;
+      this.batchEnd = flow.timeEnd;
+      this.records++;
+      if (flow.attributes) this.rememberKinds(flow.attributes);
+    }
+    return full ? this.send(full, start, lineNo - 1) : undefined;
   }
 
   /** The record on this line, or null (counted and logged) when it is blank or malformed. */
   private decode(line: string, lineNo: number): FlowInit | null {
-    if (line.length === 0 || line.trim().length === 0) return null;
+    if (line.length === 0 || (line.charCodeAt(0) <= 32 && line.trim().length === 0)) return null;
     const result = decodeFlowRecord(line);
     if (!result.ok) {
-      this.countMalformed(lineNo, result.error);
+      const error = result.error;
+      this.skip(lineNo, error.startsWith('not JSON') ? 'not_json' : 'invalid', () => safeReason(error, line));
       return null;
     }
     const flow = result.flow;
     if (flow.timeEnd < flow.timeStart) {
-      this.countMalformed(lineNo, 'time_end is before time_start');
+      this.skip(lineNo, 'invalid', () => 'time_end is before time_start');
       return null;
     }
     if (flow.attributes) {
+      let k = 0;
       for (const key in flow.attributes) {
+        k++;
         const seen = this.kinds.get(key);
         const kind = kindOf(flow.attributes[key]);
         if (seen !== undefined && seen !== kind) {
-          this.countMalformed(
+          const at = k;
+          // By position, not name: the key comes from the file (see reasons.ts).
+          this.skip(
             lineNo,
-            `attributes.${key}: a ${kind} value where earlier records hold ${seen} values`,
+            'invalid',
+            () =>
+              `attributes: key ${at} holds ${KIND_WORDS[kind]} where earlier records hold ${KIND_WORDS[seen]} under that key`,
           );
           return null;
         }
@@ -250,12 +382,14 @@ export class FileReceiver implements Receiver {
     }
   }
 
-  private countMalformed(lineNo: number, error: string): void {
-    const n = ++this.malformed;
+  /** Counts a skipped line; logs where and why (never what it holds) for the first few, then every 1000th. */
+  private skip(lineNo: number, reason: SkipReason, why: () => string): void {
+    this.skipped[reason]++;
+    const n = this.malformedRecords;
     if (n <= LOG_FIRST || n % LOG_EVERY === 0) {
       this.settings.logger.warn(
-        { file: this.path, line: lineNo, malformed_records: n },
-        `${this.path}:${lineNo}: malformed flow record skipped: ${error}${n === LOG_FIRST ? ' (further ones are logged every 1000th)' : ''}`,
+        { file: this.path, line: lineNo, reason, malformed_records: n },
+        `${this.path}:${lineNo}: malformed flow record skipped: ${why()}${n === LOG_FIRST ? ' (further ones are logged every 1000th)' : ''}`,
       );
     }
   }
@@ -271,11 +405,52 @@ export class FileReceiver implements Receiver {
     return batch;
   }
 
-  private async send(batch: FlowBatch): Promise<void> {
+  /** Hands a batch over; it holds every record before byte `offset` (`line` lines) not handed over yet. */
+  private async send(batch: FlowBatch, offset: number, line: number): Promise<void> {
     // While stopping, what was read goes out at once: shutdown must not wait for the recorded schedule.
     if (this.config.pace === 'recorded' && !this.stopping) await this.pace(batch.timeEnd[0]);
     if (this.config.backpressure) await this.next.ready();
     this.next.consume(batch);
+    this.handedOver(offset, line);
+  }
+
+  /**
+   * Records the position after a hand-over, so the checkpoint is at least once: written after the batch
+   * went to the pipeline, a kill in between replays that batch rather than losing it.
+   */
+  private handedOver(offset: number, line: number): void {
+    this.checkpoint?.save({
+      round: this.round,
+      offset,
+      line,
+      span_ms: Number.isNaN(this.span) ? null : this.span,
+      min_start_ms: Number.isFinite(this.minStart) ? this.minStart : null,
+      max_end_ms: Number.isFinite(this.maxEnd) ? this.maxEnd : null,
+    });
+  }
+
+  /** The checkpoint for position `p`, with the replayed file's identity as it is now. */
+  private async document(handle: FileHandle, p: Position): Promise<CheckpointDocument> {
+    const s = await handle.stat({ bigint: true });
+    const headBytes = Math.min(HEAD_BYTES, p.offset);
+    let head: string;
+    if (headBytes === HEAD_BYTES) {
+      this.fullHead ??= await hashHead(handle, HEAD_BYTES);
+      head = this.fullHead;
+    } else {
+      head = await hashHead(handle, headBytes);
+    }
+    return {
+      version: 1,
+      path: this.path,
+      loop: this.config.loop,
+      dev: String(s.dev),
+      ino: String(s.ino),
+      size: Number(s.size),
+      head_bytes: headBytes,
+      head_sha256: head,
+      ...p,
+    };
   }
 
   /**
@@ -307,6 +482,12 @@ export class FileReceiver implements Receiver {
       };
     });
   }
+}
+
+class NotRegularFile extends Error {}
+
+function notRegular(path: string, kind: string): NotRegularFile {
+  return new NotRegularFile(`file receiver: cannot read ${path}: it is ${kind}, not a regular file`);
 }
 
 function kindOf(value: string | number | boolean): AttributeKind {

@@ -1,24 +1,92 @@
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { ConfigIssue } from '@netmon/core';
 import { systemError } from '@netmon/core';
 import type { FileReceiverConfig } from './config.js';
 
+/** What a path that is not a regular file is, for messages: `a FIFO (named pipe)`. */
+export function kindOfFile(
+  s: Pick<Stats, 'isDirectory' | 'isFIFO' | 'isCharacterDevice' | 'isBlockDevice' | 'isSocket'>,
+): string {
+  if (s.isDirectory()) return 'a directory';
+  if (s.isFIFO()) return 'a FIFO (named pipe)';
+  if (s.isCharacterDevice()) return 'a character device';
+  if (s.isBlockDevice()) return 'a block device';
+  if (s.isSocket()) return 'a socket';
+  return 'a special file';
+}
+
 /**
- * `netmon validate` promises that a valid config starts, so the file must be there and readable now, not
- * only when `start` opens it. Checked with stat and access rather than by opening: opening a FIFO would
- * wait for a writer.
+ * `netmon validate` promises that a valid config starts, so the file must be a regular file that can be
+ * read now, not only when `start` opens it. Checked with stat and access rather than by opening: opening
+ * a FIFO waits for a writer. A FIFO, a device or a socket is refused even though it could be read: a
+ * replay needs an end, a size and a position to resume from, which none of them has.
  */
 export async function checkReadable(config: FileReceiverConfig, configDir: string): Promise<ConfigIssue[]> {
   const file = resolve(configDir, config.path);
   try {
-    if ((await stat(file)).isDirectory()) {
-      return [{ key: 'path', message: `${file} is a directory; path names the JSON Lines file to replay` }];
+    const s = await stat(file);
+    if (!s.isFile()) {
+      return [
+        {
+          key: 'path',
+          message: `${file} is ${kindOfFile(s)}, not a regular file; path names the JSON Lines file to replay`,
+        },
+      ];
     }
     await access(file, constants.R_OK);
   } catch (err) {
     return [{ key: 'path', message: `cannot read ${file}: ${systemError(err)}` }];
   }
-  return [];
+  if (config.checkpoint_file === undefined) return [];
+  const problem = await checkCheckpointPath(resolve(configDir, config.checkpoint_file), file);
+  return problem === null ? [] : [{ key: 'checkpoint_file', message: problem }];
+}
+
+/**
+ * The kernel pseudo-filesystem `file` is under, if any: no file can be created there, and Node's recursive
+ * mkdir under /proc does not return, so the checkpoint's first write would hang instead of failing.
+ */
+export function pseudoFilesystemOf(file: string): string | undefined {
+  return ['/proc', '/sys'].find((root) => file === root || file.startsWith(`${root}/`));
+}
+
+/**
+ * Why the checkpoint could not be kept at `file`, or null: it is not the replayed file, it is a regular
+ * file this process may read and write when it exists, and otherwise the nearest existing folder on its
+ * way is a directory it may write in (missing folders are created).
+ */
+export async function checkCheckpointPath(file: string, replayed: string): Promise<string | null> {
+  const same = `${file} is the file being replayed; the checkpoint needs a file of its own`;
+  if (file === replayed) return same;
+  const pseudo = pseudoFilesystemOf(file);
+  if (pseudo !== undefined) {
+    return `${file} is under ${pseudo}, a kernel pseudo-filesystem where no file can be created; keep the checkpoint on a real filesystem (e.g. /var/lib/netmon/replay.checkpoint)`;
+  }
+  try {
+    const s = await stat(file);
+    if (s.isDirectory()) return `${file} is a directory, not a file`;
+    if (!s.isFile()) return `${file} is ${kindOfFile(s)}, not a regular file`;
+    const r = await stat(replayed).catch(() => undefined);
+    if (r !== undefined && r.dev === s.dev && r.ino === s.ino) return same;
+    await access(file, constants.R_OK | constants.W_OK);
+    return null;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    // ENOTDIR: a part of the path is a file; the walk below says which.
+    if (e.code !== 'ENOENT' && e.code !== 'ENOTDIR') return `cannot use ${file}: ${systemError(err)}`;
+  }
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    try {
+      const s = await stat(dir);
+      if (!s.isDirectory()) return `cannot create ${file}: ${dir} is not a directory`;
+      await access(dir, constants.W_OK | constants.X_OK);
+      return null;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if ((e.code === 'ENOENT' || e.code === 'ENOTDIR') && dirname(dir) !== dir) continue;
+      return `cannot create ${file} in ${dir}: ${systemError(err)}`;
+    }
+  }
 }
