@@ -159,28 +159,86 @@ describe('journal', () => {
     expect(other[0].table.f64[REC_F64 * 5 + F_TX_BYTES]).toBe(5000);
   });
 
-  it('stops at a frame cut short (not damage) or damaged, keeping the frames before it', () => {
+  it('stops at a frame cut short or zeros (a crash while appending), keeping the frames before it', () => {
     const base = state();
     const frame = (v: number) => encodeJournalFrame([change('conntrack', base[0].table, 5, v)]);
     const whole = Buffer.concat([encodeJournalHeader(7), frame(1), frame(2)]);
-    for (const cut of [1, RECORD_BYTES, whole.length - encodeJournalHeader(7).length - frame(1).length - 3]) {
+    const second = encodeJournalHeader(7).length + frame(1).length;
+    for (const cut of [1, RECORD_BYTES, whole.length - second - 3, whole.length - second - 8 - 30]) {
       const o = state();
       const r = replayJournal(whole.subarray(0, whole.length - cut), 7, o);
-      expect(r).toMatchObject({ frames: 1, ignored: expect.stringMatching(/incomplete frame/) });
-      expect(r.damaged).toBeUndefined();
+      expect(r).toEqual({ frames: 1, records: 1, ignored: expect.stringMatching(/incomplete frame/) });
       expect(o[0].table.f64[REC_F64 * 5 + F_TX_BYTES]).toBe(1);
     }
-    const spoilt = Buffer.from(whole);
-    spoilt[spoilt.length - 20] ^= 1;
-    const o = state();
-    expect(replayJournal(spoilt, 7, o)).toMatchObject({
+    const zeroed = Buffer.concat([whole.subarray(0, second), Buffer.alloc(frame(2).length + 100)]);
+    expect(replayJournal(zeroed, 7, state())).toEqual({
       frames: 1,
-      damaged: true,
-      ignored: expect.stringMatching(/checksum/),
+      records: 1,
+      ignored: expect.stringMatching(/zeros, never written/),
     });
-    expect(replayJournal(encodeJournalHeader(7).subarray(0, 9), 7, state())).toMatchObject({
+    for (const n of [9, 12, 15]) {
+      expect(replayJournal(encodeJournalHeader(7).subarray(0, n), 7, state())).toEqual({
+        frames: 0,
+        records: 0,
+        ignored: expect.stringMatching(/header is incomplete/),
+      });
+    }
+    expect(replayJournal(Buffer.alloc(10), 7, state()).distrust).toBeUndefined();
+  });
+
+  it('does not trust a journal with anything else wrong', () => {
+    const base = state();
+    const frame = (v: number) => encodeJournalFrame([change('conntrack', base[0].table, 5, v)]);
+    const whole = Buffer.concat([encodeJournalHeader(7), frame(1), frame(2)]);
+    const second = encodeJournalHeader(7).length + frame(1).length;
+    const spoilt = (spoil: (b: Buffer) => void) => {
+      const b = Buffer.from(whole);
+      spoil(b);
+      return b;
+    };
+    const cases: [Buffer, number, RegExp, string][] = [
+      [spoilt((b) => (b[b.length - 20] ^= 1)), 1, /checksum mismatch in frame 2/, 'journal_damaged'],
+      [spoilt((b) => (b[20 + 8] ^= 1)), 0, /checksum mismatch in frame 1/, 'journal_damaged'],
+      // A length grown past the end of the file: not what a crash leaves, as the frame's content says.
+      [
+        spoilt((b) => b.writeUInt32LE(b.readUInt32LE(16) + 10 * 56, 16)),
+        0,
+        /frame 1 ends the file early/,
+        'journal_damaged',
+      ],
+      [spoilt((b) => b.writeUInt32LE(3, second)), 1, /frame 2 says it holds 3 bytes/, 'journal_damaged'],
+      [
+        Buffer.concat([whole, Buffer.from('stray bytes, no frame')]),
+        2,
+        /frame 3 ends the file early/,
+        'journal_damaged',
+      ],
+      [Buffer.concat([whole, Buffer.from([1, 0, 0])]), 2, /incomplete frame/, ''],
+      [spoilt((b) => b.write('X', 0, 'latin1')), 0, /wrong magic/, 'journal_damaged'],
+      [Buffer.from('garbage'), 0, /not the start of a journal/, 'journal_damaged'],
+      [spoilt((b) => b.writeUInt32LE(2, 8)), 0, /version 2/, 'journal_version'],
+    ];
+    for (const [buf, frames, problem, distrust] of cases) {
+      const r = replayJournal(buf, 7, state());
+      expect(r.ignored).toMatch(problem);
+      expect(r.frames).toBe(frames);
+      expect(r.distrust ?? '').toBe(distrust);
+    }
+    // The journal of an older write is ignored (the state file holds it); a newer or unrelated one is not
+    // trusted.
+    expect(replayJournal(whole, 8, state())).toEqual({
       frames: 0,
-      ignored: expect.stringMatching(/header is incomplete/),
+      records: 0,
+      ignored: 'it continues an older state file',
+    });
+    expect(replayJournal(whole, 7 + 2 ** 20, state()).distrust).toBeUndefined();
+    expect(replayJournal(whole, 6, state())).toMatchObject({
+      ignored: expect.stringMatching(/newer state file/),
+      distrust: 'journal_mismatch',
+    });
+    expect(replayJournal(whole, 7 + 2 ** 31, state())).toMatchObject({
+      ignored: 'it continues another state file',
+      distrust: 'journal_mismatch',
     });
   });
 

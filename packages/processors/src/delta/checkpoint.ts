@@ -29,12 +29,18 @@
 //   frames, one per batch: payload length (u32), CRC-32 of the payload (u32), then the payload: number of
 //     origins (u32), reserved (u32, 0), and per origin the same header, name and records as above — the
 //     records of the flows the batch changed, as they were after it.
-// A journal whose id is not the state file's belongs to an older state file and is ignored. Reading stops at
-// the first frame that is cut short or fails its checksum (a crash while appending it): that batch's deltas
-// were not passed on, as an append completes before they are.
+// A journal continues the state file with its id. One naming an earlier write (up to 2^20 writes back) is
+// what a crash between rewriting the state file and removing the journal leaves: the state file holds all of
+// it, so it is ignored. Reading stops at a last frame cut short, or zeros where it should be: what a crash
+// while appending leaves, a batch whose deltas were not passed on, as an append completes (and, for a batch
+// with deltas, reaches the disk) before they are. Anything else — a frame that fails its checksum or does not
+// parse, a length that does not match what the frame holds, bytes after the last frame that are not one, a
+// wrong magic, an unknown version, a journal of a newer or of another state file, one that cannot be read,
+// or one whose state file is gone — may have hidden batches whose deltas were passed on: the state is not
+// trusted (see loadCheckpoint).
 import { randomInt } from 'node:crypto';
-import { constants } from 'node:fs';
-import { access, open, readFile, rm, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { access, lstat, open, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { setAside, syncDirectory, systemError, writeFileAtomic } from '@netmon/core';
@@ -82,6 +88,67 @@ export interface JournalSection {
 
 /** Raised for a state file that cannot be used: its message says what is wrong with it. */
 export class CheckpointFormatError extends Error {}
+
+/** What a path is when it is not a regular file, for messages. */
+function fileKind(s: Stats): string {
+  if (s.isDirectory()) return 'a directory';
+  if (s.isFIFO()) return 'a named pipe (FIFO)';
+  if (s.isSocket()) return 'a socket';
+  if (s.isCharacterDevice()) return 'a character device';
+  if (s.isBlockDevice()) return 'a block device';
+  return 'a special file';
+}
+
+/** Raised for a state file or journal path that holds something other than a regular file. */
+export class NotRegularFileError extends Error {
+  constructor(file: string, s: Stats) {
+    super(`${file} is ${fileKind(s)}, not a regular file`);
+  }
+}
+
+/**
+ * Opens `file` with `flags` and makes sure it is a regular file. O_NONBLOCK: opening a FIFO must not wait
+ * for a peer forever (a FIFO then fails fstat's check); on a regular file it changes nothing.
+ */
+async function openRegular(file: string, flags: number, mode?: number) {
+  const handle = await open(file, flags | constants.O_NONBLOCK, mode);
+  try {
+    const s = await handle.stat();
+    if (!s.isFile()) throw new NotRegularFileError(file, s);
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  return handle;
+}
+
+async function readRegular(file: string): Promise<Buffer> {
+  const handle = await openRegular(file, constants.O_RDONLY);
+  try {
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+const isMissing = (err: unknown): boolean => {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  // ENOTDIR: a part of the path is a file, so there is nothing there.
+  return code === 'ENOENT' || code === 'ENOTDIR';
+};
+
+/**
+ * Why a restart did not trust the saved state and started without it, each origin's first snapshot a new
+ * baseline (the `reason` of netmon_delta_flows_rebaselined).
+ */
+export type DistrustReason =
+  | 'state_file_damaged'
+  | 'state_file_unreadable'
+  | 'state_file_missing'
+  | 'journal_damaged'
+  | 'journal_version'
+  | 'journal_mismatch'
+  | 'journal_unreadable';
 
 const pad8 = (n: number) => (n + 7) & ~7;
 
@@ -270,53 +337,151 @@ export interface JournalReplay {
   records: number;
   /** Why the journal, or its end, was not used (absent: all of it was). */
   ignored?: string;
-  /** The unused part is damaged, not just the end a crash cut short or a journal of an older file. */
-  damaged?: boolean;
+  /**
+   * Set when the journal cannot be trusted: it may have held batches whose deltas were passed on, so
+   * neither it nor its state file may be used. Absent when what was not used is only what a crash left.
+   */
+  distrust?: Extract<DistrustReason, `journal_${string}`>;
+}
+
+/** How many state file writes (failed ones count) a journal may lag behind its state file: an older one. */
+const OLDER_IDS = 2 ** 20;
+
+/** Every byte of `buf` from `from` on is zero. */
+function zeros(buf: Uint8Array, from: number): boolean {
+  for (let i = from; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/** Multiple of 8 at or above n, without 32-bit overflow (n is read from a file that may be damaged). */
+const pad8Safe = (n: number) => n + ((8 - (n % 8)) % 8);
+
+/**
+ * A frame the journal ends in before its declared length: why it cannot be the start of a frame of that
+ * length (a damaged length field hides the frames after it), or undefined when it can be (what a crash
+ * while appending leaves). `start` is where its payload begins.
+ */
+function cutShortProblem(
+  buf: Uint8Array,
+  view: DataView,
+  start: number,
+  payload: number,
+): string | undefined {
+  const end = buf.length;
+  if (end - start < 8) return undefined;
+  const n = view.getUint32(start, true);
+  if (n === 0 || view.getUint32(start + 4, true) !== 0) return 'does not begin as a frame does';
+  let need = 8;
+  let at = start + 8;
+  let i = 0;
+  for (; i < n && at + ORIGIN_HEADER_BYTES <= end && need <= payload; i++) {
+    if (view.getUint32(at + 24, true) !== 0 || view.getUint32(at + 28, true) !== 0) {
+      return `does not hold an origin where its origin ${i + 1} should be`;
+    }
+    const size =
+      ORIGIN_HEADER_BYTES + pad8Safe(view.getUint32(at, true)) + view.getUint32(at + 12, true) * RECORD_BYTES;
+    need += size;
+    at += size;
+  }
+  if (need > payload || (i === n && need !== payload)) {
+    return `says it holds ${payload} bytes, but what it holds is not that long`;
+  }
+  return undefined;
+}
+
+/** The journal's first `buf.length` (< 16) bytes could be the start of a header this netmon writes. */
+function headerPrefix(buf: Uint8Array): boolean {
+  const magic = Buffer.from(JOURNAL_MAGIC, 'latin1');
+  const n = Math.min(buf.length, magic.length);
+  if (!magic.subarray(0, n).equals(Buffer.from(buf.buffer, buf.byteOffset, n))) return false;
+  return (
+    buf.length < 12 || Buffer.from(buf.buffer, buf.byteOffset, buf.length).readUInt32LE(8) === JOURNAL_VERSION
+  );
 }
 
 /**
  * Applies a journal to the origins of the state file with id `id`: frame by frame, in order, until its end
- * or the first frame that is cut short, damaged or does not parse. Origins it names that the state file
- * lacks are added.
+ * or the end a crash while appending left. Origins it names that the state file lacks are added. When it
+ * meets anything else (see the top of this file) it stops and sets `distrust`: the origins are then only
+ * partly updated, and must not be used.
  */
 export function replayJournal(buf: Uint8Array, id: number, origins: OriginCheckpoint[]): JournalReplay {
   const result: JournalReplay = { frames: 0, records: 0 };
+  const damaged = (what: string): JournalReplay => ({
+    ...result,
+    ignored: what,
+    distrust: 'journal_damaged',
+  });
   if (buf.length < JOURNAL_HEADER_BYTES) {
-    result.ignored = 'its header is incomplete (a crash while it was started)';
-    return result;
+    if (zeros(buf, 0) || headerPrefix(buf)) {
+      result.ignored = 'its header is incomplete (a crash while it was started)';
+      return result;
+    }
+    return damaged(`its ${buf.length} bytes are not the start of a journal`);
   }
   if (Buffer.from(buf.buffer, buf.byteOffset, 8).toString('latin1') !== JOURNAL_MAGIC) {
-    result.ignored = 'not a journal of a delta state file';
-    result.damaged = true;
-    return result;
+    return damaged('not a journal of a delta state file (wrong magic)');
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const version = view.getUint32(8, true);
   if (version !== JOURNAL_VERSION) {
-    result.ignored = `journal format version ${version}; this netmon reads version ${JOURNAL_VERSION}`;
-    result.damaged = true;
-    return result;
+    return {
+      ...result,
+      ignored: `journal format version ${version}; this netmon reads version ${JOURNAL_VERSION}`,
+      distrust: 'journal_version',
+    };
   }
-  if (view.getUint32(12, true) !== id) {
-    // Written before the state file was last rewritten (a crash before the old journal was removed).
-    result.ignored = 'it continues an older state file';
-    return result;
+  const journalId = view.getUint32(12, true);
+  if (journalId !== id) {
+    if ((id - journalId) >>> 0 <= OLDER_IDS) {
+      // Written before the state file was last rewritten (a crash before the old journal was removed).
+      result.ignored = 'it continues an older state file';
+      return result;
+    }
+    const newer = (journalId - id) >>> 0 <= OLDER_IDS;
+    return {
+      ...result,
+      ignored: newer
+        ? 'it continues a newer state file than this one, which is older than what was passed on'
+        : 'it continues another state file',
+      distrust: 'journal_mismatch',
+    };
   }
   const byName = new Map(origins.map((o) => [o.origin, o]));
   let off = JOURNAL_HEADER_BYTES;
   while (off < buf.length) {
     const left = buf.length - off;
+    const frame = result.frames + 1;
+    // A frame's length is never 0, so zeros are not a frame: a crash before the appended data reached the
+    // disk (the file's new size did).
+    if (zeros(buf, off)) {
+      result.ignored = `its last ${left} bytes are zeros, never written (a crash while appending)`;
+      return result;
+    }
     const payload = left >= FRAME_HEADER_BYTES ? view.getUint32(off, true) : 0;
-    if (left < FRAME_HEADER_BYTES || payload < 8 || left - FRAME_HEADER_BYTES < payload) {
+    if (left >= FRAME_HEADER_BYTES && payload < 8) {
+      return damaged(
+        `frame ${frame} says it holds ${payload} bytes, too few for a frame; ` +
+          `it and the ${left} bytes from it are ignored`,
+      );
+    }
+    if (left < FRAME_HEADER_BYTES || left - FRAME_HEADER_BYTES < payload) {
+      const problem =
+        left < FRAME_HEADER_BYTES ? undefined : cutShortProblem(buf, view, off + FRAME_HEADER_BYTES, payload);
+      if (problem !== undefined) {
+        return damaged(
+          `frame ${frame} ends the file early and ${problem}; it and the ${left} bytes from it are ignored`,
+        );
+      }
       result.ignored = `its last ${left} bytes are an incomplete frame (a crash while it was appended)`;
       return result;
     }
     const start = off + FRAME_HEADER_BYTES;
     const end = start + payload;
     if (crc32(buf.subarray(start, end)) !== view.getUint32(off + 4, true)) {
-      result.ignored = `checksum mismatch in frame ${result.frames + 1}; it and the ${buf.length - end} bytes after it are ignored`;
-      result.damaged = true;
-      return result;
+      return damaged(
+        `checksum mismatch in frame ${frame}; it and the ${buf.length - end} bytes after it are ignored`,
+      );
     }
     try {
       const parts: OriginPart[] = [];
@@ -350,9 +515,9 @@ export function replayJournal(buf: Uint8Array, id: number, origins: OriginCheckp
         result.records += part.count;
       }
     } catch (err) {
-      result.ignored = `frame ${result.frames + 1} does not parse (${(err as Error).message}); it and what follows are ignored`;
-      result.damaged = true;
-      return result;
+      return damaged(
+        `frame ${frame} does not parse (${(err as Error).message}); it and what follows are ignored`,
+      );
     }
     result.frames++;
     off = end;
@@ -367,7 +532,10 @@ export function replayJournal(buf: Uint8Array, id: number, origins: OriginCheckp
  */
 export async function writeCheckpoint(file: string, data: Uint8Array): Promise<void> {
   await writeFileAtomic(file, data);
-  await rm(journalPath(file), { force: true });
+  // unlink, not rm: rm's error for a directory is no system error (it has a positive errno).
+  await unlink(journalPath(file)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
 }
 
 /**
@@ -383,7 +551,8 @@ export async function appendJournal(
 ): Promise<void> {
   const journal = journalPath(file);
   const fresh = opts.id !== undefined;
-  const handle = await open(journal, fresh ? 'w' : 'a', 0o600);
+  const flags = constants.O_WRONLY | constants.O_CREAT | (fresh ? constants.O_TRUNC : constants.O_APPEND);
+  const handle = await openRegular(journal, flags, 0o600);
   try {
     await handle.writeFile(fresh ? Buffer.concat([encodeJournalHeader(opts.id ?? 0), frame]) : frame);
     if (opts.sync) await handle.datasync();
@@ -398,21 +567,51 @@ export type LoadResult =
   | { kind: 'missing' }
   | { kind: 'loaded'; origins: OriginCheckpoint[]; bytes: number; id: number; journal: JournalReplay }
   | { kind: 'unreadable'; reason: string }
-  | { kind: 'corrupt'; reason: string; movedTo?: string };
+  | { kind: 'corrupt'; reason: string; movedTo?: string; journalMovedTo?: string }
+  | {
+      /** The state file was read, or is gone, but its journal cannot be trusted: both were set aside. */
+      kind: 'untrusted';
+      distrust: Exclude<DistrustReason, 'state_file_damaged' | 'state_file_unreadable'>;
+      reason: string;
+      movedTo?: string;
+      journalMovedTo?: string;
+    };
+
+const errorText = (err: unknown): string =>
+  err instanceof NotRegularFileError ? err.message : systemError(err);
+
+/** Sets the journal of `file` aside as `<journal>.<reason>`; undefined when there is none or it stays. */
+async function setJournalAside(file: string, reason: string): Promise<string | undefined> {
+  const aside = await setAside(journalPath(file), reason);
+  return 'movedTo' in aside ? aside.movedTo : undefined;
+}
 
 /**
- * Reads the state file and replays its journal. A damaged state file is renamed to `file.corrupt` so the
- * next write does not hide it; a damaged end of the journal is only reported (the next write replaces it).
+ * Reads the state file and replays its journal. A damaged state file is renamed to `file.corrupt` (and its
+ * journal to `file.journal.corrupt`) so the next write does not hide it. A state file whose journal cannot
+ * be trusted, or a journal without a state file, is renamed to `file.untrusted` (and
+ * `file.journal.untrusted`): neither is used, now or after another restart. The end a crash left on a
+ * journal is only reported (the next write replaces the journal).
  */
 export async function loadCheckpoint(file: string): Promise<LoadResult> {
   let buf: Buffer;
   try {
-    buf = await readFile(file);
+    buf = await readRegular(file);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    // ENOTDIR: a part of the path is a file, so there is nothing to read; writing will say what is wrong.
-    if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return { kind: 'missing' };
-    return { kind: 'unreadable', reason: systemError(err) };
+    if (!isMissing(err)) return { kind: 'unreadable', reason: errorText(err) };
+    // A journal is started only after its state file was written: the state it continued is lost.
+    const left = await lstat(journalPath(file)).then(
+      () => true,
+      () => false,
+    );
+    if (!left) return { kind: 'missing' };
+    const journalMovedTo = await setJournalAside(file, 'untrusted');
+    return {
+      kind: 'untrusted',
+      distrust: 'state_file_missing',
+      reason: 'the state file it continues is gone',
+      ...(journalMovedTo && { journalMovedTo }),
+    };
   }
   let origins: OriginCheckpoint[];
   try {
@@ -421,37 +620,54 @@ export async function loadCheckpoint(file: string): Promise<LoadResult> {
     // Whatever went wrong, a file that cannot be decoded is not trusted (and never crashes the agent).
     const reason = err instanceof Error ? err.message : String(err);
     const aside = await setAside(file, 'corrupt');
-    return 'movedTo' in aside
-      ? { kind: 'corrupt', reason, movedTo: aside.movedTo }
-      : { kind: 'corrupt', reason };
+    const journalMovedTo = await setJournalAside(file, 'corrupt');
+    return {
+      kind: 'corrupt',
+      reason,
+      ...('movedTo' in aside && { movedTo: aside.movedTo }),
+      ...(journalMovedTo && { journalMovedTo }),
+    };
   }
   const id = checkpointId(buf);
   let journal: JournalReplay = { frames: 0, records: 0 };
-  if (id !== 0) {
-    try {
-      journal = replayJournal(await readFile(journalPath(file)), id, origins);
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code !== 'ENOENT')
-        journal = { ...journal, ignored: `cannot read it: ${systemError(err)}`, damaged: true };
+  try {
+    journal = replayJournal(await readRegular(journalPath(file)), id, origins);
+  } catch (err) {
+    if (!isMissing(err)) {
+      journal = { ...journal, ignored: `cannot read it: ${errorText(err)}`, distrust: 'journal_unreadable' };
     }
+  }
+  if (journal.distrust !== undefined) {
+    // The state file first: a crash between the two renames leaves a journal without a state file, which
+    // is not trusted either, never the state file alone, which would be.
+    const aside = await setAside(file, 'untrusted');
+    const journalMovedTo = 'movedTo' in aside ? await setJournalAside(file, 'untrusted') : undefined;
+    return {
+      kind: 'untrusted',
+      distrust: journal.distrust,
+      reason: journal.ignored ?? journal.distrust,
+      ...('movedTo' in aside && { movedTo: aside.movedTo }),
+      ...(journalMovedTo && { journalMovedTo }),
+    };
   }
   return { kind: 'loaded', origins, bytes: buf.length, id, journal };
 }
 
 /**
- * Why the state file could not be written, or null when it looks writable: the path is not a directory,
- * and the file (if present) and the nearest existing directory on its way are writable. Cheap: a few stats.
+ * Why the state file could not be written, or null when it looks writable: the state file, its journal and
+ * its temporary file are regular files where they exist, writable, and the nearest existing directory on the
+ * way is one, writable. Cheap: a few stats.
  */
 export async function checkStatePath(file: string): Promise<string | null> {
-  try {
-    const s = await stat(file);
-    if (s.isDirectory()) return `${file} is a directory, not a file`;
-    await access(file, constants.W_OK);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    // ENOTDIR: a part of the path is a file; the walk below says which.
-    if (e.code !== 'ENOENT' && e.code !== 'ENOTDIR') return `cannot write ${file}: ${systemError(err)}`;
+  for (const f of [file, journalPath(file), `${file}.tmp`]) {
+    try {
+      const s = await stat(f);
+      if (!s.isFile()) return new NotRegularFileError(f, s).message;
+      await access(f, constants.W_OK);
+    } catch (err) {
+      // Missing: created when written; ENOTDIR (a part of the path is a file): the walk below says which.
+      if (!isMissing(err)) return `cannot write ${f}: ${systemError(err)}`;
+    }
   }
   let dir = path.dirname(file);
   for (;;) {
@@ -461,8 +677,7 @@ export async function checkStatePath(file: string): Promise<string | null> {
       await access(dir, constants.W_OK | constants.X_OK);
       return null;
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if ((e.code === 'ENOENT' || e.code === 'ENOTDIR') && path.dirname(dir) !== dir) {
+      if (isMissing(err) && path.dirname(dir) !== dir) {
         dir = path.dirname(dir);
         continue;
       }

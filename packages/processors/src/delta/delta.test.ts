@@ -1,5 +1,7 @@
-import { mkdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FlowBatch, FlowFlags, type FlowInit, StatusBoard } from '@netmon/core';
@@ -7,7 +9,7 @@ import { describeConformance, testSettings } from '@netmon/core/testkit';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decodeCheckpoint } from './checkpoint.js';
+import { checkpointId, decodeCheckpoint } from './checkpoint.js';
 import { deltaProcessorConfig } from './config.js';
 import { DeltaProcessor } from './delta.js';
 import { deltaProcessorFactory } from './factory.js';
@@ -1136,8 +1138,9 @@ describe('delta processor state file', () => {
     expect(warning?.msg).toMatch(reason);
     expect(warning?.moved_to).toBe(`${stateFile()}.corrupt`);
     expect(await readFile(`${stateFile()}.corrupt`)).toEqual(bad);
-    // Fresh: the first snapshot is a baseline again.
+    // Fresh: the first snapshot is a baseline again, and what that loses is counted.
     expect(await run(b, snap(T0 + S, [{ port: 1, tx: 1500 }]))).toBeNull();
+    expect(b.counts.rebaselined).toBe(1);
     await b.shutdown();
     expect(decodeCheckpoint(await readFile(stateFile()))[0].table.count).toBe(1);
   });
@@ -1165,6 +1168,13 @@ describe('delta processor state file', () => {
       await deltaProcessorFactory.validate?.(deltaProcessorConfig.parse({}), { configDir: dir }),
     ).toEqual([]);
 
+    // At start, the same: refused with the reason, before anything is read or written.
+    await expect(processor(bad, dir).start()).rejects.toThrow(
+      `unusable state_file: cannot create ${join(dir, 'blocker/delta.state')}: ${join(dir, 'blocker')} is not a directory`,
+    );
+
+    // A path that breaks while running: counted, warned, reported; deltas go on.
+    await rm(join(dir, 'blocker'));
     const board = new StatusBoard();
     const logs: LogLine[] = [];
     const p = processor(bad, dir, { logs, board });
@@ -1172,6 +1182,7 @@ describe('delta processor state file', () => {
     board.set(state, 'starting');
     board.set(state, 'ok');
     await p.start();
+    await writeFile(join(dir, 'blocker'), 'a file, not a directory');
     await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
     expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 1100 }])))).toEqual({ 1: 100 });
     expect(p.counts.checkpointFailures).toBe(2);
@@ -1208,6 +1219,347 @@ describe('delta processor state file', () => {
     await run(p, snap(T0, [{ port: 1, tx: 1 }]));
     expect((await stat(join(dir, 'a/b/c/delta.state'))).size).toBeGreaterThan(32);
     await p.shutdown();
+  });
+
+  describe('a state it cannot use or trust', () => {
+    const journalFile = () => `${stateFile()}.journal`;
+    const validate = (state_file: string) =>
+      deltaProcessorFactory.validate?.(deltaProcessorConfig.parse({ state_file }), { configDir: dir });
+    /** A reader blocked on a FIFO gets a writer and EOF, so that nothing stays blocked after a test. */
+    const release = (fifo: string) => {
+      try {
+        closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        // No reader: nothing is blocked.
+      }
+    };
+
+    it('validate refuses a state file, journal or temporary file that is not a regular file, naming the key and the path', async () => {
+      await mkdir(join(dir, 'var'));
+      await mkdir(journalFile());
+      expect(await validate('var/delta.state')).toEqual([
+        { key: 'state_file', message: `${journalFile()} is a directory, not a regular file` },
+      ]);
+      await rm(journalFile(), { recursive: true });
+      await mkdir(`${stateFile()}.tmp`);
+      expect(await validate('var/delta.state')).toEqual([
+        { key: 'state_file', message: `${stateFile()}.tmp is a directory, not a regular file` },
+      ]);
+      await rm(`${stateFile()}.tmp`, { recursive: true });
+      execFileSync('mkfifo', [stateFile()]);
+      expect(await validate('var/delta.state')).toEqual([
+        { key: 'state_file', message: `${stateFile()} is a named pipe (FIFO), not a regular file` },
+      ]);
+      await rm(stateFile());
+      const server = createServer();
+      await new Promise<void>((done) => server.listen(journalFile(), done));
+      try {
+        expect(await validate('var/delta.state')).toEqual([
+          { key: 'state_file', message: `${journalFile()} is a socket, not a regular file` },
+        ]);
+      } finally {
+        await new Promise((done) => server.close(done));
+      }
+      await writeFile(stateFile(), '');
+      await writeFile(journalFile(), '');
+      expect(await validate('var/delta.state')).toEqual([]);
+    });
+
+    it('refuses to start on a journal path that is a directory, with a clear error instead of failing every batch', async () => {
+      await mkdir(journalFile(), { recursive: true });
+      const p = processor(config, dir);
+      const refusal = `unusable state_file: ${journalFile()} is a directory, not a regular file`;
+      await expect(p.start()).rejects.toThrow(refusal);
+      // A batch handed over without a successful start (a tool) fails with that error, not a nonsense one.
+      await expect(run(p, snap(T0, [{ port: 1, tx: 1 }]))).rejects.toThrow(refusal);
+      await p.shutdown();
+      expect((await stat(journalFile())).isDirectory()).toBe(true);
+      await expect(stat(stateFile())).rejects.toThrow(/ENOENT/);
+    });
+
+    it('refuses to start on a state file that is a FIFO instead of waiting for a writer forever', async () => {
+      await mkdir(join(dir, 'var'));
+      execFileSync('mkfifo', [stateFile()]);
+      const p = processor(config, dir);
+      try {
+        const outcome = await Promise.race([
+          p.start().then(
+            () => 'started',
+            (err: Error) => err.message,
+          ),
+          new Promise((done) => setTimeout(() => done('still starting after 3 s'), 3000)),
+        ]);
+        expect(outcome).toBe(
+          `unusable state_file: ${stateFile()} is a named pipe (FIFO), not a regular file`,
+        );
+      } finally {
+        release(stateFile());
+        await p.shutdown().catch(() => undefined);
+      }
+    });
+
+    it('a journal path turned into a directory at run time is a failed write (counted, reported, deltas go on) until it is fixed', async () => {
+      const board = new StatusBoard();
+      const logs: LogLine[] = [];
+      const p = processor(config, dir, { logs, board });
+      const [state] = board.all();
+      board.set(state, 'starting');
+      board.set(state, 'ok');
+      await p.start();
+      await run(p, snap(T0, [{ port: 1, tx: 1000 }]));
+      expect(
+        tx(await run(p, events(T0 + 1, [closed(2, 50, { flags: FlowFlags.Opened | FlowFlags.Closed })]))),
+      ).toEqual({ 2: 50 });
+      await rm(journalFile());
+      await mkdir(journalFile());
+      expect(tx(await run(p, snap(T0 + S, [{ port: 1, tx: 1500 }])))).toEqual({ 1: 500 });
+      expect(p.counts.checkpointFailures).toBe(1);
+      const warnings = logs.filter((l) => l.level === 40);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({
+        path: stateFile(),
+        err: 'EISDIR (illegal operation on a directory)',
+      });
+      await new Promise((r) => setImmediate(r));
+      expect(state.status).toBe('recoverable_error');
+      expect(state.lastError).toBe(
+        `cannot write the state file ${stateFile()}: EISDIR (illegal operation on a directory)`,
+      );
+      await rm(journalFile(), { recursive: true });
+      expect(tx(await run(p, snap(T0 + 2 * S, [{ port: 1, tx: 1600 }])))).toEqual({ 1: 100 });
+      expect(p.counts.checkpointFailures).toBe(1);
+      expect(state.status).toBe('ok');
+      await p.shutdown();
+    });
+
+    /** Where frame k (from 1) of the journal `beforeKill` leaves begins: 16-byte header, 120-byte frames. */
+    const frameAt = (k: number) => 16 + (k - 1) * 120;
+    const flip = (j: Buffer, at: number) => {
+      j[at] ^= 0x20;
+    };
+    /** Warnings and errors, but for the one an in-process kill -9 causes (two instances on one file). */
+    const problems = (logs: LogLine[]) =>
+      logs.filter((l) => l.level >= 40 && !l.msg.startsWith('another delta processor'));
+
+    /**
+     * Runs `beforeKill`, spoils the journal it left (kill -9: no shutdown) and restarts; returns the
+     * restarted processor, its logs and what the two runs passed on per flow (tx bytes).
+     */
+    async function restartAfter(spoil: (journal: Buffer) => Buffer | undefined, meter?: MeterProvider) {
+      const a = processor(config, dir);
+      await a.start();
+      const passed: Record<number, number> = {};
+      const add = (out: Record<number, number>) => {
+        for (const [port, n] of Object.entries(out)) passed[+port] = (passed[+port] ?? 0) + n;
+      };
+      for (const out of await beforeKill(a)) add(out);
+      const journal = await readFile(journalFile());
+      await writeFile(journalFile(), spoil(journal) ?? journal);
+      const logs: LogLine[] = [];
+      const b = processor(config, dir, { logs, meter });
+      await b.start();
+      return { a, b, logs, passed, add };
+    }
+
+    it.each([
+      ['its first frame damaged', (j: Buffer) => flip(j, frameAt(1) + 70), /checksum mismatch in frame 1/],
+      ['a middle frame damaged', (j: Buffer) => flip(j, frameAt(3) + 100), /checksum mismatch in frame 3/],
+      [
+        'the length of its first frame damaged (so that it looks cut short)',
+        (j: Buffer) => {
+          j.writeUInt32LE(112 + 40 * 56, frameAt(1));
+        },
+        /frame 1 /,
+      ],
+      [
+        'the length of a middle frame zeroed',
+        (j: Buffer) => {
+          j.writeUInt32LE(0, frameAt(2));
+        },
+        /frame 2 /,
+      ],
+      [
+        'garbage after its frames',
+        (j: Buffer) => Buffer.concat([j, Buffer.from('not a frame at all')]),
+        /frame 6 /,
+      ],
+      ['a wrong magic', (j: Buffer) => j.write('NOTAJRNL', 0, 'latin1'), /not a journal/],
+      [
+        'a format version this netmon does not know',
+        (j: Buffer) => {
+          j.writeUInt32LE(7, 8);
+        },
+        /version 7/,
+      ],
+    ])(
+      'with %s, never counts twice: every flow’s next reading is a new baseline, counted and logged once',
+      async (_name, spoil, problem) => {
+        const reader = new TestReader();
+        const provider = new MeterProvider({ readers: [reader] });
+        const { a, b, logs, passed, add } = await restartAfter((j) => {
+          const out = spoil(j);
+          return Buffer.isBuffer(out) ? out : undefined;
+        }, provider);
+        const warnings = problems(logs);
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]).toMatchObject({
+          path: journalFile(),
+          problem: expect.stringMatching(problem),
+          moved_to: `${stateFile()}.untrusted`,
+          journal_moved_to: `${journalFile()}.untrusted`,
+        });
+        expect(warnings[0].msg).toContain(journalFile());
+        expect(b.trackedFlows('conntrack')).toBe(0);
+        // The kernel's counters now: flow 1 at 1800 (1000 when the agent first saw it), flow 4's new
+        // connection at 70. What the lost journal held was passed on already: nothing is emitted.
+        expect(
+          await run(
+            b,
+            snap(T0 + 2 * S, [
+              { port: 1, tx: 1800 },
+              { port: 4, tx: 70 },
+            ]),
+          ),
+        ).toBeNull();
+        expect(b.counts.rebaselined).toBe(2);
+        add(
+          tx(
+            await run(
+              b,
+              snap(T0 + 3 * S, [
+                { port: 1, tx: 1900 },
+                { port: 4, tx: 80 },
+              ]),
+            ),
+          ),
+        );
+        // One interval lost, nothing twice: flow 1 passed on 900 of its 900 bytes less the lost 100.
+        expect(passed).toEqual({ 1: 800, 2: 300, 4: 15, 5: 9 });
+        const { resourceMetrics } = await reader.collect();
+        const point = resourceMetrics.scopeMetrics
+          .flatMap((sm) => sm.metrics)
+          .find((m) => m.descriptor.name === 'netmon_delta_flows_rebaselined')?.dataPoints[0];
+        expect(point?.value).toBe(2);
+        expect(point?.attributes).toEqual({
+          origin: 'conntrack',
+          reason: expect.stringMatching(/^journal_(damaged|version)$/),
+        });
+        await b.shutdown();
+        await a.shutdown();
+        await provider.shutdown();
+      },
+    );
+
+    it('after a journal it did not trust, a second kill -9 before any write does not bring the old state back', async () => {
+      const { a, b } = await restartAfter((j) => {
+        flip(j, frameAt(1) + 70);
+        return j;
+      });
+      // kill -9 of b before it wrote anything.
+      const c = processor(config, dir);
+      await c.start();
+      expect(c.trackedFlows('conntrack')).toBe(0);
+      expect(await run(c, snap(T0 + 2 * S, [{ port: 1, tx: 1800 }]))).toBeNull();
+      await c.shutdown();
+      await b.shutdown();
+      await a.shutdown();
+    });
+
+    it.each([
+      ['cut in its last frame', (j: Buffer) => j.subarray(0, j.length - 5)],
+      ['cut in the header of its last frame', (j: Buffer) => j.subarray(0, frameAt(5) + 3)],
+      ['cut right after the header of its last frame', (j: Buffer) => j.subarray(0, frameAt(5) + 8 + 20)],
+      [
+        'zeros where its last frame was (a power cut before the data reached the disk)',
+        (j: Buffer) => Buffer.concat([j.subarray(0, frameAt(5)), Buffer.alloc(4096)]),
+      ],
+    ])(
+      'with a journal %s (a crash while appending), uses every frame before it, exactly',
+      async (_name, cut) => {
+        const { a, b, logs, passed, add } = await restartAfter(cut);
+        expect(problems(logs)).toEqual([]);
+        expect(logs.find((l) => l.msg === 'part of the state file journal is not used')?.frames_used).toBe(4);
+        expect(b.trackedFlows('conntrack')).toBe(3);
+        // The batch being appended (flow 5's DESTROY) was never passed on: it counts when it comes again.
+        passed[5] = 0;
+        add(tx(await run(b, events(T0 + S + 40, [closed(5, 9)]))));
+        add(
+          tx(
+            await run(
+              b,
+              snap(T0 + 2 * S, [
+                { port: 1, tx: 1800 },
+                { port: 4, tx: 70 },
+              ]),
+            ),
+          ),
+        );
+        expect(passed).toEqual({ 1: 800, 2: 300, 4: 75, 5: 9 });
+        expect(b.counts.rebaselined).toBe(0);
+        await b.shutdown();
+        await a.shutdown();
+      },
+    );
+
+    it('does not trust a journal newer than its state file (the state file replaced by an older copy)', async () => {
+      const a = processor(config, dir);
+      await a.start();
+      await run(a, snap(T0, [{ port: 1, tx: 1000 }]));
+      const older = await readFile(stateFile());
+      expect(tx(await run(a, snap(T0 + S, [{ port: 1, tx: 1500 }])))).toEqual({ 1: 500 });
+      expect(tx(await run(a, events(T0 + S + 5, [{ port: 1, tx: 1700 }])))).toEqual({ 1: 200 });
+      // kill -9, and the state file of one snapshot earlier is put back (a restored backup).
+      await writeFile(stateFile(), older);
+      const logs: LogLine[] = [];
+      const b = processor(config, dir, { logs });
+      await b.start();
+      expect(problems(logs)).toMatchObject([
+        { path: journalFile(), problem: expect.stringMatching(/newer state file/) },
+      ]);
+      expect(await run(b, snap(T0 + 2 * S, [{ port: 1, tx: 1800 }]))).toBeNull();
+      expect(b.counts.rebaselined).toBe(1);
+      await b.shutdown();
+      await a.shutdown();
+    });
+
+    it('does not trust the journal of another state file', async () => {
+      const a = processor(config, dir);
+      await a.start();
+      await run(a, snap(T0, [{ port: 1, tx: 1000 }]));
+      expect(tx(await run(a, snap(T0 + S, [{ port: 1, tx: 1500 }])))).toEqual({ 1: 500 });
+      expect(tx(await run(a, events(T0 + S + 5, [{ port: 1, tx: 1700 }])))).toEqual({ 1: 200 });
+      // kill -9; the journal is swapped for one naming a state file far from this one's line of writes.
+      const own = checkpointId(await readFile(stateFile()));
+      const journal = await readFile(journalFile());
+      journal.writeUInt32LE((own + 2 ** 31) >>> 0 || 1, 12);
+      await writeFile(journalFile(), journal);
+      const logs: LogLine[] = [];
+      const b = processor(config, dir, { logs });
+      await b.start();
+      expect(problems(logs)).toMatchObject([
+        { path: journalFile(), problem: expect.stringMatching(/another state file/) },
+      ]);
+      expect(await run(b, snap(T0 + 2 * S, [{ port: 1, tx: 1800 }]))).toBeNull();
+      await b.shutdown();
+      await a.shutdown();
+    });
+
+    it('does not trust a journal whose state file is gone, and counts what the state file lost', async () => {
+      const a = processor(config, dir);
+      await a.start();
+      await beforeKill(a);
+      await rm(stateFile());
+      const logs: LogLine[] = [];
+      const b = processor(config, dir, { logs });
+      await b.start();
+      expect(problems(logs)).toMatchObject([
+        { path: journalFile(), journal_moved_to: `${journalFile()}.untrusted` },
+      ]);
+      expect(await run(b, snap(T0 + 2 * S, [{ port: 1, tx: 1800 }]))).toBeNull();
+      expect(b.counts.rebaselined).toBe(1);
+      await b.shutdown();
+      await a.shutdown();
+    });
   });
 });
 

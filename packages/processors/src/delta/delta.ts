@@ -35,7 +35,7 @@ import {
   U_GEN,
   U_STATE,
 } from './baseline-table.js';
-import type { OriginCheckpoint } from './checkpoint.js';
+import type { DistrustReason, OriginCheckpoint } from './checkpoint.js';
 import type { DeltaProcessorConfig } from './config.js';
 import { DELTA_METRICS } from './metrics.js';
 import { DeltaStateStore } from './state-store.js';
@@ -63,9 +63,15 @@ interface Origin extends OriginCheckpoint {
   vanished: number;
   counterResets: number;
   preexistingClosed: number;
+  /**
+   * Set when this process started from a saved state it could not trust: the flows this origin's baseline
+   * phase takes as a baseline are counted (what they sent since the last write before the restart is lost).
+   */
+  distrust?: DistrustReason;
+  rebaselined: number;
 }
 
-const newOrigin = (origin: string): Origin => ({
+const newOrigin = (origin: string, distrust?: DistrustReason): Origin => ({
   origin,
   table: new BaselineTable(),
   // Until its first snapshot, an origin's unknown flows predate the agent: their counters are a baseline.
@@ -76,6 +82,8 @@ const newOrigin = (origin: string): Origin => ({
   vanished: 0,
   counterResets: 0,
   preexistingClosed: 0,
+  distrust,
+  rebaselined: 0,
 });
 
 function numberValues(batch: FlowBatch, key: string): Float64Array | null {
@@ -91,6 +99,8 @@ export class DeltaProcessor implements Processor {
   private readonly store: DeltaStateStore | undefined;
   private stopped = false;
   private loggedDeltaInput = false;
+  /** Why the saved state was not trusted at start (none, or none saved): every origin starts with it. */
+  private distrust?: DistrustReason;
   /** Entries the batch being computed changed (the first `changedCount`), for the journal. */
   private changed = new Uint32Array(1024);
   private changedCount = 0;
@@ -106,7 +116,7 @@ export class DeltaProcessor implements Processor {
         : new DeltaStateStore(resolve(settings.configDir, config.state_file), settings, {
             checkpointInterval: config.checkpoint_interval,
             origins: this.origins,
-            restore: (restored) => this.restore(restored),
+            restore: (restored, distrust) => this.restore(restored, distrust),
           });
     this.metrics = observeMetrics(settings.meter, DELTA_METRICS, (r) => {
       let bytes = 0;
@@ -116,6 +126,7 @@ export class DeltaProcessor implements Processor {
         r.vanished(o.vanished, attrs);
         r.resets(o.counterResets, attrs);
         r.preexisting(o.preexistingClosed, attrs);
+        if (o.distrust !== undefined) r.rebaselined(o.rebaselined, { ...attrs, reason: o.distrust });
         bytes += o.table.byteSize;
       }
       r.stateBytes(bytes);
@@ -123,7 +134,10 @@ export class DeltaProcessor implements Processor {
     });
   }
 
-  /** Loads the state file, if one is configured and present. Never fails: a bad file is set aside. */
+  /**
+   * Loads the state file, if one is configured and present: a bad or untrusted one is set aside, never
+   * fatal. Fails only on a path no state file can be written to (what validate refuses).
+   */
   start(): Promise<void> {
     return this.store?.start() ?? Promise.resolve();
   }
@@ -154,7 +168,7 @@ export class DeltaProcessor implements Processor {
     }
     let origin = this.origins.get(batch.origin);
     if (origin === undefined) {
-      origin = newOrigin(batch.origin);
+      origin = newOrigin(batch.origin, this.distrust);
       this.origins.set(batch.origin, origin);
     }
     const out = this.compute(batch, origin);
@@ -189,24 +203,44 @@ export class DeltaProcessor implements Processor {
     vanished: number;
     counterResets: number;
     preexistingClosed: number;
+    rebaselined: number;
     checkpointFailures: number;
   } {
     let vanished = 0;
     let counterResets = 0;
     let preexistingClosed = 0;
+    let rebaselined = 0;
     for (const o of this.origins.values()) {
       vanished += o.vanished;
       counterResets += o.counterResets;
       preexistingClosed += o.preexistingClosed;
+      rebaselined += o.rebaselined;
     }
-    return { vanished, counterResets, preexistingClosed, checkpointFailures: this.store?.failures ?? 0 };
+    return {
+      vanished,
+      counterResets,
+      preexistingClosed,
+      rebaselined,
+      checkpointFailures: this.store?.failures ?? 0,
+    };
   }
 
-  /** Takes the origins read back from the state file, with fresh counts. */
-  private restore(restored: OriginCheckpoint[]): void {
+  /**
+   * Takes the origins read back from the state file, with fresh counts; or, with `distrust`, remembers
+   * that a saved state was not trusted, for the origins to come.
+   */
+  private restore(restored: OriginCheckpoint[], distrust?: DistrustReason): void {
+    this.distrust = distrust;
     for (const c of restored) {
       settleReopened(c.table);
-      this.origins.set(c.origin, { ...c, reads: 0, vanished: 0, counterResets: 0, preexistingClosed: 0 });
+      this.origins.set(c.origin, {
+        ...c,
+        reads: 0,
+        vanished: 0,
+        counterResets: 0,
+        preexistingClosed: 0,
+        rebaselined: 0,
+      });
     }
   }
 
@@ -330,7 +364,9 @@ export class DeltaProcessor implements Processor {
         if (baselinePhase && !(fl & FlowFlags.Opened)) {
           // Alive before the agent started: its counters so far are the baseline, not news. A DESTROY of
           // such a flow is dropped whole (the tombstone keeps a stale dump from baselining it again).
-          if (fl & FlowFlags.Closed) o.preexistingClosed++;
+          // After an untrusted state, part of those counters may have been passed on before the restart.
+          if (o.distrust !== undefined) o.rebaselined++;
+          else if (fl & FlowFlags.Closed) o.preexistingClosed++;
           continue;
         }
         // Born after the previous reading (its NEW missed, or events off): all of it is new.

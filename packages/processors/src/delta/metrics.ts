@@ -40,6 +40,18 @@ export const DELTA_METRICS = defineMetrics({
       'DESTROY events for flows older than the agent, before their origin had a first snapshot: dropped, as their counters include bytes from before the agent started.',
     attributes: ORIGIN,
   },
+  rebaselined: {
+    name: 'netmon_delta_flows_rebaselined',
+    kind: 'counter',
+    unit: '{flow}',
+    description:
+      'Flows whose first reading after a restart was taken as a new baseline (a DESTROY: dropped) because the saved state could not be trusted (a journal damaged, of an unknown version, of a newer or another state file, or unreadable; a state file damaged, unreadable or gone): what they sent since the last write before the restart was not reported, so that nothing is counted twice.',
+    attributes: {
+      ...ORIGIN,
+      reason:
+        'why the saved state was not trusted: journal_damaged, journal_version, journal_mismatch, journal_unreadable, state_file_damaged, state_file_unreadable, state_file_missing',
+    },
+  },
   failures: {
     name: 'netmon_delta_checkpoint_failures',
     kind: 'counter',

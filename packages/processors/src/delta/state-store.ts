@@ -6,6 +6,8 @@ import { performance } from 'node:perf_hooks';
 import { type ComponentSettings, systemError } from '@netmon/core';
 import {
   appendJournal,
+  checkStatePath,
+  type DistrustReason,
   encodeCheckpoint,
   encodeJournalFrame,
   loadCheckpoint,
@@ -26,8 +28,11 @@ export interface StateStoreOptions {
   checkpointInterval: number;
   /** The state a rewrite writes: every origin, as it is when the rewrite is asked for. */
   origins: ReadonlyMap<string, OriginCheckpoint>;
-  /** Takes the origins read back from the state file (and its journal) at start. */
-  restore: (origins: OriginCheckpoint[]) => void;
+  /**
+   * Takes the origins read back from the state file (and its journal) at start; or, with `distrust`, none:
+   * a saved state existed but could not be trusted, so each origin's first snapshot is a new baseline.
+   */
+  restore: (origins: OriginCheckpoint[], distrust?: DistrustReason) => void;
 }
 
 export class DeltaStateStore {
@@ -52,10 +57,12 @@ export class DeltaStateStore {
   private writeFailures = 0;
   /** The message of the last failed write while writes keep failing; undefined once one succeeds. */
   private checkpointError?: string;
+  /** This store reported recoverable_error: the next good write reports ok. */
+  private errorReported = false;
   private statusReport?: NodeJS.Immediate;
   private readonly checkpointInterval: number;
   private readonly origins: ReadonlyMap<string, OriginCheckpoint>;
-  private readonly restoreOrigins: (origins: OriginCheckpoint[]) => void;
+  private readonly restoreOrigins: (origins: OriginCheckpoint[], distrust?: DistrustReason) => void;
 
   constructor(
     readonly file: string,
@@ -77,20 +84,13 @@ export class DeltaStateStore {
     return this.writeFailures;
   }
 
-  /** Reads the state file once; later calls wait for that read. Never rejects: a bad file is set aside. */
+  /**
+   * Reads the state file once; later calls wait for that read (or get its refusal). A bad or untrusted file
+   * is set aside, never fatal; a path where no state file can ever be written (a directory, a FIFO, a path
+   * through a file: what validate refuses) is refused, as every write would fail.
+   */
   start(): Promise<void> {
-    if (this.loaded === undefined) {
-      const users = stateFilesInUse.get(this.file) ?? 0;
-      stateFilesInUse.set(this.file, users + 1);
-      if (users > 0) {
-        // A processor listed in two pipelines is two instances: they would overwrite each other's state.
-        this.settings.logger.warn(
-          { path: this.file },
-          'another delta processor in this agent uses the same state_file: after a restart one of them loses its state. Give each pipeline its own delta/<name> with its own state_file',
-        );
-      }
-      this.loaded = this.load();
-    }
+    this.loaded ??= this.load();
     return this.loaded;
   }
 
@@ -99,9 +99,12 @@ export class DeltaStateStore {
     this.closed = true;
     if (this.statusReport) clearImmediate(this.statusReport);
     this.statusReport = undefined;
-    // Without start, the state was never loaded: writing it would replace a good file with nothing.
-    if (this.loaded !== undefined) {
-      await this.loaded;
+    // Without a start that read the state, writing it would replace a good file with nothing.
+    const started = await this.loaded?.then(
+      () => true,
+      () => false,
+    );
+    if (started) {
       await this.checkpoint();
       const users = (stateFilesInUse.get(this.file) ?? 1) - 1;
       if (users > 0) stateFilesInUse.set(this.file, users);
@@ -226,6 +229,13 @@ export class DeltaStateStore {
       this.checkpointError = undefined;
       this.settings.logger.info({ path: this.file }, 'state file written again');
     }
+    if (this.errorReported) {
+      // What this store reports is its own: the framework never clears it after a good batch.
+      this.errorReported = false;
+      if (this.statusReport) clearImmediate(this.statusReport);
+      this.statusReport = undefined;
+      this.settings.status.ok();
+    }
   }
 
   private writeFailed(err: unknown): void {
@@ -242,11 +252,9 @@ export class DeltaStateStore {
     }
   }
 
-  /**
-   * Reports recoverable_error once this batch has been handed on: the framework marks a processor
-   * healthy after each batch it returns, which would hide an error reported during `process`.
-   */
+  /** Reports recoverable_error once the batch being processed has been handed on. */
   private reportError(message: string): void {
+    this.errorReported = true;
     if (this.closed) {
       this.settings.status.recoverableError(new Error(message));
       return;
@@ -259,6 +267,20 @@ export class DeltaStateStore {
   }
 
   private async load(): Promise<void> {
+    const problem = await checkStatePath(this.file);
+    if (problem !== null) {
+      // Every write would fail, and reading may not even return (a FIFO): say so once, here.
+      throw new Error(`unusable state_file: ${problem}`);
+    }
+    const users = stateFilesInUse.get(this.file) ?? 0;
+    stateFilesInUse.set(this.file, users + 1);
+    if (users > 0) {
+      // A processor listed in two pipelines is two instances: they would overwrite each other's state.
+      this.settings.logger.warn(
+        { path: this.file },
+        'another delta processor in this agent uses the same state_file: after a restart one of them loses its state. Give each pipeline its own delta/<name> with its own state_file',
+      );
+    }
     try {
       await this.restore();
     } finally {
@@ -276,33 +298,61 @@ export class DeltaStateStore {
         log.info({ path: file }, 'no state file yet: every origin starts with a baseline snapshot');
         break;
       case 'unreadable':
+        this.restoreOrigins([], 'state_file_unreadable');
         log.warn(
           { path: file, err: result.reason },
           'cannot read the state file: starting without it (the first snapshot of each origin is a baseline)',
         );
+        this.errorReported = true;
         this.settings.status.recoverableError(
           new Error(`cannot read the state file ${file}: ${result.reason}`),
         );
         break;
       case 'corrupt':
+        this.restoreOrigins([], 'state_file_damaged');
         log.warn(
-          { path: file, problem: result.reason, moved_to: result.movedTo },
+          {
+            path: file,
+            problem: result.reason,
+            moved_to: result.movedTo,
+            journal_moved_to: result.journalMovedTo,
+          },
           `state file ${file} is unusable (${result.reason}): ${
             result.movedTo ? `moved to ${result.movedTo}` : 'could not move it aside'
           }; starting without it`,
         );
         break;
+      case 'untrusted': {
+        // The journal may have held batches whose deltas were passed on: from the state file without them,
+        // a flow's next reading would count those again. Each origin's first snapshot is a new baseline
+        // instead: one interval is lost, nothing is counted twice.
+        this.restoreOrigins([], result.distrust);
+        const journal = `${file}.journal`;
+        const aside = [result.movedTo, result.journalMovedTo].filter((f) => f !== undefined);
+        log.warn(
+          {
+            path: journal,
+            problem: result.reason,
+            moved_to: result.movedTo,
+            journal_moved_to: result.journalMovedTo,
+          },
+          `the state file journal ${journal} cannot be trusted (${result.reason}): ${
+            aside.length > 0 ? `moved to ${aside.join(' and ')}` : 'could not move it aside'
+          }; starting without the saved state, so what flows sent since the last write before the restart is not reported (never twice): the first snapshot of each origin is a new baseline`,
+        );
+        break;
+      }
       case 'loaded': {
         this.checkpointId = result.id;
         this.restoreOrigins(result.origins);
         const { journal } = result;
         if (journal.ignored !== undefined) {
-          const fields = { path: `${file}.journal`, problem: journal.ignored, frames_used: journal.frames };
           // A frame cut short is what a crash while appending leaves (its deltas were never passed on);
           // a journal of an older state file is what a crash right after rewriting the state file leaves.
-          if (journal.damaged)
-            log.warn(fields, 'the state file journal is damaged: using what precedes the damage');
-          else log.info(fields, 'part of the state file journal is not used');
+          log.info(
+            { path: `${file}.journal`, problem: journal.ignored, frames_used: journal.frames },
+            'part of the state file journal is not used',
+          );
         }
         log.info(
           {
