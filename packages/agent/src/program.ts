@@ -146,6 +146,9 @@ as file:line:column: path: problem, with a "did you mean" for near misses) or in
         process.stdout.write(
           `configuration is valid: ${n} pipeline${n === 1 ? '' : 's'} (${config.pipelines.map((p) => p.id).join(', ')})\n`,
         );
+        // Checking loaded the plugin modules, whose top-level code may have started timers (a setInterval)
+        // that would keep validate from ever ending.
+        process.exit(0);
       } catch (err) {
         reportConfigError(err);
       }

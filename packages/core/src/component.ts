@@ -173,13 +173,24 @@ interface FactoryBase<C> {
    * other parts of the config are invalid, within `service::start_timeout`: a hook must not depend on
    * another. Cross-field rules belong in the schema (`superRefine`).
    */
-  validate?(config: C, ctx: { configDir: string }): ConfigIssue[] | Promise<ConfigIssue[]>;
+  validate?(config: C, ctx: ValidateContext): ConfigIssue[] | Promise<ConfigIssue[]>;
   /**
    * What an instance takes from the host when it runs — the address it listens on, the files it reads or
    * writes (absolute, resolved against `configDir`) — so that configuration refuses two components that
    * would collide (one port, or an exporter writing the file a receiver reads), naming both.
    */
   claims?(config: C, ctx: { configDir: string }): Claim[];
+}
+
+/** What a `validate` hook is told. */
+export interface ValidateContext {
+  /** The folder of the config file that defined the component: relative paths resolve against it. */
+  configDir: string;
+  /**
+   * service::start_timeout: the hook's deadline. One that loads code (a plugin) may bound the load itself,
+   * so that its problem names what it was loading rather than only that time ran out.
+   */
+  startTimeoutMs: number;
 }
 
 /** A problem found by a factory's `validate`: `key` is relative to the component (`module`, `a::b`). */

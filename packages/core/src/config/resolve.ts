@@ -3,7 +3,7 @@
 // nothing starts unless the list is empty. A problem in one component skips only that component's later
 // checks: the rest of the file is still checked, so one run lists everything to fix.
 import { z } from 'zod';
-import type { ComponentKind, ConfigIssue, Factory, Signal } from '../component.js';
+import type { ComponentKind, ConfigIssue, Factory, Signal, ValidateContext } from '../component.js';
 import { SIGNALS } from '../component.js';
 import type { Registry } from '../registry.js';
 import { type Claim, type ClaimConflict, type ClaimsOf, findConflicts } from './claims.js';
@@ -180,12 +180,13 @@ async function runValidateHooks(checked: Checked, source: ConfigSource): Promise
   for (const [kind, section] of Object.entries(SECTIONS) as [ComponentKind, string][]) {
     for (const spec of checked.components[kind].values()) {
       const hook = spec.factory.validate as
-        | ((c: unknown, ctx: { configDir: string }) => Promise<ConfigIssue[]> | ConfigIssue[])
+        | ((c: unknown, ctx: ValidateContext) => Promise<ConfigIssue[]> | ConfigIssue[])
         | undefined;
       if (!hook || checked.spoiled.has(joinPath([section, spec.id]))) continue;
       runs.push(
         withDeadline(
-          (async () => hook(spec.config, { configDir: spec.configDir }))(),
+          (async () =>
+            hook(spec.config, { configDir: spec.configDir, startTimeoutMs: checked.startTimeoutMs }))(),
           checked.startTimeoutMs,
         ).then(
           (issues) =>

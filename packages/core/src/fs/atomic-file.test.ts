@@ -1,4 +1,5 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -41,6 +42,22 @@ describe('writeFileAtomic', () => {
     expect(await readFile(file, 'utf8')).toBe('whole');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect(await readdir(dir)).toEqual(['state.json']);
+  });
+
+  // Root writes the state: a link planted at the .tmp name must not send the write to another file.
+  it('never writes through a link at the .tmp name', async () => {
+    const file = join(dir, 'state.json');
+    const victim = join(dir, 'victim');
+    await writeFile(victim, 'precious');
+    await symlink(victim, `${file}.tmp`);
+    await expect(writeFileAtomic(file, 'state')).rejects.toThrow(/ELOOP/);
+    expect(await readFile(victim, 'utf8')).toBe('precious');
+  });
+
+  it('refuses a FIFO at the .tmp name at once instead of waiting for a reader', async () => {
+    const file = join(dir, 'state.json');
+    execFileSync('mkfifo', [`${file}.tmp`]);
+    await expect(writeFileAtomic(file, 'state')).rejects.toThrow(/ENXIO/);
   });
 
   it('rejects when the rename fails, and removes its .tmp', async () => {

@@ -1,6 +1,10 @@
 // Files that must survive a crash or a power cut whole: the state of delta and of the devzero exporter.
+import { constants } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+
+const WRITE_FLAGS =
+  constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /**
  * Writes `data` to `file` atomically: `file.tmp`, fsync, rename over `file`, fsync of the directory (so
@@ -10,10 +14,13 @@ import path from 'node:path';
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${file}.tmp`;
-  await mkdir(path.dirname(file), { recursive: true });
-  const handle = await open(tmp, 'w', 0o600);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o750 });
+  // Never through a link planted at the `.tmp` name, and never blocked by a FIFO there (open would wait
+  // for a reader forever; non-blocking, it fails with ENXIO instead).
+  const handle = await open(tmp, WRITE_FLAGS, 0o600);
   try {
     try {
+      if (!(await handle.stat()).isFile()) throw new Error(`${tmp} exists and is not a regular file`);
       // The mode given to open applies only to a new file: a `.tmp` left by a crash keeps its own.
       await handle.chmod(0o600);
       await handle.writeFile(data);
