@@ -117,7 +117,9 @@ service:
     });
   });
 
-  it('loads a plugin from an ESM-only npm package installed next to the config', async () => {
+  // A package is looked up only among netmon's own: a node_modules that happens to sit above the config
+  // file (anyone's, in /tmp) must not decide what code the agent runs. Its path can still be given.
+  it('does not load a package from a node_modules near the config, and says to give its path', async () => {
     await withTmpDir(async (dir) => {
       const pkg = path.join(dir, 'node_modules', 'esm-only-plugin');
       await mkdir(pkg, { recursive: true });
@@ -129,16 +131,33 @@ service:
           exports: { '.': { import: './index.js' } },
         }),
       );
-      await writeFile(path.join(pkg, 'index.js'), 'export default (batch) => batch;\n');
+      const ran = path.join(dir, 'ran');
+      await writeFile(
+        path.join(pkg, 'index.js'),
+        `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(ran)}, 'x');\nexport default (batch) => batch;\n`,
+      );
       const config = path.join(dir, 'conf', 'plugin.yaml');
       await mkdir(path.dirname(config));
       await writeFile(
         config,
         pipeline(SAMPLE, 'out/flows.jsonl', 'processors:\n  plugin: { module: esm-only-plugin }\n'),
       );
-      const r = await runCli(['validate', '-c', config]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
+      const refused = await runCli(['validate', '-c', config]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('a node_modules near the config file is not searched');
+      await expect(readFile(ran, 'utf8')).rejects.toThrow(/ENOENT/);
+
+      await writeFile(
+        config,
+        pipeline(
+          SAMPLE,
+          'out/flows.jsonl',
+          'processors:\n  plugin: { module: ../node_modules/esm-only-plugin/index.js }\n',
+        ),
+      );
+      const byPath = await runCli(['validate', '-c', config]);
+      expect(byPath.stderr).toBe('');
+      expect(byPath.code).toBe(0);
     });
   });
 });

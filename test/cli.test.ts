@@ -144,7 +144,7 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
         '  all.yaml:6:3: receivers::k8sattributes: unknown receiver type "k8sattributes"; k8s_attributes is a processor type: configure it under processors (known receiver types: conntrack, file)',
         `  all.yaml:9:5: processors::plugin/a::module: cannot load plugin module "./port.mjs": no file ${path.join(dir, 'port.mjs')}; did you mean ./ports.mjs?`,
         '  all.yaml:11:5: processors::plugin/b::module: plugin module "./named.mjs" must default-export a function (batch, ctx) => batch, or an object with a process function; it has no default export, only named ones (process): write export default { process, … }',
-        '  all.yaml:12:3: processors::plugin/c: its checks did not finish within service::start_timeout (1s), e.g. a plugin module whose top-level code never finishes loading',
+        '  all.yaml:13:5: processors::plugin/c::module: cannot load plugin module "./stuck.mjs": it did not finish loading within 1s (service::start_timeout): its top-level code is still running or waiting (a top-level await that never settles?)',
         '  all.yaml:15:3: exporters::prometheusexporter: unknown exporter type "prometheusexporter"; did you mean prometheus? (known exporter types: debug, devzero, file, otlp, prometheus)',
         '  all.yaml:16:3: exporters::otlp_exporter: unknown exporter type "otlp_exporter"; did you mean otlp? (known exporter types: debug, devzero, file, otlp, prometheus)',
         '  all.yaml:18:5: exporters::file::path: /proc/netmon/flows.jsonl is under /proc, a kernel pseudo-filesystem where no file can be created; write to a real filesystem (e.g. /var/lib/netmon/flows.jsonl)',
@@ -166,7 +166,7 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
         path.join(dir, 'old.yaml'),
         [
           'receivers:',
-          '  file: { path: /dev/null }',
+          `  file: { path: ${JSON.stringify(path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl'))} }`,
           '  otlp: {}',
           'exporters:',
           '  otlp:',

@@ -18,5 +18,9 @@ export const deltaProcessorFactory = defineProcessor({
     const problem = await checkStatePath(resolve(configDir, config.state_file));
     return problem === null ? [] : [{ key: 'state_file', message: problem }];
   },
+  claims: (config, { configDir }) =>
+    config.state_file === undefined
+      ? []
+      : [{ kind: 'write', key: 'state_file', path: resolve(configDir, config.state_file) }],
   create: async (settings, config) => new (await import('./delta.js')).DeltaProcessor(settings, config),
 });
