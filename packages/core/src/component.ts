@@ -188,9 +188,10 @@ export interface ValidateContext {
   configDir: string;
   /**
    * service::start_timeout: the hook's deadline. One that loads code (a plugin) may bound the load itself,
-   * so that its problem names what it was loading rather than only that time ran out.
+   * so that its problem names what it was loading rather than only that time ran out. The config loader
+   * always gives it; a test calling a hook directly may leave it out.
    */
-  startTimeoutMs: number;
+  startTimeoutMs?: number;
 }
 
 /** A problem found by a factory's `validate`: `key` is relative to the component (`module`, `a::b`). */

@@ -14,6 +14,7 @@ export * from './config/source.js';
 export * from './exporter/retry-config.js';
 export * from './exporter/send-queue.js';
 export * from './fs/atomic-file.js';
+export * from './fs/file-kind.js';
 export * from './fs/system-error.js';
 export * from './pipeline/bounded-queue.js';
 export * from './pipeline/service.js';

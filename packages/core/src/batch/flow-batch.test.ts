@@ -213,7 +213,7 @@ describe('flow records', () => {
 
   it.each([
     ['{', /not JSON/],
-    ['[]', /expected a JSON object/],
+    ['[]', /not a JSON object/],
     ['{"time_start":"x"}', /time_start/],
     [
       '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":5,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}',
@@ -225,15 +225,15 @@ describe('flow records', () => {
     ],
     [
       '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","bytes":1}',
-      /unknown field "bytes"/,
+      /^unknown field: key 7 of the object is not a flow record field$/,
     ],
     [
       '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1","attributes":{"a":[1]}}',
-      /attributes.a/,
+      /^attributes: key 1 holds neither a string, a number nor a boolean$/,
     ],
     [
       '{"time_start":"Jan 2 2026","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}',
-      /time_start: "Jan 2 2026" is not an RFC 3339 time/,
+      /^time_start: not an RFC 3339 time such as 2026-01-01T00:00:00.000Z$/,
     ],
     [
       '{"time_start":"2026-01-01T00:00:00","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"1.1.1.1"}',
@@ -241,16 +241,20 @@ describe('flow records', () => {
     ],
     [
       '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"1.1.1.1","dst_ip":"2001:db8::1"}',
-      /dst_ip: IPv6 address "2001:db8::1" in a family 4 record/,
+      /^dst_ip: an IPv6 address in a family 4 record$/,
     ],
     [
       '{"time_start":"2026-01-01T00:00:00Z","time_end":"2026-01-01T00:00:00Z","family":4,"protocol":6,"src_ip":"example.com","dst_ip":"1.1.1.1"}',
-      /src_ip: "example.com" is not an IP address/,
+      /^src_ip: not an IP address$/,
     ],
-  ])('names what is wrong in %s', (line, message) => {
+  ])('names what is wrong in %s, never what the line holds', (line, message) => {
     const d = decodeFlowRecord(line);
     expect(d.ok).toBe(false);
-    if (!d.ok) expect(d.error).toMatch(message);
+    if (!d.ok) {
+      expect(d.error).toMatch(message);
+      // A line may be anything (a mistyped path: /etc/shadow); the error goes to logs.
+      expect(d.error).not.toMatch(/Jan 2|example\.com|2001:db8|bytes"|"a"|\{/);
+    }
   });
 });
 

@@ -137,27 +137,34 @@ class TimeFormatter {
 
 export type DecodeResult = { ok: true; flow: FlowInit } | { ok: false; error: string };
 
-/** Parses one JSON Lines flow record; the error says which field is wrong and why. */
+/**
+ * Parses one JSON Lines flow record; the error says which field is wrong and why, in words that never repeat
+ * what the line holds: a receiver may be pointed at any file (a mistyped path, /etc/shadow) and its errors go
+ * wherever logs go, so a value, or even an unknown key, is referred to by its position in the object.
+ */
 export function decodeFlowRecord(line: string): DecodeResult {
   let obj: unknown;
   try {
     obj = JSON.parse(line);
-  } catch (err) {
-    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+  } catch {
+    // JSON.parse's message quotes the text around the fault.
+    return { ok: false, error: 'not JSON' };
   }
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
-    return { ok: false, error: 'expected a JSON object' };
+    return { ok: false, error: 'not a JSON object' };
   }
   const r = obj as Record<string, unknown>;
-  for (const key of Object.keys(r)) {
-    if (!KNOWN.has(key)) return { ok: false, error: `unknown field "${key}"` };
+  const keys = Object.keys(r);
+  for (let i = 0; i < keys.length; i++) {
+    if (!KNOWN.has(keys[i])) {
+      return { ok: false, error: `unknown field: key ${i + 1} of the object is not a flow record field` };
+    }
   }
   const time = (key: string): number | string => {
     const v = r[key];
     if (typeof v !== 'string') return `${key}: expected an RFC 3339 time string`;
-    if (!RFC3339.test(v)) return `${key}: "${v}" is not an RFC 3339 time such as 2026-01-01T00:00:00.000Z`;
-    const ms = Date.parse(v);
-    return Number.isNaN(ms) ? `${key}: "${v}" is not an RFC 3339 time` : ms;
+    const ms = RFC3339.test(v) ? Date.parse(v) : Number.NaN;
+    return Number.isNaN(ms) ? `${key}: not an RFC 3339 time such as 2026-01-01T00:00:00.000Z` : ms;
   };
   const uint = (key: string, max: number, required: boolean): number | string => {
     const v = r[key];
@@ -191,9 +198,9 @@ export function decodeFlowRecord(line: string): DecodeResult {
     if (key === 'backend_ip' && ip === undefined) continue;
     if (typeof ip !== 'string') return { ok: false, error: `${key}: expected an IP address string` };
     const family = parseIp(ip, scratch, 0);
-    if (family === 0) return { ok: false, error: `${key}: "${ip}" is not an IP address` };
+    if (family === 0) return { ok: false, error: `${key}: not an IP address` };
     if (f.family === 4 && family === 6)
-      return { ok: false, error: `${key}: IPv6 address "${ip}" in a family 4 record` };
+      return { ok: false, error: `${key}: an IPv6 address in a family 4 record` };
   }
   let attributes: Record<string, AttributeValue> | undefined;
   if (r.attributes !== undefined) {
@@ -201,9 +208,11 @@ export function decodeFlowRecord(line: string): DecodeResult {
       return { ok: false, error: 'attributes: expected an object' };
     }
     attributes = Object.create(null) as Record<string, AttributeValue>;
+    let i = 0;
     for (const [k, v] of Object.entries(r.attributes)) {
+      i++;
       if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
-        return { ok: false, error: `attributes.${k}: expected a string, number or boolean` };
+        return { ok: false, error: `attributes: key ${i} holds neither a string, a number nor a boolean` };
       }
       attributes[k] = v;
     }

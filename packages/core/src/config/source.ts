@@ -4,6 +4,7 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { fileKind } from '../fs/file-kind.js';
 
 export interface Position {
   file: string;
@@ -214,17 +215,6 @@ async function readRegularFile(file: string): Promise<string> {
   } finally {
     await handle.close();
   }
-}
-
-/** "a directory", "a FIFO (named pipe)", …: what a path that is not a regular file is. */
-export function fileKind(st: import('node:fs').Stats): string {
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a FIFO (named pipe)';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSymbolicLink()) return 'a symbolic link';
-  return st.isFile() ? 'a regular file' : 'not a regular file';
 }
 
 /** `ENOENT (no such file or directory)`: the code to search for, and what it means. */

@@ -9,11 +9,11 @@ import {
   FlowBatch,
   type ObservedMetrics,
   observeMetrics,
+  pseudoFilesystemOf,
   systemError,
 } from '@netmon/core';
 import type { FileExporterConfig } from './config.js';
 import { FILE_EXPORTER_METRICS } from './metrics.js';
-import { pseudoFilesystemOf } from './paths.js';
 import { DIRECTORY_MODE, directoryProblem, existingFileProblem, fileProblem } from './safety.js';
 
 const MIB = 1024 * 1024;

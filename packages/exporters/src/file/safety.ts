@@ -8,6 +8,7 @@
 import type { Stats } from 'node:fs';
 import { lstat, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { fileKind } from '@netmon/core';
 
 /** Mode of the directories the exporter creates: its owner writes, its group may read. */
 export const DIRECTORY_MODE = 0o750;
@@ -16,14 +17,6 @@ const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, '0');
 
 /** The effective uid: what the kernel checks permissions against. */
 export const euid = (): number => process.geteuid?.() ?? 0;
-
-function kind(st: Stats): string {
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSocket()) return 'a socket';
-  return 'not a file';
-}
 
 /** What is wrong with `file` as it is now (lstat: a link is not followed), or undefined. */
 export function fileProblem(file: string, st: Stats): string | undefined {
@@ -34,7 +27,7 @@ export function fileProblem(file: string, st: Stats): string | undefined {
   // A device or a FIFO cannot be rotated (renaming /dev/null would break the node), and opening one can
   // block or have side effects.
   if (!st.isFile()) {
-    return `${file} is not a regular file (${kind(st)}); the exporter appends to and rotates regular files only`;
+    return `${file} is ${fileKind(st)}, not a regular file; the exporter appends to and rotates regular files only`;
   }
   const uid = euid();
   if (st.uid !== uid) {

@@ -217,7 +217,7 @@ describe('file exporter: what it writes to', () => {
   it('refuses a FIFO without blocking on it, in validate and at start', async () => {
     const fifo = join(dir, 'flows.fifo');
     expect(spawnSync('mkfifo', ['-m', '0600', fifo]).status).toBe(0);
-    const message = `${fifo} is not a regular file (a FIFO); the exporter appends to and rotates regular files only`;
+    const message = `${fifo} is a FIFO (named pipe), not a regular file; the exporter appends to and rotates regular files only`;
     expect(await validate({ path: 'flows.fifo' })).toEqual([{ key: 'path', message }]);
     const e = exporter({ path: 'flows.fifo' });
     const started = e.start().then(
@@ -238,7 +238,7 @@ describe('file exporter: what it writes to', () => {
   it('refuses a device: /dev/null is never written or renamed', async () => {
     const before = await stat('/dev/null');
     const message =
-      '/dev/null is not a regular file (a character device); the exporter appends to and rotates regular files only';
+      '/dev/null is a character device, not a regular file; the exporter appends to and rotates regular files only';
     expect(await validate({ path: '/dev/null' })).toEqual([{ key: 'path', message }]);
     const e = exporter({ path: '/dev/null', rotation: { max_megabytes: 1, max_files: 1 } });
     await expect(e.start()).rejects.toThrow(message);

@@ -2,9 +2,9 @@ import { constants } from 'node:fs';
 import { access, realpath, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { ConfigIssue } from '@netmon/core';
-import { systemError } from '@netmon/core';
+import { pseudoFilesystemOf, systemError } from '@netmon/core';
 import type { FileExporterConfig } from './config.js';
-import { pseudoFilesystemOf } from './paths.js';
+
 import { directoryProblem, existingFileProblem } from './safety.js';
 
 const pseudoFilesystemProblem = (file: string, root: string) =>

@@ -43,7 +43,7 @@ import { constants, type Stats } from 'node:fs';
 import { access, lstat, open, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
-import { setAside, syncDirectory, systemError, writeFileAtomic } from '@netmon/core';
+import { fileKind, setAside, syncDirectory, systemError, writeFileAtomic } from '@netmon/core';
 import {
   BaselineTable,
   F_CLOSED_START,
@@ -88,16 +88,6 @@ export interface JournalSection {
 
 /** Raised for a state file that cannot be used: its message says what is wrong with it. */
 export class CheckpointFormatError extends Error {}
-
-/** What a path is when it is not a regular file, for messages. */
-function fileKind(s: Stats): string {
-  if (s.isDirectory()) return 'a directory';
-  if (s.isFIFO()) return 'a named pipe (FIFO)';
-  if (s.isSocket()) return 'a socket';
-  if (s.isCharacterDevice()) return 'a character device';
-  if (s.isBlockDevice()) return 'a block device';
-  return 'a special file';
-}
 
 /** Raised for a state file or journal path that holds something other than a regular file. */
 export class NotRegularFileError extends Error {

@@ -1248,7 +1248,7 @@ describe('delta processor state file', () => {
       await rm(`${stateFile()}.tmp`, { recursive: true });
       execFileSync('mkfifo', [stateFile()]);
       expect(await validate('var/delta.state')).toEqual([
-        { key: 'state_file', message: `${stateFile()} is a named pipe (FIFO), not a regular file` },
+        { key: 'state_file', message: `${stateFile()} is a FIFO (named pipe), not a regular file` },
       ]);
       await rm(stateFile());
       const server = createServer();
@@ -1290,7 +1290,7 @@ describe('delta processor state file', () => {
           new Promise((done) => setTimeout(() => done('still starting after 3 s'), 3000)),
         ]);
         expect(outcome).toBe(
-          `unusable state_file: ${stateFile()} is a named pipe (FIFO), not a regular file`,
+          `unusable state_file: ${stateFile()} is a FIFO (named pipe), not a regular file`,
         );
       } finally {
         release(stateFile());

@@ -4,8 +4,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { type ComponentSettings, setAside, systemError, writeFileAtomic } from '@netmon/core';
-import { kindOfFile } from './validate.js';
+import { type ComponentSettings, fileKind, setAside, systemError, writeFileAtomic } from '@netmon/core';
 
 /**
  * Bytes at the start of the file whose hash tells a file rewritten in place (same inode, new content)
@@ -81,7 +80,7 @@ export async function loadCheckpoint(file: string): Promise<Loaded> {
   let text: string;
   try {
     const s = await handle.stat();
-    if (!s.isFile()) throw new Error(`checkpoint_file ${file} is ${kindOfFile(s)}, not a regular file`);
+    if (!s.isFile()) throw new Error(`checkpoint_file ${file} is ${fileKind(s)}, not a regular file`);
     if (s.size > MAX_CHECKPOINT_BYTES)
       return await corrupt(file, `larger than ${MAX_CHECKPOINT_BYTES} bytes`);
     text = await handle.readFile('utf8');

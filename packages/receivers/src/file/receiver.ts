@@ -8,8 +8,10 @@ import {
   decodeFlowRecord,
   FlowBatch,
   type FlowInit,
+  fileKind,
   type ObservedMetrics,
   observeMetrics,
+  pseudoFilesystemOf,
   type Receiver,
   systemError,
 } from '@netmon/core';
@@ -25,8 +27,6 @@ import {
 import type { FileReceiverConfig } from './config.js';
 import { LineReader } from './lines.js';
 import { FILE_RECEIVER_METRICS, SKIP_REASONS, type SkipReason } from './metrics.js';
-import { KIND_WORDS, safeReason } from './reasons.js';
-import { kindOfFile, pseudoFilesystemOf } from './validate.js';
 
 /** Malformed lines logged one by one before logging turns to every LOG_EVERY-th. */
 const LOG_FIRST = 5;
@@ -123,7 +123,7 @@ export class FileReceiver implements Receiver {
     try {
       // Stat first, for the message; O_NONBLOCK so that a FIFO put there since cannot block the open.
       const s = await stat(this.path);
-      if (!s.isFile()) throw notRegular(this.path, kindOfFile(s));
+      if (!s.isFile()) throw notRegular(this.path, fileKind(s));
       handle = await open(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       if (err instanceof NotRegularFile) throw err;
@@ -132,7 +132,7 @@ export class FileReceiver implements Receiver {
     let from: Position | undefined;
     try {
       const s = await handle.stat({ bigint: true });
-      if (!s.isFile()) throw notRegular(this.path, kindOfFile(s));
+      if (!s.isFile()) throw notRegular(this.path, fileKind(s));
       if (this.checkpointPath !== undefined) from = await this.resumePoint(handle, s);
     } catch (err) {
       await handle.close();
@@ -346,7 +346,8 @@ export class FileReceiver implements Receiver {
     const result = decodeFlowRecord(line);
     if (!result.ok) {
       const error = result.error;
-      this.skip(lineNo, error.startsWith('not JSON') ? 'not_json' : 'invalid', () => safeReason(error, line));
+      // decodeFlowRecord's reasons never quote the line.
+      this.skip(lineNo, error === 'not JSON' ? 'not_json' : 'invalid', () => error);
       return null;
     }
     const flow = result.flow;
@@ -362,7 +363,7 @@ export class FileReceiver implements Receiver {
         const kind = kindOf(flow.attributes[key]);
         if (seen !== undefined && seen !== kind) {
           const at = k;
-          // By position, not name: the key comes from the file (see reasons.ts).
+          // By position, not name: the key comes from the file, and may be anything.
           this.skip(
             lineNo,
             'invalid',
@@ -489,6 +490,9 @@ class NotRegularFile extends Error {}
 function notRegular(path: string, kind: string): NotRegularFile {
   return new NotRegularFile(`file receiver: cannot read ${path}: it is ${kind}, not a regular file`);
 }
+
+/** The attribute kinds as a reason says them. */
+const KIND_WORDS = { string: 'a string', number: 'a number', bool: 'a boolean' } as const;
 
 function kindOf(value: string | number | boolean): AttributeKind {
   return typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';

@@ -1,21 +1,9 @@
-import { constants, type Stats } from 'node:fs';
+import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { ConfigIssue } from '@netmon/core';
-import { systemError } from '@netmon/core';
+import { fileKind, pseudoFilesystemOf, systemError } from '@netmon/core';
 import type { FileReceiverConfig } from './config.js';
-
-/** What a path that is not a regular file is, for messages: `a FIFO (named pipe)`. */
-export function kindOfFile(
-  s: Pick<Stats, 'isDirectory' | 'isFIFO' | 'isCharacterDevice' | 'isBlockDevice' | 'isSocket'>,
-): string {
-  if (s.isDirectory()) return 'a directory';
-  if (s.isFIFO()) return 'a FIFO (named pipe)';
-  if (s.isCharacterDevice()) return 'a character device';
-  if (s.isBlockDevice()) return 'a block device';
-  if (s.isSocket()) return 'a socket';
-  return 'a special file';
-}
 
 /**
  * `netmon validate` promises that a valid config starts, so the file must be a regular file that can be
@@ -31,7 +19,7 @@ export async function checkReadable(config: FileReceiverConfig, configDir: strin
       return [
         {
           key: 'path',
-          message: `${file} is ${kindOfFile(s)}, not a regular file; path names the JSON Lines file to replay`,
+          message: `${file} is ${fileKind(s)}, not a regular file; path names the JSON Lines file to replay`,
         },
       ];
     }
@@ -42,14 +30,6 @@ export async function checkReadable(config: FileReceiverConfig, configDir: strin
   if (config.checkpoint_file === undefined) return [];
   const problem = await checkCheckpointPath(resolve(configDir, config.checkpoint_file), file);
   return problem === null ? [] : [{ key: 'checkpoint_file', message: problem }];
-}
-
-/**
- * The kernel pseudo-filesystem `file` is under, if any: no file can be created there, and Node's recursive
- * mkdir under /proc does not return, so the checkpoint's first write would hang instead of failing.
- */
-export function pseudoFilesystemOf(file: string): string | undefined {
-  return ['/proc', '/sys'].find((root) => file === root || file.startsWith(`${root}/`));
 }
 
 /**
@@ -67,7 +47,7 @@ export async function checkCheckpointPath(file: string, replayed: string): Promi
   try {
     const s = await stat(file);
     if (s.isDirectory()) return `${file} is a directory, not a file`;
-    if (!s.isFile()) return `${file} is ${kindOfFile(s)}, not a regular file`;
+    if (!s.isFile()) return `${file} is ${fileKind(s)}, not a regular file`;
     const r = await stat(replayed).catch(() => undefined);
     if (r !== undefined && r.dev === s.dev && r.ino === s.ino) return same;
     await access(file, constants.R_OK | constants.W_OK);
