@@ -1,12 +1,12 @@
-// The checkpoint against a real crash: the agent CLI (bin/netmon, the built packages) replays into the
+// The file receiver's checkpoint against a real crash: the agent CLI (bin/netmon, the built packages) replays into the
 // file exporter, is killed with SIGKILL part way, and started again with the same config.
 import { existsSync } from 'node:fs';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AgentProcess, withTmpDir } from '../../../../test/harness/agent.js';
+import { AgentProcess, ROOT, withTmpDir } from './harness/agent.js';
 
-const SAMPLE = path.join(import.meta.dirname, 'testdata', 'sample-flows.jsonl');
+const SAMPLE = path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl');
 
 /** Lines of a JSON Lines file, without the empty string after the last "\n". */
 async function linesOf(file: string): Promise<string[]> {
