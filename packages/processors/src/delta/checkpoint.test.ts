@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -261,6 +261,22 @@ describe('journal', () => {
       await writeCheckpoint(file, encodeCheckpoint(state(), 4));
       expect(await readdir(dir)).toEqual(['delta.state']);
       expect(journalPath(file)).toBe(`${file}.journal`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  // The agent runs as root: a link planted at the journal's name must not send flow state into another file.
+  it('never appends through a link at the journal name', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'netmon-delta-journal-'));
+    try {
+      const file = join(dir, 'delta.state');
+      const victim = join(dir, 'victim');
+      await writeFile(victim, 'precious');
+      await symlink(victim, journalPath(file));
+      const frame = encodeJournalFrame([change('conntrack', state()[0].table, 5, 1)]);
+      await expect(appendJournal(file, frame, { sync: false })).rejects.toThrow(/ELOOP/);
+      await expect(appendJournal(file, frame, { id: 1, sync: false })).rejects.toThrow(/ELOOP/);
+      expect(await readFile(victim, 'utf8')).toBe('precious');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

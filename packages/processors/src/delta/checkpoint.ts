@@ -541,7 +541,12 @@ export async function appendJournal(
 ): Promise<void> {
   const journal = journalPath(file);
   const fresh = opts.id !== undefined;
-  const flags = constants.O_WRONLY | constants.O_CREAT | (fresh ? constants.O_TRUNC : constants.O_APPEND);
+  // O_NOFOLLOW: run as root, a link planted at the journal's name must not take the append elsewhere.
+  const flags =
+    constants.O_WRONLY |
+    constants.O_CREAT |
+    constants.O_NOFOLLOW |
+    (fresh ? constants.O_TRUNC : constants.O_APPEND);
   const handle = await openRegular(journal, flags, 0o600);
   try {
     await handle.writeFile(fresh ? Buffer.concat([encodeJournalHeader(opts.id ?? 0), frame]) : frame);
