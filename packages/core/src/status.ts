@@ -32,7 +32,10 @@ export interface ItemCounters {
   in: number;
   /** Items the component passed on (processors), produced (receivers) or delivered (exporters). */
   out: number;
-  /** Items lost to a full queue or a limit: data the user will not see. */
+  /**
+   * Items lost to a full queue or a limit: data the user will not see. For a processor, also the rows of a
+   * batch it did not pass on (it returned nothing, an empty batch, or fewer rows than it was given).
+   */
   dropped: number;
   /** Items in batches the component failed to process or export. */
   failed: number;
