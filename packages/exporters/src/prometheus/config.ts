@@ -6,8 +6,8 @@ import { flowLabelSelection } from '../series/selection-config.js';
 export const MIN_EXPIRATION_MS = 60_000;
 
 export const prometheusExporterConfig = z.strictObject({
-  endpoint: endpoint('0.0.0.0:9464').describe(
-    'Address to serve the metrics on (host:port; port 0 picks a free one). Scrape http://<host>:<port>/metrics.',
+  endpoint: endpoint('127.0.0.1:9464').describe(
+    'Address to serve the metrics on (host:port; port 0 picks a free one, logged at start); Prometheus scrapes http://<host>:<port>/metrics. The default, 127.0.0.1, answers only on this machine; "0.0.0.0:9464", "[::]:9464" or ":9464" listen on every interface, where anyone who reaches the port reads the metrics without authentication (logged at start), and the shipped Kubernetes pipeline listens on the pod’s address, where Prometheus scrapes it.',
   ),
   granularity: z
     .enum(GRANULARITIES)
@@ -29,6 +29,15 @@ export const prometheusExporterConfig = z.strictObject({
     .prefault('5m')
     .describe(
       'Series not updated for this long are removed (a counter that comes back starts again from 0, which Prometheus reads as a reset). At least 1m: a series must outlive the time until the next scrape, or the bytes it counted since the previous one are never seen; Prometheus scrapes every 15–60 s (its default is 1m), so keep this at several scrape intervals.',
+    ),
+  max_connections: z
+    .number({ error: 'expected a whole number of connections, 1 – 65535' })
+    .int({ error: 'expected a whole number of connections, 1 – 65535' })
+    .min(1, { error: 'expected at least 1 connection' })
+    .max(65_535, { error: 'expected at most 65535 connections' })
+    .default(16)
+    .describe(
+      'Most connections open to the endpoint at once. Prometheus uses one per target (an HA pair two); past this, a new connection is closed as soon as it is accepted and counted in netmon_prometheus_dropped_connections_total{reason="max_connections"}. Each connection has at most one response in progress, so this bounds what scrapers can make the agent hold.',
     ),
   self_metrics: z
     .boolean()

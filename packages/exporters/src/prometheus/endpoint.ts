@@ -1,16 +1,17 @@
 // The HTTP endpoint Prometheus scrapes: the exporter instance's families (every signal it serves, on the
-// one address) and the agent's self-metrics, swept on a timer and at every scrape.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+// one address) and the agent's self-metrics, swept on a timer and at every scrape. Whatever scrapers do —
+// many connections, pipelined requests, never reading — what they make the agent hold is bounded: at most
+// max_connections connections, one response in progress on each (the rest wait, up to MAX_WAITING), and
+// renderings shared between the scrapes that want the same bytes (./rendering.ts).
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { setImmediate as turn } from 'node:timers/promises';
 import { getSystemErrorMessage } from 'node:util';
-import { constants, createGzip } from 'node:zlib';
 import {
   type CollectedMetrics,
   type ComponentSettings,
+  createHttpServer,
   errorMessage,
   type ObservedMetrics,
   observeMetrics,
@@ -19,7 +20,6 @@ import {
 import type { PrometheusExporterConfig } from './config.js';
 import {
   acceptsGzip,
-  CHUNK_CHARS,
   CONTENT_TYPE,
   Exposition,
   type Format,
@@ -29,9 +29,13 @@ import {
 import { FAMILY_NAMES, type Families, type SeriesFamily } from './families.js';
 import { PROMETHEUS_METRICS } from './metrics.js';
 import type { DeletedPods } from './pods.js';
+import { type Reader, Rendering, SHARED_MAX_BYTES, type Variant, variantKey } from './rendering.js';
 import { renderSelfMetrics } from './self-metrics.js';
 
 export const METRICS_PATH = '/metrics';
+
+/** Why a connection was dropped before it was answered. */
+export type DropReason = 'max_connections' | 'pipelining';
 
 export interface ScrapeStats {
   /** Scrapes sent to the end. */
@@ -42,18 +46,26 @@ export interface ScrapeStats {
   lastDurationMs: number;
   /** Uncompressed size of the last completed scrape. */
   lastBytes: number;
+  /** Renderings made: scrapes served from one count it once. */
+  renderings: number;
+  /** Connections refused or closed before being answered, by reason. */
+  dropped: Record<DropReason, number>;
 }
 
-/** Bytes of one output buffer: a chunk of CHUNK_CHARS characters fits even if most are multi-byte. */
-const BUFFER_BYTES = 4 * CHUNK_CHARS;
-/** Buffers per scrape in flight: one being filled while others are with the socket or gzip. */
-const BUFFERS = 4;
 /**
- * Longest the renderer runs before letting the event loop take a turn. A fast local socket completes
- * writes synchronously and 'drain' comes on the next tick, so without this a scrape would hold the loop
- * (and the pipeline) for its whole duration.
+ * Requests one connection may have waiting for the responses before them (HTTP/1.1 pipelining, which no
+ * Prometheus uses); one more closes the connection. Node parses every request that has arrived and
+ * stops reading only while the socket cannot take more output, so a client that reads as fast as it
+ * pipelines would otherwise queue requests without end.
  */
-const SLICE_MS = 5;
+export const MAX_WAITING = 16;
+/**
+ * A finished shared rendering still serves scrapes this long after it was made, if no table changed
+ * since it began: two scrapers (an HA pair) or a flood then cost one rendering.
+ */
+export const SHARE_WINDOW_MS = 1000;
+/** Drops are logged at most this often (each one is counted). */
+const DROP_LOG_MS = 60_000;
 
 /**
  * Longest a scrape may take to be sent. Prometheus gives up after its scrape_timeout (at most its
@@ -66,7 +78,7 @@ export const SCRAPE_DEADLINE_MS = 120_000;
 const MIN_DEADLINE_MS = 1000;
 const SCRAPE_TIMEOUT_HEADER = 'x-prometheus-scrape-timeout-seconds';
 /** A connection that neither sends nor takes a byte for this long is closed (idle keep-alive aside). */
-const IDLE_TIMEOUT_MS = 30_000;
+export const IDLE_TIMEOUT_MS = 30_000;
 /** Time to send a request's headers, and the whole request (a GET has no body). */
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -78,15 +90,38 @@ export function scrapeDeadline(header: string | string[] | undefined): number {
   return Math.min(SCRAPE_DEADLINE_MS, Math.max(MIN_DEADLINE_MS, seconds * 1000));
 }
 
+export interface EndpointOptions {
+  /** A connection idle this long mid-response is closed (IDLE_TIMEOUT_MS); shorter in tests. */
+  idleTimeoutMs?: number;
+}
+
 export class MetricsEndpoint {
-  readonly stats: ScrapeStats = { scrapes: 0, aborted: 0, lastDurationMs: 0, lastBytes: 0 };
+  readonly stats: ScrapeStats = {
+    scrapes: 0,
+    aborted: 0,
+    lastDurationMs: 0,
+    lastBytes: 0,
+    renderings: 0,
+    dropped: { max_connections: 0, pipelining: 0 },
+  };
   private server?: Server;
   private timer?: NodeJS.Timeout;
   private observed?: ObservedMetrics<typeof PROMETHEUS_METRICS>;
-  /** Scrapes being sent. Sweeps do not wait for them: renderers walk the tables with cursors. */
+  /** Responses to scrapes in progress (rendering, or being sent). */
   private sending = 0;
+  /** The shared rendering of each variant (at most one), while it may be joined or is still read. */
+  private readonly shared = new Map<string, Rendering>();
+  /** Renderings being produced: stopping wakes them so they end. */
+  private readonly producing = new Set<Rendering>();
+  /** The output size of each variant's last rendering: one larger than SHARED_MAX_BYTES is not shared. */
+  private readonly sizes = new Map<string, number>();
+  /** Requests waiting on each connection for the responses before them. */
+  private readonly waiting = new WeakMap<Socket, { count: number }>();
+  private stopped = false;
+  private lastDropLog = Number.NEGATIVE_INFINITY;
   private readonly expirationMs: number;
   private readonly listen: { host: string; port: number };
+  private readonly idleTimeoutMs: number;
 
   /**
    * Serves `families` in this order (the order of the signals' pipelines) and sweeps the pods `deletions`
@@ -97,14 +132,25 @@ export class MetricsEndpoint {
     private readonly config: PrometheusExporterConfig,
     private readonly families: readonly Families[],
     private readonly deletions?: DeletedPods,
+    options: EndpointOptions = {},
   ) {
     this.expirationMs = config.expiration;
     this.listen = parseEndpoint(config.endpoint);
+    this.idleTimeoutMs = options.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
   }
 
-  /** Scrapes being sent now. */
+  /** Scrapes being answered now. */
   get inFlight(): number {
     return this.sending;
+  }
+
+  /** Connections open now (for tests and benchmarks). */
+  connections(): Promise<number> {
+    const server = this.server;
+    if (!server) return Promise.resolve(0);
+    return new Promise((resolve, reject) =>
+      server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+    );
   }
 
   /** `http://host:port/metrics` once listening (the real port when 0 was asked for). */
@@ -117,33 +163,14 @@ export class MetricsEndpoint {
 
   /** Listens, then sweeps on a timer. Rejects, holding nothing open, when the address cannot be bound. */
   async start(): Promise<void> {
-    const server = createServer(
-      {
-        // Prometheus keeps its connection alive between scrapes (every 15–60 s, typically).
-        keepAliveTimeout: 65_000,
-        headersTimeout: HEADERS_TIMEOUT_MS,
-        requestTimeout: REQUEST_TIMEOUT_MS,
-        connectionsCheckingInterval: 5000,
-      },
-      (req, res) => {
-        this.handle(req, res).catch((err) => {
-          this.settings.logger.warn({ err: errorMessage(err) }, 'scrape failed');
-          if (!res.headersSent) {
-            res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
-            res.end(`netmon prometheus exporter: scrape failed: ${errorMessage(err)}\n`);
-          } else res.destroy();
-        });
-      },
-    );
-    // Set on every request's socket (between requests keepAliveTimeout applies); without a 'timeout'
-    // listener, a socket idle this long — a scraper that stopped reading — is destroyed.
-    server.setTimeout(IDLE_TIMEOUT_MS);
+    this.stopped = false;
+    const server = this.createServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         const why = err.code && err.errno ? `${err.code} (${getSystemErrorMessage(err.errno)})` : err.message;
         reject(
           new Error(
-            `prometheus exporter: cannot listen on ${this.config.endpoint}: ${why}${err.code === 'EADDRINUSE' ? '; another process (a second agent?) serves this port: set exporters::prometheus::endpoint' : ''}`,
+            `prometheus exporter: cannot listen on ${this.config.endpoint}: ${why}${err.code === 'EADDRINUSE' ? `; another process or component (a second agent?) serves this port: set exporters::${this.settings.id}::endpoint` : ''}`,
           ),
         );
       });
@@ -162,12 +189,43 @@ export class MetricsEndpoint {
     this.settings.logger.info({ url: this.url() }, 'serving Prometheus metrics');
   }
 
-  /** Closes the server and any kept-alive scrape connection; stops the sweeps and the self-metrics. */
+  /** The HTTP server, its timeouts and its connection cap: the one place it is made. */
+  private createServer(): Server {
+    const { server } = createHttpServer({
+      tls: undefined,
+      configDir: this.settings.configDir,
+      who: 'prometheus exporter',
+      logger: this.settings.logger,
+      options: {
+        // Prometheus keeps its connection alive between scrapes (every 15–60 s, typically).
+        keepAliveTimeout: 65_000,
+        headersTimeout: HEADERS_TIMEOUT_MS,
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        connectionsCheckingInterval: 5000,
+      },
+      handler: (req, res) => this.onRequest(req, res),
+    });
+    // Past it Node closes a new connection as soon as it is accepted, and says so with 'drop'.
+    server.maxConnections = this.config.max_connections;
+    server.on('drop', () => this.drop('max_connections'));
+    // Set on every request's socket (between requests keepAliveTimeout applies); without a 'timeout'
+    // listener, a socket idle this long — a scraper that stopped reading — is destroyed.
+    server.setTimeout(this.idleTimeoutMs);
+    return server;
+  }
+
+  /**
+   * Closes the server and every connection, kept alive or with requests waiting; ends the renderings
+   * being made, the sweeps and the self-metrics.
+   */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
     this.observed?.close();
     this.observed = undefined;
+    this.stopped = true;
+    for (const r of this.producing) r.took();
+    this.shared.clear();
     const server = this.server;
     this.server = undefined;
     if (!server) return;
@@ -206,8 +264,20 @@ export class MetricsEndpoint {
     return marks;
   }
 
+  /**
+   * The tables' state: it changes whenever a series is added to or removed (every count in it only
+   * grows). Equal versions render the same series and values.
+   */
+  private version(): number {
+    let v = 0;
+    for (const f of this.families) {
+      for (const t of f.tables) v += t.table.updates + t.removed.expired + t.removed.pod_deleted;
+    }
+    return v;
+  }
+
   /** A scrape that began at `marks` was sent to the end. */
-  private served(marks: [SeriesFamily, number][]): void {
+  private served(marks: readonly [SeriesFamily, number][]): void {
     for (const [t, updates] of marks) if (updates > t.served) t.served = updates;
   }
 
@@ -221,7 +291,73 @@ export class MetricsEndpoint {
     if (self) renderSelfMetrics(self, out, FAMILY_NAMES);
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Counts a dropped connection; says so in the log at most once a minute. */
+  private drop(reason: DropReason): void {
+    this.stats.dropped[reason]++;
+    const now = Date.now();
+    if (now - this.lastDropLog < DROP_LOG_MS) return;
+    this.lastDropLog = now;
+    this.settings.logger.warn(
+      { reason, max_connections: this.config.max_connections, dropped: { ...this.stats.dropped } },
+      reason === 'max_connections'
+        ? `connection refused: ${this.config.max_connections} connections are open (max_connections); more are counted in netmon_prometheus_dropped_connections_total and logged at most once a minute`
+        : `connection closed: more than ${MAX_WAITING} requests waited on it (pipelining); more are counted in netmon_prometheus_dropped_connections_total and logged at most once a minute`,
+    );
+  }
+
+  /**
+   * Node parses the requests pipelined on a connection at once and calls this for each, queueing their
+   * responses: a queued response is attached to the socket when the one before it has finished. It is
+   * answered only then, so a connection renders one response at a time and a queued one holds no
+   * output; and while the response in progress cannot be sent, Node stops reading the connection.
+   */
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket;
+    // Parsed from data that came with the request that closed the connection.
+    if (socket.destroyed) return;
+    const begin = performance.now();
+    if (res.socket) {
+      this.respond(req, res, begin);
+      return;
+    }
+    let waiting = this.waiting.get(socket);
+    if (!waiting) {
+      waiting = { count: 0 };
+      this.waiting.set(socket, waiting);
+    }
+    if (waiting.count >= MAX_WAITING) {
+      this.drop('pipelining');
+      socket.destroy();
+      return;
+    }
+    const w = waiting;
+    w.count++;
+    const settle = (attached: boolean) => {
+      res.off('socket', onSocket);
+      res.off('close', onClose);
+      w.count--;
+      // On the next tick: Node flushes a response right after attaching it, which must not find it
+      // already ended.
+      if (attached) process.nextTick(() => this.respond(req, res, begin));
+    };
+    const onSocket = () => settle(true);
+    const onClose = () => settle(false);
+    res.once('socket', onSocket);
+    res.once('close', onClose);
+  }
+
+  private respond(req: IncomingMessage, res: ServerResponse, begin: number): void {
+    this.handle(req, res, begin).catch((err) => {
+      this.settings.logger.warn({ err: errorMessage(err) }, 'scrape failed');
+      if (!res.headersSent) {
+        res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(`netmon prometheus exporter: scrape failed: ${errorMessage(err)}\n`);
+      } else res.destroy();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, begin: number): Promise<void> {
+    if (res.destroyed) return;
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path !== METRICS_PATH) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
@@ -233,59 +369,35 @@ export class MetricsEndpoint {
       res.end(`405 method not allowed: use GET ${METRICS_PATH}\n`);
       return;
     }
-    const begin = performance.now();
-    const format = negotiateFormat(req.headers.accept);
-    const headers: Record<string, string> = { 'content-type': CONTENT_TYPE[format] };
+    const variant: Variant = {
+      format: negotiateFormat(req.headers.accept),
+      gzip: acceptsGzip(req.headers['accept-encoding']),
+    };
     if (req.method === 'HEAD') {
-      res.writeHead(200, headers);
+      res.writeHead(200, { 'content-type': CONTENT_TYPE[variant.format] });
       res.end();
       return;
     }
     const deadline = scrapeDeadline(req.headers[SCRAPE_TIMEOUT_HEADER]);
+    const socket = req.socket;
     const timer = setTimeout(() => {
       if (res.writableFinished) return;
       this.settings.logger.warn(
-        { remote: req.socket.remoteAddress, deadline_ms: deadline },
+        { remote: socket.remoteAddress, deadline_ms: deadline },
         'scrape cut off: not sent within its deadline (a scraper that stopped reading?)',
       );
-      res.destroy();
+      // The connection goes with it: requests waiting behind this one would wait on a dead response.
+      socket.destroy();
     }, deadline);
     this.sending++;
-    let bytes = 0;
     let sent = false;
+    let bytes = 0;
     try {
-      this.sweep(Date.now());
-      const marks = this.marks();
-      const self = await this.collectSelfMetrics();
-      const gzip = acceptsGzip(req.headers['accept-encoding']);
-      if (gzip) {
-        res.writeHead(200, { ...headers, 'content-encoding': 'gzip', vary: 'Accept-Encoding' });
-        // Level 1: repetitive label text still compresses ~10×, at a fraction of the default's CPU. zlib
-        // runs on the thread pool, so compressing never blocks the pipeline.
-        const z = createGzip({ level: constants.Z_BEST_SPEED, chunkSize: 1 << 16 });
-        z.pipe(res);
-        // A scraper that hangs up (a timeout) leaves gzip with nowhere to write: end it too.
-        const hangUp = () => z.destroy();
-        res.once('close', hangUp);
-        bytes = await this.send(z, format, self, res);
-        z.end();
-        sent = await finished(res).then(
-          () => true,
-          () => false,
-        );
-        res.off('close', hangUp);
-      } else {
-        // The length is not known before the end: chunked transfer encoding.
-        res.writeHead(200, headers);
-        bytes = await this.send(res, format, self, res);
-        res.end();
-        sent = await finished(res).then(
-          () => true,
-          () => false,
-        );
-      }
+      const { rendering: r, reader } = this.acquire(variant);
+      sent = await this.read(r, reader, res);
       // Only a scrape the scraper got whole counts as having shown the series' values.
-      if (sent) this.served(marks);
+      if (sent) this.served(r.marks);
+      bytes = r.textBytes;
     } finally {
       clearTimeout(timer);
       this.sending--;
@@ -300,76 +412,92 @@ export class MetricsEndpoint {
   }
 
   /**
-   * Renders into a few reused buffers and writes them to `sink` as they fill, waiting for the sink to
-   * drain: memory stays at BUFFERS × BUFFER_BYTES however many series there are, and the event loop
-   * gets a turn between chunks. Stops early when `res` closes. Returns the bytes written.
+   * The rendering a scrape of `variant` reads: the variant's shared one if it shows what a new one would
+   * (no table changed since it began) and is being made or was made within SHARE_WINDOW_MS; otherwise a
+   * new one, shared unless the variant's last was larger than SHARED_MAX_BYTES or the previous shared one
+   * is still being read (one per variant: a slow scraper holds one, not one per scrape).
    */
-  private async send(
-    sink: Writable,
-    format: Format,
-    self: CollectedMetrics | undefined,
-    res: ServerResponse,
-  ): Promise<number> {
-    const out = new Exposition(format);
-    const renderers = this.renderers(out, self);
-    const free: Buffer[] = [];
-    for (let i = 0; i < BUFFERS; i++) free.push(Buffer.allocUnsafe(BUFFER_BYTES));
-    // One waiter at a time, woken by a buffer coming back, the sink draining, or the scraper leaving.
-    let wake: (() => void) | undefined;
-    const poke = () => {
-      const w = wake;
-      wake = undefined;
-      w?.();
-    };
-    const sleep = () => new Promise<void>((r) => (wake = r));
-    const events = ['drain', 'close', 'error'] as const;
-    for (const e of events) sink.on(e, poke);
-    res.on('close', poke);
-    const gone = () => res.destroyed || sink.destroyed;
-    let bytes = 0;
-    let slice = performance.now();
-    try {
-      let done = false;
-      while (!done && !gone()) {
-        if (performance.now() - slice > SLICE_MS) {
-          await turn();
-          slice = performance.now();
-        }
-        while (!out.full) {
-          if (renderers.next().done) {
-            out.end();
-            done = true;
-            break;
-          }
-        }
-        const text = out.take();
-        if (text.length === 0) break;
-        while (free.length === 0 && !gone()) await sleep();
-        if (gone()) break;
-        const buffer = free.pop() as Buffer;
-        let chunk: Buffer;
-        let pooled = true;
-        if (text.length * 3 <= buffer.length) chunk = buffer.subarray(0, buffer.write(text, 0));
-        else {
-          chunk = Buffer.from(text); // one outsized series (a huge label value): not worth a bigger pool
-          pooled = false;
-          free.push(buffer);
-        }
-        bytes += chunk.length;
-        // The callback runs once the sink is done with the chunk (sent, or taken by zlib): reuse it then.
-        const more = sink.write(chunk, () => {
-          if (pooled) free.push(buffer);
-          poke();
-        });
-        while (!more && sink.writableNeedDrain && !gone()) await sleep();
-      }
-    } finally {
-      for (const e of events) sink.off(e, poke);
-      res.off('close', poke);
-      // Stopped early (the scraper left): close the renderers, which releases their table cursors.
-      renderers.return(undefined);
+  private acquire(variant: Variant): { rendering: Rendering; reader: Reader } {
+    const now = Date.now();
+    this.sweep(now);
+    const version = this.version();
+    const key = variantKey(variant);
+    let current = this.shared.get(key);
+    if (current?.whole && current.version === version) {
+      const fresh =
+        current.state === 'producing' ||
+        (current.state === 'done' && now - current.finishedAt <= SHARE_WINDOW_MS);
+      if (fresh) return { rendering: current, reader: current.join() };
     }
-    return bytes;
+    if (current && current.state !== 'producing' && current.readers.size === 0) {
+      this.shared.delete(key);
+      current = undefined;
+    }
+    const shared = current === undefined && (this.sizes.get(key) ?? 0) <= SHARED_MAX_BYTES;
+    const r = new Rendering(variant, this.marks(), version, shared);
+    if (shared) this.shared.set(key, r);
+    const reader = r.join();
+    this.stats.renderings++;
+    void this.produce(r, key);
+    return { rendering: r, reader };
+  }
+
+  private async produce(r: Rendering, key: string): Promise<void> {
+    this.producing.add(r);
+    try {
+      const self = await this.collectSelfMetrics();
+      const out = new Exposition(r.variant.format);
+      await r.produce(out, this.renderers(out, self), () => this.stopped);
+    } catch (err) {
+      r.fail(err);
+    } finally {
+      this.producing.delete(r);
+    }
+    if (r.state === 'done') this.sizes.set(key, r.size);
+    else if (r.state === 'failed') {
+      this.settings.logger.warn({ err: errorMessage(r.error) }, 'scrape failed: rendering the metrics');
+    }
+  }
+
+  /**
+   * Sends the rendering to `res` as it is produced, waiting for the socket to drain between chunks.
+   * True once the response was sent whole.
+   */
+  private async read(r: Rendering, reader: Reader, res: ServerResponse): Promise<boolean> {
+    const wake = () => r.wake();
+    res.on('close', wake);
+    try {
+      for (;;) {
+        if (res.destroyed) return false;
+        if (reader.next < r.end) {
+          if (!res.headersSent) writeHead(res, r.variant);
+          const chunk = r.chunk(reader.next++);
+          r.took();
+          if (!res.write(chunk)) await writable(res);
+          continue;
+        }
+        if (r.state === 'done') break;
+        if (r.state === 'failed' && !res.headersSent) {
+          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+          res.end(`netmon prometheus exporter: scrape failed: ${errorMessage(r.error)}\n`);
+          return false;
+        }
+        if (r.state !== 'producing') {
+          res.destroy();
+          return false;
+        }
+        await r.changed();
+      }
+      if (!res.headersSent) writeHead(res, r.variant);
+      res.end();
+      return await finished(res).then(
+        () => true,
+        () => false,
+      );
+    } finally {
+      res.off('close', wake);
+      r.leave(reader);
+    }
   }
 
   /** The exporter's own metrics, observed from every family this endpoint serves. */
@@ -387,6 +515,29 @@ export class MetricsEndpoint {
       r.abortedScrapes(this.stats.aborted);
       r.scrapeDuration(this.stats.lastDurationMs / 1000);
       r.scrapeSize(this.stats.lastBytes);
+      for (const reason of ['max_connections', 'pipelining'] as const) {
+        r.droppedConnections(this.stats.dropped[reason], { reason });
+      }
     });
   }
+}
+
+function writeHead(res: ServerResponse, variant: Variant): void {
+  const headers: Record<string, string> = { 'content-type': CONTENT_TYPE[variant.format] };
+  // The length is not known before the end: chunked transfer encoding.
+  if (variant.gzip) res.writeHead(200, { ...headers, 'content-encoding': 'gzip', vary: 'Accept-Encoding' });
+  else res.writeHead(200, headers);
+}
+
+/** Resolves once `res` has drained, or closed. */
+function writable(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }

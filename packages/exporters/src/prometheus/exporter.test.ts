@@ -134,7 +134,8 @@ function promtoolCheck(body: string): { status: number | null; output: string } 
 describe('prometheus exporter config', () => {
   it('fills defaults from {}', () => {
     expect(prometheusExporterConfig.parse({})).toEqual({
-      endpoint: '0.0.0.0:9464',
+      endpoint: '127.0.0.1:9464',
+      max_connections: 16,
       granularity: 'workload',
       max_series: 10_000,
       expiration: 300_000,
@@ -158,6 +159,9 @@ describe('prometheus exporter config', () => {
       // Shorter than a scrape interval: a series would go before its last bytes are scraped.
       { expiration: '30s' },
       { metric_expiration: '5m' },
+      { max_connections: 0 },
+      { max_connections: 1.5 },
+      { max_connections: '16' },
     ]) {
       expect(prometheusExporterConfig.safeParse(bad).success, JSON.stringify(bad)).toBe(false);
     }
@@ -611,8 +615,10 @@ describe('prometheus exporter', () => {
       other,
       prometheusExporterConfig.parse({ endpoint: `127.0.0.1:${port}` }),
     );
+    // Another component of this agent may hold the port as well as another process: the message
+    // does not claim to know which.
     await expect(second.start()).rejects.toThrow(
-      `prometheus exporter: cannot listen on 127.0.0.1:${port}: EADDRINUSE (address already in use)`,
+      `prometheus exporter: cannot listen on 127.0.0.1:${port}: EADDRINUSE (address already in use); another process or component (a second agent?) serves this port: set exporters::prometheus/second::endpoint`,
     );
     await second.shutdown();
   });

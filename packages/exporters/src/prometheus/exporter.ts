@@ -131,6 +131,8 @@ export class PrometheusExporter implements Exporter<Batch> {
       aborted_scrapes: s.aborted,
       last_scrape_ms: Math.round(s.lastDurationMs * 10) / 10,
       last_scrape_bytes: s.lastBytes,
+      renderings: s.renderings,
+      dropped_connections: { ...s.dropped },
       ...(this.flows ? { flow_labels: labelFacts(this.flows.series.labels) } : {}),
     };
   }

@@ -58,4 +58,15 @@ export const PROMETHEUS_METRICS = defineMetrics({
     unit: 'By',
     description: 'Uncompressed size of the last completed scrape.',
   },
+  droppedConnections: {
+    name: 'netmon_prometheus_dropped_connections',
+    kind: 'counter',
+    unit: '{connection}',
+    description:
+      'Connections to the metrics endpoint dropped before being answered, by reason: max_connections (refused on arrival, max_connections being open), pipelining (closed: more than 16 requests waited on it for the responses before them).',
+    attributes: {
+      reason:
+        'max_connections (refused on arrival: max_connections were open) or pipelining (closed: more than 16 requests waited on the connection)',
+    },
+  },
 });
