@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { TEST_TLS_DIR } from '../testkit/tls.js';
 import {
   checkTlsFiles,
   endpoint,
@@ -218,7 +219,7 @@ describe('grpcTls', () => {
           message: expect.stringMatching(new RegExp(`^${join(dir, 'c.pem')} is not usable: `)),
         },
       ]);
-      const real = join(import.meta.dirname, 'testdata', 'tls');
+      const real = TEST_TLS_DIR;
       expect(
         await checkTlsFiles(
           tls({ ca_file: 'ca.pem', cert_file: 'client.pem', key_file: 'client-key.pem' }),

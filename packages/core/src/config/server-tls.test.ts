@@ -1,4 +1,4 @@
-// The servers' tls key against real files (testdata/tls: a CA and a certificate it signed, with its key)
+// The servers' tls key against real files (testkit/tls: a CA and a certificate it signed, with its key)
 // and real sockets: node:https clients, the handshake with and without a client certificate, reloads.
 import { generateKeyPairSync } from 'node:crypto';
 import { copyFile, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger, silentLogger } from '../telemetry/logger.js';
+import { TEST_TLS_DIR } from '../testkit/tls.js';
 import {
   checkServerTlsFiles,
   createHttpServer,
@@ -20,7 +21,7 @@ import {
   serverTlsMetrics,
 } from './server-tls.js';
 
-const TLS = join(import.meta.dirname, 'testdata', 'tls');
+const TLS = TEST_TLS_DIR;
 // The test CA's only leaf: a client certificate. Serving with it is fine; clients here check the CA
 // chain only where they present it themselves, and otherwise read which certificate they were shown.
 const PAIR = { cert_file: 'client.pem', key_file: 'client-key.pem' };

@@ -3,3 +3,4 @@ export * from './meter.js';
 export * from './service.js';
 export { testSettings } from './settings.js';
 export { CollectingSink } from './sinks.js';
+export { TEST_TLS_DIR } from './tls.js';

@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { createLogger } from '@netmon/core';
-import { recordingMeter, testSettings } from '@netmon/core/testkit';
+import { recordingMeter, TEST_TLS_DIR, testSettings } from '@netmon/core/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HealthCheck } from './contract.js';
 import { healthCheckFactory } from './factory.js';
 
-const TLS = join(import.meta.dirname, 'testdata', 'tls');
+const TLS = TEST_TLS_DIR;
 const file = (name: string) => join(TLS, name);
 
 interface Answer {
