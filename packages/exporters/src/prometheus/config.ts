@@ -1,4 +1,4 @@
-import { duration, endpoint, GRANULARITIES } from '@netmon/core';
+import { duration, endpoint, GRANULARITIES, serverTls } from '@netmon/core';
 import { z } from 'zod';
 import { flowLabelSelection } from '../series/selection-config.js';
 
@@ -9,6 +9,7 @@ export const prometheusExporterConfig = z.strictObject({
   endpoint: endpoint('127.0.0.1:9464').describe(
     'Address to serve the metrics on (host:port; port 0 picks a free one, logged at start); Prometheus scrapes http://<host>:<port>/metrics. The default, 127.0.0.1, answers only on this machine; "0.0.0.0:9464", "[::]:9464" or ":9464" listen on every interface, where anyone who reaches the port reads the metrics without authentication (logged at start), and the shipped Kubernetes pipeline listens on the pod’s address, where Prometheus scrapes it.',
   ),
+  tls: serverTls(),
   granularity: z
     .enum(GRANULARITIES)
     .default('workload')

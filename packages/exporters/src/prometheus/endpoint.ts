@@ -13,6 +13,7 @@ import {
   type ComponentSettings,
   createHttpServer,
   errorMessage,
+  type HttpServer,
   type ObservedMetrics,
   observeMetrics,
   parseEndpoint,
@@ -105,6 +106,8 @@ export class MetricsEndpoint {
     dropped: { max_connections: 0, pipelining: 0 },
   };
   private server?: Server;
+  /** The server as made, with its scheme and TLS counters. */
+  private http?: HttpServer;
   private timer?: NodeJS.Timeout;
   private observed?: ObservedMetrics<typeof PROMETHEUS_METRICS>;
   /** Responses to scrapes in progress (rendering, or being sent). */
@@ -153,12 +156,12 @@ export class MetricsEndpoint {
     );
   }
 
-  /** `http://host:port/metrics` once listening (the real port when 0 was asked for). */
+  /** `http(s)://host:port/metrics` once listening (the real port when 0 was asked for). */
   url(): string | undefined {
     const a = this.server?.address() as AddressInfo | null | undefined;
-    if (!a) return undefined;
+    if (!a || !this.http) return undefined;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return `http://${host}:${a.port}${METRICS_PATH}`;
+    return `${this.http.scheme}://${host}:${a.port}${METRICS_PATH}`;
   }
 
   /** Listens, then sweeps on a timer. Rejects, holding nothing open, when the address cannot be bound. */
@@ -191,8 +194,9 @@ export class MetricsEndpoint {
 
   /** The HTTP server, its timeouts and its connection cap: the one place it is made. */
   private createServer(): Server {
-    const { server } = createHttpServer({
-      tls: undefined,
+    // Reads the TLS files: one gone since validate fails the start, naming the key and the path.
+    this.http = createHttpServer({
+      tls: this.config.tls,
       configDir: this.settings.configDir,
       who: 'prometheus exporter',
       logger: this.settings.logger,
@@ -205,6 +209,7 @@ export class MetricsEndpoint {
       },
       handler: (req, res) => this.onRequest(req, res),
     });
+    const server = this.http.server;
     // Past it Node closes a new connection as soon as it is accepted, and says so with 'drop'.
     server.maxConnections = this.config.max_connections;
     server.on('drop', () => this.drop('max_connections'));
@@ -517,6 +522,12 @@ export class MetricsEndpoint {
       r.scrapeSize(this.stats.lastBytes);
       for (const reason of ['max_connections', 'pipelining'] as const) {
         r.droppedConnections(this.stats.dropped[reason], { reason });
+      }
+      const tls = this.config.tls && this.http?.tlsStats;
+      if (tls) {
+        r.tlsHandshakeFailures(tls.handshakeFailures);
+        r.tlsReloads(tls.reloaded, { outcome: 'reloaded' });
+        r.tlsReloads(tls.reloadFailed, { outcome: 'failed' });
       }
     });
   }

@@ -1,4 +1,4 @@
-import { defineExporter } from '@netmon/core';
+import { checkServerTlsFiles, defineExporter } from '@netmon/core';
 import { K8S_METADATA } from '@netmon/extensions';
 import { prometheusExporterConfig } from './config.js';
 import { PROMETHEUS_METRICS } from './metrics.js';
@@ -13,6 +13,8 @@ export const prometheusExporterFactory = defineExporter({
   config: prometheusExporterConfig,
   optionalExtensions: [K8S_METADATA],
   metrics: PROMETHEUS_METRICS,
+  validate: (config, { configDir }) => checkServerTlsFiles(config.tls, configDir),
+  claims: (config) => [{ kind: 'listen', key: 'endpoint', endpoint: config.endpoint }],
   // The HTTP server, the series tables and the renderers load only when a config uses this exporter.
   create: async (settings, config) =>
     new (await import('./exporter.js')).PrometheusExporter(settings, config),

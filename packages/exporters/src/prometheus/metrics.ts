@@ -1,10 +1,12 @@
 // The exporter's own self-metrics, declared here so the factory can list them without loading the
 // endpoint (node:http, zlib) before a config uses this exporter.
-import { defineMetrics } from '@netmon/core';
+import { defineMetrics, serverTlsMetrics } from '@netmon/core';
 
 const TABLE = 'the series table: flows (label sets of netmon_flow_*), cross_zone or dns';
 
 export const PROMETHEUS_METRICS = defineMetrics({
+  // Only with `tls` set: TLS handshakes and certificate reloads.
+  ...serverTlsMetrics('netmon_prometheus'),
   series: {
     name: 'netmon_prometheus_series',
     kind: 'gauge',
