@@ -478,7 +478,7 @@ export class MetricsEndpoint {
           if (!res.headersSent) writeHead(res, r.variant);
           const chunk = r.chunk(reader.next++);
           r.took();
-          if (!res.write(chunk)) await writable(res);
+          if (!res.write(chunk, () => r.written(chunk))) await writable(res);
           continue;
         }
         if (r.state === 'done') break;
