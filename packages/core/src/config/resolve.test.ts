@@ -538,7 +538,7 @@ describe('loadConfig', () => {
   });
 
   // A token set in the wrong key, or a URL with a password, was printed verbatim: errors reach logs.
-  it('never echoes a value from the environment six characters or longer, nor the credentials of a URL', async () => {
+  it('never echoes the value of a variable named as a credential, nor the credentials of a URL', async () => {
     const f = path.join(tmp, 'secret.yaml');
     await writeFile(
       f,
@@ -546,14 +546,17 @@ describe('loadConfig', () => {
         'receivers:',
         '  gen: { interval: "${env:CLUSTER_TOKEN}" }',
         '  probe: { path: "https://bob:hunter2@example.com/x" }',
+        '  probe/b: { path: "${env:DATA_DIR}/x" }',
         'exporters: { sink: {} }',
-        'service: { pipelines: { flows: { receivers: [gen, probe], exporters: [sink] } } }',
+        'service: { pipelines: { flows: { receivers: [gen, probe, probe/b], exporters: [sink] } } }',
       ].join('\n'),
     );
-    const problems = await problemsOf([f], { CLUSTER_TOKEN: 's3cr3t-t0ken-value' });
+    const problems = await problemsOf([f], { CLUSTER_TOKEN: 's3cr3t-t0ken-value', DATA_DIR: '/srv/flows' });
     expect(problems).toEqual([
       `${f}:2:10: receivers::gen::interval: "\${env:CLUSTER_TOKEN}" is not a duration; expected e.g. 500ms, 5s or 1m30s (from \${env:CLUSTER_TOKEN})`,
       `${f}:3:12: receivers::probe::path: cannot read https://***@example.com/x`,
+      // Not named as a credential: what is wrong with it is the point of the message.
+      `${f}:4:14: receivers::probe/b::path: cannot read /srv/flows/x (from \${env:DATA_DIR})`,
     ]);
     expect(problems.join('\n')).not.toMatch(/s3cr3t|hunter2|bob/);
   });

@@ -548,16 +548,19 @@ function withOrigin(message: string, origin: EnvOrigin | undefined): string {
 /** Where a value made by `${env:…}` came from, and the environment's values in it, which messages never echo. */
 interface EnvOrigin {
   text: string;
-  /** [value, `${env:NAME}`]: each value of MIN_SECRET_LENGTH or more, shown as its reference instead. */
+  /** [value, `${env:NAME}`]: the values of variables named as credentials, shown as their reference instead. */
   secrets: [string, string][];
 }
 
 /**
- * Values from the environment this long or longer are never echoed in a message: a token or password set
- * in the wrong key must not reach a log. Shorter ones are (`"awz" is not a provider; did you mean aws?`):
- * no credential is that short, and replacing a 3-character value everywhere would garble the message.
+ * Environment variables whose names say they hold a credential (CLUSTER_TOKEN, DB_PASSWORD, API_KEY, …):
+ * their values are never echoed in a message, wherever they were put (a token in an endpoint key), and the
+ * message shows the reference instead. Other values are (`"awz" is not a provider; did you mean aws?`,
+ * `"dakr.devzero.io": the port is missing`): saying what is wrong with them is the point of the message.
  */
-const MIN_SECRET_LENGTH = 6;
+const SECRET_NAME = /TOKEN|SECRET|PASS|PWD|KEY|CRED|AUTH|SESSION|COOKIE|SIGNATURE/i;
+/** Shorter values are not replaced: no credential is that short, and replacing "1" everywhere garbles. */
+const MIN_SECRET_LENGTH = 4;
 
 type Report = (parts: (string | number)[], message: string) => void;
 
@@ -732,7 +735,7 @@ function expandEnv(
       }
       if (v !== undefined) {
         from.push(`\${env:${m[1]}}`);
-        if (v.length >= MIN_SECRET_LENGTH) secrets.push([v, `\${env:${m[1]}}`]);
+        if (SECRET_NAME.test(m[1]) && v.length >= MIN_SECRET_LENGTH) secrets.push([v, `\${env:${m[1]}}`]);
         return v;
       }
       failed = true;
