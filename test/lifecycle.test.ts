@@ -163,7 +163,7 @@ describe('lifecycle (real CLI)', () => {
       const plugin = status.components.find((c) => c.id === 'plugin/p');
       const exporter = status.components.find((c) => c.kind === 'exporter');
       expect(plugin?.last_error).toBe(
-        'process returned an object {}; expected a FlowBatch, or null to drop the batch',
+        'process returned an object {}; expected a FlowBatch, or null to pass nothing on',
       );
       expect(plugin?.items.failed).toBe(plugin?.items.in);
       expect(plugin?.items.out).toBe(0);

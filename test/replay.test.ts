@@ -72,6 +72,7 @@ service:
         in: read,
         out: read,
         dropped: 0,
+        filtered: 0,
         failed: 0,
       });
       expect(items(final, 'exporter', 'file')).toEqual({ in: read, out: read, dropped: 0, failed: 0 });

@@ -151,11 +151,17 @@ async function run(opts: RunOptions, release: () => void): Promise<number> {
     dropped_items: queues.reduce((n, q) => n + q.droppedItems, 0),
     refused_items: components.reduce((n, c) => n + (c.items.refused ?? 0), 0),
   };
-  // What processors left out (a filter by design, a plugin that returned nothing) is no delivery failure,
-  // but the line must not claim that everything read reached the exporters when it did not.
-  const drops = processorDrops(components);
-  const dropFields =
-    drops.items > 0 ? { processor_dropped_items: drops.items, dropped_by_processors: drops.by } : {};
+  // A batch a processor returned nothing for is lost (a plugin that forgot its return); rows processors
+  // left out by design (a filter, delta's baselines) are not. Neither reached the exporters, and the line
+  // must not claim that everything read did.
+  const drops = processorCounts(components, 'dropped');
+  const filtered = processorCounts(components, 'filtered');
+  const dropFields = {
+    ...(drops.items > 0 ? { processor_dropped_items: drops.items, dropped_by_processors: drops.by } : {}),
+    ...(filtered.items > 0
+      ? { processor_filtered_items: filtered.items, filtered_by_processors: filtered.by }
+      : {}),
+  };
   if (!report.drained) {
     logger.error(
       { abandoned_items: report.abandonedItems, ...lost, ...dropFields },
@@ -167,9 +173,14 @@ async function run(opts: RunOptions, release: () => void): Promise<number> {
       `netmon stopped; not everything read reached the exporters (see failed, dropped and refused above)${drops.items > 0 ? `; besides, ${drops.text}` : ''}`,
     );
   } else if (drops.items > 0) {
+    logger.warn(
+      dropFields,
+      `netmon stopped; ${drops.text}; everything else read was delivered to the exporters${filtered.items > 0 ? ' or filtered out by processors' : ''}`,
+    );
+  } else if (filtered.items > 0) {
     logger.info(
       dropFields,
-      `netmon stopped; ${drops.text}; everything else read was delivered to the exporters`,
+      `netmon stopped; everything read was delivered to the exporters, or filtered out by processors by design (${filtered.where})`,
     );
   } else {
     logger.info('netmon stopped; everything read was delivered to the exporters');
@@ -184,17 +195,22 @@ const ITEM_NAMES: Record<string, [one: string, many: string]> = {
 };
 
 /**
- * The items processors did not pass on, per processor and pipeline, and a sentence saying so: "113 flows
- * were dropped by processors (plugin/x in pipeline flows: 113)".
+ * The items processors dropped (returned no batch for) or filtered out (left out of a batch they returned),
+ * per processor and pipeline, and words for them: "113 flows were dropped by processors that returned no
+ * batch (plugin/x in pipeline flows: 113)".
  */
-function processorDrops(components: readonly ComponentState[]): {
+function processorCounts(
+  components: readonly ComponentState[],
+  outcome: 'dropped' | 'filtered',
+): {
   items: number;
   by: { component: string; pipeline?: string; signal?: string; items: number }[];
   text: string;
+  where: string;
 } {
   const by = components
-    .filter((c) => c.kind === 'processor' && c.items.dropped > 0)
-    .map((c) => ({ component: c.id, pipeline: c.pipeline, signal: c.signal, items: c.items.dropped }));
+    .filter((c) => c.kind === 'processor' && (c.items[outcome] ?? 0) > 0)
+    .map((c) => ({ component: c.id, pipeline: c.pipeline, signal: c.signal, items: c.items[outcome] ?? 0 }));
   const items = by.reduce((n, d) => n + d.items, 0);
   const perSignal = new Map<string, number>();
   for (const d of by) perSignal.set(d.signal ?? '', (perSignal.get(d.signal ?? '') ?? 0) + d.items);
@@ -203,10 +219,10 @@ function processorDrops(components: readonly ComponentState[]): {
     return `${n} ${n === 1 ? one : many}`;
   });
   const verb = items === 1 ? 'was' : 'were';
-  const where = by.map((d) => `${d.component}${d.pipeline ? ` in pipeline ${d.pipeline}` : ''}: ${d.items}`);
-  return {
-    items,
-    by,
-    text: `${counted.join(' and ')} ${verb} dropped by processors (${where.join(', ')})`,
-  };
+  const where = by
+    .map((d) => `${d.component}${d.pipeline ? ` in pipeline ${d.pipeline}` : ''}: ${d.items}`)
+    .join(', ');
+  const how =
+    outcome === 'dropped' ? 'dropped by processors that returned no batch' : 'filtered out by processors';
+  return { items, by, where, text: `${counted.join(' and ')} ${verb} ${how} (${where})` };
 }

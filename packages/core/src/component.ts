@@ -49,7 +49,11 @@ export interface Processor<B extends Batch = Batch> extends Lifecycle {
    * hands it a private copy when the batch is shared; otherwise the batch is read-only.
    */
   readonly mutates?: boolean;
-  /** Returns the batch to pass on (the same one or a new one), or null to drop it. */
+  /**
+   * Returns the batch to pass on (the same one, a new one, or fewer rows), or null to pass nothing on: what
+   * is left out counts as filtered, by design. Returning undefined (no return at all) drops the batch and
+   * counts it as dropped, data lost: the usual sign of a plugin that forgot its `return`.
+   */
   process(batch: B): B | null | undefined | Promise<B | null | undefined>;
 }
 

@@ -33,8 +33,8 @@ export interface ItemCounters {
   /** Items the component passed on (processors), produced (receivers) or delivered (exporters). */
   out: number;
   /**
-   * Items lost to a full queue or a limit: data the user will not see. For a processor, also the rows of a
-   * batch it did not pass on (it returned nothing, an empty batch, or fewer rows than it was given).
+   * Items lost to a full queue or a limit: data the user will not see. For a processor, the items of the
+   * batches it returned nothing (undefined) for: a plugin that forgot its return loses them all.
    */
   dropped: number;
   /** Items in batches the component failed to process or export. */
@@ -45,6 +45,12 @@ export interface ItemCounters {
    * `out` counts the items at least one pipeline took, so `out + refused` is everything handed over.
    */
   refused?: number;
+  /**
+   * Processors only: rows they did not pass on by design — left out of the batch they returned, or the
+   * whole batch when they returned null: a filter's, delta's baselines and unchanged flows, classify's
+   * second copy of a connection.
+   */
+  filtered?: number;
 }
 
 export interface ComponentState {
@@ -107,7 +113,9 @@ export class StatusBoard {
         items:
           kind === 'receiver'
             ? { in: 0, out: 0, dropped: 0, failed: 0, refused: 0 }
-            : { in: 0, out: 0, dropped: 0, failed: 0 },
+            : kind === 'processor'
+              ? { in: 0, out: 0, dropped: 0, failed: 0, filtered: 0 }
+              : { in: 0, out: 0, dropped: 0, failed: 0 },
       };
       this.entries.set(key, state);
     }

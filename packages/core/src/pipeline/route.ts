@@ -139,25 +139,31 @@ export class BatchRouter implements Routing {
       } finally {
         if (lent && ownsBatch) ownsBatch = unseal(batch);
       }
-      // Returning nothing drops the batch: legitimate for a filter, but counted, so a plugin that returns
-      // nothing by mistake shows up in /status and the final counts instead of silently losing everything.
-      if (result === null || result === undefined) {
+      // Returning nothing (undefined: a function that forgot its return) drops the batch, counted as
+      // dropped so that the mistake shows in /status and the final log line instead of silently losing
+      // everything. Returning null is a processor's way to pass nothing on, by design: filtered.
+      if (result === undefined) {
         p.state.items.dropped += n;
+        this.healthy(p);
+        return;
+      }
+      if (result === null) {
+        p.state.items.filtered = (p.state.items.filtered ?? 0) + n;
         this.healthy(p);
         return;
       }
       if (!isBatchOf(result, signal)) {
         p.state.items.failed += n;
         const err = new Error(
-          `process returned ${describeValue(result)}; expected a ${BATCH_CLASS[signal].name}, or null to drop the batch`,
+          `process returned ${describeValue(result)}; expected a ${BATCH_CLASS[signal].name}, or null to pass nothing on`,
         );
         this.failed(p, err, 'processor returned something that is not a batch; the batch is dropped');
         return;
       }
       this.healthy(p);
-      // Rows a processor did not pass on (filtered out, held back) are its drops: in = out + dropped unless
-      // it returns more rows than it got.
-      if (result.length < n) p.state.items.dropped += n - result.length;
+      // Rows a processor left out of the batch it returned (a filter's, delta's baselines) are filtered,
+      // by design: in = out + filtered + dropped unless it returns more rows than it got.
+      if (result.length < n) p.state.items.filtered = (p.state.items.filtered ?? 0) + n - result.length;
       if (result.length === 0) return;
       p.state.items.out += result.length;
       if (result !== batch) ownsBatch = !result.readonly;

@@ -301,7 +301,7 @@ describe('Service', () => {
     await service.shutdown();
     expect(w.exported.get('mem')?.map((b) => b.srcPort[0])).toEqual([0, 2, 3]);
     const tag = service.components().find((c) => c.id === 'tag');
-    expect(tag?.items).toEqual({ in: 8, out: 6, dropped: 0, failed: 2 });
+    expect(tag?.items).toEqual({ in: 8, out: 6, dropped: 0, failed: 2, filtered: 0 });
     expect(tag?.lastError).toBe('bad batch');
     // Components are `starting` from creation: the board never shows a state outside the seven.
     expect(statuses).toEqual(['ok', 'recoverable_error', 'ok', 'stopping', 'stopped']);
@@ -506,9 +506,9 @@ describe('Service lifecycle deadlines', () => {
 
 describe('Service batch checks', () => {
   it.each([
-    ['object', 'process returned an object {}; expected a FlowBatch, or null to drop the batch'],
-    ['dns', 'process returned a DnsBatch; expected a FlowBatch, or null to drop the batch'],
-    ['number', 'process returned number 42; expected a FlowBatch, or null to drop the batch'],
+    ['object', 'process returned an object {}; expected a FlowBatch, or null to pass nothing on'],
+    ['dns', 'process returned a DnsBatch; expected a FlowBatch, or null to pass nothing on'],
+    ['number', 'process returned number 42; expected a FlowBatch, or null to pass nothing on'],
   ])(
     'a processor returning %s fails that batch on the processor, not on the exporter',
     async (returns, message) => {
@@ -524,7 +524,7 @@ describe('Service batch checks', () => {
       await sleep(20);
       const odd = service.components().find((c) => c.id === 'odd');
       const mem = service.components().find((c) => c.id === 'mem');
-      expect(odd?.items).toEqual({ in: 12, out: 0, dropped: 0, failed: 12 });
+      expect(odd?.items).toEqual({ in: 12, out: 0, dropped: 0, failed: 12, filtered: 0 });
       expect([odd?.status, odd?.lastError]).toEqual(['recoverable_error', message]);
       expect(mem?.items).toEqual({ in: 0, out: 0, dropped: 0, failed: 0 });
       expect(mem?.status).toBe('ok');
@@ -545,7 +545,7 @@ describe('Service batch checks', () => {
     await service.start();
     await service.shutdown();
     const peek = service.components().find((c) => c.id === 'peek');
-    expect(peek?.items).toEqual({ in: 6, out: 0, dropped: 0, failed: 6 });
+    expect(peek?.items).toEqual({ in: 6, out: 0, dropped: 0, failed: 6, filtered: 0 });
     expect(peek?.lastError).toMatch(
       /read-only: a processor that changes batches must declare `mutates: true`/,
     );
@@ -717,14 +717,17 @@ describe('Service stall check', () => {
 });
 
 describe('Service processor drops', () => {
+  // Returning nothing (undefined) loses the batch (a plugin that forgot its return): dropped. Returning null,
+  // or leaving rows out of the batch returned, is a processor's design (a filter, delta's baselines):
+  // filtered. Neither is a failure.
   it.each([
-    ['null', 0],
-    ['undefined', 0],
-    ['empty', 0],
-    ['half', 2],
+    ['null', 0, 'filtered'],
+    ['undefined', 0, 'dropped'],
+    ['empty', 0, 'filtered'],
+    ['half', 2, 'filtered'],
   ] as const)(
-    'a processor returning %s drops what it does not pass on, counted as dropped',
-    async (returns, kept) => {
+    'a processor returning %s passes on %d of 4 rows; the rest are counted as %s',
+    async (returns, kept, outcome) => {
       const w = world();
       const config = w.configure({
         receivers: { gen: { batches: 3, size: 4 } },
@@ -736,8 +739,14 @@ describe('Service processor drops', () => {
       await service.start();
       await service.shutdown();
       const drop = service.components().find((c) => c.id === 'drop');
-      // Dropping is the processor's choice, not a failure: in = out + dropped, status stays ok.
-      expect(drop?.items).toEqual({ in: 12, out: 3 * kept, dropped: 12 - 3 * kept, failed: 0 });
+      const gone = 12 - 3 * kept;
+      expect(drop?.items).toEqual({
+        in: 12,
+        out: 3 * kept,
+        dropped: outcome === 'dropped' ? gone : 0,
+        filtered: outcome === 'filtered' ? gone : 0,
+        failed: 0,
+      });
       expect(drop?.lastError).toBeUndefined();
       const mem = service.components().find((c) => c.id === 'mem');
       expect(mem?.items).toEqual({ in: 3 * kept, out: 3 * kept, dropped: 0, failed: 0 });

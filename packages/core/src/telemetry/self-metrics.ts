@@ -19,11 +19,12 @@ export const SERVICE_METRICS = defineMetrics({
     kind: 'counter',
     unit: '{item}',
     description:
-      'Items (flows, DNS lookups) at each component edge, counted by the framework. direction=in: handed to the component, outcome success or failure (it failed on them, or a processor returned something that is not a batch); direction=out: passed on (processors), delivered (exporters), or for receivers handed over, with outcome success; for processors also dropped (items of a batch it returned null, undefined or an empty batch for, or rows it left out of the batch it returned: a filter by design, or a plugin by mistake), and for receivers also refused (no pipeline took them: every queue was full with drop_newest, or shutdown had closed the pipelines). Queue drops are in netmon_queue_dropped_items.',
+      'Items (flows, DNS lookups) at each component edge, counted by the framework. direction=in: handed to the component, outcome success or failure (it failed on them, or a processor returned something that is not a batch); direction=out: passed on (processors), delivered (exporters), or for receivers handed over, with outcome success; for processors also filtered (rows it did not pass on by design — left out of the batch it returned, or all when it returned null: a filter, delta’s baselines and unchanged flows, classify’s second copy of a connection) and dropped (the items of a batch it returned undefined for: a plugin that forgot its return), and for receivers also refused (no pipeline took them: every queue was full with drop_newest, or shutdown had closed the pipelines). Queue drops are in netmon_queue_dropped_items.',
     attributes: {
       ...COMPONENT_ATTRIBUTES,
       direction: 'in or out',
-      outcome: 'success, failure (in), dropped (a processor’s out) or refused (a receiver’s out)',
+      outcome:
+        'success, failure (in), filtered or dropped (a processor’s out: left out by design, or a batch it returned nothing for), refused (a receiver’s out)',
     },
   },
   status: {
@@ -168,13 +169,14 @@ export function registerSelfMetrics(meter: Meter, host: Host): () => void {
     for (const c of host.components()) {
       const base = { kind: c.kind, component: c.id, pipeline: c.pipeline ?? '', signal: c.signal ?? '' };
       // Outcomes partition each direction: in = success + failure; a receiver's out = success + refused; a
-      // processor's successful in = out success + dropped (unless it returns more rows than it got).
+      // processor's successful in = out success + filtered + dropped (unless it returns more rows than it got).
       r.items(c.items.in - c.items.failed, { ...base, direction: 'in', outcome: 'success' });
       r.items(c.items.failed, { ...base, direction: 'in', outcome: 'failure' });
       r.items(c.items.out, { ...base, direction: 'out', outcome: 'success' });
       if (c.kind === 'receiver') {
         r.items(c.items.refused ?? 0, { ...base, direction: 'out', outcome: 'refused' });
       } else if (c.kind === 'processor') {
+        r.items(c.items.filtered ?? 0, { ...base, direction: 'out', outcome: 'filtered' });
         r.items(c.items.dropped, { ...base, direction: 'out', outcome: 'dropped' });
       }
       for (const s of STATUSES) r.status(c.status === s ? 1 : 0, { ...base, status: s });

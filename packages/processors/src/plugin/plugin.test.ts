@@ -213,11 +213,12 @@ describe('netmon run with a plugin that returns nothing', () => {
       in: records,
       out: 0,
       dropped: records,
+      filtered: 0,
       failed: 0,
     });
     const last = a.logs.at(-1);
     expect(last?.msg).toBe(
-      `netmon stopped; ${records} flows were dropped by processors (plugin/nothing in pipeline flows: ${records}); everything else read was delivered to the exporters`,
+      `netmon stopped; ${records} flows were dropped by processors that returned no batch (plugin/nothing in pipeline flows: ${records}); everything else read was delivered to the exporters`,
     );
     expect(last?.processor_dropped_items).toBe(records);
     expect(last?.dropped_by_processors).toEqual([
@@ -226,6 +227,34 @@ describe('netmon run with a plugin that returns nothing', () => {
     expect(
       a.logs.some((l) => l.msg === 'netmon stopped; everything read was delivered to the exporters'),
     ).toBe(false);
+  });
+
+  // Leaving rows out of the batch it returns is a processor's design (a filter, delta's baselines), not a
+  // loss: counted as filtered, and the last line says where they went without calling them dropped.
+  it('a plugin that filters ends with "delivered … or filtered out", its rows counted as filtered', async () => {
+    const a = agent(await config('tcp-only'));
+    await a.waitFor('replay finished');
+    a.stop();
+    expect(await a.exited).toBe(0);
+    const input = (await readFile(SAMPLE, 'utf8')).split('\n').filter(Boolean);
+    const udp = input.filter((l) => JSON.parse(l).protocol !== 6).length;
+    expect(udp).toBeGreaterThan(0);
+    const final = (await a.waitFor('final item counts')) as {
+      components: { id: string; items: Record<string, number> }[];
+    };
+    expect(final.components.find((c) => c.id === 'plugin/tcp-only')?.items).toEqual({
+      in: input.length,
+      out: input.length - udp,
+      dropped: 0,
+      filtered: udp,
+      failed: 0,
+    });
+    const last = a.logs.at(-1);
+    expect(last?.level).toBe(30);
+    expect(last?.msg).toBe(
+      `netmon stopped; everything read was delivered to the exporters, or filtered out by processors by design (plugin/tcp-only in pipeline flows: ${udp})`,
+    );
+    expect(last?.processor_filtered_items).toBe(udp);
   });
 
   it('a plugin that passes everything on still ends with "everything read was delivered"', async () => {
