@@ -9,7 +9,7 @@ export const fileExporterConfig = z.strictObject({
     .string({ error: 'required: the file to write flow records to' })
     .min(1, 'path must not be empty')
     .describe(
-      'File the flow records are appended to, one JSON object per line. A relative path resolves against the config file; missing parent directories are created (mode 0750). Its directory must be writable by its owner only (not /tmp itself: a folder of its own there is fine), and a link at the path is refused, never followed.',
+      "File the flow records are appended to, one JSON object per line, e.g. /var/lib/netmon/flows.jsonl. A relative path resolves against the config file; missing parent directories are created (mode 0750). Its directory (behind any link) must belong to root or netmon's user and be writable by its owner only; every folder and link on the way must belong to root or that user, folders writable by group or others only with the sticky bit. A symbolic or hard link at the path is refused, never followed.",
     ),
   file_mode: z
     .string({

@@ -237,7 +237,7 @@ describe('file exporter', () => {
     );
     await writeFile(join(dir, 'plain'), '');
     await expect(exporter({ path: 'plain/flows.jsonl' }).start()).rejects.toThrow(
-      `file exporter: cannot create the directory of ${join(dir, 'plain/flows.jsonl')}: EEXIST`,
+      `file exporter: cannot open ${join(dir, 'plain/flows.jsonl')}: cannot create ${join(dir, 'plain')}: ${join(dir, 'plain')} is a file, not a directory`,
     );
   });
 

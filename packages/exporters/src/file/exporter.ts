@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
-import { type FileHandle, lstat, mkdir, open, rename } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { type FileHandle, lstat, open, rename } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import {
   type Batch,
   type ComponentSettings,
@@ -14,7 +14,7 @@ import {
 } from '@netmon/core';
 import type { FileExporterConfig } from './config.js';
 import { FILE_EXPORTER_METRICS } from './metrics.js';
-import { DIRECTORY_MODE, directoryProblem, existingFileProblem, fileProblem } from './safety.js';
+import { existingFileProblem, fileProblem, prepareOutputDirectory } from './safety.js';
 
 const MIB = 1024 * 1024;
 
@@ -160,18 +160,13 @@ export class FileExporter implements Exporter {
     // Validation refuses these already; an exporter made without it must not hang in mkdir either.
     const pseudo = pseudoFilesystemOf(this.path);
     if (pseudo) throw new Error(`file exporter: cannot write ${this.path}: it is under ${pseudo}`);
-    try {
-      // 0750 is only narrowed by the umask, never widened: new folders are the exporter's own.
-      await mkdir(dirname(this.path), { recursive: true, mode: DIRECTORY_MODE });
-    } catch (err) {
-      throw new Error(`file exporter: cannot create the directory of ${this.path}: ${systemError(err)}`);
-    }
     const cannot = (why: string) => new Error(`file exporter: cannot open ${this.path}: ${why}`);
     // Checked at every open, not only at start: a folder made writable to others later stops the next one.
-    // The file first, with lstat, so that a device or a FIFO is never even opened.
+    // The file first, with lstat, so that a device or a FIFO is never even opened; the way to it before
+    // any folder is made on it, so that none is made behind a planted link.
     let problem: string | undefined;
     try {
-      problem = (await existingFileProblem(this.path)) ?? (await directoryProblem(this.path));
+      problem = (await existingFileProblem(this.path)) ?? (await prepareOutputDirectory(this.path));
     } catch (err) {
       throw cannot(systemError(err));
     }

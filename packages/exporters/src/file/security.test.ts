@@ -6,6 +6,8 @@ import { constants } from 'node:fs';
 import {
   chmod,
   chown,
+  lchown,
+  link,
   lstat,
   mkdir,
   mkdtemp,
@@ -13,6 +15,7 @@ import {
   readdir,
   readFile,
   readlink,
+  rename,
   rm,
   stat,
   symlink,
@@ -144,11 +147,11 @@ describe('file exporter: the output directory', () => {
     expect(await readdir(shared)).toEqual([]);
   });
 
-  it('refuses a file directly in a sticky shared directory such as /tmp, and accepts a folder of its own there', async () => {
+  it('refuses a file directly in a sticky shared directory such as /tmp, and accepts a folder it creates there', async () => {
     const sticky = join(dir, 'tmp');
     await mkdir(sticky);
     await chmod(sticky, 0o1777);
-    const message = `${sticky} is writable by group and others (mode 1777): whoever can write there could put a link or a file in the exporter's place; write to a folder of the exporter's own in it (e.g. ${join(sticky, 'netmon', 'flows.jsonl')}: the exporter creates it, mode 0750), or choose another directory`;
+    const message = `${sticky} is writable by group and others (mode 1777): whoever can write there could put a link or a file in the exporter's place; choose a folder only the exporter's user may write in, such as /var/lib/netmon/flows.jsonl (the exporter creates it, mode 0750)`;
     expect(await validate({ path: 'tmp/flows.jsonl' })).toEqual([{ key: 'path', message }]);
     await expect(exporter({ path: 'tmp/flows.jsonl' }).start()).rejects.toThrow(message);
 
@@ -177,7 +180,7 @@ describe('file exporter: the output directory', () => {
     const open = join(dir, 'open');
     await mkdir(join(open, 'netmon'), { recursive: true, mode: 0o750 });
     await chmod(open, 0o777);
-    const message = `${open}, a folder above ${join(open, 'netmon')}, is writable by others without the sticky bit (mode 0777): anyone could put another folder in its place; chmod o-w ${open} (or +t), or choose another directory`;
+    const message = `${open}, a folder above ${join(open, 'netmon')}, is writable by group and others without the sticky bit (mode 0777): whoever can write there could rename a folder in it away and put another, or a link, in its place; chmod go-w ${open}, or choose a folder of the exporter's own such as /var/lib/netmon`;
     expect(await validate({ path: 'open/netmon/flows.jsonl' })).toEqual([{ key: 'path', message }]);
     // A folder still to create there: the same folder above it.
     expect(await validate({ path: 'open/new/flows.jsonl' })).toEqual([
@@ -210,6 +213,198 @@ describe('file exporter: the output directory', () => {
     }
     expect(await mode(join(dir, 'a'))).toBe(0o750);
     expect(await mode(join(dir, 'a/b'))).toBe(0o750);
+  });
+});
+
+describe('file exporter: links and shared folders on the way to its directory', () => {
+  // The kernel follows every link on the way to the file; O_NOFOLLOW guards only the last name. So each
+  // link met, and each folder it leads through, is checked as if it had been named.
+  const linkOwnedBy65534 = (link: string, output = link) =>
+    `${link} is a symbolic link${link === output ? '' : ` on the way to ${output}`} that belongs to uid 65534, not to root or the user the exporter runs as (uid 0): its owner could replace it with a link to any folder; remove it and name the real folder, or choose another directory`;
+
+  /** A folder of root's, mode 0755, outside the test's folder: where a planted link would lead. */
+  async function rootDir(): Promise<string> {
+    const target = join(outside, 'rootdir');
+    await mkdir(target, { mode: 0o755 });
+    await chmod(target, 0o755);
+    return target;
+  }
+
+  it.skipIf(!privileged)(
+    "refuses another user's link at the output directory in a sticky folder, and writes nothing behind it (root only: lchown)",
+    async () => {
+      const sticky = join(dir, 'sticky');
+      await mkdir(sticky);
+      await chmod(sticky, 0o1777);
+      const target = await rootDir();
+      const planted = join(sticky, 'netmon');
+      await symlink(target, planted);
+      await lchown(planted, 65534, 65534);
+      const message = linkOwnedBy65534(planted);
+      expect(await validate({ path: 'sticky/netmon/flows.jsonl' })).toEqual([{ key: 'path', message }]);
+      const e = exporter({ path: 'sticky/netmon/flows.jsonl' });
+      await expect(e.start()).rejects.toThrow(
+        `file exporter: cannot open ${join(planted, 'flows.jsonl')}: ${message}`,
+      );
+      await e.shutdown();
+      // Above a folder still to create: refused before anything is made behind the link.
+      const deeper = exporter({ path: 'sticky/netmon/sub/flows.jsonl' });
+      await expect(deeper.start()).rejects.toThrow(linkOwnedBy65534(planted, join(planted, 'sub')));
+      await deeper.shutdown();
+      expect(await readdir(target)).toEqual([]);
+    },
+  );
+
+  it.skipIf(!privileged)(
+    "refuses another user's link above the output directory, even in a folder only root may write in (root only: lchown)",
+    async () => {
+      const target = await rootDir();
+      await mkdir(join(target, 'netmon'), { mode: 0o750 });
+      const planted = join(dir, 'logs');
+      await symlink(target, planted);
+      await lchown(planted, 65534, 65534);
+      const message = linkOwnedBy65534(planted, join(planted, 'netmon'));
+      expect(await validate({ path: 'logs/netmon/flows.jsonl' })).toEqual([{ key: 'path', message }]);
+      await expect(exporter({ path: 'logs/netmon/flows.jsonl' }).start()).rejects.toThrow(message);
+      expect(await readdir(join(target, 'netmon'))).toEqual([]);
+    },
+  );
+
+  it('refuses a folder above it that its group may write in without the sticky bit, and accepts it with the bit', async () => {
+    const logs = join(dir, 'log');
+    await mkdir(join(logs, 'netmon'), { recursive: true, mode: 0o750 });
+    await chmod(logs, 0o775);
+    const message = `${logs}, a folder above ${join(logs, 'netmon')}, is writable by group without the sticky bit (mode 0775): whoever can write there could rename a folder in it away and put another, or a link, in its place; chmod g-w ${logs}, or choose a folder of the exporter's own such as /var/lib/netmon`;
+    expect(await validate({ path: 'log/netmon/flows.jsonl' })).toEqual([{ key: 'path', message }]);
+    const e = exporter({ path: 'log/netmon/flows.jsonl' });
+    await expect(e.start()).rejects.toThrow(message);
+    await e.shutdown();
+    expect(await readdir(join(logs, 'netmon'))).toEqual([]);
+
+    // The sticky bit stops a group member from renaming what is not theirs.
+    await chmod(logs, 0o1775);
+    expect(await validate({ path: 'log/netmon/flows.jsonl' })).toEqual([]);
+    const ok = exporter({ path: 'log/netmon/flows.jsonl' });
+    await ok.start();
+    await ok.export(FlowBatch.from([flow(1)]));
+    await ok.shutdown();
+    expect(await readFile(join(logs, 'netmon/flows.jsonl'), 'utf8')).toBe(
+      encodeFlowRecords(FlowBatch.from([flow(1)]))[0],
+    );
+  });
+
+  it.skipIf(!privileged)(
+    "refuses root:nogroup 0775 above it, where a group member put a link in the real folder's place (root only: chown)",
+    async () => {
+      const target = await rootDir();
+      const logs = join(dir, 'log');
+      await mkdir(join(logs, 'netmon'), { recursive: true, mode: 0o750 });
+      await chown(logs, 0, 65534);
+      await chmod(logs, 0o775);
+      // What a member of the group can do there: rename the real folder away, put a link in its place.
+      await rename(join(logs, 'netmon'), join(logs, 'moved'));
+      await symlink(target, join(logs, 'netmon'));
+      await lchown(join(logs, 'netmon'), 65534, 65534);
+      const message = `${logs}, a folder above ${join(logs, 'netmon')}, is writable by group without the sticky bit (mode 0775): whoever can write there could rename a folder in it away and put another, or a link, in its place; chmod g-w ${logs}, or choose a folder of the exporter's own such as /var/lib/netmon`;
+      expect(await validate({ path: 'log/netmon/flows.jsonl' })).toEqual([{ key: 'path', message }]);
+      await expect(exporter({ path: 'log/netmon/flows.jsonl' }).start()).rejects.toThrow(message);
+      expect(await readdir(target)).toEqual([]);
+      // With the sticky bit the folder is fine, and the planted link is still refused.
+      await chmod(logs, 0o1775);
+      expect(await validate({ path: 'log/netmon/flows.jsonl' })).toEqual([
+        { key: 'path', message: linkOwnedBy65534(join(logs, 'netmon')) },
+      ]);
+      expect(await readdir(target)).toEqual([]);
+    },
+  );
+
+  it("follows a link of its own user's, absolute or relative, and writes where it leads", async () => {
+    const real = join(outside, 'real');
+    await mkdir(real, { mode: 0o750 });
+    await symlink(real, join(dir, 'out'));
+    await mkdir(join(dir, 'a'), { mode: 0o750 });
+    await symlink('../out', join(dir, 'a/rel'));
+    expect(await validate({ path: 'out/flows.jsonl' })).toEqual([]);
+    expect(await validate({ path: 'a/rel/flows.jsonl' })).toEqual([]);
+    const e = exporter({ path: 'a/rel/flows.jsonl' });
+    await e.start();
+    await e.export(FlowBatch.from([flow(1)]));
+    await e.shutdown();
+    expect(await readFile(join(real, 'flows.jsonl'), 'utf8')).toBe(
+      encodeFlowRecords(FlowBatch.from([flow(1)]))[0],
+    );
+    // A folder to create behind the link is made in the real folder, mode 0750.
+    const sub = exporter({ path: 'out/sub/flows.jsonl' });
+    await sub.start();
+    await sub.shutdown();
+    expect((await lstat(join(real, 'sub'))).isDirectory()).toBe(true);
+    expect(await mode(join(real, 'sub'))).toBe(0o750);
+  });
+
+  it("accepts its own user's link in a sticky folder: nobody else may replace it", async () => {
+    const sticky = join(dir, 'sticky');
+    await mkdir(sticky);
+    await chmod(sticky, 0o1777);
+    const real = join(outside, 'real');
+    await mkdir(real, { mode: 0o750 });
+    await symlink(real, join(sticky, 'netmon'));
+    expect(await validate({ path: 'sticky/netmon/flows.jsonl' })).toEqual([]);
+  });
+
+  it('checks the folders a link leads through as if they had been named', async () => {
+    const open = join(outside, 'open');
+    await mkdir(join(open, 'real'), { recursive: true, mode: 0o750 });
+    await chmod(open, 0o777);
+    await symlink(join(open, 'real'), join(dir, 'out'));
+    const message = `${open}, a folder on the way to ${join(dir, 'out')}, is writable by group and others without the sticky bit (mode 0777): whoever can write there could rename a folder in it away and put another, or a link, in its place; chmod go-w ${open}, or choose a folder of the exporter's own such as /var/lib/netmon`;
+    expect(await validate({ path: 'out/flows.jsonl' })).toEqual([{ key: 'path', message }]);
+    await expect(exporter({ path: 'out/flows.jsonl' }).start()).rejects.toThrow(message);
+    expect(await readdir(join(open, 'real'))).toEqual([]);
+  });
+
+  it('holds the real output directory behind a link to the output directory rule: its owner writes, nobody else', async () => {
+    const real = join(outside, 'shared');
+    await mkdir(real);
+    await chmod(real, 0o770);
+    await symlink(real, join(dir, 'out'));
+    const message = `${join(dir, 'out')} (really ${real}) is writable by group (mode 0770): whoever can write there could put a link or a file in the exporter's place; chmod go-w ${real}, or choose another directory`;
+    expect(await validate({ path: 'out/flows.jsonl' })).toEqual([{ key: 'path', message }]);
+    await expect(exporter({ path: 'out/flows.jsonl' }).start()).rejects.toThrow(message);
+    // Reached by a relative link that ends in '..': the folder it lands on is the output directory, held
+    // to that rule although the way through it to x passes (sticky).
+    const sticky = join(outside, 'sticky');
+    await mkdir(join(sticky, 'x'), { recursive: true, mode: 0o750 });
+    await chmod(sticky, 0o1770);
+    await symlink(join(sticky, 'x'), join(dir, 'x'));
+    await symlink('x/..', join(dir, 'up'));
+    expect(await validate({ path: 'up/flows.jsonl' })).toEqual([
+      {
+        key: 'path',
+        message: `${join(dir, 'up')} (really ${sticky}) is writable by group (mode 1770): whoever can write there could put a link or a file in the exporter's place; chmod go-w ${sticky}, or choose another directory`,
+      },
+    ]);
+    expect(await readdir(sticky)).toEqual(['x']);
+    expect(await readdir(real)).toEqual([]);
+  });
+
+  it('refuses a link to a folder that does not exist, and creates nothing behind it', async () => {
+    const missing = join(outside, 'missing');
+    await symlink(missing, join(dir, 'out'));
+    const message = `cannot create ${join(dir, 'out/sub')}: ${join(dir, 'out')} is a symbolic link to ${missing}, and ${missing} does not exist; create it, or name a folder that exists`;
+    expect(await validate({ path: 'out/sub/flows.jsonl' })).toEqual([{ key: 'path', message }]);
+    await expect(exporter({ path: 'out/sub/flows.jsonl' }).start()).rejects.toThrow(message);
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it('refuses a loop of links', async () => {
+    await symlink('b', join(dir, 'a'));
+    await symlink('a', join(dir, 'b'));
+    expect(await validate({ path: 'a/flows.jsonl' })).toEqual([
+      {
+        key: 'path',
+        message: `cannot use ${join(dir, 'a')}: more than 40 symbolic links on the way (a loop?); name the real folder`,
+      },
+    ]);
   });
 });
 
@@ -247,6 +442,20 @@ describe('file exporter: what it writes to', () => {
     const after = await stat('/dev/null');
     expect([after.ino, after.mode, after.uid]).toEqual([before.ino, before.mode, before.uid]);
     await expect(stat('/dev/null.1')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('refuses a file with a second name (a hard link): it may be another file linked in', async () => {
+    const target = await victim();
+    const file = join(dir, 'flows.jsonl');
+    await link(target, file);
+    const message = `${file} has 2 names (hard links): it may be another file linked in under this one; the exporter appends only to a file of its own with one name: remove it`;
+    expect(await validate({ path: 'flows.jsonl' })).toEqual([{ key: 'path', message }]);
+    const e = exporter({ path: 'flows.jsonl' });
+    await expect(e.start()).rejects.toThrow(`file exporter: cannot open ${file}: ${message}`);
+    await expect(e.export(FlowBatch.from([flow(1)]))).rejects.toThrow('has 2 names');
+    await e.shutdown();
+    expect(await readFile(target, 'utf8')).toBe('root:only:secret\n');
+    expect(await mode(target)).toBe(0o600);
   });
 
   it.skipIf(!privileged)('refuses a file that belongs to another user (root only: chown)', async () => {
