@@ -1,10 +1,9 @@
 // Reading config files: YAML → one merged tree, with the file, line and column of every key kept so that
 // any later error can say where the offending value was written.
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
-import { fileKind } from '../fs/file-kind.js';
+import { NotRegularFileError, openRegularFile } from '../fs/file-kind.js';
 
 export interface Position {
   file: string;
@@ -99,13 +98,14 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
   for (const file of files) {
     let text: string;
     try {
-      text = await readRegularFile(file);
+      text = await readConfigFile(file);
     } catch (err) {
-      if (err instanceof NotRegularFile) {
-        unreadable.push({
-          path: '',
-          message: `cannot read config file ${displayPath(file)}: ${err.message}`,
-        });
+      if (err instanceof NotRegularFileError || err instanceof ConfigFileError) {
+        const what =
+          err instanceof NotRegularFileError
+            ? `it is ${err.kind}, not a regular file; give the path of a YAML file`
+            : err.message;
+        unreadable.push({ path: '', message: `cannot read config file ${displayPath(file)}: ${what}` });
         continue;
       }
       unreadable.push({
@@ -190,24 +190,20 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
   return source;
 }
 
-class NotRegularFile extends Error {}
-
 /** Longest config file read: a pipeline file is a few KiB; more is a mistake, not a config. */
 const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
 /**
- * Reads a config file that must be a regular file. Opened non-blocking so that a FIFO with no writer
- * (which would block `open` forever) is refused at once, like a directory or a device.
+ * Reads a config file that must be a regular file: a FIFO with no writer (which would block `open`
+ * forever), a directory or a device is refused at once. So `--config /dev/stdin` and `<(…)` are refused
+ * too: write the config to a file.
  */
-async function readRegularFile(file: string): Promise<string> {
-  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+async function readConfigFile(file: string): Promise<string> {
+  const handle = await openRegularFile(file, constants.O_RDONLY);
   try {
     const st = await handle.stat();
-    if (!st.isFile()) {
-      throw new NotRegularFile(`it is ${fileKind(st)}, not a regular file; give the path of a YAML file`);
-    }
     if (st.size > MAX_CONFIG_BYTES) {
-      throw new NotRegularFile(
+      throw new ConfigFileError(
         `it is ${st.size} bytes; a config file may be at most ${MAX_CONFIG_BYTES / 1024 / 1024} MiB`,
       );
     }
@@ -216,6 +212,8 @@ async function readRegularFile(file: string): Promise<string> {
     await handle.close();
   }
 }
+
+class ConfigFileError extends Error {}
 
 /** `ENOENT (no such file or directory)`: the code to search for, and what it means. */
 function systemError(err: unknown): string {

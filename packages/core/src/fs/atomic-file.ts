@@ -4,7 +4,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 const WRITE_FLAGS =
-  constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /**
  * Writes `data` to `file` atomically: `file.tmp`, fsync, rename over `file`, fsync of the directory (so
@@ -15,13 +15,14 @@ const WRITE_FLAGS =
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${file}.tmp`;
   await mkdir(path.dirname(file), { recursive: true, mode: 0o750 });
-  // Never through a link planted at the `.tmp` name, and never blocked by a FIFO there (open would wait
-  // for a reader forever; non-blocking, it fails with ENXIO instead).
+  // The `.tmp` is made afresh (O_EXCL): whatever is there — a crash's leftover, or a file, link or FIFO
+  // another user planted in a folder they may write to — is removed first, so the file that becomes `file`
+  // is always this process's own (a planted one would keep its owner, who could then rewrite the state).
+  await rm(tmp, { force: true });
   const handle = await open(tmp, WRITE_FLAGS, 0o600);
   try {
     try {
-      if (!(await handle.stat()).isFile()) throw new Error(`${tmp} exists and is not a regular file`);
-      // The mode given to open applies only to a new file: a `.tmp` left by a crash keeps its own.
+      // The mode given to open is narrowed by the umask; the file is its owner's only whatever the umask.
       await handle.chmod(0o600);
       await handle.writeFile(data);
       await handle.sync();

@@ -1,7 +1,6 @@
 // The devzero exporter's state file: the requests not yet acknowledged (and the IP → domain cache), so an
 // agent restarted during an outage still delivers every interval, once.
-import { readFile } from 'node:fs/promises';
-import { setAside, writeFileAtomic } from '@netmon/core';
+import { readRegularFile, setAside, writeFileAtomic } from '@netmon/core';
 import type { Payload } from './requests.js';
 
 export interface StateDocument {
@@ -29,7 +28,8 @@ export interface ReadResult {
  */
 export async function readState(
   file: string,
-  read: (file: string) => Promise<string> = (f) => readFile(f, 'utf8'),
+  // Only a regular file: a FIFO put there would block the start forever.
+  read: (file: string) => Promise<string> = (f) => readRegularFile(f, 'utf8'),
 ): Promise<ReadResult> {
   let text: string;
   try {

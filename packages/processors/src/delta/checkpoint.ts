@@ -39,11 +39,19 @@
 // or one whose state file is gone — may have hidden batches whose deltas were passed on: the state is not
 // trusted (see loadCheckpoint).
 import { randomInt } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
-import { access, lstat, open, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, lstat, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
-import { fileKind, setAside, syncDirectory, systemError, writeFileAtomic } from '@netmon/core';
+import {
+  NotRegularFileError,
+  openRegularFile,
+  readRegularFile,
+  setAside,
+  syncDirectory,
+  systemError,
+  writeFileAtomic,
+} from '@netmon/core';
 import {
   BaselineTable,
   F_CLOSED_START,
@@ -88,38 +96,6 @@ export interface JournalSection {
 
 /** Raised for a state file that cannot be used: its message says what is wrong with it. */
 export class CheckpointFormatError extends Error {}
-
-/** Raised for a state file or journal path that holds something other than a regular file. */
-export class NotRegularFileError extends Error {
-  constructor(file: string, s: Stats) {
-    super(`${file} is ${fileKind(s)}, not a regular file`);
-  }
-}
-
-/**
- * Opens `file` with `flags` and makes sure it is a regular file. O_NONBLOCK: opening a FIFO must not wait
- * for a peer forever (a FIFO then fails fstat's check); on a regular file it changes nothing.
- */
-async function openRegular(file: string, flags: number, mode?: number) {
-  const handle = await open(file, flags | constants.O_NONBLOCK, mode);
-  try {
-    const s = await handle.stat();
-    if (!s.isFile()) throw new NotRegularFileError(file, s);
-  } catch (err) {
-    await handle.close();
-    throw err;
-  }
-  return handle;
-}
-
-async function readRegular(file: string): Promise<Buffer> {
-  const handle = await openRegular(file, constants.O_RDONLY);
-  try {
-    return await handle.readFile();
-  } finally {
-    await handle.close();
-  }
-}
 
 const isMissing = (err: unknown): boolean => {
   const code = (err as NodeJS.ErrnoException)?.code;
@@ -547,7 +523,7 @@ export async function appendJournal(
     constants.O_CREAT |
     constants.O_NOFOLLOW |
     (fresh ? constants.O_TRUNC : constants.O_APPEND);
-  const handle = await openRegular(journal, flags, 0o600);
+  const handle = await openRegularFile(journal, flags, 0o600);
   try {
     await handle.writeFile(fresh ? Buffer.concat([encodeJournalHeader(opts.id ?? 0), frame]) : frame);
     if (opts.sync) await handle.datasync();
@@ -591,7 +567,7 @@ async function setJournalAside(file: string, reason: string): Promise<string | u
 export async function loadCheckpoint(file: string): Promise<LoadResult> {
   let buf: Buffer;
   try {
-    buf = await readRegular(file);
+    buf = await readRegularFile(file);
   } catch (err) {
     if (!isMissing(err)) return { kind: 'unreadable', reason: errorText(err) };
     // A journal is started only after its state file was written: the state it continued is lost.
@@ -626,7 +602,7 @@ export async function loadCheckpoint(file: string): Promise<LoadResult> {
   const id = checkpointId(buf);
   let journal: JournalReplay = { frames: 0, records: 0 };
   try {
-    journal = replayJournal(await readRegular(journalPath(file)), id, origins);
+    journal = replayJournal(await readRegularFile(journalPath(file)), id, origins);
   } catch (err) {
     if (!isMissing(err)) {
       journal = { ...journal, ignored: `cannot read it: ${errorText(err)}`, distrust: 'journal_unreadable' };
