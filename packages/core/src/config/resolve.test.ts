@@ -545,7 +545,7 @@ describe('loadConfig', () => {
       [
         'receivers:',
         '  gen: { interval: "${env:CLUSTER_TOKEN}" }',
-        '  probe: { path: "https://bob:hunter2@example.com/x" }',
+        '  probe: { path: "https://bob:hun@ter2@example.com/x" }',
         '  probe/b: { path: "${env:DATA_DIR}/x" }',
         'exporters: { sink: {} }',
         'service: { pipelines: { flows: { receivers: [gen, probe, probe/b], exporters: [sink] } } }',
@@ -558,7 +558,7 @@ describe('loadConfig', () => {
       // Not named as a credential: what is wrong with it is the point of the message.
       `${f}:4:14: receivers::probe/b::path: cannot read /srv/flows/x (from \${env:DATA_DIR})`,
     ]);
-    expect(problems.join('\n')).not.toMatch(/s3cr3t|hunter2|bob/);
+    expect(problems.join('\n')).not.toMatch(/s3cr3t|hun|ter2|bob/);
   });
 
   it('lists schema, reference and validate-hook problems together, skipping only what one problem makes meaningless', async () => {

@@ -43,7 +43,8 @@ export function formatProblem(p: Problem): string {
   return `${where}${p.path ? `${p.path}: ` : ''}${redactCredentials(p.message)}`;
 }
 
-const URL_USERINFO = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^\s/?#@]*)@/g;
+// Up to the authority's last @: a password may hold an @ itself (https://user:p@ss@host).
+const URL_USERINFO = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s/?#]*@/g;
 
 /**
  * The text with the user-info of every URL in it (`https://user:password@host`, `https://token@host`)

@@ -371,6 +371,20 @@ describe('file receiver: bad input and faults', () => {
 
   const sampleLines = async () => (await readFile(SAMPLE, 'utf8')).split('\n').filter((l) => l !== '');
 
+  // Node fires a timer asked to wait more than 2^31−1 ms after 1 ms: a recorded gap of 30 days went out at once.
+  it('a paced gap longer than a timer can wait is waited, not skipped', async () => {
+    const path = join(dir, 'month.jsonl');
+    const [first] = await sampleLines();
+    const later = first.replaceAll('2026-01-01T', '2026-01-31T');
+    await writeFile(path, `${first}\n${later}\n`);
+    const sink = new CollectingSink();
+    const r = receiver({ path, pace: 'recorded' }, sink);
+    await r.start();
+    await new Promise((done) => setTimeout(done, 300));
+    expect(sink.items).toBe(1);
+    await r.shutdown();
+  });
+
   it('skips a line far longer than max_line_bytes (600 MiB) without holding it, and reads on', async () => {
     // A sparse file: 600 MiB of NUL bytes on one line cost no disk; a string that long would not fit in V8.
     const path = join(dir, 'huge.jsonl');

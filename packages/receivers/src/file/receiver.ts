@@ -467,7 +467,11 @@ export class FileReceiver implements Receiver {
       return;
     }
     const wait = this.anchorWall + (timeEnd - this.anchorRecorded) / this.config.speed - now;
-    if (wait > 0) await this.sleep(wait);
+    // Node fires a timer asked to wait past 2^31−1 ms (24.8 days) after 1 ms: a recorded gap that long, or
+    // a tiny speed, waits in steps instead of not at all.
+    for (let left = wait; left > 0 && !this.stopping; left -= MAX_TIMER_MS) {
+      await this.sleep(Math.min(left, MAX_TIMER_MS));
+    }
   }
 
   private sleep(ms: number): Promise<void> {
@@ -484,6 +488,9 @@ export class FileReceiver implements Receiver {
     });
   }
 }
+
+/** The longest wait one Node timer can do (https://nodejs.org/api/timers.html#settimeoutcallback-delay-args). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 class NotRegularFile extends Error {}
 
