@@ -34,8 +34,9 @@ function overlaps(a: string, b: string): boolean {
   const y = parseEndpoint(b);
   if (x.port === 0 || x.port !== y.port) return false;
   if (WILDCARDS.has(x.host) || WILDCARDS.has(y.host)) return true;
-  const loop = (h: string) => (h === 'localhost' ? '127.0.0.1' : h);
-  return loop(x.host) === loop(y.host);
+  // localhost is how people write 127.0.0.1.
+  const named = (h: string) => (h === 'localhost' ? '127.0.0.1' : h);
+  return named(x.host) === named(y.host);
 }
 
 /**

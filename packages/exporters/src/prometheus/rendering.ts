@@ -130,11 +130,6 @@ export class Rendering {
     return this.first + this.chunks.length;
   }
 
-  /** Bytes held now. */
-  get heldBytes(): number {
-    return this.held;
-  }
-
   /** Whether a scrape may start reading it from the beginning. */
   get whole(): boolean {
     return this.keepAll;
