@@ -2,20 +2,23 @@
 // and real sockets: node:https clients, the handshake with and without a client certificate, reloads.
 import { generateKeyPairSync } from 'node:crypto';
 import { copyFile, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type RequestListener, type ServerResponse } from 'node:http';
 import { request } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
+import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger, silentLogger } from '../telemetry/logger.js';
 import { TEST_TLS_DIR } from '../testkit/tls.js';
 import {
+  type ConnectionDropReason,
   checkServerTlsFiles,
   createHttpServer,
+  HTTP_SERVER_LIMITS,
   type HttpServer,
+  type HttpServerLimits,
   type ServerTlsConfig,
   serverTls,
   serverTlsMetrics,
@@ -37,10 +40,12 @@ const strayKey = () =>
 
 let dir = '';
 const servers: HttpServer[] = [];
+const clients: Socket[] = [];
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'netmon-server-tls-'));
 });
 afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
   for (const s of servers.splice(0)) {
     s.server.closeAllConnections();
     await new Promise((r) => s.server.close(r));
@@ -50,14 +55,22 @@ afterEach(async () => {
 
 async function listen(
   tls: ServerTlsConfig | undefined,
-  opts: { host?: string; configDir?: string; logs?: Record<string, unknown>[] } = {},
+  opts: {
+    host?: string;
+    configDir?: string;
+    logs?: Record<string, unknown>[];
+    limits?: Partial<HttpServerLimits>;
+    handler?: RequestListener;
+    onDrop?: (reason: ConnectionDropReason) => void;
+  } = {},
 ) {
   const logs = opts.logs;
   const s = createHttpServer({
     tls,
     configDir: opts.configDir ?? TLS,
-    options: { keepAliveTimeout: 65_000 },
-    handler: (req, res) => res.end(`hello ${req.url}`),
+    limits: opts.limits,
+    onDrop: opts.onDrop,
+    handler: opts.handler ?? ((req, res) => res.end(`hello ${req.url}`)),
     who: 'test server',
     logger: logs
       ? createLogger({
@@ -292,4 +305,197 @@ describe('createHttpServer', () => {
     expect(await noted(undefined, '127.0.0.1')).toEqual([]);
     expect(await noted(tlsOf({ ...PAIR, client_ca_file: 'ca.pem' }), '0.0.0.0')).toEqual([]);
   });
+});
+
+/** Polls until `check` is true; fails after `ms`. */
+async function until(check: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * A raw connection to `port`, over TLS or not, recording what it receives and when it closes; resolves
+ * once connected (handshake done), or closed.
+ */
+async function connection(port: number, tls = false) {
+  const socket: Socket = tls
+    ? connectTls({ host: '127.0.0.1', port, rejectUnauthorized: false })
+    : connectTcp(port, '127.0.0.1');
+  clients.push(socket);
+  let text = '';
+  let closedAt: number | undefined;
+  socket.on('error', () => undefined);
+  socket.setEncoding('latin1');
+  socket.on('data', (d: string) => {
+    text += d;
+  });
+  await new Promise<void>((resolve) => {
+    socket.once(tls ? 'secureConnect' : 'connect', resolve);
+    socket.once('close', () => {
+      closedAt = performance.now();
+      resolve();
+    });
+  });
+  const c = {
+    socket,
+    openedAt: performance.now(),
+    text: () => text,
+    closed: () => closedAt !== undefined,
+    /** Milliseconds from connected to closed. */
+    lasted: () => (closedAt ?? Number.NaN) - c.openedAt,
+    /** Sends GET `path` and waits for the whole answer (or the end of the connection). */
+    async ask(path: string): Promise<string> {
+      const from = text.length;
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: netmon\r\n\r\n`);
+      await until(() => text.includes(`hello ${path}`, from) || closedAt !== undefined);
+      return text.slice(from);
+    },
+  };
+  return c;
+}
+
+describe('createHttpServer: what a client may hold', () => {
+  it('holds every server to the hardened limits unless told otherwise', async () => {
+    const { s } = await listen(undefined);
+    expect(s.limits).toEqual({
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 15_000,
+      idleTimeoutMs: 30_000,
+      keepAliveTimeoutMs: 65_000,
+      maxConnections: 64,
+    });
+    expect(HTTP_SERVER_LIMITS).toEqual(s.limits);
+    const applied = (h: HttpServer) => [
+      h.server.headersTimeout,
+      h.server.requestTimeout,
+      h.server.timeout,
+      h.server.keepAliveTimeout,
+    ];
+    expect(applied(s)).toEqual([10_000, 15_000, 30_000, 65_000]);
+    const t = await listen(tlsOf(PAIR), { limits: { keepAliveTimeoutMs: 5000, maxConnections: 3 } });
+    expect(applied(t.s)).toEqual([10_000, 15_000, 30_000, 5000]);
+    expect(t.s.limits.maxConnections).toBe(3);
+  });
+
+  for (const tls of [false, true]) {
+    it(`${tls ? 'https' : 'http'}: closes a connection that sends no request, one that sends its headers slowly, one kept alive too long, and one that stopped reading`, async () => {
+      let big: { started: number; lasted?: number; whole?: boolean } | undefined;
+      const { port } = await listen(tls ? tlsOf(PAIR) : undefined, {
+        limits: { idleTimeoutMs: 600, headersTimeoutMs: 300, requestTimeoutMs: 400, keepAliveTimeoutMs: 400 },
+        handler: (req, res) => {
+          if (req.url !== '/big') return res.end(`hello ${req.url}`);
+          const b = { started: performance.now() } as NonNullable<typeof big>;
+          big = b;
+          res.on('close', () => {
+            b.lasted = performance.now() - b.started;
+            b.whole = res.writableFinished;
+          });
+          // Far more than the sockets' buffers hold.
+          res.end(Buffer.alloc(64 << 20));
+        },
+      });
+      const silent = await connection(port, tls);
+      const slow = await connection(port, tls);
+      // A header line every 100 ms: never idle, never done.
+      slow.socket.write('GET /slow HTTP/1.1\r\n');
+      const trickle = setInterval(() => slow.socket.write('X-Slow: 1\r\n'), 100);
+      const kept = await connection(port, tls);
+      const stalled = await connection(port, tls);
+      stalled.socket.pause();
+      stalled.socket.write('GET /big HTTP/1.1\r\nHost: netmon\r\n\r\n');
+      try {
+        expect(await kept.ask('/kept')).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*hello \/kept$/);
+        await until(() => silent.closed() && slow.closed() && kept.closed(), 4000);
+      } finally {
+        clearInterval(trickle);
+      }
+      // Node counts the time to the headers from the connection's start, and answers late ones with 408.
+      for (const c of [silent, slow]) {
+        expect(c.text()).toBe('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+        expect(c.lasted()).toBeGreaterThanOrEqual(250);
+        expect(c.lasted()).toBeLessThan(2000);
+      }
+      // Node keeps the socket a second longer than keepAliveTimeout (keepAliveTimeoutBuffer), so that a
+      // client with the same timeout closes first.
+      expect(kept.lasted()).toBeGreaterThanOrEqual(1350);
+      expect(kept.lasted()).toBeLessThan(4000);
+      // Node grants a write still pending one more idle period.
+      await until(() => big?.lasted !== undefined, 4000);
+      expect(big?.whole).toBe(false);
+      expect(big?.lasted).toBeGreaterThanOrEqual(550);
+      expect(big?.lasted).toBeLessThan(3000);
+      // The client sees the end once it reads again.
+      stalled.socket.resume();
+      await until(() => stalled.closed());
+      expect(stalled.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(stalled.text().length).toBeLessThan(64 << 20);
+    });
+  }
+
+  it('at the cap, closes the connection idle longest for a new one, one that never sent a request too', async () => {
+    const reasons: ConnectionDropReason[] = [];
+    const { s, port } = await listen(undefined, {
+      limits: { maxConnections: 3 },
+      onDrop: (r) => reasons.push(r),
+    });
+    const a = await connection(port);
+    expect(await a.ask('/a')).toContain('hello /a');
+    const b = await connection(port);
+    expect(await b.ask('/b')).toContain('hello /b');
+    const c = await connection(port);
+    // a asks again: now b has been idle longest, although a is older.
+    expect(await a.ask('/a2')).toContain('hello /a2');
+    const d = await connection(port);
+    expect(await d.ask('/d')).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*hello \/d$/);
+    await until(() => b.closed());
+    expect([a.closed(), c.closed()]).toEqual([false, false]);
+    expect(s.dropped).toEqual({ max_connections: 0, evicted_idle: 1 });
+    // Then c, connected but silent since.
+    const e = await connection(port);
+    expect(await e.ask('/e')).toContain('hello /e');
+    await until(() => c.closed());
+    expect(c.text()).toBe('');
+    expect([a.closed(), d.closed()]).toEqual([false, false]);
+    expect(s.dropped).toEqual({ max_connections: 0, evicted_idle: 2 });
+    expect(reasons).toEqual(['evicted_idle', 'evicted_idle']);
+    expect(await new Promise((r) => s.server.getConnections((_err, n) => r(n)))).toBe(3);
+  });
+
+  for (const tls of [false, true]) {
+    it(`${tls ? 'https' : 'http'}: at the cap with a response in progress on every connection, refuses the new one and counts it`, async () => {
+      const held: ServerResponse[] = [];
+      const reasons: ConnectionDropReason[] = [];
+      const { s, port } = await listen(tls ? tlsOf(PAIR) : undefined, {
+        limits: { maxConnections: 2 },
+        onDrop: (r) => reasons.push(r),
+        handler: (req, res) => {
+          if (req.url === '/hold') held.push(res);
+          else res.end(`hello ${req.url}`);
+        },
+      });
+      const a = await connection(port, tls);
+      a.socket.write('GET /hold HTTP/1.1\r\nHost: netmon\r\n\r\n');
+      const b = await connection(port, tls);
+      b.socket.write('GET /hold HTTP/1.1\r\nHost: netmon\r\n\r\n');
+      await until(() => held.length === 2);
+      const refused = await connection(port, tls);
+      await until(() => refused.closed());
+      expect(refused.text()).toBe('');
+      expect(s.dropped).toEqual({ max_connections: 1, evicted_idle: 0 });
+      expect([a.closed(), b.closed()]).toEqual([false, false]);
+      // a's response ends: a is idle, and gives way to the next connection.
+      held[0].end('done');
+      await until(() => a.text().endsWith('done'));
+      const d = await connection(port, tls);
+      expect(await d.ask('/d')).toContain('hello /d');
+      await until(() => a.closed());
+      expect(b.closed()).toBe(false);
+      expect(s.dropped).toEqual({ max_connections: 1, evicted_idle: 1 });
+      expect(reasons).toEqual(['max_connections', 'evicted_idle']);
+      held[1].end();
+    });
+  }
 });

@@ -1,18 +1,20 @@
 // The HTTP servers' optional `tls` key (health_check, the prometheus exporter), read as the
 // OpenTelemetry Collector reads the TLS server settings of its HTTP servers
 // (https://github.com/open-telemetry/opentelemetry-collector/tree/main/config/configtls), and the one
-// function that makes their server: node:http without it, node:https with it, the same handler and
-// options either way.
+// function that makes their server: node:http without it, node:https with it, the same handler either
+// way, and the same limits on what a client may hold (timeouts, a connection cap) on every server made.
 import { readFileSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import {
   createServer as createPlainServer,
+  type IncomingMessage,
   type RequestListener,
   type Server,
   type ServerOptions,
+  type ServerResponse,
 } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { resolve } from 'node:path';
 import type { SecureContextOptions, SecureVersion } from 'node:tls';
 import { z } from 'zod';
@@ -125,18 +127,63 @@ export interface TlsServerStats {
   reloadFailed: number;
 }
 
+/**
+ * What one client may hold, and for how long. Node's own defaults let a connection that sends nothing, or
+ * half its headers, stay for minutes, and take connections up to the file descriptor limit.
+ */
+export interface HttpServerLimits {
+  /**
+   * A request's headers must have arrived this long (ms) after the connection opened (its TLS handshake
+   * ended) or, kept alive, after the request's first byte; if not, Node answers 408 and closes it. So a
+   * connection that sends no request lasts no longer either.
+   */
+  headersTimeoutMs: number;
+  /** The whole request likewise (ms); at least headersTimeoutMs. */
+  requestTimeoutMs: number;
+  /**
+   * A connection that neither sends nor takes a byte for this long (ms) with a response in progress (a
+   * client that stopped reading) is closed. Node grants a write still pending one more period.
+   */
+  idleTimeoutMs: number;
+  /** A connection kept alive between requests is closed when no request follows within this (ms). */
+  keepAliveTimeoutMs: number;
+  /**
+   * Most connections open at once. Past it the connection idle longest (no response in progress: kept
+   * alive between requests, or no whole request yet, its TLS handshake included) is closed to admit the
+   * new one; only when none is idle is the new one refused.
+   */
+  maxConnections: number;
+}
+
+export const HTTP_SERVER_LIMITS: Readonly<HttpServerLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  idleTimeoutMs: 30_000,
+  // Longer than Prometheus' usual scrape interval (15–60 s), so its connection lasts between scrapes.
+  keepAliveTimeoutMs: 65_000,
+  maxConnections: 64,
+});
+
+/**
+ * Why the server closed a connection at its cap: max_connections (the new one, refused on arrival: every
+ * open one had a response in progress), evicted_idle (the connection idle longest, to admit a new one).
+ */
+export type ConnectionDropReason = 'max_connections' | 'evicted_idle';
+
 export interface HttpServerOptions {
   /** The component's `tls` key: HTTPS when set, plain HTTP when not. */
   tls: ServerTlsConfig | undefined;
   /** Where relative TLS file paths resolve (the component's `settings.configDir`). */
   configDir: string;
-  /** node:http server options (timeouts, keep-alive), given to either server. */
-  options?: ServerOptions;
+  /** What differs from HTTP_SERVER_LIMITS. */
+  limits?: Partial<HttpServerLimits>;
   handler: RequestListener;
   /** Names the component in errors: "health_check", "prometheus exporter". */
   who: string;
   /** The component's logger: TLS reloads, failed handshakes (debug) and the wildcard note go there. */
   logger: Logger;
+  /** Told of every connection closed at the cap, after it is counted in `dropped`. */
+  onDrop?: (reason: ConnectionDropReason) => void;
 }
 
 export interface HttpServer {
@@ -144,6 +191,10 @@ export interface HttpServer {
   readonly server: Server;
   /** For URLs in logs and status. */
   readonly scheme: 'http' | 'https';
+  /** The limits in force. */
+  readonly limits: Readonly<HttpServerLimits>;
+  /** Connections closed at the cap, by reason. */
+  readonly dropped: Readonly<Record<ConnectionDropReason, number>>;
   /** Counters for `serverTlsMetrics`; they stay 0 without TLS. */
   readonly tlsStats: Readonly<TlsServerStats>;
   /**
@@ -158,17 +209,19 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /**
  * Makes the server of an HTTP endpoint: plain HTTP, or HTTPS from the `tls` key, whose files are read
- * now (a file that cannot be read or does not load throws, naming the key and the path). Once listening,
- * it logs (info) when it serves every interface with no client authentication, and with TLS checks the
- * files every tls::reload_interval until closed.
+ * now (a file that cannot be read or does not load throws, naming the key and the path), held to `limits`
+ * (HTTP_SERVER_LIMITS unless given). Once listening, it logs (info) when it serves every interface with no
+ * client authentication, and with TLS checks the files every tls::reload_interval until closed.
  */
 export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const { tls, logger, who } = opts;
+  const limits: Readonly<HttpServerLimits> = Object.freeze({ ...HTTP_SERVER_LIMITS, ...opts.limits });
+  const options = serverOptions(limits);
   const stats: TlsServerStats = { handshakeFailures: 0, reloaded: 0, reloadFailed: 0 };
   let server: Server;
   let reloadTls: HttpServer['reloadTls'] = async () => 'off';
   if (!tls) {
-    server = createPlainServer(opts.options ?? {}, opts.handler);
+    server = createPlainServer(options, opts.handler);
   } else {
     const paths = tlsPaths(tls, opts.configDir);
     let loaded = signature(paths);
@@ -179,7 +232,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       server = createTlsServer(
         {
           handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-          ...opts.options,
+          ...options,
           ...material,
           requestCert: paths.client_ca_file !== undefined,
           rejectUnauthorized: paths.client_ca_file !== undefined,
@@ -247,7 +300,114 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       );
     }
   });
-  return { server, scheme: tls ? 'https' : 'http', tlsStats: stats, reloadTls: () => reloadTls() };
+  // Without a 'timeout' listener Node destroys a socket idle this long; kept alive between requests,
+  // keepAliveTimeout applies instead.
+  server.setTimeout(limits.idleTimeoutMs);
+  const dropped = capConnections(server, tls !== undefined, limits.maxConnections, opts.onDrop);
+  return {
+    server,
+    scheme: tls ? 'https' : 'http',
+    limits,
+    dropped,
+    tlsStats: stats,
+    reloadTls: () => reloadTls(),
+  };
+}
+
+function serverOptions(limits: HttpServerLimits): ServerOptions {
+  return {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Node enforces the two timeouts above only when it checks, every 30 s by default: a connection
+    // with half its headers would live 40 s instead of 10.
+    connectionsCheckingInterval: Math.max(
+      10,
+      Math.min(5000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 2)),
+    ),
+  };
+}
+
+/** An open connection, as the cap sees it. */
+interface Connection {
+  /** The TCP socket: closing it closes a TLS socket over it too. */
+  readonly tcp: Socket;
+  /** Finds it from the TLS socket over it, until the handshake's end links the two (TLS only). */
+  readonly tuple?: string;
+  /** Requests whose response has not ended (pipelined ones included). */
+  responding: number;
+  closed: boolean;
+}
+
+const tupleOf = (s: Socket) => `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
+
+/**
+ * Holds `server` to `max` connections. Node's server.maxConnections refuses every new connection at the
+ * limit, so clients that merely keep theirs alive (ordinary HTTP keep-alive) would lock every other
+ * client out, Prometheus too; here the connection idle longest gives way instead, and only when every
+ * connection has a response in progress is the new one refused (what those hold, the idle timeout
+ * bounds).
+ */
+function capConnections(
+  server: Server,
+  tls: boolean,
+  max: number,
+  onDrop: ((reason: ConnectionDropReason) => void) | undefined,
+): Record<ConnectionDropReason, number> {
+  const dropped: Record<ConnectionDropReason, number> = { max_connections: 0, evicted_idle: 0 };
+  let open = 0;
+  // In the order they became idle: the first has been idle longest. A connection with half a request
+  // counts as idle, as it holds nothing yet: a client sending its headers slowly gives way first.
+  const idle = new Set<Connection>();
+  // The socket requests arrive on → its connection: the TCP socket itself, or the TLS socket over it.
+  const bySocket = new WeakMap<Socket, Connection>();
+  // With TLS, connections whose handshake has not ended, by address and port of both ends.
+  const handshaking = new Map<string, Connection>();
+  const forget = (c: Connection) => {
+    if (c.closed) return;
+    c.closed = true;
+    open--;
+    idle.delete(c);
+    if (c.tuple !== undefined && handshaking.get(c.tuple) === c) handshaking.delete(c.tuple);
+  };
+  const drop = (c: Connection, reason: ConnectionDropReason) => {
+    forget(c);
+    c.tcp.destroy();
+    dropped[reason]++;
+    onDrop?.(reason);
+  };
+  server.on('connection', (tcp: Socket) => {
+    if (tcp.destroyed) return;
+    const c: Connection = { tcp, responding: 0, closed: false, ...(tls ? { tuple: tupleOf(tcp) } : {}) };
+    open++;
+    idle.add(c);
+    if (c.tuple === undefined) bySocket.set(tcp, c);
+    else handshaking.set(c.tuple, c);
+    tcp.once('close', () => forget(c));
+    if (open <= max) return;
+    const oldest = idle.values().next().value as Connection;
+    drop(oldest, oldest === c ? 'max_connections' : 'evicted_idle');
+  });
+  if (tls) {
+    // The TLS socket is another object than the TCP socket under it, with the same ends.
+    server.on('secureConnection', (socket: Socket) => {
+      const tuple = tupleOf(socket);
+      const c = handshaking.get(tuple);
+      if (!c) return;
+      handshaking.delete(tuple);
+      bySocket.set(socket, c);
+    });
+  }
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const c = bySocket.get(req.socket);
+    if (!c || c.closed) return;
+    if (c.responding++ === 0) idle.delete(c);
+    // Every response emits 'close' once: sent whole, cut off, or its connection gone.
+    res.once('close', () => {
+      if (--c.responding === 0 && !c.closed) idle.add(c);
+    });
+  });
+  return dropped;
 }
 
 type TlsPaths = { cert_file: string; key_file: string; client_ca_file?: string };

@@ -38,7 +38,7 @@ export const prometheusExporterConfig = z.strictObject({
     .max(65_535, { error: 'expected at most 65535 connections' })
     .default(16)
     .describe(
-      'Most connections open to the endpoint at once. Prometheus uses one per target (an HA pair two); past this, a new connection is closed as soon as it is accepted and counted in netmon_prometheus_dropped_connections_total{reason="max_connections"}. Each connection has at most one response in progress, so this bounds what scrapers can make the agent hold.',
+      'Most connections open to the endpoint at once. Prometheus uses one per target (an HA pair two). When a new connection would pass it, the connection idle longest (kept alive between scrapes, or with no request yet) is closed to admit it (netmon_prometheus_dropped_connections_total{reason="evicted_idle"}); when every open connection has a response in progress, the new one is closed as soon as it is accepted (reason="max_connections"). Each connection has at most one response in progress, so this bounds what scrapers can make the agent hold.',
     ),
   self_metrics: z
     .boolean()

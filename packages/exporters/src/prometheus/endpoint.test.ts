@@ -197,9 +197,10 @@ describe('prometheus endpoint under abuse', () => {
     // 10k series are ~3 MiB of text; 2500 renderings of it were gigabytes.
     expect(peak - before).toBeLessThan(128);
     expect(peak).toBeLessThan(512);
-    // Every connection was refused (16 open at most) or closed for its 49 pipelined requests.
+    // Every connection was refused or closed to admit another (16 open at most), or closed for its 49
+    // pipelined requests.
     const { dropped } = e.endpoint.stats;
-    expect(dropped.max_connections + dropped.pipelining).toBe(50);
+    expect(dropped.max_connections + dropped.evicted_idle + dropped.pipelining).toBe(50);
     expect(dropped.pipelining).toBeGreaterThanOrEqual(16);
     // Still serving.
     const after = await fetch(url);
@@ -233,7 +234,7 @@ describe('prometheus endpoint under abuse', () => {
     await sleep(200);
     s.write(GET.repeat(1000));
     await sleep(500);
-    expect(e.endpoint.stats.dropped).toEqual({ max_connections: 0, pipelining: 0 });
+    expect(e.endpoint.stats.dropped).toEqual({ max_connections: 0, evicted_idle: 0, pipelining: 0 });
     expect(e.endpoint.inFlight).toBe(1);
     // stop() does not wait for the connection or its waiting requests: it closes it, which the client
     // sees once it reads again.
@@ -266,7 +267,7 @@ describe('prometheus endpoint under abuse', () => {
       expect(e.endpoint.stats.dropped.pipelining).toBe(0);
       s.write(GET.repeat(MAX_WAITING + 2));
       await until(() => seen.closed());
-      expect(e.endpoint.stats.dropped).toEqual({ max_connections: 0, pipelining: 1 });
+      expect(e.endpoint.stats.dropped).toEqual({ max_connections: 0, evicted_idle: 0, pipelining: 1 });
       expect(await dropped(reader, 'pipelining')).toBe(1);
       expect(await dropped(reader, 'max_connections')).toBe(0);
       // Other connections are served.
@@ -276,39 +277,78 @@ describe('prometheus endpoint under abuse', () => {
     }
   });
 
-  it('refuses connections past max_connections and counts them; a freed one is taken again', async () => {
+  it('16 scrapers keeping their connections alive do not lock Prometheus out: the one idle longest gives way, and is counted', async () => {
     const reader = new Reader();
     const provider = new MeterProvider({ readers: [reader] });
     const settings = { ...testSettings('exporter', 'prometheus'), meter: provider.getMeter('test') };
     try {
-      const e = await started({ max_connections: 2 }, settings);
+      const e = await started({ granularity: 'pod' }, settings);
+      e.export(flows(100));
       const url = e.url() as string;
-      // Two scrapers whose connections stay open between scrapes (keep-alive).
-      const open = [];
-      for (let i = 0; i < 2; i++) {
+      // Each sends one GET, reads the whole answer, and keeps the connection open (HTTP/1.1 keep-alive).
+      const kept: { s: Socket; seen: ReturnType<typeof received> }[] = [];
+      for (let i = 0; i < 16; i++) {
         const s = await client(url);
         const seen = received(s);
-        s.write(HEAD);
-        await until(() => seen.text().includes('\r\n\r\n'));
-        expect(seen.text()).toMatch(/^HTTP\/1\.1 200 OK/);
-        open.push({ s, seen });
+        s.write(GET);
+        await until(() => seen.text().endsWith('\r\n0\r\n\r\n'));
+        expect(seen.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+        kept.push({ s, seen });
       }
-      const third = await client(url);
-      const refused = received(third);
-      third.write(HEAD);
+      expect(await e.endpoint.connections()).toBe(16);
+      // Prometheus' scrape, on a connection of its own.
+      const res = await fetch(url, { headers: { 'accept-encoding': 'gzip' } });
+      expect(res.status).toBe(200);
+      expect(
+        (await res.text()).split('\n').filter((l) => l.startsWith('netmon_flow_bytes_total{')),
+      ).toHaveLength(200);
+      // The first of the sixteen made room, and only it.
+      await until(() => kept[0].seen.closed());
+      expect(kept.slice(1).filter((k) => k.seen.closed())).toEqual([]);
+      expect(e.endpoint.stats.dropped).toEqual({ max_connections: 0, evicted_idle: 1, pipelining: 0 });
+      expect(await dropped(reader, 'evicted_idle')).toBe(1);
+      expect(await dropped(reader, 'max_connections')).toBe(0);
+      expect(await e.endpoint.connections()).toBe(16);
+    } finally {
+      await provider.shutdown();
+    }
+  });
+
+  it('refuses a connection past max_connections when every one has a response in progress, and counts it; a freed one is taken again', async () => {
+    const reader = new Reader();
+    const provider = new MeterProvider({ readers: [reader] });
+    const settings = { ...testSettings('exporter', 'prometheus'), meter: provider.getMeter('test') };
+    try {
+      const e = await started({ granularity: 'pod', max_series: 50_000 }, settings);
+      // About 20 MB of text (no gzip asked for): far more than the socket buffers take.
+      e.export(flows(20_000, 200));
+      const url = e.url() as string;
+      // Sixteen scrapers that stopped reading: each has its response in progress.
+      const stuck: Socket[] = [];
+      for (let i = 0; i < 16; i++) {
+        const s = await client(url);
+        s.pause();
+        s.write(GET);
+        stuck.push(s);
+      }
+      await until(() => e.endpoint.inFlight === 16);
+      const refused = received(await client(url));
       await until(() => refused.closed());
       expect(refused.text()).toBe('');
-      expect(e.endpoint.stats.dropped).toEqual({ max_connections: 1, pipelining: 0 });
+      expect(e.endpoint.stats.dropped).toEqual({ max_connections: 1, evicted_idle: 0, pipelining: 0 });
       expect(await dropped(reader, 'max_connections')).toBe(1);
-      // One leaves: a new connection is answered.
-      open[0].s.destroy();
-      await sleep(100);
+      expect(await dropped(reader, 'evicted_idle')).toBe(0);
+      expect(e.endpoint.inFlight).toBe(16);
+      // One leaves: a new connection is answered, and no other made room for it.
+      stuck[0].destroy();
+      await until(() => e.endpoint.inFlight === 15);
       const fourth = await client(url);
       const served = received(fourth);
       fourth.write(HEAD);
       await until(() => served.text().includes('\r\n\r\n') || served.closed());
       expect(served.text()).toMatch(/^HTTP\/1\.1 200 OK/);
-      expect(e.endpoint.stats.dropped.max_connections).toBe(1);
+      expect(e.endpoint.stats.dropped).toEqual({ max_connections: 1, evicted_idle: 0, pipelining: 0 });
+      expect(e.endpoint.inFlight).toBe(15);
     } finally {
       await provider.shutdown();
     }
@@ -341,7 +381,7 @@ describe('prometheus endpoint under abuse', () => {
     await until(() => endpoint.inFlight === 0, 5000);
     expect(performance.now() - t).toBeLessThan(3000);
     expect(endpoint.stats).toMatchObject({ scrapes: 0, aborted: config.max_connections });
-    expect(endpoint.stats.dropped).toEqual({ max_connections: 0, pipelining: 0 });
+    expect(endpoint.stats.dropped).toEqual({ max_connections: 0, evicted_idle: 0, pipelining: 0 });
     // The clients see it once they read again: a response cut short, then the end of the connection.
     for (const f of flood) f.s.resume();
     await until(() => flood.every((f) => f.seen.closed()), 5000);

@@ -1,8 +1,9 @@
 // The HTTP endpoint Prometheus scrapes: the exporter instance's families (every signal it serves, on the
 // one address) and the agent's self-metrics, swept on a timer and at every scrape. Whatever scrapers do —
 // many connections, pipelined requests, never reading — what they make the agent hold is bounded: at most
-// max_connections connections, one response in progress on each (the rest wait, up to MAX_WAITING), and
-// renderings shared between the scrapes that want the same bytes (./rendering.ts).
+// max_connections connections (an idle one gives way to a new one), one response in progress on each (the
+// rest wait, up to MAX_WAITING), and renderings shared between the scrapes that want the same bytes
+// (./rendering.ts).
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -11,6 +12,7 @@ import { getSystemErrorMessage } from 'node:util';
 import {
   type CollectedMetrics,
   type ComponentSettings,
+  type ConnectionDropReason,
   createHttpServer,
   errorMessage,
   type HttpServer,
@@ -35,8 +37,12 @@ import { renderSelfMetrics } from './self-metrics.js';
 
 export const METRICS_PATH = '/metrics';
 
-/** Why a connection was dropped before it was answered. */
-export type DropReason = 'max_connections' | 'pipelining';
+/**
+ * Why a connection was closed by the exporter: max_connections (refused on arrival, every open one had a
+ * response in progress), evicted_idle (idle longest, closed to admit a new one at max_connections),
+ * pipelining (more than MAX_WAITING requests waited on it).
+ */
+export type DropReason = ConnectionDropReason | 'pipelining';
 
 export interface ScrapeStats {
   /** Scrapes sent to the end. */
@@ -49,7 +55,7 @@ export interface ScrapeStats {
   lastBytes: number;
   /** Renderings made: scrapes served from one count it once. */
   renderings: number;
-  /** Connections refused or closed before being answered, by reason. */
+  /** Connections refused or closed by the exporter, by reason. */
   dropped: Record<DropReason, number>;
 }
 
@@ -83,6 +89,14 @@ export const IDLE_TIMEOUT_MS = 30_000;
 /** Time to send a request's headers, and the whole request (a GET has no body). */
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** Prometheus keeps its connection alive between scrapes (every 15–60 s, typically). */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/** Drop reasons in the order the self-metric lists them. */
+const DROP_REASONS = [
+  'max_connections',
+  'evicted_idle',
+  'pipelining',
+] as const satisfies readonly DropReason[];
 
 /** The deadline of a scrape: the scraper's own timeout when it sends one (Prometheus does), within bounds. */
 export function scrapeDeadline(header: string | string[] | undefined): number {
@@ -103,7 +117,7 @@ export class MetricsEndpoint {
     lastDurationMs: 0,
     lastBytes: 0,
     renderings: 0,
-    dropped: { max_connections: 0, pipelining: 0 },
+    dropped: { max_connections: 0, evicted_idle: 0, pipelining: 0 },
   };
   private server?: Server;
   /** The server as made, with its scheme and TLS counters. */
@@ -200,23 +214,21 @@ export class MetricsEndpoint {
       configDir: this.settings.configDir,
       who: 'prometheus exporter',
       logger: this.settings.logger,
-      options: {
-        // Prometheus keeps its connection alive between scrapes (every 15–60 s, typically).
-        keepAliveTimeout: 65_000,
-        headersTimeout: HEADERS_TIMEOUT_MS,
-        requestTimeout: REQUEST_TIMEOUT_MS,
-        connectionsCheckingInterval: 5000,
+      limits: {
+        headersTimeoutMs: HEADERS_TIMEOUT_MS,
+        requestTimeoutMs: REQUEST_TIMEOUT_MS,
+        // A scraper that stopped reading is cut off after this; idle between scrapes, keep-alive applies.
+        idleTimeoutMs: this.idleTimeoutMs,
+        keepAliveTimeoutMs: KEEP_ALIVE_TIMEOUT_MS,
+        // Past it the connection idle longest is closed for the new one (a scraper's kept-alive one
+        // reconnects at its next scrape); only when every one has a response in progress is the new one
+        // refused.
+        maxConnections: this.config.max_connections,
       },
+      onDrop: (reason) => this.drop(reason),
       handler: (req, res) => this.onRequest(req, res),
     });
-    const server = this.http.server;
-    // Past it Node closes a new connection as soon as it is accepted, and says so with 'drop'.
-    server.maxConnections = this.config.max_connections;
-    server.on('drop', () => this.drop('max_connections'));
-    // Set on every request's socket (between requests keepAliveTimeout applies); without a 'timeout'
-    // listener, a socket idle this long — a scraper that stopped reading — is destroyed.
-    server.setTimeout(this.idleTimeoutMs);
-    return server;
+    return this.http.server;
   }
 
   /**
@@ -302,11 +314,14 @@ export class MetricsEndpoint {
     const now = Date.now();
     if (now - this.lastDropLog < DROP_LOG_MS) return;
     this.lastDropLog = now;
+    const why = {
+      max_connections: `connection refused: ${this.config.max_connections} connections are open (max_connections), each with a response in progress`,
+      evicted_idle: `idle connection closed to admit a new one: ${this.config.max_connections} connections are open (max_connections)`,
+      pipelining: `connection closed: more than ${MAX_WAITING} requests waited on it (pipelining)`,
+    }[reason];
     this.settings.logger.warn(
       { reason, max_connections: this.config.max_connections, dropped: { ...this.stats.dropped } },
-      reason === 'max_connections'
-        ? `connection refused: ${this.config.max_connections} connections are open (max_connections); more are counted in netmon_prometheus_dropped_connections_total and logged at most once a minute`
-        : `connection closed: more than ${MAX_WAITING} requests waited on it (pipelining); more are counted in netmon_prometheus_dropped_connections_total and logged at most once a minute`,
+      `${why}; more are counted in netmon_prometheus_dropped_connections_total and logged at most once a minute`,
     );
   }
 
@@ -520,9 +535,7 @@ export class MetricsEndpoint {
       r.abortedScrapes(this.stats.aborted);
       r.scrapeDuration(this.stats.lastDurationMs / 1000);
       r.scrapeSize(this.stats.lastBytes);
-      for (const reason of ['max_connections', 'pipelining'] as const) {
-        r.droppedConnections(this.stats.dropped[reason], { reason });
-      }
+      for (const reason of DROP_REASONS) r.droppedConnections(this.stats.dropped[reason], { reason });
       const tls = this.config.tls && this.http?.tlsStats;
       if (tls) {
         r.tlsHandshakeFailures(tls.handshakeFailures);

@@ -65,10 +65,10 @@ export const PROMETHEUS_METRICS = defineMetrics({
     kind: 'counter',
     unit: '{connection}',
     description:
-      'Connections to the metrics endpoint dropped before being answered, by reason: max_connections (refused on arrival, max_connections being open), pipelining (closed: more than 16 requests waited on it for the responses before them).',
+      'Connections to the metrics endpoint the exporter closed, by reason: max_connections (a new one refused on arrival: max_connections were open, each with a response in progress), evicted_idle (the one idle longest, closed to admit a new one when max_connections were open), pipelining (more than 16 requests waited on it for the responses before them).',
     attributes: {
       reason:
-        'max_connections (refused on arrival: max_connections were open) or pipelining (closed: more than 16 requests waited on the connection)',
+        'max_connections (a new connection refused: max_connections were open, none idle), evicted_idle (an idle connection closed to admit a new one) or pipelining (more than 16 requests waited on the connection)',
     },
   },
 });
