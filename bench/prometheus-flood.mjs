@@ -197,7 +197,7 @@ async function flood() {
     'flood connections the agent still holds at the end',
     stats.open,
     '',
-    `of ${connected} connected; dropped ${dropped.max_connections} at max_connections and ${dropped.pipelining} for pipelining; ${scrapes} scrapes sent whole, ${aborted} aborted; ${renderings} renderings`,
+    `of ${connected} connected; dropped ${dropped.max_connections} at max_connections, ${dropped.evicted_idle} idle ones closed for new ones and ${dropped.pipelining} for pipelining; ${scrapes} scrapes sent whole, ${aborted} aborted; ${renderings} renderings`,
     0,
   );
   console.log(`a scrape during the flood: ${scrape}`);
