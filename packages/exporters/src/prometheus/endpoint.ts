@@ -8,7 +8,6 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
-import { getSystemErrorMessage } from 'node:util';
 import {
   type CollectedMetrics,
   type ComponentSettings,
@@ -19,6 +18,7 @@ import {
   type ObservedMetrics,
   observeMetrics,
   parseEndpoint,
+  systemError,
 } from '@netmon/core';
 import type { PrometheusExporterConfig } from './config.js';
 import {
@@ -184,7 +184,7 @@ export class MetricsEndpoint {
     const server = this.createServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
-        const why = err.code && err.errno ? `${err.code} (${getSystemErrorMessage(err.errno)})` : err.message;
+        const why = systemError(err);
         reject(
           new Error(
             `prometheus exporter: cannot listen on ${this.config.endpoint}: ${why}${err.code === 'EADDRINUSE' ? `; another process or component (a second agent?) serves this port: set exporters::${this.settings.id}::endpoint` : ''}`,

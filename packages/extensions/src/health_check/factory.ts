@@ -10,6 +10,7 @@ import {
   type ObservedMetrics,
   observeMetrics,
   parseEndpoint,
+  systemError,
 } from '@netmon/core';
 import { type HealthCheckConfig, healthCheckConfig } from './config.js';
 import { HEALTH_CHECK, type HealthCheck, type RouteHandler } from './contract.js';
@@ -108,10 +109,10 @@ export function createHealthCheck(
           logger: settings.logger,
         });
         const s = made.server;
-        s.once('error', (err) =>
+        s.once('error', (err: NodeJS.ErrnoException) =>
           reject(
             new Error(
-              `cannot listen on ${config.endpoint}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+              `cannot listen on ${config.endpoint}: ${systemError(err)}${err.code === 'EADDRINUSE' ? `; another process or component (a second agent?) serves this port: set extensions::${settings.id}::endpoint` : ''}`,
             ),
           ),
         );
