@@ -62,7 +62,7 @@ export function serverTls() {
         .refine((ms) => ms === 0 || ms >= 1000, 'expected 0s (never) or at least 1s')
         .prefault('1m')
         .describe(
-          'How often cert_file, key_file and client_ca_file are checked for a change (modification time, size, inode: a Kubernetes secret volume’s update counts). Changed files serve new connections from then on; files that do not load are logged and counted, and the previous certificate stays in use. 0s: read once at start, so a renewed certificate needs a restart.',
+          'How often cert_file, key_file and client_ca_file are checked for a change (modification time, size, inode: a Kubernetes secret volume’s update counts). Changed files serve new connections from then on; files that do not load are logged and counted, and the previous certificate stays in use. 0s, or at least 1s; 0s: read once at start, so a renewed certificate needs a restart.',
         ),
     })
     .optional()
