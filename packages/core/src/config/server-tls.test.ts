@@ -4,13 +4,14 @@ import { generateKeyPairSync } from 'node:crypto';
 import { copyFile, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type RequestListener, type ServerResponse } from 'node:http';
 import { request } from 'node:https';
-import { type AddressInfo, connect as connectTcp, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as connectTls, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger, silentLogger } from '../telemetry/logger.js';
+import { rawConnection, until } from '../testkit/sockets.js';
 import { TEST_TLS_DIR } from '../testkit/tls.js';
 import {
   type ConnectionDropReason,
@@ -307,54 +308,11 @@ describe('createHttpServer', () => {
   });
 });
 
-/** Polls until `check` is true; fails after `ms`. */
-async function until(check: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/**
- * A raw connection to `port`, over TLS or not, recording what it receives and when it closes; resolves
- * once connected (handshake done), or closed.
- */
+/** A raw connection, closed after the test; `ask` waits for the test handler's "hello <path>". */
 async function connection(port: number, tls = false) {
-  const socket: Socket = tls
-    ? connectTls({ host: '127.0.0.1', port, rejectUnauthorized: false })
-    : connectTcp(port, '127.0.0.1');
-  clients.push(socket);
-  let text = '';
-  let closedAt: number | undefined;
-  socket.on('error', () => undefined);
-  socket.setEncoding('latin1');
-  socket.on('data', (d: string) => {
-    text += d;
-  });
-  await new Promise<void>((resolve) => {
-    socket.once(tls ? 'secureConnect' : 'connect', resolve);
-    socket.once('close', () => {
-      closedAt = performance.now();
-      resolve();
-    });
-  });
-  const c = {
-    socket,
-    openedAt: performance.now(),
-    text: () => text,
-    closed: () => closedAt !== undefined,
-    /** Milliseconds from connected to closed. */
-    lasted: () => (closedAt ?? Number.NaN) - c.openedAt,
-    /** Sends GET `path` and waits for the whole answer (or the end of the connection). */
-    async ask(path: string): Promise<string> {
-      const from = text.length;
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: netmon\r\n\r\n`);
-      await until(() => text.includes(`hello ${path}`, from) || closedAt !== undefined);
-      return text.slice(from);
-    },
-  };
-  return c;
+  const c = await rawConnection(port, { tls });
+  clients.push(c.socket);
+  return { ...c, ask: (path: string) => c.request(path, (a) => a.includes(`hello ${path}`)) };
 }
 
 describe('createHttpServer: what a client may hold', () => {

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { type ComponentSettings, createLogger, FlowBatch, type FlowInit } from '@netmon/core';
-import { testSettings } from '@netmon/core/testkit';
+import { testSettings, until } from '@netmon/core/testkit';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
 import { prometheusExporterConfig } from './config.js';
@@ -73,15 +73,6 @@ async function started(
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls until `check` is true (or fails after `ms`). */
-async function until(check: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await sleep(10);
-  }
-}
 
 /** A raw TCP connection to the endpoint of `url`, closed after the test. */
 async function client(url: string): Promise<Socket> {

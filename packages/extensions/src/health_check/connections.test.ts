@@ -2,10 +2,9 @@
 // a time, ones kept alive, ones that never get their answer. Real sockets against the real server; the
 // timeouts are shortened where a test would otherwise wait for many seconds.
 import type { ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import type { Socket } from 'node:net';
 import type { HttpServerLimits } from '@netmon/core';
-import { recordingMeter, testSettings } from '@netmon/core/testkit';
+import { rawConnection, recordingMeter, testSettings, until } from '@netmon/core/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HealthCheck } from './contract.js';
 import { createHealthCheck, healthCheckFactory } from './factory.js';
@@ -32,49 +31,16 @@ async function start(limits?: Partial<HttpServerLimits>) {
   return { ext, port: ext.address()?.port ?? 0, dropped };
 }
 
-async function until(check: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 type Connection = Awaited<ReturnType<typeof connection>>;
 
-/** A raw connection, recording what it receives and how long it stayed open. */
+/** A raw connection, closed after the test; `get` resolves with the status line of a whole answer. */
 async function connection(port: number) {
-  const socket = connect(port, '127.0.0.1');
-  clients.push(socket);
-  let text = '';
-  let closedAt: number | undefined;
-  socket.on('error', () => undefined);
-  socket.setEncoding('latin1');
-  socket.on('data', (d: string) => {
-    text += d;
-  });
-  socket.on('close', () => {
-    closedAt = performance.now();
-  });
-  await new Promise((resolve) => {
-    socket.once('connect', resolve);
-    socket.once('close', resolve);
-  });
-  const openedAt = performance.now();
-  return {
-    socket,
-    text: () => text,
-    closed: () => closedAt !== undefined,
-    lasted: () => (closedAt ?? Number.NaN) - openedAt,
-    /** GET `path`; resolves with the answer's status line once the whole answer is in (or the end). */
-    async get(path: string): Promise<string> {
-      const from = text.length;
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: netmon\r\n\r\n`);
-      // The answers are chunked: the last chunk is empty.
-      await until(() => text.slice(from).endsWith('\r\n0\r\n\r\n') || closedAt !== undefined);
-      return text.slice(from).split('\r\n', 1)[0];
-    },
-  };
+  const c = await rawConnection(port);
+  clients.push(c.socket);
+  // The answers are chunked: the last chunk is empty.
+  const get = async (path: string) =>
+    (await c.request(path, (a) => a.endsWith('\r\n0\r\n\r\n'))).split('\r\n', 1)[0];
+  return { ...c, get };
 }
 
 describe('health_check connections', () => {
