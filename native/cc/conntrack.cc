@@ -15,22 +15,12 @@
 #include <cstring>
 #include <thread>
 
+#include "adopt.h"
 #include "ctnetlink.h"
 #include "netns.h"
 
 namespace netmon {
 namespace {
-
-// A column handed to JS without a copy: the vector's memory becomes the ArrayBuffer's.
-template <typename T>
-Napi::Value Adopt(Napi::Env env, std::vector<T>& v, napi_typedarray_type type) {
-  auto* owned = new std::vector<T>(std::move(v));
-  if (owned->empty()) owned->reserve(1);  // a zero-length external buffer still needs a valid pointer
-  auto buffer = Napi::ArrayBuffer::New(
-      env, owned->data(), owned->size() * sizeof(T),
-      [](Napi::Env, void*, std::vector<T>* hint) { delete hint; }, owned);
-  return Napi::TypedArrayOf<T>::New(env, owned->size(), buffer, 0, type);
-}
 
 Napi::Object ColumnsToJs(Napi::Env env, Columns& c) {
   Napi::Object o = Napi::Object::New(env);

@@ -107,11 +107,80 @@ export interface ParseResult extends ConntrackColumns {
   skipped: number;
 }
 
+/**
+ * One read of the eBPF flow counter: a row per flow seen from a local socket in the interval that just
+ * ended, or per connection when both its ends are local sockets (merged, `flags` has CGROUP_FLOW_PAIRED).
+ * See native/README.md.
+ */
+export interface CgroupFlowsRead {
+  length: number;
+  /** 4 | 6 */
+  family: Uint8Array;
+  protocol: Uint8Array;
+  /** The local socket's address and the remote end's as the socket sees them, 16 bytes per row (IPv4-mapped). */
+  local: Uint8Array;
+  remote: Uint8Array;
+  localPort: Uint16Array;
+  remotePort: Uint16Array;
+  /** With CGROUP_FLOW_TRANSLATED: where the egress packets really went (the backend after DNAT). */
+  wireRemote: Uint8Array;
+  wireRemotePort: Uint16Array;
+  /** Sent (tx) and received (rx) by the local socket in the interval: IP length, header included. */
+  txBytes: Float64Array;
+  txPackets: Float64Array;
+  rxBytes: Float64Array;
+  rxPackets: Float64Array;
+  /** cgroup v2 id of the local socket, and of the remote socket on paired rows (NaN otherwise). */
+  cgroupId: Float64Array;
+  peerCgroupId: Float64Array;
+  /** CGROUP_FLOW_* bits. */
+  flags: Uint32Array;
+  /** Buffer entries read (before pairs were merged) and pairs merged. */
+  entries: number;
+  paired: number;
+  /** Totals since load: packets (and their bytes) not counted because the buffer was full; unparseable packets. */
+  lostPackets: number;
+  lostBytes: number;
+  malformed: number;
+  /** Time of the buffer swap (an RCU grace period) and of the whole read, without the JS hand-over. */
+  swapMs: number;
+  durationMs: number;
+}
+
+/** Bits of CgroupFlowsRead.flags. */
+export const CgroupFlowFlags = {
+  /** The local socket opened the flow (a SYN it sent; the first packet of another protocol). */
+  OriginLocal: 1,
+  /** The remote end opened it. */
+  OriginRemote: 2,
+  /** wireRemote/wireRemotePort hold the real peer. */
+  Translated: 4,
+  /** Both ends are local sockets: merged into one row, from the initiator's side when known (OriginLocal). */
+  Paired: 8,
+} as const;
+
+export interface CgroupFlowsOptions {
+  /** cgroup2 directory the programs attach to (its whole subtree is counted). */
+  cgroupPath: string;
+  /** Distinct flows one interval buffer holds. */
+  maxFlows: number;
+  /** The BPF object; default: the one built beside the addon. */
+  objectPath?: string;
+}
+
+export interface CgroupFlowsHandle {
+  /** Swaps the interval buffers and drains the one that was active. One read at a time. */
+  read(): Promise<CgroupFlowsRead>;
+  /** Detaches the programs (at once, or when the read in flight ends) and frees the maps. */
+  close(): void;
+}
+
 interface Addon {
   parseMessages(buffer: Uint8Array): ParseResult;
   readSysctl(netns: string | null, name: string): string;
   writeSysctl(netns: string | null, name: string, value: string): void;
   Conntrack: new (options: { netns?: string }) => ConntrackHandle;
+  CgroupFlows: new (options: Required<CgroupFlowsOptions>) => CgroupFlowsHandle;
   ConntrackEvents: new (
     options: ConntrackEventsOptions,
     onBatch: (batch: EventBatch) => void,
@@ -125,6 +194,9 @@ export const ADDON_PATH = join(
   'Release',
   'netmon_native.node',
 );
+
+/** The eBPF flow counter, built by clang beside the addon. */
+export const FLOWS_BPF_OBJECT = join(dirname(ADDON_PATH), 'flows.bpf.o');
 
 let addon: Addon | undefined;
 
@@ -171,4 +243,18 @@ export function readSysctl(name: string, netns?: string): string {
 
 export function writeSysctl(name: string, value: string, netns?: string): void {
   native().writeSysctl(netns ?? null, name, value);
+}
+
+/**
+ * Loads the eBPF flow counter and attaches it to a cgroup (BPF links: detached when the handle closes
+ * or the process dies). Needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN.
+ */
+export function attachCgroupFlows(options: CgroupFlowsOptions): CgroupFlowsHandle {
+  const objectPath = options.objectPath ?? FLOWS_BPF_OBJECT;
+  if (!existsSync(objectPath)) {
+    throw new Error(
+      `the BPF object is not built (${objectPath} is missing): run 'make build', or 'npm rebuild @netmon/native' (needs clang and libbpf-dev)`,
+    );
+  }
+  return new (native().CgroupFlows)({ ...options, objectPath });
 }

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+// netmon's flow counter: cgroup_skb programs on egress and ingress add every packet's IP length to the
+// entry of its flow — local socket's cgroup, local and remote address and port — in the buffer that is
+// active for this interval. User space swaps the buffer (see `active`) and drains the other one, so no
+// increment is lost between a read and a reset. Both programs always let the packet through.
+//
+// Only UAPI types are used (struct __sk_buff, struct bpf_sock, the IP and transport headers read with
+// bpf_skb_load_bytes), so the object needs no vmlinux.h and no CO-RE relocation: it loads unchanged on
+// any kernel with cgroup_skb, map-in-map and BPF links (5.7 and later).
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "flows.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// The two interval buffers. max_entries is set by the loader (the receiver's max_flows). No
+// preallocation: kernel memory (charged to the agent's memory cgroup) grows with the flows really seen.
+struct flow_buffer {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct flow_key);
+  __type(value, struct flow_value);
+} buffer_a SEC(".maps"), buffer_b SEC(".maps");
+
+// Slot 0 holds the buffer packets are counted in. Replacing it from user space returns only after
+// every program that could still hold the old buffer has finished (the kernel waits for an RCU grace
+// period after any update of a map-of-maps), so the old buffer can then be read and emptied safely.
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __array(values, struct flow_buffer);
+} active SEC(".maps") = {
+    .values = {[0] = &buffer_a},
+};
+
+// Who opened each connection, kept across intervals (the buffers are emptied every read). Bounded by
+// LRU eviction; an evicted entry only makes a later interval's orientation unknown (TCP) or taken
+// from its next packet (UDP).
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 131072);
+  __type(key, struct flow_key);
+  __type(value, __u8);
+} origins SEC(".maps");
+
+// Losses, per CPU so counting them costs no atomic operation (index: enum flow_stat).
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, FLOW_STAT_COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} stats SEC(".maps");
+
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+#define IP_OFFSET_MASK 0x1fff
+
+static __always_inline void stat_add(__u32 index, __u64 n) {
+  __u64 *v = bpf_map_lookup_elem(&stats, &index);
+  if (v) *v += n;
+}
+
+// Addresses are kept as 16 bytes, IPv4 IPv4-mapped (::ffff:a.b.c.d), as the flow batches hold them.
+static __always_inline void map_v4(__u8 *to, __u32 addr) {
+  __builtin_memset(to, 0, 10);
+  to[10] = 0xff;
+  to[11] = 0xff;
+  __builtin_memcpy(to + 12, &addr, 4);
+}
+
+static __always_inline int same_addr(const __u8 *a, const __u8 *b) {
+  __u64 a0, a1, b0, b1;
+  __builtin_memcpy(&a0, a, 8);
+  __builtin_memcpy(&a1, a + 8, 8);
+  __builtin_memcpy(&b0, b, 8);
+  __builtin_memcpy(&b1, b + 8, 8);
+  return a0 == b0 && a1 == b1;
+}
+
+// Packet fields of one direction: the addresses and ports as they are on the wire.
+struct packet {
+  __u8 src[16];
+  __u8 dst[16];
+  __u16 sport;
+  __u16 dport;
+  __u8 family;
+  __u8 protocol;
+  __u8 tcp_flags;
+  __u8 has_ports;
+};
+
+// cgroup_skb data starts at the IP header (no link-layer header).
+static __always_inline int parse(struct __sk_buff *skb, struct packet *p) {
+  __u8 version = 0;
+  if (bpf_skb_load_bytes(skb, 0, &version, 1)) return -1;
+  __u32 l4 = 0;
+  version >>= 4;
+  if (version == 4) {
+    struct iphdr ip;
+    if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip))) return -1;
+    if (ip.ihl < 5) return -1;
+    p->family = 4;
+    p->protocol = ip.protocol;
+    map_v4(p->src, ip.saddr);
+    map_v4(p->dst, ip.daddr);
+    // Only a packet's first fragment carries its ports.
+    if (ip.frag_off & bpf_htons(IP_OFFSET_MASK)) return 0;
+    l4 = ip.ihl * 4;
+  } else if (version == 6) {
+    struct ipv6hdr ip6;
+    if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6))) return -1;
+    p->family = 6;
+    p->protocol = ip6.nexthdr;
+    __builtin_memcpy(p->src, &ip6.saddr, 16);
+    __builtin_memcpy(p->dst, &ip6.daddr, 16);
+    l4 = sizeof(ip6);
+    // Extension headers (hop-by-hop, routing, destination options) sit between the IPv6 header and
+    // the transport one; a few are walked, a fragment header ends the walk (no ports, as for IPv4).
+#pragma unroll
+    for (int i = 0; i < 3; i++) {
+      __u8 nh = p->protocol;
+      if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS) break;
+      __u8 ext[2];
+      if (bpf_skb_load_bytes(skb, l4, ext, 2)) return -1;
+      p->protocol = ext[0];
+      l4 += (ext[1] + 1) * 8;
+    }
+  } else {
+    return -1;
+  }
+  if (p->protocol == IPPROTO_TCP || p->protocol == IPPROTO_UDP || p->protocol == IPPROTO_UDPLITE ||
+      p->protocol == IPPROTO_SCTP) {
+    __u16 ports[2];
+    if (bpf_skb_load_bytes(skb, l4, ports, 4)) return -1;
+    p->sport = bpf_ntohs(ports[0]);
+    p->dport = bpf_ntohs(ports[1]);
+    p->has_ports = 1;
+    if (p->protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4 + 13, &p->tcp_flags, 1)) return -1;
+  }
+  return 0;
+}
+
+// The origin of a flow whose entry is being created in this interval's buffer: remembered from an
+// earlier interval, or learnt from this packet — a TCP SYN without ACK, or the first packet seen of
+// any other protocol (its sender opened the flow).
+static __always_inline __u32 origin_of(struct flow_key *key, struct packet *p, int egress) {
+  __u8 *known = bpf_map_lookup_elem(&origins, key);
+  if (known) return *known;
+  __u8 origin = 0;
+  if (p->protocol != IPPROTO_TCP)
+    origin = egress ? FLOW_ORIGIN_LOCAL : FLOW_ORIGIN_REMOTE;
+  if (origin) bpf_map_update_elem(&origins, key, &origin, BPF_NOEXIST);
+  return origin;
+}
+
+static __always_inline int count(struct __sk_buff *skb, int egress) {
+  struct packet p = {};
+  __u64 len = skb->len;
+  if (parse(skb, &p)) {
+    stat_add(FLOW_STAT_MALFORMED, 1);
+    return 1;
+  }
+
+  struct flow_key key = {};
+  key.cgroup_id = bpf_skb_cgroup_id(skb);
+  key.family = p.family;
+  key.protocol = p.protocol;
+  if (egress) {
+    __builtin_memcpy(key.local, p.src, 16);
+    __builtin_memcpy(key.remote, p.dst, 16);
+    key.local_port = p.sport;
+    key.remote_port = p.dport;
+  } else {
+    __builtin_memcpy(key.local, p.dst, 16);
+    __builtin_memcpy(key.remote, p.src, 16);
+    key.local_port = p.dport;
+    key.remote_port = p.sport;
+  }
+
+  // A connected socket names the flow as it sees it. Packets can differ: a Service address rewritten
+  // by DNAT after the socket sent to it shows the backend on the way out and the Service address on
+  // the way back. Keying both directions by the socket's view keeps one flow; the egress packet's
+  // destination is kept beside it as the real peer.
+  int translated = 0;
+  struct bpf_sock *sk = skb->sk;
+  if (sk) sk = bpf_sk_fullsock(sk);
+  if (sk && p.has_ports && sk->dst_port != 0 && sk->protocol == p.protocol) {
+    __u8 local[16], remote[16];
+    if (sk->family == 2 /* AF_INET */) {
+      map_v4(local, sk->src_ip4);
+      map_v4(remote, sk->dst_ip4);
+    } else {
+      __builtin_memcpy(local, sk->src_ip6, 16);
+      __builtin_memcpy(remote, sk->dst_ip6, 16);
+    }
+    __u16 remote_port = bpf_ntohs(sk->dst_port);
+    if (egress && (!same_addr(remote, key.remote) || remote_port != key.remote_port))
+      translated = 1;
+    __builtin_memcpy(key.local, local, 16);
+    __builtin_memcpy(key.remote, remote, 16);
+    key.local_port = sk->src_port;
+    key.remote_port = remote_port;
+  }
+
+  __u32 zero = 0;
+  void *buffer = bpf_map_lookup_elem(&active, &zero);
+  if (!buffer) return 1;
+  struct flow_value *v = bpf_map_lookup_elem(buffer, &key);
+  if (!v) {
+    struct flow_value fresh = {};
+    fresh.flags = origin_of(&key, &p, egress);
+    long err = bpf_map_update_elem(buffer, &key, &fresh, BPF_NOEXIST);
+    if (err && err != -17 /* EEXIST: another CPU created it */) {
+      stat_add(FLOW_STAT_LOST_PACKETS, 1);
+      stat_add(FLOW_STAT_LOST_BYTES, len);
+      return 1;
+    }
+    v = bpf_map_lookup_elem(buffer, &key);
+    if (!v) {
+      stat_add(FLOW_STAT_LOST_PACKETS, 1);
+      stat_add(FLOW_STAT_LOST_BYTES, len);
+      return 1;
+    }
+  }
+
+  if (egress) {
+    __sync_fetch_and_add(&v->tx_bytes, len);
+    __sync_fetch_and_add(&v->tx_packets, 1);
+  } else {
+    __sync_fetch_and_add(&v->rx_bytes, len);
+    __sync_fetch_and_add(&v->rx_packets, 1);
+  }
+
+  // A SYN without ACK opens a TCP connection: its direction names the initiator, whatever an earlier
+  // connection on the same tuple said.
+  if (p.protocol == IPPROTO_TCP && (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+    __u8 origin = egress ? FLOW_ORIGIN_LOCAL : FLOW_ORIGIN_REMOTE;
+    bpf_map_update_elem(&origins, &key, &origin, BPF_ANY);
+    __sync_fetch_and_and(&v->flags, ~(__u32)(FLOW_ORIGIN_LOCAL | FLOW_ORIGIN_REMOTE));
+    __sync_fetch_and_or(&v->flags, origin);
+  }
+
+  if (translated && !(v->flags & FLOW_TRANSLATED)) {
+    if (p.family == 4 || p.family == 6) __builtin_memcpy(v->wire_remote, p.dst, 16);
+    v->wire_remote_port = p.dport;
+    __sync_fetch_and_or(&v->flags, FLOW_TRANSLATED);
+  }
+  return 1;
+}
+
+SEC("cgroup_skb/egress")
+int count_egress(struct __sk_buff *skb) { return count(skb, 1); }
+
+SEC("cgroup_skb/ingress")
+int count_ingress(struct __sk_buff *skb) { return count(skb, 0); }

@@ -1,0 +1,494 @@
+// JS bindings for the eBPF flow counter (bpf/flows.bpf.c): `CgroupFlows` loads the object with libbpf,
+// attaches its two cgroup_skb programs with BPF links (gone with the process, kill -9 included; other
+// programs on the same cgroup keep running), and `read()` swaps the interval buffers and drains the
+// old one on the libuv pool, handing whole columns back.
+#include "cgroup_flows.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "../bpf/flows.h"
+#include "adopt.h"
+
+namespace netmon {
+namespace {
+
+static_assert(sizeof(flow_key) == 48, "flow_key must match the BPF program's layout");
+static_assert(sizeof(flow_value) == 56, "flow_value must match the BPF program's layout");
+
+// Bits of the `flags` column handed to JS: the program's FLOW_* bits, plus PAIRED.
+constexpr uint32_t kPaired = 8;  // both ends are local sockets and were merged into this row
+
+// Entries per batch syscall. A hash map's batch calls return whole buckets, so this must exceed the
+// longest bucket (a few entries); 4096 also keeps the syscall count low.
+constexpr uint32_t kBatch = 4096;
+
+std::string Errno(const std::string& what, int err) { return what + ": " + std::strerror(err); }
+
+// libbpf's messages (the verifier's log among them) are collected while an object loads, so a refusal
+// reaches the user in the error instead of on stderr. Loads are serialised by g_loadMutex; the callback
+// runs on the loading thread.
+std::mutex g_loadMutex;
+std::string* g_loadLog = nullptr;
+
+int CollectLibbpfLog(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG || g_loadLog == nullptr) return 0;
+  char line[1024];
+  int n = vsnprintf(line, sizeof line, fmt, args);
+  if (n > 0 && g_loadLog->size() < 16384) g_loadLog->append(line, std::min<size_t>(n, sizeof line - 1));
+  return 0;
+}
+
+// The last lines of libbpf's log: the verifier's verdict comes last.
+std::string LogTail(const std::string& log) {
+  if (log.empty()) return "";
+  size_t start = log.size() > 2000 ? log.find('\n', log.size() - 2000) : 0;
+  return "\n" + log.substr(start == std::string::npos ? 0 : start);
+}
+
+struct Loaded {
+  bpf_object* obj = nullptr;
+  bpf_link* links[2] = {nullptr, nullptr};
+  int cgroupFd = -1;
+  int activeFd = -1;
+  int bufferFd[2] = {-1, -1};
+  int statsFd = -1;
+  int current = 0;  // buffer packets are counted in: 0 = buffer_a
+
+  void Destroy() {
+    for (auto*& l : links) {
+      if (l) bpf_link__destroy(l);
+      l = nullptr;
+    }
+    if (obj) bpf_object__close(obj);
+    obj = nullptr;
+    if (cgroupFd >= 0) close(cgroupFd);
+    cgroupFd = -1;
+  }
+};
+
+std::string Load(const std::string& objectPath, const std::string& cgroupPath, uint32_t maxFlows, Loaded* out) {
+  std::lock_guard<std::mutex> lock(g_loadMutex);
+  std::string log;
+  g_loadLog = &log;
+  libbpf_print_fn_t previous = libbpf_set_print(CollectLibbpfLog);
+  auto finish = [&](std::string err) {
+    libbpf_set_print(previous);
+    g_loadLog = nullptr;
+    if (!err.empty()) out->Destroy();
+    return err;
+  };
+
+  out->cgroupFd = open(cgroupPath.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (out->cgroupFd < 0) return finish(Errno("cannot open the cgroup " + cgroupPath, errno));
+
+  out->obj = bpf_object__open_file(objectPath.c_str(), nullptr);
+  if (!out->obj) {
+    int err = errno;
+    out->obj = nullptr;
+    return finish(Errno("cannot open the BPF object " + objectPath, err) + LogTail(log));
+  }
+  // Every map sized from max_flows: the two buffers hold one interval each; the origins outlive
+  // intervals, so they get room for two intervals' worth of distinct flows.
+  const char* sized[] = {"buffer_a", "buffer_b"};
+  for (const char* name : sized) {
+    bpf_map* m = bpf_object__find_map_by_name(out->obj, name);
+    if (!m || bpf_map__set_max_entries(m, maxFlows) != 0) return finish(std::string("cannot size the map ") + name);
+  }
+  bpf_map* origins = bpf_object__find_map_by_name(out->obj, "origins");
+  if (!origins || bpf_map__set_max_entries(origins, std::max<uint32_t>(1024, maxFlows * 2)) != 0) {
+    return finish("cannot size the map origins");
+  }
+  if (bpf_object__load(out->obj) != 0) {
+    int err = errno;
+    return finish(Errno("the kernel refused the BPF programs", err) + LogTail(log));
+  }
+
+  const char* programs[] = {"count_egress", "count_ingress"};
+  for (int i = 0; i < 2; i++) {
+    bpf_program* p = bpf_object__find_program_by_name(out->obj, programs[i]);
+    if (!p) return finish(std::string("the BPF object lacks the program ") + programs[i]);
+    out->links[i] = bpf_program__attach_cgroup(p, out->cgroupFd);
+    if (!out->links[i]) {
+      int err = errno;
+      return finish(Errno(std::string("cannot attach ") + programs[i] + " to " + cgroupPath, err) + LogTail(log));
+    }
+  }
+
+  struct Expect {
+    const char* name;
+    uint32_t key, value;
+    int* fd;
+  } maps[] = {
+      {"active", sizeof(uint32_t), sizeof(uint32_t), &out->activeFd},
+      {"buffer_a", sizeof(flow_key), sizeof(flow_value), &out->bufferFd[0]},
+      {"buffer_b", sizeof(flow_key), sizeof(flow_value), &out->bufferFd[1]},
+      {"stats", sizeof(uint32_t), sizeof(uint64_t), &out->statsFd},
+  };
+  for (auto& e : maps) {
+    bpf_map* m = bpf_object__find_map_by_name(out->obj, e.name);
+    if (!m) return finish(std::string("the BPF object lacks the map ") + e.name);
+    if (bpf_map__key_size(m) != e.key || bpf_map__value_size(m) != e.value) {
+      return finish(std::string("the map ") + e.name + " has key/value sizes " + std::to_string(bpf_map__key_size(m)) +
+                    "/" + std::to_string(bpf_map__value_size(m)) + ", not " + std::to_string(e.key) + "/" +
+                    std::to_string(e.value) + ": the BPF object and the addon were built from different sources");
+    }
+    *e.fd = bpf_map__fd(m);
+  }
+  return finish("");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One read: the raw entries of the drained buffer, then merged into rows.
+
+struct Entry {
+  flow_key key;
+  flow_value value;
+};
+
+struct Rows {
+  size_t length = 0;
+  std::vector<uint8_t> family, protocol, local, remote, wireRemote;
+  std::vector<uint16_t> localPort, remotePort, wireRemotePort;
+  std::vector<double> txBytes, txPackets, rxBytes, rxPackets, cgroupId, peerCgroupId;
+  std::vector<uint32_t> flags;
+
+  void Reserve(size_t n) {
+    for (auto* v : {&family, &protocol}) v->reserve(n);
+    for (auto* v : {&local, &remote, &wireRemote}) v->reserve(16 * n);
+    for (auto* v : {&localPort, &remotePort, &wireRemotePort}) v->reserve(n);
+    for (auto* v : {&txBytes, &txPackets, &rxBytes, &rxPackets, &cgroupId, &peerCgroupId}) v->reserve(n);
+    flags.reserve(n);
+  }
+
+  void Push(const Entry& e, uint32_t rowFlags, double peerCgroup) {
+    const flow_key& k = e.key;
+    const flow_value& v = e.value;
+    family.push_back(k.family);
+    protocol.push_back(k.protocol);
+    local.insert(local.end(), k.local, k.local + 16);
+    remote.insert(remote.end(), k.remote, k.remote + 16);
+    wireRemote.insert(wireRemote.end(), v.wire_remote, v.wire_remote + 16);
+    localPort.push_back(k.local_port);
+    remotePort.push_back(k.remote_port);
+    wireRemotePort.push_back(v.wire_remote_port);
+    txBytes.push_back(static_cast<double>(v.tx_bytes));
+    txPackets.push_back(static_cast<double>(v.tx_packets));
+    rxBytes.push_back(static_cast<double>(v.rx_bytes));
+    rxPackets.push_back(static_cast<double>(v.rx_packets));
+    cgroupId.push_back(static_cast<double>(k.cgroup_id));
+    peerCgroupId.push_back(peerCgroup);
+    flags.push_back(rowFlags);
+    length++;
+  }
+};
+
+// A connection as seen from one end, without the cgroup: (family, protocol, this end, other end).
+struct Ends {
+  uint8_t family, protocol;
+  uint16_t thisPort, otherPort;
+  uint8_t thisAddr[16], otherAddr[16];
+  bool operator==(const Ends& o) const { return std::memcmp(this, &o, sizeof(Ends)) == 0; }
+};
+struct EndsHash {
+  size_t operator()(const Ends& e) const {
+    // FNV-1a over the packed bytes: small, and good enough for a table rebuilt every read.
+    const auto* p = reinterpret_cast<const uint8_t*>(&e);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof(Ends); i++) h = (h ^ p[i]) * 1099511628211ull;
+    return static_cast<size_t>(h);
+  }
+};
+struct Addr16 {
+  uint8_t b[16];
+  bool operator==(const Addr16& o) const { return std::memcmp(b, o.b, 16) == 0; }
+};
+struct Addr16Hash {
+  size_t operator()(const Addr16& a) const {
+    uint64_t x, y;
+    std::memcpy(&x, a.b, 8);
+    std::memcpy(&y, a.b + 8, 8);
+    return static_cast<size_t>((x * 0x9E3779B97F4A7C15ull) ^ y);
+  }
+};
+
+Ends EndsOf(const Entry& e, bool mirror) {
+  Ends x;
+  std::memset(&x, 0, sizeof x);
+  x.family = e.key.family;
+  x.protocol = e.key.protocol;
+  // The remote end as the packets reached it: after DNAT, the backend, which is the address the other
+  // local socket sees as its own.
+  bool translated = (e.value.flags & FLOW_TRANSLATED) != 0;
+  const uint8_t* remote = translated ? e.value.wire_remote : e.key.remote;
+  uint16_t remotePort = translated ? e.value.wire_remote_port : e.key.remote_port;
+  if (!mirror) {
+    std::memcpy(x.thisAddr, e.key.local, 16);
+    std::memcpy(x.otherAddr, remote, 16);
+    x.thisPort = e.key.local_port;
+    x.otherPort = remotePort;
+  } else {
+    std::memcpy(x.thisAddr, remote, 16);
+    std::memcpy(x.otherAddr, e.key.local, 16);
+    x.thisPort = remotePort;
+    x.otherPort = e.key.local_port;
+  }
+  return x;
+}
+
+// A connection whose two ends are both local sockets shows up twice, once per socket (egress of one is
+// ingress of the other). Each pair becomes one row, seen from the initiator when either end knows who
+// it was; its peer's cgroup goes in peerCgroupId. Only entries whose remote address is some entry's
+// local address can pair, so the table is built for those alone.
+void Merge(const std::vector<Entry>& entries, Rows* rows, uint64_t* paired) {
+  std::unordered_set<Addr16, Addr16Hash> locals;
+  for (const auto& e : entries) {
+    Addr16 a;
+    std::memcpy(a.b, e.key.local, 16);
+    locals.insert(a);
+  }
+  std::unordered_map<Ends, uint32_t, EndsHash> byEnds;
+  std::vector<int64_t> peer(entries.size(), -1);
+  for (uint32_t i = 0; i < entries.size(); i++) {
+    const Entry& e = entries[i];
+    Addr16 r;
+    std::memcpy(r.b, (e.value.flags & FLOW_TRANSLATED) ? e.value.wire_remote : e.key.remote, 16);
+    if (!locals.count(r)) continue;
+    auto it = byEnds.find(EndsOf(e, true));
+    if (it != byEnds.end() && peer[it->second] < 0) {
+      peer[it->second] = i;
+      peer[i] = it->second;
+      continue;
+    }
+    byEnds.emplace(EndsOf(e, false), i);
+  }
+  rows->Reserve(entries.size());
+  for (uint32_t i = 0; i < entries.size(); i++) {
+    const Entry& e = entries[i];
+    if (peer[i] < 0) {
+      rows->Push(e, e.value.flags & (FLOW_ORIGIN_LOCAL | FLOW_ORIGIN_REMOTE | FLOW_TRANSLATED), NAN);
+      continue;
+    }
+    uint32_t j = static_cast<uint32_t>(peer[i]);
+    if (j < i) continue;  // the pair was written at its first entry
+    const Entry& f = entries[j];
+    uint32_t a = e.value.flags, b = f.value.flags;
+    bool eOpened = (a & FLOW_ORIGIN_LOCAL) || (b & FLOW_ORIGIN_REMOTE);
+    bool fOpened = (b & FLOW_ORIGIN_LOCAL) || (a & FLOW_ORIGIN_REMOTE);
+    // The initiator's own counters: the responder's are the same bytes seen from the other side (a
+    // packet in flight at the swap may sit in the other interval for one of them; counting one side
+    // only never counts it twice).
+    const Entry& first = (fOpened && !eOpened) ? f : e;
+    const Entry& second = (&first == &e) ? f : e;
+    uint32_t known = (eOpened != fOpened) ? FLOW_ORIGIN_LOCAL : 0;
+    rows->Push(first, known | (first.value.flags & FLOW_TRANSLATED) | kPaired,
+               static_cast<double>(second.key.cgroup_id));
+    (*paired)++;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// CgroupFlows: new CgroupFlows({ objectPath, cgroupPath, maxFlows }); read(): Promise<columns & totals>;
+// close()
+
+class CgroupFlows : public Napi::ObjectWrap<CgroupFlows> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CgroupFlows",
+                       {InstanceMethod<&CgroupFlows::Read>("read"), InstanceMethod<&CgroupFlows::Close>("close")});
+  }
+
+  explicit CgroupFlows(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CgroupFlows>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "CgroupFlows({ objectPath, cgroupPath, maxFlows })").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::string objectPath = o.Get("objectPath").ToString().Utf8Value();
+    std::string cgroupPath = o.Get("cgroupPath").ToString().Utf8Value();
+    uint32_t maxFlows = o.Get("maxFlows").ToNumber().Uint32Value();
+    std::string err = Load(objectPath, cgroupPath, maxFlows, &bpf_);
+    if (!err.empty()) Napi::Error::New(env, err).ThrowAsJavaScriptException();
+    else open_ = true;
+  }
+  ~CgroupFlows() override { bpf_.Destroy(); }
+
+  Loaded& bpf() { return bpf_; }
+  std::atomic<bool> busy{false};
+  bool closeWhenIdle = false;
+  size_t sizeHint = 0;
+
+  void CloseNow() {
+    bpf_.Destroy();
+    open_ = false;
+  }
+
+ private:
+  Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (busy) closeWhenIdle = true;  // the read in flight still uses the maps: closed when it ends
+    else CloseNow();
+    return info.Env().Undefined();
+  }
+  Loaded bpf_;
+  bool open_ = false;
+};
+
+class ReadWorker : public Napi::AsyncWorker {
+ public:
+  ReadWorker(Napi::Env env, CgroupFlows* owner, Napi::Object self)
+      : Napi::AsyncWorker(env, "netmon:cgroupFlowsRead"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        owner_(owner),
+        hint_(owner->sizeHint) {
+    self_ = Napi::Persistent(self);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    Loaded& b = owner_->bpf();
+    auto t0 = std::chrono::steady_clock::now();
+    // 1. Count the next interval in the other buffer. The update returns after an RCU grace period:
+    //    no program still adds to the old buffer.
+    int next = 1 - b.current;
+    uint32_t zero = 0;
+    uint32_t nextFd = static_cast<uint32_t>(b.bufferFd[next]);
+    if (bpf_map_update_elem(b.activeFd, &zero, &nextFd, BPF_ANY) != 0) {
+      SetError(Errno("cannot swap the flow buffers", errno));
+      return;
+    }
+    int drained = b.current;
+    b.current = next;
+    auto t1 = std::chrono::steady_clock::now();
+    swapMs_ = std::chrono::duration<double, std::milli>(t1 - t0).count();
+
+    // 2. Read and empty the old buffer.
+    std::vector<Entry> entries;
+    entries.reserve(hint_);
+    std::vector<flow_key> keys(kBatch);
+    std::vector<flow_value> values(kBatch);
+    uint64_t token = 0;
+    bool first = true;
+    for (;;) {
+      uint32_t count = kBatch;
+      int rc = bpf_map_lookup_and_delete_batch(b.bufferFd[drained], first ? nullptr : &token, &token, keys.data(),
+                                               values.data(), &count, nullptr);
+      int err = rc != 0 ? errno : 0;
+      if (rc != 0 && err != ENOENT) {
+        SetError(Errno("cannot read the flow buffer", err));
+        return;
+      }
+      for (uint32_t i = 0; i < count; i++) entries.push_back({keys[i], values[i]});
+      if (rc != 0) break;  // ENOENT: that was the last batch
+      first = false;
+    }
+    entriesRead_ = entries.size();
+
+    // 3. Losses, summed over CPUs.
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus > 0) {
+      std::vector<uint64_t> perCpu(cpus);
+      for (uint32_t i = 0; i < FLOW_STAT_COUNT; i++) {
+        if (bpf_map_lookup_elem(b.statsFd, &i, perCpu.data()) != 0) continue;
+        uint64_t sum = 0;
+        for (uint64_t v : perCpu) sum += v;
+        stats_[i] = sum;
+      }
+    }
+
+    // 4. One row per connection end, or per connection when both ends are here.
+    Merge(entries, &rows_, &paired_);
+    durationMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  void OnOK() override {
+    Done();
+    owner_->sizeHint = entriesRead_ + entriesRead_ / 8;
+    Napi::Env env = Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("length", Napi::Number::New(env, static_cast<double>(rows_.length)));
+    o.Set("family", Adopt(env, rows_.family, napi_uint8_array));
+    o.Set("protocol", Adopt(env, rows_.protocol, napi_uint8_array));
+    o.Set("local", Adopt(env, rows_.local, napi_uint8_array));
+    o.Set("remote", Adopt(env, rows_.remote, napi_uint8_array));
+    o.Set("localPort", Adopt(env, rows_.localPort, napi_uint16_array));
+    o.Set("remotePort", Adopt(env, rows_.remotePort, napi_uint16_array));
+    o.Set("wireRemote", Adopt(env, rows_.wireRemote, napi_uint8_array));
+    o.Set("wireRemotePort", Adopt(env, rows_.wireRemotePort, napi_uint16_array));
+    o.Set("txBytes", Adopt(env, rows_.txBytes, napi_float64_array));
+    o.Set("txPackets", Adopt(env, rows_.txPackets, napi_float64_array));
+    o.Set("rxBytes", Adopt(env, rows_.rxBytes, napi_float64_array));
+    o.Set("rxPackets", Adopt(env, rows_.rxPackets, napi_float64_array));
+    o.Set("cgroupId", Adopt(env, rows_.cgroupId, napi_float64_array));
+    o.Set("peerCgroupId", Adopt(env, rows_.peerCgroupId, napi_float64_array));
+    o.Set("flags", Adopt(env, rows_.flags, napi_uint32_array));
+    o.Set("entries", Napi::Number::New(env, static_cast<double>(entriesRead_)));
+    o.Set("paired", Napi::Number::New(env, static_cast<double>(paired_)));
+    o.Set("lostPackets", Napi::Number::New(env, static_cast<double>(stats_[FLOW_STAT_LOST_PACKETS])));
+    o.Set("lostBytes", Napi::Number::New(env, static_cast<double>(stats_[FLOW_STAT_LOST_BYTES])));
+    o.Set("malformed", Napi::Number::New(env, static_cast<double>(stats_[FLOW_STAT_MALFORMED])));
+    o.Set("swapMs", Napi::Number::New(env, swapMs_));
+    o.Set("durationMs", Napi::Number::New(env, durationMs_));
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override {
+    Done();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  void Done() {
+    owner_->busy = false;
+    if (owner_->closeWhenIdle) owner_->CloseNow();
+  }
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference self_;
+  CgroupFlows* owner_;
+  size_t hint_;
+  Rows rows_;
+  uint64_t entriesRead_ = 0, paired_ = 0;
+  uint64_t stats_[FLOW_STAT_COUNT] = {};
+  double swapMs_ = 0, durationMs_ = 0;
+};
+
+Napi::Value CgroupFlows::Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!open_ || closeWhenIdle) {
+    Napi::Error::New(env, "the eBPF flow counter is closed").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  bool expected = false;
+  if (!busy.compare_exchange_strong(expected, true)) {
+    Napi::Error::New(env, "a read is already running on this handle").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker = new ReadWorker(env, this, info.This().As<Napi::Object>());
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace
+
+Napi::Object InitCgroupFlows(Napi::Env env, Napi::Object exports) {
+  exports.Set("CgroupFlows", CgroupFlows::Define(env));
+  return exports;
+}
+
+}  // namespace netmon

@@ -1,0 +1,7 @@
+#pragma once
+
+#include <napi.h>
+
+namespace netmon {
+Napi::Object InitCgroupFlows(Napi::Env env, Napi::Object exports);
+}
