@@ -90,6 +90,25 @@ describe('MetadataStore', () => {
     expect(who(s, '192.168.0.1')).toMatchObject({ kind: 'node', nodeName: 'n1' });
   });
 
+  it('finds a pod by its UID whatever its addresses: hostNetwork, finished, replaced, deleted', () => {
+    const s = new MetadataStore();
+    s.upsertNode(node({ name: 'n1', ips: ['192.168.0.1'] }));
+    s.upsertPod(pod({ name: 'proxy', ips: ['192.168.0.1'], hostNetwork: true, nodeName: 'n1' }));
+    s.upsertPod(pod({ name: 'job', ips: ['10.0.0.5'], phase: 'Succeeded', nodeName: 'n1' }));
+    const proxy = s.podByUid('proxy-uid');
+    expect(proxy).toMatchObject({ kind: 'pod', namespace: 'ns', pod: 'proxy', nodeName: 'n1' });
+    // The address stays the node's; the UID names the pod.
+    expect(who(s, '192.168.0.1')).toMatchObject({ kind: 'node' });
+    expect(s.entity(proxy!.id)).toBe(proxy);
+    expect(s.podByUid('job-uid')?.pod).toBe('job');
+    expect(s.podByUid('nobody')).toBeUndefined();
+    s.upsertPod(pod({ name: 'proxy', uid: 'proxy-uid-2', hostNetwork: true, nodeName: 'n1' }));
+    expect(s.podByUid('proxy-uid')).toBeUndefined();
+    expect(s.podByUid('proxy-uid-2')?.pod).toBe('proxy');
+    s.deletePod('proxy-uid-2');
+    expect(s.podByUid('proxy-uid-2')).toBeUndefined();
+  });
+
   it('gives a reused address to the running pod; deleting the finished one does not unmap it', () => {
     const s = new MetadataStore();
     s.upsertPod(pod({ name: 'job', ips: ['10.0.0.5'] }));

@@ -231,6 +231,15 @@ export class MetadataStore {
     return entity.nodeName === undefined ? undefined : this.nodes.get(entity.nodeName)?.record.region;
   }
 
+  /**
+   * The pod with this UID, whatever its addresses: a hostNetwork pod (whose IP is its node's) or a finished
+   * one (whose IP is no longer its own) is still found. Receivers that know a socket's pod by its cgroup
+   * name it so.
+   */
+  podByUid(uid: string): Entity | undefined {
+    return this.pods.get(uid)?.entity;
+  }
+
   /** Every node's provider, counted: the cost processor's default provider is the most common. */
   providers(): Map<string, number> {
     const out = new Map<string, number>();
