@@ -231,3 +231,154 @@ describe('k8s_attributes', () => {
     expect(out.attributeKeys()).toEqual([]);
   });
 });
+
+/** awsStore plus a hostNetwork DaemonSet pod on node-a: its address is the node's. */
+function storeWithHostNetworkPod(): MetadataStore {
+  const store = awsStore();
+  store.upsertPod({
+    uid: 'u-exporter',
+    name: 'node-exporter-q7x2k',
+    namespace: 'monitoring',
+    nodeName: 'node-a',
+    phase: 'Running',
+    hostNetwork: true,
+    ips: [IP.nodeA],
+    workloadKind: 'DaemonSet',
+    workloadName: 'node-exporter',
+    labels: { app: 'node-exporter' },
+  });
+  return store;
+}
+
+const EXPORTER = {
+  'k8s.namespace.name': 'monitoring',
+  'k8s.pod.name': 'node-exporter-q7x2k',
+  'k8s.workload.kind': 'DaemonSet',
+  'k8s.workload.name': 'node-exporter',
+  'k8s.node.name': 'node-a',
+  'cloud.availability_zone': 'us-east-1a',
+  'cloud.region': 'us-east-1',
+  'k8s.pod.label.app': 'node-exporter',
+};
+const end = (prefix: 'src' | 'dst', attrs: Record<string, unknown>) =>
+  Object.fromEntries(
+    Object.entries(attrs)
+      .filter(([k]) => k.startsWith(`${prefix}.`) && k !== `${prefix}.k8s.pod.uid`)
+      .map(([k, v]) => [k.slice(prefix.length + 1), v]),
+  );
+
+describe('k8s_attributes: the pod a receiver named by UID (a local socket’s cgroup)', () => {
+  const enrichUid = async (flows: FlowInit[], store = storeWithHostNetworkPod()) =>
+    enrich(flows, { pod_labels: ['app'] }, staticMetadata(store));
+
+  it('a hostNetwork pod sharing its node’s IP gets its own bytes when its UID is given', async () => {
+    const out = await enrichUid([
+      flow(IP.nodeA, IP.db, { attributes: { 'src.k8s.pod.uid': 'u-exporter' } }),
+      flow(IP.nodeA, IP.db),
+    ]);
+    expect(end('src', out.attributes(0))).toEqual(EXPORTER);
+    expect(out.attributes(0)).toMatchObject({ 'dst.k8s.pod.name': 'db-0', 'flow.reporter': 'initiator' });
+    // The same address without a UID is the node's, as before.
+    expect(end('src', out.attributes(1))).toEqual({
+      'k8s.node.name': 'node-a',
+      'cloud.availability_zone': 'us-east-1a',
+      'cloud.region': 'us-east-1',
+    });
+  });
+
+  it('without the column at all, ends are found by address', async () => {
+    const out = await enrichUid([flow(IP.nodeA, IP.db), flow(IP.web, IP.nodeA)]);
+    expect(out.getAttribute(0, 'src.k8s.node.name')).toBe('node-a');
+    expect(out.getAttribute(0, 'src.k8s.pod.name')).toBeUndefined();
+    expect(out.getAttribute(1, 'dst.k8s.pod.name')).toBeUndefined();
+    expect(out.getAttribute(1, 'dst.k8s.node.name')).toBe('node-a');
+  });
+
+  it('the destination socket’s pod: a scrape of a hostNetwork pod is the pod’s, from here and from elsewhere', async () => {
+    const out = await enrichUid([
+      flow(IP.web, IP.nodeA, { dstPort: 9100, attributes: { 'dst.k8s.pod.uid': 'u-exporter' } }),
+      flow(IP.db, IP.nodeA, { dstPort: 9100, attributes: { 'dst.k8s.pod.uid': 'u-exporter' } }),
+    ]);
+    expect(end('dst', out.attributes(0))).toEqual(EXPORTER);
+    expect(out.getAttribute(0, 'src.k8s.pod.name')).toBe('web-7d9f8-abcde');
+    expect(out.getAttribute(0, 'flow.reporter')).toBe('initiator');
+    expect(end('dst', out.attributes(1))).toEqual(EXPORTER);
+    expect(out.getAttribute(1, 'flow.reporter')).toBe('responder');
+  });
+
+  it('an end named by UID is labelled exactly as an address match to that pod would be', async () => {
+    const out = await enrichUid([
+      flow(IP.web, IP.db),
+      // An address nobody owns, in no pod CIDR (a pod IP not in its status yet): the UID still names it.
+      flow('10.60.0.77', IP.db, { attributes: { 'src.k8s.pod.uid': 'u-web' } }),
+      flow(IP.client, '10.60.0.78', { attributes: { 'dst.k8s.pod.uid': 'u-web' } }),
+    ]);
+    const byAddress = end('src', out.attributes(0));
+    expect(byAddress['k8s.pod.name']).toBe('web-7d9f8-abcde');
+    expect(end('src', out.attributes(1))).toEqual(byAddress);
+    expect(end('dst', out.attributes(2))).toEqual(byAddress);
+    // Only the UID puts that end on this node: the reporter follows it.
+    expect(out.getAttribute(1, 'flow.reporter')).toBe('initiator');
+    expect(out.getAttribute(2, 'flow.reporter')).toBe('responder');
+  });
+
+  it('a UID the store does not know, or no UID on a row, falls back to the address', async () => {
+    const out = await enrichUid([
+      flow(IP.nodeA, IP.db, { attributes: { 'src.k8s.pod.uid': 'u-unknown' } }),
+      flow(IP.web, IP.db),
+      flow(IP.nodeA, IP.cache, {
+        attributes: { 'src.k8s.pod.uid': 'u-exporter', 'dst.k8s.pod.uid': 'u-nobody' },
+      }),
+    ]);
+    expect(out.getAttribute(0, 'src.k8s.pod.name')).toBeUndefined();
+    expect(out.getAttribute(0, 'src.k8s.node.name')).toBe('node-a');
+    expect(out.getAttribute(1, 'src.k8s.pod.name')).toBe('web-7d9f8-abcde');
+    expect(out.getAttribute(2, 'src.k8s.pod.name')).toBe('node-exporter-q7x2k');
+    expect(out.getAttribute(2, 'dst.k8s.pod.name')).toBe('cache-0');
+    // A UID names the end; it is not a label the processor writes or takes away.
+    expect(out.getAttribute(2, 'src.k8s.pod.uid')).toBe('u-exporter');
+  });
+
+  it('a UID column sharing its dictionary across batches follows the store: a deleted pod falls back', async () => {
+    const store = storeWithHostNetworkPod();
+    const p = await processorOver(store, { pod_labels: ['app'] });
+    const uids = ['', 'u-exporter', 'u-web'];
+    const batch = () => {
+      const b = FlowBatch.from([flow(IP.nodeA, IP.db), flow(IP.nodeA, IP.db), flow(IP.web, IP.db)]);
+      const col = b.ensureColumn('src.k8s.pod.uid', 'string');
+      col.share(uids);
+      col.codes.set([1, 0, 2]);
+      return b;
+    };
+    const first = (await p.process(batch())) as FlowBatch;
+    expect([0, 1, 2].map((i) => first.getAttribute(i, 'src.k8s.pod.name'))).toEqual([
+      'node-exporter-q7x2k',
+      undefined,
+      'web-7d9f8-abcde',
+    ]);
+    store.deletePod('u-exporter');
+    // The freed entity id goes to another pod: a stale answer would name it.
+    store.upsertPod({
+      uid: 'u-other',
+      name: 'other',
+      namespace: 'x',
+      nodeName: 'node-b',
+      phase: 'Running',
+      hostNetwork: false,
+      ips: ['10.1.2.50'],
+      workloadKind: 'Pod',
+      workloadName: 'other',
+      labels: {},
+    });
+    const second = (await p.process(batch())) as FlowBatch;
+    expect(second.getAttribute(0, 'src.k8s.pod.name')).toBeUndefined();
+    expect(second.getAttribute(0, 'src.k8s.node.name')).toBe('node-a');
+    expect(second.getAttribute(2, 'src.k8s.pod.name')).toBe('web-7d9f8-abcde');
+    // The shared dictionary grows: new codes are resolved too.
+    uids.push('u-other');
+    const third = batch();
+    (third.column('src.k8s.pod.uid') as StringColumn).codes[1] = 3;
+    const out = (await p.process(third)) as FlowBatch;
+    expect(out.getAttribute(1, 'src.k8s.pod.name')).toBe('other');
+  });
+});
