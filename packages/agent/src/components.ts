@@ -16,12 +16,13 @@ import {
   k8sAttributesProcessorFactory,
   pluginProcessorFactory,
 } from '@netmon/processors';
-import { conntrackReceiverFactory, fileReceiverFactory } from '@netmon/receivers';
+import { conntrackReceiverFactory, fileReceiverFactory, flowsReceiverFactory } from '@netmon/receivers';
 
 export function defaultRegistry(): Registry {
   return new Registry([
     conntrackReceiverFactory,
     fileReceiverFactory,
+    flowsReceiverFactory,
     deltaProcessorFactory,
     k8sAttributesProcessorFactory,
     classifyProcessorFactory,

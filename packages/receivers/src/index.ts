@@ -6,3 +6,6 @@ export type { ConntrackReceiver } from './conntrack/receiver.js';
 export type { FileReceiverConfig } from './file/config.js';
 export { fileReceiverFactory } from './file/factory.js';
 export type { FileReceiver } from './file/receiver.js';
+export type { CollectionMode, FlowsReceiverConfig } from './flows/config.js';
+export { flowsReceiverFactory } from './flows/factory.js';
+export type { FlowsReceiver } from './flows/receiver.js';

@@ -1,0 +1,164 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, defineExporter, displayPath, loadConfig, Registry } from '@netmon/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { conntrackReceiverConfig } from '../conntrack/config.js';
+import { ebpfReceiverConfig } from '../ebpf/config.js';
+import { flowsReceiverConfig } from './config.js';
+import { FLOWS_METRICS, flowsReceiverFactory, makeFlowsReceiverFactory } from './factory.js';
+import { fakeFactories } from './testdata/fake-receivers.js';
+
+/** An exporter that claims the file it is told to write, so claims can collide with the receiver's. */
+const sink = defineExporter({
+  kind: 'exporter',
+  type: 'sink',
+  stability: 'development',
+  description: 'a test exporter',
+  signals: ['flows'],
+  config: z.strictObject({ writes: z.string().optional() }),
+  claims: (c) => (c.writes ? [{ kind: 'write', key: 'writes', path: c.writes }] : []),
+  create: () => ({ export: () => {} }),
+});
+
+let tmp = '';
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'netmon-flows-cfg-'));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** Writes `receivers` (YAML lines under `receivers:`) into a whole config; returns the file. */
+async function configFile(name: string, receivers: string, sinkConfig = '{}'): Promise<string> {
+  const file = path.join(tmp, name);
+  await writeFile(
+    file,
+    `receivers:\n${receivers}\nexporters:\n  sink: ${sinkConfig}\nservice:\n  pipelines:\n    flows:\n      receivers: [flows]\n      exporters: [sink]\n`,
+  );
+  return file;
+}
+
+async function problemsOf(
+  file: string,
+  env: NodeJS.ProcessEnv = {},
+  registry = new Registry([flowsReceiverFactory, sink]),
+): Promise<string[]> {
+  try {
+    await loadConfig([file], registry, env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message.split('\n');
+    throw err;
+  }
+  return [];
+}
+
+describe('flows receiver config', () => {
+  it('defaults: auto, and each wrapped receiver’s own defaults', () => {
+    expect(flowsReceiverConfig.parse({})).toEqual({
+      mode: 'auto',
+      netfilter: conntrackReceiverConfig.parse({}),
+      ebpf: ebpfReceiverConfig.parse({}),
+    });
+  });
+
+  it('a problem in either block keeps its path, file, line and column, whatever the mode', async () => {
+    const f = await configFile(
+      'nested.yaml',
+      [
+        '  flows:',
+        '    mode: netfilter',
+        '    netfilter:',
+        '      read_intervall: 5s',
+        '      families: [ipv5]',
+        '    ebpf:',
+        '      max_flows: 3',
+      ].join('\n'),
+    );
+    const at = displayPath(f);
+    expect(await problemsOf(f)).toEqual([
+      `${at}:5:7: receivers::flows::netfilter::read_intervall: unknown key "read_intervall"; did you mean read_interval? (expected one of: read_interval, events, netns, families, protocols, enable_accounting, event_buffer_size)`,
+      `${at}:6:18: receivers::flows::netfilter::families::0: "ipv5" is not one of: ipv4, ipv6; did you mean ipv4 or ipv6?`,
+      `${at}:8:7: receivers::flows::ebpf::max_flows: Too small: expected number to be >=16`,
+    ]);
+  });
+
+  it('an unknown mode names the modes', async () => {
+    const f = await configFile('mode.yaml', '  flows:\n    mode: ebfp');
+    expect(await problemsOf(f)).toEqual([
+      `${displayPath(f)}:3:5: receivers::flows::mode: "ebfp" is not one of: netfilter, ebpf, cilium, auto; did you mean ebpf?`,
+    ]);
+  });
+
+  it('an unknown key beside mode is an error', async () => {
+    const f = await configFile('unknown.yaml', '  flows:\n    cilium: {}');
+    expect(await problemsOf(f)).toEqual([
+      `${displayPath(f)}:3:5: receivers::flows::cilium: unknown key "cilium"; expected one of: mode, netfilter, ebpf`,
+    ]);
+  });
+
+  it('the mode comes from the environment, and a wrong one says so', async () => {
+    const f = await configFile('env.yaml', '  flows:\n    mode: ${env:NETMON_COLLECTION_MODE:-auto}');
+    const config = await loadConfig([f], new Registry([flowsReceiverFactory, sink]), {
+      NETMON_COLLECTION_MODE: 'netfilter',
+    });
+    expect(config.components.receiver.get('flows')?.config).toMatchObject({ mode: 'netfilter' });
+    expect(await problemsOf(f, { NETMON_COLLECTION_MODE: 'bpf' })).toEqual([
+      `${displayPath(f)}:3:5: receivers::flows::mode: "bpf" is not one of: netfilter, ebpf, cilium, auto; did you mean ebpf? (from \${env:NETMON_COLLECTION_MODE})`,
+    ]);
+    const unset = await loadConfig([f], new Registry([flowsReceiverFactory, sink]), {});
+    expect(unset.components.receiver.get('flows')?.config).toMatchObject({ mode: 'auto' });
+  });
+
+  it("runs the wrapped receivers' own checks, at their keys, for the modes the config may run", async () => {
+    const missing = path.join(tmp, 'no-such-thing');
+    const blocks = (mode: string) =>
+      `  flows:\n    mode: ${mode}\n    netfilter:\n      netns: ${missing}\n    ebpf:\n      cgroup_path: ${missing}`;
+    const netns = (at: string) =>
+      `${at}:5:7: receivers::flows::netfilter::netns: ${missing} does not exist: give a network namespace path such as /run/netns/NAME or /proc/PID/ns/net`;
+    const cgroup = (at: string) =>
+      `${at}:7:7: receivers::flows::ebpf::cgroup_path: ${missing} does not exist: give a cgroup2 directory such as /sys/fs/cgroup or /sys/fs/cgroup/kubepods.slice`;
+
+    const auto = await configFile('checks-auto.yaml', blocks('auto'));
+    expect(await problemsOf(auto)).toEqual([netns(displayPath(auto)), cgroup(displayPath(auto))]);
+    const netfilter = await configFile('checks-netfilter.yaml', blocks('netfilter'));
+    expect(await problemsOf(netfilter)).toEqual([netns(displayPath(netfilter))]);
+    const ebpf = await configFile('checks-ebpf.yaml', blocks('ebpf'));
+    expect(await problemsOf(ebpf)).toEqual([cgroup(displayPath(ebpf))]);
+  });
+
+  it("delegates claims to the wrapped receivers, under their block's key", async () => {
+    const factories = fakeFactories();
+    const claiming = {
+      ...factories.netfilter,
+      claims: (c: { netns?: string }) =>
+        c.netns ? [{ kind: 'read' as const, key: 'netns', path: c.netns }] : [],
+    };
+    const factory = makeFlowsReceiverFactory({ ...factories, netfilter: claiming });
+    const ns = path.join(tmp, 'ns');
+    await writeFile(ns, '');
+    expect(factory.claims?.(factory.config.parse({ netfilter: { netns: ns } }), { configDir: tmp })).toEqual([
+      { kind: 'read', key: 'netfilter::netns', path: ns },
+    ]);
+    // A mode that cannot run takes nothing.
+    expect(
+      factory.claims?.(factory.config.parse({ mode: 'ebpf', netfilter: { netns: ns } }), { configDir: tmp }),
+    ).toEqual([]);
+    const f = await configFile(
+      'claims.yaml',
+      `  flows:\n    netfilter:\n      netns: ${ns}`,
+      `{ writes: ${ns} }`,
+    );
+    expect(await problemsOf(f, {}, new Registry([factory, sink]))).toEqual([
+      `${displayPath(f)}:6:11: exporters::sink::writes: ${ns} is read by one component and written by the other (receivers::flows::netfilter::netns): the reader would read back the writer's output, counting every record again; write to another file`,
+    ]);
+  });
+
+  it('declares every metric either wrapped receiver makes, once each', () => {
+    const names = Object.values(FLOWS_METRICS).map((m) => m.name);
+    expect(names).toContain('netmon_conntrack_reads');
+    expect(names).toContain('netmon_ebpf_coverage');
+    expect(new Set(names).size).toBe(names.length);
+  });
+});

@@ -1,0 +1,89 @@
+import {
+  type Claim,
+  type ConfigIssue,
+  defineReceiver,
+  type MetricDeclarations,
+  type ReceiverFactory,
+  type ValidateContext,
+} from '@netmon/core';
+import { conntrackReceiverFactory } from '../conntrack/factory.js';
+import { CONNTRACK_METRICS } from '../conntrack/metrics.js';
+import { ebpfReceiverFactory } from '../ebpf/factory.js';
+import { EBPF_METRICS } from '../ebpf/metrics.js';
+import { type FlowsReceiverConfig, flowsReceiverConfig, type RunnableMode } from './config.js';
+import type { FlowsDeps } from './receiver.js';
+
+/**
+ * Every metric either wrapped receiver can make on this one's meter: the conntrack receiver's, then the
+ * ebpf receiver's (auto may run either, and falls back from one to the other).
+ */
+export const FLOWS_METRICS: MetricDeclarations = {
+  ...Object.fromEntries(Object.entries(CONNTRACK_METRICS).map(([k, m]) => [`netfilter_${k}`, m])),
+  ...Object.fromEntries(Object.entries(EBPF_METRICS).map(([k, m]) => [`ebpf_${k}`, m])),
+};
+
+/** The receivers a config may run: the one it names, or for auto both (ebpf, then netfilter as fallback). */
+export function possibleModes(config: FlowsReceiverConfig): RunnableMode[] {
+  switch (config.mode) {
+    case 'auto':
+      return ['ebpf', 'netfilter'];
+    case 'cilium':
+      return [];
+    default:
+      return [config.mode];
+  }
+}
+
+type Factories = FlowsDeps['factories'];
+
+/**
+ * The `flows` factory over the given wrapped factories (the shipped conntrack and ebpf ones; tests pass
+ * their own). Checks and claims are the wrapped factories' own, their keys under the mode's block.
+ */
+export function makeFlowsReceiverFactory(
+  factories: Factories = { netfilter: conntrackReceiverFactory, ebpf: ebpfReceiverFactory },
+  deps?: Pick<FlowsDeps, 'files'>,
+): ReceiverFactory<FlowsReceiverConfig> {
+  const sub = <R>(
+    mode: RunnableMode,
+    config: FlowsReceiverConfig,
+    call: (f: ReceiverFactory<unknown>, c: unknown) => R,
+  ) => call(factories[mode] as ReceiverFactory<unknown>, config[mode]);
+  return defineReceiver({
+    kind: 'receiver',
+    type: 'flows',
+    stability: 'alpha',
+    description:
+      'The collection mode as one receiver: netfilter (conntrack), ebpf, cilium (not yet in this version) or auto, which probes the node and says in the log and /status what it chose and why. Runs the chosen receiver with these settings; never replaces a mode named in the config.',
+    signals: ['flows'],
+    config: flowsReceiverConfig,
+    metrics: FLOWS_METRICS,
+    // The I/O checks (a cgroup or namespace path exists) of the receivers this config may run only: a
+    // path that exists solely on nodes where the other mode applies is no mistake. Schema problems are
+    // reported in both blocks whatever the mode.
+    async validate(config, ctx: ValidateContext) {
+      const issues: ConfigIssue[] = [];
+      for (const mode of possibleModes(config)) {
+        const found = await sub(mode, config, (f, c) => f.validate?.(c, ctx) ?? []);
+        for (const i of found) issues.push({ key: i.key ? `${mode}::${i.key}` : mode, message: i.message });
+      }
+      return issues;
+    },
+    claims(config, ctx) {
+      const claims: Claim[] = [];
+      for (const mode of possibleModes(config)) {
+        for (const c of sub(mode, config, (f, sc) => f.claims?.(sc, ctx) ?? []))
+          claims.push({ ...c, key: `${mode}::${c.key}` });
+      }
+      return claims;
+    },
+    // The receiver module, and through the wrapped factories their receivers (the native addon), load
+    // only when a config uses them.
+    create: async (settings, config, next) => {
+      const { FlowsReceiver, defaultDeps } = await import('./receiver.js');
+      return new FlowsReceiver(settings, config, next, { ...defaultDeps, ...deps, factories });
+    },
+  });
+}
+
+export const flowsReceiverFactory = makeFlowsReceiverFactory();

@@ -1,0 +1,446 @@
+import { type ComponentSettings, createLogger, type FlowBatch, StatusBoard } from '@netmon/core';
+import { CollectingSink, recordingMeter, testSettings } from '@netmon/core/testkit';
+import { describe, expect, it } from 'vitest';
+import { conntrackReceiverConfig } from '../conntrack/config.js';
+import { ConntrackReceiver } from '../conntrack/receiver.js';
+import { dumpResult, FakeKernel } from '../conntrack/testdata/fake-kernel.js';
+import { ebpfReceiverConfig } from '../ebpf/config.js';
+import { flowsReceiverConfig } from './config.js';
+import { flowsReceiverFactory, makeFlowsReceiverFactory } from './factory.js';
+import { FlowsReceiver } from './receiver.js';
+import { type FakeNodeOptions, fakeNode } from './testdata/fake-node.js';
+import { type FakeBehaviour, fakeFactories, fakeFactory } from './testdata/fake-receivers.js';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  mode?: string;
+  component?: string;
+  [key: string]: unknown;
+}
+const INFO = 30;
+const WARN = 40;
+
+/** The wrapper on a made-up node with stand-in receivers, a status board, a real logger and a readable meter. */
+function setup(
+  opts: {
+    config?: Record<string, unknown>;
+    node?: FakeNodeOptions;
+    netfilter?: FakeBehaviour;
+    ebpf?: FakeBehaviour;
+  } = {},
+) {
+  const logs: LogLine[] = [];
+  const logger = createLogger({
+    level: 'debug',
+    pretty: false,
+    destination: { write: (line: string) => void logs.push(JSON.parse(line)) },
+  }).child({ component: 'flows' });
+  const meter = recordingMeter();
+  const board = new StatusBoard();
+  const settings: ComponentSettings = {
+    ...testSettings('receiver', 'flows', { board }),
+    logger,
+    meter: meter.meter,
+  };
+  const state = board.all()[0];
+  const sink = new CollectingSink<FlowBatch>();
+  const factories = fakeFactories({ netfilter: opts.netfilter, ebpf: opts.ebpf });
+  const config = flowsReceiverConfig.parse(opts.config ?? {});
+  const receiver = new FlowsReceiver(settings, config, sink, { files: fakeNode(opts.node), factories });
+  return {
+    receiver,
+    config,
+    settings,
+    state,
+    sink,
+    meter,
+    logs,
+    netfilter: factories.netfilter.made,
+    ebpf: factories.ebpf.made,
+    details: () => state.details?.() ?? {},
+  };
+}
+
+const EBPF_ERROR = new Error('loading the BPF program failed: Operation not permitted (EPERM)');
+const NETFILTER_ERROR = new Error('conntrack receiver: reading the conntrack table needs CAP_NET_ADMIN');
+
+describe('flows receiver: mode auto', () => {
+  it('chooses ebpf when BTF, cgroup2 and the capabilities are there, and says why in the log and /status', async () => {
+    const t = setup();
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('ebpf');
+    expect(t.ebpf).toHaveLength(1);
+    expect(t.netfilter).toHaveLength(0);
+    expect(t.ebpf[0].started).toBe(true);
+
+    const reason = 'eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN';
+    const details = t.details();
+    expect(details).toEqual({
+      mode: 'ebpf',
+      reason,
+      probes: {
+        cilium: {
+          usable: false,
+          found:
+            'no Cilium conntrack map pinned at /sys/fs/bpf/tc/globals/cilium_ct4_global or /sys/fs/bpf/tc/globals/cilium_ct6_global (not a Cilium node, or /sys/fs/bpf is not mounted into the agent)',
+        },
+        ebpf: {
+          usable: true,
+          found: 'BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN',
+        },
+        netfilter: {
+          usable: true,
+          found: "nf_conntrack loaded (12 entries in the agent's network namespace); CAP_NET_ADMIN",
+        },
+      },
+      // The wrapped receiver's own facts, beside the wrapper's.
+      receiver_fact: 'ebpf is here',
+    });
+
+    // Exactly one info line from the wrapper says what it chose and why, with the probes.
+    const own = t.logs.filter((l) => l.level === INFO && !l.msg.endsWith('receiver started'));
+    expect(own).toHaveLength(1);
+    expect(own[0].msg).toBe(`mode auto chose ebpf: ${reason}`);
+    expect(own[0].probes).toEqual(details.probes);
+    expect(t.logs.filter((l) => l.level >= WARN)).toEqual([]);
+    await t.receiver.shutdown();
+  });
+
+  it('runs the chosen receiver with its own settings: same id, meter, status and logger scope, its config block', async () => {
+    const t = setup({ config: { ebpf: { max_flows: 1024 }, netfilter: { events: false } } });
+    await t.receiver.start();
+    const inner = t.ebpf[0];
+    expect(inner.config).toEqual(ebpfReceiverConfig.parse({ max_flows: 1024 }));
+    expect(inner.settings.id).toBe('flows');
+    expect(inner.settings.meter).toBe(t.settings.meter);
+    expect(inner.settings.signals).toEqual(['flows']);
+    // Its self-metric is read on the wrapper's meter.
+    expect(t.meter.value('netmon_ebpf_reads')).toBe(7);
+    // Its log line carries the wrapper's component id, and the mode.
+    expect(t.logs.find((l) => l.msg === 'ebpf receiver started')).toMatchObject({
+      component: 'flows',
+      mode: 'ebpf',
+    });
+    // Its batches reach the wrapper's sink, with the wrapper's id as origin.
+    expect(t.sink.batches.map((b) => b.origin)).toEqual(['flows']);
+    expect(t.sink.items).toBe(2);
+    await t.receiver.shutdown();
+    expect(inner.shutdowns).toBe(1);
+    expect(t.meter.value('netmon_ebpf_reads')).toBeUndefined();
+  });
+
+  it("notes Cilium's pinned maps and goes on: the cilium receiver is not in this version", async () => {
+    const t = setup({ node: { cilium: ['ct4'] } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('ebpf');
+    const details = t.details();
+    expect(details.reason).toBe(
+      "Cilium's conntrack maps are pinned on this node, which would choose cilium, but this version has no cilium receiver; " +
+        'eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN',
+    );
+    expect(details.probes).toMatchObject({
+      cilium: {
+        usable: true,
+        found: "Cilium's pinned conntrack maps: /sys/fs/bpf/tc/globals/cilium_ct4_global",
+      },
+    });
+    await t.receiver.shutdown();
+  });
+
+  it('chooses netfilter when the kernel has no BTF', async () => {
+    const t = setup({ node: { btf: false } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    expect(t.ebpf).toHaveLength(0);
+    expect(t.netfilter[0].config).toEqual(conntrackReceiverConfig.parse({}));
+    expect(t.details().reason).toBe(
+      'eBPF is not usable (no kernel BTF at /sys/kernel/btf/vmlinux (a kernel built without CONFIG_DEBUG_INFO_BTF cannot run the CO-RE program); ' +
+        "cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN); conntrack is: nf_conntrack loaded (12 entries in the agent's network namespace); CAP_NET_ADMIN",
+    );
+    expect(t.meter.value('netmon_conntrack_reads')).toBe(7);
+    await t.receiver.shutdown();
+  });
+
+  it('chooses netfilter on a cgroup v1 only host', async () => {
+    const t = setup({ node: { cgroup2: false } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    expect(t.details().probes).toMatchObject({
+      ebpf: {
+        usable: false,
+        found:
+          'BTF at /sys/kernel/btf/vmlinux; no cgroup2 mount in /proc/self/mountinfo (the programs attach to a cgroup2 directory); CAP_SYS_ADMIN',
+      },
+    });
+    await t.receiver.shutdown();
+  });
+
+  it('chooses netfilter when the agent may not load BPF programs (CAP_NET_ADMIN alone)', async () => {
+    const t = setup({ node: { caps: ['CAP_NET_ADMIN'] } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    expect(t.details().probes).toMatchObject({
+      ebpf: {
+        usable: false,
+        found:
+          'BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; loading BPF programs needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN: CAP_BPF missing',
+      },
+    });
+    await t.receiver.shutdown();
+  });
+
+  it('takes CAP_BPF with CAP_NET_ADMIN as enough for ebpf, and CAP_SYS_ADMIN alone too', async () => {
+    const bpf = setup({ node: { caps: ['CAP_BPF', 'CAP_NET_ADMIN'] } });
+    await bpf.receiver.start();
+    expect(bpf.receiver.mode).toBe('ebpf');
+    expect((bpf.details().probes as { ebpf: { found: string } }).ebpf.found).toMatch(
+      /CAP_BPF and CAP_NET_ADMIN$/,
+    );
+    await bpf.receiver.shutdown();
+
+    // SYS_ADMIN without NET_ADMIN: ebpf yes, conntrack no.
+    const sys = setup({ node: { caps: ['CAP_SYS_ADMIN'] } });
+    await sys.receiver.start();
+    expect(sys.receiver.mode).toBe('ebpf');
+    expect(sys.details().probes).toMatchObject({
+      netfilter: {
+        usable: false,
+        found:
+          "nf_conntrack loaded (12 entries in the agent's network namespace); reading conntrack needs CAP_NET_ADMIN: missing",
+      },
+    });
+    await sys.receiver.shutdown();
+  });
+
+  it('fails with every probe’s finding and what to do when no mode is usable', async () => {
+    const t = setup({ node: { caps: [], conntrack: false } });
+    const err = await t.receiver.start().then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toBe(
+      'mode: auto: no collection mode is usable on this node. ' +
+        'ebpf: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; loading BPF programs needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN: CAP_BPF and CAP_NET_ADMIN missing. ' +
+        "netfilter: cannot read /proc/sys/net/netfilter/nf_conntrack_count (ENOENT: no such file or directory, open '/proc/sys/net/netfilter/nf_conntrack_count'): nf_conntrack is not loaded, so the kernel tracks no connection; reading conntrack needs CAP_NET_ADMIN: missing. " +
+        'cilium: no Cilium conntrack map pinned at /sys/fs/bpf/tc/globals/cilium_ct4_global or /sys/fs/bpf/tc/globals/cilium_ct6_global (not a Cilium node, or /sys/fs/bpf is not mounted into the agent). ' +
+        'Give the agent what one mode needs — ebpf: a kernel with BTF (/sys/kernel/btf/vmlinux), the host’s cgroup2 mount, and CAP_BPF with CAP_NET_ADMIN (or CAP_SYS_ADMIN); ' +
+        'netfilter: CAP_NET_ADMIN and nf_conntrack loaded (modprobe nf_conntrack), with hostNetwork: true in Kubernetes. ' +
+        'Without kernel access, replay recorded flows with the file receiver (configs/examples/replay.yaml)',
+    );
+    expect(t.ebpf).toHaveLength(0);
+    expect(t.netfilter).toHaveLength(0);
+    expect(t.details()).toMatchObject({ mode: 'none' });
+    expect(t.receiver.mode).toBeUndefined();
+    await t.receiver.shutdown();
+  });
+
+  it('capabilities it cannot read count as missing, and say so', async () => {
+    const t = setup({ node: { caps: 'unreadable' } });
+    await expect(t.receiver.start()).rejects.toThrow(
+      "capabilities unknown: cannot read /proc/self/status: ENOENT: no such file or directory, open '/proc/self/status'",
+    );
+  });
+
+  it('falls back to netfilter when the ebpf receiver fails to start, with a warning and a /status detail', async () => {
+    const t = setup({ ebpf: { startError: EBPF_ERROR, reportBeforeFailing: true } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    // The failed one was shut down and its reports cut off; the new one runs.
+    expect(t.ebpf[0].shutdowns).toBe(1);
+    expect(t.netfilter[0].started).toBe(true);
+    const details = t.details();
+    expect(details).toMatchObject({
+      mode: 'netfilter',
+      fallback: { from: 'ebpf', error: EBPF_ERROR.message },
+      receiver_fact: 'conntrack is here',
+    });
+    expect(details.reason).toMatch(
+      /^eBPF is usable: .*; but the ebpf receiver failed to start, and conntrack is usable: nf_conntrack loaded/,
+    );
+    const warnings = t.logs.filter((l) => l.level === WARN);
+    expect(warnings.map((l) => l.msg)).toEqual([
+      `mode auto chose ebpf, whose receiver failed to start (${EBPF_ERROR.message}): falling back to netfilter (conntrack)`,
+    ]);
+    expect(warnings[0].fallback).toEqual({ from: 'ebpf', error: EBPF_ERROR.message });
+    // The error the ebpf receiver reported while it tried does not outlive it: netfilter runs.
+    expect(t.state.status).toBe('ok');
+    // Only the running receiver's metric is observed.
+    expect(t.meter.value('netmon_ebpf_reads')).toBeUndefined();
+    expect(t.meter.value('netmon_conntrack_reads')).toBe(7);
+    // A late report from the abandoned receiver changes nothing.
+    t.ebpf[0].settings.status.recoverableError(new Error('late'));
+    t.ebpf[0].settings.status.describe(() => ({ receiver_fact: 'stale' }));
+    expect(t.state.status).toBe('ok');
+    expect(t.details().receiver_fact).toBe('conntrack is here');
+    await t.receiver.shutdown();
+    expect(t.netfilter[0].shutdowns).toBe(1);
+  });
+
+  it('does not fall back when the netfilter probe failed: the ebpf error and the probe say why', async () => {
+    const t = setup({ node: { conntrack: false }, ebpf: { startError: EBPF_ERROR } });
+    await expect(t.receiver.start()).rejects.toThrow(
+      `mode: auto chose ebpf (eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN), which cannot start: ${EBPF_ERROR.message}; netfilter is not usable either (cannot read /proc/sys/net/netfilter/nf_conntrack_count`,
+    );
+    expect(t.netfilter).toHaveLength(0);
+    expect(t.ebpf[0].shutdowns).toBe(1);
+    expect(t.receiver.mode).toBeUndefined();
+  });
+
+  it('says both errors when the netfilter receiver it fell back to fails too', async () => {
+    const t = setup({ ebpf: { startError: EBPF_ERROR }, netfilter: { startError: NETFILTER_ERROR } });
+    await expect(t.receiver.start()).rejects.toThrow(
+      `mode: auto: the ebpf receiver failed to start (${EBPF_ERROR.message}), and so did the netfilter one it fell back to: ${NETFILTER_ERROR.message}`,
+    );
+    expect(t.ebpf[0].shutdowns).toBe(1);
+    expect(t.netfilter[0].shutdowns).toBe(1);
+  });
+
+  it('never falls back from netfilter (auto chose it because eBPF was not usable)', async () => {
+    const t = setup({ node: { btf: false }, netfilter: { startError: NETFILTER_ERROR } });
+    await expect(t.receiver.start()).rejects.toThrow(/^mode: auto chose netfilter \(eBPF is not usable/);
+    expect(t.ebpf).toHaveLength(0);
+  });
+});
+
+describe('flows receiver: a mode named in the config is never replaced', () => {
+  it('mode: netfilter runs conntrack even where eBPF is usable', async () => {
+    const t = setup({ config: { mode: 'netfilter', netfilter: { read_interval: '10s' } } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    expect(t.ebpf).toHaveLength(0);
+    expect(t.netfilter[0].config).toEqual(conntrackReceiverConfig.parse({ read_interval: '10s' }));
+    expect(t.details()).toEqual({
+      mode: 'netfilter',
+      reason: 'set in the config (mode: netfilter)',
+      receiver_fact: 'conntrack is here',
+    });
+    expect(
+      t.logs.filter((l) => l.level === INFO && !l.msg.endsWith('receiver started')).map((l) => l.msg),
+    ).toEqual(['collecting flows with netfilter, set in the config (mode: netfilter)']);
+    await t.receiver.shutdown();
+  });
+
+  it('mode: ebpf runs ebpf even where eBPF looks unusable, and its failure says why and what else would run', async () => {
+    const t = setup({ config: { mode: 'ebpf' }, node: { btf: false }, ebpf: { startError: EBPF_ERROR } });
+    await expect(t.receiver.start()).rejects.toThrow(
+      `mode: ebpf cannot start: ${EBPF_ERROR.message}. netmon does not switch to another mode by itself; ` +
+        "netfilter looks usable on this node (nf_conntrack loaded (12 entries in the agent's network namespace); CAP_NET_ADMIN): " +
+        'set mode: netfilter, or auto to let netmon pick',
+    );
+    expect(t.ebpf).toHaveLength(1);
+    expect(t.netfilter).toHaveLength(0);
+    expect(t.ebpf[0].shutdowns).toBe(1);
+    expect(t.receiver.mode).toBeUndefined();
+  });
+
+  it('mode: netfilter that cannot start fails, even where ebpf would run', async () => {
+    const t = setup({ config: { mode: 'netfilter' }, netfilter: { startError: NETFILTER_ERROR } });
+    await expect(t.receiver.start()).rejects.toThrow(
+      `mode: netfilter cannot start: ${NETFILTER_ERROR.message}. netmon does not switch to another mode by itself; ` +
+        'ebpf looks usable on this node (BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN): set mode: ebpf, or auto to let netmon pick',
+    );
+    expect(t.ebpf).toHaveLength(0);
+  });
+
+  it('mode: cilium fails the start, naming the modes this version has, even on a Cilium node', async () => {
+    const t = setup({ config: { mode: 'cilium' }, node: { cilium: ['ct4', 'ct6'] } });
+    await expect(t.receiver.start()).rejects.toThrow(
+      'mode: cilium needs the cilium receiver, which this version of netmon does not have. Available modes: netfilter, ebpf, and auto (which probes the node and picks one of them)',
+    );
+    expect(t.ebpf).toHaveLength(0);
+    expect(t.netfilter).toHaveLength(0);
+    expect(t.details()).toEqual({ mode: 'cilium', reason: 'not available in this version' });
+  });
+});
+
+describe('flows receiver: lifecycle', () => {
+  it('shuts down without a start, twice', async () => {
+    const t = setup();
+    await t.receiver.shutdown();
+    await t.receiver.shutdown();
+    expect(t.ebpf).toHaveLength(0);
+  });
+
+  it('a shutdown while the factory loads the receiver: it is shut down, never started', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const ebpf = fakeFactory((await import('../ebpf/factory.js')).ebpfReceiverFactory);
+    const slow = {
+      ...ebpf,
+      create: async (...args: Parameters<typeof ebpf.create>) => {
+        await gate;
+        return ebpf.create(...args);
+      },
+    };
+    const t = setup();
+    const receiver = new FlowsReceiver(t.settings, t.config, t.sink, {
+      files: fakeNode(),
+      factories: { ebpf: slow, netfilter: fakeFactories().netfilter },
+    });
+    const starting = receiver.start();
+    await receiver.shutdown();
+    release();
+    await expect(starting).rejects.toThrow('shut down while starting');
+    expect(ebpf.made[0].started).toBe(false);
+    expect(ebpf.made[0].shutdowns).toBe(1);
+  });
+
+  it('the factory makes it through create, with the wrapped factories it was given', async () => {
+    const factories = fakeFactories();
+    const factory = makeFlowsReceiverFactory(factories, { files: fakeNode({ btf: false }) });
+    const t = setup();
+    const receiver = (await factory.create(
+      t.settings,
+      factory.config.parse({ mode: 'auto' }),
+      t.sink,
+    )) as FlowsReceiver;
+    await receiver.start();
+    expect(receiver.mode).toBe('netfilter');
+    expect(factories.netfilter.made).toHaveLength(1);
+    await receiver.shutdown();
+    expect(flowsReceiverFactory.type).toBe('flows');
+  });
+});
+
+describe('flows receiver with the real conntrack receiver (on a stand-in kernel)', () => {
+  it("the conntrack receiver's rows, metrics and /status facts are the wrapper's", async () => {
+    const kernel = new FakeKernel();
+    kernel.dumper.fallback = () =>
+      dumpResult([{ src: '10.0.0.1', dst: '10.0.0.2', srcPort: 40000, dstPort: 443, tx: 1500, rx: 9000 }]);
+    const factories = fakeFactories();
+    const netfilter = {
+      ...factories.netfilter,
+      create: (
+        settings: ComponentSettings,
+        config: import('../conntrack/config.js').ConntrackReceiverConfig,
+        next: import('@netmon/core').BatchSink,
+      ) => new ConntrackReceiver(settings, config, next, kernel),
+    };
+    const t = setup();
+    const receiver = new FlowsReceiver(
+      t.settings,
+      flowsReceiverConfig.parse({ mode: 'netfilter', netfilter: { events: false } }),
+      t.sink,
+      { files: fakeNode(), factories: { ...factories, netfilter } },
+    );
+    await receiver.start();
+    await t.sink.waitForItems(1);
+    const batch = t.sink.batches[0];
+    expect(batch.origin).toBe('flows');
+    expect(batch.temporality).toBe('cumulative');
+    expect([batch.row(0).txBytes, batch.row(0).rxBytes]).toEqual([1500, 9000]);
+    expect(kernel.events.subscribed).toBe(false);
+    expect(t.meter.value('netmon_conntrack_reads')).toBe(1);
+    expect(t.details()).toEqual({
+      mode: 'netfilter',
+      reason: 'set in the config (mode: netfilter)',
+      accounting: 'on',
+    });
+    await receiver.shutdown();
+    expect(kernel.dumper.closed).toBe(true);
+    expect(t.meter.value('netmon_conntrack_reads')).toBeUndefined();
+  });
+});
