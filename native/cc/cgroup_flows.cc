@@ -290,13 +290,17 @@ void Merge(const std::vector<Entry>& entries, Rows* rows, uint64_t* paired) {
     uint32_t a = e.value.flags, b = f.value.flags;
     bool eOpened = (a & FLOW_ORIGIN_LOCAL) || (b & FLOW_ORIGIN_REMOTE);
     bool fOpened = (b & FLOW_ORIGIN_LOCAL) || (a & FLOW_ORIGIN_REMOTE);
-    // The initiator's own counters: the responder's are the same bytes seen from the other side (a
-    // packet in flight at the swap may sit in the other interval for one of them; counting one side
-    // only never counts it twice).
+    // Each direction as its sender's egress counted it, as conntrack counts at the output hook: a large
+    // send leaves as one segmentation-offload packet and may reach the receiver as several, each with
+    // its own headers (over loopback), so the receiver's count would not match. And one place per
+    // direction never counts a packet twice, even one in flight at the buffer swap.
     const Entry& first = (fOpened && !eOpened) ? f : e;
     const Entry& second = (&first == &e) ? f : e;
     uint32_t known = (eOpened != fOpened) ? FLOW_ORIGIN_LOCAL : 0;
-    rows->Push(first, known | (first.value.flags & FLOW_TRANSLATED) | kPaired,
+    Entry merged = first;
+    merged.value.rx_bytes = second.value.tx_bytes;
+    merged.value.rx_packets = second.value.tx_packets;
+    rows->Push(merged, known | (first.value.flags & FLOW_TRANSLATED) | kPaired,
                static_cast<double>(second.key.cgroup_id));
     (*paired)++;
   }

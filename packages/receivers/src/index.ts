@@ -3,6 +3,9 @@
 export type { ConntrackReceiverConfig } from './conntrack/config.js';
 export { conntrackReceiverFactory } from './conntrack/factory.js';
 export type { ConntrackReceiver } from './conntrack/receiver.js';
+export type { EbpfReceiverConfig } from './ebpf/config.js';
+export { ebpfReceiverFactory } from './ebpf/factory.js';
+export type { EbpfReceiver } from './ebpf/receiver.js';
 export type { FileReceiverConfig } from './file/config.js';
 export { fileReceiverFactory } from './file/factory.js';
 export type { FileReceiver } from './file/receiver.js';

@@ -1,0 +1,34 @@
+import { duration } from '@netmon/core';
+import { z } from 'zod';
+
+export const ebpfReceiverConfig = z.strictObject({
+  cgroup_path: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'cgroup2 directory to attach to: sockets in it and in every cgroup below it are counted. Default: the cgroup2 root, found in /proc/self/mountinfo (/sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid one), so every socket of the node is seen.',
+    ),
+  read_interval: duration({ min: 100 })
+    .prefault('5s')
+    .describe(
+      'How often the per-interval counters are read out of the kernel. Each read emits the bytes of that interval (deltas): no delta processor is needed after this receiver.',
+    ),
+  max_flows: z
+    .number()
+    .int()
+    .min(16)
+    .max(1 << 22)
+    .default(65536)
+    .describe(
+      'Distinct flows (connection and local cgroup) one read interval can hold. Each of the two buffers the kernel fills in turn costs about 140 bytes per flow of locked kernel memory. Packets of flows beyond it are counted as lost (netmon_ebpf_flows_lost), never silently dropped.',
+    ),
+  coverage_interfaces: z
+    .array(z.string().min(1))
+    .optional()
+    .describe(
+      "Interfaces whose byte counters the coverage figure compares with what the receiver saw. Default: every interface of the agent's network namespace but loopback.",
+    ),
+});
+
+export type EbpfReceiverConfig = z.output<typeof ebpfReceiverConfig>;

@@ -1,0 +1,117 @@
+// What the eBPF receiver reads from the node besides its BPF maps: the cgroup2 mount, the agent's own
+// listening sockets (orientation of connections older than the agent) and the interfaces' byte
+// counters (coverage). Parsers are plain functions over the files' text, so tests feed them samples.
+import { existsSync, readFileSync } from 'node:fs';
+import { attachCgroupFlows } from '@netmon/native';
+
+const CAP_NET_ADMIN = 12;
+const CAP_SYS_ADMIN = 21;
+const CAP_BPF = 39;
+
+/** The cgroup2 mount point from /proc/self/mountinfo text, or undefined when there is none. */
+export function cgroup2Mount(mountinfo: string): string | undefined {
+  for (const line of mountinfo.split('\n')) {
+    // "36 25 0:31 / /sys/fs/cgroup/unified rw,nosuid,... shared:10 - cgroup2 cgroup2 rw,..."
+    const dash = line.indexOf(' - ');
+    if (dash < 0) continue;
+    if (!line.slice(dash + 3).startsWith('cgroup2 ')) continue;
+    const fields = line.slice(0, dash).split(' ');
+    // A bind mount of a subtree (root other than "/") is not the hierarchy's root.
+    if (fields[3] !== '/') continue;
+    return unescapeMountPath(fields[4]);
+  }
+  return undefined;
+}
+
+/** mountinfo writes space, tab, newline and backslash in paths as octal escapes. */
+function unescapeMountPath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+}
+
+/** Ports with a socket waiting for peers, per protocol: TCP in LISTEN, UDP bound and not connected. */
+export interface ListeningPorts {
+  tcp: Set<number>;
+  udp: Set<number>;
+}
+
+/**
+ * Listening ports from the text of /proc/net/tcp, tcp6 (state 0A, LISTEN) or udp, udp6 (state 07 with
+ * no remote end: a bound, unconnected socket).
+ */
+export function parseListening(text: string, protocol: 'tcp' | 'udp', into: Set<number>): void {
+  const lines = text.split('\n');
+  for (let i = 1; i < lines.length; i++) {
+    // "  0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 ..."
+    const f = lines[i].trim().split(/\s+/);
+    if (f.length < 4) continue;
+    const state = f[3];
+    const unconnected = /^0+:0000$/.test(f[2]);
+    if (protocol === 'tcp' ? state !== '0A' : state !== '07' || !unconnected) continue;
+    const colon = f[1].lastIndexOf(':');
+    const port = Number.parseInt(f[1].slice(colon + 1), 16);
+    if (Number.isInteger(port) && port > 0) into.add(port);
+  }
+}
+
+/**
+ * Bytes received plus sent per interface, from the text of /proc/net/dev.
+ */
+export function parseInterfaceBytes(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const name = line.slice(0, colon).trim();
+    const f = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/);
+    // Receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes packets …
+    if (f.length < 16) continue;
+    const rx = Number(f[0]);
+    const tx = Number(f[8]);
+    if (Number.isFinite(rx) && Number.isFinite(tx)) out.set(name, rx + tx);
+  }
+  return out;
+}
+
+/** Effective capabilities from /proc/self/status text. */
+export function effectiveCapabilities(status: string): bigint | undefined {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+  return m ? BigInt(`0x${m[1]}`) : undefined;
+}
+
+/** Why this process cannot load and attach the programs, or undefined when its capabilities allow it. */
+export function missingBpfCapabilities(caps: bigint | undefined): string | undefined {
+  if (caps === undefined) return undefined; // not Linux-like /proc: let the kernel decide
+  const has = (cap: number) => ((caps >> BigInt(cap)) & 1n) === 1n;
+  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_NET_ADMIN))) return undefined;
+  return 'loading and attaching eBPF programs needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN)';
+}
+
+/**
+ * The node access the receiver needs. A seam for unit tests, which drive scheduling, orientation and
+ * the batches it builds with a stand-in; not reachable from the config.
+ */
+export interface EbpfKernel {
+  attach: typeof attachCgroupFlows;
+  /** Text of a file under /proc (or undefined when it cannot be read). */
+  readProc(path: string): string | undefined;
+  /** True when the interface is a virtual one of this host (veth, bridge, tunnel, lo). */
+  isVirtualInterface(name: string): boolean;
+}
+
+export const nodeKernel: EbpfKernel = {
+  attach: attachCgroupFlows,
+  readProc(path) {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return undefined;
+    }
+  },
+  // Virtual network devices sit under /sys/devices/virtual/net; physical ones (and the VM's virtio
+  // ones) do not. Pod traffic crosses a veth and then the physical interface, so counting both would
+  // count it twice.
+  isVirtualInterface: (name) => name === 'lo' || existsSync(`/sys/devices/virtual/net/${name}`),
+};
