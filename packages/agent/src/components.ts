@@ -16,11 +16,17 @@ import {
   k8sAttributesProcessorFactory,
   pluginProcessorFactory,
 } from '@netmon/processors';
-import { conntrackReceiverFactory, fileReceiverFactory, flowsReceiverFactory } from '@netmon/receivers';
+import {
+  conntrackReceiverFactory,
+  ebpfReceiverFactory,
+  fileReceiverFactory,
+  flowsReceiverFactory,
+} from '@netmon/receivers';
 
 export function defaultRegistry(): Registry {
   return new Registry([
     conntrackReceiverFactory,
+    ebpfReceiverFactory,
     fileReceiverFactory,
     flowsReceiverFactory,
     deltaProcessorFactory,

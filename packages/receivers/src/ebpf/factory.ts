@@ -13,7 +13,7 @@ export const ebpfReceiverFactory = defineReceiver({
   config: ebpfReceiverConfig,
   metrics: EBPF_METRICS,
   validate(config) {
-    if (config.cgroup_path !== undefined && !existsSync(config.cgroup_path)) {
+    if (config.cgroup_path && !existsSync(config.cgroup_path)) {
       return [
         {
           key: 'cgroup_path',

@@ -98,7 +98,7 @@ export class EbpfReceiver implements Receiver {
 
   start(): void {
     const mount = cgroup2Mount(this.kernel.readProc('/proc/self/mountinfo') ?? '');
-    const path = this.config.cgroup_path ?? mount;
+    const path = this.config.cgroup_path || mount;
     if (path === undefined) {
       throw new Error(
         'ebpf receiver: no cgroup2 filesystem is mounted (none in /proc/self/mountinfo): mount one (mount -t cgroup2 none /sys/fs/cgroup) or set cgroup_path to a cgroup2 directory',
@@ -119,7 +119,7 @@ export class EbpfReceiver implements Receiver {
     } catch (err) {
       throw new Error(`ebpf receiver: cannot attach to the cgroup ${path}: ${errorMessage(err)}`);
     }
-    this.pods = new CgroupPods(mount ?? path);
+    this.pods = new CgroupPods(path);
     this.interfaces = this.coverageInterfaces();
     this.lastInterfaceTotal = this.interfaceTotal();
     this.intervalStart = Date.now();
