@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  CONFIG_MIRROR,
   endpointSliceRecord,
   nodeRecord,
   podRecord,
@@ -61,6 +63,36 @@ describe('podRecord', () => {
     ).toMatchObject({ ips: [], phase: 'Pending' });
     expect(podRecord({ metadata: { name: 'p', namespace: 'n' } }, new Set())).toBeUndefined();
     expect(podRecord(null, new Set())).toBeUndefined();
+  });
+
+  it('keeps a mirror pod’s config hash, the UID its static pod has on the node', () => {
+    // kubeadm's etcd as the API shows it: config.hash and config.mirror carry the manifest's hash, which
+    // the kubelet runs the static pod under; metadata.uid is the mirror pod's own.
+    const list = JSON.parse(readFileSync(new URL('./testdata/static-pods.json', import.meta.url), 'utf8'));
+    const etcd = list.items[0];
+    expect(etcd.metadata.annotations[CONFIG_MIRROR]).toBe('5f1c0b7e2d9a4c3e8b6f0a1d2e3c4b5a');
+    expect(podRecord(etcd, new Set())).toEqual({
+      uid: '0b6f3c1e-8d2a-4f7b-9e5c-3a1d7f0e2b48',
+      namespace: 'kube-system',
+      name: 'etcd-ip-10-1-1-20.eu-west-1.compute.internal',
+      nodeName: 'ip-10-1-1-20.eu-west-1.compute.internal',
+      phase: 'Running',
+      hostNetwork: true,
+      ips: ['10.1.1.20'],
+      workloadKind: 'Node',
+      workloadName: 'ip-10-1-1-20.eu-west-1.compute.internal',
+      labels: {},
+      configHash: '5f1c0b7e2d9a4c3e8b6f0a1d2e3c4b5a',
+    });
+    // Only the mirror annotation counts: other annotations, or none, leave the record without a hash.
+    const other = {
+      ...watched,
+      metadata: { ...watched.metadata, annotations: { 'kubernetes.io/config.hash': 'x' } },
+    };
+    expect(podRecord(other, new Set())?.configHash).toBeUndefined();
+    expect(podRecord(watched, new Set())?.configHash).toBeUndefined();
+    const empty = { ...watched, metadata: { ...watched.metadata, annotations: { [CONFIG_MIRROR]: '' } } };
+    expect(podRecord(empty, new Set())?.configHash).toBeUndefined();
   });
 });
 

@@ -10,6 +10,14 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== 
 const strings = (v: unknown): string[] =>
   Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x !== '') : [];
 
+/**
+ * The annotation the kubelet puts on the mirror pod it creates in the API for a static pod: the hash of the
+ * pod's manifest, which is also the static pod's UID on the node (and so its cgroup's name), while the mirror
+ * pod gets a UID of its own from the API server. See the kubelet's pkg/kubelet/config/common.go (the hash
+ * as UID) and pkg/kubelet/pod/mirror_client.go (the annotation), https://github.com/kubernetes/kubernetes.
+ */
+export const CONFIG_MIRROR = 'kubernetes.io/config.mirror';
+
 export function podRecord(pod: Obj, labelKeys: ReadonlySet<string>): PodRecord | undefined {
   const meta = pod?.metadata;
   const uid = str(meta?.uid);
@@ -35,6 +43,7 @@ export function podRecord(pod: Obj, labelKeys: ReadonlySet<string>): PodRecord |
     workloadKind: workload.kind,
     workloadName: workload.name,
     labels,
+    configHash: str(meta.annotations?.[CONFIG_MIRROR]),
   };
 }
 

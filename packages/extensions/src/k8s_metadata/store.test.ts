@@ -109,6 +109,44 @@ describe('MetadataStore', () => {
     expect(s.podByUid('proxy-uid-2')).toBeUndefined();
   });
 
+  it('finds a static pod by the UID the kubelet gives it (its mirror pod’s config hash) as well', () => {
+    const s = new MetadataStore();
+    s.upsertNode(node({ name: 'n1', ips: ['192.168.0.1'] }));
+    const etcd = pod({
+      name: 'etcd-n1',
+      uid: 'mirror-uid-1',
+      hostNetwork: true,
+      nodeName: 'n1',
+      ips: ['192.168.0.1'],
+      configHash: 'hash-1',
+    });
+    s.upsertPod(etcd);
+    s.upsertPod(pod({ name: 'apiserver-n1', hostNetwork: true, nodeName: 'n1', configHash: 'hash-a' }));
+    expect(s.podByUid('hash-1')?.pod).toBe('etcd-n1');
+    expect(s.podByUid('mirror-uid-1')).toBe(s.podByUid('hash-1'));
+    expect(s.podByUid('hash-a')?.pod).toBe('apiserver-n1');
+    // A changed manifest: the kubelet replaces the mirror pod (same name, new uid and hash).
+    s.upsertPod({ ...etcd, uid: 'mirror-uid-2', configHash: 'hash-2' });
+    expect(s.podByUid('hash-1')).toBeUndefined();
+    expect(s.podByUid('mirror-uid-1')).toBeUndefined();
+    expect(s.podByUid('hash-2')?.pod).toBe('etcd-n1');
+    // An update that changes the hash in place moves the index with it.
+    s.upsertPod({ ...etcd, uid: 'mirror-uid-2', configHash: 'hash-3' });
+    expect(s.podByUid('hash-2')).toBeUndefined();
+    expect(s.podByUid('hash-3')?.pod).toBe('etcd-n1');
+    // A mirror pod recreated under another name that takes the hash keeps it when the old one goes.
+    s.upsertPod(
+      pod({ name: 'etcd-n1-renamed', uid: 'mirror-uid-4', hostNetwork: true, configHash: 'hash-3' }),
+    );
+    expect(s.podByUid('hash-3')?.pod).toBe('etcd-n1-renamed');
+    s.deletePod('mirror-uid-2');
+    expect(s.podByUid('hash-3')?.pod).toBe('etcd-n1-renamed');
+    s.deletePod('mirror-uid-4');
+    expect(s.podByUid('hash-3')).toBeUndefined();
+    // The address stays the node's throughout.
+    expect(who(s, '192.168.0.1')).toMatchObject({ kind: 'node' });
+  });
+
   it('gives a reused address to the running pod; deleting the finished one does not unmap it', () => {
     const s = new MetadataStore();
     s.upsertPod(pod({ name: 'job', ips: ['10.0.0.5'] }));

@@ -19,6 +19,12 @@ export interface PodRecord {
   workloadKind: string;
   workloadName: string;
   labels: Record<string, string>;
+  /**
+   * A mirror pod's `kubernetes.io/config.mirror` annotation: the hash of its static pod's manifest. The
+   * kubelet runs the static pod under that hash as its UID, and names the pod's cgroup after it; the mirror
+   * pod the API shows has a UID of its own.
+   */
+  configHash?: string;
 }
 
 export interface NodeRecord {
@@ -118,6 +124,8 @@ export class MetadataStore {
   private readonly controlPlaneIps = new Set<AddressKey>();
 
   private readonly pods = new Map<string, { record: PodRecord; entity: Entity; keys: AddressKey[] }>();
+  /** A static pod's UID on its node (its mirror pod's config hash) → the mirror pod's uid. */
+  private readonly mirrors = new Map<string, string>();
   /** namespace → name → uid: a name belongs to one pod at a time. */
   private readonly podNames = new Map<string, Map<string, string>>();
   private readonly nodes = new Map<
@@ -234,10 +242,13 @@ export class MetadataStore {
   /**
    * The pod with this UID, whatever its addresses: a hostNetwork pod (whose IP is its node's) or a finished
    * one (whose IP is no longer its own) is still found. Receivers that know a socket's pod by its cgroup
-   * name it so.
+   * name it so. A static pod's UID (the kubelet's, which names its cgroup) finds its mirror pod.
    */
   podByUid(uid: string): Entity | undefined {
-    return this.pods.get(uid)?.entity;
+    const pod = this.pods.get(uid);
+    if (pod !== undefined) return pod.entity;
+    const mirror = this.mirrors.get(uid);
+    return mirror === undefined ? undefined : this.pods.get(mirror)?.entity;
   }
 
   /** Every node's provider, counted: the cost processor's default provider is the most common. */
@@ -277,6 +288,7 @@ export class MetadataStore {
       if (existing.record.namespace !== record.namespace || existing.record.name !== record.name) {
         this.forgetName(existing.record);
       }
+      if (existing.record.configHash !== record.configHash) this.forgetMirror(existing.record);
     }
     Object.assign(entity, {
       namespace: record.namespace,
@@ -291,6 +303,7 @@ export class MetadataStore {
     const owns = !record.hostNetwork && record.phase !== 'Succeeded' && record.phase !== 'Failed';
     const keys = owns ? keysOf(record.ips) : [];
     for (const key of keys) if (!existing?.keys.includes(key)) this.claim(key, entity);
+    if (record.configHash !== undefined) this.mirrors.set(record.configHash, record.uid);
     this.pods.set(record.uid, { record, entity, keys });
     this.generation++;
   }
@@ -301,6 +314,7 @@ export class MetadataStore {
     this.unclaimAll(existing.keys, existing.entity);
     this.pods.delete(uid);
     this.forgetName(existing.record);
+    this.forgetMirror(existing.record);
     this.release(existing.entity);
     this.generation++;
     for (const listener of this.podDeletedListeners)
@@ -333,6 +347,13 @@ export class MetadataStore {
     if (names?.get(record.name) !== record.uid) return;
     names.delete(record.name);
     if (names.size === 0) this.podNames.delete(record.namespace);
+  }
+
+  private forgetMirror(record: PodRecord): void {
+    // Another mirror pod may hold the hash now (the kubelet recreated it): only our own entry goes.
+    if (record.configHash !== undefined && this.mirrors.get(record.configHash) === record.uid) {
+      this.mirrors.delete(record.configHash);
+    }
   }
 
   upsertNode(record: NodeRecord): void {
