@@ -8,6 +8,13 @@ export type { Entity, MetadataStore } from './store.js';
 
 export const K8S_METADATA = extensionKey<K8sMetadata>('k8s_metadata');
 
+/**
+ * String columns a receiver writes for an end that is a local socket: the UID of the pod whose cgroup the
+ * socket is in (the `ebpf` receiver). `resolve` makes that end this pod, whatever its address says.
+ */
+export const SRC_POD_UID = 'src.k8s.pod.uid';
+export const DST_POD_UID = 'dst.k8s.pod.uid';
+
 export interface K8sMetadata extends Extension {
   readonly store: MetadataStore;
   /** The node this agent runs on; flows of its pods and its own addresses are local. */
@@ -31,14 +38,24 @@ export interface K8sMetadata extends Extension {
 }
 
 /**
- * Entity ids per row (`store.entity(id)`), -1 when the address belongs to nobody the cluster knows.
- * `peer` is whom the source really talks to: the DNAT backend when the flow was translated and the
- * backend is known, otherwise the destination as dialled.
+ * Entity ids per row (`store.entity(id)`), -1 when the end belongs to nobody the cluster knows. An end
+ * the receiver named by pod UID (`SRC_POD_UID`, `DST_POD_UID`) that the store knows is that pod; the other
+ * ends are found by address.
  */
 export interface Resolution {
   length: number;
+  /** The pod named by `src.k8s.pod.uid`, else the owner of the source address. */
   src: Int32Array;
+  /**
+   * The destination as dialled: the pod named by `dst.k8s.pod.uid`, unless the address dialled is a
+   * Service's (ClusterIP, load-balancer IP) or a Service's endpoint, which stays what was dialled; else the
+   * owner of the destination address.
+   */
   dst: Int32Array;
+  /**
+   * Whom the source really reached: the pod named by `dst.k8s.pod.uid`, else the DNAT backend when the
+   * flow was translated and the backend is known, else `dst`.
+   */
   peer: Int32Array;
   /** The service the destination belongs to: the dialled ClusterIP or LB IP, or the backend's service. */
   service: Int32Array;

@@ -21,57 +21,6 @@ const END_FIELDS: [string, Field][] = [
 
 export const REPORTER = 'flow.reporter';
 export const INITIATOR_KNOWN = 'flow.initiator_known';
-/** The pod of a local socket, by its cgroup (the ebpf receiver): stronger than what its address says. */
-export const SRC_POD_UID = 'src.k8s.pod.uid';
-export const DST_POD_UID = 'dst.k8s.pod.uid';
-
-const UNRESOLVED = -2;
-
-/**
- * One end's entity ids with the pod named by a UID column preferred to the address lookup: a hostNetwork
- * pod's address is its node's, but its socket's cgroup names the pod. A UID the store does not know (a
- * pod not listed yet, a static pod's cgroup) leaves the address's answer. UIDs are resolved once per
- * dictionary code, and a shared dictionary's answers are kept across batches while the store is unchanged.
- */
-export class PodsByUid {
-  private dict: string[] | undefined;
-  private generation = -1;
-  /** Per dictionary code: the pod's entity id, -1 for none, UNRESOLVED before the first row asks. */
-  private byCode = new Int32Array(0);
-  private ids = new Int32Array(0);
-
-  constructor(private readonly key: string) {}
-
-  /** `byAddress` itself when the batch has no such column; else an array (reused per call) to read now. */
-  apply(batch: FlowBatch, byAddress: Int32Array, store: MetadataStore): Int32Array {
-    const column = batch.column(this.key);
-    if (column === undefined || column.kind !== 'string') return byAddress;
-    const { dict, codes } = column;
-    if (dict !== this.dict || store.generation !== this.generation) {
-      this.dict = dict;
-      this.generation = store.generation;
-      this.byCode.fill(UNRESOLVED);
-    }
-    if (this.byCode.length < dict.length) {
-      const grown = new Int32Array(Math.max(dict.length, this.byCode.length * 2, 16)).fill(UNRESOLVED);
-      grown.set(this.byCode);
-      this.byCode = grown;
-    }
-    const n = batch.length;
-    if (this.ids.length < n) this.ids = new Int32Array(Math.max(n, this.ids.length * 2));
-    const { byCode, ids } = this;
-    for (let i = 0; i < n; i++) {
-      const code = codes[i];
-      let id = -1;
-      if (code !== 0) {
-        id = byCode[code];
-        if (id === UNRESOLVED) id = byCode[code] = store.podByUid(dict[code])?.id ?? -1;
-      }
-      ids[i] = id >= 0 ? id : byAddress[i];
-    }
-    return ids;
-  }
-}
 
 /**
  * Writes a fixed set of string columns from the entity each row resolved to. Each column's values are
@@ -237,8 +186,6 @@ export class K8sAttributesProcessor implements Processor<FlowBatch> {
   private readonly src: EntityColumnWriter;
   private readonly dst: EntityColumnWriter;
   private readonly service = new EntityColumnWriter(['dst.k8s.service.name'], [(e) => e.service]);
-  private readonly srcPods = new PodsByUid(SRC_POD_UID);
-  private readonly dstPods = new PodsByUid(DST_POD_UID);
   private serviceIds = new Int32Array(0);
 
   constructor(
@@ -264,13 +211,13 @@ export class K8sAttributesProcessor implements Processor<FlowBatch> {
     const n = batch.length;
     if (n === 0 || this.metadata.standalone) return batch;
     const { store, nodeName } = this.metadata;
+    // An end the receiver named by pod UID (a local socket's cgroup) is that pod in `res`, whatever its
+    // address: the extension resolves it so, for classify and cost too.
     const res = this.metadata.resolve(batch);
-    // A local socket's pod (by its cgroup) over its address; the address's answer otherwise.
-    const src = this.srcPods.apply(batch, res.src, store);
+    const { src, peer } = res;
+    this.src.write(batch, src, store);
     // The destination is whom the source really reached: the pod of the socket that answered, else the
     // DNAT backend when known, else the address dialled.
-    const peer = this.dstPods.apply(batch, res.peer, store);
-    this.src.write(batch, src, store);
     this.dst.write(batch, peer, store);
 
     // The service: the dialled ClusterIP's, the backend's, or the selector-less endpoint's.
