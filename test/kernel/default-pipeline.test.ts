@@ -33,10 +33,13 @@ describe.runIf(privileged())('the default pipeline against the kernel', () => {
   });
 
   it('serves flow bytes and self-metrics that pass promtool check metrics with no finding', async () => {
-    // configs/default.yaml as shipped, with one file merged on top that points conntrack at the test's
-    // namespace (instead of the machine's own table) and reads faster.
+    // configs/default.yaml as shipped, with one file merged on top that chooses the netfilter mode and
+    // points conntrack at the test's namespace (instead of the machine's own table), reading faster.
     const overlay = path.join(dir, 'netns.yaml');
-    writeFileSync(overlay, `receivers: { conntrack: { netns: ${net.path(net.b)}, read_interval: 300ms } }\n`);
+    writeFileSync(
+      overlay,
+      `receivers: { flows: { mode: netfilter, netfilter: { netns: ${net.path(net.b)}, read_interval: 300ms } } }\n`,
+    );
     const metricsPort = await freePort();
     const agent = new AgentProcess(['run', '--config', 'configs/default.yaml', overlay], {
       env: {

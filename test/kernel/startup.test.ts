@@ -21,7 +21,7 @@ describe.runIf(privileged())('agent start against the kernel', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('without CAP_NET_ADMIN the default config refuses to start and says what to do', async () => {
+  it('without capabilities the default config (mode auto) refuses to start and says what each mode needs', async () => {
     const child = spawn(
       'setpriv',
       // Still uid 0 (so every file stays readable wherever the checkout is), but with no capability left.
@@ -42,7 +42,9 @@ describe.runIf(privileged())('agent start against the kernel', () => {
     child.stderr.on('data', (d) => (out += d));
     const code = await new Promise((r) => child.on('close', r));
     expect(code).toBe(1);
-    expect(out).toContain('reading the conntrack table needs CAP_NET_ADMIN');
+    expect(out).toContain('mode: auto: no collection mode is usable on this node');
+    expect(out).toContain('CAP_BPF and CAP_NET_ADMIN missing');
+    expect(out).toContain('reading conntrack needs CAP_NET_ADMIN: missing');
     expect(out).toContain('configs/examples/replay.yaml');
   });
 
