@@ -1,10 +1,13 @@
-// The conntrack receiver through the conformance suite every component passes (start → shutdown leaves
-// no handles, timers, threads' handles or fds behind), on a namespace of its own so the host's sysctls
-// are never touched. Root only.
+// The kernel receivers through the conformance suite every component passes (start → shutdown leaves
+// no handles, timers, threads' handles or fds behind): conntrack on a namespace of its own so the host's
+// sysctls are never touched, ebpf on a cgroup of its own. Root only.
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmdirSync } from 'node:fs';
+import path from 'node:path';
 import { describeConformance } from '@netmon/core/testkit';
-import { conntrackReceiverFactory } from '@netmon/receivers';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { conntrackReceiverFactory, ebpfReceiverFactory } from '@netmon/receivers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attachedPrograms, cgroup2Root } from '../harness/cgroup.js';
 import { privileged } from '../harness/netns.js';
 
 const ok = privileged();
@@ -34,6 +37,26 @@ describe.runIf(ok)('conntrack receiver', () => {
 
   describeConformance(conntrackReceiverFactory, {
     config: { netns: `/run/netns/${ns}`, read_interval: '100ms' },
+    runMs: 350,
+  });
+});
+
+describe.runIf(ok)('ebpf receiver', () => {
+  if (!ok) {
+    it.skip('needs root', () => {});
+    return;
+  }
+  // A cgroup of its own (made when the tests run, removed after): the real programs attach to it and the
+  // suite checks that shutdown leaves no handle, timer or fd — and no program attached.
+  const cgroup = path.join(cgroup2Root(), `netmon-conformance-${process.pid}`);
+  beforeAll(() => mkdirSync(cgroup));
+  afterAll(async () => {
+    expect(await attachedPrograms(cgroup)).toEqual([]);
+    rmdirSync(cgroup);
+  });
+
+  describeConformance(ebpfReceiverFactory, {
+    config: { cgroup_path: cgroup, read_interval: '100ms' },
     runMs: 350,
   });
 });
