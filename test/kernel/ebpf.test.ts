@@ -6,8 +6,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type FlowBatch, FlowFlags, formatIp } from '@netmon/core';
 import { CollectingSink, testSettings } from '@netmon/core/testkit';
-import { type EbpfReceiver, ebpfReceiverFactory } from '@netmon/receivers';
+import { ebpfReceiverFactory } from '@netmon/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// The receiver itself and its node access, to point the coverage figure at a test namespace's counters.
+import { nodeKernel } from '../../packages/receivers/src/ebpf/kernel.js';
+import { EbpfReceiver } from '../../packages/receivers/src/ebpf/receiver.js';
 import { attachedPrograms, TestCgroup } from '../harness/cgroup.js';
 import { NetnsPair, privileged, startServers, TRAFFIC, waitForOutput } from '../harness/netns.js';
 
@@ -151,6 +154,41 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
     });
   });
 
+  it('keeps a connection to a DNAT-rewritten address one flow: dst as dialled, backend as reached, bytes as conntrack counts them', async () => {
+    const counted = cg.child('dnat');
+    await net.exec(net.b, 'nft', [
+      'add table ip netmon_nat; add chain ip netmon_nat out { type nat hook output priority -100; }; ' +
+        'add rule ip netmon_nat out ip daddr 10.200.0.99 tcp dport 80 dnat to 10.200.0.1:8080',
+    ]);
+    const r = await receiverOn(counted);
+    expect(await cg.run(counted, 'python3', [TRAFFIC, 'get', 'http://10.200.0.99:80/blob.bin'], net.b)).toBe(
+      `${BLOB}\n`,
+    );
+    await r.receiver.shutdown();
+    const batch = r.sink.batches.find((b) => b.length > 0);
+    expect(batch?.length).toBe(1);
+    const row = batch!.row(0);
+    const oracle = (await net.conntrack(net.b, 'ipv4')).find((e) => e.dst === '10.200.0.99');
+    expect(oracle).toBeDefined();
+    expect({
+      dst: row.dstIp,
+      dport: row.dstPort,
+      backend: row.backendIp,
+      backendPort: row.backendPort,
+      dnat: (row.flags & FlowFlags.Dnat) !== 0,
+      tx: row.txBytes,
+      rx: row.rxBytes,
+    }).toEqual({
+      dst: '10.200.0.99',
+      dport: 80,
+      backend: '10.200.0.1',
+      backendPort: 8080,
+      dnat: true,
+      tx: oracle!.txBytes,
+      rx: oracle!.rxBytes,
+    });
+  });
+
   it('reports a connection between two local processes once, initiator → responder, with both cgroups', async () => {
     const server = cg.child('pair/server');
     const client = cg.child('pair/client');
@@ -201,6 +239,44 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
     expect(counted + c.lostPackets).toBe(82);
     expect(got.some((row) => row.tx === 38)).toBe(true);
     expect(r.settings.status).toBeDefined();
+  });
+
+  it('says what share of the interface bytes it accounted for (coverage), from the kernel counters of the namespace', async () => {
+    const counted = cg.child('coverage');
+    // The receiver reads /proc/net/dev of the namespace the traffic crosses (namespace b, through a
+    // process living there) instead of the test runner's own: the rest is the real node access.
+    const resident = net.spawn(net.b, 'sleep', ['60']);
+    const vethB = `v${net.b}`.slice(0, 15);
+    const kernel = {
+      ...nodeKernel,
+      readProc: (file: string) =>
+        nodeKernel.readProc(file === '/proc/net/dev' ? `/proc/${resident.pid}/net/dev` : file),
+    };
+    const sink = new CollectingSink<FlowBatch>();
+    const settings = testSettings('receiver', 'ebpf/coverage');
+    const receiver = new EbpfReceiver(
+      settings,
+      ebpfReceiverFactory.config.parse({
+        cgroup_path: counted,
+        read_interval: '1h',
+        coverage_interfaces: [vethB],
+      }),
+      sink,
+      kernel,
+    );
+    receiver.start();
+    expect(
+      await cg.run(counted, 'python3', [TRAFFIC, 'get', `http://${net.ipA}:8080/blob.bin`, '2'], net.b),
+    ).toBe(`${2 * BLOB}\n`);
+    await receiver.shutdown();
+    resident.kill('SIGKILL');
+    const c = receiver.counters;
+    // Everything crossed the veth, and the receiver saw all of it: only the interface's link-layer
+    // headers (14 bytes a frame) are not in its IP lengths.
+    expect(c.seenBytes).toBeGreaterThan(2 * BLOB);
+    expect(c.interfaceBytes).toBeGreaterThan(c.seenBytes);
+    expect(c.coverage).toBeGreaterThan(0.95);
+    expect(c.coverage).toBeLessThan(1);
   });
 
   it('leaves no program attached once the receiver stops', async () => {
