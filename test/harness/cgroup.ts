@@ -59,7 +59,10 @@ export class TestCgroup {
     return child;
   }
 
-  /** Kills what spawn() started and removes the cgroups, deepest first. */
+  /**
+   * Kills what spawn() started, and any process still in the tree (every one was started by this test
+   * inside its own cgroups, e.g. by a run() whose test failed), then removes the cgroups, deepest first.
+   */
   async destroy(): Promise<void> {
     for (const child of this.children) {
       child.kill('SIGKILL');
@@ -68,6 +71,13 @@ export class TestCgroup {
     const remove = (dir: string) => {
       for (const e of readdirSync(dir, { withFileTypes: true })) {
         if (e.isDirectory()) remove(path.join(dir, e.name));
+      }
+      for (const pid of readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // already gone
+        }
       }
       // A process that just exited may still be leaving the cgroup: retry briefly.
       for (let i = 0; ; i++) {

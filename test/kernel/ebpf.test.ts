@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The receiver itself and its node access, to point the coverage figure at a test namespace's counters.
 import { nodeKernel } from '../../packages/receivers/src/ebpf/kernel.js';
 import { EbpfReceiver } from '../../packages/receivers/src/ebpf/receiver.js';
+import { freePort } from '../harness/agent.js';
 import { attachedPrograms, TestCgroup } from '../harness/cgroup.js';
 import { NetnsPair, privileged, startServers, TRAFFIC, waitForOutput } from '../harness/netns.js';
 
@@ -85,9 +86,12 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
   });
 
   afterAll(async () => {
-    await cg?.destroy();
-    await net?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    try {
+      await cg?.destroy();
+    } finally {
+      await net?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   /** A receiver on `cgroup` whose only read is the final one at shutdown (read_interval 1 h). */
@@ -219,6 +223,39 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
     expect(oracle[0].rxBytes - got[0].rx).toBeGreaterThanOrEqual(0);
     expect(oracle[0].rxBytes - got[0].rx).toBeLessThanOrEqual(52);
     expect(oracle[0].rxPackets - got[0].rxp).toBeLessThanOrEqual(1);
+  });
+
+  it('orients a connection older than the agent by the local listening socket', async () => {
+    const server = cg.child('old/server');
+    const client = cg.child('old/client');
+    const port = await freePort();
+    // Both ends on this host's loopback, in the agent's own namespace, where /proc/net/tcp lists the listener.
+    const http = cg.spawn(server, 'python3', [TRAFFIC, 'serve-http', dir, '127.0.0.1', String(port)]);
+    await waitForOutput(http, /listening/);
+    // A slow transfer (20 kB/s) that is under way before the programs are attached: no SYN is seen.
+    const get = cg.spawn(client, 'python3', [
+      TRAFFIC,
+      'get',
+      `http://127.0.0.1:${port}/blob.bin`,
+      '1',
+      '20000',
+    ]);
+    await new Promise((res) => setTimeout(res, 1000));
+    const r = await receiverOn(path.dirname(server));
+    await new Promise((res) => setTimeout(res, 1000));
+    const got = (await r.stop()).filter((row) => row.protocol === 6);
+    get.kill('SIGKILL');
+    http.kill('SIGKILL');
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatchObject({
+      src: '127.0.0.1',
+      dst: '127.0.0.1',
+      dport: port,
+      srcCgroup: TestCgroup.id(client),
+      dstCgroup: TestCgroup.id(server),
+    });
+    expect(got[0].rx).toBeGreaterThan(0);
+    expect(got[0].flags & FlowFlags.InitiatorKnown).toBe(FlowFlags.InitiatorKnown);
   });
 
   it('counts the packets a full buffer cannot take, and keeps reading', async () => {

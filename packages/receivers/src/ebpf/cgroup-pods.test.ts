@@ -11,7 +11,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CgroupPods, findCgroup2Mount, podUidOfPath } from './cgroup-pods.js';
+import { CgroupPods, podUidOfPath } from './cgroup-pods.js';
+import { cgroup2Mount } from './kernel.js';
+
+const findCgroup2Mount = () => cgroup2Mount(readFileSync('/proc/self/mountinfo', 'utf8'));
 
 // A hook in front of readdirSync, so a test can remove a directory just before the walk reads it (a
 // cgroup that vanishes mid-walk) or make the read fail the way an unreadable directory does.
@@ -322,21 +325,6 @@ describe('CgroupPods on a fake tree', () => {
     expect(pods.podUid(12345)).toBeUndefined();
     expect(pods.scans).toBe(1);
     expect(pods.size).toBe(0);
-  });
-});
-
-describe('findCgroup2Mount', () => {
-  it('finds the cgroup2 mount point of a hybrid host, unescaped', () => {
-    const text = [
-      '30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755',
-      '31 30 0:28 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu',
-      '40 30 0:37 / /sys/fs/cgroup/un\\040ified rw,relatime shared:9 - cgroup2 cgroup2 rw',
-    ].join('\n');
-    expect(findCgroup2Mount(text)).toBe('/sys/fs/cgroup/un ified');
-    expect(findCgroup2Mount('25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n')).toBe(
-      '/sys/fs/cgroup',
-    );
-    expect(findCgroup2Mount('31 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n')).toBeUndefined();
   });
 });
 

@@ -11,7 +11,7 @@
 //   cgroupfs driver kubepods/burstable/pod<uid>/…, kubepods/pod<uid>/…, under any prefix (/kubelet/…)
 // Below the pod's cgroup the runtime makes one per container (cri-containerd-<id>.scope, crio-<id>.scope,
 // crio-conmon-<id>.scope, docker-<id>.scope, or a bare <id> with cgroupfs): they all belong to the pod.
-import { type BigIntStats, type Dirent, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { type BigIntStats, type Dirent, lstatSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export interface CgroupPodsOptions {
@@ -79,31 +79,6 @@ export function podUidOfPath(path: string): string | undefined {
   let at = OUTSIDE;
   for (const name of path.split('/')) if (name !== '') at = step(at, name);
   return at.uid;
-}
-
-/**
- * Where the cgroup2 filesystem is mounted, from /proc/self/mountinfo (its text, for tests): /sys/fs/cgroup
- * on a unified host, /sys/fs/cgroup/unified on a hybrid one. Undefined when none is.
- */
-export function findCgroup2Mount(mountinfo?: string): string | undefined {
-  let text = mountinfo;
-  if (text === undefined) {
-    try {
-      text = readFileSync('/proc/self/mountinfo', 'utf8');
-    } catch {
-      return undefined;
-    }
-  }
-  for (const line of text.split('\n')) {
-    // id parent major:minor root mount-point options [optional fields…] - fstype source super-options
-    const sep = line.indexOf(' - ');
-    if (sep < 0 || line.slice(sep + 3).split(' ')[0] !== 'cgroup2') continue;
-    const mountPoint = line.slice(0, sep).split(' ')[4];
-    // The kernel writes space, tab, newline and backslash in paths as octal escapes.
-    if (mountPoint)
-      return mountPoint.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  }
-  return undefined;
 }
 
 interface Deleted {

@@ -10,17 +10,24 @@ const CAP_BPF = 39;
 
 /** The cgroup2 mount point from /proc/self/mountinfo text, or undefined when there is none. */
 export function cgroup2Mount(mountinfo: string): string | undefined {
+  return cgroup2Mounts(mountinfo).find((m) => m.root === '/')?.path;
+}
+
+/**
+ * Every cgroup2 mount in /proc/self/mountinfo text: where it is mounted, and which directory of the
+ * hierarchy it shows (`/` for the root; a subtree for a bind mount, e.g. a container's own cgroup).
+ */
+export function cgroup2Mounts(mountinfo: string): { path: string; root: string }[] {
+  const out: { path: string; root: string }[] = [];
   for (const line of mountinfo.split('\n')) {
     // "36 25 0:31 / /sys/fs/cgroup/unified rw,nosuid,... shared:10 - cgroup2 cgroup2 rw,..."
     const dash = line.indexOf(' - ');
-    if (dash < 0) continue;
-    if (!line.slice(dash + 3).startsWith('cgroup2 ')) continue;
+    if (dash < 0 || !line.slice(dash + 3).startsWith('cgroup2 ')) continue;
     const fields = line.slice(0, dash).split(' ');
-    // A bind mount of a subtree (root other than "/") is not the hierarchy's root.
-    if (fields[3] !== '/') continue;
-    return unescapeMountPath(fields[4]);
+    if (fields.length < 5) continue;
+    out.push({ path: unescapeMountPath(fields[4]), root: unescapeMountPath(fields[3]) });
   }
-  return undefined;
+  return out;
 }
 
 /** mountinfo writes space, tab, newline and backslash in paths as octal escapes. */

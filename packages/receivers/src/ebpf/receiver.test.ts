@@ -20,6 +20,7 @@ import { FakeKernel, flowsRead, type Row } from './testdata/fake-kernel.js';
 import {
   CAP,
   capMask,
+  MOUNTINFO_SUBTREE_ONLY,
   MOUNTINFO_V1_ONLY,
   mountinfoWithCgroup2,
   procNet,
@@ -206,6 +207,16 @@ describe('ebpf receiver: start', () => {
       );
       expect(kernel.attached).toEqual([]);
     }
+  });
+
+  it("in a container that sees only its own cgroup subtree, says so and how to mount the host's", () => {
+    const kernel = new FakeKernel();
+    kernel.files.set('/proc/self/mountinfo', MOUNTINFO_SUBTREE_ONLY);
+    const t = setup({}, kernel);
+    expect(() => t.receiver.start()).toThrow(
+      /^ebpf receiver: the cgroup2 mount at \/sys\/fs\/cgroup shows only the subtree \/kubepods\.slice\/.*cri-containerd-aaaa\.scope \(a container's own cgroup\), so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 .* and set cgroup_path to it$/,
+    );
+    expect(kernel.attached).toEqual([]);
   });
 
   it('attaches to cgroup_path when set, whether or not mountinfo shows a cgroup2 mount', () => {
@@ -859,6 +870,18 @@ describe('ebpf receiver: coverage', () => {
     expect(t.details().coverage).toBe('50.0% of the bytes of veth1a2b');
   });
 
+  it('warns once when coverage_interfaces names an interface the namespace does not have', async () => {
+    const t = setup({ coverage_interfaces: ['eth0', 'eth9'] });
+    t.kernel.files.set('/proc/net/dev', procNetDev({ lo: [1, 1], eth0: [1, 1] }));
+    t.receiver.start();
+    await tick(5000);
+    await tick(5000);
+    expect(t.logged('warn').map((l) => l.msg)).toEqual([
+      "coverage_interfaces names eth9, which is not in /proc/net/dev of the agent's network namespace: it counts as 0 bytes",
+    ]);
+    await t.receiver.shutdown();
+  });
+
   it('says when there is no interface to compare with, and reports no coverage figure then', async () => {
     const t = setup();
     // Only virtual interfaces in the agent's namespace.
@@ -1014,6 +1037,22 @@ describe('ebpf receiver: scheduling, failures and shutdown', () => {
     expect(t.kernel.handle?.closed).toBe(true);
     expect(t.kernel.handle?.closedWhileBusy).toBe(false);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a read that never returns turns the status to recoverable_error after three intervals (at least 30 s)', async () => {
+    const t = setup({ read_interval: '5s' });
+    const stuck = deferred<CgroupFlowsRead>();
+    t.answer(stuck.promise);
+    t.receiver.start();
+    await tick(5000 + 29_000);
+    expect(t.state.status).not.toBe('recoverable_error');
+    await tick(6000);
+    expect(t.state.status).toBe('recoverable_error');
+    expect(t.state.lastError).toMatch(/^an eBPF flow read of .* has not returned for 3\d s$/);
+    stuck.resolve(flowsRead([outbound(1)]));
+    await tick(0);
+    expect(t.state.status).toBe('ok');
+    await t.receiver.shutdown();
   });
 
   it('shutdown while a retry is pending cancels it and still reads a last time', async () => {

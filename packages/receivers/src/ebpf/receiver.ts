@@ -13,6 +13,7 @@ import { CgroupPods } from './cgroup-pods.js';
 import type { EbpfReceiverConfig } from './config.js';
 import {
   cgroup2Mount,
+  cgroup2Mounts,
   type EbpfKernel,
   effectiveCapabilities,
   type ListeningPorts,
@@ -70,6 +71,10 @@ export class EbpfReceiver implements Receiver {
   private lastInterfaceTotal: number | undefined;
   private interfaces: string[] = [];
   private warnedLoss = 0;
+  private readonly missingInterfaces = new Set<string>();
+  private watchdog?: NodeJS.Timeout;
+  /** performance.now() when the read in flight started; undefined when none is. */
+  private readStartedAt: number | undefined;
   private readonly unobserve: Array<() => void> = [];
 
   constructor(
@@ -97,11 +102,15 @@ export class EbpfReceiver implements Receiver {
   }
 
   start(): void {
-    const mount = cgroup2Mount(this.kernel.readProc('/proc/self/mountinfo') ?? '');
-    const path = this.config.cgroup_path || mount;
-    if (path === undefined) {
+    const mountinfo = this.kernel.readProc('/proc/self/mountinfo') ?? '';
+    const path = this.config.cgroup_path || cgroup2Mount(mountinfo);
+    if (!path) {
+      const subtree = cgroup2Mounts(mountinfo)[0];
       throw new Error(
-        'ebpf receiver: no cgroup2 filesystem is mounted (none in /proc/self/mountinfo): mount one (mount -t cgroup2 none /sys/fs/cgroup) or set cgroup_path to a cgroup2 directory',
+        subtree
+          ? `ebpf receiver: the cgroup2 mount at ${subtree.path} shows only the subtree ${subtree.root} (a container's own cgroup), ` +
+              "so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and set cgroup_path to it"
+          : 'ebpf receiver: no cgroup2 filesystem is mounted (none in /proc/self/mountinfo): mount one (mount -t cgroup2 none /sys/fs/cgroup) or set cgroup_path to a cgroup2 directory',
       );
     }
     this.cgroupPath = path;
@@ -143,12 +152,29 @@ export class EbpfReceiver implements Receiver {
       `counting the sockets under ${path} with eBPF (cgroup_skb ingress and egress)`,
     );
     this.schedule(this.config.read_interval);
+    this.watchdog = setInterval(() => this.checkOverdue(), Math.max(this.config.read_interval, 5_000));
+    this.watchdog.unref();
+  }
+
+  /**
+   * A read that never returns (a wedged pool, a kernel that never ends the grace period) would leave the
+   * status `ok` while nothing is counted: past three intervals (at least 30 s) the status says so.
+   */
+  private checkOverdue(): void {
+    if (this.readStartedAt === undefined) return;
+    const ms = performance.now() - this.readStartedAt;
+    if (ms > Math.max(3 * this.config.read_interval, 30_000)) {
+      this.settings.status.recoverableError(
+        new Error(`an eBPF flow read of ${this.cgroupPath} has not returned for ${Math.round(ms / 1000)} s`),
+      );
+    }
   }
 
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopping = true;
     clearTimeout(this.timer);
+    clearInterval(this.watchdog);
     await this.reading;
     // One last read, so the bytes counted since the previous one reach the exporters before they stop.
     if (this.handle) await this.read();
@@ -162,8 +188,10 @@ export class EbpfReceiver implements Receiver {
     if (this.stopping) return;
     this.timer = setTimeout(() => {
       const started = performance.now();
+      this.readStartedAt = started;
       this.reading = this.read().finally(() => {
         this.reading = undefined;
+        this.readStartedAt = undefined;
         const wait = this.config.read_interval - (performance.now() - started);
         const retry = this.failedInARow > 0 ? RETRY_BASE_MS * 2 ** (this.failedInARow - 1) : Infinity;
         this.schedule(Math.max(0, Math.min(wait, retry)));
@@ -334,7 +362,17 @@ export class EbpfReceiver implements Receiver {
     if (this.interfaces.length === 0) return undefined;
     const all = parseInterfaceBytes(this.kernel.readProc('/proc/net/dev') ?? '');
     let sum = 0;
-    for (const name of this.interfaces) sum += all.get(name) ?? 0;
+    for (const name of this.interfaces) {
+      const bytes = all.get(name);
+      if (bytes !== undefined) sum += bytes;
+      else if (!this.missingInterfaces.has(name)) {
+        this.missingInterfaces.add(name);
+        this.settings.logger.warn(
+          { interface: name },
+          `coverage_interfaces names ${name}, which is not in /proc/net/dev of the agent's network namespace: it counts as 0 bytes`,
+        );
+      }
+    }
     return sum;
   }
 
@@ -345,9 +383,18 @@ export class EbpfReceiver implements Receiver {
   private measureCoverage(batch: FlowBatch): void {
     let seen = 0;
     const { family, srcAddr, dstAddr, txBytes, rxBytes } = batch;
-    const peer = batch.column(DST_CGROUP_ID);
+    // Both ends are local sockets (a merged pair) exactly when both cgroup columns hold an id: such a
+    // connection never crosses an interface. A row the remote end opened has its one id under dst.
+    const srcCg = batch.column(SRC_CGROUP_ID);
+    const dstCg = batch.column(DST_CGROUP_ID);
     for (let i = 0; i < batch.length; i++) {
-      if (peer?.kind === 'number' && !Number.isNaN(peer.values[i])) continue;
+      if (
+        srcCg?.kind === 'number' &&
+        dstCg?.kind === 'number' &&
+        !Number.isNaN(srcCg.values[i]) &&
+        !Number.isNaN(dstCg.values[i])
+      )
+        continue;
       if (isLoopback(srcAddr, dstAddr, i, family[i])) continue;
       seen += txBytes[i] + rxBytes[i];
     }
