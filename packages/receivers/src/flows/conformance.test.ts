@@ -30,6 +30,6 @@ const flows = (node: FakeNodeOptions, ebpfFails = false) =>
     { files: fakeNode(node) },
   );
 
-describeConformance(flows({ btf: false }), { runMs: 50, expectItems: 1 });
+describeConformance(flows({ cgroup2: false }), { runMs: 50, expectItems: 1 });
 describeConformance(flows({}), { runMs: 20, expectItems: 2 });
 describeConformance(flows({}, true), { runMs: 50, expectItems: 1 });

@@ -1,28 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { cgroup2Mounts, chooseAuto, type NodeFiles, nodeFiles, PATHS, probeNode } from './probe.js';
+import { chooseAuto, type NodeFiles, nodeFiles, PATHS, probeNode } from './probe.js';
 import { fakeNode } from './testdata/fake-node.js';
 
 /** Root, or required to be (CI): such tests then run and fail without it instead of being skipped. */
 const privileged = process.geteuid?.() === 0 || process.env.NETMON_REQUIRE_PRIVILEGED === '1';
-
-describe('cgroup2Mounts', () => {
-  it('finds cgroup2 mounts by file system type, after the optional fields, with escapes decoded', () => {
-    const mountinfo = [
-      '25 1 0:23 / /sys rw,nosuid shared:7 - sysfs sysfs rw',
-      // A hybrid host: v1 controllers plus the unified hierarchy; optional fields of any number.
-      '31 25 0:27 / /sys/fs/cgroup/cpu rw shared:10 - cgroup cgroup rw,cpu',
-      '40 30 0:37 / /sys/fs/cgroup/unified rw,relatime shared:11 master:2 - cgroup2 cgroup2 rw',
-      '41 30 0:38 / /run/my\\040cgroup rw,relatime - cgroup2 none rw',
-      // A file system whose source is named cgroup2 is not one.
-      '42 30 0:39 / /mnt/x rw - tmpfs cgroup2 rw',
-      '',
-    ].join('\n');
-    expect(cgroup2Mounts(mountinfo)).toEqual(['/sys/fs/cgroup/unified', '/run/my cgroup']);
-    expect(cgroup2Mounts('')).toEqual([]);
-  });
-});
 
 describe('chooseAuto', () => {
   const verdicts = (ebpf: boolean, netfilter: boolean, cilium = false) => ({
@@ -58,6 +41,34 @@ describe('chooseAuto', () => {
     expect(p.netfilter.found).toBe(
       "nf_conntrack loaded (0 entries in the agent's network namespace); CAP_NET_ADMIN",
     );
+  });
+});
+
+describe('the eBPF probe and the cgroup it would attach to', () => {
+  it("a mount showing only a container's own cgroup subtree does not make eBPF usable, and says what to do", () => {
+    const node = fakeNode();
+    node.files.set(
+      PATHS.mountinfo,
+      '700 650 0:28 /kubepods.slice/pod-x.slice /sys/fs/cgroup ro,nosuid - cgroup2 cgroup ro\n',
+    );
+    const p = probeNode(node);
+    expect(p.ebpf.usable).toBe(false);
+    expect(p.ebpf.found).toContain(
+      "only the cgroup2 subtree /kubepods.slice/pod-x.slice is mounted (at /sys/fs/cgroup: a container's own cgroup, whose programs would see its own sockets alone); mount the host's cgroup2 and set ebpf.cgroup_path",
+    );
+  });
+
+  it('ebpf.cgroup_path, when set, is what counts: usable when it exists, not when it does not', () => {
+    const node = fakeNode({ cgroup2: false });
+    node.files.set('/host/sys/fs/cgroup', '');
+    expect(probeNode(node, { cgroupPath: '/host/sys/fs/cgroup' }).ebpf).toEqual({
+      usable: true,
+      found:
+        'BTF at /sys/kernel/btf/vmlinux; cgroup2 directory /host/sys/fs/cgroup (ebpf.cgroup_path); CAP_SYS_ADMIN',
+    });
+    const missing = probeNode(node, { cgroupPath: '/nowhere' }).ebpf;
+    expect(missing.usable).toBe(false);
+    expect(missing.found).toContain('ebpf.cgroup_path /nowhere does not exist');
   });
 });
 

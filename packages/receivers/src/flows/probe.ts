@@ -3,6 +3,7 @@
 // made-up node (testdata/fake-node.ts) and the real one reads the real files.
 import { existsSync, readFileSync } from 'node:fs';
 import { errorMessage } from '@netmon/core';
+import { cgroup2Mounts } from '../ebpf/kernel.js';
 
 /** The file access the probes need: a seam for unit tests, never reachable from the config. */
 export interface NodeFiles {
@@ -20,7 +21,10 @@ export const PATHS = {
   /** Cilium pins its conntrack tables here (bpffs); a Cilium-managed node has at least one. */
   ciliumCt4: '/sys/fs/bpf/tc/globals/cilium_ct4_global',
   ciliumCt6: '/sys/fs/bpf/tc/globals/cilium_ct6_global',
-  /** The kernel's own BTF: what CO-RE programs are relocated against. */
+  /**
+   * The kernel's own BTF, which CO-RE programs are relocated against: reported, not required — the flow
+   * counter uses only the kernel's stable UAPI types.
+   */
   btf: '/sys/kernel/btf/vmlinux',
   mountinfo: '/proc/self/mountinfo',
   status: '/proc/self/status',
@@ -56,23 +60,6 @@ function effectiveCaps(files: NodeFiles): { caps: bigint } | { unknown: string }
 
 const has = (caps: bigint, cap: number) => ((caps >> BigInt(cap)) & 1n) === 1n;
 
-/** Mount points of cgroup2 file systems in /proc/self/mountinfo (octal escapes such as \040 decoded). */
-export function cgroup2Mounts(mountinfo: string): string[] {
-  const out: string[] = [];
-  for (const line of mountinfo.split('\n')) {
-    // Fields: id parent major:minor root mount-point options [optional fields…] - fstype source super-options.
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    if (line.slice(sep + 3).split(' ')[0] !== 'cgroup2') continue;
-    const mountPoint = line.slice(0, sep).split(' ')[4];
-    if (mountPoint)
-      out.push(
-        mountPoint.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8))),
-      );
-  }
-  return out;
-}
-
 function probeCilium(files: NodeFiles): ProbeResult {
   const maps = [PATHS.ciliumCt4, PATHS.ciliumCt6].filter((p) => files.exists(p));
   return maps.length > 0
@@ -83,26 +70,42 @@ function probeCilium(files: NodeFiles): ProbeResult {
       };
 }
 
-function probeEbpf(files: NodeFiles, caps: ReturnType<typeof effectiveCaps>): ProbeResult {
+function probeEbpf(
+  files: NodeFiles,
+  caps: ReturnType<typeof effectiveCaps>,
+  cgroupPath: string | undefined,
+): ProbeResult {
   const said: string[] = [];
   let usable = true;
-  if (files.exists(PATHS.btf)) said.push(`BTF at ${PATHS.btf}`);
-  else {
-    usable = false;
-    said.push(
-      `no kernel BTF at ${PATHS.btf} (a kernel built without CONFIG_DEBUG_INFO_BTF cannot run the CO-RE program)`,
-    );
-  }
-  try {
-    const mounts = cgroup2Mounts(files.read(PATHS.mountinfo));
-    if (mounts.length > 0) said.push(`cgroup2 at ${mounts[0]}`);
+  said.push(
+    files.exists(PATHS.btf)
+      ? `BTF at ${PATHS.btf}`
+      : `no kernel BTF at ${PATHS.btf} (not needed: the flow counter uses no CO-RE)`,
+  );
+  if (cgroupPath) {
+    if (files.exists(cgroupPath)) said.push(`cgroup2 directory ${cgroupPath} (ebpf.cgroup_path)`);
     else {
       usable = false;
-      said.push(`no cgroup2 mount in ${PATHS.mountinfo} (the programs attach to a cgroup2 directory)`);
+      said.push(`ebpf.cgroup_path ${cgroupPath} does not exist`);
     }
-  } catch (err) {
-    usable = false;
-    said.push(`cannot read ${PATHS.mountinfo}: ${errorMessage(err)}`);
+  } else {
+    try {
+      const mounts = cgroup2Mounts(files.read(PATHS.mountinfo));
+      const root = mounts.find((m) => m.root === '/');
+      if (root) said.push(`cgroup2 at ${root.path}`);
+      else if (mounts.length > 0) {
+        usable = false;
+        said.push(
+          `only the cgroup2 subtree ${mounts[0].root} is mounted (at ${mounts[0].path}: a container's own cgroup, whose programs would see its own sockets alone); mount the host's cgroup2 and set ebpf.cgroup_path`,
+        );
+      } else {
+        usable = false;
+        said.push(`no cgroup2 mount in ${PATHS.mountinfo} (the programs attach to a cgroup2 directory)`);
+      }
+    } catch (err) {
+      usable = false;
+      said.push(`cannot read ${PATHS.mountinfo}: ${errorMessage(err)}`);
+    }
   }
   if ('unknown' in caps) {
     usable = false;
@@ -146,9 +149,13 @@ function probeNetfilter(files: NodeFiles, caps: ReturnType<typeof effectiveCaps>
 }
 
 /** Runs every probe: all three are reported in /status, whichever mode is chosen. */
-export function probeNode(files: NodeFiles = nodeFiles): NodeProbes {
+export function probeNode(files: NodeFiles = nodeFiles, options: { cgroupPath?: string } = {}): NodeProbes {
   const caps = effectiveCaps(files);
-  return { cilium: probeCilium(files), ebpf: probeEbpf(files, caps), netfilter: probeNetfilter(files, caps) };
+  return {
+    cilium: probeCilium(files),
+    ebpf: probeEbpf(files, caps, options.cgroupPath),
+    netfilter: probeNetfilter(files, caps),
+  };
 }
 
 /** The mode `auto` runs, and why in one sentence; `undefined` mode when no probe passed. */

@@ -28,8 +28,8 @@ export const defaultDeps: FlowsDeps = {
 };
 
 const NOTHING_USABLE_ADVICE =
-  'Give the agent what one mode needs — ebpf: a kernel with BTF (/sys/kernel/btf/vmlinux), the host’s cgroup2 ' +
-  'mount, and CAP_BPF with CAP_NET_ADMIN (or CAP_SYS_ADMIN); netfilter: CAP_NET_ADMIN and nf_conntrack loaded ' +
+  'Give the agent what one mode needs — ebpf: the host’s cgroup2 mount (or ebpf.cgroup_path naming it), and ' +
+  'CAP_BPF with CAP_NET_ADMIN (or CAP_SYS_ADMIN); netfilter: CAP_NET_ADMIN and nf_conntrack loaded ' +
   '(modprobe nf_conntrack), with hostNetwork: true in Kubernetes. Without kernel access, replay recorded flows ' +
   'with the file receiver (configs/examples/replay.yaml)';
 
@@ -102,7 +102,7 @@ export class FlowsReceiver implements Receiver {
       return;
     }
 
-    const probes = probeNode(this.deps.files);
+    const probes = probeNode(this.deps.files, { cgroupPath: this.config.ebpf.cgroup_path });
     const choice = chooseAuto(probes);
     if (choice.mode === undefined) {
       this.facts = { mode: 'none', reason: choice.reason, probes };
@@ -202,7 +202,7 @@ export class FlowsReceiver implements Receiver {
 
   /** After a named mode failed: what the probes say about the other one, which netmon will not switch to. */
   private otherModes(failed: RunnableMode): string {
-    const probes = probeNode(this.deps.files);
+    const probes = probeNode(this.deps.files, { cgroupPath: this.config.ebpf.cgroup_path });
     const other: RunnableMode = failed === 'ebpf' ? 'netfilter' : 'ebpf';
     const verdict = probes[other].usable
       ? `${other} looks usable on this node (${probes[other].found}): set mode: ${other}, or auto to let netmon pick`
