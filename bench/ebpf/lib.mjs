@@ -347,12 +347,12 @@ export const fmt = (x, digits = 1) =>
     : '—';
 
 /**
- * Writes the bench's figures as JSON: to $JSON_OUT when set, else bench/ebpf/results/<name>.json (the
- * folder is git-ignored).
+ * Writes the bench's figures as JSON: to $JSON_OUT when set, else <tmpdir>/netmon-bench-ebpf/<name>.json
+ * (outside the repository, where `biome check .` would lint it).
  */
 export function writeResults(name, data) {
-  const file = process.env.JSON_OUT ?? path.join(HERE, 'results', `${name}.json`);
+  const file = process.env.JSON_OUT ?? path.join(os.tmpdir(), 'netmon-bench-ebpf', `${name}.json`);
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, `${JSON.stringify({ bench: name, machine: machine(), ...data }, null, 2)}\n`);
-  console.log(`\nJSON: ${path.relative(process.cwd(), file) || file}`);
+  console.log(`\nJSON: ${file}`);
 }
