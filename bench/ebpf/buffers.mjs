@@ -139,7 +139,10 @@ await main(async () => {
         String(x.counters),
         `${fmt(x.memlock_empty / 2 ** 20, 1)} MiB`,
         `${fmt(x.memlock_full / 2 ** 20, 1)} MiB`,
-        perFlow(x.memlock_full - (k === 'percpu_prealloc' ? 0 : x.memlock_empty)),
+        // A preallocated map holds max_flows entries from the start: its cost is per entry it can hold.
+        k === 'percpu_prealloc'
+          ? `${perFlow(x.memlock_full, r.max_flows)} per slot`
+          : perFlow(x.memlock_full - x.memlock_empty),
         `${fmt(x.meminfo_delta_load / 2 ** 20, 1)} MiB`,
         `${fmt(x.meminfo_delta_full / 2 ** 20, 1)} MiB`,
       ];

@@ -141,9 +141,12 @@ export function buildC(dir, source, libs = ['-lbpf']) {
   return out;
 }
 
-/** Compiles a BPF C file of bench/ebpf the way native/binding.gyp compiles the receiver's program. */
-export function buildBpf(dir, source) {
-  const out = path.join(dir, `${path.basename(source, '.c')}.o`);
+/**
+ * Compiles a BPF C file (of bench/ebpf, or an absolute path) the way native/binding.gyp compiles the
+ * receiver's program, into `dir` under `name` (default: the source's name).
+ */
+export function buildBpf(dir, source, name = path.basename(source, '.c')) {
+  const out = path.join(dir, `${name}.o`);
   const multiarch = sh('gcc', ['-dumpmachine']).trim();
   sh('clang', [
     '-target',
@@ -157,12 +160,31 @@ export function buildBpf(dir, source) {
     BPF_INCLUDE,
     `-I/usr/include/${multiarch}`,
     '-c',
-    path.join(HERE, source),
+    path.resolve(HERE, source),
     '-o',
     out,
   ]);
   sh('llvm-strip', ['-g', out]);
   return out;
+}
+
+/**
+ * The receiver's program with its value's rx counters moved 64 bytes away from the tx ones, so egress
+ * on one CPU and ingress on another no longer take turns owning one cache line: native/bpf/flows.bpf.c
+ * and flows.h copied into `dir`, one line added. Bench only (the addon's reads expect the real layout).
+ */
+export function buildPaddedBpf(dir) {
+  const copy = path.join(dir, 'padded');
+  mkdirSync(copy, { recursive: true });
+  const header = readFileSync(path.join(BPF_INCLUDE, 'flows.h'), 'utf8');
+  const padded = header.replace(
+    /(__u64 tx_packets;[^\n]*\n)/,
+    '$1  __u8 rx_line[64];  // bench: the rx counters on another cache line\n',
+  );
+  if (padded === header) throw new Error('native/bpf/flows.h has no tx_packets field to pad after');
+  writeFileSync(path.join(copy, 'flows.h'), padded);
+  copyFileSync(path.join(BPF_INCLUDE, 'flows.bpf.c'), path.join(copy, 'flows.bpf.c'));
+  return buildBpf(dir, path.join(copy, 'flows.bpf.c'), 'flows-padded');
 }
 
 export function sh(cmd, args, opts = {}) {
@@ -312,7 +334,21 @@ export function start(cmd, args, { cgroup, netns, env } = {}) {
 // ---------------------------------------------------------------------------------------------------
 // Reporting
 
+/** Busy and idle CPU time of the whole machine so far (/proc/stat's first line, in clock ticks). */
+function cpuTicks() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + f[4];
+  return { idle, total: f.reduce((a, b) => a + b, 0) };
+}
+const ticksAtStart = cpuTicks();
+
+/**
+ * The machine, and how busy it was during the run: the share of all CPUs' time that was not idle
+ * (this bench's work and everybody else's) — other work on a shared machine moves the figures.
+ */
 export function machine() {
+  const now = cpuTicks();
+  const busy = 1 - (now.idle - ticksAtStart.idle) / (now.total - ticksAtStart.total);
   const cpus = os.cpus();
   return {
     cpus: cpus.length,
@@ -321,6 +357,7 @@ export function machine() {
     node: process.version,
     memory_gib: Math.round(os.totalmem() / 2 ** 30),
     load_average: os.loadavg().map((x) => Number(x.toFixed(2))),
+    busy_percent_during_run: Number((busy * 100).toFixed(1)),
     date: new Date().toISOString(),
   };
 }
@@ -353,6 +390,10 @@ export const fmt = (x, digits = 1) =>
 export function writeResults(name, data) {
   const file = process.env.JSON_OUT ?? path.join(os.tmpdir(), 'netmon-bench-ebpf', `${name}.json`);
   mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, `${JSON.stringify({ bench: name, machine: machine(), ...data }, null, 2)}\n`);
-  console.log(`\nJSON: ${file}`);
+  const m = machine();
+  writeFileSync(file, `${JSON.stringify({ bench: name, machine: m, ...data }, null, 2)}\n`);
+  console.log(
+    `\nmachine: ${m.cpus} × ${m.cpu_model}, kernel ${m.kernel}; CPUs busy ${m.busy_percent_during_run}% of the run (all work), load ${m.load_average.join(' ')}`,
+  );
+  console.log(`JSON: ${file}`);
 }

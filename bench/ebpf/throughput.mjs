@@ -4,15 +4,19 @@
 // receiver reads them. The three run alternately, ROUNDS times; each round's ratios come from that round.
 // Then one INTERLEAVE-second iperf3 run switches between the three every two seconds and compares their
 // per-second throughput (see interleaved()).
-// A last run, attached to the client's cgroup with kernel.bpf_stats_enabled on, reports what the
-// programs cost per packet in this traffic (the stats themselves cost a little, so that run is not in
-// the ratios; the sysctl is put back afterwards).
+// Last, with kernel.bpf_stats_enabled on (put back afterwards; the stats cost a little, so these runs are
+// not in the ratios), what the programs cost per packet in this traffic: the receiver's, its program with
+// the rx counters on a cache line of their own, and the per-CPU variant of buffers.mjs.
 //
-//   make build && .tools/bin/node bench/ebpf/throughput.mjs      # root; ROUNDS=3 DURATION=10 INTERLEAVE=30
+//   make build && .tools/bin/node bench/ebpf/throughput.mjs   # root; ROUNDS=3 DURATION=10 INTERLEAVE=30
+//                                                             # PROFILE_ROUNDS=2 PROFILE_SECONDS=5
 //   IPERF_ARGS="-l 128 -N" …                                      # small writes: many small packets
 import { performance } from 'node:perf_hooks';
 import { attachCgroupFlows } from '@netmon/native';
 import {
+  buildBpf,
+  buildC,
+  buildPaddedBpf,
   cgroup2Root,
   fmt,
   main,
@@ -32,10 +36,16 @@ import {
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const DURATION = Number(process.env.DURATION ?? 10);
 const INTERLEAVE = Number(process.env.INTERLEAVE ?? 30);
+const PROFILE_ROUNDS = Number(process.env.PROFILE_ROUNDS ?? 2);
+const PROFILE_SECONDS = Number(process.env.PROFILE_SECONDS ?? 5);
 const IPERF_ARGS = (process.env.IPERF_ARGS ?? '').split(' ').filter(Boolean);
 const MAX_FLOWS = 65536;
 
-preflight('bench/ebpf/throughput.mjs', { tools: ['iperf3', 'ip', 'bpftool'], object: true });
+preflight('bench/ebpf/throughput.mjs', {
+  tools: ['iperf3', 'ip', 'bpftool', 'clang', 'llvm-strip', 'cc'],
+  object: true,
+  libbpf: true,
+});
 
 /** Our programs among those attached to `cgroup`, by id (others' programs may be attached there too). */
 function attachedIds(cgroup) {
@@ -56,7 +66,11 @@ function progStats(ids) {
 }
 
 await main(async () => {
-  const object = objectCopy(tempDir());
+  const dir = tempDir();
+  const object = objectCopy(dir);
+  const percpuObject = buildBpf(dir, 'percpu.bpf.c');
+  const paddedObject = buildPaddedBpf(dir);
+  const attachBin = buildC(dir, 'attach.c');
   const net = netnsPair();
   const client = makeCgroup('iperf');
   const root = cgroup2Root();
@@ -64,12 +78,12 @@ await main(async () => {
   await server.waitFor(/Server listening/);
 
   /** One iperf3 run; with `attach`, the programs on that cgroup, read every second meanwhile. */
-  async function run(attach, { stats = false, warmup = false } = {}) {
+  async function run(attach, { stats = false, warmup = false, ids, seconds = DURATION } = {}) {
     let handle;
     let closeHandle;
     let timer;
     let reading;
-    let ours = new Set();
+    let ours = new Set(ids ?? []);
     const reads = [];
     if (attach) {
       const before = attachedIds(attach);
@@ -88,7 +102,7 @@ await main(async () => {
     const t0 = performance.now();
     const iperf = start(
       'iperf3',
-      ['-c', net.ipA, '-p', '5201', '-t', String(warmup ? 2 : DURATION), '-J', ...IPERF_ARGS],
+      ['-c', net.ipA, '-p', '5201', '-t', String(warmup ? 2 : seconds), '-J', ...IPERF_ARGS],
       {
         cgroup: client.path,
         netns: net.b,
@@ -238,6 +252,11 @@ await main(async () => {
     }
     round.ratio_cgroup = round.cgroup.gbps / round.none.gbps;
     round.ratio_root = round.root.gbps / round.none.gbps;
+    // Throughput per unit of the sender's CPU (iperf3's own figure): when other work takes the CPU away
+    // from iperf3, throughput and its CPU fall together, so this moves less with the machine's load.
+    const perCpu = (x) => x.gbps / (x.sender_cpu / 100);
+    round.per_cpu_ratio_cgroup = perCpu(round.cgroup) / perCpu(round.none);
+    round.per_cpu_ratio_root = perCpu(round.root) / perCpu(round.none);
     rounds.push(round);
   }
 
@@ -252,23 +271,66 @@ await main(async () => {
     mixed.ratio_root = mixed.median_gbps.root / mixed.median_gbps.none;
   }
 
+  // What the programs cost per packet in this traffic (kernel.bpf_stats_enabled), the receiver's against
+  // two bench variants attached the same way by attach.c: its program with the rx counters on another
+  // cache line than the tx ones, and the per-CPU variant of buffers.mjs. Nothing reads the variants'
+  // maps: a read changes what a read costs, not what a packet does. PROFILE_ROUNDS alternating rounds.
   const previous = sh('sysctl', ['-n', 'kernel.bpf_stats_enabled']).trim();
   const restore = onCleanup(() => sh('sysctl', ['-qw', `kernel.bpf_stats_enabled=${previous}`]));
   sh('sysctl', ['-qw', 'kernel.bpf_stats_enabled=1']);
-  const profiled = await run(client.path, { stats: true });
+  const variants = { receiver: undefined, padded: paddedObject, percpu: percpuObject };
+  const profiled = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (let r = 0; r < PROFILE_ROUNDS; r++) {
+    for (const [name, object] of Object.entries(variants)) {
+      if (!object) {
+        profiled[name].push(await run(client.path, { stats: true, seconds: PROFILE_SECONDS }));
+        continue;
+      }
+      const holder = start(attachBin, [object, client.path, String(MAX_FLOWS)]);
+      await holder.waitFor(/attached \d+ \d+/);
+      const ids = /attached (\d+) (\d+)/.exec(holder.output()).slice(1).map(Number);
+      profiled[name].push(await run(undefined, { stats: true, ids, seconds: PROFILE_SECONDS }));
+      holder.kill();
+      await holder.done;
+    }
+  }
   restore();
+  const profile = Object.fromEntries(
+    Object.entries(profiled).map(([name, list]) => [
+      name,
+      {
+        runs: list,
+        gbps: median(list.map((x) => x.gbps)),
+        program_runs_per_s: median(list.map((x) => x.program_runs_per_s)),
+        program_ns_per_run: median(list.map((x) => x.program_ns_per_run)),
+        program_cpu_percent: median(list.map((x) => x.program_cpu_percent)),
+        bytes_per_egress_run: median(list.map((x) => x.bytes_per_egress_run)),
+      },
+    ]),
+  );
 
   console.log('');
   table(
-    ['', 'no programs', "client's cgroup", 'cgroup2 root', 'cgroup / none', 'root / none'],
+    [
+      '',
+      'no programs',
+      "client's cgroup",
+      'cgroup2 root',
+      'cgroup / none',
+      'root / none',
+      'per sender CPU: cgroup / none',
+      'root / none',
+    ],
     [
       ...rounds.map((x, i) => [
-        `round ${i + 1} (Gbit/s)`,
-        fmt(x.none.gbps, 2),
-        fmt(x.cgroup.gbps, 2),
-        fmt(x.root.gbps, 2),
+        `round ${i + 1} (Gbit/s, sender CPU)`,
+        `${fmt(x.none.gbps, 2)} (${fmt(x.none.sender_cpu, 0)}%)`,
+        `${fmt(x.cgroup.gbps, 2)} (${fmt(x.cgroup.sender_cpu, 0)}%)`,
+        `${fmt(x.root.gbps, 2)} (${fmt(x.root.sender_cpu, 0)}%)`,
         `${fmt(x.ratio_cgroup * 100, 1)}%`,
         `${fmt(x.ratio_root * 100, 1)}%`,
+        `${fmt(x.per_cpu_ratio_cgroup * 100, 1)}%`,
+        `${fmt(x.per_cpu_ratio_root * 100, 1)}%`,
       ]),
       [
         'median',
@@ -277,6 +339,8 @@ await main(async () => {
         fmt(median(rounds.map((x) => x.root.gbps)), 2),
         `${fmt(median(rounds.map((x) => x.ratio_cgroup)) * 100, 1)}%`,
         `${fmt(median(rounds.map((x) => x.ratio_root)) * 100, 1)}%`,
+        `${fmt(median(rounds.map((x) => x.per_cpu_ratio_cgroup)) * 100, 1)}%`,
+        `${fmt(median(rounds.map((x) => x.per_cpu_ratio_root)) * 100, 1)}%`,
       ],
     ],
   );
@@ -288,9 +352,23 @@ await main(async () => {
     );
   }
   console.log(
-    `\nwith kernel.bpf_stats_enabled (client's cgroup, ${fmt(profiled.gbps, 2)} Gbit/s): ` +
-      `${fmt(profiled.program_runs_per_s, 0)} program runs/s, ${fmt(profiled.program_ns_per_run, 0)} ns per run, ` +
-      `${fmt(profiled.program_cpu_percent, 2)}% of one CPU, ${fmt(profiled.bytes_per_egress_run, 0)} bytes sent per egress run (segmentation offload: one run per large segment)`,
+    `\nper packet in this traffic, kernel.bpf_stats_enabled, programs on the client's cgroup (medians of ${PROFILE_ROUNDS} runs of ${PROFILE_SECONDS} s):\n`,
+  );
+  const label = {
+    receiver: 'receiver (double buffer)',
+    padded: 'receiver, rx counters on another cache line',
+    percpu: 'per-CPU variant',
+  };
+  table(
+    ['', 'Gbit/s', 'program runs/s', 'ns per run', 'CPU (one = 100%)', 'bytes sent per egress run'],
+    Object.entries(profile).map(([name, x]) => [
+      label[name],
+      fmt(x.gbps, 2),
+      fmt(x.program_runs_per_s, 0),
+      fmt(x.program_ns_per_run, 0),
+      `${fmt(x.program_cpu_percent, 2)}%`,
+      fmt(x.bytes_per_egress_run, 0),
+    ]),
   );
   writeResults(IPERF_ARGS.length ? 'throughput-small' : 'throughput', {
     command: `ROUNDS=${ROUNDS} DURATION=${DURATION}${IPERF_ARGS.length ? ` IPERF_ARGS="${IPERF_ARGS.join(' ')}"` : ''} node bench/ebpf/throughput.mjs`,
@@ -304,8 +382,10 @@ await main(async () => {
       root_gbps: median(rounds.map((x) => x.root.gbps)),
       ratio_cgroup: median(rounds.map((x) => x.ratio_cgroup)),
       ratio_root: median(rounds.map((x) => x.ratio_root)),
+      per_cpu_ratio_cgroup: median(rounds.map((x) => x.per_cpu_ratio_cgroup)),
+      per_cpu_ratio_root: median(rounds.map((x) => x.per_cpu_ratio_root)),
     },
     interleaved: mixed,
-    profiled,
+    profile,
   });
 });
