@@ -6,7 +6,8 @@
 //
 // Only UAPI types are used (struct __sk_buff, struct bpf_sock, the IP and transport headers read with
 // bpf_skb_load_bytes), so the object needs no vmlinux.h and no CO-RE relocation: it loads unchanged on
-// any kernel with cgroup_skb, map-in-map and BPF links (5.7 and later).
+// any kernel with cgroup_skb, map-in-map, batch map operations, BPF links and BPF atomics (5.12 and
+// later).
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <linux/in6.h>
@@ -65,7 +66,8 @@ struct {
 
 static __always_inline void stat_add(__u32 index, __u64 n) {
   __u64 *v = bpf_map_lookup_elem(&stats, &index);
-  if (v) *v += n;
+  // This CPU's own slot, but a program on it may be interrupted by another (ingress in softirq): atomic.
+  if (v) __sync_fetch_and_add(v, n);
 }
 
 // Addresses are kept as 16 bytes, IPv4 IPv4-mapped (::ffff:a.b.c.d), as the flow batches hold them.
@@ -122,28 +124,43 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p) {
     __builtin_memcpy(p->src, &ip6.saddr, 16);
     __builtin_memcpy(p->dst, &ip6.daddr, 16);
     l4 = sizeof(ip6);
-    // Extension headers (hop-by-hop, routing, destination options) sit between the IPv6 header and
-    // the transport one; a few are walked, a fragment header ends the walk (no ports, as for IPv4).
+    // Extension headers (hop-by-hop, routing, destination options, authentication) sit between the
+    // IPv6 header and the transport one; a few are walked. A fragment header names the protocol, and
+    // only the first fragment carries the ports, as for IPv4.
 #pragma unroll
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
       __u8 nh = p->protocol;
-      if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS) break;
-      __u8 ext[2];
+      __u8 ext[4];
+      if (nh == IPPROTO_FRAGMENT) {
+        if (bpf_skb_load_bytes(skb, l4, ext, 4)) return -1;
+        p->protocol = ext[0];
+        if (((ext[2] << 8) | ext[3]) & 0xfff8) return 0;  // fragment offset: not the first fragment
+        l4 += 8;
+        continue;
+      }
+      if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS && nh != IPPROTO_AH) break;
       if (bpf_skb_load_bytes(skb, l4, ext, 2)) return -1;
       p->protocol = ext[0];
-      l4 += (ext[1] + 1) * 8;
+      l4 += nh == IPPROTO_AH ? (ext[1] + 2) * 4 : (ext[1] + 1) * 8;
     }
   } else {
     return -1;
   }
-  if (p->protocol == IPPROTO_TCP || p->protocol == IPPROTO_UDP || p->protocol == IPPROTO_UDPLITE ||
-      p->protocol == IPPROTO_SCTP) {
+  if (p->protocol == IPPROTO_TCP) {
+    // Ports and flags in one read: source and destination port, sequence and acknowledgment numbers,
+    // data offset, flags (byte 13).
+    __u8 tcp[14];
+    if (bpf_skb_load_bytes(skb, l4, tcp, sizeof(tcp))) return -1;
+    p->sport = (tcp[0] << 8) | tcp[1];
+    p->dport = (tcp[2] << 8) | tcp[3];
+    p->tcp_flags = tcp[13];
+    p->has_ports = 1;
+  } else if (p->protocol == IPPROTO_UDP || p->protocol == IPPROTO_UDPLITE || p->protocol == IPPROTO_SCTP) {
     __u16 ports[2];
     if (bpf_skb_load_bytes(skb, l4, ports, 4)) return -1;
     p->sport = bpf_ntohs(ports[0]);
     p->dport = bpf_ntohs(ports[1]);
     p->has_ports = 1;
-    if (p->protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4 + 13, &p->tcp_flags, 1)) return -1;
   }
   return 0;
 }
@@ -192,7 +209,13 @@ static __always_inline int count(struct __sk_buff *skb, int egress) {
   int translated = 0;
   struct bpf_sock *sk = skb->sk;
   if (sk) sk = bpf_sk_fullsock(sk);
-  if (sk && p.has_ports && sk->dst_port != 0 && sk->protocol == p.protocol) {
+  // dst_port is read as the 32-bit word it sits in: kernels before 5.18 refuse narrower loads of it.
+  __u16 sk_dport = 0;
+  if (sk) {
+    __u32 word = *(volatile __u32 *)&sk->dst_port;
+    sk_dport = bpf_ntohs((__u16)word);
+  }
+  if (sk && p.has_ports && sk_dport != 0 && sk->protocol == p.protocol) {
     __u8 local[16], remote[16];
     if (sk->family == 2 /* AF_INET */) {
       map_v4(local, sk->src_ip4);
@@ -201,7 +224,7 @@ static __always_inline int count(struct __sk_buff *skb, int egress) {
       __builtin_memcpy(local, sk->src_ip6, 16);
       __builtin_memcpy(remote, sk->dst_ip6, 16);
     }
-    __u16 remote_port = bpf_ntohs(sk->dst_port);
+    __u16 remote_port = sk_dport;
     if (egress && (!same_addr(remote, key.remote) || remote_port != key.remote_port))
       translated = 1;
     __builtin_memcpy(key.local, local, 16);

@@ -25,6 +25,12 @@
 #include "../bpf/flows.h"
 #include "adopt.h"
 
+// libbpf 1.0 returns NULL and sets errno on failure; 0.x returned error pointers, which this code would
+// dereference.
+#if !defined(LIBBPF_MAJOR_VERSION) || LIBBPF_MAJOR_VERSION < 1
+#error "netmon's eBPF flow counter needs libbpf 1.0 or later (Debian 12: libbpf-dev 1.1)"
+#endif
+
 namespace netmon {
 namespace {
 
@@ -79,6 +85,8 @@ struct Loaded {
     obj = nullptr;
     if (cgroupFd >= 0) close(cgroupFd);
     cgroupFd = -1;
+    // The maps' fds belonged to the object.
+    activeFd = statsFd = bufferFd[0] = bufferFd[1] = -1;
   }
 };
 
@@ -103,15 +111,15 @@ std::string Load(const std::string& objectPath, const std::string& cgroupPath, u
     out->obj = nullptr;
     return finish(Errno("cannot open the BPF object " + objectPath, err) + LogTail(log));
   }
-  // Every map sized from max_flows: the two buffers hold one interval each; the origins outlive
-  // intervals, so they get room for two intervals' worth of distinct flows.
+  // Every map sized from max_flows: the two buffers hold one interval each (allocated as flows appear);
+  // the origins outlive intervals, and as an LRU map are preallocated, so they get max_flows too.
   const char* sized[] = {"buffer_a", "buffer_b"};
   for (const char* name : sized) {
     bpf_map* m = bpf_object__find_map_by_name(out->obj, name);
     if (!m || bpf_map__set_max_entries(m, maxFlows) != 0) return finish(std::string("cannot size the map ") + name);
   }
   bpf_map* origins = bpf_object__find_map_by_name(out->obj, "origins");
-  if (!origins || bpf_map__set_max_entries(origins, std::max<uint32_t>(1024, maxFlows * 2)) != 0) {
+  if (!origins || bpf_map__set_max_entries(origins, std::max<uint32_t>(1024, maxFlows)) != 0) {
     return finish("cannot size the map origins");
   }
   if (bpf_object__load(out->obj) != 0) {
@@ -251,34 +259,153 @@ Ends EndsOf(const Entry& e, bool mirror) {
   return x;
 }
 
+bool IsLoopback(const uint8_t* a, uint8_t family) {
+  if (family == 4) return a[12] == 127;
+  static const uint8_t one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return std::memcmp(a, one, 16) == 0;
+}
+
+// One end of a connection as a key without the cgroup: (family, protocol, address, port).
+struct End {
+  uint8_t family, protocol;
+  uint16_t port;
+  uint8_t addr[16];
+  bool operator==(const End& o) const { return std::memcmp(this, &o, sizeof(End)) == 0; }
+};
+struct EndHash {
+  size_t operator()(const End& e) const {
+    const auto* p = reinterpret_cast<const uint8_t*>(&e);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof(End); i++) h = (h ^ p[i]) * 1099511628211ull;
+    return static_cast<size_t>(h);
+  }
+};
+
+End LocalEnd(const Entry& e) {
+  End x;
+  std::memset(&x, 0, sizeof x);
+  x.family = e.key.family;
+  x.protocol = e.key.protocol;
+  x.port = e.key.local_port;
+  std::memcpy(x.addr, e.key.local, 16);
+  return x;
+}
+End RemoteEnd(const Entry& e) {
+  End x;
+  std::memset(&x, 0, sizeof x);
+  x.family = e.key.family;
+  x.protocol = e.key.protocol;
+  x.port = e.key.remote_port;
+  std::memcpy(x.addr, e.key.remote, 16);
+  return x;
+}
+
+// How many entries share a key, and the first of them: a key held by two entries (the same addresses and
+// ports in two network namespaces, e.g. two pods on loopback) is ambiguous and never paired.
+template <typename K, typename H>
+using Index = std::unordered_map<K, std::pair<uint32_t, uint32_t>, H>;
+
+template <typename K, typename H>
+int64_t Unique(const Index<K, H>& index, const K& key) {
+  auto it = index.find(key);
+  return it != index.end() && it->second.second == 1 ? static_cast<int64_t>(it->second.first) : -1;
+}
+
+// Which of two views of one connection opened it: the one whose own entry or whose peer's says so. When
+// neither knows (a connection older than the agent), the end with the higher port is taken for the
+// client (an ephemeral port against a service port), so the row keeps one orientation from read to read,
+// but is not marked known.
+struct Opener {
+  bool firstIsA;
+  bool known;
+};
+Opener WhoOpened(const Entry& a, const Entry& b) {
+  bool aOpened = (a.value.flags & FLOW_ORIGIN_LOCAL) || (b.value.flags & FLOW_ORIGIN_REMOTE);
+  bool bOpened = (b.value.flags & FLOW_ORIGIN_LOCAL) || (a.value.flags & FLOW_ORIGIN_REMOTE);
+  if (aOpened != bOpened) return {aOpened, true};
+  if (a.key.local_port != b.key.local_port) return {a.key.local_port > b.key.local_port, false};
+  return {std::memcmp(a.key.local, b.key.local, 16) <= 0, false};
+}
+
 // A connection whose two ends are both local sockets shows up twice, once per socket (egress of one is
-// ingress of the other). Each pair becomes one row, seen from the initiator when either end knows who
-// it was; its peer's cgroup goes in peerCgroupId. Only entries whose remote address is some entry's
-// local address can pair, so the table is built for those alone.
+// ingress of the other), and becomes one row, seen from the initiator, with its peer's cgroup in
+// peerCgroupId. Each direction's bytes are those its sender's egress counted, as conntrack counts at the
+// output hook: a large send that leaves as one segmentation-offload packet may reach the receiver as
+// several, each with its own headers (over loopback), and one place per direction never counts a packet
+// twice, even one in flight at the buffer swap.
+//
+// Two ways the views meet:
+//  1. Mirrors: each end's remote is the other's local (the remote as the packets reached it, for a socket
+//     whose own namespace rewrote the destination).
+//  2. A Service address rewritten on the node, outside both sockets' namespaces (kube-proxy's DNAT between
+//     two pods of one node): the client's socket sees the Service address, the server's sees the client.
+//     The server's remote is the client's local; the row keeps the Service as dst and the server's own
+//     end as the backend. (Seen the other way round — the client's address rewritten, SNAT — the client
+//     sees the server as it is, and the row is the client's own.)
+// Only unambiguous matches pair: a key two entries share is left alone, and such ends are reported each on
+// its own.
 void Merge(const std::vector<Entry>& entries, Rows* rows, uint64_t* paired) {
+  const uint32_t n = static_cast<uint32_t>(entries.size());
+  std::vector<int64_t> peer(n, -1);
+  // Only entries whose remote is some entry's local can pair.
   std::unordered_set<Addr16, Addr16Hash> locals;
   for (const auto& e : entries) {
     Addr16 a;
     std::memcpy(a.b, e.key.local, 16);
     locals.insert(a);
   }
-  std::unordered_map<Ends, uint32_t, EndsHash> byEnds;
-  std::vector<int64_t> peer(entries.size(), -1);
-  for (uint32_t i = 0; i < entries.size(); i++) {
+  std::vector<uint32_t> candidates;
+  for (uint32_t i = 0; i < n; i++) {
     const Entry& e = entries[i];
-    Addr16 r;
-    std::memcpy(r.b, (e.value.flags & FLOW_TRANSLATED) ? e.value.wire_remote : e.key.remote, 16);
-    if (!locals.count(r)) continue;
-    auto it = byEnds.find(EndsOf(e, true));
-    if (it != byEnds.end() && peer[it->second] < 0) {
-      peer[it->second] = i;
-      peer[i] = it->second;
-      continue;
-    }
-    byEnds.emplace(EndsOf(e, false), i);
+    Addr16 r, w;
+    std::memcpy(r.b, e.key.remote, 16);
+    std::memcpy(w.b, e.value.wire_remote, 16);
+    if (locals.count(r) || ((e.value.flags & FLOW_TRANSLATED) && locals.count(w))) candidates.push_back(i);
   }
-  rows->Reserve(entries.size());
-  for (uint32_t i = 0; i < entries.size(); i++) {
+  auto add = [](auto& index, const auto& key, uint32_t i) {
+    auto it = index.find(key);
+    if (it == index.end()) index.emplace(key, std::make_pair(i, 1u));
+    else it->second.second++;
+  };
+
+  // 1. Mirrors.
+  Index<Ends, EndsHash> byEnds;
+  for (uint32_t i : candidates) add(byEnds, EndsOf(entries[i], false), i);
+  for (uint32_t i : candidates) {
+    if (peer[i] >= 0 || Unique(byEnds, EndsOf(entries[i], false)) < 0) continue;
+    int64_t j = Unique(byEnds, EndsOf(entries[i], true));
+    if (j < 0 || j == i || peer[j] >= 0) continue;
+    peer[i] = j;
+    peer[j] = i;
+  }
+
+  // 2. A Service address rewritten between the two sockets: an entry s sees c's local end as its remote.
+  //    c's own remote (the Service) is no local address, so c is looked for among all entries, but only
+  //    at the ends some s sees. Never over loopback: a rewrite between namespaces involves routable ends.
+  Index<End, EndHash> byRemote, byLocal;
+  for (uint32_t i : candidates) {
+    if (peer[i] < 0) add(byRemote, RemoteEnd(entries[i]), i);
+  }
+  std::vector<uint8_t> viaService(n, 0);
+  if (!byRemote.empty()) {
+    for (uint32_t i = 0; i < n; i++) {
+      if (peer[i] >= 0 || IsLoopback(entries[i].key.local, entries[i].key.family)) continue;
+      End local = LocalEnd(entries[i]);
+      if (byRemote.count(local)) add(byLocal, local, i);
+    }
+    for (const auto& [end, first] : byLocal) {
+      if (first.second != 1) continue;
+      uint32_t c = first.first;
+      int64_t s = Unique(byRemote, end);
+      if (s < 0 || s == c || peer[s] >= 0 || peer[c] >= 0) continue;
+      peer[c] = s;
+      peer[s] = c;
+      viaService[c] = 1;  // c saw a rewritten address; s saw c's own
+    }
+  }
+
+  rows->Reserve(n);
+  for (uint32_t i = 0; i < n; i++) {
     const Entry& e = entries[i];
     if (peer[i] < 0) {
       rows->Push(e, e.value.flags & (FLOW_ORIGIN_LOCAL | FLOW_ORIGIN_REMOTE | FLOW_TRANSLATED), NAN);
@@ -287,21 +414,21 @@ void Merge(const std::vector<Entry>& entries, Rows* rows, uint64_t* paired) {
     uint32_t j = static_cast<uint32_t>(peer[i]);
     if (j < i) continue;  // the pair was written at its first entry
     const Entry& f = entries[j];
-    uint32_t a = e.value.flags, b = f.value.flags;
-    bool eOpened = (a & FLOW_ORIGIN_LOCAL) || (b & FLOW_ORIGIN_REMOTE);
-    bool fOpened = (b & FLOW_ORIGIN_LOCAL) || (a & FLOW_ORIGIN_REMOTE);
-    // Each direction as its sender's egress counted it, as conntrack counts at the output hook: a large
-    // send leaves as one segmentation-offload packet and may reach the receiver as several, each with
-    // its own headers (over loopback), so the receiver's count would not match. And one place per
-    // direction never counts a packet twice, even one in flight at the buffer swap.
-    const Entry& first = (fOpened && !eOpened) ? f : e;
-    const Entry& second = (&first == &e) ? f : e;
-    uint32_t known = (eOpened != fOpened) ? FLOW_ORIGIN_LOCAL : 0;
+    Opener o = WhoOpened(e, f);
+    const Entry& first = o.firstIsA ? e : f;
+    const Entry& second = o.firstIsA ? f : e;
     Entry merged = first;
     merged.value.rx_bytes = second.value.tx_bytes;
     merged.value.rx_packets = second.value.tx_packets;
-    rows->Push(merged, known | (first.value.flags & FLOW_TRANSLATED) | kPaired,
-               static_cast<double>(second.key.cgroup_id));
+    uint32_t flags = (o.known ? FLOW_ORIGIN_LOCAL : 0) | kPaired | (first.value.flags & FLOW_TRANSLATED);
+    bool firstSawService = (&first == &e) ? viaService[i] : viaService[j];
+    if (firstSawService) {
+      // dst stays the Service address the client dialled; the backend is the server's own end.
+      std::memcpy(merged.value.wire_remote, second.key.local, 16);
+      merged.value.wire_remote_port = second.key.local_port;
+      flags |= FLOW_TRANSLATED;
+    }
+    rows->Push(merged, flags, static_cast<double>(second.key.cgroup_id));
     (*paired)++;
   }
 }
@@ -395,8 +522,14 @@ class ReadWorker : public Napi::AsyncWorker {
                                                values.data(), &count, nullptr);
       int err = rc != 0 ? errno : 0;
       if (rc != 0 && err != ENOENT) {
-        SetError(Errno("cannot read the flow buffer", err));
-        return;
+        // What was drained is out of the map: hand it on. The rest stays in the buffer, which becomes
+        // the active one at the next swap and is drained, with the interval after, at the read after.
+        if (entries.empty()) {
+          SetError(Errno("cannot read the flow buffer", err));
+          return;
+        }
+        drainError_ = Errno("the flow buffer was drained only in part", err);
+        break;
       }
       for (uint32_t i = 0; i < count; i++) entries.push_back({keys[i], values[i]});
       if (rc != 0) break;  // ENOENT: that was the last batch
@@ -449,6 +582,7 @@ class ReadWorker : public Napi::AsyncWorker {
     o.Set("malformed", Napi::Number::New(env, static_cast<double>(stats_[FLOW_STAT_MALFORMED])));
     o.Set("swapMs", Napi::Number::New(env, swapMs_));
     o.Set("durationMs", Napi::Number::New(env, durationMs_));
+    if (!drainError_.empty()) o.Set("drainError", Napi::String::New(env, drainError_));
     deferred_.Resolve(o);
   }
   void OnError(const Napi::Error& e) override {
@@ -469,6 +603,7 @@ class ReadWorker : public Napi::AsyncWorker {
   uint64_t entriesRead_ = 0, paired_ = 0;
   uint64_t stats_[FLOW_STAT_COUNT] = {};
   double swapMs_ = 0, durationMs_ = 0;
+  std::string drainError_;
 };
 
 Napi::Value CgroupFlows::Read(const Napi::CallbackInfo& info) {

@@ -142,6 +142,11 @@ export interface CgroupFlowsRead {
   lostPackets: number;
   lostBytes: number;
   malformed: number;
+  /**
+   * Set when the drain failed part-way: the rows are what was drained; the rest stayed in the kernel's
+   * buffer and comes with a later read (nothing is lost).
+   */
+  drainError?: string;
   /** Time of the buffer swap (an RCU grace period) and of the whole read, without the JS hand-over. */
   swapMs: number;
   durationMs: number;
