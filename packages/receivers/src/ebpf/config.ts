@@ -6,7 +6,7 @@ export const ebpfReceiverConfig = z.strictObject({
     .string()
     .optional()
     .describe(
-      "cgroup2 directory to attach to: sockets in it and in every cgroup below it are counted. Unset or empty: the cgroup2 root, found in /proc/self/mountinfo (/sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid one), so every socket of the node is seen. In a container with its own cgroup namespace that mount is the container's own cgroup: mount the host's cgroup2 (e.g. at /host/sys/fs/cgroup) and name it here.",
+      "cgroup2 directory to attach to (a directory on a cgroup2 file system): sockets in it and in every cgroup below it are counted. Unset or empty: the first cgroup2 mount in /proc/self/mountinfo that shows the hierarchy's root, i.e. has no cgroup.type file (/sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid one), so every socket of the node is seen. In a container the cgroup2 mount is usually the container's own cgroup, which the start refuses: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and name it here.",
     ),
   read_interval: duration({ min: 100 })
     .prefault('5s')
@@ -20,7 +20,7 @@ export const ebpfReceiverConfig = z.strictObject({
     .max(1 << 22)
     .default(65536)
     .describe(
-      'Distinct flows (connection and local cgroup) one read interval can hold. Each of the two buffers the kernel fills in turn costs about 200 bytes of kernel memory per flow it holds (allocated as flows appear, charged to the memory cgroup of the agent). Packets of flows beyond it are counted as lost (netmon_ebpf_flows_lost), never silently dropped.',
+      'Distinct flows (connection and local cgroup) one read interval can hold. Kernel memory, charged to the memory cgroup of the agent: each of the two buffers the kernel fills in turn costs about 200 bytes per flow it holds, allocated as flows appear (not preallocated); the map that remembers who opened each flow is an LRU map of max_flows entries, which the kernel always preallocates: about 120 bytes × max_flows from load on (7.5 MiB at the default). Packets of flows beyond it are counted as lost (netmon_ebpf_lost_packets), never silently dropped.',
     ),
   coverage_interfaces: z
     .array(z.string().min(1))

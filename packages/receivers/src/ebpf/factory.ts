@@ -1,7 +1,22 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { defineReceiver } from '@netmon/core';
 import { ebpfReceiverConfig } from './config.js';
+import { cgroup2Mount, isOnCgroup2 } from './kernel.js';
 import { EBPF_METRICS } from './metrics.js';
+
+/** Where this node's cgroup2 hierarchy is mounted, in words for an error message. */
+function whereCgroup2Is(): string {
+  let mountinfo = '';
+  try {
+    mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    // No mountinfo to read: the generic advice below.
+  }
+  const mount = cgroup2Mount(mountinfo);
+  return mount
+    ? `this node's cgroup2 hierarchy is mounted at ${mount}`
+    : 'cgroup2 is /sys/fs/cgroup on a unified host and /sys/fs/cgroup/unified on a hybrid one';
+}
 
 export const ebpfReceiverFactory = defineReceiver({
   kind: 'receiver',
@@ -13,11 +28,22 @@ export const ebpfReceiverFactory = defineReceiver({
   config: ebpfReceiverConfig,
   metrics: EBPF_METRICS,
   validate(config) {
-    if (config.cgroup_path && !existsSync(config.cgroup_path)) {
+    const path = config.cgroup_path;
+    if (!path) return [];
+    if (!existsSync(path)) {
       return [
         {
           key: 'cgroup_path',
-          message: `${config.cgroup_path} does not exist: give a cgroup2 directory such as /sys/fs/cgroup or /sys/fs/cgroup/kubepods.slice`,
+          message: `${path} does not exist: give a cgroup2 directory such as /sys/fs/cgroup or /sys/fs/cgroup/kubepods.slice`,
+        },
+      ];
+    }
+    // On a hybrid host /sys/fs/cgroup is a tmpfs of v1 controllers: the programs attach to cgroup2 only.
+    if (!isOnCgroup2(path)) {
+      return [
+        {
+          key: 'cgroup_path',
+          message: `${path} is not on a cgroup2 file system (eBPF programs attach to cgroup2 directories only): ${whereCgroup2Is()}`,
         },
       ];
     }

@@ -1,16 +1,25 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  CGROUP2_SUPER_MAGIC,
   cgroup2Mount,
   effectiveCapabilities,
+  isOnCgroup2,
   missingBpfCapabilities,
+  nodeKernel,
   parseInterfaceBytes,
   parseListening,
+  parsePortRange,
 } from './kernel.js';
 import {
   CAP,
   CAPS_ROOT,
   capMask,
   MOUNTINFO_HYBRID,
+  MOUNTINFO_PRIVATE_NS_ONLY,
+  MOUNTINFO_PRIVATE_NS_THEN_HOST,
   MOUNTINFO_SUBTREE_ONLY,
   MOUNTINFO_SUBTREE_THEN_HOST,
   MOUNTINFO_UNIFIED,
@@ -26,39 +35,94 @@ import {
   procStatus,
 } from './testdata/proc.js';
 
+/** exists() of a node on which only `paths` exist. */
+const only =
+  (...paths: string[]) =>
+  (p: string) =>
+    paths.includes(p);
+const none = only();
+
 describe('cgroup2Mount', () => {
   it('finds /sys/fs/cgroup on a unified host', () => {
-    expect(cgroup2Mount(MOUNTINFO_UNIFIED)).toBe('/sys/fs/cgroup');
+    expect(cgroup2Mount(MOUNTINFO_UNIFIED, none)).toBe('/sys/fs/cgroup');
   });
 
   it('finds /sys/fs/cgroup/unified on a hybrid host, past the v1 controllers and their tmpfs', () => {
-    expect(cgroup2Mount(MOUNTINFO_HYBRID)).toBe('/sys/fs/cgroup/unified');
+    expect(cgroup2Mount(MOUNTINFO_HYBRID, none)).toBe('/sys/fs/cgroup/unified');
   });
 
   it('reads the octal escapes the kernel writes for space, tab and backslash', () => {
-    expect(cgroup2Mount(mountinfoWithCgroup2('/mnt/my cgroup'))).toBe('/mnt/my cgroup');
-    expect(cgroup2Mount('41 30 0:40 / /mnt/a\\011b\\134c rw - cgroup2 cgroup2 rw')).toBe('/mnt/a\tb\\c');
+    expect(cgroup2Mount(mountinfoWithCgroup2('/mnt/my cgroup'), none)).toBe('/mnt/my cgroup');
+    expect(cgroup2Mount('41 30 0:40 / /mnt/a\\011b\\134c rw - cgroup2 cgroup2 rw', none)).toBe(
+      '/mnt/a\tb\\c',
+    );
     // The escaped form really is what the line holds, not the path itself.
     expect(mountinfoWithCgroup2('/mnt/my cgroup')).toContain(' /mnt/my\\040cgroup ');
   });
 
   it('skips a bind mount of a subtree (a container without its own cgroup namespace) for the real root', () => {
-    expect(cgroup2Mount(MOUNTINFO_SUBTREE_THEN_HOST)).toBe('/host/sys/fs/cgroup');
-    expect(cgroup2Mount(MOUNTINFO_SUBTREE_ONLY)).toBeUndefined();
+    const subtree = only('/sys/fs/cgroup/cgroup.type');
+    expect(cgroup2Mount(MOUNTINFO_SUBTREE_THEN_HOST, subtree)).toBe('/host/sys/fs/cgroup');
+    expect(cgroup2Mount(MOUNTINFO_SUBTREE_ONLY, subtree)).toBeUndefined();
+  });
+
+  it("in a private cgroup namespace, skips the container's own cgroup shown as / (it has cgroup.type) for the host's shown as /../../../..", () => {
+    const container = only('/sys/fs/cgroup/cgroup.type');
+    expect(cgroup2Mount(MOUNTINFO_PRIVATE_NS_THEN_HOST, container)).toBe('/host/sys/fs/cgroup');
+    expect(cgroup2Mount(MOUNTINFO_PRIVATE_NS_ONLY, container)).toBeUndefined();
+    // Whichever a root field says: a mount without cgroup.type is the hierarchy's root, one with it is not.
+    expect(cgroup2Mount(MOUNTINFO_PRIVATE_NS_THEN_HOST, none)).toBe('/sys/fs/cgroup');
+    expect(cgroup2Mount(MOUNTINFO_UNIFIED, only('/sys/fs/cgroup/cgroup.type'))).toBeUndefined();
   });
 
   it('is undefined without a cgroup2 mount, for an empty text, and ignores a cgroup (v1) named like it', () => {
-    expect(cgroup2Mount(MOUNTINFO_V1_ONLY)).toBeUndefined();
-    expect(cgroup2Mount('')).toBeUndefined();
-    expect(cgroup2Mount('31 30 0:28 / /sys/fs/cgroup2 rw - cgroup cgroup2 rw,cpu')).toBeUndefined();
+    expect(cgroup2Mount(MOUNTINFO_V1_ONLY, none)).toBeUndefined();
+    expect(cgroup2Mount('', none)).toBeUndefined();
+    expect(cgroup2Mount('31 30 0:28 / /sys/fs/cgroup2 rw - cgroup cgroup2 rw,cpu', none)).toBeUndefined();
   });
 
   it('takes the mount whatever optional fields come before the separator', () => {
     expect(
       cgroup2Mount(
         '32 22 0:28 / /sys/fs/cgroup rw,nosuid shared:9 master:1 propagate_from:2 - cgroup2 cgroup2 rw',
+        none,
       ),
     ).toBe('/sys/fs/cgroup');
+  });
+
+  it("on this machine: the mount it names has no cgroup.type, and the node's exists() is the file system's", () => {
+    const mount = cgroup2Mount(nodeKernel.readProc('/proc/self/mountinfo') ?? '', nodeKernel.exists);
+    if (mount === undefined) return; // no cgroup2 here: nothing to compare
+    expect(nodeKernel.exists(mount)).toBe(true);
+    expect(nodeKernel.exists(join(mount, 'cgroup.type'))).toBe(false);
+    expect(nodeKernel.exists(join(mount, 'cgroup.procs'))).toBe(true);
+    expect(isOnCgroup2(mount)).toBe(true);
+  });
+});
+
+describe('isOnCgroup2', () => {
+  it('is false for a directory of another file system and for a path that does not exist', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'netmon-not-cgroup-'));
+    try {
+      expect(isOnCgroup2(dir)).toBe(false);
+      expect(isOnCgroup2(join(dir, 'missing'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(CGROUP2_SUPER_MAGIC).toBe(0x63677270);
+  });
+});
+
+describe('parsePortRange', () => {
+  it('reads the two numbers of ip_local_port_range, tab or spaces between them', () => {
+    expect(parsePortRange('32768\t60999\n')).toEqual({ low: 32768, high: 60999 });
+    expect(parsePortRange('1024 65535')).toEqual({ low: 1024, high: 65535 });
+  });
+
+  it("falls back to the kernel's default range for a missing or nonsensical text", () => {
+    for (const text of [undefined, '', 'junk', '60999 32768', '0 100', '1000 70000']) {
+      expect(parsePortRange(text)).toEqual({ low: 32768, high: 60999 });
+    }
   });
 });
 

@@ -1,21 +1,49 @@
 // What the eBPF receiver reads from the node besides its BPF maps: the cgroup2 mount, the agent's own
 // listening sockets (orientation of connections older than the agent) and the interfaces' byte
 // counters (coverage). Parsers are plain functions over the files' text, so tests feed them samples.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { attachCgroupFlows } from '@netmon/native';
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;
 const CAP_BPF = 39;
 
-/** The cgroup2 mount point from /proc/self/mountinfo text, or undefined when there is none. */
-export function cgroup2Mount(mountinfo: string): string | undefined {
-  return cgroup2Mounts(mountinfo).find((m) => m.root === '/')?.path;
+/** statfs(2) f_type of a cgroup2 file system (CGROUP2_SUPER_MAGIC, include/uapi/linux/magic.h). */
+export const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/** True when `path` is on a cgroup2 file system; false when it is not or cannot be stat'ed. */
+export function isOnCgroup2(path: string): boolean {
+  try {
+    return statfsSync(path).type === CGROUP2_SUPER_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The hierarchy's root has no `cgroup.type` file; every cgroup below it has one. mountinfo's root field
+ * cannot tell: in a private cgroup namespace a container's own cgroup shows as `/`, and the host's
+ * hierarchy mounted there shows as `/..`.
+ */
+export function isHierarchyRoot(mount: string, exists: (path: string) => boolean): boolean {
+  return !exists(`${mount}/cgroup.type`);
+}
+
+/**
+ * The first cgroup2 mount in /proc/self/mountinfo text that shows the hierarchy's root, or undefined
+ * when none does (no cgroup2 at all, or only a container's own cgroup).
+ */
+export function cgroup2Mount(
+  mountinfo: string,
+  exists: (path: string) => boolean = existsSync,
+): string | undefined {
+  return cgroup2Mounts(mountinfo).find((m) => isHierarchyRoot(m.path, exists))?.path;
 }
 
 /**
  * Every cgroup2 mount in /proc/self/mountinfo text: where it is mounted, and which directory of the
- * hierarchy it shows (`/` for the root; a subtree for a bind mount, e.g. a container's own cgroup).
+ * hierarchy it shows, as seen from this process's cgroup namespace (`/` for that namespace's root; a
+ * subtree for a bind mount; `/..`-style paths for cgroups above the namespace's root).
  */
 export function cgroup2Mounts(mountinfo: string): { path: string; root: string }[] {
   const out: { path: string; root: string }[] = [];
@@ -33,6 +61,18 @@ export function cgroup2Mounts(mountinfo: string): { path: string; root: string }
 /** mountinfo writes space, tab, newline and backslash in paths as octal escapes. */
 function unescapeMountPath(path: string): string {
   return path.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+}
+
+/**
+ * The ephemeral port range (net.ipv4.ip_local_port_range, which IPv6 sockets use too) from its /proc/sys
+ * text, "32768\t60999"; the kernel's default when the text is missing or unreadable.
+ */
+export function parsePortRange(text: string | undefined): { low: number; high: number } {
+  const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(text ?? '');
+  const low = m ? Number(m[1]) : Number.NaN;
+  const high = m ? Number(m[2]) : Number.NaN;
+  if (!(low >= 1 && high <= 65535 && low <= high)) return { low: 32768, high: 60999 };
+  return { low, high };
 }
 
 /** Ports with a socket waiting for peers, per protocol: TCP in LISTEN, UDP bound and not connected. */
@@ -104,6 +144,8 @@ export interface EbpfKernel {
   attach: typeof attachCgroupFlows;
   /** Text of a file under /proc (or undefined when it cannot be read). */
   readProc(path: string): string | undefined;
+  /** Whether a file exists (a mount's `cgroup.type`, which tells the hierarchy's root from a cgroup). */
+  exists(path: string): boolean;
   /** True when the interface is a virtual one of this host (veth, bridge, tunnel, lo). */
   isVirtualInterface(name: string): boolean;
 }
@@ -117,6 +159,7 @@ export const nodeKernel: EbpfKernel = {
       return undefined;
     }
   },
+  exists: existsSync,
   // Virtual network devices sit under /sys/devices/virtual/net; physical ones (and the VM's virtio
   // ones) do not. Pod traffic crosses a veth and then the physical interface, so counting both would
   // count it twice.

@@ -27,24 +27,24 @@ export const EBPF_METRICS = defineMetrics({
     unit: 's',
     description: 'Time of the last read: buffer swap, batch lookup and delete, merge.',
   },
-  flowsLost: {
-    name: 'netmon_ebpf_flows_lost',
+  lostPackets: {
+    name: 'netmon_ebpf_lost_packets',
     kind: 'counter',
     unit: '{packet}',
     description:
-      'Packets not counted because the interval buffer was full (max_flows distinct flows already in it).',
+      'Packets not counted because the interval buffer was full (max_flows distinct flows already in it) or the kernel had no memory for a new entry.',
   },
-  bytesLost: {
-    name: 'netmon_ebpf_bytes_lost',
+  lostBytes: {
+    name: 'netmon_ebpf_lost_bytes',
     kind: 'counter',
     unit: 'By',
-    description: 'Bytes of the packets counted in netmon_ebpf_flows_lost.',
+    description: 'Bytes of the packets counted in netmon_ebpf_lost_packets.',
   },
   malformed: {
     name: 'netmon_ebpf_malformed_packets',
     kind: 'counter',
     unit: '{packet}',
-    description: 'Packets whose IP or transport header could not be read; counted without ports.',
+    description: 'Packets whose IP or transport header could not be read; they are not counted in any flow.',
   },
   seenBytes: {
     name: 'netmon_ebpf_seen_bytes',

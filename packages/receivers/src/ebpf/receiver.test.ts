@@ -20,6 +20,8 @@ import { FakeKernel, flowsRead, type Row } from './testdata/fake-kernel.js';
 import {
   CAP,
   capMask,
+  MOUNTINFO_PRIVATE_NS_ONLY,
+  MOUNTINFO_PRIVATE_NS_THEN_HOST,
   MOUNTINFO_SUBTREE_ONLY,
   MOUNTINFO_V1_ONLY,
   mountinfoWithCgroup2,
@@ -212,11 +214,32 @@ describe('ebpf receiver: start', () => {
   it("in a container that sees only its own cgroup subtree, says so and how to mount the host's", () => {
     const kernel = new FakeKernel();
     kernel.files.set('/proc/self/mountinfo', MOUNTINFO_SUBTREE_ONLY);
+    kernel.present.add('/sys/fs/cgroup/cgroup.type');
     const t = setup({}, kernel);
     expect(() => t.receiver.start()).toThrow(
       /^ebpf receiver: the cgroup2 mount at \/sys\/fs\/cgroup shows only the subtree \/kubepods\.slice\/.*cri-containerd-aaaa\.scope \(a container's own cgroup\), so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 .* and set cgroup_path to it$/,
     );
     expect(kernel.attached).toEqual([]);
+  });
+
+  it("in a private cgroup namespace, refuses the container's own cgroup though mountinfo shows it as /, and takes the host's", () => {
+    const kernel = new FakeKernel();
+    kernel.files.set('/proc/self/mountinfo', MOUNTINFO_PRIVATE_NS_ONLY);
+    // Every cgroup but the hierarchy's root has a cgroup.type file.
+    kernel.present.add('/sys/fs/cgroup/cgroup.type');
+    const t = setup({}, kernel);
+    expect(() => t.receiver.start()).toThrow(
+      "ebpf receiver: the cgroup2 mount at /sys/fs/cgroup is not the hierarchy's root but a cgroup below it (it has a cgroup.type file; a container with its own cgroup namespace sees its own cgroup as /), " +
+        "so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and set cgroup_path to it",
+    );
+    expect(kernel.attached).toEqual([]);
+
+    const withHost = new FakeKernel();
+    withHost.files.set('/proc/self/mountinfo', MOUNTINFO_PRIVATE_NS_THEN_HOST);
+    withHost.present.add('/sys/fs/cgroup/cgroup.type');
+    const u = setup({}, withHost);
+    u.receiver.start();
+    expect(withHost.attached).toEqual([{ cgroupPath: '/host/sys/fs/cgroup', maxFlows: 65536 }]);
   });
 
   it('attaches to cgroup_path when set, whether or not mountinfo shows a cgroup2 mount', () => {
@@ -431,13 +454,15 @@ describe('ebpf receiver: orientation', () => {
     ]);
   });
 
-  it('UDP: a local port bound and unconnected means the peer sent first, even when the first packet seen was ours', async () => {
+  it('UDP: a bound, unconnected port outside the ephemeral range is a server when no packet told who opened the flow; a first packet is never overruled', async () => {
     const t = setup();
     t.kernel.files.set(
       '/proc/net/udp',
       procNet('udp', [
         { port: 53, state: '07' },
         { port: 45000, state: '01', remotePort: 53 },
+        // An unconnected client after sendto: bound to an ephemeral port, no remote end, like a server.
+        { port: 41000, state: '07' },
       ]),
     );
     t.kernel.files.set('/proc/net/udp6', procNet('udp6', [{ port: 5353, state: '07' }]));
@@ -456,10 +481,16 @@ describe('ebpf receiver: orientation', () => {
     });
     t.answer(
       flowsRead([
-        // The server on 53 answered a client older than the agent: its answer was the first packet seen.
-        udp(53, '10.0.0.9', 40000, OriginLocal),
+        // The server on 53, its opener unknown (older than the agent): the listening socket says the peer.
+        udp(53, '10.0.0.9', 40000),
+        // The server on 53 whose first packet seen was its own answer: the programs' origin stands.
+        udp(53, '10.0.0.9', 40001, OriginLocal),
         // A connected client socket on 45000: the first packet rule stands.
         udp(45000, '8.8.8.8', 53, OriginLocal),
+        // The unconnected client on 41000: it sent first, and its port is ephemeral, so nothing overrules.
+        udp(41000, '10.0.0.9', 9000, OriginLocal),
+        // The same client, its opener unknown: an ephemeral port says nothing.
+        udp(41000, '10.0.0.9', 9001),
         udp(6000, '10.0.0.9', 6001),
         udp(7000, '10.0.0.9', 7001, OriginRemote),
         udp(5353, 'fd00::9', 5353),
@@ -469,11 +500,48 @@ describe('ebpf receiver: orientation', () => {
     await tick(5000);
     expect(view(t.sink.batches[0]).map((r) => [r.protocol, r.src, r.dst, r.tx, r.rx, r.flags])).toEqual([
       [UDP, '10.0.0.9:40000', '10.0.0.5:53', 60, 200, KNOWN],
+      [UDP, '10.0.0.5:53', '10.0.0.9:40001', 200, 60, KNOWN],
       [UDP, '10.0.0.5:45000', '8.8.8.8:53', 200, 60, KNOWN],
+      [UDP, '10.0.0.5:41000', '10.0.0.9:9000', 200, 60, KNOWN],
+      [UDP, '10.0.0.5:41000', '10.0.0.9:9001', 200, 60, LOCAL_REMOTE],
       [UDP, '10.0.0.5:6000', '10.0.0.9:6001', 200, 60, LOCAL_REMOTE],
       [UDP, '10.0.0.9:7001', '10.0.0.5:7000', 60, 200, KNOWN],
       [UDP, '[fd00::9]:5353', '[fd00::5]:5353', 60, 200, KNOWN],
     ]);
+  });
+
+  it("UDP: the ephemeral range is the node's ip_local_port_range, read once at start", async () => {
+    const t = setup();
+    t.kernel.files.set('/proc/sys/net/ipv4/ip_local_port_range', '1024\t2048\n');
+    t.kernel.files.set(
+      '/proc/net/udp',
+      procNet('udp', [
+        { port: 1500, state: '07' },
+        { port: 41000, state: '07' },
+      ]),
+    );
+    const udp = (localPort: number): Row => ({
+      protocol: UDP,
+      local: '10.0.0.5',
+      localPort,
+      remote: '10.0.0.9',
+      remotePort: 9000,
+      tx: 1,
+      rx: 2,
+    });
+    t.answer(flowsRead([udp(1500), udp(41000)]), flowsRead([udp(1500), udp(41000)]));
+    t.receiver.start();
+    await tick(5000);
+    // The range changes after start: the receiver keeps the one it read.
+    t.kernel.files.set('/proc/sys/net/ipv4/ip_local_port_range', '32768\t60999\n');
+    await tick(5000);
+    for (const b of t.sink.batches) {
+      expect(view(b).map((r) => [r.src, r.dst, r.flags])).toEqual([
+        ['10.0.0.5:1500', '10.0.0.9:9000', LOCAL_REMOTE],
+        ['10.0.0.9:9000', '10.0.0.5:41000', KNOWN],
+      ]);
+    }
+    expect(t.kernel.readsOf('/proc/sys/net/ipv4/ip_local_port_range')).toBe(1);
   });
 
   it("paired rows (both ends local sockets): one row initiator → responder, the peer's cgroup in dst.cgroup.id", async () => {
@@ -570,7 +638,7 @@ describe('ebpf receiver: orientation', () => {
     ]).toEqual([0, 5000, 5000, 10_000]);
   });
 
-  it('reads the listening sockets at most once per batch, and not at all when every row is a known TCP flow', async () => {
+  it('reads the listening sockets only when a row needs them, and again at most every 30 s', async () => {
     const t = setup();
     t.kernel.files.set('/proc/net/tcp', procNet('tcp', [{ port: 8080, state: '0A' }]));
     const files = ['/proc/net/tcp', '/proc/net/tcp6', '/proc/net/udp', '/proc/net/udp6'];
@@ -580,27 +648,37 @@ describe('ebpf receiver: orientation', () => {
       remote: '10.1.1.1',
       remotePort: 1,
     });
+    const needy = flowsRead([
+      unknown(8080),
+      unknown(8080),
+      unknown(40000),
+      { ...unknown(53), protocol: UDP },
+    ]);
     t.answer(
+      // Every opener known (TCP and UDP alike): nothing to read.
       flowsRead([outbound(1), outbound(2), { ...outbound(3), flags: OriginRemote }]),
-      flowsRead([unknown(8080), unknown(8080), unknown(40000), { ...unknown(53), protocol: UDP }]),
       flowsRead([{ ...outbound(4), protocol: UDP }]),
-      flowsRead([]),
+      needy,
     );
+    t.kernel.fallback = () =>
+      flowsRead([unknown(8080), unknown(8080), unknown(40000), { ...unknown(53), protocol: UDP }]);
     t.receiver.start();
     const perRead: number[][] = [];
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 10; i++) {
       const from = t.kernel.procReads.length;
       await tick(5000);
       perRead.push(files.map((f) => t.kernel.readsOf(f, from)));
+      // A server that starts meanwhile is seen at the next reading, not before.
+      if (i === 3) t.kernel.files.set('/proc/net/tcp', procNet('tcp', [{ port: 40000, state: '0A' }]));
     }
-    expect(perRead).toEqual([
-      [0, 0, 0, 0],
-      [1, 1, 1, 1],
-      // UDP rows always ask: the listening socket outranks the first packet.
-      [1, 1, 1, 1],
-      [0, 0, 0, 0],
-    ]);
-    expect(t.sink.batches[1].flags.slice(0, 3)).toEqual(new Uint32Array([KNOWN, KNOWN, LOCAL_REMOTE]));
+    const once = [1, 1, 1, 1];
+    const none = [0, 0, 0, 0];
+    // Reads at 5 s … 50 s: the first need at 15 s, then again at 45 s (30 s later), whatever the reads between.
+    expect(perRead).toEqual([none, none, once, none, none, none, none, none, once, none]);
+    expect(t.sink.batches[2].flags.slice(0, 3)).toEqual(new Uint32Array([KNOWN, KNOWN, LOCAL_REMOTE]));
+    // Before the new reading the stale one stands; after it, 40000 is a server and 8080 is not.
+    expect(t.sink.batches[7].flags.slice(0, 3)).toEqual(new Uint32Array([KNOWN, KNOWN, LOCAL_REMOTE]));
+    expect(t.sink.batches[8].flags.slice(0, 3)).toEqual(new Uint32Array([LOCAL_REMOTE, LOCAL_REMOTE, KNOWN]));
   });
 });
 
@@ -715,8 +793,8 @@ describe('ebpf receiver: losses', () => {
       await tick(5000);
       warned.push(t.logged('warn').length);
       lost.push([
-        t.metric('netmon_ebpf_flows_lost', 'counter'),
-        t.metric('netmon_ebpf_bytes_lost', 'counter'),
+        t.metric('netmon_ebpf_lost_packets', 'counter'),
+        t.metric('netmon_ebpf_lost_bytes', 'counter'),
       ]);
     }
     expect(warned).toEqual([0, 1, 1, 2, 2]);
@@ -733,7 +811,7 @@ describe('ebpf receiver: losses', () => {
         [300, 450_000],
       ].map(([p, b]) => ({
         level: 'warn',
-        msg: 'the eBPF flow buffer was full (max_flows 4096 distinct flows in one read interval): packets of further flows were not counted. Raise max_flows or shorten read_interval',
+        msg: 'the eBPF flow buffer was full (max_flows 4096 distinct flows in one read interval) or the kernel had no memory for a new entry: packets of further flows were not counted. Raise max_flows or shorten read_interval',
         fields: { lost_packets: p, lost_bytes: b, max_flows: 4096 },
       })),
     );
@@ -895,6 +973,22 @@ describe('ebpf receiver: coverage', () => {
     expect(t.logged('info')[0].fields.coverage_interfaces).toEqual([]);
   });
 
+  it('says the compared interfaces moved no bytes (not "no traffic yet") when bytes were seen but none crossed them', async () => {
+    const t = setup();
+    node(t, { eth0: [100, 100], eth1: [0, 0], veth: 0 });
+    t.receiver.start();
+    t.answer(flowsRead([]), flowsRead([outbound(40000, 1000, { rx: 1000 })]));
+    await tick(5000);
+    // Nothing seen, nothing crossed: there was no traffic.
+    expect(t.details().coverage).toBe('unknown (no traffic yet)');
+    await tick(5000);
+    // 2000 bytes seen (e.g. a pod's kernel-made packets that never reach eth0), the interfaces unmoved.
+    expect(t.metric('netmon_ebpf_seen_bytes')).toBe(2000);
+    expect(t.metric('netmon_ebpf_interface_bytes')).toBe(0);
+    expect(t.metric('netmon_ebpf_coverage')).toBeUndefined();
+    expect(t.details().coverage).toBe('unknown (the compared interfaces moved no bytes)');
+  });
+
   it('keeps the last figure through an interval in which the interfaces crossed nothing', async () => {
     const t = setup();
     node(t, { eth0: [0, 0], eth1: [0, 0], veth: 0 });
@@ -990,6 +1084,101 @@ describe('ebpf receiver: scheduling, failures and shutdown', () => {
     await tick(1200);
     expect(t.readTimes()).toEqual([400, 800, 1200]);
     expect(t.state.status).toBe('ok');
+  });
+
+  it('ends an interval when its read starts (the buffer swap), not when the drain returns', async () => {
+    const t = setup({ read_interval: '2s' });
+    const slow = deferred<CgroupFlowsRead>();
+    t.answer(slow.promise, flowsRead([outbound(1)]));
+    t.receiver.start();
+    await tick(2300);
+    slow.resolve(flowsRead([outbound(2)]));
+    await tick(1700);
+    expect(t.sink.batches.map((b) => [b.timeStart[0] - T0, b.timeEnd[0] - T0])).toEqual([
+      [0, 2000],
+      [2000, 4000],
+    ]);
+  });
+
+  it('a failure after the kernel read (the sink, the batch) is a failed read, reported and counted, never an unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const t = setup({ read_interval: '5s' });
+      let calls = 0;
+      const consume = t.sink.consume.bind(t.sink);
+      vi.spyOn(t.sink, 'consume').mockImplementation((batch) => {
+        if (++calls === 2) throw new Error('the queue is gone');
+        consume(batch);
+      });
+      t.answer(flowsRead([outbound(1)]), flowsRead([outbound(2), outbound(3)]), flowsRead([outbound(4)]));
+      t.receiver.start();
+      await tick(5000);
+      await tick(5000);
+      expect(t.state.status).toBe('recoverable_error');
+      expect(t.state.lastError).toBe('eBPF flows read but not handed on (lost): the queue is gone');
+      expect(t.metric('netmon_ebpf_read_failures')).toBe(1);
+      expect(t.logged('error').map((l) => [l.msg, l.fields])).toEqual([
+        ['eBPF flows read but not handed on: they are lost', { err: 'the queue is gone', flows: 2 }],
+      ]);
+      // No quick retry (the kernel is fine): the next read comes at the interval, and its batch starts
+      // where the lost one ended.
+      await tick(5000);
+      expect(t.readTimes()).toEqual([5000, 10_000, 15_000]);
+      expect(t.state.status).toBe('ok');
+      expect(t.sink.batches.map((b) => [b.txBytes[0], b.timeStart[0] - T0, b.timeEnd[0] - T0])).toEqual([
+        [1000, 0, 5000],
+        [1000, 10_000, 15_000],
+      ]);
+      // A throw while the batch is built (here reading the listening sockets for a flow older than the
+      // agent) is caught the same way.
+      vi.spyOn(t.kernel, 'readProc').mockImplementation(() => {
+        throw new Error('EIO');
+      });
+      t.answer(flowsRead([{ ...outbound(5), flags: 0 }]));
+      await tick(5000);
+      expect(t.state.lastError).toBe('eBPF flows read but not handed on (lost): EIO');
+      expect(t.metric('netmon_ebpf_read_failures')).toBe(2);
+      vi.mocked(t.kernel.readProc).mockRestore();
+      await t.receiver.shutdown();
+      // Give a stray rejection its turn to surface (setImmediate is faked here).
+      await tick(0);
+      await new Promise((r) => process.nextTick(r));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('a drain that stopped part-way hands on what it read, warns, counts a failed read and reports recoverable_error', async () => {
+    const t = setup({ read_interval: '5s' });
+    t.answer(
+      flowsRead([outbound(1), outbound(2)], {
+        drainError: 'BPF_MAP_LOOKUP_AND_DELETE_BATCH: Cannot allocate memory',
+      }),
+      flowsRead([outbound(3)]),
+    );
+    t.receiver.start();
+    await tick(5000);
+    expect(t.sink.batches.map((b) => b.length)).toEqual([2]);
+    expect(t.state.status).toBe('recoverable_error');
+    const message =
+      'eBPF flow read drained the buffer part-way (BPF_MAP_LOOKUP_AND_DELETE_BATCH: Cannot allocate memory): 2 flows handed on, the rest comes with a later read';
+    expect(t.state.lastError).toBe(message);
+    expect(t.logged('warn').map((l) => [l.msg, l.fields])).toEqual([
+      [message, { err: 'BPF_MAP_LOOKUP_AND_DELETE_BATCH: Cannot allocate memory', flows: 2 }],
+    ]);
+    expect(t.metric('netmon_ebpf_read_failures')).toBe(1);
+    expect(t.metric('netmon_ebpf_reads')).toBe(1);
+    // At the interval, not sooner: the rest waits in the kernel's buffer.
+    await tick(5000);
+    expect(t.readTimes()).toEqual([5000, 10_000]);
+    expect(t.state.status).toBe('ok');
+    expect(t.sink.batches.map((b) => [b.length, b.timeStart[0] - T0])).toEqual([
+      [2, 0],
+      [1, 5000],
+    ]);
   });
 
   it('shutdown reads a last time, hands that interval on, closes the handle and leaves no timers', async () => {

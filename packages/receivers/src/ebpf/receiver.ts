@@ -21,6 +21,7 @@ import {
   nodeKernel,
   parseInterfaceBytes,
   parseListening,
+  parsePortRange,
 } from './kernel.js';
 import { EBPF_METRICS } from './metrics.js';
 
@@ -28,6 +29,12 @@ const TCP = 6;
 const UDP = 17;
 /** First retry of a failed read; each further one waits twice as long, until that reaches read_interval. */
 const RETRY_BASE_MS = 500;
+/**
+ * How long a reading of the listening sockets is trusted. They only matter for flows whose opener no
+ * packet told (connections older than the agent), and servers rarely come and go: reading four /proc
+ * files per read would cost more than it tells.
+ */
+const LISTENING_TTL_MS = 30_000;
 
 /** Attribute columns the receiver fills (the local socket's cgroup and the pod it belongs to). */
 export const SRC_CGROUP_ID = 'src.cgroup.id';
@@ -43,7 +50,7 @@ export const DST_POD_UID = 'dst.k8s.pod.uid';
  * Orientation: src is the side that opened the connection when it is known — from the SYN or a
  * flow's first packet as the programs saw it, else (connections older than the agent) from the agent's
  * own listening sockets — and FlowFlags.InitiatorKnown says so; otherwise src is the local end and
- * FlowFlags.LocalRemote is set. A connection whose two ends are both local sockets comes as one row,
+ * FlowFlags.LocalRemote is set. The listening sockets are those of the agent's network namespace only. A connection whose two ends are both local sockets comes as one row,
  * initiator → responder, with both cgroups.
  */
 export class EbpfReceiver implements Receiver {
@@ -72,6 +79,11 @@ export class EbpfReceiver implements Receiver {
   private interfaces: string[] = [];
   private warnedLoss = 0;
   private readonly missingInterfaces = new Set<string>();
+  /** The listening sockets as last read, and when (performance.now()). */
+  private listening?: ListeningPorts;
+  private listeningReadAt = 0;
+  /** net.ipv4.ip_local_port_range, read at start. */
+  private ephemeral = parsePortRange(undefined);
   private watchdog?: NodeJS.Timeout;
   /** performance.now() when the read in flight started; undefined when none is. */
   private readStartedAt: number | undefined;
@@ -103,14 +115,17 @@ export class EbpfReceiver implements Receiver {
 
   start(): void {
     const mountinfo = this.kernel.readProc('/proc/self/mountinfo') ?? '';
-    const path = this.config.cgroup_path || cgroup2Mount(mountinfo);
+    const path = this.config.cgroup_path || cgroup2Mount(mountinfo, (p) => this.kernel.exists(p));
     if (!path) {
-      const subtree = cgroup2Mounts(mountinfo)[0];
+      const mount = cgroup2Mounts(mountinfo)[0];
+      const mountHost =
+        "so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and set cgroup_path to it";
       throw new Error(
-        subtree
-          ? `ebpf receiver: the cgroup2 mount at ${subtree.path} shows only the subtree ${subtree.root} (a container's own cgroup), ` +
-              "so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and set cgroup_path to it"
-          : 'ebpf receiver: no cgroup2 filesystem is mounted (none in /proc/self/mountinfo): mount one (mount -t cgroup2 none /sys/fs/cgroup) or set cgroup_path to a cgroup2 directory',
+        !mount
+          ? 'ebpf receiver: no cgroup2 filesystem is mounted (none in /proc/self/mountinfo): mount one (mount -t cgroup2 none /sys/fs/cgroup) or set cgroup_path to a cgroup2 directory'
+          : mount.root === '/'
+            ? `ebpf receiver: the cgroup2 mount at ${mount.path} is not the hierarchy's root but a cgroup below it (it has a cgroup.type file; a container with its own cgroup namespace sees its own cgroup as /), ${mountHost}`
+            : `ebpf receiver: the cgroup2 mount at ${mount.path} shows only the subtree ${mount.root} (a container's own cgroup), ${mountHost}`,
       );
     }
     this.cgroupPath = path;
@@ -129,6 +144,7 @@ export class EbpfReceiver implements Receiver {
       throw new Error(`ebpf receiver: cannot attach to the cgroup ${path}: ${errorMessage(err)}`);
     }
     this.pods = new CgroupPods(path);
+    this.ephemeral = parsePortRange(this.kernel.readProc('/proc/sys/net/ipv4/ip_local_port_range'));
     this.interfaces = this.coverageInterfaces();
     this.lastInterfaceTotal = this.interfaceTotal();
     this.intervalStart = Date.now();
@@ -137,10 +153,7 @@ export class EbpfReceiver implements Receiver {
       max_flows: this.config.max_flows,
       flows_last_read: this.lastFlows,
       lost_packets: this.lostPackets,
-      coverage:
-        this.coverage === undefined
-          ? `unknown (${this.interfaces.length === 0 ? 'no interface to compare with' : 'no traffic yet'})`
-          : `${(this.coverage * 100).toFixed(1)}% of the bytes of ${this.interfaces.join(', ')}`,
+      coverage: this.coverageText(),
     }));
     this.settings.logger.info(
       {
@@ -154,6 +167,15 @@ export class EbpfReceiver implements Receiver {
     this.schedule(this.config.read_interval);
     this.watchdog = setInterval(() => this.checkOverdue(), Math.max(this.config.read_interval, 5_000));
     this.watchdog.unref();
+  }
+
+  private coverageText(): string {
+    if (this.coverage !== undefined)
+      return `${(this.coverage * 100).toFixed(1)}% of the bytes of ${this.interfaces.join(', ')}`;
+    if (this.interfaces.length === 0) return 'unknown (no interface to compare with)';
+    return this.seenBytes > 0
+      ? 'unknown (the compared interfaces moved no bytes)'
+      : 'unknown (no traffic yet)';
   }
 
   /**
@@ -199,43 +221,68 @@ export class EbpfReceiver implements Receiver {
     }, delayMs);
   }
 
+  /** One read: never throws, whatever fails (the kernel read, or what is made of its rows). */
   private async read(): Promise<void> {
     const handle = this.handle;
     if (!handle) return;
+    // The interval ends at the swap, which the read starts with: the time after it would add the drain.
+    const now = Date.now();
     let result: CgroupFlowsRead;
     try {
       result = await handle.read();
     } catch (err) {
-      this.readFailures++;
       this.failedInARow++;
-      this.settings.status.recoverableError(new Error(`eBPF flow read failed: ${errorMessage(err)}`));
-      this.settings.logger.error(
-        { err: errorMessage(err), failed_in_a_row: this.failedInARow },
-        'eBPF flow read failed',
+      this.readFailed(`eBPF flow read failed: ${errorMessage(err)}`, 'eBPF flow read failed', {
+        err: errorMessage(err),
+        failed_in_a_row: this.failedInARow,
+      });
+      return;
+    }
+    this.failedInARow = 0;
+    try {
+      this.reads++;
+      this.lastFlows = result.length;
+      this.lastReadSeconds = result.durationMs / 1000;
+      this.malformed = result.malformed;
+      this.noteLosses(result);
+      const batch = this.toBatch(result, this.intervalStart, now);
+      this.intervalStart = now;
+      this.measureCoverage(batch);
+      this.settings.logger.debug(
+        {
+          flows: result.length,
+          entries: result.entries,
+          paired: result.paired,
+          ms: Math.round(result.durationMs),
+        },
+        'eBPF read',
+      );
+      this.next.consume(batch);
+    } catch (err) {
+      // The rows were drained from the kernel: they cannot be read again.
+      this.intervalStart = now;
+      this.readFailed(
+        `eBPF flows read but not handed on (lost): ${errorMessage(err)}`,
+        'eBPF flows read but not handed on: they are lost',
+        { err: errorMessage(err), flows: result.length },
       );
       return;
     }
-    const now = Date.now();
-    this.failedInARow = 0;
-    this.reads++;
-    this.lastFlows = result.length;
-    this.lastReadSeconds = result.durationMs / 1000;
-    this.malformed = result.malformed;
-    this.noteLosses(result);
+    if (result.drainError !== undefined) {
+      // The rest of the buffer stays in the kernel and comes with a later read: nothing is lost.
+      this.readFailures++;
+      const message = `eBPF flow read drained the buffer part-way (${result.drainError}): ${result.length} flows handed on, the rest comes with a later read`;
+      this.settings.status.recoverableError(new Error(message));
+      this.settings.logger.warn({ err: result.drainError, flows: result.length }, message);
+      return;
+    }
     this.settings.status.ok();
-    const batch = this.toBatch(result, this.intervalStart, now);
-    this.intervalStart = now;
-    this.measureCoverage(batch);
-    this.settings.logger.debug(
-      {
-        flows: result.length,
-        entries: result.entries,
-        paired: result.paired,
-        ms: Math.round(result.durationMs),
-      },
-      'eBPF read',
-    );
-    this.next.consume(batch);
+  }
+
+  private readFailed(status: string, log: string, fields: Record<string, unknown>): void {
+    this.readFailures++;
+    this.settings.status.recoverableError(new Error(status));
+    this.settings.logger.error(fields, log);
   }
 
   private noteLosses(result: CgroupFlowsRead): void {
@@ -245,7 +292,7 @@ export class EbpfReceiver implements Receiver {
       // Once per growth, not per read: a lasting overflow logs at most every read, each with the total.
       this.settings.logger.warn(
         { lost_packets: this.lostPackets, lost_bytes: this.lostBytes, max_flows: this.config.max_flows },
-        `the eBPF flow buffer was full (max_flows ${this.config.max_flows} distinct flows in one read interval): packets of further flows were not counted. Raise max_flows or shorten read_interval`,
+        `the eBPF flow buffer was full (max_flows ${this.config.max_flows} distinct flows in one read interval) or the kernel had no memory for a new entry: packets of further flows were not counted. Raise max_flows or shorten read_interval`,
       );
       this.warnedLoss = this.lostPackets;
     }
@@ -260,21 +307,24 @@ export class EbpfReceiver implements Receiver {
     const flags = r.flags;
     const out = new Uint32Array(n);
     let listening: ListeningPorts | undefined;
+    const { low, high } = this.ephemeral;
     for (let i = 0; i < n; i++) {
       const f = flags[i];
       let remoteOpened = (f & CgroupFlowFlags.OriginRemote) !== 0;
       let known = (f & (CgroupFlowFlags.OriginLocal | CgroupFlowFlags.OriginRemote)) !== 0;
       const proto = r.protocol[i];
-      // Connections older than the agent: a local listening socket on our port means the peer dialled
-      // us. UDP's first-packet rule can be wrong for a flow already running, so the listening socket
-      // decides there too.
-      if ((!known && proto === TCP) || (proto === UDP && (f & CgroupFlowFlags.Paired) === 0)) {
+      // Connections older than the agent (no packet told who opened them): a local listening socket on
+      // our port means the peer dialled us. A bound, unconnected UDP socket is a server only outside the
+      // ephemeral range: an unconnected client that called sendto looks the same in /proc/net/udp.
+      if (!known && (proto === TCP || proto === UDP)) {
         listening ??= this.listeningPorts();
-        const ports = proto === TCP ? listening.tcp : listening.udp;
-        if (ports.has(r.localPort[i])) {
+        const tcp = proto === TCP;
+        const ports = tcp ? listening.tcp : listening.udp;
+        const serves = (port: number) => ports.has(port) && (tcp || port < low || port > high);
+        if (serves(r.localPort[i])) {
           remoteOpened = true;
           known = true;
-        } else if (!known && (f & CgroupFlowFlags.Paired) !== 0 && ports.has(r.remotePort[i])) {
+        } else if ((f & CgroupFlowFlags.Paired) !== 0 && serves(r.remotePort[i])) {
           known = true;
         }
       }
@@ -341,7 +391,10 @@ export class EbpfReceiver implements Receiver {
     }
   }
 
+  /** The agent's listening sockets, read again only when the last reading is LISTENING_TTL_MS old. */
   private listeningPorts(): ListeningPorts {
+    const now = performance.now();
+    if (this.listening && now - this.listeningReadAt < LISTENING_TTL_MS) return this.listening;
     const ports: ListeningPorts = { tcp: new Set(), udp: new Set() };
     for (const proto of ['tcp', 'udp'] as const) {
       for (const file of [`/proc/net/${proto}`, `/proc/net/${proto}6`]) {
@@ -349,6 +402,8 @@ export class EbpfReceiver implements Receiver {
         if (text) parseListening(text, proto, ports[proto]);
       }
     }
+    this.listening = ports;
+    this.listeningReadAt = now;
     return ports;
   }
 
@@ -413,8 +468,8 @@ export class EbpfReceiver implements Receiver {
       r.readFailures(this.readFailures);
       r.flows(this.lastFlows);
       r.readDuration(this.lastReadSeconds);
-      r.flowsLost(this.lostPackets);
-      r.bytesLost(this.lostBytes);
+      r.lostPackets(this.lostPackets);
+      r.lostBytes(this.lostBytes);
       r.malformed(this.malformed);
       r.seenBytes(this.seenBytes);
       r.interfaceBytes(this.interfaceBytes);

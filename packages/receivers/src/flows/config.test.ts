@@ -128,6 +128,17 @@ describe('flows receiver config', () => {
     expect(await problemsOf(ebpf)).toEqual([cgroup(displayPath(ebpf))]);
   });
 
+  it('ebpf.cgroup_path on a file system other than cgroup2 is a problem at its key', async () => {
+    const f = await configFile(
+      'not-cgroup2.yaml',
+      `  flows:\n    mode: ebpf\n    ebpf:\n      cgroup_path: ${tmp}`,
+    );
+    const problems = await problemsOf(f);
+    expect(problems).toHaveLength(1);
+    const prefix = `${displayPath(f)}:5:7: receivers::flows::ebpf::cgroup_path: ${tmp} is not on a cgroup2 file system (eBPF programs attach to cgroup2 directories only): `;
+    expect(problems[0].slice(0, prefix.length)).toBe(prefix);
+  });
+
   it("delegates claims to the wrapped receivers, under their block's key", async () => {
     const factories = fakeFactories();
     const claiming = {

@@ -15,7 +15,10 @@ describe('chooseAuto', () => {
   });
 
   it('prefers ebpf, then netfilter; cilium only adds a note', () => {
-    expect(chooseAuto(verdicts(true, true))).toEqual({ mode: 'ebpf', reason: 'eBPF is usable: E' });
+    expect(chooseAuto(verdicts(true, true))).toEqual({
+      mode: 'ebpf',
+      reason: 'eBPF is usable: E. netfilter would also give the backends of Services (mode: netfilter)',
+    });
     expect(chooseAuto(verdicts(true, false))).toEqual({ mode: 'ebpf', reason: 'eBPF is usable: E' });
     expect(chooseAuto(verdicts(false, true))).toEqual({
       mode: 'netfilter',
@@ -51,6 +54,7 @@ describe('the eBPF probe and the cgroup it would attach to', () => {
       PATHS.mountinfo,
       '700 650 0:28 /kubepods.slice/pod-x.slice /sys/fs/cgroup ro,nosuid - cgroup2 cgroup ro\n',
     );
+    node.files.set('/sys/fs/cgroup/cgroup.type', 'domain\n');
     const p = probeNode(node);
     expect(p.ebpf.usable).toBe(false);
     expect(p.ebpf.found).toContain(
@@ -58,9 +62,33 @@ describe('the eBPF probe and the cgroup it would attach to', () => {
     );
   });
 
-  it('ebpf.cgroup_path, when set, is what counts: usable when it exists, not when it does not', () => {
+  it("in a private cgroup namespace the container's own cgroup shows as / but has cgroup.type: not usable, and auto does not choose ebpf", () => {
+    const node = fakeNode();
+    node.files.set(
+      PATHS.mountinfo,
+      '1063 1054 0:28 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup ro,nsdelegate\n',
+    );
+    node.files.set('/sys/fs/cgroup/cgroup.type', 'domain\n');
+    const p = probeNode(node);
+    expect(p.ebpf.usable).toBe(false);
+    expect(p.ebpf.found).toContain(
+      "the cgroup2 mount at /sys/fs/cgroup is not the hierarchy's root (it has a cgroup.type file: a container's own cgroup, whose programs would see its own sockets alone); mount the host's cgroup2 and set ebpf.cgroup_path",
+    );
+    expect(chooseAuto(p).mode).toBe('netfilter');
+    // The host's hierarchy mounted beside it (shown as /../../../.. from the namespace) is taken.
+    node.files.set(
+      PATHS.mountinfo,
+      `${node.files.get(PATHS.mountinfo)}1071 1054 0:28 /../../../.. /host/sys/fs/cgroup rw - cgroup2 cgroup2 rw\n`,
+    );
+    const q = probeNode(node);
+    expect(q.ebpf.usable).toBe(true);
+    expect(q.ebpf.found).toContain('cgroup2 at /host/sys/fs/cgroup');
+  });
+
+  it('ebpf.cgroup_path, when set, is what counts: usable when it is a cgroup2 directory, not when it is missing or on another file system', () => {
     const node = fakeNode({ cgroup2: false });
     node.files.set('/host/sys/fs/cgroup', '');
+    node.cgroup2Dirs.add('/host/sys/fs/cgroup');
     expect(probeNode(node, { cgroupPath: '/host/sys/fs/cgroup' }).ebpf).toEqual({
       usable: true,
       found:
@@ -69,6 +97,15 @@ describe('the eBPF probe and the cgroup it would attach to', () => {
     const missing = probeNode(node, { cgroupPath: '/nowhere' }).ebpf;
     expect(missing.usable).toBe(false);
     expect(missing.found).toContain('ebpf.cgroup_path /nowhere does not exist');
+    // A hybrid host's /sys/fs/cgroup: a tmpfs of v1 controllers.
+    const hybrid = fakeNode({ cgroup2: '/sys/fs/cgroup/unified' });
+    hybrid.files.set('/sys/fs/cgroup', '');
+    const v1 = probeNode(hybrid, { cgroupPath: '/sys/fs/cgroup' }).ebpf;
+    expect(v1.usable).toBe(false);
+    expect(v1.found).toContain(
+      'ebpf.cgroup_path /sys/fs/cgroup is not on a cgroup2 file system (cgroup2 is mounted at /sys/fs/cgroup/unified)',
+    );
+    expect(chooseAuto(probeNode(hybrid, { cgroupPath: '/sys/fs/cgroup' })).mode).toBe('netfilter');
   });
 });
 
@@ -91,7 +128,10 @@ describe('probes of the real node', () => {
         [`--bounding-set=-all${caps}`, '--inh-caps=-all', 'cat', '/proc/self/status'],
         { encoding: 'utf8' },
       );
-      return { exists: nodeFiles.exists, read: (p) => (p === PATHS.status ? status : nodeFiles.read(p)) };
+      return {
+        ...nodeFiles,
+        read: (p) => (p === PATHS.status ? status : nodeFiles.read(p)),
+      };
     };
 
     it('no capability: neither ebpf nor netfilter, each saying what is missing', () => {

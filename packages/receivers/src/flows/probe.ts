@@ -3,18 +3,21 @@
 // made-up node (testdata/fake-node.ts) and the real one reads the real files.
 import { existsSync, readFileSync } from 'node:fs';
 import { errorMessage } from '@netmon/core';
-import { cgroup2Mounts } from '../ebpf/kernel.js';
+import { cgroup2Mount, cgroup2Mounts, isOnCgroup2 } from '../ebpf/kernel.js';
 
 /** The file access the probes need: a seam for unit tests, never reachable from the config. */
 export interface NodeFiles {
   exists(path: string): boolean;
   /** The file's text; throws (ENOENT, EACCES) when it cannot be read. */
   read(path: string): string;
+  /** Whether the path is on a cgroup2 file system (statfs). */
+  isCgroup2(path: string): boolean;
 }
 
 export const nodeFiles: NodeFiles = {
   exists: (path) => existsSync(path),
   read: (path) => readFileSync(path, 'utf8'),
+  isCgroup2: isOnCgroup2,
 };
 
 export const PATHS = {
@@ -83,20 +86,39 @@ function probeEbpf(
       : `no kernel BTF at ${PATHS.btf} (not needed: the flow counter uses no CO-RE)`,
   );
   if (cgroupPath) {
-    if (files.exists(cgroupPath)) said.push(`cgroup2 directory ${cgroupPath} (ebpf.cgroup_path)`);
-    else {
+    if (!files.exists(cgroupPath)) {
       usable = false;
       said.push(`ebpf.cgroup_path ${cgroupPath} does not exist`);
-    }
+    } else if (!files.isCgroup2(cgroupPath)) {
+      usable = false;
+      let mount: string | undefined;
+      try {
+        mount = cgroup2Mount(files.read(PATHS.mountinfo), (p) => files.exists(p));
+      } catch {
+        // Said without the mount then.
+      }
+      said.push(
+        `ebpf.cgroup_path ${cgroupPath} is not on a cgroup2 file system (${mount ? `cgroup2 is mounted at ${mount}` : 'on a hybrid host cgroup2 is /sys/fs/cgroup/unified'})`,
+      );
+    } else said.push(`cgroup2 directory ${cgroupPath} (ebpf.cgroup_path)`);
   } else {
     try {
-      const mounts = cgroup2Mounts(files.read(PATHS.mountinfo));
-      const root = mounts.find((m) => m.root === '/');
-      if (root) said.push(`cgroup2 at ${root.path}`);
-      else if (mounts.length > 0) {
+      const text = files.read(PATHS.mountinfo);
+      const root = cgroup2Mount(text, (p) => files.exists(p));
+      const mounts = cgroup2Mounts(text);
+      const mine = "a container's own cgroup, whose programs would see its own sockets alone";
+      const advice = "mount the host's cgroup2 and set ebpf.cgroup_path";
+      if (root) said.push(`cgroup2 at ${root}`);
+      else if (mounts.length > 0 && mounts[0].root === '/') {
+        // A private cgroup namespace shows the container's own cgroup as `/`: only cgroup.type tells.
         usable = false;
         said.push(
-          `only the cgroup2 subtree ${mounts[0].root} is mounted (at ${mounts[0].path}: a container's own cgroup, whose programs would see its own sockets alone); mount the host's cgroup2 and set ebpf.cgroup_path`,
+          `the cgroup2 mount at ${mounts[0].path} is not the hierarchy's root (it has a cgroup.type file: ${mine}); ${advice}`,
+        );
+      } else if (mounts.length > 0) {
+        usable = false;
+        said.push(
+          `only the cgroup2 subtree ${mounts[0].root} is mounted (at ${mounts[0].path}: ${mine}); ${advice}`,
         );
       } else {
         usable = false;
@@ -173,7 +195,14 @@ export function chooseAuto(p: NodeProbes): AutoChoice {
   const cilium = p.cilium.usable
     ? "Cilium's conntrack maps are pinned on this node, which would choose cilium, but this version has no cilium receiver; "
     : '';
-  if (p.ebpf.usable) return { mode: 'ebpf', reason: `${cilium}eBPF is usable: ${p.ebpf.found}` };
+  if (p.ebpf.usable) {
+    // What choosing ebpf gives up, said where it applies: kube-proxy's DNAT happens in the node's
+    // namespace, after the pod's socket, so a Service on another node stays the Service.
+    const tradeOff = p.netfilter.usable
+      ? '. netfilter would also give the backends of Services (mode: netfilter)'
+      : '';
+    return { mode: 'ebpf', reason: `${cilium}eBPF is usable: ${p.ebpf.found}${tradeOff}` };
+  }
   if (p.netfilter.usable)
     return {
       mode: 'netfilter',

@@ -74,7 +74,10 @@ describe('flows receiver: mode auto', () => {
     expect(t.netfilter).toHaveLength(0);
     expect(t.ebpf[0].started).toBe(true);
 
-    const reason = 'eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN';
+    // conntrack is usable too: the reason says what netfilter would have given that ebpf does not.
+    const reason =
+      'eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN. ' +
+      'netfilter would also give the backends of Services (mode: netfilter)';
     const details = t.details();
     expect(details).toEqual({
       mode: 'ebpf',
@@ -137,7 +140,8 @@ describe('flows receiver: mode auto', () => {
     const details = t.details();
     expect(details.reason).toBe(
       "Cilium's conntrack maps are pinned on this node, which would choose cilium, but this version has no cilium receiver; " +
-        'eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN',
+        'eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN. ' +
+        'netfilter would also give the backends of Services (mode: netfilter)',
     );
     expect(details.probes).toMatchObject({
       cilium: {
@@ -149,7 +153,8 @@ describe('flows receiver: mode auto', () => {
   });
 
   it('chooses ebpf on a kernel without BTF too (the flow counter needs none), and says so', async () => {
-    const t = setup({ node: { btf: false } });
+    // Without nf_conntrack: nothing netfilter would add is worth a word.
+    const t = setup({ node: { btf: false, conntrack: false } });
     await t.receiver.start();
     expect(t.receiver.mode).toBe('ebpf');
     expect(t.netfilter).toHaveLength(0);

@@ -42,6 +42,8 @@ export interface ReadTotals {
   lostBytes?: number;
   malformed?: number;
   durationMs?: number;
+  /** The drain stopped part-way with this error (the rows are what was drained). */
+  drainError?: string;
 }
 
 /** The addon's columns for `rows`: IPv4 as IPv4-mapped, 16 bytes a row; peerCgroupId NaN when unpaired. */
@@ -72,6 +74,7 @@ export function flowsRead(rows: readonly Row[], totals: ReadTotals = {}): Cgroup
     swapMs: 0.05,
     durationMs: totals.durationMs ?? 1,
   };
+  if (totals.drainError !== undefined) r.drainError = totals.drainError;
   rows.forEach((row, i) => {
     const family = parseIp(row.local, r.local, 16 * i);
     if (family === 0 || parseIp(row.remote, r.remote, 16 * i) !== family) throw new Error(`bad row ${i}`);
@@ -161,6 +164,8 @@ export class FakeKernel implements EbpfKernel {
   fallback: () => ReadStep = () => flowsRead([]);
   /** /proc files by path; a missing one, or one set to undefined, cannot be read. */
   readonly files = new Map<string, string | undefined>([['/proc/self/status', procStatus(CAPS_ROOT)]]);
+  /** Paths exists() says are there (e.g. a mount's cgroup.type, which makes it no hierarchy root). */
+  readonly present = new Set<string>();
   /** Every readProc path, in order. */
   readonly procReads: string[] = [];
   /** Interfaces isVirtualInterface says are virtual. */
@@ -180,6 +185,8 @@ export class FakeKernel implements EbpfKernel {
     this.procReads.push(path);
     return this.files.get(path);
   };
+
+  exists = (path: string): boolean => this.present.has(path);
 
   isVirtualInterface = (name: string): boolean => this.virtual.has(name);
 

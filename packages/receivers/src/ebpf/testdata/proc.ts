@@ -45,6 +45,18 @@ export const MOUNTINFO_SUBTREE_THEN_HOST = `700 650 0:28 /kubepods.slice/kubepod
 /** The same container without the host's mount: only its own subtree. */
 export const MOUNTINFO_SUBTREE_ONLY = MOUNTINFO_SUBTREE_THEN_HOST.split('\n')[0];
 
+/**
+ * A container with its own cgroup namespace (the default of Docker and containerd on cgroup v2): its
+ * /sys/fs/cgroup shows root `/` — the namespace's root, which is the container's own cgroup four levels
+ * down — and the host's hierarchy mounted at /host/sys/fs/cgroup shows as `/../../../..`.
+ */
+export const MOUNTINFO_PRIVATE_NS_THEN_HOST = `1063 1054 0:28 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup ro,nsdelegate,memory_recursiveprot
+1071 1054 0:28 /../../../.. /host/sys/fs/cgroup rw,nosuid,nodev,noexec,relatime master:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+`;
+
+/** The same container without the host's mount: its own cgroup, shown as `/`. */
+export const MOUNTINFO_PRIVATE_NS_ONLY = MOUNTINFO_PRIVATE_NS_THEN_HOST.split('\n')[0];
+
 /** mountinfo's escapes for a path: space, tab, newline and backslash as three octal digits. */
 export function escapeMountPath(path: string): string {
   return path.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);

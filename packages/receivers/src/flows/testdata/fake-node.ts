@@ -34,11 +34,23 @@ function mountinfo(cgroup2: string | false): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function fakeNode(opts: FakeNodeOptions = {}): NodeFiles & { files: Map<string, string> } {
+/**
+ * The node's files, and the directories on a cgroup2 file system (the mount's, by default). A mount that
+ * is no hierarchy root (a container's own cgroup) is made by adding `<mount>/cgroup.type` to `files`.
+ */
+export function fakeNode(
+  opts: FakeNodeOptions = {},
+): NodeFiles & { files: Map<string, string>; cgroup2Dirs: Set<string> } {
   const files = new Map<string, string>();
+  const cgroup2Dirs = new Set<string>();
+  const mount = opts.cgroup2 ?? '/sys/fs/cgroup';
+  if (mount !== false) {
+    files.set(mount, '');
+    cgroup2Dirs.add(mount);
+  }
   for (const map of opts.cilium ?? []) files.set(map === 'ct4' ? PATHS.ciliumCt4 : PATHS.ciliumCt6, '');
   if (opts.btf ?? true) files.set(PATHS.btf, '');
-  files.set(PATHS.mountinfo, mountinfo(opts.cgroup2 ?? '/sys/fs/cgroup'));
+  files.set(PATHS.mountinfo, mountinfo(mount));
   const caps = opts.caps ?? ['CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_BPF'];
   if (caps !== 'unreadable') {
     let bits = 0n;
@@ -48,7 +60,9 @@ export function fakeNode(opts: FakeNodeOptions = {}): NodeFiles & { files: Map<s
   if (opts.conntrack !== false) files.set(PATHS.conntrackCount, `${opts.conntrack ?? 12}\n`);
   return {
     files,
+    cgroup2Dirs,
     exists: (path) => files.has(path),
+    isCgroup2: (path) => cgroup2Dirs.has(path),
     read: (path) => {
       const text = files.get(path);
       if (text === undefined) throw new Error(`ENOENT: no such file or directory, open '${path}'`);
