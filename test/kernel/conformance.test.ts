@@ -51,8 +51,14 @@ describe.runIf(ok)('ebpf receiver', () => {
   const cgroup = path.join(cgroup2Root(), `netmon-conformance-${process.pid}`);
   beforeAll(() => mkdirSync(cgroup));
   afterAll(async () => {
-    expect(await attachedPrograms(cgroup)).toEqual([]);
-    rmdirSync(cgroup);
+    // The cgroup goes whatever the check finds: a failed assertion must not leave it behind.
+    let left: Awaited<ReturnType<typeof attachedPrograms>>;
+    try {
+      left = await attachedPrograms(cgroup);
+    } finally {
+      rmdirSync(cgroup);
+    }
+    expect(left).toEqual([]);
   });
 
   describeConformance(ebpfReceiverFactory, {

@@ -1,7 +1,7 @@
 // The ebpf receiver against the real kernel: its programs on a real cgroup, processes that join cgroups
 // before they open sockets, servers in a network namespace, and `conntrack -L` and bpftool as oracles.
 // Root only: skipped locally without it, a failure in CI.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type FlowBatch, FlowFlags, formatIp } from '@netmon/core';
@@ -9,7 +9,7 @@ import { CollectingSink, testSettings } from '@netmon/core/testkit';
 import { ebpfReceiverFactory } from '@netmon/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The receiver itself and its node access, to point the coverage figure at a test namespace's counters.
-import { nodeKernel } from '../../packages/receivers/src/ebpf/kernel.js';
+import { nodeKernel, parseListening } from '../../packages/receivers/src/ebpf/kernel.js';
 import { EbpfReceiver } from '../../packages/receivers/src/ebpf/receiver.js';
 import { freePort } from '../harness/agent.js';
 import { attachedPrograms, TestCgroup } from '../harness/cgroup.js';
@@ -18,6 +18,7 @@ import { NetnsPair, privileged, startServers, TRAFFIC, waitForOutput } from '../
 const BLOB = 1_000_000;
 
 interface Row {
+  family: number;
   protocol: number;
   src: string;
   sport: number;
@@ -37,6 +38,7 @@ function rows(batches: FlowBatch[]): Row[] {
   for (const b of batches) {
     for (let i = 0; i < b.length; i++) {
       out.push({
+        family: b.family[i],
         protocol: b.protocol[i],
         src: formatIp(b.srcAddr, 16 * i, b.family[i]),
         sport: b.srcPort[i],
@@ -94,7 +96,10 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
     }
   });
 
-  /** A receiver on `cgroup` whose only read is the final one at shutdown (read_interval 1 h). */
+  /**
+   * A receiver on `cgroup` whose only read is the final one at shutdown (read_interval 1 h). Tests stop it
+   * in a finally block, so a failed assertion leaves no program attached (shutdown is idempotent).
+   */
   async function receiverOn(cgroup: string, config: Record<string, unknown> = {}) {
     const sink = new CollectingSink<FlowBatch>();
     const settings = testSettings('receiver', 'ebpf/test');
@@ -120,14 +125,18 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
     const monitored = cg.child('counted');
     const outside = cg.child('not-counted');
     const r = await receiverOn(monitored);
-    const get = (cgroup: string, url: string) => cg.run(cgroup, 'python3', [TRAFFIC, 'get', url], net.b);
-    expect(await get(monitored, `http://${net.ipA}:8080/blob.bin`)).toBe(`${BLOB}\n`);
-    expect(await get(monitored, `http://[${net.ip6A}]:8080/blob.bin`)).toBe(`${BLOB}\n`);
-    expect(
-      await cg.run(monitored, 'python3', [TRAFFIC, 'udp-send', net.ipA, '5353', '5', '100'], net.b),
-    ).toBe('500\n');
-    expect(await get(outside, `http://${net.ipA}:8080/blob.bin`)).toBe(`${BLOB}\n`);
-    const got = await r.stop();
+    let got: Row[];
+    try {
+      const get = (cgroup: string, url: string) => cg.run(cgroup, 'python3', [TRAFFIC, 'get', url], net.b);
+      expect(await get(monitored, `http://${net.ipA}:8080/blob.bin`)).toBe(`${BLOB}\n`);
+      expect(await get(monitored, `http://[${net.ip6A}]:8080/blob.bin`)).toBe(`${BLOB}\n`);
+      expect(
+        await cg.run(monitored, 'python3', [TRAFFIC, 'udp-send', net.ipA, '5353', '5', '100'], net.b),
+      ).toBe('500\n');
+      expect(await get(outside, `http://${net.ipA}:8080/blob.bin`)).toBe(`${BLOB}\n`);
+    } finally {
+      got = await r.stop();
+    }
     expect(r.sink.batches.every((b) => b.temporality === 'delta' && b.origin === 'ebpf/test')).toBe(true);
 
     const oracle = [...(await net.conntrack(net.b, 'ipv4')), ...(await net.conntrack(net.b, 'ipv6'))];
@@ -165,10 +174,13 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
         'add rule ip netmon_nat out ip daddr 10.200.0.99 tcp dport 80 dnat to 10.200.0.1:8080',
     ]);
     const r = await receiverOn(counted);
-    expect(await cg.run(counted, 'python3', [TRAFFIC, 'get', 'http://10.200.0.99:80/blob.bin'], net.b)).toBe(
-      `${BLOB}\n`,
-    );
-    await r.receiver.shutdown();
+    try {
+      expect(
+        await cg.run(counted, 'python3', [TRAFFIC, 'get', 'http://10.200.0.99:80/blob.bin'], net.b),
+      ).toBe(`${BLOB}\n`);
+    } finally {
+      await r.receiver.shutdown();
+    }
     const batch = r.sink.batches.find((b) => b.length > 0);
     expect(batch?.length).toBe(1);
     const row = batch!.row(0);
@@ -198,12 +210,17 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
     const client = cg.child('pair/client');
     const r = await receiverOn(path.dirname(server));
     const http = cg.spawn(server, 'python3', [TRAFFIC, 'serve-http', dir, '127.0.0.1', '8090'], net.b);
-    await waitForOutput(http, /listening/);
-    expect(await cg.run(client, 'python3', [TRAFFIC, 'get', 'http://127.0.0.1:8090/blob.bin'], net.b)).toBe(
-      `${BLOB}\n`,
-    );
-    const got = [...totals(await r.stop()).values()].filter((row) => row.protocol === 6);
-    http.kill('SIGKILL');
+    let all: Row[];
+    try {
+      await waitForOutput(http, /listening/);
+      expect(await cg.run(client, 'python3', [TRAFFIC, 'get', 'http://127.0.0.1:8090/blob.bin'], net.b)).toBe(
+        `${BLOB}\n`,
+      );
+    } finally {
+      all = await r.stop();
+      http.kill('SIGKILL');
+    }
+    const got = [...totals(all).values()].filter((row) => row.protocol === 6);
     const oracle = (await net.conntrack(net.b, 'ipv4')).filter((e) => e.dport === 8090);
     expect(oracle).toHaveLength(1);
     expect(got).toHaveLength(1);
@@ -240,12 +257,19 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
       '1',
       '20000',
     ]);
-    await new Promise((res) => setTimeout(res, 1000));
-    const r = await receiverOn(path.dirname(server));
-    await new Promise((res) => setTimeout(res, 1000));
-    const got = (await r.stop()).filter((row) => row.protocol === 6);
-    get.kill('SIGKILL');
-    http.kill('SIGKILL');
+    let got: Row[];
+    try {
+      await new Promise((res) => setTimeout(res, 1000));
+      const r = await receiverOn(path.dirname(server));
+      try {
+        await new Promise((res) => setTimeout(res, 1000));
+      } finally {
+        got = (await r.stop()).filter((row) => row.protocol === 6);
+      }
+    } finally {
+      get.kill('SIGKILL');
+      http.kill('SIGKILL');
+    }
     expect(got).toHaveLength(1);
     expect(got[0]).toMatchObject({
       src: '127.0.0.1',
@@ -258,24 +282,127 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
     expect(got[0].flags & FlowFlags.InitiatorKnown).toBe(FlowFlags.InitiatorKnown);
   });
 
+  it('keeps an unconnected UDP client (sendto from an ephemeral port) as src, though /proc/net/udp lists its socket like a server', async () => {
+    const client = cg.child('udp/client');
+    // A sibling of the counted cgroup: its socket is not seen, so the client's row stays unpaired.
+    const server = cg.child('udp/server');
+    const port = await freePort();
+    const echo = cg.spawn(server, 'python3', [TRAFFIC, 'udp-echo', '127.0.0.1', String(port)]);
+    await waitForOutput(echo, /listening/);
+    const r = await receiverOn(client);
+    // Three datagrams of 50 bytes and their echoes; the socket then stays open (bound, unconnected) until
+    // the receiver's read has looked at the listening sockets.
+    const script = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\nfor i in range(3):\n  s.sendto(b"q" * 50, ("127.0.0.1", ${port}))\n  s.recvfrom(100)\nprint(s.getsockname()[1], flush=True)\ntime.sleep(60)\n`;
+    const sender = cg.spawn(client, 'python3', ['-c', script]);
+    let printed = '';
+    sender.stdout?.on('data', (d: Buffer) => {
+      printed += d;
+    });
+    let got: Row[];
+    let clientPort = 0;
+    try {
+      await waitForOutput(sender, /^\d+\n/m);
+      clientPort = Number(printed.trim());
+      // What makes the case: the client's socket looks like a server's (07, no remote end) …
+      const bound = new Set<number>();
+      parseListening(readFileSync('/proc/net/udp', 'utf8'), 'udp', bound);
+      expect(bound.has(clientPort)).toBe(true);
+      // … but its port is ephemeral.
+      const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+      expect(clientPort).toBeGreaterThanOrEqual(Number(low));
+      expect(clientPort).toBeLessThanOrEqual(Number(high));
+    } finally {
+      got = await r.stop();
+      sender.kill('SIGKILL');
+      echo.kill('SIGKILL');
+    }
+    const udp = got.filter((row) => row.protocol === 17);
+    expect(udp).toEqual([
+      {
+        family: 4,
+        protocol: 17,
+        src: '127.0.0.1',
+        sport: clientPort,
+        dst: '127.0.0.1',
+        dport: port,
+        // IP length: 20 + 8 + 50 bytes a datagram.
+        tx: 3 * 78,
+        rx: 3 * 78,
+        txp: 3,
+        rxp: 3,
+        flags: FlowFlags.InitiatorKnown,
+        srcCgroup: TestCgroup.id(client),
+        dstCgroup: undefined,
+      },
+    ]);
+  });
+
+  it('counts a dual-stack socket (AF_INET6 without IPV6_V6ONLY) dialling an IPv4 address as IPv4, with its addresses and bytes as conntrack counts them', async () => {
+    const counted = cg.child('dual-stack');
+    const r = await receiverOn(counted);
+    // HTTP/1.0: the server closes after the body, which the client reads to the end.
+    const script = `import socket\ns = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\ns.connect(("::ffff:${net.ipA}", 8080))\ns.sendall(b"GET /blob.bin HTTP/1.0\\r\\nHost: a\\r\\n\\r\\n")\nn = 0\nwhile True:\n  d = s.recv(65536)\n  if not d:\n    break\n  n += len(d)\nprint(s.getsockname()[1], n, flush=True)\ns.close()\n`;
+    let got: Row[];
+    let out = '';
+    try {
+      out = await cg.run(counted, 'python3', ['-c', script], net.b);
+    } finally {
+      got = await r.stop();
+    }
+    const [sport, received] = out.trim().split(' ').map(Number);
+    expect(received).toBeGreaterThan(BLOB);
+    const oracle = (await net.conntrack(net.b, 'ipv4')).find((e) => e.sport === sport && e.dport === 8080);
+    expect(oracle).toBeDefined();
+    const ours = [...totals(got).values()].filter((row) => row.protocol === 6);
+    expect(ours).toHaveLength(1);
+    expect(ours[0]).toEqual({
+      family: 4,
+      protocol: 6,
+      src: net.ipB,
+      sport,
+      dst: net.ipA,
+      dport: 8080,
+      tx: oracle!.txBytes,
+      rx: oracle!.rxBytes,
+      txp: oracle!.txPackets,
+      rxp: oracle!.rxPackets,
+      flags: FlowFlags.InitiatorKnown,
+      srcCgroup: TestCgroup.id(counted),
+      dstCgroup: undefined,
+    });
+  });
+
   it('counts the packets a full buffer cannot take, and keeps reading', async () => {
     const small = cg.child('small');
-    const r = await receiverOn(small, { max_flows: 16, read_interval: '300ms' });
-    // 40 UDP flows (one socket each) in one interval: 16 fit, the rest is lost and counted.
-    const script = `import socket\nfor i in range(40):\n  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n  s.sendto(b"x" * 72, ("${net.ipA}", 5353))\n  s.settimeout(2)\n  s.recvfrom(100)\n`;
-    await cg.run(small, 'python3', ['-c', script], net.b);
-    await new Promise((res) => setTimeout(res, 700));
-    // Still reading after the overflow: a flow of the next interval is counted.
-    await cg.run(small, 'python3', [TRAFFIC, 'udp-send', net.ipA, '5353', '1', '10'], net.b);
-    const got = await r.stop();
+    // 2 s: the 40 flows below surely land in the first interval, even on a busy machine.
+    const r = await receiverOn(small, { max_flows: 16, read_interval: '2s' });
+    let got: Row[];
+    let lostAtFirstRead = 0;
+    try {
+      // 40 UDP flows (one socket each) in one interval: 16 fit, the rest is lost and counted.
+      const script = `import socket\nfor i in range(40):\n  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n  s.sendto(b"x" * 72, ("${net.ipA}", 5353))\n  s.settimeout(2)\n  s.recvfrom(100)\n`;
+      await cg.run(small, 'python3', ['-c', script], net.b);
+      // Wait for the read that ends that interval (at most 2 s after start, plus the read itself).
+      for (const end = Date.now() + 10_000; r.receiver.counters.reads < 1 && Date.now() < end; ) {
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(r.receiver.counters.reads).toBeGreaterThanOrEqual(1);
+      lostAtFirstRead = r.receiver.counters.lostPackets;
+      // Still reading after the overflow: a flow of the next interval is counted.
+      await cg.run(small, 'python3', [TRAFFIC, 'udp-send', net.ipA, '5353', '1', '10'], net.b);
+    } finally {
+      got = await r.stop();
+    }
     const c = r.receiver.counters;
-    expect(c.lostPackets).toBeGreaterThan(0);
+    expect(lostAtFirstRead).toBeGreaterThan(0);
+    expect(c.lostPackets).toBe(lostAtFirstRead);
     expect(c.lostBytes).toBe(c.lostPackets * 100);
     const counted = got.reduce((s, row) => s + row.txp + row.rxp, 0);
     // Every packet is either in a row or in the loss counter: 40 flows × 2 packets, plus the last one's 2.
     expect(counted + c.lostPackets).toBe(82);
-    expect(got.some((row) => row.tx === 38)).toBe(true);
-    expect(r.settings.status).toBeDefined();
+    // The first interval held as many flows as the buffer does; the last flow came after it.
+    expect(r.sink.batches[0].length).toBe(16);
+    expect(got.filter((row) => row.tx === 38)).toHaveLength(1);
   });
 
   it('says what share of the interface bytes it accounted for (coverage), from the kernel counters of the namespace', async () => {
@@ -302,11 +429,14 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
       kernel,
     );
     receiver.start();
-    expect(
-      await cg.run(counted, 'python3', [TRAFFIC, 'get', `http://${net.ipA}:8080/blob.bin`, '2'], net.b),
-    ).toBe(`${2 * BLOB}\n`);
-    await receiver.shutdown();
-    resident.kill('SIGKILL');
+    try {
+      expect(
+        await cg.run(counted, 'python3', [TRAFFIC, 'get', `http://${net.ipA}:8080/blob.bin`, '2'], net.b),
+      ).toBe(`${2 * BLOB}\n`);
+    } finally {
+      await receiver.shutdown();
+      resident.kill('SIGKILL');
+    }
     const c = receiver.counters;
     // Everything crossed the veth, and the receiver saw all of it: only the interface's link-layer
     // headers (14 bytes a frame) are not in its IP lengths.
@@ -319,9 +449,15 @@ describe.runIf(privileged())('ebpf receiver on a real cgroup', () => {
   it('leaves no program attached once the receiver stops', async () => {
     const gone = cg.child('gone');
     const r = await receiverOn(gone);
-    const attached = await attachedPrograms(gone);
-    expect(attached.map((p) => p.attach_type).sort()).toEqual(['cgroup_inet_egress', 'cgroup_inet_ingress']);
-    await r.stop();
+    try {
+      const attached = await attachedPrograms(gone);
+      expect(attached.map((p) => p.attach_type).sort()).toEqual([
+        'cgroup_inet_egress',
+        'cgroup_inet_ingress',
+      ]);
+    } finally {
+      await r.stop();
+    }
     expect(await attachedPrograms(gone)).toEqual([]);
   });
 });

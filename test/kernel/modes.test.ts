@@ -42,9 +42,16 @@ describe.runIf(privileged())('collection modes through the CLI', () => {
   });
 
   afterAll(async () => {
-    await cg?.destroy();
-    await net?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    // Each step even when the one before it throws: the namespaces must not outlive the run.
+    try {
+      await cg?.destroy();
+    } finally {
+      try {
+        await net?.destroy();
+      } finally {
+        if (dir) rmSync(dir, { recursive: true, force: true });
+      }
+    }
   });
 
   function writeConfig(name: string, yaml: string): string {
