@@ -213,8 +213,8 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
     expect(r.stderr).toBe(
       [
         'netmon: invalid configuration (2 problems):',
-        '  configs/default.yaml:35:5: processors::classify::provider: "awz" is not a provider; expected aws, gcp, azure or none; did you mean aws? (from ${env:NETMON_CLOUD_PROVIDER})',
-        '  configs/default.yaml:40:5: processors::cost::provider: "awz" is not a provider; expected aws, gcp, azure or none; did you mean aws? (from ${env:NETMON_CLOUD_PROVIDER})',
+        '  configs/default.yaml:37:5: processors::classify::provider: "awz" is not a provider; expected aws, gcp, azure or none; did you mean aws? (from ${env:NETMON_CLOUD_PROVIDER})',
+        '  configs/default.yaml:42:5: processors::cost::provider: "awz" is not a provider; expected aws, gcp, azure or none; did you mean aws? (from ${env:NETMON_CLOUD_PROVIDER})',
         '',
       ].join('\n'),
     );

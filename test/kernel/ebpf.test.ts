@@ -9,7 +9,8 @@ import { CollectingSink, testSettings } from '@netmon/core/testkit';
 import { ebpfReceiverFactory } from '@netmon/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The receiver itself and its node access, to point the coverage figure at a test namespace's counters.
-import { nodeKernel, parseListening } from '../../packages/receivers/src/ebpf/kernel.js';
+import { parseListening } from '../../packages/receivers/src/ebpf/kernel.js';
+import { nodeKernel } from '../../packages/receivers/src/ebpf/node-kernel.js';
 import { EbpfReceiver } from '../../packages/receivers/src/ebpf/receiver.js';
 import { freePort } from '../harness/agent.js';
 import { attachedPrograms, TestCgroup } from '../harness/cgroup.js';

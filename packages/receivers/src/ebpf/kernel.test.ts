@@ -8,11 +8,11 @@ import {
   effectiveCapabilities,
   isOnCgroup2,
   missingBpfCapabilities,
-  nodeKernel,
   parseInterfaceBytes,
   parseListening,
   parsePortRange,
 } from './kernel.js';
+import { nodeKernel } from './node-kernel.js';
 import {
   CAP,
   CAPS_ROOT,

@@ -1,8 +1,8 @@
 // What the eBPF receiver reads from the node besides its BPF maps: the cgroup2 mount, the agent's own
 // listening sockets (orientation of connections older than the agent) and the interfaces' byte
 // counters (coverage). Parsers are plain functions over the files' text, so tests feed them samples.
-import { existsSync, readFileSync, statfsSync } from 'node:fs';
-import { attachCgroupFlows } from '@netmon/native';
+import { existsSync, statfsSync } from 'node:fs';
+import type { attachCgroupFlows } from '@netmon/native';
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;
@@ -137,8 +137,9 @@ export function missingBpfCapabilities(caps: bigint | undefined): string | undef
 }
 
 /**
- * The node access the receiver needs. A seam for unit tests, which drive scheduling, orientation and
- * the batches it builds with a stand-in; not reachable from the config.
+ * The node access the receiver needs (node-kernel.ts is the real one). A seam for unit tests, which drive
+ * scheduling, orientation and the batches it builds with a stand-in; not reachable from the config. The
+ * parsers here load nothing native, so the flows receiver's probe can use them at validate time.
  */
 export interface EbpfKernel {
   attach: typeof attachCgroupFlows;
@@ -149,19 +150,3 @@ export interface EbpfKernel {
   /** True when the interface is a virtual one of this host (veth, bridge, tunnel, lo). */
   isVirtualInterface(name: string): boolean;
 }
-
-export const nodeKernel: EbpfKernel = {
-  attach: attachCgroupFlows,
-  readProc(path) {
-    try {
-      return readFileSync(path, 'utf8');
-    } catch {
-      return undefined;
-    }
-  },
-  exists: existsSync,
-  // Virtual network devices sit under /sys/devices/virtual/net; physical ones (and the VM's virtio
-  // ones) do not. Pod traffic crosses a veth and then the physical interface, so counting both would
-  // count it twice.
-  isVirtualInterface: (name) => name === 'lo' || existsSync(`/sys/devices/virtual/net/${name}`),
-};

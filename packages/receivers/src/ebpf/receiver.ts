@@ -18,12 +18,12 @@ import {
   effectiveCapabilities,
   type ListeningPorts,
   missingBpfCapabilities,
-  nodeKernel,
   parseInterfaceBytes,
   parseListening,
   parsePortRange,
 } from './kernel.js';
 import { EBPF_METRICS } from './metrics.js';
+import { nodeKernel } from './node-kernel.js';
 
 const TCP = 6;
 const UDP = 17;
