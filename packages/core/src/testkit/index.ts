@@ -1,4 +1,5 @@
 export { type ConformanceOptions, describeConformance, sampleFlows, sampleLookups } from './conformance.js';
+export { type LogEntry, recordingLogger } from './logger.js';
 export * from './meter.js';
 export * from './service.js';
 export { testSettings } from './settings.js';

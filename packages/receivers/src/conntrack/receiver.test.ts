@@ -5,7 +5,7 @@ import {
   FlowFlags,
   StatusBoard,
 } from '@netmon/core';
-import { CollectingSink, recordingMeter, testSettings } from '@netmon/core/testkit';
+import { CollectingSink, recordingLogger, recordingMeter, testSettings } from '@netmon/core/testkit';
 import type { DumpResult } from '@netmon/native';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { conntrackReceiverConfig } from './config.js';
@@ -15,30 +15,14 @@ import { dumpResult, FakeKernel, type Row } from './testdata/fake-kernel.js';
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const ACCT = 'net/netfilter/nf_conntrack_acct';
 
-interface LogEntry {
-  level: string;
-  msg: string;
-}
-
 /** A receiver on a fake kernel, with a status board, a recording logger and a meter that can be read. */
 function setup(config: Record<string, unknown> = {}, kernel = new FakeKernel()) {
-  const logs: LogEntry[] = [];
-  const log = (level: string) => (fieldsOrMsg: unknown, msg?: string) =>
-    logs.push({ level, msg: typeof fieldsOrMsg === 'string' ? fieldsOrMsg : (msg ?? '') });
-  const logger = {
-    trace: log('trace'),
-    debug: log('debug'),
-    info: log('info'),
-    warn: log('warn'),
-    error: log('error'),
-    fatal: log('fatal'),
-    child: () => logger,
-  };
+  const { logger, logs } = recordingLogger();
   const meter = recordingMeter();
   const board = new StatusBoard();
   const settings: ComponentSettings = {
     ...testSettings('receiver', 'conntrack', { board }),
-    logger: logger as unknown as ComponentSettings['logger'],
+    logger,
     meter: meter.meter,
   };
   const state: ComponentState = board.all()[0];

@@ -9,7 +9,13 @@ import {
   FlowFlags,
   StatusBoard,
 } from '@netmon/core';
-import { CollectingSink, describeConformance, recordingMeter, testSettings } from '@netmon/core/testkit';
+import {
+  CollectingSink,
+  describeConformance,
+  recordingLogger,
+  recordingMeter,
+  testSettings,
+} from '@netmon/core/testkit';
 import { CgroupFlowFlags, type CgroupFlowsRead } from '@netmon/native';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CgroupPods } from './cgroup-pods.js';
@@ -37,12 +43,6 @@ const DNAT = FlowFlags.Dnat;
 const { OriginLocal, OriginRemote } = CgroupFlowFlags;
 const UDP = 17;
 
-interface LogEntry {
-  level: string;
-  msg: string;
-  fields: Record<string, unknown>;
-}
-
 /** The cgroup2 "mount" of each test: a temp folder, so the pod lookups walk it and never the host's. */
 let cgroupRoot: string;
 
@@ -54,27 +54,12 @@ function setup(config: Record<string, unknown> = {}, kernel = new FakeKernel()) 
   if (!kernel.files.has('/proc/self/mountinfo')) {
     kernel.files.set('/proc/self/mountinfo', mountinfoWithCgroup2(cgroupRoot));
   }
-  const logs: LogEntry[] = [];
-  const log = (level: string) => (fieldsOrMsg: unknown, msg?: string) =>
-    logs.push(
-      typeof fieldsOrMsg === 'string'
-        ? { level, msg: fieldsOrMsg, fields: {} }
-        : { level, msg: msg ?? '', fields: fieldsOrMsg as Record<string, unknown> },
-    );
-  const logger = {
-    trace: log('trace'),
-    debug: log('debug'),
-    info: log('info'),
-    warn: log('warn'),
-    error: log('error'),
-    fatal: log('fatal'),
-    child: () => logger,
-  };
+  const { logger, logs } = recordingLogger();
   const meter = recordingMeter();
   const board = new StatusBoard();
   const settings: ComponentSettings = {
     ...testSettings('receiver', 'ebpf/node', { board }),
-    logger: logger as unknown as ComponentSettings['logger'],
+    logger,
     meter: meter.meter,
   };
   const state: ComponentState = board.all()[0];
