@@ -24,7 +24,7 @@
       "actions": [
         {
           "action_name": "clang_bpf",
-          "inputs": ["bpf/flows.bpf.c", "bpf/flows.h"],
+          "inputs": ["bpf/flows.bpf.c", "bpf/flows.h", "bpf/packet.h"],
           "outputs": ["<(PRODUCT_DIR)/flows.bpf.o"],
           "action": ["sh", "-c", "clang -target bpf -mcpu=v3 -O2 -g -Wall -Werror -I bpf -I/usr/include/<!(gcc -dumpmachine) -c bpf/flows.bpf.c -o <(PRODUCT_DIR)/flows.bpf.o && llvm-strip -g <(PRODUCT_DIR)/flows.bpf.o"],
           "message": "clang: bpf/flows.bpf.c"

@@ -6,14 +6,10 @@
 // by buffers.c in one process with BPF_PROG_TEST_RUN and batch map calls; no traffic, no namespace.
 //
 //   make build && .tools/bin/node bench/ebpf/buffers.mjs      # root; FLOWS=10000,100000 ROUNDS=5
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import {
-  BPF_INCLUDE,
   buildBpf,
   buildC,
   fmt,
-  HERE,
   main,
   objectCopy,
   preflight,
@@ -29,27 +25,7 @@ const MAX_FLOWS = 2 ** Math.ceil(Math.log2(Math.max(...FLOWS) * 1.25));
 
 preflight('bench/ebpf/buffers.mjs', { tools: ['clang', 'llvm-strip', 'cc'], object: true, libbpf: true });
 
-/** parse() of a BPF C file, comments and blank lines left out. */
-function parseFunction(file) {
-  const text = readFileSync(file, 'utf8');
-  const start = text.indexOf('static __always_inline int parse(');
-  const end = text.indexOf('\n}\n', start);
-  return text
-    .slice(start, end)
-    .split('\n')
-    .filter((l) => !/^\s*(\/\/.*)?$/.test(l))
-    .join('\n');
-}
-
 await main(async () => {
-  // The variant must parse packets exactly as the receiver's program does, or the comparison is off.
-  if (
-    parseFunction(path.join(BPF_INCLUDE, 'flows.bpf.c')) !== parseFunction(path.join(HERE, 'percpu.bpf.c'))
-  ) {
-    console.warn(
-      'warning: parse() in bench/ebpf/percpu.bpf.c differs from native/bpf/flows.bpf.c: copy it over before trusting the figures\n',
-    );
-  }
   const dir = tempDir();
   const percpu = buildBpf(dir, 'percpu.bpf.c');
   const buffers = buildC(dir, 'buffers.c', ['-lbpf', '-lpthread']);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
-// Bench-only variant of native/bpf/flows.bpf.c, for bench/ebpf/buffers.mjs: the same parsing and the same
-// key, but the counters live in one BPF_MAP_TYPE_PERCPU_HASH that is never swapped. Each CPU adds to its
-// own copy of the value with plain (non-atomic) adds; user space reads the map with lookup_batch, sums
+// Bench-only variant of native/bpf/flows.bpf.c, for bench/ebpf/buffers.mjs: the same parsing
+// (native/bpf/packet.h) and the same key, but the counters live in one BPF_MAP_TYPE_PERCPU_HASH that is
+// never swapped. Each CPU adds to its own copy of the value with plain (non-atomic) adds; user space reads the map with lookup_batch, sums
 // the CPUs' copies, subtracts the previous reading to get the interval's bytes, and deletes entries
 // that stayed idle. Only the counting differs from the receiver's program, so the bench measures the
 // buffer strategy and nothing else. `pass` is an empty program: what BPF_PROG_TEST_RUN itself costs.
@@ -14,6 +14,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "flows.h"
+#include "packet.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -41,89 +42,11 @@ struct {
   __type(value, __u64);
 } stats SEC(".maps");
 
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_ACK 0x10
-#define IP_OFFSET_MASK 0x1fff
-
 static __always_inline void stat_add(__u32 index, __u64 n) {
   __u64 *v = bpf_map_lookup_elem(&stats, &index);
   if (v) *v += n;
 }
 
-static __always_inline void map_v4(__u8 *to, __u32 addr) {
-  __builtin_memset(to, 0, 10);
-  to[10] = 0xff;
-  to[11] = 0xff;
-  __builtin_memcpy(to + 12, &addr, 4);
-}
-
-static __always_inline int same_addr(const __u8 *a, const __u8 *b) {
-  __u64 a0, a1, b0, b1;
-  __builtin_memcpy(&a0, a, 8);
-  __builtin_memcpy(&a1, a + 8, 8);
-  __builtin_memcpy(&b0, b, 8);
-  __builtin_memcpy(&b1, b + 8, 8);
-  return a0 == b0 && a1 == b1;
-}
-
-struct packet {
-  __u8 src[16];
-  __u8 dst[16];
-  __u16 sport;
-  __u16 dport;
-  __u8 family;
-  __u8 protocol;
-  __u8 tcp_flags;
-  __u8 has_ports;
-};
-
-// Identical to parse() in native/bpf/flows.bpf.c.
-static __always_inline int parse(struct __sk_buff *skb, struct packet *p) {
-  __u8 version = 0;
-  if (bpf_skb_load_bytes(skb, 0, &version, 1)) return -1;
-  __u32 l4 = 0;
-  version >>= 4;
-  if (version == 4) {
-    struct iphdr ip;
-    if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip))) return -1;
-    if (ip.ihl < 5) return -1;
-    p->family = 4;
-    p->protocol = ip.protocol;
-    map_v4(p->src, ip.saddr);
-    map_v4(p->dst, ip.daddr);
-    if (ip.frag_off & bpf_htons(IP_OFFSET_MASK)) return 0;
-    l4 = ip.ihl * 4;
-  } else if (version == 6) {
-    struct ipv6hdr ip6;
-    if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6))) return -1;
-    p->family = 6;
-    p->protocol = ip6.nexthdr;
-    __builtin_memcpy(p->src, &ip6.saddr, 16);
-    __builtin_memcpy(p->dst, &ip6.daddr, 16);
-    l4 = sizeof(ip6);
-#pragma unroll
-    for (int i = 0; i < 3; i++) {
-      __u8 nh = p->protocol;
-      if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS) break;
-      __u8 ext[2];
-      if (bpf_skb_load_bytes(skb, l4, ext, 2)) return -1;
-      p->protocol = ext[0];
-      l4 += (ext[1] + 1) * 8;
-    }
-  } else {
-    return -1;
-  }
-  if (p->protocol == IPPROTO_TCP || p->protocol == IPPROTO_UDP || p->protocol == IPPROTO_UDPLITE ||
-      p->protocol == IPPROTO_SCTP) {
-    __u16 ports[2];
-    if (bpf_skb_load_bytes(skb, l4, ports, 4)) return -1;
-    p->sport = bpf_ntohs(ports[0]);
-    p->dport = bpf_ntohs(ports[1]);
-    p->has_ports = 1;
-    if (p->protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4 + 13, &p->tcp_flags, 1)) return -1;
-  }
-  return 0;
-}
 
 static __always_inline __u32 origin_of(struct flow_key *key, struct packet *p, int egress) {
   __u8 *known = bpf_map_lookup_elem(&origins, key);
