@@ -213,15 +213,18 @@ struct Ends {
   uint8_t thisAddr[16], otherAddr[16];
   bool operator==(const Ends& o) const { return std::memcmp(this, &o, sizeof(Ends)) == 0; }
 };
-struct EndsHash {
-  size_t operator()(const Ends& e) const {
-    // FNV-1a over the packed bytes: small, and good enough for a table rebuilt every read.
-    const auto* p = reinterpret_cast<const uint8_t*>(&e);
+// FNV-1a over a key's packed bytes (the keys are zeroed before they are filled, padding included):
+// small, and good enough for tables rebuilt every read.
+template <typename T>
+struct BytesHash {
+  size_t operator()(const T& key) const {
+    const auto* p = reinterpret_cast<const uint8_t*>(&key);
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < sizeof(Ends); i++) h = (h ^ p[i]) * 1099511628211ull;
+    for (size_t i = 0; i < sizeof(T); i++) h = (h ^ p[i]) * 1099511628211ull;
     return static_cast<size_t>(h);
   }
 };
+using EndsHash = BytesHash<Ends>;
 struct Addr16 {
   uint8_t b[16];
   bool operator==(const Addr16& o) const { return std::memcmp(b, o.b, 16) == 0; }
@@ -272,14 +275,7 @@ struct End {
   uint8_t addr[16];
   bool operator==(const End& o) const { return std::memcmp(this, &o, sizeof(End)) == 0; }
 };
-struct EndHash {
-  size_t operator()(const End& e) const {
-    const auto* p = reinterpret_cast<const uint8_t*>(&e);
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < sizeof(End); i++) h = (h ^ p[i]) * 1099511628211ull;
-    return static_cast<size_t>(h);
-  }
-};
+using EndHash = BytesHash<End>;
 
 End LocalEnd(const Entry& e) {
   End x;
