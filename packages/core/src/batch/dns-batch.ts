@@ -4,6 +4,29 @@ import { Sealable } from './seal.js';
 /** DNS record types a DnsBatch carries. */
 export const DnsType = { A: 1, CNAME: 5, AAAA: 28 } as const;
 
+/** Response codes (RFC 1035 §4.1.1, RFC 6895 §2.3): the header's 4-bit RCODE, extended by EDNS. */
+export const DnsRcode = {
+  NOERROR: 0,
+  FORMERR: 1,
+  SERVFAIL: 2,
+  NXDOMAIN: 3,
+  NOTIMP: 4,
+  REFUSED: 5,
+  YXDOMAIN: 6,
+  YXRRSET: 7,
+  NXRRSET: 8,
+  NOTAUTH: 9,
+  NOTZONE: 10,
+  BADVERS: 16,
+} as const;
+
+const RCODE_NAMES = new Map<number, string>(Object.entries(DnsRcode).map(([name, code]) => [code, name]));
+
+/** The mnemonic of a response code (NXDOMAIN, …), `RCODE<n>` for codes without one. */
+export function rcodeName(code: number): string {
+  return RCODE_NAMES.get(code) ?? `RCODE${code}`;
+}
+
 export interface DnsAnswerInit {
   /** The name this answer is for (the question, or a CNAME target along the chain). */
   name: string;
@@ -16,9 +39,28 @@ export interface DnsAnswerInit {
 }
 
 export interface DnsLookupInit {
+  /** When the answer arrived, ms since the Unix epoch. */
   time: number;
   clientIp: string;
+  /** The client's UDP or TCP port (0 unknown). */
+  clientPort?: number;
+  /** The server that answered ('' unknown). */
+  serverIp?: string;
+  /** 17 (UDP) or 6 (TCP); 0 unknown. */
+  protocol?: number;
   question: string;
+  /** The question's QTYPE (1 A, 28 AAAA, …); 0 unknown. */
+  questionType?: number;
+  /** Response code (DnsRcode); 0, NOERROR, when absent. */
+  rcode?: number;
+  /** From the query leaving the client to the answer reaching it, ms; NaN (or absent) when no query was seen. */
+  latencyMs?: number;
+  /** cgroup v2 id of the client's socket (0 unknown). */
+  cgroupId?: number;
+  /** UID of the pod that cgroup belongs to ('' unknown). */
+  podUid?: string;
+  /** The end of the CNAME chain that starts at the question ('' when the answer has no CNAME for it). */
+  canonical?: string;
   answers: DnsAnswerInit[];
 }
 
@@ -31,7 +73,20 @@ export class DnsBatch extends Sealable {
   /** ms since the Unix epoch. */
   time: number[] = [];
   clientAddr: Uint8Array = new Uint8Array(0);
+  clientPort: number[] = [];
+  /** 16 bytes per row, all zero when unknown. */
+  serverAddr: Uint8Array = new Uint8Array(0);
+  protocol: number[] = [];
   question: number[] = [];
+  questionType: number[] = [];
+  rcode: number[] = [];
+  /** ms, NaN when unknown. */
+  latency: number[] = [];
+  cgroup: number[] = [];
+  /** Code in `names` of the client's pod UID, 0 unknown (UIDs share the batch's string dictionary). */
+  podUid: number[] = [];
+  /** Code in `names` of the canonical name, 0 when there is no CNAME for the question. */
+  canonical: number[] = [];
   answerStart: number[] = [];
   answerCount: number[] = [];
   answerName: number[] = [];
@@ -74,6 +129,8 @@ export class DnsBatch extends Sealable {
     this.assertWritable();
     const client = new Uint8Array(16);
     if (parseIp(lookup.clientIp, client, 0) === 0) return -1;
+    const server = new Uint8Array(16);
+    if (lookup.serverIp && parseIp(lookup.serverIp, server, 0) === 0) return -1;
     const addrs = new Uint8Array(16 * lookup.answers.length);
     for (let j = 0; j < lookup.answers.length; j++) {
       const ip = lookup.answers[j].ip;
@@ -82,7 +139,16 @@ export class DnsBatch extends Sealable {
     const row = this.length++;
     this.time.push(lookup.time);
     this.clientAddr = place(this.clientAddr, client, 16 * row);
+    this.clientPort.push(lookup.clientPort ?? 0);
+    this.serverAddr = place(this.serverAddr, server, 16 * row);
+    this.protocol.push(lookup.protocol ?? 0);
     this.question.push(this.code(lookup.question));
+    this.questionType.push(lookup.questionType ?? 0);
+    this.rcode.push(lookup.rcode ?? 0);
+    this.latency.push(lookup.latencyMs ?? Number.NaN);
+    this.cgroup.push(lookup.cgroupId ?? 0);
+    this.podUid.push(lookup.podUid ? this.code(lookup.podUid) : 0);
+    this.canonical.push(lookup.canonical ? this.code(lookup.canonical) : 0);
     const firstAnswer = this.answerType.length;
     this.answerStart.push(firstAnswer);
     this.answerCount.push(lookup.answers.length);
@@ -100,6 +166,13 @@ export class DnsBatch extends Sealable {
     return formatIp(this.clientAddr, 16 * i);
   }
 
+  /** The answering server's address, '' when unknown. */
+  serverIp(i: number): string {
+    const a = this.serverAddr;
+    for (let b = 16 * i; b < 16 * i + 16; b++) if (a[b] !== 0) return formatIp(a, 16 * i);
+    return '';
+  }
+
   /** Row i as plain data. */
   lookup(i: number): DnsLookupInit {
     const answers: DnsAnswerInit[] = [];
@@ -110,12 +183,23 @@ export class DnsBatch extends Sealable {
       if (this.answerTarget[k] !== 0) a.target = this.names[this.answerTarget[k]];
       answers.push(a);
     }
-    return {
+    const out: DnsLookupInit = {
       time: this.time[i],
       clientIp: this.clientIp(i),
       question: this.names[this.question[i]],
       answers,
     };
+    if (this.clientPort[i] !== 0) out.clientPort = this.clientPort[i];
+    const server = this.serverIp(i);
+    if (server !== '') out.serverIp = server;
+    if (this.protocol[i] !== 0) out.protocol = this.protocol[i];
+    if (this.questionType[i] !== 0) out.questionType = this.questionType[i];
+    if (this.rcode[i] !== 0) out.rcode = this.rcode[i];
+    if (!Number.isNaN(this.latency[i])) out.latencyMs = this.latency[i];
+    if (this.cgroup[i] !== 0) out.cgroupId = this.cgroup[i];
+    if (this.podUid[i] !== 0) out.podUid = this.names[this.podUid[i]];
+    if (this.canonical[i] !== 0) out.canonical = this.names[this.canonical[i]];
+    return out;
   }
 }
 
