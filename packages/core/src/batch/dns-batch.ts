@@ -1,6 +1,18 @@
 import { formatIp, parseIp } from './ip.js';
 import { Sealable } from './seal.js';
 
+const UPPER = /[A-Z]/;
+
+/**
+ * A DNS name as series carry it: ASCII letters in lower case (names compare case-insensitively, RFC 4343,
+ * and resolvers randomize the case of their questions, "0x20") and without the trailing dot of a fully
+ * qualified name (the root, ".", stays). One series per name, not per spelling.
+ */
+export function dnsName(name: string): string {
+  const lower = UPPER.test(name) ? name.replace(/[A-Z]+/g, (s) => s.toLowerCase()) : name;
+  return lower.length > 1 && lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
 /** DNS record types a DnsBatch carries. */
 export const DnsType = { A: 1, CNAME: 5, AAAA: 28 } as const;
 

@@ -1,20 +1,10 @@
 // DNS lookups counted by question name (and, when the caller knows it, the client pod): what the prometheus
 // (netmon_dns_lookups_total) and otlp (netmon.dns.lookup.count) exporters both keep, so both spell a name
 // the same way and neither grows without bound when a resolver asks for endless random subdomains.
-import type { DnsBatch, Granularity } from '@netmon/core';
+import { type DnsBatch, dnsName, type Granularity } from '@netmon/core';
+
+export { dnsName };
 import { DictionaryIds, SeriesTable, UNKNOWN } from './series-table.js';
-
-const UPPER = /[A-Z]/;
-
-/**
- * A DNS name as series carry it: ASCII letters in lower case (names compare case-insensitively, RFC 4343,
- * and resolvers randomize the case of their questions, "0x20") and without the trailing dot of a fully
- * qualified name (the root, ".", stays). One series per name, not per spelling.
- */
-export function dnsName(name: string): string {
-  const lower = UPPER.test(name) ? name.replace(/[A-Z]+/g, (s) => s.toLowerCase()) : name;
-  return lower.length > 1 && lower.endsWith('.') ? lower.slice(0, -1) : lower;
-}
 
 /** The client of a lookup as the k8s_metadata store knows it: structurally the part of its Entity read. */
 export interface DnsClient {
