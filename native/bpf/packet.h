@@ -1,6 +1,7 @@
-// Packet parsing shared by the flow counter (flows.bpf.c) and the benchmarks' variant of it
-// (bench/ebpf/percpu.bpf.c), so both read packets the same way: the IP header, IPv6 extension headers,
-// and the transport ports and TCP flags. cgroup_skb data starts at the IP header (no link-layer header).
+// Packet parsing shared by the flow counter (flows.bpf.c), the DNS tracer (dns.bpf.c) and the
+// benchmarks' variant of the counter (bench/ebpf/percpu.bpf.c), so all read packets the same way: the IP
+// header, IPv6 extension headers, the transport ports and TCP flags, where the payload starts.
+// cgroup_skb data starts at the IP header (no link-layer header).
 #ifndef NETMON_BPF_PACKET_H
 #define NETMON_BPF_PACKET_H
 
@@ -44,6 +45,10 @@ struct packet {
   __u8 protocol;
   __u8 tcp_flags;
   __u8 has_ports;
+  // Where the transport payload starts (from the IP header), and the TCP sequence number of its first
+  // byte: what the DNS tracer needs to copy a message and to put a TCP stream back together.
+  __u16 payload;
+  __u32 tcp_seq;
 };
 
 // Fills `p` from the packet; -1 when a header cannot be read.
@@ -101,12 +106,15 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p) {
     p->sport = (tcp[0] << 8) | tcp[1];
     p->dport = (tcp[2] << 8) | tcp[3];
     p->tcp_flags = tcp[13];
+    p->tcp_seq = ((__u32)tcp[4] << 24) | ((__u32)tcp[5] << 16) | ((__u32)tcp[6] << 8) | tcp[7];
+    p->payload = l4 + (tcp[12] >> 4) * 4;
     p->has_ports = 1;
   } else if (p->protocol == IPPROTO_UDP || p->protocol == IPPROTO_UDPLITE || p->protocol == IPPROTO_SCTP) {
     __u16 ports[2];
     if (bpf_skb_load_bytes(skb, l4, ports, 4)) return -1;
     p->sport = bpf_ntohs(ports[0]);
     p->dport = bpf_ntohs(ports[1]);
+    p->payload = l4 + 8;  // UDP's header; UDP-Lite's is the same size, SCTP's payloads are not read
     p->has_ports = 1;
   }
   return 0;

@@ -2,6 +2,7 @@
 // namespaces it touches.
 #include <napi.h>
 
+#include "cgroup_dns.h"
 #include "cgroup_flows.h"
 #include "conntrack.h"
 #include "netns.h"
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readSysctl", Napi::Function::New(env, ReadSysctl, "readSysctl"));
   exports.Set("writeSysctl", Napi::Function::New(env, WriteSysctl, "writeSysctl"));
   netmon::InitCgroupFlows(env, exports);
+  netmon::InitCgroupDns(env, exports);
   return netmon::InitConntrack(env, exports);
 }
 

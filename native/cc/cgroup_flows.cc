@@ -6,17 +6,12 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <cstdarg>
-#include <cstdio>
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,12 +19,7 @@
 
 #include "../bpf/flows.h"
 #include "adopt.h"
-
-// libbpf 1.0 returns NULL and sets errno on failure; 0.x returned error pointers, which this code would
-// dereference.
-#if !defined(LIBBPF_MAJOR_VERSION) || LIBBPF_MAJOR_VERSION < 1
-#error "netmon's eBPF flow counter needs libbpf 1.0 or later (Debian 12: libbpf-dev 1.1)"
-#endif
+#include "bpf_object.h"
 
 namespace netmon {
 namespace {
@@ -44,121 +34,42 @@ constexpr uint32_t kPaired = 8;  // both ends are local sockets and were merged 
 // longest bucket (a few entries); 4096 also keeps the syscall count low.
 constexpr uint32_t kBatch = 4096;
 
-std::string Errno(const std::string& what, int err) { return what + ": " + std::strerror(err); }
-
-// libbpf's messages (the verifier's log among them) are collected while an object loads, so a refusal
-// reaches the user in the error instead of on stderr. Loads are serialised by g_loadMutex; the callback
-// runs on the loading thread.
-std::mutex g_loadMutex;
-std::string* g_loadLog = nullptr;
-
-int CollectLibbpfLog(enum libbpf_print_level level, const char* fmt, va_list args) {
-  if (level == LIBBPF_DEBUG || g_loadLog == nullptr) return 0;
-  char line[1024];
-  int n = vsnprintf(line, sizeof line, fmt, args);
-  if (n > 0 && g_loadLog->size() < 16384) g_loadLog->append(line, std::min<size_t>(n, sizeof line - 1));
-  return 0;
-}
-
-// The last lines of libbpf's log: the verifier's verdict comes last.
-std::string LogTail(const std::string& log) {
-  if (log.empty()) return "";
-  size_t start = log.size() > 2000 ? log.find('\n', log.size() - 2000) : 0;
-  return "\n" + log.substr(start == std::string::npos ? 0 : start);
-}
-
 struct Loaded {
-  bpf_object* obj = nullptr;
-  bpf_link* links[2] = {nullptr, nullptr};
-  int cgroupFd = -1;
+  CgroupObject object;
   int activeFd = -1;
   int bufferFd[2] = {-1, -1};
   int statsFd = -1;
   int current = 0;  // buffer packets are counted in: 0 = buffer_a
 
   void Destroy() {
-    for (auto*& l : links) {
-      if (l) bpf_link__destroy(l);
-      l = nullptr;
-    }
-    if (obj) bpf_object__close(obj);
-    obj = nullptr;
-    if (cgroupFd >= 0) close(cgroupFd);
-    cgroupFd = -1;
+    object.Destroy();
     // The maps' fds belonged to the object.
     activeFd = statsFd = bufferFd[0] = bufferFd[1] = -1;
   }
 };
 
 std::string Load(const std::string& objectPath, const std::string& cgroupPath, uint32_t maxFlows, Loaded* out) {
-  std::lock_guard<std::mutex> lock(g_loadMutex);
-  std::string log;
-  g_loadLog = &log;
-  libbpf_print_fn_t previous = libbpf_set_print(CollectLibbpfLog);
-  auto finish = [&](std::string err) {
-    libbpf_set_print(previous);
-    g_loadLog = nullptr;
-    if (!err.empty()) out->Destroy();
-    return err;
-  };
-
-  out->cgroupFd = open(cgroupPath.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (out->cgroupFd < 0) return finish(Errno("cannot open the cgroup " + cgroupPath, errno));
-
-  out->obj = bpf_object__open_file(objectPath.c_str(), nullptr);
-  if (!out->obj) {
-    int err = errno;
-    out->obj = nullptr;
-    return finish(Errno("cannot open the BPF object " + objectPath, err) + LogTail(log));
-  }
   // Every map sized from max_flows: the two buffers hold one interval each (allocated as flows appear);
   // the origins outlive intervals, and as an LRU map are preallocated, so they get max_flows too.
-  const char* sized[] = {"buffer_a", "buffer_b"};
-  for (const char* name : sized) {
-    bpf_map* m = bpf_object__find_map_by_name(out->obj, name);
-    if (!m || bpf_map__set_max_entries(m, maxFlows) != 0) return finish(std::string("cannot size the map ") + name);
-  }
-  bpf_map* origins = bpf_object__find_map_by_name(out->obj, "origins");
-  if (!origins || bpf_map__set_max_entries(origins, std::max<uint32_t>(1024, maxFlows)) != 0) {
-    return finish("cannot size the map origins");
-  }
-  if (bpf_object__load(out->obj) != 0) {
-    int err = errno;
-    return finish(Errno("the kernel refused the BPF programs", err) + LogTail(log));
-  }
-
-  const char* programs[] = {"count_egress", "count_ingress"};
-  for (int i = 0; i < 2; i++) {
-    bpf_program* p = bpf_object__find_program_by_name(out->obj, programs[i]);
-    if (!p) return finish(std::string("the BPF object lacks the program ") + programs[i]);
-    out->links[i] = bpf_program__attach_cgroup(p, out->cgroupFd);
-    if (!out->links[i]) {
-      int err = errno;
-      return finish(Errno(std::string("cannot attach ") + programs[i] + " to " + cgroupPath, err) + LogTail(log));
+  auto size = [maxFlows](bpf_object* obj) -> std::string {
+    for (const char* name : {"buffer_a", "buffer_b"}) {
+      bpf_map* m = bpf_object__find_map_by_name(obj, name);
+      if (!m || bpf_map__set_max_entries(m, maxFlows) != 0) return std::string("cannot size the map ") + name;
     }
-  }
-
-  struct Expect {
-    const char* name;
-    uint32_t key, value;
-    int* fd;
-  } maps[] = {
-      {"active", sizeof(uint32_t), sizeof(uint32_t), &out->activeFd},
-      {"buffer_a", sizeof(flow_key), sizeof(flow_value), &out->bufferFd[0]},
-      {"buffer_b", sizeof(flow_key), sizeof(flow_value), &out->bufferFd[1]},
-      {"stats", sizeof(uint32_t), sizeof(uint64_t), &out->statsFd},
+    bpf_map* origins = bpf_object__find_map_by_name(obj, "origins");
+    if (!origins || bpf_map__set_max_entries(origins, std::max<uint32_t>(1024, maxFlows)) != 0) {
+      return "cannot size the map origins";
+    }
+    return "";
   };
-  for (auto& e : maps) {
-    bpf_map* m = bpf_object__find_map_by_name(out->obj, e.name);
-    if (!m) return finish(std::string("the BPF object lacks the map ") + e.name);
-    if (bpf_map__key_size(m) != e.key || bpf_map__value_size(m) != e.value) {
-      return finish(std::string("the map ") + e.name + " has key/value sizes " + std::to_string(bpf_map__key_size(m)) +
-                    "/" + std::to_string(bpf_map__value_size(m)) + ", not " + std::to_string(e.key) + "/" +
-                    std::to_string(e.value) + ": the BPF object and the addon were built from different sources");
-    }
-    *e.fd = bpf_map__fd(m);
-  }
-  return finish("");
+  return LoadOnCgroup(objectPath, cgroupPath, size,
+                      {
+                          {"active", sizeof(uint32_t), sizeof(uint32_t), &out->activeFd},
+                          {"buffer_a", sizeof(flow_key), sizeof(flow_value), &out->bufferFd[0]},
+                          {"buffer_b", sizeof(flow_key), sizeof(flow_value), &out->bufferFd[1]},
+                          {"stats", sizeof(uint32_t), sizeof(uint64_t), &out->statsFd},
+                      },
+                      nullptr, {"count_egress", "count_ingress"}, &out->object);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -534,16 +445,7 @@ class ReadWorker : public Napi::AsyncWorker {
     entriesRead_ = entries.size();
 
     // 3. Losses, summed over CPUs.
-    int cpus = libbpf_num_possible_cpus();
-    if (cpus > 0) {
-      std::vector<uint64_t> perCpu(cpus);
-      for (uint32_t i = 0; i < FLOW_STAT_COUNT; i++) {
-        if (bpf_map_lookup_elem(b.statsFd, &i, perCpu.data()) != 0) continue;
-        uint64_t sum = 0;
-        for (uint64_t v : perCpu) sum += v;
-        stats_[i] = sum;
-      }
-    }
+    SumPerCpu(b.statsFd, FLOW_STAT_COUNT, stats_);
 
     // 4. One row per connection end, or per connection when both ends are here.
     Merge(entries, &rows_, &paired_);

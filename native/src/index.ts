@@ -180,12 +180,83 @@ export interface CgroupFlowsHandle {
   close(): void;
 }
 
+/** One drain of the DNS tracer's ring buffer. */
+export interface CgroupDnsRead {
+  /** Records back to back, each a struct dns_event (DNS_EVENT) then `captured` payload bytes. */
+  records: Uint8Array;
+  count: number;
+  /** The read stopped at its byte budget: the ring holds more. */
+  more: boolean;
+  /** Records of an impossible size (a program and addon from different sources), skipped. */
+  badRecords: number;
+  /** Totals since the programs were loaded: packets written to the ring, */
+  captured: number;
+  /** packets the ring had no room for, and their payload bytes, */
+  lost: number;
+  lostBytes: number;
+  /** and DNS packets whose payload could not be read. */
+  malformed: number;
+  durationMs: number;
+}
+
+/**
+ * Byte offsets in a DNS record's header (native/bpf/dns.h struct dns_event; numbers in host byte order,
+ * ports included).
+ */
+export const DNS_EVENT = {
+  size: 64,
+  /** u64, CLOCK_MONOTONIC ns (process.hrtime's clock). */
+  ktime: 0,
+  /** u64 cgroup v2 id of the local socket. */
+  cgroup: 8,
+  /** 16 bytes each, IPv4 as ::ffff:a.b.c.d. */
+  local: 16,
+  remote: 32,
+  /** u16 each. */
+  localPort: 48,
+  remotePort: 50,
+  /** u8: 4 | 6. */
+  family: 52,
+  /** u8: 17 | 6. */
+  protocol: 53,
+  /** u8: 1 leaving the local socket (a query), 0 arriving (an answer). */
+  egress: 54,
+  tcpFlags: 55,
+  /** u32: TCP sequence number of the payload's first byte. */
+  tcpSeq: 56,
+  /** u16: payload bytes in the packet, and how many of them follow the header. */
+  payloadLen: 60,
+  captured: 62,
+} as const;
+
+/** Largest payload the tracer copies from one packet. */
+export const DNS_CAPTURE_MAX = 4096;
+
+export interface CgroupDnsOptions {
+  /** cgroup2 directory the programs attach to (its whole subtree is traced). */
+  cgroupPath: string;
+  /** Ring buffer size: a power of two, a multiple of the page size. */
+  ringBytes: number;
+  /** Payload bytes copied per packet, 1 to DNS_CAPTURE_MAX. */
+  captureBytes: number;
+  /** The BPF object; default: the one built beside the addon. */
+  objectPath?: string;
+}
+
+export interface CgroupDnsHandle {
+  /** Drains up to about `maxBytes` (default 4 MiB) of records. One read at a time. */
+  read(maxBytes?: number): Promise<CgroupDnsRead>;
+  /** Detaches the programs (at once, or when the read in flight ends) and frees the ring. */
+  close(): void;
+}
+
 interface Addon {
   parseMessages(buffer: Uint8Array): ParseResult;
   readSysctl(netns: string | null, name: string): string;
   writeSysctl(netns: string | null, name: string, value: string): void;
   Conntrack: new (options: { netns?: string }) => ConntrackHandle;
   CgroupFlows: new (options: Required<CgroupFlowsOptions>) => CgroupFlowsHandle;
+  CgroupDns: new (options: Required<CgroupDnsOptions>) => CgroupDnsHandle;
   ConntrackEvents: new (
     options: ConntrackEventsOptions,
     onBatch: (batch: EventBatch) => void,
@@ -202,6 +273,9 @@ export const ADDON_PATH = join(
 
 /** The eBPF flow counter, built by clang beside the addon. */
 export const FLOWS_BPF_OBJECT = join(dirname(ADDON_PATH), 'flows.bpf.o');
+
+/** The DNS tracer, built beside it. */
+export const DNS_BPF_OBJECT = join(dirname(ADDON_PATH), 'dns.bpf.o');
 
 let addon: Addon | undefined;
 
@@ -255,11 +329,24 @@ export function writeSysctl(name: string, value: string, netns?: string): void {
  * or the process dies). Needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN.
  */
 export function attachCgroupFlows(options: CgroupFlowsOptions): CgroupFlowsHandle {
-  const objectPath = options.objectPath ?? FLOWS_BPF_OBJECT;
-  if (!existsSync(objectPath)) {
+  const objectPath = builtObject(options.objectPath ?? FLOWS_BPF_OBJECT);
+  return new (native().CgroupFlows)({ ...options, objectPath });
+}
+
+/**
+ * Loads the DNS tracer and attaches it to a cgroup (BPF links, as attachCgroupFlows). Needs CAP_BPF and
+ * CAP_NET_ADMIN, or CAP_SYS_ADMIN.
+ */
+export function attachCgroupDns(options: CgroupDnsOptions): CgroupDnsHandle {
+  const objectPath = builtObject(options.objectPath ?? DNS_BPF_OBJECT);
+  return new (native().CgroupDns)({ ...options, objectPath });
+}
+
+function builtObject(path: string): string {
+  if (!existsSync(path)) {
     throw new Error(
-      `the BPF object is not built (${objectPath} is missing): run 'make build', or 'npm rebuild @netmon/native' (needs clang and libbpf-dev)`,
+      `the BPF object is not built (${path} is missing): run 'make build', or 'npm rebuild @netmon/native' (needs clang and libbpf-dev)`,
     );
   }
-  return new (native().CgroupFlows)({ ...options, objectPath });
+  return path;
 }

@@ -1,0 +1,7 @@
+#pragma once
+
+#include <napi.h>
+
+namespace netmon {
+Napi::Object InitCgroupDns(Napi::Env env, Napi::Object exports);
+}
