@@ -18,6 +18,7 @@ import {
 } from '@netmon/processors';
 import {
   conntrackReceiverFactory,
+  dnsReceiverFactory,
   ebpfReceiverFactory,
   fileReceiverFactory,
   flowsReceiverFactory,
@@ -26,6 +27,7 @@ import {
 export function defaultRegistry(): Registry {
   return new Registry([
     conntrackReceiverFactory,
+    dnsReceiverFactory,
     ebpfReceiverFactory,
     fileReceiverFactory,
     flowsReceiverFactory,

@@ -3,6 +3,9 @@
 export type { ConntrackReceiverConfig } from './conntrack/config.js';
 export { conntrackReceiverFactory } from './conntrack/factory.js';
 export type { ConntrackReceiver } from './conntrack/receiver.js';
+export type { DnsReceiverConfig } from './dns/config.js';
+export { dnsReceiverFactory } from './dns/factory.js';
+export type { DnsReceiver } from './dns/receiver.js';
 export type { EbpfReceiverConfig } from './ebpf/config.js';
 export { ebpfReceiverFactory } from './ebpf/factory.js';
 export type { EbpfReceiver } from './ebpf/receiver.js';

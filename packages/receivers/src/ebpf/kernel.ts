@@ -136,17 +136,55 @@ export function missingBpfCapabilities(caps: bigint | undefined): string | undef
   return 'loading and attaching eBPF programs needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN)';
 }
 
+/** What resolving an attach point reads: files under /proc, and whether a file exists. */
+export interface NodeFiles {
+  /** Text of a file under /proc (or undefined when it cannot be read). */
+  readProc(path: string): string | undefined;
+  /** Whether a file exists (a mount's `cgroup.type`, which tells the hierarchy's root from a cgroup). */
+  exists(path: string): boolean;
+}
+
+/**
+ * The cgroup2 directory a receiver's programs attach to: `configured`, else the hierarchy's root from
+ * /proc/self/mountinfo. Throws, saying what to do, when there is none a program could see every socket
+ * from, or when this process lacks the capabilities to load programs (`instead`: the alternative to offer).
+ */
+export function cgroupAttachPoint(
+  files: NodeFiles,
+  configured: string | undefined,
+  receiver: string,
+  instead: string,
+): string {
+  const mountinfo = files.readProc('/proc/self/mountinfo') ?? '';
+  const path = configured || cgroup2Mount(mountinfo, (p) => files.exists(p));
+  if (!path) {
+    const mount = cgroup2Mounts(mountinfo)[0];
+    const mountHost =
+      "so eBPF programs there would see this container's sockets alone: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and set cgroup_path to it";
+    throw new Error(
+      !mount
+        ? `${receiver} receiver: no cgroup2 filesystem is mounted (none in /proc/self/mountinfo): mount one (mount -t cgroup2 none /sys/fs/cgroup) or set cgroup_path to a cgroup2 directory`
+        : mount.root === '/'
+          ? `${receiver} receiver: the cgroup2 mount at ${mount.path} is not the hierarchy's root but a cgroup below it (it has a cgroup.type file; a container with its own cgroup namespace sees its own cgroup as /), ${mountHost}`
+          : `${receiver} receiver: the cgroup2 mount at ${mount.path} shows only the subtree ${mount.root} (a container's own cgroup), ${mountHost}`,
+    );
+  }
+  const missing = missingBpfCapabilities(effectiveCapabilities(files.readProc('/proc/self/status') ?? ''));
+  if (missing) {
+    throw new Error(
+      `${receiver} receiver: ${missing}. Run netmon as root, or grant them (Kubernetes: securityContext.capabilities.add: [BPF, NET_ADMIN, PERFMON]); ${instead}`,
+    );
+  }
+  return path;
+}
+
 /**
  * The node access the receiver needs (node-kernel.ts is the real one). A seam for unit tests, which drive
  * scheduling, orientation and the batches it builds with a stand-in; not reachable from the config. The
  * parsers here load nothing native, so the flows receiver's probe can use them at validate time.
  */
-export interface EbpfKernel {
+export interface EbpfKernel extends NodeFiles {
   attach: typeof attachCgroupFlows;
-  /** Text of a file under /proc (or undefined when it cannot be read). */
-  readProc(path: string): string | undefined;
-  /** Whether a file exists (a mount's `cgroup.type`, which tells the hierarchy's root from a cgroup). */
-  exists(path: string): boolean;
   /** True when the interface is a virtual one of this host (veth, bridge, tunnel, lo). */
   isVirtualInterface(name: string): boolean;
 }

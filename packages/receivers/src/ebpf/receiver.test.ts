@@ -202,7 +202,7 @@ describe('ebpf receiver: start', () => {
     kernel.present.add('/sys/fs/cgroup/cgroup.type');
     const t = setup({}, kernel);
     expect(() => t.receiver.start()).toThrow(
-      /^ebpf receiver: the cgroup2 mount at \/sys\/fs\/cgroup shows only the subtree \/kubepods\.slice\/.*cri-containerd-aaaa\.scope \(a container's own cgroup\), so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 .* and set cgroup_path to it$/,
+      /^ebpf receiver: the cgroup2 mount at \/sys\/fs\/cgroup shows only the subtree \/kubepods\.slice\/.*cri-containerd-aaaa\.scope \(a container's own cgroup\), so eBPF programs there would see this container's sockets alone: mount the host's cgroup2 .* and set cgroup_path to it$/,
     );
     expect(kernel.attached).toEqual([]);
   });
@@ -215,7 +215,7 @@ describe('ebpf receiver: start', () => {
     const t = setup({}, kernel);
     expect(() => t.receiver.start()).toThrow(
       "ebpf receiver: the cgroup2 mount at /sys/fs/cgroup is not the hierarchy's root but a cgroup below it (it has a cgroup.type file; a container with its own cgroup namespace sees its own cgroup as /), " +
-        "so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and set cgroup_path to it",
+        "so eBPF programs there would see this container's sockets alone: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and set cgroup_path to it",
     );
     expect(kernel.attached).toEqual([]);
 

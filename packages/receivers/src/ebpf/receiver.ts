@@ -12,12 +12,9 @@ import { CgroupFlowFlags, type CgroupFlowsHandle, type CgroupFlowsRead } from '@
 import { CgroupPods } from './cgroup-pods.js';
 import type { EbpfReceiverConfig } from './config.js';
 import {
-  cgroup2Mount,
-  cgroup2Mounts,
+  cgroupAttachPoint,
   type EbpfKernel,
-  effectiveCapabilities,
   type ListeningPorts,
-  missingBpfCapabilities,
   parseInterfaceBytes,
   parseListening,
   parsePortRange,
@@ -114,30 +111,13 @@ export class EbpfReceiver implements Receiver {
   }
 
   start(): void {
-    const mountinfo = this.kernel.readProc('/proc/self/mountinfo') ?? '';
-    const path = this.config.cgroup_path || cgroup2Mount(mountinfo, (p) => this.kernel.exists(p));
-    if (!path) {
-      const mount = cgroup2Mounts(mountinfo)[0];
-      const mountHost =
-        "so eBPF programs there would count this container's sockets alone: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and set cgroup_path to it";
-      throw new Error(
-        !mount
-          ? 'ebpf receiver: no cgroup2 filesystem is mounted (none in /proc/self/mountinfo): mount one (mount -t cgroup2 none /sys/fs/cgroup) or set cgroup_path to a cgroup2 directory'
-          : mount.root === '/'
-            ? `ebpf receiver: the cgroup2 mount at ${mount.path} is not the hierarchy's root but a cgroup below it (it has a cgroup.type file; a container with its own cgroup namespace sees its own cgroup as /), ${mountHost}`
-            : `ebpf receiver: the cgroup2 mount at ${mount.path} shows only the subtree ${mount.root} (a container's own cgroup), ${mountHost}`,
-      );
-    }
-    this.cgroupPath = path;
-    const missing = missingBpfCapabilities(
-      effectiveCapabilities(this.kernel.readProc('/proc/self/status') ?? ''),
+    const path = cgroupAttachPoint(
+      this.kernel,
+      this.config.cgroup_path,
+      'ebpf',
+      'or choose the netfilter collection mode (conntrack needs CAP_NET_ADMIN only)',
     );
-    if (missing) {
-      throw new Error(
-        `ebpf receiver: ${missing}. Run netmon as root, or grant them (Kubernetes: securityContext.capabilities.add: [BPF, NET_ADMIN, PERFMON]); ` +
-          'or choose the netfilter collection mode (conntrack needs CAP_NET_ADMIN only)',
-      );
-    }
+    this.cgroupPath = path;
     try {
       this.handle = this.kernel.attach({ cgroupPath: path, maxFlows: this.config.max_flows });
     } catch (err) {

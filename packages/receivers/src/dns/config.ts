@@ -1,0 +1,64 @@
+import { duration } from '@netmon/core';
+import { z } from 'zod';
+
+/** The largest payload the tracer copies from one packet (native/bpf/dns.h DNS_CAPTURE_MAX). */
+export const CAPTURE_MAX = 4096;
+
+const SIZE = /^(\d+)\s*(B|KiB|MiB)?$/;
+const UNIT: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 * 1024 };
+
+/** A ring buffer size: bytes, or a string such as 512KiB or 4MiB; a power of two from 4KiB to 256MiB. */
+const ringSize = z
+  .union([z.number().int(), z.string()], { error: 'expected a size such as 1MiB, 512KiB or 65536' })
+  .transform((value, ctx) => {
+    const m = typeof value === 'string' ? SIZE.exec(value.trim()) : null;
+    const bytes = typeof value === 'number' ? value : m ? Number(m[1]) * UNIT[m[2] ?? 'B'] : Number.NaN;
+    if (
+      !Number.isSafeInteger(bytes) ||
+      bytes < 4096 ||
+      bytes > 256 * 1024 * 1024 ||
+      (bytes & (bytes - 1)) !== 0
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${value}" is not a ring buffer size: it must be a power of two from 4KiB to 256MiB (the kernel maps it in whole pages), e.g. 1MiB`,
+      });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+export const dnsReceiverConfig = z.strictObject({
+  cgroup_path: z
+    .string()
+    .optional()
+    .describe(
+      "cgroup2 directory to attach to: DNS messages of the sockets in it and in every cgroup below it are traced. Unset or empty: the cgroup2 hierarchy's root, so every lookup of the node is seen (found as the ebpf receiver finds it; in a container, mount the host's cgroup2 and name it here).",
+    ),
+  read_interval: duration({ min: 50 })
+    .prefault('1s')
+    .describe(
+      'How often the ring buffer is drained and the lookups since the last read are handed on. Names reach the dns_cache extension at this pace: keep it well below the flow receivers’ read interval, so a connection made right after its lookup is named in its first interval.',
+    ),
+  ring_buffer_size: ringSize
+    .prefault('1MiB')
+    .describe(
+      'Size of the ring buffer the kernel writes DNS messages into between reads (a power of two, 4KiB to 256MiB; kernel memory charged to the agent). A record is 64 bytes plus the message (at most capture_bytes), so the default holds several thousand lookups per read interval. Messages that find it full are counted in netmon_dns_lost_packets, never block the packet.',
+    ),
+  capture_bytes: z
+    .number()
+    .int()
+    .min(12)
+    .max(CAPTURE_MAX)
+    .default(1500)
+    .describe(
+      `Bytes of each DNS message copied (up to ${CAPTURE_MAX}). A longer answer is cut there: the records complete before the cut are kept. The default covers the 1232-byte EDNS answers resolvers send by default, whole.`,
+    ),
+  query_timeout: duration({ min: 100 })
+    .prefault('5s')
+    .describe(
+      'How long a query waits for its answer. An answer gets its latency from the query it answers; a query still unanswered after this is counted in netmon_dns_unanswered_queries and forgotten.',
+    ),
+});
+
+export type DnsReceiverConfig = z.output<typeof dnsReceiverConfig>;

@@ -1,0 +1,84 @@
+// The dns receiver's self-metrics, declared once: the receiver observes them, the README lists them.
+import { defineMetrics } from '@netmon/core';
+
+export const DNS_METRICS = defineMetrics({
+  reads: {
+    name: 'netmon_dns_reads',
+    kind: 'counter',
+    unit: '{read}',
+    description: 'Drains of the ring buffer.',
+  },
+  readFailures: {
+    name: 'netmon_dns_read_failures',
+    kind: 'counter',
+    unit: '{read}',
+    description: 'Drains that failed.',
+  },
+  readDuration: {
+    name: 'netmon_dns_read_duration',
+    kind: 'gauge',
+    unit: 's',
+    description: 'Time of the last drain of the ring buffer (the kernel side; parsing not included).',
+  },
+  packets: {
+    name: 'netmon_dns_packets',
+    kind: 'counter',
+    unit: '{packet}',
+    description: 'DNS packets read from the ring buffer.',
+    attributes: { direction: 'query (leaving a local socket for port 53) or answer (arriving from it)' },
+  },
+  lostPackets: {
+    name: 'netmon_dns_lost_packets',
+    kind: 'counter',
+    unit: '{packet}',
+    description:
+      'DNS packets the ring buffer had no room for (it filled between two reads): raise ring_buffer_size or shorten read_interval.',
+  },
+  lostBytes: {
+    name: 'netmon_dns_lost_bytes',
+    kind: 'counter',
+    unit: 'By',
+    description: 'Payload bytes of the packets counted in netmon_dns_lost_packets.',
+  },
+  malformed: {
+    name: 'netmon_dns_malformed_messages',
+    kind: 'counter',
+    unit: '{message}',
+    description:
+      'DNS messages that could not be used, by reason: what the parser rejected (short_header, bad_name, pointer_loop, …), unreadable (the kernel could not copy the payload), tcp_gap (a TCP stream lost a segment: the message it was in is dropped).',
+    attributes: { reason: 'why the message was not used' },
+  },
+  skipped: {
+    name: 'netmon_dns_skipped_messages',
+    kind: 'counter',
+    unit: '{message}',
+    description:
+      'Well-formed DNS messages that are not lookups, by reason: truncated (an answer with the TC bit: the client asks again over TCP, and that answer counts), opcode (NOTIFY, UPDATE, …), direction (a query arriving or an answer leaving on port 53: a resolver’s upstream side seen from an unusual socket).',
+    attributes: { reason: 'why the message is not a lookup' },
+  },
+  lookups: {
+    name: 'netmon_dns_lookups_read',
+    kind: 'counter',
+    unit: '{lookup}',
+    description: 'Answers handed on as lookups (every response code).',
+  },
+  unmatched: {
+    name: 'netmon_dns_unmatched_answers',
+    kind: 'counter',
+    unit: '{answer}',
+    description:
+      'Answers whose query was not seen (sent before the receiver started, or lost): handed on without latency.',
+  },
+  unanswered: {
+    name: 'netmon_dns_unanswered_queries',
+    kind: 'counter',
+    unit: '{query}',
+    description: 'Queries no answer came for within query_timeout.',
+  },
+  pending: {
+    name: 'netmon_dns_pending_queries',
+    kind: 'gauge',
+    unit: '{query}',
+    description: 'Queries waiting for their answer.',
+  },
+});
