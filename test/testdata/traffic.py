@@ -7,6 +7,8 @@
   udp-echo HOST PORT                answers every UDP datagram with the same bytes
   udp-send HOST PORT COUNT SIZE     sends COUNT datagrams of SIZE bytes from one socket, waits for echoes
   icmp-echo HOST COUNT              COUNT ICMP / ICMPv6 echo requests (raw socket: needs root)
+  dns-flood HOST PORT COUNT         COUNT DNS answers sent from UDP port 53 to HOST:PORT
+  udp-sink HOST PORT                counts datagrams arriving at HOST:PORT until a second passes without one
 """
 import http.client
 import http.server
@@ -88,6 +90,45 @@ def udp_send(host, port, count, size):
     print(got, flush=True)
 
 
+def dns_answer(ident):
+    """A DNS answer: flood.test A 10.0.0.1, TTL 60, with the name compressed."""
+    header = struct.pack("!HHHHHH", ident & 0xFFFF, 0x8180, 1, 1, 0, 0)
+    question = b"\x05flood\x04test\x00" + struct.pack("!HH", 1, 1)
+    answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 0, 0, 1])
+    return header + question + answer
+
+
+def dns_flood(host, port, count):
+    """Sends `count` DNS answers from UDP port 53 to host:port, in bursts the veth's backlog absorbs."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 53))
+    for i in range(int(count)):
+        s.sendto(dns_answer(i), (host, int(port)))
+        if i % 50 == 49:
+            time.sleep(0.002)
+    print(count, flush=True)
+
+
+def udp_sink(host, port):
+    """Counts the datagrams that reach host:port until none came for a second; prints the count."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    s.bind((host, int(port)))
+    print("listening", flush=True)
+    got = 0
+    s.settimeout(30)
+    while True:
+        try:
+            s.recv(65535)
+        except socket.timeout:
+            break
+        got += 1
+        s.settimeout(1)
+    print("received", got, flush=True)
+
+
 def checksum(data):
     if len(data) % 2:
         data += b"\0"
@@ -127,6 +168,8 @@ COMMANDS = {
     "udp-echo": udp_echo,
     "udp-send": udp_send,
     "icmp-echo": icmp_echo,
+    "dns-flood": dns_flood,
+    "udp-sink": udp_sink,
 }
 
 if __name__ == "__main__":

@@ -54,6 +54,12 @@ export const dnsReceiverConfig = z.strictObject({
     .describe(
       `Bytes of each DNS message copied (up to ${CAPTURE_MAX}). A longer answer is cut there: the records complete before the cut are kept. The default covers the 1232-byte EDNS answers resolvers send by default, whole.`,
     ),
+  optional: z
+    .boolean()
+    .default(false)
+    .describe(
+      'When the tracer cannot run on this host (no eBPF privileges, no cgroup2 hierarchy it could see every socket from, a kernel that refuses the programs): false refuses to start, saying why; true logs why once, shows it in /status and runs without DNS (flows keep working, without domain names).',
+    ),
   query_timeout: duration({ min: 100 })
     .prefault('5s')
     .describe(

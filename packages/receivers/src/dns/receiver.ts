@@ -79,24 +79,22 @@ export class DnsReceiver implements Receiver {
   }
 
   start(): void {
-    const path = cgroupAttachPoint(
-      this.kernel,
-      this.config.cgroup_path,
-      'dns',
-      'or leave the dns receiver out (flows are still counted, without domain names)',
-    );
-    this.cgroupPath = path;
+    let path: string;
     try {
-      this.handle = this.kernel.attach({
-        cgroupPath: path,
-        ringBytes: this.config.ring_buffer_size,
-        captureBytes: this.config.capture_bytes,
-      });
+      path = this.attach();
     } catch (err) {
-      throw new Error(`dns receiver: cannot attach to the cgroup ${path}: ${errorMessage(err)}`);
+      if (!this.config.optional) throw err;
+      const reason = errorMessage(err);
+      this.settings.status.describe(() => ({ tracing: false, reason }));
+      this.settings.logger.warn(
+        { reason },
+        'DNS lookups are not traced on this host (optional: true): flows get no domain names',
+      );
+      return;
     }
     this.pods = new CgroupPods(path);
     this.settings.status.describe(() => ({
+      tracing: true,
       cgroup: this.cgroupPath,
       ring_buffer_bytes: this.config.ring_buffer_size,
       lookups: this.tracker.counters.lookups,
@@ -114,6 +112,27 @@ export class DnsReceiver implements Receiver {
       `tracing the DNS lookups of the sockets under ${path} with eBPF (UDP and TCP port 53)`,
     );
     this.schedule(this.config.read_interval);
+  }
+
+  /** Attaches the tracer; returns the cgroup, or throws what stands in the way and what to do. */
+  private attach(): string {
+    const path = cgroupAttachPoint(
+      this.kernel,
+      this.config.cgroup_path,
+      'dns',
+      'or set optional: true to run without DNS (flows are still counted, without domain names)',
+    );
+    this.cgroupPath = path;
+    try {
+      this.handle = this.kernel.attach({
+        cgroupPath: path,
+        ringBytes: this.config.ring_buffer_size,
+        captureBytes: this.config.capture_bytes,
+      });
+    } catch (err) {
+      throw new Error(`dns receiver: cannot attach to the cgroup ${path}: ${errorMessage(err)}`);
+    }
+    return path;
   }
 
   async shutdown(): Promise<void> {
