@@ -287,10 +287,11 @@ service:
       );
     } finally {
       await prometheus.stop();
-      await agent.stop();
+      agent.signal();
+      await agent.exit();
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 90_000);
 });
 
 describe.runIf(privileged())('dns receiver under a flood of answers', () => {

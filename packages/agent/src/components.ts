@@ -7,7 +7,7 @@ import {
   otlpExporterFactory,
   prometheusExporterFactory,
 } from '@netmon/exporters';
-import { healthCheckFactory, k8sMetadataExtensionFactory } from '@netmon/extensions';
+import { dnsCacheFactory, healthCheckFactory, k8sMetadataExtensionFactory } from '@netmon/extensions';
 import {
   classifyProcessorFactory,
   costProcessorFactory,
@@ -44,5 +44,6 @@ export function defaultRegistry(): Registry {
     devzeroExporterFactory,
     healthCheckFactory,
     k8sMetadataExtensionFactory,
+    dnsCacheFactory,
   ]);
 }
