@@ -25,12 +25,13 @@ set -Eeuo pipefail
 
 # System packages needed to build, test and run netmon (Debian package names). This is the ONLY list.
 #   build: make g++ python3 pkg-config, libmnl-dev (the native addon's ctnetlink), clang llvm libbpf-dev
-#          (the eBPF flow counter: clang compiles it, llvm-strip trims it, libbpf loads it)
+#          (the eBPF flow counter and DNS tracer: clang compiles them, llvm-strip trims them, libbpf loads them)
 #   tests: conntrack (the oracle: `conntrack -L`, `-R`), bpftool (the oracle of attached programs),
 #          nftables (a rule that makes a netns track),
 #          iproute2 (netns, veth), util-linux (nsenter), curl, procps (sysctl),
-#          prometheus (the server scrapes the agent and answers PromQL; promtool checks the exposition)
-APT_PACKAGES=(make g++ python3 pkg-config libmnl-dev clang llvm libbpf-dev bpftool conntrack nftables iproute2 util-linux curl procps prometheus)
+#          prometheus (the server scrapes the agent and answers PromQL; promtool checks the exposition),
+#          dnsmasq-base (a DNS server in a test namespace), dnsutils (dig: the lookups, and the oracle of answers)
+APT_PACKAGES=(make g++ python3 pkg-config libmnl-dev clang llvm libbpf-dev bpftool conntrack nftables iproute2 util-linux curl procps prometheus dnsmasq-base dnsutils)
 
 # The oldest machine Node we accept instead of the pinned one. Keep in sync with "engines" in package.json.
 MIN_NODE=24.15.0
