@@ -36,6 +36,7 @@ describe('otlp exporter config', () => {
         exclude: [],
         dst_domain: { top: 50 },
         dst_prefix: { top: 20, ipv4_prefix_length: 24, ipv6_prefix_length: 64, with_domain: false },
+        dns_question: { top: 100 },
       },
       max_series: 20_000,
       expiration: 300_000,

@@ -8,7 +8,13 @@ import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import protobuf from 'protobufjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAckWorker } from '../../../../test/harness/grpc-ack-worker.js';
-import { EXPORT_PATH, OtlpSink, type SinkPoint } from '../../../../test/harness/otlp-sink.js';
+import {
+  attributes,
+  EXPORT_PATH,
+  OtlpSink,
+  type SinkPoint,
+  type SinkRequest,
+} from '../../../../test/harness/otlp-sink.js';
 import { otlpExporterConfig } from './config.js';
 import { OtlpExporter, type OtlpExporterOptions } from './exporter.js';
 import { otlpExporterFactory } from './factory.js';
@@ -151,6 +157,27 @@ function statusDetails(opts: { retryDelayMs?: number }): Metadata {
 }
 
 const byMetric = (points: SinkPoint[], metric: string) => points.filter((p) => p.metric === metric);
+
+/** A histogram data point as protobufjs decodes it (longs as strings); the sink's points() are Sums only. */
+interface DecodedHistogramPoint {
+  attributes?: Parameters<typeof attributes>[0];
+  startTimeUnixNano?: string;
+  timeUnixNano?: string;
+  count?: string;
+  sum?: number;
+  bucketCounts?: string[];
+  explicitBounds?: number[];
+}
+interface DecodedMetricWithHistogram {
+  name: string;
+  unit?: string;
+  histogram?: { dataPoints?: DecodedHistogramPoint[]; aggregationTemporality?: string };
+}
+/** The metrics of a request, histograms included. */
+const metricsOf = (r: SinkRequest): DecodedMetricWithHistogram[] =>
+  (r.decoded.resourceMetrics ?? []).flatMap((rm) =>
+    (rm.scopeMetrics ?? []).flatMap((sm) => (sm.metrics ?? []) as DecodedMetricWithHistogram[]),
+  );
 const find = (points: SinkPoint[], metric: string, attrs: Record<string, unknown>) =>
   points.filter((p) => p.metric === metric && Object.entries(attrs).every(([k, v]) => p.attributes[k] === v));
 
@@ -748,9 +775,126 @@ describe('otlp exporter', () => {
     e.flush();
     await s.waitFor(() => s.requests.length === 1);
     expect(s.points().map((p) => [p.metric, p.unit, p.attributes, p.value])).toEqual([
-      ['netmon.dns.lookup.count', '{lookup}', { 'dns.question.name': 'api.stripe.com' }, 2],
-      ['netmon.dns.lookup.count', '{lookup}', { 'dns.question.name': 'db.shop.svc' }, 1],
+      [
+        'netmon.dns.lookup.count',
+        '{lookup}',
+        { 'dns.question.name': 'api.stripe.com', 'dns.response_code': 'NOERROR' },
+        2,
+      ],
+      [
+        'netmon.dns.lookup.count',
+        '{lookup}',
+        { 'dns.question.name': 'db.shop.svc', 'dns.response_code': 'NOERROR' },
+        1,
+      ],
     ]);
+    // No lookup had a latency: no histogram.
+    expect(metricsOf(s.requests[0]).map((m) => m.name)).toEqual(['netmon.dns.lookup.count']);
+  });
+
+  it('dns: lookups by question (top N, "other") and response code, latency as an explicit-bucket histogram, decoded from protobuf', async () => {
+    const s = await sink();
+    const { e, clock } = exporter(
+      { endpoint: s.endpoint, labels: { dns_question: { top: 1 } } },
+      { signals: ['dns'] },
+    );
+    const lookup = (question: string, rcode: number, latencyMs?: number) => ({
+      time: T0,
+      clientIp: '10.0.0.9',
+      question,
+      rcode,
+      answers: [],
+      ...(latencyMs === undefined ? {} : { latencyMs }),
+    });
+    e.export(
+      DnsBatch.from([
+        lookup('api.stripe.com', 0, 0.3),
+        lookup('API.stripe.com.', 0, 40),
+        lookup('api.stripe.com', 2),
+        lookup('x1.t.example', 3, 3),
+        lookup('x2.t.example', 3),
+      ]),
+    );
+    clock.t = T0 + 30_000;
+    e.flush();
+    await s.waitFor(() => s.requests.length === 1);
+    // The size computed before the request was built is the size the sink received.
+    const last = () => (e as unknown as { last: { largest_request_bytes: number } }).last;
+    expect(last().largest_request_bytes).toBe(s.requests[0].bytes);
+    const API = { 'dns.question.name': 'api.stripe.com', 'dns.response_code': 'NOERROR' };
+    const OTHER = { 'dns.question.name': 'other', 'dns.response_code': 'NXDOMAIN' };
+    expect(byMetric(s.points(), 'netmon.dns.lookup.count').map((p) => [p.attributes, p.value])).toEqual([
+      [API, 2],
+      [{ 'dns.question.name': 'api.stripe.com', 'dns.response_code': 'SERVFAIL' }, 1],
+      [OTHER, 2],
+    ]);
+    const bounds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+    const histogram = (r: SinkRequest) => {
+      const m = metricsOf(r).find((x) => x.name === 'netmon.dns.lookup.duration');
+      return {
+        unit: m?.unit,
+        temporality: m?.histogram?.aggregationTemporality,
+        points: (m?.histogram?.dataPoints ?? []).map((p) => ({
+          attributes: attributes(p.attributes),
+          start: BigInt(p.startTimeUnixNano ?? '0'),
+          end: BigInt(p.timeUnixNano ?? '0'),
+          count: Number(p.count),
+          sum: p.sum,
+          buckets: (p.bucketCounts ?? []).map(Number),
+          bounds: p.explicitBounds,
+        })),
+      };
+    };
+    // SERVFAIL had no latency: no histogram point for it.
+    expect(histogram(s.requests[0])).toEqual({
+      unit: 's',
+      temporality: 'AGGREGATION_TEMPORALITY_DELTA',
+      points: [
+        {
+          attributes: API,
+          start: ns(T0),
+          end: ns(T0 + 30_000),
+          count: 2,
+          sum: 0.3 / 1000 + 40 / 1000,
+          buckets: [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+          bounds,
+        },
+        {
+          attributes: OTHER,
+          start: ns(T0),
+          end: ns(T0 + 30_000),
+          count: 1,
+          sum: 0.003,
+          buckets: [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+          bounds,
+        },
+      ],
+    });
+    // Next interval: api.stripe.com without a latency sends an empty histogram point that continues its
+    // stream where the last one ended; the request is still sized exactly.
+    e.export(DnsBatch.from([lookup('api.stripe.com', 0)]));
+    clock.t = T0 + 60_000;
+    e.flush();
+    await s.waitFor(() => s.requests.length === 2);
+    expect(last().largest_request_bytes).toBe(s.requests[1].bytes);
+    expect(histogram(s.requests[1]).points).toEqual([
+      {
+        attributes: API,
+        start: ns(T0 + 30_000),
+        end: ns(T0 + 60_000),
+        count: 0,
+        sum: 0,
+        buckets: Array(14).fill(0),
+        bounds,
+      },
+    ]);
+    // A request whose series never measured a latency has no histogram metric, and is sized exactly too.
+    e.export(DnsBatch.from([lookup('api.stripe.com', 2)]));
+    clock.t = T0 + 90_000;
+    e.flush();
+    await s.waitFor(() => s.requests.length === 3);
+    expect(metricsOf(s.requests[2]).map((m) => m.name)).toEqual(['netmon.dns.lookup.count']);
+    expect(last().largest_request_bytes).toBe(s.requests[2].bytes);
   });
 
   it('exports on its interval timer', async () => {
@@ -904,8 +1048,8 @@ describe('otlp exporter: one instance for flows and dns pipelines', () => {
         .value,
     ).toBe(1234);
     expect(byMetric(all, 'netmon.dns.lookup.count').map((p) => [p.attributes, p.value])).toEqual([
-      [{ 'dns.question.name': 'api.stripe.com' }, 2],
-      [{ 'dns.question.name': 'db.shop.svc' }, 1],
+      [{ 'dns.question.name': 'api.stripe.com', 'dns.response_code': 'NOERROR' }, 2],
+      [{ 'dns.question.name': 'db.shop.svc', 'dns.response_code': 'NOERROR' }, 1],
     ]);
     // Flows first, then dns, in the order of settings.signals.
     expect(s.requests.map((r) => r.decoded.resourceMetrics?.[0].scopeMetrics?.[0].metrics?.[0].name)).toEqual(

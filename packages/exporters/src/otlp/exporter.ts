@@ -83,7 +83,10 @@ class SignalSeries {
   ) {
     this.aggregate =
       signal === 'dns'
-        ? new DnsAggregate(config.max_series)
+        ? new DnsAggregate(config.max_series, {
+            top: config.labels.dns_question.top,
+            expirationMs: config.expiration,
+          })
         : new FlowAggregate(config.granularity, config.max_series, config.labels, config.expiration);
     this.cache = new AttributeCache(this.aggregate);
     this.previousEnd = now;
@@ -352,6 +355,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
     const each = [...this.bySignal.values()];
     const sum = (f: (s: SignalSeries) => number) => each.reduce((n, s) => n + f(s), 0);
     const flows = this.bySignal.get('flows')?.aggregate;
+    const dns = this.bySignal.get('dns')?.aggregate;
     return {
       endpoint: this.config.endpoint,
       temporality: this.config.temporality,
@@ -363,6 +367,7 @@ export class OtlpExporter implements Exporter<FlowBatch | DnsBatch> {
       last_retry_after: this.retryAfter ?? null,
       queue: this.queue?.statistics(),
       ...(flows instanceof FlowAggregate ? { flow_labels: labelFacts(flows.labels) } : {}),
+      ...(dns instanceof DnsAggregate ? { dns_labels: dns.series.facts(dns.keys) } : {}),
       ...(each.length > 1
         ? {
             signals: Object.fromEntries(

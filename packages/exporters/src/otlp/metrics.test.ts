@@ -1,6 +1,7 @@
 import { DnsBatch, FlowBatch } from '@netmon/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { describe, expect, it } from 'vitest';
+import { DURATION_BOUNDS, DURATION_BUCKETS, DURATION_COUNT, DURATION_SUM } from '../series/dns-series.js';
 import { flowLabelSelection } from '../series/selection-config.js';
 import {
   AttributeCache,
@@ -201,18 +202,86 @@ describe('otlp metrics', () => {
   });
 
   it('DNS: one series per name however it is spelt (as prometheus), no strings kept for overflowed names', () => {
-    const a = new DnsAggregate(3);
+    const a = new DnsAggregate(3, { top: 10_000, expirationMs: 300_000 });
     const cache = new AttributeCache(a);
     const lookup = (question: string) => ({ time: 0, clientIp: '10.0.0.9', question, answers: [] });
     a.add(DnsBatch.from([lookup('API.Stripe.com.'), lookup('api.stripe.com'), lookup('db.shop.svc.')]), 1);
     a.add(DnsBatch.from(Array.from({ length: 1000 }, (_, i) => lookup(`r${i}.tunnel.example`))), 2);
     const snap = takeSnapshot(a, cache, options(10, 0));
     expect(snap?.attrs.map((x) => x.attrs[0])).toEqual([
-      { 'dns.question.name': 'api.stripe.com' },
-      { 'dns.question.name': 'db.shop.svc' },
+      { 'dns.question.name': 'api.stripe.com', 'dns.response_code': 'NOERROR' },
+      { 'dns.question.name': 'db.shop.svc', 'dns.response_code': 'NOERROR' },
       { 'otel.metric.overflow': true },
     ]);
     expect([...(snap?.values[0] ?? [])]).toEqual([2, 1, 1000]);
-    expect(a.table.strings.size).toBe(3);
+    // '', two names, NOERROR.
+    expect(a.table.strings.size).toBe(4);
+  });
+
+  it('DNS: a top N of names by lookups, the rest "other", totals exact', () => {
+    const a = new DnsAggregate(100, { top: 2, expirationMs: 300_000 });
+    const lookup = (question: string, rcode = 0) => ({
+      time: 0,
+      clientIp: '10.0.0.9',
+      question,
+      rcode,
+      answers: [],
+    });
+    a.add(
+      DnsBatch.from([
+        lookup('a.example'),
+        lookup('b.example', 3),
+        ...Array.from({ length: 300 }, (_, i) => lookup(`r${i}.tunnel.example`, 3)),
+      ]),
+      1,
+    );
+    const snap = takeSnapshot(a, new AttributeCache(a), options(10, 0));
+    expect(snap?.attrs.map((x, i) => [x.attrs[0], snap.values[0]?.[i]])).toEqual([
+      [{ 'dns.question.name': 'a.example', 'dns.response_code': 'NOERROR' }, 1],
+      [{ 'dns.question.name': 'b.example', 'dns.response_code': 'NXDOMAIN' }, 1],
+      [{ 'dns.question.name': 'other', 'dns.response_code': 'NXDOMAIN' }, 300],
+    ]);
+    expect(a.series.facts(a.keys).top_n).toEqual({ 'dns.question.name': { named: 2, top: 2, replaced: 0 } });
+  });
+
+  it('DNS latency histogram: points only for series that measured one, then with each of their points', () => {
+    const a = new DnsAggregate(100, { top: 10, expirationMs: 300_000 });
+    const cache = new AttributeCache(a);
+    const lookup = (question: string, latencyMs?: number) => ({
+      time: 0,
+      clientIp: '10.0.0.9',
+      question,
+      answers: [],
+      ...(latencyMs === undefined ? {} : { latencyMs }),
+    });
+    const duration = a.metrics.findIndex((m) => m.name === 'netmon.dns.lookup.duration');
+    expect(a.metrics[duration]).toMatchObject({ unit: 's', histogram: { bounds: DURATION_BOUNDS } });
+    a.add(DnsBatch.from([lookup('timed.example', 3), lookup('untimed.example')]), 1);
+    const s1 = takeSnapshot(a, cache, options(10, 0));
+    expect(s1?.attrs.map((x) => x.attrs[0]['dns.question.name'])).toEqual([
+      'timed.example',
+      'untimed.example',
+    ]);
+    expect([...(s1?.present[duration] ?? [])]).toEqual([1, 0]);
+    expect(s1?.values[DURATION_COUNT]?.[0]).toBe(1);
+    expect(s1?.values[DURATION_SUM]?.[0]).toBe(0.003);
+    expect(s1?.values[DURATION_BUCKETS + 3]?.[0]).toBe(1);
+    // Sums have every series; the histogram the timed one only.
+    expect(chunk(s1 as NonNullable<typeof s1>, 100)[0].points).toBe(3);
+    // Next interval: timed.example without a latency still sends its histogram (count 0), so its delta
+    // stream stays contiguous.
+    a.add(DnsBatch.from([lookup('timed.example'), lookup('untimed.example')]), 11);
+    const s2 = takeSnapshot(a, cache, options(20, 10));
+    expect([...(s2?.present[duration] ?? [])]).toEqual([1, 0]);
+    expect(s2?.values[DURATION_COUNT]?.[0]).toBe(0);
+    expect([...(s2?.start ?? [])]).toEqual([10, 10]);
+    // Cumulative: every series each time, the histogram for those that ever measured one.
+    const c = new DnsAggregate(100, { top: 10, expirationMs: 300_000 });
+    const cumulative = { ...options(10, 0), temporality: 'cumulative' as const };
+    c.add(DnsBatch.from([lookup('timed.example', 3), lookup('untimed.example')]), 1);
+    takeSnapshot(c, new AttributeCache(c), cumulative);
+    const s3 = takeSnapshot(c, new AttributeCache(c), { ...cumulative, now: 20 });
+    expect([...(s3?.present[duration] ?? [])]).toEqual([1, 0]);
+    expect(s3?.values[DURATION_COUNT]?.[0]).toBe(1);
   });
 });

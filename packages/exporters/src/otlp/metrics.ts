@@ -1,6 +1,7 @@
 // What the otlp exporter keeps and sends: series aggregated from batches (FlowSeries for flows, DnsSeries
-// by question for DNS), turned every interval into a snapshot of the points to send, cut into requests
-// that stay under the gRPC message limit, and each request into the SDK's ResourceMetrics on the way out.
+// by question and response code for DNS), turned every interval into a snapshot of the points to send, cut
+// into requests that stay under the gRPC message limit, and each request into the SDK's ResourceMetrics on
+// the way out.
 // The SDK's instruments are bypassed on purpose: a `Counter.add` per flow costs microseconds, and the SDK
 // keeps every attribute set it ever saw for the life of the process.
 import type { DnsBatch, FlowBatch, Granularity } from '@netmon/core';
@@ -12,7 +13,15 @@ import {
   type MetricData,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { DnsSeries, LOOKUPS } from '../series/dns-series.js';
+import {
+  DNS_COLUMNS,
+  DnsSeries,
+  DURATION_BOUNDS,
+  DURATION_BUCKETS,
+  DURATION_COUNT,
+  DURATION_SUM,
+  LOOKUPS,
+} from '../series/dns-series.js';
 import {
   COST_USD,
   type FlowLabel,
@@ -38,7 +47,27 @@ export interface MetricSpec {
   description: string;
   unit: string;
   valueType: ValueType;
+  /** A monotonic Sum: one point per entry. A histogram: one point, whose column is the count. */
   points: readonly { column: number; variant: number }[];
+  /** An explicit-bucket histogram instead of a Sum. */
+  histogram?: HistogramSpec;
+}
+
+/**
+ * The columns of an explicit-bucket histogram: per series its count (the point's column), the sum, and
+ * bounds.length + 1 bucket counts from `buckets` on, not cumulative (as OTLP's bucket_counts).
+ */
+export interface HistogramSpec {
+  bounds: readonly number[];
+  buckets: number;
+  sum: number;
+  /**
+   * A column, kept across delta resets, set once the series had a value: from then on its histogram is
+   * sent with each of its points, even with count 0, so its stream stays contiguous (each delta starting
+   * where the previous one ended) as a Collector's delta→cumulative conversion needs; before, a series
+   * with nothing measured sends none.
+   */
+  seen: number;
 }
 
 const TRANSMIT = { 'network.io.direction': 'transmit' };
@@ -81,15 +110,27 @@ export const FLOW_METRICS: readonly MetricSpec[] = [
 ];
 const COST_METRIC = 2;
 
-export const DNS_METRICS: readonly MetricSpec[] = [
-  {
-    name: 'netmon.dns.lookup.count',
-    description: 'DNS answers seen on the node, by question.',
-    unit: '{lookup}',
-    valueType: ValueType.INT,
-    points: [{ column: LOOKUPS, variant: 0 }],
-  },
-];
+/** DNS metrics; `seen` is the DnsAggregate's column that marks series whose latency was ever known. */
+function dnsMetrics(seen: number): MetricSpec[] {
+  return [
+    {
+      name: 'netmon.dns.lookup.count',
+      description: 'DNS answers seen on the node, by question and response code.',
+      unit: '{lookup}',
+      valueType: ValueType.INT,
+      points: [{ column: LOOKUPS, variant: 0 }],
+    },
+    {
+      name: 'netmon.dns.lookup.duration',
+      description:
+        'Time from a DNS query leaving the client to its answer reaching it, for the lookups whose query was seen; by question and response code.',
+      unit: 's',
+      valueType: ValueType.DOUBLE,
+      points: [{ column: DURATION_COUNT, variant: 0 }],
+      histogram: { bounds: DURATION_BOUNDS, buckets: DURATION_BUCKETS, sum: DURATION_SUM, seen },
+    },
+  ];
+}
 
 /**
  * Series and their sums, whatever the signal. `add` sums a batch in; the exporter reads `table`, the value
@@ -159,20 +200,25 @@ export class FlowAggregate implements Aggregate {
 }
 
 /**
- * DNS lookups counted by question name (`dns.question.name`, spelt by `dnsName`: lower case, no trailing
- * dot), the same aggregation as the prometheus exporter's netmon_dns_lookups_total without client labels.
+ * DNS lookups and their latency by question name (`dns.question.name`, spelt by `dnsName`: lower case, no
+ * trailing dot; the top N by lookups, the rest "other") and response code (`dns.response_code`: NOERROR,
+ * NXDOMAIN, …): the aggregation of the prometheus exporter's netmon_dns_lookups_total and
+ * netmon_dns_lookup_duration_seconds, without client labels.
  */
 export class DnsAggregate implements Aggregate {
   readonly series: DnsSeries;
-  readonly keys = ['dns.question.name'];
+  readonly keys = ['dns.question.name', 'dns.response_code'];
   readonly variants = [{}];
-  readonly metrics = DNS_METRICS;
-  readonly valueColumns = [LOOKUPS];
+  readonly metrics: readonly MetricSpec[];
+  /** Every column DnsSeries sums. */
+  readonly valueColumns = Array.from({ length: DNS_COLUMNS }, (_, c) => c);
   readonly start: number;
 
-  constructor(maxSeries: number) {
-    this.series = new DnsSeries([], maxSeries);
+  /** `options`: the top N of question names (labels::dns_question::top) and the exporter's expiration. */
+  constructor(maxSeries: number, options: { top: number; expirationMs: number }) {
+    this.series = new DnsSeries([], maxSeries, options);
     this.start = this.series.table.addColumn();
+    this.metrics = dnsMetrics(this.series.table.addColumn());
   }
 
   get table(): SeriesTable {
@@ -253,8 +299,18 @@ export function attributesSize(attrs: Attributes): number {
   return n;
 }
 
-/** A NumberDataPoint inside its Sum: start, end and value (fixed 8 bytes each, with tags) plus attributes. */
-export const pointSize = (attrsBytes: number) => field(27 + attrsBytes);
+/** A packed repeated field of `n` 8-byte values (fixed64 or double): tag, length, values. */
+const packed = (n: number) => (n === 0 ? 0 : field(8 * n));
+
+/**
+ * A point's bytes besides its attributes: a NumberDataPoint's start, end and value; a HistogramDataPoint's
+ * start, end, count and sum (fixed 8 bytes each, with tags), its packed bucket counts and bounds (no
+ * min, max or exemplars are sent).
+ */
+function pointFixed(spec: MetricSpec): number {
+  const h = spec.histogram;
+  return h ? 36 + packed(h.bounds.length + 1) + packed(h.bounds.length) : 27;
+}
 
 // --- Snapshots and requests ----------------------------------------------------------------------
 
@@ -285,6 +341,8 @@ export interface Snapshot {
   readonly start: Float64Array;
   /** Per value column of the aggregate, the value of each series. */
   readonly values: readonly (Float64Array | undefined)[];
+  /** Per metric, which series have its points: undefined for every series (Sums); set for histograms. */
+  readonly present: readonly (Uint8Array | undefined)[];
 }
 
 /** A request: the series [from, to) of a snapshot. */
@@ -360,7 +418,7 @@ export function envelopeBound(snapshot: Snapshot): number {
   let metrics = 0;
   for (let m = 0; m < snapshot.metrics.length; m++) {
     const spec = snapshot.metrics[m];
-    // Metric tag + length, name/description/unit, Sum tag + length, temporality, monotonic.
+    // Metric tag + length, name/description/unit, Sum (or Histogram) tag + length, temporality, monotonic.
     metrics += 6 + strings(spec.name) + strings(spec.description) + strings(spec.unit) + 6 + 2 + 2;
   }
   const scope = 6 + strings(snapshot.scope.name) + strings(snapshot.scope.version);
@@ -375,13 +433,22 @@ export function requestSize(snapshot: Snapshot, from: number, to: number): numbe
   for (let m = 0; m < snapshot.metrics.length; m++) {
     if (!snapshot.enabled[m]) continue;
     const spec = snapshot.metrics[m];
-    let sum = 2 + 2; // aggregation_temporality, is_monotonic
+    const fixed = pointFixed(spec);
+    const present = snapshot.present[m];
+    let points = 0;
+    // aggregation_temporality, and a Sum's is_monotonic
+    let data = spec.histogram ? 2 : 2 + 2;
     for (let s = from; s < to; s++) {
-      for (const p of spec.points)
-        sum +=
-          1 + varintSize(27 + snapshot.attrs[s].bytes[p.variant]) + 27 + snapshot.attrs[s].bytes[p.variant];
+      if (present && present[s] === 0) continue;
+      for (const p of spec.points) {
+        const content = fixed + snapshot.attrs[s].bytes[p.variant];
+        data += 1 + varintSize(content) + content;
+        points++;
+      }
     }
-    let metric = field(utf8(spec.name)) + field(sum);
+    // A metric with no point in this request is left out of it (toResourceMetrics does the same).
+    if (points === 0) continue;
+    let metric = field(utf8(spec.name)) + field(data);
     if (spec.description) metric += field(utf8(spec.description));
     if (spec.unit) metric += field(utf8(spec.unit));
     metrics += field(metric);
@@ -400,9 +467,13 @@ function seriesCost(snapshot: Snapshot, s: number): { points: number; bytes: num
   const sizes = snapshot.attrs[s].bytes;
   for (let m = 0; m < snapshot.metrics.length; m++) {
     if (!snapshot.enabled[m]) continue;
-    for (const p of snapshot.metrics[m].points) {
+    const present = snapshot.present[m];
+    if (present && present[s] === 0) continue;
+    const spec = snapshot.metrics[m];
+    const fixed = pointFixed(spec);
+    for (const p of spec.points) {
       points++;
-      bytes += pointSize(sizes[p.variant]);
+      bytes += field(fixed + sizes[p.variant]);
     }
   }
   return { points, bytes };
@@ -458,8 +529,46 @@ export function toResourceMetrics(c: Chunk): ResourceMetrics {
   for (let m = 0; m < snap.metrics.length; m++) {
     if (!snap.enabled[m]) continue;
     const spec = snap.metrics[m];
+    const present = snap.present[m];
+    const descriptor = {
+      name: spec.name,
+      description: spec.description,
+      unit: spec.unit,
+      valueType: spec.valueType,
+    };
+    const h = spec.histogram;
+    if (h) {
+      const dataPoints = [];
+      const count = snap.values[spec.points[0].column] as Float64Array;
+      const sum = snap.values[h.sum] as Float64Array;
+      for (let s = c.from; s < c.to; s++) {
+        if (present && present[s] === 0) continue;
+        const counts: number[] = new Array(h.bounds.length + 1);
+        for (let b = 0; b <= h.bounds.length; b++)
+          counts[b] = (snap.values[h.buckets + b] as Float64Array)[s];
+        dataPoints.push({
+          startTime: hrTime(snap.start[s]),
+          endTime: end,
+          attributes: snap.attrs[s].attrs[spec.points[0].variant],
+          value: {
+            buckets: { boundaries: h.bounds as number[], counts },
+            sum: sum[s],
+            count: count[s],
+          },
+        });
+      }
+      if (dataPoints.length === 0) continue;
+      metrics.push({
+        descriptor,
+        aggregationTemporality: temporality,
+        dataPointType: DataPointType.HISTOGRAM,
+        dataPoints,
+      });
+      continue;
+    }
     const dataPoints = [];
     for (let s = c.from; s < c.to; s++) {
+      if (present && present[s] === 0) continue;
       const startTime = hrTime(snap.start[s]);
       const attrs = snap.attrs[s].attrs;
       for (const p of spec.points) {
@@ -471,13 +580,9 @@ export function toResourceMetrics(c: Chunk): ResourceMetrics {
         });
       }
     }
+    if (dataPoints.length === 0) continue;
     metrics.push({
-      descriptor: {
-        name: spec.name,
-        description: spec.description,
-        unit: spec.unit,
-        valueType: spec.valueType,
-      },
+      descriptor,
       aggregationTemporality: temporality,
       dataPointType: DataPointType.SUM,
       isMonotonic: true,
@@ -548,6 +653,20 @@ export function takeSnapshot(
       start[i] = t.created[s];
     }
   }
+  // A histogram's points: for the series that ever measured something (see HistogramSpec.seen).
+  const present = aggregate.metrics.map((spec) => {
+    const h = spec.histogram;
+    if (!h) return undefined;
+    const count = t.values[spec.points[0].column];
+    const seen = t.values[h.seen];
+    const out = new Uint8Array(k);
+    for (let i = 0; i < k; i++) {
+      const s = selected[i];
+      if (count[s] > 0) seen[s] = 1;
+      out[i] = seen[s];
+    }
+    return out;
+  });
   if (delta) for (const c of columns) t.values[c].fill(0, 0, n);
   const enabled = aggregate.metrics.map((_, m) => aggregate.enabled(m));
   return {
@@ -561,6 +680,7 @@ export function takeSnapshot(
     attrs,
     start,
     values,
+    present,
   };
 }
 

@@ -8,6 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import {
   type ComponentSettings,
   DnsBatch,
+  DnsRcode,
   DnsType,
   type Extension,
   FlowBatch,
@@ -144,6 +145,7 @@ describe('prometheus exporter config', () => {
         exclude: [],
         dst_domain: { top: 50 },
         dst_prefix: { top: 20, ipv4_prefix_length: 24, ipv6_prefix_length: 64, with_domain: false },
+        dns_question: { top: 100 },
       },
       self_metrics: true,
     });
@@ -513,9 +515,147 @@ describe('prometheus exporter', () => {
       ]),
     );
     expect(samples(await text(e), 'netmon_dns_lookups_total')).toEqual([
-      'netmon_dns_lookups_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_domain="api.stripe.com"} 2',
-      'netmon_dns_lookups_total{dst_domain="api.stripe.com"} 1',
+      'netmon_dns_lookups_total{src_namespace="shop",src_workload_kind="Deployment",src_workload="web",dst_domain="api.stripe.com",dns_response_code="NOERROR"} 2',
+      'netmon_dns_lookups_total{dst_domain="api.stripe.com",dns_response_code="NOERROR"} 1',
     ]);
+  });
+
+  it('names a hostNetwork pod’s lookups by the pod UID of their cgroup, not by the node’s address', async () => {
+    const store = new MetadataStore();
+    const pod = (uid: string, name: string, ips: string[], hostNetwork: boolean, workloadName: string) =>
+      store.upsertPod({
+        uid,
+        namespace: 'kube-system',
+        name,
+        nodeName: 'n1',
+        phase: 'Running',
+        hostNetwork,
+        ips,
+        workloadKind: 'DaemonSet',
+        workloadName,
+        labels: {},
+      });
+    store.upsertNode({ name: 'n1', ips: ['10.0.0.7'], podCidrs: [] });
+    pod('uid-proxy', 'kube-proxy-x', ['10.0.0.7'], true, 'kube-proxy');
+    pod('uid-coredns', 'coredns-y', ['10.0.1.9'], false, 'coredns');
+    const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
+    const e = await started(
+      { granularity: 'pod' },
+      { signals: ['dns'], extensions: new Map([['k8s_metadata', k8s]]) },
+    );
+    const lookup = (clientIp: string, podUid?: string) => ({
+      time: T0,
+      clientIp,
+      question: 'kubernetes.default.svc',
+      answers: [],
+      ...(podUid ? { podUid } : {}),
+    });
+    e.export(
+      DnsBatch.from([
+        lookup('10.0.0.7', 'uid-proxy'),
+        lookup('10.0.0.7'),
+        // The UID wins over an address that names another pod.
+        lookup('10.0.1.9', 'uid-proxy'),
+        // Unknown UID: the address decides.
+        lookup('10.0.1.9', 'uid-gone'),
+      ]),
+    );
+    expect(samples(await text(e), 'netmon_dns_lookups_total')).toEqual([
+      'netmon_dns_lookups_total{src_namespace="kube-system",src_workload_kind="DaemonSet",src_workload="kube-proxy",src_pod="kube-proxy-x",dst_domain="kubernetes.default.svc",dns_response_code="NOERROR"} 2',
+      'netmon_dns_lookups_total{dst_domain="kubernetes.default.svc",dns_response_code="NOERROR"} 1',
+      'netmon_dns_lookups_total{src_namespace="kube-system",src_workload_kind="DaemonSet",src_workload="coredns",src_pod="coredns-y",dst_domain="kubernetes.default.svc",dns_response_code="NOERROR"} 1',
+    ]);
+  });
+
+  it('serves lookups by name and response code, the top N names and "other" with exact totals, and a latency histogram', async () => {
+    const board = new StatusBoard();
+    const e = await started(
+      { labels: { dns_question: { top: 2 } } },
+      { settings: testSettings('exporter', 'prometheus', { board, signals: ['dns'] }) },
+    );
+    const lookup = (question: string, rcode: number, latencyMs?: number) => ({
+      time: T0,
+      clientIp: '10.0.0.1',
+      question,
+      rcode,
+      answers: [],
+      ...(latencyMs === undefined ? {} : { latencyMs }),
+    });
+    e.export(
+      DnsBatch.from([
+        lookup('api.stripe.com', DnsRcode.NOERROR, 0.4),
+        lookup('api.stripe.com', DnsRcode.NOERROR, 12),
+        lookup('API.Stripe.com.', DnsRcode.NOERROR, 7000),
+        lookup('api.stripe.com', DnsRcode.SERVFAIL),
+        lookup('nope.example', DnsRcode.NXDOMAIN, 2),
+        ...Array.from({ length: 500 }, (_, i) => lookup(`r${i}.t.example`, DnsRcode.NXDOMAIN, 30)),
+      ]),
+    );
+    const body = await text(e);
+    expect(samples(body, 'netmon_dns_lookups_total')).toEqual([
+      'netmon_dns_lookups_total{dst_domain="api.stripe.com",dns_response_code="NOERROR"} 3',
+      'netmon_dns_lookups_total{dst_domain="api.stripe.com",dns_response_code="SERVFAIL"} 1',
+      'netmon_dns_lookups_total{dst_domain="nope.example",dns_response_code="NXDOMAIN"} 1',
+      'netmon_dns_lookups_total{dst_domain="other",dns_response_code="NXDOMAIN"} 500',
+    ]);
+    const le = [
+      '0.0005',
+      '0.001',
+      '0.0025',
+      '0.005',
+      '0.01',
+      '0.025',
+      '0.05',
+      '0.1',
+      '0.25',
+      '0.5',
+      '1',
+      '2.5',
+      '5',
+      '+Inf',
+    ];
+    const histogram = (labels: string, cumulative: number[], sum: string, count: number) => [
+      ...le.map((l, b) => `netmon_dns_lookup_duration_seconds_bucket{${labels},le="${l}"} ${cumulative[b]}`),
+      `netmon_dns_lookup_duration_seconds_sum{${labels}} ${sum}`,
+      `netmon_dns_lookup_duration_seconds_count{${labels}} ${count}`,
+    ];
+    const lines = body.split('\n');
+    const family = lines.indexOf('# TYPE netmon_dns_lookup_duration_seconds histogram');
+    expect(family).toBeGreaterThan(0);
+    expect(lines[family - 1]).toMatch(/^# HELP netmon_dns_lookup_duration_seconds /);
+    // SERVFAIL had no latency: no histogram for its series.
+    expect(lines.slice(family + 1, family + 1 + 3 * 16)).toEqual([
+      ...histogram(
+        'dst_domain="api.stripe.com",dns_response_code="NOERROR"',
+        [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3],
+        // Summed in seconds as they came.
+        String(0.4 / 1000 + 12 / 1000 + 7000 / 1000),
+        3,
+      ),
+      ...histogram(
+        'dst_domain="nope.example",dns_response_code="NXDOMAIN"',
+        [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        '0.002',
+        1,
+      ),
+      ...histogram(
+        'dst_domain="other",dns_response_code="NXDOMAIN"',
+        [0, 0, 0, 0, 0, 0, 500, 500, 500, 500, 500, 500, 500, 500],
+        String(Array.from({ length: 500 }, () => 30 / 1000).reduce((a, b) => a + b, 0)),
+        500,
+      ),
+    ]);
+    expect(board.all()[0].details?.()).toMatchObject({
+      series: { dns: 4 },
+      dns_labels: {
+        labels: ['src_namespace', 'src_workload_kind', 'src_workload', 'dst_domain', 'dns_response_code'],
+        top_n: { dst_domain: { named: 2, top: 2, replaced: 0 } },
+      },
+    });
+    if (!promtool()) return;
+    const { status, output } = promtoolCheck(body);
+    expect(output).toBe('');
+    expect(status).toBe(0);
   });
 
   it('serves flows and dns of one exporter id on one endpoint, in the order of its signals', async () => {
@@ -530,7 +670,7 @@ describe('prometheus exporter', () => {
     const body = await (await fetch(url)).text();
     expect(samples(body, 'netmon_flow_bytes_total')).toHaveLength(2);
     expect(samples(body, 'netmon_dns_lookups_total')).toEqual([
-      'netmon_dns_lookups_total{dst_domain="a.example"} 1',
+      'netmon_dns_lookups_total{dst_domain="a.example",dns_response_code="NOERROR"} 1',
     ]);
     // The pipelines' order: a dns pipeline listed first is shown first.
     expect(body.indexOf('netmon_dns_lookups_total')).toBeLessThan(body.indexOf('netmon_flow_bytes_total'));
@@ -715,7 +855,14 @@ describe('prometheus exporter: a full render', () => {
         ),
       ]),
     );
-    const lookup = (question: string) => ({ time: T0, clientIp: '10.0.0.1', question, answers: [] });
+    const lookup = (question: string, k: number) => ({
+      time: T0,
+      clientIp: '10.0.0.1',
+      question,
+      rcode: k % 2 === 0 ? DnsRcode.NOERROR : DnsRcode.NXDOMAIN,
+      latencyMs: 0.3 + 900 * k,
+      answers: [],
+    });
     // Six domains, max_series 4: the last ones go to the overflow series.
     exporter.export(
       DnsBatch.from(
@@ -745,7 +892,13 @@ describe('prometheus exporter: a full render', () => {
       // What the render holds, so the check below is about all of it.
       expect(samples(body, 'netmon_dns_lookups_total')).toHaveLength(4);
       expect(body).toContain('netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"}');
-      expect(body).toContain('netmon_dns_lookups_total{otel_metric_overflow="true"}');
+      expect(body).toContain('netmon_dns_lookups_total{otel_metric_overflow="true"} 3');
+      expect(body).toContain(
+        'netmon_dns_lookup_duration_seconds_bucket{dst_domain="ünïcode.example",dns_response_code="NXDOMAIN",le="1"} 1',
+      );
+      expect(body).toContain(
+        'netmon_dns_lookup_duration_seconds_bucket{otel_metric_overflow="true",le="+Inf"} 3',
+      );
       expect(body).toContain('pod_cross_zone_network_traffic_bytes_total{');
       expect(body).toContain('netmon_flow_cost_usd_total{');
       expect(body).toMatch(/^netmon_component_items_total\{/m);
@@ -765,6 +918,8 @@ describe('prometheus exporter: a full render', () => {
     try {
       const body = await text(exporter, 'openmetrics');
       expect(body).toContain('netmon_dns_lookups_total{otel_metric_overflow="true"}');
+      expect(body).toContain('# TYPE netmon_dns_lookup_duration_seconds histogram');
+      expect(body).toMatch(/^netmon_dns_lookup_duration_seconds_count\{otel_metric_overflow="true"\} 3$/m);
       expect(body).toContain('netmon_flow_bytes_total{otel_metric_overflow="true",direction="tx"}');
       expect(body).toMatch(/^netmon_test_latency_seconds_bucket\{/m);
       if (!promtool()) return;

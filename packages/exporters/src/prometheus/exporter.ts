@@ -46,7 +46,10 @@ export class PrometheusExporter implements Exporter<Batch> {
         );
         families.push(this.flows);
       } else {
-        this.dns = new DnsFamilies(config.granularity, config.max_series, directory);
+        this.dns = new DnsFamilies(config.granularity, config.max_series, directory, {
+          top: config.labels.dns_question.top,
+          expirationMs: config.expiration,
+        });
         families.push(this.dns);
       }
     }
@@ -134,6 +137,7 @@ export class PrometheusExporter implements Exporter<Batch> {
       renderings: s.renderings,
       dropped_connections: { ...s.dropped },
       ...(this.flows ? { flow_labels: labelFacts(this.flows.series.labels) } : {}),
+      ...(this.dns ? { dns_labels: this.dns.series.facts(this.dns.labelNames) } : {}),
     };
   }
 }

@@ -1,7 +1,16 @@
 // The exporter's own metric families: cumulative counters built by summing the pipeline's deltas into
 // series tables (../series), with their label text cached per series for fast scrapes.
 import { type DnsBatch, type FlowBatch, type Granularity, StringColumn } from '@netmon/core';
-import { DnsSeries, dnsClientLabels, LOOKUPS } from '../series/dns-series.js';
+import {
+  type DnsClients,
+  DnsSeries,
+  DURATION_BOUNDS,
+  DURATION_BUCKETS,
+  DURATION_COUNT,
+  DURATION_SUM,
+  dnsClientLabels,
+  LOOKUPS,
+} from '../series/dns-series.js';
 import {
   COST_ROWS,
   COST_USD,
@@ -22,6 +31,7 @@ export const FLOW_BYTES = 'netmon_flow_bytes';
 export const FLOW_PACKETS = 'netmon_flow_packets';
 export const FLOW_COST = 'netmon_flow_cost_usd';
 export const DNS_LOOKUPS = 'netmon_dns_lookups';
+export const DNS_DURATION = 'netmon_dns_lookup_duration_seconds';
 /** polarsignals/kubezonnet's metric, with its labels, so its dashboards and queries work unchanged. */
 export const CROSS_ZONE = 'pod_cross_zone_network_traffic_bytes';
 
@@ -31,6 +41,7 @@ export const FAMILY_NAMES: ReadonlySet<string> = new Set([
   FLOW_PACKETS,
   FLOW_COST,
   DNS_LOOKUPS,
+  DNS_DURATION,
   CROSS_ZONE,
 ]);
 
@@ -158,8 +169,13 @@ const HELP = {
   cost: 'What the traffic cost in USD by the cloud’s billing rules (only series whose flows had a price).',
   crossZone:
     'Bytes a pod sent to another availability zone (polarsignals/kubezonnet’s metric): the source pod’s tx and the destination pod’s rx of cross_zone flows.',
-  dns: 'DNS lookups answered, by the question’s domain and the client.',
+  dns: 'DNS lookups answered, by the question’s domain (the most looked up; the rest "other"), the response code and the client.',
+  dnsDuration:
+    'Time from a DNS query leaving the client to its answer reaching it, seconds, for the lookups whose query was seen; labels as netmon_dns_lookups_total.',
 };
+
+/** The `le` label of each bucket of the lookup duration histogram, then +Inf. */
+const DURATION_LE = [...DURATION_BOUNDS.map((b) => `le="${formatValue(b)}"`), 'le="+Inf"'];
 
 /**
  * netmon_flow_bytes_total, netmon_flow_packets_total, netmon_flow_cost_usd_total (one table of flow label
@@ -299,34 +315,49 @@ export class FlowFamilies implements Families {
   }
 }
 
-/** The labels of DNS lookup series at a granularity: the client (as `src_`) and the question's domain. */
+/**
+ * The labels of DNS lookup series at a granularity: the client (as `src_`), the question's domain and the
+ * response code.
+ */
 export function dnsLabels(granularity: Granularity): string[] {
-  return [...dnsClientLabels(granularity).map((l) => `src_${l}`), 'dst_domain'];
+  return [...dnsClientLabels(granularity).map((l) => `src_${l}`), 'dst_domain', 'dns_response_code'];
 }
 
 /**
- * netmon_dns_lookups_total: lookups by question domain (`dnsName`: lower case, without the trailing dot)
- * and, with the k8s_metadata extension, the client pod's namespace, workload and pod as the granularity
- * keeps them.
+ * netmon_dns_lookups_total and netmon_dns_lookup_duration_seconds (one table): lookups by question domain
+ * (`dnsName`: lower case, without the trailing dot; the top N by lookups, the rest "other"), response code
+ * (NOERROR, NXDOMAIN, …) and, with the k8s_metadata extension, the client pod's namespace, workload and pod
+ * as the granularity keeps them: the pod the lookup's cgroup names, else the owner of its address.
  */
 export class DnsFamilies implements Families {
   readonly series: DnsSeries;
   readonly lookups: Table;
   readonly tables: readonly SeriesFamily[];
+  readonly labelNames: readonly string[];
 
+  /**
+   * `top`: question names named (labels::dns_question::top); `expirationMs`: the exporter's, which paces
+   * that top N as the flows' dst_domain.
+   */
   constructor(
     granularity: Granularity,
     maxSeries: number,
     private readonly directory: PodDirectory | undefined,
+    options: { top: number; expirationMs: number },
   ) {
-    this.series = new DnsSeries(dnsClientLabels(granularity), maxSeries);
-    this.lookups = new Table('dns', this.series.table, dnsLabels(granularity));
+    this.series = new DnsSeries(dnsClientLabels(granularity), maxSeries, options);
+    this.labelNames = dnsLabels(granularity);
+    this.lookups = new Table('dns', this.series.table, this.labelNames);
     this.tables = [this.lookups];
   }
 
   add(batch: DnsBatch, now: number): void {
     const store = this.directory && !this.directory.standalone ? this.directory.store : undefined;
-    this.series.add(batch, now, store ? (addr, offset) => store.lookup(addr, offset) : undefined);
+    const clients: DnsClients | undefined = store && {
+      byAddress: (addr, offset) => store.lookup(addr, offset),
+      byPodUid: (uid) => store.podByUid(uid),
+    };
+    this.series.add(batch, now, clients);
   }
 
   sweep(cutoff: number, gone: ReadonlySet<string> | undefined): void {
@@ -336,10 +367,31 @@ export class DnsFamilies implements Families {
   *render(out: Exposition): Generator<void> {
     const t = this.lookups.table;
     if (t.size === 0) return;
+    const labels = this.lookups.labels;
     out.family(DNS_LOOKUPS, 'counter', HELP.dns);
     const name = `${DNS_LOOKUPS}_total`;
     for (const s of rows(t)) {
-      out.write(`${sample(name, this.lookups.labels.get(s))}${formatValue(t.values[LOOKUPS][s])}\n`);
+      out.write(`${sample(name, labels.get(s))}${formatValue(t.values[LOOKUPS][s])}\n`);
+      if (out.full) yield;
+    }
+    // Only series with a lookup of known latency have a histogram; a count never goes back to 0.
+    let first = true;
+    const bucket = `${DNS_DURATION}_bucket`;
+    for (const s of rows(t)) {
+      const count = t.values[DURATION_COUNT][s];
+      if (count === 0) continue;
+      if (first) out.family(DNS_DURATION, 'histogram', HELP.dnsDuration);
+      first = false;
+      const l = labels.get(s);
+      let text = '';
+      let cumulative = 0;
+      for (let b = 0; b < DURATION_LE.length; b++) {
+        cumulative += t.values[DURATION_BUCKETS + b][s];
+        text += `${sample(bucket, l, DURATION_LE[b])}${formatValue(cumulative)}\n`;
+      }
+      text += `${sample(`${DNS_DURATION}_sum`, l)}${formatValue(t.values[DURATION_SUM][s])}\n`;
+      text += `${sample(`${DNS_DURATION}_count`, l)}${formatValue(count)}\n`;
+      out.write(text);
       if (out.full) yield;
     }
   }

@@ -1,10 +1,10 @@
-// What the exporter needs from the k8s_metadata extension: the owner of a DNS client's address, and word
-// of deleted pods so their series go as kubezonnet's do.
+// What the exporter needs from the k8s_metadata extension: the pod a DNS client's cgroup names (by UID) or
+// the owner of its address, and word of deleted pods so their series go as kubezonnet's do.
 import type { K8sMetadata } from '@netmon/extensions';
 
 /** The part of the k8s_metadata extension the exporter uses. */
 export type PodDirectory = Pick<K8sMetadata, 'standalone' | 'synced'> & {
-  readonly store: Pick<K8sMetadata['store'], 'lookup' | 'hasPod' | 'onPodDeleted'>;
+  readonly store: Pick<K8sMetadata['store'], 'lookup' | 'podByUid' | 'hasPod' | 'onPodDeleted'>;
 };
 
 const key = (namespace: string, name: string) => `${namespace}\u0000${name}`;

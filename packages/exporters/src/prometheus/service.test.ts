@@ -120,7 +120,7 @@ describe('prometheus exporter in a Service', () => {
     expect(body.split('\n').filter((l) => /^netmon_(flow_bytes|dns_lookups)_total\{/.test(l))).toEqual([
       'netmon_flow_bytes_total{src_namespace="shop",protocol="6",direction="tx"} 100',
       'netmon_flow_bytes_total{src_namespace="shop",protocol="6",direction="rx"} 2000',
-      'netmon_dns_lookups_total{dst_domain="api.stripe.com"} 1',
+      'netmon_dns_lookups_total{dst_domain="api.stripe.com",dns_response_code="NOERROR"} 1',
     ]);
     // One status entry per signal, both describing the one instance.
     const entries = service.components().filter((c) => c.kind === 'exporter' && c.id === 'prometheus');

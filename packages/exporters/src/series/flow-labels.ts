@@ -2,8 +2,7 @@
 // per batch from the batch's own columns (protocol, destination port) or through a top N (domain, prefix).
 // Computed labels hand FlowSeries the same shape as an attribute column — a code per row and a dictionary —
 // so one path turns both into series, with no object per flow.
-import { type FlowBatch, FlowFlags, type Granularity, StringColumn } from '@netmon/core';
-import { dnsName } from './dns-series.js';
+import { dnsName, type FlowBatch, FlowFlags, type Granularity, StringColumn } from '@netmon/core';
 import {
   DEFAULT_FLOW_LABEL_SELECTION,
   type FlowLabelSelection,

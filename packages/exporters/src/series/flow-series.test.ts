@@ -1,6 +1,5 @@
-import { FlowBatch, type FlowInit } from '@netmon/core';
+import { dnsName, FlowBatch, type FlowInit } from '@netmon/core';
 import { describe, expect, it } from 'vitest';
-import { dnsName } from './dns-series.js';
 import {
   COST_ROWS,
   COST_USD,

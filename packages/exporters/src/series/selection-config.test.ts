@@ -13,12 +13,13 @@ const names = (g: 'pod' | 'workload' | 'namespace', s: Record<string, unknown> =
   selectedLabels(g, sel(s)).map((l) => l.name);
 
 describe('flowLabelSelection', () => {
-  it('defaults: nothing included or excluded; top 50 domains, top 20 prefixes of /24 and /64', () => {
+  it('defaults: nothing included or excluded; top 50 domains, top 20 prefixes of /24 and /64, top 100 DNS questions', () => {
     expect(DEFAULT_FLOW_LABEL_SELECTION).toEqual({
       include: [],
       exclude: [],
       dst_domain: { top: 50 },
       dst_prefix: { top: 20, ipv4_prefix_length: 24, ipv6_prefix_length: 64, with_domain: false },
+      dns_question: { top: 100 },
     });
     expect(flowLabelSelection.parse({})).toEqual(DEFAULT_FLOW_LABEL_SELECTION);
   });
@@ -73,6 +74,9 @@ describe('flowLabelSelection', () => {
       { dst_prefix: { top: 0 } },
       { dst_prefix: { ipv4_prefix_length: 33 } },
       { dst_domain: { top: 10_001 } },
+      { dns_question: { top: 0 } },
+      { dns_question: { top: 2.5 } },
+      { dns_question: { named: 3 } },
       { select: ['dst_zone'] },
     ]) {
       expect(flowLabelSelection.safeParse(bad).success, JSON.stringify(bad)).toBe(false);

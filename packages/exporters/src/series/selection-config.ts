@@ -153,10 +153,26 @@ export const flowLabelSelection = z
       .describe(
         'dst_prefix (attribute dst.prefix): the network of an external destination (dst.kind external_public or external_private) in CIDR notation, or "other".',
       ),
+    dns_question: z
+      .strictObject({
+        top: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(100)
+          .describe(
+            'How many DNS question names keep their own value: the most looked up (recent lookups count most: the ranking decays with a half-life of the exporter’s expiration). The rest are counted under the value "other", so totals stay exact, and random subdomains (a DNS tunnel, a resolver probing) make one series, not one per name. Memory is fixed by it: about 9 × top names are tracked. A name stays at least twice the exporter’s expiration once it is in, and another replaces it only when it was looked up at least twice as often, so names do not flap; within any expiration at most 2 × top + 1 names have live series.',
+          ),
+      })
+      .prefault({})
+      .describe(
+        'The question of the DNS lookup series (dns pipelines): prometheus dst_domain of netmon_dns_lookups_total and netmon_dns_lookup_duration_seconds, otlp dns.question.name; lower case, no trailing dot.',
+      ),
   })
   .prefault({})
   .describe(
-    'Which labels flow series carry. The granularity chooses the Kubernetes ones; on by default besides: src_zone, dst_zone, protocol, dst_domain and dst_prefix (each a top N); include and exclude change that.',
+    'Which labels flow series carry. The granularity chooses the Kubernetes ones; on by default besides: src_zone, dst_zone, protocol, dst_domain and dst_prefix (each a top N); include and exclude change that. dns_question bounds the question names of the DNS lookup series.',
   );
 
 export type FlowLabelSelection = z.output<typeof flowLabelSelection>;
