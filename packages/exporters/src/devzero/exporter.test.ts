@@ -6,6 +6,7 @@ import {
   type BatchSink,
   type ComponentSettings,
   DnsBatch,
+  DnsRcode,
   DnsType,
   defineExporter,
   defineReceiver,
@@ -20,7 +21,7 @@ import {
   silentLogger,
 } from '@netmon/core';
 import { describeConformance, testSettings } from '@netmon/core/testkit';
-import type { HttpRoutes, RouteHandler } from '@netmon/extensions';
+import { type HttpRoutes, MetadataStore, type RouteHandler } from '@netmon/extensions';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import protobuf from 'protobufjs';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -32,13 +33,14 @@ import { dakrTarget, devzeroExporterConfig } from './config.js';
 import type { DevzeroExporter } from './exporter.js';
 import { devzeroExporterFactory } from './factory.js';
 import { componentName, healthOf, overallHealth } from './heartbeat.js';
-import { Interval, Ip2Domain } from './interval.js';
+import { Interval, Ip2Domain, type LookupPods } from './interval.js';
 import { goTime } from './json.js';
 import { REPORT_HEALTH_PATH, SEND_TRAFFIC_PATH } from './proto.js';
 import {
   buildPayloads,
   domainBytes,
   ITEM_BUDGET_BYTES,
+  intervalItems,
   payloadBytes,
   RECENT_DOMAINS_BYTES,
   REQUEST_BUDGET_BYTES,
@@ -176,11 +178,12 @@ afterEach(async () => {
 /** Creates the exporter through its factory, serving flows (and dns) as the Service does. */
 async function make(
   config: Record<string, unknown>,
-  opts: { dns?: boolean; routes?: Routes; configDir?: string } = {},
+  opts: { dns?: boolean; routes?: Routes; configDir?: string; k8s?: Extension } = {},
 ) {
   const board = new StatusBoard();
   const extensions = new Map<string, Extension>();
   if (opts.routes) extensions.set('health_check', opts.routes);
+  if (opts.k8s) extensions.set('k8s_metadata', opts.k8s);
   const logs: LogLine[] = [];
   const settings = {
     ...testSettings('exporter', 'devzero', {
@@ -452,6 +455,107 @@ describe('devzero interval', () => {
     expect(ip2domain.size).toBe(1);
   });
 
+  it('keeps zxporter’s lookup as is from batches with the tracer’s columns: the question as asked, A and AAAA answers', () => {
+    const interval = new Interval(T0, 100);
+    const ip2domain = new Ip2Domain(10);
+    interval.addDns(
+      DnsBatch.from([
+        {
+          time: T0 + 2000,
+          clientIp: '10.0.1.34',
+          clientPort: 40111,
+          serverIp: '10.96.0.10',
+          protocol: 17,
+          question: 'Api.Stripe.com',
+          questionType: DnsType.A,
+          rcode: DnsRcode.NOERROR,
+          latencyMs: 4.5,
+          cgroupId: 4242,
+          canonical: 'edge.stripe.com',
+          answers: [
+            { name: 'Api.Stripe.com', type: DnsType.CNAME, ttl: 30, target: 'edge.stripe.com' },
+            { name: 'edge.stripe.com', type: DnsType.A, ttl: 30, ip: '52.1.2.3' },
+            { name: 'edge.stripe.com', type: DnsType.AAAA, ttl: 30, ip: '2600:1f18::5' },
+          ],
+        },
+        // NXDOMAIN resolves nothing: not sent, as zxporter.
+        {
+          time: T0 + 2000,
+          clientIp: '10.0.1.34',
+          question: 'nope.example',
+          rcode: DnsRcode.NXDOMAIN,
+          latencyMs: 1,
+          answers: [],
+        },
+      ]),
+      ip2domain,
+      T0,
+    );
+    expect(interval.lookups).toEqual([
+      {
+        clientIp: '10.0.1.34',
+        domain: 'Api.Stripe.com',
+        resolvedIps: ['52.1.2.3', '2600:1f18::5'],
+        time: T0 + 2000,
+      },
+    ]);
+    expect(ip2domain.snapshot(T0)).toEqual({
+      '52.1.2.3': 'Api.Stripe.com',
+      '2600:1f18::5': 'Api.Stripe.com',
+    });
+  });
+
+  it('finds a lookup’s client pod by the pod UID of its cgroup first, then by its address, then by the interval’s flows', () => {
+    const interval = new Interval(T0, 100);
+    const answer = [{ name: 'a.example', type: DnsType.A, ttl: 30, ip: '52.0.0.1' }];
+    const asked: string[] = [];
+    const pods: LookupPods = {
+      byPodUid: (uid) => {
+        asked.push(uid);
+        return uid === 'uid-agent' ? { name: 'agent-x', namespace: 'monitoring' } : undefined;
+      },
+      // 10.0.1.5 is web-1's; 10.0.0.7, the node's, is no pod's.
+      byAddress: (addr, off) => (addr[off + 15] === 5 ? { name: 'web-1', namespace: 'shop' } : undefined),
+    };
+    const lookup = (clientIp: string, podUid?: string) => ({
+      time: T0,
+      clientIp,
+      question: 'a.example',
+      answers: answer,
+      ...(podUid ? { podUid } : {}),
+    });
+    interval.addDns(
+      DnsBatch.from([
+        lookup('10.0.0.7', 'uid-agent'),
+        lookup('10.0.0.7', 'uid-agent'),
+        lookup('10.0.1.5', 'uid-gone'),
+        lookup('10.0.1.5'),
+        lookup('10.0.0.7'),
+        lookup('10.0.1.34'),
+      ]),
+      new Ip2Domain(10),
+      T0,
+      0,
+      pods,
+    );
+    expect(asked).toEqual(['uid-agent', 'uid-gone']);
+    // A flow of the interval names 10.0.1.34's pod.
+    interval.addFlows(
+      FlowBatch.from([
+        flow({ attributes: { 'src.k8s.pod.name': 'cart-2', 'src.k8s.namespace.name': 'shop' } }),
+      ]),
+    );
+    const { lookups } = intervalItems(interval);
+    expect(lookups.map((l) => [l.client_ip, l.src_pod_name, l.src_pod_namespace])).toEqual([
+      ['10.0.0.7', 'agent-x', 'monitoring'],
+      ['10.0.0.7', 'agent-x', 'monitoring'],
+      ['10.0.1.5', 'web-1', 'shop'],
+      ['10.0.1.5', 'web-1', 'shop'],
+      ['10.0.0.7', '', ''],
+      ['10.0.1.34', 'cart-2', 'shop'],
+    ]);
+  });
+
   it('learns A and AAAA answers in ip2domain for their TTL, at least until their interval is flushed', () => {
     const ip2domain = new Ip2Domain(100);
     const interval = new Interval(T0, 1000);
@@ -719,6 +823,59 @@ describe('devzero GET /metrics JSON', () => {
     expect(routes.get('/metrics').body).toBe(
       `{"node_name":"node-a","items":[],"dns_lookups":[],${ip2domain}}\n`,
     );
+  });
+
+  it('names a hostNetwork pod’s lookups by its UID in the k8s_metadata store, in /metrics and on the wire', async () => {
+    const store = new MetadataStore();
+    store.upsertNode({ name: 'n1', ips: ['10.0.0.7'], podCidrs: [] });
+    store.upsertPod({
+      uid: 'uid-agent',
+      namespace: 'monitoring',
+      name: 'agent-x',
+      nodeName: 'n1',
+      phase: 'Running',
+      hostNetwork: true,
+      ips: ['10.0.0.7'],
+      workloadKind: 'DaemonSet',
+      workloadName: 'agent',
+      labels: {},
+    });
+    const k8s = { store, standalone: false, synced: () => true } as unknown as Extension;
+    const routes = new Routes();
+    const m = await make({ endpoint: standIn.url, node_name: 'n1' }, { dns: true, routes, k8s });
+    await m.exporter.start();
+    const answers = [{ name: 'a.example', type: DnsType.A, ttl: 30, ip: '52.0.0.1' }];
+    await m.exporter.export(
+      DnsBatch.from([
+        { time: T0, clientIp: '10.0.0.7', question: 'a.example', podUid: 'uid-agent', answers },
+        // The node's own lookup (no pod UID): its address is no pod's.
+        { time: T0, clientIp: '10.0.0.7', question: 'a.example', answers },
+      ]),
+    );
+    expect(JSON.parse(routes.get('/metrics').body).dns_lookups).toEqual([
+      {
+        client_ip: '10.0.0.7',
+        domain: 'a.example',
+        resolved_ips: ['52.0.0.1'],
+        timestamp: '2026-01-01T00:00:00Z',
+        src_pod_name: 'agent-x',
+        src_pod_namespace: 'monitoring',
+      },
+      {
+        client_ip: '10.0.0.7',
+        domain: 'a.example',
+        resolved_ips: ['52.0.0.1'],
+        timestamp: '2026-01-01T00:00:00Z',
+      },
+    ]);
+    m.exporter.flush();
+    await standIn.waitFor(() => standIn.traffic.length === 1);
+    expect(
+      standIn.traffic[0].request.dns_lookups.map((l) => [l.client_ip, l.src_pod_name, l.src_pod_namespace]),
+    ).toEqual([
+      ['10.0.0.7', 'agent-x', 'monitoring'],
+      ['10.0.0.7', '', ''],
+    ]);
   });
 
   it('says dns_lookups: null without a dns pipeline, and leaves the route at shutdown', async () => {

@@ -19,7 +19,7 @@ import { HEALTH_CHECK, K8S_METADATA } from '@netmon/extensions';
 import { DakrClient, isRetryable } from './client.js';
 import { type DevzeroExporterConfig, dakrTarget } from './config.js';
 import { heartbeatRequest, type TransportState } from './heartbeat.js';
-import { Interval, Ip2Domain } from './interval.js';
+import { Interval, Ip2Domain, type LookupPods, type PodName } from './interval.js';
 import { metricsDocument } from './json.js';
 import { DEVZERO_METRICS } from './metrics.js';
 import {
@@ -263,10 +263,29 @@ export class DevzeroExporter implements Exporter {
 
   private exportDns(batch: DnsBatch): void {
     const now = Date.now();
-    for (let i = this.interval.addDns(batch, this.ip2domain, now); i < batch.length; ) {
+    const pods = this.lookupPods();
+    for (let i = this.interval.addDns(batch, this.ip2domain, now, 0, pods); i < batch.length; ) {
       this.flushEarly();
-      i = this.interval.addDns(batch, this.ip2domain, now, i);
+      i = this.interval.addDns(batch, this.ip2domain, now, i, pods);
     }
+  }
+
+  /**
+   * The k8s_metadata store as lookups' clients are found in it, as zxporter-netmon finds them in its pod
+   * cache; undefined without the extension or standalone (then only the interval's flows name them).
+   */
+  private lookupPods(): LookupPods | undefined {
+    const k8s = getExtension(this.settings, K8S_METADATA);
+    if (!k8s || k8s.standalone) return undefined;
+    const store = k8s.store;
+    const named = (e: { kind: string; namespace?: string; pod?: string } | null | undefined) =>
+      e?.kind === 'pod' && e.pod
+        ? ({ name: e.pod, namespace: e.namespace ?? '' } satisfies PodName)
+        : undefined;
+    return {
+      byPodUid: (uid) => named(store.podByUid(uid)),
+      byAddress: (addr, offset) => named(store.lookup(addr, offset)),
+    };
   }
 
   /** The interval is full (max_items_per_interval): it is closed now and the batch goes on in the next. */

@@ -10,7 +10,8 @@ export const devzeroExporterFactory = defineExporter({
   description:
     'Sends per-interval flows and DNS lookups to the DevZero control plane over gRPC, wire-compatible with zxporter-netmon, and serves its GET /metrics JSON on the health_check port.',
   signals: ['flows', 'dns'],
-  // k8s_metadata only for the heartbeat: its pod_cache says whether the pod cache is standalone.
+  // k8s_metadata for the heartbeat (its pod_cache says whether the pod cache is standalone) and the pods of
+  // DNS lookups' clients.
   optionalExtensions: [HEALTH_CHECK, K8S_METADATA],
   config: devzeroExporterConfig,
   metrics: { ...DEVZERO_METRICS, ...SEND_QUEUE_METRICS },

@@ -28,6 +28,37 @@ export interface LookupEntry {
   resolvedIps: string[];
   /** ms since the epoch. */
   time: number;
+  /** The client's pod as the k8s_metadata store knew it when the lookup arrived; else found at a flush. */
+  pod?: PodName;
+}
+
+export interface PodName {
+  name: string;
+  namespace: string;
+}
+
+/** Where the pod of a lookup's client is found (the k8s_metadata store), when the lookup arrives. */
+export interface LookupPods {
+  /**
+   * The pod with this UID, whatever its address: a hostNetwork pod's lookups come from its node's address,
+   * and only the UID (from the socket's cgroup) makes them its own.
+   */
+  byPodUid(uid: string): PodName | undefined;
+  /** The pod that owns the 16-byte address at `offset` of `addr`. */
+  byAddress(addr: Uint8Array, offset: number): PodName | undefined;
+}
+
+/**
+ * The client pod of a lookup: the one found when it arrived (by its cgroup's pod UID, else by its address
+ * in the store), else the pod a flow of the interval names at the client's address (`podsByIp`), else none.
+ */
+export function lookupPod(
+  l: LookupEntry,
+  podsByIp: Map<string, [string, string]> | undefined,
+): PodName | undefined {
+  if (l.pod) return l.pod;
+  const p = podsByIp?.get(l.clientIp);
+  return p ? { name: p[0], namespace: p[1] } : undefined;
 }
 
 /** A string column's value at row i, or '' (no per-row allocation: dictionary strings are shared). */
@@ -104,12 +135,16 @@ export class Interval {
 
   /**
    * Adds lookups from row `from` on: those with at least one A or AAAA answer (as zxporter, which sends
-   * only lookups that resolved an address), and teaches `ip2domain` every answered address. Returns
-   * `batch.length`, or the row that found the interval full (not added).
+   * only lookups that resolved an address), and teaches `ip2domain` every answered address. `domain` is the
+   * question as the client asked it. With `pods`, each lookup's client pod is found now (by the pod UID of
+   * its cgroup, else by its address). Returns `batch.length`, or the row that found the interval full (not
+   * added).
    */
-  addDns(batch: DnsBatch, ip2domain: Ip2Domain, now: number, from = 0): number {
+  addDns(batch: DnsBatch, ip2domain: Ip2Domain, now: number, from = 0, pods?: LookupPods): number {
     const { answerType } = batch;
     const address = (k: number) => answerType[k] === DnsType.A || answerType[k] === DnsType.AAAA;
+    // Per code of the batch's dictionary: the pod that UID names (null: the store does not know it).
+    const byUid = pods ? new Map<number, PodName | null>() : undefined;
     for (let i = from; i < batch.length; i++) {
       const start = batch.answerStart[i];
       const end = start + batch.answerCount[i];
@@ -125,7 +160,21 @@ export class Interval {
         resolvedIps.push(ip);
         ip2domain.learn(ip, domain, batch.answerTtl[k], now);
       }
-      this.lookups.push({ clientIp: batch.clientIp(i), domain, resolvedIps, time: batch.time[i] });
+      const entry: LookupEntry = { clientIp: batch.clientIp(i), domain, resolvedIps, time: batch.time[i] };
+      if (pods && byUid) {
+        let pod: PodName | null | undefined;
+        const uid = batch.podUid[i];
+        if (uid !== 0) {
+          pod = byUid.get(uid);
+          if (pod === undefined) {
+            pod = pods.byPodUid(batch.names[uid]) ?? null;
+            byUid.set(uid, pod);
+          }
+        }
+        const found = pod || pods.byAddress(batch.clientAddr, 16 * i);
+        if (found) entry.pod = found;
+      }
+      this.lookups.push(entry);
     }
     return batch.length;
   }

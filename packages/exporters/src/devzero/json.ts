@@ -1,6 +1,6 @@
 // zxporter-netmon's GET /metrics document (its MetricsResponse, encoded by Go's encoding/json): a peek at
 // the interval not yet flushed. Keys in the Go structs' order, `omitempty` fields left out when empty.
-import type { Interval } from './interval.js';
+import { type Interval, lookupPod } from './interval.js';
 
 /**
  * A time as Go's time.Time marshals it (RFC 3339 with nanoseconds, trailing zeros of the fraction
@@ -41,7 +41,7 @@ export function metricsDocument(
   }
   let lookups: Record<string, unknown>[] | null = null;
   if (dns) {
-    const pods = interval.podsByIp();
+    const pods = interval.lookups.some((l) => !l.pod) ? interval.podsByIp() : undefined;
     lookups = interval.lookups.map((l) => {
       const lookup: Record<string, unknown> = {
         client_ip: l.clientIp,
@@ -49,10 +49,10 @@ export function metricsDocument(
         resolved_ips: l.resolvedIps,
         timestamp: goTime(l.time),
       };
-      const pod = pods.get(l.clientIp);
+      const pod = lookupPod(l, pods);
       if (pod) {
-        lookup.src_pod_name = pod[0];
-        if (pod[1] !== '') lookup.src_pod_namespace = pod[1];
+        lookup.src_pod_name = pod.name;
+        if (pod.namespace !== '') lookup.src_pod_namespace = pod.namespace;
       }
       return lookup;
     });

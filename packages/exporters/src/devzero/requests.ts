@@ -1,5 +1,5 @@
 // From a closed interval to the payloads the send queue holds, and from a payload to the request on the wire.
-import type { Interval, Ip2Domain } from './interval.js';
+import { type Interval, type Ip2Domain, lookupPod } from './interval.js';
 import {
   type DnsLookupItem,
   type NetworkTrafficItem,
@@ -85,16 +85,16 @@ export function intervalItems(interval: Interval): { items: NetworkTrafficItem[]
       timestamp: timestamp(e.time),
     });
   }
-  const pods = interval.lookups.length > 0 ? interval.podsByIp() : undefined;
+  const pods = interval.lookups.some((l) => !l.pod) ? interval.podsByIp() : undefined;
   const lookups = interval.lookups.map((l): DnsLookupItem => {
-    const pod = pods?.get(l.clientIp);
+    const pod = lookupPod(l, pods);
     return {
       client_ip: l.clientIp,
       domain: l.domain,
       resolved_ips: l.resolvedIps,
       timestamp: timestamp(l.time),
-      src_pod_name: pod?.[0] ?? '',
-      src_pod_namespace: pod?.[1] ?? '',
+      src_pod_name: pod?.name ?? '',
+      src_pod_namespace: pod?.namespace ?? '',
     };
   });
   return { items, lookups };
