@@ -1,8 +1,15 @@
-import { DnsBatch, DnsType, FlowBatch, type FlowInit } from '@netmon/core';
+import { DnsBatch, DnsRcode, DnsType, FlowBatch, type FlowInit } from '@netmon/core';
 import { describeConformance, runExporterInService, testSettings } from '@netmon/core/testkit';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type DebugExporterConfig, debugExporterConfig } from './config.js';
-import { DETAIL_LINES, DebugExporter, humanBytes, MAX_ENTRIES, protocolName } from './exporter.js';
+import {
+  DETAIL_LINES,
+  DebugExporter,
+  humanBytes,
+  humanLatency,
+  MAX_ENTRIES,
+  protocolName,
+} from './exporter.js';
 import { debugExporterFactory } from './factory.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
@@ -285,12 +292,59 @@ describe('debug exporter', () => {
         '    1  api.stripe.com         2',
         '    2  www.example.com        1',
         '  lookups:',
-        '    2026-01-01T00:00:01.000Z  10.0.1.34 -> api.stripe.com: A 54.187.174.169 (ttl 60s)',
-        '    2026-01-01T00:00:02.000Z  10.0.1.35 -> www.example.com: CNAME example.cdn.net (ttl 300s), AAAA 2606:4700::1 (ttl 30s)',
-        '    2026-01-01T00:00:03.000Z  10.0.1.34 -> api.stripe.com: no answers',
+        '    2026-01-01T00:00:01.000Z  10.0.1.34 -> api.stripe.com: NOERROR latency unknown, A 54.187.174.169 (ttl 60s)',
+        '    2026-01-01T00:00:02.000Z  10.0.1.35 -> www.example.com: NOERROR latency unknown, CNAME example.cdn.net (ttl 300s), AAAA 2606:4700::1 (ttl 30s)',
+        '    2026-01-01T00:00:03.000Z  10.0.1.34 -> api.stripe.com: NOERROR latency unknown, no answers',
         '',
       ].join('\n'),
     );
+  });
+
+  it('a lookup line shows the question type, response code, latency, canonical name, cgroup and pod UID when known', () => {
+    const { exporter, out } = capture({ verbosity: 'detailed' }, 'debug/dns');
+    exporter.export(
+      DnsBatch.from([
+        {
+          time: T0 + 1000,
+          clientIp: '10.0.1.35',
+          question: 'www.example.com',
+          questionType: DnsType.AAAA,
+          rcode: DnsRcode.NOERROR,
+          latencyMs: 12.345,
+          cgroupId: 4242,
+          podUid: '0f3c9a52-7e1d-4a8b-9c3e-2b7d6f1a0e55',
+          canonical: 'example.cdn.net',
+          answers: [
+            { name: 'www.example.com', type: DnsType.CNAME, ttl: 300, target: 'example.cdn.net' },
+            { name: 'example.cdn.net', type: DnsType.AAAA, ttl: 30, ip: '2606:4700::1' },
+          ],
+        },
+        {
+          time: T0 + 2000,
+          clientIp: '10.0.1.35',
+          question: 'nope.example',
+          questionType: 65,
+          rcode: DnsRcode.NXDOMAIN,
+          latencyMs: 2500,
+          answers: [],
+        },
+        {
+          time: T0 + 3000,
+          clientIp: '10.0.1.35',
+          question: 'x.example',
+          questionType: 99,
+          rcode: 23,
+          answers: [],
+        },
+      ]).seal(),
+    );
+    exporter.flush();
+    expect(out[0].split('\n').slice(-4, -1)).toEqual([
+      '    2026-01-01T00:00:01.000Z  10.0.1.35 -> www.example.com AAAA: NOERROR in 12.35 ms, CNAME example.cdn.net (ttl 300s), AAAA 2606:4700::1 (ttl 30s)  canonical=example.cdn.net cgroup=4242 pod_uid=0f3c9a52-7e1d-4a8b-9c3e-2b7d6f1a0e55',
+      '    2026-01-01T00:00:02.000Z  10.0.1.35 -> nope.example HTTPS: NXDOMAIN in 2.50 s, no answers',
+      '    2026-01-01T00:00:03.000Z  10.0.1.35 -> x.example TYPE99: RCODE23 latency unknown, no answers',
+    ]);
+    expect(humanLatency(0.35)).toBe('0.35 ms');
   });
 
   it('prints each interval on its timer, nothing for an empty one, and the partial one at shutdown', () => {

@@ -6,6 +6,7 @@ import {
   type Exporter,
   FlowBatch,
   type NumberColumn,
+  rcodeName,
   type StringColumn,
 } from '@netmon/core';
 import type { DebugExporterConfig } from './config.js';
@@ -384,16 +385,50 @@ function formatFlow(batch: FlowBatch, i: number): string {
   );
 }
 
+/** Mnemonics of the record types questions commonly ask for (IANA DNS parameters); others print as TYPE<n>. */
 const DNS_TYPES: Record<number, string> = {
   [DnsType.A]: 'A',
-  [DnsType.AAAA]: 'AAAA',
+  2: 'NS',
   [DnsType.CNAME]: 'CNAME',
+  6: 'SOA',
+  12: 'PTR',
+  15: 'MX',
+  16: 'TXT',
+  [DnsType.AAAA]: 'AAAA',
+  33: 'SRV',
+  64: 'SVCB',
+  65: 'HTTPS',
 };
 
+const typeName = (type: number) => DNS_TYPES[type] ?? `TYPE${type}`;
+
+/** 0.35 → "0.35 ms", 1500 → "1.50 s". */
+export function humanLatency(ms: number): string {
+  return ms < 1000 ? `${ms.toFixed(2)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+/**
+ * One lookup: when, the client, the question and its type, the response code and latency (from the query
+ * leaving the client to the answer reaching it; unknown when the query was not seen), the answers, then
+ * what is known of the rest: the canonical name (the end of the question's CNAME chain), the client's
+ * cgroup id and pod UID.
+ */
 function formatLookup(batch: DnsBatch, i: number): string {
   const lookup = batch.lookup(i);
   const answers = lookup.answers
-    .map((a) => `${DNS_TYPES[a.type] ?? `TYPE${a.type}`} ${a.ip ?? a.target ?? ''} (ttl ${a.ttl}s)`)
+    .map((a) => `${typeName(a.type)} ${a.ip ?? a.target ?? ''} (ttl ${a.ttl}s)`)
     .join(', ');
-  return `${new Date(lookup.time).toISOString()}  ${lookup.clientIp} -> ${lookup.question}: ${answers === '' ? 'no answers' : answers}`;
+  const question = lookup.questionType
+    ? `${lookup.question} ${typeName(lookup.questionType)}`
+    : lookup.question;
+  const latency = lookup.latencyMs === undefined ? 'latency unknown' : `in ${humanLatency(lookup.latencyMs)}`;
+  const known: string[] = [];
+  if (lookup.canonical) known.push(`canonical=${lookup.canonical}`);
+  if (lookup.cgroupId) known.push(`cgroup=${lookup.cgroupId}`);
+  if (lookup.podUid) known.push(`pod_uid=${lookup.podUid}`);
+  return (
+    `${new Date(lookup.time).toISOString()}  ${lookup.clientIp} -> ${question}: ` +
+    `${rcodeName(lookup.rcode ?? 0)} ${latency}, ${answers === '' ? 'no answers' : answers}` +
+    (known.length === 0 ? '' : `  ${known.join(' ')}`)
+  );
 }
