@@ -1,11 +1,11 @@
 // The kernel receivers through the conformance suite every component passes (start → shutdown leaves
 // no handles, timers, threads' handles or fds behind): conntrack on a namespace of its own so the host's
-// sysctls are never touched, ebpf on a cgroup of its own. Root only.
+// sysctls are never touched, ebpf and dns on cgroups of their own. Root only.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { describeConformance } from '@netmon/core/testkit';
-import { conntrackReceiverFactory, ebpfReceiverFactory } from '@netmon/receivers';
+import { conntrackReceiverFactory, dnsReceiverFactory, ebpfReceiverFactory } from '@netmon/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachedPrograms, cgroup2Root } from '../harness/cgroup.js';
 import { privileged } from '../harness/netns.js';
@@ -62,6 +62,30 @@ describe.runIf(ok)('ebpf receiver', () => {
   });
 
   describeConformance(ebpfReceiverFactory, {
+    config: { cgroup_path: cgroup, read_interval: '100ms' },
+    runMs: 350,
+  });
+});
+
+describe.runIf(ok)('dns receiver', () => {
+  if (!ok) {
+    it.skip('needs root', () => {});
+    return;
+  }
+  // As for ebpf: the DNS tracer's programs and ring buffer on a cgroup of its own, gone after shutdown.
+  const cgroup = path.join(cgroup2Root(), `netmon-conformance-dns-${process.pid}`);
+  beforeAll(() => mkdirSync(cgroup));
+  afterAll(async () => {
+    let left: Awaited<ReturnType<typeof attachedPrograms>>;
+    try {
+      left = await attachedPrograms(cgroup);
+    } finally {
+      rmdirSync(cgroup);
+    }
+    expect(left).toEqual([]);
+  });
+
+  describeConformance(dnsReceiverFactory, {
     config: { cgroup_path: cgroup, read_interval: '100ms' },
     runMs: 350,
   });
