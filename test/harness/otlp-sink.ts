@@ -39,11 +39,21 @@ interface DecodedPoint {
   asInt?: string;
   asDouble?: number;
 }
+interface DecodedHistogramPoint {
+  attributes?: DecodedKeyValue[];
+  startTimeUnixNano?: string;
+  timeUnixNano?: string;
+  count?: string;
+  sum?: number;
+  bucketCounts?: string[];
+  explicitBounds?: number[];
+}
 interface DecodedMetric {
   name: string;
   description?: string;
   unit?: string;
   sum?: { dataPoints?: DecodedPoint[]; aggregationTemporality?: string; isMonotonic?: boolean };
+  histogram?: { dataPoints?: DecodedHistogramPoint[]; aggregationTemporality?: string };
 }
 /** ExportMetricsServiceRequest as protobufjs' toObject gives it (longs as strings, enums as names). */
 export interface DecodedRequest {
@@ -77,7 +87,10 @@ export interface SinkPoint {
   /** ns since the epoch. */
   start: bigint;
   end: bigint;
+  /** A sum's value; a histogram's count. */
   value: number;
+  /** Histograms only: the sum, the explicit bounds and the count per bucket (one more than bounds). */
+  histogram?: { sum: number; bounds: number[]; counts: number[] };
 }
 
 function anyValue(v: DecodedAnyValue | undefined): AttrValue {
@@ -217,7 +230,7 @@ export class OtlpSink {
         const resource = attributes(rm.resource?.attributes);
         for (const sm of rm.scopeMetrics ?? []) {
           for (const m of sm.metrics ?? []) {
-            const t = m.sum?.aggregationTemporality;
+            const t = m.sum?.aggregationTemporality ?? m.histogram?.aggregationTemporality;
             const temporality =
               t === 'AGGREGATION_TEMPORALITY_DELTA'
                 ? 'delta'
@@ -237,6 +250,26 @@ export class OtlpSink {
                 start: BigInt(p.startTimeUnixNano ?? '0'),
                 end: BigInt(p.timeUnixNano ?? '0'),
                 value: p.asInt !== undefined ? Number(p.asInt) : (p.asDouble ?? 0),
+              });
+            }
+            for (const p of m.histogram?.dataPoints ?? []) {
+              out.push({
+                request,
+                resource,
+                scope: sm.scope?.name ?? '',
+                metric: m.name,
+                unit: m.unit ?? '',
+                temporality,
+                monotonic: false,
+                attributes: attributes(p.attributes),
+                start: BigInt(p.startTimeUnixNano ?? '0'),
+                end: BigInt(p.timeUnixNano ?? '0'),
+                value: Number(p.count ?? '0'),
+                histogram: {
+                  sum: p.sum ?? 0,
+                  bounds: p.explicitBounds ?? [],
+                  counts: (p.bucketCounts ?? []).map(Number),
+                },
               });
             }
           }
@@ -281,7 +314,8 @@ export class OtlpSink {
     const decoded = decodeRequest(call.request);
     for (const rm of decoded.resourceMetrics ?? [])
       for (const sm of rm.scopeMetrics ?? [])
-        for (const m of sm.metrics ?? []) this.pointCount += m.sum?.dataPoints?.length ?? 0;
+        for (const m of sm.metrics ?? [])
+          this.pointCount += (m.sum?.dataPoints?.length ?? 0) + (m.histogram?.dataPoints?.length ?? 0);
     this.requests.push({ bytes: call.request.length, encoding, metadata, decoded });
     callback(null, Buffer.alloc(0));
   }

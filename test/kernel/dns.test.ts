@@ -14,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DnsReceiver } from '../../packages/receivers/src/dns/receiver.js';
 import { AgentProcess, freePort } from '../harness/agent.js';
 import { attachedPrograms, TestCgroup } from '../harness/cgroup.js';
+import { DakrStandIn } from '../harness/dakr-stand-in.js';
 import { NetnsPair, privileged, TRAFFIC, waitForOutput } from '../harness/netns.js';
+import { OtlpSink } from '../harness/otlp-sink.js';
 import { PrometheusServer } from '../harness/prometheus-server.js';
 
 /** The public-looking address (TEST-NET-3, RFC 5737) of namespace a that shop.test resolves to. */
@@ -88,6 +90,11 @@ function asDig(l: DnsLookupInit): DigAnswer[] {
   }));
 }
 
+/** dig from a process in `cgroup`, in namespace b. */
+function dig(cg: TestCgroup, net: NetnsPair, cgroup: string, args: string[]): Promise<Dig> {
+  return cg.run(cgroup, 'dig', ['+time=2', '+tries=1', ...args], net.b).then(parseDig);
+}
+
 function lookups(batches: DnsBatch[]): DnsLookupInit[] {
   return batches.flatMap((b) => Array.from({ length: b.length }, (_, i) => b.lookup(i)));
 }
@@ -129,8 +136,7 @@ describe.runIf(privileged())('dns receiver on a real cgroup', () => {
     };
   }
 
-  const dig = (cgroup: string, args: string[]) =>
-    cg.run(cgroup, 'dig', ['+time=2', '+tries=1', ...args], net.b).then(parseDig);
+  const digIn = (cgroup: string, args: string[]) => dig(cg, net, cgroup, args);
 
   it('gives each lookup over UDP and TCP, IPv4 and IPv6, its records and TTLs as dig got them, its response code, latency, client and cgroup; nothing of a process outside the cgroup', async () => {
     const monitored = cg.child('traced');
@@ -147,10 +153,10 @@ describe.runIf(privileged())('dns receiver on a real cgroup', () => {
         ['missing.shop.test', 'udp', net.ipA, 'A'],
         ['missing.shop.test', 'tcp', net.ip6A, 'A'],
       ] as const) {
-        const d = await dig(monitored, [...(transport === 'tcp' ? ['+tcp'] : []), `@${server}`, q, type]);
+        const d = await digIn(monitored, [...(transport === 'tcp' ? ['+tcp'] : []), `@${server}`, q, type]);
         asked.push({ q, transport, server, type, dig: d });
       }
-      await dig(outside, [`@${net.ipA}`, 'shop.test', 'A']);
+      await digIn(outside, [`@${net.ipA}`, 'shop.test', 'A']);
     } finally {
       got = await r.stop();
     }
@@ -194,8 +200,8 @@ describe.runIf(privileged())('dns receiver on a real cgroup', () => {
     };
     const client = addr(net.ipB);
     try {
-      await dig(monitored, [`@${net.ipA}`, 'short.shop.test', 'A']);
-      await dig(monitored, [`@${net.ipA}`, 'deep.shop.test', 'A']);
+      await digIn(monitored, [`@${net.ipA}`, 'short.shop.test', 'A']);
+      await digIn(monitored, [`@${net.ipA}`, 'deep.shop.test', 'A']);
       // The receiver reads at shutdown only (read_interval 1h): stop it to hand the answers over.
     } finally {
       await r.stop();
@@ -251,9 +257,9 @@ service:
     const prometheus = await PrometheusServer.start(dir, `127.0.0.1:${metricsPort}`);
     try {
       await agent.waitForLog((l) => String(l.msg).startsWith('netmon is running'), 30_000);
-      const d = await dig(monitored, [`@${net.ipA}`, 'shop.test', 'A']);
+      const d = await digIn(monitored, [`@${net.ipA}`, 'shop.test', 'A']);
       expect(d.answers).toEqual([{ name: 'shop.test', ttl: 300, type: 'A', value: SHOP_IP }]);
-      await dig(monitored, [`@${net.ipA}`, 'missing.shop.test', 'A']);
+      await digIn(monitored, [`@${net.ipA}`, 'missing.shop.test', 'A']);
       // The name reaches the cache within the dns receiver's read interval: connect after it.
       await new Promise((done) => setTimeout(done, 600));
       expect(
@@ -289,6 +295,104 @@ service:
       await prometheus.stop();
       agent.signal();
       await agent.exit();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+});
+
+describe.runIf(privileged())('dns receiver feeding the devzero and otlp exporters', () => {
+  let net: NetnsPair;
+  let cg: TestCgroup;
+
+  beforeAll(async () => {
+    net = await NetnsPair.create('dx');
+    const dnsmasq = startDnsmasq(net);
+    await waitForOutput(dnsmasq, /started, version/);
+    cg = new TestCgroup('netmon-dnsexport');
+  });
+
+  afterAll(async () => {
+    try {
+      await cg?.destroy();
+    } finally {
+      await net?.destroy();
+    }
+  });
+
+  it('sends real lookups as zxporter-netmon does (dns_lookups, ip2domain) and as OTLP counts and latency histograms', async () => {
+    const monitored = cg.child('client');
+    const dir = mkdtempSync(path.join(tmpdir(), 'netmon-dnsx-'));
+    const dakr = await DakrStandIn.start();
+    const sink = await OtlpSink.start();
+    const config = path.join(dir, 'agent.yaml');
+    writeFileSync(
+      config,
+      `receivers:
+  dns: { cgroup_path: ${monitored}, read_interval: 200ms }
+exporters:
+  devzero: { endpoint: "http://127.0.0.1:${dakr.port}", token: t, node_name: node-dns, flush_interval: 1s }
+  otlp: { endpoint: "127.0.0.1:${sink.port}", tls: { insecure: true }, interval: 500ms }
+extensions:
+  health_check: { endpoint: "127.0.0.1:0" }
+service:
+  extensions: [health_check]
+  pipelines:
+    dns: { receivers: [dns], exporters: [devzero, otlp] }
+`,
+    );
+    const agent = new AgentProcess(['run', '--config', config], {
+      env: { KUBECONFIG: path.join(dir, 'none'), KUBERNETES_SERVICE_HOST: '' },
+    });
+    try {
+      await agent.waitForLog((l) => String(l.msg).startsWith('netmon is running'), 30_000);
+      await dig(cg, net, monitored, [`@${net.ipA}`, 'deep.shop.test', 'A']);
+      await dig(cg, net, monitored, ['+tcp', `@${net.ip6A}`, 'www.shop.test', 'AAAA']);
+      await dig(cg, net, monitored, [`@${net.ipA}`, 'missing.shop.test', 'A']);
+
+      // DevZero: each lookup that resolved an address, with its addresses, and the names of those addresses.
+      await dakr.waitFor(() => dakr.traffic.flatMap((c) => c.request.dns_lookups).length >= 2);
+      const items = dakr.traffic.flatMap((c) => c.request.dns_lookups);
+      expect(
+        items
+          .map((i) => ({ client: i.client_ip, domain: i.domain, ips: i.resolved_ips }))
+          .sort((a, b) => a.domain.localeCompare(b.domain)),
+      ).toEqual([
+        { client: net.ipB, domain: 'deep.shop.test', ips: [net.ipA] },
+        { client: net.ip6B, domain: 'www.shop.test', ips: [net.ip6A] },
+      ]);
+      const ip2domain = Object.assign({}, ...dakr.traffic.map((c) => c.request.ip2domain));
+      expect(ip2domain).toMatchObject({ [net.ipA]: 'deep.shop.test', [net.ip6A]: 'www.shop.test' });
+
+      // OTLP: lookups by question and response code, and their latency.
+      await sink.waitFor(() =>
+        sink
+          .points()
+          .some(
+            (p) =>
+              p.metric === 'netmon.dns.lookup.count' &&
+              p.attributes['dns.question.name'] === 'missing.shop.test',
+          ),
+      );
+      const counts = new Map<string, number>();
+      let latencies = 0;
+      for (const p of sink.points()) {
+        if (p.metric === 'netmon.dns.lookup.count') {
+          const k = `${p.attributes['dns.question.name']} ${p.attributes['dns.response_code']}`;
+          counts.set(k, (counts.get(k) ?? 0) + p.value);
+        }
+        if (p.metric === 'netmon.dns.lookup.duration') latencies += p.value;
+      }
+      expect(Object.fromEntries(counts)).toEqual({
+        'deep.shop.test NOERROR': 1,
+        'www.shop.test NOERROR': 1,
+        'missing.shop.test NXDOMAIN': 1,
+      });
+      expect(latencies).toBe(3);
+    } finally {
+      agent.signal();
+      await agent.exit();
+      await dakr.stop();
+      await sink.close();
       rmSync(dir, { recursive: true, force: true });
     }
   }, 90_000);
