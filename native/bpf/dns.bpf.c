@@ -66,18 +66,20 @@ static __always_inline int trace(struct __sk_buff *skb, int egress) {
   // A query leaves for port 53; an answer arrives from it. The server's own side (a resolver on this
   // node receiving queries, sending answers) is not a lookup of its own and is left out.
   if ((egress ? p.dport : p.sport) != DNS_PORT) return 1;
-  if (p.payload >= skb->len) return 1;  // TCP handshake and bare acknowledgments: no message bytes
+  // TCP handshakes and bare acknowledgments carry no message bytes; a bare FIN or RST is still recorded
+  // (header only), so user space forgets the connection's stream at once.
+  int closing = p.protocol == IPPROTO_TCP && (p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST));
+  if (p.payload >= skb->len && !closing) return 1;
 
   __u32 zero = 0;
   struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
   struct dns_config *cfg = bpf_map_lookup_elem(&config, &zero);
   if (!s || !cfg) return 1;
-  __u32 payload_len = skb->len - p.payload;
+  __u32 payload_len = p.payload < skb->len ? skb->len - p.payload : 0;
   __u32 len = payload_len < cfg->capture_bytes ? payload_len : cfg->capture_bytes;
-  // Bounds the verifier can see: 1 ≤ len ≤ DNS_CAPTURE_MAX.
+  // Bounds the verifier can see: 0 ≤ len ≤ DNS_CAPTURE_MAX.
   if (len > DNS_CAPTURE_MAX) len = DNS_CAPTURE_MAX;
-  if (len == 0) return 1;
-  if (bpf_skb_load_bytes(skb, p.payload, s->data, len)) {
+  if (len > 0 && bpf_skb_load_bytes(skb, p.payload, s->data, len)) {
     stat_add(DNS_STAT_MALFORMED, 1);
     return 1;
   }

@@ -173,9 +173,10 @@ describe.runIf(privileged())('dns receiver on a real cgroup', () => {
       expect(l.clientIp, where).toBe(a.server.includes(':') ? net.ip6B : net.ipB);
       expect(l.cgroupId, where).toBe(id);
       expect(l.questionType, where).toBe(a.type === 'A' ? 1 : 28);
-      // From the query leaving the socket to the answer reaching it: within what dig measured around it.
+      // From the query leaving the socket to the answer reaching it. dig prints whole milliseconds, taken
+      // at other points (over TCP, not around the segments): the two agree to a few ms on this host.
       expect(l.latencyMs, where).toBeGreaterThan(0);
-      expect(l.latencyMs, where).toBeLessThanOrEqual(a.dig.queryMs + 1);
+      expect(l.latencyMs, where).toBeLessThanOrEqual(a.dig.queryMs + 10);
     }
     expect(got[0].answers).toEqual([{ name: 'www.shop.test', type: 1, ttl: 120, ip: net.ipA }]);
     expect(got[2].canonical).toBe('www.shop.test');

@@ -324,19 +324,23 @@ describe('dns receiver: reads', () => {
     await t.receiver.shutdown();
   });
 
-  it('chains at most 8 drains per read, then waits for the next interval', async () => {
+  it('chains at most 8 drains per read; while the ring still holds more, the next read follows at once', async () => {
     const t = setup({ read_interval: '1s' });
     let n = 0;
-    t.kernel.fallback = () => dnsRead([got(t, 10, { ...SHOP, id: ++n })], { more: true });
+    // Twelve drains find more behind them until the twelfth.
+    t.kernel.fallback = () => dnsRead([got(t, 10, { ...SHOP, id: ++n })], { more: n < 12 });
     t.receiver.start();
     await tick(1000);
     expect(t.readTimes()).toEqual(Array(8).fill(1000));
-    expect(t.sink.batches.map((b) => b.length)).toEqual([8]);
-    await tick(999);
-    expect(t.readTimes()).toHaveLength(8);
+    // A zero delay is a timer's minimum, 1 ms.
     await tick(1);
-    expect(t.readTimes()).toHaveLength(16);
-    expect(t.metric('netmon_dns_reads')).toBe(16);
+    expect(t.readTimes()).toEqual([...Array(8).fill(1000), ...Array(4).fill(1001)]);
+    expect(t.sink.batches.map((b) => b.length)).toEqual([8, 4]);
+    await tick(999);
+    expect(t.readTimes()).toHaveLength(12);
+    await tick(1);
+    expect(t.readTimes()).toHaveLength(13);
+    expect(t.metric('netmon_dns_reads')).toBe(13);
     t.kernel.fallback = () => dnsRead();
     await t.receiver.shutdown();
   });

@@ -20,7 +20,10 @@ import { DnsTracker } from './tracker.js';
 const RETRY_BASE_MS = 250;
 /** Bytes of records one drain takes at most; a fuller ring is drained by further reads at once. */
 const READ_BUDGET = 4 << 20;
-/** Drains one read may chain before it yields to the event loop (and hands its batch on). */
+/**
+ * Drains one read chains before it hands its batch on and yields to the event loop; when the ring still
+ * holds more, the next read follows at once.
+ */
 const DRAINS_PER_READ = 8;
 
 /**
@@ -152,21 +155,30 @@ export class DnsReceiver implements Receiver {
     if (this.stopping) return;
     this.timer = setTimeout(() => {
       const started = performance.now();
-      this.reading = this.read().finally(() => {
-        this.reading = undefined;
-        const wait = this.config.read_interval - (performance.now() - started);
-        const retry = this.failedInARow > 0 ? RETRY_BASE_MS * 2 ** (this.failedInARow - 1) : Infinity;
-        this.schedule(Math.max(0, Math.min(wait, retry)));
-      });
+      let more = false;
+      this.reading = this.read()
+        .then((m) => {
+          more = m;
+        })
+        .finally(() => {
+          this.reading = undefined;
+          const wait = more ? 0 : this.config.read_interval - (performance.now() - started);
+          const retry = this.failedInARow > 0 ? RETRY_BASE_MS * 2 ** (this.failedInARow - 1) : Infinity;
+          this.schedule(Math.max(0, Math.min(wait, retry)));
+        });
     }, delayMs);
   }
 
-  /** One read (a few drains when the ring is fuller than one takes): never throws. */
-  private async read(): Promise<void> {
+  /**
+   * One read (a few drains when the ring is fuller than one takes): never throws. Returns true when the
+   * ring still held more: the next read then comes at once.
+   */
+  private async read(): Promise<boolean> {
     const handle = this.handle;
-    if (!handle) return;
+    if (!handle) return false;
     const batch = new DnsBatch();
     let failed = false;
+    let more = false;
     for (let drains = 0; drains < DRAINS_PER_READ; drains++) {
       let result: CgroupDnsRead;
       try {
@@ -175,6 +187,7 @@ export class DnsReceiver implements Receiver {
         this.failedInARow++;
         this.readFailures++;
         failed = true;
+        more = false; // the retry's backoff, not an immediate read
         const message = `DNS ring buffer read failed: ${errorMessage(err)}`;
         this.settings.status.recoverableError(new Error(message));
         this.settings.logger.error({ err: errorMessage(err), failed_in_a_row: this.failedInARow }, message);
@@ -196,7 +209,8 @@ export class DnsReceiver implements Receiver {
         );
         this.settings.logger.error({ err: errorMessage(err), records: result.count }, 'DNS records lost');
       }
-      if (!result.more || this.stopping) break;
+      more = result.more;
+      if (!more || this.stopping) break;
     }
     this.tracker.expire(this.kernel.monotonicNs());
     if (batch.length > 0) {
@@ -208,9 +222,18 @@ export class DnsReceiver implements Receiver {
           'the dns_cache extension could not learn a batch',
         );
       }
-      this.next.consume(batch);
+      try {
+        this.next.consume(batch);
+      } catch (err) {
+        this.readFailures++;
+        failed = true;
+        const message = `DNS lookups read but not handed on (lost): ${errorMessage(err)}`;
+        this.settings.status.recoverableError(new Error(message));
+        this.settings.logger.error({ err: errorMessage(err), lookups: batch.length }, message);
+      }
     }
     if (!failed) this.settings.status.ok();
+    return more;
   }
 
   private noteKernelTotals(result: CgroupDnsRead): void {

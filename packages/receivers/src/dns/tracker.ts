@@ -145,6 +145,11 @@ export class DnsTracker {
     const flags = records[o + DNS_EVENT.tcpFlags];
     const ktime = ktimeOf(view, o);
     const key = streamKey(records, o);
+    if (captured === 0 && whole) {
+      // A bare FIN or RST (the tracer records those without payload): this direction is over.
+      if ((flags & (TCP_FIN | TCP_RST)) !== 0) this.streams.delete(key);
+      return;
+    }
     let s = this.streams.get(key);
     let from = payload;
     let length = captured;
@@ -174,7 +179,12 @@ export class DnsTracker {
     } else {
       if (this.streams.size >= MAX_STREAMS) {
         const oldest = this.streams.keys().next().value;
-        if (oldest !== undefined) this.streams.delete(oldest);
+        if (oldest !== undefined) {
+          // A message half put together is lost with it: counted like a lost segment.
+          const old = this.streams.get(oldest);
+          if (old && !old.broken && old.used > 0) this.malformed('tcp_gap');
+          this.streams.delete(oldest);
+        }
       }
       s = { next: seq, broken: false, buf: new Uint8Array(512), used: 0, lastNs: ktime };
     }
@@ -190,11 +200,17 @@ export class DnsTracker {
       this.messageAt(s.buf, view, o, start + 2, size, batch, clock, records);
       start += 2 + size;
     }
-    if (!whole && s.used - start >= 2) {
+    if (!whole) {
       // The segment was cut at capture_bytes: the message it carries is kept as far as it goes, and the
-      // stream cannot be followed past it.
-      const size = (s.buf[start] << 8) | s.buf[start + 1];
-      this.messageAt(s.buf, view, o, start + 2, Math.min(size, s.used - start - 2), batch, clock, records);
+      // stream cannot be followed past it (where the next message starts is in the bytes not copied).
+      const left = s.used - start;
+      if (left >= 2) {
+        const size = (s.buf[start] << 8) | s.buf[start + 1];
+        this.messageAt(s.buf, view, o, start + 2, Math.min(size, left - 2), batch, clock, records);
+      } else {
+        // The next message begins in (or right after) the cut: its length prefix was not copied.
+        this.malformed('short_header');
+      }
       this.breakStream(key, s, ktime, flags);
       return;
     }
