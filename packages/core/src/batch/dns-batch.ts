@@ -77,6 +77,38 @@ export interface DnsLookupInit {
 }
 
 /**
+ * The answers of one message as a parser holds them: parallel arrays, addresses 16 bytes each
+ * (IPv4-mapped), targets '' unless CNAME. What `DnsBatch.pushWire` takes, so the tracer's hot path never
+ * turns an address into text and back.
+ */
+export interface DnsAnswerColumns {
+  answers: number;
+  answerName: readonly string[];
+  answerType: ArrayLike<number>;
+  answerTtl: ArrayLike<number>;
+  answerAddr: Uint8Array;
+  answerTarget: readonly string[];
+}
+
+/** A lookup's own fields for `pushWire`: as DnsLookupInit, with addresses as 16-byte slices of `addr`. */
+export interface DnsLookupWire {
+  time: number;
+  /** Holds the client's and the server's 16-byte addresses at `clientAt` and `serverAt`. */
+  addr: Uint8Array;
+  clientAt: number;
+  serverAt: number;
+  clientPort: number;
+  protocol: number;
+  question: string;
+  questionType: number;
+  rcode: number;
+  latencyMs: number;
+  cgroupId: number;
+  podUid: string;
+  canonical: string;
+}
+
+/**
  * DNS answers seen on the node, columnar like FlowBatch: one row per lookup, answers in a second table
  * addressed by [answerStart, answerStart + answerCount). Names are dictionary-encoded once per batch.
  */
@@ -174,6 +206,41 @@ export class DnsBatch extends Sealable {
     return row;
   }
 
+  /**
+   * Appends one lookup from wire-form parts (the dns receiver's path): addresses are copied as bytes,
+   * answers taken from the parser's columns. Returns the row.
+   */
+  pushWire(l: DnsLookupWire, a: DnsAnswerColumns): number {
+    this.assertWritable();
+    const row = this.length++;
+    this.clientAddr = room(this.clientAddr, 16 * row + 16);
+    this.clientAddr.set(l.addr.subarray(l.clientAt, l.clientAt + 16), 16 * row);
+    this.serverAddr = room(this.serverAddr, 16 * row + 16);
+    this.serverAddr.set(l.addr.subarray(l.serverAt, l.serverAt + 16), 16 * row);
+    this.time.push(l.time);
+    this.clientPort.push(l.clientPort);
+    this.protocol.push(l.protocol);
+    this.question.push(this.code(l.question));
+    this.questionType.push(l.questionType);
+    this.rcode.push(l.rcode);
+    this.latency.push(l.latencyMs);
+    this.cgroup.push(l.cgroupId);
+    this.podUid.push(l.podUid ? this.code(l.podUid) : 0);
+    this.canonical.push(l.canonical ? this.code(l.canonical) : 0);
+    const firstAnswer = this.answerType.length;
+    this.answerStart.push(firstAnswer);
+    this.answerCount.push(a.answers);
+    this.answerAddr = room(this.answerAddr, 16 * (firstAnswer + a.answers));
+    this.answerAddr.set(a.answerAddr.subarray(0, 16 * a.answers), 16 * firstAnswer);
+    for (let k = 0; k < a.answers; k++) {
+      this.answerName.push(this.code(a.answerName[k]));
+      this.answerType.push(a.answerType[k]);
+      this.answerTtl.push(a.answerTtl[k]);
+      this.answerTarget.push(a.answerTarget[k] === '' ? 0 : this.code(a.answerTarget[k]));
+    }
+    return row;
+  }
+
   clientIp(i: number): string {
     return formatIp(this.clientAddr, 16 * i);
   }
@@ -213,6 +280,14 @@ export class DnsBatch extends Sealable {
     if (this.canonical[i] !== 0) out.canonical = this.names[this.canonical[i]];
     return out;
   }
+}
+
+/** `buf`, or a copy at least twice as large when it holds fewer than `size` bytes. */
+function room(buf: Uint8Array, size: number): Uint8Array {
+  if (size <= buf.length) return buf;
+  const out = new Uint8Array(Math.max(size, 2 * buf.length, 256));
+  out.set(buf);
+  return out;
 }
 
 /** Writes `bytes` at `offset`, growing `buf` by doubling when it is too small. */

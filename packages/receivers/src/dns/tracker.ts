@@ -1,7 +1,7 @@
 // From the tracer's raw records to lookups: each record's message is parsed, TCP segments are put back
 // into length-prefixed messages, answers are paired with the queries they answer (latency), and every
 // answer that is a lookup becomes a row of a DnsBatch. Everything that is not used is counted, by reason.
-import { type DnsAnswerInit, type DnsBatch, DnsType, formatIp } from '@netmon/core';
+import type { DnsBatch } from '@netmon/core';
 import { DNS_EVENT } from '@netmon/native';
 import { DnsMessage, type DnsReject, parseDns } from './parse.js';
 
@@ -299,35 +299,25 @@ export class DnsTracker {
     clock: TrackerClock,
   ): void {
     const cgroupId = cgroupOf(view, o);
-    const family = records[o + DNS_EVENT.family] === 4 ? 4 : 6;
-    const answers: DnsAnswerInit[] = [];
-    for (let k = 0; k < m.answers; k++) {
-      const type = m.answerType[k];
-      const answer: DnsAnswerInit = {
-        name: m.answerName[k],
-        type,
-        ttl: m.answerTtl[k],
-      };
-      if (type === DnsType.CNAME) answer.target = m.answerTarget[k];
-      else answer.ip = formatIp(m.answerAddr, 16 * k, type === DnsType.A ? 4 : 6);
-      answers.push(answer);
-    }
-    const row = batch.push({
-      time: clock.wallMs - (clock.monoNs - ktime) / 1e6,
-      clientIp: formatIp(records, o + DNS_EVENT.local, family),
-      clientPort: view.getUint16(o + DNS_EVENT.localPort, true),
-      serverIp: formatIp(records, o + DNS_EVENT.remote, family),
-      protocol: records[o + DNS_EVENT.protocol],
-      question: m.question,
-      questionType: m.questionType,
-      rcode: m.rcode,
-      latencyMs: query ? (ktime - query.at) / 1e6 : Number.NaN,
-      cgroupId,
-      podUid: this.podUid(cgroupId) || undefined,
-      canonical: m.canonical || undefined,
-      answers,
-    });
-    if (row >= 0) this.counters.lookups++;
+    batch.pushWire(
+      {
+        time: clock.wallMs - (clock.monoNs - ktime) / 1e6,
+        addr: records,
+        clientAt: o + DNS_EVENT.local,
+        serverAt: o + DNS_EVENT.remote,
+        clientPort: view.getUint16(o + DNS_EVENT.localPort, true),
+        protocol: records[o + DNS_EVENT.protocol],
+        question: m.question,
+        questionType: m.questionType,
+        rcode: m.rcode,
+        latencyMs: query ? (ktime - query.at) / 1e6 : Number.NaN,
+        cgroupId,
+        podUid: this.podUid(cgroupId) ?? '',
+        canonical: m.canonical,
+      },
+      m,
+    );
+    this.counters.lookups++;
   }
 
   private malformed(reason: MalformedReason): void {
