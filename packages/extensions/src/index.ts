@@ -3,7 +3,10 @@
 // here loads an extension's heavy dependencies (the Kubernetes client): the factories load the
 // implementation when a config uses it; code that makes the k8s_metadata extension itself imports
 // `@netmon/extensions/k8s_metadata`.
+export { DnsNameCache } from './dns_cache/cache.js';
+export { type DnsCacheConfig, dnsCacheConfig } from './dns_cache/config.js';
 export * from './dns_cache/contract.js';
+export { createDnsCache, type DnsCacheExtension, dnsCacheFactory } from './dns_cache/factory.js';
 export * from './health_check/contract.js';
 export { healthCheckFactory } from './health_check/factory.js';
 export { liveness, queueDocument, readiness, statusDocument } from './health_check/health.js';

@@ -18,8 +18,9 @@ export interface DnsName {
 
 export interface DnsCache extends Extension {
   /**
-   * Learns every A and AAAA answer of the batch: the answered address → its lookup's question and
-   * canonical name, for the client that asked, until the answer's TTL (clamped by the cache's config)
+   * Learns the A and AAAA answers of the batch's NOERROR lookups whose owner is the question or a name
+   * along its CNAME chain: the answered address → its lookup's question and canonical name, for the client
+   * that asked, until the smallest TTL along the chain to that address (clamped by the cache's config)
    * runs out.
    */
   learn(batch: DnsBatch): void;
