@@ -1,6 +1,22 @@
-import { FlowBatch, FlowFlags, type FlowInit, parseIp, StatusBoard } from '@netmon/core';
+import {
+  DnsBatch,
+  DnsType,
+  FlowBatch,
+  FlowFlags,
+  type FlowInit,
+  formatIp,
+  parseIp,
+  StatusBoard,
+} from '@netmon/core';
 import { testSettings } from '@netmon/core/testkit';
-import { DNS_CACHE, type DnsCache, K8S_METADATA, MetadataStore } from '@netmon/extensions';
+import {
+  createDnsCache,
+  DNS_CACHE,
+  type DnsCache,
+  dnsCacheConfig,
+  K8S_METADATA,
+  MetadataStore,
+} from '@netmon/extensions';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -138,8 +154,10 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
       flow(IP.web, '52.94.1.1', { attributes: { 'dst.domain': 'ABCDEF.gr7.us-east-1.eks.amazonaws.com.' } }),
     ]);
     expect(upstream.map((r) => r.class)).toEqual(['private_link', 'cloud_api', 'k8s_control_plane']);
+    const elb = { name: 'internal-x.us-east-1.elb.amazonaws.com', canonical: '' };
     const dns: DnsCache = {
-      domainOf: (buf, off) => (buf[off + 15] === 9 ? 'internal-x.us-east-1.elb.amazonaws.com' : undefined),
+      learn: () => {},
+      domainOf: (buf, off) => (buf[off + 15] === 9 ? elb : undefined),
     };
     const p = await classifier({}, { dns });
     const out = (await p.process(
@@ -152,7 +170,10 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
   });
 
   it('the factory hands over the k8s_metadata and dns_cache extensions', async () => {
-    const dns: DnsCache = { domainOf: () => 'x.us-east-1.elb.amazonaws.com' };
+    const dns: DnsCache = {
+      learn: () => {},
+      domainOf: () => ({ name: 'x.us-east-1.elb.amazonaws.com', canonical: '' }),
+    };
     const extensions = new Map<string, never>([
       [K8S_METADATA, staticMetadata(awsStore()) as never],
       [DNS_CACHE, dns as never],
@@ -167,6 +188,96 @@ describe('classify: the traffic class of each flow, seen from node-a (AWS, us-ea
       'traffic.class': 'load_balancer',
       'dst.domain': 'x.us-east-1.elb.amazonaws.com',
     });
+  });
+
+  it('names a destination as its source resolved it (dns_cache per client): two pods, one address, two names', async () => {
+    const cache = createDnsCache(testSettings('extension', 'dns_cache'), dnsCacheConfig.parse({}));
+    const t0 = Date.now();
+    // One CDN address behind two names: web asked for the shop's, cache for an AWS load balancer's.
+    cache.learn(
+      DnsBatch.from([
+        {
+          time: t0,
+          clientIp: IP.web,
+          question: 'Shop.Example.com.',
+          answers: [{ name: 'shop.example.com', type: DnsType.A, ttl: 30, ip: '34.1.2.9' }],
+        },
+        {
+          time: t0,
+          clientIp: IP.cache,
+          question: 'internal-x.us-east-1.elb.amazonaws.com',
+          answers: [
+            { name: 'internal-x.us-east-1.elb.amazonaws.com', type: DnsType.A, ttl: 30, ip: '34.1.2.9' },
+          ],
+        },
+      ]),
+    );
+    // Every copy kept: worker runs on node-a2, whose agent would report its flows.
+    const p = await classifier({ exactly_once: false }, { dns: cache });
+    const out = (await p.process(
+      FlowBatch.from([flow(IP.web, '34.1.2.9'), flow(IP.cache, '34.1.2.9'), flow(IP.worker, '34.1.2.9')]),
+    )) as FlowBatch;
+    expect([...out].map((r) => [r.get('dst.domain'), r.get('traffic.class')])).toEqual([
+      ['shop.example.com', 'internet_egress'],
+      ['internal-x.us-east-1.elb.amazonaws.com', 'load_balancer'],
+      // A pod the cache has no answer of its own for gets the name the address's last client got.
+      ['internal-x.us-east-1.elb.amazonaws.com', 'load_balancer'],
+    ]);
+    cache.shutdown();
+  });
+
+  it('matches DNS-name patterns on the canonical name too: a private endpoint behind a public service name', async () => {
+    // sqs.us-east-1.amazonaws.com alone is cloud_api; its CNAME to an interface endpoint makes it private_link.
+    const sqs = {
+      name: 'sqs.us-east-1.amazonaws.com',
+      canonical: 'vpce-0a1b2c-x7y8.sqs.us-east-1.vpce.amazonaws.com',
+    };
+    const s3 = { name: 's3.us-east-1.amazonaws.com', canonical: '' };
+    const dns: DnsCache = {
+      learn: () => {},
+      domainOf: (buf, off) => (buf[off + 15] === 8 ? sqs : buf[off + 15] === 1 ? s3 : undefined),
+    };
+    const p = await classifier({}, { dns });
+    const out = (await p.process(
+      FlowBatch.from([
+        flow(IP.web, '10.30.0.8'),
+        flow(IP.web, '52.216.1.1'),
+        // Written upstream: kept, and matched by itself (no canonical name is known for it).
+        flow(IP.web, '10.30.0.8', { attributes: { 'dst.domain': 'sqs.us-east-1.amazonaws.com' } }),
+      ]),
+    )) as FlowBatch;
+    expect([...out].map((r) => [r.get('dst.domain'), r.get('traffic.class')])).toEqual([
+      ['sqs.us-east-1.amazonaws.com', 'private_link'],
+      ['s3.us-east-1.amazonaws.com', 'cloud_api'],
+      ['sqs.us-east-1.amazonaws.com', 'cloud_api'],
+    ]);
+  });
+
+  it('asks the cache with the flow’s source as the client, and matches each distinct name once per batch', async () => {
+    let reads = 0;
+    const name = {
+      get name() {
+        reads++;
+        return 'api.partner.example';
+      },
+      canonical: 'edge.cdn.example',
+    };
+    const asked: string[] = [];
+    const dns: DnsCache = {
+      learn: () => {},
+      domainOf: (buf, off, client, clientOff = 0) => {
+        asked.push(`${formatIp(buf, off)} from ${client ? formatIp(client, clientOff) : 'nobody'}`);
+        return name;
+      },
+    };
+    const p = await classifier({}, { dns });
+    const flows = Array.from({ length: 200 }, (_, i) => flow(i % 2 ? IP.web : IP.cache, '34.1.2.9'));
+    const out = (await p.process(FlowBatch.from(flows))) as FlowBatch;
+    expect(asked.slice(0, 2)).toEqual([`34.1.2.9 from ${IP.cache}`, `34.1.2.9 from ${IP.web}`]);
+    expect(asked).toHaveLength(200);
+    expect(new Set([...out].map((r) => r.get('dst.domain')))).toEqual(new Set(['api.partner.example']));
+    // One DnsName: its name read for the dictionary and the patterns, not once per row.
+    expect(reads).toBeLessThanOrEqual(3);
   });
 
   it('user rules come first: a direct class, or a place that the class then follows from', async () => {

@@ -11,7 +11,7 @@ import {
   type Processor,
   parseCidr,
 } from '@netmon/core';
-import type { DnsCache, Entity, K8sMetadata, MetadataStore } from '@netmon/extensions';
+import type { DnsCache, DnsName, Entity, K8sMetadata, MetadataStore } from '@netmon/extensions';
 import { DESTINATION_KINDS, TRAFFIC_CLASS, TRAFFIC_CLASSES, type TrafficClass } from './classes.js';
 import type { ClassifyConfig } from './config.js';
 import { HostAddresses } from './local.js';
@@ -684,30 +684,61 @@ export class ClassifyProcessor implements Processor<FlowBatch> {
   }
 
   /**
-   * Per row, the position of the first domain pattern the destination's DNS name matches (-1 none), from
-   * `dst.domain` (written upstream, or here from the dns_cache extension). Matched once per distinct name.
+   * Per row, the position of the first domain pattern the destination's DNS names match (-1 none). A
+   * `dst.domain` written upstream is matched as it is, once per dictionary entry. Otherwise the dns_cache
+   * extension names the address dialled as the flow's source resolved it: dst.domain is the question, and
+   * the patterns are tried on the question and on the canonical name its CNAMEs led to (a private
+   * endpoint behind sqs.us-east-1.amazonaws.com is named vpce-….vpce.amazonaws.com only there), once per
+   * distinct DnsName per batch: the cache shares one object per name, so identity is the key.
    */
   private domainPatterns(batch: FlowBatch): Int32Array | null {
-    if (this.patternDomains.length === 0 && this.dns === undefined) return null;
+    const patterns = this.patternDomains.length > 0;
+    if (!patterns && this.dns === undefined) return null;
     const n = batch.length;
+    // -2: not named by the cache; the upstream dictionary decides below.
+    const out = new Int32Array(n).fill(-2);
     if (this.dns !== undefined) {
       const col = batch.ensureColumn(DST_DOMAIN, 'string');
+      const { codes } = col;
+      const { srcAddr, dstAddr } = batch;
+      const seen = new Map<DnsName, number>();
+      const seenCode: number[] = [];
+      const seenHit: number[] = [];
       for (let i = 0; i < n; i++) {
-        if (col.codes[i] !== 0) continue;
-        const name = this.dns.domainOf(batch.dstAddr, 16 * i);
-        if (name !== undefined) col.codes[i] = col.code(name);
+        if (codes[i] !== 0) continue;
+        const name = this.dns.domainOf(dstAddr, 16 * i, srcAddr, 16 * i);
+        if (name === undefined) continue;
+        let k = seen.get(name);
+        if (k === undefined) {
+          k = seenCode.length;
+          seen.set(name, k);
+          seenCode.push(col.code(name.name));
+          seenHit.push(patterns ? this.firstPattern(name.name, name.canonical) : -1);
+        }
+        codes[i] = seenCode[k];
+        out[i] = seenHit[k];
       }
     }
+    if (!patterns) return null;
     const col = batch.column(DST_DOMAIN);
-    if (col?.kind !== 'string' || this.patternDomains.length === 0) return null;
-    const byCode = new Int32Array(col.dict.length).fill(-1);
-    for (let c = 1; c < col.dict.length; c++) {
-      const name = col.dict[c].toLowerCase();
-      const hit = this.patternDomains.find((p) => p.re.test(name));
-      if (hit) byCode[c] = hit.index;
+    if (col?.kind !== 'string') return out.fill(-1);
+    const { dict, codes } = col;
+    let byCode: Int32Array | undefined;
+    for (let i = 0; i < n; i++) {
+      if (out[i] !== -2) continue;
+      const c = codes[i];
+      if (byCode === undefined) byCode = new Int32Array(dict.length).fill(-2);
+      if (byCode[c] === -2) byCode[c] = c === 0 ? -1 : this.firstPattern(dict[c].toLowerCase(), '');
+      out[i] = byCode[c];
     }
-    const out = new Int32Array(n);
-    for (let i = 0; i < n; i++) out[i] = byCode[col.codes[i]];
     return out;
+  }
+
+  /** The position of the first domain pattern `name` or `canonical` (when not '') matches, -1 none. */
+  private firstPattern(name: string, canonical: string): number {
+    for (const p of this.patternDomains) {
+      if (p.re.test(name) || (canonical !== '' && p.re.test(canonical))) return p.index;
+    }
+    return -1;
   }
 }
