@@ -5,11 +5,12 @@
 
 #include <linux/types.h>
 
-// Largest DNS payload copied from one packet (a power of two: the copy length is masked with it).
+// Largest DNS payload copied from one packet.
 #define DNS_CAPTURE_MAX 4096
 
 // One captured packet: this header, then `captured` bytes of its transport payload (a DNS message, or
-// for TCP a segment of the length-prefixed stream).
+// for TCP a segment of the length-prefixed stream; none for a TCP SYN, FIN or RST), in a ring record that
+// may be longer (a size class).
 struct dns_event {
   __u64 ktime_ns;   // bpf_ktime_get_ns(): CLOCK_MONOTONIC
   __u64 cgroup_id;  // cgroup v2 id of the local socket
@@ -37,7 +38,7 @@ enum dns_stat {
   DNS_STAT_CAPTURED = 0,     // packets written to the ring buffer
   DNS_STAT_LOST = 1,         // packets the ring buffer had no room for
   DNS_STAT_LOST_BYTES = 2,   // their payload bytes
-  DNS_STAT_MALFORMED = 3,    // port-53 packets whose headers or payload could not be read
+  DNS_STAT_MALFORMED = 3,    // port-53 packets whose payload could not be read
   DNS_STAT_COUNT = 4,
 };
 

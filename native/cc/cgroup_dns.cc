@@ -24,7 +24,9 @@ namespace {
 
 static_assert(sizeof(dns_event) == 64, "dns_event must match the BPF program's layout");
 
-// A callback's way to stop a drain when the read holds enough: the record is left in the ring.
+// A callback's way to stop a drain when the read holds enough. libbpf has already moved past the
+// record it hands the callback (and saves that position when the callback stops it), so the record that
+// fills the budget is taken first, then the drain stops: none is skipped.
 constexpr int kStop = -E2BIG;
 
 struct Sink {
@@ -34,20 +36,21 @@ struct Sink {
   bool full = false;
 };
 
+// A record is the header, `captured` payload bytes, and the rest of its size class (not copied).
 int Collect(void* ctx, void* data, size_t size) {
   auto* sink = static_cast<Sink*>(ctx);
-  if (sink->out->size() + size > sink->budget && !sink->out->empty()) {
+  const auto* event = static_cast<const dns_event*>(data);
+  if (size < sizeof(dns_event) || event->captured > size - sizeof(dns_event)) {
+    sink->bad++;  // cannot happen with a matching program; never handed on as a record
+  } else {
+    const auto* bytes = static_cast<const uint8_t*>(data);
+    sink->out->insert(sink->out->end(), bytes, bytes + sizeof(dns_event) + event->captured);
+    sink->records++;
+  }
+  if (sink->out->size() >= sink->budget) {
     sink->full = true;
     return kStop;
   }
-  const auto* event = static_cast<const dns_event*>(data);
-  if (size < sizeof(dns_event) || size != sizeof(dns_event) + event->captured) {
-    sink->bad++;  // cannot happen with a matching program; never handed on as a record
-    return 0;
-  }
-  const auto* bytes = static_cast<const uint8_t*>(data);
-  sink->out->insert(sink->out->end(), bytes, bytes + size);
-  sink->records++;
   return 0;
 }
 
@@ -227,7 +230,9 @@ Napi::Value CgroupDns::Read(const Napi::CallbackInfo& info) {
     Napi::Error::New(env, "a read is already running on this handle").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  size_t budget = info[0].IsNumber() ? static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()) : (4u << 20);
+  // At least one record per read, at most 64 MiB; anything else (NaN, negative) means the default.
+  double asked = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  size_t budget = asked >= 1 && asked <= (64u << 20) ? static_cast<size_t>(asked) : (4u << 20);
   auto* worker = new ReadWorker(env, this, info.This().As<Napi::Object>(), budget);
   Napi::Promise p = worker->Promise();
   worker->Queue();
