@@ -26,9 +26,10 @@ const SHOP_IP = '203.0.113.80';
  * dnsmasq in namespace `a` answering for shop.test from its own records, with their TTLs; every other
  * name under shop.test is NXDOMAIN.
  */
-function startDnsmasq(net: NetnsPair): ChildProcess {
+function startDnsmasq(net: NetnsPair, port = 53): ChildProcess {
   return net.spawn(net.a, 'dnsmasq', [
     '--keep-in-foreground',
+    `--port=${port}`,
     '--conf-file=/dev/null',
     '--no-resolv',
     '--no-hosts',
@@ -185,6 +186,32 @@ describe.runIf(privileged())('dns receiver on a real cgroup', () => {
     expect(got[4].answers).toEqual([]);
     expect(r.receiver.counters).toMatchObject({ lookups: 6, unmatched: 0, lostPackets: 0, malformed: {} });
     expect(await attachedPrograms(monitored)).toEqual([]);
+  });
+
+  it('traces a query a local NAT sent to another port (a sidecar DNS capture) by its socket, paired with its answer', async () => {
+    const monitored = cg.child('redirected');
+    // A second server on port 5300; queries to 10.200.0.53:53 are rewritten to it on their way out.
+    const other = startDnsmasq(net, 5300);
+    await waitForOutput(other, /started, version/);
+    await net.exec(net.b, 'nft', [
+      'add table ip netmon_dns_nat; add chain ip netmon_dns_nat out { type nat hook output priority -100; }; ' +
+        `add rule ip netmon_dns_nat out ip daddr 10.200.0.53 udp dport 53 dnat to ${net.ipA}:5300`,
+    ]);
+    const r = await receiverOn(monitored);
+    let got: DnsLookupInit[];
+    let d: Dig;
+    try {
+      d = await digIn(monitored, ['@10.200.0.53', 'www.shop.test', 'A']);
+    } finally {
+      got = await r.stop();
+      await net.exec(net.b, 'nft', ['delete table ip netmon_dns_nat']);
+    }
+    expect(d.answers).toEqual([{ name: 'www.shop.test', ttl: 120, type: 'A', value: net.ipA }]);
+    expect(got).toHaveLength(1);
+    // The answer as the client's socket saw it: from the address it dialled, with the query's latency.
+    expect(got[0]).toMatchObject({ question: 'www.shop.test', serverIp: '10.200.0.53', clientIp: net.ipB });
+    expect(got[0].latencyMs).toBeGreaterThan(0);
+    expect(r.receiver.counters).toMatchObject({ lookups: 1, unmatched: 0 });
   });
 
   it('teaches the dns_cache extension the names, per client, and the cache forgets them when the TTL runs out', async () => {
