@@ -38,7 +38,7 @@ const MAX_CHAIN = 16;
 const FILTER_BITS = 1 << 16;
 const FILTER_MASK = FILTER_BITS - 1;
 
-/** Words of a key: the address (4), then the client (4; an address entry's last client). */
+/** Words of a key: the address (4), then the client (4; a client entry's, unused by an address entry). */
 const WORDS = 8;
 
 function word(buf: Uint8Array, off: number): number {
@@ -102,9 +102,8 @@ export class DnsNameCache {
   /** The client filter, and the one the current sweep pass is building. */
   private readonly clientBits = new Uint32Array(FILTER_BITS / 32);
   private readonly nextClientBits = new Uint32Array(FILTER_BITS / 32);
-  /** The key being looked up or learned, and a second one (an entry's previous client). */
+  /** The key being looked up or learned. */
   private readonly key = new Uint32Array(WORDS);
-  private readonly other = new Uint32Array(WORDS);
   /** A lookup's CNAME chain: its names (as dnsName spells them) and the smallest TTL to reach each. */
   private readonly chainName: string[] = [];
   private readonly chainTtl: number[] = [];
@@ -186,8 +185,9 @@ export class DnsNameCache {
   }
 
   /**
-   * The name `client` (when given) got for the address, else the one its last client got; undefined when
-   * none is held or it expired. A hit keeps the entry at least min_ttl longer.
+   * The name `client` (when given) got for the address in its latest answer, else the address entry's
+   * (the name it was first resolved to, while that entry lives); undefined when none is held or it
+   * expired. A hit keeps the entry at least min_ttl longer.
    */
   domainOf(addr: Uint8Array, offset: number, client?: Uint8Array, clientOffset = 0): DnsName | undefined {
     if (this.size === 0) {
@@ -285,9 +285,10 @@ export class DnsNameCache {
   }
 
   /**
-   * One answer: the address's entry takes this client's name (the last client's, which lookups without
-   * an override of their own get); a previous client that got another name keeps it in an entry of its
-   * own, so two pods that resolve one address to different names each keep theirs.
+   * One answer. The address's entry keeps the name it holds while it lives: any number of clients may
+   * have got that name, and none of them is recorded, so replacing it would rename the address for all
+   * of them. A client that got another name keeps it in an entry of its own; one that got the address
+   * entry's name needs none, and its old one goes. Only an expired address entry takes the new name.
    */
   private place(
     addr: Uint8Array,
@@ -307,74 +308,58 @@ export class DnsNameCache {
     key[5] = word(client, clientOffset + 4);
     key[6] = word(client, clientOffset + 8);
     key[7] = word(client, clientOffset + 12);
-    // This client's own entry says no more than the address's will.
+    const b = this.find(key, ADDRESS);
+    if (b !== EMPTY && this.nameOf[b] !== id && this.expiry[b] > now) {
+      const own = this.clients > 0 ? this.find(key, CLIENT) : EMPTY;
+      if (own !== EMPTY) {
+        this.renew(own, id, expiry);
+        return;
+      }
+      const s = this.alloc(now);
+      // Making room evicted b itself when it was the least recently used (the freed slot is the one
+      // handed out): with no address entry left, this name becomes the address's.
+      this.fill(s, s === b ? ADDRESS : CLIENT, id, expiry);
+      return;
+    }
     if (this.clients > 0) {
       const own = this.find(key, CLIENT);
       if (own !== EMPTY) this.remove(own);
     }
-    const b = this.find(key, ADDRESS);
-    if (b !== EMPTY) {
-      if (this.nameOf[b] === id) {
-        if (this.expiry[b] < expiry) this.expiry[b] = expiry;
-        this.keys.set(key.subarray(4), WORDS * b + 4);
-        this.touch(b);
-        return;
-      }
-      if (this.sameClient(b, key)) {
-        this.setName(b, id);
-        this.expiry[b] = expiry;
-        this.touch(b);
-        return;
-      }
-      // Another client got another name: it keeps that name in an entry of its own.
-      const s = this.alloc(now);
-      // Making room evicted b itself when it was the least recently used: its client's name goes with it.
-      if (s !== b) this.toClientEntry(b);
-      this.fill(s, id, expiry);
-      return;
-    }
-    this.fill(this.alloc(now), id, expiry);
+    if (b !== EMPTY) this.renew(b, id, expiry);
+    else this.fill(this.alloc(now), ADDRESS, id, expiry);
   }
 
-  /** Makes slot s the address entry of `this.key`. */
-  private fill(s: number, id: number, expiry: number): void {
+  /** An answer for entry s: the same name never shortens its life; another replaces name and expiry. */
+  private renew(s: number, id: number, expiry: number): void {
+    if (this.nameOf[s] === id) {
+      if (this.expiry[s] < expiry) this.expiry[s] = expiry;
+    } else {
+      const old = this.nameOf[s];
+      this.nameOf[s] = id;
+      this.names.acquire(id);
+      this.names.release(old);
+      this.expiry[s] = expiry;
+    }
+    this.touch(s);
+  }
+
+  /** Makes slot s the entry of `this.key` of this kind (an address entry ignores the client words). */
+  private fill(s: number, kind: number, id: number, expiry: number): void {
     this.keys.set(this.key, WORDS * s);
-    this.kind[s] = ADDRESS;
+    this.kind[s] = kind;
     this.nameOf[s] = id;
     this.names.acquire(id);
     this.expiry[s] = expiry;
-    this.addresses++;
+    if (kind === ADDRESS) {
+      this.addresses++;
+    } else {
+      const hash = hashKey(this.key, 0, ADDRESS);
+      this.markClients(this.clientBits, hash);
+      this.markClients(this.nextClientBits, hash);
+      this.clients++;
+    }
     this.insert(s);
     this.pushHead(s);
-  }
-
-  /** Turns address entry b into its client's own entry, keeping its name, expiry and recency. */
-  private toClientEntry(b: number): void {
-    const other = this.other;
-    for (let j = 0; j < WORDS; j++) other[j] = this.keys[WORDS * b + j];
-    const stale = this.find(other, CLIENT);
-    if (stale !== EMPTY) this.remove(stale);
-    const hash = hashKey(this.keys, WORDS * b, ADDRESS);
-    this.markClients(this.clientBits, hash);
-    this.markClients(this.nextClientBits, hash);
-    this.unindex(b);
-    this.kind[b] = CLIENT;
-    this.addresses--;
-    this.clients++;
-    this.insert(b);
-  }
-
-  private sameClient(s: number, key: Uint32Array): boolean {
-    const at = WORDS * s;
-    const k = this.keys;
-    return k[at + 4] === key[4] && k[at + 5] === key[5] && k[at + 6] === key[6] && k[at + 7] === key[7];
-  }
-
-  private setName(s: number, id: number): void {
-    const old = this.nameOf[s];
-    this.nameOf[s] = id;
-    this.names.acquire(id);
-    this.names.release(old);
   }
 
   /** A free slot; at max_entries the least recently used entry makes room. */

@@ -13,7 +13,7 @@ export const dnsCacheConfig = z
       .max(MAX_ENTRIES_LIMIT, `max_entries must be at most ${MAX_ENTRIES_LIMIT}`)
       .default(100_000)
       .describe(
-        'The most entries the cache holds: one per answered address, plus one per client that resolved an address to another name than the last client did. Past it, the entry used least recently goes (counted as eviction reason capacity). Memory: about 66 bytes an entry plus about 175 bytes a distinct name (at the default, 6 MiB when addresses share names, 23 MiB when each has its own).',
+        'The most entries the cache holds: one per answered address, plus one per client that resolved an address to another name than the one it was first resolved to. Past it, the entry used least recently goes (counted as eviction reason capacity). Memory: about 66 bytes an entry plus about 175 bytes a distinct name (at the default, 6 MiB when addresses share names, 23 MiB when each has its own).',
       ),
     min_ttl: duration()
       .prefault('60s')

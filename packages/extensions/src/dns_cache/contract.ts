@@ -26,9 +26,11 @@ export interface DnsCache extends Extension {
   learn(batch: DnsBatch): void;
   /**
    * The names the 16-byte address at `offset` of `addr` was resolved from: as `client` (the 16-byte
-   * address at `clientOffset` of `client`, when given) resolved it, else as any client last did; undefined
-   * when the cache holds none. A hit keeps the entry at least the cache's `min_ttl` longer, so a
-   * connection that outlives its answer's TTL keeps its name.
+   * address at `clientOffset` of `client`, when given) resolved it in its latest answer, else the name the
+   * address was first resolved to, for as long as the cache keeps that (what a client that never asked
+   * gets); another client's answer never changes the name a client that asked gets while the cache keeps
+   * it. Undefined when the cache holds none. A hit keeps the entry at least the cache's `min_ttl` longer, so a connection that outlives its
+   * answer's TTL keeps its name.
    */
   domainOf(addr: Uint8Array, offset: number, client?: Uint8Array, clientOffset?: number): DnsName | undefined;
 }

@@ -238,22 +238,49 @@ describe('dns_cache: how long', () => {
 });
 
 describe('dns_cache: per client', () => {
-  it('two pods that resolve one address to different names each keep theirs; others get the last one', () => {
+  it('two pods that resolve one address to different names each keep theirs; others get the address’s first', () => {
     const c = make();
     c.learn(answer(POD_A, 'shop.example', ['203.0.113.9'], 300));
     c.learn(answer(POD_B, 'blog.example', ['203.0.113.9'], 300));
     expect(c.name('203.0.113.9', POD_A)).toBe('shop.example');
     expect(c.name('203.0.113.9', POD_B)).toBe('blog.example');
-    expect(c.name('203.0.113.9', POD_C)).toBe('blog.example');
-    expect(c.name('203.0.113.9')).toBe('blog.example');
+    expect(c.name('203.0.113.9', POD_C)).toBe('shop.example');
+    expect(c.name('203.0.113.9')).toBe('shop.example');
     expect(c.meter.value('netmon_dns_cache_entries', { kind: 'address' })).toBe(1);
     expect(c.meter.value('netmon_dns_cache_entries', { kind: 'client' })).toBe(1);
     expect(c.meter.value('netmon_dns_cache_names')).toBe(2);
-    // POD_A now gets the name everyone gets: its own entry is no longer needed, nor its old name.
-    c.learn(answer(POD_A, 'blog.example', ['203.0.113.9'], 300));
-    expect(c.name('203.0.113.9', POD_A)).toBe('blog.example');
+    // POD_B now gets the address entry's name: its own entry is no longer needed, nor its old name.
+    c.learn(answer(POD_B, 'shop.example', ['203.0.113.9'], 300));
+    expect(c.name('203.0.113.9', POD_B)).toBe('shop.example');
     expect(c.meter.value('netmon_dns_cache_entries', { kind: 'client' })).toBe(0);
     expect(c.meter.value('netmon_dns_cache_names')).toBe(1);
+  });
+
+  it('pods that got a name keep it when a third pod resolves the address to another', () => {
+    const c = make();
+    c.learn(answer(POD_A, 'api.foo.com', ['104.16.1.1'], 300));
+    c.learn(answer(POD_B, 'api.foo.com', ['104.16.1.1'], 300));
+    c.learn(answer(POD_C, 'www.bar.com', ['104.16.1.1'], 300));
+    expect(c.name('104.16.1.1', POD_A)).toBe('api.foo.com');
+    expect(c.name('104.16.1.1', POD_B)).toBe('api.foo.com');
+    expect(c.name('104.16.1.1', POD_C)).toBe('www.bar.com');
+    expect(c.name('104.16.1.1', '10.1.1.8')).toBe('api.foo.com');
+    expect({ addresses: c.cache.addresses, clients: c.cache.clients, names: c.cache.names.size }).toEqual({
+      addresses: 1,
+      clients: 1,
+      names: 2,
+    });
+  });
+
+  it('a pod that resolves the address to another name takes none from the pods that got the same name as it', () => {
+    const c = make();
+    c.learn(answer(POD_A, 'api.foo.com', ['104.16.1.1'], 300));
+    c.learn(answer(POD_B, 'api.foo.com', ['104.16.1.1'], 300));
+    c.learn(answer(POD_B, 'www.bar.com', ['104.16.1.1'], 300));
+    expect(c.name('104.16.1.1', POD_A)).toBe('api.foo.com');
+    expect(c.name('104.16.1.1', POD_B)).toBe('www.bar.com');
+    expect(c.name('104.16.1.1')).toBe('api.foo.com');
+    expect(c.cache.clients).toBe(1);
   });
 
   it('a client entry is found at once in a large table, and after sweeps have gone round it', () => {
@@ -267,26 +294,53 @@ describe('dns_cache: per client', () => {
     expect(c.name(many[5000], POD_B)).toBe('mine.example');
     for (let i = 0; i < 6; i++) c.learn(answer(POD_C, `x${i}.example`, [`192.0.2.${10 + i}`], 300));
     expect(c.name(many[5000], POD_A)).toBe('many.example');
+    expect(c.name(many[5000], POD_B)).toBe('mine.example');
   });
 
-  it('a client that gets a new name for an address replaces its own, without an entry of its own', () => {
-    const c = make();
+  it('a client that gets a new name for an address keeps it in an entry of its own, replaced by its next', () => {
+    const c = make({ min_ttl: '1s' });
     c.learn(answer(POD_A, 'old.example', ['203.0.113.9'], 300));
-    c.learn(answer(POD_A, 'new.example', ['203.0.113.9'], 300));
+    c.learn(answer(POD_A, 'new.example', ['203.0.113.9'], 30));
     expect(c.name('203.0.113.9', POD_A)).toBe('new.example');
-    expect(c.cache.size).toBe(1);
-    expect(c.cache.names.size).toBe(1);
+    // Others may have got old.example from the same resolver: the address keeps it.
+    expect(c.name('203.0.113.9', POD_B)).toBe('old.example');
+    c.learn(answer(POD_A, 'newer.example', ['203.0.113.9'], 60));
+    expect(c.name('203.0.113.9', POD_A)).toBe('newer.example');
+    expect({ size: c.cache.size, clients: c.cache.clients, names: c.cache.names.size }).toEqual({
+      size: 2,
+      clients: 1,
+      names: 2,
+    });
+    // Its own entry lives its own answer's TTL (60 s, not the 30 s of the name it replaced).
+    c.advance(59);
+    expect(c.name('203.0.113.9', POD_A)).toBe('newer.example');
+  });
+
+  it('an expired address entry takes the next name, and the client that got it needs no entry of its own', () => {
+    const c = make({ min_ttl: '1s' });
+    c.learn(answer(POD_A, 'short.example', ['203.0.113.9'], 30));
+    c.advance(40); // expired, not yet swept: no lookup and no batch since
+    c.learn(answer(POD_B, 'next.example', ['203.0.113.9'], 300));
+    expect(c.name('203.0.113.9', POD_A)).toBe('next.example');
+    expect(c.name('203.0.113.9')).toBe('next.example');
+    expect({ size: c.cache.size, clients: c.cache.clients, names: c.cache.names.size }).toEqual({
+      size: 1,
+      clients: 0,
+      names: 1,
+    });
+    expect([...c.cache.recency()].map((e) => (e.expiry - c.at()) / 1000)).toEqual([300]);
   });
 
   it('a client entry expires on its own TTL, and the address’s name takes over', () => {
     const c = make({ min_ttl: '1s' });
-    c.learn(answer(POD_A, 'short.example', ['203.0.113.9'], 30));
-    c.learn(answer(POD_B, 'long.example', ['203.0.113.9'], 300));
-    expect(c.name('203.0.113.9', POD_A)).toBe('short.example');
+    c.learn(answer(POD_A, 'long.example', ['203.0.113.9'], 300));
+    c.learn(answer(POD_B, 'short.example', ['203.0.113.9'], 30));
+    expect(c.name('203.0.113.9', POD_B)).toBe('short.example');
     c.advance(40);
-    expect(c.name('203.0.113.9', POD_A)).toBe('long.example');
+    expect(c.name('203.0.113.9', POD_B)).toBe('long.example');
     expect(c.cache.clients).toBe(0);
     expect(c.cache.names.size).toBe(1);
+    expect(c.meter.value('netmon_dns_cache_evictions', { reason: 'expired' })).toBe(1);
   });
 });
 
@@ -307,7 +361,7 @@ describe('dns_cache: max_entries', () => {
   it('counts client entries against it; an expired entry pushed out counts as expired', () => {
     const c = make({ max_entries: 2, min_ttl: '1s' });
     c.learn(answer(POD_A, 'short.example', ['192.0.2.1'], 10));
-    c.learn(answer(POD_B, 'other.example', ['192.0.2.1'], 300)); // POD_A's name moves to a client entry
+    c.learn(answer(POD_B, 'other.example', ['192.0.2.1'], 300)); // POD_B's name, in an entry of its own
     expect(c.cache.size).toBe(2);
     c.advance(20);
     c.learn(answer(POD_A, 'next.example', ['192.0.2.2'], 300));
@@ -318,20 +372,27 @@ describe('dns_cache: max_entries', () => {
   it('with one entry, a second client’s name replaces the first client’s', () => {
     const c = make({ max_entries: 1 });
     c.learn(answer(POD_A, 'a.example', ['192.0.2.1'], 300));
+    // Its own entry needs room: the address entry goes, and the name left is the address's.
     c.learn(answer(POD_B, 'b.example', ['192.0.2.1'], 300));
     expect(c.name('192.0.2.1', POD_A)).toBe('b.example');
-    expect(c.cache.size).toBe(1);
-    expect(c.cache.names.size).toBe(1);
+    expect({ size: c.cache.size, clients: c.cache.clients, names: c.cache.names.size }).toEqual({
+      size: 1,
+      clients: 0,
+      names: 1,
+    });
+    expect(c.meter.value('netmon_dns_cache_evictions', { reason: 'capacity' })).toBe(1);
   });
 });
 
 describe('dns_cache: against a model', () => {
   /**
-   * The same rules over a Map in recency order (oldest first), one answer at a time. max_entries stays
-   * under the sweep's step, so every learned batch sweeps the whole table, as the model does.
+   * The same rules over a Map in recency order (oldest first), one answer at a time: an address entry
+   * (`A addr`) keeps its name while it lives, a client that got another name has its own (`C addr client`).
+   * max_entries stays under the sweep's step, so every learned batch sweeps the whole table, as the model
+   * does.
    */
   class Model {
-    readonly entries = new Map<string, { addr: string; owner: string; name: string; expiry: number }>();
+    readonly entries = new Map<string, { name: string; expiry: number }>();
     hits = 0;
     misses = 0;
     expired = 0;
@@ -353,32 +414,28 @@ describe('dns_cache: against a model', () => {
       else this.evicted++;
       this.entries.delete(k);
     }
+    private renew(k: string, e: { name: string; expiry: number }, name: string, expiry: number) {
+      e.expiry = e.name === name ? Math.max(e.expiry, expiry) : expiry;
+      e.name = name;
+      this.touch(k);
+    }
     learn(addr: string, client: string, name: string, ttl: number, now: number) {
       const expiry = now + Math.min(Math.max(ttl * 1000, this.minTtl), this.maxTtl);
-      this.entries.delete(`C ${addr} ${client}`);
       const ak = `A ${addr}`;
+      const ck = `C ${addr} ${client}`;
       const b = this.entries.get(ak);
-      if (b?.name === name) {
-        b.expiry = Math.max(b.expiry, expiry);
-        b.owner = client;
-        this.touch(ak);
-      } else if (b && b.owner === client) {
-        b.name = name;
-        b.expiry = expiry;
-        this.touch(ak);
-      } else {
+      if (b && b.name !== name && b.expiry > now) {
+        // Another name than the live address entry's: the client's own entry, the address's untouched.
+        const own = this.entries.get(ck);
+        if (own) return this.renew(ck, own, name, expiry);
         this.makeRoom(now);
-        const still = this.entries.get(ak);
-        if (still) {
-          // The previous client's entry takes the address entry's place in the recency order.
-          const rebuilt = [...this.entries].map(([k, e]) =>
-            k === ak ? ([`C ${addr} ${e.owner}`, e] as const) : ([k, e] as const),
-          );
-          this.entries.clear();
-          for (const [k, e] of rebuilt) this.entries.set(k, e);
-        }
-        this.entries.set(ak, { addr, owner: client, name, expiry });
+        this.entries.set(this.entries.has(ak) ? ck : ak, { name, expiry });
+        return;
       }
+      this.entries.delete(ck);
+      if (b) return this.renew(ak, b, name, expiry);
+      this.makeRoom(now);
+      this.entries.set(ak, { name, expiry });
     }
     sweep(now: number) {
       for (const [k, e] of this.entries) {

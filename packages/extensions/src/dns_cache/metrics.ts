@@ -7,7 +7,7 @@ export const DNS_CACHE_METRICS = defineMetrics({
     kind: 'counter',
     unit: '{lookup}',
     description:
-      'Lookups of an address (classify naming a flow’s destination) that found a name: the one its client got, else the one the address’s last client got.',
+      'Lookups of an address (classify naming a flow’s destination) that found a name: the one its client got, else the one the address was first resolved to.',
   },
   misses: {
     name: 'netmon_dns_cache_misses',
@@ -36,7 +36,7 @@ export const DNS_CACHE_METRICS = defineMetrics({
     kind: 'gauge',
     unit: '{entry}',
     description:
-      'Entries held, by kind: address (one per answered address, the name its last client got) or client (a client that got another name for the address than its last client).',
+      'Entries held, by kind: address (one per answered address, the name it was first resolved to) or client (a client that got another name for the address than its address entry holds).',
     attributes: { kind: 'address or client' },
   },
   names: {
