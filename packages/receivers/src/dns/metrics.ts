@@ -45,7 +45,7 @@ export const DNS_METRICS = defineMetrics({
     kind: 'counter',
     unit: '{message}',
     description:
-      'DNS messages that could not be used, by reason: what the parser rejected (short_header, bad_name, pointer_loop, …), unreadable (the kernel could not copy the payload), tcp_gap (a TCP stream lost a segment: the message it was in is dropped).',
+      'DNS messages that could not be used, by reason: what the parser rejected (short_header, bad_name, pointer_loop, …), unreadable (the kernel could not copy the payload), bad_record (a ring record of an impossible size, skipped by the addon: the BPF program and the addon are from different builds), tcp_gap (a TCP stream lost a segment: the message it was in is dropped).',
     attributes: { reason: 'why the message was not used' },
   },
   skipped: {

@@ -668,6 +668,31 @@ describe('dns receiver: losses and self-metrics', () => {
     await t.receiver.shutdown();
   });
 
+  it('records the addon rejected as the wrong size are counted as malformed{reason="bad_record"}, summed over reads, and warned about once', async () => {
+    const t = setup();
+    t.answer(
+      dnsRead([got(t, 1, SHOP)], { badRecords: 2 }),
+      dnsRead([got(t, 1001, SHOP)]),
+      dnsRead([], { badRecords: 1 }),
+    );
+    t.receiver.start();
+    await tick(1000);
+    expect(t.metric('netmon_dns_malformed_messages', { reason: 'bad_record' }, 'counter')).toBe(2);
+    await tick(2000);
+    // The addon reports each read's own rejects: the receiver keeps the total.
+    expect(t.metric('netmon_dns_malformed_messages', { reason: 'bad_record' })).toBe(3);
+    expect(t.receiver.counters.malformed).toEqual({ bad_record: 3 });
+    expect(t.logged('warn').map((l) => [l.msg, l.fields])).toEqual([
+      [
+        'DNS tracer records of an impossible size were skipped: the BPF program and the addon are not from one build',
+        { bad_records: 2 },
+      ],
+    ]);
+    // The good records of those reads still count.
+    expect(t.sink.batches.map((b) => b.length)).toEqual([1, 1]);
+    await t.receiver.shutdown();
+  });
+
   it('every metric it makes is declared', async () => {
     const meter = recordingMeter();
     const settings = { ...testSettings('receiver', 'dns', { signals: ['dns'] }), meter: meter.meter };

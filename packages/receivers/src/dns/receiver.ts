@@ -48,6 +48,8 @@ export class DnsReceiver implements Receiver {
   private readFailures = 0;
   private lastReadSeconds = 0;
   private kernelTotals = { lost: 0, lostBytes: 0, malformed: 0 };
+  /** The addon reports each read's own: summed here. */
+  private badRecords = 0;
   private warnedLoss = 0;
   private readonly unobserve: Array<() => void> = [];
 
@@ -238,6 +240,16 @@ export class DnsReceiver implements Receiver {
 
   private noteKernelTotals(result: CgroupDnsRead): void {
     this.kernelTotals = { lost: result.lost, lostBytes: result.lostBytes, malformed: result.malformed };
+    if (result.badRecords > 0) {
+      // Only a program and an addon built from different sources write them: worth one warning, not one per read.
+      if (this.badRecords === 0) {
+        this.settings.logger.warn(
+          { bad_records: result.badRecords },
+          'DNS tracer records of an impossible size were skipped: the BPF program and the addon are not from one build',
+        );
+      }
+      this.badRecords += result.badRecords;
+    }
     if (result.lost > this.warnedLoss) {
       // Once per growth, not per read: a lasting overflow logs at most every read, each with the total.
       this.settings.logger.warn(
@@ -251,6 +263,7 @@ export class DnsReceiver implements Receiver {
   private malformedCounts(): Record<string, number> {
     const out: Record<string, number> = Object.fromEntries(this.tracker.counters.malformed);
     if (this.kernelTotals.malformed > 0) out.unreadable = this.kernelTotals.malformed;
+    if (this.badRecords > 0) out.bad_record = this.badRecords;
     return out;
   }
 
