@@ -53,7 +53,7 @@ export const DNS_METRICS = defineMetrics({
     kind: 'counter',
     unit: '{message}',
     description:
-      'Well-formed DNS messages that are not lookups, by reason: truncated (an answer with the TC bit: the client asks again over TCP, and that answer counts), opcode (NOTIFY, UPDATE, …), direction (a query arriving or an answer leaving on port 53: a resolver’s upstream side seen from an unusual socket).',
+      'Well-formed DNS messages that are not lookups, by reason: truncated (an answer with the TC bit: the client asks again over TCP, and that answer counts), opcode (NOTIFY, UPDATE, …), direction (a query arriving or an answer leaving on port 53: a resolver’s upstream side seen from an unusual socket), duplicate (another answer to a query already answered within query_timeout: musl asks every nameserver with one id, packets get duplicated; the first answer is the lookup).',
     attributes: { reason: 'why the message is not a lookup' },
   },
   lookups: {

@@ -467,8 +467,8 @@ describe('dns receiver: reads', () => {
     const t = setup();
     t.answer(
       dnsRead([
-        got(t, 1, SHOP, { cgroupId: idOf(pod) }),
-        got(t, 2, SHOP, { cgroupId: idOf('system.slice') }),
+        got(t, 1, { ...SHOP, id: 1 }, { cgroupId: idOf(pod) }),
+        got(t, 2, { ...SHOP, id: 2 }, { cgroupId: idOf('system.slice') }),
       ]),
     );
     t.receiver.start();
@@ -500,7 +500,7 @@ describe('dns receiver: the dns_cache extension', () => {
       order.push('consume');
       consume(b);
     });
-    t.answer(dnsRead([got(t, 1, SHOP)]), dnsRead(), dnsRead([got(t, 2001, SHOP)]));
+    t.answer(dnsRead([got(t, 1, SHOP)]), dnsRead(), dnsRead([got(t, 2001, { ...SHOP, id: 2 })]));
     t.receiver.start();
     expect(t.details().cache).toBe('feeding the dns_cache extension');
     await tick(3000);
@@ -551,7 +551,8 @@ describe('dns receiver: losses and self-metrics', () => {
 
   it('warns once per growth of the lost packets, with ring_buffer_size advice; the metrics are the addon totals', async () => {
     const t = setup({ ring_buffer_size: '64KiB' });
-    const one = () => [got(t, 0, SHOP)];
+    let id = 0;
+    const one = () => [got(t, 0, { ...SHOP, id: ++id })];
     t.answer(
       dnsRead(one(), { lost: 0, lostBytes: 0 }),
       dnsRead(one(), { lost: 120, lostBytes: 9600 }),
@@ -672,7 +673,7 @@ describe('dns receiver: losses and self-metrics', () => {
     const t = setup();
     t.answer(
       dnsRead([got(t, 1, SHOP)], { badRecords: 2 }),
-      dnsRead([got(t, 1001, SHOP)]),
+      dnsRead([got(t, 1001, { ...SHOP, id: 2 })]),
       dnsRead([], { badRecords: 1 }),
     );
     t.receiver.start();
@@ -788,6 +789,7 @@ const dnsOnFakeKernel = defineReceiver({
   create: (settings, config, next) => {
     const kernel = new FakeKernel();
     kernel.files.set('/proc/self/mountinfo', mountinfoWithCgroup2(conformanceRoot));
+    let id = 0;
     kernel.fallback = () =>
       dnsRead([
         record({
@@ -796,7 +798,8 @@ const dnsOnFakeKernel = defineReceiver({
           remote: SERVER,
           localPort: 40000,
           egress: false,
-          payload: answer(SHOP),
+          // A new id each time: one answer again would be a duplicate, not a lookup.
+          payload: answer({ ...SHOP, id: ++id }),
         }),
       ]);
     return new DnsReceiver(settings, config, next, undefined, kernel);

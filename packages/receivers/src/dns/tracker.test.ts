@@ -172,7 +172,7 @@ describe('dns tracker: UDP lookups', () => {
     expect(t.counters).toMatchObject({ answers: 1, lookups: 1, unmatched: 1, queries: 0 });
   });
 
-  it('a query sent again with the same id and port waits from its last sending', () => {
+  it("a query sent again with the same id and port keeps the first sending's time: the latency is what the client waited", () => {
     const t = new DnsTracker(TIMEOUT_NS);
     const got = feed(
       t,
@@ -181,9 +181,70 @@ describe('dns tracker: UDP lookups', () => {
       sent(1000, { id: 9, name: 'slow.example' }),
       received(1004, { id: 9, name: 'slow.example' }),
     );
-    expect(got.map((r) => r.latencyMs)).toEqual([4]);
+    expect(got.map((r) => r.latencyMs)).toEqual([1004]);
     expect(t.counters).toMatchObject({ queries: 2, unanswered: 0, unmatched: 0 });
     expect(t.pendingQueries).toBe(0);
+    // Still waiting since the first sending: it times out query_timeout after that one.
+    feed(
+      t,
+      4000,
+      sent(2000, { id: 10, name: 'slower.example' }),
+      sent(6000, { id: 10, name: 'slower.example' }),
+    );
+    t.expire(kt(2000 + 5000));
+    expect([t.pendingQueries, t.counters.unanswered]).toEqual([0, 1]);
+  });
+
+  it('a second answer to one query (musl asks every nameserver with one id; a duplicated packet) is no second lookup: skipped as duplicate', () => {
+    const t = new DnsTracker(TIMEOUT_NS);
+    const musl = { id: 0x2a2a, name: 'api.example' };
+    const a = (ms: number, ip: string, remote: string) =>
+      received(ms, { ...musl, answers: [{ name: 'api.example', type: 'A', ttl: 30, ip }] }, { remote });
+    const got = feed(
+      t,
+      1000,
+      // One socket, one id, to both nameservers.
+      sent(0, musl, { remote: '10.96.0.10' }),
+      sent(0.2, musl, { remote: '10.96.0.11' }),
+      a(3, '192.0.2.7', '10.96.0.11'),
+      a(5, '192.0.2.7', '10.96.0.10'),
+      // The same packet twice.
+      a(5, '192.0.2.7', '10.96.0.10'),
+    );
+    expect(got.map((r) => [r.question, r.serverIp, r.latencyMs])).toEqual([['api.example', '10.96.0.11', 3]]);
+    expect(counts(t.counters.skipped)).toEqual({ duplicate: 2 });
+    expect(t.counters).toMatchObject({ queries: 2, answers: 3, lookups: 1, unmatched: 0, unanswered: 0 });
+    // An answer whose query was not seen is a lookup once, too.
+    const late = { id: 0x3b3b, name: 'late.example' };
+    expect(feed(t, 1000, received(10, late), received(11, late)).map((r) => r.latencyMs)).toEqual([
+      undefined,
+    ]);
+    expect(counts(t.counters.skipped)).toEqual({ duplicate: 3 });
+    expect(t.counters.unmatched).toBe(1);
+    // A new query with that id and port is a new lookup, answered again.
+    expect(feed(t, 1000, sent(20, musl), a(26, '192.0.2.8', '10.96.0.10')).map((r) => r.latencyMs)).toEqual([
+      6,
+    ]);
+    // Remembered until query_timeout: after it, an answer is an unmatched lookup again.
+    t.expire(kt(26 + 4999));
+    expect(feed(t, 6000, a(5020, '192.0.2.8', '10.96.0.10'))).toEqual([]);
+    t.expire(kt(26 + 5000));
+    expect(feed(t, 6000, a(5030, '192.0.2.8', '10.96.0.10')).map((r) => r.latencyMs)).toEqual([undefined]);
+    expect(counts(t.counters.skipped)).toEqual({ duplicate: 4 });
+    expect(t.counters).toMatchObject({ lookups: 4, unmatched: 2 });
+  });
+
+  it(`remembers at most MAX_PENDING (${MAX_PENDING}) answered queries: past it the oldest is forgotten`, () => {
+    const t = new DnsTracker(TIMEOUT_NS);
+    const answers = Array.from({ length: MAX_PENDING + 2 }, (_, i) =>
+      received(i / 1000, { id: i & 0xffff, name: 'flood.example' }, { localPort: 20000 + (i >> 16) }),
+    );
+    feed(t, 1000, ...answers);
+    expect(t.counters).toMatchObject({ lookups: MAX_PENDING + 2, unmatched: MAX_PENDING + 2 });
+    // The two oldest were forgotten: their duplicates are lookups; the third oldest's and the newest's are not.
+    const again = [2, MAX_PENDING + 1, 0, 1].map((i) => answers[i]);
+    expect(feed(t, 1000, ...again).map((r) => r.time)).toEqual([T0, T0 + 0.001]);
+    expect(counts(t.counters.skipped)).toEqual({ duplicate: 2 });
   });
 
   it('a query never answered is counted unanswered once query_timeout has passed, and forgotten', () => {
@@ -356,11 +417,11 @@ describe('dns tracker: UDP lookups', () => {
     const got = feed(
       t,
       1000,
-      received(1, SHOP, { cgroupId: 7001 }),
-      received(2, SHOP, { cgroupId: 7002 }),
-      received(3, SHOP, { cgroupId: 7003 }),
+      received(1, { ...SHOP, id: 1 }, { cgroupId: 7001 }),
+      received(2, { ...SHOP, id: 2 }, { cgroupId: 7002 }),
+      received(3, { ...SHOP, id: 3 }, { cgroupId: 7003 }),
       // cgroup ids are u64: one above 2^32 keeps its value.
-      received(4, SHOP, { cgroupId: 2 ** 40 + 7 }),
+      received(4, { ...SHOP, id: 4 }, { cgroupId: 2 ** 40 + 7 }),
     );
     expect(got.map((r) => [r.cgroupId, r.podUid])).toEqual([
       [7001, '0f6b2c1e-6a1d-4f1e-9a52-3c7f0c1d2e3a'],

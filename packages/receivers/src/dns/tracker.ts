@@ -22,7 +22,7 @@ const EMPTY = new Uint8Array(0);
 /** Why a message was not used: the parser's reasons, and the tracer's own. */
 export type MalformedReason = DnsReject | 'unreadable' | 'tcp_gap';
 /** Why a well-formed message is not a lookup. */
-export type SkipReason = 'truncated' | 'opcode' | 'direction';
+export type SkipReason = 'truncated' | 'opcode' | 'direction' | 'duplicate';
 
 export interface TrackerCounters {
   /** Records read, by direction. */
@@ -79,6 +79,12 @@ export class DnsTracker {
   private readonly message = new DnsMessage();
   /** Insertion order is age order: expiry walks from the front. */
   private readonly pending = new Map<string, Pending>();
+  /**
+   * Queries answered within query_timeout, by key, with the time of their answer: a later answer to one is
+   * no new lookup (musl sends a query to every nameserver with one id from one socket; packets get
+   * duplicated). Insertion order is age order, as in `pending`.
+   */
+  private readonly answered = new Map<string, number>();
   private readonly streams = new Map<string, Stream>();
 
   constructor(
@@ -114,6 +120,10 @@ export class DnsTracker {
       if (monoNs - p.at < this.queryTimeoutNs) break;
       this.pending.delete(key);
       this.counters.unanswered++;
+    }
+    for (const [key, at] of this.answered) {
+      if (monoNs - at < this.queryTimeoutNs) break;
+      this.answered.delete(key);
     }
     for (const [key, s] of this.streams) if (monoNs - s.lastNs > STREAM_IDLE_NS) this.streams.delete(key);
   }
@@ -266,7 +276,11 @@ export class DnsTracker {
     const key = queryKey(records, o, m.id);
     if (egress) {
       this.counters.queries++;
-      this.pending.delete(key);
+      // A new query with this key: its answer is a lookup again.
+      this.answered.delete(key);
+      // Sent again while waiting (a retry, or the same query to the next nameserver): the client has been
+      // waiting since the first one.
+      if (this.pending.has(key)) return;
       if (this.pending.size >= MAX_PENDING) {
         const oldest = this.pending.keys().next().value;
         if (oldest !== undefined) this.pending.delete(oldest);
@@ -284,7 +298,15 @@ export class DnsTracker {
     }
     const query = this.pending.get(key);
     if (query) this.pending.delete(key);
-    else this.counters.unmatched++;
+    else if (this.answered.has(key)) {
+      this.skip('duplicate');
+      return;
+    } else this.counters.unmatched++;
+    if (this.answered.size >= MAX_PENDING) {
+      const oldest = this.answered.keys().next().value;
+      if (oldest !== undefined) this.answered.delete(oldest);
+    }
+    this.answered.set(key, ktime);
     this.lookup(records, view, o, m, ktime, query, batch, clock);
   }
 
