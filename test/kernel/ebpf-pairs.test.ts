@@ -24,7 +24,8 @@ const CLIENT = `import socket, sys, time
 c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 if int(sys.argv[3]): c.bind(("127.0.0.1", int(sys.argv[3])))
 if len(sys.argv) > 4: c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-c.connect((sys.argv[1], int(sys.argv[2]))); c.sendall(b"GET"); n = 0
+c.connect((sys.argv[1], int(sys.argv[2]))); print("connected", file=sys.stderr, flush=True)
+c.sendall(b"GET"); n = 0
 while True:
     d = c.recv(1024 if len(sys.argv) > 4 else 65536)
     if not d: break
@@ -220,7 +221,8 @@ describe.runIf(privileged())('ebpf receiver: connections with both ends on this 
     await waitForOutput(http, /listening/);
     // ~40 kB/s through a small receive buffer: the transfer spans every read below.
     const get = cg.spawn(client, 'python3', ['-c', CLIENT, '127.0.0.1', '8091', '0', '0.025'], ns.one);
-    await new Promise((r) => setTimeout(r, 500));
+    // Connected before the receiver attaches, however slow the machine: no program sees its SYN.
+    await waitForOutput(get, /connected/);
     const batches = await withReceiver(path.dirname(client), '300ms', async () => {
       await new Promise((r) => setTimeout(r, 2000));
     });
