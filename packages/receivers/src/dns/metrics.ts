@@ -24,8 +24,12 @@ export const DNS_METRICS = defineMetrics({
     name: 'netmon_dns_packets',
     kind: 'counter',
     unit: '{packet}',
-    description: 'DNS packets read from the ring buffer.',
-    attributes: { direction: 'query (leaving a local socket for port 53) or answer (arriving from it)' },
+    description:
+      'DNS packets read from the ring buffer (for TCP, the SYN, FIN and RST that start and end a stream too).',
+    attributes: {
+      direction:
+        'query (leaving a local socket for port 53, or from a socket connected to port 53 that a local NAT redirected) or answer (arriving from port 53)',
+    },
   },
   lostPackets: {
     name: 'netmon_dns_lost_packets',
@@ -45,7 +49,7 @@ export const DNS_METRICS = defineMetrics({
     kind: 'counter',
     unit: '{message}',
     description:
-      'DNS messages that could not be used, by reason: what the parser rejected (short_header, bad_name, pointer_loop, …), unreadable (the kernel could not copy the payload), bad_record (a ring record of an impossible size, skipped by the addon: the BPF program and the addon are from different builds), tcp_gap (a TCP stream lost a segment: the message it was in is dropped).',
+      'DNS messages that could not be used, by reason: what the parser rejected (short_header, bad_name, pointer_loop, …; short_header also for a TCP message that starts where capture_bytes cut its segment, its 2-byte length not copied), unreadable (the kernel could not copy the payload), bad_record (a ring record of an impossible size, skipped by the addon: the BPF program and the addon are from different builds), tcp_gap (a TCP message lost: a segment that never came within 1 s — lost to a full ring buffer, or dropped on the network and not retransmitted while traced — or a connection that ended, idled out for a minute or was dropped for room mid-message), tcp_unframed (counted per TCP segment read past: its connection was traced from its middle, its SYN unseen, or lost its framing to a gap or cut; where a message starts is never guessed).',
     attributes: { reason: 'why the message was not used' },
   },
   skipped: {

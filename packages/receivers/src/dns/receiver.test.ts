@@ -31,7 +31,20 @@ import { dnsReceiverConfig } from './config.js';
 import { dnsReceiverFactory } from './factory.js';
 import { DnsReceiver } from './receiver.js';
 import { type DrainStep, dnsRead, FakeKernel } from './testdata/fake-kernel.js';
-import { type AnswerInit, answer, query, RA, RD, type RecordInit, record, TC } from './testdata/records.js';
+import {
+  type AnswerInit,
+  answer,
+  query,
+  RA,
+  RD,
+  type RecordInit,
+  record,
+  stream,
+  TC,
+  TCP,
+  TCP_ACK,
+  TCP_SYN,
+} from './testdata/records.js';
 import { DnsTracker } from './tracker.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
@@ -451,6 +464,43 @@ describe('dns receiver: reads', () => {
     } finally {
       process.off('unhandledRejection', onUnhandled);
     }
+  });
+
+  it('a TCP hole that outwaits REORDER_NS is a gap found after a read that emptied the ring: the messages past it are handed on then, never while the ring still holds more', async () => {
+    const t = setup({ read_interval: '1s' });
+    const two = answer({ id: 2, name: 'two.example' });
+    const s = stream(answer(SHOP), two);
+    const isn = 5000;
+    const tcp = (ms: number, bytes: Uint8Array, seq: number, flags: number) =>
+      rec(t, ms, false, bytes, { protocol: TCP, tcpSeq: seq, tcpFlags: flags });
+    const first = stream(answer(SHOP)).length;
+    t.answer(
+      // [30, 40) never comes; the first message's length was seen.
+      dnsRead([
+        tcp(100, new Uint8Array(0), isn, TCP_SYN | TCP_ACK),
+        tcp(101, s.subarray(0, 30), isn + 1, TCP_ACK),
+        tcp(102, s.subarray(40), isn + 41, TCP_ACK),
+      ]),
+    );
+    t.receiver.start();
+    await tick(1000);
+    expect(t.sink.batches).toEqual([]);
+    // The read at 2 s: eight drains, each with more behind it (nothing in them): the hole is judged by the
+    // newest record read (102 ms), not by the clock.
+    let drains = 0;
+    t.kernel.fallback = () => dnsRead([], { more: ++drains <= 8 });
+    await tick(1000);
+    expect(drains).toBe(8);
+    expect(t.sink.batches).toEqual([]);
+    expect(t.receiver.counters.malformed).toEqual({});
+    // The next read, at once, empties the ring: the hole is a gap, the second answer is read.
+    await tick(1);
+    expect(drains).toBe(9);
+    expect(t.lookups().map((l) => [l.question, l.time])).toEqual([['two.example', T0 + 102]]);
+    expect(t.receiver.counters.malformed).toEqual({ tcp_gap: 1 });
+    expect(first).toBeGreaterThan(40);
+    t.kernel.fallback = () => dnsRead();
+    await t.receiver.shutdown();
   });
 
   it("names the client's pod from its cgroup under the attach point", async () => {

@@ -181,6 +181,8 @@ export class DnsReceiver implements Receiver {
     const batch = new DnsBatch();
     let failed = false;
     let more = false;
+    // Read to the ring's end: every record not read yet is newer than now.
+    let drained = false;
     for (let drains = 0; drains < DRAINS_PER_READ; drains++) {
       let result: CgroupDnsRead;
       try {
@@ -212,9 +214,12 @@ export class DnsReceiver implements Receiver {
         this.settings.logger.error({ err: errorMessage(err), records: result.count }, 'DNS records lost');
       }
       more = result.more;
+      drained = !more;
       if (!more || this.stopping) break;
     }
-    this.tracker.expire(this.kernel.monotonicNs());
+    // A TCP hole is judged by the kernel's clock only when the ring was read to its end: otherwise its
+    // segment may be in the part not read yet.
+    this.tracker.expire(batch, { monoNs: this.kernel.monotonicNs(), wallMs: Date.now() }, drained);
     if (batch.length > 0) {
       try {
         this.cache?.learn(batch);

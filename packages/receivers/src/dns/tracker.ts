@@ -7,20 +7,33 @@ import { DnsMessage, type DnsReject, parseDns } from './parse.js';
 
 const TCP = 6;
 const TCP_FIN = 0x01;
+const TCP_SYN = 0x02;
 const TCP_RST = 0x04;
 /** Queries waiting for an answer, at most; past it the oldest is dropped (counted as unanswered). */
 export const MAX_PENDING = 16384;
 /** TCP streams followed at once, at most; past it the least recently active is dropped. */
 export const MAX_STREAMS = 1024;
+/**
+ * Segments a stream holds past a hole while it waits for the hole's segment (reordered on the way, or
+ * to be retransmitted), at most, and their bytes (records' 64-byte headers included); one more makes the
+ * hole a gap. Reordering seldom runs deeper than a few segments.
+ */
+export const MAX_HELD_SEGMENTS = 4;
+export const MAX_HELD_BYTES = 16 * 1024;
+/**
+ * Bytes all TCP streams hold at most: messages being put together (each a buffer of its announced length,
+ * up to 64 KiB) and held segments. Past it the least recently active stream is dropped.
+ */
+export const MAX_TCP_BYTES = 8 * 1024 * 1024;
+/** How long a hole waits for its segment, on the records' clock, before it is a gap. */
+export const REORDER_NS = 1e9;
 /** A TCP stream with no segment for this long is forgotten (its connection was closed unseen). */
-const STREAM_IDLE_NS = 60e9;
-/** A DNS message over TCP is at most 65535 bytes after its 2-byte length. */
-const MAX_TCP_MESSAGE = 2 + 65535;
+export const STREAM_IDLE_NS = 60e9;
 
 const EMPTY = new Uint8Array(0);
 
 /** Why a message was not used: the parser's reasons, and the tracer's own. */
-export type MalformedReason = DnsReject | 'unreadable' | 'tcp_gap';
+export type MalformedReason = DnsReject | 'unreadable' | 'bad_record' | 'tcp_gap' | 'tcp_unframed';
 /** Why a well-formed message is not a lookup. */
 export type SkipReason = 'truncated' | 'opcode' | 'direction' | 'duplicate';
 
@@ -43,18 +56,47 @@ interface Pending {
   at: number;
 }
 
+/** A segment past a hole: a copy of its record (header and captured bytes). */
+interface Held {
+  /** Sequence number of its first payload byte. */
+  seq: number;
+  record: Uint8Array;
+  view: DataView;
+  captured: number;
+  /** Payload bytes in the packet (more than `captured` when the tracer cut it). */
+  len: number;
+  ktime: number;
+}
+
+/**
+ * One direction of one TCP connection, followed from its SYN (or SYN-ACK): the only place where a
+ * message is known to start. A stream whose framing is lost is dropped; its later segments, like those
+ * of any stream whose start was not seen, are read past and counted.
+ */
 interface Stream {
+  key: string;
+  /** The SYN's sequence number: a SYN seen again with it is a retransmission, not a new connection. */
+  isn: number;
   /** Sequence number of the next byte expected. */
   next: number;
   /**
-   * A segment was lost or cut: where the next message starts is unknown, so the rest of the connection
-   * is read past (until it closes or idles out).
+   * The bytes before `skipTo` belong to a message already given up (cut by the capture length, or cut by
+   * a gap after its length was seen): they are passed over, and framing goes on at `skipTo`.
    */
-  broken: boolean;
-  /** Bytes of the message being put together (its 2-byte length first). */
+  skipping: boolean;
+  skipTo: number;
+  /** The message being put together (its 2-byte length first); `buf` is sized to it once that is known. */
   buf: Uint8Array;
   used: number;
+  /** Segments past a hole, by sequence number. */
+  held: Held[];
+  heldBytes: number;
+  /** Where the FIN is, once seen (-1 before): the stream ends when `next` reaches it. */
+  finAt: number;
+  /** The records' ktime since a hole has waited (Infinity: no hole). */
+  holeSince: number;
   lastNs: number;
+  dead: boolean;
 }
 
 /** What the tracker needs to place a record in time and name its client's pod. */
@@ -85,7 +127,20 @@ export class DnsTracker {
    * duplicated). Insertion order is age order, as in `pending`.
    */
   private readonly answered = new Map<string, number>();
+  /** Insertion order is recency: a stream is moved to the end by each of its segments. */
   private readonly streams = new Map<string, Stream>();
+  private heldTcpBytes = 0;
+  /** The newest record's ktime: the clock holes are judged by while the ring is not drained to its end. */
+  private lastKtime = 0;
+
+  // The record a message came in (its header names the client, server and cgroup), when it reached the
+  // client, and where lookups go: set for each record, and for held segments when they are read.
+  private hdr: Uint8Array = EMPTY;
+  private hdrView: DataView = new DataView(new ArrayBuffer(0));
+  private hdrAt = 0;
+  private ktime = 0;
+  private batch?: DnsBatch;
+  private clock: TrackerClock = { monoNs: 0, wallMs: 0 };
 
   constructor(
     private readonly queryTimeoutNs: number,
@@ -97,11 +152,23 @@ export class DnsTracker {
     return this.pending.size;
   }
 
+  /** TCP streams followed. */
+  get tcpStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Bytes the TCP streams hold (at most MAX_TCP_BYTES). */
+  get tcpBytes(): number {
+    return this.heldTcpBytes;
+  }
+
   /**
    * Decodes `records` (the tracer's records back to back), appending a row to `batch` for every answer
    * that is a lookup.
    */
   add(records: Uint8Array, batch: DnsBatch, clock: TrackerClock): void {
+    this.batch = batch;
+    this.clock = clock;
     const view = new DataView(records.buffer, records.byteOffset, records.byteLength);
     for (let o = 0; o + DNS_EVENT.size <= records.length; ) {
       const captured = view.getUint16(o + DNS_EVENT.captured, true);
@@ -109,13 +176,24 @@ export class DnsTracker {
       if (end > records.length) break; // the addon hands whole records only
       if (records[o + DNS_EVENT.egress] === 1) this.counters.queryPackets++;
       else this.counters.answerPackets++;
-      this.record(records, view, o, batch, clock);
+      const ktime = ktimeOf(view, o);
+      if (ktime > this.lastKtime) this.lastKtime = ktime;
+      this.setRecord(records, view, o, ktime);
+      if (records[o + DNS_EVENT.protocol] === TCP) this.segment(records, view, o, ktime);
+      else this.messageAt(records, o + DNS_EVENT.size, captured);
       o = end;
     }
+    this.batch = undefined;
   }
 
-  /** Forgets queries older than the timeout (unanswered) and idle TCP streams. */
-  expire(monoNs: number): void {
+  /**
+   * Forgets queries older than the timeout (unanswered), answered queries as old, and idle TCP streams;
+   * a hole that has waited REORDER_NS becomes a gap, and the messages held past it that can still be
+   * framed are read (rows appended to `batch`). `drained`: the ring was read to its end, so a record not
+   * read yet is newer than `clock` and holes are judged by it; otherwise by the newest record read.
+   */
+  expire(batch: DnsBatch, clock: TrackerClock, drained = true): void {
+    const monoNs = clock.monoNs;
     for (const [key, p] of this.pending) {
       if (monoNs - p.at < this.queryTimeoutNs) break;
       this.pending.delete(key);
@@ -125,144 +203,319 @@ export class DnsTracker {
       if (monoNs - at < this.queryTimeoutNs) break;
       this.answered.delete(key);
     }
-    for (const [key, s] of this.streams) if (monoNs - s.lastNs > STREAM_IDLE_NS) this.streams.delete(key);
-  }
-
-  private record(records: Uint8Array, view: DataView, o: number, batch: DnsBatch, clock: TrackerClock): void {
-    const protocol = records[o + DNS_EVENT.protocol];
-    const payload = o + DNS_EVENT.size;
-    const captured = view.getUint16(o + DNS_EVENT.captured, true);
-    const whole = captured === view.getUint16(o + DNS_EVENT.payloadLen, true);
-    if (protocol !== TCP) {
-      this.messageAt(records, view, o, payload, captured, batch, clock);
-      return;
+    this.batch = batch;
+    this.clock = clock;
+    const holeNs = drained ? Math.max(monoNs, this.lastKtime) : this.lastKtime;
+    for (const s of this.streams.values()) {
+      if (holeNs - s.holeSince >= REORDER_NS) {
+        this.giveUp(s, 0);
+        if (!s.dead) this.settle(s, holeNs);
+      }
+      if (!s.dead && monoNs - s.lastNs > STREAM_IDLE_NS) this.end(s);
     }
-    this.segment(records, view, o, payload, captured, whole, batch, clock);
+    this.batch = undefined;
   }
 
-  /** One TCP segment: appended to its stream, every message it completes handled. */
-  private segment(
-    records: Uint8Array,
-    view: DataView,
-    o: number,
-    payload: number,
-    captured: number,
-    whole: boolean,
-    batch: DnsBatch,
-    clock: TrackerClock,
-  ): void {
-    const seq = view.getUint32(o + DNS_EVENT.tcpSeq, true);
+  private setRecord(bytes: Uint8Array, view: DataView, at: number, ktime: number): void {
+    this.hdr = bytes;
+    this.hdrView = view;
+    this.hdrAt = at;
+    this.ktime = ktime;
+  }
+
+  /** One TCP record: a SYN starts a stream, a RST ends it, payload goes into it in sequence order. */
+  private segment(records: Uint8Array, view: DataView, o: number, ktime: number): void {
     const flags = records[o + DNS_EVENT.tcpFlags];
-    const ktime = ktimeOf(view, o);
     const key = streamKey(records, o);
-    if (captured === 0 && whole) {
-      // A bare FIN or RST (the tracer records those without payload): this direction is over.
-      if ((flags & (TCP_FIN | TCP_RST)) !== 0) this.streams.delete(key);
-      return;
-    }
+    let seq = view.getUint32(o + DNS_EVENT.tcpSeq, true);
+    const captured = view.getUint16(o + DNS_EVENT.captured, true);
+    const len = Math.max(captured, view.getUint16(o + DNS_EVENT.payloadLen, true));
     let s = this.streams.get(key);
-    let from = payload;
-    let length = captured;
-    if (s?.broken) {
-      s.lastNs = ktime;
-      if ((flags & (TCP_FIN | TCP_RST)) !== 0) this.streams.delete(key);
+    if ((flags & TCP_RST) !== 0) {
+      // Bytes a RST carries are a diagnostic, not DNS; nothing of the connection follows.
+      if (s) this.end(s);
       return;
     }
-    if (s) {
-      // Ahead of what was expected: a segment was lost (a full ring buffer): the message being built
-      // cannot be completed, and where the next one starts is unknown.
-      const ahead = (seq - s.next) | 0;
-      if (ahead > 0) {
-        this.malformed('tcp_gap');
-        this.breakStream(key, s, ktime, flags);
-        return;
+    if ((flags & TCP_SYN) !== 0) {
+      if (!s || s.isn !== seq) {
+        // A new connection; one reusing a stream's ports ends it (its FIN was not seen).
+        if (s) this.end(s);
+        s = this.open(key, seq, ktime);
       }
-      // A retransmission: only the bytes past what was already taken are new.
-      const behind = -ahead;
-      if (behind >= length) {
-        s.lastNs = ktime;
-        return;
-      }
-      from += behind;
-      length -= behind;
-      this.streams.delete(key); // re-inserted below: the map's order is recency
-    } else {
-      if (this.streams.size >= MAX_STREAMS) {
-        const oldest = this.streams.keys().next().value;
-        if (oldest !== undefined) {
-          // A message half put together is lost with it: counted like a lost segment.
-          const old = this.streams.get(oldest);
-          if (old && !old.broken && old.used > 0) this.malformed('tcp_gap');
-          this.streams.delete(oldest);
-        }
-      }
-      s = { next: seq, broken: false, buf: new Uint8Array(512), used: 0, lastNs: ktime };
-    }
-    s.next = (s.next + (whole ? length : view.getUint16(o + DNS_EVENT.payloadLen, true))) >>> 0;
-    s.lastNs = ktime;
-    s.buf = append(s.buf, s.used, records, from, length);
-    s.used += length;
-    // Every complete message in the stream.
-    let start = 0;
-    while (s.used - start >= 2) {
-      const size = (s.buf[start] << 8) | s.buf[start + 1];
-      if (s.used - start < 2 + size) break;
-      this.messageAt(s.buf, view, o, start + 2, size, batch, clock, records);
-      start += 2 + size;
-    }
-    if (!whole) {
-      // The segment was cut at capture_bytes: the message it carries is kept as far as it goes, and the
-      // stream cannot be followed past it (where the next message starts is in the bytes not copied).
-      const left = s.used - start;
-      if (left >= 2) {
-        const size = (s.buf[start] << 8) | s.buf[start + 1];
-        this.messageAt(s.buf, view, o, start + 2, Math.min(size, left - 2), batch, clock, records);
-      } else {
-        // The next message begins in (or right after) the cut: its length prefix was not copied.
-        this.malformed('short_header');
-      }
-      this.breakStream(key, s, ktime, flags);
+      // The SYN takes one sequence number: data it carries (TCP Fast Open) starts after it.
+      seq = (seq + 1) >>> 0;
+    } else if (!s) {
+      // Where a message starts in a stream seen from its middle is unknown: never guessed.
+      if (len > 0) this.malformed('tcp_unframed');
       return;
     }
-    if (start > 0) {
-      s.buf.copyWithin(0, start, s.used);
-      s.used -= start;
+    this.touch(s, ktime);
+    if ((flags & TCP_FIN) !== 0 && s.finAt < 0) s.finAt = (seq + len) >>> 0;
+    if (len > 0) {
+      if (((seq - s.next) | 0) > 0) this.hold(s, records, o, seq, captured, len, ktime);
+      else {
+        this.apply(s, records, o + DNS_EVENT.size, seq, captured, len);
+        this.drainHeld(s, ktime);
+      }
     }
-    if (s.used > MAX_TCP_MESSAGE || (flags & (TCP_FIN | TCP_RST)) !== 0) return;
-    this.streams.set(key, s);
+    // Judged after the segment is placed: a late retransmission still fills its hole.
+    if (!s.dead && ktime - s.holeSince >= REORDER_NS) this.giveUp(s, ktime);
+    if (s.dead) return;
+    this.settle(s, ktime);
+    this.fitMemory();
   }
 
-  /** Keeps the stream only as a marker that its segments are to be read past, until it closes. */
-  private breakStream(key: string, s: Stream, ktime: number, flags: number): void {
-    this.streams.delete(key);
-    if ((flags & (TCP_FIN | TCP_RST)) !== 0) return;
-    s.broken = true;
+  /** Starts following a stream whose SYN was seen; makes room when MAX_STREAMS are followed. */
+  private open(key: string, isn: number, ktime: number): Stream {
+    if (this.streams.size >= MAX_STREAMS) {
+      const oldest = this.streams.values().next().value;
+      if (oldest) this.end(oldest);
+    }
+    const s: Stream = {
+      key,
+      isn,
+      next: (isn + 1) >>> 0,
+      skipping: false,
+      skipTo: 0,
+      buf: EMPTY,
+      used: 0,
+      held: [],
+      heldBytes: 0,
+      finAt: -1,
+      holeSince: Number.POSITIVE_INFINITY,
+      lastNs: ktime,
+      dead: false,
+    };
+    this.streams.set(key, s);
+    return s;
+  }
+
+  private touch(s: Stream, ktime: number): void {
+    s.lastNs = ktime;
+    this.streams.delete(s.key);
+    this.streams.set(s.key, s);
+  }
+
+  /**
+   * The payload of a segment at or behind `s.next` (`bytes` from `at`; `captured` of its `len` bytes
+   * copied): what is new goes into the stream, what the tracer did not copy is lost.
+   */
+  private apply(s: Stream, bytes: Uint8Array, at: number, seq: number, captured: number, len: number): void {
+    const behind = (s.next - seq) | 0;
+    if (behind >= len) return; // a retransmission of bytes already read
+    if (behind < captured) this.feed(s, bytes, at + behind, captured - behind);
+    if (captured < len && !s.dead) this.lose(s, (seq + len) >>> 0, true);
+  }
+
+  /** `n` bytes at `s.next`, framed: every message they complete is handled; a partial one is kept. */
+  private feed(s: Stream, bytes: Uint8Array, at: number, n: number): void {
+    const from = s.next;
+    s.next = (s.next + n) >>> 0;
+    let p = at;
+    const end = at + n;
+    if (s.skipping) {
+      const skip = (s.skipTo - from) | 0;
+      if (skip >= n) {
+        s.skipping = skip > n;
+        return;
+      }
+      p += skip;
+      s.skipping = false;
+    }
+    if (s.used > 0) {
+      if (s.used === 1) {
+        this.reserve(s, 2);
+        s.buf[1] = bytes[p++];
+        s.used = 2;
+      }
+      const total = 2 + ((s.buf[0] << 8) | s.buf[1]);
+      this.reserve(s, total);
+      const take = Math.min(total - s.used, end - p);
+      s.buf.set(bytes.subarray(p, p + take), s.used);
+      s.used += take;
+      p += take;
+      if (s.used < total) return;
+      this.messageAt(s.buf, 2, total - 2);
+      this.release(s);
+    }
+    // Messages whole in this segment are read where they are, without a copy.
+    while (end - p >= 2) {
+      const size = (bytes[p] << 8) | bytes[p + 1];
+      if (end - p < 2 + size) break;
+      this.messageAt(bytes, p + 2, size);
+      p += 2 + size;
+    }
+    if (p < end) {
+      this.reserve(s, end - p >= 2 ? 2 + ((bytes[p] << 8) | bytes[p + 1]) : 2);
+      s.buf.set(bytes.subarray(p, end), 0);
+      s.used = end - p;
+    }
+  }
+
+  /**
+   * The bytes from `s.next` to `holeEnd` will never be seen: `cut` by the tracer's capture length, or a
+   * gap (a segment that never came). Framing goes on after them when the message they cut had its length
+   * seen and does not end inside them; otherwise where the next message starts is unknown, and the stream
+   * is dropped.
+   */
+  private lose(s: Stream, holeEnd: number, cut: boolean): void {
+    if (((holeEnd - s.next) | 0) <= 0) return;
+    if (s.skipping) {
+      if (((s.skipTo - holeEnd) | 0) >= 0) {
+        // Inside a message already given up: nothing more is lost.
+        s.skipping = s.skipTo !== holeEnd;
+        s.next = holeEnd;
+        return;
+      }
+    } else if (s.used >= 2) {
+      const size = (s.buf[0] << 8) | s.buf[1];
+      const end = (s.next - s.used + 2 + size) >>> 0;
+      // A cut message keeps its records complete before the cut (as a cut UDP message does); one with a
+      // gap inside is dropped.
+      if (cut) this.messageAt(s.buf, 2, Math.min(size, s.used - 2));
+      else this.malformed('tcp_gap');
+      this.release(s);
+      if (((end - holeEnd) | 0) >= 0) {
+        s.skipping = end !== holeEnd;
+        s.skipTo = end;
+        s.next = holeEnd;
+        return;
+      }
+    }
+    // A message starts in the lost bytes: its length was not seen, so neither is where any later one
+    // starts. A cut one is counted as a message cut inside its header is.
+    this.malformed(cut ? 'short_header' : 'tcp_gap');
+    for (let i = 0; i < s.held.length; i++) this.malformed('tcp_unframed');
+    this.drop(s);
+  }
+
+  /** A segment past a hole waits for it, as long as there is room; past that the hole is a gap. */
+  private hold(
+    s: Stream,
+    records: Uint8Array,
+    o: number,
+    seq: number,
+    captured: number,
+    len: number,
+    ktime: number,
+  ): void {
+    const ahead = (seq - s.next) | 0;
+    let i = 0;
+    while (i < s.held.length && ((s.held[i].seq - s.next) | 0) < ahead) i++;
+    const same = s.held[i];
+    if (same && same.seq === seq) {
+      if (same.len >= len && same.captured >= captured) return; // held already
+      this.unhold(s, i);
+    }
+    const record = records.slice(o, o + DNS_EVENT.size + captured);
+    const h: Held = { seq, record, view: new DataView(record.buffer), captured, len, ktime };
+    s.held.splice(i, 0, h);
+    s.heldBytes += record.length;
+    this.heldTcpBytes += record.length;
+    if (s.holeSince === Number.POSITIVE_INFINITY) s.holeSince = ktime;
+    while (!s.dead && (s.held.length > MAX_HELD_SEGMENTS || s.heldBytes > MAX_HELD_BYTES)) {
+      this.giveUp(s, ktime);
+    }
+  }
+
+  private unhold(s: Stream, i: number): Held {
+    const [h] = s.held.splice(i, 1);
+    s.heldBytes -= h.record.length;
+    this.heldTcpBytes -= h.record.length;
+    return h;
+  }
+
+  /** The hole before the first held segment (or the FIN) is a gap: what follows it is read, if it can be. */
+  private giveUp(s: Stream, ktime: number): void {
+    const holeEnd = s.held.length > 0 ? s.held[0].seq : s.finAt;
+    if (holeEnd >= 0) this.lose(s, holeEnd, false);
+    if (!s.dead) this.drainHeld(s, ktime);
+  }
+
+  /**
+   * Reads the held segments the stream has caught up with. Their messages reached the client when the
+   * segment that filled the hole did (`ktime`; 0 when no segment did).
+   */
+  private drainHeld(s: Stream, ktime: number): void {
+    if (s.held.length === 0 || ((s.held[0].seq - s.next) | 0) > 0) return;
+    const { hdr, hdrView, hdrAt, ktime: was } = this;
+    s.holeSince = Number.POSITIVE_INFINITY;
+    while (!s.dead && s.held.length > 0 && ((s.held[0].seq - s.next) | 0) <= 0) {
+      const h = this.unhold(s, 0);
+      this.setRecord(h.record, h.view, 0, Math.max(ktime, h.ktime));
+      this.apply(s, h.record, DNS_EVENT.size, h.seq, h.captured, h.len);
+    }
+    this.setRecord(hdr, hdrView, hdrAt, was);
+  }
+
+  /**
+   * After a stream moved: ends it at its FIN; notes since when a hole, if one is left, has waited (`nowNs`
+   * when it is new, or the one before it was read or given up).
+   */
+  private settle(s: Stream, nowNs: number): void {
+    const finAhead = s.finAt >= 0 && ((s.finAt - s.next) | 0) > 0;
+    if (s.finAt >= 0 && !finAhead) this.end(s);
+    else if (s.held.length === 0 && !finAhead) s.holeSince = Number.POSITIVE_INFINITY;
+    else if (s.holeSince === Number.POSITIVE_INFINITY) s.holeSince = nowNs;
+  }
+
+  /**
+   * The stream is over (FIN, RST, a new connection on its ports, idle, or dropped for room): a message it
+   * was putting together, or segments it held past a hole, will never be read.
+   */
+  private end(s: Stream): void {
+    if (s.used > 0 || s.held.length > 0) this.malformed('tcp_gap');
+    this.drop(s);
+  }
+
+  private drop(s: Stream): void {
+    this.streams.delete(s.key);
+    this.heldTcpBytes -= s.buf.length + s.heldBytes;
     s.buf = EMPTY;
     s.used = 0;
-    s.lastNs = ktime;
-    this.streams.set(key, s);
+    s.held = [];
+    s.heldBytes = 0;
+    s.holeSince = Number.POSITIVE_INFINITY;
+    s.dead = true;
+  }
+
+  /** Drops the least recently active streams while all of them hold more than MAX_TCP_BYTES. */
+  private fitMemory(): void {
+    while (this.heldTcpBytes > MAX_TCP_BYTES && this.streams.size > 1) {
+      const oldest = this.streams.values().next().value;
+      if (!oldest) return;
+      this.end(oldest);
+    }
+  }
+
+  /** Room in `s.buf` for `bytes` (the message's whole length once it is known), keeping what it holds. */
+  private reserve(s: Stream, bytes: number): void {
+    if (s.buf.length >= bytes) return;
+    const buf = new Uint8Array(bytes);
+    buf.set(s.buf.subarray(0, s.used));
+    this.heldTcpBytes += bytes - s.buf.length;
+    s.buf = buf;
+  }
+
+  private release(s: Stream): void {
+    this.heldTcpBytes -= s.buf.length;
+    s.buf = EMPTY;
+    s.used = 0;
   }
 
   /**
    * One DNS message at `[at, at + length)` of `bytes` (a UDP payload in the records, or a message of a TCP
-   * stream), described by the record header at `o` of `records` (default: `bytes` itself).
+   * stream), from the current record (`hdr`).
    */
-  private messageAt(
-    bytes: Uint8Array,
-    view: DataView,
-    o: number,
-    at: number,
-    length: number,
-    batch: DnsBatch,
-    clock: TrackerClock,
-    records: Uint8Array = bytes,
-  ): void {
+  private messageAt(bytes: Uint8Array, at: number, length: number): void {
     const m = this.message;
     const rejected = parseDns(bytes, at, length, m);
     if (rejected !== null) {
       this.malformed(rejected);
       return;
     }
+    const records = this.hdr;
+    const o = this.hdrAt;
     const egress = records[o + DNS_EVENT.egress] === 1;
     if (egress !== !m.response) {
       this.skip('direction');
@@ -272,7 +525,7 @@ export class DnsTracker {
       this.skip('opcode');
       return;
     }
-    const ktime = ktimeOf(view, o);
+    const ktime = this.ktime;
     const key = queryKey(records, o, m.id);
     if (egress) {
       this.counters.queries++;
@@ -307,21 +560,16 @@ export class DnsTracker {
       if (oldest !== undefined) this.answered.delete(oldest);
     }
     this.answered.set(key, ktime);
-    this.lookup(records, view, o, m, ktime, query, batch, clock);
+    this.lookup(m, ktime, query);
   }
 
-  private lookup(
-    records: Uint8Array,
-    view: DataView,
-    o: number,
-    m: DnsMessage,
-    ktime: number,
-    query: Pending | undefined,
-    batch: DnsBatch,
-    clock: TrackerClock,
-  ): void {
+  private lookup(m: DnsMessage, ktime: number, query: Pending | undefined): void {
+    const records = this.hdr;
+    const view = this.hdrView;
+    const o = this.hdrAt;
     const cgroupId = cgroupOf(view, o);
-    batch.pushWire(
+    const clock = this.clock;
+    this.batch?.pushWire(
       {
         time: clock.wallMs - (clock.monoNs - ktime) / 1e6,
         addr: records,
@@ -381,14 +629,4 @@ function streamKey(records: Uint8Array, o: number): string {
   for (let b = o + DNS_EVENT.local; b < o + DNS_EVENT.remotePort + 2; b++)
     key += String.fromCharCode(records[b]);
   return key;
-}
-
-function append(buf: Uint8Array, used: number, from: Uint8Array, at: number, length: number): Uint8Array {
-  let out = buf;
-  if (used + length > buf.length) {
-    out = new Uint8Array(Math.max(used + length, 2 * buf.length));
-    out.set(buf.subarray(0, used));
-  }
-  out.set(from.subarray(at, at + length), used);
-  return out;
 }

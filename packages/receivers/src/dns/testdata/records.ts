@@ -9,6 +9,7 @@ import dnsPacket from 'dns-packet';
 export const UDP = 17;
 export const TCP = 6;
 export const TCP_FIN = 0x01;
+export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
 export const TCP_PSH = 0x08;
 export const TCP_ACK = 0x10;
@@ -29,7 +30,10 @@ export interface RecordInit {
   /** true: leaving the local socket (the tracer's egress program), false: arriving at it. */
   egress: boolean;
   tcpFlags?: number;
-  /** Sequence number of the payload's first byte (TCP). */
+  /**
+   * Sequence number of the payload's first byte (TCP); of a SYN or SYN-ACK, the packet's own (its ISN: the
+   * stream's first byte is ISN + 1).
+   */
   tcpSeq?: number;
   /** The transport payload as it was on the wire. */
   payload: Uint8Array;
