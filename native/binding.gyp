@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "netmon_native",
-      "sources": ["cc/addon.cc", "cc/ctnetlink.cc", "cc/netns.cc", "cc/conntrack.cc", "cc/cgroup_flows.cc", "cc/cgroup_dns.cc", "cc/bpf_object.cc"],
+      "sources": ["cc/addon.cc", "cc/ctnetlink.cc", "cc/netns.cc", "cc/conntrack.cc", "cc/cgroup_flows.cc", "cc/cgroup_dns.cc", "cc/bpf_object.cc", "cc/pinned_map.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
                   "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],

@@ -6,6 +6,7 @@
 #include "cgroup_flows.h"
 #include "conntrack.h"
 #include "netns.h"
+#include "pinned_map.h"
 
 namespace {
 
@@ -35,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeSysctl", Napi::Function::New(env, WriteSysctl, "writeSysctl"));
   netmon::InitCgroupFlows(env, exports);
   netmon::InitCgroupDns(env, exports);
+  netmon::InitPinnedMap(env, exports);
   return netmon::InitConntrack(env, exports);
 }
 

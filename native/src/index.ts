@@ -250,6 +250,46 @@ export interface CgroupDnsHandle {
   close(): void;
 }
 
+/** What the kernel says about a BPF map (bpf_map_info). */
+export interface PinnedMapInfo {
+  /** BPF_MAP_TYPE_* (1 hash, 9 LRU hash, …). */
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  name: string;
+}
+
+/** Every entry of a pinned map: keys and values back to back, `keySize` and `valueSize` bytes each. */
+export interface PinnedMapRead {
+  count: number;
+  keys: Uint8Array;
+  values: Uint8Array;
+  /** More entries than `maxEntries` were in the map: the rest was not read. */
+  truncated: boolean;
+  /** Read with batch lookups (kernel 5.6 and later), else one key at a time. */
+  batched: boolean;
+  durationMs: number;
+  info: PinnedMapInfo;
+}
+
+export interface PinnedMapOptions {
+  /** The pin on a bpffs (e.g. /sys/fs/bpf/tc/globals/cilium_ct4_global). */
+  path: string;
+  /** The sizes the caller's layout has; a map with others is refused before anything is read. */
+  keySize: number;
+  valueSize: number;
+  /** Entries read at most (default: the map's max_entries). */
+  maxEntries?: number;
+}
+
+/**
+ * Why a pinned-map read failed, as the error's `code`: ENOENT (no such pin), EPERM (not allowed:
+ * CAP_BPF or CAP_SYS_ADMIN, and the bpffs readable), ESIZE (key or value size not the layout's; the
+ * error's `info` has the map's), EIO (anything else).
+ */
+export type PinnedMapErrorCode = 'ENOENT' | 'EPERM' | 'ESIZE' | 'EIO';
+
 interface Addon {
   parseMessages(buffer: Uint8Array): ParseResult;
   readSysctl(netns: string | null, name: string): string;
@@ -257,6 +297,7 @@ interface Addon {
   Conntrack: new (options: { netns?: string }) => ConntrackHandle;
   CgroupFlows: new (options: Required<CgroupFlowsOptions>) => CgroupFlowsHandle;
   CgroupDns: new (options: Required<CgroupDnsOptions>) => CgroupDnsHandle;
+  readPinnedMap(options: PinnedMapOptions): Promise<PinnedMapRead>;
   ConntrackEvents: new (
     options: ConntrackEventsOptions,
     onBatch: (batch: EventBatch) => void,
@@ -349,4 +390,13 @@ function builtObject(path: string): string {
     );
   }
   return path;
+}
+
+/**
+ * Reads every entry of a map another program pinned, on the libuv pool, after checking its key and value
+ * sizes (rejects with a `code`: PinnedMapErrorCode). The pin is opened per read, so a map its owner
+ * re-created is the one read next.
+ */
+export function readPinnedMap(options: PinnedMapOptions): Promise<PinnedMapRead> {
+  return native().readPinnedMap(options);
 }

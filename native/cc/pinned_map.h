@@ -1,0 +1,7 @@
+#pragma once
+
+#include <napi.h>
+
+namespace netmon {
+Napi::Object InitPinnedMap(Napi::Env env, Napi::Object exports);
+}
