@@ -17,6 +17,7 @@ import {
   pluginProcessorFactory,
 } from '@netmon/processors';
 import {
+  ciliumReceiverFactory,
   conntrackReceiverFactory,
   dnsReceiverFactory,
   ebpfReceiverFactory,
@@ -26,6 +27,7 @@ import {
 
 export function defaultRegistry(): Registry {
   return new Registry([
+    ciliumReceiverFactory,
     conntrackReceiverFactory,
     dnsReceiverFactory,
     ebpfReceiverFactory,

@@ -1,5 +1,8 @@
 // The factories and config types: each factory loads its receiver (the conntrack one, the native addon) in
 // `create`, when a config uses it.
+export type { CiliumReceiverConfig } from './cilium/config.js';
+export { ciliumReceiverFactory } from './cilium/factory.js';
+export type { CiliumReceiver } from './cilium/receiver.js';
 export type { ConntrackReceiverConfig } from './conntrack/config.js';
 export { conntrackReceiverFactory } from './conntrack/factory.js';
 export type { ConntrackReceiver } from './conntrack/receiver.js';

@@ -1,0 +1,14 @@
+// The node access the cilium receiver needs, as a seam: node-kernel.ts is the real one (the addon's
+// pinned-map reader, /proc), unit tests hand it maps they built.
+import type { readPinnedMap } from '@netmon/native';
+
+export interface CiliumKernel {
+  readMap: typeof readPinnedMap;
+  /** Text of a file under /proc, or undefined. */
+  readProc(path: string): string | undefined;
+  exists(path: string): boolean;
+  /** CLOCK_MONOTONIC in ns. */
+  monotonicNs(): number;
+  /** Waits `ms` (between the two samples HZ is measured from). */
+  sleep(ms: number): Promise<void>;
+}

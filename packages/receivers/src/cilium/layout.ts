@@ -1,0 +1,178 @@
+// Cilium's conntrack entries, decoded: the key (`struct ipv4_ct_tuple`, 14 bytes, and `ipv6_ct_tuple`,
+// 38 bytes: daddr, saddr, dport, sport, nexthdr, flags — addresses and ports in network byte order) and
+// the 56-byte value (`struct ct_entry`), from Cilium's bpf/lib/common.h and conntrack.h
+// (https://github.com/cilium/cilium).
+//
+// A connection's entry stores its tuple reversed: daddr:sport is the side that opened it, saddr:dport the
+// side that answered, whether the entry is OUT (first seen leaving a local endpoint) or IN (arriving at
+// one). RELATED entries (ICMP errors of a connection) and SERVICE entries (a load balancer's frontend →
+// backend choice; their key is VIP, client, client port, service port, and they count nothing) are not
+// connections. A connection between two endpoints of this node has an OUT and an IN entry with the same
+// key bytes but the flag: it is reported once, from the OUT entry.
+import { type FlowBatch, FlowFlags } from '@netmon/core';
+
+export const TUPLE_F_IN = 1;
+export const TUPLE_F_RELATED = 2;
+export const TUPLE_F_SERVICE = 4;
+
+export const KEY_SIZE = { 4: 14, 6: 38 } as const;
+export const VALUE_SIZE = 56;
+
+/** Byte offsets of the value's fields (host byte order but rev_nat_index). */
+export const VALUE = {
+  /** split layout: rx packets, rx bytes; total layout (1.16+): unused / backend id / NAT address. */
+  rxPackets: 0,
+  rxBytes: 8,
+  /** split: tx packets and bytes; total: packets and bytes of both directions. */
+  txPackets: 16,
+  txBytes: 24,
+  lifetime: 32,
+  flags: 36,
+} as const;
+
+/** Bits of the value's u16 flags. */
+export const ENTRY_RX_CLOSING = 0x1;
+export const ENTRY_TX_CLOSING = 0x2;
+
+/**
+ * split (Cilium ≤ 1.15): rx_packets, rx_bytes, tx_packets, tx_bytes, each direction relative to the local
+ * endpoint (tx: what it sent). total (1.16+): one packets/bytes pair of both directions.
+ */
+export type ValueLayout = 'split' | 'total';
+
+export interface DecodeCounts {
+  entries: number;
+  connections: number;
+  service: number;
+  related: number;
+  /** IN entries whose OUT twin (a connection between two endpoints of this node) was reported instead. */
+  pairs: number;
+  /** Entries whose lifetime has passed (not yet removed by Cilium's garbage collector). */
+  expired: number;
+}
+
+export function newCounts(): DecodeCounts {
+  return { entries: 0, connections: 0, service: 0, related: 0, pairs: 0, expired: 0 };
+}
+
+const u64 = (v: DataView, o: number) => v.getUint32(o + 4, true) * 2 ** 32 + v.getUint32(o, true);
+
+/**
+ * What the first entries say about the value layout: 'split' when an entry's first two u64 read as rx
+ * packets and bytes (both set, bytes at least 20 per packet: an IP header), 'total' when one's cannot
+ * (bytes without packets, or fewer than 20 bytes a packet: an address, a backend id), undefined while no
+ * connection entry with counters tells.
+ */
+export function detectLayout(
+  values: Uint8Array,
+  keys: Uint8Array,
+  keySize: number,
+  count: number,
+): ValueLayout | undefined {
+  const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
+  let split = 0;
+  for (let i = 0; i < count; i++) {
+    if ((keys[keySize * i + keySize - 1] & (TUPLE_F_SERVICE | TUPLE_F_RELATED)) !== 0) continue;
+    const o = VALUE_SIZE * i;
+    const a = u64(v, o + VALUE.rxPackets);
+    const b = u64(v, o + VALUE.rxBytes);
+    if (a === 0 && b === 0) continue;
+    if (a > 0 && b >= 20 * a) split++;
+    else return 'total';
+    if (split >= 8) return 'split';
+  }
+  return split > 0 ? 'split' : undefined;
+}
+
+/**
+ * Appends the connections of one map's entries to `batch` (cumulative counters, src = the opener).
+ * `expiredBefore`: lifetimes below it have passed (NaN: unknown).
+ */
+export function decodeEntries(
+  family: 4 | 6,
+  keys: Uint8Array,
+  values: Uint8Array,
+  count: number,
+  layout: ValueLayout,
+  expiredBefore: number,
+  batch: FlowBatch,
+  counts: DecodeCounts,
+): void {
+  const keySize = KEY_SIZE[family];
+  const addr = family === 4 ? 4 : 16;
+  const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
+  // An OUT entry's key (flag byte cleared), to find the IN twin of a local connection.
+  const outKeys = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    if (keys[keySize * i + keySize - 1] === 0) outKeys.add(keyText(keys, keySize * i, keySize));
+  }
+  batch.reserve(batch.length + count);
+  for (let i = 0; i < count; i++) {
+    counts.entries++;
+    const k = keySize * i;
+    const flags = keys[k + keySize - 1];
+    if (flags & TUPLE_F_SERVICE) {
+      counts.service++;
+      continue;
+    }
+    if (flags & TUPLE_F_RELATED) {
+      counts.related++;
+      continue;
+    }
+    const o = VALUE_SIZE * i;
+    if (flags & TUPLE_F_IN && outKeys.has(keyText(keys, k, keySize))) {
+      counts.pairs++;
+      continue;
+    }
+    const row = batch.length++;
+    counts.connections++;
+    // daddr (offset 0) opened the connection from sport; saddr answered on dport.
+    place(batch.srcAddr, 16 * row, keys, k, addr);
+    place(batch.dstAddr, 16 * row, keys, k + addr, addr);
+    batch.backendAddr.fill(0, 16 * row, 16 * row + 16);
+    batch.dstPort[row] = (keys[k + 2 * addr] << 8) | keys[k + 2 * addr + 1];
+    batch.srcPort[row] = (keys[k + 2 * addr + 2] << 8) | keys[k + 2 * addr + 3];
+    batch.backendPort[row] = 0;
+    batch.protocol[row] = keys[k + 2 * addr + 4];
+    batch.family[row] = family;
+    const txPackets = u64(v, o + VALUE.txPackets);
+    const txBytes = u64(v, o + VALUE.txBytes);
+    const rxPackets = layout === 'split' ? u64(v, o + VALUE.rxPackets) : 0;
+    const rxBytes = layout === 'split' ? u64(v, o + VALUE.rxBytes) : 0;
+    // split counters are the local endpoint's: an IN entry's endpoint answered, so its tx went back.
+    const answered = layout === 'split' && (flags & TUPLE_F_IN) !== 0;
+    batch.txPackets[row] = answered ? rxPackets : txPackets;
+    batch.txBytes[row] = answered ? rxBytes : txBytes;
+    batch.rxPackets[row] = answered ? txPackets : rxPackets;
+    batch.rxBytes[row] = answered ? txBytes : rxBytes;
+    let rowFlags: number = FlowFlags.InitiatorKnown;
+    const lifetime = v.getUint32(o + VALUE.lifetime, true);
+    if (lifetime < expiredBefore) {
+      counts.expired++;
+      // Ended both ways and past its last timeout: its counters are final.
+      const closing = v.getUint16(o + VALUE.flags, true);
+      if ((closing & (ENTRY_RX_CLOSING | ENTRY_TX_CLOSING)) === (ENTRY_RX_CLOSING | ENTRY_TX_CLOSING))
+        rowFlags |= FlowFlags.Closed;
+    }
+    batch.flags[row] = rowFlags;
+  }
+}
+
+/** An address of `len` bytes at `from` of `src` into 16 bytes at `to` (IPv4 as ::ffff:a.b.c.d). */
+function place(dst: Uint8Array, to: number, src: Uint8Array, from: number, len: number): void {
+  if (len === 16) {
+    dst.set(src.subarray(from, from + 16), to);
+    return;
+  }
+  dst.fill(0, to, to + 10);
+  dst[to + 10] = 0xff;
+  dst[to + 11] = 0xff;
+  dst.set(src.subarray(from, from + 4), to + 12);
+}
+
+/** The key's bytes but the flags byte, as a string: the identity of a connection in this map. */
+function keyText(keys: Uint8Array, k: number, keySize: number): string {
+  let s = '';
+  for (let b = k; b < k + keySize - 1; b++) s += String.fromCharCode(keys[b]);
+  return s;
+}

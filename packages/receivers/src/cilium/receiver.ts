@@ -1,0 +1,291 @@
+import { join } from 'node:path';
+import {
+  type BatchSink,
+  type ComponentSettings,
+  errorMessage,
+  FlowBatch,
+  observeMetrics,
+  type Receiver,
+} from '@netmon/core';
+import type { PinnedMapRead } from '@netmon/native';
+import { type ClockNow, detectClock, MONO_SCALER, measureHz, schedstatJiffies } from './clock.js';
+import type { CiliumReceiverConfig } from './config.js';
+import type { CiliumKernel } from './kernel.js';
+import {
+  type DecodeCounts,
+  decodeEntries,
+  detectLayout,
+  KEY_SIZE,
+  newCounts,
+  VALUE,
+  VALUE_SIZE,
+  type ValueLayout,
+} from './layout.js';
+import { CILIUM_METRICS } from './metrics.js';
+import { nodeKernel } from './node-kernel.js';
+
+const MAPS = [
+  ['tcp4', 4],
+  ['any4', 4],
+  ['tcp6', 6],
+  ['any6', 6],
+] as const;
+type MapKey = (typeof MAPS)[number][0];
+
+/** First retry of a failed read; each further one waits twice as long, until that reaches read_interval. */
+const RETRY_BASE_MS = 500;
+
+/**
+ * Reads Cilium's pinned conntrack maps every `read_interval` and hands on every connection with its
+ * cumulative counters, src the side that opened it (a full snapshot: put `delta` after it). Service and
+ * related entries are not counted; a connection between two endpoints of this node is reported once.
+ */
+export class CiliumReceiver implements Receiver {
+  private timer?: NodeJS.Timeout;
+  private reading?: Promise<void>;
+  private stopping = false;
+  private failedInARow = 0;
+  private layout: ValueLayout | undefined;
+  private layoutReason = '';
+  private clock: 'ktime' | 'jiffies' | undefined;
+  private hz: number | undefined;
+  // Self-metric state.
+  private reads = 0;
+  private readonly failures = new Map<MapKey, number>();
+  private readonly truncated = new Map<MapKey, number>();
+  private readonly lastCounts = new Map<MapKey, DecodeCounts>();
+  private readonly lastErrors = new Map<MapKey, string>();
+  private lastReadSeconds = 0;
+  private readonly unobserve: Array<() => void> = [];
+
+  constructor(
+    private readonly settings: ComponentSettings,
+    private readonly config: CiliumReceiverConfig,
+    private readonly next: BatchSink,
+    private readonly kernel: CiliumKernel = nodeKernel,
+  ) {
+    if (config.value_layout !== 'auto') {
+      this.layout = config.value_layout;
+      this.layoutReason = 'set in the config';
+    }
+    if (config.clock_source !== 'auto') this.clock = config.clock_source;
+    this.registerMetrics();
+  }
+
+  /** The value layout in use (undefined until auto has seen an entry that tells). */
+  get valueLayout(): ValueLayout | undefined {
+    return this.layout;
+  }
+
+  async start(): Promise<void> {
+    const dir = this.config.maps_dir;
+    if (!this.kernel.exists(dir)) {
+      throw new Error(
+        `cilium receiver: ${dir} does not exist: Cilium pins its maps there on a Cilium node (mount the host's /sys/fs/bpf into the pod and set maps_dir), or choose another collection mode`,
+      );
+    }
+    const present = MAPS.filter(([k]) => this.config.map_names[k] && this.kernel.exists(this.pathOf(k)));
+    if (present.length === 0) {
+      throw new Error(
+        `cilium receiver: no Cilium conntrack map in ${dir} (${MAPS.map(([k]) => this.config.map_names[k])
+          .filter(Boolean)
+          .join(', ')}): not a Cilium node, or maps_dir is not where its bpffs is mounted`,
+      );
+    }
+    this.hz = await this.measureHz();
+    this.settings.status.describe(() => ({
+      maps_dir: dir,
+      value_layout: this.layout ?? 'undetermined (no entry with counters yet)',
+      value_layout_reason: this.layoutReason,
+      directions:
+        this.layout === 'total'
+          ? 'both directions in tx (this Cilium version counts a connection’s packets together)'
+          : 'tx and rx',
+      clock_source: this.clock ?? 'undetermined',
+      kernel_hz: this.hz ?? 'unknown (/proc/schedstat has no timestamp)',
+      maps: Object.fromEntries(
+        MAPS.filter(([k]) => this.config.map_names[k]).map(([k]) => [
+          this.config.map_names[k],
+          this.lastErrors.get(k) ?? this.lastCounts.get(k) ?? 'not read yet',
+        ]),
+      ),
+    }));
+    this.settings.logger.info(
+      { maps_dir: dir, maps: present.map(([k]) => this.config.map_names[k]), kernel_hz: this.hz },
+      `reading Cilium's conntrack maps in ${dir}`,
+    );
+    this.schedule(0);
+  }
+
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    await this.reading;
+    for (const off of this.unobserve) off();
+  }
+
+  private pathOf(k: MapKey): string {
+    return join(this.config.maps_dir, this.config.map_names[k]);
+  }
+
+  /** HZ from two samples of (jiffies, monotonic) 100 ms apart, each pair read back to back. */
+  private async measureHz(): Promise<number | undefined> {
+    const sample = () => {
+      const jiffies = schedstatJiffies(this.kernel.readProc('/proc/schedstat'));
+      return jiffies === undefined ? undefined : { jiffies, ns: this.kernel.monotonicNs() };
+    };
+    const a = sample();
+    if (!a) return undefined;
+    await this.kernel.sleep(100);
+    const b = sample();
+    return b ? measureHz(a, b) : undefined;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopping) return;
+    this.timer = setTimeout(() => {
+      const started = performance.now();
+      this.reading = this.read().finally(() => {
+        this.reading = undefined;
+        const wait = this.config.read_interval - (performance.now() - started);
+        const retry = this.failedInARow > 0 ? RETRY_BASE_MS * 2 ** (this.failedInARow - 1) : Infinity;
+        this.schedule(Math.max(0, Math.min(wait, retry)));
+      });
+    }, delayMs);
+  }
+
+  private now(): ClockNow {
+    const jiffies = schedstatJiffies(this.kernel.readProc('/proc/schedstat'));
+    return {
+      ktime: Math.floor(this.kernel.monotonicNs() / 1e9),
+      jiffies: jiffies === undefined ? Number.NaN : Math.floor(jiffies / 2 ** MONO_SCALER),
+    };
+  }
+
+  /** One read of every map: never throws. */
+  private async read(): Promise<void> {
+    const t0 = performance.now();
+    const timeStart = Date.now();
+    const results = await Promise.all(
+      MAPS.filter(([k]) => this.config.map_names[k]).map(async ([k, family]) => {
+        try {
+          const r = await this.kernel.readMap({
+            path: this.pathOf(k),
+            keySize: KEY_SIZE[family],
+            valueSize: VALUE_SIZE,
+            maxEntries: this.config.max_entries,
+          });
+          this.lastErrors.delete(k);
+          return { k, family, r };
+        } catch (err) {
+          this.failures.set(k, (this.failures.get(k) ?? 0) + 1);
+          this.lastErrors.set(k, errorMessage(err));
+          return { k, family, err };
+        }
+      }),
+    );
+    const failed = results.filter((x) => x.err !== undefined);
+    const now = this.now();
+    const batch = new FlowBatch(1024, 'cumulative');
+    batch.origin = this.settings.id;
+    for (const { k, family, r } of results) {
+      if (!r) continue;
+      if (r.truncated) this.truncated.set(k, (this.truncated.get(k) ?? 0) + 1);
+      this.decide(r, family, now);
+      const counts = newCounts();
+      decodeEntries(
+        family,
+        r.keys,
+        r.values,
+        r.count,
+        this.layout ?? 'total',
+        this.expiredBefore(now),
+        batch,
+        counts,
+      );
+      this.lastCounts.set(k, counts);
+    }
+    const end = Date.now();
+    batch.timeStart.fill(timeStart, 0, batch.length);
+    batch.timeEnd.fill(end, 0, batch.length);
+    // Every live connection when every map was read whole: one missing from it has ended.
+    batch.snapshot = failed.length === 0 && results.every((x) => !x.r?.truncated);
+    this.reads++;
+    this.lastReadSeconds = (performance.now() - t0) / 1000;
+    if (failed.length === results.length) {
+      this.failedInARow++;
+      const message = `no Cilium conntrack map could be read: ${failed.map((f) => this.lastErrors.get(f.k)).join('; ')}`;
+      this.settings.status.recoverableError(new Error(message));
+      this.settings.logger.error({ failed_in_a_row: this.failedInARow }, message);
+      return;
+    }
+    this.failedInARow = 0;
+    try {
+      this.next.consume(batch);
+    } catch (err) {
+      this.settings.status.recoverableError(
+        new Error(`Cilium flows read but not handed on: ${errorMessage(err)}`),
+      );
+      return;
+    }
+    if (failed.length > 0) {
+      const message = `Cilium conntrack maps not read: ${failed.map((f) => this.lastErrors.get(f.k)).join('; ')}`;
+      this.settings.status.recoverableError(new Error(message));
+      this.settings.logger.warn({ maps: failed.map((f) => f.k) }, message);
+    } else this.settings.status.ok();
+  }
+
+  /** Settles the value layout and the clock source from the entries, once each, when auto. */
+  private decide(r: PinnedMapRead, family: 4 | 6, now: ClockNow): void {
+    if (this.layout === undefined) {
+      const found = detectLayout(r.values, r.keys, KEY_SIZE[family], r.count);
+      if (found) {
+        this.layout = found;
+        this.layoutReason =
+          found === 'split'
+            ? 'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier)'
+            : 'entries hold one packets/bytes pair (Cilium 1.16 and later)';
+        this.settings.logger.info(
+          { value_layout: found, reason: this.layoutReason },
+          `Cilium value layout: ${found}`,
+        );
+      }
+    }
+    if (this.clock === undefined && r.count > 0) {
+      const lifetimes = new Uint32Array(Math.min(r.count, 4096));
+      const v = new DataView(r.values.buffer, r.values.byteOffset, r.values.byteLength);
+      for (let i = 0; i < lifetimes.length; i++)
+        lifetimes[i] = v.getUint32(VALUE_SIZE * i + VALUE.lifetime, true);
+      this.clock = detectClock(lifetimes, now, this.hz);
+      if (this.clock)
+        this.settings.logger.info(
+          { clock_source: this.clock, kernel_hz: this.hz },
+          `Cilium lifetimes count in ${this.clock}`,
+        );
+    }
+  }
+
+  /** Lifetimes below this have passed, in the entries' unit; NaN when the unit is unknown. */
+  private expiredBefore(now: ClockNow): number {
+    if (this.clock === 'ktime') return now.ktime;
+    if (this.clock === 'jiffies') return now.jiffies;
+    return Number.NaN;
+  }
+
+  private registerMetrics(): void {
+    const observed = observeMetrics(this.settings.meter, CILIUM_METRICS, (r) => {
+      r.reads(this.reads);
+      for (const [map, n] of this.failures) r.readFailures(n, { map });
+      for (const [map, n] of this.truncated) r.truncatedReads(n, { map });
+      for (const [map, c] of this.lastCounts) {
+        r.entries(c.connections, { map, kind: 'connection' });
+        r.entries(c.service, { map, kind: 'service' });
+        r.entries(c.related, { map, kind: 'related' });
+        r.entries(c.pairs, { map, kind: 'pair' });
+        r.entries(c.expired, { map, kind: 'expired' });
+      }
+      r.readDuration(this.lastReadSeconds);
+    });
+    this.unobserve.push(observed.close);
+  }
+}
