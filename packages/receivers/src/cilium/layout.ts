@@ -101,11 +101,7 @@ export function decodeEntries(
   const keySize = KEY_SIZE[family];
   const addr = family === 4 ? 4 : 16;
   const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
-  // An OUT entry's key (flag byte cleared), to find the IN twin of a local connection.
-  const outKeys = new Set<string>();
-  for (let i = 0; i < count; i++) {
-    if (keys[keySize * i + keySize - 1] === 0) outKeys.add(keyText(keys, keySize * i, keySize));
-  }
+  const outs = new OutEntries(keys, keySize, count);
   batch.reserve(batch.length + count);
   for (let i = 0; i < count; i++) {
     counts.entries++;
@@ -120,7 +116,7 @@ export function decodeEntries(
       continue;
     }
     const o = VALUE_SIZE * i;
-    if (flags & TUPLE_F_IN && outKeys.has(keyText(keys, k, keySize))) {
+    if (flags & TUPLE_F_IN && outs.has(k)) {
       counts.pairs++;
       continue;
     }
@@ -170,9 +166,49 @@ function place(dst: Uint8Array, to: number, src: Uint8Array, from: number, len: 
   dst.set(src.subarray(from, from + 4), to + 12);
 }
 
-/** The key's bytes but the flags byte, as a string: the identity of a connection in this map. */
-function keyText(keys: Uint8Array, k: number, keySize: number): string {
-  let s = '';
-  for (let b = k; b < k + keySize - 1; b++) s += String.fromCharCode(keys[b]);
-  return s;
+/**
+ * The OUT entries of one map, found by their key bytes but the flags byte: an open-addressing table of
+ * entry indexes over the keys themselves, so a map of a million entries costs two typed arrays, not a
+ * string per entry.
+ */
+class OutEntries {
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+
+  constructor(
+    private readonly keys: Uint8Array,
+    private readonly keySize: number,
+    count: number,
+  ) {
+    let size = 16;
+    while (size < 2 * count) size *= 2;
+    this.slots = new Int32Array(size).fill(-1);
+    this.mask = size - 1;
+    for (let i = 0; i < count; i++) {
+      const k = keySize * i;
+      if (keys[k + keySize - 1] !== 0) continue;
+      let s = this.hash(k) & this.mask;
+      while (this.slots[s] !== -1) s = (s + 1) & this.mask;
+      this.slots[s] = k;
+    }
+  }
+
+  /** Whether an OUT entry has the key at `k` (its flags byte aside). */
+  has(k: number): boolean {
+    for (let s = this.hash(k) & this.mask; this.slots[s] !== -1; s = (s + 1) & this.mask) {
+      if (this.same(this.slots[s], k)) return true;
+    }
+    return false;
+  }
+
+  private hash(k: number): number {
+    let h = 0x811c9dc5;
+    for (let b = k; b < k + this.keySize - 1; b++) h = Math.imul(h ^ this.keys[b], 0x01000193);
+    return h >>> 0;
+  }
+
+  private same(a: number, b: number): boolean {
+    for (let j = 0; j < this.keySize - 1; j++) if (this.keys[a + j] !== this.keys[b + j]) return false;
+    return true;
+  }
 }
