@@ -4,10 +4,11 @@ import path from 'node:path';
 import { ConfigError, defineExporter, displayPath, loadConfig, Registry } from '@netmon/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { ciliumReceiverConfig } from '../cilium/config.js';
 import { conntrackReceiverConfig } from '../conntrack/config.js';
 import { ebpfReceiverConfig } from '../ebpf/config.js';
 import { flowsReceiverConfig } from './config.js';
-import { FLOWS_METRICS, flowsReceiverFactory, makeFlowsReceiverFactory } from './factory.js';
+import { FLOWS_METRICS, flowsReceiverFactory, makeFlowsReceiverFactory, possibleModes } from './factory.js';
 import { fakeFactories } from './testdata/fake-receivers.js';
 
 /** An exporter that claims the file it is told to write, so claims can collide with the receiver's. */
@@ -60,10 +61,20 @@ describe('flows receiver config', () => {
       mode: 'auto',
       netfilter: conntrackReceiverConfig.parse({}),
       ebpf: ebpfReceiverConfig.parse({}),
+      cilium: ciliumReceiverConfig.parse({}),
     });
+    expect(flowsReceiverConfig.parse({}).cilium.maps_dir).toBe('/sys/fs/bpf/tc/globals');
   });
 
-  it('a problem in either block keeps its path, file, line and column, whatever the mode', async () => {
+  it('auto may run every mode, in the order it tries them; a named mode only itself', () => {
+    const modes = (mode: string) => possibleModes(flowsReceiverConfig.parse({ mode }));
+    expect(modes('auto')).toEqual(['cilium', 'ebpf', 'netfilter']);
+    expect(modes('cilium')).toEqual(['cilium']);
+    expect(modes('ebpf')).toEqual(['ebpf']);
+    expect(modes('netfilter')).toEqual(['netfilter']);
+  });
+
+  it('a problem in any block keeps its path, file, line and column, whatever the mode', async () => {
     const f = await configFile(
       'nested.yaml',
       [
@@ -74,6 +85,9 @@ describe('flows receiver config', () => {
         '      families: [ipv5]',
         '    ebpf:',
         '      max_flows: 3',
+        '    cilium:',
+        '      value_layout: splt',
+        '      map_names: { tcp4: "../etc/passwd" }',
       ].join('\n'),
     );
     const at = displayPath(f);
@@ -81,6 +95,8 @@ describe('flows receiver config', () => {
       `${at}:5:7: receivers::flows::netfilter::read_intervall: unknown key "read_intervall"; did you mean read_interval? (expected one of: read_interval, events, netns, families, protocols, enable_accounting, event_buffer_size)`,
       `${at}:6:18: receivers::flows::netfilter::families::0: "ipv5" is not one of: ipv4, ipv6; did you mean ipv4 or ipv6?`,
       `${at}:8:7: receivers::flows::ebpf::max_flows: Too small: expected number to be >=16`,
+      `${at}:10:7: receivers::flows::cilium::value_layout: "splt" is not one of: auto, split, total; did you mean split?`,
+      `${at}:11:20: receivers::flows::cilium::map_names::tcp4: expected a map file name (letters, digits, _ . -), or "" to leave it out`,
     ]);
   });
 
@@ -92,10 +108,27 @@ describe('flows receiver config', () => {
   });
 
   it('an unknown key beside mode is an error', async () => {
-    const f = await configFile('unknown.yaml', '  flows:\n    cilium: {}');
+    const f = await configFile('unknown.yaml', '  flows:\n    conntrack: {}');
     expect(await problemsOf(f)).toEqual([
-      `${displayPath(f)}:3:5: receivers::flows::cilium: unknown key "cilium"; expected one of: mode, netfilter, ebpf`,
+      `${displayPath(f)}:3:5: receivers::flows::conntrack: unknown key "conntrack"; expected one of: mode, netfilter, ebpf, cilium`,
     ]);
+  });
+
+  it("the cilium block's maps_dir from the environment, as configs/kubernetes.yaml sets it", async () => {
+    const f = await configFile(
+      'cilium-env.yaml',
+      '  flows:\n    mode: cilium\n    cilium:\n      maps_dir: ${env:NETMON_CILIUM_MAPS_DIR:-/sys/fs/bpf/tc/globals}',
+    );
+    const registry = new Registry([flowsReceiverFactory, sink]);
+    const unset = await loadConfig([f], registry, {});
+    expect(unset.components.receiver.get('flows')?.config).toMatchObject({
+      mode: 'cilium',
+      cilium: { maps_dir: '/sys/fs/bpf/tc/globals' },
+    });
+    const set = await loadConfig([f], registry, { NETMON_CILIUM_MAPS_DIR: '/host/sys/fs/bpf/tc/globals' });
+    expect(set.components.receiver.get('flows')?.config).toMatchObject({
+      cilium: { maps_dir: '/host/sys/fs/bpf/tc/globals' },
+    });
   });
 
   it('the mode comes from the environment, and a wrong one says so', async () => {
@@ -166,10 +199,12 @@ describe('flows receiver config', () => {
     ]);
   });
 
-  it('declares every metric either wrapped receiver makes, once each', () => {
+  it('declares every metric a wrapped receiver makes, once each', () => {
     const names = Object.values(FLOWS_METRICS).map((m) => m.name);
     expect(names).toContain('netmon_conntrack_reads');
     expect(names).toContain('netmon_ebpf_coverage');
+    expect(names).toContain('netmon_cilium_reads');
+    expect(names).toContain('netmon_cilium_truncated_reads');
     expect(new Set(names).size).toBe(names.length);
   });
 });

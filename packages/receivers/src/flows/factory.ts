@@ -6,42 +6,42 @@ import {
   type ReceiverFactory,
   type ValidateContext,
 } from '@netmon/core';
+import { ciliumReceiverFactory } from '../cilium/factory.js';
+import { CILIUM_METRICS } from '../cilium/metrics.js';
 import { conntrackReceiverFactory } from '../conntrack/factory.js';
 import { CONNTRACK_METRICS } from '../conntrack/metrics.js';
 import { ebpfReceiverFactory } from '../ebpf/factory.js';
 import { EBPF_METRICS } from '../ebpf/metrics.js';
-import { type FlowsReceiverConfig, flowsReceiverConfig, type RunnableMode } from './config.js';
+import { AUTO_ORDER, type FlowsReceiverConfig, flowsReceiverConfig, type RunnableMode } from './config.js';
 import type { FlowsDeps } from './receiver.js';
 
 /**
- * Every metric either wrapped receiver can make on this one's meter: the conntrack receiver's, then the
- * ebpf receiver's (auto may run either, and falls back from one to the other).
+ * Every metric a wrapped receiver can make on this one's meter: the conntrack receiver's, the ebpf
+ * receiver's, then the cilium receiver's (auto may run any of them, and falls back from one to the next).
  */
 export const FLOWS_METRICS: MetricDeclarations = {
   ...Object.fromEntries(Object.entries(CONNTRACK_METRICS).map(([k, m]) => [`netfilter_${k}`, m])),
   ...Object.fromEntries(Object.entries(EBPF_METRICS).map(([k, m]) => [`ebpf_${k}`, m])),
+  ...Object.fromEntries(Object.entries(CILIUM_METRICS).map(([k, m]) => [`cilium_${k}`, m])),
 };
 
-/** The receivers a config may run: the one it names, or for auto both (ebpf, then netfilter as fallback). */
+/** The receivers a config may run: the one it names, or for auto all three, in the order auto tries them. */
 export function possibleModes(config: FlowsReceiverConfig): RunnableMode[] {
-  switch (config.mode) {
-    case 'auto':
-      return ['ebpf', 'netfilter'];
-    case 'cilium':
-      return [];
-    default:
-      return [config.mode];
-  }
+  return config.mode === 'auto' ? [...AUTO_ORDER] : [config.mode];
 }
 
 type Factories = FlowsDeps['factories'];
 
 /**
- * The `flows` factory over the given wrapped factories (the shipped conntrack and ebpf ones; tests pass
+ * The `flows` factory over the given wrapped factories (the shipped conntrack, ebpf and cilium ones; tests pass
  * their own). Checks and claims are the wrapped factories' own, their keys under the mode's block.
  */
 export function makeFlowsReceiverFactory(
-  factories: Factories = { netfilter: conntrackReceiverFactory, ebpf: ebpfReceiverFactory },
+  factories: Factories = {
+    netfilter: conntrackReceiverFactory,
+    ebpf: ebpfReceiverFactory,
+    cilium: ciliumReceiverFactory,
+  },
   deps?: Pick<FlowsDeps, 'files'>,
 ): ReceiverFactory<FlowsReceiverConfig> {
   const sub = <R>(
@@ -54,13 +54,13 @@ export function makeFlowsReceiverFactory(
     type: 'flows',
     stability: 'alpha',
     description:
-      'The collection mode as one receiver: netfilter (conntrack), ebpf, cilium (not yet in this version) or auto, which probes the node and says in the log and /status what it chose and why. Runs the chosen receiver with these settings; never replaces a mode named in the config.',
+      "The collection mode as one receiver: netfilter (conntrack), ebpf, cilium (Cilium's conntrack maps) or auto, which probes the node and says in the log and /status what it chose and why. Runs the chosen receiver with these settings; never replaces a mode named in the config.",
     signals: ['flows'],
     config: flowsReceiverConfig,
     metrics: FLOWS_METRICS,
     // The I/O checks (a cgroup or namespace path exists) of the receivers this config may run only: a
-    // path that exists solely on nodes where the other mode applies is no mistake. Schema problems are
-    // reported in both blocks whatever the mode.
+    // path that exists solely on nodes where another mode applies is no mistake. Schema problems are
+    // reported in every block whatever the mode.
     async validate(config, ctx: ValidateContext) {
       const issues: ConfigIssue[] = [];
       for (const mode of possibleModes(config)) {

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { chooseAuto, type NodeFiles, nodeFiles, PATHS, probeNode } from './probe.js';
+import { CILIUM_DEFAULTS, chooseAuto, type NodeFiles, nodeFiles, PATHS, probeNode } from './probe.js';
 import { fakeNode } from './testdata/fake-node.js';
 
 /** Root, or required to be (CI): such tests then run and fail without it instead of being skipped. */
@@ -14,24 +14,38 @@ describe('chooseAuto', () => {
     netfilter: { usable: netfilter, found: 'N' },
   });
 
-  it('prefers ebpf, then netfilter; cilium only adds a note', () => {
+  it('prefers cilium, then ebpf, then netfilter; the usable ones after the choice are its fallbacks, in order', () => {
+    expect(chooseAuto(verdicts(true, true, true))).toEqual({
+      mode: 'cilium',
+      reason: 'C: reading them instead of instrumenting the node a second time',
+      fallbacks: ['ebpf', 'netfilter'],
+    });
+    expect(chooseAuto(verdicts(false, true, true))).toEqual({
+      mode: 'cilium',
+      reason: 'C: reading them instead of instrumenting the node a second time',
+      fallbacks: ['netfilter'],
+    });
+    expect(chooseAuto(verdicts(false, false, true)).fallbacks).toEqual([]);
     expect(chooseAuto(verdicts(true, true))).toEqual({
       mode: 'ebpf',
       reason: 'eBPF is usable: E. netfilter would also give the backends of Services (mode: netfilter)',
+      fallbacks: ['netfilter'],
     });
-    expect(chooseAuto(verdicts(true, false))).toEqual({ mode: 'ebpf', reason: 'eBPF is usable: E' });
+    expect(chooseAuto(verdicts(true, false))).toEqual({
+      mode: 'ebpf',
+      reason: 'eBPF is usable: E',
+      fallbacks: [],
+    });
     expect(chooseAuto(verdicts(false, true))).toEqual({
       mode: 'netfilter',
       reason: 'eBPF is not usable (E); conntrack is: N',
+      fallbacks: [],
     });
     expect(chooseAuto(verdicts(false, false))).toEqual({
       mode: undefined,
-      reason: 'no collection mode is usable on this node. ebpf: E. netfilter: N. cilium: C',
+      reason: 'no collection mode is usable on this node. cilium: C. ebpf: E. netfilter: N',
+      fallbacks: [],
     });
-    expect(chooseAuto(verdicts(false, true, true)).mode).toBe('netfilter');
-    expect(chooseAuto(verdicts(false, true, true)).reason).toMatch(
-      /^Cilium's conntrack maps are pinned on this node, which would choose cilium, but this version has no cilium receiver; /,
-    );
   });
 
   it('reads nothing but the fake node', () => {
@@ -39,11 +53,64 @@ describe('chooseAuto', () => {
     const p = probeNode(node);
     expect(p.cilium).toEqual({
       usable: true,
-      found: "Cilium's pinned conntrack maps: /sys/fs/bpf/tc/globals/cilium_ct6_global",
+      found: "Cilium's conntrack maps are pinned at /sys/fs/bpf/tc/globals (cilium_ct6_global)",
     });
     expect(p.netfilter.found).toBe(
       "nf_conntrack loaded (0 entries in the agent's network namespace); CAP_NET_ADMIN",
     );
+  });
+});
+
+describe('the cilium probe', () => {
+  it('looks where cilium.maps_dir and cilium.map_names say, for the TCP maps', () => {
+    const node = fakeNode({ cilium: ['ct4', 'ct6'], ciliumDir: '/host/bpf/tc/globals' });
+    // Cilium's own place is empty on this node: its bpffs is mounted elsewhere in the agent.
+    const atDefault = probeNode(node).cilium;
+    expect(atDefault).toEqual({
+      usable: false,
+      found:
+        "no Cilium conntrack map pinned at /sys/fs/bpf/tc/globals (cilium_ct4_global or cilium_ct6_global): not a Cilium node, or its bpffs is not mounted into the agent there (mount the host's /sys/fs/bpf; cilium.maps_dir)",
+    });
+    const maps = {
+      maps_dir: '/host/bpf/tc/globals',
+      map_names: { ...CILIUM_DEFAULTS.map_names },
+    };
+    expect(probeNode(node, { cilium: maps }).cilium).toEqual({
+      usable: true,
+      found:
+        "Cilium's conntrack maps are pinned at /host/bpf/tc/globals (cilium_ct4_global, cilium_ct6_global)",
+    });
+    // A renamed map is looked for by its name; one left out ("") is not looked for.
+    node.files.set('/host/bpf/tc/globals/ct4_renamed', '');
+    node.files.delete('/host/bpf/tc/globals/cilium_ct6_global');
+    expect(
+      probeNode(node, {
+        cilium: { ...maps, map_names: { ...maps.map_names, tcp4: 'ct4_renamed', tcp6: '' } },
+      }).cilium.found,
+    ).toBe("Cilium's conntrack maps are pinned at /host/bpf/tc/globals (ct4_renamed)");
+    expect(
+      probeNode(node, { cilium: { ...maps, map_names: { ...maps.map_names, tcp4: '' } } }).cilium,
+    ).toMatchObject({
+      usable: false,
+      found: expect.stringMatching(
+        /^no Cilium conntrack map pinned at \/host\/bpf\/tc\/globals \(cilium_ct6_global\)/,
+      ),
+    });
+  });
+
+  it('the other-protocol maps alone do not make a Cilium node, unless the config leaves both TCP maps out', () => {
+    const node = fakeNode({ cilium: ['any4'] });
+    expect(probeNode(node).cilium.usable).toBe(false);
+    const anyOnly = { ...CILIUM_DEFAULTS, map_names: { ...CILIUM_DEFAULTS.map_names, tcp4: '', tcp6: '' } };
+    expect(probeNode(node, { cilium: anyOnly }).cilium).toEqual({
+      usable: true,
+      found: "Cilium's conntrack maps are pinned at /sys/fs/bpf/tc/globals (cilium_ct_any4_global)",
+    });
+    const none = { ...CILIUM_DEFAULTS, map_names: { tcp4: '', tcp6: '', any4: '', any6: '' } };
+    expect(probeNode(node, { cilium: none }).cilium).toEqual({
+      usable: false,
+      found: 'cilium.map_names leaves every conntrack map out',
+    });
   });
 });
 

@@ -1,9 +1,12 @@
 // What `mode: auto` looks at on the node before it picks a collection mode, and how it decides. Every
-// probe is a few reads of /proc and /sys through `NodeFiles`, so unit tests run each decision against a
-// made-up node (testdata/fake-node.ts) and the real one reads the real files.
+// probe is a few reads of /proc, /sys and the bpffs through `NodeFiles`, so unit tests run each decision
+// against a made-up node (testdata/fake-node.ts) and the real one reads the real files.
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { errorMessage } from '@netmon/core';
+import { type CiliumReceiverConfig, ciliumReceiverConfig } from '../cilium/config.js';
 import { cgroup2Mount, cgroup2Mounts, isOnCgroup2 } from '../ebpf/kernel.js';
+import { AUTO_ORDER, type RunnableMode } from './config.js';
 
 /** The file access the probes need: a seam for unit tests, never reachable from the config. */
 export interface NodeFiles {
@@ -21,9 +24,6 @@ export const nodeFiles: NodeFiles = {
 };
 
 export const PATHS = {
-  /** Cilium pins its conntrack tables here (bpffs); a Cilium-managed node has at least one. */
-  ciliumCt4: '/sys/fs/bpf/tc/globals/cilium_ct4_global',
-  ciliumCt6: '/sys/fs/bpf/tc/globals/cilium_ct6_global',
   /**
    * The kernel's own BTF, which CO-RE programs are relocated against: reported, not required — the flow
    * counter uses only the kernel's stable UAPI types.
@@ -63,13 +63,28 @@ function effectiveCaps(files: NodeFiles): { caps: bigint } | { unknown: string }
 
 const has = (caps: bigint, cap: number) => ((caps >> BigInt(cap)) & 1n) === 1n;
 
-function probeCilium(files: NodeFiles): ProbeResult {
-  const maps = [PATHS.ciliumCt4, PATHS.ciliumCt6].filter((p) => files.exists(p));
-  return maps.length > 0
-    ? { usable: true, found: `Cilium's pinned conntrack maps: ${maps.join(', ')}` }
+/** Where the cilium probe looks: the cilium block's maps_dir and map_names. */
+export type CiliumMaps = Pick<CiliumReceiverConfig, 'maps_dir' | 'map_names'>;
+
+/** The cilium receiver's defaults: Cilium's own pin directory and map names. */
+export const CILIUM_DEFAULTS: CiliumMaps = ciliumReceiverConfig.parse({});
+
+/**
+ * Cilium's agent pins its TCP conntrack maps on every node it manages, so one of them present means a
+ * Cilium node. The other-protocol maps are looked at only when the config leaves both TCP ones out.
+ */
+function probeCilium(files: NodeFiles, maps: CiliumMaps): ProbeResult {
+  const { tcp4, tcp6, any4, any6 } = maps.map_names;
+  const tcp = [tcp4, tcp6].filter(Boolean);
+  const names = tcp.length > 0 ? tcp : [any4, any6].filter(Boolean);
+  const dir = maps.maps_dir;
+  if (names.length === 0) return { usable: false, found: 'cilium.map_names leaves every conntrack map out' };
+  const present = names.filter((n) => files.exists(join(dir, n)));
+  return present.length > 0
+    ? { usable: true, found: `Cilium's conntrack maps are pinned at ${dir} (${present.join(', ')})` }
     : {
         usable: false,
-        found: `no Cilium conntrack map pinned at ${PATHS.ciliumCt4} or ${PATHS.ciliumCt6} (not a Cilium node, or /sys/fs/bpf is not mounted into the agent)`,
+        found: `no Cilium conntrack map pinned at ${dir} (${names.join(' or ')}): not a Cilium node, or its bpffs is not mounted into the agent there (mount the host's /sys/fs/bpf; cilium.maps_dir)`,
       };
 }
 
@@ -171,47 +186,59 @@ function probeNetfilter(files: NodeFiles, caps: ReturnType<typeof effectiveCaps>
 }
 
 /** Runs every probe: all three are reported in /status, whichever mode is chosen. */
-export function probeNode(files: NodeFiles = nodeFiles, options: { cgroupPath?: string } = {}): NodeProbes {
+export function probeNode(
+  files: NodeFiles = nodeFiles,
+  options: { cgroupPath?: string; cilium?: CiliumMaps } = {},
+): NodeProbes {
   const caps = effectiveCaps(files);
   return {
-    cilium: probeCilium(files),
+    cilium: probeCilium(files, options.cilium ?? CILIUM_DEFAULTS),
     ebpf: probeEbpf(files, caps, options.cgroupPath),
     netfilter: probeNetfilter(files, caps),
   };
 }
 
-/** The mode `auto` runs, and why in one sentence; `undefined` mode when no probe passed. */
+/** The mode `auto` runs and why in one sentence, and where it falls back; `undefined` mode when no probe passed. */
 export interface AutoChoice {
-  mode: 'ebpf' | 'netfilter' | undefined;
+  mode: RunnableMode | undefined;
   reason: string;
+  /** The usable modes after the chosen one, in order: what auto starts when the one before fails to start. */
+  fallbacks: RunnableMode[];
 }
 
 /**
- * Cilium first (its maps already hold every flow of the node, at no cost of ours), then eBPF (sees traffic
- * that bypasses netfilter, names the pod by cgroup, costs no table dumps), then conntrack. A Cilium node
- * goes on to the next: the cilium receiver is not in this version.
+ * Cilium first (its maps already hold every connection of the node: reading them costs no program and no
+ * table dump of ours), then eBPF (sees traffic that bypasses netfilter, names the pod by cgroup, costs no
+ * table dumps), then conntrack.
  */
 export function chooseAuto(p: NodeProbes): AutoChoice {
-  const cilium = p.cilium.usable
-    ? "Cilium's conntrack maps are pinned on this node, which would choose cilium, but this version has no cilium receiver; "
-    : '';
-  if (p.ebpf.usable) {
+  const usable = AUTO_ORDER.filter((m) => p[m].usable);
+  const [mode, ...fallbacks] = usable;
+  if (mode === 'cilium')
+    return {
+      mode,
+      reason: `${p.cilium.found}: reading them instead of instrumenting the node a second time`,
+      fallbacks,
+    };
+  if (mode === 'ebpf') {
     // What choosing ebpf gives up, said where it applies: kube-proxy's DNAT happens in the node's
     // namespace, after the pod's socket, so a Service on another node stays the Service.
     const tradeOff = p.netfilter.usable
       ? '. netfilter would also give the backends of Services (mode: netfilter)'
       : '';
-    return { mode: 'ebpf', reason: `${cilium}eBPF is usable: ${p.ebpf.found}${tradeOff}` };
+    return { mode, reason: `eBPF is usable: ${p.ebpf.found}${tradeOff}`, fallbacks };
   }
-  if (p.netfilter.usable)
+  if (mode === 'netfilter')
     return {
-      mode: 'netfilter',
-      reason: `${cilium}eBPF is not usable (${p.ebpf.found}); conntrack is: ${p.netfilter.found}`,
+      mode,
+      reason: `eBPF is not usable (${p.ebpf.found}); conntrack is: ${p.netfilter.found}`,
+      fallbacks,
     };
   return {
     mode: undefined,
     reason:
-      `${cilium}no collection mode is usable on this node. ebpf: ${p.ebpf.found}. netfilter: ${p.netfilter.found}. ` +
-      `cilium: ${p.cilium.found}`,
+      `no collection mode is usable on this node. cilium: ${p.cilium.found}. ebpf: ${p.ebpf.found}. ` +
+      `netfilter: ${p.netfilter.found}`,
+    fallbacks: [],
   };
 }

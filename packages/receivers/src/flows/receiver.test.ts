@@ -1,6 +1,8 @@
 import { type ComponentSettings, createLogger, type FlowBatch, StatusBoard } from '@netmon/core';
 import { CollectingSink, recordingMeter, testSettings } from '@netmon/core/testkit';
 import { describe, expect, it } from 'vitest';
+import { ciliumReceiverConfig } from '../cilium/config.js';
+import { CiliumReceiver } from '../cilium/receiver.js';
 import { conntrackReceiverConfig } from '../conntrack/config.js';
 import { ConntrackReceiver } from '../conntrack/receiver.js';
 import { dumpResult, FakeKernel } from '../conntrack/testdata/fake-kernel.js';
@@ -8,6 +10,7 @@ import { ebpfReceiverConfig } from '../ebpf/config.js';
 import { flowsReceiverConfig } from './config.js';
 import { flowsReceiverFactory, makeFlowsReceiverFactory } from './factory.js';
 import { FlowsReceiver } from './receiver.js';
+import { fakeCiliumKernel } from './testdata/fake-cilium.js';
 import { type FakeNodeOptions, fakeNode } from './testdata/fake-node.js';
 import { type FakeBehaviour, fakeFactories, fakeFactory } from './testdata/fake-receivers.js';
 
@@ -28,6 +31,7 @@ function setup(
     node?: FakeNodeOptions;
     netfilter?: FakeBehaviour;
     ebpf?: FakeBehaviour;
+    cilium?: FakeBehaviour;
   } = {},
 ) {
   const logs: LogLine[] = [];
@@ -45,7 +49,7 @@ function setup(
   };
   const state = board.all()[0];
   const sink = new CollectingSink<FlowBatch>();
-  const factories = fakeFactories({ netfilter: opts.netfilter, ebpf: opts.ebpf });
+  const factories = fakeFactories({ netfilter: opts.netfilter, ebpf: opts.ebpf, cilium: opts.cilium });
   const config = flowsReceiverConfig.parse(opts.config ?? {});
   const receiver = new FlowsReceiver(settings, config, sink, { files: fakeNode(opts.node), factories });
   return {
@@ -58,12 +62,18 @@ function setup(
     logs,
     netfilter: factories.netfilter.made,
     ebpf: factories.ebpf.made,
+    cilium: factories.cilium.made,
     details: () => state.details?.() ?? {},
   };
 }
 
 const EBPF_ERROR = new Error('loading the BPF program failed: Operation not permitted (EPERM)');
 const NETFILTER_ERROR = new Error('conntrack receiver: reading the conntrack table needs CAP_NET_ADMIN');
+const CILIUM_ERROR = new Error(
+  'cilium receiver: no Cilium conntrack map in /sys/fs/bpf/tc/globals (cilium_ct4_global, …): not a Cilium node, or maps_dir is not where its bpffs is mounted',
+);
+const NO_CILIUM =
+  "no Cilium conntrack map pinned at /sys/fs/bpf/tc/globals (cilium_ct4_global or cilium_ct6_global): not a Cilium node, or its bpffs is not mounted into the agent there (mount the host's /sys/fs/bpf; cilium.maps_dir)";
 
 describe('flows receiver: mode auto', () => {
   it('chooses ebpf when BTF, cgroup2 and the capabilities are there, and says why in the log and /status', async () => {
@@ -83,11 +93,7 @@ describe('flows receiver: mode auto', () => {
       mode: 'ebpf',
       reason,
       probes: {
-        cilium: {
-          usable: false,
-          found:
-            'no Cilium conntrack map pinned at /sys/fs/bpf/tc/globals/cilium_ct4_global or /sys/fs/bpf/tc/globals/cilium_ct6_global (not a Cilium node, or /sys/fs/bpf is not mounted into the agent)',
-        },
+        cilium: { usable: false, found: NO_CILIUM },
         ebpf: {
           usable: true,
           found: 'BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN',
@@ -133,22 +139,50 @@ describe('flows receiver: mode auto', () => {
     expect(t.meter.value('netmon_ebpf_reads')).toBeUndefined();
   });
 
-  it("notes Cilium's pinned maps and goes on: the cilium receiver is not in this version", async () => {
-    const t = setup({ node: { cilium: ['ct4'] } });
+  it("chooses cilium where Cilium's conntrack maps are pinned, and says why", async () => {
+    const t = setup({ node: { cilium: ['ct4', 'ct6'] } });
     await t.receiver.start();
-    expect(t.receiver.mode).toBe('ebpf');
+    expect(t.receiver.mode).toBe('cilium');
+    expect(t.cilium).toHaveLength(1);
+    expect(t.ebpf).toHaveLength(0);
+    expect(t.netfilter).toHaveLength(0);
+    expect(t.cilium[0].config).toEqual(ciliumReceiverConfig.parse({}));
+    const found =
+      "Cilium's conntrack maps are pinned at /sys/fs/bpf/tc/globals (cilium_ct4_global, cilium_ct6_global)";
+    const reason = `${found}: reading them instead of instrumenting the node a second time`;
     const details = t.details();
-    expect(details.reason).toBe(
-      "Cilium's conntrack maps are pinned on this node, which would choose cilium, but this version has no cilium receiver; " +
-        'eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN. ' +
-        'netfilter would also give the backends of Services (mode: netfilter)',
-    );
-    expect(details.probes).toMatchObject({
-      cilium: {
-        usable: true,
-        found: "Cilium's pinned conntrack maps: /sys/fs/bpf/tc/globals/cilium_ct4_global",
-      },
+    expect(details).toMatchObject({
+      mode: 'cilium',
+      reason,
+      probes: { cilium: { usable: true, found }, ebpf: { usable: true }, netfilter: { usable: true } },
+      receiver_fact: 'cilium is here',
     });
+    const own = t.logs.filter((l) => l.level === INFO && !l.msg.endsWith('receiver started'));
+    expect(own.map((l) => l.msg)).toEqual([`mode auto chose cilium: ${reason}`]);
+    expect(t.logs.find((l) => l.msg === 'cilium receiver started')).toMatchObject({ mode: 'cilium' });
+    expect(t.meter.value('netmon_cilium_reads')).toBe(7);
+    expect(t.sink.batches.map((b) => b.origin)).toEqual(['flows']);
+    await t.receiver.shutdown();
+    expect(t.cilium[0].shutdowns).toBe(1);
+  });
+
+  it('looks for the maps where the cilium block says, with the names it gives', async () => {
+    const node = { cilium: ['ct4'] as const, ciliumDir: '/host/sys/fs/bpf/tc/globals' };
+    // Cilium's own directory is empty in this agent: auto goes on to ebpf.
+    const atDefault = setup({ node });
+    await atDefault.receiver.start();
+    expect(atDefault.receiver.mode).toBe('ebpf');
+    await atDefault.receiver.shutdown();
+
+    const config = { cilium: { maps_dir: '/host/sys/fs/bpf/tc/globals', read_interval: '10s' } };
+    const t = setup({ node, config });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('cilium');
+    expect(t.details().reason).toBe(
+      "Cilium's conntrack maps are pinned at /host/sys/fs/bpf/tc/globals (cilium_ct4_global): reading them instead of instrumenting the node a second time",
+    );
+    // The block the probe read is the one the receiver gets.
+    expect(t.cilium[0].config).toEqual(ciliumReceiverConfig.parse(config.cilium));
     await t.receiver.shutdown();
   });
 
@@ -224,15 +258,17 @@ describe('flows receiver: mode auto', () => {
     );
     expect(err?.message).toBe(
       'mode: auto: no collection mode is usable on this node. ' +
+        `cilium: ${NO_CILIUM}. ` +
         'ebpf: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; loading BPF programs needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN: CAP_BPF and CAP_NET_ADMIN missing. ' +
         "netfilter: cannot read /proc/sys/net/netfilter/nf_conntrack_count (ENOENT: no such file or directory, open '/proc/sys/net/netfilter/nf_conntrack_count'): nf_conntrack is not loaded, so the kernel tracks no connection; reading conntrack needs CAP_NET_ADMIN: missing. " +
-        'cilium: no Cilium conntrack map pinned at /sys/fs/bpf/tc/globals/cilium_ct4_global or /sys/fs/bpf/tc/globals/cilium_ct6_global (not a Cilium node, or /sys/fs/bpf is not mounted into the agent). ' +
-        'Give the agent what one mode needs — ebpf: the host’s cgroup2 mount (or ebpf.cgroup_path naming it), and CAP_BPF with CAP_NET_ADMIN (or CAP_SYS_ADMIN); ' +
+        'Give the agent what one mode needs — cilium: the host’s /sys/fs/bpf mounted where cilium.maps_dir says, on a node whose CNI is Cilium; ' +
+        'ebpf: the host’s cgroup2 mount (or ebpf.cgroup_path naming it), and CAP_BPF with CAP_NET_ADMIN (or CAP_SYS_ADMIN); ' +
         'netfilter: CAP_NET_ADMIN and nf_conntrack loaded (modprobe nf_conntrack), with hostNetwork: true in Kubernetes. ' +
         'Without kernel access, replay recorded flows with the file receiver (configs/examples/replay.yaml)',
     );
     expect(t.ebpf).toHaveLength(0);
     expect(t.netfilter).toHaveLength(0);
+    expect(t.cilium).toHaveLength(0);
     expect(t.details()).toMatchObject({ mode: 'none' });
     expect(t.receiver.mode).toBeUndefined();
     await t.receiver.shutdown();
@@ -255,7 +291,7 @@ describe('flows receiver: mode auto', () => {
     const details = t.details();
     expect(details).toMatchObject({
       mode: 'netfilter',
-      fallback: { from: 'ebpf', error: EBPF_ERROR.message },
+      fallback: [{ from: 'ebpf', error: EBPF_ERROR.message }],
       receiver_fact: 'conntrack is here',
     });
     expect(details.reason).toMatch(
@@ -304,6 +340,116 @@ describe('flows receiver: mode auto', () => {
     await expect(t.receiver.start()).rejects.toThrow(/^mode: auto chose netfilter \(eBPF is not usable/);
     expect(t.ebpf).toHaveLength(0);
   });
+
+  it('falls back from cilium to ebpf when the cilium receiver fails to start, saying so as it does from ebpf', async () => {
+    const t = setup({
+      node: { cilium: ['ct4'] },
+      cilium: { startError: CILIUM_ERROR, reportBeforeFailing: true },
+    });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('ebpf');
+    expect(t.cilium[0].shutdowns).toBe(1);
+    expect(t.ebpf[0].started).toBe(true);
+    expect(t.netfilter).toHaveLength(0);
+    const details = t.details();
+    expect(details).toMatchObject({
+      mode: 'ebpf',
+      fallback: [{ from: 'cilium', error: CILIUM_ERROR.message }],
+      receiver_fact: 'ebpf is here',
+    });
+    expect(details.reason).toBe(
+      "Cilium's conntrack maps are pinned at /sys/fs/bpf/tc/globals (cilium_ct4_global): reading them instead of instrumenting the node a second time; " +
+        'but the cilium receiver failed to start, and eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN',
+    );
+    const warnings = t.logs.filter((l) => l.level === WARN);
+    expect(warnings.map((l) => l.msg)).toEqual([
+      `mode auto chose cilium, whose receiver failed to start (${CILIUM_ERROR.message}): falling back to ebpf`,
+    ]);
+    expect(warnings[0]).toMatchObject({
+      mode: 'ebpf',
+      fallback: { from: 'cilium', error: CILIUM_ERROR.message },
+    });
+    // The error cilium reported while it tried is gone; only the running receiver's metric is observed.
+    expect(t.state.status).toBe('ok');
+    expect(t.meter.value('netmon_cilium_reads')).toBeUndefined();
+    expect(t.meter.value('netmon_ebpf_reads')).toBe(7);
+    await t.receiver.shutdown();
+    expect(t.ebpf[0].shutdowns).toBe(1);
+  });
+
+  it('falls back from cilium straight to netfilter when eBPF is not usable', async () => {
+    const t = setup({ node: { cilium: ['ct6'], cgroup2: false }, cilium: { startError: CILIUM_ERROR } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    expect(t.ebpf).toHaveLength(0);
+    expect(t.details().reason).toMatch(
+      /; but the cilium receiver failed to start, and conntrack is usable: nf_conntrack loaded \(12 entries/,
+    );
+    expect(t.logs.filter((l) => l.level === WARN).map((l) => l.msg)).toEqual([
+      `mode auto chose cilium, whose receiver failed to start (${CILIUM_ERROR.message}): falling back to netfilter (conntrack)`,
+    ]);
+    await t.receiver.shutdown();
+  });
+
+  it('goes on from cilium to ebpf to netfilter while each fails, listing every failure', async () => {
+    const t = setup({
+      node: { cilium: ['ct4'] },
+      cilium: { startError: CILIUM_ERROR },
+      ebpf: { startError: EBPF_ERROR, reportBeforeFailing: true },
+    });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    expect([t.cilium[0].shutdowns, t.ebpf[0].shutdowns, t.netfilter[0].shutdowns]).toEqual([1, 1, 0]);
+    const details = t.details();
+    expect(details.fallback).toEqual([
+      { from: 'cilium', error: CILIUM_ERROR.message },
+      { from: 'ebpf', error: EBPF_ERROR.message },
+    ]);
+    expect(details.reason).toMatch(
+      /^Cilium's conntrack maps are pinned .*; but the cilium receiver failed to start, and eBPF is usable: .*; but the ebpf receiver failed to start, and conntrack is usable: nf_conntrack loaded/,
+    );
+    expect(t.logs.filter((l) => l.level === WARN).map((l) => l.msg)).toEqual([
+      `mode auto chose cilium, whose receiver failed to start (${CILIUM_ERROR.message}): falling back to ebpf`,
+      `mode auto fell back to ebpf, whose receiver failed to start too (${EBPF_ERROR.message}): falling back to netfilter (conntrack)`,
+    ]);
+    expect(t.state.status).toBe('ok');
+    await t.receiver.shutdown();
+  });
+
+  it('says every error when cilium, ebpf and netfilter all fail to start', async () => {
+    const t = setup({
+      node: { cilium: ['ct4'] },
+      cilium: { startError: CILIUM_ERROR },
+      ebpf: { startError: EBPF_ERROR },
+      netfilter: { startError: NETFILTER_ERROR },
+    });
+    await expect(t.receiver.start()).rejects.toThrow(
+      `mode: auto: the cilium receiver failed to start (${CILIUM_ERROR.message}), and so did the ebpf one it fell back to (${EBPF_ERROR.message}), and the netfilter one after it: ${NETFILTER_ERROR.message}`,
+    );
+    expect([t.cilium[0].shutdowns, t.ebpf[0].shutdowns, t.netfilter[0].shutdowns]).toEqual([1, 1, 1]);
+    expect(t.receiver.mode).toBeUndefined();
+  });
+
+  it('fails with what the other probes saw when cilium fails to start and nothing else is usable', async () => {
+    const t = setup({
+      node: { cilium: ['ct4'], cgroup2: false, conntrack: false },
+      cilium: { startError: CILIUM_ERROR },
+    });
+    const err = await t.receiver.start().then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    const message = err?.message ?? '';
+    expect(message.startsWith("mode: auto chose cilium (Cilium's conntrack maps are pinned at ")).toBe(true);
+    expect(message).toContain(
+      `, which cannot start: ${CILIUM_ERROR.message}; ebpf is not usable either (BTF at`,
+    );
+    expect(message).toMatch(
+      /no cgroup2 mount in \/proc\/self\/mountinfo .*\); netfilter is not usable either \(cannot read \/proc\/sys\/net\/netfilter\/nf_conntrack_count .*\)\. Give the agent what one mode needs — cilium: /,
+    );
+    expect(t.ebpf).toHaveLength(0);
+    expect(t.netfilter).toHaveLength(0);
+  });
 });
 
 describe('flows receiver: a mode named in the config is never replaced', () => {
@@ -346,14 +492,52 @@ describe('flows receiver: a mode named in the config is never replaced', () => {
     expect(t.ebpf).toHaveLength(0);
   });
 
-  it('mode: cilium fails the start, naming the modes this version has, even on a Cilium node', async () => {
-    const t = setup({ config: { mode: 'cilium' }, node: { cilium: ['ct4', 'ct6'] } });
-    await expect(t.receiver.start()).rejects.toThrow(
-      'mode: cilium needs the cilium receiver, which this version of netmon does not have. Available modes: netfilter, ebpf, and auto (which probes the node and picks one of them)',
-    );
+  it('mode: cilium runs the cilium receiver with the cilium block, even where eBPF is usable too', async () => {
+    const t = setup({
+      config: { mode: 'cilium', cilium: { read_interval: '15s' } },
+      node: { cilium: ['ct4'] },
+    });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('cilium');
+    expect(t.cilium[0].config).toEqual(ciliumReceiverConfig.parse({ read_interval: '15s' }));
     expect(t.ebpf).toHaveLength(0);
     expect(t.netfilter).toHaveLength(0);
-    expect(t.details()).toEqual({ mode: 'cilium', reason: 'not available in this version' });
+    expect(t.details()).toEqual({
+      mode: 'cilium',
+      reason: 'set in the config (mode: cilium)',
+      receiver_fact: 'cilium is here',
+    });
+    expect(
+      t.logs.filter((l) => l.level === INFO && !l.msg.endsWith('receiver started')).map((l) => l.msg),
+    ).toEqual(['collecting flows with cilium, set in the config (mode: cilium)']);
+    await t.receiver.shutdown();
+    expect(t.cilium[0].shutdowns).toBe(1);
+  });
+
+  it('mode: cilium that cannot start fails, never falling back, and names the modes that look usable', async () => {
+    const t = setup({ config: { mode: 'cilium' }, cilium: { startError: CILIUM_ERROR } });
+    await expect(t.receiver.start()).rejects.toThrow(
+      `mode: cilium cannot start: ${CILIUM_ERROR.message}. netmon does not switch to another mode by itself; ` +
+        'ebpf looks usable on this node (BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN), ' +
+        "and so does netfilter (nf_conntrack loaded (12 entries in the agent's network namespace); CAP_NET_ADMIN): " +
+        'set mode: ebpf or mode: netfilter, or auto to let netmon pick',
+    );
+    expect(t.cilium[0].shutdowns).toBe(1);
+    expect(t.ebpf).toHaveLength(0);
+    expect(t.netfilter).toHaveLength(0);
+    expect(t.receiver.mode).toBeUndefined();
+    expect(t.logs.filter((l) => l.level === WARN)).toEqual([]);
+  });
+
+  it('mode: cilium that cannot start, where no other mode looks usable, says what each probe saw', async () => {
+    const t = setup({
+      config: { mode: 'cilium' },
+      node: { caps: [], conntrack: false },
+      cilium: { startError: CILIUM_ERROR },
+    });
+    await expect(t.receiver.start()).rejects.toThrow(
+      /netmon does not switch to another mode by itself; ebpf does not look usable either \(.*CAP_BPF and CAP_NET_ADMIN missing\); netfilter does not look usable either \(cannot read/,
+    );
   });
 });
 
@@ -381,7 +565,7 @@ describe('flows receiver: lifecycle', () => {
     const t = setup();
     const receiver = new FlowsReceiver(t.settings, t.config, t.sink, {
       files: fakeNode(),
-      factories: { ebpf: slow, netfilter: fakeFactories().netfilter },
+      factories: { ...fakeFactories(), ebpf: slow },
     });
     const starting = receiver.start();
     await receiver.shutdown();
@@ -445,5 +629,57 @@ describe('flows receiver with the real conntrack receiver (on a stand-in kernel)
     await receiver.shutdown();
     expect(kernel.dumper.closed).toBe(true);
     expect(t.meter.value('netmon_conntrack_reads')).toBeUndefined();
+  });
+});
+
+describe('flows receiver with the real cilium receiver (on a stand-in for the addon)', () => {
+  it("auto picks cilium on a node with Cilium's maps; the cilium receiver's rows, metrics and /status facts are the wrapper's", async () => {
+    const dir = '/host/sys/fs/bpf/tc/globals';
+    const kernel = fakeCiliumKernel(dir, [
+      { opener: ['10.0.1.5', 40000], answerer: ['10.0.2.7', 443], tx: 1500, rx: 9000 },
+    ]);
+    const factories = fakeFactories();
+    const cilium = {
+      ...factories.cilium,
+      create: (
+        settings: ComponentSettings,
+        config: import('../cilium/config.js').CiliumReceiverConfig,
+        next: import('@netmon/core').BatchSink,
+      ) => new CiliumReceiver(settings, config, next, kernel),
+    };
+    const t = setup();
+    const receiver = new FlowsReceiver(
+      t.settings,
+      flowsReceiverConfig.parse({
+        cilium: { maps_dir: dir, read_interval: '1h', map_names: { any4: '', tcp6: '', any6: '' } },
+      }),
+      t.sink,
+      { files: fakeNode({ cilium: ['ct4'], ciliumDir: dir }), factories: { ...factories, cilium } },
+    );
+    await receiver.start();
+    expect(receiver.mode).toBe('cilium');
+    await t.sink.waitForItems(1);
+    const batch = t.sink.batches[0];
+    expect(batch.origin).toBe('flows');
+    expect(batch.temporality).toBe('cumulative');
+    expect(batch.snapshot).toBe(true);
+    const row = batch.row(0);
+    // The opener is src, whatever the order Cilium stores the tuple in.
+    expect([row.srcIp, row.srcPort, row.dstIp, row.dstPort]).toEqual(['10.0.1.5', 40000, '10.0.2.7', 443]);
+    expect([row.txBytes, row.rxBytes]).toEqual([1500, 9000]);
+    // Only the map the block names was read, where the block says.
+    expect(kernel.reads).toEqual([`${dir}/cilium_ct4_global`]);
+    expect(t.meter.value('netmon_cilium_reads')).toBe(1);
+    expect(t.details()).toMatchObject({
+      mode: 'cilium',
+      reason: `Cilium's conntrack maps are pinned at ${dir} (cilium_ct4_global): reading them instead of instrumenting the node a second time`,
+      maps_dir: dir,
+      value_layout: 'split',
+      directions: 'tx and rx',
+      clock_source: 'ktime',
+    });
+    expect(t.state.status).toBe('ok');
+    await receiver.shutdown();
+    expect(t.meter.value('netmon_cilium_reads')).toBeUndefined();
   });
 });

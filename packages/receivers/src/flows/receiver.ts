@@ -6,12 +6,21 @@ import {
   type ReceiverFactory,
   type StatusReporter,
 } from '@netmon/core';
+import type { CiliumReceiverConfig } from '../cilium/config.js';
+import { ciliumReceiverFactory } from '../cilium/factory.js';
 import type { ConntrackReceiverConfig } from '../conntrack/config.js';
 import { conntrackReceiverFactory } from '../conntrack/factory.js';
 import type { EbpfReceiverConfig } from '../ebpf/config.js';
 import { ebpfReceiverFactory } from '../ebpf/factory.js';
-import type { FlowsReceiverConfig, RunnableMode } from './config.js';
-import { chooseAuto, type NodeFiles, type NodeProbes, nodeFiles, probeNode } from './probe.js';
+import { AUTO_ORDER, type FlowsReceiverConfig, type RunnableMode } from './config.js';
+import {
+  type AutoChoice,
+  chooseAuto,
+  type NodeFiles,
+  type NodeProbes,
+  nodeFiles,
+  probeNode,
+} from './probe.js';
 
 /** What the wrapper builds on: a seam for unit tests (fake node, fake receivers), not reachable from the config. */
 export interface FlowsDeps {
@@ -19,19 +28,38 @@ export interface FlowsDeps {
   factories: {
     netfilter: ReceiverFactory<ConntrackReceiverConfig>;
     ebpf: ReceiverFactory<EbpfReceiverConfig>;
+    cilium: ReceiverFactory<CiliumReceiverConfig>;
   };
 }
 
 export const defaultDeps: FlowsDeps = {
   files: nodeFiles,
-  factories: { netfilter: conntrackReceiverFactory, ebpf: ebpfReceiverFactory },
+  factories: {
+    netfilter: conntrackReceiverFactory,
+    ebpf: ebpfReceiverFactory,
+    cilium: ciliumReceiverFactory,
+  },
 };
 
 const NOTHING_USABLE_ADVICE =
-  'Give the agent what one mode needs — ebpf: the host’s cgroup2 mount (or ebpf.cgroup_path naming it), and ' +
+  'Give the agent what one mode needs — cilium: the host’s /sys/fs/bpf mounted where cilium.maps_dir says, on a ' +
+  'node whose CNI is Cilium; ebpf: the host’s cgroup2 mount (or ebpf.cgroup_path naming it), and ' +
   'CAP_BPF with CAP_NET_ADMIN (or CAP_SYS_ADMIN); netfilter: CAP_NET_ADMIN and nf_conntrack loaded ' +
   '(modprobe nf_conntrack), with hostNetwork: true in Kubernetes. Without kernel access, replay recorded flows ' +
   'with the file receiver (configs/examples/replay.yaml)';
+
+/** How a fallback's reason names what the probe of the mode it falls back to saw. */
+const USABLE: Record<RunnableMode, string> = {
+  cilium: "Cilium's maps are there",
+  ebpf: 'eBPF is usable',
+  netfilter: 'conntrack is usable',
+};
+
+/** A mode auto started whose receiver failed to start: /status `fallback` lists them in order. */
+interface Failed {
+  from: RunnableMode;
+  error: string;
+}
 
 /** The wrapped receiver that runs, and the switch that cuts its status reports off once it is abandoned. */
 interface Running {
@@ -50,10 +78,10 @@ interface InnerReporter extends StatusReporter {
 }
 
 /**
- * The collection mode as one receiver: it makes the chosen receiver (conntrack or ebpf) through its own
- * factory, with this receiver's settings (logger, meter, status, id as origin), so the wrapped receiver's
- * self-metrics, /status details and logs are this one's. `auto` probes the node first and says what it
- * chose and why; a mode named in the config is never replaced by another.
+ * The collection mode as one receiver: it makes the chosen receiver (conntrack, ebpf or cilium) through its
+ * own factory, with this receiver's settings (logger, meter, status, id as origin), so the wrapped
+ * receiver's self-metrics, /status details and logs are this one's. `auto` probes the node first and says
+ * what it chose and why; a mode named in the config is never replaced by another.
  */
 export class FlowsReceiver implements Receiver {
   private running?: Running;
@@ -82,13 +110,6 @@ export class FlowsReceiver implements Receiver {
     }));
     const { mode } = this.config;
     const log = this.settings.logger;
-    if (mode === 'cilium') {
-      this.facts = { mode, reason: 'not available in this version' };
-      throw new Error(
-        'mode: cilium needs the cilium receiver, which this version of netmon does not have. Available modes: ' +
-          'netfilter, ebpf, and auto (which probes the node and picks one of them)',
-      );
-    }
     if (mode !== 'auto') {
       const reason = `set in the config (mode: ${mode})`;
       this.facts = { mode, reason };
@@ -102,7 +123,7 @@ export class FlowsReceiver implements Receiver {
       return;
     }
 
-    const probes = probeNode(this.deps.files, { cgroupPath: this.config.ebpf.cgroup_path });
+    const probes = this.probe();
     const choice = chooseAuto(probes);
     if (choice.mode === undefined) {
       this.facts = { mode: 'none', reason: choice.reason, probes };
@@ -113,22 +134,26 @@ export class FlowsReceiver implements Receiver {
       { mode: choice.mode, reason: choice.reason, probes },
       `mode auto chose ${choice.mode}: ${choice.reason}`,
     );
-    try {
-      await this.run(choice.mode);
-      return;
-    } catch (err) {
-      // Only auto falls back, and only from ebpf: the kernel refusing the program is what the probes
-      // cannot foresee (a verifier, a locked-down kernel, a memlock limit), while conntrack was seen usable.
-      if (choice.mode !== 'ebpf' || !probes.netfilter.usable || this.stopping) {
-        throw new Error(
-          `mode: auto chose ${choice.mode} (${choice.reason}), which cannot start: ${errorMessage(err)}` +
-            (choice.mode === 'ebpf' && !this.stopping
-              ? `; netfilter is not usable either (${probes.netfilter.found}). ${NOTHING_USABLE_ADVICE}`
-              : ''),
-        );
+    // Only auto falls back, along the modes its probes passed: what the probes cannot foresee (the kernel
+    // refusing a program: a verifier, a locked-down kernel, a memlock limit; Cilium's maps gone between the
+    // probe and the start) fails the start of a mode they found usable.
+    const failed: Failed[] = [];
+    const queue = [...choice.fallbacks];
+    for (let current: RunnableMode = choice.mode; ; ) {
+      try {
+        await this.run(current);
+        break;
+      } catch (err) {
+        failed.push({ from: current, error: errorMessage(err) });
+        const next = this.stopping ? undefined : queue.shift();
+        if (next === undefined) throw new Error(this.autoFailure(choice, probes, failed));
+        this.fallBack(next, failed, probes);
+        current = next;
       }
-      await this.fallBack(err, choice.reason, probes);
     }
+    // A receiver that failed may have reported an error while it tried; the framework keeps an error
+    // reported during start, but the one that replaced it runs.
+    if (failed.length > 0 && this.running && !this.running.reporter.reportedError) this.settings.status.ok();
   }
 
   async shutdown(): Promise<void> {
@@ -139,29 +164,48 @@ export class FlowsReceiver implements Receiver {
     running?.reporter.detach();
   }
 
-  private async fallBack(ebpfError: unknown, reason: string, probes: NodeProbes): Promise<void> {
-    const error = errorMessage(ebpfError);
-    const fallback = { from: 'ebpf', error };
+  private probe(): NodeProbes {
+    return probeNode(this.deps.files, {
+      cgroupPath: this.config.ebpf.cgroup_path,
+      cilium: this.config.cilium,
+    });
+  }
+
+  /** Says, in the log and /status, that auto starts `next` because the mode before it failed to start. */
+  private fallBack(next: RunnableMode, failed: Failed[], probes: NodeProbes): void {
+    const last = failed[failed.length - 1];
     this.facts = {
-      mode: 'netfilter',
-      reason: `${reason}; but the ebpf receiver failed to start, and conntrack is usable: ${probes.netfilter.found}`,
+      mode: next,
+      reason: `${this.facts.reason}; but the ${last.from} receiver failed to start, and ${USABLE[next]}: ${probes[next].found}`,
       probes,
-      fallback,
+      fallback: [...failed],
     };
+    const what =
+      failed.length === 1
+        ? `mode auto chose ${last.from}, whose receiver failed to start`
+        : `mode auto fell back to ${last.from}, whose receiver failed to start too`;
     this.settings.logger.warn(
-      { mode: 'netfilter', fallback },
-      `mode auto chose ebpf, whose receiver failed to start (${error}): falling back to netfilter (conntrack)`,
+      { mode: next, fallback: last },
+      `${what} (${last.error}): falling back to ${next}${next === 'netfilter' ? ' (conntrack)' : ''}`,
     );
-    try {
-      await this.run('netfilter');
-    } catch (err) {
-      throw new Error(
-        `mode: auto: the ebpf receiver failed to start (${error}), and so did the netfilter one it fell back to: ${errorMessage(err)}`,
-      );
+  }
+
+  /** Why auto could not start anything: each receiver it started and its error, and the modes it could not try. */
+  private autoFailure(choice: AutoChoice, probes: NodeProbes, failed: Failed[]): string {
+    const [first, second, third] = failed;
+    let message: string;
+    if (!second)
+      message = `mode: auto chose ${first.from} (${choice.reason}), which cannot start: ${first.error}`;
+    else {
+      message = `mode: auto: the ${first.from} receiver failed to start (${first.error}), and so did the ${second.from} one it fell back to`;
+      message += third
+        ? ` (${second.error}), and the ${third.from} one after it: ${third.error}`
+        : `: ${second.error}`;
     }
-    // The ebpf receiver may have reported an error while it tried; the framework keeps an error reported
-    // during start, but the one that replaced it runs.
-    if (this.running && !this.running.reporter.reportedError) this.settings.status.ok();
+    if (this.stopping) return message;
+    const after = AUTO_ORDER.slice(AUTO_ORDER.indexOf(first.from) + 1).filter((m) => !probes[m].usable);
+    if (after.length === 0) return message;
+    return `${message}; ${after.map((m) => `${m} is not usable either (${probes[m].found})`).join('; ')}. ${NOTHING_USABLE_ADVICE}`;
   }
 
   /** Makes and starts the mode's receiver; on failure shuts it down, cuts it off, and rethrows. */
@@ -172,10 +216,7 @@ export class FlowsReceiver implements Receiver {
       logger: this.settings.logger.child({ mode }),
       status: reporter,
     };
-    const receiver =
-      mode === 'ebpf'
-        ? await this.deps.factories.ebpf.create(settings, this.config.ebpf, this.next)
-        : await this.deps.factories.netfilter.create(settings, this.config.netfilter, this.next);
+    const receiver = await this.create(mode, settings);
     if (this.stopping) {
       // Shut down while the factory loaded the receiver: it never starts.
       await receiver.shutdown?.();
@@ -200,13 +241,31 @@ export class FlowsReceiver implements Receiver {
     }
   }
 
-  /** After a named mode failed: what the probes say about the other one, which netmon will not switch to. */
+  private async create(mode: RunnableMode, settings: ComponentSettings): Promise<Receiver> {
+    const { factories } = this.deps;
+    switch (mode) {
+      case 'cilium':
+        return factories.cilium.create(settings, this.config.cilium, this.next);
+      case 'ebpf':
+        return factories.ebpf.create(settings, this.config.ebpf, this.next);
+      case 'netfilter':
+        return factories.netfilter.create(settings, this.config.netfilter, this.next);
+    }
+  }
+
+  /** After a named mode failed: what the probes say about the others, which netmon will not switch to. */
   private otherModes(failed: RunnableMode): string {
-    const probes = probeNode(this.deps.files, { cgroupPath: this.config.ebpf.cgroup_path });
-    const other: RunnableMode = failed === 'ebpf' ? 'netfilter' : 'ebpf';
-    const verdict = probes[other].usable
-      ? `${other} looks usable on this node (${probes[other].found}): set mode: ${other}, or auto to let netmon pick`
-      : `${other} does not look usable either (${probes[other].found})`;
+    const probes = this.probe();
+    const others = AUTO_ORDER.filter((m) => m !== failed);
+    const usable = others.filter((m) => probes[m].usable);
+    const verdict =
+      usable.length === 0
+        ? others.map((m) => `${m} does not look usable either (${probes[m].found})`).join('; ')
+        : `${usable
+            .map(
+              (m, i) => `${i === 0 ? `${m} looks usable on this node` : `so does ${m}`} (${probes[m].found})`,
+            )
+            .join(', and ')}: set mode: ${usable.join(' or mode: ')}, or auto to let netmon pick`;
     return `netmon does not switch to another mode by itself; ${verdict}`;
   }
 }

@@ -1,14 +1,17 @@
 // A made-up node for the probes: the files `mode: auto` reads, built from what the node has, so each
 // decision is tested without changing the machine the tests run on.
+import { join } from 'node:path';
 import type { NodeFiles } from '../probe.js';
-import { PATHS } from '../probe.js';
+import { CILIUM_DEFAULTS, PATHS } from '../probe.js';
 
 const CAPS = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_BPF: 39 } as const;
 export type CapName = keyof typeof CAPS;
 
 export interface FakeNodeOptions {
-  /** Which of Cilium's conntrack maps are pinned. Default: none. */
-  cilium?: readonly ('ct4' | 'ct6')[];
+  /** Which of Cilium's conntrack maps are pinned (by Cilium's names). Default: none. */
+  cilium?: readonly ('ct4' | 'ct6' | 'any4' | 'any6')[];
+  /** Where they are pinned. Default: Cilium's /sys/fs/bpf/tc/globals. */
+  ciliumDir?: string;
   /** /sys/kernel/btf/vmlinux exists. Default: true. */
   btf?: boolean;
   /** Where cgroup2 is mounted, or false for none (a cgroup v1 only host). Default: /sys/fs/cgroup. */
@@ -48,7 +51,9 @@ export function fakeNode(
     files.set(mount, '');
     cgroup2Dirs.add(mount);
   }
-  for (const map of opts.cilium ?? []) files.set(map === 'ct4' ? PATHS.ciliumCt4 : PATHS.ciliumCt6, '');
+  const names = { ct4: 'tcp4', ct6: 'tcp6', any4: 'any4', any6: 'any6' } as const;
+  const dir = opts.ciliumDir ?? CILIUM_DEFAULTS.maps_dir;
+  for (const map of opts.cilium ?? []) files.set(join(dir, CILIUM_DEFAULTS.map_names[names[map]]), '');
   if (opts.btf ?? true) files.set(PATHS.btf, '');
   files.set(PATHS.mountinfo, mountinfo(mount));
   const caps = opts.caps ?? ['CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_BPF'];

@@ -1,4 +1,4 @@
-// Stand-ins for the conntrack and ebpf receivers, made through factories that keep the real ones' type,
+// Stand-ins for the conntrack, ebpf and cilium receivers, made through factories that keep the real ones' type,
 // schema and metrics: they record what the wrapper gave them (settings, config) and use it the way the
 // real receivers do (status facts, a self-metric, a log line, a batch), and their start can fail.
 import {
@@ -11,6 +11,8 @@ import {
   type ReceiverFactory,
 } from '@netmon/core';
 import { sampleFlows } from '@netmon/core/testkit';
+import { ciliumReceiverFactory } from '../../cilium/factory.js';
+import { CILIUM_METRICS } from '../../cilium/metrics.js';
 import { conntrackReceiverFactory } from '../../conntrack/factory.js';
 import { CONNTRACK_METRICS } from '../../conntrack/metrics.js';
 import { ebpfReceiverFactory } from '../../ebpf/factory.js';
@@ -65,7 +67,12 @@ export function fakeFactory<C>(
   behaviour: FakeBehaviour = {},
 ): ReceiverFactory<C> & { made: FakeReceiver[] } {
   const made: FakeReceiver[] = [];
-  const reads = real.type === 'ebpf' ? EBPF_METRICS.reads : CONNTRACK_METRICS.reads;
+  const reads =
+    real.type === 'ebpf'
+      ? EBPF_METRICS.reads
+      : real.type === 'cilium'
+        ? CILIUM_METRICS.reads
+        : CONNTRACK_METRICS.reads;
   const factory = defineReceiver<C>({
     ...real,
     create: (settings, config, next) => {
@@ -77,9 +84,12 @@ export function fakeFactory<C>(
   return Object.assign(factory, { made });
 }
 
-export function fakeFactories(behaviour: { netfilter?: FakeBehaviour; ebpf?: FakeBehaviour } = {}) {
+export function fakeFactories(
+  behaviour: { netfilter?: FakeBehaviour; ebpf?: FakeBehaviour; cilium?: FakeBehaviour } = {},
+) {
   return {
     netfilter: fakeFactory(conntrackReceiverFactory, behaviour.netfilter),
     ebpf: fakeFactory(ebpfReceiverFactory, behaviour.ebpf),
+    cilium: fakeFactory(ciliumReceiverFactory, behaviour.cilium),
   };
 }
