@@ -60,8 +60,8 @@ const u64 = (v: DataView, o: number) => v.getUint32(o + 4, true) * 2 ** 32 + v.g
 /**
  * What the first entries say about the value layout: 'split' when an entry's first two u64 read as rx
  * packets and bytes (both set, bytes at least 20 per packet: an IP header), 'total' when one's cannot
- * (bytes without packets, or fewer than 20 bytes a packet: an address, a backend id), undefined while no
- * connection entry with counters tells.
+ * (bytes without packets, or fewer than 20 bytes a packet: an address, a backend id) or when an IN entry
+ * has counters after zeros, undefined while no connection entry with counters tells.
  */
 export function detectLayout(
   values: Uint8Array,
@@ -76,7 +76,13 @@ export function detectLayout(
     const o = VALUE_SIZE * i;
     const a = u64(v, o + VALUE.rxPackets);
     const b = u64(v, o + VALUE.rxBytes);
-    if (a === 0 && b === 0) continue;
+    if (a === 0 && b === 0) {
+      // The split layout counts the packet that created an IN entry in its rx: an IN entry with counters
+      // after zeros is the total layout's.
+      const inbound = (keys[keySize * i + keySize - 1] & TUPLE_F_IN) !== 0;
+      if (inbound && u64(v, o + VALUE.txPackets) > 0) return 'total';
+      continue;
+    }
     if (a > 0 && b >= 20 * a) split++;
     else return 'total';
     if (split >= 8) return 'split';

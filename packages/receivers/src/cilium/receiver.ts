@@ -49,6 +49,8 @@ export class CiliumReceiver implements Receiver {
   private layoutReason = '';
   private clock: 'ktime' | 'jiffies' | undefined;
   private hz: number | undefined;
+  private countersOff = false;
+  private warnedCountersOff = false;
   // Self-metric state.
   private reads = 0;
   private readonly failures = new Map<MapKey, number>();
@@ -92,6 +94,25 @@ export class CiliumReceiver implements Receiver {
           .join(', ')}): not a Cilium node, or maps_dir is not where its bpffs is mounted`,
       );
     }
+    // Each present map read once: a start that could read none fails (so auto moves on to the next
+    // mode), instead of a receiver that retries forever on maps it may not open or that are not
+    // conntrack maps.
+    const errors: string[] = [];
+    for (const [k, family] of present) {
+      try {
+        await this.kernel.readMap({
+          path: this.pathOf(k),
+          keySize: KEY_SIZE[family],
+          valueSize: VALUE_SIZE,
+          maxEntries: 1,
+        });
+      } catch (err) {
+        errors.push(errorMessage(err));
+      }
+    }
+    if (errors.length === present.length) {
+      throw new Error(`cilium receiver: no Cilium conntrack map in ${dir} can be read: ${errors.join('; ')}`);
+    }
     this.hz = await this.measureHz();
     this.settings.status.describe(() => ({
       maps_dir: dir,
@@ -102,6 +123,12 @@ export class CiliumReceiver implements Receiver {
           ? 'both directions in tx (this Cilium version counts a connection’s packets together)'
           : 'tx and rx',
       clock_source: this.clock ?? 'undetermined',
+      ...(this.countersOff
+        ? {
+            counters:
+              "every connection's counters are 0: Cilium's conntrack accounting looks off (--bpf-conntrack-accounting, Helm bpf.ctAccounting: true)",
+          }
+        : {}),
       kernel_hz: this.hz ?? 'unknown (/proc/schedstat has no timestamp)',
       maps: Object.fromEntries(
         MAPS.filter(([k]) => this.config.map_names[k]).map(([k]) => [
@@ -205,6 +232,7 @@ export class CiliumReceiver implements Receiver {
       );
       this.lastCounts.set(k, counts);
     }
+    this.noteCounters(batch);
     const end = Date.now();
     batch.timeStart.fill(timeStart, 0, batch.length);
     batch.timeEnd.fill(end, 0, batch.length);
@@ -233,6 +261,26 @@ export class CiliumReceiver implements Receiver {
       this.settings.status.recoverableError(new Error(message));
       this.settings.logger.warn({ maps: failed.map((f) => f.k) }, message);
     } else this.settings.status.ok();
+  }
+
+  /**
+   * Cilium counts only with its conntrack accounting on (off by default since 1.15): connections whose
+   * counters are all 0 say it is off. Said once in the log, and in /status while it lasts.
+   */
+  private noteCounters(batch: FlowBatch): void {
+    if (batch.length === 0) return;
+    let any = false;
+    for (let i = 0; i < batch.length && !any; i++) {
+      any = batch.txPackets[i] + batch.rxPackets[i] + batch.txBytes[i] + batch.rxBytes[i] > 0;
+    }
+    if (!any && !this.countersOff && !this.warnedCountersOff) {
+      this.warnedCountersOff = true;
+      this.settings.logger.warn(
+        { connections: batch.length },
+        "every connection in Cilium's conntrack maps has zero counters: its conntrack accounting looks off, so no bytes can be reported. Turn it on (cilium-agent --bpf-conntrack-accounting, Helm bpf.ctAccounting: true), or choose the ebpf or netfilter collection mode",
+      );
+    }
+    this.countersOff = !any;
   }
 
   /** Settles the value layout and the clock source from the entries, once each, when auto. */
