@@ -488,10 +488,6 @@ class GatedKernel implements CiliumKernel {
   private drained = false;
   reads = 0;
 
-  constructor() {
-    this.close();
-  }
-
   /** Reads wait from now on (the harness closes the gate when a read's batch arrives). */
   close(): void {
     if (!this.isOpen || this.drained) return;
@@ -514,7 +510,14 @@ class GatedKernel implements CiliumKernel {
   }
 
   readMap: CiliumKernel['readMap'] = async (options) => {
-    await this.gate;
+    // Bounded: a read the test never lets go fails the read instead of hanging the test and its shutdown.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.gate,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the test never released this read (10 s)')), 10_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
     this.reads++;
     return readPinnedMap(options);
   };
@@ -552,8 +555,13 @@ class Harness {
     );
   }
 
-  start(): Promise<void> {
-    return this.receiver.start();
+  /**
+   * Starts the receiver; its start reads each map once (open, sizes) ungated. The first timed read is
+   * scheduled as start returns, and this closes the gate before that timer can fire.
+   */
+  async start(): Promise<void> {
+    await this.receiver.start();
+    this.kernel.close();
   }
 
   /** Lets one read go and returns the batch it emitted. */
@@ -967,6 +975,34 @@ describe.runIf(privileged())("cilium receiver on Cilium's conntrack maps", () =>
       expect(details.clock_source).toBe('undetermined');
       const zero = { entries: 0, connections: 0, service: 0, related: 0, pairs: 0, expired: 0 };
       for (const map of Object.keys(CT_MAPS) as CtMap[]) expect(h.mapFacts(map), map).toEqual(zero);
+    });
+
+    it('no map that can be read (each of other sizes): start fails naming each, so auto can move on', async () => {
+      const n = node();
+      n.create('tcp4', { keySize: 38 });
+      n.create('any4', { keySize: 38 });
+      n.create('tcp6', { keySize: 14 });
+      n.create('any6', { keySize: 14 });
+      const h = new Harness(n.dir);
+      const err = await h.start().then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      await h.stop();
+      expect(err?.message).toMatch(
+        new RegExp(`^cilium receiver: no Cilium conntrack map in ${n.dir} can be read: `),
+      );
+      for (const [map, found, wanted] of [
+        ['tcp4', 38, 14],
+        ['any4', 38, 14],
+        ['tcp6', 14, 38],
+        ['any6', 14, 38],
+      ] as const) {
+        expect(err?.message).toContain(
+          `${n.pin(map)} has key/value sizes ${found}/56, not the ${wanted}/56 this layout reads`,
+        );
+      }
+      expect(h.batches).toHaveLength(0);
     });
 
     it('maps_dir missing, or holding no Cilium map: start fails and says why', async () => {
