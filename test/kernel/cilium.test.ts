@@ -901,10 +901,11 @@ describe.runIf(privileged())("cilium receiver on Cilium's conntrack maps", () =>
         expect(b.snapshot).toBe(false);
         expect(h.status().status).toBe('recoverable_error');
         expect(String(h.mapFacts('tcp6'))).toContain(n.pin('tcp6'));
+        // The ended connection was reported Closed by the first read: not again while its entry stays.
         expect(rows(b)).toEqual(
           expectedRows(
             'split',
-            CONNS.filter((c) => c.map !== 'tcp6'),
+            CONNS.filter((c) => c.map !== 'tcp6' && !c.closed),
           ),
         );
         n.create('tcp6');
@@ -918,7 +919,12 @@ describe.runIf(privileged())("cilium receiver on Cilium's conntrack maps", () =>
         const c = await h.read();
         expect(c.snapshot).toBe(true);
         expect(h.status().status).toBe('ok');
-        expect(rows(c)).toEqual(expectedRows('split'));
+        expect(rows(c)).toEqual(
+          expectedRows(
+            'split',
+            CONNS.filter((x) => !x.closed),
+          ),
+        );
       } finally {
         await h.stop();
       }

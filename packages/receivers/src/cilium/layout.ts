@@ -33,6 +33,7 @@ export const VALUE = {
 /** Bits of the value's u16 flags. */
 export const ENTRY_RX_CLOSING = 0x1;
 export const ENTRY_TX_CLOSING = 0x2;
+const ENTRY_CLOSED = ENTRY_RX_CLOSING | ENTRY_TX_CLOSING;
 
 /**
  * split (Cilium ≤ 1.15): rx_packets, rx_bytes, tx_packets, tx_bytes, each direction relative to the local
@@ -92,7 +93,8 @@ export function detectLayout(
 
 /**
  * Appends the connections of one map's entries to `batch` (cumulative counters, src = the opener).
- * `expiredBefore`: lifetimes below it have passed (NaN: unknown).
+ * `expiredBefore`: lifetimes below it have passed (NaN: unknown); `closed`: the ended entries reported
+ * Closed by earlier reads of this map, left out while they stay in it.
  */
 export function decodeEntries(
   family: 4 | 6,
@@ -103,6 +105,7 @@ export function decodeEntries(
   expiredBefore: number,
   batch: FlowBatch,
   counts: DecodeCounts,
+  closed?: ClosedEntries,
 ): void {
   const keySize = KEY_SIZE[family];
   const addr = family === 4 ? 4 : 16;
@@ -126,6 +129,14 @@ export function decodeEntries(
       counts.pairs++;
       continue;
     }
+    // Ended both ways and past its last timeout: its counters are final, reported once with Closed. Cilium's
+    // garbage collector removes it minutes (up to hours) later; reported again meanwhile, a downstream
+    // delta that already forgot it would count it again.
+    const lifetime = v.getUint32(o + VALUE.lifetime, true);
+    const expired = lifetime < expiredBefore;
+    const ended = expired && (v.getUint16(o + VALUE.flags, true) & ENTRY_CLOSED) === ENTRY_CLOSED;
+    if (expired) counts.expired++;
+    if (ended && closed?.reported(keys, k, keySize, lifetime)) continue;
     const row = batch.length++;
     counts.connections++;
     // daddr (offset 0) opened the connection from sport; saddr answered on dport.
@@ -147,16 +158,7 @@ export function decodeEntries(
     batch.txBytes[row] = answered ? rxBytes : txBytes;
     batch.rxPackets[row] = answered ? txPackets : rxPackets;
     batch.rxBytes[row] = answered ? txBytes : rxBytes;
-    let rowFlags: number = FlowFlags.InitiatorKnown;
-    const lifetime = v.getUint32(o + VALUE.lifetime, true);
-    if (lifetime < expiredBefore) {
-      counts.expired++;
-      // Ended both ways and past its last timeout: its counters are final.
-      const closing = v.getUint16(o + VALUE.flags, true);
-      if ((closing & (ENTRY_RX_CLOSING | ENTRY_TX_CLOSING)) === (ENTRY_RX_CLOSING | ENTRY_TX_CLOSING))
-        rowFlags |= FlowFlags.Closed;
-    }
-    batch.flags[row] = rowFlags;
+    batch.flags[row] = ended ? FlowFlags.InitiatorKnown | FlowFlags.Closed : FlowFlags.InitiatorKnown;
   }
 }
 
@@ -170,6 +172,35 @@ function place(dst: Uint8Array, to: number, src: Uint8Array, from: number, len: 
   dst[to + 10] = 0xff;
   dst[to + 11] = 0xff;
   dst.set(src.subarray(from, from + 4), to + 12);
+}
+
+/**
+ * The ended entries (closed both ways, expired) of one map already reported Closed, by key and lifetime:
+ * a later read leaves them out while Cilium's garbage collector has not removed them. An entry whose
+ * lifetime changed was used again (a new connection on the same tuple) and is not one of them. Holds only
+ * what the latest read saw: `next()` starts a read.
+ */
+export class ClosedEntries {
+  private previous = new Set<string>();
+  private current = new Set<string>();
+
+  /** Starts a read: what the previous one saw is what may be left out now. */
+  next(): void {
+    this.previous = this.current;
+    this.current = new Set();
+  }
+
+  /** True when the entry at `k` was reported Closed before; remembers it either way. */
+  reported(keys: Uint8Array, k: number, keySize: number, lifetime: number): boolean {
+    let id = String(lifetime);
+    for (let b = k; b < k + keySize; b++) id += String.fromCharCode(keys[b]);
+    this.current.add(id);
+    return this.previous.has(id);
+  }
+
+  get size(): number {
+    return this.current.size;
+  }
 }
 
 /**

@@ -12,6 +12,7 @@ import { type ClockNow, detectClock, MONO_SCALER, measureHz, schedstatJiffies } 
 import type { CiliumReceiverConfig } from './config.js';
 import type { CiliumKernel } from './kernel.js';
 import {
+  ClosedEntries,
   type DecodeCounts,
   decodeEntries,
   detectLayout,
@@ -57,6 +58,11 @@ export class CiliumReceiver implements Receiver {
   private readonly truncated = new Map<MapKey, number>();
   private readonly lastCounts = new Map<MapKey, DecodeCounts>();
   private readonly lastErrors = new Map<MapKey, string>();
+  private readonly lastTruncated = new Map<MapKey, boolean>();
+  /** Maps read at least once: one that goes missing later is an error, one never pinned is not. */
+  private readonly seen = new Set<MapKey>();
+  /** Per map, the ended entries already reported Closed. */
+  private readonly closed = new Map<MapKey, ClosedEntries>();
   private lastReadSeconds = 0;
   private readonly unobserve: Array<() => void> = [];
 
@@ -106,6 +112,7 @@ export class CiliumReceiver implements Receiver {
           valueSize: VALUE_SIZE,
           maxEntries: 1,
         });
+        this.seen.add(k);
       } catch (err) {
         errors.push(errorMessage(err));
       }
@@ -129,11 +136,20 @@ export class CiliumReceiver implements Receiver {
               "every connection's counters are 0: Cilium's conntrack accounting looks off (--bpf-conntrack-accounting, Helm bpf.ctAccounting: true)",
           }
         : {}),
-      kernel_hz: this.hz ?? 'unknown (/proc/schedstat has no timestamp)',
+      kernel_hz:
+        this.hz ?? 'unknown (no usable jiffies from /proc/schedstat: the jiffies clock cannot be read)',
       maps: Object.fromEntries(
         MAPS.filter(([k]) => this.config.map_names[k]).map(([k]) => [
           this.config.map_names[k],
-          this.lastErrors.get(k) ?? this.lastCounts.get(k) ?? 'not read yet',
+          this.lastErrors.get(k) ??
+            (this.lastCounts.has(k)
+              ? {
+                  ...this.lastCounts.get(k),
+                  ...(this.lastTruncated.get(k) ? { truncated: 'read in part: max_entries reached' } : {}),
+                }
+              : this.seen.has(k)
+                ? 'not read yet'
+                : 'not pinned (Cilium pins the IPv6 maps only with IPv6 on)'),
         ]),
       ),
     }));
@@ -194,7 +210,9 @@ export class CiliumReceiver implements Receiver {
     const t0 = performance.now();
     const timeStart = Date.now();
     const results = await Promise.all(
-      MAPS.filter(([k]) => this.config.map_names[k]).map(async ([k, family]) => {
+      MAPS.filter(
+        ([k]) => this.config.map_names[k] && (this.seen.has(k) || this.kernel.exists(this.pathOf(k))),
+      ).map(async ([k, family]) => {
         try {
           const r = await this.kernel.readMap({
             path: this.pathOf(k),
@@ -203,6 +221,7 @@ export class CiliumReceiver implements Receiver {
             maxEntries: this.config.max_entries,
           });
           this.lastErrors.delete(k);
+          this.seen.add(k);
           return { k, family, r };
         } catch (err) {
           this.failures.set(k, (this.failures.get(k) ?? 0) + 1);
@@ -218,6 +237,7 @@ export class CiliumReceiver implements Receiver {
     for (const { k, family, r } of results) {
       if (!r) continue;
       if (r.truncated) this.truncated.set(k, (this.truncated.get(k) ?? 0) + 1);
+      this.lastTruncated.set(k, r.truncated);
       this.decide(r, family, now);
       const counts = newCounts();
       decodeEntries(
@@ -229,6 +249,7 @@ export class CiliumReceiver implements Receiver {
         this.expiredBefore(now),
         batch,
         counts,
+        this.closedOf(k),
       );
       this.lastCounts.set(k, counts);
     }
@@ -311,6 +332,17 @@ export class CiliumReceiver implements Receiver {
           `Cilium lifetimes count in ${this.clock}`,
         );
     }
+  }
+
+  /** The map's ended entries reported Closed, ready for a new read of it. */
+  private closedOf(k: MapKey): ClosedEntries {
+    let c = this.closed.get(k);
+    if (!c) {
+      c = new ClosedEntries();
+      this.closed.set(k, c);
+    }
+    c.next();
+    return c;
   }
 
   /** Lifetimes below this have passed, in the entries' unit; NaN when the unit is unknown. */
