@@ -6,6 +6,7 @@ import {
   measureHz,
   schedstatJiffies,
   secondsLeft,
+  timerListJiffies,
 } from './clock.js';
 import { initialJiffies, schedstat } from './testdata/fake-kernel.js';
 
@@ -18,6 +19,16 @@ function samples(hz: number, ms: number, jitter = 0) {
     { jiffies: j0 + Math.round((hz * ms) / 1000) + jitter, ns: ns0 + ms * 1e6 },
   ] as const;
 }
+
+describe('timerListJiffies (kernels without /proc/schedstat)', () => {
+  it('reads the first jiffies: line of /proc/timer_list', () => {
+    const text =
+      'Timer List Version: v0.10\nnow at 31072334158993 nsecs\n\ncpu: 0\n clock 0:\njiffies: 4304069857\n\ncpu: 1\njiffies: 4304069858\n';
+    expect(timerListJiffies(text)).toBe(4_304_069_857);
+    expect(timerListJiffies('now at 1 nsecs\n')).toBeUndefined();
+    expect(timerListJiffies(undefined)).toBeUndefined();
+  });
+});
 
 describe('schedstatJiffies', () => {
   it("reads the jiffies of /proc/schedstat's timestamp line", () => {

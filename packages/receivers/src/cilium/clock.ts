@@ -14,6 +14,15 @@ export function schedstatJiffies(text: string | undefined): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/**
+ * The jiffies count of /proc/timer_list's first `jiffies:` line: the same counter, for kernels built
+ * without scheduler statistics (no /proc/schedstat).
+ */
+export function timerListJiffies(text: string | undefined): number | undefined {
+  const m = /^jiffies: (\d+)$/m.exec(text ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
 /** HZ from two (jiffies, monotonic ns) samples, snapped to 100, 250, 300 or 1000; undefined if unusable. */
 export function measureHz(
   a: { jiffies: number; ns: number },

@@ -72,7 +72,8 @@ export function detectLayout(
 ): ValueLayout | undefined {
   const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
   let split = 0;
-  for (let i = 0; i < count; i++) {
+  // While nothing tells (accounting off), every read asks again: a bounded look, not the whole map.
+  for (let i = 0; i < Math.min(count, 65536); i++) {
     if ((keys[keySize * i + keySize - 1] & (TUPLE_F_SERVICE | TUPLE_F_RELATED)) !== 0) continue;
     const o = VALUE_SIZE * i;
     const a = u64(v, o + VALUE.rxPackets);

@@ -8,7 +8,14 @@ import {
   type Receiver,
 } from '@netmon/core';
 import type { PinnedMapRead } from '@netmon/native';
-import { type ClockNow, detectClock, MONO_SCALER, measureHz, schedstatJiffies } from './clock.js';
+import {
+  type ClockNow,
+  detectClock,
+  MONO_SCALER,
+  measureHz,
+  schedstatJiffies,
+  timerListJiffies,
+} from './clock.js';
 import type { CiliumReceiverConfig } from './config.js';
 import type { CiliumKernel } from './kernel.js';
 import {
@@ -174,7 +181,7 @@ export class CiliumReceiver implements Receiver {
   /** HZ from two samples of (jiffies, monotonic) 100 ms apart, each pair read back to back. */
   private async measureHz(): Promise<number | undefined> {
     const sample = () => {
-      const jiffies = schedstatJiffies(this.kernel.readProc('/proc/schedstat'));
+      const jiffies = this.jiffies();
       return jiffies === undefined ? undefined : { jiffies, ns: this.kernel.monotonicNs() };
     };
     const a = sample();
@@ -197,8 +204,15 @@ export class CiliumReceiver implements Receiver {
     }, delayMs);
   }
 
+  /** The kernel's jiffies: /proc/schedstat's, else (a kernel without scheduler statistics) /proc/timer_list's. */
+  private jiffies(): number | undefined {
+    const fromSchedstat = schedstatJiffies(this.kernel.readProc('/proc/schedstat'));
+    if (fromSchedstat !== undefined || this.clock === 'ktime') return fromSchedstat;
+    return timerListJiffies(this.kernel.readProc('/proc/timer_list'));
+  }
+
   private now(): ClockNow {
-    const jiffies = schedstatJiffies(this.kernel.readProc('/proc/schedstat'));
+    const jiffies = this.jiffies();
     return {
       ktime: Math.floor(this.kernel.monotonicNs() / 1e9),
       jiffies: jiffies === undefined ? Number.NaN : Math.floor(jiffies / 2 ** MONO_SCALER),
