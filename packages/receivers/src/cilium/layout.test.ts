@@ -124,7 +124,15 @@ describe('decodeEntries: split layout (Cilium 1.15 and earlier)', () => {
     ]);
     expect(batch.temporality).toBe('cumulative');
     expect(batch.backendIp(0)).toBeUndefined();
-    expect(counts).toEqual({ entries: 1, connections: 1, service: 0, related: 0, pairs: 0, expired: 0 });
+    expect(counts).toEqual({
+      entries: 1,
+      connections: 1,
+      service: 0,
+      related: 0,
+      pairs: 0,
+      expired: 0,
+      oldestExpired: Infinity,
+    });
   });
 
   it('an IN entry (a remote host opened it to a local server): the endpoint’s rx is what the opener sent, so it becomes tx', () => {
@@ -291,7 +299,15 @@ describe('decodeEntries: a connection between two endpoints of this node', () =>
           flags: KNOWN,
         },
       ]);
-      expect(counts).toEqual({ entries: 2, connections: 1, service: 0, related: 0, pairs: 1, expired: 0 });
+      expect(counts).toEqual({
+        entries: 2,
+        connections: 1,
+        service: 0,
+        related: 0,
+        pairs: 1,
+        expired: 0,
+        oldestExpired: Infinity,
+      });
     }
   });
 
@@ -394,7 +410,15 @@ describe('decodeEntries: entries that are not connections', () => {
       'split',
     );
     expect(view(batch).map((r) => [r.src, r.dst, r.tx])).toEqual([['10.0.1.5:40000', '10.0.2.7:443', 400]]);
-    expect(counts).toEqual({ entries: 4, connections: 1, service: 1, related: 2, pairs: 0, expired: 0 });
+    expect(counts).toEqual({
+      entries: 4,
+      connections: 1,
+      service: 1,
+      related: 2,
+      pairs: 0,
+      expired: 0,
+      oldestExpired: Infinity,
+    });
   });
 });
 

@@ -50,10 +50,20 @@ export interface DecodeCounts {
   pairs: number;
   /** Entries whose lifetime has passed (not yet removed by Cilium's garbage collector). */
   expired: number;
+  /** The lowest lifetime among them, in the entries' unit (Infinity when none). */
+  oldestExpired: number;
 }
 
 export function newCounts(): DecodeCounts {
-  return { entries: 0, connections: 0, service: 0, related: 0, pairs: 0, expired: 0 };
+  return {
+    entries: 0,
+    connections: 0,
+    service: 0,
+    related: 0,
+    pairs: 0,
+    expired: 0,
+    oldestExpired: Infinity,
+  };
 }
 
 const u64 = (v: DataView, o: number) => v.getUint32(o + 4, true) * 2 ** 32 + v.getUint32(o, true);
@@ -136,7 +146,10 @@ export function decodeEntries(
     const lifetime = v.getUint32(o + VALUE.lifetime, true);
     const expired = lifetime < expiredBefore;
     const ended = expired && (v.getUint16(o + VALUE.flags, true) & ENTRY_CLOSED) === ENTRY_CLOSED;
-    if (expired) counts.expired++;
+    if (expired) {
+      counts.expired++;
+      if (lifetime < counts.oldestExpired) counts.oldestExpired = lifetime;
+    }
     if (ended && closed?.reported(keys, k, keySize, lifetime)) continue;
     const row = batch.length++;
     counts.connections++;

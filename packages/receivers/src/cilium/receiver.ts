@@ -14,6 +14,7 @@ import {
   MONO_SCALER,
   measureHz,
   schedstatJiffies,
+  secondsLeft,
   timerListJiffies,
 } from './clock.js';
 import type { CiliumReceiverConfig } from './config.js';
@@ -68,6 +69,9 @@ export class CiliumReceiver implements Receiver {
   private readonly lastTruncated = new Map<MapKey, boolean>();
   /** Maps read at least once: one that goes missing later is an error, one never pinned is not. */
   private readonly seen = new Set<MapKey>();
+  /** The clock at the last read (monotonic units and wall ms), to put lifetimes in wall-clock time. */
+  private lastNow?: ClockNow;
+  private lastNowWallMs = 0;
   /** Per map, the ended entries already reported Closed. */
   private readonly closed = new Map<MapKey, ClosedEntries>();
   private lastReadSeconds = 0;
@@ -151,7 +155,7 @@ export class CiliumReceiver implements Receiver {
           this.lastErrors.get(k) ??
             (this.lastCounts.has(k)
               ? {
-                  ...this.lastCounts.get(k),
+                  ...this.countFacts(k),
                   ...(this.lastTruncated.get(k) ? { truncated: 'read in part: max_entries reached' } : {}),
                 }
               : this.seen.has(k)
@@ -267,6 +271,8 @@ export class CiliumReceiver implements Receiver {
       );
       this.lastCounts.set(k, counts);
     }
+    this.lastNow = now;
+    this.lastNowWallMs = Date.now();
     this.noteCounters(batch);
     const end = Date.now();
     batch.timeStart.fill(timeStart, 0, batch.length);
@@ -346,6 +352,19 @@ export class CiliumReceiver implements Receiver {
           `Cilium lifetimes count in ${this.clock}`,
         );
     }
+  }
+
+  /**
+   * The last read's counts of a map for /status; with expired entries, when the first of them expired,
+   * in wall-clock time: how far behind Cilium's garbage collector is.
+   */
+  private countFacts(k: MapKey): Record<string, unknown> {
+    const { oldestExpired, ...counts } = this.lastCounts.get(k) ?? newCounts();
+    if (!Number.isFinite(oldestExpired) || !this.clock || !this.lastNow) return counts;
+    const hz = this.hz ?? 250;
+    if (this.clock === 'jiffies' && !this.hz) return counts;
+    const at = this.lastNowWallMs + secondsLeft(oldestExpired, this.clock, this.lastNow, hz) * 1000;
+    return { ...counts, oldest_expired_at: new Date(at).toISOString() };
   }
 
   /** The map's ended entries reported Closed, ready for a new read of it. */
