@@ -126,7 +126,8 @@ class ReadWorker : public Napi::AsyncWorker {
       int rc = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data(), values.data(), &n, nullptr);
       int err = rc != 0 ? errno : 0;
       if (rc != 0 && err != ENOENT) {
-        if (first && (err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP)) return "unsupported";
+        // 524 is the kernel's internal ENOTSUPP, which batch operations return for map types without them.
+        if (first && (err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP || err == 524)) return "unsupported";
         return Errno("batch lookup of " + path_ + " failed", err);
       }
       batched_ = true;

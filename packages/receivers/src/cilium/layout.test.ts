@@ -1,6 +1,13 @@
 import { FlowBatch, FlowFlags } from '@netmon/core';
 import { describe, expect, it } from 'vitest';
-import { type DecodeCounts, decodeEntries, detectLayout, newCounts, type ValueLayout } from './layout.js';
+import {
+  ClosedEntries,
+  type DecodeCounts,
+  decodeEntries,
+  detectLayout,
+  newCounts,
+  type ValueLayout,
+} from './layout.js';
 import {
   CT,
   type CtEntry,
@@ -672,5 +679,44 @@ describe('detectLayout', () => {
     expect(detect(4, [{ key: conn(0, TUPLE.IN), value: totalValue({ packets: 12, bytes: 9_400 }) }])).toBe(
       'total',
     );
+  });
+});
+
+describe('ClosedEntries: an ended connection reported once', () => {
+  // Keys of one IPv4 map: the same tuple as an OUT (flags 0) and an IN (flags 1) entry, and another.
+  const key = (last: number, flags: number) =>
+    Uint8Array.from([10, 0, 0, 1, 10, 0, 0, 2, 0, 80, 0x9c, last, 6, flags]);
+  const keys = new Uint8Array([...key(0x40, 0), ...key(0x40, 1), ...key(0x41, 0)]);
+
+  it('leaves out what the first read finds ended (reported before a restart, maybe), then reports each new one once', () => {
+    const c = new ClosedEntries();
+    c.next();
+    expect(c.reported(keys, 0, 14)).toBe(true);
+    c.next();
+    // Still in the map: left out. A new ended entry: reported (false), then left out.
+    expect(c.reported(keys, 0, 14)).toBe(true);
+    expect(c.reported(keys, 28, 14)).toBe(false);
+    c.next();
+    expect(c.reported(keys, 28, 14)).toBe(true);
+  });
+
+  it("a local connection's IN twin, outliving its OUT entry, is the same connection: not reported again", () => {
+    const c = new ClosedEntries();
+    c.next();
+    c.next();
+    expect(c.reported(keys, 0, 14)).toBe(false); // the OUT entry, reported Closed
+    c.next();
+    // Cilium's GC removed the OUT entry; its IN twin (flags 1) is now the one left.
+    expect(c.reported(keys, 14, 14)).toBe(true);
+  });
+
+  it('forgets what a read no longer finds: the tuple used again and ended again is reported again', () => {
+    const c = new ClosedEntries();
+    c.next();
+    c.next();
+    expect(c.reported(keys, 28, 14)).toBe(false);
+    c.next(); // collected: not in this read
+    c.next();
+    expect(c.reported(keys, 28, 14)).toBe(false);
   });
 });

@@ -95,7 +95,10 @@ export function detectLayout(
       if (inbound && u64(v, o + VALUE.txPackets) > 0) return 'total';
       continue;
     }
-    if (a > 0 && b >= 20 * a) split++;
+    // Plausible rx counters: an IP header or more and at most 64 KiB a packet, below 2^32 packets and
+    // 2^48 bytes. A 1.19+ entry's NAT address in those bytes (an IPv6 one reads as two large numbers)
+    // is not.
+    if (a > 0 && a < 2 ** 32 && b < 2 ** 48 && b >= 20 * a && b <= 65536 * a) split++;
     else return 'total';
     if (split >= 8) return 'split';
   }
@@ -150,7 +153,7 @@ export function decodeEntries(
       counts.expired++;
       if (lifetime < counts.oldestExpired) counts.oldestExpired = lifetime;
     }
-    if (ended && closed?.reported(keys, k, keySize, lifetime)) continue;
+    if (ended && closed?.reported(keys, k, keySize)) continue;
     const row = batch.length++;
     counts.connections++;
     // daddr (offset 0) opened the connection from sport; saddr answered on dport.
@@ -189,27 +192,35 @@ function place(dst: Uint8Array, to: number, src: Uint8Array, from: number, len: 
 }
 
 /**
- * The ended entries (closed both ways, expired) of one map already reported Closed, by key and lifetime:
- * a later read leaves them out while Cilium's garbage collector has not removed them. An entry whose
- * lifetime changed was used again (a new connection on the same tuple) and is not one of them. Holds only
- * what the latest read saw: `next()` starts a read.
+ * The ended entries (closed both ways, expired) of one map already reported Closed, by key: a later read
+ * leaves them out while Cilium's garbage collector has not removed them. An entry used again by a new
+ * connection on the same tuple is live, not ended, until that one ends too. Holds only what the latest
+ * read saw: `next()` starts a read.
  */
 export class ClosedEntries {
   private previous = new Set<string>();
   private current = new Set<string>();
+  private reads = 0;
 
   /** Starts a read: what the previous one saw is what may be left out now. */
   next(): void {
+    this.reads++;
     this.previous = this.current;
     this.current = new Set();
   }
 
-  /** True when the entry at `k` was reported Closed before; remembers it either way. */
-  reported(keys: Uint8Array, k: number, keySize: number, lifetime: number): boolean {
-    let id = String(lifetime);
-    for (let b = k; b < k + keySize; b++) id += String.fromCharCode(keys[b]);
+  /**
+   * True when the ended entry at `k` was reported Closed by an earlier read — or is found by the first
+   * read, when the agent may have reported it before a restart (the delta processor's state survives
+   * one; reported again, it would count the connection twice); remembered either way. The key's flags
+   * byte is left out: a local connection's IN twin, outliving its OUT entry by a second, is the same one.
+   */
+  reported(keys: Uint8Array, k: number, keySize: number): boolean {
+    let id = '';
+    for (let b = k; b < k + keySize - 1; b++) id += String.fromCharCode(keys[b]);
+    const seen = this.reads <= 1 || this.previous.has(id) || this.current.has(id);
     this.current.add(id);
-    return this.previous.has(id);
+    return seen;
   }
 
   get size(): number {

@@ -271,10 +271,10 @@ export class CiliumReceiver implements Receiver {
       );
       this.lastCounts.set(k, counts);
     }
-    this.lastNow = now;
-    this.lastNowWallMs = Date.now();
-    this.noteCounters(batch);
     const end = Date.now();
+    this.lastNow = now;
+    this.lastNowWallMs = end;
+    this.noteCounters([batch]);
     batch.timeStart.fill(timeStart, 0, batch.length);
     batch.timeEnd.fill(end, 0, batch.length);
     // Every live connection when every map was read whole: one missing from it has ended.
@@ -308,16 +308,18 @@ export class CiliumReceiver implements Receiver {
    * Cilium counts only with its conntrack accounting on (off by default since 1.15): connections whose
    * counters are all 0 say it is off. Said once in the log, and in /status while it lasts.
    */
-  private noteCounters(batch: FlowBatch): void {
-    if (batch.length === 0) return;
+  private noteCounters(batches: FlowBatch[]): void {
+    if (batches.every((b) => b.length === 0)) return;
     let any = false;
-    for (let i = 0; i < batch.length && !any; i++) {
-      any = batch.txPackets[i] + batch.rxPackets[i] + batch.txBytes[i] + batch.rxBytes[i] > 0;
+    for (const batch of batches) {
+      for (let i = 0; i < batch.length && !any; i++) {
+        any = batch.txPackets[i] + batch.rxPackets[i] + batch.txBytes[i] + batch.rxBytes[i] > 0;
+      }
     }
     if (!any && !this.countersOff && !this.warnedCountersOff) {
       this.warnedCountersOff = true;
       this.settings.logger.warn(
-        { connections: batch.length },
+        { connections: batches.reduce((n, b) => n + b.length, 0) },
         "every connection in Cilium's conntrack maps has zero counters: its conntrack accounting looks off, so no bytes can be reported. Turn it on (cilium-agent --bpf-conntrack-accounting, Helm bpf.ctAccounting: true), or choose the ebpf or netfilter collection mode",
       );
     }
