@@ -142,7 +142,7 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
         'netmon: invalid configuration (13 problems):',
         '  all.yaml:3:5: receivers::conntrack::read_intervl: unknown key "read_intervl"; did you mean read_interval? (expected one of: read_interval, events, netns, families, protocols, enable_accounting, event_buffer_size)',
         `  all.yaml:5:5: receivers::file::path: cannot read ${path.join(dir, 'missing.jsonl')}: ENOENT (no such file or directory)`,
-        '  all.yaml:6:3: receivers::k8sattributes: unknown receiver type "k8sattributes"; k8s_attributes is a processor type: configure it under processors (known receiver types: conntrack, dns, ebpf, file, flows)',
+        '  all.yaml:6:3: receivers::k8sattributes: unknown receiver type "k8sattributes"; k8s_attributes is a processor type: configure it under processors (known receiver types: cilium, conntrack, dns, ebpf, file, flows)',
         `  all.yaml:9:5: processors::plugin/a::module: cannot load plugin module "./port.mjs": no file ${path.join(dir, 'port.mjs')}; did you mean ./ports.mjs?`,
         '  all.yaml:11:5: processors::plugin/b::module: plugin module "./named.mjs" must default-export a function (batch, ctx) => batch, or an object with a process function; it has no default export, only named ones (process): write export default { process, … }',
         '  all.yaml:13:5: processors::plugin/c::module: cannot load plugin module "./stuck.mjs": it did not finish loading within 1s (service::start_timeout): its top-level code is still running or waiting (a top-level await that never settles?)',
@@ -193,7 +193,7 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin], export
         'endpoint, tls, headers, compression, timeout, sending_queue, retry_on_failure, temporality, interval, granularity, labels, max_series, expiration, resource, max_points_per_request';
       expect(r.stderr.split('\n')).toEqual([
         'netmon: invalid configuration (7 problems):',
-        '  old.yaml:3:3: receivers::otlp: unknown receiver type "otlp"; otlp is an exporter type: configure it under exporters (known receiver types: conntrack, dns, ebpf, file, flows)',
+        '  old.yaml:3:3: receivers::otlp: unknown receiver type "otlp"; otlp is an exporter type: configure it under exporters (known receiver types: cilium, conntrack, dns, ebpf, file, flows)',
         `  old.yaml:8:5: exporters::otlp::retry: unknown key "retry"; did you mean retry_on_failure? (expected one of: ${otlpKeys})`,
         `  old.yaml:9:5: exporters::otlp::queue_size: unknown key "queue_size"; did you mean sending_queue::queue_size? (expected one of: ${otlpKeys})`,
         '  old.yaml:10:25: exporters::otlp::retry_on_failure::max_elapsed: unknown key "max_elapsed"; did you mean max_elapsed_time? (expected one of: enabled, initial_interval, max_interval, max_elapsed_time, multiplier, randomization_factor)',
