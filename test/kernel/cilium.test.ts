@@ -444,8 +444,13 @@ function rows(b: FlowBatch): string[] {
 }
 
 /** The rows the scenario must give: one per connection, src the opener. */
+/**
+ * The rows of a first read: an entry that had ended by then (closed both ways and expired, when the clock
+ * is known) is left out — the agent may have reported it before a restart.
+ */
 function expectedRows(layout: 'split' | 'total', conns = CONNS, closedKnown = true): string[] {
   return conns
+    .filter((c) => !(closedKnown && c.closed))
     .map((c) =>
       line(
         c.proto,
@@ -467,7 +472,8 @@ function expectedCounts(map: CtMap, conns = CONNS, others = OTHERS, expiredKnown
   const os = others.filter((o) => o.map === map);
   return {
     entries: cs.reduce((n, c) => n + (c.dir === 'pair' ? 2 : 1), 0) + os.length,
-    connections: cs.length,
+    // An ended entry found by a first read is left out (see expectedRows).
+    connections: cs.filter((c) => !(expiredKnown && c.closed)).length,
     service: os.filter((o) => o.kind === 'service').length,
     related: os.filter((o) => o.kind === 'related').length,
     pairs: cs.filter((c) => c.dir === 'pair').length,
