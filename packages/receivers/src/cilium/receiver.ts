@@ -148,7 +148,8 @@ export class CiliumReceiver implements Receiver {
           }
         : {}),
       kernel_hz:
-        this.hz ?? 'unknown (no usable jiffies from /proc/schedstat: the jiffies clock cannot be read)',
+        this.hz ??
+        'unknown (no usable jiffies in /proc/schedstat or /proc/timer_list: the jiffies clock cannot be read)',
       maps: Object.fromEntries(
         MAPS.filter(([k]) => this.config.map_names[k]).map(([k]) => [
           this.config.map_names[k],
