@@ -53,6 +53,12 @@ export const ciliumReceiverConfig = z.strictObject({
     .describe(
       "What the entries' lifetime counts in: ktime (seconds of the monotonic clock, Cilium's default) or jiffies (jiffies >> 8, with --enable-bpf-clock-probe). auto: the one under which the entries' lifetimes lie just ahead of now. The kernel's HZ is measured (jiffies of /proc/schedstat against the monotonic clock), never assumed. Used to tell entries Cilium's garbage collector has not yet removed from live ones.",
     ),
+  require_counters: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Refuse to start when the connections in the maps all have zero counters: Cilium counts packets and bytes only with its conntrack accounting on (--bpf-conntrack-accounting, Helm bpf.ctAccounting: true; off by default since 1.15), and without it this receiver would report connections without a byte. The flows receiver's auto mode sets it, so it moves on to ebpf or netfilter on such a node; false (a mode named cilium) starts and says so in the log and /status. Maps without any connection yet tell nothing and start either way.",
+    ),
   max_entries: z
     .number()
     .int()

@@ -48,6 +48,7 @@ describe('cilium factory', () => {
       },
       value_layout: 'auto',
       clock_source: 'auto',
+      require_counters: false,
     });
   });
 

@@ -942,3 +942,26 @@ const ciliumOnFakeKernel = defineReceiver({
   },
 });
 describeConformance(ciliumOnFakeKernel, { config: { read_interval: '100ms' }, runMs: 350, expectItems: 3 });
+
+describe('cilium receiver: require_counters (auto mode)', () => {
+  fakeClock();
+
+  it("refuses to start when every connection's counters are 0 (Cilium's accounting off), and starts when one counts", async () => {
+    const off = new FakeCiliumKernel().pinAll();
+    off.set(TCP4, [split(off, conn(1), 0), split(off, conn(2), 0)]);
+    const t = setup({ require_counters: true }, off);
+    await expect(t.start()).rejects.toThrow(
+      "cilium receiver: the 2 connections in Cilium's conntrack maps all have zero counters: Cilium's conntrack accounting is off",
+    );
+    // A mode named cilium (require_counters false) starts, and says so.
+    const named = setup({}, off);
+    await named.start();
+    await named.receiver.shutdown();
+
+    const on = new FakeCiliumKernel().pinAll();
+    on.set(TCP4, [split(on, conn(1), 0), split(on, conn(2), 300)]);
+    const counting = setup({ require_counters: true }, on);
+    await counting.start();
+    await counting.receiver.shutdown();
+  });
+});

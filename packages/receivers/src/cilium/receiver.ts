@@ -21,6 +21,7 @@ import type { CiliumReceiverConfig } from './config.js';
 import type { CiliumKernel } from './kernel.js';
 import {
   ClosedEntries,
+  countedConnections,
   type DecodeCounts,
   decodeEntries,
   detectLayout,
@@ -40,6 +41,9 @@ const MAPS = [
   ['any6', 6],
 ] as const;
 type MapKey = (typeof MAPS)[number][0];
+
+/** Entries of each map looked at by a start that must see counters. */
+const SAMPLE = 4096;
 
 /** First retry of a failed read; each further one waits twice as long, until that reaches read_interval. */
 const RETRY_BASE_MS = 500;
@@ -115,21 +119,31 @@ export class CiliumReceiver implements Receiver {
     // mode), instead of a receiver that retries forever on maps it may not open or that are not
     // conntrack maps.
     const errors: string[] = [];
+    let connections = 0;
+    let counted = 0;
     for (const [k, family] of present) {
       try {
-        await this.kernel.readMap({
+        const sample = await this.kernel.readMap({
           path: this.pathOf(k),
           keySize: KEY_SIZE[family],
           valueSize: VALUE_SIZE,
-          maxEntries: 1,
+          maxEntries: this.config.require_counters ? SAMPLE : 1,
         });
         this.seen.add(k);
+        const c = countedConnections(sample.keys, sample.values, KEY_SIZE[family], sample.count);
+        connections += c.connections;
+        counted += c.counted;
       } catch (err) {
         errors.push(errorMessage(err));
       }
     }
     if (errors.length === present.length) {
       throw new Error(`cilium receiver: no Cilium conntrack map in ${dir} can be read: ${errors.join('; ')}`);
+    }
+    if (this.config.require_counters && connections > 0 && counted === 0) {
+      throw new Error(
+        `cilium receiver: the ${connections} connections in Cilium's conntrack maps all have zero counters: Cilium's conntrack accounting is off (turn it on with --bpf-conntrack-accounting, Helm bpf.ctAccounting: true), so no byte could be reported`,
+      );
     }
     this.hz = await this.measureHz();
     this.settings.status.describe(() => ({

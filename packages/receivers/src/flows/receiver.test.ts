@@ -146,7 +146,8 @@ describe('flows receiver: mode auto', () => {
     expect(t.cilium).toHaveLength(1);
     expect(t.ebpf).toHaveLength(0);
     expect(t.netfilter).toHaveLength(0);
-    expect(t.cilium[0].config).toEqual(ciliumReceiverConfig.parse({}));
+    // auto asks the cilium receiver to refuse maps without counters (Cilium's accounting off).
+    expect(t.cilium[0].config).toEqual({ ...ciliumReceiverConfig.parse({}), require_counters: true });
     const found =
       "Cilium's conntrack maps are pinned at /sys/fs/bpf/tc/globals (cilium_ct4_global, cilium_ct6_global)";
     const reason = `${found}: reading them instead of instrumenting the node a second time`;
@@ -181,8 +182,11 @@ describe('flows receiver: mode auto', () => {
     expect(t.details().reason).toBe(
       "Cilium's conntrack maps are pinned at /host/sys/fs/bpf/tc/globals (cilium_ct4_global): reading them instead of instrumenting the node a second time",
     );
-    // The block the probe read is the one the receiver gets.
-    expect(t.cilium[0].config).toEqual(ciliumReceiverConfig.parse(config.cilium));
+    // The block the probe read is the one the receiver gets (auto: refusing maps without counters).
+    expect(t.cilium[0].config).toEqual({
+      ...ciliumReceiverConfig.parse(config.cilium),
+      require_counters: true,
+    });
     await t.receiver.shutdown();
   });
 

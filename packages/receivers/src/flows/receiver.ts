@@ -245,7 +245,15 @@ export class FlowsReceiver implements Receiver {
     const { factories } = this.deps;
     switch (mode) {
       case 'cilium':
-        return factories.cilium.create(settings, this.config.cilium, this.next);
+        // auto reads Cilium's maps only where they count bytes: with Cilium's accounting off (its
+        // default since 1.15) it moves on to ebpf or netfilter.
+        return factories.cilium.create(
+          settings,
+          this.config.mode === 'auto'
+            ? { ...this.config.cilium, require_counters: true }
+            : this.config.cilium,
+          this.next,
+        );
       case 'ebpf':
         return factories.ebpf.create(settings, this.config.ebpf, this.next);
       case 'netfilter':
