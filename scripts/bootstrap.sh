@@ -15,7 +15,7 @@
 #      postinstall (workspace-graph caching for nx itself; lerna runs without it) and protobufjs' (a
 #      check for its optional command-line tools) are declined there, so neither runs. npm still runs
 #      an unlisted one with a notice: review a new dependency's script, then list it.
-#   4. npm run build (tsc -b, incremental) - skipped with --no-build.
+#   4. npm run build (tsc -b, incremental, then the bundle bin/netmon runs) - skipped with --no-build.
 #   5. With `-- COMMAND...`: runs COMMAND from the repo root in the same environment (PATH starting
 #      with .tools/bin, npm_config_nodedir = the chosen Node's headers); its exit status is ours.
 #
@@ -248,7 +248,7 @@ install_node_modules() {
 # --- 4. build ----------------------------------------------------------------------------------
 build() {
   local t=${EPOCHREALTIME/./} rc=0
-  log "build: npm run build (tsc -b, incremental)..."
+  log "build: npm run build (tsc -b, incremental; the agent bundle)..."
   npm run build --silent || rc=$?
   ((rc == 0)) || die "the build failed (npm run build exited $rc): fix the errors above, then re-run 'make build'"
   log "build: done in $(since "$t")"

@@ -1,4 +1,4 @@
-// Runs the real `netmon` command (bin/netmon → packages/agent/dist) as a child process, as users do.
+// Runs the real `netmon` command (bin/netmon → the bundle in packages/agent/dist/bundle) as a child process, as users do.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';

@@ -108,6 +108,7 @@ export async function loadPluginModule(
     } catch (err) {
       throw new Error(`cannot load plugin module ${describeSpec(spec)}: ${(err as Error).message}`);
     }
+    shareBundledCore();
     let mod: { default?: unknown };
     try {
       mod = (await deadline.race(import(url))) as { default?: unknown };
@@ -270,15 +271,54 @@ function nearConfig(name: string, configDir: string): string {
   }
 }
 
+let bundledCoreUrl: string | undefined;
+let bundledCoreShared = false;
+
+/**
+ * Called by the bundled agent (packages/agent/dist/bundle) with the URL of its own @netmon/core entry: a
+ * plugin's `import '@netmon/core'` must get the running agent's classes (one FlowBatch, one registry), not
+ * a second copy from node_modules, and the packages installed with netmon are then in the node_modules
+ * nearest above the bundle.
+ */
+export function setBundledCore(url: string): void {
+  bundledCoreUrl = url;
+}
+
+/** Points `@netmon/core` at the bundle's entry from the first plugin on (a resolve hook for the process). */
+function shareBundledCore(): void {
+  if (bundledCoreUrl === undefined || bundledCoreShared) return;
+  bundledCoreShared = true;
+  const url = bundledCoreUrl;
+  registerHooks({
+    resolve: (specifier, context, nextResolve) =>
+      specifier === '@netmon/core'
+        ? { url, format: 'module', shortCircuit: true }
+        : nextResolve(specifier, context),
+  });
+}
+
 let installRootCache: string | undefined;
 
 /**
  * netmon's installation: the nearest folder above @netmon/core whose node_modules holds @netmon/core
- * (the workspace root in a checkout, the agent's package in an npm install). Falls back to the core
- * package's own folder (its node_modules) when none is found.
+ * (the workspace root in a checkout, the agent's package in an npm install), or for the bundled agent the
+ * nearest folder above the bundle that has a node_modules. Falls back to the core package's own folder
+ * (its node_modules) when none is found.
  */
 function netmonInstallRoot(): string {
   if (installRootCache !== undefined) return installRootCache;
+  if (bundledCoreUrl !== undefined) {
+    const bundle = path.dirname(fileURLToPath(bundledCoreUrl));
+    installRootCache = bundle;
+    for (let dir = bundle; ; dir = path.dirname(dir)) {
+      if (existsSync(path.join(dir, 'node_modules'))) {
+        installRootCache = dir;
+        break;
+      }
+      if (path.dirname(dir) === dir) break;
+    }
+    return installRootCache;
+  }
   let core = path.dirname(fileURLToPath(import.meta.url));
   while (!existsSync(path.join(core, 'package.json')) && path.dirname(core) !== core) {
     core = path.dirname(core);

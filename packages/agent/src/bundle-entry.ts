@@ -1,0 +1,7 @@
+// The bundled agent's entry point (dist/bundle/netmon.js, built by tools/bundle.ts): tells the plugin loader
+// where the bundle's own @netmon/core is, then runs the CLI.
+import { setBundledCore } from '@netmon/core';
+
+// Not './core.js': the bundler rewrites module-relative './…' URLs as assets.
+setBundledCore(new URL('core.js', import.meta.url).href);
+await import('./cli.js');
