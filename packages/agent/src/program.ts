@@ -1,4 +1,11 @@
-import { ConfigError, createLogger, LOG_LEVELS, type LogLevel, loadConfig } from '@netmon/core';
+import {
+  ConfigError,
+  createLogger,
+  LOG_LEVELS,
+  type LogLevel,
+  loadConfig,
+  loadPrettyLogs,
+} from '@netmon/core';
 import { Command, Option } from 'commander';
 import { defaultRegistry } from './components.js';
 import { VERSION } from './version.js';
@@ -106,6 +113,7 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
       try {
         // The agent's own machinery (the metrics SDK) loads only to run: validate and components stay light.
         const { runAgent } = await import('./run.js');
+        await loadPrettyLogs();
         const code = await runAgent({
           configFiles: files,
           registry: defaultRegistry(),
