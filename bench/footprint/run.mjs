@@ -766,6 +766,8 @@ async function main() {
     },
     agent: {
       command: argv.join(' '),
+      // Which build ran (of this checkout; --agent may run another): compare runs of the same one.
+      checkout: checkoutVersion(),
       pid,
       exit: agentExit,
       cpu_percent: cpuPercent,
@@ -833,6 +835,14 @@ async function main() {
       `the agent exited with ${agentExit.signal ?? agentExit.code}:\n${agent.tail('stderr', 20)}`,
     );
     process.exitCode = 1;
+  }
+}
+
+function checkoutVersion() {
+  try {
+    return sh('git', ['-C', ROOT, 'describe', '--always', '--dirty']).trim();
+  } catch {
+    return undefined;
   }
 }
 
