@@ -87,7 +87,7 @@ Measurement
   --soak <minutes>      a long window (instead of --duration) with flow and pod churn;
                         RSS and heap printed once a minute, the growth slope at the end
   --json <file>         where the figures go     [/tmp/netmon-footprint/<mode>-<flows>[-soak].json]
-  --keep                keep the temporary folder (agent logs, flow records, kubeconfig)
+  --keep                keep the temporary folder (agent logs, delta state, kubeconfig)
   -h, --help            this text
 `;
 
