@@ -39,14 +39,14 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin/check], 
     });
   });
 
-  it('runs Node with a small young generation unless NODE_OPTIONS says otherwise', async () => {
+  it('runs Node with a small young generation, Maglev at most and two malloc arenas unless told otherwise', async () => {
     await withTmpDir(async (dir) => {
       // A plugin module runs inside the agent: it reports the flags node got and the young generation's size.
       await writeFile(
         path.join(dir, 'heap.mjs'),
         `import v8 from 'node:v8';
 const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-process.stdout.write(JSON.stringify({ argv: process.execArgv, young: young.space_size }) + '\\n');
+process.stdout.write(JSON.stringify({ argv: process.execArgv, young: young.space_size, arenas: process.env.MALLOC_ARENA_MAX }) + '\\n');
 export default (batch) => batch;
 `,
       );
@@ -62,14 +62,23 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin/heap], e
       const inside = async (env: NodeJS.ProcessEnv) => {
         const r = await runCli(['validate', '-c', config], { env });
         expect(r.code, r.stderr).toBe(0);
-        return JSON.parse(r.stdout.split('\n')[0]) as { argv: string[]; young: number };
+        return JSON.parse(r.stdout.split('\n')[0]) as { argv: string[]; young: number; arenas?: string };
       };
       const ours = await inside({});
       expect(ours.argv).toContain('--max-semi-space-size=1');
+      expect(ours.argv).toContain('--max-opt=2');
+      expect(ours.arenas).toBe('2');
       // Three semi-spaces of 1 MiB at most; V8's default lets them grow to 16 MiB each.
       expect(ours.young).toBeLessThanOrEqual(3 * 2 ** 20);
-      const theirs = await inside({ NODE_OPTIONS: '--max-semi-space-size=8' });
+      const theirs = await inside({
+        NODE_OPTIONS: '--max-semi-space-size=8',
+        NETMON_NODE_FLAGS: '--max-opt=3',
+        MALLOC_ARENA_MAX: '4',
+      });
       expect(theirs.argv.filter((a) => a.startsWith('--max-semi-space-size'))).toEqual([]);
+      expect(theirs.argv).toContain('--max-opt=3');
+      expect(theirs.arenas).toBe('4');
+      expect((await inside({ NETMON_NODE_FLAGS: '' })).argv).not.toContain('--max-opt=2');
     });
   });
 });
