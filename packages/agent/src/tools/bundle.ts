@@ -11,6 +11,9 @@
 //   the URL rewritten, since a chunk does not sit where its source module did.
 // - `createRequire(import.meta.url)('../package.json')` (the version) becomes the JSON itself.
 // - @netmon/native stays outside: its addon and BPF objects are found next to its own dist/.
+// - @grpc/grpc-js stays outside: the OTLP exporter library loads it with a require() of its own making,
+//   which no bundler can see, and grpc-js objects (Metadata, credentials) only work with the copy that
+//   made them. Loaded from node_modules, it is one copy for everyone, and only with otlp or devzero.
 // - @netmon/core is a second entry (core.js), and the bundle tells the plugin loader where it is, so a plugin
 //   that imports @netmon/core gets the running agent's classes, not a second copy.
 // - CommonJS dependencies that require() Node's built-ins get a `require` made by createRequire.
@@ -83,7 +86,7 @@ const result = await build({
   format: 'esm',
   platform: 'node',
   target: 'node24',
-  external: ['@netmon/native'],
+  external: ['@netmon/native', '@grpc/grpc-js'],
   // Whitespace and syntax only: stack traces keep the source's names. keepNames: messages name classes
   // (`expected a FlowBatch`), and the bundler renames those that collide across modules.
   minifyWhitespace: true,
