@@ -21,7 +21,7 @@ endif
 
 help:
 	@echo 'netmon - make targets (each sets up what it needs first; re-runs skip finished steps):'
-	@echo '  make build   install what is missing (apt packages, Node 24, node_modules) and build (tsc -b)'
+	@echo '  make build   install what is missing (apt packages, Node 24, node_modules) and build (addon, tsc -b, the bundle)'
 	@echo '  make run     build, then start the agent: bin/netmon run --config $$CONFIG $$NETMON_ARGS'
 	@echo '              (CONFIG=configs/default.yaml unless given, e.g. make run CONFIG=configs/examples/replay.yaml)'
 	@echo '  make test    build, then run the whole test suite (npm test = vitest run); ARGS="..." go to vitest'

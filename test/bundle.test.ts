@@ -9,23 +9,35 @@ import { AgentProcess, ROOT, runCli, withTmpDir } from './harness/agent.js';
 const SAMPLE = path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl');
 
 describe('the bundled agent (bin/netmon)', () => {
-  it("hands a plugin that imports @netmon/core the agent's own FlowBatch", async () => {
+  it("hands plugins that import or require @netmon/core the agent's own FlowBatch", async () => {
     await withTmpDir(async (dir) => {
       const seen = path.join(dir, 'seen.txt');
+      // An ES module and a CommonJS plugin in one config: they load at once, and the CommonJS one's
+      // require() must not meet the bundle's core still loading for the other.
       await writeFile(
         path.join(dir, 'check.mjs'),
         `import { appendFileSync } from 'node:fs';
 import { FlowBatch } from '@netmon/core';
-export default { process(batch, ctx) { appendFileSync(ctx.options.out, (batch instanceof FlowBatch) + '\\n'); return batch; } };
+export default { process(batch, ctx) { appendFileSync(ctx.options.out, 'esm ' + (batch instanceof FlowBatch) + '\\n'); return batch; } };
+`,
+      );
+      await writeFile(
+        path.join(dir, 'check.cjs'),
+        `const { appendFileSync } = require('node:fs');
+const { FlowBatch } = require('@netmon/core');
+module.exports = { process(batch, ctx) { appendFileSync(ctx.options.out, 'cjs ' + (batch instanceof FlowBatch) + '\\n'); return batch; } };
 `,
       );
       const config = path.join(dir, 'plugin.yaml');
+      const out = JSON.stringify(seen);
       await writeFile(
         config,
         `receivers: { file: { path: ${JSON.stringify(SAMPLE)} } }
-processors: { plugin/check: { module: ./check.mjs, options: { out: ${JSON.stringify(seen)} } } }
+processors:
+  plugin/esm: { module: ./check.mjs, options: { out: ${out} } }
+  plugin/cjs: { module: ./check.cjs, options: { out: ${out} } }
 exporters: { file: { path: ./out.jsonl } }
-service: { pipelines: { flows: { receivers: [file], processors: [plugin/check], exporters: [file] } } }
+service: { pipelines: { flows: { receivers: [file], processors: [plugin/esm, plugin/cjs], exporters: [file] } } }
 `,
       );
       const agent = new AgentProcess(['run', '-c', config]);
@@ -34,7 +46,7 @@ service: { pipelines: { flows: { receivers: [file], processors: [plugin/check], 
       expect(await agent.exit()).toBe(0);
       const answers = (await readFile(seen, 'utf8')).trim().split('\n');
       expect(answers.length).toBeGreaterThan(0);
-      expect(new Set(answers)).toEqual(new Set(['true']));
+      expect(new Set(answers)).toEqual(new Set(['esm true', 'cjs true']));
       expect(await readFile(path.join(dir, 'out.jsonl'), 'utf8')).toBe(await readFile(SAMPLE, 'utf8'));
     });
   });

@@ -181,8 +181,8 @@ function preflight(o) {
   if (missing.length > 0) {
     problems.push(`missing ${missing.join(', ')}: apt-get install ${missing.map((t) => tools[t]).join(' ')}`);
   }
-  if (!o.agent && !existsSync(path.join(ROOT, 'packages/agent/dist/cli.js'))) {
-    problems.push("the agent is not built (packages/agent/dist/cli.js): run 'make build'");
+  if (!o.agent && !existsSync(path.join(ROOT, 'packages/agent/dist/bundle/netmon.js'))) {
+    problems.push("the agent is not built (packages/agent/dist/bundle/netmon.js): run 'make build'");
   }
   if (problems.length > 0) {
     for (const p of problems) console.error(`footprint: ${p}`);

@@ -2,6 +2,6 @@
 // where the bundle's own @netmon/core is, then runs the CLI.
 import { setBundledCore } from '@netmon/core';
 
-// Not './core.js': the bundler rewrites module-relative './…' URLs as assets.
+// 'core.js', not './core.js': the bundle tool relocates module-relative './…' URLs that name files.
 setBundledCore(new URL('core.js', import.meta.url).href);
 await import('./cli.js');

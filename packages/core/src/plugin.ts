@@ -108,7 +108,7 @@ export async function loadPluginModule(
     } catch (err) {
       throw new Error(`cannot load plugin module ${describeSpec(spec)}: ${(err as Error).message}`);
     }
-    shareBundledCore();
+    await shareBundledCore();
     let mod: { default?: unknown };
     try {
       mod = (await deadline.race(import(url))) as { default?: unknown };
@@ -272,22 +272,25 @@ function nearConfig(name: string, configDir: string): string {
 }
 
 let bundledCoreUrl: string | undefined;
-let bundledCoreShared = false;
+let bundledCoreShared: Promise<unknown> | undefined;
 
 /**
  * Called by the bundled agent (packages/agent/dist/bundle) with the URL of its own @netmon/core entry: a
  * plugin's `import '@netmon/core'` must get the running agent's classes (one FlowBatch, one registry), not
  * a second copy from node_modules, and the packages installed with netmon are then in the node_modules
- * nearest above the bundle.
+ * that holds the bundle's own dependencies.
  */
 export function setBundledCore(url: string): void {
   bundledCoreUrl = url;
 }
 
-/** Points `@netmon/core` at the bundle's entry from the first plugin on (a resolve hook for the process). */
-function shareBundledCore(): void {
-  if (bundledCoreUrl === undefined || bundledCoreShared) return;
-  bundledCoreShared = true;
+/**
+ * Points `@netmon/core` at the bundle's entry from the first plugin on (a resolve hook for the process),
+ * and loads that entry first: plugins load at once, and a CommonJS plugin's require() of an ES module
+ * still loading for another plugin would fail.
+ */
+function shareBundledCore(): Promise<unknown> | undefined {
+  if (bundledCoreUrl === undefined || bundledCoreShared) return bundledCoreShared;
   const url = bundledCoreUrl;
   registerHooks({
     resolve: (specifier, context, nextResolve) =>
@@ -295,6 +298,8 @@ function shareBundledCore(): void {
         ? { url, format: 'module', shortCircuit: true }
         : nextResolve(specifier, context),
   });
+  bundledCoreShared = import(url);
+  return bundledCoreShared;
 }
 
 let installRootCache: string | undefined;
@@ -302,16 +307,17 @@ let installRootCache: string | undefined;
 /**
  * netmon's installation: the nearest folder above @netmon/core whose node_modules holds @netmon/core
  * (the workspace root in a checkout, the agent's package in an npm install), or for the bundled agent the
- * nearest folder above the bundle that has a node_modules. Falls back to the core package's own folder
+ * nearest folder above the bundle whose node_modules holds @netmon/native. Falls back to the core package's own folder
  * (its node_modules) when none is found.
  */
 function netmonInstallRoot(): string {
   if (installRootCache !== undefined) return installRootCache;
   if (bundledCoreUrl !== undefined) {
+    // The bundle's own dependencies (@netmon/native, loaded from there) mark netmon's node_modules.
     const bundle = path.dirname(fileURLToPath(bundledCoreUrl));
     installRootCache = bundle;
     for (let dir = bundle; ; dir = path.dirname(dir)) {
-      if (existsSync(path.join(dir, 'node_modules'))) {
+      if (existsSync(path.join(dir, 'node_modules', '@netmon', 'native'))) {
         installRootCache = dir;
         break;
       }

@@ -29,6 +29,9 @@ const outdir = path.join(agent, 'dist/bundle');
 const ASSET_URL = /new URL\((['"])(\.{1,2}\/[^'"]+)\1,\s*import\.meta\.url\)/g;
 const PACKAGE_JSON = /createRequire\(import\.meta\.url\)\((['"])\.\.\/package\.json\1\)/g;
 
+/** Asset name in assets/ → the file it was copied from. */
+const assets = new Map<string, string>();
+
 /** Rewrites the module-relative files and the package.json read of our own packages' built modules. */
 const relocate: Plugin = {
   name: 'netmon-relocate',
@@ -43,6 +46,11 @@ const relocate: Plugin = {
           // A directory (test fixtures) is not an asset; leave the expression as it was.
           if (!statSync(file, { throwIfNoEntry: false })?.isFile()) return whole;
           const name = path.basename(file);
+          const owner = assets.get(name);
+          if (owner !== undefined && owner !== file) {
+            throw new Error(`two assets named ${name}: ${owner} and ${file}; rename one`);
+          }
+          assets.set(name, file);
           mkdirSync(path.join(outdir, 'assets'), { recursive: true });
           copyFileSync(file, path.join(outdir, 'assets', name));
           return `new URL(${JSON.stringify(`./assets/${name}`)}, import.meta.url)`;

@@ -29,7 +29,7 @@ export async function loadPrettyLogs(force = false): Promise<void> {
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const level = opts.level ?? 'info';
   const usePretty = opts.pretty ?? (process.stderr.isTTY === true && prettyFactory !== undefined);
-  if (usePretty && prettyFactory === undefined) {
+  if (usePretty && prettyFactory === undefined && opts.destination === undefined) {
     throw new Error('createLogger({ pretty: true }) needs `await loadPrettyLogs(true)` first');
   }
   const destination =
