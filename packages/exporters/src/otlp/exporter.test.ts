@@ -618,23 +618,26 @@ describe('otlp exporter', () => {
     s.failNext(1, status.RESOURCE_EXHAUSTED, 'slow down', statusDetails({ retryDelayMs: 600 }));
     // The queue's own backoff is 10 ms: only the server's delay can hold the retry back.
     const { e } = exporter({ endpoint: s.endpoint }, { backoff: { initialMs: 10, maxMs: 5000, jitter: 0 } });
+    // Timed from before the export, not from when the test sees the refusal (its polling may see it late):
+    // the refusal comes after this instant, and the retry at least 600 ms after the refusal.
+    const sentAt = Date.now();
     e.export(FlowBatch.from([flow(CART)]));
     e.flush();
     await s.waitFor(() => s.refused === 1, 5000);
-    const refusedAt = Date.now();
     await s.waitFor(() => s.requests.length === 1, 5000);
-    expect(Date.now() - refusedAt).toBeGreaterThanOrEqual(550);
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(600);
 
     // A delay past the longest backoff waits only that long.
     const c = await sink();
     c.failNext(1, status.UNAVAILABLE, 'back off', statusDetails({ retryDelayMs: 3_600_000 }));
     const x = exporter({ endpoint: c.endpoint }, { backoff: { initialMs: 10, maxMs: 300, jitter: 0 } });
+    const at = Date.now();
     x.e.export(FlowBatch.from([flow(CART)]));
     x.e.flush();
     await c.waitFor(() => c.refused === 1, 5000);
-    const at = Date.now();
     await c.waitFor(() => c.requests.length === 1, 5000);
-    expect(Date.now() - at).toBeGreaterThanOrEqual(250);
+    // Capped: the hour the server asked for would outlast the wait's 5 s.
+    expect(Date.now() - at).toBeGreaterThanOrEqual(300);
   });
 
   it('decodes RetryInfo from grpc-status-details-bin, and nothing from other bytes', () => {
