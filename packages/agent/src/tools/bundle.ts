@@ -2,8 +2,8 @@
 //
 // Why: Node keeps, per loaded module, its source text, a module record and the loader's bookkeeping, and
 // runs every package's top level. The agent from the packages' dist/ loads ~1,900 modules (the Kubernetes
-// client alone ~870); idle it used 133 MiB RSS where the same code bundled uses 93 MiB (docs/PERFORMANCE.md,
-// "Agent footprint"). esbuild keeps what is reachable and, with code splitting, keeps each component's
+// client alone ~870); idle it used 133 MiB RSS where the same code bundled uses 93 MiB (both with bin/netmon's
+// young generation; docs/PERFORMANCE.md, "Agent footprint"). esbuild keeps what is reachable and, with code splitting, keeps each component's
 // `await import()` a separate chunk, so a config still loads only the components it names.
 //
 // What a bundle changes, and how it is kept right:
