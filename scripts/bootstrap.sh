@@ -30,8 +30,10 @@ set -Eeuo pipefail
 #          nftables (a rule that makes a netns track),
 #          iproute2 (netns, veth), util-linux (nsenter), curl, procps (sysctl),
 #          prometheus (the server scrapes the agent and answers PromQL; promtool checks the exposition),
-#          dnsmasq-base (a DNS server in a test namespace), dnsutils (dig: the lookups, and the oracle of answers)
-APT_PACKAGES=(make g++ python3 pkg-config libmnl-dev clang llvm libbpf-dev bpftool conntrack nftables iproute2 util-linux curl procps prometheus dnsmasq-base dnsutils)
+#          dnsmasq-base (a DNS server in a test namespace), dnsutils (dig: the lookups, and the oracle of answers),
+#          golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev (the Helm chart's tests
+#          render it with Go's text/template and sprig, as Helm does, without Helm itself)
+APT_PACKAGES=(make g++ python3 pkg-config libmnl-dev clang llvm libbpf-dev bpftool conntrack nftables iproute2 util-linux curl procps prometheus dnsmasq-base dnsutils golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev)
 
 # The oldest machine Node we accept instead of the pinned one. Keep in sync with "engines" in package.json.
 MIN_NODE=24.15.0
