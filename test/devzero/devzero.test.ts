@@ -346,7 +346,9 @@ service: { extensions: [health_check], pipelines: { flows: { receivers: [file], 
       await a.waitForLog((l) => l.msg === 'replay finished');
       expect(
         a.logs.some((l) =>
-          String(l.msg).startsWith('local only (no endpoint): nothing is sent; GET /metrics'),
+          String(l.msg).startsWith(
+            'local only (no endpoint: set endpoint, DAKR_URL, and token to send): nothing is sent; GET /metrics',
+          ),
         ),
       ).toBe(true);
       const read = async () => {

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // The `netmon` command. Everything is in program.ts so tests can drive the same program in-process.
 import { buildProgram } from './program.js';
+import { normalizeArgs } from './zxporter/flags.js';
 
+// zxporter-netmon's single-dash flags, and its container args with no command (`-collector-mode=…`).
+const args = normalizeArgs(process.argv.slice(2));
 // `netmon components | head`: a reader that stops early is not an error. A running agent whose stdout goes
 // away (its reader restarted) keeps running: only the debug exporter's summaries are lost, and it says so.
-const command = process.argv.slice(2).find((a) => !a.startsWith('-'));
+const command = args.find((a) => !a.startsWith('-'));
 let stdoutGone = false;
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
@@ -18,7 +21,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 buildProgram()
-  .parseAsync(process.argv)
+  .parseAsync(args, { from: 'user' })
   .catch((err: unknown) => {
     process.stderr.write(`netmon: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);

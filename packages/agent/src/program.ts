@@ -1,14 +1,19 @@
 import {
   ConfigError,
+  type ConfigInput,
+  configToYaml,
   createLogger,
   LOG_LEVELS,
   type LogLevel,
   loadConfig,
   loadPrettyLogs,
+  parseDuration,
+  printableConfig,
 } from '@netmon/core';
 import { Command, Option } from 'commander';
 import { defaultRegistry } from './components.js';
 import { VERSION } from './version.js';
+import { collectionMode, parseBool, ZXPORTER_FLAGS } from './zxporter/flags.js';
 
 // One code for "what you gave is wrong, nothing was started": a bad command line or a bad configuration.
 // Retrying cannot help either; 1 stays for failures at run time, which a restart might get past.
@@ -21,7 +26,7 @@ const EXIT_USAGE = 2;
 const configOption = () =>
   new Option(
     '-c, --config <file...>',
-    'pipeline config files (YAML), merged in order: later files win; list several or repeat -c (required)',
+    "pipeline config files (YAML), merged in order: later files win; list several or repeat -c (required, unless run is given --zxporter or one of zxporter-netmon's flags: then they merge over its pipeline)",
   );
 
 /**
@@ -72,6 +77,65 @@ function reportConfigError(err: unknown): never {
   process.exit(EXIT_INVALID_CONFIG);
 }
 
+interface RunCommandOptions {
+  config?: string[];
+  logLevel?: LogLevel;
+  printConfig?: boolean;
+  zxporter?: boolean;
+  collectorMode?: string;
+  readInterval?: string;
+  cleanupInterval?: string;
+  metricsBindAddress?: string;
+  standalone?: string | boolean;
+  metricsKubeconfig?: string;
+}
+
+/**
+ * What `run` loads: the -c files; or, with --zxporter or any of zxporter-netmon's flags, its pipeline with the
+ * flags applied, then the -c files over it. A bad flag value is a usage error, as in zxporter-netmon.
+ */
+async function runInputs(cmd: Command, opts: RunCommandOptions): Promise<ConfigInput[]> {
+  const zxporter =
+    opts.zxporter ||
+    [
+      opts.collectorMode,
+      opts.readInterval,
+      opts.cleanupInterval,
+      opts.metricsBindAddress,
+      opts.standalone,
+      opts.metricsKubeconfig,
+    ].some((v) => v !== undefined);
+  if (!zxporter) return configFiles(cmd, opts);
+  if (cmd.args.length > 0) configFiles(cmd, opts); // says how to give the stray argument
+  const usage = (message: string): never =>
+    cmd.error(`netmon run: ${message}`, { exitCode: EXIT_USAGE, code: 'netmon.zxporterFlag' });
+  let mode: string | undefined;
+  if (opts.collectorMode !== undefined) {
+    const m = collectionMode(opts.collectorMode);
+    mode = 'mode' in m ? m.mode : usage(m.error);
+  }
+  for (const [flag, value] of [
+    ['read-interval', opts.readInterval],
+    ['cleanup-interval', opts.cleanupInterval],
+  ] as const) {
+    if (value !== undefined && parseDuration(value) === null)
+      usage(`-${flag}=${value}: expected a duration such as 5s, 1m or 1m30s`);
+  }
+  const standalone = opts.standalone === undefined ? undefined : parseBool(opts.standalone);
+  if (opts.standalone !== undefined && standalone === undefined)
+    usage(`-standalone=${opts.standalone}: expected true or false`);
+  const { zxporterDocuments } = await import('./zxporter/pipeline.js');
+  const docs = await zxporterDocuments({
+    mode,
+    readInterval: opts.readInterval,
+    cleanupInterval: opts.cleanupInterval,
+    metricsBindAddress: opts.metricsBindAddress,
+    standalone,
+    metricsKubeconfig: opts.metricsKubeconfig,
+  });
+  return [...docs, ...(opts.config ?? [])];
+}
+
 export function buildProgram(): Command {
   const program = new Command('netmon')
     .description(
@@ -85,6 +149,8 @@ export function buildProgram(): Command {
 Examples:
   netmon run --config configs/default.yaml
   netmon run -c base.yaml node-overrides.yaml --log-level debug
+  netmon run -c configs/kubernetes.yaml --print-config
+  netmon -collector-mode=netfilter           as zxporter-netmon: its flags and env (DAKR_URL, CLUSTER_TOKEN, ...)
   NODE_NAME=node-1 POD_IP=10.0.0.5 netmon validate -c configs/kubernetes.yaml
   netmon components
 
@@ -100,25 +166,69 @@ Docs: docs/configuration.md (config), docs/architecture.md, docs/operations.md`,
     .description('run the agent until SIGTERM/SIGINT, then drain in-flight data and exit')
     .addOption(configOption())
     .addOption(logLevelOption())
+    .option(
+      '--print-config',
+      'print the configuration the files, flags and environment make (merged, environment references expanded, credentials hidden) and exit',
+    )
+    .addOption(
+      new Option(
+        '--zxporter',
+        "run zxporter-netmon's pipeline (configs/devzero.yaml: DevZero's control plane from DAKR_URL, CLUSTER_TOKEN, CLUSTER_ID, FLUSH_INTERVAL, NODE_NAME); implied by any flag below; -c files merge over it",
+      ).helpGroup("zxporter-netmon's flags (one dash or two):"),
+    );
+  for (const [name, flag] of Object.entries(ZXPORTER_FLAGS)) {
+    run.addOption(
+      new Option(`--${name} ${flag.value}`, flag.help).helpGroup(
+        "zxporter-netmon's flags (one dash or two):",
+      ),
+    );
+  }
+  run
     .addHelpText(
       'after',
       `
+Examples:
+  netmon run -c configs/default.yaml
+  netmon run -c configs/kubernetes.yaml --print-config
+  netmon -collector-mode=netfilter             zxporter-netmon's container args: the same as netmon run -collector-mode=…
+  DAKR_URL=https://dakr.devzero.io CLUSTER_TOKEN=… netmon run --zxporter -read-interval=10s
+
 Exit codes: 0 stopped cleanly, 1 could not start or lost data on shutdown, 2 invalid configuration or
 command line (nothing was started; every configuration problem is listed as file:line:column: path: problem).
 Logs are JSON lines on stderr unless stderr is a terminal.`,
     )
     .allowExcessArguments()
-    .action(async (opts: { config?: string[]; logLevel?: LogLevel }, cmd: Command) => {
-      const files = configFiles(cmd, opts);
+    .action(async (opts: RunCommandOptions, cmd: Command) => {
+      const inputs = await runInputs(cmd, opts);
+      if (opts.printConfig) {
+        try {
+          const tree = await printableConfig(inputs, defaultRegistry());
+          // Each source on a line of the header, in merge order; the flags' document says which flags.
+          const sources = inputs.map((i) =>
+            typeof i === 'string' ? i : (/^# (.*)/.exec(i.text)?.[1] ?? i.name),
+          );
+          process.stdout.write(
+            `# What netmon run would run${sources.length === 1 ? '' : ': these, merged in order,'} with this environment (credentials hidden):\n${sources.map((s) => `#   ${s}\n`).join('')}${configToYaml(tree)}`,
+          );
+          process.exit(0);
+        } catch (err) {
+          reportConfigError(err);
+        }
+      }
       try {
         // The agent's own machinery (the metrics SDK) loads only to run: validate and components stay light.
         const { runAgent } = await import('./run.js');
         await loadPrettyLogs();
         const code = await runAgent({
-          configFiles: files,
+          configFiles: inputs,
           registry: defaultRegistry(),
           logger: (level) => createLogger({ level }),
           logLevel: opts.logLevel,
+          notes: opts.cleanupInterval
+            ? [
+                `-cleanup-interval=${opts.cleanupInterval} is accepted and has no effect: netmon forgets a connection when the kernel reports it gone, not on a timer`,
+              ]
+            : [],
         });
         process.exit(code);
       } catch (err) {

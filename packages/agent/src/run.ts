@@ -1,5 +1,6 @@
 import {
   type ComponentState,
+  type ConfigInput,
   type Logger,
   type LogLevel,
   loadConfig,
@@ -22,11 +23,14 @@ export class SelfMetricsReader extends MetricReader {
 }
 
 export interface RunOptions {
-  configFiles: string[];
+  /** Config files, or documents made from the command line. */
+  configFiles: ConfigInput[];
   registry: Registry;
   logger: (level: LogLevel) => Logger;
   /** --log-level: overrides service::telemetry::logs::level. */
   logLevel?: LogLevel;
+  /** Said in the log once the logger exists (flags that were accepted but change nothing). */
+  notes?: string[];
   /** Stop when this resolves (tests); otherwise on SIGTERM/SIGINT. */
   stop?: Promise<unknown>;
 }
@@ -53,6 +57,7 @@ export async function runAgent(opts: RunOptions): Promise<number> {
 async function run(opts: RunOptions, release: () => void): Promise<number> {
   const config = await loadConfig(opts.configFiles, opts.registry);
   const logger = opts.logger(opts.logLevel ?? config.logLevel);
+  for (const note of opts.notes ?? []) logger.warn(note);
   // sdk-metrics 3.x takes readers only in the constructor. Every component's settings.meter comes from
   // this provider, so the reader sees the framework's, the process' and the components' instruments.
   const reader = new SelfMetricsReader();
@@ -80,7 +85,11 @@ async function run(opts: RunOptions, release: () => void): Promise<number> {
     }
   }
   logger.info(
-    { version: VERSION, config: opts.configFiles, pipelines: config.pipelines.map((p) => p.id) },
+    {
+      version: VERSION,
+      config: opts.configFiles.map((c) => (typeof c === 'string' ? c : c.name)),
+      pipelines: config.pipelines.map((p) => p.id),
+    },
     'starting netmon',
   );
   // Handlers go in before anything starts, so a signal during start still stops the agent cleanly.

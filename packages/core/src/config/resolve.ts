@@ -10,6 +10,7 @@ import { type Claim, type ClaimConflict, type ClaimsOf, findConflicts } from './
 import { duration, formatDuration } from './duration.js';
 import {
   ConfigError,
+  type ConfigInput,
   type ConfigSource,
   isPlainObject,
   joinPath,
@@ -138,7 +139,7 @@ const ID_PATTERN = /^([a-z][a-z0-9_]{0,62})(?:\/([^\s/]{1,1024}))?$/;
  * references and pipelines, and each component's own checks (its `validate` hook), all in one list.
  */
 export async function loadConfig(
-  files: readonly string[],
+  files: readonly ConfigInput[],
   registry: Registry,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<ResolvedConfig> {
@@ -151,6 +152,45 @@ export async function loadConfig(
   ];
   if (problems.length > 0 || !checked.config) throw new ConfigError(problems);
   return checked.config;
+}
+
+/**
+ * The configuration the files (and in-memory documents) make once merged and expanded, as `netmon run
+ * --print-config` shows it: what the agent would run, minus credentials. A value made by a variable named as
+ * a credential (CLUSTER_TOKEN) shows its reference, `${env:CLUSTER_TOKEN}`, and a value written in a file
+ * under a credential's key (`token`, `password`, `authorization`…) shows `<redacted>`. Checked first: a
+ * configuration that does not load throws its ConfigError, as `run` would.
+ */
+export async function printableConfig(
+  files: readonly ConfigInput[],
+  registry: Registry,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Tree> {
+  await loadConfig(files, registry, env);
+  const source = await readConfigFiles(files);
+  const shown: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(env)) {
+    shown[name] = SECRET_NAME.test(name) && value && value.length > 0 ? `\${env:${name}}` : value;
+  }
+  const ignore: Report = () => {};
+  const expanded = expandEnv(source.tree, [], shown, ignore, new Map(), new Map());
+  return redactSecretKeys(expanded) as Tree;
+}
+
+/** Keys whose literal values are credentials, whatever component they belong to. */
+const SECRET_KEY = /^(token|password|secret|api_key|apikey|authorization|bearer_token)$/i;
+
+function redactSecretKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactSecretKeys);
+  if (!isPlainObject(value)) return value;
+  const out: Tree = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] =
+      SECRET_KEY.test(k) && typeof v === 'string' && v !== '' && !/^\$\{env:[^}]+\}$/.test(v)
+        ? '<redacted>'
+        : redactSecretKeys(v);
+  }
+  return out;
 }
 
 /** What the schema and reference checks found, and what the I/O checks still need. */

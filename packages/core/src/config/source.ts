@@ -2,7 +2,7 @@
 // any later error can say where the offending value was written.
 import { constants } from 'node:fs';
 import path from 'node:path';
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, stringify } from 'yaml';
 import { NotRegularFileError, openRegularFile } from '../fs/file-kind.js';
 
 export interface Position {
@@ -81,6 +81,19 @@ export function positionOf(source: ConfigSource, parts: readonly (string | numbe
 }
 
 /**
+ * A configuration document made by the program rather than read from a file (the pipeline a command line
+ * stands for): `name` is how problems point at it, `dir` where its relative paths resolve.
+ */
+export interface ConfigText {
+  name: string;
+  text: string;
+  dir: string;
+}
+
+/** A config file's path, or a document made in memory. */
+export type ConfigInput = string | ConfigText;
+
+/**
  * Reads and merges config files in order: maps merge key by key, anything else is replaced.
  *
  * A file that cannot be read is left out of the merge and its problem is kept in `source.problems`, so the
@@ -89,17 +102,18 @@ export function positionOf(source: ConfigSource, parts: readonly (string | numbe
  * all of them: what it meant to set is unknown, so checking the merge without it would report problems it
  * may fix (a component or pipeline only it defines) as if they were real.
  */
-export async function readConfigFiles(files: readonly string[]): Promise<ConfigSource> {
+export async function readConfigFiles(files: readonly ConfigInput[]): Promise<ConfigSource> {
   const source: ConfigSource = { tree: {}, positions: new Map(), configDirs: new Map() };
   const unreadable: Problem[] = [];
   const problems: Problem[] = [];
   let merged = 0;
   if (files.length === 0)
     throw new ConfigError([{ path: '', message: 'no config file given (--config FILE)' }]);
-  for (const file of files) {
+  for (const input of files) {
+    const file = typeof input === 'string' ? input : input.name;
     let text: string;
     try {
-      text = await readConfigFile(file);
+      text = typeof input === 'string' ? await readConfigFile(input) : input.text;
     } catch (err) {
       if (err instanceof NotRegularFileError || err instanceof ConfigFileError) {
         const what =
@@ -115,7 +129,8 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
       });
       continue;
     }
-    const display = displayPath(file);
+    const display = typeof input === 'string' ? displayPath(file) : file;
+    const dir = typeof input === 'string' ? path.dirname(path.resolve(file)) : input.dir;
     const lines = new LineCounter();
     // prettyErrors off: it appends " at line L, column C:" and a code excerpt to the message, and the
     // position is already in the problem's file:line:column prefix.
@@ -178,7 +193,7 @@ export async function readConfigFiles(files: readonly string[]): Promise<ConfigS
           // The first file that defines a component owns its relative paths: an override that only
           // tweaks a setting must not move where `path: flows.jsonl` points.
           const key = `${section}::${id}`;
-          if (!source.configDirs.has(key)) source.configDirs.set(key, path.dirname(path.resolve(file)));
+          if (!source.configDirs.has(key)) source.configDirs.set(key, dir);
         }
       }
     }
@@ -222,6 +237,11 @@ function systemError(err: unknown): string {
   // Node's message is "ENOENT: no such file or directory, open 'x.yaml'"; the file is named already.
   const what = /^[A-Z]+: ([^,]+)/.exec(e.message ?? '')?.[1];
   return e.code ? (what ? `${e.code} (${what})` : e.code) : String(e.message ?? err);
+}
+
+/** A configuration tree as YAML, in the form config files are written (no folded long lines). */
+export function configToYaml(tree: unknown): string {
+  return stringify(tree, { lineWidth: 0 });
 }
 
 /**

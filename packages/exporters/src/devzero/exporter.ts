@@ -207,7 +207,7 @@ export class DevzeroExporter implements Exporter {
         // Most likely CLUSTER_TOKEN is missing from an install that means to send.
         logger.warn(fields, `local only (${why}: set token, CLUSTER_TOKEN, to send): ${what}`);
       } else {
-        logger.info(fields, `local only (${why}): ${what}`);
+        logger.info(fields, `local only (${why}: set endpoint, DAKR_URL, and token to send): ${what}`);
       }
     }
   }
