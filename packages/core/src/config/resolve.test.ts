@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { defineExporter, defineExtension, defineProcessor, defineReceiver } from '../component.js';
 import { Registry } from '../registry.js';
 import { duration, formatDuration, parseDuration } from './duration.js';
-import { loadConfig } from './resolve.js';
+import { loadConfig, printableConfig } from './resolve.js';
 import { ConfigError, displayPath } from './source.js';
 
 const dir = path.join(import.meta.dirname, 'testdata');
@@ -719,5 +719,40 @@ describe('claims', () => {
       '  pipelines: { flows: { receivers: [reader], exporters: [writer, writer/any] } }',
     ]);
     await expect(loadConfig([f], registry, {})).resolves.toBeDefined();
+  });
+});
+
+describe('configuration made in memory, and printed', () => {
+  const doc = (text: string, name = '<command line>') => ({ name, text, dir: '/srv/netmon' });
+  const pipeline =
+    'receivers: {gen: {}}\nexporters: {sink: {label: "${env:SINK_LABEL:-x}"}}\nservice: {pipelines: {flows: {receivers: [gen], exporters: [sink]}}}\n';
+
+  it('a document merges like a file, its problems are placed in it, and its relative paths resolve in its dir', async () => {
+    const c = await loadConfig(
+      [doc(pipeline), doc('receivers: {gen: {count: 3}}\n', 'flags')],
+      testRegistry(),
+      {},
+    );
+    expect(c.components.receiver.get('gen')?.config).toEqual({ interval: 10_000, count: 3 });
+    expect(c.components.receiver.get('gen')?.configDir).toBe('/srv/netmon');
+    await expect(
+      loadConfig([doc(pipeline), doc('\nreceivers: {gen: {count: many}}\n', 'flags')], testRegistry(), {}),
+    ).rejects.toThrow(/^flags:2:19: receivers::gen::count: /);
+  });
+
+  it('printableConfig expands the environment but shows credentials as their reference', async () => {
+    const withSecret = doc(pipeline.replace('${env:SINK_LABEL:-x}', '${env:API_TOKEN}-${env:SINK_LABEL:-x}'));
+    const tree = await printableConfig([withSecret], testRegistry(), {
+      API_TOKEN: 'sekrit-123456',
+      SINK_LABEL: 'blue',
+    });
+    expect(tree.exporters).toEqual({ sink: { label: '${env:API_TOKEN}-blue' } });
+    expect(JSON.stringify(tree)).not.toContain('sekrit');
+  });
+
+  it('printableConfig refuses what run refuses', async () => {
+    await expect(printableConfig([doc(`${pipeline}bogus: {}\n`)], testRegistry(), {})).rejects.toThrow(
+      /bogus/,
+    );
   });
 });
