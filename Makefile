@@ -17,7 +17,7 @@ CONFIG := configs/default.yaml
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint clean
+.PHONY: help build run test lint clean image
 
 help:
 	@echo 'netmon - make targets (each sets up what it needs first; re-runs skip finished steps):'
@@ -26,6 +26,7 @@ help:
 	@echo '              (CONFIG=configs/default.yaml unless given, e.g. make run CONFIG=configs/examples/replay.yaml)'
 	@echo '  make test    build, then run the whole test suite (npm test = vitest run); ARGS="..." go to vitest'
 	@echo '  make lint    npm run lint (biome + type check)'
+	@echo '  make image   the container image netmon:VERSION (docker, or podman; VERSION= REVISION= IMAGE= ENGINE= NODE_IMAGE=)'
 	@echo '  make clean   remove build output (packages/*/dist, *.tsbuildinfo); keeps node_modules and .tools'
 	@echo '  make help    this list'
 
@@ -40,6 +41,14 @@ test:
 
 lint:
 	@$(BOOTSTRAP) --no-build -- npm run lint
+
+# make image [VERSION=…] [REVISION=…] [IMAGE=name:tag] [ENGINE=docker|podman] [NODE_IMAGE=…]: the container
+# image from the Dockerfile, built by docker (podman when docker is absent); needs a running engine, nothing
+# local. Only values given on the make command line count: VERSION and the like are common environment names.
+image_arg = $(if $(filter command line,$(origin $(1))),$(2) '$($(1))')
+
+image:
+	@bash "$(ROOT)/scripts/image-build.sh" $(call image_arg,VERSION,--version) $(call image_arg,REVISION,--revision) $(call image_arg,IMAGE,--tag) $(call image_arg,ENGINE,--engine) $(call image_arg,NODE_IMAGE,--node-image)
 
 clean:
 	rm -rf "$(ROOT)"/packages/*/dist

