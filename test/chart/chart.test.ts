@@ -1,0 +1,895 @@
+// charts/netmon rendered as Helm renders it (the Go renderer: text/template, sprig, Helm's functions),
+// for its defaults, each collection mode and zxporter-netmon's values, then checked as a cluster would
+// take it: every object against the Kubernetes API schemas, the pod's privileges against
+// files/privileges.yaml, its probes, mounts, Secret and RBAC, and the netmon configuration it runs against
+// the agent's own validation (bin/netmon validate, with the environment the DaemonSet gives it).
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import {
+  CHART_DIR,
+  deployFiles,
+  RenderError,
+  type Rendered,
+  type RenderOptions,
+  ROOT,
+  renderChart,
+} from '../harness/helm-render/render.mjs';
+import { kubernetesProblems } from './kubernetes.js';
+
+const run = promisify(execFile);
+const TESTDATA = path.join(import.meta.dirname, 'testdata');
+const ZXPORTER_DEFAULTS = path.join(TESTDATA, 'zxporter-netmon-values.yaml');
+const ZXPORTER_USER = path.join(TESTDATA, 'zxporter-user-values.yaml');
+const NETMON_IMAGE = path.join(TESTDATA, 'netmon-image.yaml');
+
+// biome-ignore lint/suspicious/noExplicitAny: rendered Kubernetes objects, read field by field.
+type K8s = any;
+type Mode = 'auto' | 'netfilter' | 'ebpf' | 'cilium';
+
+// --- what the chart must do, stated independently of its templates ---
+
+interface PrivilegeEntry {
+  capabilities?: string[];
+  hostNetwork?: boolean;
+  mounts?: string[];
+  init?: { mounts?: string[]; sysctls?: string[] };
+  seccomp?: string;
+}
+const PRIVILEGES = parse(readFileSync(path.join(CHART_DIR, 'files/privileges.yaml'), 'utf8')) as Record<
+  string,
+  PrivilegeEntry
+>;
+
+/** The mounts files/privileges.yaml names, as the chart defines them (host path, container path, env). */
+const MOUNTS: Record<string, { host: string; container: string; readOnly: boolean; env?: [string, string] }> =
+  {
+    conntrack_sysctl: {
+      host: '/proc/sys/net/netfilter',
+      container: '/host/proc/sys/net/netfilter',
+      readOnly: false,
+    },
+    cgroup: {
+      host: '/sys/fs/cgroup',
+      container: '/host/sys/fs/cgroup',
+      readOnly: true,
+      env: ['NETMON_CGROUP_PATH', '/host/sys/fs/cgroup'],
+    },
+    bpffs: {
+      host: '/sys/fs/bpf',
+      container: '/sys/fs/bpf',
+      readOnly: true,
+      env: ['NETMON_CILIUM_MAPS_DIR', '/sys/fs/bpf/tc/globals'],
+    },
+  };
+
+/** auto may run any of the three modes, so it needs all they need; DNS tracing adds its own. */
+function expectedPrivileges(mode: Mode, dns: boolean) {
+  const entries: string[] = mode === 'auto' ? ['netfilter', 'ebpf', 'cilium'] : [mode];
+  if (dns) entries.push('dns');
+  const caps = new Set<string>();
+  const mounts = new Set<string>();
+  const initMounts = new Set<string>();
+  const sysctls = new Set<string>();
+  const seccomp = new Set<string>();
+  let hostNetwork = false;
+  for (const e of entries) {
+    const p = PRIVILEGES[e];
+    expect(p, `files/privileges.yaml has an entry for ${e}`).toBeDefined();
+    for (const c of p.capabilities ?? []) caps.add(c);
+    for (const m of p.mounts ?? []) mounts.add(m);
+    for (const m of p.init?.mounts ?? []) initMounts.add(m);
+    for (const s of p.init?.sysctls ?? []) sysctls.add(s);
+    if (p.seccomp) seccomp.add(p.seccomp);
+    hostNetwork ||= p.hostNetwork === true;
+  }
+  return {
+    capabilities: [...caps].sort(),
+    mounts: [...mounts].sort(),
+    init: { mounts: [...initMounts].sort(), sysctls: [...sysctls] },
+    hostNetwork,
+    seccomp: seccomp.has('Unconfined') ? 'Unconfined' : ([...seccomp][0] ?? 'RuntimeDefault'),
+  };
+}
+
+const leastPrivilege = (capabilities: string[], seccomp: string) => ({
+  runAsUser: 0,
+  runAsNonRoot: false,
+  privileged: false,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'], ...(capabilities.length > 0 ? { add: capabilities } : {}) },
+  seccompProfile: { type: seccomp },
+});
+
+/**
+ * What k8s_metadata reads, from its source: the informers' list/watch paths. The ClusterRole must grant
+ * exactly these, list and watch (informers list, then watch; nothing gets a single object).
+ */
+function watchedResources(): Map<string, string[]> {
+  const source = readFileSync(path.join(ROOT, 'packages/extensions/src/k8s_metadata/extension.ts'), 'utf8');
+  const byGroup = new Map<string, string[]>();
+  for (const m of source.matchAll(/'\/(?:api\/v1|apis\/([a-z0-9.-]+)\/v[0-9a-z]+)\/([a-z]+)'/g)) {
+    const group = m[1] ?? '';
+    byGroup.set(group, [...(byGroup.get(group) ?? []), m[2]].sort());
+  }
+  return byGroup;
+}
+
+// --- rendering and looking things up ---
+
+const rendered = new Map<string, Promise<Rendered>>();
+function render(values: RenderOptions['values'] = [], options: Omit<RenderOptions, 'values'> = {}) {
+  const key = JSON.stringify([values, options]);
+  if (!rendered.has(key)) rendered.set(key, renderChart({ values, notes: true, ...options }));
+  return rendered.get(key)!;
+}
+
+const find = (r: Rendered, kind: string, name?: string): K8s =>
+  r.objects
+    .map((o) => o.object)
+    .find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+const all = (r: Rendered, kind: string): K8s[] =>
+  r.objects.map((o) => o.object).filter((o) => o.kind === kind);
+const agent = (r: Rendered): K8s => find(r, 'DaemonSet').spec.template.spec.containers[0];
+const envOf = (c: K8s): Map<string, K8s> => new Map((c.env ?? []).map((e: K8s) => [e.name, e]));
+
+/** Every object is one the API server accepts. */
+function expectValidObjects(r: Rendered): void {
+  for (const { source, object } of r.objects) {
+    expect(kubernetesProblems(object), `${source}: ${object.kind} ${object.metadata?.name}`).toEqual([]);
+  }
+}
+
+function expectProbes(r: Rendered, port: number): void {
+  const c = agent(r);
+  const http = c.ports.find((p: K8s) => p.name === 'http');
+  expect(http).toEqual({ name: 'http', containerPort: port, protocol: 'TCP' });
+  expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+  expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+  expect(c.startupProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+  // Long enough for the informers' first list (wait_for_sync 10 s) and every start (start_timeout 30 s).
+  expect(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold).toBeGreaterThanOrEqual(60);
+  const ds = find(r, 'DaemonSet').spec.template.spec;
+  // Above the agent's service::shutdown_timeout (10 s), so SIGTERM drains and saves state.
+  expect(ds.terminationGracePeriodSeconds).toBeGreaterThan(10);
+}
+
+/**
+ * Least privilege for the mode: exactly privileges.yaml's capabilities, host mounts and network, for the
+ * agent; the init container (netfilter's sysctls) with no capability and only its own mounts.
+ */
+function expectPrivileges(r: Rendered, mode: Mode, dns: boolean, sysctlInit = true): void {
+  const want = expectedPrivileges(mode, dns);
+  const pod = find(r, 'DaemonSet').spec.template.spec;
+  const c = agent(r);
+  expect(c.securityContext).toEqual(leastPrivilege(want.capabilities, want.seccomp));
+  expect(pod.hostNetwork).toBe(want.hostNetwork);
+  expect(pod.dnsPolicy).toBe(want.hostNetwork ? 'ClusterFirstWithHostNet' : undefined);
+  expect(pod.hostPID).toBeUndefined();
+
+  const withInit = sysctlInit && want.init.sysctls.length > 0;
+  const hostPaths = pod.volumes.filter((v: K8s) => v.hostPath).map((v: K8s) => v.hostPath.path);
+  const mounted = new Set([...want.mounts, ...(withInit ? want.init.mounts : [])]);
+  const state = (r.values.state as { hostPath: string }).hostPath;
+  expect(hostPaths.sort()).toEqual(
+    [...[...mounted].map((m) => MOUNTS[m].host), ...(state ? [state] : [])].sort(),
+  );
+
+  const mountIn = (container: K8s, host: string) => {
+    const volume = pod.volumes.find((v: K8s) => v.hostPath?.path === host);
+    return volume && container.volumeMounts.find((vm: K8s) => vm.name === volume.name);
+  };
+  const env = envOf(c);
+  for (const [name, m] of Object.entries(MOUNTS)) {
+    if (want.mounts.includes(name)) {
+      expect(mountIn(c, m.host), `${name} mounted`).toEqual({
+        name: expect.any(String),
+        mountPath: m.container,
+        readOnly: m.readOnly,
+        ...(name === 'bpffs' ? { mountPropagation: 'HostToContainer' } : {}),
+      });
+      if (m.env) expect(env.get(m.env[0])).toEqual({ name: m.env[0], value: m.env[1] });
+    } else {
+      expect(mountIn(c, m.host), `${name} not mounted into the agent in ${mode}`).toBeUndefined();
+      if (m.env) expect(env.has(m.env[0]), `${m.env[0]} without its mount`).toBe(false);
+    }
+  }
+  // The agent writes only its state and /tmp.
+  const writable = c.volumeMounts.filter((m: K8s) => !m.readOnly).map((m: K8s) => m.mountPath);
+  expect(writable.sort()).toEqual(['/tmp', '/var/lib/netmon']);
+  expect(env.get('NETMON_COLLECTION_MODE')).toEqual({ name: 'NETMON_COLLECTION_MODE', value: mode });
+
+  if (!withInit) {
+    expect(pod.initContainers).toBeUndefined();
+    return;
+  }
+  expect(pod.initContainers).toHaveLength(1);
+  const init = pod.initContainers[0];
+  expect(init.image).toBe(c.image);
+  expect(init.securityContext).toEqual(leastPrivilege([], want.seccomp));
+  expect(init.command.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+  expect(init.command.slice(3)).toEqual(['conntrack-sysctls', ...want.init.sysctls]);
+  expect(init.command[2]).toContain('dir=/host/proc/sys/net/netfilter');
+  expect(init.volumeMounts).toEqual(
+    want.init.mounts.map((m) => ({
+      name: expect.any(String),
+      mountPath: MOUNTS[m].container,
+      readOnly: MOUNTS[m].readOnly,
+    })),
+  );
+  for (const m of want.init.mounts) expect(mountIn(init, MOUNTS[m].host), m).toBeDefined();
+}
+
+/** The ClusterRole grants exactly what k8s_metadata lists and watches, to the agent's service account. */
+function expectRbac(r: Rendered): void {
+  const roles = all(r, 'ClusterRole');
+  expect(roles).toHaveLength(1);
+  const want = [...watchedResources()].map(([group, resources]) => ({
+    apiGroups: [group],
+    resources,
+    verbs: ['list', 'watch'],
+  }));
+  expect(want.flatMap((w) => w.resources).length).toBeGreaterThanOrEqual(4);
+  const rules = roles[0].rules.map((rule: K8s) => ({ ...rule, resources: [...rule.resources].sort() }));
+  expect(rules.sort((a: K8s, b: K8s) => a.apiGroups[0].localeCompare(b.apiGroups[0]))).toEqual(
+    want.sort((a, b) => a.apiGroups[0].localeCompare(b.apiGroups[0])),
+  );
+  const binding = find(r, 'ClusterRoleBinding');
+  expect(binding.roleRef).toEqual({
+    apiGroup: 'rbac.authorization.k8s.io',
+    kind: 'ClusterRole',
+    name: roles[0].metadata.name,
+  });
+  const sa = find(r, 'DaemonSet').spec.template.spec.serviceAccountName;
+  expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa, namespace: 'netmon' }]);
+  expect(find(r, 'ServiceAccount', sa), `ServiceAccount ${sa}`).toBeDefined();
+}
+
+/** The token reaches the pod only through a Secret; the manifests never carry it in clear. */
+function expectTokenOnlyInSecret(r: Rendered, token: string | undefined): void {
+  const env = envOf(agent(r));
+  const entry = env.get('CLUSTER_TOKEN');
+  expect(entry?.value, 'CLUSTER_TOKEN as a plain value').toBeUndefined();
+  if (token === undefined) {
+    expect(entry).toBeUndefined();
+    expect(all(r, 'Secret')).toEqual([]);
+    return;
+  }
+  expect(r.manifests.includes(token), 'the token in clear in the manifests').toBe(false);
+  const ref = entry.valueFrom.secretKeyRef;
+  const secret = find(r, 'Secret', ref.name);
+  expect(secret, `Secret ${ref.name}`).toBeDefined();
+  expect(Buffer.from(secret.data[ref.key], 'base64').toString()).toBe(token);
+}
+
+/**
+ * The environment the pod's container gets, for bin/netmon validate: values as given, the downward API
+ * as a node would fill it, Secret keys from the rendered Secret, the state directory a temporary one.
+ */
+function podEnv(r: Rendered, stateDir: string): Record<string, string> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/' };
+  for (const e of agent(r).env) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') env[e.name] = 'node-1';
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'status.podIP') env[e.name] = '10.0.0.5';
+    else if (e.valueFrom?.secretKeyRef) {
+      const s = find(r, 'Secret', e.valueFrom.secretKeyRef.name);
+      env[e.name] = Buffer.from(s.data[e.valueFrom.secretKeyRef.key], 'base64').toString();
+    } else throw new Error(`env ${e.name}: no test value for ${JSON.stringify(e.valueFrom)}`);
+  }
+  env.NETMON_STATE_DIR = stateDir;
+  // A host mount shows the node's directory at the container's path: here, the directory itself.
+  const pod = find(r, 'DaemonSet').spec.template.spec;
+  for (const m of agent(r).volumeMounts) {
+    const host = pod.volumes.find((v: K8s) => v.name === m.name)?.hostPath?.path;
+    if (!host || m.mountPath === '/var/lib/netmon') continue;
+    for (const [k, v] of Object.entries(env)) {
+      if (v === m.mountPath || v.startsWith(`${m.mountPath}/`)) env[k] = host + v.slice(m.mountPath.length);
+    }
+  }
+  return env;
+}
+
+/** The configuration files the DaemonSet's arguments name, from the ConfigMap it mounts at /etc/netmon. */
+function configFiles(r: Rendered): Record<string, string> {
+  const c = agent(r);
+  const mount = c.volumeMounts.find((m: K8s) => m.mountPath === '/etc/netmon');
+  const volume = find(r, 'DaemonSet').spec.template.spec.volumes.find((v: K8s) => v.name === mount.name);
+  const cm = find(r, 'ConfigMap', volume.configMap.name);
+  expect(cm, `ConfigMap ${volume.configMap.name}`).toBeDefined();
+  const files: Record<string, string> = {};
+  c.args.forEach((a: string, i: number) => {
+    if (a !== '-c') return;
+    const file = c.args[i + 1];
+    expect(file.startsWith('/etc/netmon/')).toBe(true);
+    const key = file.slice('/etc/netmon/'.length);
+    expect(cm.data[key], `${key} in the ConfigMap`).toMatch(/\S/);
+    files[key] = cm.data[key];
+  });
+  expect(Object.keys(files)[0]).toBe('netmon.yaml');
+  return files;
+}
+
+/** The agent's own validation accepts the configuration the pod runs, with the pod's environment. */
+async function expectAgentAccepts(r: Rendered): Promise<Record<string, K8s>> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'netmon-chart-config-'));
+  try {
+    const files = configFiles(r);
+    const args = ['validate'];
+    for (const [name, text] of Object.entries(files)) {
+      await writeFile(path.join(dir, name), text);
+      args.push('-c', path.join(dir, name));
+    }
+    // Through the container's command when it has one (a shell that adjusts the environment, then execs
+    // the image's entrypoint, its $0), as the pod runs it.
+    const c = agent(r);
+    const netmon = path.join(ROOT, 'bin/netmon');
+    let command = [netmon, ...args];
+    if (c.command) {
+      expect(c.command.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+      expect(c.command[3]).toBe('/opt/netmon/bin/netmon');
+      command = [...c.command.slice(0, 3), netmon, ...args];
+    }
+    const { stdout } = await run(command[0], command.slice(1), { env: podEnv(r, dir) }).catch(
+      (err: { stdout: string; stderr: string }) => {
+        throw new Error(`netmon validate refused the chart's configuration:\n${err.stdout}${err.stderr}`);
+      },
+    );
+    expect(stdout).toMatch(/^configuration is valid/);
+    expect(c.args.slice(-2)).toEqual(['--log-level', (r.values.config as K8s).logLevel]);
+    return Object.fromEntries(Object.entries(files).map(([k, v]) => [k, parse(v)]));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// --- the cases ---
+
+const MODES: Mode[] = ['auto', 'netfilter', 'ebpf', 'cilium'];
+
+describe('default values', () => {
+  it('render valid Kubernetes objects: ServiceAccount, ConfigMaps, ClusterRole and binding, DaemonSet', async () => {
+    const r = await render();
+    expectValidObjects(r);
+    expect(r.objects.map((o) => `${o.object.kind}/${o.object.metadata.name}`)).toEqual([
+      'ServiceAccount/netmon',
+      'ConfigMap/netmon-config',
+      'ConfigMap/netmon-dashboard',
+      'ClusterRole/netmon',
+      'ClusterRoleBinding/netmon',
+      'DaemonSet/netmon',
+    ]);
+  });
+
+  it('run auto mode with DNS: the union of the three modes’ privileges and DNS tracing’s', async () => {
+    const r = await render();
+    expectPrivileges(r, 'auto', true);
+    expectProbes(r, 8081);
+  });
+
+  it('grant exactly what k8s_metadata lists and watches', async () => {
+    expectRbac(await render());
+  });
+
+  it('keep no token and read zxporter-netmon’s ConfigMap and Secret when they exist', async () => {
+    const r = await render();
+    expectTokenOnlyInSecret(r, undefined);
+    expect(agent(r).envFrom).toEqual([
+      { configMapRef: { name: 'devzero-zxporter-env-config', optional: true } },
+      { secretRef: { name: 'devzero-zxporter-token', optional: true } },
+    ]);
+  });
+
+  it('schedule everywhere, within the measured footprint', async () => {
+    const r = await render();
+    const pod = find(r, 'DaemonSet').spec.template.spec;
+    expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
+    expect(pod.priorityClassName).toBeUndefined();
+    expect(agent(r).resources).toEqual({
+      requests: { cpu: '50m', memory: '128Mi' },
+      limits: { memory: '160Mi' },
+    });
+    expect(find(r, 'DaemonSet').spec.updateStrategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: '10%' },
+    });
+    expect(agent(r).image).toBe('devzeroinc/netmon:0.1.0');
+  });
+
+  it('keep state on the node and write nowhere else', async () => {
+    const r = await render();
+    const pod = find(r, 'DaemonSet').spec.template.spec;
+    const c = agent(r);
+    const byName = new Map(pod.volumes.map((v: K8s) => [v.name, v]));
+    const state = c.volumeMounts.find((m: K8s) => m.mountPath === '/var/lib/netmon');
+    expect(byName.get(state.name)).toEqual({
+      name: state.name,
+      hostPath: { path: '/var/lib/netmon', type: 'DirectoryOrCreate' },
+    });
+    expect(envOf(c).get('NETMON_STATE_DIR')).toEqual({ name: 'NETMON_STATE_DIR', value: '/var/lib/netmon' });
+    const tmp = c.volumeMounts.find((m: K8s) => m.mountPath === '/tmp');
+    expect(byName.get(tmp.name)).toMatchObject({ emptyDir: {} });
+  });
+
+  it('write a configuration the agent accepts: Prometheus and DevZero, flows and DNS', async () => {
+    const r = await render();
+    const { 'netmon.yaml': config } = await expectAgentAccepts(r);
+    expect(config.receivers.flows.mode).toBe('${env:NETMON_COLLECTION_MODE:-auto}');
+    expect(config.exporters.prometheus.endpoint).toBe('${env:POD_IP}:9464');
+    expect(config.extensions.health_check.endpoint).toBe('${env:POD_IP}:8081');
+    expect(config.exporters.devzero).toMatchObject({
+      endpoint: '${env:DAKR_URL:-}',
+      token: '${env:CLUSTER_TOKEN:-}',
+      flush_interval: '${env:FLUSH_INTERVAL:-60s}',
+      sending_queue: { directory: '${env:NETMON_STATE_DIR:-/var/lib/netmon}' },
+    });
+    expect(config.service.pipelines).toEqual({
+      flows: {
+        receivers: ['flows'],
+        processors: ['delta', 'k8s_attributes', 'classify', 'cost'],
+        exporters: ['prometheus', 'devzero'],
+      },
+      dns: { receivers: ['dns'], exporters: ['prometheus', 'devzero'] },
+    });
+    expect(agent(r).ports.map((p: K8s) => [p.name, p.containerPort])).toEqual([
+      ['http', 8081],
+      ['metrics', 9464],
+    ]);
+  });
+
+  it('tell the user how to see the first numbers', async () => {
+    const { notes } = await render();
+    expect(notes).toContain('kubectl -n netmon rollout status daemonset/netmon');
+    expect(notes).toContain('kubectl -n netmon port-forward "$POD" 8081 9464');
+    expect(notes).toContain('curl -s localhost:8081/status');
+    expect(notes).toContain("curl -s localhost:9464/metrics | grep -E '^netmon_flow_(bytes|cost_usd)_total'");
+    expect(notes).toContain('sum by (traffic_class) (rate(netmon_flow_bytes_total[5m]))');
+    expect(notes).toContain('DevZero: sends only with both DAKR_URL and CLUSTER_TOKEN');
+    expect(notes).toContain('curl -s localhost:8081/metrics');
+    expect(notes).not.toContain('securityContext is set');
+  });
+});
+
+describe.each(MODES)('collectorMode %s', (mode) => {
+  it.each([true, false])(
+    'dns.enabled %s: the mode’s privileges, and a configuration the agent accepts',
+    async (dns) => {
+      const r = await render([{ config: { collectorMode: mode }, dns: { enabled: dns } }]);
+      expectValidObjects(r);
+      expectPrivileges(r, mode, dns);
+      expectProbes(r, 8081);
+      const { 'netmon.yaml': config } = await expectAgentAccepts(r);
+      expect(Object.keys(config.receivers)).toEqual(dns ? ['flows', 'dns'] : ['flows']);
+      expect(Object.keys(config.service.pipelines)).toEqual(dns ? ['flows', 'dns'] : ['flows']);
+      expect(config.service.extensions).toEqual(
+        dns ? ['health_check', 'k8s_metadata', 'dns_cache'] : ['health_check', 'k8s_metadata'],
+      );
+    },
+  );
+});
+
+describe('exporters', () => {
+  it('devzero.enabled false: Prometheus only, no DevZero environment', async () => {
+    const r = await render([{ devzero: { enabled: false }, config: { clusterToken: 'unused-token' } }]);
+    expectValidObjects(r);
+    const { 'netmon.yaml': config } = await expectAgentAccepts(r);
+    expect(Object.keys(config.exporters)).toEqual(['prometheus']);
+    expect(config.service.pipelines.flows.exporters).toEqual(['prometheus']);
+    const env = envOf(agent(r));
+    for (const name of ['DAKR_URL', 'CLUSTER_TOKEN', 'FLUSH_INTERVAL'])
+      expect(env.has(name), name).toBe(false);
+    expect(agent(r).envFrom).toBeUndefined();
+    expect(all(r, 'Secret')).toEqual([]);
+  });
+
+  it('prometheus.enabled false: DevZero only, no metrics port', async () => {
+    const r = await render([{ prometheus: { enabled: false } }]);
+    expectValidObjects(r);
+    const { 'netmon.yaml': config } = await expectAgentAccepts(r);
+    expect(Object.keys(config.exporters)).toEqual(['devzero']);
+    expect(config.service.pipelines.dns.exporters).toEqual(['devzero']);
+    expect(agent(r).ports.map((p: K8s) => p.name)).toEqual(['http']);
+    expect(r.notes).not.toContain('9464');
+  });
+
+  it('both off: the render fails and says why', async () => {
+    await expect(render([{ prometheus: { enabled: false }, devzero: { enabled: false } }])).rejects.toThrow(
+      /execution error at \(netmon\/templates\/[a-z_]+\.(tpl|yaml):\d+:\d+\): prometheus\.enabled and devzero\.enabled are both false/,
+    );
+  });
+
+  it('serviceMonitor and podMonitor: valid monitoring.coreos.com/v1 objects on the metrics port', async () => {
+    const r = await render([
+      {
+        serviceMonitor: { enabled: true, interval: '30s', labels: { release: 'kps' } },
+        podMonitor: { enabled: true, scrapeTimeout: '10s' },
+      },
+    ]);
+    expectValidObjects(r);
+    const svc = find(r, 'Service');
+    expect(svc.spec.clusterIP).toBe('None');
+    expect(svc.spec.selector).toEqual(find(r, 'DaemonSet').spec.selector.matchLabels);
+    expect(svc.spec.ports).toContainEqual({
+      name: 'metrics',
+      port: 9464,
+      targetPort: 'metrics',
+      protocol: 'TCP',
+    });
+    const sm = find(r, 'ServiceMonitor');
+    expect(sm.metadata.labels.release).toBe('kps');
+    expect(sm.spec.selector.matchLabels).toEqual(find(r, 'DaemonSet').spec.selector.matchLabels);
+    expect(sm.spec.endpoints[0]).toMatchObject({ port: 'metrics', path: '/metrics', interval: '30s' });
+    const pm = find(r, 'PodMonitor');
+    expect(pm.spec.podMetricsEndpoints[0]).toMatchObject({
+      port: 'metrics',
+      path: '/metrics',
+      scrapeTimeout: '10s',
+    });
+    expect(pm.spec.selector.matchLabels).toEqual(find(r, 'DaemonSet').spec.selector.matchLabels);
+    expect(r.notes).toContain('ServiceMonitor netmon/netmon');
+  });
+
+  it('a misspelt ServiceMonitor field is caught by the hand-written CRD check', () => {
+    const sm = {
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'ServiceMonitor',
+      metadata: { name: 'x', namespace: 'y' },
+      spec: { selector: { matchLabels: { a: 'b' } }, endpoints: [{ port: 'metrics', intervall: '30s' }] },
+    };
+    expect(kubernetesProblems(sm)).toEqual(['/spec/endpoints/0 must NOT have additional properties']);
+  });
+});
+
+describe('pipeline', () => {
+  const own = {
+    receivers: { flows: { mode: '${env:NETMON_COLLECTION_MODE:-auto}' } },
+    processors: { delta: { state_file: '${env:NETMON_STATE_DIR}/delta.state' } },
+    exporters: { prometheus: { endpoint: '${env:POD_IP}:9464', granularity: 'namespace' } },
+    extensions: { health_check: { endpoint: '${env:POD_IP}:8081' } },
+    service: {
+      extensions: ['health_check'],
+      pipelines: { flows: { receivers: ['flows'], processors: ['delta'], exporters: ['prometheus'] } },
+    },
+  };
+
+  it('replaces the chart’s configuration entirely', async () => {
+    const r = await render([{ pipeline: own }]);
+    expectValidObjects(r);
+    const { 'netmon.yaml': config } = await expectAgentAccepts(r);
+    expect(config).toEqual(own);
+    expect(r.notes).toContain('your own pipeline');
+  });
+
+  it('pipelineOverrides is merged over it by the agent, from a second file', async () => {
+    const r = await render([{ pipelineOverrides: { extensions: { k8s_metadata: { scope: 'node' } } } }]);
+    expectValidObjects(r);
+    const files = await expectAgentAccepts(r);
+    expect(Object.keys(files)).toEqual(['netmon.yaml', 'overrides.yaml']);
+    expect(files['overrides.yaml']).toEqual({ extensions: { k8s_metadata: { scope: 'node' } } });
+    expect(agent(r).args).toEqual([
+      'run',
+      '-c',
+      '/etc/netmon/netmon.yaml',
+      '-c',
+      '/etc/netmon/overrides.yaml',
+      '--log-level',
+      'info',
+    ]);
+  });
+
+  it('a changed configuration changes the pods’ checksum, so they restart with it', async () => {
+    const a = (await render()).objects.find((o) => o.object.kind === 'DaemonSet')!.object;
+    const b = (await render([{ prometheus: { granularity: 'pod' } }])).objects.find(
+      (o) => o.object.kind === 'DaemonSet',
+    )!.object;
+    const sum = (ds: K8s) => ds.spec.template.metadata.annotations['checksum/config'];
+    expect(sum(a)).toMatch(/^[0-9a-f]{64}$/);
+    expect(sum(b)).not.toBe(sum(a));
+  });
+});
+
+describe('zxporter-netmon values', () => {
+  it('its whole default values.yaml names its own image: the render refuses it and says what to change', async () => {
+    await expect(render([ZXPORTER_DEFAULTS])).rejects.toThrow(
+      /image\.repository is devzeroinc\/zxporter-netmon, zxporter-netmon's image: .*Remove image\.repository and image\.tag/,
+    );
+  });
+
+  it('its whole default values.yaml with netmon’s image: privileged as it asks, its keys honoured', async () => {
+    const r = await render([ZXPORTER_DEFAULTS, NETMON_IMAGE]);
+    expectValidObjects(r);
+    expectProbes(r, 8081);
+    expectRbac(r);
+    expectTokenOnlyInSecret(r, undefined);
+    const pod = find(r, 'DaemonSet').spec.template.spec;
+    const c = agent(r);
+    // Its securityContext replaces the computed one, as given.
+    expect(c.securityContext).toEqual({
+      privileged: true,
+      appArmorProfile: { type: 'Unconfined' },
+      capabilities: { add: ['NET_ADMIN', 'SYS_RESOURCE'] },
+    });
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
+    expect(pod.serviceAccountName).toBe('zxporter-netmon');
+    expect(pod.tolerations).toEqual([{ operator: 'Exists', effect: 'NoSchedule' }]);
+    expect(c.resources).toEqual({
+      requests: { cpu: '50m', memory: '64Mi' },
+      limits: { cpu: '100m', memory: '128Mi' },
+    });
+    expect(c.image).toBe('devzeroinc/netmon:0.1.0');
+    // Its AppArmor annotation names its container; the API refuses one for a container the pod lacks.
+    expect(find(r, 'DaemonSet').spec.template.metadata.annotations).toMatchObject({
+      'container.apparmor.security.beta.kubernetes.io/netmon': 'unconfined',
+    });
+    expect(
+      Object.keys(find(r, 'DaemonSet').spec.template.metadata.annotations).filter((k) =>
+        k.includes('zxporter'),
+      ),
+    ).toEqual([]);
+    const env = envOf(c);
+    expect(env.get('NETMON_COLLECTION_MODE')).toEqual({ name: 'NETMON_COLLECTION_MODE', value: 'netfilter' });
+    expect(env.get('FLUSH_INTERVAL')).toEqual({ name: 'FLUSH_INTERVAL', value: '60s' });
+    expect(env.has('DAKR_URL')).toBe(false);
+    expect(c.envFrom).toEqual([
+      { configMapRef: { name: 'devzero-zxporter-env-config', optional: true } },
+      { secretRef: { name: 'devzero-zxporter-token', optional: true } },
+    ]);
+    // The mode's mounts and init container still follow privileges.yaml.
+    const want = expectedPrivileges('netfilter', true);
+    const hostPaths = pod.volumes.filter((v: K8s) => v.hostPath).map((v: K8s) => v.hostPath.path);
+    expect(hostPaths.sort()).toEqual(
+      [...new Set([...want.mounts, ...want.init.mounts])]
+        .map((m) => MOUNTS[m].host)
+        .concat('/var/lib/netmon')
+        .sort(),
+    );
+    expect(pod.initContainers?.[0]?.securityContext ?? null).toEqual(
+      want.init.sysctls.length > 0 ? leastPrivilege([], want.seccomp) : null,
+    );
+    await expectAgentAccepts(r);
+    expect(r.notes).toContain('securityContext is set in your values');
+  });
+
+  it('a typical user’s values (dakrUrl, clusterToken, cilium): token in a Secret, cilium’s privileges', async () => {
+    const r = await render([ZXPORTER_USER]);
+    expectValidObjects(r);
+    expectPrivileges(r, 'cilium', true);
+    expectProbes(r, 8081);
+    expectRbac(r);
+    expectTokenOnlyInSecret(r, 'dzt-0123456789abcdef-test-token');
+    const env = envOf(agent(r));
+    expect(env.get('DAKR_URL')).toEqual({ name: 'DAKR_URL', value: 'https://dakr.devzero.io' });
+    const { 'netmon.yaml': config } = await expectAgentAccepts(r);
+    expect(config.service.pipelines.flows.exporters).toContain('devzero');
+    expect(r.notes).toContain('DevZero: sending to https://dakr.devzero.io every 60s.');
+    expect(r.notes).not.toContain('dzt-0123456789abcdef-test-token');
+  });
+});
+
+describe('the agent’s command', () => {
+  it('points the agent at the node’s cgroup2 root: as mounted, unified/ on a hybrid node, none on v1', async () => {
+    const r = await render();
+    const command = agent(r).command;
+    expect(command[3]).toBe('/opt/netmon/bin/netmon');
+    const dir = await mkdtemp(path.join(tmpdir(), 'netmon-cgroup-'));
+    try {
+      const cgroupPathFrom = async (layout: string[]) => {
+        await rm(path.join(dir, 'cg'), { recursive: true, force: true });
+        for (const f of layout) {
+          await mkdir(path.dirname(path.join(dir, 'cg', f)), { recursive: true });
+          await writeFile(path.join(dir, 'cg', f), '');
+        }
+        // $0 is what the shell execs: env prints the environment it would get.
+        const { stdout, stderr } = await run('/bin/sh', ['-c', command[2], '/usr/bin/env'], {
+          env: { PATH: '/usr/bin:/bin', NETMON_CGROUP_PATH: path.join(dir, 'cg') },
+        });
+        return { path: /^NETMON_CGROUP_PATH=(.*)$/m.exec(stdout)?.[1], stderr };
+      };
+      expect(await cgroupPathFrom(['cgroup.controllers'])).toEqual({
+        path: path.join(dir, 'cg'),
+        stderr: '',
+      });
+      expect(await cgroupPathFrom(['memory/tasks', 'unified/cgroup.controllers'])).toEqual({
+        path: path.join(dir, 'cg/unified'),
+        stderr: '',
+      });
+      const v1 = await cgroupPathFrom(['memory/tasks']);
+      expect(v1.path).toBe('');
+      expect(v1.stderr).toContain('a cgroup v1 node');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is the image’s entrypoint alone where no cgroup is mounted', async () => {
+    const r = await render([{ config: { collectorMode: 'cilium' }, dns: { enabled: false } }]);
+    expect(agent(r).command).toBeUndefined();
+    expect(agent(r).args).toEqual(['run', '-c', '/etc/netmon/netmon.yaml', '--log-level', 'info']);
+  });
+});
+
+describe('other values', () => {
+  it('conntrackSysctls.enabled false: no init container and no writable host sysctl', async () => {
+    const r = await render([
+      { config: { collectorMode: 'netfilter' }, conntrackSysctls: { enabled: false } },
+    ]);
+    expectValidObjects(r);
+    expectPrivileges(r, 'netfilter', true, false);
+    expect(r.manifests).not.toContain('/proc/sys/net/netfilter');
+  });
+
+  it('seccompProfile Unconfined: for runtimes whose default profile refuses bpf() to CAP_BPF', async () => {
+    const r = await render([{ seccompProfile: 'Unconfined' }]);
+    expectValidObjects(r);
+    const pod = find(r, 'DaemonSet').spec.template.spec;
+    const want = expectedPrivileges('auto', true);
+    expect(agent(r).securityContext).toEqual(leastPrivilege(want.capabilities, 'Unconfined'));
+    for (const init of pod.initContainers ?? [])
+      expect(init.securityContext.seccompProfile.type).toBe('Unconfined');
+  });
+
+  it('state.hostPath "" keeps the state in an emptyDir', async () => {
+    const r = await render([{ state: { hostPath: '' } }]);
+    expectValidObjects(r);
+    const pod = find(r, 'DaemonSet').spec.template.spec;
+    expect(pod.volumes.find((v: K8s) => v.name === 'state')).toEqual({ name: 'state', emptyDir: {} });
+    expectPrivileges(r, 'auto', true);
+  });
+
+  it('names, namespace, pod labels and annotations, priority class, extra env, a service account of one’s own', async () => {
+    const r = await render(
+      [
+        {
+          fullnameOverride: 'flows',
+          namespaceOverride: 'observability',
+          podLabels: { team: 'platform' },
+          podAnnotations: { 'example.com/owner': 'platform' },
+          priorityClassName: 'system-node-critical',
+          extraEnv: [{ name: 'NETMON_NODE_FLAGS', value: '' }],
+          serviceAccount: { create: false, name: 'existing' },
+          rbac: { create: false },
+          dashboard: { enabled: false },
+          hostNetwork: false,
+        },
+      ],
+      { name: 'r1', namespace: 'default' },
+    );
+    expectValidObjects(r);
+    const ds = find(r, 'DaemonSet');
+    expect(ds.metadata).toMatchObject({ name: 'flows', namespace: 'observability' });
+    expect(r.objects.every((o) => o.object.metadata.namespace === 'observability')).toBe(true);
+    expect(ds.spec.template.metadata.labels.team).toBe('platform');
+    expect(ds.spec.template.metadata.annotations['example.com/owner']).toBe('platform');
+    expect(ds.spec.template.spec.priorityClassName).toBe('system-node-critical');
+    expect(ds.spec.template.spec.serviceAccountName).toBe('existing');
+    expect(ds.spec.template.spec.hostNetwork).toBe(false);
+    expect(ds.spec.template.spec.dnsPolicy).toBeUndefined();
+    expect(envOf(agent(r)).get('NETMON_NODE_FLAGS')).toEqual({ name: 'NETMON_NODE_FLAGS', value: '' });
+    expect(r.objects.map((o) => o.object.kind)).toEqual(['ConfigMap', 'DaemonSet']);
+  });
+});
+
+describe('values.schema.json', () => {
+  it('refuses a collection mode the agent does not know, naming the allowed ones', async () => {
+    await expect(render([{ config: { collectorMode: 'iptables' } }])).rejects.toThrow(
+      'config.collectorMode: must be equal to one of the allowed values ("auto", "netfilter", "ebpf", "cilium")',
+    );
+  });
+
+  it('refuses unknown keys (a misspelt key would be ignored), at the top and in the chart’s own sections', async () => {
+    await expect(render([{ tolerration: [] }])).rejects.toThrow(
+      '(root): must NOT have additional properties: tolerration',
+    );
+    await expect(render([{ config: { colectorMode: 'ebpf' } }])).rejects.toThrow(
+      'config: must NOT have additional properties: colectorMode',
+    );
+  });
+
+  it('accepts Helm’s global values, which a parent chart passes down', async () => {
+    const r = await render([{ global: { imageRegistry: 'example.com' } }]);
+    expect(find(r, 'DaemonSet')).toBeDefined();
+  });
+
+  it('refuses bad types and formats', async () => {
+    await expect(render([{ config: { containerPort: '8081' } }])).rejects.toThrow(
+      'config.containerPort: must be integer',
+    );
+    await expect(render([{ config: { exportInterval: '60' } }])).rejects.toThrow(
+      'config.exportInterval: must match pattern',
+    );
+    await expect(render([{ config: { logLevel: 'verbose' } }])).rejects.toThrow(
+      'config.logLevel: must be equal to one of',
+    );
+  });
+
+  it('describes every key values.yaml has, and values.yaml comments every key', async () => {
+    const schema = JSON.parse(await readFile(path.join(CHART_DIR, 'values.schema.json'), 'utf8'));
+    const text = await readFile(path.join(CHART_DIR, 'values.yaml'), 'utf8');
+    const values = parse(text);
+    const missing: string[] = [];
+    const walk = (v: K8s, s: K8s, where: string) => {
+      if (v === null || typeof v !== 'object' || Array.isArray(v) || !s?.properties) return;
+      for (const key of Object.keys(v)) {
+        const sub = s.properties[key];
+        if (!sub?.description) missing.push(`${where}${key}`);
+        else walk(v[key], sub, `${where}${key}.`);
+      }
+    };
+    walk(values, schema, '');
+    expect(missing).toEqual([]);
+    // Each top-level key is preceded by a comment, or is a section whose keys are.
+    const lines = text.split('\n');
+    const uncommented = lines
+      .map((line, i) => ({ line, prev: lines[i - 1] ?? '' }))
+      .filter(({ line }) => /^[a-zA-Z]+:/.test(line))
+      .filter(({ line, prev }) => !prev.startsWith('#') && !/:\s*$/.test(line))
+      .map(({ line }) => line);
+    expect(uncommented).toEqual([]);
+  });
+});
+
+describe('render failures', () => {
+  it('name the template and line: a mode the schema would refuse, rendered without the schema', async () => {
+    const { rendererBinary } = await import('../harness/helm-render/render.mjs');
+    const dir = await mkdtemp(path.join(tmpdir(), 'netmon-chart-'));
+    try {
+      await writeFile(path.join(dir, 'v.yaml'), 'config: {collectorMode: iptables}\n');
+      const err = await run(await rendererBinary(), ['-f', path.join(dir, 'v.yaml'), CHART_DIR]).then(
+        () => undefined,
+        (e: { stderr: string; code: number }) => e,
+      );
+      expect(err?.code).toBe(1);
+      expect(err?.stderr).toMatch(
+        /^Error: execution error at \(netmon\/templates\/_helpers\.tpl:\d+:\d+\): config\.collectorMode is "iptables": expected auto, netfilter, ebpf or cilium\n$/,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('RenderError carries the renderer’s message', async () => {
+    const err = await render([{ prometheus: { enabled: false }, devzero: { enabled: false } }]).catch(
+      (e) => e,
+    );
+    expect(err).toBeInstanceOf(RenderError);
+  });
+});
+
+describe('deploy/', () => {
+  it('is what the chart renders with its defaults (node test/chart/render-deploy.mjs rewrites it)', async () => {
+    for (const [file, content] of Object.entries(await deployFiles())) {
+      const current = await readFile(path.join(ROOT, file), 'utf8').catch(() => '');
+      expect(current === content, `${file} is stale: run node test/chart/render-deploy.mjs`).toBe(true);
+    }
+  });
+
+  it('holds valid objects, the Namespace first, labelled for the privileged Pod Security level', async () => {
+    const text = await readFile(path.join(ROOT, 'deploy/netmon.yaml'), 'utf8');
+    const { parseAllDocuments } = await import('yaml');
+    const objects = parseAllDocuments(text)
+      .map((d) => d.toJS())
+      .filter(Boolean);
+    expect(objects[0]).toEqual({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'netmon', labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } },
+    });
+    for (const o of objects) expect(kubernetesProblems(o), `${o.kind} ${o.metadata.name}`).toEqual([]);
+    expect(
+      objects
+        .filter((o) => o.kind !== 'Namespace' && !o.kind.startsWith('Cluster'))
+        .every((o) => o.metadata.namespace === 'netmon'),
+    ).toBe(true);
+    const dashboard = await readFile(path.join(ROOT, 'deploy/grafana-dashboard.json'), 'utf8');
+    const source = await readFile(path.join(CHART_DIR, 'dashboards/netmon.json'), 'utf8');
+    expect(dashboard === source, 'deploy/grafana-dashboard.json is the chart’s dashboard').toBe(true);
+  });
+});
