@@ -1079,15 +1079,25 @@ service:
               (t) => t.includes('netmon_flow_cost_usd_total{') && t.includes('dst_domain='),
               'priced flows',
             );
-            const chartText = await fetchText(
-              `http://127.0.0.1:${port}/metrics`,
-              (t) =>
-                t.includes('netmon_dns_lookup_duration_seconds_bucket{') &&
-                t.includes('netmon_flow_cost_usd_total{') &&
-                t.includes('netmon_exporter_send_failures_total{') &&
-                /^netmon_dns_cache_learned_answers_total\{[^}]*\} [1-9]/m.test(t),
-              'flows, DNS lookups, answers dns_cache learned and otlp failures',
-            );
+            // A start that fails ends run() at once; its log is silent here, so say so rather than time out.
+            const failedStart = exited.then((code) => {
+              throw new Error(
+                `the in-process agent stopped with ${code} before serving (run it with a logger)`,
+              );
+            });
+            failedStart.catch(() => {});
+            const chartText = await Promise.race([
+              failedStart,
+              fetchText(
+                `http://127.0.0.1:${port}/metrics`,
+                (t) =>
+                  t.includes('netmon_dns_lookup_duration_seconds_bucket{') &&
+                  t.includes('netmon_flow_cost_usd_total{') &&
+                  t.includes('netmon_exporter_send_failures_total{') &&
+                  /^netmon_dns_cache_learned_answers_total\{[^}]*\} [1-9]/m.test(t),
+                'flows, DNS lookups, answers dns_cache learned and otlp failures',
+              ),
+            ]);
             const overflowText = await fetchText(
               `http://127.0.0.1:${overflowPort}/metrics`,
               (t) => t.includes('otel_metric_overflow="true"'),
