@@ -893,3 +893,78 @@ describe('deploy/', () => {
     expect(dashboard === source, 'deploy/grafana-dashboard.json is the chart’s dashboard').toBe(true);
   });
 });
+
+describe('charts/netmon/README.md', () => {
+  const readme = readFileSync(path.join(CHART_DIR, 'README.md'), 'utf8');
+  const cells = (line: string) =>
+    line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
+  const names = (cell: string) =>
+    cell === '—'
+      ? []
+      : cell
+          .split(':')[0]
+          .split(',')
+          .map((s) => s.replaceAll('`', '').trim());
+
+  it('states each mode’s privileges as files/privileges.yaml has them', () => {
+    const rows = new Map(
+      readme
+        .split('\n')
+        // The privileges table: six columns (the modes table above it has two).
+        .filter((l) => /^\| `(netfilter|ebpf|cilium|auto|dns)`/.test(l) && cells(l).length === 6)
+        .map((l) => [/`(\w+)`/.exec(l)![1], cells(l)]),
+    );
+    expect([...rows.keys()]).toEqual(['netfilter', 'ebpf', 'cilium', 'auto', 'dns']);
+    for (const [entry, [, caps, hostNetwork, mounts, init, seccomp]] of rows) {
+      const want =
+        entry === 'dns'
+          ? {
+              capabilities: [...(PRIVILEGES.dns.capabilities ?? [])].sort(),
+              hostNetwork: PRIVILEGES.dns.hostNetwork === true,
+              mounts: [...(PRIVILEGES.dns.mounts ?? [])].sort(),
+              init: { mounts: [], sysctls: [] },
+              seccomp: PRIVILEGES.dns.seccomp ?? 'RuntimeDefault',
+            }
+          : expectedPrivileges(entry as Mode, false);
+      expect(names(caps).sort(), `${entry} capabilities`).toEqual(want.capabilities);
+      expect(hostNetwork, `${entry} hostNetwork`).toBe(want.hostNetwork ? 'yes' : 'no');
+      expect(names(mounts).sort(), `${entry} mounts`).toEqual(want.mounts);
+      expect(names(init), `${entry} init mounts`).toEqual(want.init.mounts);
+      const sysctls = init.includes(':') ? init.split('sets ')[1].split(', ') : [];
+      expect(sysctls, `${entry} sysctls`).toEqual(want.init.sysctls);
+      expect(seccomp, `${entry} seccomp`).toBe(want.seccomp);
+    }
+  });
+
+  it('lists every key of values.yaml', async () => {
+    const schema = JSON.parse(await readFile(path.join(CHART_DIR, 'values.schema.json'), 'utf8'));
+    const values = parse(await readFile(path.join(CHART_DIR, 'values.yaml'), 'utf8'));
+    const keys: string[] = [];
+    const walk = (v: K8s, s: K8s, where: string) => {
+      for (const key of Object.keys(v)) {
+        const sub = s.properties[key];
+        const value = v[key];
+        // The chart's own sections are listed key by key; Kubernetes objects passed through, as a whole.
+        if (
+          sub.additionalProperties === false &&
+          value &&
+          typeof value === 'object' &&
+          !Array.isArray(value)
+        ) {
+          walk(value, sub, `${where}${key}.`);
+        } else keys.push(`${where}${key}`);
+      }
+    };
+    walk(values, schema, '');
+    const listed = new Set(
+      readme
+        .split('\n')
+        .filter((l) => l.startsWith('| `'))
+        .flatMap((l) => [...cells(l)[0].matchAll(/`([^`]+)`/g)].map((m) => m[1])),
+    );
+    expect(keys.filter((k) => !listed.has(k))).toEqual([]);
+  });
+});
