@@ -11,6 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { AgentProcess, freePort, withTmpDir } from '../harness/agent.js';
 import {
   CHART_DIR,
   deployFiles,
@@ -20,6 +21,7 @@ import {
   ROOT,
   renderChart,
 } from '../harness/helm-render/render.mjs';
+import { prometheusTool } from '../harness/prometheus-server.js';
 import { kubernetesProblems } from './kubernetes.js';
 
 const run = promisify(execFile);
@@ -272,12 +274,12 @@ function expectTokenOnlyInSecret(r: Rendered, token: string | undefined): void {
  * The environment the pod's container gets, for bin/netmon validate: values as given, the downward API
  * as a node would fill it, Secret keys from the rendered Secret, the state directory a temporary one.
  */
-function podEnv(r: Rendered, stateDir: string): Record<string, string> {
+function podEnv(r: Rendered, stateDir: string, podIp = '10.0.0.5'): Record<string, string> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/' };
   for (const e of agent(r).env) {
     if (e.value !== undefined) env[e.name] = e.value;
     else if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') env[e.name] = 'node-1';
-    else if (e.valueFrom?.fieldRef?.fieldPath === 'status.podIP') env[e.name] = '10.0.0.5';
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'status.podIP') env[e.name] = podIp;
     else if (e.valueFrom?.secretKeyRef) {
       const s = find(r, 'Secret', e.valueFrom.secretKeyRef.name);
       env[e.name] = Buffer.from(s.data[e.valueFrom.secretKeyRef.key], 'base64').toString();
@@ -317,7 +319,7 @@ function configFiles(r: Rendered): Record<string, string> {
 }
 
 /** The agent's own validation accepts the configuration the pod runs, with the pod's environment. */
-async function expectAgentAccepts(r: Rendered): Promise<Record<string, K8s>> {
+async function expectAgentAccepts(r: Rendered, podIp?: string): Promise<Record<string, K8s>> {
   const dir = await mkdtemp(path.join(tmpdir(), 'netmon-chart-config-'));
   try {
     const files = configFiles(r);
@@ -336,7 +338,7 @@ async function expectAgentAccepts(r: Rendered): Promise<Record<string, K8s>> {
       expect(c.command[3]).toBe('/opt/netmon/bin/netmon');
       command = [...c.command.slice(0, 3), netmon, ...args];
     }
-    const { stdout } = await run(command[0], command.slice(1), { env: podEnv(r, dir) }).catch(
+    const { stdout } = await run(command[0], command.slice(1), { env: podEnv(r, dir, podIp) }).catch(
       (err: { stdout: string; stderr: string }) => {
         throw new Error(`netmon validate refused the chart's configuration:\n${err.stdout}${err.stderr}`);
       },
@@ -438,6 +440,8 @@ describe('default values', () => {
       },
       dns: { receivers: ['dns'], exporters: ['prometheus', 'devzero'] },
     });
+    // An IPv6 pod's address comes bare from the downward API: `${env:POD_IP}:9464` must still parse.
+    await expectAgentAccepts(r, 'fd00::5');
     expect(agent(r).ports.map((p: K8s) => [p.name, p.containerPort])).toEqual([
       ['http', 8081],
       ['metrics', 9464],
@@ -967,4 +971,69 @@ describe('charts/netmon/README.md', () => {
     );
     expect(keys.filter((k) => !listed.has(k))).toEqual([]);
   });
+});
+
+describe.runIf(prometheusTool('promtool'))('NOTES.txt’s PromQL', () => {
+  it('names metrics and labels the agent serves, and promtool accepts each query', async () => {
+    const { notes, values } = await render();
+    // The queries are the indented lines under "3." that are not comments or commands.
+    const section = notes!.slice(notes!.indexOf('\n3. '), notes!.indexOf('\n4. '));
+    const queries = section
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => /^(sum|topk|rate|increase)\b/.test(l));
+    expect(queries).toHaveLength(2);
+
+    await withTmpDir(async (dir) => {
+      const rules = path.join(dir, 'rules.yaml');
+      await writeFile(
+        rules,
+        JSON.stringify({
+          groups: [{ name: 'notes', rules: queries.map((expr, i) => ({ record: `notes:query${i}`, expr })) }],
+        }),
+      );
+      const checked = await run('promtool', ['check', 'rules', rules]).catch((e) => e);
+      expect(checked.stdout, checked.stderr).toContain(`SUCCESS: ${queries.length} rules found`);
+
+      // The built agent on the shipped replay example, with the chart's granularity.
+      const port = await freePort();
+      const overlay = path.join(dir, 'overlay.yaml');
+      const granularity = (values.prometheus as { granularity: string }).granularity;
+      await writeFile(overlay, `exporters: { prometheus: { granularity: ${granularity} } }\n`);
+      const agentProcess = new AgentProcess(['run', '--config', 'configs/examples/replay.yaml', overlay], {
+        env: {
+          NETMON_OUTPUT: path.join(dir, 'flows.jsonl'),
+          NETMON_PROMETHEUS_ENDPOINT: `127.0.0.1:${port}`,
+          NETMON_HEALTH_ENDPOINT: '127.0.0.1:0',
+        },
+      });
+      try {
+        let text = '';
+        const until = Date.now() + 30_000;
+        while (!text.includes('netmon_flow_cost_usd_total{') && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 200));
+          text = await fetch(`http://127.0.0.1:${port}/metrics`)
+            .then((r) => r.text())
+            .catch(() => '');
+        }
+        for (const q of queries) {
+          for (const metric of q.match(/\bnetmon_[a-z_]+/g) ?? []) {
+            const series = text.split('\n').filter((l) => l.startsWith(`${metric}{`));
+            expect(series.length, `${metric} in /metrics`).toBeGreaterThan(0);
+            for (const by of q.matchAll(/by \(([^)]+)\)/g)) {
+              for (const label of by[1].split(',').map((s) => s.trim())) {
+                expect(
+                  series.some((l) => l.includes(`${label}="`)),
+                  `${metric} has the label ${label}`,
+                ).toBe(true);
+              }
+            }
+          }
+        }
+      } finally {
+        agentProcess.signal('SIGTERM');
+        await agentProcess.exit();
+      }
+    });
+  }, 60_000);
 });
