@@ -887,6 +887,11 @@ describe('deploy/', () => {
       metadata: { name: 'netmon', labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } },
     });
     for (const o of objects) expect(kubernetesProblems(o), `${o.kind} ${o.metadata.name}`).toEqual([]);
+    // kubectl apply keeps each object whole in its last-applied-configuration annotation, and the API
+    // refuses annotations above 256 KiB: the dashboard ConfigMap is the one that could outgrow it.
+    for (const o of objects) {
+      expect(JSON.stringify(o).length, `${o.kind} ${o.metadata.name}`).toBeLessThan(256 * 1024 - 4096);
+    }
     expect(
       objects
         .filter((o) => o.kind !== 'Namespace' && !o.kind.startsWith('Cluster'))
