@@ -17,7 +17,7 @@ CONFIG := configs/default.yaml
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint clean image
+.PHONY: help build run test lint clean image deploy
 
 help:
 	@echo 'netmon - make targets (each sets up what it needs first; re-runs skip finished steps):'
@@ -27,6 +27,7 @@ help:
 	@echo '  make test    build, then run the whole test suite (npm test = vitest run); ARGS="..." go to vitest'
 	@echo '  make lint    npm run lint (biome + type check)'
 	@echo '  make image   the container image netmon:VERSION (docker, or podman; VERSION= REVISION= IMAGE= ENGINE= NODE_IMAGE=)'
+	@echo '  make deploy  regenerate deploy/ (plain manifests, dashboard) from charts/netmon with its default values'
 	@echo '  make clean   remove build output (packages/*/dist, *.tsbuildinfo); keeps node_modules and .tools'
 	@echo '  make help    this list'
 
@@ -49,6 +50,9 @@ image_arg = $(if $(filter command line,$(origin $(1))),$(2) '$($(1))')
 
 image:
 	@bash "$(ROOT)/scripts/image-build.sh" $(call image_arg,VERSION,--version) $(call image_arg,REVISION,--revision) $(call image_arg,IMAGE,--tag) $(call image_arg,ENGINE,--engine) $(call image_arg,NODE_IMAGE,--node-image)
+
+deploy:
+	@$(BOOTSTRAP) --no-build -- node test/chart/render-deploy.mjs
 
 clean:
 	rm -rf "$(ROOT)"/packages/*/dist
