@@ -33,7 +33,7 @@ export const dnsReceiverConfig = z.strictObject({
     .string()
     .optional()
     .describe(
-      "cgroup2 directory to attach to: DNS messages of the sockets in it and in every cgroup below it are traced. Unset or empty: the cgroup2 hierarchy's root, so every lookup of the node is seen (found as the ebpf receiver finds it; in a container, mount the host's cgroup2 and name it here).",
+      "cgroup2 directory to attach to: DNS messages of the sockets in it and in every cgroup below it are traced. Unset or empty: the cgroup2 hierarchy's root, so every lookup of the node is seen (found as the ebpf receiver finds it; in a container, mount the host's cgroup2 and name it here). A directory that is not cgroup2 but has a cgroup2 `unified` child (a hybrid host's /sys/fs/cgroup, mounted into a pod) stands for that child.",
     ),
   read_interval: duration({ min: 50 })
     .prefault('1s')
@@ -58,7 +58,7 @@ export const dnsReceiverConfig = z.strictObject({
     .boolean()
     .default(false)
     .describe(
-      'When the tracer cannot run on this host (no eBPF privileges, no cgroup2 hierarchy it could see every socket from, a kernel that refuses the programs): false refuses to start, saying why; true logs why once, shows it in /status and runs without DNS (flows keep working, without domain names).',
+      'When the tracer cannot run on this host (no eBPF privileges, no cgroup2 hierarchy it could see every socket from, a kernel that refuses the programs): false refuses to start, saying why; true logs why once, shows it in /status and runs without DNS (flows keep working, without domain names); a cgroup_path that is missing or not cgroup2 is then such a reason at start, not a configuration error.',
     ),
   query_timeout: duration({ min: 100 })
     .prefault('5s')

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { defineReceiver, getExtension } from '@netmon/core';
 import { DNS_CACHE } from '@netmon/extensions';
-import { isOnCgroup2 } from '../ebpf/kernel.js';
+import { hybridCgroup2, isOnCgroup2 } from '../ebpf/kernel.js';
 import { dnsReceiverConfig } from './config.js';
 import { DNS_METRICS } from './metrics.js';
 
@@ -16,8 +16,9 @@ export const dnsReceiverFactory = defineReceiver({
   config: dnsReceiverConfig,
   metrics: DNS_METRICS,
   validate(config) {
-    const path = config.cgroup_path;
-    if (!path) return [];
+    // optional: a node without the cgroup it names runs without DNS, said at start, rather than not at all.
+    if (!config.cgroup_path || config.optional) return [];
+    const path = hybridCgroup2(config.cgroup_path);
     if (!existsSync(path)) {
       return [
         {

@@ -6,7 +6,7 @@ export const ebpfReceiverConfig = z.strictObject({
     .string()
     .optional()
     .describe(
-      "cgroup2 directory to attach to (a directory on a cgroup2 file system): sockets in it and in every cgroup below it are counted. Unset or empty: the first cgroup2 mount in /proc/self/mountinfo that shows the hierarchy's root, i.e. has no cgroup.type file (/sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid one), so every socket of the node is seen. In a container the cgroup2 mount is usually the container's own cgroup, which the start refuses: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and name it here.",
+      "cgroup2 directory to attach to (a directory on a cgroup2 file system): sockets in it and in every cgroup below it are counted. Unset or empty: the first cgroup2 mount in /proc/self/mountinfo that shows the hierarchy's root, i.e. has no cgroup.type file (/sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid one), so every socket of the node is seen. In a container the cgroup2 mount is usually the container's own cgroup, which the start refuses: mount the host's cgroup2 (e.g. hostPath /sys/fs/cgroup at /host/sys/fs/cgroup) and name it here. A directory that is not cgroup2 but has a cgroup2 `unified` child (a hybrid host's /sys/fs/cgroup mounted so) stands for that child.",
     ),
   read_interval: duration({ min: 100 })
     .prefault('5s')

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { defineReceiver } from '@netmon/core';
 import { ebpfReceiverConfig } from './config.js';
-import { cgroup2Mount, isOnCgroup2 } from './kernel.js';
+import { cgroup2Mount, hybridCgroup2, isOnCgroup2 } from './kernel.js';
 import { EBPF_METRICS } from './metrics.js';
 
 /** Where this node's cgroup2 hierarchy is mounted, in words for an error message. */
@@ -28,8 +28,8 @@ export const ebpfReceiverFactory = defineReceiver({
   config: ebpfReceiverConfig,
   metrics: EBPF_METRICS,
   validate(config) {
-    const path = config.cgroup_path;
-    if (!path) return [];
+    if (!config.cgroup_path) return [];
+    const path = hybridCgroup2(config.cgroup_path);
     if (!existsSync(path)) {
       return [
         {

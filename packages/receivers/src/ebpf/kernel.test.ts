@@ -6,6 +6,7 @@ import {
   CGROUP2_SUPER_MAGIC,
   cgroup2Mount,
   effectiveCapabilities,
+  hybridCgroup2,
   isOnCgroup2,
   missingBpfCapabilities,
   parseInterfaceBytes,
@@ -110,6 +111,17 @@ describe('isOnCgroup2', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     expect(CGROUP2_SUPER_MAGIC).toBe(0x63677270);
+  });
+});
+
+describe('hybridCgroup2', () => {
+  const cgroup2 = new Set(['/sys/fs/cgroup/unified', '/host/cgroup', '/host/hybrid/unified']);
+  const isCgroup2 = (p: string) => cgroup2.has(p);
+  it('a cgroup2 directory is itself; a hybrid root stands for its unified child; anything else stays as given', () => {
+    expect(hybridCgroup2('/host/cgroup', isCgroup2)).toBe('/host/cgroup');
+    expect(hybridCgroup2('/sys/fs/cgroup', isCgroup2)).toBe('/sys/fs/cgroup/unified');
+    expect(hybridCgroup2('/host/hybrid/', isCgroup2)).toBe('/host/hybrid/unified');
+    expect(hybridCgroup2('/srv/v1', isCgroup2)).toBe('/srv/v1');
   });
 });
 

@@ -21,6 +21,17 @@ export function isOnCgroup2(path: string): boolean {
 }
 
 /**
+ * The cgroup2 directory `path` stands for: itself, or on a hybrid host, whose /sys/fs/cgroup is a tmpfs of v1
+ * controllers with cgroup2 at its `unified` child, that child — so the host's /sys/fs/cgroup mounted into a
+ * pod names the hierarchy's root on unified and hybrid nodes alike.
+ */
+export function hybridCgroup2(path: string, isCgroup2: (p: string) => boolean = isOnCgroup2): string {
+  if (isCgroup2(path)) return path;
+  const unified = `${path.replace(/\/+$/, '')}/unified`;
+  return isCgroup2(unified) ? unified : path;
+}
+
+/**
  * The hierarchy's root has no `cgroup.type` file; every cgroup below it has one. mountinfo's root field
  * cannot tell: in a private cgroup namespace a container's own cgroup shows as `/`, and the host's
  * hierarchy mounted there shows as `/..`.
@@ -145,7 +156,8 @@ export interface NodeFiles {
 }
 
 /**
- * The cgroup2 directory a receiver's programs attach to: `configured`, else the hierarchy's root from
+ * The cgroup2 directory a receiver's programs attach to: `configured` (its `unified` child on a hybrid host,
+ * see hybridCgroup2), else the hierarchy's root from
  * /proc/self/mountinfo. Throws, saying what to do, when there is none a program could see every socket
  * from, or when this process lacks the capabilities to load programs (`instead`: the alternative to offer).
  */
@@ -156,7 +168,7 @@ export function cgroupAttachPoint(
   instead: string,
 ): string {
   const mountinfo = files.readProc('/proc/self/mountinfo') ?? '';
-  const path = configured || cgroup2Mount(mountinfo, (p) => files.exists(p));
+  const path = (configured && hybridCgroup2(configured)) || cgroup2Mount(mountinfo, (p) => files.exists(p));
   if (!path) {
     const mount = cgroup2Mounts(mountinfo)[0];
     const mountHost =

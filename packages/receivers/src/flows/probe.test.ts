@@ -164,15 +164,23 @@ describe('the eBPF probe and the cgroup it would attach to', () => {
     const missing = probeNode(node, { cgroupPath: '/nowhere' }).ebpf;
     expect(missing.usable).toBe(false);
     expect(missing.found).toContain('ebpf.cgroup_path /nowhere does not exist');
-    // A hybrid host's /sys/fs/cgroup: a tmpfs of v1 controllers.
+    // A hybrid host's /sys/fs/cgroup (a tmpfs of v1 controllers) stands for its unified child: the host's
+    // /sys/fs/cgroup mounted into a pod names the hierarchy's root on unified and hybrid nodes alike.
     const hybrid = fakeNode({ cgroup2: '/sys/fs/cgroup/unified' });
     hybrid.files.set('/sys/fs/cgroup', '');
-    const v1 = probeNode(hybrid, { cgroupPath: '/sys/fs/cgroup' }).ebpf;
+    hybrid.files.set('/sys/fs/cgroup/unified', '');
+    expect(probeNode(hybrid, { cgroupPath: '/sys/fs/cgroup' }).ebpf).toEqual({
+      usable: true,
+      found: expect.stringContaining('cgroup2 directory /sys/fs/cgroup/unified (ebpf.cgroup_path)'),
+    });
+    // Another file system with no cgroup2 below it is not usable, and auto moves on.
+    hybrid.files.set('/srv/v1', '');
+    const v1 = probeNode(hybrid, { cgroupPath: '/srv/v1' }).ebpf;
     expect(v1.usable).toBe(false);
     expect(v1.found).toContain(
-      'ebpf.cgroup_path /sys/fs/cgroup is not on a cgroup2 file system (cgroup2 is mounted at /sys/fs/cgroup/unified)',
+      'ebpf.cgroup_path /srv/v1 is not on a cgroup2 file system (cgroup2 is mounted at /sys/fs/cgroup/unified)',
     );
-    expect(chooseAuto(probeNode(hybrid, { cgroupPath: '/sys/fs/cgroup' })).mode).toBe('netfilter');
+    expect(chooseAuto(probeNode(hybrid, { cgroupPath: '/srv/v1' })).mode).toBe('netfilter');
   });
 });
 

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage } from '@netmon/core';
 import { type CiliumReceiverConfig, ciliumReceiverConfig } from '../cilium/config.js';
-import { cgroup2Mount, cgroup2Mounts, isOnCgroup2 } from '../ebpf/kernel.js';
+import { cgroup2Mount, cgroup2Mounts, hybridCgroup2, isOnCgroup2 } from '../ebpf/kernel.js';
 import { AUTO_ORDER, type RunnableMode } from './config.js';
 
 /** The file access the probes need: a seam for unit tests, never reachable from the config. */
@@ -101,6 +101,7 @@ function probeEbpf(
       : `no kernel BTF at ${PATHS.btf} (not needed: the flow counter uses no CO-RE)`,
   );
   if (cgroupPath) {
+    cgroupPath = hybridCgroup2(cgroupPath, (p) => files.isCgroup2(p));
     if (!files.exists(cgroupPath)) {
       usable = false;
       said.push(`ebpf.cgroup_path ${cgroupPath} does not exist`);
