@@ -5,7 +5,7 @@
 // the agent's own validation (bin/netmon validate, with the environment the DaemonSet gives it).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -328,23 +328,17 @@ async function expectAgentAccepts(r: Rendered, podIp?: string): Promise<Record<s
       await writeFile(path.join(dir, name), text);
       args.push('-c', path.join(dir, name));
     }
-    // Through the container's command when it has one (a shell that adjusts the environment, then execs
-    // the image's entrypoint, its $0), as the pod runs it.
-    const c = agent(r);
-    const netmon = path.join(ROOT, 'bin/netmon');
-    let command = [netmon, ...args];
-    if (c.command) {
-      expect(c.command.slice(0, 2)).toEqual(['/bin/sh', '-c']);
-      expect(c.command[3]).toBe('/opt/netmon/bin/netmon');
-      command = [...c.command.slice(0, 3), netmon, ...args];
-    }
+    // The image's entrypoint, as the pod runs it (on this machine's hybrid cgroup layout, /sys/fs/cgroup
+    // is a tmpfs with cgroup2 at unified/: the agent finds it there itself).
+    expect(agent(r).command).toBeUndefined();
+    const command = [path.join(ROOT, 'bin/netmon'), ...args];
     const { stdout } = await run(command[0], command.slice(1), { env: podEnv(r, dir, podIp) }).catch(
       (err: { stdout: string; stderr: string }) => {
         throw new Error(`netmon validate refused the chart's configuration:\n${err.stdout}${err.stderr}`);
       },
     );
     expect(stdout).toMatch(/^configuration is valid/);
-    expect(c.args.slice(-2)).toEqual(['--log-level', (r.values.config as K8s).logLevel]);
+    expect(agent(r).args.slice(-2)).toEqual(['--log-level', (r.values.config as K8s).logLevel]);
     return Object.fromEntries(Object.entries(files).map(([k, v]) => [k, parse(v)]));
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -679,45 +673,14 @@ describe('zxporter-netmon values', () => {
 });
 
 describe('the agent’s command', () => {
-  it('points the agent at the node’s cgroup2 root: as mounted, unified/ on a hybrid node, none on v1', async () => {
-    const r = await render();
-    const command = agent(r).command;
-    expect(command[3]).toBe('/opt/netmon/bin/netmon');
-    const dir = await mkdtemp(path.join(tmpdir(), 'netmon-cgroup-'));
-    try {
-      const cgroupPathFrom = async (layout: string[]) => {
-        await rm(path.join(dir, 'cg'), { recursive: true, force: true });
-        for (const f of layout) {
-          await mkdir(path.dirname(path.join(dir, 'cg', f)), { recursive: true });
-          await writeFile(path.join(dir, 'cg', f), '');
-        }
-        // $0 is what the shell execs: env prints the environment it would get.
-        const { stdout, stderr } = await run('/bin/sh', ['-c', command[2], '/usr/bin/env'], {
-          env: { PATH: '/usr/bin:/bin', NETMON_CGROUP_PATH: path.join(dir, 'cg') },
-        });
-        return { path: /^NETMON_CGROUP_PATH=(.*)$/m.exec(stdout)?.[1], stderr };
-      };
-      expect(await cgroupPathFrom(['cgroup.controllers'])).toEqual({
-        path: path.join(dir, 'cg'),
-        stderr: '',
-      });
-      expect(await cgroupPathFrom(['memory/tasks', 'unified/cgroup.controllers'])).toEqual({
-        path: path.join(dir, 'cg/unified'),
-        stderr: '',
-      });
-      const v1 = await cgroupPathFrom(['memory/tasks']);
-      expect(v1.path).toBe('');
-      expect(v1.stderr).toContain('a cgroup v1 node');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('is the image’s entrypoint alone where no cgroup is mounted', async () => {
-    const r = await render([{ config: { collectorMode: 'cilium' }, dns: { enabled: false } }]);
-    expect(agent(r).command).toBeUndefined();
-    expect(agent(r).args).toEqual(['run', '-c', '/etc/netmon/netmon.yaml', '--log-level', 'info']);
-  });
+  it.each(['auto', 'netfilter', 'ebpf', 'cilium'])(
+    '%s: the image’s entrypoint with the chart’s config, no shell in between',
+    async (collectorMode) => {
+      const r = await render([{ config: { collectorMode } }]);
+      expect(agent(r).command).toBeUndefined();
+      expect(agent(r).args).toEqual(['run', '-c', '/etc/netmon/netmon.yaml', '--log-level', 'info']);
+    },
+  );
 });
 
 describe('other values', () => {
