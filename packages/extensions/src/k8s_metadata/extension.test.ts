@@ -210,7 +210,7 @@ describe('describeError', () => {
       'HTTP 503 Service Unavailable',
     );
     expect(describeError(new ApiError('GET /api/v1/pods: HTTP 403 forbidden', 403))).toMatch(
-      /^GET \/api\/v1\/pods: HTTP 403 forbidden: the agent needs a ClusterRole with get, list and watch on pods/,
+      /^GET \/api\/v1\/pods: HTTP 403 forbidden: the agent needs a ClusterRole with list and watch on pods/,
     );
     expect(describeError(new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }))).toBe(
       'fetch failed (ECONNREFUSED)',

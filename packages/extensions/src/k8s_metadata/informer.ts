@@ -430,7 +430,7 @@ export function describeError(err: unknown): string {
   if (e.cause && (e.cause.code || e.cause.message)) text += ` (${e.cause.code ?? e.cause.message})`;
   if (e.statusCode === 401 || e.statusCode === 403) {
     text +=
-      ': the agent needs a ClusterRole with get, list and watch on pods, nodes, services and endpointslices.discovery.k8s.io';
+      ': the agent needs a ClusterRole with list and watch on pods, nodes, services and endpointslices.discovery.k8s.io';
   }
   return text;
 }
