@@ -591,8 +591,9 @@ describe('conntrack receiver: byte accounting', () => {
     const message =
       "cannot set net.netfilter.nf_conntrack_acct in the agent's network namespace (cannot write " +
       '/proc/sys/net/netfilter/nf_conntrack_acct: Read-only file system): conntrack byte and packet counts are 0 ' +
-      "unless it is 1. Fix: run 'sysctl -w net.netfilter.nf_conntrack_acct=1' on the node, or run netmon " +
-      'privileged (Kubernetes: securityContext.privileged: true, or a writable /proc/sys)';
+      "unless it is 1. Fix: run 'sysctl -w net.netfilter.nf_conntrack_acct=1' on the node (Kubernetes: a " +
+      "container's /proc/sys is read-only; the netmon chart's init container sets it through a hostPath mount " +
+      'of /proc/sys/net/netfilter)';
     expect(t.state.details?.()).toEqual({ accounting: `off: ${message}` });
     expect(t.metric('netmon_conntrack_accounting_enabled', 'gauge')).toBe(0);
     // A good read does not hide it; it is logged once, not at every read.

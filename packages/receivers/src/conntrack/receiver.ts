@@ -265,8 +265,8 @@ export class ConntrackReceiver implements Receiver {
     } catch (err) {
       problem =
         `cannot ${this.config.enable_accounting ? 'set' : 'read'} ${sysctl} in ${this.where} (${errorMessage(err)}): ` +
-        `conntrack byte and packet counts are 0 unless it is 1. Fix: ${fix}, or run netmon privileged ` +
-        '(Kubernetes: securityContext.privileged: true, or a writable /proc/sys)';
+        `conntrack byte and packet counts are 0 unless it is 1. Fix: ${fix} ` +
+        "(Kubernetes: a container's /proc/sys is read-only; the netmon chart's init container sets it through a hostPath mount of /proc/sys/net/netfilter)";
     }
     this.accountingOn = problem === undefined;
     if (problem !== undefined && problem !== this.accountingProblem) {

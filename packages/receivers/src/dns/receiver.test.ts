@@ -171,7 +171,7 @@ function fakeClock() {
 
 const NO_CAPS =
   'dns receiver: loading and attaching eBPF programs needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN). ' +
-  'Run netmon as root, or grant them (Kubernetes: securityContext.capabilities.add: [BPF, NET_ADMIN, PERFMON]); ' +
+  'Run netmon as root, or grant them (Kubernetes: securityContext.capabilities.add: [BPF, NET_ADMIN]); ' +
   'or set optional: true to run without DNS (flows are still counted, without domain names)';
 
 describe('dns receiver: start', () => {

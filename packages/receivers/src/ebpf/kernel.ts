@@ -184,7 +184,7 @@ export function cgroupAttachPoint(
   const missing = missingBpfCapabilities(effectiveCapabilities(files.readProc('/proc/self/status') ?? ''));
   if (missing) {
     throw new Error(
-      `${receiver} receiver: ${missing}. Run netmon as root, or grant them (Kubernetes: securityContext.capabilities.add: [BPF, NET_ADMIN, PERFMON]); ${instead}`,
+      `${receiver} receiver: ${missing}. Run netmon as root, or grant them (Kubernetes: securityContext.capabilities.add: [BPF, NET_ADMIN]); ${instead}`,
     );
   }
   return path;

@@ -167,7 +167,7 @@ describe('ebpf receiver: start', () => {
     t.kernel.files.set('/proc/self/status', procStatus(capMask(CAP.NET_ADMIN, CAP.PERFMON)));
     expect(() => t.receiver.start()).toThrow(
       'ebpf receiver: loading and attaching eBPF programs needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN). ' +
-        'Run netmon as root, or grant them (Kubernetes: securityContext.capabilities.add: [BPF, NET_ADMIN, PERFMON]); ' +
+        'Run netmon as root, or grant them (Kubernetes: securityContext.capabilities.add: [BPF, NET_ADMIN]); ' +
         'or choose the netfilter collection mode (conntrack needs CAP_NET_ADMIN only)',
     );
     expect(t.kernel.attached).toEqual([]);
