@@ -196,6 +196,12 @@ export interface ValidateContext {
    * always gives it; a test calling a hook directly may leave it out.
    */
   startTimeoutMs?: number;
+  /**
+   * The component may not run on every node this config is for (a collection mode `auto` picks per node):
+   * check what is wrong everywhere (a path that does not exist), and leave what depends on the node (the
+   * file system a path is on) to its start, where it is said and another choice can be made.
+   */
+  tentative?: boolean;
 }
 
 /** A problem found by a factory's `validate`: `key` is relative to the component (`module`, `a::b`). */

@@ -27,7 +27,7 @@ export const ebpfReceiverFactory = defineReceiver({
   signals: ['flows'],
   config: ebpfReceiverConfig,
   metrics: EBPF_METRICS,
-  validate(config) {
+  validate(config, ctx) {
     if (!config.cgroup_path) return [];
     const path = hybridCgroup2(config.cgroup_path);
     if (!existsSync(path)) {
@@ -38,8 +38,8 @@ export const ebpfReceiverFactory = defineReceiver({
         },
       ];
     }
-    // On a hybrid host /sys/fs/cgroup is a tmpfs of v1 controllers: the programs attach to cgroup2 only.
-    if (!isOnCgroup2(path)) {
+    // On a cgroup v1 host /sys/fs/cgroup is a tmpfs of v1 controllers: the programs attach to cgroup2 only.
+    if (!isOnCgroup2(path) && !ctx?.tentative) {
       return [
         {
           key: 'cgroup_path',

@@ -172,6 +172,16 @@ describe('flows receiver config', () => {
     expect(problems[0].slice(0, prefix.length)).toBe(prefix);
   });
 
+  it("under auto, a cgroup_path that exists but is not cgroup2 is the probe's to judge, on each node", async () => {
+    // A cgroup v1 node's /sys/fs/cgroup, mounted into the pod: auto runs another mode there (the probe says
+    // why), where mode: ebpf refuses the same path.
+    const f = await configFile(
+      'auto-not-cgroup2.yaml',
+      `  flows:\n    mode: auto\n    ebpf:\n      cgroup_path: ${tmp}`,
+    );
+    expect(await problemsOf(f)).toEqual([]);
+  });
+
   it("delegates claims to the wrapped receivers, under their block's key", async () => {
     const factories = fakeFactories();
     const claiming = {

@@ -63,8 +63,11 @@ export function makeFlowsReceiverFactory(
     // reported in every block whatever the mode.
     async validate(config, ctx: ValidateContext) {
       const issues: ConfigIssue[] = [];
+      // Under auto a mode's node-dependent checks are the probe's, per node: a cgroup v1 node's
+      // /sys/fs/cgroup is no cgroup2, and auto then runs another mode there instead of refusing to start.
+      const tentative = config.mode === 'auto';
       for (const mode of possibleModes(config)) {
-        const found = await sub(mode, config, (f, c) => f.validate?.(c, ctx) ?? []);
+        const found = await sub(mode, config, (f, c) => f.validate?.(c, { ...ctx, tentative }) ?? []);
         for (const i of found) issues.push({ key: i.key ? `${mode}::${i.key}` : mode, message: i.message });
       }
       return issues;
