@@ -4,7 +4,11 @@ import { buildProgram } from './program.js';
 import { normalizeArgs } from './zxporter/flags.js';
 
 // zxporter-netmon's single-dash flags, and its container args with no command (`-collector-mode=…`).
-const args = normalizeArgs(process.argv.slice(2));
+const program = buildProgram();
+const args = normalizeArgs(
+  process.argv.slice(2),
+  program.commands.map((c) => c.name()),
+);
 // `netmon components | head`: a reader that stops early is not an error. A running agent whose stdout goes
 // away (its reader restarted) keeps running: only the debug exporter's summaries are lost, and it says so.
 const command = args.find((a) => !a.startsWith('-'));
@@ -20,9 +24,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   }
 });
 
-buildProgram()
-  .parseAsync(args, { from: 'user' })
-  .catch((err: unknown) => {
-    process.stderr.write(`netmon: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  });
+program.parseAsync(args, { from: 'user' }).catch((err: unknown) => {
+  process.stderr.write(`netmon: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -34,10 +34,10 @@ function zxporterFlag(arg: string): ZxporterFlag | undefined {
 
 /**
  * The arguments (after `node netmon.js`) in the form commander parses: `-collector-mode=x` becomes
- * `--collector-mode=x`; and a command line that starts with one of zxporter-netmon's flags, as its
- * container args do (`-collector-mode=netfilter`), runs the agent: `run` goes in front.
+ * `--collector-mode=x`; and a command line that names no command (`commands`) but one of zxporter-netmon's
+ * flags, as its container args do (`-collector-mode=netfilter`), runs the agent: `run` goes in front.
  */
-export function normalizeArgs(args: readonly string[]): string[] {
+export function normalizeArgs(args: readonly string[], commands: readonly string[]): string[] {
   const out: string[] = [];
   for (const arg of args) {
     if (arg === '--') {
@@ -46,8 +46,10 @@ export function normalizeArgs(args: readonly string[]): string[] {
     }
     out.push(zxporterFlag(arg) && !arg.startsWith('--') ? `-${arg}` : arg);
   }
-  const first = out[0];
-  if (first !== undefined && (zxporterFlag(first) || first === '--zxporter')) out.unshift('run');
+  const end = out.indexOf('--');
+  const before = end < 0 ? out : out.slice(0, end);
+  const zxporter = before.some((a) => zxporterFlag(a) !== undefined || a === '--zxporter');
+  if (zxporter && !before.some((a) => commands.includes(a))) out.unshift('run');
   return out;
 }
 

@@ -35,9 +35,12 @@ const CHART_ENV = {
   CLUSTER_TOKEN: 'dzt-7f3a9c1e5b2d4068',
 };
 
+const COMMANDS = ['run', 'validate', 'components', 'version', 'help'];
+const normalize = (args: string[]) => normalizeArgs(args, COMMANDS);
+
 describe('normalizeArgs', () => {
   it("reads Go's single-dash long flags as commander's double-dash ones", () => {
-    expect(normalizeArgs(['run', '-collector-mode=ebpf', '-read-interval', '10s', '-standalone'])).toEqual([
+    expect(normalize(['run', '-collector-mode=ebpf', '-read-interval', '10s', '-standalone'])).toEqual([
       'run',
       '--collector-mode=ebpf',
       '--read-interval',
@@ -47,20 +50,27 @@ describe('normalizeArgs', () => {
   });
 
   it("runs the agent when the command line starts with a zxporter flag (its container's args)", () => {
-    expect(normalizeArgs(['-collector-mode=netfilter'])).toEqual(['run', '--collector-mode=netfilter']);
-    expect(normalizeArgs(['--metrics-bind-address', ':8081'])).toEqual([
+    expect(normalize(['-collector-mode=netfilter'])).toEqual(['run', '--collector-mode=netfilter']);
+    expect(normalize(['--metrics-bind-address', ':8081'])).toEqual([
       'run',
       '--metrics-bind-address',
       ':8081',
     ]);
-    expect(normalizeArgs(['--zxporter'])).toEqual(['run', '--zxporter']);
+    expect(normalize(['--zxporter'])).toEqual(['run', '--zxporter']);
+    // Anywhere on a command line without a command, as Go's flag package takes flags in any order.
+    expect(normalize(['--print-config', '-collector-mode=ebpf'])).toEqual([
+      'run',
+      '--print-config',
+      '--collector-mode=ebpf',
+    ]);
+    expect(normalize(['validate', '-standalone'])).toEqual(['validate', '--standalone']);
   });
 
   it("leaves netmon's own options, unknown flags and everything after -- alone", () => {
-    expect(normalizeArgs(['validate', '-c', 'a.yaml'])).toEqual(['validate', '-c', 'a.yaml']);
-    expect(normalizeArgs(['run', '-log-level=debug'])).toEqual(['run', '-log-level=debug']);
-    expect(normalizeArgs(['run', '--', '-standalone'])).toEqual(['run', '--', '-standalone']);
-    expect(normalizeArgs([])).toEqual([]);
+    expect(normalize(['validate', '-c', 'a.yaml'])).toEqual(['validate', '-c', 'a.yaml']);
+    expect(normalize(['run', '-log-level=debug'])).toEqual(['run', '-log-level=debug']);
+    expect(normalize(['run', '--', '-standalone'])).toEqual(['run', '--', '-standalone']);
+    expect(normalize([])).toEqual([]);
   });
 });
 
@@ -206,7 +216,7 @@ describe('what zxporter-netmon users get wrong is said, and nothing starts', () 
 });
 
 describe('a missing DAKR_URL runs local only and says so', () => {
-  it("serves zxporter-netmon's JSON /metrics and sends nothing", async () => {
+  it("serves zxporter-netmon's JSON /metrics of the interval", async () => {
     await withTmpDir(async (dir) => {
       // The flows come from a file here, so the test needs no kernel access: -c merges over the pipeline.
       const flows = path.join(dir, 'flows.jsonl');

@@ -750,6 +750,39 @@ describe('configuration made in memory, and printed', () => {
     expect(JSON.stringify(tree)).not.toContain('sekrit');
   });
 
+  it('printableConfig hides literal credentials: credential keys and every header value, not paths', async () => {
+    const registry = new Registry([
+      ...testRegistry().all(),
+      defineExporter({
+        kind: 'exporter',
+        type: 'remote',
+        stability: 'development',
+        description: 'an exporter with credentials',
+        signals: ['flows'],
+        config: z.strictObject({
+          headers: z.record(z.string(), z.string()).default({}),
+          api_key: z.string().optional(),
+          key_file: z.string().optional(),
+          password: z.string().optional(),
+        }),
+        create: () => ({ export: () => {} }),
+      }),
+    ]);
+    const text =
+      'receivers: {gen: {}}\nexporters:\n  remote:\n    headers: {x-honeycomb-team: hc-123456, x-tenant: "${env:TENANT}"}\n' +
+      '    api_key: ak-123456\n    key_file: /etc/tls/key.pem\n    password: "${env:DB_PASSWORD}"\n' +
+      'service: {pipelines: {flows: {receivers: [gen], exporters: [remote]}}}\n';
+    const tree = await printableConfig([doc(text)], registry, { TENANT: 'acme', DB_PASSWORD: 'pw-123456' });
+    expect(tree.exporters).toEqual({
+      remote: {
+        headers: { 'x-honeycomb-team': '<redacted>', 'x-tenant': '<redacted>' },
+        api_key: '<redacted>',
+        key_file: '/etc/tls/key.pem',
+        password: '${env:DB_PASSWORD}',
+      },
+    });
+  });
+
   it('printableConfig refuses what run refuses', async () => {
     await expect(printableConfig([doc(`${pipeline}bogus: {}\n`)], testRegistry(), {})).rejects.toThrow(
       /bogus/,

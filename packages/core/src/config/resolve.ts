@@ -158,7 +158,7 @@ export async function loadConfig(
  * The configuration the files (and in-memory documents) make once merged and expanded, as `netmon run
  * --print-config` shows it: what the agent would run, minus credentials. A value made by a variable named as
  * a credential (CLUSTER_TOKEN) shows its reference, `${env:CLUSTER_TOKEN}`, and a value written in a file
- * under a credential's key (`token`, `password`, `authorization`…) shows `<redacted>`. Checked first: a
+ * under a credential's key (`token`, `password`, `x-api-key`…) or a header shows `<redacted>`. Checked first: a
  * configuration that does not load throws its ConfigError, as `run` would.
  */
 export async function printableConfig(
@@ -177,18 +177,24 @@ export async function printableConfig(
   return redactSecretKeys(expanded) as Tree;
 }
 
-/** Keys whose literal values are credentials, whatever component they belong to. */
-const SECRET_KEY = /^(token|password|secret|api_key|apikey|authorization|bearer_token)$/i;
+/**
+ * Keys whose literal values are credentials, whatever component they belong to (`token`, `password`,
+ * `api_key`, `x-api-key`, `authorization`, …; not `key_file`, a path). Every header's value counts as one
+ * too: what a backend authenticates by is named by the backend (`x-honeycomb-team`, `dd-api-key`).
+ */
+const SECRET_KEY = /token|secret|pass(word)?|pwd|api[-_]?key|auth|credential|session|cookie|signature/i;
+const NOT_SECRET_KEY = /_(file|path|dir)$/;
 
-function redactSecretKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(redactSecretKeys);
-  if (!isPlainObject(value)) return value;
+function redactSecretKeys(value: unknown, all = false): unknown {
+  if (Array.isArray(value)) return value.map((v) => redactSecretKeys(v, all));
+  if (!isPlainObject(value)) {
+    const literal = typeof value === 'string' && value !== '' && !/^\$\{env:[^}]+\}$/.test(value);
+    return all && (literal || typeof value === 'number') ? '<redacted>' : value;
+  }
   const out: Tree = {};
   for (const [k, v] of Object.entries(value)) {
-    out[k] =
-      SECRET_KEY.test(k) && typeof v === 'string' && v !== '' && !/^\$\{env:[^}]+\}$/.test(v)
-        ? '<redacted>'
-        : redactSecretKeys(v);
+    const secret = all || k === 'headers' || (SECRET_KEY.test(k) && !NOT_SECRET_KEY.test(k));
+    out[k] = redactSecretKeys(v, secret);
   }
   return out;
 }
