@@ -777,6 +777,57 @@ describe('values.schema.json', () => {
     );
   });
 
+  it('config.readInterval: a duration or empty, nothing around it', async () => {
+    for (const readInterval of ['every 5s', '5s please', '5s 10s', 'x']) {
+      await expect(render([{ config: { readInterval } }]), readInterval).rejects.toThrow(
+        'config.readInterval: must match pattern',
+      );
+    }
+    for (const readInterval of ['', '5s', '1m30s', '2.5s', '500ms']) {
+      expect((await render([{ config: { readInterval } }])).values.config, readInterval).toMatchObject({
+        readInterval,
+      });
+    }
+  });
+
+  it('anchors every pattern: each alternative starts with ^ and ends with $', async () => {
+    const schema = JSON.parse(await readFile(path.join(CHART_DIR, 'values.schema.json'), 'utf8'));
+    const patterns: Array<[string, string]> = [];
+    const walk = (node: K8s, where: string) => {
+      if (node === null || typeof node !== 'object') return;
+      if (typeof node.pattern === 'string') patterns.push([where, node.pattern]);
+      for (const [k, v] of Object.entries(node)) walk(v, `${where}/${k}`);
+    };
+    walk(schema, '');
+    expect(patterns.length).toBeGreaterThanOrEqual(6);
+    // The top-level alternatives (| outside any group or class); a pattern is matched anywhere in the
+    // string unless each of them is anchored at both ends.
+    const alternatives = (p: string): string[] => {
+      const out: string[] = [];
+      let depth = 0;
+      let inClass = false;
+      let start = 0;
+      for (let i = 0; i < p.length; i++) {
+        const ch = p[i];
+        if (ch === '\\') i++;
+        else if (inClass) inClass = ch !== ']';
+        else if (ch === '[') inClass = true;
+        else if (ch === '(') depth++;
+        else if (ch === ')') depth--;
+        else if (ch === '|' && depth === 0) {
+          out.push(p.slice(start, i));
+          start = i + 1;
+        }
+      }
+      out.push(p.slice(start));
+      return out;
+    };
+    const unanchored = patterns.filter(([, p]) =>
+      alternatives(p).some((a) => !a.startsWith('^') || !a.endsWith('$') || a.endsWith('\\$')),
+    );
+    expect(unanchored).toEqual([]);
+  });
+
   it('describes every key values.yaml has, and values.yaml comments every key', async () => {
     const schema = JSON.parse(await readFile(path.join(CHART_DIR, 'values.schema.json'), 'utf8'));
     const text = await readFile(path.join(CHART_DIR, 'values.yaml'), 'utf8');
