@@ -656,6 +656,31 @@ describe('zxporter-netmon values', () => {
     expect(r.notes).toContain('securityContext is set in your values');
   });
 
+  it('its AppArmor annotation names this chart’s container; others’ AppArmor annotations stay as given', async () => {
+    const apparmor = 'container.apparmor.security.beta.kubernetes.io';
+    const annotations = async (podAnnotations: Record<string, string>) =>
+      find(await render([{ config: { collectorMode: 'netfilter' }, podAnnotations }]), 'DaemonSet').spec
+        .template.metadata.annotations;
+    // The init container's own annotation is not zxporter-netmon's: renaming it too would give the
+    // pod two /netmon keys.
+    const both = await annotations({
+      [`${apparmor}/zxporter-netmon`]: 'unconfined',
+      [`${apparmor}/conntrack-sysctls`]: 'runtime/default',
+    });
+    expect(Object.fromEntries(Object.entries(both).filter(([k]) => k.startsWith(apparmor)))).toEqual({
+      [`${apparmor}/netmon`]: 'unconfined',
+      [`${apparmor}/conntrack-sysctls`]: 'runtime/default',
+    });
+    // One for netmon given as well: that one is meant, zxporter-netmon's (no such container) is left out.
+    const own = await annotations({
+      [`${apparmor}/zxporter-netmon`]: 'unconfined',
+      [`${apparmor}/netmon`]: 'runtime/default',
+    });
+    expect(Object.fromEntries(Object.entries(own).filter(([k]) => k.startsWith(apparmor)))).toEqual({
+      [`${apparmor}/netmon`]: 'runtime/default',
+    });
+  });
+
   it('a typical user’s values (dakrUrl, clusterToken, cilium): token in a Secret, cilium’s privileges', async () => {
     const r = await render([ZXPORTER_USER]);
     expectValidObjects(r);
