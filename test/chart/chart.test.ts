@@ -593,6 +593,26 @@ describe('pipeline', () => {
   });
 });
 
+describe('the token Secret', () => {
+  it('a changed config.clusterToken changes the pods’ checksum, so they restart with it; none without the chart’s Secret', async () => {
+    const annotations = async (values: Record<string, unknown>) =>
+      find(await render([values]), 'DaemonSet').spec.template.metadata.annotations;
+    const a = await annotations({ config: { clusterToken: 'token-a' } });
+    const b = await annotations({ config: { clusterToken: 'token-b' } });
+    expect(a['checksum/secret']).toMatch(/^[0-9a-f]{64}$/);
+    expect(b['checksum/secret']).toMatch(/^[0-9a-f]{64}$/);
+    expect(b['checksum/secret']).not.toBe(a['checksum/secret']);
+    // The configuration does not hold the token: only the Secret's checksum tells them apart.
+    expect(b['checksum/config']).toBe(a['checksum/config']);
+    expect(Object.values(a).join(' ')).not.toContain('token-a');
+    // No Secret of the chart's (no token, or DevZero off): nothing to follow.
+    expect(await annotations({})).not.toHaveProperty('checksum/secret');
+    expect(
+      await annotations({ devzero: { enabled: false }, config: { clusterToken: 'token-a' } }),
+    ).not.toHaveProperty('checksum/secret');
+  });
+});
+
 describe('zxporter-netmon values', () => {
   it('its whole default values.yaml names its own image: the render refuses it and says what to change', async () => {
     await expect(render([ZXPORTER_DEFAULTS])).rejects.toThrow(
