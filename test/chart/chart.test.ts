@@ -789,6 +789,24 @@ describe('other values', () => {
   });
 });
 
+describe('service account and RBAC', () => {
+  it('serviceAccount.create false with rbac.create and no name: refused, not bound to the namespace’s default account', async () => {
+    await expect(render([{ serviceAccount: { create: false }, rbac: { create: true } }])).rejects.toThrow(
+      /execution error at \(netmon\/templates\/[a-z_]+\.(tpl|yaml):\d+:\d+\): serviceAccount\.create is false and serviceAccount\.name is empty: .*default.*Set serviceAccount\.name .* or serviceAccount\.create: true/,
+    );
+  });
+
+  it('serviceAccount.create false with a name: the binding names that account', async () => {
+    const r = await render([{ serviceAccount: { create: false, name: 'existing' } }]);
+    expectValidObjects(r);
+    expect(all(r, 'ServiceAccount')).toEqual([]);
+    expect(find(r, 'ClusterRoleBinding').subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'existing', namespace: 'netmon' },
+    ]);
+    expect(find(r, 'DaemonSet').spec.template.spec.serviceAccountName).toBe('existing');
+  });
+});
+
 describe('values.schema.json', () => {
   it('refuses a collection mode the agent does not know, naming the allowed ones', async () => {
     await expect(render([{ config: { collectorMode: 'iptables' } }])).rejects.toThrow(
