@@ -13,13 +13,15 @@ import { CONNTRACK_METRICS } from '../conntrack/metrics.js';
 import { ebpfReceiverFactory } from '../ebpf/factory.js';
 import { EBPF_METRICS } from '../ebpf/metrics.js';
 import { AUTO_ORDER, type FlowsReceiverConfig, flowsReceiverConfig, type RunnableMode } from './config.js';
+import { COLLECTION_MODE_METRICS } from './metrics.js';
 import type { FlowsDeps } from './receiver.js';
 
 /**
- * Every metric a wrapped receiver can make on this one's meter: the conntrack receiver's, the ebpf
- * receiver's, then the cilium receiver's (auto may run any of them, and falls back from one to the next).
+ * Every metric on this receiver's meter: its own, then the conntrack receiver's, the ebpf receiver's and
+ * the cilium receiver's (auto may run any of them, and falls back from one to the next).
  */
 export const FLOWS_METRICS: MetricDeclarations = {
+  ...COLLECTION_MODE_METRICS,
   ...Object.fromEntries(Object.entries(CONNTRACK_METRICS).map(([k, m]) => [`netfilter_${k}`, m])),
   ...Object.fromEntries(Object.entries(EBPF_METRICS).map(([k, m]) => [`ebpf_${k}`, m])),
   ...Object.fromEntries(Object.entries(CILIUM_METRICS).map(([k, m]) => [`cilium_${k}`, m])),

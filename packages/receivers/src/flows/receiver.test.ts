@@ -126,6 +126,7 @@ describe('flows receiver: mode auto', () => {
     expect(inner.settings.signals).toEqual(['flows']);
     // Its self-metric is read on the wrapper's meter.
     expect(t.meter.value('netmon_ebpf_reads')).toBe(7);
+    expect(t.meter.value('netmon_flows_collection_mode', { mode: 'ebpf', chosen_by: 'auto' })).toBe(1);
     // Its log line carries the wrapper's component id, and the mode.
     expect(t.logs.find((l) => l.msg === 'ebpf receiver started')).toMatchObject({
       component: 'flows',
@@ -162,9 +163,12 @@ describe('flows receiver: mode auto', () => {
     expect(own.map((l) => l.msg)).toEqual([`mode auto chose cilium: ${reason}`]);
     expect(t.logs.find((l) => l.msg === 'cilium receiver started')).toMatchObject({ mode: 'cilium' });
     expect(t.meter.value('netmon_cilium_reads')).toBe(7);
+    expect(t.meter.value('netmon_flows_collection_mode', { mode: 'cilium', chosen_by: 'auto' })).toBe(1);
+    expect(t.meter.value('netmon_flows_collection_mode', { mode: 'ebpf' })).toBeUndefined();
     expect(t.sink.batches.map((b) => b.origin)).toEqual(['flows']);
     await t.receiver.shutdown();
     expect(t.cilium[0].shutdowns).toBe(1);
+    expect(t.meter.value('netmon_flows_collection_mode')).toBeUndefined();
   });
 
   it('looks for the maps where the cilium block says, with the names it gives', async () => {
@@ -471,6 +475,7 @@ describe('flows receiver: a mode named in the config is never replaced', () => {
     expect(
       t.logs.filter((l) => l.level === INFO && !l.msg.endsWith('receiver started')).map((l) => l.msg),
     ).toEqual(['collecting flows with netfilter, set in the config (mode: netfilter)']);
+    expect(t.meter.value('netmon_flows_collection_mode', { mode: 'netfilter', chosen_by: 'config' })).toBe(1);
     await t.receiver.shutdown();
   });
 

@@ -2,6 +2,7 @@ import {
   type BatchSink,
   type ComponentSettings,
   errorMessage,
+  observeMetrics,
   type Receiver,
   type ReceiverFactory,
   type StatusReporter,
@@ -13,6 +14,7 @@ import { conntrackReceiverFactory } from '../conntrack/factory.js';
 import type { EbpfReceiverConfig } from '../ebpf/config.js';
 import { ebpfReceiverFactory } from '../ebpf/factory.js';
 import { AUTO_ORDER, type FlowsReceiverConfig, type RunnableMode } from './config.js';
+import { COLLECTION_MODE_METRICS } from './metrics.js';
 import {
   type AutoChoice,
   chooseAuto,
@@ -88,6 +90,7 @@ export class FlowsReceiver implements Receiver {
   private stopping = false;
   /** What /status shows beside the wrapped receiver's own facts. */
   private facts: Record<string, unknown> = {};
+  private closeMetrics?: () => void;
 
   constructor(
     private readonly settings: ComponentSettings,
@@ -109,6 +112,10 @@ export class FlowsReceiver implements Receiver {
       ...this.facts,
     }));
     const { mode } = this.config;
+    const chosenBy = mode === 'auto' ? 'auto' : 'config';
+    this.closeMetrics = observeMetrics(this.settings.meter, COLLECTION_MODE_METRICS, (r) => {
+      if (this.running) r.mode(1, { mode: this.running.mode, chosen_by: chosenBy });
+    }).close;
     const log = this.settings.logger;
     if (mode !== 'auto') {
       const reason = `set in the config (mode: ${mode})`;
@@ -158,6 +165,7 @@ export class FlowsReceiver implements Receiver {
 
   async shutdown(): Promise<void> {
     this.stopping = true;
+    this.closeMetrics?.();
     const running = this.running;
     this.running = undefined;
     await running?.receiver.shutdown?.();
