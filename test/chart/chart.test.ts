@@ -532,6 +532,10 @@ describe('exporters', () => {
     });
     expect(pm.spec.selector.matchLabels).toEqual(find(r, 'DaemonSet').spec.selector.matchLabels);
     expect(r.notes).toContain('ServiceMonitor netmon/netmon');
+    // The operator's target labels namespace and pod (the agent's own pod) would otherwise push the
+    // labels of pod_cross_zone_network_traffic_bytes_total{namespace,pod} aside to exported_*.
+    expect(sm.spec.endpoints[0].honorLabels).toBe(true);
+    expect(pm.spec.podMetricsEndpoints[0].honorLabels).toBe(true);
   });
 
   it('a misspelt ServiceMonitor field is caught by the hand-written CRD check', () => {

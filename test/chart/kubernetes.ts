@@ -128,6 +128,7 @@ const endpoint = {
   properties: {
     port: { type: 'string' },
     path: { type: 'string' },
+    honorLabels: { type: 'boolean' },
     interval: { type: 'string', pattern: DURATION },
     scrapeTimeout: { type: 'string', pattern: DURATION },
     relabelings: { type: 'array', items: relabel },
