@@ -827,6 +827,9 @@ describe('dashboard PromQL name checker', () => {
 // ---------------------------------------------------------------------------------------------------------
 // 2 and 3. Against a real render: the built agent, and the agent's run() on the chart's pipeline.
 
+/** Attribute values a panel shows by name: what a real node would serve. */
+const REALISTIC: Record<string, string> = { mode: 'ebpf', chosen_by: 'auto' };
+
 /** The receivers' declared self-metrics, served with growing counters, so rates are not 0. */
 function serveDeclared(meter: Meter, metrics: MetricDeclarations): () => void {
   const t0 = Date.now();
@@ -834,7 +837,7 @@ function serveDeclared(meter: Meter, metrics: MetricDeclarations): () => void {
     Object.fromEntries(
       Object.keys(m.attributes ?? {})
         .filter((k) => k !== 'component')
-        .map((k) => [k, `sample_${k}`]),
+        .map((k) => [k, REALISTIC[k] ?? `sample_${k}`]),
     );
   const observed = observeMetrics(meter, metrics, (record) => {
     const rec = record as unknown as Record<string, (value: number, attrs?: Record<string, string>) => void>;
@@ -1235,12 +1238,8 @@ service:
                 'payments-api/flaky.example/SERVFAIL',
               ]),
             );
-            // The stand-in serves all three modes' receiver metrics; a real node serves one.
-            expect((await labelled('Collection mode per node', 'mode')).sort()).toEqual([
-              'cilium',
-              'ebpf',
-              'netfilter',
-            ]);
+            // The mode the flows receiver says it runs (the stand-in says ebpf, chosen by auto).
+            expect(await labelled('Collection mode per node', 'mode', 'chosen_by')).toEqual(['ebpf/auto']);
             // The otlp exporter sending to a closed port is not ok, and says so.
             expect(await labelled('Components not OK, by node', 'component', 'status')).toEqual(
               expect.arrayContaining(['otlp/recoverable_error']),

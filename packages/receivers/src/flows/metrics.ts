@@ -6,7 +6,7 @@ export const COLLECTION_MODE_METRICS = defineMetrics({
   mode: {
     name: 'netmon_flows_collection_mode',
     kind: 'gauge',
-    unit: '1',
+    unit: '{mode}',
     description:
       "1 for the collection mode whose receiver runs; no point before one starts, or when none could. /status' mode, reason and probes say why.",
     attributes: { mode: 'netfilter, ebpf or cilium', chosen_by: 'config (mode named in it) or auto' },
