@@ -445,14 +445,58 @@ describe('default values', () => {
   it('tell the user how to see the first numbers', async () => {
     const { notes } = await render();
     expect(notes).toContain('kubectl -n netmon rollout status daemonset/netmon');
-    expect(notes).toContain('kubectl -n netmon port-forward "$POD" 8081 9464');
-    expect(notes).toContain('curl -s localhost:8081/status');
-    expect(notes).toContain("curl -s localhost:9464/metrics | grep -E '^netmon_flow_(bytes|cost_usd)_total'");
+    expect(notes).toContain("| grep -E '^netmon_flow_(bytes|cost_usd)_total'");
     expect(notes).toContain('sum by (traffic_class) (rate(netmon_flow_bytes_total[5m]))');
     expect(notes).toContain('DevZero: sends only with both DAKR_URL and CLUSTER_TOKEN');
-    expect(notes).toContain('curl -s localhost:8081/metrics');
     expect(notes).not.toContain('securityContext is set');
   });
+
+  it.each([
+    ['the defaults', [], 'netmon', 'netmon'],
+    [
+      'other ports, release and namespace',
+      [{ config: { containerPort: 18081 }, prometheus: { port: 19464 } }],
+      'flows',
+      'obs',
+    ],
+  ] as const)(
+    'NOTES reach one agent through the API server’s proxy, on the ports and paths its configuration serves: %s',
+    async (_, values, name, namespace) => {
+      const r = await render([...values], { name, namespace });
+      // Where the agent listens: the pod's address (not localhost, so no port-forward), at these ports.
+      const config = parse(configFiles(r)['netmon.yaml']);
+      const port = (endpoint: string) => {
+        expect(endpoint).toMatch(/^\$\{env:POD_IP\}:\d+$/);
+        return Number(endpoint.split(':').at(-1));
+      };
+      const health = port(config.extensions.health_check.endpoint);
+      const metrics = port(config.exporters.prometheus.endpoint);
+      const notes = r.notes!;
+      // The commands (indented five spaces): none through a port-forward to the pod's localhost.
+      const commands = notes.split('\n').filter((l) => /^ {5}\S/.test(l) && !l.trim().startsWith('#'));
+      expect(commands.filter((l) => l.includes('kubectl get --raw'))).toHaveLength(3);
+      expect(commands.filter((l) => /port-forward|localhost|127\.0\.0\.1|curl/.test(l))).toEqual([]);
+
+      // The pod, by the DaemonSet's own selector.
+      const selector = Object.entries(find(r, 'DaemonSet').spec.selector.matchLabels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',');
+      expect(notes).toContain(
+        `POD=$(kubectl -n ${namespace} get pods -l ${selector} -o jsonpath='{.items[0].metadata.name}')`,
+      );
+      // Each request: /api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/<path>.
+      const requests = [...notes.matchAll(/kubectl get --raw "([^"]+)"/g)].map((m) => m[1]);
+      const proxied = requests.map((p) => {
+        const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/\$\{POD\}:(\d+)\/proxy(\/\S*)$/.exec(p);
+        expect(m, p).not.toBeNull();
+        expect(m![1]).toBe(namespace);
+        return `${m![2]}${m![3]}`;
+      });
+      // /status on the health port; Prometheus' /metrics; DevZero's JSON /metrics on the health port.
+      expect(proxied).toEqual([`${health}/status`, `${metrics}/metrics`, `${health}/metrics`]);
+      expect(config.exporters.devzero).toBeDefined();
+    },
+  );
 });
 
 describe.each(MODES)('collectorMode %s', (mode) => {
