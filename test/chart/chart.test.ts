@@ -664,7 +664,7 @@ describe('the token Secret', () => {
 describe('zxporter-netmon values', () => {
   it('its whole default values.yaml names its own image: the render refuses it and says what to change', async () => {
     await expect(render([ZXPORTER_DEFAULTS])).rejects.toThrow(
-      /image\.repository is devzeroinc\/zxporter-netmon, zxporter-netmon's image: .*Remove image\.repository and image\.tag/,
+      /image\.repository is devzeroinc\/zxporter-netmon, zxporter-netmon's image: .*Set image\.repository and image\.tag to the netmon image you built and pushed to your registry \(make image\)/,
     );
   });
 
@@ -1000,6 +1000,15 @@ describe('deploy/', () => {
     }
   });
 
+  it('its README swaps in your image for the very image name netmon.yaml has', async () => {
+    const text = await readFile(path.join(ROOT, 'deploy/netmon.yaml'), 'utf8');
+    const readme = await readFile(path.join(ROOT, 'deploy/README.md'), 'utf8');
+    const images = new Set([...text.matchAll(/^\s+image: "([^"]+)"$/gm)].map((m) => m[1]));
+    expect([...images]).toEqual([agent(await render()).image]);
+    const sed = /sed 's#([^#]+)#([^#]+)#' deploy\/netmon\.yaml \| kubectl apply -f -/.exec(readme);
+    expect(sed?.[1]).toBe([...images][0]);
+  });
+
   it('holds valid objects, the Namespace first, labelled for the privileged Pod Security level', async () => {
     const text = await readFile(path.join(ROOT, 'deploy/netmon.yaml'), 'utf8');
     const { parseAllDocuments } = await import('yaml');
@@ -1071,6 +1080,17 @@ describe('charts/netmon/README.md', () => {
       expect(sysctls, `${entry} sysctls`).toEqual(want.init.sysctls);
       expect(seccomp, `${entry} seccomp`).toBe(want.seccomp);
     }
+  });
+
+  it('asks for the image you built and pushed: nothing publishes the default image.repository', () => {
+    const row = (key: string) => readme.split('\n').find((l) => l.startsWith(`| \`${key}\``)) ?? '';
+    // Moving from zxporter-netmon: replace its image with your build, not remove it for a default.
+    const moving = row('image.repository`, `image.tag');
+    expect(moving).toContain('make image');
+    expect(moving).toContain('zxporter-netmon');
+    expect(moving).not.toMatch(/Remove them|default is/);
+    expect(row('image.repository')).toContain('your registry');
+    expect(readme).not.toMatch(/keep your values file without `image`/);
   });
 
   it('lists every key of values.yaml', async () => {

@@ -51,7 +51,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "netmon.image" -}}
 {{- $repo := .Values.image.repository }}
 {{- if regexMatch "(^|/)zxporter-netmon$" $repo }}
-{{- fail (printf "image.repository is %s, zxporter-netmon's image: this chart runs netmon, whose arguments and configuration that image does not understand. Remove image.repository and image.tag from your values (the default is netmon's image at the chart's appVersion), or name your build of netmon's image (make image)." $repo) }}
+{{- fail (printf "image.repository is %s, zxporter-netmon's image: this chart runs netmon, whose arguments and configuration that image does not understand. Set image.repository and image.tag to the netmon image you built and pushed to your registry (make image)." $repo) }}
 {{- end }}
 {{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion | toString) }}
 {{- end }}
