@@ -48,27 +48,47 @@ const PRIVILEGES = parse(readFileSync(path.join(CHART_DIR, 'files/privileges.yam
   PrivilegeEntry
 >;
 
-/** The mounts files/privileges.yaml names, as the chart defines them (host path, container path, env). */
-const MOUNTS: Record<string, { host: string; container: string; readOnly: boolean; env?: [string, string] }> =
-  {
-    conntrack_sysctl: {
-      host: '/proc/sys/net/netfilter',
-      container: '/host/proc/sys/net/netfilter',
-      readOnly: false,
-    },
-    cgroup: {
-      host: '/sys/fs/cgroup',
-      container: '/host/sys/fs/cgroup',
-      readOnly: true,
-      env: ['NETMON_CGROUP_PATH', '/host/sys/fs/cgroup'],
-    },
-    bpffs: {
-      host: '/sys/fs/bpf',
-      container: '/sys/fs/bpf',
-      readOnly: true,
-      env: ['NETMON_CILIUM_MAPS_DIR', '/sys/fs/bpf/tc/globals'],
-    },
-  };
+/**
+ * The mounts files/privileges.yaml names, as the chart defines them (host path, container path, env).
+ * recursive: read-only below its submounts too where Kubernetes can (1.30+): a runtime binds a hostPath
+ * recursively and readOnly covers only the top mount, so a hybrid node's /sys/fs/cgroup/<controller>
+ * mounts would stay writable. Kubernetes allows it only on a read-only mount without propagation, so not
+ * on bpffs (HostToContainer).
+ */
+const MOUNTS: Record<
+  string,
+  { host: string; container: string; readOnly: boolean; recursive: boolean; env?: [string, string] }
+> = {
+  conntrack_sysctl: {
+    host: '/proc/sys/net/netfilter',
+    container: '/host/proc/sys/net/netfilter',
+    readOnly: false,
+    recursive: false,
+  },
+  cgroup: {
+    host: '/sys/fs/cgroup',
+    container: '/host/sys/fs/cgroup',
+    readOnly: true,
+    recursive: true,
+    env: ['NETMON_CGROUP_PATH', '/host/sys/fs/cgroup'],
+  },
+  bpffs: {
+    host: '/sys/fs/bpf',
+    container: '/sys/fs/bpf',
+    readOnly: true,
+    recursive: false,
+    env: ['NETMON_CILIUM_MAPS_DIR', '/sys/fs/bpf/tc/globals'],
+  },
+};
+
+/** Whether a Kubernetes version (v1.30.2, 1.29.0, v1.30.2-eks-1552ad0) is 1.<minor> or later. */
+const kubeAtLeast = (version: string, minor: number): boolean => {
+  const [major, min] = version
+    .replace(/^v/, '')
+    .split('.')
+    .map((n) => Number.parseInt(n, 10));
+  return major > 1 || (major === 1 && min >= minor);
+};
 
 /** auto may run any of the three modes, so it needs all they need; DNS tracing adds its own. */
 function expectedPrivileges(mode: Mode, dns: boolean) {
@@ -195,6 +215,7 @@ function expectPrivileges(r: Rendered, mode: Mode, dns: boolean, sysctlInit = tr
         mountPath: m.container,
         readOnly: m.readOnly,
         ...(name === 'bpffs' ? { mountPropagation: 'HostToContainer' } : {}),
+        ...(m.recursive && kubeAtLeast(r.kubeVersion, 30) ? { recursiveReadOnly: 'IfPossible' } : {}),
       });
       if (m.env) expect(env.get(m.env[0])).toEqual({ name: m.env[0], value: m.env[1] });
     } else {
@@ -515,6 +536,46 @@ describe.each(MODES)('collectorMode %s', (mode) => {
       );
     },
   );
+});
+
+describe('read-only host mounts', () => {
+  it.each([
+    ['v1.25.0', false],
+    ['v1.29.9', false],
+    ['v1.30.0', true],
+    // Managed clusters' versions carry a pre-release part, which a plain ">=1.30.0" constraint refuses.
+    ['v1.30.2-eks-1552ad0', true],
+    ['v1.31.1-gke.1146000', true],
+    ['v1.33.1', true],
+  ])(
+    'Kubernetes %s: recursiveReadOnly IfPossible on the cgroup mount: %s',
+    async (kubeVersion, recursive) => {
+      const r = await render([], { kubeVersion });
+      expect(r.kubeVersion).toBe(kubeVersion);
+      expectValidObjects(r);
+      expectPrivileges(r, 'auto', true);
+      const pod = find(r, 'DaemonSet').spec.template.spec;
+      const byPath = new Map<string, K8s>(agent(r).volumeMounts.map((m: K8s) => [m.mountPath, m]));
+      expect(byPath.get('/host/sys/fs/cgroup').recursiveReadOnly).toBe(recursive ? 'IfPossible' : undefined);
+      // Kubernetes refuses it with mount propagation, and it means nothing on a writable mount.
+      const withIt = [...pod.containers, ...(pod.initContainers ?? [])]
+        .flatMap((c: K8s) => c.volumeMounts)
+        .filter((m: K8s) => m.recursiveReadOnly !== undefined);
+      for (const m of withIt) {
+        expect(m.readOnly, m.mountPath).toBe(true);
+        expect(m.mountPropagation ?? 'None', m.mountPath).toBe('None');
+      }
+      expect(withIt.map((m: K8s) => m.mountPath)).toEqual(recursive ? ['/host/sys/fs/cgroup'] : []);
+    },
+  );
+
+  it('deploy/ is rendered for the oldest Kubernetes the chart supports, so it applies on every one', async () => {
+    const { oldestKubeVersion } = await import('../harness/helm-render/render.mjs');
+    const oldest = await oldestKubeVersion();
+    const chart = parse(readFileSync(path.join(CHART_DIR, 'Chart.yaml'), 'utf8'));
+    expect(chart.kubeVersion).toBe(`>=${oldest.slice(1)}-0`);
+    expect(await readFile(path.join(ROOT, 'deploy/netmon.yaml'), 'utf8')).not.toContain('recursiveReadOnly');
+  });
 });
 
 describe('exporters', () => {

@@ -74,7 +74,9 @@ where it is.
   conntrack's byte counters and events. No type check: the directory exists only once nf_conntrack is
   loaded, and the init container says so when it is missing.
 - cgroup: the node's cgroup2 hierarchy. In its own cgroup namespace the container's /sys/fs/cgroup is
-  its own cgroup, where eBPF programs would count the agent's sockets only.
+  its own cgroup, where eBPF programs would count the agent's sockets only. On a hybrid node its v1
+  controllers are submounts, read-only too only with recursiveReadOnly (the DaemonSet adds it on
+  Kubernetes 1.30+).
 - bpffs: the node's BPF filesystem, where Cilium pins its conntrack maps; HostToContainer, so a bpffs
   Cilium mounts after the agent started is seen too.
 */}}

@@ -3,6 +3,9 @@
 export declare const ROOT: string;
 export declare const CHART_DIR: string;
 
+/** The Kubernetes version a render is for unless RenderOptions.kubeVersion says otherwise. */
+export declare const DEFAULT_KUBE_VERSION: string;
+
 export declare class RenderError extends Error {}
 
 /** The Go renderer's path, built on first use into node_modules/.cache/netmon-helm-render. */
@@ -22,6 +25,8 @@ export interface RenderOptions {
   apiVersions?: string[];
   /** Also render NOTES.txt. */
   notes?: boolean;
+  /** .Capabilities.KubeVersion, e.g. v1.29.4 or v1.30.2-eks-1552ad0 (default DEFAULT_KUBE_VERSION). */
+  kubeVersion?: string;
 }
 
 export interface RenderedObject {
@@ -38,9 +43,14 @@ export interface Rendered {
   /** The merged values the templates saw. */
   values: Record<string, unknown>;
   notes?: string;
+  /** The Kubernetes version it was rendered for. */
+  kubeVersion: string;
 }
 
 export declare function renderChart(options?: RenderOptions): Promise<Rendered>;
+
+/** The lower bound of Chart.yaml's kubeVersion, e.g. v1.25.0. */
+export declare function oldestKubeVersion(): Promise<string>;
 
 /** deploy/'s generated files by path relative to the repository. */
 export declare function deployFiles(): Promise<Record<string, string>>;

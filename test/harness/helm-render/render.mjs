@@ -20,6 +20,12 @@ export const ROOT = path.resolve(HERE, '../../..');
 export const CHART_DIR = path.join(ROOT, 'charts/netmon');
 const CACHE_DIR = path.join(ROOT, 'node_modules/.cache/netmon-helm-render');
 
+/**
+ * The Kubernetes version a render is for (.Capabilities.KubeVersion) unless told: a current one, as
+ * `helm install` against a current cluster sees it.
+ */
+export const DEFAULT_KUBE_VERSION = 'v1.33.0';
+
 /** A render that Helm would refuse: values against the schema, or the templates' own failure. */
 export class RenderError extends Error {
   name = 'RenderError';
@@ -128,7 +134,14 @@ export async function schemaProblems(values) {
  * RenderError with Helm's wording when the merged values fail the schema, or the templates fail.
  */
 export async function renderChart(options = {}) {
-  const { values = [], name = 'netmon', namespace = 'netmon', apiVersions = [], notes = false } = options;
+  const {
+    values = [],
+    name = 'netmon',
+    namespace = 'netmon',
+    apiVersions = [],
+    notes = false,
+    kubeVersion = DEFAULT_KUBE_VERSION,
+  } = options;
   return withValueFiles(values, async (fileArgs) => {
     const merged = JSON.parse(await invoke([...fileArgs, '-values', CHART_DIR]));
     const problems = await schemaProblems(merged);
@@ -139,7 +152,7 @@ export async function renderChart(options = {}) {
           .join('\n')}`,
       );
     }
-    const args = [...fileArgs, '-name', name, '-namespace', namespace];
+    const args = [...fileArgs, '-name', name, '-namespace', namespace, '-kube-version', kubeVersion];
     for (const v of apiVersions) args.push('-api-versions', v);
     const manifests = await invoke([...args, CHART_DIR]);
     const objects = [];
@@ -156,16 +169,34 @@ export async function renderChart(options = {}) {
       }
     }
     const renderedNotes = notes ? await invoke([...args, '-notes', CHART_DIR]) : undefined;
-    return { manifests, objects, values: merged, notes: renderedNotes };
+    return { manifests, objects, values: merged, notes: renderedNotes, kubeVersion };
   });
 }
 
 /**
+ * The oldest Kubernetes the chart installs on: the lower bound of Chart.yaml's kubeVersion (">=1.25.0-0"
+ * → "v1.25.0").
+ */
+export async function oldestKubeVersion() {
+  const chart = await readFile(path.join(CHART_DIR, 'Chart.yaml'), 'utf8');
+  const m = /^kubeVersion:\s*["']?>=\s*v?(\d+\.\d+(?:\.\d+)?)/m.exec(chart);
+  if (!m) throw new Error(`${path.join(CHART_DIR, 'Chart.yaml')}: no kubeVersion lower bound (">=X.Y.Z")`);
+  return `v${m[1]}`;
+}
+
+/**
  * deploy/: what `kubectl apply -f deploy/netmon.yaml` installs (the chart's defaults, release netmon in
- * namespace netmon, that Namespace first) and the dashboard, by path relative to the repository.
+ * namespace netmon, that Namespace first) and the dashboard, by path relative to the repository. Rendered
+ * for the oldest Kubernetes the chart supports, so that no field a newer API server alone knows is in it:
+ * kubectl's strict field validation (its default) refuses an unknown field, where a plain file cannot ask
+ * the cluster's version as `helm install` does.
  */
 export async function deployFiles() {
-  const { manifests } = await renderChart({ name: 'netmon', namespace: 'netmon' });
+  const { manifests } = await renderChart({
+    name: 'netmon',
+    namespace: 'netmon',
+    kubeVersion: await oldestKubeVersion(),
+  });
   const header = [
     '# netmon as plain Kubernetes manifests: kubectl apply -f deploy/netmon.yaml',
     '# Rendered from charts/netmon with its default values (release netmon, namespace netmon) by',
