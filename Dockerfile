@@ -9,9 +9,11 @@
 # runtime stage's set-up is scripts/image-runtime.sh's.
 
 # The base of both stages: Node 24 on Debian 12, so the addon is built against the very libraries it runs
-# with. Pin it by digest for reproducible builds (--build-arg NODE_IMAGE=node:24-bookworm-slim@sha256:…);
-# the Node it holds must satisfy package.json's engines (the build checks).
-ARG NODE_IMAGE=node:24-bookworm-slim
+# with; the Node of .node-version, which the checkout builds and is tested with (test/image.test.ts keeps
+# them the same). Pin it by digest for reproducible builds
+# (--build-arg NODE_IMAGE=node:24.21.0-bookworm-slim@sha256:…); another Node must satisfy package.json's
+# engines (the build checks).
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
@@ -48,8 +50,9 @@ EXPOSE 8081 9464
 # Kubernetes probes /healthz and /readyz itself; a HEALTHCHECK would only duplicate them.
 HEALTHCHECK NONE
 # Root, with the capabilities the pod grants: every kernel collection mode needs some (CAP_NET_ADMIN,
-# CAP_BPF, CAP_PERFMON), and Kubernetes gives added capabilities to a non-root user only through file
-# capabilities, which allowPrivilegeEscalation: false (no_new_privs) disables. A pod drops all but its
+# CAP_BPF; charts/netmon/files/privileges.yaml has each mode's, as measured), and Kubernetes gives added
+# capabilities to a non-root user only through file capabilities, which allowPrivilegeEscalation: false
+# (no_new_privs) disables. A pod drops all but its
 # mode's. Pipelines without kernel access run as the netmon user (uid 65532): --user netmon, runAsUser.
 USER root
 ENTRYPOINT ["/opt/netmon/bin/netmon"]

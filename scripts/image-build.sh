@@ -10,8 +10,8 @@
 #                 what `netmon --version` prints)
 #   --revision    the commit (default: git rev-parse HEAD, with -dirty when tracked files have changes)
 #   --tag         the image's name (default: netmon:VERSION)
-#   --node-image  the base image of both stages (default: the Dockerfile's NODE_IMAGE,
-#                 node:24-bookworm-slim), e.g. pinned by digest
+#   --node-image  the base image of both stages (default: the Dockerfile's NODE_IMAGE, the Node of
+#                 .node-version on Debian 12 slim), e.g. pinned by digest
 #   after --       passed to `ENGINE build` as they are (e.g. --platform linux/arm64, --push)
 set -Eeuo pipefail
 

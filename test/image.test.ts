@@ -23,6 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { ROOT } from './harness/agent.js';
 import { DakrStandIn } from './harness/dakr-stand-in.js';
 
@@ -414,8 +415,32 @@ service:
 
 describe('Dockerfile', () => {
   it('builds on Node 24 Debian slim in a build stage and runs on the same base', () => {
-    expect(dockerfile[0]).toMatchObject({ cmd: 'ARG', args: 'NODE_IMAGE=node:24-bookworm-slim', stage: -1 });
+    expect(dockerfile[0]).toMatchObject({ cmd: 'ARG', stage: -1 });
+    expect(dockerfile[0].args).toMatch(/^NODE_IMAGE=node:24\.\d+\.\d+-bookworm-slim$/);
     expect(froms.map((f) => f.args)).toEqual(['${NODE_IMAGE} AS build', '${NODE_IMAGE}']);
+  });
+
+  it('defaults to the Node of .node-version, the one the checkout builds and tests with', () => {
+    const nodeVersion = readFileSync(path.join(ROOT, '.node-version'), 'utf8').trim();
+    expect(nodeVersion).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(dockerfile[0].args).toBe(`NODE_IMAGE=node:${nodeVersion}-bookworm-slim`);
+  });
+
+  it('names in its comments only capabilities some collection mode is granted (files/privileges.yaml)', () => {
+    const privileges = parseYaml(
+      readFileSync(path.join(ROOT, 'charts/netmon/files/privileges.yaml'), 'utf8'),
+    );
+    const granted = new Set(
+      Object.values(privileges as Record<string, { capabilities?: string[] }>).flatMap(
+        (e) => e.capabilities ?? [],
+      ),
+    );
+    expect(granted.size).toBeGreaterThan(0);
+    const named = [...readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').matchAll(/\bCAP_([A-Z_]+)/g)].map(
+      (m) => m[1],
+    );
+    expect(named.length).toBeGreaterThan(0);
+    expect(named.filter((c) => !granted.has(c))).toEqual([]);
   });
 
   it('does its work only through the scripts these tests run, and copies what the staging wrote', () => {
