@@ -592,6 +592,13 @@ describe('exporters', () => {
     expect(all(r, 'Secret')).toEqual([]);
   });
 
+  it('devzero.enabled false: the pipeline of configs/kubernetes.yaml, key for key (two copies kept in step)', async () => {
+    const r = await render([{ devzero: { enabled: false } }]);
+    const chart = parse(configFiles(r)['netmon.yaml']);
+    const shipped = parse(await readFile(path.join(ROOT, 'configs/kubernetes.yaml'), 'utf8'));
+    expect(chart).toEqual(shipped);
+  });
+
   it('prometheus.enabled false: DevZero only, no metrics port', async () => {
     const r = await render([{ prometheus: { enabled: false } }]);
     expectValidObjects(r);
