@@ -30,6 +30,15 @@ export function runCli(
   });
 }
 
+/** Polls `ok` every 50 ms; throws `why()` when it is still false after `timeoutMs`. */
+export async function until(ok: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(why());
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** A running agent whose JSON log lines can be awaited. */
 export class AgentProcess {
   readonly logs: Record<string, unknown>[] = [];
@@ -37,8 +46,16 @@ export class AgentProcess {
   private readonly exited: Promise<number | null>;
   private readonly child: ChildProcess;
 
-  constructor(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-    this.child = spawn(NETMON, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env } });
+  /**
+   * `netmon ARGS…`; with `via`, through that command first (`[launcher, …its args]`, netmon and its arguments
+   * appended), e.g. a script that runs it as a container would.
+   */
+  constructor(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; via?: string[] } = {}) {
+    const [command, ...prefix] = opts.via ? [...opts.via, NETMON] : [NETMON];
+    this.child = spawn(command, [...prefix, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: { ...process.env, ...opts.env },
+    });
     let pending = '';
     this.child.stderr?.on('data', (d: Buffer) => {
       pending += d.toString();
@@ -75,8 +92,33 @@ export class AgentProcess {
     }
   }
 
+  /** Every log line, one JSON object a line: for a failure message. */
+  text(): string {
+    return this.logs.map((l) => JSON.stringify(l)).join('\n');
+  }
+
+  /** Resolves once the agent says it runs; throws with its log when it has not within `timeoutMs`. */
+  async running(timeoutMs = 20_000): Promise<void> {
+    await until(
+      () => this.logs.some((l) => String(l.msg).startsWith('netmon is running')),
+      timeoutMs,
+      () => `the agent did not start:\n${this.text()}`,
+    );
+  }
+
   signal(sig: NodeJS.Signals = 'SIGTERM'): void {
     this.child.kill(sig);
+  }
+
+  /** SIGTERM (the last reads reach the exporters), then its exit code. */
+  async stop(timeoutMs = 20_000): Promise<number | null> {
+    this.signal('SIGTERM');
+    return this.exit(timeoutMs);
+  }
+
+  /** SIGKILL, if it still runs: the cleanup of a test that failed halfway. */
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
   }
 
   /** Waits for exit; kills the process (by its own pid) if it outlives the timeout. */
@@ -89,7 +131,7 @@ export class AgentProcess {
     clearTimeout(timer);
     if (result === 'timeout') {
       this.child.kill('SIGKILL');
-      throw new Error(`agent did not exit within ${timeoutMs} ms`);
+      throw new Error(`agent did not exit within ${timeoutMs} ms:\n${this.text()}`);
     }
     return result;
   }

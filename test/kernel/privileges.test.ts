@@ -10,13 +10,13 @@
 // A capability the table lists that nothing needs, or one it lacks, fails here; so does a hostNetwork
 // the mode does not need or a mount whose absence costs nothing.
 // Root only: skipped locally without it, a failure in CI.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { freePort, NETMON, ROOT } from '../harness/agent.js';
+import { AgentProcess, freePort, ROOT, until } from '../harness/agent.js';
 import { cgroup2Root, TestCgroup } from '../harness/cgroup.js';
 import {
   CiliumBpffs,
@@ -161,87 +161,22 @@ function capEff(caps: string[]): string {
 }
 
 /** bin/netmon in the container; its JSON log lines and stdout collected. */
-class ContainedAgent {
-  readonly logs: Record<string, unknown>[] = [];
-  stdout = '';
-  private readonly child: ChildProcess;
-  private readonly exited: Promise<number | null>;
-
-  constructor(c: Container, config: string) {
-    this.child = spawn(CONTAINER, containerArgs(c, [NETMON, 'run', '--config', config]), {
-      env: { ...process.env, ...c.env },
-    });
-    let pending = '';
-    this.child.stderr?.on('data', (d: Buffer) => {
-      pending += d.toString();
-      for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        try {
-          this.logs.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          this.logs.push({ msg: line, unparsed: true });
-        }
-      }
-    });
-    this.child.stdout?.on('data', (d: Buffer) => (this.stdout += d.toString()));
-    this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));
-  }
-
-  text(): string {
-    return this.logs.map((l) => JSON.stringify(l)).join('\n');
-  }
-
-  async running(timeoutMs = 20_000): Promise<void> {
-    await until(
-      () => this.logs.some((l) => String(l.msg).startsWith('netmon is running')),
-      timeoutMs,
-      () => `the agent did not start:\n${this.text()}`,
-    );
-  }
-
-  /** Stops it (SIGTERM: the receivers' last read reaches the exporters) and returns the exit code. */
-  async stop(timeoutMs = 20_000): Promise<number | null> {
-    this.child.kill('SIGTERM');
-    return this.exit(timeoutMs);
-  }
-
-  async exit(timeoutMs = 20_000): Promise<number | null> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((r) => {
-      timer = setTimeout(() => r('timeout'), timeoutMs);
-    });
-    const result = await Promise.race([this.exited, timeout]);
-    clearTimeout(timer);
-    if (result === 'timeout') {
-      this.child.kill('SIGKILL');
-      throw new Error(`the agent did not exit within ${timeoutMs} ms:\n${this.text()}`);
-    }
-    return result;
-  }
-
-  kill(): void {
-    if (this.child.exitCode === null) this.child.kill('SIGKILL');
-  }
+function containedAgent(c: Container, config: string): AgentProcess {
+  return new AgentProcess(['run', '--config', config], {
+    env: c.env,
+    via: [CONTAINER, ...containerArgs(c, [])],
+  });
 }
 
 /** Runs an agent that must fail to start: its exit code and the log line that says why. */
 async function failedStart(c: Container, config: string): Promise<{ code: number | null; error: string }> {
-  const agent = new ContainedAgent(c, config);
+  const agent = containedAgent(c, config);
   try {
     const code = await agent.exit();
     const fatal = agent.logs.find((l) => l.msg === 'netmon could not start');
     return { code, error: String(fatal?.err ?? agent.text()) };
   } finally {
     agent.kill();
-  }
-}
-
-async function until(ok: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(why());
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -354,7 +289,7 @@ exporters: { file: { path: ${out} } }
 service: { pipelines: { flows: { receivers: [flows], exporters: [file] } } }
 `,
         );
-        const agent = new ContainedAgent(c, file);
+        const agent = containedAgent(c, file);
         try {
           await agent.running();
           expect(await get()).toBe(`${BLOB}\n`);
@@ -496,7 +431,7 @@ service:
       async function run(c: Container, name: string) {
         const out = path.join(work, 'ebpf', `${name}.jsonl`);
         const health = await freePort();
-        const agent = new ContainedAgent(c, config('ebpf', name, yaml(out, health)));
+        const agent = containedAgent(c, config('ebpf', name, yaml(out, health)));
         try {
           await agent.running();
           expect(
@@ -643,7 +578,7 @@ service: { pipelines: { flows: { receivers: [flows], exporters: [file] } } }
       });
 
       // Everything the table grants, in a pod's own network namespace: the entry's counters.
-      const agent = new ContainedAgent(podContainer, config('cilium', 'full', yaml(out)));
+      const agent = containedAgent(podContainer, config('cilium', 'full', yaml(out)));
       try {
         await agent.running();
         await until(
@@ -751,7 +686,7 @@ service: { pipelines: { dns: { receivers: [dns], exporters: [debug] } } }
       }
 
       // Everything the table grants: the client's lookup (in the node's namespace, the agent in a pod's).
-      const agent = new ContainedAgent(podContainer, config('dns', 'full', yaml));
+      const agent = containedAgent(podContainer, config('dns', 'full', yaml));
       try {
         await agent.running();
         const dig = await watched.run(
