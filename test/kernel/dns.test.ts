@@ -2,7 +2,6 @@
 // network namespace, dig asking from a process in the cgroup over UDP and TCP, IPv4 and IPv6 — dig's own
 // answer section is the oracle for the records and TTLs — and the dns_cache extension fed by it.
 // Root only: skipped locally without it, a failure in CI.
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,38 +14,12 @@ import { DnsReceiver } from '../../packages/receivers/src/dns/receiver.js';
 import { AgentProcess, freePort } from '../harness/agent.js';
 import { attachedPrograms, TestCgroup } from '../harness/cgroup.js';
 import { DakrStandIn } from '../harness/dakr-stand-in.js';
+import { SHOP_IP, startDnsmasq } from '../harness/dnsmasq.js';
 import { NetnsPair, privileged, TRAFFIC, waitForOutput } from '../harness/netns.js';
 import { OtlpSink } from '../harness/otlp-sink.js';
 import { PrometheusServer } from '../harness/prometheus-server.js';
 
 /** The public-looking address (TEST-NET-3, RFC 5737) of namespace a that shop.test resolves to. */
-const SHOP_IP = '203.0.113.80';
-
-/**
- * dnsmasq in namespace `a` answering for shop.test from its own records, with their TTLs; every other
- * name under shop.test is NXDOMAIN.
- */
-function startDnsmasq(net: NetnsPair, port = 53): ChildProcess {
-  return net.spawn(net.a, 'dnsmasq', [
-    '--keep-in-foreground',
-    `--port=${port}`,
-    '--conf-file=/dev/null',
-    '--no-resolv',
-    '--no-hosts',
-    '--pid-file=',
-    '--log-facility=-',
-    '--user=root',
-    '--bind-interfaces',
-    `--listen-address=${net.ipA}`,
-    `--listen-address=${net.ip6A}`,
-    '--local=/shop.test/',
-    `--host-record=www.shop.test,${net.ipA},${net.ip6A},120`,
-    `--host-record=shop.test,${SHOP_IP},300`,
-    '--host-record=short.shop.test,10.200.0.7,2',
-    '--cname=alias.shop.test,www.shop.test,60',
-    '--cname=deep.shop.test,alias.shop.test,30',
-  ]);
-}
 
 interface DigAnswer {
   name: string;

@@ -10,13 +10,12 @@
 // A capability the table lists that nothing needs, or one it lacks, fails here; so does a hostNetwork
 // the mode does not need or a mount whose absence costs nothing.
 // Root only: skipped locally without it, a failure in CI.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { AgentProcess, freePort, ROOT, until } from '../harness/agent.js';
+import { AgentProcess, type CliResult, freePort, ROOT, runCommand, until } from '../harness/agent.js';
 import { cgroup2Root, TestCgroup } from '../harness/cgroup.js';
 import {
   CiliumBpffs,
@@ -26,6 +25,7 @@ import {
   PROTO,
   TUPLE_F_OUT,
 } from '../harness/cilium-maps.js';
+import { startDnsmasq } from '../harness/dnsmasq.js';
 import { NetnsPair, privileged, sh, startServers, TRAFFIC, waitForOutput } from '../harness/netns.js';
 
 const TABLE = path.join(ROOT, 'charts/netmon/files/privileges.yaml');
@@ -123,19 +123,8 @@ function containerArgs(c: Container, cmd: string[]): string[] {
 }
 
 /** A command run to its end in the container. */
-function runIn(
-  c: Container,
-  cmd: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CONTAINER, containerArgs(c, cmd), { env: { ...process.env, ...c.env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runIn(c: Container, cmd: string[]): Promise<CliResult> {
+  return runCommand(CONTAINER, containerArgs(c, cmd), { env: c.env });
 }
 
 /** The kernel's own answer to one operation in the container (the addon, without the agent's checks). */
@@ -628,20 +617,7 @@ service: { pipelines: { flows: { receivers: [flows], exporters: [file] } } }
       const e = table.dns;
       const net = await NetnsPair.create('pvd');
       cleanups.push(() => net.destroy());
-      const dnsmasq = net.spawn(net.a, 'dnsmasq', [
-        '--keep-in-foreground',
-        '--port=53',
-        '--conf-file=/dev/null',
-        '--no-resolv',
-        '--no-hosts',
-        '--pid-file=',
-        '--log-facility=-',
-        '--user=root',
-        '--bind-interfaces',
-        `--listen-address=${net.ipA}`,
-        '--local=/shop.test/',
-        `--host-record=www.shop.test,${net.ipA},120`,
-      ]);
+      const dnsmasq = startDnsmasq(net);
       await waitForOutput(dnsmasq, /started, version/);
       const pod = await podNetns(`pvdpod${process.pid.toString(36)}`);
       cleanups.push(() => pod.destroy());
