@@ -149,7 +149,7 @@ export function buildProgram(): Command {
 Examples:
   netmon run --config configs/default.yaml
   netmon run -c base.yaml node-overrides.yaml --log-level debug
-  netmon run -c configs/kubernetes.yaml --print-config
+  NODE_NAME=node-1 POD_IP=10.0.0.5 netmon run -c configs/kubernetes.yaml --print-config
   netmon -collector-mode=netfilter           as zxporter-netmon: its flags and env (DAKR_URL, CLUSTER_TOKEN, ...)
   NODE_NAME=node-1 POD_IP=10.0.0.5 netmon validate -c configs/kubernetes.yaml
   netmon components
@@ -189,7 +189,7 @@ Docs: docs/configuration.md (config), docs/architecture.md, docs/operations.md`,
       `
 Examples:
   netmon run -c configs/default.yaml
-  netmon run -c configs/kubernetes.yaml --print-config
+  NODE_NAME=node-1 POD_IP=10.0.0.5 netmon run -c configs/kubernetes.yaml --print-config
   netmon -collector-mode=netfilter             zxporter-netmon's container args: the same as netmon run -collector-mode=…
   DAKR_URL=https://dakr.devzero.io CLUSTER_TOKEN=… netmon run --zxporter -read-interval=10s
 
