@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodeFlowRecord } from '@netmon/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   F_RX_BYTES,
   F_RX_PACKETS,
@@ -48,6 +48,12 @@ describe.runIf(privileged())('exact byte accounting: conntrack → delta → fil
     await startServers(net, dir);
   });
 
+  // A test that fails halfway leaves its agent running: end it here, by its own pid, before the namespace goes.
+  const agents: AgentProcess[] = [];
+  afterEach(() => {
+    for (const agent of agents.splice(0)) agent.kill();
+  });
+
   afterAll(async () => {
     await net?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -77,6 +83,7 @@ service:
 `,
     );
     const agent = new AgentProcess(['run', '--config', config, '--log-level', 'debug']);
+    agents.push(agent);
     await agent.waitForLog((l) => l.msg === 'conntrack read');
     return { agent, output };
   }
