@@ -2,7 +2,7 @@
 // namespaces and cgroups of their own, processes started inside them, and a cleanup that removes all of
 // it — on success, on an error, and on Ctrl-C or SIGTERM. Every cleanup step is synchronous, so it can
 // run from a signal handler.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   copyFileSync,
   existsSync,
@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { cleanup, installSignalHandlers, onCleanup, sh } from '../cleanup.mjs';
 
 export const HERE = import.meta.dirname;
 export const ROOT = path.resolve(HERE, '..', '..');
@@ -23,44 +24,11 @@ export const BPF_INCLUDE = path.join(ROOT, 'native', 'bpf');
 export const FLOWS_OBJECT = path.join(ROOT, 'native', 'build', 'Release', 'flows.bpf.o');
 
 // ---------------------------------------------------------------------------------------------------
-// Cleanup
+// Cleanup (bench/cleanup.mjs): every eBPF bench cleans up on a signal, so importing this installs it.
 
-const steps = [];
-let cleaned = false;
+export { cleanup, onCleanup, sh };
 
-/** Registers a synchronous undo step; steps run last-registered first. Returns a function that runs it now. */
-export function onCleanup(step) {
-  const entry = { step, done: false };
-  steps.push(entry);
-  return () => {
-    if (entry.done) return;
-    entry.done = true;
-    step();
-  };
-}
-
-export function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
-  for (const entry of steps.reverse()) {
-    if (entry.done) continue;
-    entry.done = true;
-    try {
-      entry.step();
-    } catch (err) {
-      console.error(`cleanup: ${err.message}`);
-    }
-  }
-}
-
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => {
-    console.error(`\n${signal}: cleaning up`);
-    cleanup();
-    process.exit(128 + os.constants.signals[signal]);
-  });
-}
-process.on('exit', cleanup);
+installSignalHandlers();
 
 /**
  * Runs a bench's main function: cleanup afterwards whatever happens, a non-zero exit on failure (the
@@ -185,19 +153,6 @@ export function buildPaddedBpf(dir) {
   writeFileSync(path.join(copy, 'flows.h'), padded);
   copyFileSync(path.join(BPF_INCLUDE, 'flows.bpf.c'), path.join(copy, 'flows.bpf.c'));
   return buildBpf(dir, path.join(copy, 'flows.bpf.c'), 'flows-padded');
-}
-
-export function sh(cmd, args, opts = {}) {
-  try {
-    return execFileSync(cmd, args, {
-      encoding: 'utf8',
-      maxBuffer: 64 << 20,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...opts,
-    });
-  } catch (err) {
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${err.stderr?.toString().trim() || err.message}`);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,68 +1,15 @@
 // What run.mjs needs from the system: synchronous cleanup steps (they must also run from a signal
 // handler), commands, child processes with their last output lines, and /proc readings of a process.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { cleanup, installSignalHandlers, onCleanup, sh } from '../cleanup.mjs';
 
 // ---------------------------------------------------------------------------------------------------
-// Cleanup
+// Cleanup and commands (bench/cleanup.mjs)
 
-const steps = [];
-let cleaned = false;
-
-/** Registers a synchronous undo step; steps run last-registered first. Returns a function that runs it now. */
-export function onCleanup(step) {
-  const entry = { step, done: false };
-  steps.push(entry);
-  return () => {
-    if (entry.done) return;
-    entry.done = true;
-    step();
-  };
-}
-
-export function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
-  for (const entry of steps.reverse()) {
-    if (entry.done) continue;
-    entry.done = true;
-    try {
-      entry.step();
-    } catch (err) {
-      console.error(`cleanup: ${err.message}`);
-    }
-  }
-}
-
-/** Ctrl-C, SIGTERM and SIGHUP clean up and exit; so does a normal exit that skipped it. */
-export function installSignalHandlers() {
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.on(signal, () => {
-      console.error(`\n${signal}: cleaning up`);
-      cleanup();
-      process.exit(128 + os.constants.signals[signal]);
-    });
-  }
-  process.on('exit', cleanup);
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Commands and processes
-
-export function sh(cmd, args, opts = {}) {
-  try {
-    return execFileSync(cmd, args, {
-      encoding: 'utf8',
-      maxBuffer: 64 << 20,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...opts,
-    });
-  } catch (err) {
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${err.stderr?.toString().trim() || err.message}`);
-  }
-}
+export { cleanup, installSignalHandlers, onCleanup, sh };
 
 /** Runs `cmd` and resolves with its exit code and output, without blocking the event loop. */
 export function run(cmd, args) {
