@@ -351,6 +351,8 @@ service:
       await dig(cg, net, monitored, [`@${net.ipA}`, 'missing.shop.test', 'A']);
 
       // DevZero: each lookup that resolved an address, with its addresses, and the names of those addresses.
+      // domain is the question; ip2domain names an address by its own record's owner, as zxporter-netmon:
+      // deep.shop.test reaches it through alias.shop.test, so it is the chain's last name, www.shop.test.
       await dakr.waitFor(() => dakr.traffic.flatMap((c) => c.request.dns_lookups).length >= 2);
       const items = dakr.traffic.flatMap((c) => c.request.dns_lookups);
       expect(
@@ -362,7 +364,7 @@ service:
         { client: net.ip6B, domain: 'www.shop.test', ips: [net.ip6A] },
       ]);
       const ip2domain = Object.assign({}, ...dakr.traffic.map((c) => c.request.ip2domain));
-      expect(ip2domain).toMatchObject({ [net.ipA]: 'deep.shop.test', [net.ip6A]: 'www.shop.test' });
+      expect(ip2domain).toEqual({ [net.ipA]: 'www.shop.test', [net.ip6A]: 'www.shop.test' });
 
       // OTLP: lookups by question and response code, and their latency.
       await sink.waitFor(() =>

@@ -5,7 +5,9 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import {
   type BatchSink,
   type ComponentSettings,
+  type DnsAnswerInit,
   DnsBatch,
+  type DnsLookupInit,
   DnsRcode,
   DnsType,
   defineExporter,
@@ -455,7 +457,7 @@ describe('devzero interval', () => {
     expect(ip2domain.size).toBe(1);
   });
 
-  it('keeps zxporter’s lookup as is from batches with the tracer’s columns: the question as asked, A and AAAA answers', () => {
+  it('keeps zxporter’s lookup as is from batches with the tracer’s columns: the question as asked, A and AAAA answers, each address named by its record’s owner', () => {
     const interval = new Interval(T0, 100);
     const ip2domain = new Ip2Domain(10);
     interval.addDns(
@@ -499,9 +501,66 @@ describe('devzero interval', () => {
         time: T0 + 2000,
       },
     ]);
+    // The owner of the address records: the end of the chain, not the question.
     expect(ip2domain.snapshot(T0)).toEqual({
-      '52.1.2.3': 'Api.Stripe.com',
-      '2600:1f18::5': 'Api.Stripe.com',
+      '52.1.2.3': 'edge.stripe.com',
+      '2600:1f18::5': 'edge.stripe.com',
+    });
+  });
+
+  it('names each address in ip2domain as zxporter: by the owner of its own record, the end of a CNAME chain or the question as asked; domain stays the question', () => {
+    const interval = new Interval(T0, 100);
+    const ip2domain = new Ip2Domain(10);
+    const lookup = (question: string, answers: DnsAnswerInit[], canonical?: string): DnsLookupInit => ({
+      time: T0,
+      clientIp: '10.0.1.34',
+      question,
+      answers,
+      ...(canonical ? { canonical } : {}),
+    });
+    interval.addDns(
+      DnsBatch.from([
+        // A chain of two CNAMEs: the address is the last name's.
+        lookup(
+          'deep.shop.example',
+          [
+            { name: 'deep.shop.example', type: DnsType.CNAME, ttl: 30, target: 'alias.shop.example' },
+            { name: 'alias.shop.example', type: DnsType.CNAME, ttl: 60, target: 'www.shop.example' },
+            { name: 'www.shop.example', type: DnsType.A, ttl: 120, ip: '198.51.100.1' },
+          ],
+          'www.shop.example',
+        ),
+        // No CNAME: the record's owner is the question, its spelling kept.
+        lookup('Plain.Example', [{ name: 'Plain.Example', type: DnsType.A, ttl: 30, ip: '198.51.100.2' }]),
+        // An address record off the chain: zxporter takes its owner, whatever the chain says.
+        lookup(
+          'x.example',
+          [
+            { name: 'x.example', type: DnsType.CNAME, ttl: 30, target: 'y.example' },
+            { name: 'z.example', type: DnsType.AAAA, ttl: 30, ip: '2001:db8::3' },
+          ],
+          'y.example',
+        ),
+        // Built without owner names (not by the tracer): the chain's end, else the question.
+        lookup('q.example', [{ name: '', type: DnsType.A, ttl: 30, ip: '198.51.100.4' }], 'c.example'),
+        lookup('r.example', [{ name: '', type: DnsType.A, ttl: 30, ip: '198.51.100.5' }]),
+      ]),
+      ip2domain,
+      T0,
+    );
+    expect(interval.lookups.map((l) => l.domain)).toEqual([
+      'deep.shop.example',
+      'Plain.Example',
+      'x.example',
+      'q.example',
+      'r.example',
+    ]);
+    expect(ip2domain.snapshot(T0)).toEqual({
+      '198.51.100.1': 'www.shop.example',
+      '198.51.100.2': 'Plain.Example',
+      '2001:db8::3': 'z.example',
+      '198.51.100.4': 'c.example',
+      '198.51.100.5': 'r.example',
     });
   });
 
@@ -570,8 +629,8 @@ describe('devzero interval', () => {
     ]);
     // Expired (TTL 30 s) but its interval not flushed yet: still there.
     expect(ip2domain.snapshot(1000 + 60_000)).toEqual({
-      '52.1.2.3': 'api.stripe.com',
-      '2600:1f18::5': 'api.stripe.com',
+      '52.1.2.3': 'edge.stripe.com',
+      '2600:1f18::5': 'edge.stripe.com',
     });
     ip2domain.nextInterval(1000 + 60_000);
     expect(ip2domain.snapshot(1000 + 60_000)).toEqual({});
@@ -810,7 +869,7 @@ describe('devzero GET /metrics JSON', () => {
     const res = routes.get('/metrics');
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/json');
-    const ip2domain = '"ip2domain":{"52.1.2.3":"api.stripe.com","2600:1f18::5":"api.stripe.com"}';
+    const ip2domain = '"ip2domain":{"52.1.2.3":"edge.stripe.com","2600:1f18::5":"edge.stripe.com"}';
     expect(res.body).toBe(
       '{"node_name":"node-a","items":[' +
         '{"src_ip":"10.0.1.34","dst_ip":"10.0.2.19","src_pod_name":"web-1","src_pod_namespace":"shop","protocol":6,"dst_port":8080,"tx_bytes":1000,"rx_bytes":20000,"tx_packets":10,"rx_packets":20,"timestamp":"2026-01-01T00:00:10.5Z"},' +
@@ -1195,7 +1254,7 @@ describe('devzero exporter over gRPC (stand-in)', () => {
           src_pod_name: 'web-1',
         },
       ],
-      ip2domain: { '52.1.2.3': 'api.stripe.com', '2600:1f18::5': 'api.stripe.com' },
+      ip2domain: { '52.1.2.3': 'edge.stripe.com', '2600:1f18::5': 'edge.stripe.com' },
     });
     // An interval with only lookups is sent too.
     await m.exporter.export(dnsSample());
@@ -1847,7 +1906,7 @@ describe('devzero exporter in a Service', () => {
       expect(standIn.traffic[0].request).toMatchObject({
         items: [{ dst_ip: '52.1.2.3', tx_bytes: 1000 }],
         dns_lookups: [{ client_ip: '10.0.1.34', domain: 'api.stripe.com' }],
-        ip2domain: { '52.1.2.3': 'api.stripe.com', '2600:1f18::5': 'api.stripe.com' },
+        ip2domain: { '52.1.2.3': 'edge.stripe.com', '2600:1f18::5': 'edge.stripe.com' },
       });
       await waitUntil(() => (exporter.facts().queue as { sent_items: number }).sent_items === 2);
       await waitUntil(() => (exporter.facts().heartbeat as { success: number }).success === 1);

@@ -135,10 +135,11 @@ export class Interval {
 
   /**
    * Adds lookups from row `from` on: those with at least one A or AAAA answer (as zxporter, which sends
-   * only lookups that resolved an address), and teaches `ip2domain` every answered address. `domain` is the
-   * question as the client asked it. With `pods`, each lookup's client pod is found now (by the pod UID of
-   * its cgroup, else by its address). Returns `batch.length`, or the row that found the interval full (not
-   * added).
+   * only lookups that resolved an address), and teaches `ip2domain` every answered address under the owner
+   * name of its own record (as zxporter: the end of the CNAME chain, not the question, when there is one).
+   * `domain` is the question as the client asked it. With `pods`, each lookup's client pod is found now (by
+   * the pod UID of its cgroup, else by its address). Returns `batch.length`, or the row that found the
+   * interval full (not added).
    */
   addDns(batch: DnsBatch, ip2domain: Ip2Domain, now: number, from = 0, pods?: LookupPods): number {
     const { answerType } = batch;
@@ -152,13 +153,19 @@ export class Interval {
       while (k < end && !address(k)) k++;
       if (k === end) continue;
       if (this.items >= this.maxItems) return i;
+      // zxporter's domain is the first answer's owner. A resolver starts the answer with the chain from the
+      // question (RFC 1034 §4.3.2) and in practice writes that owner as a pointer to the question, so it is
+      // the question as asked: taken from the question, it does not depend on which records the tracer keeps.
       const domain = batch.names[batch.question[i]];
+      // The tracer always reads an owner name; a batch built elsewhere without one names the chain's end.
+      const chainEnd = batch.canonical[i] !== 0 ? batch.names[batch.canonical[i]] : domain;
       const resolvedIps: string[] = [];
       for (; k < end; k++) {
         if (!address(k)) continue;
         const ip = formatIp(batch.answerAddr, 16 * k, answerType[k] === DnsType.A ? 4 : 6);
         resolvedIps.push(ip);
-        ip2domain.learn(ip, domain, batch.answerTtl[k], now);
+        const owner = batch.names[batch.answerName[k]];
+        ip2domain.learn(ip, owner !== '' ? owner : chainEnd, batch.answerTtl[k], now);
       }
       const entry: LookupEntry = { clientIp: batch.clientIp(i), domain, resolvedIps, time: batch.time[i] };
       if (pods && byUid) {
@@ -225,7 +232,7 @@ interface DomainEntry {
 }
 
 /**
- * IP → question name from DNS answers (A and AAAA), each entry kept for its answer's TTL and at least
+ * IP → the owner name of the A or AAAA record that answered it, each entry kept for its record's TTL and at least
  * until the interval that saw it has been flushed, so the flows of that interval can be named. Bounded:
  * when full, the entry learnt longest ago makes room.
  */
