@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from './harness/agent.js';
+import { ROOT, until } from './harness/agent.js';
 
 const CLI = path.join(ROOT, 'packages/agent/dist/cli.js');
 /**
@@ -39,11 +39,26 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-/** Runs the CLI with `args`; resolves with the heavy packages it loaded and its exit code. */
-async function heavyLoaded(name: string, args: string[], stopAfterMs?: number, env: NodeJS.ProcessEnv = {}) {
+/**
+ * Longest a one-shot command may take to finish, the agent to say it runs, and then to exit after
+ * SIGTERM: each takes a second or two, a few on a loaded 2-core CI. Only a hang reaches it.
+ */
+const STEP_TIMEOUT_MS = 20_000;
+
+/**
+ * Runs the CLI with `args` to its end; resolves with the heavy packages it loaded and its exit code. With
+ * `stop`, a long-running command (`run`) gets SIGTERM once it logged that it runs: only then are its
+ * signal handlers in place, so that it drains, exits and the hook writes what it loaded (a SIGTERM before
+ * kills it with nothing written). No fixed sleep: how long starting takes depends on the machine's load.
+ */
+async function heavyLoaded(
+  name: string,
+  args: string[],
+  opts: { stop?: boolean; env?: NodeJS.ProcessEnv } = {},
+) {
   const loadedFile = path.join(dir, `${name}.loaded`);
   const child = spawn(process.execPath, ['--import', path.join(dir, 'hook.mjs'), CLI, ...args], {
-    env: { ...process.env, ...env, NETMON_LOADED_FILE: loadedFile },
+    env: { ...process.env, ...opts.env, NETMON_LOADED_FILE: loadedFile },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -51,16 +66,64 @@ async function heavyLoaded(name: string, args: string[], stopAfterMs?: number, e
     stderr += d;
   });
   child.stdout.resume();
-  const timer = stopAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGTERM'), stopAfterMs);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  clearTimeout(timer);
-  const urls = (await readFile(loadedFile, 'utf8')).split('\n');
+  let exited = false;
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => {
+      exited = true;
+      resolve({ code, signal });
+    }),
+  );
+  const ended = (r: { code: number | null; signal: NodeJS.Signals | null }) =>
+    `exit code ${r.code}${r.signal ? `, signal ${r.signal}` : ''}`;
+  try {
+    if (opts.stop) {
+      // Its log is JSON lines on stderr; the line it writes once every component has started.
+      const running = () =>
+        stderr.split('\n').some((line) => {
+          try {
+            return String(JSON.parse(line).msg).startsWith('netmon is running');
+          } catch {
+            return false;
+          }
+        });
+      await until(
+        () => running() || exited,
+        STEP_TIMEOUT_MS,
+        () =>
+          `\`netmon ${args.join(' ')}\` did not log "netmon is running" within ${STEP_TIMEOUT_MS} ms:\n${stderr}`,
+      );
+      if (!running()) {
+        throw new Error(
+          `\`netmon ${args.join(' ')}\` ended before it logged "netmon is running" (${ended(await exit)}):\n${stderr}`,
+        );
+      }
+      child.kill('SIGTERM');
+    }
+    await until(
+      () => exited,
+      STEP_TIMEOUT_MS,
+      () =>
+        `\`netmon ${args.join(' ')}\` did not exit within ${STEP_TIMEOUT_MS} ms${opts.stop ? ' of SIGTERM' : ''}:\n${stderr}`,
+    );
+  } finally {
+    // A test that failed halfway leaves no agent behind (its own pid).
+    if (!exited) child.kill('SIGKILL');
+  }
+  const result = await exit;
+  let urls: string[];
+  try {
+    urls = (await readFile(loadedFile, 'utf8')).split('\n');
+  } catch (err) {
+    throw new Error(
+      `\`netmon ${args.join(' ')}\` wrote no module list (${ended(result)}): ${(err as Error).message}\n${stderr}`,
+    );
+  }
   const heavy = HEAVY.filter((pkg) =>
     urls.some(
       (u) => u.includes(`/node_modules/${pkg}/`) || (pkg === '@netmon/native' && u.includes('/native/')),
     ),
   );
-  return { heavy, code, stderr };
+  return { heavy, code: result.code, stderr };
 }
 
 const configFile = async (name: string, yaml: string) => {
@@ -70,31 +133,40 @@ const configFile = async (name: string, yaml: string) => {
 };
 
 describe('what the CLI loads', () => {
-  it('`netmon components` loads no heavy dependency', async () => {
-    const r = await heavyLoaded('components', ['components']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.heavy).toEqual([]);
-  });
+  it(
+    '`netmon components` loads no heavy dependency',
+    async () => {
+      const r = await heavyLoaded('components', ['components']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.heavy).toEqual([]);
+    },
+    3 * STEP_TIMEOUT_MS,
+  );
 
-  it('`netmon validate` of the shipped configs loads no heavy dependency', async () => {
-    for (const config of ['default.yaml', 'kubernetes.yaml', 'devzero.yaml', 'examples/replay.yaml']) {
-      // What the shipped configs read from the environment, so that each is valid and fully checked.
-      const r = await heavyLoaded(
-        `validate-${path.basename(config)}`,
-        ['validate', '--config', path.join(ROOT, 'configs', config)],
-        undefined,
-        { NODE_NAME: 'node-a', POD_IP: '127.0.0.1', DAKR_URL: 'http://127.0.0.1:1' },
-      );
-      expect(r.code, `${config}: ${r.stderr}`).toBe(0);
-      expect(r.heavy, `${config}: ${r.stderr}`).toEqual([]);
-    }
-  });
+  it(
+    '`netmon validate` of the shipped configs loads no heavy dependency',
+    async () => {
+      for (const config of ['default.yaml', 'kubernetes.yaml', 'devzero.yaml', 'examples/replay.yaml']) {
+        // What the shipped configs read from the environment, so that each is valid and fully checked.
+        const r = await heavyLoaded(
+          `validate-${path.basename(config)}`,
+          ['validate', '--config', path.join(ROOT, 'configs', config)],
+          { env: { NODE_NAME: 'node-a', POD_IP: '127.0.0.1', DAKR_URL: 'http://127.0.0.1:1' } },
+        );
+        expect(r.code, `${config}: ${r.stderr}`).toBe(0);
+        expect(r.heavy, `${config}: ${r.stderr}`).toEqual([]);
+      }
+    },
+    5 * STEP_TIMEOUT_MS,
+  );
 
-  it('an agent without k8s_metadata never loads the Kubernetes client', async () => {
-    const out = path.join(dir, 'flows.jsonl');
-    const config = await configFile(
-      'no-k8s.yaml',
-      `receivers:
+  it(
+    'an agent without k8s_metadata never loads the Kubernetes client',
+    async () => {
+      const out = path.join(dir, 'flows.jsonl');
+      const config = await configFile(
+        'no-k8s.yaml',
+        `receivers:
   file: { path: ${path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl')} }
 exporters:
   file: { path: ${out} }
@@ -102,16 +174,20 @@ service:
   pipelines:
     flows: { receivers: [file], exporters: [file] }
 `,
-    );
-    const r = await heavyLoaded('run-no-k8s', ['run', '--config', config], 2000);
-    expect(r.stderr).toContain('netmon is running');
-    expect(r.heavy).toEqual([]);
-  });
+      );
+      const r = await heavyLoaded('run-no-k8s', ['run', '--config', config], { stop: true });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.heavy).toEqual([]);
+    },
+    3 * STEP_TIMEOUT_MS,
+  );
 
-  it('an agent with k8s_metadata does load it (the check above can fail)', async () => {
-    const config = await configFile(
-      'k8s.yaml',
-      `receivers:
+  it(
+    'an agent with k8s_metadata does load it (the check above can fail)',
+    async () => {
+      const config = await configFile(
+        'k8s.yaml',
+        `receivers:
   file: { path: ${path.join(ROOT, 'packages/receivers/src/file/testdata/sample-flows.jsonl')} }
 processors:
   k8s_attributes: {}
@@ -124,9 +200,11 @@ service:
   pipelines:
     flows: { receivers: [file], processors: [k8s_attributes], exporters: [debug] }
 `,
-    );
-    const r = await heavyLoaded('run-k8s', ['run', '--config', config], 2000);
-    expect(r.stderr).toContain('netmon is running');
-    expect(r.heavy).toContain('@kubernetes/client-node');
-  });
+      );
+      const r = await heavyLoaded('run-k8s', ['run', '--config', config], { stop: true });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.heavy).toContain('@kubernetes/client-node');
+    },
+    3 * STEP_TIMEOUT_MS,
+  );
 });
