@@ -153,6 +153,15 @@ service: { pipelines: { flows: { exporters: [file] } } }
             usd > 0,
         );
         expect(crossZone.length, [...cost.keys()].join('\n')).toBeGreaterThan(0);
+        // The sample's records already carry workloads, zones and classes, so the labels above would be
+        // there with k8s_attributes doing nothing. No record names a Service: only the cluster snapshot
+        // (replay-cluster.json) can, from the EndpointSlice that lists the pod dialled. CoreDNS is
+        // dialled as kube-dns, a name no workload has. All of the first interval is one batch, so it is
+        // in the scrape that showed the first dollars.
+        for (const [labels] of crossZone) expect(labels).toContain('dst_service="catalog"');
+        const dns = [...cost.keys()].filter((labels) => labels.includes('dst_workload="coredns"'));
+        expect(dns.length, [...cost.keys()].join('\n')).toBeGreaterThan(0);
+        for (const labels of dns) expect(labels).toContain('dst_service="kube-dns"');
         // Same-node traffic is known and costs nothing.
         const sameNode = [...cost].filter(([labels]) => labels.includes('traffic_class="same_node"'));
         expect(sameNode.length).toBeGreaterThan(0);
