@@ -4,15 +4,16 @@
 // connection, ports, protocols, counters in both value layouts, service and related entries left out, a
 // connection between two pods of the node once), lifetimes in both clocks, the delta processor behind it,
 // the errors a node can present, and the whole agent. Root only: skipped locally without it, a failure in CI.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodeFlowRecord, type FlowBatch, FlowFlags, formatIp, StatusBoard } from '@netmon/core';
-import { testSettings } from '@netmon/core/testkit';
+import { recordingLogger, testSettings } from '@netmon/core/testkit';
 import { readPinnedMap } from '@netmon/native';
 import { deltaProcessorFactory } from '@netmon/processors';
 import { ciliumReceiverFactory } from '@netmon/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BPF_FS_MAGIC } from '../../packages/receivers/src/cilium/bpffs.js';
 import type { CiliumKernel } from '../../packages/receivers/src/cilium/kernel.js';
 import { nodeKernel } from '../../packages/receivers/src/cilium/node-kernel.js';
 import { CiliumReceiver } from '../../packages/receivers/src/cilium/receiver.js';
@@ -534,6 +535,7 @@ class GatedKernel implements CiliumKernel {
   }
 
   exists = nodeKernel.exists;
+  fsType = nodeKernel.fsType;
   monotonicNs = nodeKernel.monotonicNs;
   sleep = nodeKernel.sleep;
 }
@@ -544,10 +546,13 @@ class Harness {
   readonly batches: FlowBatch[] = [];
   readonly kernel = new GatedKernel();
   readonly receiver: CiliumReceiver;
+  private readonly log = recordingLogger();
+  /** What the receiver logged. */
+  readonly logs = this.log.logs;
 
   constructor(dir: string, config: Record<string, unknown> = {}) {
     this.receiver = new CiliumReceiver(
-      testSettings('receiver', 'cilium', { board: this.board }),
+      { ...testSettings('receiver', 'cilium', { board: this.board }), logger: this.log.logger },
       ciliumReceiverFactory.config.parse({ maps_dir: dir, read_interval: '100ms', ...config }),
       {
         consume: (b) => {
@@ -697,6 +702,41 @@ describe.runIf(privileged())("cilium receiver on Cilium's conntrack maps", () =>
     expect(rows(b.batch)).toEqual(expectedRows('total', conns));
     expect(b.h.receiver.valueLayout).toBe('total');
     expect(b.details).toMatchObject({ value_layout: 'total' });
+  });
+
+  it('split layout with BIG TCP (GRO packets up to 512 KiB): auto keeps split, every rx counted', async () => {
+    // Cilium ≤ 1.15 counts skbs; with BIG TCP a bulk download's packets reach the pod GRO'd to up to
+    // gro_max_size (Cilium sets 192 KiB; the kernel allows 8 × 65535 bytes). Here the maps read first hold
+    // only such downloads, so any one of them taken for the total layout would decide it.
+    const n = node();
+    n.createAll();
+    const download = (map: CtMap, i: number, perPacket: number): Conn => ({
+      map,
+      proto: PROTO.tcp,
+      opener: map === 'tcp4' ? '10.0.1.5' : 'fd00:10::5',
+      openerPort: 47000 + i,
+      responder: map === 'tcp4' ? '10.0.9.9' : 'fd00:10::9:9',
+      responderPort: 443,
+      dir: 'out',
+      sent: [4000, 4000 * 66],
+      back: [3000, 3000 * perPacket],
+      ahead: 3600,
+      flags: CT_SEEN_NON_SYN,
+    });
+    const conns = [
+      download('tcp4', 0, 196_608),
+      download('tcp4', 1, 120_000),
+      download('tcp4', 2, 500_000),
+      download('tcp6', 3, 196_608),
+      download('tcp6', 4, 524_280),
+    ];
+    fill(n, 'split', { unit: 'ktime' }, conns, []);
+    const { batch, h, details } = await readOnce(n.dir);
+    expect(h.receiver.valueLayout).toBe('split');
+    expect(details.value_layout_reason).toBe(
+      'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier): 3 of 3 entries that tell the layouts apart',
+    );
+    expect(rows(batch)).toEqual(expectedRows('split', conns));
   });
 
   it('lifetimes in jiffies >> 8 (--enable-bpf-clock-probe): detected with the measured HZ, expired entries found', async () => {
@@ -1019,6 +1059,152 @@ describe.runIf(privileged())("cilium receiver on Cilium's conntrack maps", () =>
         );
       }
       expect(h.batches).toHaveLength(0);
+    });
+
+    it('a map that stays unreadable: warned once over many reads while /status follows every read; said once more when fixed', async () => {
+      const n = node();
+      n.create('tcp4');
+      n.create('any4', { keySize: 38 });
+      fill(
+        n,
+        'split',
+        { unit: 'ktime' },
+        CONNS.filter((c) => c.map === 'tcp4'),
+        [],
+      );
+      const h = new Harness(n.dir);
+      const said = () =>
+        h.logs.filter((l) => l.msg.startsWith('Cilium conntrack maps')).map((l) => [l.level, l.msg]);
+      const want = `${n.pin('any4')} has key/value sizes 38/56, not the 14/56 this layout reads`;
+      try {
+        await h.start();
+        const times: number[] = [];
+        for (let i = 0; i < 4; i++) {
+          await h.read();
+          expect(h.status().status).toBe('recoverable_error');
+          expect(h.status().lastError).toBe(`Cilium conntrack maps not read: ${want}`);
+          times.push(h.status().lastErrorTime ?? 0);
+        }
+        // Four reads, four updates of /status, one line in the log.
+        expect(new Set(times).size).toBe(4);
+        expect(said()).toEqual([['warn', `Cilium conntrack maps not read: ${want}`]]);
+        // Cilium replaces the map with one of its layout: read, ok, and said once.
+        n.unpin('any4');
+        n.create('any4');
+        await h.read();
+        expect(h.status().status).toBe('ok');
+        expect(said()).toEqual([
+          ['warn', `Cilium conntrack maps not read: ${want}`],
+          ['info', 'Cilium conntrack maps recovered: cilium_ct_any4_global'],
+        ]);
+      } finally {
+        await h.stop();
+      }
+    });
+
+    it('a family half pinned (map_names.tcp4 mistyped, or only one map of the family there): recoverable_error naming the map and what is lost; a family not pinned at all is no error, said without blaming IPv6', async () => {
+      const n = node();
+      n.create('tcp4');
+      n.create('any4');
+      const v4 = CONNS.filter((c) => c.map === 'tcp4' || c.map === 'any4');
+      fill(
+        n,
+        'split',
+        { unit: 'ktime' },
+        v4,
+        OTHERS.filter((o) => o.map === 'tcp4' || o.map === 'any4'),
+      );
+      const typo = 'cilium_ct4_globl';
+      const { batch, h, status, details } = await readOnce(n.dir, { map_names: { tcp4: typo } });
+      const message = `${path.join(n.dir, typo)} is not pinned, while cilium_ct_any4_global is: the IPv4 TCP connections are not read (map_names.tcp4 names a file Cilium does not pin, or Cilium's agent has pinned its maps only in part)`;
+      expect(status.status).toBe('recoverable_error');
+      expect(status.lastError).toBe(`Cilium conntrack maps not read: ${message}`);
+      expect(h.logs.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
+        `Cilium conntrack maps not read: ${message}`,
+      ]);
+      // The any4 connections, whole: the TCP map was never read, so nothing is taken for ended.
+      expect(rows(batch)).toEqual(
+        expectedRows(
+          'split',
+          v4.filter((c) => c.map === 'any4'),
+        ),
+      );
+      expect(batch.snapshot).toBe(true);
+      const maps = details.maps as Record<string, unknown>;
+      expect(maps[typo]).toBe(message);
+      expect(maps.cilium_ct6_global).toBe(
+        "not pinned, nor is cilium_ct_any6_global: Cilium pins a family's conntrack maps only with that family on (or map_names names files it does not pin)",
+      );
+
+      // The IPv6 maps of a node with only the IPv6 family: the IPv4 ones are said not pinned, no error.
+      const v6only = node();
+      v6only.create('tcp6');
+      v6only.create('any6');
+      const v6 = CONNS.filter((c) => c.map === 'tcp6' || c.map === 'any6');
+      fill(
+        v6only,
+        'split',
+        { unit: 'ktime' },
+        v6,
+        OTHERS.filter((o) => o.map === 'tcp6' || o.map === 'any6'),
+      );
+      const b = await readOnce(v6only.dir);
+      expect(b.status.status, String(b.status.lastError)).toBe('ok');
+      expect(rows(b.batch)).toEqual(expectedRows('split', v6));
+      expect((b.details.maps as Record<string, unknown>).cilium_ct4_global).toBe(
+        "not pinned, nor is cilium_ct_any4_global: Cilium pins a family's conntrack maps only with that family on (or map_names names files it does not pin)",
+      );
+
+      // Only the other-protocol map of IPv6 missing: UDP, ICMPv6 and SCTP would be lost.
+      const half = node();
+      half.create('tcp4');
+      half.create('any4');
+      half.create('tcp6');
+      const c = await readOnce(half.dir);
+      expect(c.status.status).toBe('recoverable_error');
+      expect(c.status.lastError).toBe(
+        `Cilium conntrack maps not read: ${half.pin('any6')} is not pinned, while cilium_ct6_global is: the IPv6 connections of every protocol but TCP (UDP, ICMPv6, SCTP) are not read (map_names.any6 names a file Cilium does not pin, or Cilium's agent has pinned its maps only in part)`,
+      );
+    });
+
+    it('a maps_dir that is no bpffs (the host’s /sys/fs/bpf not mounted into the pod): validate and the start say so, not the kernel’s "Permission denied"', async () => {
+      const plain = mkdtempSync(path.join(tmpdir(), 'netmon-cilium-plain-'));
+      try {
+        for (const map of Object.values(CT_MAPS)) writeFileSync(path.join(plain, map.name), 'x');
+        // What the kernel answers when a file off a bpffs is opened as a map: EACCES, which the addon
+        // reports as EPERM "Permission denied" — the look of a missing CAP_BPF.
+        await expect(
+          readPinnedMap({ path: path.join(plain, CT_MAPS.tcp4.name), keySize: 14, valueSize: 56 }),
+        ).rejects.toMatchObject({ code: 'EPERM', message: expect.stringContaining('Permission denied') });
+        const type = statfsSync(plain).type >>> 0;
+        expect(type).not.toBe(BPF_FS_MAGIC);
+        const expected = new RegExp(
+          `^${plain} is not a bpf file system \\(type 0x${type.toString(16)}(, [a-z0-9]+)?\\): only a bpffs holds pinned maps — mount the host's /sys/fs/bpf into the pod \\(hostPath\\)`,
+        );
+        const h = new Harness(plain);
+        const err = await h.start().then(
+          () => undefined,
+          (e: Error) => e,
+        );
+        await h.stop();
+        expect(err?.message.replace(/^cilium receiver: /, '')).toMatch(expected);
+        expect(err?.message).not.toContain('Permission denied');
+        expect(h.kernel.reads).toBe(0);
+        const validate = (dir: string, tentative?: boolean) =>
+          ciliumReceiverFactory.validate?.(ciliumReceiverFactory.config.parse({ maps_dir: dir }), {
+            configDir: plain,
+            tentative,
+          });
+        const issues = (await validate(plain)) ?? [];
+        expect(issues.map((i) => i.key)).toEqual(['maps_dir']);
+        expect(issues[0].message).toMatch(expected);
+        // On a bpffs there is nothing to say; under auto neither (the start says it, and auto moves on).
+        const n = node();
+        expect(await validate(n.dir)).toEqual([]);
+        expect(await validate(plain, true)).toEqual([]);
+      } finally {
+        rmSync(plain, { recursive: true, force: true });
+      }
     });
 
     it('maps_dir missing, or holding no Cilium map: start fails and says why', async () => {

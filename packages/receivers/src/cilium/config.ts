@@ -22,7 +22,7 @@ export const ciliumReceiverConfig = z.strictObject({
     .min(1)
     .default('/sys/fs/bpf/tc/globals')
     .describe(
-      "The bpffs directory Cilium pins its maps in. In a pod, mount the host's /sys/fs/bpf (hostPath, read-only is enough) and give its path here.",
+      "The bpffs directory Cilium pins its maps in. In a pod, mount the host's /sys/fs/bpf (hostPath, read-only is enough) and give its path here. It must be on a bpf file system: one that exists elsewhere is refused at validation (unless auto mode may pick another receiver) and at start.",
     ),
   read_interval: duration({ min: 100 })
     .prefault('5s')
@@ -45,7 +45,7 @@ export const ciliumReceiverConfig = z.strictObject({
     .enum(VALUE_LAYOUTS)
     .default('auto')
     .describe(
-      "How the entries' counters are laid out, which changed with Cilium 1.16. split (Cilium 1.15 and earlier): rx and tx packets and bytes, so each connection has both directions' bytes. total (1.16 and later): one packets/bytes pair counting both directions together, which netmon reports as tx (the initiator's side) with rx 0, flagged in /status. auto: split when an entry's first two counters look like rx packets and bytes (bytes at least 20 × packets), else total; decided once from the first entries that tell, and shown in /status.",
+      "How the entries' counters are laid out, which changed with Cilium 1.16. split (Cilium 1.15 and earlier): rx and tx packets and bytes, so each connection has both directions' bytes. total (1.16 and later): one packets/bytes pair counting both directions together, which netmon reports as tx (the initiator's side) with rx 0, flagged in /status. auto: an entry whose first two counters look like rx packets and bytes (20 bytes to 1 MiB a packet, which covers BIG TCP's packets of up to 512 KiB) says split, one with anything else there says total; decided once by a clear majority (four to one) of up to 64 entries that tell, and shown in /status.",
     ),
   clock_source: z
     .enum(CLOCK_SOURCES)

@@ -1,8 +1,9 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CollectingSink, testSettings } from '@netmon/core/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
+import { BPF_FS_MAGIC } from './bpffs.js';
 import { ciliumReceiverFactory } from './factory.js';
 import { CiliumReceiver } from './receiver.js';
 
@@ -116,24 +117,55 @@ describe('cilium factory: the real node access at start', () => {
     await receiver.shutdown?.();
   });
 
-  it('a directory without Cilium’s maps fails the start', async () => {
-    const receiver = await create({ maps_dir: dir });
-    await expect(receiver.start?.()).rejects.toThrow(`cilium receiver: no Cilium conntrack map in ${dir} (`);
-    await receiver.shutdown?.();
-  });
-
-  it('files by the maps’ names that are no pinned maps: the addon cannot open them, and the start fails with its errors', async () => {
+  it('files by the maps’ names in a directory that is no bpffs: the start says so (with its type), not the kernel’s "Permission denied"', async () => {
+    // The host's /sys/fs/bpf not mounted into the pod: a plain directory (the temp dir's file system).
     const fake = join(dir, 'not-a-bpffs');
     rmSync(fake, { recursive: true, force: true });
     mkdirSync(fake);
     writeFileSync(join(fake, 'cilium_ct4_global'), 'x');
     writeFileSync(join(fake, 'cilium_ct6_global'), 'x');
+    const type = statfsSync(fake).type >>> 0;
+    expect(type).not.toBe(BPF_FS_MAGIC);
     const receiver = await create({ maps_dir: fake });
-    await expect(receiver.start?.()).rejects.toThrow(
+    const err = await Promise.resolve(receiver.start?.()).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(
       new RegExp(
-        `^cilium receiver: no Cilium conntrack map in ${fake} can be read: cannot open the pinned map ${fake}/cilium_ct4_global: .+; cannot open the pinned map ${fake}/cilium_ct6_global: .+$`,
+        `^cilium receiver: ${fake} is not a bpf file system \\(type 0x${type.toString(16)}(, [a-z0-9]+)?\\): only a bpffs holds pinned maps — mount the host's /sys/fs/bpf into the pod \\(hostPath\\)`,
       ),
     );
+    expect(err?.message).not.toMatch(/Permission denied|Operation not permitted/);
     await receiver.shutdown?.();
+  });
+});
+
+describe('cilium factory: validate', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'netmon-cilium-validate-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const validate = (config: Record<string, unknown>, tentative?: boolean) =>
+    ciliumReceiverFactory.validate?.(ciliumReceiverFactory.config.parse(config), {
+      configDir: dir,
+      tentative,
+    });
+
+  it('a maps_dir that exists but is no bpf file system is a config error naming its type and what to mount', async () => {
+    const type = statfsSync(dir).type >>> 0;
+    expect(await validate({ maps_dir: dir })).toEqual([
+      {
+        key: 'maps_dir',
+        message: expect.stringMatching(
+          new RegExp(
+            `^${dir} is not a bpf file system \\(type 0x${type.toString(16)}(, [a-z0-9]+)?\\): only a bpffs holds pinned maps — mount the host's /sys/fs/bpf into the pod \\(hostPath\\) and point maps_dir at Cilium's directory in it \\(tc/globals\\)$`,
+          ),
+        ),
+      },
+    ]);
+  });
+
+  it('says nothing where it cannot be sure: under auto (tentative: another node may be Cilium’s), or a maps_dir not there (the start says it)', async () => {
+    expect(await validate({ maps_dir: dir }, true)).toEqual([]);
+    expect(await validate({ maps_dir: join(dir, 'missing') })).toEqual([]);
   });
 });

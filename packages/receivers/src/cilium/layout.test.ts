@@ -60,10 +60,12 @@ function view(b: FlowBatch) {
   }));
 }
 
-const detect = (family: 4 | 6, entries: readonly CtEntry[]) => {
+/** What detectLayout finds in `entries`: the layout it decides on (if any) and the entries for each. */
+const evidence = (family: 4 | 6, entries: readonly CtEntry[]) => {
   const r = mapRead(entries, { keySize: family === 4 ? 14 : 38 });
   return detectLayout(r.values, r.keys, family === 4 ? 14 : 38, r.count);
 };
+const detect = (family: 4 | 6, entries: readonly CtEntry[]) => evidence(family, entries).layout;
 
 /** A pod on this node (10.0.1.5) opened a connection to 10.0.2.7:443. */
 const podToServer = { opener: '10.0.1.5', openerPort: 40000, responder: '10.0.2.7', responderPort: 443 };
@@ -661,16 +663,74 @@ describe('detectLayout', () => {
     ).toBeUndefined();
   });
 
-  it('the first entries that tell decide: eight split ones settle it without reading further', () => {
+  it('a clear majority of the entries that tell decides, not the first one: one odd entry among split ones changes nothing', () => {
     const split = Array.from({ length: 8 }, (_, i) => ({
       key: conn(i),
       value: splitValue({ rxPackets: 2, rxBytes: 120 }),
     }));
-    const contrary = { key: conn(9), value: splitValue({ rxPackets: 0, rxBytes: 5 }) };
+    // Fewer than 20 bytes a packet: no IP packet is that small.
+    const contrary = { key: conn(9), value: splitValue({ rxPackets: 10, rxBytes: 5 }) };
     expect(detect(4, [...split, contrary])).toBe('split');
-    expect(detect(4, [contrary, ...split])).toBe('total');
+    expect(detect(4, [contrary, ...split])).toBe('split');
+    expect(evidence(4, [contrary, ...split])).toEqual({ layout: 'split', split: 8, total: 1 });
     // Entries without counters in between do not count.
     expect(detect(4, [{ key: conn(20), value: splitValue({}) }, ...split.slice(0, 1)])).toBe('split');
+    // And the other way round: total entries outvote a stray one that reads as rx counters.
+    const nat = Array.from({ length: 8 }, (_, i) => ({
+      key: conn(30 + i),
+      value: totalValue({ natAddress: `192.0.2.${i + 1}`, packets: 4, bytes: 400 }),
+    }));
+    expect(detect(4, [split[0], ...nat])).toBe('total');
+  });
+
+  it('no clear majority (under four to one): undecided, asked again with the next read', () => {
+    const split = (i: number) => ({ key: conn(i), value: splitValue({ rxPackets: 2, rxBytes: 120 }) });
+    const odd = (i: number) => ({ key: conn(i), value: splitValue({ rxPackets: 10, rxBytes: 5 }) });
+    expect(evidence(4, [split(0), odd(1)])).toEqual({ layout: undefined, split: 1, total: 1 });
+    expect(evidence(4, [split(0), split(1), split(2), odd(3)])).toEqual({
+      layout: undefined,
+      split: 3,
+      total: 1,
+    });
+    expect(evidence(4, [split(0), split(1), split(2), split(3), odd(4)])).toEqual({
+      layout: 'split',
+      split: 4,
+      total: 1,
+    });
+  });
+
+  it('BIG TCP: rx of up to 512 KiB a packet (GRO_MAX_SIZE, 8 × 65535 bytes) is split, whatever comes first', () => {
+    // Cilium ≤ 1.15 counts skbs; with BIG TCP (IPv6 since Linux 5.19, IPv4 since 6.3) GRO builds packets
+    // of up to gro_max_size, at most 524,280 bytes; Cilium sets 192 KiB by default.
+    const big = (i: number, perPacket: number) => ({
+      key: conn(i),
+      value: splitValue({ rxPackets: 1000, rxBytes: 1000 * perPacket, txPackets: 400, txBytes: 26_000 }),
+    });
+    expect(detect(4, [big(0, 196_608)])).toBe('split');
+    expect(detect(4, [big(0, 524_280)])).toBe('split');
+    expect(detect(4, [big(0, 70_000), big(1, 300_000), big(2, 1500)])).toBe('split');
+    expect(
+      detect(6, [
+        {
+          key: connectionKey({ opener: 'fd00::5', openerPort: 1, responder: 'fd00::7', responderPort: 80 }),
+          value: splitValue({ rxPackets: 50, rxBytes: 50 * 400_000 }),
+        },
+      ]),
+    ).toBe('split');
+    // Past any packet the kernel can build (1 MiB a packet and more) is not an rx counter pair.
+    expect(detect(4, [big(0, 2 ** 20 + 1)])).toBe('total');
+  });
+
+  it('looks at a bounded number of entries: past 64 that tell, the rest are not read', () => {
+    const split = Array.from({ length: 64 }, (_, i) => ({
+      key: conn(i),
+      value: splitValue({ rxPackets: 2, rxBytes: 120 }),
+    }));
+    const odd = Array.from({ length: 64 }, (_, i) => ({
+      key: conn(100 + i),
+      value: splitValue({ rxPackets: 10, rxBytes: 5 }),
+    }));
+    expect(evidence(4, [...split, ...odd])).toEqual({ layout: 'split', split: 64, total: 0 });
   });
 
   it('total (Cilium 1.16–1.18): an IN entry with its counters at 16/24 and zeros before, which the split layout never has (it counts the packet that created an IN entry in rx)', () => {

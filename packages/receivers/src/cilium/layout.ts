@@ -68,22 +68,46 @@ export function newCounts(): DecodeCounts {
 
 const u64 = (v: DataView, o: number) => v.getUint32(o + 4, true) * 2 ** 32 + v.getUint32(o, true);
 
+/** What a look at one map's entries says about the value layout, and on how many entries it rests. */
+export interface LayoutEvidence {
+  /** Decided only by a clear majority (four to one or more) of the entries that tell. */
+  layout: ValueLayout | undefined;
+  /** Connection entries whose first two u64 read as rx packets and bytes. */
+  split: number;
+  /** Connection entries whose first 16 bytes cannot be rx counters. */
+  total: number;
+}
+
+/** Entries that tell looked at, at most: enough for a majority, a bounded look per read while undecided. */
+const LAYOUT_EVIDENCE = 64;
+
 /**
- * What the first entries say about the value layout: 'split' when an entry's first two u64 read as rx
- * packets and bytes (both set, bytes at least 20 per packet: an IP header), 'total' when one's cannot
- * (bytes without packets, or fewer than 20 bytes a packet: an address, a backend id) or when an IN entry
- * has counters after zeros, undefined while no connection entry with counters tells.
+ * Bytes a packet at most in plausible rx counters. Cilium counts skbs, and GRO builds them up to a device's
+ * gro_max_size: 64 KiB, or with BIG TCP (IPv6 since Linux 5.19, IPv4 since 6.3; Cilium sets 192 KiB) up
+ * to GRO_MAX_SIZE = 8 × 65535 = 524,280 bytes (include/linux/netdevice.h); GSO_MAX_SIZE bounds what a pod
+ * sends alike. Twice that leaves room for headers and is still far below what a NAT address reads as.
+ */
+const MAX_PACKET_BYTES = 2 ** 20;
+
+/**
+ * What the entries say about the value layout. An entry votes split when its first two u64 read as rx
+ * packets and bytes (both set, 20 bytes an IP header to MAX_PACKET_BYTES a packet), total when they
+ * cannot (bytes without packets, too few or too many bytes a packet: a 1.19+ NAT address, a backend id)
+ * or when an IN entry has counters after zeros. SERVICE and RELATED entries, and entries whose first 16
+ * bytes are 0, do not vote. A clear majority decides, so one odd entry — counters read while Cilium
+ * updates them, a connection past 2^32 packets — cannot settle a node's layout for the process lifetime.
  */
 export function detectLayout(
   values: Uint8Array,
   keys: Uint8Array,
   keySize: number,
   count: number,
-): ValueLayout | undefined {
+): LayoutEvidence {
   const v = new DataView(values.buffer, values.byteOffset, values.byteLength);
   let split = 0;
+  let total = 0;
   // While nothing tells (accounting off), every read asks again: a bounded look, not the whole map.
-  for (let i = 0; i < Math.min(count, 65536); i++) {
+  for (let i = 0; i < Math.min(count, 65536) && split + total < LAYOUT_EVIDENCE; i++) {
     if ((keys[keySize * i + keySize - 1] & (TUPLE_F_SERVICE | TUPLE_F_RELATED)) !== 0) continue;
     const o = VALUE_SIZE * i;
     const a = u64(v, o + VALUE.rxPackets);
@@ -92,17 +116,16 @@ export function detectLayout(
       // The split layout counts the packet that created an IN entry in its rx: an IN entry with counters
       // after zeros is the total layout's.
       const inbound = (keys[keySize * i + keySize - 1] & TUPLE_F_IN) !== 0;
-      if (inbound && u64(v, o + VALUE.txPackets) > 0) return 'total';
+      if (inbound && u64(v, o + VALUE.txPackets) > 0) total++;
       continue;
     }
-    // Plausible rx counters: an IP header or more and at most 64 KiB a packet, below 2^32 packets and
-    // 2^48 bytes. A 1.19+ entry's NAT address in those bytes (an IPv6 one reads as two large numbers)
-    // is not.
-    if (a > 0 && a < 2 ** 32 && b < 2 ** 48 && b >= 20 * a && b <= 65536 * a) split++;
-    else return 'total';
-    if (split >= 8) return 'split';
+    // Below 2^32 packets and 2^48 bytes too: an IPv6 NAT address in those bytes reads as two large numbers.
+    if (a > 0 && a < 2 ** 32 && b < 2 ** 48 && b >= 20 * a && b <= MAX_PACKET_BYTES * a) split++;
+    else total++;
   }
-  return split > 0 ? 'split' : undefined;
+  const layout =
+    split > 0 && split >= 4 * total ? 'split' : total > 0 && total >= 4 * split ? 'total' : undefined;
+  return { layout, split, total };
 }
 
 /**

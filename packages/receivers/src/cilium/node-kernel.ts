@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readPinnedMap } from '@netmon/native';
+import { fsTypeOf } from './bpffs.js';
 import type { CiliumKernel } from './kernel.js';
 
 export const nodeKernel: CiliumKernel = {
@@ -15,6 +16,7 @@ export const nodeKernel: CiliumKernel = {
     }
   },
   exists: existsSync,
+  fsType: fsTypeOf,
   monotonicNs: () => Number(process.hrtime.bigint()),
   sleep: (ms) => sleep(ms),
 };

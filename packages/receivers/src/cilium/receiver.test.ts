@@ -159,6 +159,34 @@ describe('cilium receiver: start', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('refuses to start when maps_dir is not on a bpf file system, naming its type and what to mount — not the "Permission denied" of opening a file there', async () => {
+    // The host's /sys/fs/bpf not mounted into the pod: maps_dir is a directory of the container's own
+    // file system, and files by the maps' names there are no maps (the kernel refuses them with EACCES).
+    const kernel = new FakeCiliumKernel().pinAll();
+    kernel.fsTypes.set(MAPS_DIR, 0x794c7630);
+    for (const name of [TCP4, ANY4, TCP6, ANY6])
+      kernel.answer(name, pinnedMapError('EPERM', 'cannot open the pinned map: Permission denied'));
+    const t = setup({}, kernel);
+    await expect(t.receiver.start()).rejects.toThrow(
+      "cilium receiver: /sys/fs/bpf/tc/globals is not a bpf file system (type 0x794c7630, overlayfs): only a bpffs holds pinned maps — mount the host's /sys/fs/bpf into the pod (hostPath) and point maps_dir at Cilium's directory in it (tc/globals), or choose another collection mode",
+    );
+    expect(kernel.reads).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+    // A type not known by name is given in hex alone.
+    const other = new FakeCiliumKernel().pinAll();
+    other.fsTypes.set(MAPS_DIR, 0x12345678);
+    await expect(setup({}, other).receiver.start()).rejects.toThrow(
+      '/sys/fs/bpf/tc/globals is not a bpf file system (type 0x12345678): only a bpffs',
+    );
+    // A file system that cannot be told (statfs refused): the start goes on, and the maps' own errors speak.
+    const unknown = new FakeCiliumKernel().pinAll();
+    unknown.fsType = () => undefined;
+    const u = setup({}, unknown);
+    await u.start();
+    expect(unknown.reads).toHaveLength(4);
+    await u.receiver.shutdown();
+  });
+
   it('refuses to start when no map is pinned there, naming the maps it looked for (those left out with "" not among them)', async () => {
     const t = setup({}, new FakeCiliumKernel());
     await expect(t.receiver.start()).rejects.toThrow(
@@ -434,6 +462,46 @@ describe('cilium receiver: reads', () => {
     await t.receiver.shutdown();
   });
 
+  it('one map failing read after read: warned once per change of its error and once when it recovers, /status current every read', async () => {
+    const kernel = new FakeCiliumKernel().pinAll();
+    kernel.set(TCP4, [split(kernel, conn(40000), 1000)]);
+    const t = setup({ read_interval: '1s' }, kernel);
+    await t.start();
+    const eio = pinnedMapError('EIO', 'batch lookup failed: Input/output error');
+    const gone = pinnedMapError(
+      'ENOENT',
+      `cannot open the pinned map ${MAPS_DIR}/${ANY4}: No such file or directory`,
+    );
+    kernel.answer(ANY4, eio, eio, eio, gone, gone);
+    await tick(0);
+    const errorTimes: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      expect(t.state.status, `read ${i}`).toBe('recoverable_error');
+      expect(t.state.lastError).toBe(`Cilium conntrack maps not read: ${(i < 3 ? eio : gone).message}`);
+      expect((t.details().maps as Record<string, unknown>)[ANY4]).toBe((i < 3 ? eio : gone).message);
+      errorTimes.push((t.state.lastErrorTime ?? 0) - T0);
+      await tick(1000);
+    }
+    // Five reads failed, each counted and each in /status when it happened ...
+    expect(t.metric('netmon_cilium_read_failures', { map: 'any4' })).toBe(5);
+    expect(errorTimes).toEqual([0, 1000, 2000, 3000, 4000]);
+    // ... but the log says only what changed: the first error, the second, the recovery.
+    const said = () =>
+      t.logs.filter((l) => l.msg.startsWith('Cilium conntrack maps')).map((l) => [l.level, l.msg, l.fields]);
+    expect(said()).toEqual([
+      ['warn', `Cilium conntrack maps not read: ${eio.message}`, { maps: ['any4'] }],
+      ['warn', `Cilium conntrack maps not read: ${gone.message}`, { maps: ['any4'] }],
+      ['info', `Cilium conntrack maps recovered: ${ANY4}`, { maps: ['any4'] }],
+    ]);
+    expect(t.state.status).toBe('ok');
+    expect(t.logged('error')).toEqual([]);
+    // A later failure is news again.
+    kernel.answer(ANY4, eio);
+    await tick(1000);
+    expect(said()).toHaveLength(4);
+    await t.receiver.shutdown();
+  });
+
   it('a map of other sizes than its layout (a 14-byte key where IPv6 keys are 38): the addon’s refusal in /status, the others read', async () => {
     const kernel = new FakeCiliumKernel().pin(TCP4).pin(ANY4).pin(ANY6).pin(TCP6, [], { keySize: 14 });
     kernel.set(TCP4, [split(kernel, conn(40000), 1000)]);
@@ -467,7 +535,15 @@ describe('cilium receiver: reads', () => {
     expect(t.logged('error')[0]).toMatchObject({ fields: { failed_in_a_row: 1 } });
     await tick(12_500);
     expect(t.readTimes()).toEqual([0, 500, 1500, 3500, 7500, 12_500]);
-    expect(t.logged('error').map((l) => l.fields.failed_in_a_row)).toEqual([1, 2, 3, 4, 5]);
+    // Logged once: the same errors again say nothing new (/status and the counter carry them).
+    expect(t.logged('error').map((l) => l.fields.failed_in_a_row)).toEqual([1]);
+    expect(t.logged('info').filter((l) => l.msg.startsWith('Cilium conntrack maps'))).toEqual([
+      {
+        level: 'info',
+        msg: `Cilium conntrack maps recovered: ${TCP4}, ${ANY4}, ${TCP6}, ${ANY6}`,
+        fields: { maps: ['tcp4', 'any4', 'tcp6', 'any6'] },
+      },
+    ]);
     expect(t.sink.batches).toHaveLength(1);
     expect(t.state.status).toBe('ok');
     expect(t.metric('netmon_cilium_read_failures', { map: 'tcp4' })).toBe(5);
@@ -532,6 +608,87 @@ describe('cilium receiver: reads', () => {
     expect(t.state.status).toBe('ok');
     expect(t.metric('netmon_cilium_read_failures', { map: 'tcp6' })).toBeUndefined();
     expect(t.logged('warn')).toEqual([]);
+    const maps = t.details().maps as Record<string, unknown>;
+    expect([maps[TCP6], maps[ANY6]]).toEqual([
+      `not pinned, nor is ${ANY6}: Cilium pins a family's conntrack maps only with that family on (or map_names names files it does not pin)`,
+      `not pinned, nor is ${TCP6}: Cilium pins a family's conntrack maps only with that family on (or map_names names files it does not pin)`,
+    ]);
+    await t.receiver.shutdown();
+  });
+
+  it('an IPv6-only Cilium pins no IPv4 maps: their /status says so without blaming IPv6, and the IPv6 maps are read whole', async () => {
+    const kernel = new FakeCiliumKernel().pin(TCP6).pin(ANY6);
+    kernel.set(TCP6, [split(kernel, conn(41000, {}, 6), 300)]);
+    const t = setup({}, kernel);
+    await t.start();
+    await tick(0);
+    expect(t.rows(0).map((r) => r.src)).toEqual(['[fd00::5]:41000']);
+    expect(t.sink.batches[0].snapshot).toBe(true);
+    expect(t.state.status).toBe('ok');
+    const maps = t.details().maps as Record<string, unknown>;
+    expect(maps[TCP4]).toBe(
+      `not pinned, nor is ${ANY4}: Cilium pins a family's conntrack maps only with that family on (or map_names names files it does not pin)`,
+    );
+    expect(JSON.stringify(maps)).not.toContain('IPv6');
+    // The other map of the family left out by the config: nothing to compare with.
+    const u = setup({ map_names: { any4: '' } }, kernel);
+    await u.start();
+    await tick(0);
+    expect((u.details().maps as Record<string, unknown>)[TCP4]).toBe(
+      "not pinned: Cilium pins a family's conntrack maps only with that family on (or map_names names files it does not pin)",
+    );
+    expect(u.state.status).toBe('ok');
+    await u.receiver.shutdown();
+    await t.receiver.shutdown();
+  });
+
+  it('a TCP map not pinned while its family’s other map is (map_names.tcp4 mistyped): recoverable_error naming it, warned once; the rest read whole; fixed, it is read', async () => {
+    const kernel = new FakeCiliumKernel().pinAll();
+    kernel.set(ANY4, [split(kernel, conn(5353, { protocol: UDP, responderPort: 53 }), 80)]);
+    kernel.set(TCP4, [split(kernel, conn(40000), 1000)]);
+    const typo = 'cilium_ct4_globl';
+    const t = setup({ map_names: { tcp4: typo } }, kernel);
+    await t.start();
+    const message = `${MAPS_DIR}/${typo} is not pinned, while ${ANY4} is: the IPv4 TCP connections are not read (map_names.tcp4 names a file Cilium does not pin, or Cilium's agent has pinned its maps only in part)`;
+    // Said in /status from the start.
+    expect((t.details().maps as Record<string, unknown>)[typo]).toBe(message);
+    await tick(0);
+    await tick(5000);
+    expect(t.rows(1).map((r) => r.src)).toEqual(['10.0.1.5:5353']);
+    // Every other map was read whole, and the missing one never was: no connection is taken for ended.
+    expect(t.sink.batches.map((b) => b.snapshot)).toEqual([true, true]);
+    expect(t.state.status).toBe('recoverable_error');
+    expect(t.state.lastError).toBe(`Cilium conntrack maps not read: ${message}`);
+    expect((t.details().maps as Record<string, unknown>)[typo]).toBe(message);
+    expect(t.logged('warn')).toEqual([
+      { level: 'warn', msg: `Cilium conntrack maps not read: ${message}`, fields: { maps: ['tcp4'] } },
+    ]);
+    // Not a failed read: there was nothing to read.
+    expect(t.metric('netmon_cilium_read_failures', { map: 'tcp4' })).toBeUndefined();
+    // The file by that name appears (a Cilium pinning its maps late): read, ok, and said once.
+    kernel.pin(typo, [split(kernel, conn(40001), 700)]);
+    await tick(5000);
+    expect(t.rows(2).map((r) => r.src)).toEqual(['10.0.1.5:40001', '10.0.1.5:5353']);
+    expect(t.state.status).toBe('ok');
+    expect(t.logged('info').filter((l) => l.msg.startsWith('Cilium conntrack maps'))).toEqual([
+      { level: 'info', msg: `Cilium conntrack maps recovered: ${typo}`, fields: { maps: ['tcp4'] } },
+    ]);
+    await t.receiver.shutdown();
+  });
+
+  it('the reverse, an other-protocol map missing while its family’s TCP map is pinned: the same error (UDP, ICMP and SCTP are lost)', async () => {
+    const kernel = new FakeCiliumKernel().pin(TCP4).pin(TCP6).pin(ANY6);
+    kernel.set(TCP4, [split(kernel, conn(40000), 1000)]);
+    const t = setup({}, kernel);
+    await t.start();
+    await tick(0);
+    const message = `${MAPS_DIR}/${ANY4} is not pinned, while ${TCP4} is: the IPv4 connections of every protocol but TCP (UDP, ICMP, SCTP) are not read (map_names.any4 names a file Cilium does not pin, or Cilium's agent has pinned its maps only in part)`;
+    expect(t.rows(0).map((r) => r.src)).toEqual(['10.0.1.5:40000']);
+    expect(t.state.status).toBe('recoverable_error');
+    expect(t.state.lastError).toBe(`Cilium conntrack maps not read: ${message}`);
+    expect((t.details().maps as Record<string, unknown>)[ANY4]).toBe(message);
+    await tick(5000);
+    expect(t.logged('warn')).toHaveLength(1);
     await t.receiver.shutdown();
   });
 
@@ -642,7 +799,8 @@ describe('cilium receiver: value layout', () => {
     expect(t.receiver.valueLayout).toBe('split');
     expect(t.details()).toMatchObject({
       value_layout: 'split',
-      value_layout_reason: 'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier)',
+      value_layout_reason:
+        'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier): 1 of 1 entries that tell the layouts apart',
       directions: 'tx and rx',
     });
     expect(t.rows(1)).toEqual([
@@ -664,9 +822,68 @@ describe('cilium receiver: value layout', () => {
         msg: 'Cilium value layout: split',
         fields: {
           value_layout: 'split',
-          reason: 'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier)',
+          reason:
+            'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier): 1 of 1 entries that tell the layouts apart',
         },
       },
+    ]);
+    await t.receiver.shutdown();
+  });
+
+  it('auto: entries that disagree decide nothing (said in /status); a later read with a clear majority does', async () => {
+    const kernel = new FakeCiliumKernel().pinAll();
+    const lifetime = kernel.ktimeNow() + 60;
+    const odd = {
+      key: conn(1),
+      value: splitValue({ rxPackets: 10, rxBytes: 5, txPackets: 1, txBytes: 60, lifetime }),
+    };
+    kernel.set(TCP4, [odd, inSplit(kernel, 51000)]);
+    const t = setup({}, kernel);
+    await t.start();
+    await tick(0);
+    expect(t.receiver.valueLayout).toBeUndefined();
+    expect(t.details().value_layout).toBe(
+      'undetermined (entries disagree: 1 read as rx counters, 1 cannot be; asked again with the next read)',
+    );
+    kernel.set(TCP4, [odd, ...[51000, 51001, 51002, 51003].map((p) => inSplit(kernel, p))]);
+    await tick(5000);
+    expect(t.receiver.valueLayout).toBe('split');
+    expect(t.details().value_layout_reason).toBe(
+      'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier): 4 of 5 entries that tell the layouts apart',
+    );
+    await t.receiver.shutdown();
+  });
+
+  it('auto with BIG TCP (GRO packets past 64 KiB): a split node stays split, its rx kept', async () => {
+    // Cilium ≤ 1.15 counts skbs: with BIG TCP, GRO hands a pod packets of up to 512 KiB, so a bulk
+    // download's rx bytes per packet can be far above 64 KiB. Here the first map read holds only such.
+    const kernel = new FakeCiliumKernel().pinAll();
+    const lifetime = kernel.ktimeNow() + 60;
+    const download = (port: number, perPacket: number) => ({
+      key: conn(port),
+      value: splitValue({
+        rxPackets: 2000,
+        rxBytes: 2000 * perPacket,
+        txPackets: 900,
+        txBytes: 60_000,
+        lifetime,
+      }),
+    });
+    kernel.set(TCP4, [download(40000, 190_000), download(40001, 500_000), download(40002, 120_000)]);
+    kernel.set(ANY4, [split(kernel, conn(53, { protocol: UDP }), 80)]);
+    const t = setup({}, kernel);
+    await t.start();
+    await tick(0);
+    expect(t.receiver.valueLayout).toBe('split');
+    expect(
+      t
+        .rows(0)
+        .slice(0, 3)
+        .map((r) => [r.src, r.rx, r.rxp]),
+    ).toEqual([
+      ['10.0.1.5:40000', 380_000_000, 2000],
+      ['10.0.1.5:40001', 1_000_000_000, 2000],
+      ['10.0.1.5:40002', 240_000_000, 2000],
     ]);
     await t.receiver.shutdown();
   });
@@ -689,7 +906,8 @@ describe('cilium receiver: value layout', () => {
     await tick(0);
     expect(t.details()).toMatchObject({
       value_layout: 'total',
-      value_layout_reason: 'entries hold one packets/bytes pair (Cilium 1.16 and later)',
+      value_layout_reason:
+        'entries hold one packets/bytes pair (Cilium 1.16 and later): 1 of 1 entries that tell the layouts apart',
       directions: 'both directions in tx (this Cilium version counts a connection’s packets together)',
     });
     expect(t.rows(0)).toEqual([expect.objectContaining({ tx: 42_000, rx: 0, txp: 60, rxp: 0 })]);

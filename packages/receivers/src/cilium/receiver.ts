@@ -8,6 +8,7 @@ import {
   type Receiver,
 } from '@netmon/core';
 import type { PinnedMapRead } from '@netmon/native';
+import { BPF_FS_MAGIC, notBpfFs } from './bpffs.js';
 import {
   type ClockNow,
   detectClock,
@@ -42,6 +43,17 @@ const MAPS = [
 ] as const;
 type MapKey = (typeof MAPS)[number][0];
 
+/** The other map of a map's family: Cilium defines the two together (bpf/lib/conntrack_map.h). */
+const MATE: Record<MapKey, MapKey> = { tcp4: 'any4', any4: 'tcp4', tcp6: 'any6', any6: 'tcp6' };
+
+/** The connections a map holds, for an error saying they are not read. */
+const HOLDS: Record<MapKey, string> = {
+  tcp4: 'the IPv4 TCP connections',
+  any4: 'the IPv4 connections of every protocol but TCP (UDP, ICMP, SCTP)',
+  tcp6: 'the IPv6 TCP connections',
+  any6: 'the IPv6 connections of every protocol but TCP (UDP, ICMPv6, SCTP)',
+};
+
 /** Entries of each map looked at by a start that must see counters. */
 const SAMPLE = 4096;
 
@@ -73,6 +85,12 @@ export class CiliumReceiver implements Receiver {
   private readonly lastTruncated = new Map<MapKey, boolean>();
   /** Maps read at least once: one that goes missing later is an error, one never pinned is not. */
   private readonly seen = new Set<MapKey>();
+  /** Maps not pinned (never read), with what /status says of each; half-pinned families' are errors. */
+  private unpinned = new Map<MapKey, { text: string; error: boolean }>();
+  /** What the log last said is wrong with each map: a map's problem is logged when it changes. */
+  private logged = new Map<MapKey, string>();
+  /** Why the layout is still undetermined, when entries disagree. */
+  private layoutUndecided = '';
   /** The clock at the last read (monotonic units and wall ms), to put lifetimes in wall-clock time. */
   private lastNow?: ClockNow;
   private lastNowWallMs = 0;
@@ -106,6 +124,11 @@ export class CiliumReceiver implements Receiver {
       throw new Error(
         `cilium receiver: ${dir} does not exist: Cilium pins its maps there on a Cilium node (mount the host's /sys/fs/bpf into the pod and set maps_dir), or choose another collection mode`,
       );
+    }
+    // Off a bpffs every map would fail to open with EACCES, which reads as a missing capability.
+    const fsType = this.kernel.fsType?.(dir);
+    if (fsType !== undefined && fsType !== BPF_FS_MAGIC) {
+      throw new Error(`cilium receiver: ${notBpfFs(dir, fsType)}, or choose another collection mode`);
     }
     const present = MAPS.filter(([k]) => this.config.map_names[k] && this.kernel.exists(this.pathOf(k)));
     if (present.length === 0) {
@@ -146,9 +169,10 @@ export class CiliumReceiver implements Receiver {
       );
     }
     this.hz = await this.measureHz();
+    this.unpinned = this.unpinnedMaps(new Set(present.map(([k]) => k)));
     this.settings.status.describe(() => ({
       maps_dir: dir,
-      value_layout: this.layout ?? 'undetermined (no entry with counters yet)',
+      value_layout: this.layout ?? `undetermined (${this.layoutUndecided || 'no entry with counters yet'})`,
       value_layout_reason: this.layoutReason,
       directions:
         this.layout === 'total'
@@ -173,9 +197,7 @@ export class CiliumReceiver implements Receiver {
                   ...this.countFacts(k),
                   ...(this.lastTruncated.get(k) ? { truncated: 'read in part: max_entries reached' } : {}),
                 }
-              : this.seen.has(k)
-                ? 'not read yet'
-                : 'not pinned (Cilium pins the IPv6 maps only with IPv6 on)'),
+              : (this.unpinned.get(k)?.text ?? 'not read yet')),
         ]),
       ),
     }));
@@ -195,6 +217,33 @@ export class CiliumReceiver implements Receiver {
 
   private pathOf(k: MapKey): string {
     return join(this.config.maps_dir, this.config.map_names[k]);
+  }
+
+  /**
+   * The configured maps not among `pinned` (never read), with what to say of each. Cilium defines a
+   * family's TCP and other-protocol maps together, under ENABLE_IPV4 or ENABLE_IPV6
+   * (bpf/lib/conntrack_map.h): a family with neither is off, which is no error; one map without the other
+   * is a map_names naming a file Cilium does not pin, or an agent that has pinned its maps only in part,
+   * and a whole class of the family's connections would go missing without a word — an error.
+   */
+  private unpinnedMaps(pinned: Set<MapKey>): Map<MapKey, { text: string; error: boolean }> {
+    const out = new Map<MapKey, { text: string; error: boolean }>();
+    for (const [k] of MAPS) {
+      if (!this.config.map_names[k] || pinned.has(k)) continue;
+      const mate = this.config.map_names[MATE[k]];
+      if (mate && pinned.has(MATE[k])) {
+        out.set(k, {
+          text: `${this.pathOf(k)} is not pinned, while ${mate} is: ${HOLDS[k]} are not read (map_names.${k} names a file Cilium does not pin, or Cilium's agent has pinned its maps only in part)`,
+          error: true,
+        });
+      } else {
+        out.set(k, {
+          text: `not pinned${mate ? `, nor is ${mate}` : ''}: Cilium pins a family's conntrack maps only with that family on (or map_names names files it does not pin)`,
+          error: false,
+        });
+      }
+    }
+    return out;
   }
 
   /** HZ from two samples of (jiffies, monotonic) 100 ms apart, each pair read back to back. */
@@ -242,10 +291,14 @@ export class CiliumReceiver implements Receiver {
   private async read(): Promise<void> {
     const t0 = performance.now();
     const timeStart = Date.now();
+    const pinned = MAPS.filter(
+      ([k]) => this.config.map_names[k] && (this.seen.has(k) || this.kernel.exists(this.pathOf(k))),
+    );
+    this.unpinned = this.unpinnedMaps(new Set(pinned.map(([k]) => k)));
+    // A map never read that is gone again: its last error is no longer what /status should say.
+    for (const k of this.unpinned.keys()) this.lastErrors.delete(k);
     const results = await Promise.all(
-      MAPS.filter(
-        ([k]) => this.config.map_names[k] && (this.seen.has(k) || this.kernel.exists(this.pathOf(k))),
-      ).map(async ([k, family]) => {
+      pinned.map(async ([k, family]) => {
         try {
           const r = await this.kernel.readMap({
             path: this.pathOf(k),
@@ -296,14 +349,23 @@ export class CiliumReceiver implements Receiver {
     batch.snapshot = failed.length === 0 && results.every((x) => !x.r?.truncated);
     this.reads++;
     this.lastReadSeconds = (performance.now() - t0) / 1000;
-    if (failed.length === results.length) {
-      this.failedInARow++;
-      const message = `no Cilium conntrack map could be read: ${failed.map((f) => this.lastErrors.get(f.k)).join('; ')}`;
-      this.settings.status.recoverableError(new Error(message));
-      this.settings.logger.error({ failed_in_a_row: this.failedInARow }, message);
+    // What is wrong with each map this read, in map order: a read that failed, a map of a half-pinned family.
+    const problems = new Map<MapKey, string>();
+    for (const [k] of MAPS) {
+      const error = failed.some((f) => f.k === k) ? this.lastErrors.get(k) : undefined;
+      const unpinned = this.unpinned.get(k);
+      if (error !== undefined) problems.set(k, error);
+      else if (unpinned?.error) problems.set(k, unpinned.text);
+    }
+    const said = [...problems.values()].join('; ');
+    const allFailed = failed.length === results.length;
+    if (allFailed) this.failedInARow++;
+    else this.failedInARow = 0;
+    this.logChanges(problems, allFailed ? `no Cilium conntrack map could be read: ${said}` : undefined);
+    if (allFailed) {
+      this.settings.status.recoverableError(new Error(`no Cilium conntrack map could be read: ${said}`));
       return;
     }
-    this.failedInARow = 0;
     try {
       this.next.consume(batch);
     } catch (err) {
@@ -312,11 +374,39 @@ export class CiliumReceiver implements Receiver {
       );
       return;
     }
-    if (failed.length > 0) {
-      const message = `Cilium conntrack maps not read: ${failed.map((f) => this.lastErrors.get(f.k)).join('; ')}`;
-      this.settings.status.recoverableError(new Error(message));
-      this.settings.logger.warn({ maps: failed.map((f) => f.k) }, message);
+    if (problems.size > 0) {
+      this.settings.status.recoverableError(new Error(`Cilium conntrack maps not read: ${said}`));
     } else this.settings.status.ok();
+  }
+
+  /**
+   * Logs what changed since the last read: a map's new or different problem, and the maps whose problem
+   * is gone. The same problem read after read is not logged again (at 5 s that would be 17,000 lines a
+   * day): /status and netmon_cilium_read_failures carry it meanwhile. `allFailed`: the message when no
+   * map could be read, an error rather than a warning.
+   */
+  private logChanges(problems: Map<MapKey, string>, allFailed: string | undefined): void {
+    const changed = [...problems].filter(([k, m]) => this.logged.get(k) !== m).map(([k]) => k);
+    const recovered = [...this.logged.keys()].filter((k) => !problems.has(k));
+    this.logged = new Map(problems);
+    if (recovered.length > 0) {
+      this.settings.logger.info(
+        { maps: recovered },
+        `Cilium conntrack maps recovered: ${recovered.map((k) => this.config.map_names[k]).join(', ')}`,
+      );
+    }
+    if (changed.length === 0) return;
+    if (allFailed) {
+      this.settings.logger.error(
+        { failed_in_a_row: this.failedInARow, maps: [...problems.keys()] },
+        allFailed,
+      );
+    } else {
+      this.settings.logger.warn(
+        { maps: [...problems.keys()] },
+        `Cilium conntrack maps not read: ${[...problems.values()].join('; ')}`,
+      );
+    }
   }
 
   /**
@@ -344,17 +434,20 @@ export class CiliumReceiver implements Receiver {
   /** Settles the value layout and the clock source from the entries, once each, when auto. */
   private decide(r: PinnedMapRead, family: 4 | 6, now: ClockNow): void {
     if (this.layout === undefined) {
-      const found = detectLayout(r.values, r.keys, KEY_SIZE[family], r.count);
-      if (found) {
-        this.layout = found;
+      const { layout, split, total } = detectLayout(r.values, r.keys, KEY_SIZE[family], r.count);
+      const of = `${layout === 'split' ? split : total} of ${split + total} entries that tell the layouts apart`;
+      if (layout) {
+        this.layout = layout;
         this.layoutReason =
-          found === 'split'
-            ? 'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier)'
-            : 'entries hold one packets/bytes pair (Cilium 1.16 and later)';
+          layout === 'split'
+            ? `entries hold rx packets and bytes before tx (Cilium 1.15 and earlier): ${of}`
+            : `entries hold one packets/bytes pair (Cilium 1.16 and later): ${of}`;
         this.settings.logger.info(
-          { value_layout: found, reason: this.layoutReason },
-          `Cilium value layout: ${found}`,
+          { value_layout: layout, reason: this.layoutReason },
+          `Cilium value layout: ${layout}`,
         );
+      } else if (split + total > 0) {
+        this.layoutUndecided = `entries disagree: ${split} read as rx counters, ${total} cannot be; asked again with the next read`;
       }
     }
     if (this.clock === undefined && r.count > 0) {

@@ -4,6 +4,7 @@
 // own logic (scheduling, decoding, layout and clock detection, status, self-metrics) runs on it without
 // Cilium or privilege; the addon's reader itself is tested on real pinned maps in test/kernel/.
 import type { PinnedMapOptions, PinnedMapRead } from '@netmon/native';
+import { BPF_FS_MAGIC } from '../bpffs.js';
 import type { CiliumKernel } from '../kernel.js';
 import { type CtEntry, mapRead } from './entries.js';
 
@@ -70,6 +71,8 @@ export class FakeCiliumKernel implements CiliumKernel {
   uptimeNs = 10 * 86_400e9;
   /** Directories and files exists() says are there (pins are there too). */
   readonly paths = new Set<string>([MAPS_DIR]);
+  /** File system types (statfs f_type) by path; a directory of `paths` not in it is on a bpffs. */
+  readonly fsTypes = new Map<string, number>();
   /** /proc files by path; a function is read each time; missing or undefined cannot be read. */
   readonly files = new Map<string, string | undefined | (() => string | undefined)>([
     ['/proc/schedstat', () => schedstat(this.jiffies())],
@@ -190,6 +193,9 @@ export class FakeCiliumKernel implements CiliumKernel {
   };
 
   exists = (path: string): boolean => this.paths.has(path) || this.pins.has(path);
+
+  fsType = (path: string): number | undefined =>
+    this.fsTypes.get(path) ?? (this.exists(path) ? BPF_FS_MAGIC : undefined);
 
   monotonicNs = (): number => this.uptimeNs + (Date.now() - this.createdAt + this.slept) * 1e6;
 
