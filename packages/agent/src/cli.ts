@@ -1,14 +1,10 @@
 #!/usr/bin/env node
 // The `netmon` command. Everything is in program.ts so tests can drive the same program in-process.
-import { buildProgram } from './program.js';
-import { normalizeArgs } from './zxporter/flags.js';
+import { buildProgram, commandLine } from './program.js';
 
 // zxporter-netmon's single-dash flags, and its container args with no command (`-collector-mode=…`).
 const program = buildProgram();
-const args = normalizeArgs(
-  process.argv.slice(2),
-  program.commands.map((c) => c.name()),
-);
+const args = commandLine(program, process.argv.slice(2));
 // `netmon components | head`: a reader that stops early is not an error. A running agent whose stdout goes
 // away (its reader restarted) keeps running: only the debug exporter's summaries are lost, and it says so.
 const command = args.find((a) => !a.startsWith('-'));

@@ -34,6 +34,36 @@ describe('--config', () => {
   });
 });
 
+describe("zxporter-netmon's flags", () => {
+  it.each(['run', 'validate'])('%s takes them, and --zxporter, with -c files', async (cmd) => {
+    expect(
+      await optionsOf([
+        cmd,
+        '--collector-mode=ebpf',
+        '--read-interval',
+        '10s',
+        '--cleanup-interval=2m',
+        '--metrics-bind-address=:8081',
+        '--standalone',
+        '--metrics-kubeconfig',
+        'kc',
+        '--zxporter',
+        '-c',
+        'a.yaml',
+      ]),
+    ).toEqual({
+      collectorMode: 'ebpf',
+      readInterval: '10s',
+      cleanupInterval: '2m',
+      metricsBindAddress: ':8081',
+      standalone: true,
+      metricsKubeconfig: 'kc',
+      zxporter: true,
+      config: ['a.yaml'],
+    });
+  });
+});
+
 /** Runs `argv` with the real actions, capturing what a usage error prints and the code it exits with. */
 async function usageErrorOf(argv: string[]): Promise<{ exitCode: number; code: string; stderr: string }> {
   const program = buildProgram();

@@ -13,7 +13,7 @@ import {
 import { Command, Option } from 'commander';
 import { defaultRegistry } from './components.js';
 import { VERSION } from './version.js';
-import { collectionMode, parseBool, ZXPORTER_FLAGS } from './zxporter/flags.js';
+import { collectionMode, normalizeArgs, parseBool, ZXPORTER_FLAGS } from './zxporter/flags.js';
 
 // One code for "what you gave is wrong, nothing was started": a bad command line or a bad configuration.
 // Retrying cannot help either; 1 stays for failures at run time, which a restart might get past.
@@ -26,7 +26,7 @@ const EXIT_USAGE = 2;
 const configOption = () =>
   new Option(
     '-c, --config <file...>',
-    "pipeline config files (YAML), merged in order: later files win; list several or repeat -c (required, unless run is given --zxporter or one of zxporter-netmon's flags: then they merge over its pipeline)",
+    "pipeline config files (YAML), merged in order: later files win; list several or repeat -c (required, unless --zxporter or one of zxporter-netmon's flags is given: then they merge over its pipeline)",
   );
 
 /**
@@ -77,10 +77,9 @@ function reportConfigError(err: unknown): never {
   process.exit(EXIT_INVALID_CONFIG);
 }
 
-interface RunCommandOptions {
+/** The options `run` and `validate` share: what to load. */
+interface InputOptions {
   config?: string[];
-  logLevel?: LogLevel;
-  printConfig?: boolean;
   zxporter?: boolean;
   collectorMode?: string;
   readInterval?: string;
@@ -90,11 +89,27 @@ interface RunCommandOptions {
   metricsKubeconfig?: string;
 }
 
+interface RunCommandOptions extends InputOptions {
+  logLevel?: LogLevel;
+  printConfig?: boolean;
+}
+
+const ZXPORTER_GROUP = "zxporter-netmon's flags (one dash or two):";
+
+/** --zxporter and zxporter-netmon's flags, for `run` and `validate` alike. */
+function addZxporterOptions(cmd: Command, zxporterHelp: string): Command {
+  cmd.addOption(new Option('--zxporter', zxporterHelp).helpGroup(ZXPORTER_GROUP));
+  for (const [name, flag] of Object.entries(ZXPORTER_FLAGS))
+    cmd.addOption(new Option(`--${name} ${flag.value}`, flag.help).helpGroup(ZXPORTER_GROUP));
+  return cmd;
+}
+
 /**
- * What `run` loads: the -c files; or, with --zxporter or any of zxporter-netmon's flags, its pipeline with the
- * flags applied, then the -c files over it. A bad flag value is a usage error, as in zxporter-netmon.
+ * What `run` loads, and so what `validate` checks: the -c files; or, with --zxporter or any of
+ * zxporter-netmon's flags, its pipeline with the flags applied, then the -c files over it. A bad flag value
+ * is a usage error, as in zxporter-netmon.
  */
-async function runInputs(cmd: Command, opts: RunCommandOptions): Promise<ConfigInput[]> {
+async function runInputs(cmd: Command, opts: InputOptions): Promise<ConfigInput[]> {
   const zxporter =
     opts.zxporter ||
     [
@@ -108,7 +123,7 @@ async function runInputs(cmd: Command, opts: RunCommandOptions): Promise<ConfigI
   if (!zxporter) return configFiles(cmd, opts);
   if (cmd.args.length > 0) configFiles(cmd, opts); // says how to give the stray argument
   const usage = (message: string): never =>
-    cmd.error(`netmon run: ${message}`, { exitCode: EXIT_USAGE, code: 'netmon.zxporterFlag' });
+    cmd.error(`netmon ${cmd.name()}: ${message}`, { exitCode: EXIT_USAGE, code: 'netmon.zxporterFlag' });
   let mode: string | undefined;
   if (opts.collectorMode !== undefined) {
     const m = collectionMode(opts.collectorMode);
@@ -136,6 +151,33 @@ async function runInputs(cmd: Command, opts: RunCommandOptions): Promise<ConfigI
   return [...docs, ...(opts.config ?? [])];
 }
 
+/** How the agent says `-cleanup-interval` does nothing, at start (run) and when checked (validate). */
+const cleanupIntervalNote = (value: string) =>
+  `-cleanup-interval=${value} is accepted and has no effect: netmon forgets a connection when the kernel reports it gone, not on a timer`;
+
+/** Each input's name, in merge order: a file's path; the zxporter documents' first comment line. */
+const sourcesOf = (inputs: readonly ConfigInput[]) =>
+  inputs.map((i) => (typeof i === 'string' ? i : (/^# (.*)/.exec(i.text)?.[1] ?? i.name)));
+
+/**
+ * The command line (after `node netmon.js`) as `program` is to parse it: zxporter-netmon's single-dash flags
+ * spelled as commander reads them, `run` in front of its container args. A Go-style option no command takes
+ * (`-colector-mode=ebpf`, which commander would read as `-c olector-mode=ebpf`) is a usage error that quotes
+ * it as typed.
+ */
+export function commandLine(program: Command, argv: readonly string[]): string[] {
+  const { args, unknown } = normalizeArgs(argv, program.commands);
+  if (unknown) {
+    const cmd = program.commands.find((c) => c.name() === unknown.command) ?? program;
+    // As commander says it (outputError puts the command in place of `error:`), suggestion included.
+    cmd.error(
+      `error: unknown option '${unknown.arg}'${unknown.suggestion ? `\n(Did you mean ${unknown.suggestion}?)` : ''}`,
+      { exitCode: EXIT_USAGE, code: 'commander.unknownOption' },
+    );
+  }
+  return args;
+}
+
 export function buildProgram(): Command {
   const program = new Command('netmon')
     .description(
@@ -152,6 +194,7 @@ Examples:
   NODE_NAME=node-1 POD_IP=10.0.0.5 netmon run -c configs/kubernetes.yaml --print-config
   netmon -collector-mode=netfilter           as zxporter-netmon: its flags and env (DAKR_URL, CLUSTER_TOKEN, ...)
   NODE_NAME=node-1 POD_IP=10.0.0.5 netmon validate -c configs/kubernetes.yaml
+  netmon validate -collector-mode=netfilter  what netmon -collector-mode=netfilter would run, checked
   netmon components
 
 Exit codes: 0 success; 1 could not start, or lost data on shutdown (run); 2 invalid command line or
@@ -169,21 +212,11 @@ Docs: docs/configuration.md (config), docs/architecture.md, docs/operations.md`,
     .option(
       '--print-config',
       'print the configuration the files, flags and environment make (merged, environment references expanded, credentials hidden) and exit',
-    )
-    .addOption(
-      new Option(
-        '--zxporter',
-        "run zxporter-netmon's pipeline (configs/devzero.yaml: DevZero's control plane from DAKR_URL, CLUSTER_TOKEN, CLUSTER_ID, FLUSH_INTERVAL, NODE_NAME); implied by any flag below; -c files merge over it",
-      ).helpGroup("zxporter-netmon's flags (one dash or two):"),
     );
-  for (const [name, flag] of Object.entries(ZXPORTER_FLAGS)) {
-    run.addOption(
-      new Option(`--${name} ${flag.value}`, flag.help).helpGroup(
-        "zxporter-netmon's flags (one dash or two):",
-      ),
-    );
-  }
-  run
+  addZxporterOptions(
+    run,
+    "run zxporter-netmon's pipeline (configs/devzero.yaml: DevZero's control plane from DAKR_URL, CLUSTER_TOKEN, CLUSTER_ID, FLUSH_INTERVAL, NODE_NAME); implied by any flag below; -c files merge over it",
+  )
     .addHelpText(
       'after',
       `
@@ -204,9 +237,7 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
         try {
           const tree = await printableConfig(inputs, defaultRegistry());
           // Each source on a line of the header, in merge order; the flags' document says which flags.
-          const sources = inputs.map((i) =>
-            typeof i === 'string' ? i : (/^# (.*)/.exec(i.text)?.[1] ?? i.name),
-          );
+          const sources = sourcesOf(inputs);
           process.stdout.write(
             `# What netmon run would run${sources.length === 1 ? '' : ': these, merged in order,'} with this environment (credentials hidden):\n${sources.map((s) => `#   ${s}\n`).join('')}${configToYaml(tree)}`,
           );
@@ -224,11 +255,7 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
           registry: defaultRegistry(),
           logger: (level) => createLogger({ level }),
           logLevel: opts.logLevel,
-          notes: opts.cleanupInterval
-            ? [
-                `-cleanup-interval=${opts.cleanupInterval} is accepted and has no effect: netmon forgets a connection when the kernel reports it gone, not on a timer`,
-              ]
-            : [],
+          notes: opts.cleanupInterval ? [cleanupIntervalNote(opts.cleanupInterval)] : [],
         });
         process.exit(code);
       } catch (err) {
@@ -243,27 +270,46 @@ Logs are JSON lines on stderr unless stderr is a terminal.`,
   const validate = program
     .command('validate')
     .description(
-      'check config files completely (schema, references, pipelines, files, plugins) without starting anything, listing every problem at once',
+      "check config files completely (schema, references, pipelines, files, plugins) without starting anything, listing every problem at once; with zxporter-netmon's flags, the pipeline netmon run makes of them",
     )
-    .addOption(configOption())
+    .addOption(configOption());
+  addZxporterOptions(
+    validate,
+    "check zxporter-netmon's pipeline (configs/devzero.yaml, with the environment it reads), as run --zxporter would run it; implied by any flag below; -c files merge over it",
+  )
     .addHelpText(
       'after',
       `
+Examples:
+  netmon validate -c configs/default.yaml
+  NODE_NAME=node-1 POD_IP=10.0.0.5 netmon validate -c configs/kubernetes.yaml
+  netmon validate -collector-mode=netfilter    what netmon -collector-mode=netfilter would run here
+
 Exit codes: 0 valid; 2 invalid configuration (every problem of every file, sorted by file and line, each
 as file:line:column: path: problem, with a "did you mean" for near misses) or invalid command line.`,
     )
     .allowExcessArguments()
-    .action(async (opts: { config?: string[] }, cmd: Command) => {
-      const files = configFiles(cmd, opts);
+    .action(async (opts: InputOptions, cmd: Command) => {
+      const inputs = await runInputs(cmd, opts);
       try {
         // Every check short of creating the components: the schemas, the references, and each factory's
         // validate hook (files exist, plugins load). Creating them would load every implementation, with its
         // heavy dependencies, for a command that must stay light.
-        const config = await loadConfig(files, defaultRegistry());
+        const config = await loadConfig(inputs, defaultRegistry());
         const n = config.pipelines.length;
         process.stdout.write(
           `configuration is valid: ${n} pipeline${n === 1 ? '' : 's'} (${config.pipelines.map((p) => p.id).join(', ')})\n`,
         );
+        // With zxporter-netmon's flags nothing on the command line names the files: say what was checked.
+        if (inputs.some((i) => typeof i !== 'string')) {
+          process.stdout.write(
+            `checked, merged in order:\n${sourcesOf(inputs)
+              .map((s) => `  ${s}\n`)
+              .join('')}`,
+          );
+        }
+        if (opts.cleanupInterval)
+          process.stderr.write(`netmon validate: note: ${cleanupIntervalNote(opts.cleanupInterval)}\n`);
         // Checking loaded the plugin modules, whose top-level code may have started timers (a setInterval)
         // that would keep validate from ever ending.
         process.exit(0);

@@ -32,25 +32,120 @@ function zxporterFlag(arg: string): ZxporterFlag | undefined {
   return NAMES.find((n) => n === name);
 }
 
+/** What normalizeArgs needs to know of a command (commander's Command has it): its name and options. */
+export interface CommandShape {
+  name(): string;
+  readonly options: readonly { short?: string; long?: string; required: boolean }[];
+}
+
+/** The arguments commander is to parse, and the first option to report as unknown before it does. */
+export interface NormalizedArgs {
+  args: string[];
+  /** An option of `command` that commander would misread or not explain, as typed, and the option meant. */
+  unknown?: { command: string; arg: string; suggestion?: string };
+}
+
 /**
- * The arguments (after `node netmon.js`) in the form commander parses: `-collector-mode=x` becomes
- * `--collector-mode=x`; and a command line that names no command (`commands`) but one of zxporter-netmon's
- * flags, as its container args do (`-collector-mode=netfilter`), runs the agent: `run` goes in front.
+ * The arguments (after `node netmon.js`) in the form commander parses. `-collector-mode=x` becomes
+ * `--collector-mode=x` where the command takes `--collector-mode` (run, validate), and nowhere else: a command
+ * that does not take it then reports the option as it was typed. A command line that starts with an option
+ * and has one of zxporter-netmon's flags but no command, as its container args (`-collector-mode=netfilter`),
+ * runs the agent: `run` goes in front.
  */
-export function normalizeArgs(args: readonly string[], commands: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const arg of args) {
-    if (arg === '--') {
-      out.push(...args.slice(out.length));
-      break;
+export function normalizeArgs(args: readonly string[], commands: readonly CommandShape[]): NormalizedArgs {
+  const end = args.indexOf('--');
+  const head = end < 0 ? args : args.slice(0, end);
+  const tail = end < 0 ? [] : args.slice(end);
+  const named = commands.find((c) => c.name() === head[0]);
+  if (named) return rewrite(head.slice(1), named, [head[0]], tail);
+  // `netmon`, `netmon foo`, `netmon help …`: commander says what they mean.
+  const run = commands.find((c) => c.name() === 'run');
+  if (!run || head.length === 0 || !head[0].startsWith('-')) return { args: [...args] };
+  const zxporter = head.some((a) => zxporterFlag(a) !== undefined || a === '--zxporter');
+  // A command further on (`-standalone validate`) is not one Go's flag package could mean: commander then
+  // reports the options before it as the program's, as typed.
+  const read = rewrite(head, run, [], []).args;
+  const later = read.some((a, i) => commands.some((c) => c.name() === a) && !takesValue(run, read[i - 1]));
+  if (!zxporter || later) return { args: [...args] };
+  return rewrite(head, run, ['run'], tail);
+}
+
+/** Whether `arg` is an option of `command` whose value is the next argument (`-c`, `--log-level`). */
+function takesValue(command: CommandShape, arg: string | undefined): boolean {
+  return arg !== undefined && command.options.some((o) => o.required && (o.short === arg || o.long === arg));
+}
+
+// `-name` and `-name=value` (Go's long flags; commander reads `-cfoo` as `-c foo`), and `--name=value`.
+const LONG = /^(--?)([a-z][a-z-]*[a-z])(=.*)?$/s;
+
+/**
+ * `args` of `command` with its zxporter flags spelled as commander reads them, after `prefix` and before
+ * `tail`. The value of an option that takes one is left as typed (`-metrics-kubeconfig -standalone` names a
+ * file, as in Go). The first option the command would misread (`-colector-mode=ebpf` as
+ * `-c olector-mode=ebpf`, `-config a.yaml`), or call unknown without saying what was meant (`-standalon`,
+ * `--colector-mode=ebpf`), is returned as unknown, with the nearest option.
+ */
+function rewrite(
+  args: readonly string[],
+  command: CommandShape,
+  prefix: string[],
+  tail: readonly string[],
+): NormalizedArgs {
+  const out = [...prefix];
+  const longs = command.options.flatMap((o) => (o.long ? [o.long.slice(2)] : []));
+  let unknown: NormalizedArgs['unknown'];
+  for (let i = 0; i < args.length; i++) {
+    let arg = args[i];
+    const flag = zxporterFlag(arg);
+    if (flag && !arg.startsWith('--') && longs.includes(flag)) arg = `-${arg}`;
+    else if (!unknown && !flag) {
+      const [, dashes, name, value] = LONG.exec(arg) ?? [];
+      const suggestion = name ? suggest(name, dashes, longs) : undefined;
+      // Where the command has `-c`, commander reads `-cfoo` as `-c foo`: there only a name with a dash, a value
+      // after `=` or one of the command's long names (`-config`) is taken for a Go-style long option.
+      // Elsewhere commander calls it unknown too, but says what was meant only for `--name` without a value.
+      const misread = dashes === '-' && command.options.some((o) => o.short === arg.slice(0, 2));
+      if (
+        name &&
+        !(dashes === '--' && longs.includes(name)) &&
+        (misread
+          ? name.includes('-') || value !== undefined || longs.includes(name)
+          : suggestion !== undefined && (dashes === '-' || value !== undefined))
+      ) {
+        unknown = { command: command.name(), arg, suggestion };
+      }
     }
-    out.push(zxporterFlag(arg) && !arg.startsWith('--') ? `-${arg}` : arg);
+    out.push(arg);
+    if (takesValue(command, arg) && i + 1 < args.length) out.push(args[++i]);
   }
-  const end = out.indexOf('--');
-  const before = end < 0 ? out : out.slice(0, end);
-  const zxporter = before.some((a) => zxporterFlag(a) !== undefined || a === '--zxporter');
-  if (zxporter && !before.some((a) => commands.includes(a))) out.unshift('run');
-  return out;
+  out.push(...tail);
+  return unknown ? { args: out, unknown } : { args: out };
+}
+
+/**
+ * The option `name` most likely meant, as it is to be typed: zxporter-netmon's flags with the `dashes` the
+ * user wrote, netmon's own with two. Near means at most a third of its letters differ.
+ */
+function suggest(name: string, dashes: string, longs: readonly string[]): string | undefined {
+  let best: { long: string; d: number } | undefined;
+  for (const long of longs) {
+    const d = distance(name, long);
+    if (d <= Math.floor(long.length / 3) && (!best || d < best.d)) best = { long, d };
+  }
+  if (!best) return undefined;
+  return `${(NAMES as string[]).includes(best.long) ? dashes : '--'}${best.long}`;
+}
+
+/** Levenshtein distance. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length];
 }
 
 /** The collection modes `-collector-mode` takes, and the names zxporter-netmon's docs and help also use. */

@@ -1,11 +1,14 @@
 // zxporter-netmon's command line and environment, run through the real `netmon` (bin/netmon and the bundle)
 // as its container would run it. `--print-config` shows the pipeline each combination makes; the golden
-// files in testdata/ are that output (UPDATE_GOLDEN=1 rewrites them). Needs `npm run build` first.
+// files in testdata/ are that output (UPDATE_GOLDEN=1 rewrites them). `validate` checks the same documents.
+// Needs `npm run build` first.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AgentProcess, freePort, ROOT, runCli, withTmpDir } from '../../../../test/harness/agent.js';
-import { collectionMode, normalizeArgs, parseBool } from './flags.js';
+import { buildProgram } from '../program.js';
+import { collectionMode, normalizeArgs, parseBool, ZXPORTER_FLAGS } from './flags.js';
 import { flagsDocument } from './pipeline.js';
 
 const TESTDATA = path.join(import.meta.dirname, 'testdata');
@@ -35,19 +38,23 @@ const CHART_ENV = {
   CLUSTER_TOKEN: 'dzt-7f3a9c1e5b2d4068',
 };
 
-const COMMANDS = ['run', 'validate', 'components', 'version', 'help'];
-const normalize = (args: string[]) => normalizeArgs(args, COMMANDS);
+// The real commands and their options: which take zxporter-netmon's flags, which options take a value.
+const COMMANDS = buildProgram().commands;
+const normalize = (args: string[]) => normalizeArgs(args, COMMANDS).args;
 
 describe('normalizeArgs', () => {
-  it("reads Go's single-dash long flags as commander's double-dash ones", () => {
-    expect(normalize(['run', '-collector-mode=ebpf', '-read-interval', '10s', '-standalone'])).toEqual([
-      'run',
-      '--collector-mode=ebpf',
-      '--read-interval',
-      '10s',
-      '--standalone',
-    ]);
-  });
+  it.each(['run', 'validate'])(
+    "%s: Go's single-dash long flags are read as commander's double-dash ones",
+    (cmd) => {
+      expect(normalize([cmd, '-collector-mode=ebpf', '-read-interval', '10s', '-standalone'])).toEqual([
+        cmd,
+        '--collector-mode=ebpf',
+        '--read-interval',
+        '10s',
+        '--standalone',
+      ]);
+    },
+  );
 
   it("runs the agent when the command line starts with a zxporter flag (its container's args)", () => {
     expect(normalize(['-collector-mode=netfilter'])).toEqual(['run', '--collector-mode=netfilter']);
@@ -63,14 +70,75 @@ describe('normalizeArgs', () => {
       '--print-config',
       '--collector-mode=ebpf',
     ]);
-    expect(normalize(['validate', '-standalone'])).toEqual(['validate', '--standalone']);
+    // A flag's value is not a command, nor rewritten: Go takes the next argument whatever it is.
+    expect(normalize(['-collector-mode', 'ebpf'])).toEqual(['run', '--collector-mode', 'ebpf']);
+    expect(normalize(['-metrics-kubeconfig', '-standalone'])).toEqual([
+      'run',
+      '--metrics-kubeconfig',
+      '-standalone',
+    ]);
+    expect(normalize(['-standalone', '-c', 'version'])).toEqual(['run', '--standalone', '-c', 'version']);
+  });
+
+  it('leaves them as typed where no command takes them, so the error quotes what was typed', () => {
+    expect(normalize(['components', '-standalone'])).toEqual(['components', '-standalone']);
+    expect(normalize(['version', '-collector-mode=ebpf'])).toEqual(['version', '-collector-mode=ebpf']);
+    // Before a command they would be the program's options.
+    expect(normalize(['-standalone', 'validate', '-c', 'a.yaml'])).toEqual([
+      '-standalone',
+      'validate',
+      '-c',
+      'a.yaml',
+    ]);
+    expect(normalize(['help', '-standalone'])).toEqual(['help', '-standalone']);
   });
 
   it("leaves netmon's own options, unknown flags and everything after -- alone", () => {
     expect(normalize(['validate', '-c', 'a.yaml'])).toEqual(['validate', '-c', 'a.yaml']);
-    expect(normalize(['run', '-log-level=debug'])).toEqual(['run', '-log-level=debug']);
+    expect(normalize(['run', '-cfile.yaml'])).toEqual(['run', '-cfile.yaml']);
+    expect(normalize(['run', '-c', '-standalone'])).toEqual(['run', '-c', '-standalone']);
     expect(normalize(['run', '--', '-standalone'])).toEqual(['run', '--', '-standalone']);
     expect(normalize([])).toEqual([]);
+  });
+
+  it('a Go-style option commander would misread or not place is unknown, as typed, with what was meant', () => {
+    const unknown = (args: string[]) => normalizeArgs(args, COMMANDS).unknown;
+    // Commander would read it as `-c olector-mode=ebpf`: a config file.
+    expect(unknown(['run', '-colector-mode=ebpf'])).toEqual({
+      command: 'run',
+      arg: '-colector-mode=ebpf',
+      suggestion: '-collector-mode',
+    });
+    expect(unknown(['validate', '-config', 'a.yaml'])).toEqual({
+      command: 'validate',
+      arg: '-config',
+      suggestion: '--config',
+    });
+    expect(unknown(['-standalone', '-log-level=debug'])).toEqual({
+      command: 'run',
+      arg: '-log-level=debug',
+      suggestion: '--log-level',
+    });
+    expect(unknown(['validate', '-standalon'])).toEqual({
+      command: 'validate',
+      arg: '-standalon',
+      suggestion: '-standalone',
+    });
+    expect(unknown(['validate', '-colour-scheme'])).toEqual({
+      command: 'validate',
+      arg: '-colour-scheme',
+      suggestion: undefined,
+    });
+    expect(unknown(['validate', '--colector-mode=ebpf'])).toEqual({
+      command: 'validate',
+      arg: '--colector-mode=ebpf',
+      suggestion: '--collector-mode',
+    });
+    // Commander's own message says the same, or suggests itself: `--colr` → --color.
+    expect(unknown(['validate', '--bogus=1', '--colr', '--config=a.yaml', '-cb.yaml'])).toBeUndefined();
+    expect(
+      unknown(['run', '-cfile.yaml', '-standalone', '-metrics-kubeconfig', '-kube-config']),
+    ).toBeUndefined();
   });
 });
 
@@ -212,6 +280,167 @@ describe('what zxporter-netmon users get wrong is said, and nothing starts', () 
     expect(r.stderr).toMatch(
       /configs\/devzero\.yaml:\d+:\d+: exporters::devzero::flush_interval: .*\(from \$\{env:FLUSH_INTERVAL\}\)/,
     );
+  });
+});
+
+describe('validate checks what run would run with the same flags, files and environment', () => {
+  /** `netmon ARGS` with CLEAN_ENV, a state directory of its own and `env`. */
+  const netmon = (args: string[], env: Record<string, string> = {}, dir = ROOT) =>
+    runCli(args, { cwd: dir, env: { ...CLEAN_ENV, NETMON_STATE_DIR: os.tmpdir(), ...env } });
+
+  it("zxporter-netmon's chart: -collector-mode=netfilter, one dash or two, and --zxporter alone", async () => {
+    const [single, double, alone] = await Promise.all([
+      netmon(['validate', '-collector-mode=netfilter'], CHART_ENV),
+      netmon(['validate', '--collector-mode', 'netfilter'], CHART_ENV),
+      netmon(['validate', '--zxporter']),
+    ]);
+    const checked = [
+      'configuration is valid: 2 pipelines (flows, dns)',
+      'checked, merged in order:',
+      "  configs/devzero.yaml (built in): zxporter-netmon's pipeline",
+    ];
+    for (const r of [single, double]) {
+      expect(r).toEqual({
+        code: 0,
+        stdout: [...checked, "  zxporter-netmon's flags: -collector-mode=netfilter", ''].join('\n'),
+        stderr: '',
+      });
+    }
+    expect(alone).toEqual({ code: 0, stdout: [...checked, ''].join('\n'), stderr: '' });
+  });
+
+  it('every flag at once, and a file merged over them; -cleanup-interval is said to do nothing', async () => {
+    await withTmpDir(async (dir) => {
+      const file = path.join(dir, 'prometheus.yaml');
+      await writeFile(
+        file,
+        'exporters:\n  prometheus: {endpoint: "127.0.0.1:9464"}\nservice:\n  pipelines:\n    flows:\n      exporters: [devzero, prometheus]\n',
+      );
+      const r = await netmon([
+        'validate',
+        '-collector-mode=conntrack',
+        '-read-interval=10s',
+        '-cleanup-interval=2m',
+        '-metrics-bind-address=:8081',
+        '-standalone',
+        '-metrics-kubeconfig=packages/agent/src/zxporter/testdata/kubeconfig',
+        '-c',
+        file,
+      ]);
+      expect(r).toEqual({
+        code: 0,
+        stdout: [
+          'configuration is valid: 2 pipelines (flows, dns)',
+          'checked, merged in order:',
+          "  configs/devzero.yaml (built in): zxporter-netmon's pipeline",
+          "  zxporter-netmon's flags: -collector-mode=netfilter -read-interval=10s -cleanup-interval=2m -metrics-bind-address=:8081 -metrics-kubeconfig=packages/agent/src/zxporter/testdata/kubeconfig -standalone=true",
+          `  ${file}`,
+          '',
+        ].join('\n'),
+        stderr:
+          'netmon validate: note: -cleanup-interval=2m is accepted and has no effect: netmon forgets a connection when the kernel reports it gone, not on a timer\n',
+      });
+    });
+  });
+
+  // Where configs/devzero.yaml sets flush_interval, as problems name it: the built-in document has a
+  // comment line in front.
+  const flushAt = async () => {
+    const lines = (await readFile(path.join(ROOT, 'configs/devzero.yaml'), 'utf8')).split('\n');
+    const i = lines.findIndex((l) => /^ +flush_interval:/.test(l));
+    return `configs/devzero.yaml:${i + 2}:${lines[i].indexOf('flush_interval') + 1}`;
+  };
+
+  it.each([
+    [
+      'a bad flag value',
+      ['-collector-mode=iptables'],
+      {},
+      async () =>
+        "netmon validate: -collector-mode=iptables: expected netfilter (also conntrack), ebpf (also bpf), cilium, or auto (netmon probes the node and says what it chose)\n(run 'netmon validate --help' for usage)\n",
+    ],
+    [
+      'a kubeconfig that does not exist, and a bad FLUSH_INTERVAL',
+      ['-standalone', '-metrics-kubeconfig=nope'],
+      { FLUSH_INTERVAL: 'hourly' },
+      async (dir: string) =>
+        [
+          'netmon: invalid configuration (2 problems):',
+          `  <command line>:4:5: extensions::k8s_metadata::kubeconfig: ${dir}/nope does not exist`,
+          `  ${await flushAt()}: exporters::devzero::flush_interval: "hourly" is not a duration; expected e.g. 500ms, 5s or 1m30s (from \${env:FLUSH_INTERVAL})`,
+          '',
+        ].join('\n'),
+    ],
+    [
+      'a file merged over them that names an exporter it does not configure',
+      ['-collector-mode=ebpf', '-c', 'pipeline.yaml'],
+      {},
+      async () =>
+        'netmon: invalid configuration (1 problem):\n  pipeline.yaml:4:28: service::pipelines::flows::exporters::1: references exporter "prometheus" which is not configured under exporters\n',
+    ],
+  ])('%s: the problems run reports, exit 2', async (_, args, env, expected) => {
+    await withTmpDir(async (dir) => {
+      await writeFile(
+        path.join(dir, 'pipeline.yaml'),
+        'service:\n  pipelines:\n    flows:\n      exporters: [devzero, prometheus]\n',
+      );
+      // run refuses the configuration before it starts anything: the two can run side by side.
+      const [validate, run] = await Promise.all([
+        netmon(['validate', ...args], env, dir),
+        netmon(['run', ...args], env, dir),
+      ]);
+      expect(validate).toEqual({ code: 2, stdout: '', stderr: await expected(dir) });
+      expect(run).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: validate.stderr.replaceAll('netmon validate', 'netmon run'),
+      });
+    });
+  });
+});
+
+describe('an unknown option is quoted as it was typed', () => {
+  it.each([
+    // No command but components takes zxporter-netmon's flags.
+    [['components', '-standalone'], "netmon components: unknown option '-standalone'"],
+    [['version', '-collector-mode=ebpf'], "netmon version: unknown option '-collector-mode=ebpf'"],
+    // Before a command, options are the program's.
+    [['-standalone', 'validate', '-c', 'configs/default.yaml'], "netmon: unknown option '-standalone'"],
+    // Commander alone would read these as -c with a file name.
+    [
+      ['validate', '-colector-mode=ebpf'],
+      "netmon validate: unknown option '-colector-mode=ebpf'\n(Did you mean -collector-mode?)",
+    ],
+    [
+      ['-collector-mode=ebpf', '-config', 'a.yaml'],
+      "netmon run: unknown option '-config'\n(Did you mean --config?)",
+    ],
+    [
+      ['validate', '-metrics-adress=:8081'],
+      "netmon validate: unknown option '-metrics-adress=:8081'\n(Did you mean -metrics-bind-address?)",
+    ],
+    [
+      ['validate', '--colector-mode=ebpf'],
+      "netmon validate: unknown option '--colector-mode=ebpf'\n(Did you mean --collector-mode?)",
+    ],
+  ])('%j', async (args, message) => {
+    const r = await runCli(args, { env: CLEAN_ENV });
+    const command = /^netmon( \w+)?/.exec(message)?.[0];
+    expect(r).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `${message}\n(run '${command} --help' for usage)\n`,
+    });
+  });
+});
+
+describe('--help', () => {
+  it.each(['run', 'validate'])("%s lists zxporter-netmon's flags", async (cmd) => {
+    const r = await runCli([cmd, '--help']);
+    expect(r.code).toBe(0);
+    const group = r.stdout.slice(r.stdout.indexOf("zxporter-netmon's flags (one dash or two):"));
+    for (const flag of ['--zxporter', ...Object.keys(ZXPORTER_FLAGS).map((f) => `--${f}`)])
+      expect(group).toMatch(new RegExp(`^ {2}${flag} `, 'm'));
   });
 });
 
