@@ -145,10 +145,10 @@ describe('fixed columns', () => {
       '{"time_start":"2026-01-01T00:00:00.000Z","time_end":"2026-01-01T00:00:10.000Z","family":4,"protocol":6,' +
         '"src_ip":"10.0.0.1","src_port":1000,"dst_ip":"10.9.0.1","dst_port":2000,' +
         '"backend_ip":"10.7.0.1","backend_port":3000,"tx_bytes":1,"rx_bytes":2,"tx_packets":3,"rx_packets":4,' +
-        '"attributes":{}}\n',
+        '"attributes":{"flow.initiator_known":true}}\n',
       '{"time_start":"2026-01-01T00:00:00.001Z","time_end":"2026-01-01T00:00:10.002Z","family":6,"protocol":7,' +
         '"src_ip":"fd00::2","src_port":1001,"dst_ip":"fd00::9:2","dst_port":2001,' +
-        '"tx_bytes":101,"rx_bytes":202,"tx_packets":6,"rx_packets":8,"attributes":{}}\n',
+        '"tx_bytes":101,"rx_bytes":202,"tx_packets":6,"rx_packets":8,"attributes":{"flow.initiator_known":false}}\n',
     ]);
   });
 });

@@ -26,6 +26,13 @@ export const FLOW_RECORD_FIELDS = [
 
 const KNOWN = new Set<string>(FLOW_RECORD_FIELDS);
 
+/**
+ * The attribute a record keeps the receiver's orientation flags in: true when it knew which side opened
+ * the connection (src is that side), false when it knew only the local and remote ends, absent when
+ * neither. The decoder turns it back into FlowFlags, so a replay orients flows as the receiver did.
+ */
+export const INITIATOR_KNOWN_ATTRIBUTE = 'flow.initiator_known';
+
 const TIME = 0;
 const ADDRESS = 1;
 const NUMBER = 2;
@@ -61,14 +68,21 @@ const scratch = new Uint8Array(16);
 /**
  * Appends rows [0, batch.length) to `out` as JSON Lines, attribute keys sorted. Strings are escaped once
  * per dictionary entry and timestamps formatted once per distinct value, not once per row.
+ *
+ * `flow.initiator_known` comes from its column when a processor wrote one (k8s_attributes does), else from
+ * the flags the receiver set: without it a pipeline with no such processor (`ebpf → file`) would drop what
+ * the receiver knew about orientation, and its replay would lose it.
  */
 export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[] {
-  const keys = batch.attributeKeys().sort();
-  const cols = keys.map((k) => batch.column(k)!);
+  const keys = batch.attributeKeys();
+  if (batch.column(INITIATOR_KNOWN_ATTRIBUTE) === undefined) keys.push(INITIATOR_KNOWN_ATTRIBUTE);
+  keys.sort();
+  // `undefined` only for the attribute taken from the flags.
+  const cols = keys.map((k) => batch.column(k));
   const keyPrefix = keys.map((k) => `${JSON.stringify(k)}:`);
   // A shared dictionary (StringColumn.share) may be far larger than the batch: key the cache by code then.
   const encodedDicts = cols.map((c) =>
-    c.kind !== 'string'
+    c === undefined || c.kind !== 'string'
       ? null
       : c.dict.length <= 4 * batch.length + 64
         ? new Array<string | undefined>(c.dict.length)
@@ -84,7 +98,12 @@ export function encodeFlowRecords(batch: FlowBatch, out: string[] = []): string[
     for (let k = 0; k < cols.length; k++) {
       const col = cols[k];
       let value: string;
-      if (col.kind === 'string') {
+      if (col === undefined) {
+        const f = flags[i];
+        if ((f & FlowFlags.InitiatorKnown) !== 0) value = 'true';
+        else if ((f & FlowFlags.LocalRemote) !== 0) value = 'false';
+        else continue;
+      } else if (col.kind === 'string') {
         const code = col.codes[i];
         if (code === 0) continue;
         const cache = encodedDicts[k]!;
@@ -237,9 +256,9 @@ export function decodeFlowRecord(line: string): DecodeResult {
       rxPackets: f.rxPackets,
       // The record keeps what the receiver knew about orientation as an attribute; a replay restores it.
       flags:
-        attributes?.['flow.initiator_known'] === true
+        attributes?.[INITIATOR_KNOWN_ATTRIBUTE] === true
           ? FlowFlags.InitiatorKnown
-          : attributes?.['flow.initiator_known'] === false
+          : attributes?.[INITIATOR_KNOWN_ATTRIBUTE] === false
             ? FlowFlags.LocalRemote
             : 0,
       attributes,
