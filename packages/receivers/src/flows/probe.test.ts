@@ -1,7 +1,16 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CILIUM_DEFAULTS, chooseAuto, type NodeFiles, nodeFiles, PATHS, probeNode } from './probe.js';
+import {
+  CILIUM_DEFAULTS,
+  chooseAuto,
+  idleConntrack,
+  type NodeFiles,
+  type NodeProbes,
+  nodeFiles,
+  PATHS,
+  probeNode,
+} from './probe.js';
 import { fakeNode } from './testdata/fake-node.js';
 
 /** Root, or required to be (CI): such tests then run and fail without it instead of being skipped. */
@@ -55,9 +64,88 @@ describe('chooseAuto', () => {
       usable: true,
       found: "Cilium's conntrack maps are pinned at /sys/fs/bpf/tc/globals (cilium_ct6_global)",
     });
-    expect(p.netfilter.found).toBe(
-      "nf_conntrack loaded (0 entries in the agent's network namespace); CAP_NET_ADMIN",
+    expect(p.netfilter).toEqual({
+      usable: true,
+      found:
+        "nf_conntrack loaded but holding no connection (0 entries in the agent's network namespace); CAP_NET_ADMIN",
+      in_use: false,
+    });
+  });
+
+  it('chooses an idle conntrack only as the last resort, and then says what it may miss and what to do', () => {
+    const idle: NodeProbes = {
+      cilium: { usable: false, found: 'C' },
+      ebpf: { usable: false, found: 'E' },
+      netfilter: { usable: true, found: 'N', in_use: false },
+    };
+    const advice =
+      "conntrack holds no connections, so this node's traffic may bypass netfilter (Cilium's eBPF host routing, " +
+      "kube-proxy replacement), or the agent is not in the node's network namespace (hostNetwork: true), and " +
+      "netfilter may collect almost nothing. Give the agent what ebpf needs (the host's cgroup2 mount or " +
+      'ebpf.cgroup_path naming it, and CAP_BPF with CAP_NET_ADMIN, or CAP_SYS_ADMIN) or, on a Cilium node, ' +
+      "mount the host's /sys/fs/bpf where cilium.maps_dir says";
+    expect(idleConntrack(idle)).toBe(advice);
+    expect(chooseAuto(idle)).toEqual({
+      mode: 'netfilter',
+      reason: `eBPF is not usable (E); conntrack is: N. But ${advice}`,
+      fallbacks: [],
+    });
+    // Where ebpf is usable it runs, and an idle table has no Service backends to offer.
+    expect(chooseAuto({ ...idle, ebpf: { usable: true, found: 'E' } })).toEqual({
+      mode: 'ebpf',
+      reason: 'eBPF is usable: E',
+      fallbacks: ['netfilter'],
+    });
+    // In use, or unknown (another namespace's table), or not usable at all: nothing to add.
+    for (const netfilter of [
+      { usable: true, found: 'N', in_use: true },
+      { usable: true, found: 'N' },
+      { usable: false, found: 'N', in_use: false },
+    ]) {
+      expect(idleConntrack({ ...idle, netfilter })).toBeUndefined();
+    }
+    expect(chooseAuto({ ...idle, netfilter: { usable: true, found: 'N', in_use: true } }).reason).toBe(
+      'eBPF is not usable (E); conntrack is: N',
     );
+  });
+});
+
+describe('the conntrack probe', () => {
+  it('says whether conntrack is in use: entries at probe time, none, or not loaded', () => {
+    expect(probeNode(fakeNode({ conntrack: 412 })).netfilter).toEqual({
+      usable: true,
+      found: "nf_conntrack in use (412 entries in the agent's network namespace); CAP_NET_ADMIN",
+      in_use: true,
+    });
+    expect(probeNode(fakeNode({ conntrack: 0 })).netfilter).toEqual({
+      usable: true,
+      found:
+        "nf_conntrack loaded but holding no connection (0 entries in the agent's network namespace); CAP_NET_ADMIN",
+      in_use: false,
+    });
+    expect(probeNode(fakeNode({ conntrack: false })).netfilter).toEqual({
+      usable: false,
+      found:
+        "cannot read /proc/sys/net/netfilter/nf_conntrack_count (ENOENT: no such file or directory, open '/proc/sys/net/netfilter/nf_conntrack_count'): nf_conntrack is not loaded, so the kernel tracks no connection; CAP_NET_ADMIN",
+      in_use: false,
+    });
+    // Without CAP_NET_ADMIN the table is idle or not all the same; it cannot be read.
+    expect(probeNode(fakeNode({ conntrack: 3, caps: ['CAP_SYS_ADMIN'] })).netfilter).toEqual({
+      usable: false,
+      found:
+        "nf_conntrack in use (3 entries in the agent's network namespace); reading conntrack needs CAP_NET_ADMIN: missing",
+      in_use: true,
+    });
+  });
+
+  it('does not judge the table of a netfilter.netns it does not count', () => {
+    const p = probeNode(fakeNode({ conntrack: 0 }), { netns: '/run/netns/node' });
+    expect(p.netfilter).toEqual({
+      usable: true,
+      found:
+        "nf_conntrack loaded (0 entries in the agent's network namespace; netfilter.netns names /run/netns/node, whose table the probe does not count); CAP_NET_ADMIN",
+    });
+    expect(idleConntrack(p)).toBeUndefined();
   });
 });
 
@@ -230,6 +318,60 @@ describe('probes of the real node', () => {
     it('CAP_BPF and CAP_NET_ADMIN: enough to load BPF programs', () => {
       const p = probeNode(withCaps(',+bpf,+net_admin'));
       expect(p.ebpf.found).toMatch(/; CAP_BPF and CAP_NET_ADMIN$/);
+    });
+  });
+
+  describe.runIf(privileged)('conntrack in use or not, in a new network namespace (unshare, as root)', () => {
+    // A rule that makes the kernel track new connections (and loads nf_conntrack where it is not yet).
+    const TRACK =
+      'ip link set lo up && nft add table inet t && ' +
+      "nft add chain inet t o '{ type filter hook output priority 0; }' && nft add rule inet t o ct state new counter";
+    // A UDP datagram to the discard port: a conntrack entry for 30 s, no listener needed.
+    const SEND = `'${process.execPath}' -e "require('node:dgram').createSocket('udp4').send('x', 9, '127.0.0.1', () => process.exit())"`;
+
+    /**
+     * The real node, but nf_conntrack_count as a process in a new network namespace reads it after `setup`
+     * ran there; `conntrack -C` (the oracle) counts the same table.
+     */
+    const inNetns = (setup: string): { files: NodeFiles; oracle: number } => {
+      const [count, oracle] = execFileSync(
+        'unshare',
+        ['-n', 'sh', '-ec', `${setup}; cat ${PATHS.conntrackCount}; conntrack -C`],
+        { encoding: 'utf8' },
+      ).split('\n');
+      return {
+        files: { ...nodeFiles, read: (p) => (p === PATHS.conntrackCount ? count : nodeFiles.read(p)) },
+        oracle: Number(oracle),
+      };
+    };
+
+    it('nothing went through the rule: loaded, holding no connection, and auto says so when it picks netfilter', () => {
+      const { files, oracle } = inNetns(TRACK);
+      expect(oracle).toBe(0);
+      const p = probeNode(files);
+      expect(p.netfilter.in_use).toBe(false);
+      expect(p.netfilter.found).toMatch(
+        /^nf_conntrack loaded but holding no connection \(0 entries in the agent's network namespace\)/,
+      );
+      const reason = chooseAuto({
+        ...p,
+        cilium: { usable: false, found: 'C' },
+        ebpf: { usable: false, found: 'E' },
+      }).reason;
+      expect(reason).toMatch(
+        /\. But conntrack holds no connections, so this node's traffic may bypass netfilter/,
+      );
+    });
+
+    it('a datagram went through it: in use, with the count conntrack -C gives', () => {
+      const { files, oracle } = inNetns(`${TRACK} && ${SEND}`);
+      expect(oracle).toBeGreaterThan(0);
+      const p = probeNode(files);
+      expect(p.netfilter.in_use).toBe(true);
+      expect(p.netfilter.found).toMatch(
+        new RegExp(`^nf_conntrack in use \\(${oracle} entries in the agent's network namespace\\)`),
+      );
+      expect(idleConntrack(p)).toBeUndefined();
     });
   });
 });

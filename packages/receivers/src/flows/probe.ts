@@ -44,10 +44,19 @@ export interface ProbeResult {
   found: string;
 }
 
+/** The conntrack probe's verdict, and whether the table tracked any connection when it looked. */
+export interface NetfilterProbeResult extends ProbeResult {
+  /**
+   * Whether conntrack held any connection at probe time: false at 0 entries or without nf_conntrack; absent
+   * when the probe cannot tell (`netfilter.netns` names a namespace whose table it does not read).
+   */
+  in_use?: boolean;
+}
+
 export interface NodeProbes {
   cilium: ProbeResult;
   ebpf: ProbeResult;
-  netfilter: ProbeResult;
+  netfilter: NetfilterProbeResult;
 }
 
 /** The effective capability set of this process (CapEff in /proc/self/status), or why it is unknown. */
@@ -163,14 +172,39 @@ function probeEbpf(
   return { usable, found: said.join('; ') };
 }
 
-function probeNetfilter(files: NodeFiles, caps: ReturnType<typeof effectiveCaps>): ProbeResult {
+/**
+ * Loaded is not enough: the kernel tracks connections only in a namespace where a netfilter rule uses
+ * conntrack, and a datapath that routes around netfilter (Cilium's eBPF host routing, kube-proxy
+ * replacement) leaves the table empty while the node is busy. An empty table at probe time is said, not
+ * refused: netfilter stays the last resort, but a choice of it says what it may miss.
+ */
+function probeNetfilter(
+  files: NodeFiles,
+  caps: ReturnType<typeof effectiveCaps>,
+  netns: string | undefined,
+): NetfilterProbeResult {
   const said: string[] = [];
   let usable = true;
+  let inUse: boolean | undefined;
   try {
     const count = files.read(PATHS.conntrackCount).trim();
-    said.push(`nf_conntrack loaded (${count} entries in the agent's network namespace)`);
+    const entries = Number.parseInt(count, 10);
+    const where = `${count} entries in the agent's network namespace`;
+    if (netns) {
+      // The count is of the agent's own namespace: it says nothing of the one the receiver would read.
+      said.push(
+        `nf_conntrack loaded (${where}; netfilter.netns names ${netns}, whose table the probe does not count)`,
+      );
+    } else if (entries > 0) {
+      inUse = true;
+      said.push(`nf_conntrack in use (${where})`);
+    } else {
+      inUse = false;
+      said.push(`nf_conntrack loaded but holding no connection (${where})`);
+    }
   } catch (err) {
     usable = false;
+    inUse = false;
     said.push(
       `cannot read ${PATHS.conntrackCount} (${errorMessage(err)}): nf_conntrack is not loaded, so the kernel tracks no connection`,
     );
@@ -183,19 +217,36 @@ function probeNetfilter(files: NodeFiles, caps: ReturnType<typeof effectiveCaps>
     usable = false;
     said.push('reading conntrack needs CAP_NET_ADMIN: missing');
   }
-  return { usable, found: said.join('; ') };
+  return inUse === undefined
+    ? { usable, found: said.join('; ') }
+    : { usable, found: said.join('; '), in_use: inUse };
+}
+
+/**
+ * What choosing netfilter means when its probe found conntrack usable but holding no connection, and what
+ * to do instead; undefined when conntrack is in use, or when the probe could not tell.
+ */
+export function idleConntrack(p: NodeProbes): string | undefined {
+  if (!p.netfilter.usable || p.netfilter.in_use !== false) return undefined;
+  return (
+    "conntrack holds no connections, so this node's traffic may bypass netfilter (Cilium's eBPF host routing, " +
+    "kube-proxy replacement), or the agent is not in the node's network namespace (hostNetwork: true), and " +
+    "netfilter may collect almost nothing. Give the agent what ebpf needs (the host's cgroup2 mount or " +
+    'ebpf.cgroup_path naming it, and CAP_BPF with CAP_NET_ADMIN, or CAP_SYS_ADMIN) or, on a Cilium node, mount ' +
+    "the host's /sys/fs/bpf where cilium.maps_dir says"
+  );
 }
 
 /** Runs every probe: all three are reported in /status, whichever mode is chosen. */
 export function probeNode(
   files: NodeFiles = nodeFiles,
-  options: { cgroupPath?: string; cilium?: CiliumMaps } = {},
+  options: { cgroupPath?: string; cilium?: CiliumMaps; netns?: string } = {},
 ): NodeProbes {
   const caps = effectiveCaps(files);
   return {
     cilium: probeCilium(files, options.cilium ?? CILIUM_DEFAULTS),
     ebpf: probeEbpf(files, caps, options.cgroupPath),
-    netfilter: probeNetfilter(files, caps),
+    netfilter: probeNetfilter(files, caps, options.netns),
   };
 }
 
@@ -210,7 +261,7 @@ export interface AutoChoice {
 /**
  * Cilium first (its maps already hold every connection of the node: reading them costs no program and no
  * table dump of ours), then eBPF (sees traffic that bypasses netfilter, names the pod by cgroup, costs no
- * table dumps), then conntrack.
+ * table dumps), then conntrack — even an idle one, as the last resort, saying so.
  */
 export function chooseAuto(p: NodeProbes): AutoChoice {
   const usable = AUTO_ORDER.filter((m) => p[m].usable);
@@ -224,17 +275,21 @@ export function chooseAuto(p: NodeProbes): AutoChoice {
   if (mode === 'ebpf') {
     // What choosing ebpf gives up, said where it applies: kube-proxy's DNAT happens in the node's
     // namespace, after the pod's socket, so a Service on another node stays the Service.
-    const tradeOff = p.netfilter.usable
-      ? '. netfilter would also give the backends of Services (mode: netfilter)'
-      : '';
+    // An idle table would give no backend either.
+    const tradeOff =
+      p.netfilter.usable && p.netfilter.in_use !== false
+        ? '. netfilter would also give the backends of Services (mode: netfilter)'
+        : '';
     return { mode, reason: `eBPF is usable: ${p.ebpf.found}${tradeOff}`, fallbacks };
   }
-  if (mode === 'netfilter')
+  if (mode === 'netfilter') {
+    const idle = idleConntrack(p);
     return {
       mode,
-      reason: `eBPF is not usable (${p.ebpf.found}); conntrack is: ${p.netfilter.found}`,
+      reason: `eBPF is not usable (${p.ebpf.found}); conntrack is: ${p.netfilter.found}${idle ? `. But ${idle}` : ''}`,
       fallbacks,
     };
+  }
   return {
     mode: undefined,
     reason:

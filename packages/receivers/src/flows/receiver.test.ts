@@ -100,7 +100,8 @@ describe('flows receiver: mode auto', () => {
         },
         netfilter: {
           usable: true,
-          found: "nf_conntrack loaded (12 entries in the agent's network namespace); CAP_NET_ADMIN",
+          found: "nf_conntrack in use (12 entries in the agent's network namespace); CAP_NET_ADMIN",
+          in_use: true,
         },
       },
       // The wrapped receiver's own facts, beside the wrapper's.
@@ -235,6 +236,84 @@ describe('flows receiver: mode auto', () => {
     await t.receiver.shutdown();
   });
 
+  it('chooses an idle conntrack as the last resort, with a warning and /status saying it holds no connections and what to do', async () => {
+    // A Cilium node with eBPF host routing, seen from an agent that may not load BPF programs and has not
+    // mounted Cilium's bpffs: the conntrack table is empty though the node is busy.
+    const t = setup({ node: { caps: ['CAP_NET_ADMIN'], conntrack: 0 } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    expect(t.netfilter[0].started).toBe(true);
+    const advice =
+      "conntrack holds no connections, so this node's traffic may bypass netfilter (Cilium's eBPF host routing, " +
+      "kube-proxy replacement), or the agent is not in the node's network namespace (hostNetwork: true), and " +
+      "netfilter may collect almost nothing. Give the agent what ebpf needs (the host's cgroup2 mount or " +
+      'ebpf.cgroup_path naming it, and CAP_BPF with CAP_NET_ADMIN, or CAP_SYS_ADMIN) or, on a Cilium node, ' +
+      "mount the host's /sys/fs/bpf where cilium.maps_dir says";
+    const reason =
+      'eBPF is not usable (BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; loading BPF programs needs ' +
+      'CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN: CAP_BPF missing); conntrack is: nf_conntrack loaded but ' +
+      `holding no connection (0 entries in the agent's network namespace); CAP_NET_ADMIN. But ${advice}`;
+    const details = t.details();
+    expect(details).toMatchObject({
+      mode: 'netfilter',
+      reason,
+      probes: {
+        netfilter: {
+          usable: true,
+          found:
+            "nf_conntrack loaded but holding no connection (0 entries in the agent's network namespace); CAP_NET_ADMIN",
+          in_use: false,
+        },
+      },
+    });
+    // Said as a warning, not an info line: the agent runs, but may see next to nothing.
+    const own = t.logs.filter((l) => l.level >= INFO && !l.msg.endsWith('receiver started'));
+    expect(own.map((l) => [l.level, l.msg])).toEqual([[WARN, `mode auto chose netfilter: ${reason}`]]);
+    expect(own[0].probes).toEqual(details.probes);
+    await t.receiver.shutdown();
+
+    // The same node with conntrack in use: an info line, no advice.
+    const busy = setup({ node: { caps: ['CAP_NET_ADMIN'], conntrack: 412 } });
+    await busy.receiver.start();
+    expect(busy.details().reason).toMatch(
+      /conntrack is: nf_conntrack in use \(412 entries .*; CAP_NET_ADMIN$/,
+    );
+    expect(busy.logs.filter((l) => l.level >= WARN)).toEqual([]);
+    await busy.receiver.shutdown();
+  });
+
+  it('prefers ebpf over an idle conntrack without claiming netfilter would add anything', async () => {
+    const t = setup({ node: { conntrack: 0 } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('ebpf');
+    expect(t.details().reason).toBe(
+      'eBPF is usable: BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN',
+    );
+    expect(t.details().probes).toMatchObject({ netfilter: { usable: true, in_use: false } });
+    expect(t.logs.filter((l) => l.level >= WARN)).toEqual([]);
+    await t.receiver.shutdown();
+  });
+
+  it('does not call the table idle when netfilter.netns names another namespace than the one it counted', async () => {
+    const t = setup({
+      node: { caps: ['CAP_NET_ADMIN'], conntrack: 0 },
+      config: { netfilter: { netns: '/proc/1/ns/net' } },
+    });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    expect(t.details().probes).toMatchObject({
+      netfilter: {
+        usable: true,
+        found:
+          "nf_conntrack loaded (0 entries in the agent's network namespace; netfilter.netns names /proc/1/ns/net, whose table the probe does not count); CAP_NET_ADMIN",
+      },
+    });
+    expect((t.details().probes as { netfilter: object }).netfilter).not.toHaveProperty('in_use');
+    expect(t.details().reason).not.toContain('holds no connections');
+    expect(t.logs.filter((l) => l.level >= WARN)).toEqual([]);
+    await t.receiver.shutdown();
+  });
+
   it('takes CAP_BPF with CAP_NET_ADMIN as enough for ebpf, and CAP_SYS_ADMIN alone too', async () => {
     const bpf = setup({ node: { caps: ['CAP_BPF', 'CAP_NET_ADMIN'] } });
     await bpf.receiver.start();
@@ -252,7 +331,7 @@ describe('flows receiver: mode auto', () => {
       netfilter: {
         usable: false,
         found:
-          "nf_conntrack loaded (12 entries in the agent's network namespace); reading conntrack needs CAP_NET_ADMIN: missing",
+          "nf_conntrack in use (12 entries in the agent's network namespace); reading conntrack needs CAP_NET_ADMIN: missing",
       },
     });
     await sys.receiver.shutdown();
@@ -303,7 +382,7 @@ describe('flows receiver: mode auto', () => {
       receiver_fact: 'conntrack is here',
     });
     expect(details.reason).toMatch(
-      /^eBPF is usable: .*; but the ebpf receiver failed to start, and conntrack is usable: nf_conntrack loaded/,
+      /^eBPF is usable: .*; but the ebpf receiver failed to start, and conntrack is usable: nf_conntrack in use/,
     );
     const warnings = t.logs.filter((l) => l.level === WARN);
     expect(warnings.map((l) => l.msg)).toEqual([
@@ -322,6 +401,27 @@ describe('flows receiver: mode auto', () => {
     expect(t.details().receiver_fact).toBe('conntrack is here');
     await t.receiver.shutdown();
     expect(t.netfilter[0].shutdowns).toBe(1);
+  });
+
+  it('falling back to an idle conntrack says it holds no connections, in the warning and the reason', async () => {
+    const t = setup({ node: { conntrack: 0 }, ebpf: { startError: EBPF_ERROR } });
+    await t.receiver.start();
+    expect(t.receiver.mode).toBe('netfilter');
+    const idle =
+      /\. But conntrack holds no connections, so this node's traffic may bypass netfilter .* where cilium\.maps_dir says$/;
+    expect(t.details().reason).toMatch(
+      /; but the ebpf receiver failed to start, and conntrack is usable: nf_conntrack loaded but holding no connection \(0 entries/,
+    );
+    expect(t.details().reason).toMatch(idle);
+    const warnings = t.logs.filter((l) => l.level === WARN).map((l) => l.msg);
+    expect(warnings).toHaveLength(1);
+    expect(
+      warnings[0].startsWith(
+        `mode auto chose ebpf, whose receiver failed to start (${EBPF_ERROR.message}): falling back to netfilter (conntrack). But conntrack holds no connections`,
+      ),
+    ).toBe(true);
+    expect(warnings[0]).toMatch(idle);
+    await t.receiver.shutdown();
   });
 
   it('does not fall back when the netfilter probe failed: the ebpf error and the probe say why', async () => {
@@ -391,7 +491,7 @@ describe('flows receiver: mode auto', () => {
     expect(t.receiver.mode).toBe('netfilter');
     expect(t.ebpf).toHaveLength(0);
     expect(t.details().reason).toMatch(
-      /; but the cilium receiver failed to start, and conntrack is usable: nf_conntrack loaded \(12 entries/,
+      /; but the cilium receiver failed to start, and conntrack is usable: nf_conntrack in use \(12 entries/,
     );
     expect(t.logs.filter((l) => l.level === WARN).map((l) => l.msg)).toEqual([
       `mode auto chose cilium, whose receiver failed to start (${CILIUM_ERROR.message}): falling back to netfilter (conntrack)`,
@@ -414,7 +514,7 @@ describe('flows receiver: mode auto', () => {
       { from: 'ebpf', error: EBPF_ERROR.message },
     ]);
     expect(details.reason).toMatch(
-      /^Cilium's conntrack maps are pinned .*; but the cilium receiver failed to start, and eBPF is usable: .*; but the ebpf receiver failed to start, and conntrack is usable: nf_conntrack loaded/,
+      /^Cilium's conntrack maps are pinned .*; but the cilium receiver failed to start, and eBPF is usable: .*; but the ebpf receiver failed to start, and conntrack is usable: nf_conntrack in use/,
     );
     expect(t.logs.filter((l) => l.level === WARN).map((l) => l.msg)).toEqual([
       `mode auto chose cilium, whose receiver failed to start (${CILIUM_ERROR.message}): falling back to ebpf`,
@@ -483,7 +583,7 @@ describe('flows receiver: a mode named in the config is never replaced', () => {
     const t = setup({ config: { mode: 'ebpf' }, node: { cgroup2: false }, ebpf: { startError: EBPF_ERROR } });
     await expect(t.receiver.start()).rejects.toThrow(
       `mode: ebpf cannot start: ${EBPF_ERROR.message}. netmon does not switch to another mode by itself; ` +
-        "netfilter looks usable on this node (nf_conntrack loaded (12 entries in the agent's network namespace); CAP_NET_ADMIN): " +
+        "netfilter looks usable on this node (nf_conntrack in use (12 entries in the agent's network namespace); CAP_NET_ADMIN): " +
         'set mode: netfilter, or auto to let netmon pick',
     );
     expect(t.ebpf).toHaveLength(1);
@@ -528,7 +628,7 @@ describe('flows receiver: a mode named in the config is never replaced', () => {
     await expect(t.receiver.start()).rejects.toThrow(
       `mode: cilium cannot start: ${CILIUM_ERROR.message}. netmon does not switch to another mode by itself; ` +
         'ebpf looks usable on this node (BTF at /sys/kernel/btf/vmlinux; cgroup2 at /sys/fs/cgroup; CAP_SYS_ADMIN), ' +
-        "and so does netfilter (nf_conntrack loaded (12 entries in the agent's network namespace); CAP_NET_ADMIN): " +
+        "and so does netfilter (nf_conntrack in use (12 entries in the agent's network namespace); CAP_NET_ADMIN): " +
         'set mode: ebpf or mode: netfilter, or auto to let netmon pick',
     );
     expect(t.cilium[0].shutdowns).toBe(1);

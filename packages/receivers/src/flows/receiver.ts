@@ -18,6 +18,7 @@ import { COLLECTION_MODE_METRICS } from './metrics.js';
 import {
   type AutoChoice,
   chooseAuto,
+  idleConntrack,
   type NodeFiles,
   type NodeProbes,
   nodeFiles,
@@ -137,10 +138,11 @@ export class FlowsReceiver implements Receiver {
       throw new Error(`mode: auto: ${choice.reason}. ${NOTHING_USABLE_ADVICE}`);
     }
     this.facts = { mode: choice.mode, reason: choice.reason, probes };
-    log.info(
-      { mode: choice.mode, reason: choice.reason, probes },
-      `mode auto chose ${choice.mode}: ${choice.reason}`,
-    );
+    // An idle conntrack table chosen as the last resort is a warning: the agent runs, but may see nothing.
+    const fields = { mode: choice.mode, reason: choice.reason, probes };
+    const line = `mode auto chose ${choice.mode}: ${choice.reason}`;
+    if (choice.mode === 'netfilter' && idleConntrack(probes) !== undefined) log.warn(fields, line);
+    else log.info(fields, line);
     // Only auto falls back, along the modes its probes passed: what the probes cannot foresee (the kernel
     // refusing a program: a verifier, a locked-down kernel, a memlock limit; Cilium's maps gone between the
     // probe and the start) fails the start of a mode they found usable.
@@ -176,15 +178,17 @@ export class FlowsReceiver implements Receiver {
     return probeNode(this.deps.files, {
       cgroupPath: this.config.ebpf.cgroup_path,
       cilium: this.config.cilium,
+      netns: this.config.netfilter.netns,
     });
   }
 
   /** Says, in the log and /status, that auto starts `next` because the mode before it failed to start. */
   private fallBack(next: RunnableMode, failed: Failed[], probes: NodeProbes): void {
     const last = failed[failed.length - 1];
+    const idle = next === 'netfilter' ? idleConntrack(probes) : undefined;
     this.facts = {
       mode: next,
-      reason: `${this.facts.reason}; but the ${last.from} receiver failed to start, and ${USABLE[next]}: ${probes[next].found}`,
+      reason: `${this.facts.reason}; but the ${last.from} receiver failed to start, and ${USABLE[next]}: ${probes[next].found}${idle ? `. But ${idle}` : ''}`,
       probes,
       fallback: [...failed],
     };
@@ -194,7 +198,7 @@ export class FlowsReceiver implements Receiver {
         : `mode auto fell back to ${last.from}, whose receiver failed to start too`;
     this.settings.logger.warn(
       { mode: next, fallback: last },
-      `${what} (${last.error}): falling back to ${next}${next === 'netfilter' ? ' (conntrack)' : ''}`,
+      `${what} (${last.error}): falling back to ${next}${next === 'netfilter' ? ' (conntrack)' : ''}${idle ? `. But ${idle}` : ''}`,
     );
   }
 
