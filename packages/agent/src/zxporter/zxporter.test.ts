@@ -25,6 +25,9 @@ const CLEAN_ENV = Object.fromEntries(
     'NETMON_HEALTH_ENDPOINT',
     'NETMON_COLLECTION_MODE',
     'NETMON_READ_INTERVAL',
+    'NETMON_CLOUD_PROVIDER',
+    'NETMON_CLOUD_REGION',
+    'NETMON_CLOUD_ZONE',
   ].map((k) => [k, '']),
 );
 
