@@ -1,14 +1,19 @@
 // Pay only for what the config uses: `netmon validate` and `netmon components` load no component's heavy
 // dependency, and an agent whose config has no k8s_metadata never loads the Kubernetes client. The real
-// CLI (packages/agent/dist) runs under a module hook that records every module it resolves.
+// CLI runs under a module hook that records every module it resolves: from the packages' dist/, and as
+// bin/netmon runs it, bundled, where a dependency is inside a chunk the build lists in
+// dist/bundle-packages.json.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, until } from './harness/agent.js';
+import { NETMON, ROOT, until } from './harness/agent.js';
 
 const CLI = path.join(ROOT, 'packages/agent/dist/cli.js');
+/** The packages inside each file of the bundle, written by the build (packages/agent/src/tools/bundle.ts). */
+const BUNDLE_PACKAGES = path.join(ROOT, 'packages/agent/dist/bundle-packages.json');
+const BUNDLE_DIR = path.join(ROOT, 'packages/agent/dist/bundle/');
 /**
  * Packages that only a component which needs them may load (the metrics SDK, with its resources module,
  * is the running agent's own: self-metrics).
@@ -54,13 +59,18 @@ const STEP_TIMEOUT_MS = 20_000;
 async function heavyLoaded(
   name: string,
   args: string[],
-  opts: { stop?: boolean; env?: NodeJS.ProcessEnv } = {},
+  opts: { stop?: boolean; env?: NodeJS.ProcessEnv; bundled?: boolean } = {},
 ) {
-  const loadedFile = path.join(dir, `${name}.loaded`);
-  const child = spawn(process.execPath, ['--import', path.join(dir, 'hook.mjs'), CLI, ...args], {
-    env: { ...process.env, ...opts.env, NETMON_LOADED_FILE: loadedFile },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const loadedFile = path.join(dir, `${name}${opts.bundled ? '-bundled' : ''}.loaded`);
+  const hook = path.join(dir, 'hook.mjs');
+  const env = { ...process.env, ...opts.env, NETMON_LOADED_FILE: loadedFile };
+  // bin/netmon hands NODE_OPTIONS to the node it starts, with its own flags beside.
+  const child = opts.bundled
+    ? spawn(NETMON, args, {
+        env: { ...env, NODE_OPTIONS: `--import ${hook}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+    : spawn(process.execPath, ['--import', hook, CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => {
     stderr += d;
@@ -118,10 +128,20 @@ async function heavyLoaded(
       `\`netmon ${args.join(' ')}\` wrote no module list (${ended(result)}): ${(err as Error).message}\n${stderr}`,
     );
   }
-  const heavy = HEAVY.filter((pkg) =>
-    urls.some(
-      (u) => u.includes(`/node_modules/${pkg}/`) || (pkg === '@netmon/native' && u.includes('/native/')),
-    ),
+  const inChunks = new Set<string>();
+  if (opts.bundled) {
+    const packages = JSON.parse(await readFile(BUNDLE_PACKAGES, 'utf8')) as Record<string, string[]>;
+    const chunks = urls.filter((u) => u.startsWith(`file://${BUNDLE_DIR}`)).map((u) => path.basename(u));
+    // The hook saw the bundle: without that, an empty list below would prove nothing.
+    expect(chunks, stderr).toContain('netmon.js');
+    for (const chunk of chunks) for (const pkg of packages[chunk] ?? []) inChunks.add(pkg);
+  }
+  const heavy = HEAVY.filter(
+    (pkg) =>
+      inChunks.has(pkg) ||
+      urls.some(
+        (u) => u.includes(`/node_modules/${pkg}/`) || (pkg === '@netmon/native' && u.includes('/native/')),
+      ),
   );
   return { heavy, code: result.code, stderr };
 }
@@ -132,11 +152,14 @@ const configFile = async (name: string, yaml: string) => {
   return file;
 };
 
-describe('what the CLI loads', () => {
+describe.each([
+  { entry: 'the CLI from dist/', bundled: false },
+  { entry: 'bin/netmon (the bundle)', bundled: true },
+])('what $entry loads', ({ bundled }) => {
   it(
     '`netmon components` loads no heavy dependency',
     async () => {
-      const r = await heavyLoaded('components', ['components']);
+      const r = await heavyLoaded('components', ['components'], { bundled });
       expect(r.code, r.stderr).toBe(0);
       expect(r.heavy).toEqual([]);
     },
@@ -151,7 +174,7 @@ describe('what the CLI loads', () => {
         const r = await heavyLoaded(
           `validate-${path.basename(config)}`,
           ['validate', '--config', path.join(ROOT, 'configs', config)],
-          { env: { NODE_NAME: 'node-a', POD_IP: '127.0.0.1', DAKR_URL: 'http://127.0.0.1:1' } },
+          { env: { NODE_NAME: 'node-a', POD_IP: '127.0.0.1', DAKR_URL: 'http://127.0.0.1:1' }, bundled },
         );
         expect(r.code, `${config}: ${r.stderr}`).toBe(0);
         expect(r.heavy, `${config}: ${r.stderr}`).toEqual([]);
@@ -175,7 +198,7 @@ service:
     flows: { receivers: [file], exporters: [file] }
 `,
       );
-      const r = await heavyLoaded('run-no-k8s', ['run', '--config', config], { stop: true });
+      const r = await heavyLoaded('run-no-k8s', ['run', '--config', config], { stop: true, bundled });
       expect(r.code, r.stderr).toBe(0);
       expect(r.heavy).toEqual([]);
     },
@@ -201,7 +224,7 @@ service:
     flows: { receivers: [file], processors: [k8s_attributes], exporters: [debug] }
 `,
       );
-      const r = await heavyLoaded('run-k8s', ['run', '--config', config], { stop: true });
+      const r = await heavyLoaded('run-k8s', ['run', '--config', config], { stop: true, bundled });
       expect(r.code, r.stderr).toBe(0);
       expect(r.heavy).toContain('@kubernetes/client-node');
     },

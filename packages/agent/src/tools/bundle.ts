@@ -112,6 +112,20 @@ const result = await build({
 });
 const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
 writeFileSync(path.join(outdir, 'package.json'), '{ "type": "module" }\n');
+// Which packages each output file holds, beside (not in) the bundle: a module hook sees the bundle load
+// chunk-XXXX.js, not the Kubernetes client, so the test that checks what a command loads
+// (test/footprint-imports.test.ts) reads this to name what those chunks are.
+const packagesByFile: Record<string, string[]> = {};
+for (const [file, output] of Object.entries(result.metafile.outputs)) {
+  const packages = new Set<string>();
+  for (const input of Object.keys(output.inputs)) {
+    // The innermost node_modules names the package (a dependency's own copy of another one included).
+    const name = [...input.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)/g)].pop()?.[1];
+    if (name !== undefined) packages.add(name);
+  }
+  packagesByFile[path.basename(file)] = [...packages].sort();
+}
+writeFileSync(path.join(agent, 'dist/bundle-packages.json'), `${JSON.stringify(packagesByFile, null, 1)}\n`);
 process.stdout.write(
   `bundled the agent into ${path.relative(root, outdir)}/ (${Object.keys(result.metafile.outputs).length} files, ${(bytes / 2 ** 20).toFixed(1)} MiB) in ${Math.round(performance.now() - started)} ms\n`,
 );
