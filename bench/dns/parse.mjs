@@ -3,6 +3,10 @@
 // answers, CNAME chains to CDN names, NXDOMAIN and NODATA with the zone's SOA, EDNS OPT on two in three,
 // 60–500 bytes — once name-compressed as real servers write them and once uncompressed as dns-packet
 // writes them. Each parser gets a warm-up, then ROUNDS timed rounds; the table shows the median.
+// A second table times our parser on messages crafted to make name decoding work hard (testdata/crafted.ts:
+// chains of pointers to pointers, runs of labels entered at ever earlier offsets, CNAME chains written
+// last link first), at the default capture_bytes (1500) and the largest (4096), with the work it counts
+// (nameSteps) beside the time.
 //
 //   npx tsc -b && taskset -c 0 .tools/bin/node bench/dns/parse.mjs [--json FILE]
 //
@@ -13,8 +17,10 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import dnsPacket from 'dns-packet';
-import { DnsMessage, parseDns } from '../../packages/receivers/dist/dns/parse.js';
-// The corpus generator the parser's tests use (plain erasable TypeScript, which node runs as is).
+// A namespace: nameSteps is read only when the build has it, so this runs against an older build too.
+import * as parser from '../../packages/receivers/dist/dns/parse.js';
+// The message builders the parser's tests use (plain erasable TypeScript, which node runs as is).
+import { cnameChain, labelRun, pointerChain } from '../../packages/receivers/src/dns/testdata/crafted.ts';
 import { encode, typicalMessage } from '../../packages/receivers/src/dns/testdata/wire.ts';
 import { rng } from '../common.mjs';
 
@@ -67,6 +73,7 @@ function measure(messages, parse) {
   return Array.from({ length: ROUNDS }, round);
 }
 
+const { DnsMessage, parseDns } = parser;
 const out = new DnsMessage();
 const ours = (b) => {
   if (parseDns(b, 0, b.length, out) !== null) throw new Error(`rejected: ${b.toString('hex')}`);
@@ -103,6 +110,31 @@ for (const compress of [true, false]) {
   }
 }
 
+// Crafted messages: one message parsed over and over, so each round is that message's cost alone.
+const crafted = [];
+for (const size of [1500, 4096]) {
+  for (const [kind, c] of [
+    ['pointer chain', pointerChain(size, size === 1500 ? 400 : 1400)],
+    ['label run, descending', labelRun(size, true)],
+    ['CNAME chain, reversed', cnameChain(size)],
+  ]) {
+    const bytes = Buffer.from(c.bytes);
+    ours(bytes);
+    const steps = parser.nameSteps?.() ?? null;
+    const rate = median(measure([bytes], ours));
+    crafted.push({
+      kind,
+      bytes: bytes.length,
+      answers: c.answers,
+      ns_per_message: Number((1e9 / rate).toFixed(1)),
+      ns_per_byte: Number((1e9 / rate / bytes.length).toFixed(2)),
+      name_steps: steps,
+    });
+  }
+}
+const typicalRow = results.find((r) => r.parser === 'netmon parseDns' && r.corpus === 'compressed');
+const typicalPerByte = typicalRow.ns_per_message / typicalRow.mean_bytes;
+
 const cpus = os.cpus();
 console.log(
   `${MESSAGES} responses, ${sizes.min}–${sizes.max} bytes (median ${sizes.median} compressed): ` +
@@ -127,6 +159,25 @@ const line = (r) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(wi
 console.log(line(header));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const r of rows) console.log(line(r));
+
+console.log(
+  `\nnetmon parseDns on crafted messages (typical, compressed: ${typicalPerByte.toFixed(2)} ns/byte)\n`,
+);
+const cHeader = ['message', 'bytes', 'answers', 'ns/message', 'ns/byte', 'vs typical/byte', 'name steps'];
+const cRows = crafted.map((c) => [
+  c.kind,
+  String(c.bytes),
+  String(c.answers),
+  c.ns_per_message.toFixed(0),
+  c.ns_per_byte.toFixed(2),
+  `${(c.ns_per_byte / typicalPerByte).toFixed(1)}x`,
+  c.name_steps === null ? '-' : String(c.name_steps),
+]);
+const cWidths = cHeader.map((_, i) => Math.max(...[cHeader, ...cRows].map((r) => r[i].length)));
+const cLine = (r) => r.map((c, i) => (i === 0 ? c.padEnd(cWidths[i]) : c.padStart(cWidths[i]))).join('  ');
+console.log(cLine(cHeader));
+console.log(cWidths.map((w) => '-'.repeat(w)).join('  '));
+for (const r of cRows) console.log(cLine(r));
 console.log(
   `\nmachine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown'}, node ${process.version}, load ${os
     .loadavg()
@@ -151,6 +202,7 @@ if (jsonFile) {
         rounds: ROUNDS,
         round_ms: ROUND_MS,
         results,
+        crafted,
       },
       null,
       2,

@@ -1,9 +1,10 @@
 // Fuzzing parseDns: a million packets mutated from valid messages (a real server's and typical generated
 // ones), each from its own seed, so any failure reproduces from the seed and hex it prints. The parser must
-// never throw, reject only with a listed reason, and leave a self-consistent result when it accepts.
+// never throw, reject only with a listed reason, leave a self-consistent result when it accepts, and do no
+// more work on any packet than nameSteps documents (2 · length + 512 steps).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DNS_REJECTS, DnsMessage, type DnsReject, MAX_ANSWERS, parseDns } from './parse.js';
+import { DNS_REJECTS, DnsMessage, type DnsReject, MAX_ANSWERS, nameSteps, parseDns } from './parse.js';
 import { encode, opt, RESPONSE, soa, TC, typicalMessage, type WireRecord } from './testdata/wire.js';
 
 const MASTER = Number(process.env.DNS_FUZZ_SEED ?? 16);
@@ -256,6 +257,7 @@ describe('parseDns fuzzing', () => {
     let parsed = 0;
     let cut = 0;
     let withAnswers = 0;
+    let mostSteps = 0;
     const fail = (i: number, len: number, problem: string) => {
       const hex = Buffer.from(work.subarray(0, len)).toString('hex');
       throw new Error(
@@ -274,6 +276,9 @@ describe('parseDns fuzzing', () => {
       } catch (e) {
         return fail(i, len, `threw ${(e as Error).stack}`);
       }
+      const steps = nameSteps();
+      if (steps > 2 * len + 512) fail(i, len, `${steps} steps, over 2 · ${len} + 512`);
+      if (steps > mostSteps) mostSteps = steps;
       if (reason === null) {
         parsed++;
         if (out.cut) cut++;
@@ -293,6 +298,8 @@ describe('parseDns fuzzing', () => {
     expect(parsed).toBeGreaterThan(COUNT / 10);
     expect(withAnswers).toBeGreaterThan(COUNT / 20);
     expect(cut).toBeGreaterThan(COUNT / 100);
+    // The bound was checked against work actually done.
+    expect(mostSteps).toBeGreaterThan(50);
   }, 120_000);
 
   it('accepts every unmutated corpus message with a consistent result', () => {

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { formatIp, parseIp } from '@netmon/core';
 import dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
-import { DNS_REJECTS, DnsMessage, type DnsReject, MAX_ANSWERS, parseDns } from './parse.js';
+import { DNS_REJECTS, DnsMessage, type DnsReject, MAX_ANSWERS, nameSteps, parseDns } from './parse.js';
+import { cnameChain, labelRun, pointerChain, runName } from './testdata/crafted.js';
 import {
   encode,
   type Name,
@@ -51,6 +52,9 @@ function ok(msg: WireMessage, compress = true): DnsMessage {
   expect(reject).toBeNull();
   return m;
 }
+
+/** The most work (nameSteps) parseDns may do on a message of `length` bytes, whatever its bytes are. */
+const STEP_BOUND = (length: number) => 2 * length + 512;
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
 
@@ -493,6 +497,104 @@ describe('malformed messages', () => {
   });
 });
 
+describe('work on crafted compression, counted (nameSteps) rather than timed', () => {
+  it('walks a chain of pointers to pointers once per message, not once per answer', () => {
+    for (const [size, chain] of [
+      [512, 100],
+      [1500, 400],
+      [4096, 1400],
+    ]) {
+      const c = pointerChain(size, chain);
+      const { reject, m } = parse(c.bytes);
+      expect(reject, `${size}`).toBeNull();
+      expect(m.answers).toBe(c.answers);
+      for (let i = 0; i < m.answers; i++) expect(m.answerName[i]).toBe('a');
+      const steps = nameSteps();
+      // The question, the chain once, then at most two steps per answer.
+      expect(steps, `${size}`).toBeLessThanOrEqual(2 + chain + 2 * c.answers);
+      expect(steps).toBeLessThanOrEqual(STEP_BOUND(c.bytes.length));
+      // Walking the chain again for each answer would take answers × chain steps.
+      expect(c.answers * chain, `${size}`).toBeGreaterThan(10 * steps);
+    }
+  });
+
+  it('reads a run of labels once per message, however its answers enter it', () => {
+    for (const descending of [false, true]) {
+      for (const size of [1500, 4096]) {
+        const c = labelRun(size, descending);
+        const { reject, m } = parse(c.bytes);
+        expect(reject).toBeNull();
+        expect(m.answers).toBe(c.answers);
+        for (let i = 0; i < m.answers; i++)
+          expect(m.answerName[i], `answer ${i}`).toBe(runName(c.offsets[i]));
+        const steps = nameSteps();
+        // The question, the run's 125 labels and its pointer once, then a few steps per answer.
+        expect(steps, `${size} ${descending}`).toBeLessThanOrEqual(2 + 126 + 3 * c.answers);
+        // Reading each answer's name from its pointer would take the labels of all of them.
+        const labels = c.offsets.slice(0, c.answers).reduce((sum, k) => sum + 125 - k, 0);
+        expect(labels).toBeGreaterThan(10 * steps);
+      }
+    }
+  });
+
+  it('follows a CNAME chain written last link first with one look per CNAME, not a scan of all of them', () => {
+    for (const [size, nameBytes] of [
+      [1500, 40],
+      [4096, 40],
+      [4096, 60],
+    ]) {
+      const c = cnameChain(size, nameBytes);
+      const { reject, m } = parse(c.bytes);
+      expect(reject).toBeNull();
+      expect(m.answers).toBe(c.answers);
+      expect(m.canonical).toBe(c.chainEnd);
+      const steps = nameSteps();
+      // The names, read once each (in place, or one pointer), and three steps per CNAME for the chain.
+      expect(steps, `${size}/${nameBytes}`).toBeLessThanOrEqual(
+        2 + 2 * c.answers + 2 * c.answers + 3 * c.answers,
+      );
+      // Comparing each link's target with every owner would take answers² / 2 comparisons.
+      expect((c.answers * c.answers) / 2).toBeGreaterThan(2 * steps);
+    }
+  });
+
+  it('ends a chain that loops after as many steps as there are answers, each successor looked for once', () => {
+    const loop = (a: string, b: string): WireRecord[] => [
+      { name: a, type: 5, target: b },
+      { name: b, type: 5, target: a },
+    ];
+    const many = Array.from({ length: 30 }, (_, i) => loop(`a${i}.example`, `b${i}.example`)).flat();
+    // Two CNAMEs are followed by comparing names, 62 through the table of owners.
+    for (const answers of [loop('a.example', 'b.example'), [...loop('a.example', 'b.example'), ...many]]) {
+      const bytes = encode({ questions: [{ name: 'a.example', type: 1 }], answers });
+      const { reject, m } = parse(bytes);
+      expect(reject).toBeNull();
+      // As many steps as answers from the question, an even number: a.example → b.example → a.example …
+      expect(m.canonical).toBe('a.example');
+      // The names read once (at most 4 steps a record), each CNAME's successor looked for once and one
+      // step per answer: comparing every owner at every step would take answers × CNAMEs / 2.
+      expect(nameSteps()).toBeLessThanOrEqual(6 * answers.length + 10);
+    }
+  });
+
+  it('takes the rest of a name from an earlier walk, where the pointer rule alone would refuse it as a loop', () => {
+    // An unknown record's data at 30: a label of 2 bytes ('A', 0) and at 33 a pointer to that 0 byte (32).
+    // The first answer's owner points at 33: its name is the root. The second's points at 30: the label,
+    // then 33 again. Read from 30, the pointer at 33 leads to 32, not before 30, so on its own it would be
+    // a loop; but 33 was read to the end by the first answer, so the name is the label and that end.
+    const bytes = Uint8Array.from([
+      ...[0, 1, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0],
+      ...[1, 0x61, 0, 0, 1, 0, 1],
+      ...[0, 0, 99, 0, 1, 0, 0, 0, 0, 0, 5, 2, 0x41, 0, 0xc0, 32],
+      ...A([0xc0, 33]),
+      ...A([0xc0, 30]),
+    ]);
+    const { reject, m } = parse(bytes);
+    expect(reject).toBeNull();
+    expect(answersOf(m).map((a) => a.name)).toEqual(['.', 'A\\000']);
+  });
+});
+
 describe('messages cut by the capture length', () => {
   const full = encode({
     questions: [{ name: 'www.example.com', type: 1 }],
@@ -794,6 +896,7 @@ describe('differential against dns-packet', () => {
           continue;
         }
         expect(got, where).toEqual(want);
+        expect(nameSteps(), where).toBeLessThanOrEqual(STEP_BOUND(bytes.length));
         if (got.answers!.length > 0) withAnswers++;
         if (/\\/.test(got.question!)) withOdd++;
       }
@@ -815,6 +918,7 @@ describe('differential against dns-packet', () => {
     for (let i = 0; i < 500; i++) {
       const bytes = encode(typicalMessage(next));
       expect(ours(bytes), `typical ${i}`).toEqual(oracle(bytes));
+      expect(nameSteps(), `typical ${i}`).toBeLessThanOrEqual(STEP_BOUND(bytes.length));
     }
   });
 });

@@ -1,7 +1,11 @@
 // DNS message parser (RFC 1035 §4) for the dns receiver's hot path: every DNS packet the node's pods send
-// or receive passes through it. It writes into one reusable DnsMessage (typed arrays and string slots),
-// creates no object per record, and its work is bounded by the bytes present, never by the header's
-// counts, so a hostile or mangled packet costs no more than a valid one of the same size.
+// or receive passes through it. It writes into one reusable DnsMessage (typed arrays and string slots) and
+// creates no object per record. Its work is bounded by the bytes present, never by the header's counts, and
+// compression cannot multiply it: a name walk remembers every position it reads past a pointer, so a chain
+// of pointers or a run of labels is read once per message, not once per name, and each CNAME's successor in
+// the chain is looked for once. nameSteps counts that work, and the tests hold it to 2 · length + 512 steps
+// for any message. A crafted message still costs more per byte than a typical one (it can make the parser
+// build and compare 64 names of up to 1020 characters), but a few times more, not a power of its length.
 
 /** Why a message was rejected; the receiver counts each in a self-metric label `reason`. */
 export type DnsReject =
@@ -92,100 +96,197 @@ function reject(code: number, cut: DnsReject): DnsReject {
 // in one native step, about 2x faster than TextDecoder or String.fromCharCode on names this short.
 const text = Buffer.alloc(1024);
 
-// Names already read in this message, by the message offset of their first label. Compression makes answers
-// point at the question and at earlier CNAME targets, so a hit saves building the same string again.
-const CACHE = 16;
-const cacheAt = new Int32Array(CACHE);
-const cacheWire = new Int32Array(CACHE);
-const cacheName: string[] = new Array<string>(CACHE).fill('');
-let cached = 0;
+// Names read in this message, remembered by position: where each name walk started, and every position it
+// read past a compression pointer, with how far into its name (wire bytes, characters) the suffix from that
+// position starts. A walk that reaches a remembered position past a pointer takes the rest of its name from
+// there, so each position is read past a pointer by at most one walk that completed: a crafted chain of
+// pointers to pointers, or a long run of labels entered at ever earlier positions, is read once per
+// message, not once per name. Such a suffix is the name a walk from there would read (a walk that completed
+// read it), and taking it ends the walk, so no loop can follow. Only positions a pointer reaches (14 bits),
+// and a name's length past them, are remembered. An entry is this message's when its tag holds the
+// message's stamp, so nothing is cleared between messages: tag = stamp · 256 + walk, and memoAt = wire
+// bytes · 65536 + characters before the suffix.
+const MEMO = (1 << 14) + 256;
+const memoTag = new Int32Array(MEMO);
+const memoAt = new Uint32Array(MEMO);
+/**
+ * This message's stamp · 256. Stamps run from 1 to 2^23 − 1, then the tags are cleared and they start over:
+ * tags stay small integers, which V8 compares fastest.
+ */
+let stampBase = 0;
+/** Name walks a message makes at most: its question, and each kept answer's owner and CNAME target. */
+const MAX_WALKS = 1 + 2 * MAX_ANSWERS;
+const walkName: string[] = new Array<string>(MAX_WALKS).fill('');
+const walkWire = new Uint8Array(MAX_WALKS);
+/** Walks completed in this message; the one under way is number `walks`. */
+let walks = 0;
 /** The last name readName decoded. */
 let nameOut = '';
+/** Work units of the message being parsed (see nameSteps). */
+let steps = 0;
 
-function lookup(at: number): number {
-  for (let i = 0; i < cached; i++) if (cacheAt[i] === at) return i;
-  return -1;
+/**
+ * The work the last parseDns call did on names: one unit per label, pointer or end byte a name walk read,
+ * and one per step of the canonical-name search (a CNAME compared, indexed or followed). Whatever the bytes
+ * say it stays at most 2 · length + 512: each byte is read at most once in place and once past a pointer,
+ * plus a walk that fails (at most 128 steps) and the search (at most 3 per kept answer). The tests check
+ * that bound, the parser's worst case, without a clock.
+ */
+export function nameSteps(): number {
+  return steps;
 }
 
 /**
  * Reads the name at `pos` (absolute in buf) of the message at `base` whose bytes end at `end`; leaves its
  * presentation form in `nameOut` and returns the position after the name in place, or an error below 0.
  * Only pointers strictly before the start of the labels being read are followed: each jump moves that start
- * back, so the walk ends within the message's length in jumps, whatever the bytes say.
+ * back, so the walk ends within the message's length in jumps, whatever the bytes say. The labels in place
+ * are read without the memo (no pointer can have led there yet in this walk); past the first pointer every
+ * position is looked up, then remembered.
  */
 function readName(buf: Uint8Array, base: number, end: number, pos: number): number {
   let p = pos;
-  let segment = pos;
-  let after = -1;
   let wire = 0;
   let n = 0;
-  // The first label the walk reads: the whole name starts there, so it is what the cache is keyed by.
-  let first = -1;
+  let read = 0;
+  let len = 0;
+  // In place: labels up to the end byte or the first pointer.
   for (;;) {
-    if (p >= end) return CUT;
-    const len = buf[p];
-    if (len === 0) {
-      if (after < 0) after = p + 1;
-      if (first < 0) first = p;
-      break;
+    read++;
+    if (p >= end) {
+      steps += read;
+      return CUT;
     }
-    const kind = len & 0xc0;
-    if (kind === 0) {
-      const stop = p + 1 + len;
-      if (stop > end) return CUT;
-      // 255 wire bytes at most, counting the root's zero byte.
-      wire += len + 1;
-      if (wire > 254) return BAD_NAME;
-      if (first < 0) first = p;
-      if (n > 0) text[n++] = 0x2e;
-      for (let i = p + 1; i < stop; i++) {
-        const c = buf[i];
-        if (c > 0x20 && c < 0x7f) {
-          if (c === 0x2e || c === 0x5c) text[n++] = 0x5c;
-          text[n++] = c;
-        } else {
-          // RFC 1035 §5.1 / RFC 4343 §2.1: any other octet as \DDD, space included, as dig prints it.
-          text[n++] = 0x5c;
-          text[n++] = 0x30 + ((c / 100) | 0);
-          text[n++] = 0x30 + (((c / 10) | 0) % 10);
-          text[n++] = 0x30 + (c % 10);
+    len = buf[p];
+    if (len === 0 || (len & 0xc0) !== 0) break;
+    const stop = p + 1 + len;
+    // 255 wire bytes at most, counting the root's zero byte.
+    wire += len + 1;
+    if (stop > end || wire > 254) {
+      steps += read;
+      return stop > end ? CUT : BAD_NAME;
+    }
+    n = appendLabel(buf, p + 1, stop, n);
+    p = stop;
+  }
+  const walk = walks;
+  let rest = -1;
+  let after: number;
+  if (len === 0) after = p + 1;
+  else {
+    // Past the first pointer: the rest of the name, remembered at every position read.
+    after = p + 2;
+    const tag = stampBase + walk;
+    let segment = pos;
+    for (;;) {
+      if (len === 0) break;
+      const kind = len & 0xc0;
+      if (kind === 0) {
+        const stop = p + 1 + len;
+        wire += len + 1;
+        if (stop > end || wire > 254) {
+          steps += read;
+          return stop > end ? CUT : BAD_NAME;
         }
+        n = appendLabel(buf, p + 1, stop, n);
+        p = stop;
+      } else {
+        if (kind !== 0xc0 || p + 1 >= end) {
+          steps += read;
+          return kind !== 0xc0 ? BAD_NAME : CUT;
+        }
+        const target = base + (((len & 0x3f) << 8) | buf[p + 1]);
+        if (target >= end || target < base + HEADER || target >= segment) {
+          steps += read;
+          return target >= end ? BAD_POINTER : target >= segment ? POINTER_LOOP : BAD_POINTER;
+        }
+        p = segment = target;
       }
-      p = stop;
-    } else if (kind === 0xc0) {
-      if (p + 1 >= end) return CUT;
-      const target = base + (((len & 0x3f) << 8) | buf[p + 1]);
-      if (after < 0) after = p + 2;
-      if (target >= end) return BAD_POINTER;
-      if (target >= segment) return POINTER_LOOP;
-      if (target < base + HEADER) return BAD_POINTER;
-      const hit = lookup(target - base);
-      if (hit >= 0) {
-        if (wire + cacheWire[hit] > 254) return BAD_NAME;
-        const suffix = cacheName[hit];
-        if (n === 0) nameOut = suffix;
-        else
-          nameOut =
-            suffix === '.' ? text.toString('latin1', 0, n) : `${text.toString('latin1', 0, n)}.${suffix}`;
-        if (first >= 0) remember(first - base, wire + cacheWire[hit], nameOut);
-        return after;
+      // A position an earlier walk of this message read ends this one: the rest of the name is that
+      // walk's from here.
+      const at = p - base;
+      if (at < MEMO) {
+        const t = memoTag[at];
+        if (t >= stampBase && t < tag) {
+          rest = at;
+          break;
+        }
+        memoTag[at] = tag;
+        // Where the suffix from here starts: after the dot that will follow what is read so far.
+        memoAt[at] = (wire << 16) | (n === 0 ? 0 : n + 1);
       }
-      p = segment = target;
-    } else {
-      return BAD_NAME;
+      read++;
+      if (p >= end) {
+        steps += read;
+        return CUT;
+      }
+      len = buf[p];
     }
   }
-  nameOut = n === 0 ? '.' : text.toString('latin1', 0, n);
-  remember(first - base, wire, nameOut);
+  steps += read;
+  if (rest < 0) nameOut = n === 0 ? '.' : text.toString('latin1', 0, n);
+  else {
+    // A pointer straight to a name read before (an answer's owner, most often) is not remembered: a later
+    // pointer to it costs one more jump, and this walk no record.
+    if (read === 1 && memoAt[rest] === 0) {
+      nameOut = walkName[memoTag[rest] - stampBase];
+      return after;
+    }
+    wire = joinRest(rest, n, wire);
+    if (wire < 0) return BAD_NAME;
+    if (read === 1) return after;
+  }
+  // Remembered: where the walk starts, and (above) every position it read past a pointer. The labels in
+  // place after the start are not: a pointer into them is followed once, and that walk remembers them.
+  const at = pos - base;
+  if (at < MEMO) {
+    memoTag[at] = stampBase + walk;
+    memoAt[at] = 0;
+  }
+  if (walk < MAX_WALKS) {
+    walkName[walk] = nameOut;
+    walkWire[walk] = wire;
+    walks = walk + 1;
+  }
   return after;
 }
 
-function remember(at: number, wire: number, name: string): void {
-  if (cached < CACHE && lookup(at) < 0) {
-    cacheAt[cached] = at;
-    cacheWire[cached] = wire;
-    cacheName[cached++] = name;
+/** Appends the presentation form of label bytes [from, stop) of `buf` to `text` at `n`; returns the new end. */
+function appendLabel(buf: Uint8Array, from: number, stop: number, at: number): number {
+  let n = at;
+  if (n > 0) text[n++] = 0x2e;
+  for (let i = from; i < stop; i++) {
+    const c = buf[i];
+    if (c > 0x20 && c < 0x7f) {
+      if (c === 0x2e || c === 0x5c) text[n++] = 0x5c;
+      text[n++] = c;
+    } else {
+      // RFC 1035 §5.1 / RFC 4343 §2.1: any other octet as \DDD, space included, as dig prints it.
+      text[n++] = 0x5c;
+      text[n++] = 0x30 + ((c / 100) | 0);
+      text[n++] = 0x30 + (((c / 10) | 0) % 10);
+      text[n++] = 0x30 + (c % 10);
+    }
   }
+  return n;
+}
+
+/**
+ * Completes `nameOut`: the `n` characters read (in `text`; `wire` bytes on the wire) followed by the suffix
+ * an earlier walk read from position `rest`. Returns the whole name's wire bytes, or -1 past 255.
+ */
+function joinRest(rest: number, n: number, wire: number): number {
+  const w = memoTag[rest] - stampBase;
+  const from = memoAt[rest];
+  const total = wire + walkWire[w] - (from >>> 16);
+  if (total > 254) return -1;
+  const whole = walkName[w];
+  const c = from & 0xffff;
+  const suffix = c === 0 ? whole : c < whole.length ? whole.slice(c) : '.';
+  if (n === 0) nameOut = suffix;
+  else
+    nameOut = suffix === '.' ? text.toString('latin1', 0, n) : `${text.toString('latin1', 0, n)}.${suffix}`;
+  return total;
 }
 
 /**
@@ -230,11 +331,81 @@ function sameName(a: string, b: string): boolean {
 }
 
 /**
+ * CNAMEs up to which the chain is followed by comparing names (a compressed chain's names are mostly one
+ * string, which compares at once); with more, through a table of owners, so that a crafted message of 64
+ * CNAMEs with long names alike costs 64 lookups, not 64 × 64 comparisons of up to 1020 characters.
+ */
+const FEW_CNAMES = 4;
+/** For each kept CNAME, the CNAME its target leads to: -1 none, -2 not looked for yet. */
+const cnameNext = new Int8Array(MAX_ANSWERS);
+/** The message's CNAMEs by owner name in lower case, the first of each (RFC 4343: ASCII case folding). */
+const cnameByOwner = new Map<string, number>();
+
+const UPPER = /[A-Z]/;
+
+/** A name in lower case: itself when it has none in upper case, so a string met again keeps its hash. */
+function folded(name: string): string {
+  return UPPER.test(name) ? name.toLowerCase() : name;
+}
+
+/**
+ * The end of the CNAME chain that starts at the question ('' when no CNAME starts there): each step takes
+ * the first CNAME, in answer order, whose owner is the name reached, matched case-insensitively. A chain
+ * that loops ends after as many steps as there are answers; each CNAME's successor is looked for once.
+ */
+function canonicalName(m: DnsMessage, kept: number, cnames: number): string {
+  const type = m.answerType;
+  const owner = m.answerName;
+  const target = m.answerTarget;
+  let work = 0;
+  let byOwner: Map<string, number> | undefined;
+  if (cnames > FEW_CNAMES) {
+    byOwner = cnameByOwner;
+    byOwner.clear();
+    for (let i = 0; i < kept; i++) {
+      if (type[i] !== TYPE_CNAME) continue;
+      work++;
+      const key = folded(owner[i]);
+      if (!byOwner.has(key)) byOwner.set(key, i);
+    }
+  }
+  let name = m.question;
+  let last = -1;
+  for (let step = 0; step < kept; step++) {
+    work++;
+    let next = last < 0 ? -2 : cnameNext[last];
+    if (next === -2) {
+      if (byOwner) next = byOwner.get(folded(name)) ?? -1;
+      else {
+        next = -1;
+        for (let i = 0; i < kept; i++) {
+          if (type[i] !== TYPE_CNAME) continue;
+          work++;
+          if (sameName(owner[i], name)) {
+            next = i;
+            break;
+          }
+        }
+      }
+      if (last >= 0) cnameNext[last] = next;
+    }
+    if (next < 0) break;
+    last = next;
+    name = target[next];
+  }
+  // Holds no names past the message.
+  byOwner?.clear();
+  steps += work;
+  return last < 0 ? '' : name;
+}
+
+/**
  * Parses `length` bytes at `offset` of `buf` (one DNS message: a UDP payload, or a TCP message without its
  * 2-byte length prefix, possibly cut short by the capture length) into `out`. Returns null when the message
  * is usable, else why not. Never throws.
  */
 export function parseDns(buf: Uint8Array, offset: number, length: number, out: DnsMessage): DnsReject | null {
+  steps = 0;
   out.answers = 0;
   out.cut = false;
   out.canonical = '';
@@ -252,7 +423,13 @@ export function parseDns(buf: Uint8Array, offset: number, length: number, out: D
   const nscount = (buf[base + 8] << 8) | buf[base + 9];
   const records = ancount + nscount + ((buf[base + 10] << 8) | buf[base + 11]);
 
-  cached = 0;
+  stampBase += 256;
+  if (stampBase === 0x8000_0000) {
+    // After 2^23 messages the stamps start over: no entry left may look like this message's.
+    memoTag.fill(0);
+    stampBase = 256;
+  }
+  walks = 0;
   let p = readName(buf, base, end, base + HEADER);
   if (p < 0) return reject(p, 'bad_question');
   if (p + 4 > end) return 'bad_question';
@@ -263,6 +440,7 @@ export function parseDns(buf: Uint8Array, offset: number, length: number, out: D
   p += 4;
 
   let kept = 0;
+  let cnames = 0;
   let opt = false;
   for (let r = 0; r < records; r++) {
     const owner = p;
@@ -311,6 +489,8 @@ export function parseDns(buf: Uint8Array, offset: number, length: number, out: D
         if (stop !== p) return 'bad_rdata';
         out.answerTarget[kept] = nameOut;
         addr.fill(0, a, a + 16);
+        cnameNext[kept] = -2;
+        cnames++;
       } else {
         out.answerTarget[kept] = '';
         if (type === TYPE_A) {
@@ -334,20 +514,6 @@ export function parseDns(buf: Uint8Array, offset: number, length: number, out: D
   }
   out.answers = kept;
 
-  let name = out.question;
-  let chained = false;
-  for (let step = 0; step < kept; step++) {
-    let next = -1;
-    for (let i = 0; i < kept; i++) {
-      if (out.answerType[i] === TYPE_CNAME && sameName(out.answerName[i], name)) {
-        next = i;
-        break;
-      }
-    }
-    if (next < 0) break;
-    name = out.answerTarget[next];
-    chained = true;
-  }
-  out.canonical = chained ? name : '';
+  out.canonical = cnames > 0 ? canonicalName(out, kept, cnames) : '';
   return null;
 }
