@@ -43,7 +43,7 @@ export const dnsReceiverConfig = z.strictObject({
   ring_buffer_size: ringSize
     .prefault('1MiB')
     .describe(
-      'Size of the ring buffer the kernel writes DNS messages into between reads (a power of two, 4KiB to 256MiB; kernel memory charged to the agent). A record is 64 bytes plus the message (at most capture_bytes), so the default holds several thousand lookups per read interval. Messages that find it full are counted in netmon_dns_lost_packets, never block the packet.',
+      "Size of the ring buffer the kernel writes DNS messages into between reads (a power of two, 4KiB to 256MiB; kernel memory charged to the agent). Each packet takes 72 bytes (the ring's 8-byte record header and the tracer's 64) plus the smallest payload area of 0, 128, 512, 1536 or 4096 bytes that holds what was copied of it (at most capture_bytes). A typical lookup, a query of up to 128 bytes and an answer of up to 512, takes 200 + 584 = 784 bytes, so the default 1MiB holds about 1,300 lookups per read interval (about 2,600 when answers fit 128 bytes, about 580 when they need 1536). Messages that find it full are counted in netmon_dns_lost_packets, never block the packet.",
     ),
   capture_bytes: z
     .number()
