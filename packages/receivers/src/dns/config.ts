@@ -63,7 +63,7 @@ export const dnsReceiverConfig = z.strictObject({
   query_timeout: duration({ min: 100 })
     .prefault('5s')
     .describe(
-      'How long a query waits for its answer. An answer gets its latency from the query it answers; a query still unanswered after this is counted in netmon_dns_unanswered_queries and forgotten.',
+      'How long a query waits for its answer. An answer gets its latency from the query it answers; a query still unanswered after this is counted in netmon_dns_unanswered_queries and forgotten. An answer whose query was not seen within it is no lookup (skipped as unsolicited: it would name an address no client asked for), except in the receiver’s first query_timeout, when its query may predate the start.',
     ),
 });
 

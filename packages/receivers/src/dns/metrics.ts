@@ -57,7 +57,7 @@ export const DNS_METRICS = defineMetrics({
     kind: 'counter',
     unit: '{message}',
     description:
-      'Well-formed DNS messages that are not lookups, by reason: truncated (an answer with the TC bit: the client asks again over TCP, and that answer counts), opcode (NOTIFY, UPDATE, …), direction (a query arriving or an answer leaving on port 53: a resolver’s upstream side seen from an unusual socket), duplicate (another answer to a query already answered within query_timeout: musl asks every nameserver with one id, packets get duplicated; the first answer is the lookup).',
+      'Well-formed DNS messages that are not lookups, by reason: truncated (an answer with the TC bit: the client asks again over TCP, and that answer counts), opcode (NOTIFY, UPDATE, …), direction (a query arriving or an answer leaving on port 53: a resolver’s upstream side seen from an unusual socket), duplicate (another answer to a query already answered within query_timeout: musl asks every nameserver with one id, packets get duplicated; the first answer is the lookup), unsolicited (an answer whose query was not seen, once the receiver has run query_timeout: no client asked for it within query_timeout — a stray or spoofed packet from port 53, an answer slower than query_timeout, or one whose query the full ring lost — so it names no address).',
     attributes: { reason: 'why the message is not a lookup' },
   },
   lookups: {
@@ -71,7 +71,7 @@ export const DNS_METRICS = defineMetrics({
     kind: 'counter',
     unit: '{answer}',
     description:
-      'Answers whose query was not seen (sent before the receiver started, or lost): handed on without latency.',
+      'Answers whose query was not seen, in the receiver’s first query_timeout (their query may have been sent before it started): handed on without latency. Later ones are skipped as unsolicited (netmon_dns_skipped_messages).',
   },
   unanswered: {
     name: 'netmon_dns_unanswered_queries',

@@ -117,6 +117,11 @@ const sent = (t: Setup, ms: number, id: number, name: string, over: Partial<Reco
   rec(t, ms, true, query({ id, name }), over);
 const got = (t: Setup, ms: number, a: AnswerInit, over: Partial<RecordInit> = {}) =>
   rec(t, ms, false, answer(a), over);
+/**
+ * A lookup: its query 1 ms before `ms` and its answer at `ms`. An answer whose query was not seen is a
+ * lookup only in the receiver's first query_timeout (5 s); later ones are skipped as unsolicited.
+ */
+const asked = (t: Setup, ms: number, a: AnswerInit) => [sent(t, ms - 1, a.id, a.name), got(t, ms, a)];
 
 const SHOP: AnswerInit = {
   id: 0x4100,
@@ -361,7 +366,7 @@ describe('dns receiver: reads', () => {
   it('a failed read reports recoverable_error, is retried after 250 ms, doubling, and ok returns with a good read', async () => {
     const t = setup({ read_interval: '5s' });
     const efault = () => new Error('ring buffer consume: Bad address');
-    t.answer(dnsRead([got(t, 1, SHOP)]), efault(), efault(), efault(), dnsRead([got(t, 6000, SHOP)]));
+    t.answer(dnsRead([got(t, 1, SHOP)]), efault(), efault(), efault(), dnsRead(asked(t, 6000, SHOP)));
     t.receiver.start();
     await tick(5000);
     expect(t.state.status).toBe('ok');
@@ -419,7 +424,7 @@ describe('dns receiver: reads', () => {
     vi.spyOn(DnsTracker.prototype, 'add').mockImplementationOnce(() => {
       throw new TypeError('offset is outside the bounds of the DataView');
     });
-    t.answer(dnsRead([got(t, 1, SHOP), got(t, 2, SHOP)]), dnsRead([got(t, 6000, SHOP)]));
+    t.answer(dnsRead([got(t, 1, SHOP), got(t, 2, SHOP)]), dnsRead(asked(t, 6000, SHOP)));
     t.receiver.start();
     await tick(5000);
     expect(t.state.status).toBe('recoverable_error');
@@ -591,6 +596,46 @@ describe('dns receiver: the dns_cache extension', () => {
       canonical: 'e1234.a.akamaiedge.net',
     });
     expect(cache.domainOf(bytes('23.45.67.90'), 0)).toBeUndefined();
+    await t.receiver.shutdown();
+    cache.shutdown?.();
+  });
+
+  it('an answer no query was seen for teaches the cache in the first query_timeout only: later it is unsolicited, skipped and counted', async () => {
+    const cacheSettings = testSettings('extension', 'dns_cache');
+    const cache = createDnsCache(cacheSettings, dnsCacheConfig.parse({}));
+    const t = setup({ query_timeout: '5s' }, new FakeKernel(), cache);
+    // A "server" on port 53 sends the client answers it never asked for: one naming an address shop's,
+    // one giving shop's own address another name.
+    const spoof = (id: number, name: string, ip: string): AnswerInit => ({
+      id,
+      name,
+      answers: [{ name, type: 'A', ttl: 300, ip }],
+    });
+    t.answer(
+      // In the first 5 s: perhaps the answer to a query sent before the start, so a lookup, and learned.
+      dnsRead([got(t, 4999, spoof(0x0bad, 'early.example', '192.0.2.10'))]),
+      dnsRead([
+        got(t, 5000, spoof(0x0bad + 1, 'evil.example', '192.0.2.11')),
+        got(t, 6500, spoof(0x0bad + 2, 'evil.example', '23.45.67.89')),
+        ...asked(t, 7000, SHOP),
+        got(t, 7001, spoof(0x0bad + 3, 'evil.example', '23.45.67.89'), { remote: '198.51.100.53' }),
+      ]),
+    );
+    // Read at 1 s and 2 s: what counts is when the answers came (the records' kernel time).
+    t.receiver.start();
+    await tick(2000);
+    expect(cache.domainOf(bytes('192.0.2.10'), 0)?.name).toBe('early.example');
+    // After the first 5 s only the lookup whose query was seen is handed on and learned.
+    expect(t.lookups().map((l) => [l.question, l.latencyMs])).toEqual([
+      ['early.example', undefined],
+      ['www.shop.example', 1],
+    ]);
+    expect(cache.domainOf(bytes('192.0.2.11'), 0)).toBeUndefined();
+    expect(cache.domainOf(bytes('23.45.67.89'), 0)?.name).toBe('www.shop.example');
+    expect(cache.domainOf(bytes('23.45.67.89'), 0, bytes(CLIENT), 0)?.name).toBe('www.shop.example');
+    expect(t.metric('netmon_dns_skipped_messages', { reason: 'unsolicited' })).toBe(3);
+    expect(t.metric('netmon_dns_unmatched_answers')).toBe(1);
+    expect(t.receiver.counters).toMatchObject({ lookups: 2, unmatched: 1, skipped: { unsolicited: 3 } });
     await t.receiver.shutdown();
     cache.shutdown?.();
   });
@@ -768,7 +813,7 @@ describe('dns receiver: shutdown', () => {
     t.receiver.start();
     await tick(5000);
     await tick(1234);
-    t.answer(dnsRead([got(t, 6000, SHOP)]));
+    t.answer(dnsRead(asked(t, 6000, SHOP)));
     await t.receiver.shutdown();
     expect(t.readTimes()).toEqual([5000, 6234]);
     expect(t.lookups().map((l) => l.time)).toEqual([T0 + 6000]);
@@ -785,7 +830,7 @@ describe('dns receiver: shutdown', () => {
   it('waits for a read in flight before the last one, and never runs two at once', async () => {
     const t = setup({ read_interval: '5s' });
     const slow = deferred<CgroupDnsRead>();
-    t.answer(slow.promise, dnsRead([got(t, 5050, { ...SHOP, id: 2 })]));
+    t.answer(slow.promise, dnsRead(asked(t, 5050, { ...SHOP, id: 2 })));
     t.receiver.start();
     await tick(5000);
     let stopped = false;
@@ -796,7 +841,7 @@ describe('dns receiver: shutdown', () => {
     expect(stopped).toBe(false);
     expect(t.readTimes()).toEqual([5000]);
     expect(t.kernel.handle?.closed).toBe(false);
-    slow.resolve(dnsRead([got(t, 5010, { ...SHOP, id: 1 })]));
+    slow.resolve(dnsRead(asked(t, 5010, { ...SHOP, id: 1 })));
     await stopping;
     expect(t.readTimes()).toEqual([5000, 5100]);
     expect(t.lookups().map((l) => l.time)).toEqual([T0 + 5010, T0 + 5050]);
@@ -808,7 +853,7 @@ describe('dns receiver: shutdown', () => {
 
   it('while a retry is pending: cancels it and still reads a last time', async () => {
     const t = setup({ read_interval: '5s' });
-    t.answer(new Error('boom'), dnsRead([got(t, 5100, SHOP)]));
+    t.answer(new Error('boom'), dnsRead(asked(t, 5100, SHOP)));
     t.receiver.start();
     await tick(5100);
     await t.receiver.shutdown();

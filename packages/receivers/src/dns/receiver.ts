@@ -97,6 +97,8 @@ export class DnsReceiver implements Receiver {
       );
       return;
     }
+    // Answers whose query was not seen are lookups only while a query sent before this could be waiting.
+    this.tracker.tracingSince(this.kernel.monotonicNs());
     this.pods = new CgroupPods(path);
     this.settings.status.describe(() => ({
       tracing: true,

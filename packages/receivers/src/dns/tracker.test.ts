@@ -188,6 +188,43 @@ describe('dns tracker: UDP lookups', () => {
     expect(t.counters).toMatchObject({ answers: 1, lookups: 1, unmatched: 1, queries: 0 });
   });
 
+  it('once tracing has run query_timeout, an answer whose query was not seen is unsolicited: skipped and counted, not a lookup', () => {
+    const t = new DnsTracker(TIMEOUT_NS);
+    t.tracingSince(kt(0));
+    const got = feed(
+      t,
+      6000,
+      // A query sent before tracing began may still be waiting for this one.
+      received(4999, { id: 1, name: 'before.example' }),
+      // None can wait for these: stray or spoofed packets from port 53.
+      received(5000, { id: 2, name: 'spoofed.example' }),
+      received(5500, { ...SHOP, id: 3 }, { remote: '198.51.100.53' }),
+      // An answer to a query seen is a lookup whenever it comes.
+      sent(5990, { id: 4, name: SHOP.name }),
+      received(5995, { ...SHOP, id: 4 }),
+    );
+    expect(got.map((r) => [r.question, r.latencyMs])).toEqual([
+      ['before.example', undefined],
+      ['www.shop.example', 5],
+    ]);
+    expect(counts(t.counters.skipped)).toEqual({ unsolicited: 2 });
+    expect(t.counters).toMatchObject({ answers: 4, lookups: 2, unmatched: 1 });
+    // An answer later than query_timeout finds its query forgotten (counted unanswered): unsolicited too.
+    feed(t, 7000, sent(6000, { id: 5, name: 'slow.example' }));
+    expire(t, 11_000);
+    expect(feed(t, 12_000, received(11_500, { id: 5, name: 'slow.example' }))).toEqual([]);
+    expect(counts(t.counters.skipped)).toEqual({ unsolicited: 3 });
+    expect(t.counters).toMatchObject({ unanswered: 1, lookups: 2, unmatched: 1 });
+  });
+
+  it('before it is told when tracing began, every answer whose query was not seen is handed on', () => {
+    const t = new DnsTracker(TIMEOUT_NS);
+    expect(
+      feed(t, 100_000, received(90_000, { id: 1, name: 'late.example' })).map((r) => r.question),
+    ).toEqual(['late.example']);
+    expect(t.counters).toMatchObject({ unmatched: 1, skipped: new Map() });
+  });
+
   it("a query sent again with the same id and port keeps the first sending's time: the latency is what the client waited", () => {
     const t = new DnsTracker(TIMEOUT_NS);
     const got = feed(

@@ -35,7 +35,7 @@ const EMPTY = new Uint8Array(0);
 /** Why a message was not used: the parser's reasons, and the tracer's own. */
 export type MalformedReason = DnsReject | 'unreadable' | 'bad_record' | 'tcp_gap' | 'tcp_unframed';
 /** Why a well-formed message is not a lookup. */
-export type SkipReason = 'truncated' | 'opcode' | 'direction' | 'duplicate';
+export type SkipReason = 'truncated' | 'opcode' | 'direction' | 'duplicate' | 'unsolicited';
 
 export interface TrackerCounters {
   /** Records read, by direction. */
@@ -132,6 +132,8 @@ export class DnsTracker {
   private heldTcpBytes = 0;
   /** The newest record's ktime: the clock holes are judged by while the ring is not drained to its end. */
   private lastKtime = 0;
+  /** When tracing began (CLOCK_MONOTONIC ns); +Infinity until `tracingSince` says. */
+  private since = Number.POSITIVE_INFINITY;
 
   // The record a message came in (its header names the client, server and cgroup), when it reached the
   // client, and where lookups go: set for each record, and for held segments when they are read.
@@ -150,6 +152,15 @@ export class DnsTracker {
 
   get pendingQueries(): number {
     return this.pending.size;
+  }
+
+  /**
+   * Tracing began at `monoNs` (CLOCK_MONOTONIC ns, the records' clock). From query_timeout after it, every
+   * query an answer can still answer was sent while tracing, so an answer whose query was not seen is
+   * skipped as unsolicited instead of handed on. Until this is called, every such answer is handed on.
+   */
+  tracingSince(monoNs: number): void {
+    this.since = monoNs;
   }
 
   /** TCP streams followed. */
@@ -553,6 +564,12 @@ export class DnsTracker {
     if (query) this.pending.delete(key);
     else if (this.answered.has(key)) {
       this.skip('duplicate');
+      return;
+    } else if (ktime - this.since >= this.queryTimeoutNs) {
+      // No query was seen, and none sent before tracing began can still be waiting: this answers nothing a
+      // local client asked within query_timeout (a spoofed or stray packet from port 53, or an answer later
+      // than query_timeout). Handed on, it would teach dns_cache a name for an address no client asked for.
+      this.skip('unsolicited');
       return;
     } else this.counters.unmatched++;
     if (this.answered.size >= MAX_PENDING) {
