@@ -344,6 +344,33 @@ describe('dns_cache: per client', () => {
   });
 });
 
+describe('dns_cache: what a client is', () => {
+  it('a name answered with a loopback address names every loopback flow to it, whoever asked', () => {
+    const c = make();
+    c.learn(answer(POD_A, 'sinkhole.example', ['127.0.0.1', '::1'], 300));
+    // A loopback flow's source is a loopback address too, in every pod's network namespace and the host's:
+    // no pod's own entry can be found by it, so the address entry's name is every one's.
+    expect(c.name('127.0.0.1', '127.0.0.1')).toBe('sinkhole.example');
+    expect(c.name('::1', '::1')).toBe('sinkhole.example');
+    c.learn(answer(POD_B, 'other.example', ['127.0.0.1'], 300));
+    expect(c.name('127.0.0.1', '127.0.0.1')).toBe('sinkhole.example');
+    // Only a flow from a pod's own address (not loopback) to 127.0.0.1 would find that pod's entry.
+    expect(c.name('127.0.0.1', POD_B)).toBe('other.example');
+  });
+
+  it('clients are addresses: hostNetwork pods and the node share the node’s entry, the latest answer for all', () => {
+    const NODE = '10.0.0.4';
+    const c = make();
+    c.learn(answer(POD_A, 'a.example', ['192.0.2.80'], 300));
+    // Two hostNetwork pods (one address: the node's) get other names for the address, one after the other.
+    c.learn(answer(NODE, 'b.example', ['192.0.2.80'], 300));
+    expect(c.name('192.0.2.80', NODE)).toBe('b.example');
+    c.learn(answer(NODE, 'c.example', ['192.0.2.80'], 300));
+    expect(c.name('192.0.2.80', NODE)).toBe('c.example');
+    expect(c.name('192.0.2.80', POD_A)).toBe('a.example');
+  });
+});
+
 describe('dns_cache: max_entries', () => {
   it('makes room by evicting the least recently used entry (counted as capacity)', () => {
     const c = make({ max_entries: 3 });
