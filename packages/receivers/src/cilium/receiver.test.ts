@@ -830,7 +830,7 @@ describe('cilium receiver: value layout', () => {
     await t.receiver.shutdown();
   });
 
-  it('auto: entries that disagree decide nothing (said in /status); a later read with a clear majority does', async () => {
+  it('auto: entries that disagree decide nothing and are read neither way (said in /status); a later read with a clear majority decides and reads them', async () => {
     const kernel = new FakeCiliumKernel().pinAll();
     const lifetime = kernel.ktimeNow() + 60;
     const odd = {
@@ -843,11 +843,21 @@ describe('cilium receiver: value layout', () => {
     await tick(0);
     expect(t.receiver.valueLayout).toBeUndefined();
     expect(t.details().value_layout).toBe(
-      'undetermined (entries disagree: 1 read as rx counters, 1 cannot be; asked again with the next read)',
+      'undetermined (entries disagree: 1 read as rx counters, 1 cannot be; no flow is read until a read decides)',
     );
+    // Read as either layout, one of the two would carry wrong counters into delta: no row, and not a
+    // snapshot (an empty one would end every connection delta holds).
+    expect(t.sink.batches.map((b) => [b.length, b.snapshot])).toEqual([[0, false]]);
     kernel.set(TCP4, [odd, ...[51000, 51001, 51002, 51003].map((p) => inSplit(kernel, p))]);
     await tick(5000);
     expect(t.receiver.valueLayout).toBe('split');
+    expect(t.sink.batches[1].snapshot).toBe(true);
+    expect(t.rows(1).find((r) => r.src === '10.0.1.5:51000')).toMatchObject({
+      tx: 1000,
+      rx: 50_000,
+      txp: 10,
+      rxp: 40,
+    });
     expect(t.details().value_layout_reason).toBe(
       'entries hold rx packets and bytes before tx (Cilium 1.15 and earlier): 4 of 5 entries that tell the layouts apart',
     );

@@ -320,11 +320,19 @@ export class CiliumReceiver implements Receiver {
     const now = this.now();
     const batch = new FlowBatch(1024, 'cumulative');
     batch.origin = this.settings.id;
+    let disagreed = false;
     for (const { k, family, r } of results) {
       if (!r) continue;
       if (r.truncated) this.truncated.set(k, (this.truncated.get(k) ?? 0) + 1);
       this.lastTruncated.set(k, r.truncated);
-      this.decide(r, family, now);
+      if (this.decide(r, family, now)) disagreed = true;
+    }
+    // Entries that disagree on the layout are read neither way until a read decides: decoded as the wrong
+    // one they would hand delta wrong counters, and the read that decides would then show each connection's
+    // bytes as a one-interval spike or a reset. (With every counter 0 nothing tells, and nothing is wrong.)
+    const undecided = this.layout === undefined && disagreed;
+    for (const { k, family, r } of results) {
+      if (!r || undecided) continue;
       const counts = newCounts();
       decodeEntries(
         family,
@@ -346,7 +354,7 @@ export class CiliumReceiver implements Receiver {
     batch.timeStart.fill(timeStart, 0, batch.length);
     batch.timeEnd.fill(end, 0, batch.length);
     // Every live connection when every map was read whole: one missing from it has ended.
-    batch.snapshot = failed.length === 0 && results.every((x) => !x.r?.truncated);
+    batch.snapshot = !undecided && failed.length === 0 && results.every((x) => !x.r?.truncated);
     this.reads++;
     this.lastReadSeconds = (performance.now() - t0) / 1000;
     // What is wrong with each map this read, in map order: a read that failed, a map of a half-pinned family.
@@ -432,7 +440,9 @@ export class CiliumReceiver implements Receiver {
   }
 
   /** Settles the value layout and the clock source from the entries, once each, when auto. */
-  private decide(r: PinnedMapRead, family: 4 | 6, now: ClockNow): void {
+  /** Settles the value layout and the clock from a map's entries; true when its entries disagree on the layout. */
+  private decide(r: PinnedMapRead, family: 4 | 6, now: ClockNow): boolean {
+    let disagreed = false;
     if (this.layout === undefined) {
       const { layout, split, total } = detectLayout(r.values, r.keys, KEY_SIZE[family], r.count);
       const of = `${layout === 'split' ? split : total} of ${split + total} entries that tell the layouts apart`;
@@ -447,7 +457,8 @@ export class CiliumReceiver implements Receiver {
           `Cilium value layout: ${layout}`,
         );
       } else if (split + total > 0) {
-        this.layoutUndecided = `entries disagree: ${split} read as rx counters, ${total} cannot be; asked again with the next read`;
+        this.layoutUndecided = `entries disagree: ${split} read as rx counters, ${total} cannot be; no flow is read until a read decides`;
+        disagreed = true;
       }
     }
     if (this.clock === undefined && r.count > 0) {
@@ -462,6 +473,7 @@ export class CiliumReceiver implements Receiver {
           `Cilium lifetimes count in ${this.clock}`,
         );
     }
+    return disagreed;
   }
 
   /**
