@@ -236,17 +236,17 @@ function readName(buf: Uint8Array, base: number, end: number, pos: number): numb
     if (wire < 0) return BAD_NAME;
     if (read === 1) return after;
   }
-  // Remembered: where the walk starts, and (above) every position it read past a pointer. The labels in
-  // place after the start are not: a pointer into them is followed once, and that walk remembers them.
-  const at = pos - base;
-  if (at < MEMO) {
-    memoTag[at] = stampBase + walk;
-    memoAt[at] = 0;
-  }
   if (walk < MAX_WALKS) {
     walkName[walk] = nameOut;
     walkWire[walk] = wire;
     walks = walk + 1;
+    // Remembered: where the walk starts, and (above) every position it read past a pointer. The labels in
+    // place after the start are not: a pointer into them is followed once, and that walk remembers them.
+    const at = pos - base;
+    if (at < MEMO) {
+      memoTag[at] = stampBase + walk;
+      memoAt[at] = 0;
+    }
   }
   return after;
 }
