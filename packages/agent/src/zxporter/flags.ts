@@ -66,7 +66,17 @@ export function normalizeArgs(args: readonly string[], commands: readonly Comman
   // reports the options before it as the program's, as typed.
   const read = rewrite(head, run, [], []).args;
   const later = read.some((a, i) => commands.some((c) => c.name() === a) && !takesValue(run, read[i - 1]));
-  if (!zxporter || later) return { args: [...args] };
+  if (later) return { args: [...args] };
+  if (!zxporter) {
+    // Container args with a typo in one of zxporter-netmon's flags (`-colector-mode=ebpf`): no command
+    // follows, so commander would only call it unknown; say which flag was meant.
+    for (const arg of head) {
+      const [, dashes, name] = LONG.exec(arg) ?? [];
+      const suggestion = name ? suggest(name, dashes, NAMES) : undefined;
+      if (suggestion) return { args: [...args], unknown: { command: '', arg, suggestion } };
+    }
+    return { args: [...args] };
+  }
   return rewrite(head, run, ['run'], tail);
 }
 

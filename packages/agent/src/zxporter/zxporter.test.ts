@@ -426,6 +426,12 @@ describe('an unknown option is quoted as it was typed', () => {
       ['validate', '--colector-mode=ebpf'],
       "netmon validate: unknown option '--colector-mode=ebpf'\n(Did you mean --collector-mode?)",
     ],
+    // Container args with a typo and no command: the flag meant, not only "unknown".
+    [
+      ['-colector-mode=ebpf'],
+      "netmon: unknown option '-colector-mode=ebpf'\n(Did you mean -collector-mode?)",
+    ],
+    [['-standalon'], "netmon: unknown option '-standalon'\n(Did you mean -standalone?)"],
   ])('%j', async (args, message) => {
     const r = await runCli(args, { env: CLEAN_ENV });
     const command = /^netmon( \w+)?/.exec(message)?.[0];
