@@ -1,7 +1,7 @@
 // The bundled agent that bin/netmon runs (packages/agent/dist/bundle): what bundling could break. A plugin that
 // imports @netmon/core gets the running agent's own classes, and the V8 flags bin/netmon adds for a small
 // container reach the process (and give way to the user's NODE_OPTIONS).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -181,7 +181,9 @@ function memoryCgroupRoot(): { root: string; limitFile: string } | undefined {
   if (existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes')) {
     return { root: '/sys/fs/cgroup/memory', limitFile: 'memory.limit_in_bytes' };
   }
-  if (existsSync('/sys/fs/cgroup/cgroup.subtree_control')) {
+  // cgroup2 alone: a child has memory.max only where the root hands the memory controller down.
+  const subtree = '/sys/fs/cgroup/cgroup.subtree_control';
+  if (existsSync(subtree) && readFileSync(subtree, 'utf8').split(/\s+/).includes('memory')) {
     return { root: '/sys/fs/cgroup', limitFile: 'memory.max' };
   }
   return undefined;
