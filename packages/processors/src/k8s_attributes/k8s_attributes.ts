@@ -2,7 +2,13 @@
 // lookups (done once per batch by the extension's resolve) and a copy of precomputed dictionary codes:
 // each distinct pod, node or service in a batch has its attribute codes computed once, not per row. An
 // end whose pod the receiver named by UID (a local socket's cgroup) is that pod, whatever its address.
-import { type FlowBatch, FlowFlags, type Processor, type StringColumn } from '@netmon/core';
+import {
+  type FlowBatch,
+  FlowFlags,
+  INITIATOR_KNOWN_ATTRIBUTE,
+  type Processor,
+  type StringColumn,
+} from '@netmon/core';
 import type { Entity, K8sMetadata, MetadataStore } from '@netmon/extensions';
 import type { K8sAttributesConfig } from './config.js';
 
@@ -20,7 +26,6 @@ const END_FIELDS: [string, Field][] = [
 ];
 
 export const REPORTER = 'flow.reporter';
-export const INITIATOR_KNOWN = 'flow.initiator_known';
 
 /**
  * Writes a fixed set of string columns from the entity each row resolved to. Each column's values are
@@ -237,7 +242,7 @@ export class K8sAttributesProcessor implements Processor<FlowBatch> {
     const reporter = batch.ensureColumn(REPORTER, 'string');
     const initiator = reporter.code('initiator');
     const responder = reporter.code('responder');
-    const known = batch.ensureColumn(INITIATOR_KNOWN, 'bool').values;
+    const known = batch.ensureColumn(INITIATOR_KNOWN_ATTRIBUTE, 'bool').values;
     const flags = batch.flags;
     for (let i = 0; i < n; i++) {
       const initiatorKnown = (flags[i] & FlowFlags.InitiatorKnown) !== 0;
