@@ -237,15 +237,56 @@ describe('dns tracker: UDP lookups', () => {
     expect(got.map((r) => r.latencyMs)).toEqual([1004]);
     expect(t.counters).toMatchObject({ queries: 2, unanswered: 0, unmatched: 0 });
     expect(t.pendingQueries).toBe(0);
-    // Still waiting since the first sending: it times out query_timeout after that one.
+    // Latency counts from the first sending, but a retry waits query_timeout from itself (a resolver retries
+    // after 5 s, as long as query_timeout: timed from the first, the retry's answer would find nothing).
     feed(
       t,
-      4000,
+      7000,
       sent(2000, { id: 10, name: 'slower.example' }),
       sent(6000, { id: 10, name: 'slower.example' }),
     );
     expire(t, 2000 + 5000);
+    expect([t.pendingQueries, t.counters.unanswered]).toEqual([1, 0]);
+    const late = feed(t, 8000, received(7500, { id: 10, name: 'slower.example' }));
+    expect(late.map((r) => r.latencyMs)).toEqual([5500]);
+    expect(t.counters.skipped.get('unsolicited')).toBeUndefined();
+    feed(
+      t,
+      9000,
+      sent(8000, { id: 11, name: 'never.example' }),
+      sent(9000, { id: 11, name: 'never.example' }),
+    );
+    expire(t, 9000 + 5000);
     expect([t.pendingQueries, t.counters.unanswered]).toEqual([0, 1]);
+  });
+
+  it('a query whose source NAT rewrote on the way out (masqueraded) is found by its socket: its answer is its lookup, with latency', () => {
+    // The egress hook runs after POSTROUTING: the query's record shows the address and port it left with;
+    // the answer, de-NATed before the socket, shows the socket's own.
+    const t = new DnsTracker(TIMEOUT_NS);
+    t.tracingSince(kt(0));
+    const got = feed(
+      t,
+      11_000,
+      sent(10_000, { id: 77, name: SHOP.name }, { local: '10.244.0.1', localPort: 61234 }),
+      received(10_003, { ...SHOP, id: 77 }),
+      // Another socket (cgroup) with the same id is not it.
+      sent(10_100, { id: 78, name: 'other.example' }, { local: '10.244.0.1', localPort: 61235, cgroupId: 1 }),
+      received(10_103, { id: 78, name: 'other.example' }, { cgroupId: 2 }),
+    );
+    expect(got.map((r) => [r.question, r.latencyMs])).toEqual([[SHOP.name, 3]]);
+    expect(counts(t.counters.skipped)).toEqual({ unsolicited: 1 });
+    expect(t.pendingQueries).toBe(1);
+  });
+
+  it("a read that did not reach the ring's end expires queries by the newest record read, not the clock", () => {
+    const t = new DnsTracker(TIMEOUT_NS);
+    t.tracingSince(kt(0));
+    feed(t, 20_000, sent(10_000, { id: 5, name: SHOP.name }));
+    // The reader is 12 s behind: its answer may be in the part of the ring not read yet.
+    expire(t, 22_000, false);
+    expect([t.pendingQueries, t.counters.unanswered]).toEqual([1, 0]);
+    expect(feed(t, 22_500, received(10_010, { ...SHOP, id: 5 })).map((r) => r.latencyMs)).toEqual([10]);
   });
 
   it('a second answer to one query (musl asks every nameserver with one id; a duplicated packet) is no second lookup: skipped as duplicate', () => {

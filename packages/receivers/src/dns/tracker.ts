@@ -52,8 +52,12 @@ export interface TrackerCounters {
 }
 
 interface Pending {
-  /** CLOCK_MONOTONIC ns of the query. */
+  /** CLOCK_MONOTONIC ns of the query's first sending: the client has waited since. */
   at: number;
+  /** CLOCK_MONOTONIC ns of its last sending (a retry): it waits query_timeout from there. */
+  last: number;
+  /** Its key by socket (`socketKey`), to find it from an answer whose addresses NAT changed. */
+  socket: string;
 }
 
 /** A segment past a hole: a copy of its record (header and captured bytes). */
@@ -121,6 +125,13 @@ export class DnsTracker {
   private readonly message = new DnsMessage();
   /** Insertion order is age order: expiry walks from the front. */
   private readonly pending = new Map<string, Pending>();
+  /**
+   * Waiting queries by socket: cgroup, message id and transport (`socketKey`) → their key. The egress hook
+   * runs after netfilter's POSTROUTING, so a query masqueraded on its way out (a hostNetwork pod's query to
+   * the cluster DNS Service, source rewritten by kube-proxy's masquerade rule) is recorded with the address
+   * and port it left with, while its answer, de-NATed before it reaches the socket, shows the socket's own.
+   */
+  private readonly pendingBySocket = new Map<string, string>();
   /**
    * Queries answered within query_timeout, by key, with the time of their answer: a later answer to one is
    * no new lookup (musl sends a query to every nameserver with one id from one socket; packets get
@@ -205,9 +216,11 @@ export class DnsTracker {
    */
   expire(batch: DnsBatch, clock: TrackerClock, drained = true): void {
     const monoNs = clock.monoNs;
+    // A ring not read to its end may still hold answers sent before now: judge by the newest record read.
+    const waitedNs = drained ? monoNs : this.lastKtime;
     for (const [key, p] of this.pending) {
-      if (monoNs - p.at < this.queryTimeoutNs) break;
-      this.pending.delete(key);
+      if (waitedNs - p.last < this.queryTimeoutNs) break;
+      this.forget(key, p);
       this.counters.unanswered++;
     }
     for (const [key, at] of this.answered) {
@@ -543,25 +556,40 @@ export class DnsTracker {
       // A new query with this key: its answer is a lookup again.
       this.answered.delete(key);
       // Sent again while waiting (a retry, or the same query to the next nameserver): the client has been
-      // waiting since the first one.
-      if (this.pending.has(key)) return;
+      // waiting since the first one, and the query waits query_timeout from the last (moved to the end, so
+      // the map stays in expiry order).
+      const waiting = this.pending.get(key);
+      if (waiting) {
+        this.pending.delete(key);
+        waiting.last = ktime;
+        this.pending.set(key, waiting);
+        return;
+      }
       if (this.pending.size >= MAX_PENDING) {
-        const oldest = this.pending.keys().next().value;
-        if (oldest !== undefined) this.pending.delete(oldest);
+        const [oldest, p] = this.pending.entries().next().value ?? [];
+        if (oldest !== undefined && p !== undefined) this.forget(oldest, p);
         this.counters.unanswered++;
       }
-      this.pending.set(key, { at: ktime });
+      const socket = socketKey(this.hdrView, o, m.id);
+      this.pending.set(key, { at: ktime, last: ktime, socket });
+      this.pendingBySocket.set(socket, key);
       return;
     }
     this.counters.answers++;
+    // The query by its addresses, else by its socket (its addresses NATed on the way out).
+    let queryKeyFound: string | undefined = key;
+    let query = this.pending.get(key);
+    if (!query) {
+      queryKeyFound = this.pendingBySocket.get(socketKey(this.hdrView, o, m.id));
+      query = queryKeyFound === undefined ? undefined : this.pending.get(queryKeyFound);
+    }
     if (m.truncated) {
       // Its client asks again over TCP, where the whole answer comes: that one is the lookup.
-      this.pending.delete(key);
+      if (query && queryKeyFound !== undefined) this.forget(queryKeyFound, query);
       this.skip('truncated');
       return;
     }
-    const query = this.pending.get(key);
-    if (query) this.pending.delete(key);
+    if (query && queryKeyFound !== undefined) this.forget(queryKeyFound, query);
     else if (this.answered.has(key)) {
       this.skip('duplicate');
       return;
@@ -578,6 +606,12 @@ export class DnsTracker {
     }
     this.answered.set(key, ktime);
     this.lookup(m, ktime, query);
+  }
+
+  /** Drops a waiting query from both indexes. */
+  private forget(key: string, p: Pending): void {
+    this.pending.delete(key);
+    if (this.pendingBySocket.get(p.socket) === key) this.pendingBySocket.delete(p.socket);
   }
 
   private lookup(m: DnsMessage, ktime: number, query: Pending | undefined): void {
@@ -647,6 +681,21 @@ function queryKey(records: Uint8Array, o: number, id: number): string {
 
 /** Scratch for a key's UTF-16 units. */
 const KEY = new Uint16Array(11);
+
+/**
+ * A query and its answer also share the socket: its cgroup, the message id and the transport. Addresses
+ * left out, this finds a query whose source NAT rewrote (the query's record shows the address it left with,
+ * the answer's the socket's own).
+ */
+function socketKey(view: DataView, o: number, id: number): string {
+  const c = SOCKET_KEY;
+  for (let i = 0; i < 4; i++) c[i] = view.getUint16(o + DNS_EVENT.cgroup + 2 * i, true);
+  c[4] = id;
+  c[5] = view.getUint8(o + DNS_EVENT.protocol);
+  return String.fromCharCode(c[0], c[1], c[2], c[3], c[4], c[5]);
+}
+
+const SOCKET_KEY = new Uint16Array(6);
 
 /** One direction of one TCP connection: its direction, both addresses and both ports, two bytes a unit. */
 function streamKey(records: Uint8Array, o: number): string {
