@@ -94,10 +94,14 @@ describe.runIf(privileged())('dns receiver on a real cgroup', () => {
     }
   });
 
-  async function receiverOn(cgroup: string, cache?: ReturnType<typeof createDnsCache>) {
+  async function receiverOn(
+    cgroup: string,
+    cache?: ReturnType<typeof createDnsCache>,
+    extra: Record<string, unknown> = {},
+  ) {
     const sink = new CollectingSink<DnsBatch>();
     const settings = testSettings('receiver', 'dns/test', { signals: ['dns'] });
-    const config = dnsReceiverFactory.config.parse({ cgroup_path: cgroup, read_interval: '1h' });
+    const config = dnsReceiverFactory.config.parse({ cgroup_path: cgroup, read_interval: '1h', ...extra });
     const receiver = new DnsReceiver(settings, config, sink, cache);
     receiver.start();
     return {
@@ -185,6 +189,36 @@ describe.runIf(privileged())('dns receiver on a real cgroup', () => {
     expect(got[0]).toMatchObject({ question: 'www.shop.test', serverIp: '10.200.0.53', clientIp: net.ipB });
     expect(got[0].latencyMs).toBeGreaterThan(0);
     expect(r.receiver.counters).toMatchObject({ lookups: 1, unmatched: 0 });
+  });
+
+  it('pairs a query whose source NAT rewrote on its way out (a masquerade) with its answer by the socket: a lookup with latency, not an unsolicited answer', async () => {
+    const monitored = cg.child('masqueraded');
+    // The egress hook runs after POSTROUTING: the query leaves as 10.200.0.9:40000-40100, the answer is
+    // de-NATed to the socket's own address and port before the ingress hook sees it.
+    await net.exec(net.b, 'ip', ['addr', 'add', '10.200.0.9/32', 'dev', 'lo']);
+    await net.exec(net.a, 'ip', ['route', 'add', '10.200.0.9/32', 'via', net.ipB]);
+    await net.exec(net.b, 'nft', [
+      'add table ip netmon_dns_snat; add chain ip netmon_dns_snat post { type nat hook postrouting priority 100; }; ' +
+        `add rule ip netmon_dns_snat post ip daddr ${net.ipA} udp dport 53 snat to 10.200.0.9:40000-40100`,
+    ]);
+    // Past its first query_timeout an answer to no query seen is skipped as unsolicited.
+    const r = await receiverOn(monitored, undefined, { query_timeout: '200ms' });
+    let got: DnsLookupInit[];
+    let d: Dig;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      d = await digIn(monitored, [`@${net.ipA}`, 'www.shop.test', 'A']);
+    } finally {
+      got = await r.stop();
+      await net.exec(net.b, 'nft', ['delete table ip netmon_dns_snat']);
+      await net.exec(net.a, 'ip', ['route', 'del', '10.200.0.9/32']);
+      await net.exec(net.b, 'ip', ['addr', 'del', '10.200.0.9/32', 'dev', 'lo']);
+    }
+    expect(d.answers).toEqual([{ name: 'www.shop.test', ttl: 120, type: 'A', value: net.ipA }]);
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatchObject({ question: 'www.shop.test', serverIp: net.ipA, clientIp: net.ipB });
+    expect(got[0].latencyMs).toBeGreaterThan(0);
+    expect(r.receiver.counters).toMatchObject({ lookups: 1, unmatched: 0, skipped: {} });
   });
 
   it('teaches the dns_cache extension the names, per client, and the cache forgets them when the TTL runs out', async () => {
