@@ -45,6 +45,16 @@ const CHART_ENV = {
 const COMMANDS = buildProgram().commands;
 const normalize = (args: string[]) => normalizeArgs(args, COMMANDS).args;
 
+/** Every zxporter-netmon flag once, as its container args would give them. */
+const EVERY_FLAG = [
+  '-collector-mode=conntrack',
+  '-read-interval=10s',
+  '-cleanup-interval=2m',
+  '-metrics-bind-address=:8081',
+  '-standalone',
+  '-metrics-kubeconfig=packages/agent/src/zxporter/testdata/kubeconfig',
+];
+
 describe('normalizeArgs', () => {
   it.each(['run', 'validate'])(
     "%s: Go's single-dash long flags are read as commander's double-dash ones",
@@ -214,20 +224,11 @@ describe('--print-config: the pipeline each zxporter-netmon command line and env
   });
 
   it('every flag at once, DAKR_URL unset: local only', async () => {
-    const out = await expectGolden(
-      'all-flags',
-      [
-        'run',
-        '-collector-mode=conntrack',
-        '-read-interval=10s',
-        '-cleanup-interval=2m',
-        '-metrics-bind-address=:8081',
-        '-standalone',
-        '-metrics-kubeconfig=packages/agent/src/zxporter/testdata/kubeconfig',
-        '--print-config',
-      ],
-      { NODE_NAME: 'node-1', FLUSH_INTERVAL: '30s', CLUSTER_ID: 'c-42' },
-    );
+    const out = await expectGolden('all-flags', ['run', ...EVERY_FLAG, '--print-config'], {
+      NODE_NAME: 'node-1',
+      FLUSH_INTERVAL: '30s',
+      CLUSTER_ID: 'c-42',
+    });
     expect(out).toMatch(/^ {4}endpoint: ""$/m);
     expect(out).toMatch(/^ {4}flush_interval: 30s$/m);
     expect(out).toMatch(/^ {4}standalone: true$/m);
@@ -319,17 +320,7 @@ describe('validate checks what run would run with the same flags, files and envi
         file,
         'exporters:\n  prometheus: {endpoint: "127.0.0.1:9464"}\nservice:\n  pipelines:\n    flows:\n      exporters: [devzero, prometheus]\n',
       );
-      const r = await netmon([
-        'validate',
-        '-collector-mode=conntrack',
-        '-read-interval=10s',
-        '-cleanup-interval=2m',
-        '-metrics-bind-address=:8081',
-        '-standalone',
-        '-metrics-kubeconfig=packages/agent/src/zxporter/testdata/kubeconfig',
-        '-c',
-        file,
-      ]);
+      const r = await netmon(['validate', ...EVERY_FLAG, '-c', file]);
       expect(r).toEqual({
         code: 0,
         stdout: [
